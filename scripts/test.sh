@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The README's test command: installs what the tests need when it is missing, then runs them.
+#   bash scripts/test.sh [pytest args...]
+# Steps: .venv at the repo root (created if absent) with geodeform[dev]; the system services the tests use
+# (scripts/services.d/*.sh: each installs and starts one service, idempotently); then pytest.
+set -euo pipefail
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+PY="${PYTHON:-python3}"
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/python -m pip install --quiet --upgrade "pip>=23.2"
+.venv/bin/python -m pip install --quiet -e ".[dev]"
+
+export GEODEFORM_TEST_ENV="$ROOT/.test-env"
+mkdir -p "$GEODEFORM_TEST_ENV"
+: > "$GEODEFORM_TEST_ENV/services.env"
+for svc in scripts/services.d/*.sh; do
+  [ -e "$svc" ] || continue
+  echo "[test] service: $svc"
+  bash "$svc" "$GEODEFORM_TEST_ENV"
+done
+set -a
+# shellcheck disable=SC1091
+. "$GEODEFORM_TEST_ENV/services.env"
+set +a
+
+.venv/bin/python -m ruff check src tests benchmarks
+.venv/bin/python -m pytest "$@"

@@ -1,0 +1,533 @@
+"""Numba kernels of the chip matchers: masked ZNCC search and inverse-compositional sub-pixel refinement.
+
+All kernels work on one strip of the image at a time (float32 arrays, ``valid`` uint8 masks) and on a list
+of nodes given by their chip origin. Displacements are (row, col) = (dy, dx) in pixels: a feature at p in
+the reference appears at p + d in the secondary.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba as nb
+import numpy as np
+
+# reassociation lets LLVM vectorise the reductions; NaN/inf semantics are kept (no nnan/ninf)
+FAST = {"reassoc", "contract", "arcp", "nsz"}
+
+# Ratio of measured to first-order predicted errors on noisy Landsat texture (10-30 dB): the B-spline model
+# smooths the noise, which the white-noise formula does not see.
+SIGMA_CALIBRATION = 2.2
+
+# Reason codes carried by every node (0 = valid).
+OK = 0
+MASKED = 1
+TEXTURELESS = 2
+SEARCH_EDGE = 3
+LOW_CORRELATION = 4
+NOT_CONVERGED = 5
+OUTSIDE = 6
+
+
+@nb.njit(cache=True, nogil=True, fastmath=FAST)
+def _zncc_at(ref, rvalid, sec, svalid, r0, c0, h, w, sr, sc, min_count):
+    """Masked ZNCC of ref[r0:r0+h, c0:c0+w] against sec[sr:sr+h, sc:sc+w]; -2 if undefined."""
+    n = 0
+    sa = 0.0
+    sb = 0.0
+    saa = 0.0
+    sbb = 0.0
+    sab = 0.0
+    for i in range(h):
+        for j in range(w):
+            if rvalid[r0 + i, c0 + j] and svalid[sr + i, sc + j]:
+                a = ref[r0 + i, c0 + j]
+                b = sec[sr + i, sc + j]
+                n += 1
+                sa += a
+                sb += b
+                saa += a * a
+                sbb += b * b
+                sab += a * b
+    if n < min_count:
+        return -2.0
+    va = saa - sa * sa / n
+    vb = sbb - sb * sb / n
+    if va <= 1e-12 * (saa + 1e-30) or vb <= 1e-12 * (sbb + 1e-30):
+        return -2.0
+    return (sab - sa * sb / n) / math.sqrt(va * vb)
+
+
+@nb.njit(cache=True, nogil=True, fastmath=FAST)
+def _zncc_full_at(ref, sec, r0, c0, h, w, sr, sc, ra_sum, ra_var):
+    """ZNCC with every pixel valid, the reference statistics precomputed (fast path)."""
+    # float32 sums within a row (vectorised; inputs are normalised to O(1)), float64 across rows
+    sb = 0.0
+    sbb = 0.0
+    sab = 0.0
+    for i in range(h):
+        rb = np.float32(0.0)
+        rbb = np.float32(0.0)
+        rab = np.float32(0.0)
+        for j in range(w):
+            a = ref[r0 + i, c0 + j]
+            b = sec[sr + i, sc + j]
+            rb += b
+            rbb += b * b
+            rab += a * b
+        sb += rb
+        sbb += rbb
+        sab += rab
+    n = h * w
+    vb = sbb - sb * sb / n
+    if vb <= 1e-12 * (sbb + 1e-30):
+        return -2.0
+    return (sab - ra_sum * sb / n) / math.sqrt(ra_var * vb)
+
+
+@nb.njit(cache=True, nogil=True)
+def _window_all_valid(valid, r0, c0, h, w):
+    if r0 < 0 or c0 < 0 or r0 + h > valid.shape[0] or c0 + w > valid.shape[1]:
+        return False
+    for i in range(h):
+        for j in range(w):
+            if not valid[r0 + i, c0 + j]:
+                return False
+    return True
+
+
+@nb.njit(cache=True, nogil=True)
+def zncc_search_node(ref, rvalid, sec, svalid, r0, c0, h, w, cr, cc, rad_r, rad_c, min_count):
+    """Exhaustive integer ZNCC search of one chip around displacement (cr, cc), radius (rad_r, rad_c).
+
+    Returns (best_dr, best_dc, best_score, on_edge, n_evaluated). ``on_edge`` is True when the maximum
+    lies on the border of the searched window (the true peak may be outside it).
+    """
+    H, W = sec.shape
+    ref_full = _window_all_valid(rvalid, r0, c0, h, w)
+    ra_sum = 0.0
+    ra_var = 0.0
+    if ref_full:
+        saa = 0.0
+        for i in range(h):
+            for j in range(w):
+                a = ref[r0 + i, c0 + j]
+                ra_sum += a
+                saa += a * a
+        ra_var = saa - ra_sum * ra_sum / (h * w)
+        if ra_var <= 1e-12 * (saa + 1e-30):
+            return 0, 0, -2.0, False, 0
+    sec_full = ref_full and _window_all_valid(
+        svalid, r0 + cr - rad_r, c0 + cc - rad_c, h + 2 * rad_r, w + 2 * rad_c
+    )
+    best = -3.0
+    bdr = 0
+    bdc = 0
+    count = 0
+    for dr in range(cr - rad_r, cr + rad_r + 1):
+        sr = r0 + dr
+        if sr < 0 or sr + h > H:
+            continue
+        for dc in range(cc - rad_c, cc + rad_c + 1):
+            sc = c0 + dc
+            if sc < 0 or sc + w > W:
+                continue
+            if sec_full:
+                v = _zncc_full_at(ref, sec, r0, c0, h, w, sr, sc, ra_sum, ra_var)
+            else:
+                v = _zncc_at(ref, rvalid, sec, svalid, r0, c0, h, w, sr, sc, min_count)
+            count += 1
+            if v > best:
+                best = v
+                bdr = dr
+                bdc = dc
+    edge = False
+    if best > -2.0:
+        edge = (rad_r > 0 and (bdr == cr - rad_r or bdr == cr + rad_r)) or (
+            rad_c > 0 and (bdc == cc - rad_c or bdc == cc + rad_c)
+        )
+    return bdr, bdc, best, edge, count
+
+
+@nb.njit(cache=True, nogil=True)
+def _bspline3_weights(t, out):
+    """Cubic B-spline weights for fraction t in [0, 1) at offsets -1, 0, 1, 2."""
+    t2 = t * t
+    t3 = t2 * t
+    u = 1.0 - t
+    out[0] = u * u * u / 6.0
+    out[1] = (3.0 * t3 - 6.0 * t2 + 4.0) / 6.0
+    out[2] = (-3.0 * t3 + 3.0 * t2 + 3.0 * t + 1.0) / 6.0
+    out[3] = t3 / 6.0
+
+
+NOUT = 15
+
+
+@nb.njit(cache=True, nogil=True, fastmath=FAST)
+def _interp_row(coef, row0, wr, wc, bc, w, buf, out):
+    """B-spline values at one chip row: rows row0..row0+3 weighted by wr, columns bc.. by wc."""
+    c0_ = coef[row0, bc : bc + w + 3]
+    c1_ = coef[row0 + 1, bc : bc + w + 3]
+    c2_ = coef[row0 + 2, bc : bc + w + 3]
+    c3_ = coef[row0 + 3, bc : bc + w + 3]
+    w0, w1, w2, w3 = wr[0], wr[1], wr[2], wr[3]
+    for j in range(w + 3):
+        buf[j] = w0 * c0_[j] + w1 * c1_[j] + w2 * c2_[j] + w3 * c3_[j]
+    v0, v1, v2, v3 = wc[0], wc[1], wc[2], wc[3]
+    for j in range(w):
+        out[j] = v0 * buf[j] + v1 * buf[j + 1] + v2 * buf[j + 2] + v3 * buf[j + 3]
+
+
+@nb.njit(cache=True, nogil=True, fastmath=FAST)
+def lk_refine_node(
+    ref, gyi, gxi, rvalid, coef, svalid, r0, c0, h, w, d_r, d_c, max_iter, tol, max_move, weight, out
+):
+    """Inverse-compositional Gauss-Newton refinement of a translation, invariant to gain and offset.
+
+    ``coef`` holds cubic B-spline coefficients of the secondary strip (exact interpolation) and
+    ``gyi``/``gxi`` the derivatives of the reference's B-spline interpolant, so the Gauss-Newton step has
+    the right gain at every frequency. ``weight`` (h, w) weights every sum. Writes into ``out`` (NOUT):
+    [dr, dc, zncc, reason, lambda_min/n, Mr_00, Mr_01, Mr_11, Mc_00, Mc_01, Mc_11, Hinv00, Hinv01, Hinv11,
+    sigma] where M_r = sum(w g g^T (row - centre)), M_c likewise with columns (they let the caller remove
+    the first-order bias of a translation inside a strained chip), and sigma is the predicted 1-sigma
+    vector error (px) from the residual variance and H^-1.
+    """
+    Hh, Ww = coef.shape
+    for k in range(NOUT):
+        out[k] = np.nan
+    cr_ = (h - 1) / 2.0
+    cc_ = (w - 1) / 2.0
+    swt = 0.0
+    s_r = 0.0
+    s_rr = 0.0
+    a00 = 0.0
+    a01 = 0.0
+    a11 = 0.0
+    s_gy = 0.0
+    s_gx = 0.0
+    s_gyr = 0.0
+    s_gxr = 0.0
+    mr00 = 0.0
+    mr01 = 0.0
+    mr11 = 0.0
+    mc00 = 0.0
+    mc01 = 0.0
+    mc11 = 0.0
+    nvalid = 0
+    for i in range(h):
+        vrow = rvalid[r0 + i, c0 : c0 + w]
+        for j in range(w):
+            nvalid += vrow[j]
+    all_valid = nvalid == h * w
+    for i in range(h):
+        yi = i - cr_
+        rr = r0 + i
+        rrow = ref[rr, c0 : c0 + w]
+        gyrow = gyi[rr, c0 : c0 + w]
+        gxrow = gxi[rr, c0 : c0 + w]
+        vrow = rvalid[rr, c0 : c0 + w]
+        wrow = weight[i]
+        for j in range(w):
+            m = wrow[j] * vrow[j]  # branch-free masking keeps the loop vectorised
+            r = rrow[j]
+            gy = gyrow[j]
+            gx = gxrow[j]
+            xj = j - cc_
+            swt += m
+            s_r += m * r
+            s_rr += m * r * r
+            gyy = m * gy * gy
+            gyx = m * gy * gx
+            gxx = m * gx * gx
+            a00 += gyy
+            a01 += gyx
+            a11 += gxx
+            s_gy += m * gy
+            s_gx += m * gx
+            s_gyr += m * gy * r
+            s_gxr += m * gx * r
+            mr00 += gyy * yi
+            mr01 += gyx * yi
+            mr11 += gxx * yi
+            mc00 += gyy * xj
+            mc01 += gyx * xj
+            mc11 += gxx * xj
+    if swt <= 0.0:
+        out[3] = MASKED
+        return
+    mr = s_r / swt
+    vr = s_rr / swt - mr * mr
+    det = a00 * a11 - a01 * a01
+    tr = a00 + a11
+    lmin = 0.5 * (tr - math.sqrt(max(tr * tr - 4.0 * det, 0.0)))
+    out[4] = lmin / swt
+    if det <= 1e-12 * tr * tr or vr <= 0.0 or lmin <= 0.0:
+        out[3] = TEXTURELESS
+        return
+    i00 = a11 / det
+    i01 = -a01 / det
+    i11 = a00 / det
+    mm = int(math.ceil(max_move)) + 2
+    fast = all_valid and _window_all_valid(
+        svalid, r0 + int(math.floor(d_r)) - mm, c0 + int(math.floor(d_c)) - mm, h + 2 * mm + 1, w + 2 * mm + 1
+    )
+    wr = np.empty(4)
+    wc = np.empty(4)
+    buf = np.empty(w + 3)
+    srow = np.empty(w)
+    dr = float(d_r)
+    dc = float(d_c)
+    zn = np.nan
+    sig2 = np.nan
+    reason = NOT_CONVERGED
+    step2 = np.inf
+    for _it in range(max_iter):
+        ir = math.floor(dr)
+        ic = math.floor(dc)
+        _bspline3_weights(dr - ir, wr)
+        _bspline3_weights(dc - ic, wc)
+        br = r0 + ir - 1
+        bc = c0 + ic - 1
+        if br < 0 or bc < 0 or br + h + 3 > Hh or bc + w + 3 > Ww:
+            reason = OUTSIDE
+            step2 = np.inf
+            break
+        sw = 0.0
+        ss = 0.0
+        sss = 0.0
+        sgys = 0.0
+        sgxs = 0.0
+        srs = 0.0
+        # the sums over the reference restricted to the pixels valid in both images
+        q_r = 0.0
+        q_rr = 0.0
+        q_gy = 0.0
+        q_gx = 0.0
+        q_gyr = 0.0
+        q_gxr = 0.0
+        if fast:
+            for i in range(h):
+                _interp_row(coef, br + i, wr, wc, bc, w, buf, srow)
+                rr = r0 + i
+                rrow = ref[rr, c0 : c0 + w]
+                gyrow = gyi[rr, c0 : c0 + w]
+                gxrow = gxi[rr, c0 : c0 + w]
+                wrow = weight[i]
+                for j in range(w):
+                    s = srow[j]
+                    ms_ = wrow[j] * s
+                    ss += ms_
+                    sss += ms_ * s
+                    sgys += ms_ * gyrow[j]
+                    sgxs += ms_ * gxrow[j]
+                    srs += ms_ * rrow[j]
+        else:
+            for i in range(h):
+                _interp_row(coef, br + i, wr, wc, bc, w, buf, srow)
+                rr = r0 + i
+                for j in range(w):
+                    cc = c0 + j
+                    if not (
+                        rvalid[rr, cc] and svalid[br + i + 1, bc + j + 1] and svalid[br + i + 2, bc + j + 2]
+                    ):
+                        continue
+                    m = weight[i, j]
+                    s = srow[j]
+                    r = ref[rr, cc]
+                    gy = gyi[rr, cc]
+                    gx = gxi[rr, cc]
+                    ms_ = m * s
+                    sw += m
+                    ss += ms_
+                    sss += ms_ * s
+                    sgys += ms_ * gy
+                    sgxs += ms_ * gx
+                    srs += ms_ * r
+                    q_r += m * r
+                    q_rr += m * r * r
+                    q_gy += m * gy
+                    q_gx += m * gx
+                    q_gyr += m * gy * r
+                    q_gxr += m * gx * r
+        if fast:
+            sw = swt
+            q_r, q_rr, q_gy, q_gx, q_gyr, q_gxr = s_r, s_rr, s_gy, s_gx, s_gyr, s_gxr
+        if sw < 0.5 * swt:
+            reason = MASKED
+            step2 = np.inf
+            break
+        mq = q_r / sw
+        vq = q_rr / sw - mq * mq
+        ms = ss / sw
+        vs = sss / sw - ms * ms
+        if vs <= 0.0 or vq <= 0.0:
+            reason = TEXTURELESS
+            step2 = np.inf
+            break
+        gain = math.sqrt(vq / vs)
+        # b = sum m g ((R - mq) - gain (S - ms))
+        by = (q_gyr - mq * q_gy) - gain * (sgys - ms * q_gy)
+        bx = (q_gxr - mq * q_gx) - gain * (sgxs - ms * q_gx)
+        cov = srs / sw - mq * ms
+        zn = cov / math.sqrt(vq * vs)
+        sig2 = max(2.0 * vq * (1.0 - zn), 0.0)  # residual variance per pixel
+        # delta = -H^-1 sum g (ref - S);  d <- d - delta
+        ddr = -(i00 * by + i01 * bx)
+        ddc = -(i01 * by + i11 * bx)
+        dr -= ddr
+        dc -= ddc
+        if abs(dr - d_r) > max_move or abs(dc - d_c) > max_move:
+            step2 = np.inf
+            break
+        step2 = ddr * ddr + ddc * ddc
+        if step2 < tol * tol:
+            reason = OK
+            break
+    if reason == NOT_CONVERGED and step2 < 4e-4:
+        reason = OK  # slow final convergence, last update below 0.02 px
+    out[0] = dr
+    out[1] = dc
+    out[2] = zn
+    out[3] = reason
+    out[5] = mr00
+    out[6] = mr01
+    out[7] = mr11
+    out[8] = mc00
+    out[9] = mc01
+    out[10] = mc11
+    out[11] = i00
+    out[12] = i01
+    out[13] = i11
+    out[14] = SIGMA_CALIBRATION * math.sqrt(sig2 * (i00 + i11))
+
+
+@nb.njit(cache=True, nogil=True)
+def _score(ref, rvalid, sec, svalid, r0, c0, h, w, sr, sc, min_count):
+    if sr < 0 or sc < 0 or sr + h > sec.shape[0] or sc + w > sec.shape[1]:
+        return -2.0
+    return _zncc_at(ref, rvalid, sec, svalid, r0, c0, h, w, sr, sc, min_count)
+
+
+@nb.njit(cache=True, parallel=True)
+def search_nodes(ref, rvalid, sec, svalid, r0, c0, h, w, cen_r, cen_c, rad_r, rad_c, min_frac, todo, frac):
+    """Integer ZNCC search for many nodes in parallel; see :func:`zncc_search_node`.
+
+    Returns arrays (dr, dc, score, edge, fr, fc); with ``frac`` the sub-pixel vertex (fr, fc) of a
+    separable parabola through the peak and its 4 neighbours is added (else zeros). Nodes with
+    ``todo == 0`` are skipped (score -2).
+    """
+    n = r0.size
+    out_r = np.zeros(n, np.int64)
+    out_c = np.zeros(n, np.int64)
+    score = np.full(n, -2.0)
+    edge = np.zeros(n, np.bool_)
+    fr = np.zeros(n)
+    fc = np.zeros(n)
+    min_count = max(4, int(min_frac * h * w))
+    for k in nb.prange(n):
+        if not todo[k]:
+            continue
+        if r0[k] < 0 or c0[k] < 0 or r0[k] + h > ref.shape[0] or c0[k] + w > ref.shape[1]:
+            continue
+        br, bc, s, e, _cnt = zncc_search_node(
+            ref, rvalid, sec, svalid, r0[k], c0[k], h, w, cen_r[k], cen_c[k], rad_r[k], rad_c[k], min_count
+        )
+        out_r[k] = br
+        out_c[k] = bc
+        score[k] = s
+        edge[k] = e
+        if frac and s > -2.0:
+            up = _score(ref, rvalid, sec, svalid, r0[k], c0[k], h, w, r0[k] + br - 1, c0[k] + bc, min_count)
+            dn = _score(ref, rvalid, sec, svalid, r0[k], c0[k], h, w, r0[k] + br + 1, c0[k] + bc, min_count)
+            lf = _score(ref, rvalid, sec, svalid, r0[k], c0[k], h, w, r0[k] + br, c0[k] + bc - 1, min_count)
+            rt = _score(ref, rvalid, sec, svalid, r0[k], c0[k], h, w, r0[k] + br, c0[k] + bc + 1, min_count)
+            if up > -2.0 and dn > -2.0:
+                den = up - 2.0 * s + dn
+                if den < 0.0:
+                    fr[k] = min(0.5, max(-0.5, 0.5 * (up - dn) / den))
+            if lf > -2.0 and rt > -2.0:
+                den = lf - 2.0 * s + rt
+                if den < 0.0:
+                    fc[k] = min(0.5, max(-0.5, 0.5 * (lf - rt) / den))
+    return out_r, out_c, score, edge, fr, fc
+
+
+@nb.njit(cache=True, parallel=True, fastmath=FAST)
+def chip_stats(img, valid, r0, c0, h, w):
+    """Valid fraction and standard deviation of the valid pixels of every chip."""
+    n = r0.size
+    frac = np.zeros(n)
+    std = np.zeros(n)
+    for k in nb.prange(n):
+        cnt = 0
+        s1 = 0.0
+        s2 = 0.0
+        for i in range(h):
+            for j in range(w):
+                if valid[r0[k] + i, c0[k] + j]:
+                    v = img[r0[k] + i, c0[k] + j]
+                    cnt += 1
+                    s1 += v
+                    s2 += v * v
+        frac[k] = cnt / (h * w)
+        if cnt > 1:
+            std[k] = math.sqrt(max(s2 / cnt - (s1 / cnt) ** 2, 0.0))
+    return frac, std
+
+
+@nb.njit(cache=True, parallel=True)
+def pyramid_down(img, valid):
+    """2× block average of the valid pixels; a coarse pixel is valid when ≥ 3 of its 4 are."""
+    h2 = img.shape[0] // 2
+    w2 = img.shape[1] // 2
+    out = np.zeros((h2, w2), np.float32)
+    ov = np.zeros((h2, w2), np.bool_)
+    for i in nb.prange(h2):
+        for j in range(w2):
+            s = 0.0
+            c = 0
+            for a in range(2):
+                for b in range(2):
+                    if valid[2 * i + a, 2 * j + b]:
+                        s += img[2 * i + a, 2 * j + b]
+                        c += 1
+            if c >= 3:
+                out[i, j] = s / c
+                ov[i, j] = True
+    return out, ov
+
+
+@nb.njit(cache=True, parallel=True)
+def lk_nodes(
+    ref, gy, gx, rvalid, coef, svalid, r0, c0, h, w, d_r, d_c, max_iter, tol, max_move, weight, todo
+):
+    """Sub-pixel refinement of many nodes in parallel; see :func:`lk_refine_node`. Returns (n, NOUT)."""
+    n = r0.size
+    res = np.full((n, NOUT), np.nan)
+    for k in nb.prange(n):
+        if not todo[k]:
+            continue
+        if r0[k] < 1 or c0[k] < 1 or r0[k] + h + 1 > ref.shape[0] or c0[k] + w + 1 > ref.shape[1]:
+            res[k, 3] = OUTSIDE
+            continue
+        lk_refine_node(
+            ref,
+            gy,
+            gx,
+            rvalid,
+            coef,
+            svalid,
+            r0[k],
+            c0[k],
+            h,
+            w,
+            d_r[k],
+            d_c[k],
+            max_iter,
+            tol,
+            max_move,
+            weight,
+            res[k],
+        )
+    return res

@@ -1,0 +1,608 @@
+"""The :func:`match` driver: validates inputs, walks the image in strips, calls a matcher, post-processes."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import warnings
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numba
+import numpy as np
+import numpy.typing as npt
+
+from geodeform.errors import InvalidInputError
+from geodeform.offsets import _kernels as K
+from geodeform.offsets import _post
+from geodeform.offsets._common import check_image, node_grid, pair_of_ints, valid_pixels
+from geodeform.offsets._types import OffsetField, Reason
+from geodeform.offsets.ncc import NccOptions, PreparedStrip, StripResult, image_stats, ncc_strip
+from geodeform.offsets.prefilters import PREFILTERS, apply_prefilter, prefilter_margin
+
+__all__ = ["METHODS", "match"]
+
+log = logging.getLogger(__name__)
+
+METHODS: tuple[str, ...] = ("ncc", "phase", "flow")
+
+ProgressCallback = Callable[[int, int], None]
+
+
+def match(
+    reference: npt.ArrayLike,
+    secondary: npt.ArrayLike,
+    *,
+    method: str = "ncc",
+    chip_size: int | tuple[int, int] = 32,
+    step: int | tuple[int, int] = 16,
+    search_range: int | npt.ArrayLike = 16,
+    mask: npt.ArrayLike | None = None,
+    secondary_mask: npt.ArrayLike | None = None,
+    nodata: float | None = None,
+    fill_values: tuple[float, ...] | None = None,
+    saturation: float | str | None = "auto",
+    prefilter: str | None = None,
+    threads: int | None = None,
+    strip_rows: int = 1024,
+    progress: ProgressCallback | None = None,
+    **options: Any,
+) -> OffsetField:
+    """Measure the offsets of ``reference`` chips in ``secondary`` on a regular grid.
+
+    Parameters
+    ----------
+    reference, secondary : 2-D arrays of the same shape
+        Images on the same pixel grid (any integer or float dtype; uint16 Sentinel-2 is fine).
+    method : {"ncc", "phase", "flow"}
+        Matcher, see the module documentation.
+    chip_size : int or (int, int)
+        Chip (template) size in pixels, rows × cols. ≥ 4.
+    step : int or (int, int)
+        Node spacing in pixels. ≥ 1. Chip k spans rows ``[k*step, k*step + chip)``; nodes are chip centres.
+    search_range : int, float, or array of shape (nr, nc)
+        Half-width (px) of the search window around zero offset, per node if an array (see
+        :func:`geodeform.offsets.grid_shape`). ≥ 0; non-integers are rounded up.
+    mask, secondary_mask : bool arrays, optional
+        True where pixels must be ignored (clouds, water, glacier outlines...).
+    nodata : float, optional
+        No-data value of both images. NaN is always no-data.
+    fill_values : tuple of float, optional
+        Values treated as no-data; defaults to 0 and the dtype maximum for integer images.
+    saturation : float, "auto" or None
+        Pixels at or above this value carry no texture (saturated snow, clouds) and are ignored. "auto"
+        uses the image maximum when more than 0.5 % of the pixels sit at it.
+    prefilter : {"wallis", "highpass", "gradient", "rank"} or None
+        Pre-filter applied to both images before matching.
+    threads : int, optional
+        Threads used (numba / FFT workers). Default: all cores numba sees.
+    strip_rows : int
+        Image rows processed at once; bounds memory on large scenes (≈ 40 bytes × strip_rows × width).
+    progress : callable(done, total), optional
+        Called after every strip.
+    **options
+        Matcher options: see :class:`geodeform.offsets.ncc.NccOptions`,
+        :class:`geodeform.offsets.phase.PhaseOptions`, :class:`geodeform.offsets.flow.FlowOptions`.
+
+    Returns
+    -------
+    OffsetField
+        ``rows``, ``cols`` node centres; ``dx``, ``dy`` offsets (px, NaN invalid); ``quality`` in [0, 1];
+        ``reason`` per-node :class:`Reason` code.
+
+    Raises
+    ------
+    InvalidInputError
+        Wrong shapes or dtypes, all-invalid or constant images, chip larger than the image, step ≤ 0,
+        negative search range, unknown method or option.
+    """
+    ref = check_image(reference, "reference")
+    sec = check_image(secondary, "secondary")
+    if ref.shape != sec.shape:
+        raise InvalidInputError(
+            f"reference {ref.shape} and secondary {sec.shape} differ in shape; resample the secondary onto "
+            "the reference grid first (geodeform.io reprojects georeferenced rasters)"
+        )
+    if method not in METHODS:
+        raise InvalidInputError(f"method={method!r} is not known; use one of {list(METHODS)}")
+    chip = pair_of_ints(chip_size, "chip_size", minimum=4)
+    stp = pair_of_ints(step, "step", minimum=1)
+    if chip[0] > ref.shape[0] or chip[1] > ref.shape[1]:
+        raise InvalidInputError(
+            f"chip_size {chip} is larger than the images {ref.shape}; use a chip_size ≤ the image size"
+        )
+    if prefilter is not None and prefilter != "none" and prefilter not in PREFILTERS:
+        raise InvalidInputError(
+            f"prefilter={prefilter!r} is not known; use one of {sorted(PREFILTERS)} or None"
+        )
+    if not isinstance(strip_rows, (int, np.integer)) or strip_rows < 1:
+        raise InvalidInputError(f"strip_rows must be a positive int, got {strip_rows!r}")
+    opts = _method_options(method, options)
+    rs, cs, rows, cols = node_grid(ref.shape, chip, stp)
+    search = _search_grid(search_range, (rs.size, cs.size))
+    m_ref = _bool_mask(mask, ref.shape, "mask")
+    m_sec = _bool_mask(secondary_mask, ref.shape, "secondary_mask")
+    sat = _saturation(ref, sec, saturation)
+
+    job = _Job(
+        ref,
+        sec,
+        m_ref,
+        m_sec,
+        nodata,
+        fill_values,
+        sat,
+        prefilter,
+        chip,
+        stp,
+        rs,
+        cs,
+        search,
+        max(strip_rows, chip[0]),
+    )
+    with _threads(threads):
+        if method == "ncc":
+            res = _run_ncc(job, opts, progress)
+        elif method == "phase":
+            from geodeform.offsets.phase import run_phase
+
+            res = run_phase(job, opts, progress, threads)
+        else:
+            from geodeform.offsets.flow import run_flow
+
+            res = run_flow(job, opts, progress)
+    dy, dx, quality, reason = res
+    params = {
+        "chip_size": chip,
+        "step": stp,
+        "search_range": int(search.max()) if search.size else 0,
+        "prefilter": prefilter,
+        "nodata": nodata,
+        "saturation": sat,
+        **dataclasses.asdict(opts),
+    }
+    bad = reason != Reason.OK
+    dy = np.where(bad, np.nan, dy).astype(np.float32)
+    dx = np.where(bad, np.nan, dx).astype(np.float32)
+    quality = np.where(bad, 0.0, np.clip(quality, 0.0, 1.0)).astype(np.float32)
+    return OffsetField(
+        rows.astype(np.float64),
+        cols.astype(np.float64),
+        dx,
+        dy,
+        quality,
+        reason.astype(np.uint8),
+        method,
+        params,
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+def _method_options(method: str, options: dict[str, Any]) -> Any:
+    if method == "ncc":
+        cls: Any = NccOptions
+    elif method == "phase":
+        from geodeform.offsets.phase import PhaseOptions as cls
+    else:
+        from geodeform.offsets.flow import FlowOptions as cls
+    known = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(options) - set(known))
+    if unknown:
+        raise InvalidInputError(
+            f"unknown option(s) {unknown} for method={method!r}; valid options are {sorted(known)}"
+        )
+    opts = cls(**options)
+    if hasattr(opts, "validate"):
+        opts.validate()
+    return opts
+
+
+def _search_grid(search_range: Any, shape: tuple[int, int]) -> npt.NDArray[np.int64]:
+    s = np.asarray(search_range, dtype=np.float64)
+    if s.ndim not in (0, 2) or (s.ndim == 2 and s.shape != shape):
+        raise InvalidInputError(
+            f"search_range must be a number or an array of the grid shape {shape}, got shape {s.shape}; "
+            "build it with geodeform.offsets.grid_shape(image.shape, chip_size, step)"
+        )
+    if not np.all(np.isfinite(s)) or np.any(s < 0):
+        raise InvalidInputError(f"search_range must be finite and ≥ 0 px, got {search_range!r}")
+    return np.broadcast_to(np.ceil(s).astype(np.int64), shape).copy()
+
+
+def _bool_mask(mask: Any, shape: tuple[int, ...], name: str) -> npt.NDArray[np.bool_] | None:
+    if mask is None:
+        return None
+    m = np.asarray(mask)
+    if m.shape != shape:
+        raise InvalidInputError(f"{name} has shape {m.shape}, expected the image shape {shape}")
+    return m.astype(bool)
+
+
+def _saturation(ref: npt.NDArray[Any], sec: npt.NDArray[Any], saturation: Any) -> float | None:
+    if saturation is None:
+        return None
+    if saturation != "auto":
+        try:
+            return float(saturation)
+        except (TypeError, ValueError):
+            raise InvalidInputError(
+                f"saturation must be a number, 'auto' or None, got {saturation!r}"
+            ) from None
+    stride = max(1, int(np.sqrt(ref.size / 2e6)))
+    levels = []
+    for img in (ref, sec):
+        sub = img[::stride, ::stride]
+        top = np.nanmax(sub) if np.isfinite(sub).any() else np.nan
+        if img.dtype.kind in "ui" and top == np.iinfo(img.dtype).max:
+            continue  # the dtype maximum is already a fill value
+        if np.isfinite(top) and np.mean(sub == top) > 0.005:
+            levels.append(float(top))
+    return min(levels) if levels else None
+
+
+class _Job:
+    """Images, grid and no-data rules of one ``match`` call; yields prepared strips."""
+
+    def __init__(
+        self,
+        ref,
+        sec,
+        m_ref,
+        m_sec,
+        nodata,
+        fill_values,
+        sat,
+        prefilter,
+        chip,
+        step,
+        rs,
+        cs,  # type: ignore[no-untyped-def]
+        search,
+        strip_rows,
+    ):
+        self.ref, self.sec = ref, sec
+        self.m_ref, self.m_sec = m_ref, m_sec
+        self.nodata, self.fill_values, self.sat = nodata, fill_values, sat
+        self.prefilter = prefilter
+        self.chip, self.step = chip, step
+        self.rs, self.cs, self.search = rs, cs, search
+        self.strip_rows = strip_rows
+        self._stats: Any = None
+        self.cache: dict[tuple[int, int], Any] = {}
+        self.check_not_empty()
+
+    def prepare(
+        self, img: npt.NDArray[Any], m: npt.NDArray[np.bool_] | None, a: int, b: int
+    ) -> npt.NDArray[np.float32]:
+        """Rows [a, b) as float32 with NaN at every invalid pixel, pre-filtered."""
+        part = img[a:b]
+        valid = valid_pixels(
+            part, nodata=self.nodata, mask=None if m is None else m[a:b], fill_values=self.fill_values
+        )
+        if self.sat is not None:
+            valid &= ~(part >= self.sat)
+        out = np.where(valid, part, np.nan).astype(np.float32)
+        return apply_prefilter(out, self.prefilter)
+
+    def check_not_empty(self) -> None:
+        for name, img, m in (("reference", self.ref, self.m_ref), ("secondary", self.sec, self.m_sec)):
+            stride = max(1, int(np.sqrt(img.size / 4e6)))
+            sub = img[::stride, ::stride]
+            v = valid_pixels(
+                sub,
+                nodata=self.nodata,
+                mask=None if m is None else m[::stride, ::stride],
+                fill_values=self.fill_values,
+            )
+            if not v.any() and stride > 1:
+                v = valid_pixels(img, nodata=self.nodata, mask=m, fill_values=self.fill_values)
+                sub = img
+            if not v.any():
+                raise InvalidInputError(
+                    f"{name} has no valid pixel (all NaN, no-data, fill values or masked); check the nodata/"
+                    "fill_values arguments and the input file"
+                )
+            vals = sub[v]
+            if vals.min() == vals.max():
+                full = img[valid_pixels(img, nodata=self.nodata, mask=m, fill_values=self.fill_values)]
+                if full.min() == full.max():
+                    raise InvalidInputError(
+                        f"{name} is constant ({full.min()!r}): there is no texture to match; check the band "
+                        "and the scaling of the input"
+                    )
+
+    def stats(self, ref_strip: npt.NDArray[np.float32], sec_strip: npt.NDArray[np.float32]) -> Any:
+        """Global (mean, std) of both prepared images, from a central window (or the only strip)."""
+        if self._stats is None:
+            h = self.ref.shape[0]
+            if h > self.strip_rows:
+                a = max(0, h // 2 - self.strip_rows // 2)
+                b = min(h, a + self.strip_rows)
+                ref_strip = self.prepare(self.ref, self.m_ref, a, b)
+                sec_strip = self.prepare(self.sec, self.m_sec, a, b)
+            self._stats = (image_stats(ref_strip), image_stats(sec_strip))
+        return self._stats
+
+    def strips(
+        self, node_rows: npt.NDArray[np.int64] | None = None, extra_pad: int = 0
+    ) -> Iterator[tuple[int, int, npt.NDArray[np.int64], int]]:
+        """(a, b, node-row indices, pad) of every strip covering the requested node rows."""
+        nr = self.rs.size
+        rows_per = max(1, (self.strip_rows - self.chip[0]) // self.step[0] + 1)
+        wanted = np.arange(nr) if node_rows is None else np.unique(node_rows)
+        for i0 in range(0, nr, rows_per):
+            idx = wanted[(wanted >= i0) & (wanted < i0 + rows_per)]
+            if idx.size == 0:
+                continue
+            smax = int(self.search[idx].max(initial=0)) + extra_pad
+            pad = smax + 8 + prefilter_margin(self.prefilter)
+            a = max(0, int(self.rs[idx[0]]) - pad)
+            b = min(self.ref.shape[0], int(self.rs[idx[-1]]) + self.chip[0] + pad)
+            yield a, b, idx, pad
+
+
+@contextmanager
+def _threads(threads: int | None) -> Iterator[None]:
+    if threads is None:
+        yield
+        return
+    if not isinstance(threads, (int, np.integer)) or threads < 1:
+        raise InvalidInputError(f"threads must be a positive int, got {threads!r}")
+    old = numba.get_num_threads()
+    numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
+    try:
+        yield
+    finally:
+        numba.set_num_threads(old)
+
+
+# ---------------------------------------------------------------------------------------------- ncc
+def _ncc_pass(
+    job: _Job,
+    opts: NccOptions,
+    node_rows: npt.NDArray[np.int64] | None,
+    select: npt.NDArray[np.bool_] | None,
+    init: tuple[Any, Any] | None,
+    radius: int | None,
+    progress: ProgressCallback | None,
+    chip: tuple[int, int] | None = None,
+    shift: tuple[int, int] = (0, 0),
+) -> dict[str, Any]:
+    """One matching pass over the selected nodes (all by default).
+
+    ``init`` = None: full search (sparse-then-dense); ``radius`` None: refinement from the sub-pixel
+    ``init`` only; else integer search ±radius around ``init``. ``chip`` overrides the chip size while
+    keeping the node centres (nested chips).
+    """
+    nr, nc = job.rs.size, job.cs.size
+    chip = job.chip if chip is None else chip
+    # chip origin offset that keeps the node centre start + (chip - 1) / 2 where it is
+    off_r = (chip[0] - job.chip[0]) // 2 - shift[0]
+    off_c = (chip[1] - job.chip[1]) // 2 - shift[1]
+    out = {
+        "dy": np.full((nr, nc), np.nan),
+        "dx": np.full((nr, nc), np.nan),
+        "q": np.zeros((nr, nc)),
+        "reason": np.full((nr, nc), K.MASKED, np.uint8),
+        "lk": np.full((nr, nc, K.NOUT), np.nan),
+    }
+    strips = list(job.strips(node_rows, extra_pad=(0 if init is None else 3) + max(abs(off_r), abs(off_c))))
+    for k, (a, b, idx, _pad) in enumerate(strips):
+        prep = job.cache.get((a, b))
+        if prep is None:
+            ref_s = job.prepare(job.ref, job.m_ref, a, b)
+            sec_s = job.prepare(job.sec, job.m_sec, a, b)
+            prep = PreparedStrip(ref_s, sec_s, opts, job.stats(ref_s, sec_s))
+            job.cache = {(a, b): prep}  # keep one strip: bounded memory, reused by the re-search passes
+        ii, jj = np.meshgrid(idx, np.arange(nc), indexing="ij")
+        if select is not None:
+            keep = select[ii, jj]
+            ii, jj = ii[keep], jj[keep]
+        ii, jj = ii.ravel(), jj.ravel()
+        if ii.size == 0:
+            continue
+        r0 = job.rs[ii] - a - off_r
+        c0 = job.cs[jj] - off_c
+        inside = (r0 >= 0) & (c0 >= 0) & (r0 + chip[0] <= b - a) & (c0 + chip[1] <= job.ref.shape[1])
+        if not inside.all():
+            out["reason"][ii[~inside], jj[~inside]] = K.OUTSIDE
+            ii, jj, r0, c0 = ii[inside], jj[inside], r0[inside], c0[inside]
+            if ii.size == 0:
+                continue
+        if init is None:
+            res = _sparse_dense(prep, ii, jj, r0, c0, job, opts)
+        elif radius is None:  # refine from the given sub-pixel start, no search
+            sr = job.search[ii, jj]
+            res = ncc_strip(prep, r0, c0, chip, sr, sr, opts, start=(init[0][ii, jj], init[1][ii, jj]))
+        else:
+            ir = np.rint(init[0][ii, jj]).astype(np.int64)
+            ic = np.rint(init[1][ii, jj]).astype(np.int64)
+            sr = np.full(ii.size, radius, np.int64)
+            res = ncc_strip(prep, r0, c0, chip, sr, sr, opts, init_r=ir, init_c=ic)
+        if init is not None:
+            # a re-search must stay inside the user's search range
+            far = (np.abs(res.dy) > job.search[ii, jj] + 0.5) | (np.abs(res.dx) > job.search[ii, jj] + 0.5)
+            res.reason[(res.reason == K.OK) & far] = K.SEARCH_EDGE
+        out["dy"][ii, jj] = res.dy
+        out["dx"][ii, jj] = res.dx
+        out["q"][ii, jj] = res.quality
+        out["reason"][ii, jj] = res.reason
+        out["lk"][ii, jj] = res.lk
+        if progress is not None:
+            progress(k + 1, len(strips))
+    return out
+
+
+def _sparse_dense(
+    prep: PreparedStrip, ii: Any, jj: Any, r0: Any, c0: Any, job: _Job, opts: NccOptions
+) -> Any:
+    """Search a quarter of the nodes, start the rest from their searched neighbours (see NccOptions)."""
+    search = job.search[ii, jj]
+    if not opts.sparse or ii.size < 16:
+        return ncc_strip(prep, r0, c0, job.chip, search, search, opts)
+    sparse = (ii % 2 == 0) & (jj % 2 == 0)
+    res_s = ncc_strip(prep, r0[sparse], c0[sparse], job.chip, search[sparse], search[sparse], opts)
+    i0 = int(ii.min())
+    grid_y = np.full((int(ii.max()) - i0 + 3, job.cs.size + 2), np.nan)
+    grid_x = grid_y.copy()
+    grid_y[ii[sparse] - i0 + 1, jj[sparse] + 1] = res_s.dy
+    grid_x[ii[sparse] - i0 + 1, jj[sparse] + 1] = res_s.dx
+    # the sparse neighbours of a dense node: (i±1 or i) × (j±1 or j), whichever exist
+    rest = ~sparse
+    ri, rj = ii[rest] - i0 + 1, jj[rest] + 1
+    nb_y = np.stack([grid_y[ri + a, rj + b] for a in (-1, 0, 1) for b in (-1, 0, 1)])
+    nb_x = np.stack([grid_x[ri + a, rj + b] for a in (-1, 0, 1) for b in (-1, 0, 1)])
+    with np.errstate(invalid="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)
+        py, px = np.nanmean(nb_y, axis=0), np.nanmean(nb_x, axis=0)
+        spread = np.nanmax(np.hypot(nb_y - py, nb_x - px), axis=0)
+    predicted = np.isfinite(py) & (spread <= 0.5)
+    out = StripResult(
+        np.empty(ii.size),
+        np.empty(ii.size),
+        np.empty(ii.size),
+        np.empty(ii.size, np.uint8),
+        np.empty((ii.size, K.NOUT)),
+    )
+    idx_rest = np.nonzero(rest)[0]
+    parts = [(np.nonzero(sparse)[0], res_s)]
+    p_idx = idx_rest[predicted]
+    if p_idx.size:
+        parts.append(
+            (
+                p_idx,
+                ncc_strip(
+                    prep,
+                    r0[p_idx],
+                    c0[p_idx],
+                    job.chip,
+                    search[p_idx],
+                    search[p_idx],
+                    opts,
+                    start=(py[predicted], px[predicted]),
+                ),
+            )
+        )
+    f_idx = idx_rest[~predicted]
+    if f_idx.size:
+        parts.append(
+            (f_idx, ncc_strip(prep, r0[f_idx], c0[f_idx], job.chip, search[f_idx], search[f_idx], opts))
+        )
+    for idx, res in parts:
+        out.dy[idx], out.dx[idx], out.quality[idx] = res.dy, res.dx, res.quality
+        out.reason[idx], out.lk[idx] = res.reason, res.lk
+    return out
+
+
+def _shiftable_windows(job: _Job, opts: NccOptions, dy: Any, dx: Any, q: Any, reason: Any, lk: Any) -> None:
+    """Re-measure nodes next to a displacement discontinuity (fault, glacier calving front) with chips
+    shifted away from the node centre in 8 directions, keeping the most precise one.
+
+    A chip straddling a step measures a blend of both sides; one shifted by 3/8 of its size still
+    contains the node but lies on one side, and its residual (hence predicted error) is the lowest.
+    Nodes are selected where the field departs from linear between opposite neighbours
+    (> ``opts.step_px``), which a step does and a smooth gradient does not. Updates in place.
+    """
+    disc = (reason == K.OK) & (_post.linear_residual(dy, dx) > opts.step_px)
+    if not disc.any():
+        return
+    rows = np.nonzero(disc.any(axis=1))[0]
+    best_sigma = lk[..., 14].copy()
+    sr, sc = (3 * job.chip[0]) // 8, (3 * job.chip[1]) // 8
+    pad_y = np.pad(dy, 1, constant_values=np.nan)
+    pad_x = np.pad(dx, 1, constant_values=np.nan)
+    for a in (-1, 0, 1):
+        for b in (-1, 0, 1):
+            if a == 0 and b == 0:
+                continue
+            # start from the neighbour on the side the chip moves to (else the node itself)
+            ny = pad_y[1 + a : 1 + a + dy.shape[0], 1 + b : 1 + b + dy.shape[1]]
+            nx = pad_x[1 + a : 1 + a + dx.shape[0], 1 + b : 1 + b + dx.shape[1]]
+            start = (np.where(np.isfinite(ny), ny, dy), np.where(np.isfinite(nx), nx, dx))
+            r = _ncc_pass(job, opts, rows, disc, start, None, None, None, (a * sr, b * sc))
+            sig = r["lk"][..., 14]
+            # a clear gain only: on a smooth but steep field an off-centre chip measures another place
+            better = disc & (r["reason"] == K.OK) & (sig < 0.7 * best_sigma)
+            for key, arr in (("dy", dy), ("dx", dx), ("q", q)):
+                arr[better] = r[key][better]
+            lk[better] = r["lk"][better]
+            lk[better, 5:11] = 0.0  # the chip is off-centre: no strain correction for it
+            best_sigma[better] = sig[better]
+
+
+def _nested_chips(job: _Job, opts: NccOptions, dy: Any, dx: Any, q: Any, reason: Any, lk: Any) -> None:
+    """Re-measure imprecise or failed nodes with chips 2×, 4×… larger (autoRIFT's nested chip sizes).
+
+    A node is redone when its predicted error exceeds ``opts.target_sigma`` or its match failed for
+    lack of signal; the larger chip's answer is kept when it is valid and more precise. Updates in place.
+    """
+    factor = 2
+    while factor <= opts.max_chip_factor:
+        chip = tuple(c * factor - (c % 2) * (factor - 1) for c in job.chip)
+        sigma = lk[..., 14]
+        weak = np.isin(
+            reason, (K.LOW_CORRELATION, K.NOT_CONVERGED, K.TEXTURELESS, K.SEARCH_EDGE, Reason.OUTLIER)
+        )
+        need = ((reason == K.OK) & (sigma > opts.target_sigma)) | weak
+        if not need.any():
+            return
+        my, mx, _ = _post.neighbour_median(dy, dx)
+        sy = np.where(np.isfinite(dy), dy, my)
+        sx = np.where(np.isfinite(dx), dx, mx)
+        has_start = need & np.isfinite(sy)
+        results = []
+        if has_start.any():
+            rows = np.nonzero(has_start.any(axis=1))[0]
+            results.append((has_start, _ncc_pass(job, opts, rows, has_start, (sy, sx), None, None, chip)))
+        searched = need & ~has_start & (reason != K.MASKED)
+        if searched.any():
+            rows = np.nonzero(searched.any(axis=1))[0]
+            zero = np.zeros_like(dy)
+            r3 = _ncc_pass(job, opts, rows, searched, (zero, zero), int(job.search.max()), None, chip)
+            results.append((searched, r3))
+        for sel, r in results:
+            better = sel & (r["reason"] == K.OK) & ((reason != K.OK) | (r["lk"][..., 14] < sigma))
+            for key, arr in (("dy", dy), ("dx", dx), ("q", q), ("reason", reason)):
+                arr[better] = r[key][better]
+            lk[better] = r["lk"][better]
+        factor *= 2
+
+
+def _run_ncc(job: _Job, opts: NccOptions, progress: ProgressCallback | None) -> tuple[Any, Any, Any, Any]:
+    r = _ncc_pass(job, opts, None, None, None, None, progress)
+    dy, dx, q, reason, lk = r["dy"], r["dx"], r["q"], r["reason"], r["lk"]
+    if opts.subpixel == "lk" and opts.consistency:
+        # nodes that failed in a way a better start can fix, or that disagree with their neighbours, are
+        # refined again from the neighbourhood median, then searched ±2 px around it; the better-correlated
+        # answer wins (a true discontinuity keeps its own, better-correlated value)
+        retry = (K.LOW_CORRELATION, K.SEARCH_EDGE, K.NOT_CONVERGED)
+        for radius in (None, 2):
+            my, mx, count = _post.neighbour_median(dy, dx)
+            with np.errstate(invalid="ignore"):
+                off = np.hypot(dy - my, dx - mx) > opts.consistency_px
+            cand = np.isfinite(my) & (off | np.isin(reason, retry))
+            if not cand.any():
+                break
+            node_rows = np.nonzero(cand.any(axis=1))[0]
+            r2 = _ncc_pass(job, opts, node_rows, cand, (my, mx), radius, None)
+            better = cand & (r2["reason"] == K.OK) & ((reason != K.OK) | (r2["q"] > q))
+            for key, arr in (("dy", dy), ("dx", dx), ("q", q), ("reason", reason)):
+                arr[better] = r2[key][better]
+            lk[better] = r2["lk"][better]
+        # autoRIFT's neighbourhood-consistency (NDC) test on what is left
+        frac, count = _post.neighbour_agreement(dy, dx, radius=2, tol=opts.consistency_px)
+        isolated = (reason == K.OK) & (count >= 6) & (frac < 0.25)
+        reason[isolated] = Reason.OUTLIER
+        dy[isolated] = np.nan
+        dx[isolated] = np.nan
+    if opts.subpixel == "lk" and opts.shiftable:
+        _shiftable_windows(job, opts, dy, dx, q, reason, lk)
+    if opts.subpixel == "lk" and opts.max_chip_factor > 1:
+        _nested_chips(job, opts, dy, dx, q, reason, lk)
+    if opts.subpixel == "lk" and opts.strain_correction:
+        by, bx = _post.strain_bias(dy, dx, lk, job.step)
+        ok = reason == K.OK
+        dy = np.where(ok, dy - by, dy)
+        dx = np.where(ok, dx - bx, dx)
+    return dy, dx, q, reason
