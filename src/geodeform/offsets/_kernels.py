@@ -19,6 +19,10 @@ FAST = {"reassoc", "contract", "arcp", "nsz"}
 # smooths the noise, which the white-noise formula does not see.
 SIGMA_CALIBRATION = 2.2
 
+# Border (px) of invalid pixels around the secondary's B-spline coefficients, so that chips at the image edge
+# are refined on their pixels that stay inside instead of being dropped.
+LK_PAD = 3
+
 # Reason codes carried by every node (0 = valid).
 OK = 0
 MASKED = 1
@@ -270,7 +274,7 @@ def lk_refine_node(
     i11 = a00 / det
     mm = int(math.ceil(max_move)) + 2
     fast = all_valid and _window_all_valid(
-        svalid, r0 + int(math.floor(d_r)) - mm, c0 + int(math.floor(d_c)) - mm, h + 2 * mm + 1, w + 2 * mm + 1
+        svalid, r0 + int(math.floor(d_r)) - mm + LK_PAD, c0 + int(math.floor(d_c)) - mm + LK_PAD, h + 2 * mm + 1, w + 2 * mm + 1
     )
     wr = np.empty(4)
     wc = np.empty(4)
@@ -287,8 +291,8 @@ def lk_refine_node(
         ic = math.floor(dc)
         _bspline3_weights(dr - ir, wr)
         _bspline3_weights(dc - ic, wc)
-        br = r0 + ir - 1
-        bc = c0 + ic - 1
+        br = r0 + ir - 1 + LK_PAD  # coef/svalid carry an invalid border of LK_PAD pixels
+        bc = c0 + ic - 1 + LK_PAD
         if br < 0 or bc < 0 or br + h + 3 > Hh or bc + w + 3 > Ww:
             reason = OUTSIDE
             step2 = np.inf
@@ -508,7 +512,7 @@ def lk_nodes(
     for k in nb.prange(n):
         if not todo[k]:
             continue
-        if r0[k] < 1 or c0[k] < 1 or r0[k] + h + 1 > ref.shape[0] or c0[k] + w + 1 > ref.shape[1]:
+        if r0[k] < 0 or c0[k] < 0 or r0[k] + h > ref.shape[0] or c0[k] + w > ref.shape[1]:
             res[k, 3] = OUTSIDE
             continue
         lk_refine_node(

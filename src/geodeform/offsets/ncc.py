@@ -15,6 +15,7 @@ Every sum is masked: pixels flagged invalid (no-data, fill values, user masks) n
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -253,20 +254,29 @@ class PreparedStrip:
                 sec = np.where(sv, sec, fill).astype(np.float32)
             if self.exact:
                 gy, gx = spline_gradients(ref)
-                self._spline = (ref, rv, gy, gx, bspline_coefficients(sec), sv)
+                self._spline = _pad_spline((ref, rv, gy, gx, bspline_coefficients(sec), sv))
             else:
                 if not rv.all():
                     fill = float(ref[rv].mean()) if rv.any() else 0.0
                     ref = np.where(rv, ref, fill).astype(np.float32)
-                self._spline = (
-                    separable_fir(ref, _B3, _B3),
-                    _erode(rv),
-                    separable_fir(ref, _D, _B3),
-                    separable_fir(ref, _B3, _D),
-                    sec,
-                    _erode(sv),
+                self._spline = _pad_spline(
+                    (
+                        separable_fir(ref, _B3, _B3),
+                        _erode(rv),
+                        separable_fir(ref, _D, _B3),
+                        separable_fir(ref, _B3, _D),
+                        sec,
+                        _erode(sv),
+                    )
                 )
         return self._spline
+
+
+def _pad_spline(parts: tuple[Any, ...]) -> tuple[Any, ...]:
+    """Give the secondary's coefficients and validity the invalid border the refinement kernel expects."""
+    ref, rv, gy, gx, coef, sv = parts
+    p = K.LK_PAD
+    return ref, rv, gy, gx, np.pad(coef, p, mode="edge"), np.pad(sv, p, constant_values=False)
 
 
 def ncc_strip(
@@ -450,8 +460,8 @@ def _refine(
 
 
 def _finish(dy, dx, zn, reason, edge_top, init_r, init_c, search_r, search_c, opts):  # type: ignore[no-untyped-def]
-    ok = reason == K.OK
-    reason[ok & edge_top] = K.SEARCH_EDGE
+    # a peak on the border of the search window explains any later failure: report that first
+    reason[edge_top & (reason != K.MASKED) & (reason != K.TEXTURELESS)] = K.SEARCH_EDGE
     far = (np.abs(dy - init_r) > search_r + 0.5) | (np.abs(dx - init_c) > search_c + 0.5)
     reason[(reason == K.OK) & far] = K.SEARCH_EDGE
     reason[(reason == K.OK) & ~(zn >= opts.min_correlation)] = K.LOW_CORRELATION

@@ -1,0 +1,299 @@
+"""Accuracy, sign convention, robustness and bad input of geodeform.offsets.match."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from geodeform.demo import glacier_field, load_texture
+from geodeform.errors import GeodeformError, InvalidInputError
+from geodeform.offsets import METHODS, Reason, grid_shape, match
+
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
+
+
+def fourier_shift(img: np.ndarray, dy: float, dx: float) -> np.ndarray:
+    """sec(p) = img(p - d): a feature at p moves to p + d (symmetric extension, no wrap ringing)."""
+    h, w = img.shape
+    big = np.pad(img.astype(np.float64), ((0, h), (0, w)), mode="symmetric")
+    ky = np.fft.fftfreq(big.shape[0])[:, None]
+    kx = np.fft.fftfreq(big.shape[1])[None, :]
+    out = np.real(np.fft.ifft2(np.fft.fft2(big) * np.exp(-2j * np.pi * (ky * dy + kx * dx))))
+    return out[:h, :w]
+
+
+@pytest.fixture(scope="module")
+def texture() -> np.ndarray:
+    return load_texture().astype(np.float64)
+
+
+def noisy(img: np.ndarray, snr_db: float, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (img + rng.normal(0, img.std() / 10 ** (snr_db / 20), img.shape)).astype(np.float32)
+
+
+def interior(a: np.ndarray, k: int = 2) -> np.ndarray:
+    return a[k:-k, k:-k]
+
+
+# ------------------------------------------------------------------------------------------ accuracy
+def test_constant_shift_real_texture(texture: np.ndarray) -> None:
+    dy, dx = -0.81, 0.37
+    ref = noisy(texture, 30, 1)
+    sec = noisy(fourier_shift(texture, dy, dx), 30, 2)
+    f = match(ref, sec, chip_size=32, step=16, search_range=5)
+    err = np.hypot(f.dx - dx, f.dy - dy)
+    assert f.coverage > 0.85
+    assert np.nanmedian(err) < 0.03
+    assert np.sqrt(np.nanmean(interior(err) ** 2)) < 0.06
+
+
+def test_sign_convention_integer_shift(texture: np.ndarray) -> None:
+    # sec[q] = tex[q + (8, 7)], ref[p] = tex[p + (10, 10)]: the feature at p appears at p + (2, 3)
+    ref = texture[10:-10, 10:-10].astype(np.float32)
+    sec = texture[8:-12, 7:-13].astype(np.float32)
+    f = match(ref, sec, chip_size=32, step=32, search_range=6)
+    assert np.nanmedian(f.dy) == pytest.approx(2.0, abs=0.01)
+    assert np.nanmedian(f.dx) == pytest.approx(3.0, abs=0.01)
+    # node coordinates are chip centres in reference pixels
+    assert f.rows[0] == pytest.approx(15.5) and f.cols[1] == pytest.approx(47.5)
+
+
+def test_smooth_glacier_field(texture: np.ndarray) -> None:
+    from geodeform.demo import make_glacier_pair
+
+    pair = make_glacier_pair(peak_px=4.0, snr_db=30.0)
+    f = match(pair.reference, pair.secondary, chip_size=32, step=16, search_range=7)
+    rr, cc = f.grid()
+    tdx, tdy = pair.truth(rr, cc)
+    err = np.hypot(f.dx - tdx, f.dy - tdy)
+    assert np.nanmedian(err) < 0.05
+    assert np.sqrt(np.nanmean(err**2)) < 0.15
+    # the saturated cloud is masked inside the correlation, not matched
+    cloud_nodes = pair.cloud[rr.astype(int), cc.astype(int)]
+    assert np.isnan(f.dx[cloud_nodes]).all()
+    assert set(np.unique(f.reason[cloud_nodes])) <= {Reason.MASKED, Reason.TEXTURELESS, Reason.LOW_CORRELATION}
+
+
+def test_discontinuous_field(texture: np.ndarray) -> None:
+    """Strike-slip step of 2 px along a vertical line: both sides recovered away from the fault."""
+    size = texture.shape[0]
+    ref = texture
+    left = fourier_shift(texture, 1.0, 0.0)
+    right = fourier_shift(texture, -1.0, 0.0)
+    sec = np.where(np.arange(size)[None, :] < size // 2, left, right)
+    f = match(noisy(ref, 30, 3), noisy(sec, 30, 4), chip_size=32, step=16, search_range=4)
+    rr, cc = f.grid()
+    truth = np.where(cc < size // 2, 1.0, -1.0)
+    far = np.abs(cc - size // 2) > 24
+    err = np.abs(f.dy - truth)[far]
+    assert np.nanmedian(err) < 0.03
+    assert np.nanmean(np.abs(f.dx[far])) < 0.05
+
+
+def test_pixel_locking_within_two_hundredths(texture: np.ndarray) -> None:
+    ref = texture[:256, :256].astype(np.float32)
+    biases = []
+    for frac in np.arange(0.0, 1.0001, 0.05):
+        sec = fourier_shift(texture, 0.0, frac)[:256, :256].astype(np.float32)
+        f = match(ref, sec, chip_size=32, step=16, search_range=3)
+        biases.append(float(np.nanmean(interior(f.dx)) - frac))
+    assert max(abs(b) for b in biases) <= 0.02, biases
+
+
+def _pandora_pairs() -> list[tuple[Path, Path, float, float]]:
+    truth = SHARED / "pandora2d_s2" / "truth.csv"
+    if not truth.exists():
+        return []
+    with truth.open() as fh:
+        rows = list(csv.DictReader(fh))
+    base = truth.parent
+    return [(base / r["file_ref"], base / r["file_sec"], float(r["true_dx_col"]), float(r["true_dy_row"])) for r in rows]
+
+
+@pytest.mark.parametrize("pair", _pandora_pairs() or [None], ids=lambda p: p[0].parent.name if p else "absent")
+def test_real_sentinel2_imposed_shifts(pair: tuple[Path, Path, float, float] | None) -> None:
+    if pair is None:
+        pytest.skip("../shared/data/pandora2d_s2 not present")
+    rasterio = pytest.importorskip("rasterio")
+    ref_p, sec_p, tdx, tdy = pair
+    with rasterio.open(ref_p) as a, rasterio.open(sec_p) as b:
+        ref, sec = a.read(1).astype(np.float32), b.read(1).astype(np.float32)
+    f = match(ref, sec, chip_size=32, step=16, search_range=3)
+    assert f.coverage == 1.0
+    err = np.hypot(np.nanmean(f.dx) - tdx, np.nanmean(f.dy) - tdy)
+    assert err <= 0.03, (ref_p, float(np.nanmean(f.dx)), float(np.nanmean(f.dy)))
+
+
+# ----------------------------------------------------------------------------- robustness and masks
+def test_nodata_and_masks_are_excluded_inside_the_correlation(texture: np.ndarray) -> None:
+    ref = noisy(texture, 30, 5)
+    sec = noisy(fourier_shift(texture, 0.5, -0.25), 30, 6)
+    ref[100:180, 100:180] = np.nan  # no data
+    sec[300:340, 0:576] = 0  # fill value stripe, treated as no data
+    mask = np.zeros(ref.shape, bool)
+    mask[400:460, 400:460] = True  # user mask (e.g. a lake)
+    f = match(ref, sec, chip_size=32, step=16, search_range=3, mask=mask, fill_values=(0,))
+    rr, cc = f.grid()
+    inside_nan = (rr > 115) & (rr < 165) & (cc > 115) & (cc < 165)
+    assert np.isnan(f.dx[inside_nan]).all()
+    assert (f.reason[inside_nan] == Reason.MASKED).all()
+    err = np.hypot(f.dx - (-0.25), f.dy - 0.5)
+    assert np.nanmedian(err) < 0.03
+    assert np.nanmax(err) < 0.3  # chips partly covered by no data are still right
+
+
+def test_textureless_and_cloudy_chips_give_nan_with_reasons(texture: np.ndarray) -> None:
+    ref = noisy(texture, 30, 7)
+    sec = noisy(fourier_shift(texture, 0.3, 0.3), 30, 8)
+    ref[:, :128] = 1000.0  # flat: no texture
+    rng = np.random.default_rng(9)
+    sec[300:, 300:] = rng.normal(8000, 50, sec[300:, 300:].shape)  # cloud: texture that does not match
+    f = match(ref, sec, chip_size=32, step=16, search_range=3)
+    rr, cc = f.grid()
+    flat = cc < 100
+    assert np.isnan(f.dx[flat]).all() and (f.reason[flat] == Reason.TEXTURELESS).all()
+    cloudy = (rr > 340) & (cc > 340)
+    assert np.isnan(f.dx[cloudy]).all()
+    assert set(np.unique(f.reason[cloudy])) <= {Reason.LOW_CORRELATION, Reason.NOT_CONVERGED, Reason.SEARCH_EDGE, Reason.OUTLIER}
+    assert (f.quality[np.isnan(f.dx)] == 0).all()
+    assert ((f.reason == Reason.OK) == np.isfinite(f.dx)).all()
+
+
+def test_saturated_snow_is_masked_automatically(texture: np.ndarray) -> None:
+    ref = noisy(texture, 30, 10)
+    sec = noisy(fourier_shift(texture, 0.2, 0.4), 30, 11)
+    top = float(max(ref.max(), sec.max())) + 1000
+    ref[200:330, 200:330] = top
+    sec[200:330, 200:330] = top
+    f = match(ref, sec, chip_size=32, step=16, search_range=3)
+    assert f.params["saturation"] == pytest.approx(top)
+    rr, cc = f.grid()
+    inside = (rr > 220) & (rr < 310) & (cc > 220) & (cc < 310)
+    assert np.isnan(f.dx[inside]).all()
+    err = np.hypot(f.dx - 0.4, f.dy - 0.2)
+    assert np.nanmax(err) < 0.3
+
+
+def test_search_edge_is_reported(texture: np.ndarray) -> None:
+    ref = texture[:256, :256].astype(np.float32)
+    sec = fourier_shift(texture, 0.0, 6.0)[:256, :256].astype(np.float32)
+    f = match(ref, sec, chip_size=32, step=32, search_range=2, consistency=False)
+    assert np.isnan(f.dx).all()
+    assert (f.reason[1:-1, 1:-1] == Reason.SEARCH_EDGE).all()
+
+
+def test_per_node_search_range(texture: np.ndarray) -> None:
+    ref = texture[:256, :256].astype(np.float32)
+    sec = fourier_shift(texture, 0.0, 5.0)[:256, :256].astype(np.float32)
+    shape = grid_shape(ref.shape, 32, 16)
+    search = np.full(shape, 8)
+    search[:, : shape[1] // 2] = 2  # too small on the left half
+    f = match(ref, sec, chip_size=32, step=16, search_range=search, consistency=False)
+    right = f.dx[2:-2, shape[1] // 2 + 1 : -2]
+    assert np.nanmax(np.abs(right - 5.0)) < 0.05 and np.isfinite(right).all()
+    assert np.isnan(f.dx[:, : shape[1] // 2 - 1]).all()
+
+
+def test_strips_and_threads_give_the_same_answer(texture: np.ndarray) -> None:
+    ref = noisy(texture, 25, 12)
+    sec = noisy(fourier_shift(texture, 1.3, -0.6), 25, 13)
+    a = match(ref, sec, search_range=4)
+    b = match(ref, sec, search_range=4, strip_rows=100, threads=1)
+    same = np.isfinite(a.dx) & np.isfinite(b.dx)
+    assert same.mean() > 0.95
+    assert np.nanmax(np.abs(a.dx - b.dx)[same]) < 0.02
+
+
+@pytest.mark.parametrize("method", METHODS)
+def test_methods_agree_on_a_simple_shift(texture: np.ndarray, method: str) -> None:
+    ref = noisy(texture[:320, :320], 30, 14)
+    sec = noisy(fourier_shift(texture, 1.4, -2.3)[:320, :320], 30, 15)
+    f = match(ref, sec, method=method, chip_size=32, step=16, search_range=5)
+    assert f.method == method
+    assert f.coverage > 0.8
+    assert np.nanmedian(f.dy) == pytest.approx(1.4, abs=0.1)
+    assert np.nanmedian(f.dx) == pytest.approx(-2.3, abs=0.1)
+
+
+def test_uint16_input_and_fill_values(texture: np.ndarray) -> None:
+    ref = texture.astype(np.uint16)
+    sec = np.clip(np.rint(fourier_shift(texture, 0.5, 0.5)), 1, 65534).astype(np.uint16)
+    sec[:, :40] = 0  # no-data border of a Sentinel-2 tile
+    f = match(ref, sec, search_range=3)
+    assert np.isnan(f.dx[:, 0]).all()
+    assert np.nanmedian(np.abs(f.dx - 0.5)) < 0.03
+
+
+# ---------------------------------------------------------------------------------------- bad input
+@pytest.mark.parametrize(
+    ("kwargs", "names"),
+    [
+        ({"method": "fft"}, "method"),
+        ({"chip_size": 2}, "chip_size"),
+        ({"chip_size": 1000}, "chip_size"),
+        ({"chip_size": 31.5}, "chip_size"),
+        ({"step": 0}, "step"),
+        ({"step": -4}, "step"),
+        ({"search_range": -1}, "search_range"),
+        ({"search_range": np.ones((3, 3))}, "search_range"),
+        ({"search_range": np.nan}, "search_range"),
+        ({"colour": "red"}, "colour"),
+        ({"min_correlation": 2.0}, "min_correlation"),
+        ({"prefilter": "sobel"}, "prefilter"),
+        ({"threads": 0}, "threads"),
+        ({"mask": np.zeros((5, 5), bool)}, "mask"),
+    ],
+)
+def test_bad_arguments(texture: np.ndarray, kwargs: dict, names: str) -> None:
+    img = texture[:128, :128].astype(np.float32)
+    with pytest.raises(InvalidInputError, match=names) as info:
+        match(img, img, **kwargs)
+    assert isinstance(info.value, GeodeformError) and isinstance(info.value, ValueError)
+
+
+@pytest.mark.parametrize(
+    ("ref", "sec", "needle"),
+    [
+        (np.zeros((64, 64)), np.zeros((64, 65)), "differ in shape"),
+        (np.zeros((4, 64, 64)), np.zeros((4, 64, 64)), "2-D"),
+        (np.full((64, 64), np.nan), np.ones((64, 64)), "no valid pixel"),
+        (np.full((64, 64), 7.0), np.random.default_rng(0).normal(size=(64, 64)), "constant"),
+        (np.ones((64, 64), complex), np.ones((64, 64), complex), "dtype"),
+    ],
+)
+def test_bad_images(ref: np.ndarray, sec: np.ndarray, needle: str) -> None:
+    with pytest.raises(InvalidInputError, match=needle):
+        match(ref, sec, chip_size=16, step=8, search_range=2)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    h=st.integers(8, 90),
+    w=st.integers(8, 90),
+    ch=st.integers(4, 48),
+    cw=st.integers(4, 48),
+    step=st.integers(1, 40),
+    search=st.integers(0, 12),
+    method=st.sampled_from(METHODS),
+    nan_frac=st.floats(0, 0.5),
+)
+def test_any_valid_geometry_runs(h: int, w: int, ch: int, cw: int, step: int, search: int, method: str, nan_frac: float) -> None:
+    tex = load_texture()[:h, :w].astype(np.float32)
+    rng = np.random.default_rng(h * 1000 + w)
+    tex[rng.random(tex.shape) < nan_frac] = np.nan
+    sec = np.roll(load_texture()[:h, :w].astype(np.float32), 1, axis=1)
+    if ch > h or cw > w:
+        with pytest.raises(InvalidInputError):
+            match(tex, sec, method=method, chip_size=(ch, cw), step=step, search_range=search)
+        return
+    f = match(tex, sec, method=method, chip_size=(ch, cw), step=step, search_range=search)
+    assert f.dx.shape == f.dy.shape == f.quality.shape == f.reason.shape == (f.rows.size, f.cols.size)
+    assert f.dx.dtype == np.float32 and f.quality.dtype == np.float32
+    assert ((f.quality >= 0) & (f.quality <= 1)).all()
+    assert ((f.reason == Reason.OK) == np.isfinite(f.dx)).all()
