@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from geodeform.demo import glacier_field, load_texture
+from geodeform.demo import load_texture
 from geodeform.errors import GeodeformError, InvalidInputError
 from geodeform.offsets import METHODS, Reason, grid_shape, match
 
@@ -77,7 +77,11 @@ def test_smooth_glacier_field(texture: np.ndarray) -> None:
     # the saturated cloud is masked inside the correlation, not matched
     cloud_nodes = pair.cloud[rr.astype(int), cc.astype(int)]
     assert np.isnan(f.dx[cloud_nodes]).all()
-    assert set(np.unique(f.reason[cloud_nodes])) <= {Reason.MASKED, Reason.TEXTURELESS, Reason.LOW_CORRELATION}
+    assert set(np.unique(f.reason[cloud_nodes])) <= {
+        Reason.MASKED,
+        Reason.TEXTURELESS,
+        Reason.LOW_CORRELATION,
+    }
 
 
 def test_discontinuous_field(texture: np.ndarray) -> None:
@@ -88,7 +92,7 @@ def test_discontinuous_field(texture: np.ndarray) -> None:
     right = fourier_shift(texture, -1.0, 0.0)
     sec = np.where(np.arange(size)[None, :] < size // 2, left, right)
     f = match(noisy(ref, 30, 3), noisy(sec, 30, 4), chip_size=32, step=16, search_range=4)
-    rr, cc = f.grid()
+    _rr, cc = f.grid()
     truth = np.where(cc < size // 2, 1.0, -1.0)
     far = np.abs(cc - size // 2) > 24
     err = np.abs(f.dy - truth)[far]
@@ -113,10 +117,15 @@ def _pandora_pairs() -> list[tuple[Path, Path, float, float]]:
     with truth.open() as fh:
         rows = list(csv.DictReader(fh))
     base = truth.parent
-    return [(base / r["file_ref"], base / r["file_sec"], float(r["true_dx_col"]), float(r["true_dy_row"])) for r in rows]
+    return [
+        (base / r["file_ref"], base / r["file_sec"], float(r["true_dx_col"]), float(r["true_dy_row"]))
+        for r in rows
+    ]
 
 
-@pytest.mark.parametrize("pair", _pandora_pairs() or [None], ids=lambda p: p[0].parent.name if p else "absent")
+@pytest.mark.parametrize(
+    "pair", _pandora_pairs() or [None], ids=lambda p: p[0].parent.name if p else "absent"
+)
 def test_real_sentinel2_imposed_shifts(pair: tuple[Path, Path, float, float] | None) -> None:
     if pair is None:
         pytest.skip("../shared/data/pandora2d_s2 not present")
@@ -160,7 +169,12 @@ def test_textureless_and_cloudy_chips_give_nan_with_reasons(texture: np.ndarray)
     assert np.isnan(f.dx[flat]).all() and (f.reason[flat] == Reason.TEXTURELESS).all()
     cloudy = (rr > 340) & (cc > 340)
     assert np.isnan(f.dx[cloudy]).all()
-    assert set(np.unique(f.reason[cloudy])) <= {Reason.LOW_CORRELATION, Reason.NOT_CONVERGED, Reason.SEARCH_EDGE, Reason.OUTLIER}
+    assert set(np.unique(f.reason[cloudy])) <= {
+        Reason.LOW_CORRELATION,
+        Reason.NOT_CONVERGED,
+        Reason.SEARCH_EDGE,
+        Reason.OUTLIER,
+    }
     assert (f.quality[np.isnan(f.dx)] == 0).all()
     assert ((f.reason == Reason.OK) == np.isfinite(f.dx)).all()
 
@@ -283,7 +297,9 @@ def test_bad_images(ref: np.ndarray, sec: np.ndarray, needle: str) -> None:
     method=st.sampled_from(METHODS),
     nan_frac=st.floats(0, 0.5),
 )
-def test_any_valid_geometry_runs(h: int, w: int, ch: int, cw: int, step: int, search: int, method: str, nan_frac: float) -> None:
+def test_any_valid_geometry_runs(
+    h: int, w: int, ch: int, cw: int, step: int, search: int, method: str, nan_frac: float
+) -> None:
     tex = load_texture()[:h, :w].astype(np.float32)
     rng = np.random.default_rng(h * 1000 + w)
     tex[rng.random(tex.shape) < nan_frac] = np.nan

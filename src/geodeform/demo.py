@@ -22,11 +22,13 @@ PIXEL_M = 30.0
 
 def load_texture() -> npt.NDArray[np.uint16]:
     """The shipped 576 × 576 Landsat-8 B4 crop (uint16 DN)."""
-    with resources.files("geodeform.data").joinpath("landsat8_b4_crop.npz").open("rb") as fh:
+    with resources.files("geodeform").joinpath("data", "landsat8_b4_crop.npz").open("rb") as fh:
         return np.load(fh)["b4"]
 
 
-def glacier_field(rows: npt.ArrayLike, cols: npt.ArrayLike, size: int, peak_px: float) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+def glacier_field(
+    rows: npt.ArrayLike, cols: npt.ArrayLike, size: int, peak_px: float
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
     """Known flow (dx, dy) in pixels at reference coordinates: a curved band along the columns."""
     r = np.asarray(rows, float)
     c = np.asarray(cols, float)
@@ -47,7 +49,9 @@ class DemoPair:
     peak_px: float
     cloud: npt.NDArray[np.bool_]
 
-    def truth(self, rows: npt.ArrayLike, cols: npt.ArrayLike) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    def truth(
+        self, rows: npt.ArrayLike, cols: npt.ArrayLike
+    ) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
         """True (dx, dy) in pixels at reference (row, col)."""
         return glacier_field(rows, cols, self.reference.shape[0], self.peak_px)
 

@@ -1,7 +1,7 @@
 """Sub-pixel offset tracking between two images (the matching stage of every chain).
 
 >>> from geodeform.offsets import match
->>> field = match(reference, secondary, method="ncc", chip_size=32, step=16, search_range=16)  # doctest: +SKIP
+>>> field = match(ref, sec, method="ncc", chip_size=32, step=16, search_range=16)  # doctest: +SKIP
 
 Sign convention: a feature at (row, col) in ``reference`` appears at (row + dy, col + dx) in ``secondary``;
 +dx is along increasing columns (east on north-up images), +dy along increasing rows (south on north-up

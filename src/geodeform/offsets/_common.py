@@ -21,8 +21,8 @@ def pair_of_ints(value: Any, name: str, *, minimum: int) -> tuple[int, int]:
     for v in vals:
         if (
             isinstance(v, bool)
-            or not isinstance(v, (int, np.integer))
-            and not (isinstance(v, (float, np.floating)) and float(v).is_integer())
+            or (not isinstance(v, (int, np.integer))
+            and not (isinstance(v, (float, np.floating)) and float(v).is_integer()))
         ):
             raise InvalidInputError(f"{name} must be a whole number of pixels, got {value!r}")
         if int(v) < minimum:

@@ -19,7 +19,7 @@ _Z = math.sqrt(3.0) - 2.0  # pole of the cubic B-spline prefilter
 
 def gaussian_kernel(sigma: float) -> npt.NDArray[np.float32]:
     """Normalised 1-D Gaussian taps, radius ceil(3 sigma)."""
-    r = max(1, int(math.ceil(3.0 * sigma)))
+    r = max(1, math.ceil(3.0 * sigma))
     x = np.arange(-r, r + 1, dtype=np.float64)
     k = np.exp(-0.5 * (x / sigma) ** 2)
     return (k / k.sum()).astype(np.float32)

@@ -272,9 +272,13 @@ def lk_refine_node(
     i00 = a11 / det
     i01 = -a01 / det
     i11 = a00 / det
-    mm = int(math.ceil(max_move)) + 2
+    mm = math.ceil(max_move) + 2
     fast = all_valid and _window_all_valid(
-        svalid, r0 + int(math.floor(d_r)) - mm + LK_PAD, c0 + int(math.floor(d_c)) - mm + LK_PAD, h + 2 * mm + 1, w + 2 * mm + 1
+        svalid,
+        r0 + math.floor(d_r) - mm + LK_PAD,
+        c0 + math.floor(d_c) - mm + LK_PAD,
+        h + 2 * mm + 1,
+        w + 2 * mm + 1,
     )
     wr = np.empty(4)
     wc = np.empty(4)

@@ -67,7 +67,9 @@ class FlowOptions:
             raise InvalidInputError(f"invalid flow option(s) {bad}; see geodeform.offsets.flow.FlowOptions")
 
 
-def _lk_level(ref: F, sec: F, valid: npt.NDArray[np.bool_], u: F, v: F, radius: int, opts: FlowOptions) -> tuple[F, F, F]:
+def _lk_level(
+    ref: F, sec: F, valid: npt.NDArray[np.bool_], u: F, v: F, radius: int, opts: FlowOptions
+) -> tuple[F, F, F]:
     """Fixed-point LK iterations at one level; (u, v) = (dy, dx) flow; returns (u, v, lambda_min)."""
     size = 2 * radius + 1
     gy, gx = np.gradient(ref)
@@ -80,7 +82,9 @@ def _lk_level(ref: F, sec: F, valid: npt.NDArray[np.bool_], u: F, v: F, radius: 
     tr = syy + sxx
     lmin = 0.5 * (tr - np.sqrt(np.maximum(tr * tr - 4 * det, 0)))
     ok = lmin > opts.min_eigen
-    rr, cc = np.meshgrid(np.arange(ref.shape[0], dtype=float), np.arange(ref.shape[1], dtype=float), indexing="ij")
+    rr, cc = np.meshgrid(
+        np.arange(ref.shape[0], dtype=float), np.arange(ref.shape[1], dtype=float), indexing="ij"
+    )
     for _ in range(opts.iterations):
         warped = ndimage.map_coordinates(sec, [rr + u, cc + v], order=1, mode="nearest")
         it = np.where(valid, warped - ref, 0.0)
@@ -97,16 +101,22 @@ def _lk_level(ref: F, sec: F, valid: npt.NDArray[np.bool_], u: F, v: F, radius: 
     return u, v, lmin
 
 
-def dense_flow(ref: F, sec: F, valid: npt.NDArray[np.bool_], *, levels: int, radius: int, opts: FlowOptions) -> tuple[F, F, F]:
+def dense_flow(
+    ref: F, sec: F, valid: npt.NDArray[np.bool_], *, levels: int, radius: int, opts: FlowOptions
+) -> tuple[F, F, F]:
     """Pyramidal flow (dy, dx) of ``ref`` to ``sec`` in pixels, plus the per-pixel min eigenvalue."""
     pyr = [(ref, sec, valid)]
     for _ in range(levels):
         r, s, v = pyr[-1]
         if min(r.shape) < 4 * radius:
             break
-        pyr.append((ndimage.zoom(ndimage.gaussian_filter(r, 1.0), 0.5, order=1),
-                    ndimage.zoom(ndimage.gaussian_filter(s, 1.0), 0.5, order=1),
-                    ndimage.zoom(v.astype(float), 0.5, order=0) > 0.5))
+        pyr.append(
+            (
+                ndimage.zoom(ndimage.gaussian_filter(r, 1.0), 0.5, order=1),
+                ndimage.zoom(ndimage.gaussian_filter(s, 1.0), 0.5, order=1),
+                ndimage.zoom(v.astype(float), 0.5, order=0) > 0.5,
+            )
+        )
     u = np.zeros(pyr[-1][0].shape)
     w = np.zeros(pyr[-1][0].shape)
     lmin = np.zeros(pyr[-1][0].shape)
@@ -120,7 +130,9 @@ def dense_flow(ref: F, sec: F, valid: npt.NDArray[np.bool_], *, levels: int, rad
 
 
 def _resize(a: F, shape: tuple[int, ...]) -> F:
-    return ndimage.zoom(a, (shape[0] / a.shape[0], shape[1] / a.shape[1]), order=1, mode="nearest")[: shape[0], : shape[1]]
+    return ndimage.zoom(a, (shape[0] / a.shape[0], shape[1] / a.shape[1]), order=1, mode="nearest")[
+        : shape[0], : shape[1]
+    ]
 
 
 def run_flow(job: Any, opts: FlowOptions, progress: Any) -> tuple[Any, Any, Any, Any]:

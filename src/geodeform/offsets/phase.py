@@ -132,7 +132,9 @@ def phase_chips(
     win = np.outer(_tukey(h, opts.window_beta), _tukey(w, opts.window_beta))
     fy = (fft.fftfreq(h)[:, None] * 2 * np.pi).astype(np.float32)
     fx = (fft.rfftfreq(w)[None, :] * 2 * np.pi).astype(np.float32)
-    wf = ((np.abs(fy) <= np.pi * opts.freq_cutoff) & (np.abs(fx) <= np.pi * opts.freq_cutoff)).astype(np.float32)
+    wf = ((np.abs(fy) <= np.pi * opts.freq_cutoff) & (np.abs(fx) <= np.pi * opts.freq_cutoff)).astype(
+        np.float32
+    )
     wf[0, 0] = 0.0  # the mean carries no shift
     dy = np.full(n, np.nan)
     dx = np.full(n, np.nan)
@@ -144,7 +146,9 @@ def phase_chips(
         b_raw = _extract(sec, r0[sl], c0[sl], h, w)
         a, av = _prep(a_raw, win)
         frac = av.mean(axis=(1, 2))
-        std = np.sqrt(np.nanvar(np.where(av, a_raw, np.nan), axis=(1, 2))) if av.any() else np.zeros(len(frac))
+        std = (
+            np.sqrt(np.nanvar(np.where(av, a_raw, np.nan), axis=(1, 2))) if av.any() else np.zeros(len(frac))
+        )
         rs = np.zeros(len(frac), np.uint8)
         rs[frac < opts.min_valid_fraction] = K.MASKED
         rs[(rs == 0) & ~(std > opts.min_texture)] = K.TEXTURELESS
@@ -220,8 +224,9 @@ def run_phase(job: Any, opts: PhaseOptions, progress: Any, threads: int | None) 
         sec_s = (sec_s - ms) / ss
         ii, jj = np.meshgrid(idx, np.arange(nc), indexing="ij")
         ii, jj = ii.ravel(), jj.ravel()
-        res = phase_chips(ref_s, sec_s, job.rs[ii] - a, job.cs[jj], job.chip, job.search[ii, jj], opts,
-                          threads or -1)
+        res = phase_chips(
+            ref_s, sec_s, job.rs[ii] - a, job.cs[jj], job.chip, job.search[ii, jj], opts, threads or -1
+        )
         dy[ii, jj], dx[ii, jj], q[ii, jj], reason[ii, jj] = res
         if progress is not None:
             progress(k + 1, len(strips))

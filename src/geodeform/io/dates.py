@@ -1,0 +1,135 @@
+"""Acquisition dates of an image pair: from ``--dates``, raster metadata tags or file names.
+
+All datetimes are timezone-aware UTC. Velocities use a Julian year of 365.25 days.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+from geodeform.errors import InvalidInputError
+
+__all__ = ["DAYS_PER_YEAR", "AcquisitionDates", "acquisition_date", "parse_date", "parse_dates_option"]
+
+DAYS_PER_YEAR = 365.25
+
+# Tags that name the acquisition time, most specific first. TIFFTAG_DATETIME comes last (after the file name)
+# because GDAL and most tools set it to the *processing* time.
+_ACQUISITION_TAGS = (
+    "ACQUISITION_DATETIME",
+    "ACQUISITION_DATE",
+    "DATE_ACQUIRED",
+    "SENSING_TIME",
+    "DATATAKE_SENSING_START",
+    "PRODUCT_START_TIME",
+    "datetime",
+    "start_datetime",
+)
+_FILE_DATE = re.compile(r"(?<!\d)((?:19|20)\d{2})(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])(?!\d)")
+
+
+@dataclass(frozen=True)
+class AcquisitionDates:
+    """Acquisition times of the reference and secondary images (UTC).
+
+    Attributes
+    ----------
+    reference, secondary
+        Timezone-aware UTC datetimes.
+    """
+
+    reference: datetime
+    secondary: datetime
+
+    @property
+    def dt_days(self) -> float:
+        """Secondary minus reference, days (positive when the secondary is later)."""
+        return (self.secondary - self.reference) / timedelta(days=1)
+
+    @property
+    def center(self) -> datetime:
+        """Midpoint of the two acquisitions, UTC."""
+        return self.reference + (self.secondary - self.reference) / 2
+
+    def check_order(self) -> None:
+        """Raise ``InvalidInputError`` if the secondary is older than the reference (velocity sign)."""
+        if self.dt_days < 0:
+            raise InvalidInputError(
+                f"the secondary ({self.secondary:%Y-%m-%d %H:%M}) is older than the reference "
+                f"({self.reference:%Y-%m-%d %H:%M}); swap REF and SEC (or the two --dates) "
+                "so that velocities have the right sign"
+            )
+
+
+def parse_date(text: str) -> datetime:
+    """Parse an ISO date/datetime, a TIFF ``YYYY:MM:DD HH:MM:SS`` stamp or ``YYYYMMDD`` into UTC.
+
+    Naive values are taken as UTC.
+
+    Raises
+    ------
+    InvalidInputError
+        If ``text`` is none of these forms.
+    """
+    s = text.strip()
+    tiff = re.fullmatch(r"(\d{4}):(\d{2}):(\d{2})[ T](\d{2}):(\d{2}):(\d{2})", s)
+    if tiff:
+        s = "{}-{}-{}T{}:{}:{}".format(*tiff.groups())
+    elif re.fullmatch(r"\d{8}", s):
+        s = f"{s[:4]}-{s[4:6]}-{s[6:]}"
+    try:
+        value = datetime.fromisoformat(s.replace("Z", "+00:00"))
+    except ValueError as exc:
+        raise InvalidInputError(f"cannot read {text!r} as a date; use YYYY-MM-DD (e.g. 2020-01-31)") from exc
+    if value.tzinfo is None:
+        return value.replace(tzinfo=timezone.utc)
+    return value.astimezone(timezone.utc)
+
+
+def parse_dates_option(text: str) -> AcquisitionDates:
+    """Parse ``"REF_DATE,SEC_DATE"`` (e.g. ``"2020-01-01,2020-02-01"``) as given on the command line."""
+    parts = [p for p in text.split(",") if p.strip()]
+    if len(parts) != 2:
+        raise InvalidInputError(f"--dates needs two dates separated by a comma (REF,SEC), got {text!r}")
+    return AcquisitionDates(parse_date(parts[0]), parse_date(parts[1]))
+
+
+def _date_from_name(path: Path) -> datetime | None:
+    for m in _FILE_DATE.finditer(path.name):
+        try:
+            d = date(int(m[1]), int(m[2]), int(m[3]))
+        except ValueError:
+            continue
+        return datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
+    return None
+
+
+def acquisition_date(path: str | Path, tags: Mapping[str, str]) -> datetime | None:
+    """Best guess of when an image was acquired, or None.
+
+    Order: acquisition tags (``ACQUISITION_DATETIME``, ``ACQUISITION_DATE``, ``DATE_ACQUIRED``,
+    ``SENSING_TIME``, ...), then the first valid ``YYYYMMDD`` in the file name (the acquisition date in
+    Landsat / Sentinel-2 product names), then ``TIFFTAG_DATETIME`` (often the processing time).
+    """
+    upper = {k.upper(): v for k, v in tags.items()}
+    for key in _ACQUISITION_TAGS:
+        value = upper.get(key.upper())
+        if value:
+            try:
+                return parse_date(value)
+            except InvalidInputError:
+                continue
+    from_name = _date_from_name(Path(path))
+    if from_name is not None:
+        return from_name
+    value = upper.get("TIFFTAG_DATETIME")
+    if value:
+        try:
+            return parse_date(value)
+        except InvalidInputError:
+            return None
+    return None

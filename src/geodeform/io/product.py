@@ -1,0 +1,341 @@
+"""Offset products as xarray Datasets with ITS_LIVE-like names, ready for the NetCDF / COG / STAC writers.
+
+Variables (dims ``("y", "x")``, one value per matching node, NaN = invalid):
+
+``dx``, ``dy``
+    Displacement in metres along +map x (east for UTM) and +map y (north for UTM), reference -> secondary.
+``vx``, ``vy``, ``v``
+    Velocity components and magnitude, m/yr (Julian year), only when both acquisition dates are known and
+    differ.
+``v_error``
+    Velocity error estimate, m/yr (see :func:`offset_dataset`).
+``quality``
+    Matcher quality in [0, 1] (1 = best). ``reason``: matcher reason code per node (uint8).
+``mapping``
+    CF grid-mapping variable (``crs_wkt``, ``spatial_ref``, ``GeoTransform``, CF projection attributes).
+``img_pair_info``
+    Scalar carrying the acquisition dates of both images as attributes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+import xarray as xr
+from numpy.typing import NDArray
+from pyproj import CRS as ProjCRS
+from rasterio.crs import CRS
+from rasterio.transform import Affine
+
+from geodeform import __version__
+from geodeform.errors import InvalidInputError
+from geodeform.io.dates import DAYS_PER_YEAR, AcquisitionDates
+from geodeform.io.grid import GeoGrid, node_grid, pixel_offsets_to_map
+
+__all__ = ["OffsetField", "dataset_grid", "offset_dataset"]
+
+_GRID_MAPPING = "mapping"
+# Below this many valid samples a robust spread is meaningless.
+_MIN_ERROR_SAMPLES = 10
+# Normalised median absolute deviation: NMAD = 1.4826 * MAD estimates the std of Gaussian noise.
+_NMAD = 1.4826
+
+
+class OffsetField(Protocol):
+    """What :func:`geodeform.offsets.match` returns (only these attributes are used)."""
+
+    rows: NDArray[np.floating[Any]]
+    cols: NDArray[np.floating[Any]]
+    dx: NDArray[np.float32]
+    dy: NDArray[np.float32]
+    quality: NDArray[np.float32]
+    reason: NDArray[np.uint8]
+
+
+def _iso(t: datetime) -> str:
+    return t.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _mapping_attrs(grid: GeoGrid) -> dict[str, Any]:
+    crs = ProjCRS.from_user_input(grid.crs.to_wkt())
+    attrs: dict[str, Any] = {}
+    try:
+        attrs.update(crs.to_cf())
+    except Exception:  # some CRSs have no CF form; crs_wkt below still defines them
+        attrs["crs_wkt"] = crs.to_wkt()
+    wkt = attrs.get("crs_wkt", crs.to_wkt())
+    attrs["crs_wkt"] = wkt
+    attrs["spatial_ref"] = wkt  # read by GDAL and by ITS_LIVE tools
+    epsg = grid.crs.to_epsg()
+    if epsg is not None:
+        attrs["spatial_epsg"] = int(epsg)
+    t = grid.transform
+    attrs["GeoTransform"] = " ".join(repr(float(v)) for v in (t.c, t.a, t.b, t.f, t.d, t.e))
+    return attrs
+
+
+def _nmad(values: NDArray[np.float64]) -> float:
+    v = values[np.isfinite(values)]
+    if v.size < _MIN_ERROR_SAMPLES:
+        return float("nan")
+    return float(_NMAD * np.median(np.abs(v - np.median(v))))
+
+
+def _component_error(field: NDArray[np.float32], stable: NDArray[np.bool_] | None) -> float:
+    f = field.astype(np.float64)
+    if stable is not None:
+        return _nmad(f[stable])
+    # Noise of neighbouring nodes, assuming the motion itself is smooth at the node spacing:
+    # the difference of two nodes with independent errors has sqrt(2) times their std.
+    diffs = np.concatenate([np.diff(f, axis=0).ravel(), np.diff(f, axis=1).ravel()])
+    return _nmad(diffs) / float(np.sqrt(2.0))
+
+
+def _var(data: NDArray[Any], long_name: str, units: str | None, **extra: Any) -> xr.Variable:
+    attrs: dict[str, Any] = {"long_name": long_name, "grid_mapping": _GRID_MAPPING}
+    if units is not None:
+        attrs["units"] = units
+    attrs.update(extra)
+    return xr.Variable(("y", "x"), data, attrs)
+
+
+def offset_dataset(
+    result: OffsetField,
+    image_grid: GeoGrid,
+    *,
+    dates: AcquisitionDates | None = None,
+    reference: str | os.PathLike[str] | None = None,
+    secondary: str | os.PathLike[str] | None = None,
+    stable_mask: NDArray[np.bool_] | None = None,
+    step: float | None = None,
+    processing: Mapping[str, Any] | None = None,
+    reason_codes: Mapping[int, str] | None = None,
+) -> xr.Dataset:
+    """Georeference an offset field and convert it to metres (and m/yr when dates are known).
+
+    Parameters
+    ----------
+    result
+        Matcher output: node centres ``rows``/``cols`` (0-based reference pixels), ``dx``/``dy`` in pixels
+        (feature at (row, col) in the reference appears at (row + dy, col + dx) in the secondary),
+        ``quality`` in [0, 1], ``reason`` codes.
+    image_grid
+        Grid of the reference image the matcher ran on.
+    dates
+        Acquisition dates. With a positive time span, ``vx``, ``vy``, ``v``, ``v_error`` are added.
+    reference, secondary
+        Input file names, recorded in ``img_pair_info``.
+    stable_mask
+        Optional boolean node mask of stable ground. Errors are then the NMAD of ``dx``/``dy`` on it
+        (ITS_LIVE's stable-surface approach). Without it, the per-component error is the NMAD of the
+        differences between neighbouring nodes divided by sqrt(2): a random-noise estimate that assumes the
+        motion is smooth at the node spacing and misses systematic errors.
+    step
+        Node spacing in pixels, only needed for a single row/column of nodes.
+    processing
+        Matcher settings (method, chip size, ...) stored as ``geodeform_<key>`` global attributes.
+    reason_codes
+        Meaning of each ``reason`` code (e.g. ``{0: "OK", 1: "MASKED"}``), written as CF
+        ``flag_values`` / ``flag_meanings``.
+
+    Returns
+    -------
+    xarray.Dataset
+        See the module docstring for the variables; x/y coordinates are the node centres in CRS units
+        (only for north-up / rectilinear grids).
+
+    Raises
+    ------
+    InvalidInputError
+        Inconsistent shapes, irregular nodes, geographic CRS, or a secondary older than the reference.
+    """
+    grid = node_grid(image_grid, result.rows, result.cols, step=step)
+    fields: dict[str, NDArray[Any]] = {
+        "dx": result.dx,
+        "dy": result.dy,
+        "quality": result.quality,
+        "reason": result.reason,
+    }
+    if stable_mask is not None:
+        fields["stable_mask"] = stable_mask
+    for name, values in fields.items():
+        if np.shape(values) != grid.shape:
+            raise InvalidInputError(
+                f"{name} has shape {np.shape(values)} but there are {grid.shape} node rows x cols"
+            )
+    disp = pixel_offsets_to_map(result.dx, result.dy, image_grid.transform, crs=image_grid.crs)
+    stable = None if stable_mask is None else np.asarray(stable_mask, dtype=bool)
+    err_method = "stable-ground NMAD" if stable is not None else "neighbour-difference NMAD / sqrt(2)"
+
+    variables: dict[str, xr.Variable] = {
+        "dx": _var(
+            disp.east,
+            "displacement along +x (east), reference to secondary",
+            "m",
+            error=_component_error(disp.east, stable),
+            error_description=err_method,
+        ),
+        "dy": _var(
+            disp.north,
+            "displacement along +y (north), reference to secondary",
+            "m",
+            error=_component_error(disp.north, stable),
+            error_description=err_method,
+        ),
+    }
+    pair_attrs: dict[str, Any] = {
+        "reference_image": "" if reference is None else Path(reference).name,
+        "secondary_image": "" if secondary is None else Path(secondary).name,
+    }
+    if dates is not None:
+        dates.check_order()
+        pair_attrs.update(_date_attrs(dates))
+        if dates.dt_days > 0:
+            variables.update(_velocities(disp.east, disp.north, dates.dt_days, stable, err_method))
+        variables.update(_date_vars(dates))
+
+    unit_range = np.array([0, 1], dtype=np.float32)
+    quality = np.asarray(result.quality, dtype=np.float32)
+    variables["quality"] = _var(quality, "matching quality (1 = best)", "1", valid_range=unit_range)
+    variables["reason"] = _reason_var(np.asarray(result.reason, dtype=np.uint8), reason_codes)
+    variables[_GRID_MAPPING] = xr.Variable((), np.int32(0), _mapping_attrs(grid))
+    variables["img_pair_info"] = xr.Variable((), np.int32(0), pair_attrs)
+
+    coords = {}
+    if grid.is_rectilinear:
+        coords = _xy_coords(grid)
+    attrs = {
+        "Conventions": "CF-1.8",
+        "title": "geodeform offset tracking product",
+        "source": f"geodeform {__version__}",
+        "date_created": _iso(datetime.now(timezone.utc)),
+        "sign_convention": (
+            "dx,vx: + toward increasing map x (east); dy,vy: + toward increasing map y (north); "
+            "displacement from the reference to the secondary image"
+        ),
+    }
+    for key, value in (processing or {}).items():
+        attrs[f"geodeform_{key}"] = _attr_value(value)
+    return xr.Dataset(variables, coords=coords, attrs=attrs)
+
+
+def _date_attrs(dates: AcquisitionDates) -> dict[str, Any]:
+    return {
+        "acquisition_date_img1": _iso(dates.reference),
+        "acquisition_date_img2": _iso(dates.secondary),
+        "date_center": _iso(dates.center),
+        "date_dt": dates.dt_days,
+    }
+
+
+def _date_vars(dates: AcquisitionDates) -> dict[str, xr.Variable]:
+    center = np.datetime64(dates.center.replace(tzinfo=None), "ns")
+    return {
+        "date_dt": xr.Variable(
+            (), np.float64(dates.dt_days), {"long_name": "time between images", "units": "days"}
+        ),
+        "date_center": xr.Variable((), center, {"long_name": "midpoint of the two acquisitions"}),
+    }
+
+
+def _reason_var(reason: NDArray[np.uint8], codes: Mapping[int, str] | None) -> xr.Variable:
+    flags: dict[str, Any] = {}
+    if codes:
+        values = sorted(codes)
+        flags = {
+            "flag_values": np.array(values, dtype=np.uint8),
+            "flag_meanings": " ".join(codes[c].replace(" ", "_") for c in values),
+        }
+    return _var(reason, "why a node is invalid (matcher reason code)", None, **flags)
+
+
+def _attr_value(value: Any) -> Any:
+    """A NetCDF-storable attribute: numbers and strings as is, bools as 0/1, the rest as text."""
+    if isinstance(value, (bool, np.bool_)):
+        return int(value)
+    if isinstance(value, (int, float, str, np.integer, np.floating)):
+        return value
+    if (
+        isinstance(value, (list, tuple))
+        and value
+        and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in value)
+    ):
+        return np.asarray(value)
+    return str(value)
+
+
+def _velocities(
+    east: NDArray[np.float32],
+    north: NDArray[np.float32],
+    dt_days: float,
+    stable: NDArray[np.bool_] | None,
+    err_method: str,
+) -> dict[str, xr.Variable]:
+    per_year = DAYS_PER_YEAR / dt_days
+    vx = (east * per_year).astype(np.float32)
+    vy = (north * per_year).astype(np.float32)
+    v = np.hypot(vx, vy).astype(np.float32)
+    ex, ey = _component_error(vx, stable), _component_error(vy, stable)
+    # ITS_LIVE's v_error: component errors projected on the flow direction.
+    with np.errstate(invalid="ignore", divide="ignore"):
+        along = np.sqrt((ex * vx) ** 2 + (ey * vy) ** 2) / v
+    v_error = np.where(v > 0, along, np.hypot(ex, ey) / np.sqrt(2.0)).astype(np.float32)
+    v_error[~np.isfinite(v)] = np.nan
+    return {
+        "vx": _var(vx, "velocity along +x (east)", "m/yr", error=ex, error_description=err_method),
+        "vy": _var(vy, "velocity along +y (north)", "m/yr", error=ey, error_description=err_method),
+        "v": _var(v, "velocity magnitude", "m/yr"),
+        "v_error": _var(v_error, "velocity magnitude error", "m/yr", error_description=err_method),
+    }
+
+
+def _xy_coords(grid: GeoGrid) -> dict[str, xr.Variable]:
+    crs = grid.crs
+    if crs.is_projected:
+        units = "m" if crs.linear_units_factor[1] == 1.0 else crs.linear_units
+        x_attrs = {
+            "standard_name": "projection_x_coordinate",
+            "long_name": "x coordinate of projection",
+            "units": units,
+            "axis": "X",
+        }
+        y_attrs = {
+            "standard_name": "projection_y_coordinate",
+            "long_name": "y coordinate of projection",
+            "units": units,
+            "axis": "Y",
+        }
+    else:
+        x_attrs = {"standard_name": "longitude", "units": "degrees_east", "axis": "X"}
+        y_attrs = {"standard_name": "latitude", "units": "degrees_north", "axis": "Y"}
+    return {
+        "x": xr.Variable("x", grid.x_coords(), x_attrs),
+        "y": xr.Variable("y", grid.y_coords(), y_attrs),
+    }
+
+
+def dataset_grid(ds: xr.Dataset) -> GeoGrid:
+    """Grid of a product Dataset, from its ``mapping`` variable (``crs_wkt`` / ``GeoTransform``).
+
+    Raises
+    ------
+    InvalidInputError
+        If the Dataset has no usable ``mapping`` variable.
+    """
+    if _GRID_MAPPING not in ds.variables:
+        raise InvalidInputError(
+            "the dataset has no 'mapping' grid-mapping variable; build it with geodeform.io.offset_dataset()"
+        )
+    attrs = ds[_GRID_MAPPING].attrs
+    wkt = attrs.get("crs_wkt") or attrs.get("spatial_ref")
+    gt = attrs.get("GeoTransform")
+    if not wkt or not gt:
+        raise InvalidInputError("the 'mapping' variable needs crs_wkt and GeoTransform attributes")
+    c, a, b, f, d, e = (float(v) for v in str(gt).split())
+    shape = (int(ds.sizes["y"]), int(ds.sizes["x"]))
+    return GeoGrid(crs=CRS.from_wkt(wkt), transform=Affine(a, b, c, d, e, f), shape=shape)

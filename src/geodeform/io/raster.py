@@ -1,0 +1,262 @@
+"""Read one band of a georeferenced raster, and a reference / secondary pair on the reference grid.
+
+Pixels are returned as float32 with NaN where the source has no data (nodata value, mask, or outside the
+secondary after reprojection).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import rasterio
+from numpy.typing import NDArray
+from rasterio.enums import Resampling
+from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
+from rasterio.vrt import WarpedVRT
+from rasterio.warp import transform_bounds
+
+from geodeform.errors import DataError, InvalidInputError, NoDataError
+from geodeform.io.grid import GeoGrid
+
+__all__ = [
+    "CorruptRasterError",
+    "NoOverlapError",
+    "NotGeoreferencedError",
+    "RasterBand",
+    "RasterPair",
+    "read_band",
+    "read_pair",
+]
+
+log = logging.getLogger(__name__)
+
+
+class CorruptRasterError(DataError):
+    """The file exists but GDAL cannot read it as a raster (truncated download, wrong format)."""
+
+
+class NotGeoreferencedError(DataError):
+    """The raster has no CRS / geotransform (plain image, or only GCPs), so it cannot be placed on Earth."""
+
+
+class NoOverlapError(NoDataError):
+    """Reference and secondary rasters do not share any ground area."""
+
+
+@dataclass(frozen=True)
+class RasterBand:
+    """One band on its grid.
+
+    Attributes
+    ----------
+    data
+        (height, width) float32 pixel values, NaN = no data.
+    grid
+        CRS, transform and shape of ``data``.
+    path
+        File the band was read from.
+    band
+        1-based band index in that file.
+    tags
+        Dataset-level metadata tags (GDAL default domain), e.g. ``TIFFTAG_DATETIME``, ``ACQUISITION_DATE``.
+    source_dtype
+        Data type of the band in the file (e.g. ``"uint16"``): integer images often use 0 or the dtype
+        maximum as undeclared fill values.
+    source_nodata
+        Declared nodata value of the band in the file (already turned into NaN in ``data``), or None.
+    """
+
+    data: NDArray[np.float32]
+    grid: GeoGrid
+    path: Path
+    band: int
+    tags: dict[str, str] = field(default_factory=dict)
+    source_dtype: str = "float32"
+    source_nodata: float | None = None
+
+
+@dataclass(frozen=True)
+class RasterPair:
+    """Reference and secondary bands on the same (reference) grid.
+
+    Attributes
+    ----------
+    reference, secondary
+        Bands; ``secondary.grid == reference.grid``.
+    reprojected
+        True when the secondary was warped onto the reference grid.
+    """
+
+    reference: RasterBand
+    secondary: RasterBand
+    reprojected: bool
+
+
+def _open(path: Path) -> rasterio.DatasetReader:
+    if not path.exists():
+        raise DataError(f"raster {str(path)!r} does not exist; check the path")
+    try:
+        with warnings.catch_warnings():  # we raise NotGeoreferencedError with a fix instead
+            warnings.simplefilter("ignore", NotGeoreferencedWarning)
+            return rasterio.open(path)
+    except RasterioIOError as exc:
+        raise CorruptRasterError(
+            f"{str(path)!r} cannot be read as a raster ({exc}); check it is a complete GeoTIFF/COG "
+            "(re-download or re-export it)"
+        ) from exc
+
+
+def _grid_of(src: rasterio.io.DatasetReaderBase, path: Path) -> GeoGrid:
+    if src.crs is None or src.transform.is_identity:
+        if src.gcps[0]:
+            hint = "it only has ground control points; orthorectify it first (gdalwarp -t_srs EPSG:<utm>)"
+        else:
+            hint = "assign a CRS and geotransform first (e.g. gdal_translate -a_srs EPSG:<code> -a_ullr ...)"
+        raise NotGeoreferencedError(f"{str(path)!r} is not georeferenced (no CRS or geotransform): {hint}")
+    return GeoGrid(crs=src.crs, transform=src.transform, shape=(src.height, src.width))
+
+
+def _check_band(src: rasterio.io.DatasetReaderBase, band: int, path: Path) -> None:
+    if not 1 <= band <= src.count:
+        raise InvalidInputError(f"band {band} requested but {str(path)!r} has bands 1..{src.count}")
+
+
+def _read_float(src: rasterio.io.DatasetReaderBase, band: int, path: Path) -> NDArray[np.float32]:
+    try:
+        masked = src.read(band, masked=True)
+    except RasterioError as exc:
+        raise CorruptRasterError(
+            f"reading band {band} of {str(path)!r} failed ({exc}); the file is probably truncated or "
+            "corrupt, re-download or re-export it"
+        ) from exc
+    return np.ma.filled(masked.astype(np.float32), np.nan)
+
+
+def read_band(path: str | os.PathLike[str], *, band: int = 1) -> RasterBand:
+    """Read one band of a georeferenced raster.
+
+    Parameters
+    ----------
+    path
+        Any GDAL-readable raster with a CRS and geotransform (GeoTIFF, COG, JP2 + .aux.xml, ...).
+    band
+        1-based band index.
+
+    Returns
+    -------
+    RasterBand
+        float32 pixels (NaN where masked / nodata), grid and tags.
+
+    Raises
+    ------
+    DataError
+        Missing file. ``CorruptRasterError`` if unreadable, ``NotGeoreferencedError`` if not placed on Earth.
+    InvalidInputError
+        ``band`` out of range.
+    """
+    p = Path(path)
+    with _open(p) as src:
+        grid = _grid_of(src, p)
+        _check_band(src, band, p)
+        data = _read_float(src, band, p)
+        tags = dict(src.tags())
+        dtype, nodata = src.dtypes[band - 1], src.nodatavals[band - 1]
+    return RasterBand(
+        data=data, grid=grid, path=p, band=band, tags=tags, source_dtype=dtype, source_nodata=nodata
+    )
+
+
+def _check_overlap(ref: GeoGrid, sec: GeoGrid, ref_path: Path, sec_path: Path) -> None:
+    rx0, ry0, rx1, ry1 = ref.bounds
+    try:
+        sx0, sy0, sx1, sy1 = transform_bounds(sec.crs, ref.crs, *sec.bounds, densify_pts=21)
+    except RasterioError as exc:  # e.g. a UTM footprint that cannot be expressed in the other CRS
+        raise NoOverlapError(
+            f"the footprint of {str(sec_path)!r} cannot be expressed in the CRS of {str(ref_path)!r} "
+            f"({exc}); choose rasters over the same area"
+        ) from exc
+    if sx0 >= rx1 or sx1 <= rx0 or sy0 >= ry1 or sy1 <= ry0:
+        raise NoOverlapError(
+            f"{str(ref_path)!r} (bounds {tuple(round(v) for v in ref.bounds)}) and {str(sec_path)!r} "
+            f"(bounds {tuple(round(v) for v in (sx0, sy0, sx1, sy1))} in the reference CRS) do not overlap; "
+            "choose two rasters of the same area"
+        )
+
+
+def read_pair(
+    reference: str | os.PathLike[str],
+    secondary: str | os.PathLike[str],
+    *,
+    band: int = 1,
+    resampling: Resampling = Resampling.cubic,
+) -> RasterPair:
+    """Read a reference / secondary pair on the reference grid.
+
+    If the secondary's grid (CRS, transform or shape) differs from the reference's, it is warped onto the
+    reference grid on the fly (``WarpedVRT``); reference pixels outside the secondary become NaN.
+
+    Parameters
+    ----------
+    reference, secondary
+        Georeferenced rasters of the same area.
+    band
+        1-based band index read from both files.
+    resampling
+        Kernel used when warping the secondary (cubic keeps sub-pixel detail better than bilinear).
+
+    Returns
+    -------
+    RasterPair
+
+    Raises
+    ------
+    DataError
+        Missing, corrupt (``CorruptRasterError``) or non-georeferenced (``NotGeoreferencedError``) input.
+    NoOverlapError
+        The footprints do not intersect, or the warped secondary has no valid pixel.
+    """
+    ref = read_band(reference, band=band)
+    sec_path = Path(secondary)
+    with _open(sec_path) as src:
+        sec_grid = _grid_of(src, sec_path)
+        _check_band(src, band, sec_path)
+        tags = dict(src.tags())
+        dtype, nodata = src.dtypes[band - 1], src.nodatavals[band - 1]
+        _check_overlap(ref.grid, sec_grid, ref.path, sec_path)
+        if sec_grid.same_as(ref.grid):
+            data, reprojected = _read_float(src, band, sec_path), False
+        else:
+            log.info("warping %s onto the grid of %s", sec_path, ref.path)
+            g = ref.grid
+            # float32 + NaN fill so that pixels outside the secondary read as no data, not as 0.
+            with WarpedVRT(
+                src,
+                crs=g.crs,
+                transform=g.transform,
+                width=g.width,
+                height=g.height,
+                resampling=resampling,
+                dtype="float32",
+                nodata=np.nan,
+            ) as vrt:
+                data, reprojected = _read_float(vrt, band, sec_path), True
+    if not np.isfinite(data).any():
+        raise NoOverlapError(
+            f"{str(sec_path)!r} has no valid pixel on the grid of {str(ref.path)!r}; "
+            "check that both rasters cover the same area and that nodata is set correctly"
+        )
+    sec = RasterBand(
+        data=data,
+        grid=ref.grid,
+        path=sec_path,
+        band=band,
+        tags=tags,
+        source_dtype=dtype,
+        source_nodata=nodata,
+    )
+    return RasterPair(reference=ref, secondary=sec, reprojected=reprojected)

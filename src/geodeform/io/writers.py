@@ -1,0 +1,238 @@
+"""Writers for offset products: CF-1.8 NetCDF, Cloud-Optimized GeoTIFF and a STAC item per output.
+
+Every writer is atomic (temporary file in the destination folder, then ``os.replace``): a failure never
+leaves a partial file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pystac
+import rasterio
+import rasterio.shutil
+import xarray as xr
+from pystac.extensions.projection import ProjectionExtension
+from rasterio.io import MemoryFile
+from rasterio.warp import transform as warp_transform
+
+from geodeform.errors import InvalidInputError
+from geodeform.io.atomic import atomic_output
+from geodeform.io.grid import GeoGrid, apply_transform
+from geodeform.io.product import dataset_grid
+
+__all__ = ["COG_BANDS", "write_cog", "write_netcdf", "write_stac_item"]
+
+COG_BANDS = ("dx", "dy", "v", "quality")
+"""Bands of the GeoTIFF product, in order (``v`` only when the dates are known)."""
+
+_FLOAT_ENCODING = {"dtype": "float32", "_FillValue": np.float32(np.nan), "zlib": True, "complevel": 4}
+_EDGE_POINTS = 6  # per footprint edge, so that curved edges in lon/lat stay close to the true outline
+
+
+def write_netcdf(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
+    """Write a product Dataset as CF-1.8 NetCDF-4 (h5netcdf), atomically.
+
+    Parameters
+    ----------
+    ds
+        Dataset from :func:`geodeform.io.offset_dataset` (north-up / rectilinear grid, x/y coordinates).
+    path
+        Destination ``.nc`` file; replaced if it exists.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+
+    Raises
+    ------
+    InvalidInputError
+        If the grid is rotated (no 1-D x/y coordinates): write a GeoTIFF instead.
+    """
+    dataset_grid(ds)  # fails early on a Dataset without a usable grid mapping
+    if "x" not in ds.coords or "y" not in ds.coords:
+        raise InvalidInputError(
+            "the product grid is rotated or sheared, which CF x/y coordinates cannot describe; "
+            "use --format cog (GeoTIFF keeps any affine transform)"
+        )
+    encoding: dict[str, dict[str, Any]] = {}
+    for name, var in ds.variables.items():
+        if var.dims == ("y", "x") and np.issubdtype(var.dtype, np.floating):
+            encoding[str(name)] = dict(_FLOAT_ENCODING)
+        elif var.dims == ("y", "x"):
+            encoding[str(name)] = {"zlib": True, "complevel": 4}
+        elif name in ("x", "y"):
+            encoding[str(name)] = {"_FillValue": None}
+    if "date_center" in ds.variables:
+        encoding["date_center"] = {
+            "units": "days since 1970-01-01 00:00:00",
+            "calendar": "standard",
+            "dtype": "float64",
+        }
+    out = Path(path)
+    with atomic_output(out) as tmp:
+        ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
+    return out
+
+
+def _band_tags(ds: xr.Dataset) -> dict[str, str]:
+    tags = {k: str(v) for k, v in ds.attrs.items()}
+    if "img_pair_info" in ds.variables:
+        tags.update({k.upper(): str(v) for k, v in ds["img_pair_info"].attrs.items()})
+    return tags
+
+
+def write_cog(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
+    """Write a product Dataset as a multi-band Cloud-Optimized GeoTIFF, atomically.
+
+    Bands (float32, nodata NaN, DEFLATE, 256 px tiles, averaged overviews while the image is larger than a
+    tile): ``dx``, ``dy`` (m, +east / +north), ``v`` (m/yr, when dates are known), ``quality`` (0..1).
+    Each band carries its name as description and its unit; acquisition dates go in dataset tags.
+
+    Parameters
+    ----------
+    ds
+        Dataset from :func:`geodeform.io.offset_dataset` (any affine grid, rotated included).
+    path
+        Destination ``.tif`` file; replaced if it exists.
+
+    Returns
+    -------
+    pathlib.Path
+        ``path``.
+    """
+    grid = dataset_grid(ds)
+    names = [n for n in COG_BANDS if n in ds.variables]
+    profile = {
+        "driver": "GTiff",
+        "width": grid.width,
+        "height": grid.height,
+        "count": len(names),
+        "dtype": "float32",
+        "crs": grid.crs,
+        "transform": grid.transform,
+        "nodata": np.nan,
+    }
+    out = Path(path)
+    with MemoryFile() as mem, mem.open(**profile) as staging:
+        for i, name in enumerate(names, start=1):
+            staging.write(ds[name].values.astype(np.float32), i)
+            staging.set_band_description(i, name)
+            staging.set_band_unit(i, str(ds[name].attrs.get("units", "")))
+            staging.update_tags(i, long_name=str(ds[name].attrs.get("long_name", name)))
+        staging.update_tags(**_band_tags(ds))
+        with atomic_output(out) as tmp:
+            rasterio.shutil.copy(
+                staging,
+                tmp,
+                driver="COG",
+                compress="DEFLATE",
+                predictor="YES",
+                blocksize=256,
+                overviews="IGNORE_EXISTING",
+                overview_resampling="AVERAGE",
+            )
+    return out
+
+
+def _footprint_lonlat(grid: GeoGrid) -> list[tuple[float, float]]:
+    h, w = grid.shape
+    t = np.linspace(0.0, 1.0, _EDGE_POINTS)[:-1]
+    cols = np.concatenate([t * w, np.full_like(t, w), (1 - t) * w, np.zeros_like(t)])
+    rows = np.concatenate([np.zeros_like(t), t * h, np.full_like(t, h), (1 - t) * h])
+    xs, ys = apply_transform(grid.transform, cols, rows)
+    lons, lats = warp_transform(grid.crs, "EPSG:4326", list(xs), list(ys))
+    ring = [(float(x), float(y)) for x, y in zip(lons, lats, strict=True)]
+    return [*ring, ring[0]]
+
+
+def _item_times(ds: xr.Dataset) -> tuple[datetime | None, dict[str, Any]]:
+    info = ds["img_pair_info"].attrs if "img_pair_info" in ds.variables else {}
+    if "acquisition_date_img1" not in info:
+        # Acquisition time unknown: STAC requires a datetime, the processing time is the honest fallback.
+        return datetime.now(timezone.utc), {"geodeform:acquisition_dates_known": False}
+    start = datetime.fromisoformat(str(info["acquisition_date_img1"]).replace("Z", "+00:00"))
+    end = datetime.fromisoformat(str(info["acquisition_date_img2"]).replace("Z", "+00:00"))
+    center = datetime.fromisoformat(str(info["date_center"]).replace("Z", "+00:00"))
+    return center, {
+        "start_datetime": pystac.utils.datetime_to_str(start),
+        "end_datetime": pystac.utils.datetime_to_str(end),
+        "geodeform:date_dt_days": float(info["date_dt"]),
+    }
+
+
+def write_stac_item(
+    ds: xr.Dataset,
+    data_path: str | os.PathLike[str],
+    item_path: str | os.PathLike[str] | None = None,
+) -> Path:
+    """Write a STAC item describing one product file, atomically.
+
+    The item has the lon/lat footprint of the node grid, ``datetime`` = midpoint of the acquisitions with
+    ``start_datetime`` / ``end_datetime`` = the two dates, the projection extension (``proj:code`` /
+    EPSG, ``proj:transform``, ``proj:shape``, ``proj:bbox``) and one ``data`` asset whose href is relative to
+    the item file.
+
+    Parameters
+    ----------
+    ds
+        The Dataset that was written to ``data_path``.
+    data_path
+        The product file (``.nc`` or ``.tif``); its suffix chooses the media type.
+    item_path
+        Where to write the item; default ``<data_path without suffix>.stac.json``.
+
+    Returns
+    -------
+    pathlib.Path
+        The item path.
+    """
+    data = Path(data_path)
+    item_file = Path(item_path) if item_path is not None else data.with_suffix(".stac.json")
+    grid = dataset_grid(ds)
+    ring = _footprint_lonlat(grid)
+    lons, lats = zip(*ring, strict=True)
+    when, time_props = _item_times(ds)
+    item = pystac.Item(
+        id=data.stem,
+        geometry={"type": "Polygon", "coordinates": [[list(p) for p in ring]]},
+        bbox=[min(lons), min(lats), max(lons), max(lats)],
+        datetime=when,
+        properties={**time_props, "created": pystac.utils.datetime_to_str(datetime.now(timezone.utc))},
+    )
+    proj = ProjectionExtension.ext(item, add_if_missing=True)
+    epsg = grid.crs.to_epsg()
+    if epsg is not None:
+        proj.epsg = epsg
+    else:
+        proj.wkt2 = grid.crs.to_wkt()
+    proj.transform = list(grid.transform)[:6]
+    proj.shape = [grid.height, grid.width]
+    proj.bbox = list(grid.bounds)
+    is_netcdf = data.suffix.lower() in (".nc", ".nc4", ".netcdf")
+    if is_netcdf:
+        variables = [str(n) for n, v in ds.data_vars.items() if v.dims == ("y", "x")]
+    else:
+        variables = [b for b in COG_BANDS if b in ds.variables]
+    item.add_asset(
+        "data",
+        pystac.Asset(
+            href=str(data.resolve()),
+            media_type=pystac.MediaType.NETCDF if is_netcdf else pystac.MediaType.COG,
+            roles=["data"],
+            title="offsets / velocities",
+            description="variables: " + ", ".join(variables),
+        ),
+    )
+    item.set_self_href(str(item_file.resolve()))
+    item.make_asset_hrefs_relative()
+    payload = json.dumps(item.to_dict(include_self_link=False), indent=2)
+    with atomic_output(item_file) as tmp:
+        tmp.write_text(payload + "\n", encoding="utf-8")
+    return item_file

