@@ -19,10 +19,9 @@ def pair_of_ints(value: Any, name: str, *, minimum: int) -> tuple[int, int]:
         raise InvalidInputError(f"{name} must be an int or a (rows, cols) pair, got {value!r}")
     out = []
     for v in vals:
-        if (
-            isinstance(v, bool)
-            or (not isinstance(v, (int, np.integer))
-            and not (isinstance(v, (float, np.floating)) and float(v).is_integer()))
+        if isinstance(v, bool) or (
+            not isinstance(v, (int, np.integer))
+            and not (isinstance(v, (float, np.floating)) and float(v).is_integer())
         ):
             raise InvalidInputError(f"{name} must be a whole number of pixels, got {value!r}")
         if int(v) < minimum:

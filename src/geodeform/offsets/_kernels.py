@@ -539,3 +539,177 @@ def lk_nodes(
             res[k],
         )
     return res
+
+
+@nb.njit(cache=True, nogil=True, fastmath=FAST)
+def lk_robust_node(ref, gyi, gxi, rvalid, coef, svalid, r0, c0, h, w, d_r, d_c, max_iter, centre, out):
+    """Robust (Tukey IRLS) Gauss-Newton refinement for chips that straddle a displacement discontinuity.
+
+    Pixels that move with the other side get large residuals and zero weight, so the estimate locks onto
+    one motion instead of blending both. Writes [dr, dc, zncc, reason, centre_score, sigma] into ``out``;
+    ``centre_score`` is the fraction of the central ``centre`` × ``centre`` pixels kept as inliers, which
+    tells whether the motion found is that of the node itself.
+    """
+    Hh, Ww = coef.shape
+    for k in range(6):
+        out[k] = np.nan
+    wgt = np.empty((h, w))
+    for i in range(h):
+        for j in range(w):
+            wgt[i, j] = 1.0 if rvalid[r0 + i, c0 + j] else 0.0
+    wr = np.empty(4)
+    wc = np.empty(4)
+    buf = np.empty(w + 3)
+    S = np.empty((h, w))
+    V = np.empty((h, w), dtype=np.bool_)
+    dr = float(d_r)
+    dc = float(d_c)
+    zn = np.nan
+    sig2 = np.nan
+    reason = NOT_CONVERGED
+    for it in range(max_iter):
+        ir = math.floor(dr)
+        ic = math.floor(dc)
+        _bspline3_weights(dr - ir, wr)
+        _bspline3_weights(dc - ic, wc)
+        br = r0 + ir - 1 + LK_PAD
+        bc = c0 + ic - 1 + LK_PAD
+        if br < 0 or bc < 0 or br + h + 3 > Hh or bc + w + 3 > Ww:
+            reason = OUTSIDE
+            break
+        sw = 0.0
+        sr = 0.0
+        ss = 0.0
+        for i in range(h):
+            _interp_row(coef, br + i, wr, wc, bc, w, buf, S[i])
+            for j in range(w):
+                v = (
+                    wgt[i, j] > 0.0
+                    and svalid[br + i + 1, bc + j + 1] != 0
+                    and svalid[br + i + 2, bc + j + 2] != 0
+                )
+                V[i, j] = v
+                if v:
+                    m = wgt[i, j]
+                    sw += m
+                    sr += m * ref[r0 + i, c0 + j]
+                    ss += m * S[i, j]
+        if sw < 0.25 * h * w:
+            reason = MASKED
+            break
+        mr = sr / sw
+        ms = ss / sw
+        vr = 0.0
+        vs = 0.0
+        cv = 0.0
+        for i in range(h):
+            for j in range(w):
+                if V[i, j]:
+                    m = wgt[i, j]
+                    a = ref[r0 + i, c0 + j] - mr
+                    b = S[i, j] - ms
+                    vr += m * a * a
+                    vs += m * b * b
+                    cv += m * a * b
+        if vr <= 0.0 or vs <= 0.0:
+            reason = TEXTURELESS
+            break
+        gain = math.sqrt(vr / vs)
+        zn = cv / math.sqrt(vr * vs)
+        # residuals, robust scale, new weights, normal equations
+        e2 = 0.0
+        for i in range(h):
+            for j in range(w):
+                if V[i, j]:
+                    e = (ref[r0 + i, c0 + j] - mr) - gain * (S[i, j] - ms)
+                    S[i, j] = e
+                    e2 += wgt[i, j] * e * e
+        sig2 = e2 / sw
+        # robust scale: MAD of the residuals (an RMS would let the other side's pixels set it)
+        absr = np.empty(h * w)
+        na = 0
+        for i in range(h):
+            for j in range(w):
+                if V[i, j]:
+                    absr[na] = abs(S[i, j])
+                    na += 1
+        scale = 1.4826 * np.median(absr[:na])
+        c = 4.685 * max(scale, 1e-12)
+        a00 = 0.0
+        a01 = 0.0
+        a11 = 0.0
+        by = 0.0
+        bx = 0.0
+        e2i = 0.0
+        ni = 0.0
+        for i in range(h):
+            for j in range(w):
+                wnew = 0.0
+                if V[i, j]:
+                    u = S[i, j] / c
+                    if u * u < 1.0:
+                        wnew = (1.0 - u * u) ** 2
+                        e2i += S[i, j] * S[i, j]
+                        ni += 1.0
+                if rvalid[r0 + i, c0 + j]:
+                    wgt[i, j] = max(wnew, 1e-6)
+                if wnew > 0.0:
+                    gy = gyi[r0 + i, c0 + j]
+                    gx = gxi[r0 + i, c0 + j]
+                    a00 += wnew * gy * gy
+                    a01 += wnew * gy * gx
+                    a11 += wnew * gx * gx
+                    by += wnew * gy * S[i, j]
+                    bx += wnew * gx * S[i, j]
+        if ni > 0:
+            sig2 = e2i / ni
+        det = a00 * a11 - a01 * a01
+        if det <= 1e-12 * (a00 + a11) ** 2:
+            reason = TEXTURELESS
+            break
+        ddr = -(a11 * by - a01 * bx) / det
+        ddc = -(a00 * bx - a01 * by) / det
+        dr -= ddr
+        dc -= ddc
+        if abs(dr - d_r) > 2.5 or abs(dc - d_c) > 2.5:
+            reason = NOT_CONVERGED
+            break
+        if it >= 3 and ddr * ddr + ddc * ddc < 1e-4:
+            reason = OK
+            break
+        if it == max_iter - 1 and ddr * ddr + ddc * ddc < 4e-4:
+            reason = OK
+    if reason != OK:
+        out[3] = reason
+        return
+    lo_r = (h - centre) // 2
+    lo_c = (w - centre) // 2
+    num = 0.0
+    den = 0.0
+    for i in range(lo_r, lo_r + centre):
+        for j in range(lo_c, lo_c + centre):
+            if rvalid[r0 + i, c0 + j]:
+                den += 1.0
+                num += 1.0 if wgt[i, j] > 0.01 else 0.0
+    det = a00 * a11 - a01 * a01
+    out[0] = dr
+    out[1] = dc
+    out[2] = zn
+    out[3] = OK
+    out[4] = num / den if den > 0 else 0.0
+    out[5] = SIGMA_CALIBRATION * math.sqrt(sig2 * (a00 + a11) / det) if det > 0 else np.nan
+
+
+@nb.njit(cache=True, parallel=True)
+def lk_robust_nodes(ref, gy, gx, rvalid, coef, svalid, r0, c0, h, w, d_r, d_c, max_iter, centre):
+    """:func:`lk_robust_node` for many nodes in parallel. Returns (n, 6)."""
+    n = r0.size
+    res = np.full((n, 6), np.nan)
+    for k in nb.prange(n):
+        if r0[k] < 0 or c0[k] < 0 or r0[k] + h > ref.shape[0] or c0[k] + w > ref.shape[1]:
+            res[k, 3] = OUTSIDE
+            continue
+        lk_robust_node(
+            ref, gy, gx, rvalid, coef, svalid, r0[k], c0[k], h, w, d_r[k], d_c[k], max_iter, centre, res[k]
+        )
+    return res

@@ -23,6 +23,16 @@ def _shifted(a: F, radius: int) -> list[F]:
     return out
 
 
+def _nanmedian0(stack: F) -> F:
+    """Median over axis 0 ignoring NaN (NaN where all are NaN); sort-based, no masked arrays."""
+    srt = np.sort(stack, axis=0)  # NaN sorts last
+    count = np.isfinite(stack).sum(axis=0)
+    lo = np.clip((count - 1) // 2, 0, None)[None]
+    hi = np.clip(count // 2, 0, None)[None]
+    med = 0.5 * (np.take_along_axis(srt, lo, 0)[0] + np.take_along_axis(srt, hi, 0)[0])
+    return np.where(count > 0, med, np.nan)
+
+
 def neighbour_median(
     dy: F, dx: F, *, radius: int = 1, min_count: int = 3
 ) -> tuple[F, F, npt.NDArray[np.int64]]:
@@ -30,9 +40,8 @@ def neighbour_median(
     sy = np.stack(_shifted(dy, radius))
     sx = np.stack(_shifted(dx, radius))
     count = np.isfinite(sy).sum(axis=0)
-    with np.errstate(all="ignore"), _quiet():
-        my = np.nanmedian(sy, axis=0)
-        mx = np.nanmedian(sx, axis=0)
+    my = _nanmedian0(sy)
+    mx = _nanmedian0(sx)
     few = count < min_count
     my[few] = np.nan
     mx[few] = np.nan
@@ -109,15 +118,3 @@ def strain_bias(dy: F, dx: F, lk: F, step: tuple[int, int]) -> tuple[F, F]:
     by = i00 * v0 + i01 * v1
     bx = i01 * v0 + i11 * v1
     return np.nan_to_num(by), np.nan_to_num(bx)
-
-
-class _quiet:
-    def __enter__(self) -> None:
-        import warnings
-
-        self._cm = warnings.catch_warnings()
-        self._cm.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc: object) -> None:
-        self._cm.__exit__(*exc)

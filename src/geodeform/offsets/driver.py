@@ -18,7 +18,7 @@ from geodeform.offsets import _kernels as K
 from geodeform.offsets import _post
 from geodeform.offsets._common import check_image, node_grid, pair_of_ints, valid_pixels
 from geodeform.offsets._types import OffsetField, Reason
-from geodeform.offsets.ncc import NccOptions, PreparedStrip, StripResult, image_stats, ncc_strip
+from geodeform.offsets.ncc import NccOptions, PreparedStrip, StripResult, image_stats, ncc_strip, robust_strip
 from geodeform.offsets.prefilters import PREFILTERS, apply_prefilter, prefilter_margin
 
 __all__ = ["METHODS", "match"]
@@ -327,18 +327,24 @@ class _Job:
     def strips(
         self, node_rows: npt.NDArray[np.int64] | None = None, extra_pad: int = 0
     ) -> Iterator[tuple[int, int, npt.NDArray[np.int64], int]]:
-        """(a, b, node-row indices, pad) of every strip covering the requested node rows."""
+        """(a, b, node-row indices, pad) of every strip covering the requested node rows.
+
+        A strip's rows [a, b) depend only on its index, with a margin wide enough for every pass
+        (search, nested chips, shifted chips), so later passes reuse the prepared strip.
+        """
         nr = self.rs.size
         rows_per = max(1, (self.strip_rows - self.chip[0]) // self.step[0] + 1)
         wanted = np.arange(nr) if node_rows is None else np.unique(node_rows)
+        pad = int(self.search.max(initial=0)) + 8 + prefilter_margin(self.prefilter) + 2 * max(self.chip)
+        if extra_pad > 2 * max(self.chip):
+            pad += extra_pad
         for i0 in range(0, nr, rows_per):
             idx = wanted[(wanted >= i0) & (wanted < i0 + rows_per)]
             if idx.size == 0:
                 continue
-            smax = int(self.search[idx].max(initial=0)) + extra_pad
-            pad = smax + 8 + prefilter_margin(self.prefilter)
-            a = max(0, int(self.rs[idx[0]]) - pad)
-            b = min(self.ref.shape[0], int(self.rs[idx[-1]]) + self.chip[0] + pad)
+            i1 = min(nr, i0 + rows_per) - 1
+            a = max(0, int(self.rs[i0]) - pad)
+            b = min(self.ref.shape[0], int(self.rs[i1]) + self.chip[0] + pad)
             yield a, b, idx, pad
 
 
@@ -368,6 +374,7 @@ def _ncc_pass(
     progress: ProgressCallback | None,
     chip: tuple[int, int] | None = None,
     shift: tuple[int, int] = (0, 0),
+    robust: bool = False,
 ) -> dict[str, Any]:
     """One matching pass over the selected nodes (all by default).
 
@@ -412,6 +419,8 @@ def _ncc_pass(
                 continue
         if init is None:
             res = _sparse_dense(prep, ii, jj, r0, c0, job, opts)
+        elif robust:
+            res = robust_strip(prep, r0, c0, chip, (init[0][ii, jj], init[1][ii, jj]), opts)
         elif radius is None:  # refine from the given sub-pixel start, no search
             sr = job.search[ii, jj]
             res = ncc_strip(prep, r0, c0, chip, sr, sr, opts, start=(init[0][ii, jj], init[1][ii, jj]))
@@ -493,6 +502,46 @@ def _sparse_dense(
         out.dy[idx], out.dx[idx], out.quality[idx] = res.dy, res.dx, res.quality
         out.reason[idx], out.lk[idx] = res.reason, res.lk
     return out
+
+
+def _robust_discontinuities(
+    job: _Job, opts: NccOptions, dy: Any, dx: Any, q: Any, reason: Any, lk: Any
+) -> None:
+    """Re-measure nodes next to a displacement discontinuity with a robust (Tukey IRLS) fit.
+
+    Nodes are selected where the field departs from linear between opposite neighbours by more than
+    ``opts.step_px`` (a step does, a smooth gradient does not). The robust fit is started from the node's
+    own value and from each neighbour's: each start locks onto one side's motion; the answer kept is the
+    one whose inliers cover most of the chip's centre (the node's own pixels), then the most precise.
+    Updates in place.
+    """
+    disc = (reason == K.OK) & (_post.linear_residual(dy, dx) > opts.step_px)
+    if not disc.any():
+        return
+    rows = np.nonzero(disc.any(axis=1))[0]
+    best = np.full(dy.shape, -1.0)
+    best_sig = np.full(dy.shape, np.inf)
+    out = {k: np.full(dy.shape, np.nan) for k in ("dy", "dx", "q", "sigma")}
+    pad_y = np.pad(dy, 1, constant_values=np.nan)
+    pad_x = np.pad(dx, 1, constant_values=np.nan)
+    for a in (-1, 0, 1):
+        for b in (-1, 0, 1):
+            ny = pad_y[1 + a : 1 + a + dy.shape[0], 1 + b : 1 + b + dy.shape[1]]
+            nx = pad_x[1 + a : 1 + a + dx.shape[0], 1 + b : 1 + b + dx.shape[1]]
+            sel = disc & np.isfinite(ny)
+            if not sel.any():
+                continue
+            r = _ncc_pass(job, opts, rows, sel, (ny, nx), None, None, robust=True)
+            score, sig = r["lk"][..., 4], r["lk"][..., 14]
+            ok = sel & (r["reason"] == K.OK)
+            with np.errstate(invalid="ignore"):
+                win = ok & ((score > best + 0.05) | ((np.abs(score - best) <= 0.05) & (sig < best_sig)))
+            best[win], best_sig[win] = score[win], sig[win]
+            out["dy"][win], out["dx"][win], out["q"][win] = r["dy"][win], r["dx"][win], r["q"][win]
+    take = disc & (best >= 0.5)
+    dy[take], dx[take], q[take] = out["dy"][take], out["dx"][take], out["q"][take]
+    lk[take, 5:11] = 0.0  # the robust estimate is that of the node's side: no strain correction
+    lk[take, 14] = best_sig[take]
 
 
 def _shiftable_windows(job: _Job, opts: NccOptions, dy: Any, dx: Any, q: Any, reason: Any, lk: Any) -> None:
@@ -596,6 +645,10 @@ def _run_ncc(job: _Job, opts: NccOptions, progress: ProgressCallback | None) -> 
         reason[isolated] = Reason.OUTLIER
         dy[isolated] = np.nan
         dx[isolated] = np.nan
+    if opts.subpixel == "lk" and opts.robust_steps:
+        # each round gives the nodes nearer the step cleaner one-sided starts from their neighbours
+        for _ in range(3):
+            _robust_discontinuities(job, opts, dy, dx, q, reason, lk)
     if opts.subpixel == "lk" and opts.shiftable:
         _shiftable_windows(job, opts, dy, dx, q, reason, lk)
     if opts.subpixel == "lk" and opts.max_chip_factor > 1:

@@ -51,7 +51,7 @@ class NccOptions:
         Iterations of the sub-pixel refinement. Default 12.
     tol : float
         Convergence threshold on the last update, px. Gauss–Newton converges quadratically here, so the
-        error left after an update below 0.01 px is ~0.001 px. Default 0.01.
+        error left after an update below 0.02 px is ~0.001 px. Default 0.02.
     window : str
         Weighting inside the chip for the refinement: ``"uniform"`` or ``"gaussian"`` (σ = chip/4).
     strain_correction : bool
@@ -72,12 +72,18 @@ class NccOptions:
     max_chip_factor : int
         Largest chip enlargement for imprecise or failed nodes (1 disables nested chips; 2, 4 …).
         Default 2.
+    robust_steps : bool
+        Re-measure nodes next to displacement discontinuities (faults, calving fronts, landslide scarps)
+        with a robust Tukey fit started from each neighbour's value, keeping the motion of the node's own
+        pixels instead of a blend of both sides. On the peerbench fault case it cuts the error 4-16 px
+        from the fault from 0.34-0.71 to 0.04-0.07 px (median) but costs ~0.005 px RMSE on a glacier
+        margin. Default False; recommended for earthquake ruptures.
     shiftable : bool
         Re-measure nodes next to displacement discontinuities with chips shifted off-centre (8
         directions) and keep the most precise (shiftable windows). Cuts the inlier error next to a fault
         by half but moves nodes on steep smooth gradients (glacier margins). Default False.
     step_px : float
-        Departure from linearity between opposite neighbours (px) that marks a discontinuity. Default 0.3.
+        Departure from linearity between opposite neighbours (px) that marks a discontinuity. Default 0.5.
     sparse : bool
         Search every other node in each direction (a quarter of the grid) and start the others from the
         average of their searched neighbours, skipping their integer search (autoRIFT's sparse-then-dense
@@ -93,7 +99,7 @@ class NccOptions:
     min_texture: float = 0.02
     subpixel: str = "lk"
     max_iter: int = 12
-    tol: float = 0.01
+    tol: float = 0.02
     window: str = "uniform"
     strain_correction: bool = True
     consistency: bool = True
@@ -102,7 +108,8 @@ class NccOptions:
     interpolation: str = "approx"
     sparse: bool = True
     shiftable: bool = False
-    step_px: float = 0.3
+    robust_steps: bool = False
+    step_px: float = 0.5
     target_sigma: float = 0.05
     max_chip_factor: int = 2
 
@@ -457,6 +464,46 @@ def _refine(
     reason[todo] = lk_reason[todo]
     _finish(dy, dx, zn, reason, edge_top, init_r, init_c, search_r, search_c, opts)
     return StripResult(dy, dx, np.nan_to_num(zn), reason, lk)
+
+
+def robust_strip(
+    prep: PreparedStrip,
+    r0: I64,
+    c0: I64,
+    chip: tuple[int, int],
+    start: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]],
+    opts: NccOptions,
+) -> StripResult:
+    """Robust refinement (see :func:`geodeform.offsets._kernels.lk_robust_node`) from ``start``."""
+    lk_ref, lk_rv, gy, gx, coef, lk_sv = prep.spline()
+    h, w = chip
+    res = K.lk_robust_nodes(
+        lk_ref,
+        gy,
+        gx,
+        lk_rv.view(np.uint8),
+        coef,
+        lk_sv.view(np.uint8),
+        r0,
+        c0,
+        h,
+        w,
+        np.asarray(start[0], np.float64),
+        np.asarray(start[1], np.float64),
+        12,
+        max(2, min(h, w) // 8),
+    )
+    n = r0.size
+    reason = np.nan_to_num(res[:, 3], nan=K.MASKED).astype(np.uint8)
+    lk = np.full((n, K.NOUT), np.nan)
+    lk[:, 4] = res[:, 4]
+    lk[:, 14] = res[:, 5]
+    zn = res[:, 2]
+    reason[(reason == K.OK) & ~(zn >= opts.min_correlation)] = K.LOW_CORRELATION
+    bad = reason != K.OK
+    return StripResult(
+        np.where(bad, np.nan, res[:, 0]), np.where(bad, np.nan, res[:, 1]), np.nan_to_num(zn), reason, lk
+    )
 
 
 def _finish(dy, dx, zn, reason, edge_top, init_r, init_c, search_r, search_c, opts):  # type: ignore[no-untyped-def]
