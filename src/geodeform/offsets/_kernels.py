@@ -175,10 +175,10 @@ def _interp_row(coef, row0, wr, wc, bc, w, buf, out):
     c1_ = coef[row0 + 1, bc : bc + w + 3]
     c2_ = coef[row0 + 2, bc : bc + w + 3]
     c3_ = coef[row0 + 3, bc : bc + w + 3]
-    w0, w1, w2, w3 = wr[0], wr[1], wr[2], wr[3]
+    w0, w1, w2, w3 = np.float32(wr[0]), np.float32(wr[1]), np.float32(wr[2]), np.float32(wr[3])
     for j in range(w + 3):
         buf[j] = w0 * c0_[j] + w1 * c1_[j] + w2 * c2_[j] + w3 * c3_[j]
-    v0, v1, v2, v3 = wc[0], wc[1], wc[2], wc[3]
+    v0, v1, v2, v3 = np.float32(wc[0]), np.float32(wc[1]), np.float32(wc[2]), np.float32(wc[3])
     for j in range(w):
         out[j] = v0 * buf[j] + v1 * buf[j + 1] + v2 * buf[j + 2] + v3 * buf[j + 3]
 
@@ -282,8 +282,8 @@ def lk_refine_node(
     )
     wr = np.empty(4)
     wc = np.empty(4)
-    buf = np.empty(w + 3)
-    srow = np.empty(w)
+    buf = np.empty(w + 3, np.float32)
+    srow = np.empty(w, np.float32)
     dr = float(d_r)
     dc = float(d_c)
     zn = np.nan
@@ -322,14 +322,25 @@ def lk_refine_node(
                 gyrow = gyi[rr, c0 : c0 + w]
                 gxrow = gxi[rr, c0 : c0 + w]
                 wrow = weight[i]
+                # float32 sums along the row (8-wide SIMD; values are normalised to O(1)), float64 across
+                a1 = np.float32(0.0)
+                a2 = np.float32(0.0)
+                a3 = np.float32(0.0)
+                a4 = np.float32(0.0)
+                a5 = np.float32(0.0)
                 for j in range(w):
                     s = srow[j]
                     ms_ = wrow[j] * s
-                    ss += ms_
-                    sss += ms_ * s
-                    sgys += ms_ * gyrow[j]
-                    sgxs += ms_ * gxrow[j]
-                    srs += ms_ * rrow[j]
+                    a1 += ms_
+                    a2 += ms_ * s
+                    a3 += ms_ * gyrow[j]
+                    a4 += ms_ * gxrow[j]
+                    a5 += ms_ * rrow[j]
+                ss += a1
+                sss += a2
+                sgys += a3
+                sgxs += a4
+                srs += a5
         else:
             for i in range(h):
                 _interp_row(coef, br + i, wr, wc, bc, w, buf, srow)

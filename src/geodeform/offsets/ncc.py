@@ -167,12 +167,12 @@ def _top_level(search: int, h: int, w: int) -> int:
     return level
 
 
-def _window(h: int, w: int, kind: str) -> npt.NDArray[np.float64]:
+def _window(h: int, w: int, kind: str) -> npt.NDArray[np.float32]:
     if kind == "gaussian":
         yy = (np.arange(h) - (h - 1) / 2) / (h / 4)
         xx = (np.arange(w) - (w - 1) / 2) / (w / 4)
-        return np.exp(-0.5 * (yy[:, None] ** 2 + xx[None, :] ** 2))
-    return np.ones((h, w))
+        return np.exp(-0.5 * (yy[:, None] ** 2 + xx[None, :] ** 2)).astype(np.float32)
+    return np.ones((h, w), np.float32)
 
 
 @dataclass
