@@ -20,8 +20,16 @@ def _write_geotiff(path: Path, data: np.ndarray, date: str) -> None:
 
     from geodeform.io import atomic_output
 
-    profile = dict(driver="GTiff", width=data.shape[1], height=data.shape[0], count=1, dtype=data.dtype,
-                   crs="EPSG:32621", transform=from_origin(717345.0, -2776995.0, 30.0, 30.0), nodata=0)
+    profile = dict(
+        driver="GTiff",
+        width=data.shape[1],
+        height=data.shape[0],
+        count=1,
+        dtype=data.dtype,
+        crs="EPSG:32621",
+        transform=from_origin(717345.0, -2776995.0, 30.0, 30.0),
+        nodata=0,
+    )
     with atomic_output(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
         dst.write(data, 1)
         dst.update_tags(ACQUISITION_DATE=date)
@@ -29,7 +37,9 @@ def _write_geotiff(path: Path, data: np.ndarray, date: str) -> None:
 
 @app.command("demo")
 def demo(
-    out: Annotated[Path, typer.Option("--out", help="Folder for the demo inputs and products.")] = Path("demo-out"),
+    out: Annotated[Path, typer.Option("--out", help="Folder for the demo inputs and products.")] = Path(
+        "demo-out"
+    ),
     method: Annotated[str, typer.Option(help="Matcher: ncc, phase or flow.")] = "ncc",
 ) -> None:
     """Run the glacier demo offline: a real Landsat-8 texture moved by a known flow (up to 4 px in 30 days,
@@ -48,8 +58,20 @@ def demo(
     _write_geotiff(sec_path, pair.secondary, "2020-02-05")
     console.print(f"demo inputs: {ref_path}, {sec_path} (Contains modified Landsat-8 data courtesy of USGS)")
     product = out / "demo_velocity.nc"
-    offsets(ref_path, sec_path, product, method=method, chip=32, step=8, search=8, fmt=None,
-            dates="2020-01-06,2020-02-05", band=1, nodata=None, stac=True)
+    offsets(
+        ref_path,
+        sec_path,
+        product,
+        method=method,
+        chip=32,
+        step=8,
+        search=8,
+        fmt=None,
+        dates="2020-01-06,2020-02-05",
+        band=1,
+        nodata=None,
+        stac=True,
+    )
 
     import xarray as xr
 
