@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -235,10 +234,6 @@ def test_bad_inputs_give_clear_errors_and_no_output(cli, shifted_pair, tmp_path)
     assert list(tmp_path.iterdir()) == [plain]
 
 
-@pytest.mark.skipif(
-    any(importlib.util.find_spec(f"geodeform.cli.{m}") is None for m in ("demo", "match")),
-    reason="the other geodeform sub-commands are not there yet, so the console script cannot start",
-)
 def test_console_script_prints_one_clear_line_and_exits_2(shifted_pair, tmp_path):
     proc = subprocess.run(
         [
