@@ -47,7 +47,7 @@ def check_image(arr: Any, name: str) -> npt.NDArray[Any]:
 
 def node_grid(
     shape: tuple[int, int], chip: tuple[int, int], step: tuple[int, int]
-) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+) -> tuple[npt.NDArray[np.int64], npt.NDArray[np.int64], npt.NDArray[np.floating], npt.NDArray[np.floating]]:
     """Chip origins and node centres of the regular grid over an image of ``shape``.
 
     Chip k spans rows ``[k*step, k*step + chip)``; its node is the chip centre ``start + (chip - 1)/2``

@@ -257,7 +257,7 @@ class _Job:
         chip,
         step,
         rs,
-        cs,  # type: ignore[no-untyped-def]
+        cs,
         search,
         strip_rows,
     ):
@@ -356,7 +356,7 @@ def _threads(threads: int | None) -> Iterator[None]:
     if not isinstance(threads, (int, np.integer)) or threads < 1:
         raise InvalidInputError(f"threads must be a positive int, got {threads!r}")
     old = numba.get_num_threads()
-    numba.set_num_threads(min(int(threads), numba.config.NUMBA_NUM_THREADS))
+    numba.set_num_threads(min(int(threads), int(getattr(numba.config, "NUMBA_NUM_THREADS", threads))))
     try:
         yield
     finally:
@@ -402,6 +402,8 @@ def _ncc_pass(
             sec_s = job.prepare(job.sec, job.m_sec, a, b)
             prep = PreparedStrip(ref_s, sec_s, opts, job.stats(ref_s, sec_s))
             job.cache = {(a, b): prep}  # keep one strip: bounded memory, reused by the re-search passes
+        ii: Any
+        jj: Any
         ii, jj = np.meshgrid(idx, np.arange(nc), indexing="ij")
         if select is not None:
             keep = select[ii, jj]

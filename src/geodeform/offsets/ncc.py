@@ -433,7 +433,7 @@ def _refine(
     edge_top,
     init_r,
     init_c,
-    search_r,  # type: ignore[no-untyped-def]
+    search_r,
     search_c,
     opts,
     *,
@@ -506,7 +506,7 @@ def robust_strip(
     )
 
 
-def _finish(dy, dx, zn, reason, edge_top, init_r, init_c, search_r, search_c, opts):  # type: ignore[no-untyped-def]
+def _finish(dy, dx, zn, reason, edge_top, init_r, init_c, search_r, search_c, opts):
     # a peak on the border of the search window explains any later failure: report that first
     reason[edge_top & (reason != K.MASKED) & (reason != K.TEXTURELESS)] = K.SEARCH_EDGE
     far = (np.abs(dy - init_r) > search_r + 0.5) | (np.abs(dx - init_c) > search_c + 0.5)
@@ -537,7 +537,7 @@ def _parabola(
     search_r,
     search_c,
     opts,
-):  # type: ignore[no-untyped-def]
+):
     """3×3 ZNCC surface around the integer peak, separable parabola vertex (the classic, biased fit)."""
     n = r0.size
     surf = np.full((n, 3, 3), np.nan)
