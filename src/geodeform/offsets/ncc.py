@@ -68,7 +68,8 @@ class NccOptions:
         Landsat texture, at no cost in precision (those frequencies are mostly noise). Used with
         ``interpolation="exact"`` only. Default 0.7.
     target_sigma : float
-        Predicted 1-σ error (px) above which a node is measured again with a larger chip. Default 0.05.
+        Predicted 1-σ error (px) above which a node is measured again with a larger chip. Default 0.08
+        (lower values help very noisy pairs but add strain and fault blending from the larger chips).
     max_chip_factor : int
         Largest chip enlargement for imprecise or failed nodes (1 disables nested chips; 2, 4 …).
         Default 2.
@@ -110,7 +111,7 @@ class NccOptions:
     shiftable: bool = False
     robust_steps: bool = False
     step_px: float = 0.5
-    target_sigma: float = 0.05
+    target_sigma: float = 0.08
     max_chip_factor: int = 2
 
     def validate(self) -> None:
