@@ -328,3 +328,16 @@ def test_prefilters_handle_strong_radiometric_change(texture: np.ndarray, prefil
     err = np.hypot(f.dx - 0.45, f.dy + 0.6)
     assert f.coverage > 0.8
     assert np.nanmedian(err) < (0.05 if prefilter != "rank" else 0.1)
+
+
+def test_predicted_error_is_of_the_order_of_the_true_error(texture: np.ndarray) -> None:
+    ref = noisy(texture, 15, 18)
+    sec = noisy(fourier_shift(texture, 0.3, -0.7), 15, 19)
+    f = match(ref, sec, chip_size=32, step=16, search_range=3, max_chip_factor=1)
+    assert f.error is not None
+    ok = np.isfinite(f.dx)
+    err = np.hypot(f.dx + 0.7, f.dy - 0.3)[ok]
+    ratio = float(np.median(err / f.error[ok]))
+    # for a 2-D Gaussian error the median of |e| / sigma_vector is ~0.83
+    assert 0.4 < ratio < 1.6, ratio
+    assert np.isnan(f.error[~ok]).all()

@@ -49,6 +49,10 @@ class OffsetField:
         Matcher used.
     params : dict
         Every parameter the matcher used (chip, step, search range, options), for product metadata.
+    error : ndarray of float32, shape (nr, nc)
+        Predicted 1-σ error of each offset vector, px, from the match residuals and the chip's texture
+        (``ncc``; NaN for other methods and invalid nodes). Calibrated on noisy real textures so that it
+        is of the order of the true error; use it to weight nodes, not as a guarantee.
     """
 
     rows: npt.NDArray[np.float64]
@@ -59,6 +63,7 @@ class OffsetField:
     reason: npt.NDArray[np.uint8]
     method: str
     params: dict[str, Any] = field(default_factory=dict)
+    error: npt.NDArray[np.float32] | None = None
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -152,7 +152,8 @@ def match(
             from geodeform.offsets.flow import run_flow
 
             res = run_flow(job, opts, progress)
-    dy, dx, quality, reason = res
+    dy, dx, quality, reason = res[:4]
+    error = res[4] if len(res) > 4 else np.full(dy.shape, np.nan)
     params = {
         "chip_size": chip,
         "step": stp,
@@ -175,6 +176,7 @@ def match(
         reason.astype(np.uint8),
         method,
         params,
+        np.where(bad, np.nan, error).astype(np.float32),
     )
 
 
@@ -620,7 +622,7 @@ def _nested_chips(job: _Job, opts: NccOptions, dy: Any, dx: Any, q: Any, reason:
         factor *= 2
 
 
-def _run_ncc(job: _Job, opts: NccOptions, progress: ProgressCallback | None) -> tuple[Any, Any, Any, Any]:
+def _run_ncc(job: _Job, opts: NccOptions, progress: ProgressCallback | None) -> tuple[Any, ...]:
     r = _ncc_pass(job, opts, None, None, None, None, progress)
     dy, dx, q, reason, lk = r["dy"], r["dx"], r["q"], r["reason"], r["lk"]
     if opts.subpixel == "lk" and opts.consistency:
@@ -660,4 +662,4 @@ def _run_ncc(job: _Job, opts: NccOptions, progress: ProgressCallback | None) -> 
         ok = reason == K.OK
         dy = np.where(ok, dy - by, dy)
         dx = np.where(ok, dx - bx, dx)
-    return dy, dx, q, reason
+    return dy, dx, q, reason, lk[..., 14]
