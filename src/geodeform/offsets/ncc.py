@@ -23,7 +23,13 @@ from scipy import ndimage
 
 from geodeform.errors import InvalidInputError
 from geodeform.offsets import _kernels as K
-from geodeform.offsets._filters import bspline_coefficients, gaussian_kernel, separable_fir, spline_gradients
+from geodeform.offsets._filters import (
+    bspline_coefficients,
+    bspline_model,
+    gaussian_kernel,
+    separable_fir,
+    spline_gradients,
+)
 
 __all__ = ["NccOptions", "ncc_strip"]
 
@@ -267,16 +273,8 @@ class PreparedStrip:
                 if not rv.all():
                     fill = float(ref[rv].mean()) if rv.any() else 0.0
                     ref = np.where(rv, ref, fill).astype(np.float32)
-                self._spline = _pad_spline(
-                    (
-                        separable_fir(ref, _B3, _B3),
-                        _erode(rv),
-                        separable_fir(ref, _D, _B3),
-                        separable_fir(ref, _B3, _D),
-                        sec,
-                        _erode(sv),
-                    )
-                )
+                val, gy, gx = bspline_model(ref)
+                self._spline = _pad_spline((val, _erode(rv), gy, gx, sec, _erode(sv)))
         return self._spline
 
 
