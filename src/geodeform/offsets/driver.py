@@ -377,6 +377,7 @@ def _ncc_pass(
     chip: tuple[int, int] | None = None,
     shift: tuple[int, int] = (0, 0),
     robust: bool = False,
+    level: int = 0,
 ) -> dict[str, Any]:
     """One matching pass over the selected nodes (all by default).
 
@@ -427,7 +428,9 @@ def _ncc_pass(
             res = robust_strip(prep, r0, c0, chip, (init[0][ii, jj], init[1][ii, jj]), opts)
         elif radius is None:  # refine from the given sub-pixel start, no search
             sr = job.search[ii, jj]
-            res = ncc_strip(prep, r0, c0, chip, sr, sr, opts, start=(init[0][ii, jj], init[1][ii, jj]))
+            res = ncc_strip(
+                prep, r0, c0, chip, sr, sr, opts, start=(init[0][ii, jj], init[1][ii, jj]), level=level
+            )
         else:
             ir = np.rint(init[0][ii, jj]).astype(np.int64)
             ic = np.rint(init[1][ii, jj]).astype(np.int64)
@@ -607,7 +610,11 @@ def _nested_chips(job: _Job, opts: NccOptions, dy: Any, dx: Any, q: Any, reason:
         results = []
         if has_start.any():
             rows = np.nonzero(has_start.any(axis=1))[0]
-            results.append((has_start, _ncc_pass(job, opts, rows, has_start, (sy, sx), None, None, chip)))
+            # the larger chip is refined on the pyramid level where it has the size of the base chip
+            level = factor.bit_length() - 1 if opts.coarse_nested else 0
+            results.append(
+                (has_start, _ncc_pass(job, opts, rows, has_start, (sy, sx), None, None, chip, level=level))
+            )
         searched = need & ~has_start & (reason != K.MASKED)
         if searched.any():
             rows = np.nonzero(searched.any(axis=1))[0]
