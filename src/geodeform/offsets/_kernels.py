@@ -700,8 +700,10 @@ def lk_robust_node(ref, gyi, gxi, rvalid, coef, svalid, r0, c0, h, w, d_r, d_c, 
     for i in range(lo_r, lo_r + centre):
         for j in range(lo_c, lo_c + centre):
             if rvalid[r0 + i, c0 + j]:
-                den += 1.0
-                num += 1.0 if wgt[i, j] > 0.01 else 0.0
+                # texture-weighted: flat pixels fit either motion and say nothing about the side
+                g2 = gyi[r0 + i, c0 + j] ** 2 + gxi[r0 + i, c0 + j] ** 2
+                den += g2
+                num += g2 if wgt[i, j] > 0.01 else 0.0
     det = a00 * a11 - a01 * a01
     out[0] = dr
     out[1] = dc

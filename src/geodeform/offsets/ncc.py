@@ -545,7 +545,7 @@ def robust_strip(
         np.asarray(start[0], np.float64),
         np.asarray(start[1], np.float64),
         12,
-        max(2, min(h, w) // 8),
+        max(4, min(h, w) // 4),
     )
     n = r0.size
     reason = np.nan_to_num(res[:, 3], nan=K.MASKED).astype(np.uint8)
