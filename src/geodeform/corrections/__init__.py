@@ -1,0 +1,44 @@
+"""Corrections of offset maps: co-registration on stable ground, stripe/jitter removal, outlier filters and
+stable-ground error metrics.
+
+Kernels work on 2-D numpy maps (NaN = no data) in any unit; they keep the input sign convention (pixel
+offsets: +dx towards increasing columns, +dy towards increasing rows). :func:`correct_offsets` chains them.
+"""
+
+from __future__ import annotations
+
+from geodeform.corrections.coregistration import Coregistration, coregister, select_stable
+from geodeform.corrections.filters import (
+    FilterResult,
+    apply_mask,
+    direction_mask,
+    filter_outliers,
+    median_mad_mask,
+    ndc_mask,
+    quality_mask,
+    speed_mask,
+)
+from geodeform.corrections.metrics import StableGroundMetrics, stable_ground_metrics
+from geodeform.corrections.pipeline import CorrectionReport, correct_offsets
+from geodeform.corrections.stripes import StripeCorrection, destripe, track_coordinates
+
+__all__ = [
+    "Coregistration",
+    "CorrectionReport",
+    "FilterResult",
+    "StableGroundMetrics",
+    "StripeCorrection",
+    "apply_mask",
+    "coregister",
+    "correct_offsets",
+    "destripe",
+    "direction_mask",
+    "filter_outliers",
+    "median_mad_mask",
+    "ndc_mask",
+    "quality_mask",
+    "select_stable",
+    "speed_mask",
+    "stable_ground_metrics",
+    "track_coordinates",
+]

@@ -1,0 +1,27 @@
+"""Time-series inversion of pair networks: from many offset maps to one displacement series per pixel.
+
+Sign convention: the one of the input offsets. For pixel offsets, a feature at (row, col) of the reference
+image of a pair appears at (row + dy, col + dx) in its secondary image; cumulative displacements are
+relative to the first date.
+"""
+
+from __future__ import annotations
+
+from geodeform.timeseries._invert import DAYS_PER_YEAR, TimeSeriesResult, TimeSeriesWarning, invert
+from geodeform.timeseries.products import (
+    AnnualVelocity,
+    VelocityComposite,
+    annual_velocity,
+    velocity_composite,
+)
+
+__all__ = [
+    "DAYS_PER_YEAR",
+    "AnnualVelocity",
+    "TimeSeriesResult",
+    "TimeSeriesWarning",
+    "VelocityComposite",
+    "annual_velocity",
+    "invert",
+    "velocity_composite",
+]

@@ -1,0 +1,415 @@
+"""Numba kernels of the time-series inversion (pure, no I/O).
+
+Unknowns are the cumulative displacements ``d_1 .. d_{n-1}`` (``d_0 = 0``). A pair ``(i, j)`` observes
+``d_j - d_i``, so its design row has two non-zeros and the normal matrix is a weighted graph Laplacian; the
+optional smoothing adds rows penalising the change of mean velocity between consecutive intervals.
+
+The normal matrix is banded (half-bandwidth = the longest pair in acquisitions, or 2 with smoothing), so the
+Cholesky factor and the entries of its inverse inside the band (Takahashi recurrences) cost O(n b^2).
+Pixels that use the same set of pairs (a "group") share one factorisation; each pixel then only costs two
+banded triangular solves and O(npairs) bookkeeping.
+
+Arrays are pixel-major (``[pixel, pair]``) so that the per-pixel loops read contiguous memory.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, prange
+
+__all__ = ["STATUS_EMPTY", "STATUS_OK", "STATUS_PARTIAL", "flag_outliers", "solve_groups"]
+
+STATUS_OK = 0
+STATUS_PARTIAL = 1  # some dates unconstrained (NaN)
+STATUS_EMPTY = 2  # nothing could be estimated
+
+
+@njit(cache=True)
+def _find(parent, a):
+    while parent[a] != a:
+        parent[a] = parent[parent[a]]
+        a = parent[a]
+    return a
+
+
+@njit(cache=True)
+def _reachable(pi, pj, valid_row, t, lam, max_gap):
+    """Dates linked to date 0 through valid pairs (and, with smoothing, through bridgeable intervals)."""
+    n = t.size
+    parent = np.arange(n)
+    for p in range(pi.size):
+        if valid_row[p]:
+            a = _find(parent, pi[p])
+            b = _find(parent, pj[p])
+            if a != b:
+                parent[max(a, b)] = min(a, b)
+    if lam > 0.0:
+        for k in range(n - 1):
+            if t[k + 1] - t[k] <= max_gap:
+                a = _find(parent, k)
+                b = _find(parent, k + 1)
+                if a != b:
+                    parent[max(a, b)] = min(a, b)
+    reach = np.zeros(n, dtype=np.bool_)
+    r0 = _find(parent, 0)
+    for k in range(n):
+        reach[k] = _find(parent, k) == r0
+    return reach
+
+
+@njit(cache=True)
+def _normal_band(pi, pj, w_row, valid_row, reach, t, lam, b):
+    """Lower band of the normal matrix: ``NB[i, d] = N[i, i - d]`` for ``d <= b``."""
+    n = t.size
+    m = n - 1
+    NB = np.zeros((m, b + 1))
+    for p in range(pi.size):
+        if not valid_row[p] or not reach[pi[p]]:
+            continue
+        wp = w_row[p]
+        i0 = pi[p] - 1
+        j0 = pj[p] - 1
+        if i0 >= 0:
+            NB[i0, 0] += wp
+        if j0 >= 0:
+            NB[j0, 0] += wp
+        if i0 >= 0 and j0 >= 0:
+            hi = max(i0, j0)
+            NB[hi, hi - min(i0, j0)] -= wp
+    if lam > 0.0:
+        lam2 = lam * lam
+        c = np.empty(3)
+        for k in range(1, n - 1):
+            if not (reach[k - 1] and reach[k] and reach[k + 1]):
+                continue
+            dm = t[k] - t[k - 1]
+            dp = t[k + 1] - t[k]
+            tau = 0.5 * (dm + dp)
+            c[0] = tau / dm
+            c[1] = -tau / dm - tau / dp
+            c[2] = tau / dp
+            for u in range(3):
+                ru = k - 2 + u
+                if ru < 0:
+                    continue
+                for v in range(u + 1):
+                    rv = k - 2 + v
+                    if rv < 0:
+                        continue
+                    NB[ru, ru - rv] += lam2 * c[u] * c[v]
+    for k in range(1, n):
+        if not reach[k]:
+            NB[k - 1, 0] = 1.0
+    return NB
+
+
+@njit(cache=True)
+def _band_cholesky(NB):
+    """Lower band Cholesky factor ``LB[i, d] = L[i, i - d]``; ok is False for a non-positive pivot."""
+    m, b1 = NB.shape
+    b = b1 - 1
+    LB = np.zeros((m, b1))
+    scale = 0.0
+    for k in range(m):
+        scale = max(scale, abs(NB[k, 0]))
+    tol = 1e-11 * max(scale, 1e-300)
+    for j in range(m):
+        s = NB[j, 0]
+        for k in range(max(0, j - b), j):
+            s -= LB[j, j - k] * LB[j, j - k]
+        if s <= tol:
+            return LB, False
+        LB[j, 0] = np.sqrt(s)
+        inv = 1.0 / LB[j, 0]
+        for i in range(j + 1, min(m, j + b + 1)):
+            s2 = NB[i, i - j]
+            for k in range(max(0, i - b), j):
+                s2 -= LB[i, i - k] * LB[j, j - k]
+            LB[i, i - j] = s2 * inv
+    return LB, True
+
+
+@njit(cache=True)
+def _band_inverse(LB):
+    """Entries of N^-1 within the band, ``ZU[i, d] = Z[i, i + d]`` (Takahashi recurrences)."""
+    m, b1 = LB.shape
+    b = b1 - 1
+    ZU = np.zeros((m, b1))
+    for i in range(m - 1, -1, -1):
+        kmax = min(m - 1, i + b)
+        lii = LB[i, 0]
+        for j in range(kmax, i - 1, -1):
+            s = 1.0 / lii if i == j else 0.0
+            for k in range(i + 1, kmax + 1):
+                zkj = ZU[j, k - j] if k >= j else ZU[k, j - k]
+                s -= LB[k, k - i] * zkj
+            ZU[i, j - i] = s / lii
+    return ZU
+
+
+@njit(cache=True)
+def _band_solve(LB, rhs, x, y):
+    m, b1 = LB.shape
+    b = b1 - 1
+    for i in range(m):
+        s = rhs[i]
+        for k in range(max(0, i - b), i):
+            s -= LB[i, i - k] * y[k]
+        y[i] = s / LB[i, 0]
+    for i in range(m - 1, -1, -1):
+        s = y[i]
+        for k in range(i + 1, min(m, i + b + 1)):
+            s -= LB[k, k - i] * x[k]
+        x[i] = s / LB[i, 0]
+
+
+@njit(cache=True)
+def _empty_pixel(px, n, P, ncomp, out_d, out_var, out_s2, out_res, out_q, out_dof, out_status):
+    out_status[px] = STATUS_EMPTY
+    out_dof[px] = np.nan
+    for k in range(n):
+        out_var[px, k] = np.nan
+        for c in range(ncomp):
+            out_d[c, px, k] = np.nan
+    for c in range(ncomp):
+        out_s2[c, px] = np.nan
+        for p in range(P):
+            out_res[c, px, p] = np.nan
+    for p in range(P):
+        out_q[px, p] = np.nan
+
+
+@njit(parallel=True, cache=True)
+def solve_groups(
+    pi,
+    pj,
+    t,
+    w,
+    valid,
+    finite,
+    obs,
+    order,
+    group_start,
+    lam,
+    max_gap,
+    out_d,
+    out_var,
+    out_s2,
+    out_res,
+    out_q,
+    out_dof,
+    out_status,
+):
+    """Weighted (regularised) least squares for every pixel, one factorisation per group of pixels.
+
+    Parameters
+    ----------
+    pi, pj : int64 (P,)
+        Reference / secondary date index of each pair.
+    t : float64 (n,)
+        Dates, days since the first.
+    w : float64 (npx, P)
+        Pair weights (inverse variances up to a common factor); must be equal within a group.
+    valid : bool (npx, P)
+        Pairs used in the fit; must be equal within a group.
+    finite : bool (npx, P)
+        Pairs with an observation (residuals are computed for these, used or not).
+    obs : float64 (ncomp, npx, P)
+        Observed pair displacements.
+    order, group_start : int64
+        Pixels sorted by group; group ``g`` is ``order[group_start[g]:group_start[g + 1]]``.
+    lam : float
+        Smoothing weight (0 = none).
+    max_gap : float
+        Longest interval (days) the smoothing may bridge when no pair spans it.
+    out_d : float64 (ncomp, npx, n)
+        Cumulative displacement since date 0; NaN where unconstrained.
+    out_var : float64 (npx, n)
+        Diagonal of N^-1 (variance per unit-weight variance).
+    out_s2 : float64 (ncomp, npx)
+        Unit-weight variance from the residuals of the used pairs; NaN without redundancy.
+    out_res : float64 (ncomp, npx, P)
+        Observation minus model for finite pairs between constrained dates (NaN elsewhere).
+    out_q : float64 (npx, P)
+        a_p^T N^-1 a_p, the variance factor of each pair's modelled value.
+    out_dof : float64 (npx,)
+        Residual degrees of freedom: used pairs minus the trace of the hat matrix.
+    out_status : int8 (npx,)
+        STATUS_OK, STATUS_PARTIAL or STATUS_EMPTY.
+    """
+    n = t.size
+    m = n - 1
+    P = pi.size
+    ncomp = obs.shape[0]
+    ngroups = group_start.size - 1
+    # One half-bandwidth for all pixels: the longest pair (in acquisitions), 2 with smoothing. Taking every
+    # pair, not only the used ones, keeps N^-1 known for the pairs left out (their residual variance).
+    band = 2 if lam > 0.0 else 1
+    for p in range(P):
+        band = max(band, abs(pi[p] - pj[p]))
+    band = min(band, max(m - 1, 0))
+    for g in prange(ngroups):
+        g0 = group_start[g]
+        g1 = group_start[g + 1]
+        p0 = order[g0]
+        valid_row = valid[p0]
+        w_row = w[p0]
+        reach = _reachable(pi, pj, valid_row, t, lam, max_gap)
+        nreach = 0
+        for k in range(n):
+            if reach[k]:
+                nreach += 1
+        nused = 0
+        for p in range(P):
+            if valid_row[p] and reach[pi[p]]:
+                nused += 1
+        ok = nreach > 1 and nused > 0
+        LB = np.zeros((1, 1))
+        if ok:
+            NB = _normal_band(pi, pj, w_row, valid_row, reach, t, lam, band)
+            LB, ok = _band_cholesky(NB)
+        if not ok:
+            for gi in range(g0, g1):
+                _empty_pixel(
+                    order[gi], n, P, ncomp, out_d, out_var, out_s2, out_res, out_q, out_dof, out_status
+                )
+            continue
+        ZU = _band_inverse(LB)
+        q = np.full(P, np.nan)
+        trace = 0.0
+        for p in range(P):
+            if reach[pi[p]] and reach[pj[p]]:
+                a = pi[p] - 1
+                c2 = pj[p] - 1
+                za = ZU[a, 0] if a >= 0 else 0.0
+                zb = ZU[c2, 0] if c2 >= 0 else 0.0
+                zab = ZU[min(a, c2), abs(a - c2)] if (a >= 0 and c2 >= 0) else 0.0
+                q[p] = za + zb - 2.0 * zab
+                if valid_row[p]:
+                    trace += w_row[p] * q[p]
+        dof = nused - trace
+        status = STATUS_OK if nreach == n else STATUS_PARTIAL
+        rhs = np.empty(m)
+        x = np.empty(m)
+        y = np.empty(m)
+        for gi in range(g0, g1):
+            px = order[gi]
+            out_status[px] = status
+            out_dof[px] = dof
+            out_var[px, 0] = 0.0
+            for k in range(1, n):
+                out_var[px, k] = ZU[k - 1, 0] if reach[k] else np.nan
+            for p in range(P):
+                out_q[px, p] = q[p] if finite[px, p] else np.nan
+            for c in range(ncomp):
+                rhs[:] = 0.0
+                for p in range(P):
+                    if valid_row[p] and reach[pi[p]]:
+                        v = w_row[p] * obs[c, px, p]
+                        if pj[p] > 0:
+                            rhs[pj[p] - 1] += v
+                        if pi[p] > 0:
+                            rhs[pi[p] - 1] -= v
+                _band_solve(LB, rhs, x, y)
+                out_d[c, px, 0] = 0.0
+                for k in range(1, n):
+                    out_d[c, px, k] = x[k - 1] if reach[k] else np.nan
+                ss = 0.0
+                for p in range(P):
+                    if finite[px, p] and reach[pi[p]] and reach[pj[p]]:
+                        r = obs[c, px, p] - (out_d[c, px, pj[p]] - out_d[c, px, pi[p]])
+                        out_res[c, px, p] = r
+                        if valid_row[p]:
+                            ss += w_row[p] * r * r
+                    else:
+                        out_res[c, px, p] = np.nan
+                out_s2[c, px] = ss / dof if dof > 0.5 else np.nan
+
+
+@njit(cache=True)
+def _n_reachable(pi, pj, use, t, lam, max_gap):
+    reach = _reachable(pi, pj, use, t, lam, max_gap)
+    count = 0
+    for k in range(reach.size):
+        if reach[k]:
+            count += 1
+    return count
+
+
+@njit(parallel=True, cache=True)
+def flag_outliers(pi, pj, t, lam, max_gap, res, q, valid, finite, w, threshold, max_fraction, out_flag):
+    """Flag pairs whose standardised residual exceeds ``threshold`` robust sigmas.
+
+    The residual of pair p is standardised by ``sqrt(1/w - q)`` when the pair was used in the fit and by
+    ``sqrt(1/w + q)`` when it was left out, then by the pixel's robust sigma (1.4826 * median absolute
+    standardised residual of the used pairs, per component). A pair is flagged when any component exceeds
+    the threshold, largest first, at most ``floor(max_fraction * n_finite)`` per pixel, and never when
+    dropping it would cut dates off the network.
+
+    Arrays are (npx, P) except res (ncomp, npx, P); out_flag (npx, P) bool is written.
+    """
+    ncomp, npx, P = res.shape
+    for px in prange(npx):
+        z = np.zeros(P)
+        buf = np.empty(P)
+        sr = np.zeros((ncomp, P))
+        for c in range(ncomp):
+            nb = 0
+            for p in range(P):
+                if not finite[px, p] or w[px, p] <= 0.0 or np.isnan(res[c, px, p]):
+                    continue
+                inv_w = 1.0 / w[px, p]
+                vf = inv_w - q[px, p] if valid[px, p] else inv_w + q[px, p]
+                if vf <= 1e-6 * inv_w:
+                    continue  # the fit must reproduce this pair exactly: its residual tells nothing
+                sr[c, p] = res[c, px, p] / np.sqrt(vf)
+                if valid[px, p]:
+                    buf[nb] = abs(sr[c, p])
+                    nb += 1
+            if nb == 0:
+                continue
+            scale = 1.4826 * np.median(buf[:nb])
+            if scale <= 0.0:
+                continue  # exact fit of the used pairs: no scale to judge the others by
+            for p in range(P):
+                zz = abs(sr[c, p]) / scale
+                if zz > z[p]:
+                    z[p] = zz
+        use = np.empty(P, dtype=np.bool_)
+        nfin = 0
+        ncand = 0
+        for p in range(P):
+            use[p] = finite[px, p] and w[px, p] > 0.0
+            out_flag[px, p] = False
+            if finite[px, p]:
+                nfin += 1
+                if z[p] > threshold:
+                    ncand += 1
+        cap = int(np.floor(max_fraction * nfin))
+        if cap == 0 or ncand == 0:
+            continue
+        full = _n_reachable(pi, pj, use, t, lam, max_gap)
+        if ncand <= cap:
+            # Usual case: dropping every candidate keeps the network whole; no ranking or pair-by-pair check.
+            kept = use.copy()
+            for p in range(P):
+                if finite[px, p] and z[p] > threshold:
+                    kept[p] = False
+            if _n_reachable(pi, pj, kept, t, lam, max_gap) == full:
+                for p in range(P):
+                    out_flag[px, p] = use[p] and not kept[p]
+                continue
+        idx = np.argsort(-z)
+        nflag = 0
+        for r in range(P):
+            p = idx[r]
+            if z[p] <= threshold or nflag >= cap:
+                break
+            if not use[p]:
+                continue
+            use[p] = False
+            if _n_reachable(pi, pj, use, t, lam, max_gap) < full:
+                use[p] = True  # the only link left for some dates: keep it
+                continue
+            out_flag[px, p] = True
+            nflag += 1

@@ -1,0 +1,199 @@
+"""Corrections: co-registration, stripes, outlier filters, GLAFT metrics (synthetic truth + Kaskawulsh)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from geodeform.corrections import (
+    apply_mask,
+    coregister,
+    correct_offsets,
+    destripe,
+    direction_mask,
+    filter_outliers,
+    median_mad_mask,
+    ndc_mask,
+    quality_mask,
+    select_stable,
+    speed_mask,
+    stable_ground_metrics,
+    track_coordinates,
+)
+from geodeform.errors import InvalidInputError, NoDataError
+
+DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+KASKA = DATA / "glaft_kaskawulsh"
+
+
+def _glacier_map(seed: int, shape=(80, 100)):
+    """Offsets (px): a glacier tongue moving down-image, static terrain elsewhere, noise 0.05 px."""
+    rng = np.random.default_rng(seed)
+    cols = np.indices(shape)[1]
+    glacier = np.abs(cols - shape[1] / 2) < shape[1] / 5
+    flow = np.where(glacier, 3.0 * (1 - ((cols - shape[1] / 2) / (shape[1] / 5)) ** 2), 0.0)
+    dx = 0.3 * flow + rng.normal(0, 0.05, shape)
+    dy = flow + rng.normal(0, 0.05, shape)
+    return dx, dy, ~glacier, flow
+
+
+def test_coregister_removes_shift_and_plane_on_stable_ground() -> None:
+    dx, dy, stable, flow = _glacier_map(0)
+    rows, cols = np.indices(dx.shape)
+    bias_x = 0.7 + 0.004 * (cols - 49.5) - 0.002 * (rows - 39.5)
+    bias_y = -1.2 + 0.001 * (cols - 49.5) + 0.003 * (rows - 39.5)
+    shift_only = coregister(dx + 0.7, dy - 1.2, stable=stable)
+    np.testing.assert_allclose(shift_only.model_x, [0.7, 0, 0], atol=0.01)
+    np.testing.assert_allclose(shift_only.model_y, [-1.2, 0, 0], atol=0.01)
+    res = coregister(dx + bias_x, dy + bias_y, stable=stable, plane=True)
+    tol = np.array([0.01, 2e-4, 2e-4])
+    assert (np.abs(res.model_x - [0.7, 0.004, -0.002]) < tol).all()
+    assert (np.abs(res.model_y - [-1.2, 0.001, 0.003]) < tol).all()
+    np.testing.assert_allclose(res.dy, flow, atol=0.25)
+    assert np.std(res.dx[stable]) < 0.06
+
+
+def test_automatic_stable_selection_finds_static_terrain() -> None:
+    dx, dy, stable, _ = _glacier_map(1)
+    auto = select_stable(dx + 0.5, dy + 0.5)
+    assert (auto & stable).sum() / stable.sum() > 0.95
+    assert (auto & ~stable).sum() / auto.sum() < 0.1
+    res = coregister(dx + 0.5, dy + 0.5)  # no mask: automatic
+    np.testing.assert_allclose([res.model_x[0], res.model_y[0]], [0.5, 0.5], atol=0.02)
+
+
+def test_destripe_removes_detector_biases_along_a_tilted_track() -> None:
+    """Sentinel-2-like detector steps of 0.13 px (1 sigma) on a track tilted by 10 degrees."""
+    rng = np.random.default_rng(2)
+    dx, _, stable, flow = _glacier_map(2, shape=(120, 160))
+    u, _ = track_coordinates(dx.shape, 10.0)
+    detector = np.floor((u - u.min()) / 20).astype(int)
+    bias = rng.normal(0, 1.0, detector.max() + 1)
+    bias = 0.13 * (bias - bias.mean()) / bias.std()
+    striped = dx + bias[detector]
+    before = np.std(bias[detector][stable])
+    res = destripe(striped, reference=stable, track_angle_deg=10.0, bin_width=2.0)
+    after = np.std((res.values - dx)[stable] - np.median((res.values - dx)[stable]))
+    assert before > 0.05
+    assert after < 0.03 and after < before / 3
+    # Motion is kept on the glacier.
+    np.testing.assert_allclose(np.nanmedian(res.values[~stable] - dx[~stable]), 0, atol=0.03)
+    del flow
+
+
+def test_destripe_along_track_jitter_with_highpass_and_no_mask() -> None:
+    rng = np.random.default_rng(3)
+    shape = (200, 60)
+    rows = np.indices(shape)[0]
+    trend = 0.01 * rows  # real, slowly varying signal
+    jitter = 0.2 * np.sin(2 * np.pi * rows / 8.0)
+    noisy = trend + jitter + rng.normal(0, 0.02, shape)
+    res = destripe(noisy, direction="along", highpass_bins=15)
+    # Running-median edges are less reliable: check the interior tightly, everything loosely.
+    np.testing.assert_allclose((noisy - res.values - jitter)[10:-10], 0, atol=0.05)
+    assert np.std(noisy - trend) > 0.14
+    assert np.std(res.values - trend) < 0.04
+
+
+def test_outlier_filters_find_planted_blunders() -> None:
+    rng = np.random.default_rng(4)
+    dx, dy, _, _ = _glacier_map(4)
+    bad = rng.random(dx.shape) < 0.05
+    dx_b = np.where(bad, dx + rng.choice([-1, 1], dx.shape) * rng.uniform(2, 6, dx.shape), dx)
+    dy_b = np.where(bad, dy + rng.uniform(2, 6, dx.shape), dy)
+    mad = median_mad_mask(dx_b, size=5, n_mad=4, min_deviation=0.5) | median_mad_mask(dy_b, min_deviation=0.5)
+    assert mad[bad].mean() > 0.9 and mad[~bad].mean() < 0.02
+    ndc = ndc_mask(dx_b, dy_b, size=5, tolerance=0.6, min_fraction=0.5)
+    assert ndc[bad].mean() > 0.9 and ndc[~bad].mean() < 0.05
+    res = filter_outliers(dx_b, dy_b, min_deviation=0.5, ndc_tolerance=0.6)
+    assert res.mask[bad].mean() > 0.95 and res.mask[~bad].mean() < 0.05
+    assert np.isnan(res.dx[res.mask]).all() and set(res.reasons) == {"median", "ndc"}
+
+
+def test_quality_speed_and_direction_masks() -> None:
+    q = np.array([[0.1, 0.5], [np.nan, 0.9]])
+    np.testing.assert_array_equal(quality_mask(q, 0.3), [[True, False], [True, False]])
+    dx = np.array([[0.0, 3.0], [0.0, -1.0]])
+    dy = np.array([[1.0, 0.0], [-2.0, 0.0]])
+    fast = speed_mask(dx, dy, max_speed=0.1, dt_days=20)
+    np.testing.assert_array_equal(fast, [[False, True], [False, False]])
+    # Pixel frame: +dy is south, so (0, +1) moves south (azimuth 180); expected flow towards the south.
+    m = direction_mask(dx, dy, azimuth_deg=180.0, max_angle_deg=45.0)
+    np.testing.assert_array_equal(m, [[False, True], [True, True]])
+    m_map = direction_mask(dx, dy, azimuth_deg=180.0, frame="map")  # +dy north: (0, -2) goes south
+    np.testing.assert_array_equal(m_map, [[True, True], [False, True]])
+    assert np.isnan(apply_mask(dx, m)[0, 1]) and apply_mask(dx, m)[0, 0] == 0.0
+
+
+def test_stable_ground_metrics_of_a_normal_distribution() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.normal(0.1, 0.2, (200, 200))
+    y = rng.normal(-0.05, 0.1, (200, 200))
+    m = stable_ground_metrics(x, y)
+    assert m.peak_x == pytest.approx(0.1, abs=0.03) and m.peak_y == pytest.approx(-0.05, abs=0.015)
+    # thres_sigma = 2: the box half-width is about 2 sigma (density smoothing widens it slightly).
+    assert 1.8 * 0.2 < m.delta_x < 2.4 * 0.2 and 1.8 * 0.1 < m.delta_y < 2.4 * 0.1
+    assert m.nmad_x == pytest.approx(0.2, rel=0.05) and m.nmad_y == pytest.approx(0.1, rel=0.05)
+
+
+def test_bad_inputs() -> None:
+    dx, dy, stable, _ = _glacier_map(6, shape=(20, 20))
+    with pytest.raises(InvalidInputError, match="dy"):
+        coregister(dx, dy[:-1])
+    with pytest.raises(NoDataError, match="stable"):
+        coregister(dx, dy, stable=np.zeros_like(stable))
+    with pytest.raises(InvalidInputError, match="stable"):
+        coregister(dx, dy, stable=stable[:-1])
+    with pytest.raises(InvalidInputError, match="direction"):
+        destripe(dx, direction="diagonal")
+    with pytest.raises(InvalidInputError, match="size"):
+        median_mad_mask(dx, size=4)
+    with pytest.raises(NoDataError):
+        stable_ground_metrics(np.full((5, 5), np.nan), np.full((5, 5), np.nan))
+
+
+def _read_kaskawulsh():
+    rasterio = pytest.importorskip("rasterio")
+    from rasterio.features import rasterize
+
+    from _shapefile import read_polygons
+
+    if not KASKA.is_dir():
+        pytest.skip(f"real data not found at {KASKA}")
+    maps = []
+    for comp in ("vx", "vy"):
+        with rasterio.open(KASKA / f"20180304-20180405_velo-raw_{comp}.tif") as src:
+            a = src.read(1).astype(np.float64)
+            a[a == src.nodata] = np.nan
+            maps.append(a)
+            transform = src.transform
+
+    def mask(name: str) -> np.ndarray:
+        shapes = [(g, 1) for g in read_polygons(KASKA / name)]
+        return rasterize(shapes, out_shape=maps[0].shape, transform=transform).astype(bool)
+
+    return maps[0], maps[1], mask("bedrock_V2.shp"), mask("glacier_V1_Kaskawulsh_s_inwardBuffer600m.shp")
+
+
+def test_glaft_metric_reproduces_the_published_kaskawulsh_values() -> None:
+    vx, vy, stable, _ = _read_kaskawulsh()
+    m = stable_ground_metrics(vx, vy, stable)
+    # GLAFT quick-start values for this map (m/day): peak (-0.0195, -0.0245), delta (0.150, 0.160), 7.1 %.
+    assert m.peak_x == pytest.approx(-0.0195, abs=0.003) and m.peak_y == pytest.approx(-0.0245, abs=0.003)
+    assert m.delta_x == pytest.approx(0.150, abs=0.005) and m.delta_y == pytest.approx(0.160, abs=0.005)
+    assert m.outlier_fraction == pytest.approx(0.071, abs=0.005)
+
+
+def test_kaskawulsh_correction_lowers_stable_ground_spread() -> None:
+    vx, vy, stable, ice = _read_kaskawulsh()
+    rep = correct_offsets(vx, vy, stable=stable, plane=True, filters={"ndc_tolerance": 0.5})
+    assert rep.after.delta_x < rep.before.delta_x and rep.after.delta_y < rep.before.delta_y
+    assert rep.after.nmad_y < rep.before.nmad_y and rep.after.rmse < rep.before.rmse
+    assert abs(rep.after.peak_x) < abs(rep.before.peak_x) and abs(rep.after.peak_y) < abs(rep.before.peak_y)
+    # Glacier flow is kept: the on-ice median speed changes by about the removed bias only.
+    speed_before = np.nanmedian(np.hypot(vx, vy)[ice])
+    speed_after = np.nanmedian(np.hypot(rep.dx, rep.dy)[ice])
+    bias = np.hypot(rep.coregistration.model_x[0], rep.coregistration.model_y[0])
+    assert abs(speed_after - speed_before) <= bias + 0.01

