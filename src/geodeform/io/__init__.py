@@ -16,7 +16,7 @@ from geodeform.io.dates import (
     parse_dates_option,
 )
 from geodeform.io.grid import GeoGrid, MapOffsets, apply_transform, node_grid, pixel_offsets_to_map
-from geodeform.io.product import OffsetField, dataset_grid, offset_dataset
+from geodeform.io.product import OffsetField, composite_dataset, dataset_grid, offset_dataset
 from geodeform.io.raster import (
     CorruptRasterError,
     NoOverlapError,
@@ -43,6 +43,7 @@ __all__ = [
     "acquisition_date",
     "apply_transform",
     "atomic_output",
+    "composite_dataset",
     "dataset_grid",
     "node_grid",
     "offset_dataset",

@@ -339,3 +339,54 @@ def dataset_grid(ds: xr.Dataset) -> GeoGrid:
     c, a, b, f, d, e = (float(v) for v in str(gt).split())
     shape = (int(ds.sizes["y"]), int(ds.sizes["x"]))
     return GeoGrid(crs=CRS.from_wkt(wkt), transform=Affine(a, b, c, d, e, f), shape=shape)
+
+
+def composite_dataset(composite: Any, grid: GeoGrid, *, units: str = "m/yr") -> xr.Dataset:
+    """CF-1.8 Dataset of a mean-velocity composite (:func:`geodeform.timeseries.velocity_composite`).
+
+    Parameters
+    ----------
+    composite
+        A ``VelocityComposite``: ``vx``, ``vy``, ``v``, ``vx_error``, ``vy_error``, ``v_error``, ``count``,
+        ``start``, ``end``. Its velocities must already be in map units per year with +x east and +y north,
+        i.e. the series was inverted from the ``dx``/``dy`` (m) of offset products, not from pixels.
+    grid
+        Grid of the composite's pixels (e.g. :func:`dataset_grid` of one of the offset products).
+    units
+        Velocity units written in the attributes.
+
+    Raises
+    ------
+    InvalidInputError
+        When the arrays do not have the grid's shape.
+    """
+    fields = {
+        k: np.asarray(getattr(composite, k)) for k in ("vx", "vy", "v", "vx_error", "vy_error", "v_error")
+    }
+    for name, values in fields.items():
+        if values.shape != grid.shape:
+            raise InvalidInputError(f"composite.{name} has shape {values.shape}, the grid is {grid.shape}")
+    names = {
+        "vx": "mean velocity along +x (east)",
+        "vy": "mean velocity along +y (north)",
+        "v": "mean velocity magnitude",
+        "vx_error": "1-sigma error of vx",
+        "vy_error": "1-sigma error of vy",
+        "v_error": "velocity magnitude error (component errors projected on the flow direction)",
+    }
+    variables = {k: _var(v.astype(np.float32), names[k], units) for k, v in fields.items()}
+    variables["count"] = _var(np.asarray(composite.count, np.int32), "image pairs used", "1")
+    variables[_GRID_MAPPING] = xr.Variable((), np.int32(0), _mapping_attrs(grid))
+    start = np.datetime64(composite.start, "D")
+    end = np.datetime64(composite.end, "D")
+    attrs = {
+        "Conventions": "CF-1.8",
+        "title": "geodeform velocity composite",
+        "source": f"geodeform {__version__}",
+        "date_created": _iso(datetime.now(timezone.utc)),
+        "time_coverage_start": str(start),
+        "time_coverage_end": str(end),
+        "sign_convention": "vx: + toward increasing map x (east); vy: + toward increasing map y (north)",
+    }
+    coords = _xy_coords(grid) if grid.is_rectilinear else {}
+    return xr.Dataset(variables, coords=coords, attrs=attrs)
