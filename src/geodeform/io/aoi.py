@@ -28,6 +28,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from geodeform.bands import S2_BAND_ASSETS
 from geodeform.errors import DataError, InvalidInputError
 from geodeform.io.atomic import atomic_output
 from geodeform.io.raster import CorruptRasterError, NoOverlapError, NotGeoreferencedError
@@ -46,19 +47,7 @@ log = logging.getLogger(__name__)
 _REMOTE = ("http://", "https://", "s3://", "/vsicurl/", "/vsis3/")
 # Sentinel-2 / Landsat band codes -> Earth Search asset keys, so users may say B04 or red.
 _BAND_ALIASES = {
-    "B01": "coastal",
-    "B02": "blue",
-    "B03": "green",
-    "B04": "red",
-    "B05": "rededge1",
-    "B06": "rededge2",
-    "B07": "rededge3",
-    "B08": "nir",
-    "B8A": "nir08",
-    "B09": "nir09",
-    "B11": "swir16",
-    "B12": "swir22",
-    "SCL": "scl",
+    **S2_BAND_ASSETS,
     "SR_B4": "red",
     "SR_B5": "nir08",
     "QA_PIXEL": "qa_pixel",

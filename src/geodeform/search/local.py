@@ -23,6 +23,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+from geodeform.bands import S2_BAND_ASSETS
 from geodeform.errors import DataError, InvalidInputError
 from geodeform.search.area import AOI
 
@@ -30,25 +31,7 @@ __all__ = ["index_folder", "local_items"]
 
 log = logging.getLogger(__name__)
 
-_S2_BANDS = {
-    "B01": "coastal",
-    "B02": "blue",
-    "B03": "green",
-    "B04": "red",
-    "B05": "rededge1",
-    "B06": "rededge2",
-    "B07": "rededge3",
-    "B08": "nir",
-    "B8A": "nir08",
-    "B09": "nir09",
-    "B10": "cirrus",
-    "B11": "swir16",
-    "B12": "swir22",
-    "SCL": "scl",
-    "TCI": "visual",
-    "AOT": "aot",
-    "WVP": "wvp",
-}
+_S2_BANDS = S2_BAND_ASSETS
 _LANDSAT_BANDS = {
     "SR_B1": "coastal",
     "SR_B2": "blue",
