@@ -600,7 +600,8 @@ def _nested_chips(job: _Job, opts: NccOptions, dy: Any, dx: Any, q: Any, reason:
         weak = np.isin(
             reason, (K.LOW_CORRELATION, K.NOT_CONVERGED, K.TEXTURELESS, K.SEARCH_EDGE, Reason.OUTLIER)
         )
-        need = ((reason == K.OK) & (sigma > opts.target_sigma)) | weak
+        # beyond 2× only failed nodes are redone: a larger chip trades resolution for a valid answer
+        need = ((reason == K.OK) & (sigma > opts.target_sigma) & (factor == 2)) | weak
         if not need.any():
             return
         my, mx, _ = _post.neighbour_median(dy, dx)
