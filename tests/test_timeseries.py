@@ -315,3 +315,18 @@ def test_end_to_end_real_texture_warped_by_a_seasonal_glacier() -> None:
     assert _rmse(ts.dx, np.zeros_like(truth_dy)) < 0.1
     has = np.isfinite(dy)
     assert ts.outlier[bad][has[bad]].mean() >= 0.9
+
+
+def test_residual_maps_left_out_above_the_memory_limit(monkeypatch):
+    import geodeform.timeseries._invert as inv
+
+    dates = np.array(["2020-01-01", "2020-02-01", "2020-03-01"], "datetime64[D]")
+    pairs = np.array([[0, 1], [1, 2], [0, 2]])
+    dx = np.ones((3, 4, 5), np.float32)
+    dx[2] = 2.0
+    assert invert(dates, pairs, dx).residual_dx is not None  # small: kept by default
+    monkeypatch.setattr(inv, "_AUTO_RESIDUAL_BYTES", 100)
+    with pytest.warns(TimeSeriesWarning, match="return_residuals=True"):
+        ts = invert(dates, pairs, dx)
+    assert ts.residual_dx is None
+    assert invert(dates, pairs, dx, return_residuals=True).residual_dx.shape == (3, 4, 5)

@@ -18,6 +18,7 @@ from geodeform.timeseries._kernels import STATUS_EMPTY, STATUS_OK, flag_outliers
 __all__ = ["DAYS_PER_YEAR", "TimeSeriesResult", "TimeSeriesWarning", "invert"]
 
 DAYS_PER_YEAR = 365.25
+_AUTO_RESIDUAL_BYTES = 2**30  # residual maps kept by default up to this size
 
 Progress = Callable[[int, int], Any]
 
@@ -297,7 +298,7 @@ def invert(
     max_iterations: int = 6,
     max_gap_days: float = 180.0,
     chunk_size: int = 4096,
-    return_residuals: bool = True,
+    return_residuals: bool | None = None,
 ) -> TimeSeriesResult:
     """Invert pair-wise offsets into one cumulative displacement time series per pixel.
 
@@ -338,7 +339,9 @@ def invert(
     chunk_size
         Pixels per chunk; memory is about ``60 * npairs * chunk_size`` bytes.
     return_residuals
-        Keep the per-pair residual maps (``2 * 4 * npairs * npixels`` bytes for dx and dy).
+        Keep the per-pair residual maps (``4 * npairs * npixels`` bytes per component). None (default)
+        keeps them when they take at most 1 GiB, so that a large inversion stays within memory; a
+        :class:`TimeSeriesWarning` says when they were left out (pass True to force them).
 
     Returns
     -------
@@ -382,6 +385,15 @@ def invert(
     flat = [c.reshape(P, -1) for c in s.comps]
     npx = flat[0].shape[1]
 
+    if return_residuals is None:
+        return_residuals = ncomp * P * npx * 4 <= _AUTO_RESIDUAL_BYTES
+        if not return_residuals:
+            warnings.warn(
+                f"residual maps not kept ({ncomp * P * npx * 4 / 2**30:.1f} GiB); pass "
+                "return_residuals=True to keep them",
+                TimeSeriesWarning,
+                stacklevel=2,
+            )
     d_out = np.full((ncomp, n, npx), np.nan, dtype=np.float32)
     sig_out = np.full((ncomp, n, npx), np.nan, dtype=np.float32)
     res_out = np.full((ncomp, P, npx), np.nan, dtype=np.float32) if return_residuals else None
