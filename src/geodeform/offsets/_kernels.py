@@ -165,7 +165,7 @@ def _bspline3_weights(t, out):
     out[3] = t3 / 6.0
 
 
-NOUT = 15
+NOUT = 24
 
 
 @nb.njit(cache=True, nogil=True, fastmath=FAST)
@@ -193,7 +193,8 @@ def lk_refine_node(
     ``gyi``/``gxi`` the derivatives of the reference's B-spline interpolant, so the Gauss-Newton step has
     the right gain at every frequency. ``weight`` (h, w) weights every sum. Writes into ``out`` (NOUT):
     [dr, dc, zncc, reason, lambda_min/n, Mr_00, Mr_01, Mr_11, Mc_00, Mc_01, Mc_11, Hinv00, Hinv01, Hinv11,
-    sigma] where M_r = sum(w g g^T (row - centre)), M_c likewise with columns (they let the caller remove
+    sigma, Q_00rr, Q_00rc, Q_00cc, Q_01rr, Q_01rc, Q_01cc, Q_11rr, Q_11rc, Q_11cc]
+    where M_r = sum(w g g^T (row - centre)), M_c likewise with columns (they let the caller remove
     the first-order bias of a translation inside a strained chip), and sigma is the predicted 1-sigma
     vector error (px) from the residual variance and H^-1.
     """
@@ -218,6 +219,16 @@ def lk_refine_node(
     mc00 = 0.0
     mc01 = 0.0
     mc11 = 0.0
+    # second moments Σ w g_a g_b Δk Δl (ab in yy, yx, xx; kl in rr, rc, cc) for the curvature bias
+    q00rr = 0.0
+    q00rc = 0.0
+    q00cc = 0.0
+    q01rr = 0.0
+    q01rc = 0.0
+    q01cc = 0.0
+    q11rr = 0.0
+    q11rc = 0.0
+    q11cc = 0.0
     nvalid = 0
     for i in range(h):
         vrow = rvalid[r0 + i, c0 : c0 + w]
@@ -257,6 +268,18 @@ def lk_refine_node(
             mc00 += gyy * xj
             mc01 += gyx * xj
             mc11 += gxx * xj
+            yy = yi * yi
+            yx = yi * xj
+            xx = xj * xj
+            q00rr += gyy * yy
+            q00rc += gyy * yx
+            q00cc += gyy * xx
+            q01rr += gyx * yy
+            q01rc += gyx * yx
+            q01cc += gyx * xx
+            q11rr += gxx * yy
+            q11rc += gxx * yx
+            q11cc += gxx * xx
     if swt <= 0.0:
         out[3] = MASKED
         return
@@ -419,6 +442,15 @@ def lk_refine_node(
     out[12] = i01
     out[13] = i11
     out[14] = SIGMA_CALIBRATION * math.sqrt(sig2 * (i00 + i11))
+    out[15] = q00rr
+    out[16] = q00rc
+    out[17] = q00cc
+    out[18] = q01rr
+    out[19] = q01rc
+    out[20] = q01cc
+    out[21] = q11rr
+    out[22] = q11rc
+    out[23] = q11cc
 
 
 @nb.njit(cache=True, nogil=True)

@@ -99,13 +99,30 @@ def _gradient(a: F, spacing: float, axis: int) -> F:
     return np.nan_to_num(g)
 
 
-def strain_bias(dy: F, dx: F, lk: F, step: tuple[int, int]) -> tuple[F, F]:
-    """First-order bias of translation estimates inside strained chips.
+def _second_difference(a: F, spacing: tuple[int, int]) -> tuple[F, F, F]:
+    """NaN-aware second derivatives (rr, rc, cc) of a node field, 0 where neighbours are missing,
+    averaged over 3×3 nodes to tame the noise that second differences amplify."""
+    p = np.pad(a, 1, constant_values=np.nan)
+    c = p[1:-1, 1:-1]
+    krr = (p[2:, 1:-1] - 2 * c + p[:-2, 1:-1]) / spacing[0] ** 2
+    kcc = (p[1:-1, 2:] - 2 * c + p[1:-1, :-2]) / spacing[1] ** 2
+    krc = (p[2:, 2:] - p[2:, :-2] - p[:-2, 2:] + p[:-2, :-2]) / (4 * spacing[0] * spacing[1])
+    out = []
+    for k in (krr, krc, kcc):
+        stack = np.stack([*_shifted(k, 2), k])
+        n = np.isfinite(stack).sum(axis=0)
+        out.append(np.where(n > 0, np.nansum(stack, axis=0) / np.maximum(n, 1), 0.0))
+    return out[0], out[1], out[2]
 
-    A chip whose true displacement varies linearly, d(p) = d0 + G (p - c), is matched by Gauss–Newton at
-    d0 + H⁻¹ (M_r G[:, 0] + M_c G[:, 1]), where H = Σ w g gᵀ and M_r, M_c = Σ w g gᵀ (row - c_r), (col - c_c)
-    are texture moments of the reference chip (``lk[..., 5:14]``). G comes from the neighbouring nodes.
-    Returns the (bias_dy, bias_dx) to subtract.
+
+def strain_bias(dy: F, dx: F, lk: F, step: tuple[int, int]) -> tuple[F, F]:
+    """First- and second-order bias of translation estimates inside deforming chips.
+
+    A chip whose true displacement varies as d(p) = d0 + G Δ + ½ Δᵀ K Δ (Δ = p - c) is matched by
+    Gauss–Newton at d0 + H⁻¹ Σ w g gᵀ (G Δ + ½ Δᵀ K Δ), where H = Σ w g gᵀ. The texture moments
+    M = Σ w g gᵀ Δ (``lk[..., 5:11]``) and Q = Σ w g gᵀ Δ Δᵀ (``lk[..., 15:24]``) come from the reference
+    chip; G and K (gradient and curvature of the field) from the neighbouring nodes. Returns the
+    (bias_dy, bias_dx) to subtract.
     """
     gyr = _gradient(dy, step[0], 0)
     gyc = _gradient(dy, step[1], 1)
@@ -115,6 +132,17 @@ def strain_bias(dy: F, dx: F, lk: F, step: tuple[int, int]) -> tuple[F, F]:
     # v = M_r @ (gyr, gxr) + M_c @ (gyc, gxc)  in (row, col) order
     v0 = mr00 * gyr + mr01 * gxr + mc00 * gyc + mc01 * gxc
     v1 = mr01 * gyr + mr11 * gxr + mc01 * gyc + mc11 * gxc
+    if lk.shape[-1] > 23:
+        ky = _second_difference(dy, step)
+        kx = _second_difference(dx, step)
+        q = [np.nan_to_num(lk[..., k]) for k in range(15, 24)]
+
+        # Σ (g gᵀ)_{ab} ½ (K_b,rr Δr² + 2 K_b,rc Δr Δc + K_b,cc Δc²), b = row (dy) or col (dx) component
+        def curv(qrr: F, qrc: F, qcc: F, k: tuple[F, F, F]) -> F:
+            return 0.5 * (qrr * k[0] + 2 * qrc * k[1] + qcc * k[2])
+
+        v0 = v0 + curv(q[0], q[1], q[2], ky) + curv(q[3], q[4], q[5], kx)
+        v1 = v1 + curv(q[3], q[4], q[5], ky) + curv(q[6], q[7], q[8], kx)
     by = i00 * v0 + i01 * v1
     bx = i01 * v0 + i11 * v1
     return np.nan_to_num(by), np.nan_to_num(bx)
