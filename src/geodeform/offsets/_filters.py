@@ -156,16 +156,14 @@ def spline_gradients(img: npt.NDArray[np.float32]) -> tuple[npt.NDArray[np.float
 
 
 @nb.njit(cache=True, parallel=True, fastmath={"reassoc", "contract", "arcp", "nsz"})
-def bspline_model(img):
+def bspline_model(img, val, gy, gx):
     """Samples and exact derivatives of the cubic B-spline whose coefficients are ``img``'s pixels.
 
-    Returns (value, d/drow, d/dcol) at the pixel centres: the 3×3 stencils [1,4,1]/6 ⊗ [1,4,1]/6,
-    [-1,0,1]/2 ⊗ [1,4,1]/6 and [1,4,1]/6 ⊗ [-1,0,1]/2, in one pass (mirror boundaries).
+    Writes (value, d/drow, d/dcol) at the pixel centres into ``val``, ``gy``, ``gx`` (float32, img's shape):
+    the 3×3 stencils [1,4,1]/6 ⊗ [1,4,1]/6, [-1,0,1]/2 ⊗ [1,4,1]/6 and [1,4,1]/6 ⊗ [-1,0,1]/2, in one pass
+    (mirror boundaries).
     """
     h, w = img.shape
-    val = np.empty((h, w), np.float32)
-    gy = np.empty((h, w), np.float32)
-    gx = np.empty((h, w), np.float32)
     b0 = np.float32(1.0 / 6.0)
     b1 = np.float32(4.0 / 6.0)
     half = np.float32(0.5)
@@ -186,4 +184,3 @@ def bspline_model(img):
             val[i, j] = b0 * s_l + b1 * s_c + b0 * s_r
             gx[i, j] = half * (s_r - s_l)
             gy[i, j] = b0 * d_l + b1 * d_c + b0 * d_r
-    return val, gy, gx

@@ -16,6 +16,7 @@ import numpy.typing as npt
 from geodeform.errors import InvalidInputError
 from geodeform.offsets import _kernels as K
 from geodeform.offsets import _post
+from geodeform.offsets._buffers import buffer
 from geodeform.offsets._common import check_image, node_grid, pair_of_ints, valid_pixels
 from geodeform.offsets._types import OffsetField, Reason
 from geodeform.offsets.ncc import NccOptions, PreparedStrip, StripResult, image_stats, ncc_strip, robust_strip
@@ -275,16 +276,21 @@ class _Job:
         self.check_not_empty()
 
     def prepare(
-        self, img: npt.NDArray[Any], m: npt.NDArray[np.bool_] | None, a: int, b: int
+        self, img: npt.NDArray[Any], m: npt.NDArray[np.bool_] | None, a: int, b: int, key: str | None = None
     ) -> npt.NDArray[np.float32]:
-        """Rows [a, b) as float32 with NaN at every invalid pixel, pre-filtered."""
+        """Rows [a, b) as float32 with NaN at every invalid pixel, pre-filtered.
+
+        With ``key`` the result lives in a reused per-thread buffer (valid until the next call with that key).
+        """
         part = img[a:b]
         valid = valid_pixels(
             part, nodata=self.nodata, mask=None if m is None else m[a:b], fill_values=self.fill_values
         )
         if self.sat is not None:
             valid &= ~(part >= self.sat)
-        out = np.where(valid, part, np.nan).astype(np.float32)
+        out = np.empty(part.shape, np.float32) if key is None else buffer(key, part.shape, np.float32)
+        np.copyto(out, part, casting="unsafe")
+        out[~valid] = np.nan
         return apply_prefilter(out, self.prefilter)
 
     def check_not_empty(self) -> None:
@@ -401,8 +407,8 @@ def _ncc_pass(
     for k, (a, b, idx, _pad) in enumerate(strips):
         prep = job.cache.get((a, b))
         if prep is None:
-            ref_s = job.prepare(job.ref, job.m_ref, a, b)
-            sec_s = job.prepare(job.sec, job.m_sec, a, b)
+            ref_s = job.prepare(job.ref, job.m_ref, a, b, key="strip-ref")
+            sec_s = job.prepare(job.sec, job.m_sec, a, b, key="strip-sec")
             prep = PreparedStrip(ref_s, sec_s, opts, job.stats(ref_s, sec_s))
             job.cache = {(a, b): prep}  # keep one strip: bounded memory, reused by the re-search passes
         ii: Any

@@ -23,6 +23,7 @@ from scipy import ndimage
 
 from geodeform.errors import InvalidInputError
 from geodeform.offsets import _kernels as K
+from geodeform.offsets._buffers import buffer
 from geodeform.offsets._filters import (
     bspline_coefficients,
     bspline_model,
@@ -219,12 +220,12 @@ def image_stats(img: F32) -> tuple[float, float]:
 
 
 def _normalised(img: F32, valid: npt.NDArray[np.bool_], stats: tuple[float, float]) -> F32:
-    """(img - mean) / std with the image's global statistics; invalid pixels set to 0."""
+    """(img - mean) / std with the image's global statistics, in place; invalid pixels set to 0."""
     mean, std = stats
-    out = np.where(valid, img, np.float32(mean)).astype(np.float32)
-    out -= np.float32(mean)
-    out *= np.float32(1.0 / std)
-    return out
+    img[~valid] = np.float32(mean)
+    img -= np.float32(mean)
+    img *= np.float32(1.0 / std)
+    return img
 
 
 class PreparedStrip:
@@ -272,8 +273,11 @@ class PreparedStrip:
         if level > 0:
             if level not in self._coarse:
                 ref, rv, sec, sv = self.level(level)
-                val, gy, gx = bspline_model(ref)
-                self._coarse[level] = _pad_spline((val, _erode(rv), gy, gx, sec, _erode(sv)))
+                val, gy, gx = (np.empty(ref.shape, np.float32) for _ in range(3))
+                bspline_model(ref, val, gy, gx)
+                self._coarse[level] = _pad_spline(
+                    (val, _erode(rv), gy, gx, sec, _erode(sv)), key=f"pad{level}"
+                )
             return self._coarse[level]
         if self._spline is None:
             ref, rv, sec, sv = self.refs[0], self.rvs[0], self.secs[0], self.svs[0]
@@ -287,16 +291,27 @@ class PreparedStrip:
                 if not rv.all():
                     fill = float(ref[rv].mean()) if rv.any() else 0.0
                     ref = np.where(rv, ref, fill).astype(np.float32)
-                val, gy, gx = bspline_model(ref)
+                val, gy, gx = (buffer(f"model-{k}", ref.shape, np.float32) for k in "vyx")
+                bspline_model(ref, val, gy, gx)
                 self._spline = _pad_spline((val, _erode(rv), gy, gx, sec, _erode(sv)))
         return self._spline
 
 
-def _pad_spline(parts: tuple[Any, ...]) -> tuple[Any, ...]:
+def _pad_spline(parts: tuple[Any, ...], key: str = "pad") -> tuple[Any, ...]:
     """Give the secondary's coefficients and validity the invalid border the refinement kernel expects."""
     ref, rv, gy, gx, coef, sv = parts
     p = K.LK_PAD
-    return ref, rv, gy, gx, np.pad(coef, p, mode="edge"), np.pad(sv, p, constant_values=False)
+    h, w = coef.shape
+    cp = buffer(f"{key}-coef", (h + 2 * p, w + 2 * p), coef.dtype)
+    cp[p : p + h, p : p + w] = coef
+    cp[:p, p : p + w] = coef[:1]  # edge values: finite, never counted (their validity is False)
+    cp[p + h :, p : p + w] = coef[-1:]
+    cp[:, :p] = cp[:, p : p + 1]
+    cp[:, p + w :] = cp[:, p + w - 1 : p + w]
+    vp = buffer(f"{key}-valid", (h + 2 * p, w + 2 * p), np.bool_)
+    vp[:] = False
+    vp[p : p + h, p : p + w] = sv
+    return ref, rv, gy, gx, cp, vp
 
 
 def ncc_strip(
