@@ -39,7 +39,7 @@ def _peerbench() -> object | None:
     return peerbench
 
 
-def speed(size: int = 1024, repeats: int = 3) -> None:
+def speed(size: int = 1024, repeats: int = 5) -> None:
     """Nodes/s of geodeform ``ncc`` and of peerbench's ``opencv_ncc`` adapter, same pairs, one thread."""
     os.environ.setdefault("NUMBA_NUM_THREADS", "1")
     pb = _peerbench()
