@@ -341,3 +341,31 @@ def test_predicted_error_is_of_the_order_of_the_true_error(texture: np.ndarray) 
     # for a 2-D Gaussian error the median of |e| / sigma_vector is ~0.83
     assert 0.4 < ratio < 1.6, ratio
     assert np.isnan(f.error[~ok]).all()
+
+
+@pytest.mark.parametrize(
+    ("options", "tol"),
+    [
+        ({"subpixel": "parabola"}, 0.15),  # the classic 3×3 fit, biased toward integers
+        ({"interpolation": "exact"}, 0.03),
+        ({"window": "gaussian"}, 0.03),
+        ({"robust_steps": True}, 0.03),
+        ({"shiftable": True}, 0.03),
+        ({"coarse_nested": True, "target_sigma": 0.01}, 0.05),
+        ({"sparse": False, "consistency": False, "strain_correction": False}, 0.03),
+        ({"max_chip_factor": 4}, 0.03),
+    ],
+)
+def test_every_ncc_option_path_recovers_a_step(texture: np.ndarray, options: dict, tol: float) -> None:
+    """A 1.5 px step plus a sub-pixel shift: every option path runs and stays accurate away from the step."""
+    size = texture.shape[0]
+    left = fourier_shift(texture, 0.75 + 0.2, 0.3)
+    right = fourier_shift(texture, -0.75 + 0.2, 0.3)
+    sec = np.where(np.arange(size)[None, :] < size // 2, left, right)
+    f = match(noisy(texture, 30, 20), noisy(sec, 30, 21), chip_size=32, step=16, search_range=4, **options)
+    _, cc = f.grid()
+    truth = np.where(cc < size // 2, 0.95, -0.55)
+    far = np.abs(cc - size // 2) > 40
+    assert f.coverage > 0.8
+    assert np.nanmedian(np.abs(f.dy - truth)[far]) < tol
+    assert np.nanmedian(np.abs(f.dx - 0.3)[far]) < tol
