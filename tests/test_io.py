@@ -505,3 +505,18 @@ def test_failing_cog_writer_leaves_no_file(tmp_path, monkeypatch):
     with pytest.raises(rasterio.errors.RasterioIOError):
         write_cog(ds, tmp_path / "vel.tif")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_v_error_uses_the_matchers_per_node_error_where_larger():
+    res = synthetic_result((10, 10), dx=1.0, dy=0.0)
+    res.error = np.full((10, 10), 0.01, np.float32)
+    res.error[3, 4] = 0.5  # a poorly constrained node (px, vector 1-sigma)
+    dates = AcquisitionDates(JAN1, datetime(2020, 1, 31, tzinfo=timezone.utc))  # 30 days
+    ds = offset_dataset(res, NORTH_UP_30M, dates=dates)
+    expected = 0.5 / np.sqrt(2) * 30 * 365.25 / 30  # m/yr per component
+    assert float(ds["v_error"][3, 4]) == pytest.approx(expected, rel=1e-4)
+    assert float(ds["v_error"][0, 0]) < expected / 10
+    assert "per-node" in ds["v_error"].attrs["error_description"]
+    res.error = None  # no per-node error: the scene-level estimate alone
+    plain = offset_dataset(res, NORTH_UP_30M, dates=dates)
+    assert "per-node" not in plain["v_error"].attrs["error_description"]

@@ -196,7 +196,16 @@ def offset_dataset(
         dates.check_order()
         pair_attrs.update(_date_attrs(dates))
         if dates.dt_days > 0:
-            variables.update(_velocities(disp.east, disp.north, dates.dt_days, stable, err_method))
+            variables.update(
+                _velocities(
+                    disp.east,
+                    disp.north,
+                    dates.dt_days,
+                    stable,
+                    err_method,
+                    _node_error_m(result, image_grid),
+                )
+            )
         variables.update(_date_vars(dates))
 
     unit_range = np.array([0, 1], dtype=np.float32)
@@ -269,12 +278,23 @@ def _attr_value(value: Any) -> Any:
     return str(value)
 
 
+def _node_error_m(result: Any, grid: GeoGrid) -> NDArray[np.float64] | None:
+    """Per-component 1-sigma error (map units) from the matcher's per-node vector error in pixels, if any."""
+    err = getattr(result, "error", None)
+    if err is None or not np.isfinite(err).any():
+        return None
+    t = grid.transform
+    pixel = float(np.sqrt(abs(t.a * t.e - t.b * t.d)))
+    return np.asarray(err, np.float64) / np.sqrt(2.0) * pixel
+
+
 def _velocities(
     east: NDArray[np.float32],
     north: NDArray[np.float32],
     dt_days: float,
     stable: NDArray[np.bool_] | None,
     err_method: str,
+    node_error_m: NDArray[np.float64] | None = None,
 ) -> dict[str, xr.Variable]:
     per_year = DAYS_PER_YEAR / dt_days
     vx = (east * per_year).astype(np.float32)
@@ -285,6 +305,10 @@ def _velocities(
     with np.errstate(invalid="ignore", divide="ignore"):
         along = np.sqrt((ex * vx) ** 2 + (ey * vy) ** 2) / v
     v_error = np.where(v > 0, along, np.hypot(ex, ey) / np.sqrt(2.0)).astype(np.float32)
+    if node_error_m is not None:
+        # the matcher's predicted per-node error (texture, noise, decorrelation) where it exceeds the scene's
+        v_error = np.fmax(v_error, (node_error_m * per_year).astype(np.float32))
+        err_method = f"larger of {err_method} and the matcher's predicted per-node error"
     v_error[~np.isfinite(v)] = np.nan
     return {
         "vx": _var(vx, "velocity along +x (east)", "m/yr", error=ex, error_description=err_method),
