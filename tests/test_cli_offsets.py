@@ -252,3 +252,13 @@ def test_console_script_prints_one_clear_line_and_exits_2(shifted_pair, tmp_path
     )
     assert proc.returncode == 2
     assert "error:" in proc.stderr and "do not overlap" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_prefilter_option_reaches_the_matcher(cli, shifted_pair, tmp_path):
+    out = tmp_path / "pf.nc"
+    result = cli(shifted_pair["ref"], shifted_pair["sec"], "-o", out, "--prefilter", "wallis")
+    assert result.exit_code == 0, result.output
+    with xr.open_dataset(out) as ds:
+        assert ds.attrs["geodeform_prefilter"] == "wallis"
+    bad = cli(shifted_pair["ref"], shifted_pair["sec"], "-o", tmp_path / "x.nc", "--prefilter", "sobel")
+    assert isinstance(bad.exception, InvalidInputError) and "prefilter" in str(bad.exception)

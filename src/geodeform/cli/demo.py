@@ -70,6 +70,7 @@ def demo(
         dates="2020-01-06,2020-02-05",
         band=1,
         nodata=None,
+        prefilter=None,
         stac=True,
     )
 

@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from geodeform.cli.app import app
-from geodeform.errors import GeodeformError, InvalidInputError
+from geodeform.errors import InvalidInputError
 
 if TYPE_CHECKING:  # geodeform.io pulls rasterio/xarray in: imported lazily so that --help stays fast
     import xarray as xr
@@ -72,11 +72,17 @@ def _fill_values(pair: RasterPair, nodata: float | None) -> tuple[float, ...]:
     return tuple(sorted(fills))
 
 
-def _match(pair: RasterPair, method: str, chip: int, step: int, search: int, nodata: float | None) -> Any:
-    try:
-        from geodeform.offsets import match
-    except ImportError as exc:  # the matching engine is a separate part of the package
-        raise GeodeformError(f"the matching engine geodeform.offsets is not available ({exc})") from exc
+def _match(
+    pair: RasterPair,
+    method: str,
+    chip: int,
+    step: int,
+    search: int,
+    nodata: float | None,
+    prefilter: str | None,
+) -> Any:
+    from geodeform.offsets import match
+
     with Progress(
         TextColumn("matching"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
     ) as bar:
@@ -94,6 +100,7 @@ def _match(pair: RasterPair, method: str, chip: int, step: int, search: int, nod
             step=step,
             search_range=search,
             fill_values=_fill_values(pair, nodata),
+            prefilter=prefilter,
             progress=progress,
         )
 
@@ -172,6 +179,13 @@ def offsets(
             "dtype maximum for integer rasters without one)."
         ),
     ] = None,
+    prefilter: Annotated[
+        str | None,
+        typer.Option(
+            help="Pre-filter both images: wallis, highpass, gradient (orientation) or rank; for "
+            "illumination, seasonal or sensor changes between the dates."
+        ),
+    ] = None,
     stac: Annotated[
         bool, typer.Option(help="Also write OUT.stac.json, a STAC item describing the product.")
     ] = True,
@@ -193,7 +207,7 @@ def offsets(
     acq, dates_note = _resolve_dates(dates, pair)
     if acq is not None:
         acq.check_order()  # before the long matching, not after
-    result = _match(pair, method, chip, step, search, nodata)
+    result = _match(pair, method, chip, step, search, nodata, prefilter)
     processing: dict[str, Any] = {"method": method, "chip_size": chip, "step": step, "search_range": search}
     processing.update(getattr(result, "params", {}))  # the matcher's full, resolved settings win
     processing["band"] = band
