@@ -7,20 +7,25 @@ import numpy.typing as npt
 
 F = npt.NDArray[np.float64]
 
-__all__ = ["linear_residual", "neighbour_agreement", "neighbour_median", "strain_bias"]
+__all__ = ["linear_residual", "neighbour_agreement", "neighbour_median", "neighbour_views", "strain_bias"]
+
+
+def neighbour_views(a: F, radius: int = 1, *, self_too: bool = False) -> list[tuple[tuple[int, int], F]]:
+    """((drow, dcol), view) for every neighbour offset in a (2r+1)² window: ``view[i, j]`` is
+    ``a[i + drow, j + dcol]`` (NaN outside the grid). The node itself (0, 0) only with ``self_too``."""
+    pad = np.pad(a, radius, constant_values=np.nan)
+    h, w = a.shape
+    return [
+        ((i, j), pad[radius + i : radius + i + h, radius + j : radius + j + w])
+        for i in range(-radius, radius + 1)
+        for j in range(-radius, radius + 1)
+        if self_too or (i, j) != (0, 0)
+    ]
 
 
 def _shifted(a: F, radius: int) -> list[F]:
     """Every neighbour of every node in a (2r+1)² window (NaN outside the grid), self excluded."""
-    pad = np.pad(a, radius, constant_values=np.nan)
-    h, w = a.shape
-    out = []
-    for i in range(2 * radius + 1):
-        for j in range(2 * radius + 1):
-            if i == radius and j == radius:
-                continue
-            out.append(pad[i : i + h, j : j + w])
-    return out
+    return [view for _, view in neighbour_views(a, radius)]
 
 
 def _nanmedian0(stack: F) -> F:

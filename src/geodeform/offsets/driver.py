@@ -534,23 +534,21 @@ def _robust_discontinuities(
     rows = np.nonzero(disc.any(axis=1))[0]
     best = np.full(dy.shape, -1.0)
     best_sig = np.full(dy.shape, np.inf)
-    out = {k: np.full(dy.shape, np.nan) for k in ("dy", "dx", "q", "sigma")}
-    pad_y = np.pad(dy, 1, constant_values=np.nan)
-    pad_x = np.pad(dx, 1, constant_values=np.nan)
-    for a in (-1, 0, 1):
-        for b in (-1, 0, 1):
-            ny = pad_y[1 + a : 1 + a + dy.shape[0], 1 + b : 1 + b + dy.shape[1]]
-            nx = pad_x[1 + a : 1 + a + dx.shape[0], 1 + b : 1 + b + dx.shape[1]]
-            sel = disc & np.isfinite(ny)
-            if not sel.any():
-                continue
-            r = _ncc_pass(job, opts, rows, sel, (ny, nx), None, None, robust=True)
-            score, sig = r["lk"][..., 4], r["lk"][..., 14]
-            ok = sel & (r["reason"] == K.OK)
-            with np.errstate(invalid="ignore"):
-                win = ok & ((score > best + 0.05) | ((np.abs(score - best) <= 0.05) & (sig < best_sig)))
-            best[win], best_sig[win] = score[win], sig[win]
-            out["dy"][win], out["dx"][win], out["q"][win] = r["dy"][win], r["dx"][win], r["q"][win]
+    out = {k: np.full(dy.shape, np.nan) for k in ("dy", "dx", "q")}
+    starts = zip(
+        _post.neighbour_views(dy, self_too=True), _post.neighbour_views(dx, self_too=True), strict=True
+    )
+    for (_, ny), (_, nx) in starts:
+        sel = disc & np.isfinite(ny)
+        if not sel.any():
+            continue
+        r = _ncc_pass(job, opts, rows, sel, (ny, nx), None, None, robust=True)
+        score, sig = r["lk"][..., 4], r["lk"][..., 14]
+        ok = sel & (r["reason"] == K.OK)
+        with np.errstate(invalid="ignore"):
+            win = ok & ((score > best + 0.05) | ((np.abs(score - best) <= 0.05) & (sig < best_sig)))
+        best[win], best_sig[win] = score[win], sig[win]
+        out["dy"][win], out["dx"][win], out["q"][win] = r["dy"][win], r["dx"][win], r["q"][win]
     take = disc & (best >= 0.5)
     dy[take], dx[take], q[take] = out["dy"][take], out["dx"][take], out["q"][take]
     lk[take, 5:11] = 0.0  # the robust estimate is that of the node's side: no strain correction
@@ -572,25 +570,19 @@ def _shiftable_windows(job: _Job, opts: NccOptions, dy: Any, dx: Any, q: Any, re
     rows = np.nonzero(disc.any(axis=1))[0]
     best_sigma = lk[..., 14].copy()
     sr, sc = (3 * job.chip[0]) // 8, (3 * job.chip[1]) // 8
-    pad_y = np.pad(dy, 1, constant_values=np.nan)
-    pad_x = np.pad(dx, 1, constant_values=np.nan)
-    for a in (-1, 0, 1):
-        for b in (-1, 0, 1):
-            if a == 0 and b == 0:
-                continue
-            # start from the neighbour on the side the chip moves to (else the node itself)
-            ny = pad_y[1 + a : 1 + a + dy.shape[0], 1 + b : 1 + b + dy.shape[1]]
-            nx = pad_x[1 + a : 1 + a + dx.shape[0], 1 + b : 1 + b + dx.shape[1]]
-            start = (np.where(np.isfinite(ny), ny, dy), np.where(np.isfinite(nx), nx, dx))
-            r = _ncc_pass(job, opts, rows, disc, start, None, None, None, (a * sr, b * sc))
-            sig = r["lk"][..., 14]
-            # a clear gain only: on a smooth but steep field an off-centre chip measures another place
-            better = disc & (r["reason"] == K.OK) & (sig < 0.7 * best_sigma)
-            for key, arr in (("dy", dy), ("dx", dx), ("q", q)):
-                arr[better] = r[key][better]
-            lk[better] = r["lk"][better]
-            lk[better, 5:11] = 0.0  # the chip is off-centre: no strain correction for it
-            best_sigma[better] = sig[better]
+    y0, x0 = dy.copy(), dx.copy()  # neighbour starts come from the field before any node is replaced
+    for ((a, b), ny), (_, nx) in zip(_post.neighbour_views(y0), _post.neighbour_views(x0), strict=True):
+        # start from the neighbour on the side the chip moves to (else the node itself)
+        start = (np.where(np.isfinite(ny), ny, dy), np.where(np.isfinite(nx), nx, dx))
+        r = _ncc_pass(job, opts, rows, disc, start, None, None, None, (a * sr, b * sc))
+        sig = r["lk"][..., 14]
+        # a clear gain only: on a smooth but steep field an off-centre chip measures another place
+        better = disc & (r["reason"] == K.OK) & (sig < 0.7 * best_sigma)
+        for key, arr in (("dy", dy), ("dx", dx), ("q", q)):
+            arr[better] = r[key][better]
+        lk[better] = r["lk"][better]
+        lk[better, 5:11] = 0.0  # the chip is off-centre: no strain correction for it
+        best_sigma[better] = sig[better]
 
 
 def _nested_chips(job: _Job, opts: NccOptions, dy: Any, dx: Any, q: Any, reason: Any, lk: Any) -> None:

@@ -455,7 +455,7 @@ def ncc_strip(
     )
 
 
-def _refine_coarse(prep, r0, c0, h, w, start, reason, todo, init_r, init_c, search_r, search_c, opts, level):  # type: ignore[no-untyped-def]
+def _refine_coarse(prep, r0, c0, h, w, start, reason, todo, init_r, init_c, search_r, search_c, opts, level):
     """Refinement on pyramid level ``level``; offsets and errors returned in full-resolution pixels."""
     s = 1 << level
     r0l, hl = _chip_at_level(r0, h, level)
@@ -567,12 +567,9 @@ def robust_strip(
     lk = np.full((n, K.NOUT), np.nan)
     lk[:, 4] = res[:, 4]
     lk[:, 14] = res[:, 5]
-    zn = res[:, 2]
-    reason[(reason == K.OK) & ~(zn >= opts.min_correlation)] = K.LOW_CORRELATION
-    bad = reason != K.OK
-    return StripResult(
-        np.where(bad, np.nan, res[:, 0]), np.where(bad, np.nan, res[:, 1]), np.nan_to_num(zn), reason, lk
-    )
+    dy, dx, zn = res[:, 0], res[:, 1], res[:, 2]
+    _reject(dy, dx, zn, reason, opts)
+    return StripResult(dy, dx, np.nan_to_num(zn), reason, lk)
 
 
 def _finish(dy, dx, zn, reason, edge_top, init_r, init_c, search_r, search_c, opts):
@@ -580,6 +577,11 @@ def _finish(dy, dx, zn, reason, edge_top, init_r, init_c, search_r, search_c, op
     reason[edge_top & (reason != K.MASKED) & (reason != K.TEXTURELESS)] = K.SEARCH_EDGE
     far = (np.abs(dy - init_r) > search_r + 0.5) | (np.abs(dx - init_c) > search_c + 0.5)
     reason[(reason == K.OK) & far] = K.SEARCH_EDGE
+    _reject(dy, dx, zn, reason, opts)
+
+
+def _reject(dy, dx, zn, reason, opts):
+    """Flag weak correlations, then set every node that is not OK to NaN (in place)."""
     reason[(reason == K.OK) & ~(zn >= opts.min_correlation)] = K.LOW_CORRELATION
     bad = reason != K.OK
     dy[bad] = np.nan
