@@ -289,3 +289,118 @@ def test_local_cluster_and_slurm_job_script(series, tmp_path: Path) -> None:  # 
         "--nthreads 2",
     ):
         assert line in script, script
+
+
+def _es_scene(folder: Path, tile: str, day: str, data: np.ndarray, x0: float, y0: float) -> None:
+    """An Earth Search-style scene folder (``S2B_<tile>_<date>_0_L2A/B04.tif``), as the local index reads."""
+    scene = folder / f"S2B_{tile}_{day}_0_L2A"
+    scene.mkdir(parents=True)
+    profile = dict(
+        driver="GTiff",
+        width=data.shape[1],
+        height=data.shape[0],
+        count=1,
+        dtype="uint16",
+        crs="EPSG:32632",
+        transform=from_origin(x0, y0, 10.0, 10.0),
+        nodata=0,
+    )
+    with rasterio.open(scene / "B04.tif", "w", **profile) as dst:
+        dst.write(data, 1)
+
+
+def test_survey_mosaics_adjacent_tiles_without_a_seam(tmp_path: Path) -> None:
+    """Two MGRS tiles (32TLR | 32TMR, seam at x = 400 km) and two dates: each date is mosaicked before
+    matching, so the motion that straddles the seam is measured on both sides and across it."""
+    n = 400
+    tex = load_texture()[:n, :n]
+    rr, cc = np.mgrid[:n, :n].astype(float)
+    blob = np.exp(-(((rr - 200) / 70) ** 2 + ((cc - 200) / 90) ** 2))
+    dx, dy = 0.9 * blob, 0.3 * blob  # px in 10 days, centred on the seam (column 200 = x 400 km)
+    moved = _warp(tex, dx, dy)
+    x0, y0 = 398_000.0, 5_050_000.0
+    cut_left, cut_right = 300, 250  # the tiles overlap on columns 250-299
+    catalog = tmp_path / "scenes"
+    for day, img in (("20230801", tex), ("20230811", moved)):
+        _es_scene(catalog, "32TLR", day, np.ascontiguousarray(img[:, :cut_left]), x0, y0)
+        _es_scene(catalog, "32TMR", day, np.ascontiguousarray(img[:, cut_right:]), x0 + 10.0 * cut_right, y0)
+    from pyproj import Transformer
+
+    to_ll = Transformer.from_crs(32632, 4326, always_xy=True)
+    w, s = to_ll.transform(x0 + 200, y0 - 10 * n + 200)
+    e, nn = to_ll.transform(x0 + 10 * n - 200, y0 - 200)
+    job = {
+        "name": "survey",
+        "preset": "survey",
+        "search": {
+            "collection": "sentinel-2-l2a",
+            "catalog": str(catalog),
+            "start": "2023-07-01",
+            "end": "2023-08-31",
+            "aoi": {"bbox": [w, s, e, nn], "tiles": ["32TLR", "32TMR"]},
+            "max_aoi_cloud": 100,
+            "min_valid": 0,
+            "mask_clouds": False,
+            "resolution": 10,
+        },
+        "matching": {"step": 8},
+        "compute": {"cluster": "sync"},
+        "output": {"report": False},
+    }
+    result = run_job(load_config(job), tmp_path / "run")
+    assert len(result.stack.acquisitions) == 2
+    assert all(len(a.sources) == 2 for a in result.stack.acquisitions)  # one mosaic of two tiles per date
+    with xr.open_dataset(result.pairs[0].path) as ds:
+        x, y = ds["x"].values, ds["y"].values
+        vx, vy = ds["vx"].values, ds["vy"].values
+    cols = (x - x0) / 10 - 0.5
+    rows = (y0 - y) / 10 - 0.5
+    inside = (cols > 20) & (cols < n - 20)
+    seam = np.abs(x - 400_000) < 200  # node columns within 200 m of the tile edge
+    assert seam.any()
+    assert np.isfinite(vx[:, seam]).mean() > 0.95  # no seam gap
+    rg, cg = np.meshgrid(rows, cols, indexing="ij")
+    k = 10 / YEAR / 10  # m/yr -> px over 10 days at 10 m
+    ex = vx * k - ndimage.map_coordinates(dx, [rg, cg], order=1)
+    ey = -vy * k - ndimage.map_coordinates(dy, [rg, cg], order=1)
+    err = np.hypot(ex, ey)[:, inside]
+    assert np.isfinite(err).mean() > 0.9
+    assert np.sqrt(np.nanmean(err**2)) < 0.1
+
+
+def test_job_from_the_local_stac_api_on_real_sentinel2(tmp_path: Path) -> None:
+    """Search -> AOI cloud scoring -> SCL masking -> reads -> match, on real Sentinel-2 crops (33TWM, 240 m)
+    served by the local STAC API. The ground is static over the two days, so the offsets are noise."""
+    from _stac_helpers import BBOX, stac_url
+
+    search = {
+        "collection": "s2-l2a",
+        "catalog": stac_url(),
+        "start": "2023-08-11",
+        "end": "2023-08-19",
+        "aoi": {"bbox": list(BBOX)},
+        "max_aoi_cloud": 20,
+    }
+    job = {
+        "name": "s2",
+        "preset": "ice",
+        "search": search,
+        "compute": {"cluster": "sync"},
+        "pairs": {"min_range": 1, "max_range": 30, "same_orbit": False},
+        "matching": {"step": 8},
+        "output": {"report": False},
+    }
+    result = run_job(load_config(job), tmp_path / "run")
+    assert [str(a.date) for a in result.stack.acquisitions] == [
+        "2023-08-13",
+        "2023-08-15",
+    ]  # cloudy 08-18 out
+    pair = result.pairs[0]
+    assert pair.status == "ok" and pair.coverage > 0.9
+    px_per_yr = 240.0 * YEAR / 2  # one pixel over the two days, m/yr
+    assert pair.stable_nmad_x / px_per_yr < 0.1 and pair.stable_nmad_y / px_per_yr < 0.1
+    # The same orbit only (R122): 08-13 with the cloudy 08-18, whose SCL masks most of the AOI.
+    job["search"] = {**search, "max_aoi_cloud": 100}
+    job["pairs"] = {"min_range": 1, "max_range": 30}
+    with pytest.raises(NoDataError, match=r"every pair failed to match: 2023-08-13 -> 2023-08-18: .*MASKED"):
+        run_job(load_config(job), tmp_path / "run2")

@@ -241,12 +241,19 @@ def stack_from_search(
         end=search.end,
         months=search.months,
         max_cloud=search.max_cloud,
-        max_aoi_cloud=search.max_aoi_cloud,
-        min_valid=search.min_valid,
         orbit=list(search.orbits) or None,
         catalog=search.catalog,
     )
-    scenes = list(table)
+    # AOI cloud filters here, not in the search: scenes of collections without a cloud band (L1C, SAR,
+    # local files) have no AOI score and are kept.
+    found = list(table)
+    scenes = [
+        s
+        for s in found
+        if (s.aoi_cloud_pct is None or s.aoi_cloud_pct <= search.max_aoi_cloud)
+        and (s.aoi_valid_pct is None or s.aoi_valid_pct >= search.min_valid)
+    ]
+    unscored = sum(s.aoi_cloud_pct is None for s in scenes)
     if len(tiles) > 1:
         wanted = {t.upper().lstrip("0") for t in tiles}
         scenes = [s for s in scenes if s.tile is None or s.tile.upper().lstrip("0") in wanted]
@@ -262,8 +269,9 @@ def stack_from_search(
     chosen = sorted(ranked[: search.max_images], key=lambda kv: (kv[0][1], kv[0][0] or 0))
     if len({d for (_, d), _ in chosen}) < 2:
         raise NoDataError(
-            f"only {len(chosen)} acquisition date(s) over the AOI between {search.start} and {search.end} "
-            f"after the cloud filters (max AOI cloud {search.max_aoi_cloud}%); widen the dates or relax "
+            f"only {len(chosen)} acquisition date(s) over the AOI between {search.start} and {search.end}: "
+            f"{len(found)} scenes found, {len(scenes)} left after the AOI filters (max AOI cloud "
+            f"{search.max_aoi_cloud}%, min valid {search.min_valid}%); widen the dates or relax "
             "search.max_aoi_cloud / search.min_valid"
         )
     first = chosen[0][1][0]
@@ -298,7 +306,10 @@ def stack_from_search(
         )
         if progress:
             progress(n + 1, len(chosen))
-    notes = [f"{len(scenes)} scenes found, {len(chosen)} acquisitions kept (max_images={search.max_images})"]
+    notes = [
+        f"{len(found)} scenes found, {len(scenes)} pass the AOI filters ({unscored} without an AOI cloud "
+        f"score), {len(chosen)} acquisitions kept (max_images={search.max_images})"
+    ]
     return ImageStack(acqs, grid, float(res), f"search {search.collection} @ {search.catalog}", notes)
 
 
