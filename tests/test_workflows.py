@@ -92,6 +92,21 @@ def test_ice_job_recovers_the_known_flow_and_writes_every_product(series, tmp_pa
     # a second run in the same folder reuses every pair
     again = run_job(config, run)
     assert again.pairs_computed == 0 and again.pairs_reused == 6
+    # a reference velocity map gives per-node search ranges: wide on the glacier, minimal off it
+    from geodeform.workflows.job import _search_ranges
+
+    ref = config.model_copy(
+        update={
+            "matching": config.matching.model_copy(update={"reference_velocity": str(run / "velocity.nc")})
+        }
+    )
+    radius = _search_ranges(ref, result.stack, 48.0)
+    assert radius.shape == vel["vx"].shape
+    fast = np.hypot(tvx, tvy) > 1000
+    slow = np.hypot(tvx, tvy) < 20
+    assert radius[fast].min() >= 7 and radius[slow].max() <= 3  # 1460 m/yr x 48 d = 6.4 px; still ground
+    rerun = run_job(ref, tmp_path / "run-ref")
+    assert all(p.status == "ok" for p in rerun.pairs)
 
 
 def test_kill_9_then_rerun_recomputes_only_unfinished_pairs(series, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -94,12 +94,13 @@ def _write_image(path: Path, data: NDArray[np.float32], grid: Any, tags: dict[st
         tiled=True,
         blockxsize=256,
         blockysize=256,
-        compress="deflate",
+        compress="zstd",  # 3-4x faster than deflate at the same size for float32 + predictor 3
+        zstd_level=1,
         predictor=3,
     )
     with atomic_output(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
         dst.write(data.astype(np.float32), 1)
-        dst.update_tags(**tags)
+        dst.update_tags(**tags, VALID_FRACTION=f"{float(np.isfinite(data).mean()):.6f}")
 
 
 def _existing(path: Path, key: str) -> bool:
@@ -123,7 +124,12 @@ def read_image(path: str | Path) -> NDArray[np.float32]:
 
 
 def _valid_fraction(path: Path) -> float:
-    return float(np.isfinite(read_image(path)).mean())
+    """Share of pixels with data, from the tag written with the image (else computed)."""
+    import rasterio
+
+    with rasterio.open(path) as src:
+        tag = src.tags().get("VALID_FRACTION")
+    return float(tag) if tag is not None else float(np.isfinite(read_image(path)).mean())
 
 
 def stack_from_inputs(
