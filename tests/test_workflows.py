@@ -74,7 +74,7 @@ def test_ice_job_recovers_the_known_flow_and_writes_every_product(series, tmp_pa
     run = tmp_path / "run"
     with rasterio.open(run / "velocity.tif") as src:
         assert src.descriptions == ("vx", "vy", "v", "v_error")
-        assert src.crs.to_epsg() == 32721
+        assert src.crs.to_epsg() == 32621
     with xr.open_dataset(run / "timeseries.nc") as tsd:
         assert tsd["east"].shape == (4, *vel["vx"].shape) and tsd["east"].attrs["units"] == "m"
     import pystac
@@ -146,7 +146,7 @@ def _write(path: Path, data: np.ndarray, origin: tuple[float, float] = ORIGIN, p
         height=data.shape[0],
         count=1,
         dtype=data.dtype,
-        crs="EPSG:32721",
+        crs="EPSG:32621",
         transform=from_origin(*origin, pixel, pixel),
     )
     with rasterio.open(path, "w", **profile) as dst:
@@ -419,3 +419,22 @@ def test_job_from_the_local_stac_api_on_real_sentinel2(tmp_path: Path) -> None:
     job["pairs"] = {"min_range": 1, "max_range": 30}
     with pytest.raises(NoDataError, match=r"every pair failed to match: 2023-08-13 -> 2023-08-18: .*MASKED"):
         run_job(load_config(job), tmp_path / "run2")
+
+
+def test_roi_crops_the_processed_region(tmp_path: Path) -> None:
+    from pyproj import Transformer
+
+    tex = load_texture()[:256, :256]
+    job = _pair_job(tmp_path, tex, np.roll(tex, 1, 1), ("2020-01-01", "2020-01-17"), preset="ice")
+    to_ll = Transformer.from_crs(32621, 4326, always_xy=True)
+    x0, y0 = ORIGIN
+    w, s = to_ll.transform(x0 + 30 * 40, y0 - 30 * 200)  # columns 40-200, rows 60-200
+    e, n = to_ll.transform(x0 + 30 * 200, y0 - 30 * 60)
+    result = run_job(load_config({**job, "roi": [w, s, e, n]}), tmp_path / "run")
+    h, wid = result.stack.grid.shape
+    assert 138 <= h <= 152 and 158 <= wid <= 172  # the ROI, grown by the lon/lat box of a UTM rectangle
+    assert result.pairs[0].status == "ok"
+    with pytest.raises(InvalidInputError, match=r"roi .* does not overlap"):
+        run_job(load_config({**job, "roi": [10.0, 10.0, 10.1, 10.1]}), tmp_path / "run2")
+    with pytest.raises(InvalidInputError, match=r"roi: .*west < east"):
+        load_config({**job, "roi": [e, s, w, n]})

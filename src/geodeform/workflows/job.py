@@ -772,11 +772,15 @@ def run_job(
         log.info("run %s in %s", config.name, out.resolve())
         stage = (lambda name: lambda d, t: progress(name, d, t)) if progress else (lambda name: None)
         if config.inputs:
-            stack = stack_from_inputs(config.inputs, out, progress=stage("read"))
+            stack = stack_from_inputs(config.inputs, out, progress=stage("read"), roi=config.roi)
         else:
             assert config.search is not None
             stack = stack_from_search(
-                config.search, out, progress=stage("read"), cache_dir=Path(cache_dir) if cache_dir else None
+                config.search,
+                out,
+                progress=stage("read"),
+                cache_dir=Path(cache_dir) if cache_dir else None,
+                roi=config.roi,
             )
         log.info(
             "stage read: %d images on a %d x %d grid in %.1f s",
