@@ -270,8 +270,11 @@ def test_all_pairs_failing_is_a_clear_error(tmp_path: Path) -> None:
     noise = np.random.default_rng(0).normal(1000, 200, tex.shape).astype(np.float32)
     job = _pair_job(tmp_path, tex, noise, ("2020-01-01", "2020-01-17"), preset="ice")
     job["corrections"] = {"min_quality": 0.9}
+    job["output"] = {"report": True}
     with pytest.raises(NoDataError, match="every pair failed to match: 2020-01-01 -> 2020-01-17"):
         run_job(load_config(job), tmp_path / "run")
+    report = (tmp_path / "run" / "report.html").read_text()  # written anyway, with the reason
+    assert "every pair failed to match" in report and "failed" in report
 
 
 def test_local_cluster_and_slurm_job_script(series, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

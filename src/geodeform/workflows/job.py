@@ -833,6 +833,11 @@ def run_job(
         result = RunResult(out, config, stack, final, estimate=estimate)
         log.info("stage match: %d pairs in %.1f s", len(final), time.perf_counter() - t_match)
         t_products = time.perf_counter()
+        if not any(o.status == "ok" for o in final):
+            error = _all_failed(final)
+            if config.output.report:  # the report says which pair failed and why
+                _report(result, {"summary": {"result": str(error)}})
+            raise error
         _products(config, result, progress)
         log.info("stage invert + products: %.1f s", time.perf_counter() - t_products)
         result.seconds = time.perf_counter() - t_start
@@ -926,7 +931,7 @@ def _report(result: RunResult, extras: dict[str, Any]) -> None:
     ]
     points = []
     ts = result.timeseries
-    if ts is not None:
+    if ts is not None and vel is not None:
         xs, ys = vel["x"].values, vel["y"].values
         for name, x, y in pick_points(vel):
             j, i = int(np.argmin(np.abs(xs - x))), int(np.argmin(np.abs(ys - y)))
