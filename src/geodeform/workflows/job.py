@@ -38,6 +38,7 @@ __all__ = [
     "PairOutcome",
     "ResourceEstimate",
     "RunResult",
+    "date_noise",
     "estimate_resources",
     "preflight",
     "process_pair",
@@ -644,7 +645,64 @@ def _invert(
         robust=config.inversion.robust,
         progress=(lambda d, t: progress("invert", d, t)) if progress else None,
     )
+    pair_idx = [(remap[a], remap[b]) for a, b in pairs]
+    metres = [abs(o.dt_days) / DAYS_PER_YEAR for o in ok]
+    ex = [o.stable_nmad_x * k for o, k in zip(ok, metres, strict=True)]
+    ey = [o.stable_nmad_y * k for o, k in zip(ok, metres, strict=True)]
+    ts = _with_date_noise(ts, pair_idx, np.asarray(ex), np.asarray(ey))
     return ts, grid, template
+
+
+def date_noise(
+    pairs: list[tuple[int, int]], pair_sigma: NDArray[np.float64], ndates: int
+) -> NDArray[np.float64]:
+    """Per-date noise s_k from per-pair errors, assuming sigma_ij² = s_i² + s_j² (non-negative least squares).
+
+    Image-specific errors (noise, radiometry, geolocation of one date) are consistent around every loop of the
+    pair network, so inversion residuals cannot reveal them; the stable-ground spread of each pair can.
+    Dates without a finite pair error get the median.
+    """
+    from scipy.optimize import nnls
+
+    ok = np.isfinite(pair_sigma)
+    if not ok.any():
+        return np.zeros(ndates)
+    a = np.zeros((int(ok.sum()), ndates))
+    for row, (i, j) in enumerate(p for p, good in zip(pairs, ok, strict=True) if good):
+        a[row, i] = a[row, j] = 1.0
+    s2, _ = nnls(a, pair_sigma[ok] ** 2)
+    seen = a.any(axis=0)
+    if seen.any():
+        s2[~seen] = np.median(s2[seen])
+    return np.sqrt(s2)
+
+
+def _with_date_noise(
+    ts: Any, pairs: list[tuple[int, int]], ex: NDArray[np.float64], ey: NDArray[np.float64]
+) -> Any:
+    """Add the per-date image noise to the series' 1-sigma (displacement since date 0 carries s_0 and s_k)
+    and to the mean-velocity sigma (slope of a straight line through dates with noise s_k)."""
+    n = len(ts.dates)
+    years = (ts.dates - ts.dates[0]) / np.timedelta64(1, "D") / DAYS_PER_YEAR
+    changes: dict[str, Any] = {}
+    for comp, err in (("dx", ex), ("dy", ey)):
+        s = date_noise(pairs, err, n)
+        floor = np.sqrt(s[0] ** 2 + s**2)
+        floor[0] = 0.0
+        sig = getattr(ts, f"sigma_{comp}")
+        if sig is None:
+            continue
+        changes[f"sigma_{comp}"] = np.sqrt(sig.astype(np.float64) ** 2 + floor[:, None, None] ** 2).astype(
+            np.float32
+        )
+        centred = years - years.mean()
+        if n >= 2 and np.ptp(years) > 0:
+            slope_sigma = np.sqrt(np.sum(centred**2 * s**2)) / np.sum(centred**2)
+            vname = "sigma_velocity_x" if comp == "dx" else "sigma_velocity_y"
+            vsig = getattr(ts, vname)
+            if vsig is not None:
+                changes[vname] = np.sqrt(vsig.astype(np.float64) ** 2 + slope_sigma**2).astype(np.float32)
+    return replace(ts, **changes)
 
 
 def _all_failed(outcomes: list[PairOutcome]) -> NoDataError:
