@@ -729,27 +729,15 @@ def _timeseries_dataset(ts: Any, grid: Any, template: Any) -> Any:
     for k in ("geodeform_pair_key", "geodeform_pair_stats", "geodeform_coverage_before_filters"):
         attrs.pop(k, None)
     gm = template["dx"].attrs.get("grid_mapping", "spatial_ref")
+    names = {
+        "east": (ts.dx, "cumulative displacement along +x (east)"),
+        "north": (ts.dy, "cumulative displacement along +y (north)"),
+        "east_error": (ts.sigma_dx, "1-sigma error of east"),
+        "north_error": (ts.sigma_dy, "1-sigma error of north"),
+    }
+    dims = ("time", "y", "x")
     data = {
-        "east": (
-            ("time", "y", "x"),
-            ts.dx,
-            {"units": "m", "long_name": "cumulative displacement along +x (east)", "grid_mapping": gm},
-        ),
-        "north": (
-            ("time", "y", "x"),
-            ts.dy,
-            {"units": "m", "long_name": "cumulative displacement along +y (north)", "grid_mapping": gm},
-        ),
-        "east_error": (
-            ("time", "y", "x"),
-            ts.sigma_dx,
-            {"units": "m", "long_name": "1-sigma error of east", "grid_mapping": gm},
-        ),
-        "north_error": (
-            ("time", "y", "x"),
-            ts.sigma_dy,
-            {"units": "m", "long_name": "1-sigma error of north", "grid_mapping": gm},
-        ),
+        k: (dims, v, {"units": "m", "long_name": text, "grid_mapping": gm}) for k, (v, text) in names.items()
     }
     ds = xr.Dataset(data, coords=coords, attrs=attrs)
     ds[gm] = template[gm]
