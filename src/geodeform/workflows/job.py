@@ -38,6 +38,7 @@ __all__ = [
     "PairOutcome",
     "ResourceEstimate",
     "RunResult",
+    "check_files",
     "date_noise",
     "estimate_resources",
     "preflight",
@@ -768,6 +769,30 @@ def _write_catalog(run_dir: Path, name: str, items: list[Path]) -> Path:
     return path
 
 
+def check_files(config: JobConfig) -> None:
+    """Every file the config names exists (inputs, masks, DEM, reference velocity, local catalogue).
+
+    Raises
+    ------
+    InvalidInputError
+        Naming the field and the missing path, before the run folder is created.
+    """
+    named: list[tuple[str, str | None]] = [(f"inputs[{k}].path", i.path) for k, i in enumerate(config.inputs)]
+    named += [
+        ("masks.glacier", config.masks.glacier),
+        ("masks.stable", config.masks.stable),
+        ("dem", config.dem),
+        ("matching.reference_velocity", config.matching.reference_velocity),
+    ]
+    if config.search is not None and config.search.aoi.geojson:
+        named.append(("search.aoi.geojson", config.search.aoi.geojson))
+    missing = [
+        f"{field}: file {path} not found" for field, path in named if path and not Path(path).is_file()
+    ]
+    if missing:
+        raise InvalidInputError("; ".join(missing) + " (paths are relative to the folder you run from)")
+
+
 def _workers(config: JobConfig, override: int | None) -> int:
     c = config.compute
     if c.cluster == "sync":
@@ -807,6 +832,7 @@ def run_job(
         Preflight failures and bad inputs, with a message naming the problem and the fix.
     """
     t_start = time.perf_counter()
+    check_files(config)  # before anything is written
     out = Path(run_dir) if run_dir is not None else Path("runs") / config.name
     out.mkdir(parents=True, exist_ok=True)
     handler = _setup_logging(out)
