@@ -132,7 +132,7 @@ def demo(
         return {
             "speed_truth": speed,
             "truth_series": series_truth,
-            "summary": {"velocity error vs truth": _error_text(vel, tvx, tvy, result)},
+            "summary": {"velocity vector error vs truth": _error_text(vel, tvx, tvy, result)},
             "attribution": ("Contains modified Landsat-8 data courtesy of the U.S. Geological Survey",),
         }
 
