@@ -229,6 +229,7 @@ def _run_offsets(
         fill_values=_fill_values(pair, None),
         prefilter=inputs.prefilter,
         progress=on_match,
+        strip_rows=256,  # progress (and a dismissal check) every 256 image rows
     )
     progress(90, "writing products")
     processing: dict[str, Any] = {

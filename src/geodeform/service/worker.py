@@ -11,6 +11,7 @@ import argparse
 import logging
 import os
 import shutil
+import secrets
 import signal
 import socket
 import subprocess
@@ -48,12 +49,12 @@ class Worker:
     settings
         Service settings (store URL, jobs folder, data roots, heartbeat and staleness periods).
     name
-        Identifies this worker in job rows; defaults to ``host:pid``.
+        Identifies this worker in job rows; defaults to ``host:pid:random``.
     """
 
     def __init__(self, settings: ServiceSettings, *, name: str | None = None) -> None:
         self.settings = settings.resolved()
-        self.name = name or f"{socket.gethostname()}:{os.getpid()}"
+        self.name = name or f"{socket.gethostname()}:{os.getpid()}:{secrets.token_hex(3)}"
         self.store = JobStore(self.settings.db)
         self.registry: dict[str, Process] = build_registry()
         self.stopping = threading.Event()
@@ -176,13 +177,11 @@ class Worker:
         log.info("job %s: %s (%s)", job.id, status, message)
 
 
-def _worker_command(settings: ServiceSettings, name: str) -> list[str]:
+def _worker_command(settings: ServiceSettings) -> list[str]:
     return [
         sys.executable,
         "-m",
         "geodeform.service.worker",
-        "--name",
-        name,
         "--parent-pid",
         str(os.getpid()),
         "--settings",
@@ -215,9 +214,8 @@ class WorkerPool:
         self._thread.start()
 
     def _spawn(self, slot: int) -> None:
-        name = f"{socket.gethostname()}:w{slot}:{os.getpid()}:{time.time_ns() % 10**9}"
-        self.procs[slot] = subprocess.Popen(_worker_command(self.settings, name))
-        log.info("worker %s started (pid %d)", name, self.procs[slot].pid)
+        self.procs[slot] = subprocess.Popen(_worker_command(self.settings))
+        log.info("worker %d started (pid %d)", slot, self.procs[slot].pid)
 
     def _supervise(self) -> None:
         store = JobStore(self.settings.db)
