@@ -73,8 +73,5 @@ def serve(
     settings.jobs_dir.mkdir(parents=True, exist_ok=True)
     migrate(settings.db)
     pool = WorkerPool(settings, workers)
-    pool.start()
-    try:
-        uvicorn.run(create_app(settings), host=host, port=port, log_level=log_level.lower())
-    finally:
-        pool.stop()
+    app_ = create_app(settings, on_startup=[pool.start], on_shutdown=[pool.stop])
+    uvicorn.run(app_, host=host, port=port, log_level=log_level.lower())

@@ -7,13 +7,14 @@ the work itself happens in worker processes (:mod:`geodeform.service.worker`).
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import html
 import importlib
 import json
 import logging
 import shutil
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Path, Query, Request
@@ -136,7 +137,13 @@ class _BodyLimit:
             await exc.response()(scope, receive, send)
 
 
-def create_app(settings: ServiceSettings | None = None, *, store: JobStore | None = None) -> FastAPI:
+def create_app(
+    settings: ServiceSettings | None = None,
+    *,
+    store: JobStore | None = None,
+    on_startup: Sequence[Callable[[], None]] = (),
+    on_shutdown: Sequence[Callable[[], None]] = (),
+) -> FastAPI:
     """Build the application.
 
     Parameters
@@ -145,10 +152,24 @@ def create_app(settings: ServiceSettings | None = None, *, store: JobStore | Non
         Service settings; the store is opened from ``settings.db`` unless ``store`` is given.
     store
         An open job store (tests, embedding).
+    on_startup, on_shutdown
+        Called when the server starts and stops serving (``geodeform serve`` starts and stops its worker
+        pool here: uvicorn re-raises SIGTERM after its shutdown, so code after ``uvicorn.run`` never runs).
     """
     settings = (settings or ServiceSettings()).resolved()
     store = store or JobStore(settings.db)
     registry = build_registry()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        for hook in on_startup:
+            hook()
+        try:
+            yield
+        finally:
+            for hook in on_shutdown:
+                hook()
+
     app = FastAPI(
         title="geodeform processing service",
         version="1.0.0",
@@ -157,6 +178,7 @@ def create_app(settings: ServiceSettings | None = None, *, store: JobStore | Non
         openapi_url="/openapi.json",
         docs_url="/api.html",
         redoc_url=None,
+        lifespan=lifespan,
     )
     app.state.store, app.state.settings, app.state.registry = store, settings, registry
     app.add_middleware(_BodyLimit, limit=settings.max_body_bytes)

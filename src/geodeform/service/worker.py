@@ -59,6 +59,7 @@ class Worker:
         self.registry: dict[str, Process] = build_registry()
         self.stopping = threading.Event()
         self._state: _RunState | None = None
+        self.parent_pid: int | None = None
 
     def stop(self) -> None:
         """Finish soon: the running job (if any) is handed back to the queue."""
@@ -71,6 +72,7 @@ class Worker:
     def run_forever(self, *, parent_pid: int | None = None) -> None:
         """Claim and run jobs until :meth:`stop` (or until the parent process is gone)."""
         last_reap = 0.0
+        self.parent_pid = parent_pid
         while not self.stopping.is_set():
             if parent_pid is not None and os.getppid() != parent_pid:
                 log.warning("worker %s: parent %d gone, exiting", self.name, parent_pid)
@@ -146,6 +148,8 @@ class Worker:
 
     def _heartbeat(self, job: JobInfo, state: _RunState, done: threading.Event) -> None:
         while not done.wait(self.settings.heartbeat_s):
+            if self.parent_pid is not None and os.getppid() != self.parent_pid:
+                self.stop()  # our server is gone (killed): hand the job back rather than run orphaned
             with state.lock:
                 progress, message = state.progress, state.message
             try:
@@ -251,6 +255,15 @@ class WorkerPool:
             self._thread.join(5)
 
 
+def _warm_up() -> None:
+    # Import the heavy stack (rasterio, xarray, numba kernels) now, not inside the first job's time.
+    try:
+        import geodeform.io
+        import geodeform.offsets  # noqa: F401
+    except ImportError:  # the geo extra is missing: the jobs will say so
+        log.warning("geodeform.io / geodeform.offsets not importable in the worker")
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of one worker process (started by :class:`WorkerPool`)."""
     parser = argparse.ArgumentParser(prog="python -m geodeform.service.worker")
@@ -260,6 +273,7 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     worker = Worker(ServiceSettings.from_json(args.settings), name=args.name)
+    _warm_up()
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     signal.signal(signal.SIGINT, lambda *_: worker.stop())
     worker.run_forever(parent_pid=args.parent_pid)
