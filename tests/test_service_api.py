@@ -10,7 +10,18 @@ import time
 
 import httpx
 import pytest
-from _service_helpers import PG_DSN, Server, add_user, add_users, auth, db_url, running, wait_final, write_pair
+
+from _service_helpers import (
+    PG_DSN,
+    Server,
+    add_user,
+    add_users,
+    auth,
+    db_url,
+    running,
+    wait_final,
+    write_pair,
+)
 
 OFFSETS = {"chip": 16, "step": 16, "search": 4}
 
@@ -24,7 +35,7 @@ def svc(tmp_path_factory):
     (data / "escape.tif").symlink_to("/etc/hostname")
     (tmp / "outside.tif").write_bytes(b"not yours")
     db = db_url("sqlite", tmp)
-    tokens = dict(zip(("alice", "bob"), add_users(db, "alice", "bob")))
+    tokens = dict(zip(("alice", "bob"), add_users(db, "alice", "bob"), strict=True))
     tokens["root"] = add_user(db, "root", admin=True)
     server = Server(db=db, data_root=data, jobs_dir=tmp / "jobs", args=("--max-body", "20000"))
     with running(server):

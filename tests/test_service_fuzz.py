@@ -6,8 +6,9 @@ import httpx
 import hypothesis
 import pytest
 import schemathesis
-from _service_helpers import Server, add_users, db_url, running, write_pair
 from hypothesis import HealthCheck, given, settings
+
+from _service_helpers import Server, add_users, db_url, running, write_pair
 
 MAX_EXAMPLES = 25
 
@@ -74,4 +75,3 @@ def _fuzz(operation, base_url: str, headers: dict[str, str], job_id: str, failur
                 failures.append(f"{operation.label}: {response.status_code} {case.as_curl_command()}")
 
     check()
-

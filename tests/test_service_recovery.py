@@ -9,8 +9,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import pytest
-from _service_helpers import FINAL, Server, add_users, auth, db_url, running, wait_final, write_pair
 
+from _service_helpers import FINAL, Server, add_users, auth, db_url, running, wait_final, write_pair
 from geodeform.service.store import JobStore
 
 

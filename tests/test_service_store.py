@@ -1,4 +1,4 @@
-"""Job store on SQLite and on a real PostgreSQL: migrations, tokens, atomic claims, heartbeats, reaper, paging."""
+"""Job store on SQLite and on a real PostgreSQL: migrations, tokens, claims, heartbeats, reaper, paging."""
 
 from __future__ import annotations
 
@@ -8,8 +8,8 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import sqlalchemy as sa
-from _service_helpers import db_url
 
+from _service_helpers import db_url
 from geodeform.service.store import JobStore, hash_token, migrate
 
 

@@ -530,6 +530,7 @@ def _landing_html(doc: dict[str, Any], registry: dict[str, Process]) -> str:
 {procs}
 </ul>
 <p>Every request but this page, <code>/conformance</code> and the process descriptions needs
-<code>Authorization: Bearer TOKEN</code>; an administrator creates tokens with <code>geodeform users add NAME</code>.</p>
+<code>Authorization: Bearer TOKEN</code>;
+an administrator creates tokens with <code>geodeform users add NAME</code>.</p>
 </body></html>
 """

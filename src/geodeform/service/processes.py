@@ -4,7 +4,7 @@ This is the only module of the service that knows about geodeform's processing c
 
 - ``inputs_model``: pydantic v2 model with ``extra="forbid"``; its JSON schema becomes the OGC input
   descriptions, its validation errors the 400 problems;
-- ``check(raw_inputs, settings)``: what the schema cannot say (files inside data roots, URLs on catalogue hosts,
+- ``check(raw_inputs, settings)``: what the schema cannot say (files in data roots, URLs on catalogue hosts,
   image count and area limits), returning the same kind of problems;
 - ``runner(inputs, job_dir, progress, settings)``: does the work in a worker process, writes its files into
   ``job_dir`` and returns ``{output id: ResultFile}``. ``progress(percent, message)`` stores progress in the
@@ -103,7 +103,7 @@ ImageRef = Annotated[
     Field(
         min_length=1,
         max_length=1024,
-        description="Image: a path relative to a data root of the server (e.g. 'landsat/LC08_20200106_B4.tif') "
+        description="Image: a path relative to a data root of the server (e.g. 'l8/LC08_20200106_B4.tif') "
         "or an https URL on a configured catalogue host; a link object {'href': ...} is accepted too.",
     ),
 ]
@@ -125,7 +125,7 @@ class OffsetsInputs(BaseModel):
     dates: str | None = Field(
         None,
         pattern=_DATES.pattern,
-        description="Acquisition dates REF,SEC as YYYY-MM-DD,YYYY-MM-DD (default: image metadata, file names).",
+        description="Acquisition dates REF,SEC as YYYY-MM-DD,YYYY-MM-DD (default: metadata, file names).",
     )
     prefilter: Literal["wallis", "highpass", "gradient", "rank"] | None = Field(
         None, description="Pre-filter applied to both images before matching."

@@ -1,4 +1,4 @@
-"""What a user's input may name: files inside the configured data roots, URLs on the configured catalogue hosts.
+"""What a user's input may name: files inside the configured data roots, URLs on configured catalogue hosts.
 
 Everything the service reads on a user's behalf goes through :func:`resolve_data_path` or :func:`check_url`:
 no ``..``, no absolute paths, no symlink leading out of a root, no ``file://`` (or any scheme but https),
@@ -21,7 +21,7 @@ __all__ = ["check_url", "fetch_url", "is_url", "resolve_data_path"]
 
 
 def is_url(value: str) -> bool:
-    """Whether ``value`` starts with a URL scheme (``https:``, ``file:``, ...): such inputs are URLs, not paths."""
+    """Whether ``value`` starts with a URL scheme (``https:``, ``file:``): then it is a URL, not a path."""
     return re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", value) is not None
 
 

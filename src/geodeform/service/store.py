@@ -1,4 +1,4 @@
-"""Job store: users and jobs in one SQL database (SQLite file by default, PostgreSQL with a ``postgresql://`` URL).
+"""Job store: users and jobs in one SQL database (a SQLite file by default, PostgreSQL with ``postgresql://``).
 
 The web process and the worker processes share nothing but this database. Every state change is one short
 transaction, so a crash of any process leaves the rows consistent:
@@ -159,7 +159,7 @@ def new_token() -> str:
 
 
 def hash_token(token: str) -> str:
-    """SHA-256 of a token. Tokens carry 256 random bits, so a fast hash is enough (no dictionary to attack)."""
+    """SHA-256 of a token. Tokens carry 256 random bits: a fast hash is enough (no dictionary to attack)."""
     return hashlib.sha256(token.encode("utf-8")).hexdigest()
 
 
@@ -456,7 +456,8 @@ class JobStore:
             if not self.is_sqlite:
                 q = q.with_for_update(skip_locked=True)
             for row in s.scalars(q):
-                lost = f"worker {row.worker} stopped sending heartbeats (last {row.heartbeat:%Y-%m-%dT%H:%M:%SZ})"
+                last = f"{row.heartbeat:%Y-%m-%dT%H:%M:%SZ}"
+                lost = f"worker {row.worker} stopped sending heartbeats (last {last})"
                 row.updated = now
                 if row.dismiss_requested:
                     row.status, row.finished, row.message = "dismissed", now, "dismissed"

@@ -10,8 +10,8 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import shutil
 import secrets
+import shutil
 import signal
 import socket
 import subprocess

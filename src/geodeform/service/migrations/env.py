@@ -1,4 +1,4 @@
-"""Alembic environment of the job store: run on the connection :func:`geodeform.service.store.migrate` passes."""
+"""Alembic environment of the job store, run on the connection that `store.migrate` gives."""
 
 from __future__ import annotations
 
