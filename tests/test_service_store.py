@@ -10,7 +10,7 @@ import pytest
 import sqlalchemy as sa
 
 from _service_helpers import db_url
-from geodeform.service.store import JobStore, hash_token, migrate
+from geodeform.service.store import Job, JobStore, hash_token, migrate
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -109,3 +109,22 @@ def test_list_is_paged_newest_first_and_per_user(store):
     assert [j.id for j in page1 + page2] == mine[::-1]
     assert len(store.list_jobs(user_id=None, limit=100)) == 6
     assert store.list_jobs(user_id=a, limit=10, statuses=["running"]) == []
+
+
+def test_job_list_query_walks_an_index_not_the_table(tmp_path):
+    """What keeps `/jobs` fast with 10 000 jobs (timed in benchmarks/bench_service.py): no scan + sort."""
+    url = db_url("sqlite", tmp_path)
+    migrate(url)
+    store = JobStore(url)
+    q = (
+        sa.select(Job)
+        .where(Job.user_id == 1)
+        .order_by(Job.created.desc(), Job.id.desc())
+        .limit(11)
+        .offset(500)
+    )
+    with store.engine.connect() as conn:
+        compiled = q.compile(conn, compile_kwargs={"literal_binds": True})
+        plan = " ".join(str(r[-1]) for r in conn.execute(sa.text(f"EXPLAIN QUERY PLAN {compiled}")))
+    store.close()
+    assert "ix_jobs_user_created" in plan and "TEMP B-TREE" not in plan, plan
