@@ -325,3 +325,71 @@ def test_postgresql_store_runs_jobs(tmp_path):
             assert [d["status"] for d in docs] == ["successful"] * 2
             listed = c.get("/jobs", headers=auth(token)).json()["jobs"]
             assert {j["jobID"] for j in listed} == set(ids)
+
+
+def test_presets_are_processes_described_from_the_job_config(svc):
+    server, _, _ = svc
+    with httpx.Client(base_url=server.url) as c:
+        ids = {p["id"] for p in c.get("/processes").json()["processes"]}
+        assert {"offsets", "ice", "slide", "quake", "survey"} <= ids
+        ice = c.get("/processes/ice").json()
+        assert {"inputs", "search", "pairs", "matching", "output"} <= set(ice["inputs"])
+        matching = ice["inputs"]["matching"]["schema"]
+        assert matching["properties"]["chip_size"]["type"] == "integer"
+
+
+def test_ice_preset_job_on_local_images(svc):
+    server, tokens, inputs = svc
+    a = auth(tokens["alice"])
+    job = {
+        "inputs": [
+            {"path": inputs["reference"], "date": "2020-01-06"},
+            {"path": inputs["secondary"], "date": "2020-02-05"},
+        ],
+        "matching": {"chip_size": 16, "step": 16},
+        "compute": {"cluster": "slurm"},  # the server decides where jobs run: ignored
+    }
+    with httpx.Client(base_url=server.url, timeout=60) as c:
+        r = c.post("/processes/ice/execution", json={"inputs": job}, headers=a)
+        assert r.status_code == 201, r.text
+        doc = wait_final(c, r.headers["Location"], tokens["alice"], timeout=240)
+        assert doc["status"] == "successful", doc
+        res = c.get(f"/jobs/{doc['jobID']}/results", headers=a).json()
+        assert {"velocity_nc", "velocity_tif", "catalog", "report"} <= set(res)
+        assert c.get(res["velocity_nc"]["href"], headers=a).content[:4] == b"\x89HDF"
+        report = c.get(res["report"]["href"], headers=a)
+        assert report.status_code == 200 and "<html" in report.text.lower()
+
+
+def test_preset_inputs_are_validated_like_the_cli_and_confined(svc):
+    server, tokens, _ = svc
+    bad = {
+        "inputs": [{"path": "../outside.tif", "date": "2020-01-06"}, {"path": "/etc/passwd", "date": "soon"}],
+        "dem": "escape.tif",
+        "matching": {"chip_size": -1},
+        "colour": "red",
+    }
+    with httpx.Client(base_url=server.url) as c:
+        problems = _problems(
+            c.post("/processes/quake/execution", json={"inputs": bad}, headers=auth(tokens["bob"]))
+        )
+        assert {
+            "inputs.0.path",
+            "inputs.1.path",
+            "inputs.1.date",
+            "dem",
+            "matching.chip_size",
+            "colour",
+        } <= set(problems)
+        search = {
+            "search": {
+                "catalog": "file:///etc",
+                "start": "2023-06-01",
+                "end": "2023-07-01",
+                "aoi": {"bbox": [-20, 40, 20, 70]},
+            }
+        }
+        problems = _problems(
+            c.post("/processes/ice/execution", json={"inputs": search}, headers=auth(tokens["bob"]))
+        )
+        assert "scheme" in problems["search.catalog"] and "km²" in problems["search.aoi.bbox"]

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from geodeform.errors import GeodeformError, InvalidInputError
 from geodeform.service.safety import check_url, fetch_url, is_url, resolve_data_path
@@ -292,15 +292,218 @@ def _offsets_process() -> Process:
     )
 
 
-def _preset_processes() -> list[Process]:
-    """One process per workflow preset, once ``geodeform.config`` and ``geodeform.workflows`` exist."""
+_STAGES = {"read": (0.0, 20.0), "match": (20.0, 80.0), "invert": (80.0, 90.0), "products": (90.0, 100.0)}
+_MEDIA = {
+    ".nc": "application/x-netcdf",
+    ".tif": "image/tiff; application=geotiff; profile=cloud-optimized",
+    ".json": "application/json",
+    ".html": "text/html",
+}
+
+
+def _deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    out = dict(base)
+    for k, v in top.items():
+        out[k] = _deep_merge(out[k], v) if isinstance(v, Mapping) and isinstance(out.get(k), Mapping) else v
+    return out
+
+
+def _inside_roots(
+    where: str, value: Any, settings: ServiceSettings, *, folder: bool = False
+) -> list[Problem]:
+    if not isinstance(value, str):
+        return []
     try:
-        from geodeform.config import PRESETS  # type: ignore[attr-defined]
-        from geodeform.workflows import run_job  # type: ignore[attr-defined]  # noqa: F401
+        if folder:
+            _resolve_folder(value, settings)
+        else:
+            resolve_data_path(value, settings.data_roots)
+    except InvalidInputError as exc:
+        return [Problem(where, str(exc))]
+    return []
+
+
+def _resolve_folder(value: str, settings: ServiceSettings) -> Path:
+    marker = value.rstrip("/") + "/."
+    for root in settings.data_roots:
+        real = (root / value).resolve()
+        if real.is_dir() and real.is_relative_to(root.resolve()):
+            return real
+    resolve_data_path(marker, settings.data_roots)  # raises with the reason (.., absolute, symlink)
+    raise InvalidInputError(f"no folder {value!r} in the data roots")
+
+
+def _catalog_problems(catalog: Any, settings: ServiceSettings) -> list[Problem]:
+    if not isinstance(catalog, str):
+        return []
+    from geodeform.search.catalogs import CATALOGS
+
+    url = CATALOGS.get(catalog.strip().lower(), catalog)
+    try:
+        if is_url(url):
+            check_url(url, settings.catalogue_hosts)
+        else:
+            _resolve_folder(url, settings)
+    except InvalidInputError as exc:
+        return [Problem("search.catalog", str(exc))]
+    return []
+
+
+def _bbox_km2(bbox: Any) -> float | None:
+    import math
+
+    try:
+        w, s, e, n = (float(v) for v in bbox)
+    except (TypeError, ValueError):
+        return None
+    lat = math.radians((s + n) / 2)
+    return abs(e - w) * 111.32 * math.cos(lat) * abs(n - s) * 110.57
+
+
+def _check_preset(raw: Mapping[str, Any], settings: ServiceSettings) -> list[Problem]:
+    """Everything a job config names must stay inside the data roots / configured catalogue hosts."""
+    problems: list[Problem] = []
+    inputs = raw.get("inputs")
+    if isinstance(inputs, list):
+        if len(inputs) > settings.max_images:
+            problems.append(Problem("inputs", f"{len(inputs)} images; at most {settings.max_images} per job"))
+        for i, item in enumerate(inputs):
+            if isinstance(item, Mapping):
+                problems += _inside_roots(f"inputs.{i}.path", item.get("path"), settings)
+                path = item.get("path")
+                if i == 0 and isinstance(path, str) and not problems:
+                    problems += _raster_problems(
+                        "inputs.0.path", resolve_data_path(path, settings.data_roots), 1, settings
+                    )
+    problems += _inside_roots("dem", raw.get("dem"), settings)
+    search = raw.get("search")
+    if isinstance(search, Mapping):
+        problems += _catalog_problems(search.get("catalog", "earth-search"), settings)
+        aoi = search.get("aoi")
+        if isinstance(aoi, Mapping):
+            problems += _inside_roots("search.aoi.geojson", aoi.get("geojson"), settings)
+            area = _bbox_km2(aoi.get("bbox"))
+            if area is not None and area > settings.max_area_km2:
+                problems.append(
+                    Problem(
+                        "search.aoi.bbox", f"{area:.0f} km²; at most {settings.max_area_km2:g} km² per job"
+                    )
+                )
+        n = search.get("max_images")
+        if isinstance(n, int) and n > settings.max_images:
+            problems.append(Problem("search.max_images", f"at most {settings.max_images} per job"))
+    return problems
+
+
+def _server_side(config: Any, settings: ServiceSettings) -> Any:
+    """The config as it runs here: paths made absolute inside the data roots, compute chosen by the server."""
+    update: dict[str, Any] = {"compute": config.compute.model_copy(update={"cluster": "sync", "threads": 1})}
+    if config.inputs:
+        update["inputs"] = [
+            i.model_copy(update={"path": str(resolve_data_path(i.path, settings.data_roots))})
+            for i in config.inputs
+        ]
+    if config.dem:
+        update["dem"] = str(resolve_data_path(config.dem, settings.data_roots))
+    if config.search is not None:
+        search = config.search
+        if not is_url(search.catalog) and search.catalog.lower() not in ("earth-search", "cdse"):
+            search = search.model_copy(update={"catalog": str(_resolve_folder(search.catalog, settings))})
+        if search.aoi.geojson:
+            aoi = search.aoi.model_copy(
+                update={"geojson": str(resolve_data_path(search.aoi.geojson, settings.data_roots))}
+            )
+            search = search.model_copy(update={"aoi": aoi})
+        update["search"] = search
+    return config.model_copy(update=update)
+
+
+def _preset_runner(preset: str) -> Runner:
+    def run(
+        inputs: Any, job_dir: Path, progress: ProgressFn, settings: ServiceSettings
+    ) -> dict[str, ResultFile]:
+        from geodeform.workflows import run_job
+
+        config = _server_side(inputs, settings)
+
+        def on_stage(stage: str, done: int, total: int) -> None:
+            lo, hi = _STAGES.get(stage, (0.0, 100.0))
+            progress(lo + (hi - lo) * done / max(total, 1), f"{stage} {done}/{total}")
+
+        result = run_job(config, job_dir, progress=on_stage)
+        files: dict[str, ResultFile] = {}
+        for key, path in result.products.items():
+            rel = Path(path).resolve().relative_to(job_dir.resolve())
+            media = _MEDIA.get(rel.suffix.lower(), "application/octet-stream")
+            files[key] = ResultFile(str(rel), media, f"{preset}: {key}")
+        return files
+
+    return run
+
+
+def _preset_model(preset: str, defaults: Mapping[str, Any]) -> type[BaseModel]:
+    """JobConfig with the preset's defaults laid underneath (the request may give any section partially)."""
+    from geodeform.config import JobConfig
+
+    class PresetInputs(JobConfig):
+        model_config = ConfigDict(extra="forbid", title=f"{preset} job")
+
+        @model_validator(mode="before")
+        @classmethod
+        def _preset_defaults(cls, data: Any) -> Any:
+            if isinstance(data, Mapping):
+                return _deep_merge({**defaults, "name": f"{preset}-job"}, data) | {"preset": preset}
+            return data
+
+    PresetInputs.__name__ = PresetInputs.__qualname__ = f"{preset.capitalize()}Inputs"
+    return PresetInputs
+
+
+def _preset_processes() -> list[Process]:
+    """One process per workflow preset of :mod:`geodeform.config` (absent: none)."""
+    try:
+        from geodeform.config import PRESETS
     except ImportError:
         return []
-    log.debug("presets found: %s", sorted(PRESETS))
-    return []
+    titles = {
+        "ice": "Glacier flow (ice preset)",
+        "slide": "Landslide creep (slide preset)",
+        "quake": "Earthquake offsets (quake preset)",
+        "survey": "Regional survey over several tiles (survey preset)",
+    }
+    out = []
+    for preset, defaults in PRESETS.items():
+        out.append(
+            Process(
+                id=preset,
+                title=titles.get(preset, f"{preset} preset"),
+                description=f"The `{preset}` workflow preset of `geodeform run`: images (catalogue search or "
+                "local files in the data roots) -> pairs -> offsets -> corrections -> time series -> "
+                "velocity products (NetCDF, COG), STAC catalogue and HTML report. Inputs are the sections of "
+                f"a job config; unspecified fields take the preset's values: {json.dumps(defaults)}.",
+                inputs_model=_preset_model(preset, defaults),
+                runner=_preset_runner(preset),
+                check=_check_preset,
+                outputs={
+                    "velocity_nc": {
+                        "title": "Velocity (NetCDF)",
+                        "schema": {"type": "string", "format": "uri"},
+                    },
+                    "velocity_tif": {
+                        "title": "Velocity (COG)",
+                        "schema": {"type": "string", "format": "uri"},
+                    },
+                    "timeseries": {
+                        "title": "Time series (NetCDF)",
+                        "schema": {"type": "string", "format": "uri"},
+                    },
+                    "catalog": {"title": "STAC catalogue", "schema": {"type": "string", "format": "uri"}},
+                    "report": {"title": "HTML report", "schema": {"type": "string", "format": "uri"}},
+                },
+                keywords=("workflow", preset),
+            )
+        )
+    return out
 
 
 def build_registry() -> dict[str, Process]:

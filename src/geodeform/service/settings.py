@@ -31,6 +31,8 @@ class ServiceSettings:
         Images one job may read.
     max_pixels
         Pixels (rows × columns) of the reference image of one job: the area limit.
+    max_area_km2
+        Largest search area (bounding box) of one job, km².
     max_body_bytes
         Largest request body accepted (uploads included), bytes.
     heartbeat_s
@@ -50,6 +52,7 @@ class ServiceSettings:
     max_active_jobs: int = 20
     max_images: int = 100
     max_pixels: int = 100_000_000
+    max_area_km2: float = 50_000.0
     max_body_bytes: int = 1_000_000
     heartbeat_s: float = 2.0
     stale_after_s: float = 30.0
