@@ -219,7 +219,7 @@ def _run_offsets(
     def on_match(done: int, total: int) -> None:
         progress(5 + 85 * done / max(total, 1), f"matching {done}/{total}")
 
-    result = match(
+    result: Any = match(  # Any: the io OffsetField protocol is stricter than the matcher's frozen result
         pair.reference.data,
         pair.secondary.data,
         method=inputs.method,

@@ -21,6 +21,7 @@ import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from geodeform.errors import GeodeformError
 from geodeform.service.processes import JobCancelled, Process, build_registry, validate_inputs
@@ -113,7 +114,7 @@ class Worker:
             self._state = None
         self._conclude(job, job_dir, state, outcome)
 
-    def _run(self, job: JobInfo, job_dir: Path, state: _RunState) -> tuple[str, str, dict[str, object]]:
+    def _run(self, job: JobInfo, job_dir: Path, state: _RunState) -> tuple[str, str, dict[str, Any]]:
         process = self.registry.get(job.process_id)
         if process is None:
             return "failed", f"process {job.process_id!r} is not offered by this worker", {}
@@ -163,7 +164,7 @@ class Worker:
                     state.why = state.why or "dismissed"
 
     def _conclude(
-        self, job: JobInfo, job_dir: Path, state: _RunState, outcome: tuple[str, str, dict[str, object]]
+        self, job: JobInfo, job_dir: Path, state: _RunState, outcome: tuple[str, str, dict[str, Any]]
     ) -> None:
         status, message, results = outcome
         row = self.store.get_job(job.id)
