@@ -319,7 +319,7 @@ def test_postgresql_store_runs_jobs(tmp_path):
                 c.post("/processes/offsets/execution", json={"inputs": inputs}, headers=auth(token)).json()[
                     "jobID"
                 ]
-                for _ in range(3)
+                for _ in range(2)
             ]
             docs = [wait_final(c, f"/jobs/{i}", token) for i in ids]
             assert [d["status"] for d in docs] == ["successful"] * 2
