@@ -128,3 +128,15 @@ def test_job_list_query_walks_an_index_not_the_table(tmp_path):
         plan = " ".join(str(r[-1]) for r in conn.execute(sa.text(f"EXPLAIN QUERY PLAN {compiled}")))
     store.close()
     assert "ix_jobs_user_created" in plan and "TEMP B-TREE" not in plan, plan
+
+
+def test_migrations_match_the_models(store):
+    """A model change without its alembic migration fails here."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+
+    from geodeform.service.store import Base
+
+    with store.engine.connect() as conn:
+        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
+    assert diff == []
