@@ -54,13 +54,22 @@ def test_kill_9_of_a_worker_mid_job_then_the_job_finishes(tmp_path, data):
     store.close()
 
 
-def test_server_restart_keeps_queued_and_running_jobs(tmp_path, data):
-    ref, sec = write_pair(data, size=128)
-    inputs = {"reference": ref, "secondary": sec, "chip": 32, "step": 8, "search": 8}
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split(")")[-1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.parametrize("how", ["SIGTERM", "SIGKILL"])
+def test_server_restart_keeps_queued_and_running_jobs(tmp_path, data, how):
+    ref, sec = write_pair(data, size=256)
+    inputs = {"reference": ref, "secondary": sec, "chip": 32, "step": 4, "search": 8}
     db = db_url("sqlite", tmp_path)
     (token,) = add_users(db, "alice")
     store = JobStore(db)
-    first = Server(db=db, data_root=data, jobs_dir=tmp_path / "jobs", workers=1)
+    first = Server(db=db, data_root=data, jobs_dir=tmp_path / "jobs", workers=1, args=("--heartbeat", "0.5"))
     with running(first), httpx.Client(base_url=first.url, timeout=30) as c:
         ids = [
             c.post("/processes/offsets/execution", json={"inputs": inputs}, headers=auth(token)).json()[
@@ -69,7 +78,16 @@ def test_server_restart_keeps_queued_and_running_jobs(tmp_path, data):
             for _ in range(3)
         ]
         _wait_running(store, ids[0])
-    # Stopped (SIGTERM) with one job running and two queued: none may be lost or left running.
+        if how == "SIGKILL":  # the server dies at once; its orphaned worker must hand its job back and exit
+            workers = first.worker_pids()
+            os.kill(first.proc.pid, signal.SIGKILL)
+            first.proc.wait()
+            first.proc = None
+            deadline = time.monotonic() + 60
+            while any(_alive(p) for p in workers) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            assert not any(_alive(p) for p in workers)
+    # One job was running and two queued: none may be lost or left running.
     assert all(store.get_job(i).status in {"accepted", "successful"} for i in ids)
     second = Server(db=db, data_root=data, jobs_dir=tmp_path / "jobs", workers=1)
     with running(second), httpx.Client(base_url=second.url, timeout=30) as c:
