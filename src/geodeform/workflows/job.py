@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -220,14 +221,18 @@ def _stable_nodes(config: JobConfig, stack: ImageStack) -> NDArray[np.bool_] | N
 # ------------------------------------------------------------------------------------------- preflight
 
 
-def _texture(path: Path) -> tuple[float, float]:
-    """(valid fraction, median absolute gradient / robust std) of one image: ~0 for a blank AOI."""
-    img = read_image(path)
-    ok = np.isfinite(img)
+def _texture(img: NDArray[np.float32]) -> tuple[float, float]:
+    """(valid fraction, median absolute column difference) of one image: 0 for a blank AOI.
+
+    Computed on every 4th row (a full-tile median would cost seconds and says nothing more).
+    """
+    sub = img[::4]
+    ok = np.isfinite(sub)
     if ok.sum() < 16:
         return float(ok.mean()), 0.0
-    g = np.abs(np.diff(np.where(ok, img, np.nan), axis=1))
-    return float(ok.mean()), float(np.nanmedian(g)) if np.isfinite(g).any() else 0.0
+    g = np.abs(np.diff(sub, axis=1))
+    g = g[np.isfinite(g)]
+    return float(ok.mean()), float(np.median(g)) if g.size else 0.0
 
 
 def preflight(config: JobConfig, stack: ImageStack, pairs: Any) -> list[str]:
@@ -247,7 +252,8 @@ def preflight(config: JobConfig, stack: ImageStack, pairs: Any) -> list[str]:
         raise NoDataError(f"only {len(acqs)} acquisition(s); a job needs at least two dates")
     digests: dict[str, str] = {}
     for a in acqs:
-        valid, grad = _texture(a.path)
+        img = read_image(a.path)
+        valid, grad = _texture(img)
         if valid == 0:
             raise NoDataError(
                 f"image {a.id} ({a.date}) has no valid pixel on the AOI (no overlap or all cloud); remove it "
@@ -260,7 +266,8 @@ def preflight(config: JobConfig, stack: ImageStack, pairs: Any) -> list[str]:
             )
         if valid < 0.2:
             warnings.append(f"image {a.id} ({a.date}) has only {valid:.0%} valid pixels on the AOI")
-        digest = hashlib.sha256(np.ascontiguousarray(read_image(a.path)).tobytes()).hexdigest()
+        digest = hashlib.sha256(np.ascontiguousarray(img).tobytes()).hexdigest()
+        del img
         if digest in digests:
             raise InvalidInputError(
                 f"images {digests[digest]} and {a.id} ({a.date}) are identical: the same scene given twice; "
@@ -296,22 +303,30 @@ def preflight(config: JobConfig, stack: ImageStack, pairs: Any) -> list[str]:
 
 
 def estimate_resources(config: JobConfig, stack: ImageStack, n_pairs: int, workers: int) -> ResourceEstimate:
-    """Time, peak memory and disk of the matching stage, from measured matcher throughput."""
+    """Time, peak memory and disk of a run, from throughputs measured on a 2-core machine.
+
+    Calibration (``benchmarks/bench_workflow.py``, one 10980 x 10980 Sentinel-2 tile pair): images read,
+    aligned and checked at ~1e-7 s per pixel, ncc matching at :data:`NODES_PER_S_PER_THREAD`, per-pair
+    reads + corrections + writes at ~3e-8 s per pixel + 1.5e-5 s per node; a worker peaks at ~3.5 image
+    buffers (float32), the main process at ~1.5.
+    """
     from geodeform.offsets import grid_shape
 
     m = config.matching
     h, w = stack.grid.shape
     nr, nc = grid_shape((h, w), m.chip_size, m.step)
     nodes = nr * nc
-    radius = m.search_range or search_range_px(
-        m, dt_days=config.pairs.max_range if config.pairs.mode == "days" else 30.0, pixel_m=stack.pixel_m
-    )
+    days = config.pairs.max_range if config.pairs.mode == "days" else 30.0
+    radius = m.search_range or search_range_px(m, dt_days=days, pixel_m=stack.pixel_m)
     cost = max(1.0, (2 * radius + 1) ** 2 / 33**2) ** 0.5  # coarse-to-fine search: sub-quadratic growth
-    rate = NODES_PER_S_PER_THREAD / cost * workers * config.compute.threads
-    seconds = n_pairs * nodes / rate + 5.0 * workers
+    per_pair = (
+        nodes * cost / (NODES_PER_S_PER_THREAD * config.compute.threads) + h * w * 3e-8 + nodes * 1.5e-5
+    )
+    parallel = max(1, min(workers, n_pairs))
+    seconds = len(stack.acquisitions) * h * w * 1e-7 + math.ceil(n_pairs / parallel) * per_pair + 5.0
     image_bytes = h * w * 4
-    per_worker = 6 * image_bytes + nodes * 200 + 150 * 2**20
-    peak = workers * per_worker + 2 * image_bytes + n_pairs * nodes * 8 * 2 + 250 * 2**20
+    peak = parallel * (3.5 * image_bytes + nodes * 200 + 150 * 2**20) + 1.5 * image_bytes + 300 * 2**20
+    peak += n_pairs * nodes * 4 * 2 * 2  # the inversion holds dx, dy of every pair (float32, + a copy)
     disk = len(stack.acquisitions) * image_bytes // 2 + n_pairs * nodes * 4 * 12
     return ResourceEstimate(n_pairs, nodes, seconds, int(peak), int(disk), workers)
 
@@ -757,12 +772,22 @@ def run_job(
         log.info("run %s in %s", config.name, out.resolve())
         stage = (lambda name: lambda d, t: progress(name, d, t)) if progress else (lambda name: None)
         if config.inputs:
-            stack = stack_from_inputs(config.inputs, out, progress=stage("read"))
+            stack = stack_from_inputs(config.inputs, out, progress=stage("read"), roi=config.roi)
         else:
             assert config.search is not None
             stack = stack_from_search(
-                config.search, out, progress=stage("read"), cache_dir=Path(cache_dir) if cache_dir else None
+                config.search,
+                out,
+                progress=stage("read"),
+                cache_dir=Path(cache_dir) if cache_dir else None,
+                roi=config.roi,
             )
+        log.info(
+            "stage read: %d images on a %d x %d grid in %.1f s",
+            len(stack.acquisitions),
+            *stack.grid.shape,
+            time.perf_counter() - t_start,
+        )
         for note in stack.notes:
             log.info(note)
         network = _build_network(config, stack)
@@ -780,6 +805,7 @@ def run_job(
 
         c = config.compute
         done = 0
+        t_match = time.perf_counter()
         if progress:
             progress("match", 0, len(specs))
         with executor(c.cluster, workers=workers, threads=c.threads, slurm=c.slurm) as ex:
@@ -805,10 +831,20 @@ def run_job(
                     progress("match", done, len(specs))
         final = [o for o in outcomes if o is not None]
         result = RunResult(out, config, stack, final, estimate=estimate)
+        log.info("stage match: %d pairs in %.1f s", len(final), time.perf_counter() - t_match)
+        t_products = time.perf_counter()
+        if not any(o.status == "ok" for o in final):
+            error = _all_failed(final)
+            if config.output.report:  # the report says which pair failed and why
+                _report(result, {"summary": {"result": str(error)}})
+            raise error
         _products(config, result, progress)
+        log.info("stage invert + products: %.1f s", time.perf_counter() - t_products)
         result.seconds = time.perf_counter() - t_start
         if config.output.report:
+            t_report = time.perf_counter()
             _report(result, report_extras(result) if report_extras else {})
+            log.info("stage report: %.1f s", time.perf_counter() - t_report)
         log.info(
             "run %s finished in %.1f s: %d pairs computed, %d reused",
             config.name,
@@ -895,7 +931,7 @@ def _report(result: RunResult, extras: dict[str, Any]) -> None:
     ]
     points = []
     ts = result.timeseries
-    if ts is not None:
+    if ts is not None and vel is not None:
         xs, ys = vel["x"].values, vel["y"].values
         for name, x, y in pick_points(vel):
             j, i = int(np.argmin(np.abs(xs - x))), int(np.argmin(np.abs(ys - y)))
