@@ -468,12 +468,19 @@ def create_app(
 
 
 def _mount_page(app: FastAPI) -> None:
-    """Mount ``geodeform.service.page.router`` (the map page) when that module exists."""
+    """Mount ``geodeform.service.page.router`` (the map page) when that module exists.
+
+    A page that fails to import is logged and left out: the API itself keeps working.
+    """
     try:
         page = importlib.import_module("geodeform.service.page")
     except ModuleNotFoundError as exc:
-        if exc.name != "geodeform.service.page":
-            raise
+        if exc.name == "geodeform.service.page":
+            return
+        log.exception("map page not mounted")
+        return
+    except Exception:
+        log.exception("map page not mounted")
         return
     router = getattr(page, "router", None)
     if router is not None:
