@@ -122,7 +122,15 @@ def test_page_and_assets_are_public_and_offline(svc):
         assert (
             c.get("/map/static/vendor/leaflet/images/marker-icon.png").headers["content-type"] == "image/png"
         )
-        for bad in ("%2e%2e/app.py", "..%2fapp.py", "nothing.js", "../page.py", "vendor/leaflet/LICENSE"):
+        for bad in (
+            "%2e%2e/app.py",
+            "..%2fapp.py",
+            "nothing.js",
+            "vendor/leaflet/LICENSE",
+            "%00",
+            "a%5cb.js",
+            ".x.js",
+        ):
             r = c.get(f"/map/static/{bad}")
             assert r.status_code == 404, (bad, r.status_code)
 
@@ -218,6 +226,8 @@ def test_series_bad_point_is_400(svc, done_job, query):
         ("tile=07VCG&catalog=../..", "catalog"),
         ("tile=07VCG&catalog=/etc", "catalog"),
         ("tile=07VCG&catalog=file:///etc", "catalog"),
+        ("tile=07VCG&catalog=scenes%00", "catalog"),
+        ("tile=07VCG&catalog=glacier/LC08_demo_20200106_B4.tif", "catalog"),
         ("tile=ZZ", None),
         ("tile=07VCG&collection=<script>", None),
         ("tile=07VCG&start=2020-13-01", None),

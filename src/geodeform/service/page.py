@@ -20,6 +20,7 @@ import functools
 import io
 import logging
 import math
+import re
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -50,6 +51,7 @@ _MEDIA = {
     ".txt": "text/plain; charset=utf-8",
 }
 COLORMAP = "viridis"
+_STATIC_NAME = re.compile(r"[A-Za-z0-9_-][A-Za-z0-9._/-]*")
 _NO_STORE = {"Cache-Control": "private, no-store"}
 
 
@@ -101,6 +103,8 @@ def map_page() -> FileResponse:
 @router.get("/map/static/{name:path}", summary="Static files of the map page", tags=["Map page"])
 def map_static(name: Annotated[str, PathParam(max_length=200)]) -> FileResponse:
     root = STATIC.resolve()
+    if not _STATIC_NAME.fullmatch(name) or ".." in name.split("/"):
+        raise _error(404, "Not Found", f"no static file {name!r}")
     path = (root / name).resolve()
     suffix = path.suffix.lower()
     if not path.is_relative_to(root) or not path.is_file() or suffix not in _MEDIA:
@@ -142,6 +146,8 @@ def _allowed_catalog(catalog: str, settings: ServiceSettings) -> str:
     from geodeform.service.safety import check_url, is_url
 
     url = CATALOGS.get(catalog.strip().lower(), catalog.strip())
+    if any(ord(ch) < 32 for ch in url) or "\\" in url:
+        raise _error(400, "Invalid parameter", "control characters and '\\' are not allowed", "catalog")
     try:
         if is_url(url):
             return check_url(url, settings.catalogue_hosts)
@@ -169,6 +175,11 @@ def _scene_doc(scene: Any) -> dict[str, Any]:
         "note": scene.note,
         "geometry": scene.geometry,
     }
+
+
+def _public_text(exc: Exception, where: str, catalog: str) -> str:
+    # The server's own folders stay private: a folder catalogue is named as the user named it.
+    return str(exc).replace(where, catalog)
 
 
 @router.get("/map/api/scenes", summary="Scenes over an AOI with their AOI cloud %", tags=["Map page"])
@@ -210,12 +221,14 @@ def scenes(
             timeout=30.0,
         )
     except NoDataError as exc:
-        return {"scenes": [], "message": str(exc)}
+        return {"scenes": [], "message": _public_text(exc, where, catalog)}
     except (InvalidInputError, ValueError) as exc:
-        raise _error(400, "Invalid parameter", str(exc)) from None
+        raise _error(400, "Invalid parameter", _public_text(exc, where, catalog)) from None
     except (DataError, GeodeformError, OSError) as exc:
         log.warning("scene search failed: %s", exc)
-        raise _error(502, "Catalogue error", f"the catalogue search failed: {exc}") from None
+        raise _error(
+            502, "Catalogue error", f"the search failed: {_public_text(exc, where, catalog)}"
+        ) from None
     docs = [_scene_doc(s) for s in table]
     return {"scenes": docs, "message": f"{len(docs)} scene(s)"}
 
