@@ -8,7 +8,9 @@ legend, click a point for its time series, download a product. Every request the
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 from pathlib import Path
 
@@ -401,6 +403,20 @@ def test_page_end_to_end(svc, chromium, tmp_path):
     if target:
         Path(target).parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(shot, target)
+
+    # A catalogue-search job from the same form (AOI box, folder catalogue), then cancelled from its row.
+    page.check("input[name=source][value=search]")
+    page.fill("#name", "page-search")
+    with page.expect_request(lambda r: r.method == "POST" and "/execution" in r.url) as sent:
+        page.click("#submit")
+    body = json.loads(sent.value.post_data)["inputs"]
+    assert body["search"]["catalog"] == "scenes" and len(body["search"]["aoi"]["bbox"]) == 4
+    assert body["search"]["start"] == "2020-01-01" and body["matching"]["step"] == 8
+    assert body["pairs"] == {"mode": "days", "min_range": 5, "max_range": 100, "direction": "forward"}
+    row = page.locator("#jobs li.job", has_text="page-search")
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.locator("button.dismiss").click()
+    expect(row).to_have_attribute("data-status", re.compile("dismissed|failed"))
     context.close()
     assert not errors, errors
     assert not outside, outside

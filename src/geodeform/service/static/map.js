@@ -9,6 +9,8 @@
   const BASEMAP_KEY = "geodeform.basemap";
   const FINAL = new Set(["successful", "failed", "dismissed"]);
   const $ = (id) => document.getElementById(id);
+  // Leaflet inserts string tooltips as HTML: give it elements holding plain text instead.
+  const textNode = (text) => { const span = document.createElement("span"); span.textContent = text; return span; };
 
   const state = {
     token: sessionStorage.getItem(TOKEN_KEY) || "",
@@ -194,7 +196,7 @@
     try {
       const feature = await getJSON("/map/api/tiles/" + encodeURIComponent(tile));
       const layer = L.geoJSON(feature, { style: { color: "#7a3db8", weight: 2, fill: false } }).addTo(tileLayer);
-      layer.bindTooltip("MGRS " + tile);
+      layer.bindTooltip(textNode("MGRS " + tile));
       map.fitBounds(layer.getBounds(), { padding: [20, 20] });
       showStatus($("form-status"), "", "");
     } catch (err) { showError($("form-status"), err); }
@@ -337,7 +339,7 @@
       body.append(tr);
       if (s.geometry) {
         L.geoJSON(s.geometry, { style: { color: "#5b7083", weight: 1, fill: false, dashArray: "3" } })
-          .bindTooltip(String(s.id)).addTo(footprints);
+          .bindTooltip(textNode(String(s.id))).addTo(footprints);
       }
     }
     $("scenes-count").textContent = "(" + (doc.scenes || []).length + ")";
