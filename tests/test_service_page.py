@@ -380,8 +380,15 @@ def test_page_end_to_end(svc, chromium, tmp_path):
     expect(overlay).to_be_visible()
     expect(page.locator("#legend")).to_contain_text("m/yr")
     assert float(page.text_content("#legend .legend-min")) == 0
+    # Click the fastest node (the overlay spans its bounds; linear is close enough over 5 km).
+    job_id = job.get_attribute("data-job-id")
+    meta = httpx.get(f"{server.url}/map/api/jobs/{job_id}/overlay.json", headers=auth(tokens["alice"])).json()
+    w, s, e, n = meta["bounds"]
+    lon, lat = _fastest_lonlat(server, job_id)
     ob = overlay.bounding_box()
-    page.mouse.click(ob["x"] + ob["width"] * 0.5, ob["y"] + ob["height"] * 0.5)
+    page.mouse.click(
+        ob["x"] + ob["width"] * (lon - w) / (e - w), ob["y"] + ob["height"] * (n - lat) / (n - s)
+    )
     expect(page.locator("#chart svg polyline.east")).to_have_count(1)
     expect(page.locator("#chart svg circle.north-pt")).to_have_count(3)
     expect(page.locator("#chart-title")).to_contain_text("Time series at")
