@@ -359,6 +359,11 @@ def test_ice_preset_job_on_local_images(svc):
         assert c.get(res["velocity_nc"]["href"], headers=a).content[:4] == b"\x89HDF"
         report = c.get(res["report"]["href"], headers=a)
         assert report.status_code == 200 and "<html" in report.text.lower()
+        # The STAC catalogue is browsable: its relative links resolve to files of the same job.
+        catalog = c.get(res["catalog"]["href"], headers=a).json()
+        child = next(link["href"] for link in catalog["links"] if link["rel"] in ("item", "child"))
+        linked = c.get(httpx.URL(res["catalog"]["href"]).join(child), headers=a)
+        assert linked.status_code == 200 and linked.json()["type"] in ("Feature", "Catalog", "Collection")
 
 
 def test_preset_inputs_are_validated_like_the_cli_and_confined(svc):

@@ -15,6 +15,7 @@ import json
 import logging
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping, Sequence
+from pathlib import Path as PathLib
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Path, Query, Request
@@ -431,27 +432,30 @@ def create_app(
             for key, r in job.results.items()
         }
 
-    @app.get("/jobs/{jobId}/results/{outputId}", summary="Download one result file", tags=["Jobs"])
+    @app.get(
+        "/jobs/{jobId}/results/{outputId:path}",
+        summary="Download a result file (by output id, or by its path in the job's results)",
+        tags=["Jobs"],
+    )
     def job_result_file(
         jobId: Annotated[str, Path(max_length=64)],
-        outputId: Annotated[str, Path(max_length=64)],
+        outputId: Annotated[str, Path(max_length=512)],
         user: User,
     ) -> FileResponse:
         job = own_job_or_404(jobId, user)
-        # By output id, or by file name so that the STAC item's relative asset hrefs resolve too.
-        entry = job.results.get(outputId) or next(
-            (r for r in job.results.values() if r.get("name") == outputId), None
-        )
+        missing = OGCError(404, "No such result", f"job {jobId} has no result {outputId!r}")
         if job.status != "successful" or job.dismiss_requested:
-            entry = None
-        if entry is None:
-            raise OGCError(404, "No such result", f"job {jobId} has no result {outputId!r}")
-        # Only files the job itself recorded, and only inside its own folder.
+            raise missing
+        # By output id, else by relative path (the STAC item / catalogue links are relative to the files);
+        # whatever the name, only a regular file inside this job's own folder is ever served.
+        entry = job.results.get(outputId)
+        name = entry["name"] if entry else outputId
         job_dir = (settings.jobs_dir / job.id).resolve()
-        path = (job_dir / entry["name"]).resolve()
-        if not path.is_relative_to(job_dir) or not path.is_file():
-            raise OGCError(404, "No such result", f"result {outputId!r} of job {jobId} is gone")
-        return FileResponse(path, media_type=entry["type"].split(";")[0], filename=path.name)
+        path = (job_dir / name).resolve()
+        if not path.is_relative_to(job_dir) or not path.is_file() or path.name.startswith("."):
+            raise missing
+        media = entry["type"].split(";")[0] if entry else _media_type(path)
+        return FileResponse(path, media_type=media, filename=path.name)
 
     @app.delete("/jobs/{jobId}", summary="Dismiss a job (cancel it and delete its outputs)", tags=["Jobs"])
     def dismiss(request: Request, jobId: Annotated[str, Path(max_length=64)], user: User) -> dict[str, Any]:
@@ -465,6 +469,13 @@ def create_app(
 
     _mount_page(app)
     return app
+
+
+def _media_type(path: PathLib) -> str:
+    import mimetypes
+
+    known = {".nc": "application/x-netcdf", ".tif": "image/tiff", ".json": "application/json"}
+    return known.get(path.suffix.lower()) or mimetypes.guess_type(path.name)[0] or "application/octet-stream"
 
 
 def _mount_page(app: FastAPI) -> None:
