@@ -70,6 +70,11 @@ def test_ice_job_recovers_the_known_flow_and_writes_every_product(series, tmp_pa
     years = (ts.dates - ts.dates[0]) / np.timedelta64(1, "D") / YEAR
     assert np.allclose(ts.dx[:, i, j], tvx[i, j] * years, atol=0.25 * PIXEL_M)
     assert np.allclose(ts.dy[:, i, j], tvy[i, j] * years, atol=0.25 * PIXEL_M)
+    # on still ground the series' 1-sigma includes the per-date image noise: normalised errors ~ N(0, 1)
+    still = np.hypot(tvx, tvy) == 0
+    z = np.concatenate([ts.dx[1:, still] / ts.sigma_dx[1:, still], ts.dy[1:, still] / ts.sigma_dy[1:, still]])
+    z = z[np.isfinite(z)]
+    assert 0.6 < np.median(np.abs(z)) / 0.6745 < 1.6
     # products: NetCDF, COG, time series, STAC catalogue that resolves, report, log, resolved config
     run = tmp_path / "run"
     with rasterio.open(run / "velocity.tif") as src:
@@ -441,3 +446,15 @@ def test_roi_crops_the_processed_region(tmp_path: Path) -> None:
         run_job(load_config({**job, "roi": [10.0, 10.0, 10.1, 10.1]}), tmp_path / "run2")
     with pytest.raises(InvalidInputError, match=r"roi: .*west < east"):
         load_config({**job, "roi": [e, s, w, n]})
+
+
+def test_date_noise_recovers_per_image_errors() -> None:
+    from geodeform.workflows import date_noise
+
+    s = np.array([0.1, 0.4, 0.2, 0.3, 0.1])
+    pairs = [(i, j) for i in range(5) for j in range(i + 1, 5) if j - i <= 2]
+    sigma = np.array([np.hypot(s[i], s[j]) for i, j in pairs])
+    assert np.allclose(date_noise(pairs, sigma, 5), s, atol=1e-6)
+    sigma[0] = np.nan  # a pair without an error estimate is ignored
+    assert np.allclose(date_noise(pairs, sigma, 5), s, atol=1e-6)
+    assert np.all(date_noise(pairs, np.full(len(pairs), np.nan), 5) == 0)

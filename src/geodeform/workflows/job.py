@@ -38,6 +38,8 @@ __all__ = [
     "PairOutcome",
     "ResourceEstimate",
     "RunResult",
+    "check_files",
+    "date_noise",
     "estimate_resources",
     "preflight",
     "process_pair",
@@ -644,7 +646,64 @@ def _invert(
         robust=config.inversion.robust,
         progress=(lambda d, t: progress("invert", d, t)) if progress else None,
     )
+    pair_idx = [(remap[a], remap[b]) for a, b in pairs]
+    metres = [abs(o.dt_days) / DAYS_PER_YEAR for o in ok]
+    ex = [o.stable_nmad_x * k for o, k in zip(ok, metres, strict=True)]
+    ey = [o.stable_nmad_y * k for o, k in zip(ok, metres, strict=True)]
+    ts = _with_date_noise(ts, pair_idx, np.asarray(ex), np.asarray(ey))
     return ts, grid, template
+
+
+def date_noise(
+    pairs: list[tuple[int, int]], pair_sigma: NDArray[np.float64], ndates: int
+) -> NDArray[np.float64]:
+    """Per-date noise s_k from per-pair errors, assuming sigma_ij² = s_i² + s_j² (non-negative least squares).
+
+    Image-specific errors (noise, radiometry, geolocation of one date) are consistent around every loop of the
+    pair network, so inversion residuals cannot reveal them; the stable-ground spread of each pair can.
+    Dates without a finite pair error get the median.
+    """
+    from scipy.optimize import nnls
+
+    ok = np.isfinite(pair_sigma)
+    if not ok.any():
+        return np.zeros(ndates)
+    a = np.zeros((int(ok.sum()), ndates))
+    for row, (i, j) in enumerate(p for p, good in zip(pairs, ok, strict=True) if good):
+        a[row, i] = a[row, j] = 1.0
+    s2, _ = nnls(a, pair_sigma[ok] ** 2)
+    seen = a.any(axis=0)
+    if seen.any():
+        s2[~seen] = np.median(s2[seen])
+    return np.sqrt(s2)
+
+
+def _with_date_noise(
+    ts: Any, pairs: list[tuple[int, int]], ex: NDArray[np.float64], ey: NDArray[np.float64]
+) -> Any:
+    """Add the per-date image noise to the series' 1-sigma (displacement since date 0 carries s_0 and s_k)
+    and to the mean-velocity sigma (slope of a straight line through dates with noise s_k)."""
+    n = len(ts.dates)
+    years = (ts.dates - ts.dates[0]) / np.timedelta64(1, "D") / DAYS_PER_YEAR
+    changes: dict[str, Any] = {}
+    for comp, err in (("dx", ex), ("dy", ey)):
+        s = date_noise(pairs, err, n)
+        floor = np.sqrt(s[0] ** 2 + s**2)
+        floor[0] = 0.0
+        sig = getattr(ts, f"sigma_{comp}")
+        if sig is None:
+            continue
+        changes[f"sigma_{comp}"] = np.sqrt(sig.astype(np.float64) ** 2 + floor[:, None, None] ** 2).astype(
+            np.float32
+        )
+        centred = years - years.mean()
+        if n >= 2 and np.ptp(years) > 0:
+            slope_sigma = np.sqrt(np.sum(centred**2 * s**2)) / np.sum(centred**2)
+            vname = "sigma_velocity_x" if comp == "dx" else "sigma_velocity_y"
+            vsig = getattr(ts, vname)
+            if vsig is not None:
+                changes[vname] = np.sqrt(vsig.astype(np.float64) ** 2 + slope_sigma**2).astype(np.float32)
+    return replace(ts, **changes)
 
 
 def _all_failed(outcomes: list[PairOutcome]) -> NoDataError:
@@ -671,27 +730,15 @@ def _timeseries_dataset(ts: Any, grid: Any, template: Any) -> Any:
     for k in ("geodeform_pair_key", "geodeform_pair_stats", "geodeform_coverage_before_filters"):
         attrs.pop(k, None)
     gm = template["dx"].attrs.get("grid_mapping", "spatial_ref")
+    names = {
+        "east": (ts.dx, "cumulative displacement along +x (east)"),
+        "north": (ts.dy, "cumulative displacement along +y (north)"),
+        "east_error": (ts.sigma_dx, "1-sigma error of east"),
+        "north_error": (ts.sigma_dy, "1-sigma error of north"),
+    }
+    dims = ("time", "y", "x")
     data = {
-        "east": (
-            ("time", "y", "x"),
-            ts.dx,
-            {"units": "m", "long_name": "cumulative displacement along +x (east)", "grid_mapping": gm},
-        ),
-        "north": (
-            ("time", "y", "x"),
-            ts.dy,
-            {"units": "m", "long_name": "cumulative displacement along +y (north)", "grid_mapping": gm},
-        ),
-        "east_error": (
-            ("time", "y", "x"),
-            ts.sigma_dx,
-            {"units": "m", "long_name": "1-sigma error of east", "grid_mapping": gm},
-        ),
-        "north_error": (
-            ("time", "y", "x"),
-            ts.sigma_dy,
-            {"units": "m", "long_name": "1-sigma error of north", "grid_mapping": gm},
-        ),
+        k: (dims, v, {"units": "m", "long_name": text, "grid_mapping": gm}) for k, (v, text) in names.items()
     }
     ds = xr.Dataset(data, coords=coords, attrs=attrs)
     ds[gm] = template[gm]
@@ -720,6 +767,30 @@ def _write_catalog(run_dir: Path, name: str, items: list[Path]) -> Path:
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(doc, indent=2))
     return path
+
+
+def check_files(config: JobConfig) -> None:
+    """Every file the config names exists (inputs, masks, DEM, reference velocity, local catalogue).
+
+    Raises
+    ------
+    InvalidInputError
+        Naming the field and the missing path, before the run folder is created.
+    """
+    named: list[tuple[str, str | None]] = [(f"inputs[{k}].path", i.path) for k, i in enumerate(config.inputs)]
+    named += [
+        ("masks.glacier", config.masks.glacier),
+        ("masks.stable", config.masks.stable),
+        ("dem", config.dem),
+        ("matching.reference_velocity", config.matching.reference_velocity),
+    ]
+    if config.search is not None and config.search.aoi.geojson:
+        named.append(("search.aoi.geojson", config.search.aoi.geojson))
+    missing = [
+        f"{field}: file {path} not found" for field, path in named if path and not Path(path).is_file()
+    ]
+    if missing:
+        raise InvalidInputError("; ".join(missing) + " (paths are relative to the folder you run from)")
 
 
 def _workers(config: JobConfig, override: int | None) -> int:
@@ -761,6 +832,7 @@ def run_job(
         Preflight failures and bad inputs, with a message naming the problem and the fix.
     """
     t_start = time.perf_counter()
+    check_files(config)  # before anything is written
     out = Path(run_dir) if run_dir is not None else Path("runs") / config.name
     out.mkdir(parents=True, exist_ok=True)
     handler = _setup_logging(out)
