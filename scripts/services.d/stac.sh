@@ -4,6 +4,7 @@
 # Idempotent: installs what is missing (apt, pip into .venv), reuses a running cluster/server, reloads the
 # catalogue only when tests/data/stac changed. Appends to STATE_DIR/services.env:
 #   GEODEFORM_TEST_STAC_URL=http://127.0.0.1:PORT   GEODEFORM_TEST_PGSTAC_DSN=postgresql://...
+#   GEODEFORM_TEST_PG_DSN=postgresql://.../geodeform_service   (database of the web service's tests)
 # Works as root (the cluster runs as the `postgres` user) or as the postgres user itself.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -163,12 +164,25 @@ start_rustac() {
   exit 1
 }
 
+create_service_db() {
+  # The service tests run their alembic migrations in it and clean up after themselves.
+  SERVICE_DSN="postgresql://postgres@127.0.0.1:$PGPORT/geodeform_service"
+  "$PY" - "postgresql://postgres@127.0.0.1:$PGPORT/postgres" <<'EOF'
+import sys, psycopg
+with psycopg.connect(sys.argv[1], autocommit=True) as conn:
+    if conn.execute("SELECT 1 FROM pg_database WHERE datname = 'geodeform_service'").fetchone() is None:
+        conn.execute('CREATE DATABASE "geodeform_service"')
+EOF
+}
+
 install_packages
 start_postgres
 load_catalogue
 start_rustac
+create_service_db
 {
   echo "GEODEFORM_TEST_STAC_URL=$STAC_URL"
   echo "GEODEFORM_TEST_PGSTAC_DSN=$DSN"
+  echo "GEODEFORM_TEST_PG_DSN=$SERVICE_DSN"
 } >> "$STATE/services.env"
 log "ready: $STAC_URL (pgstac $DSN)"

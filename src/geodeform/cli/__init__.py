@@ -9,7 +9,7 @@ from geodeform.cli.app import app
 from geodeform.errors import GeodeformError
 
 # Each module registers its sub-command on ``app`` when imported.
-_COMMAND_MODULES = ("demo", "init", "offsets", "run", "search")
+_COMMAND_MODULES = ("demo", "init", "offsets", "run", "search", "serve", "users")
 
 __all__ = ["app", "main"]
 

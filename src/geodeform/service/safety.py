@@ -1,0 +1,122 @@
+"""What a user's input may name: files inside the configured data roots, URLs on configured catalogue hosts.
+
+Everything the service reads on a user's behalf goes through :func:`resolve_data_path` or :func:`check_url`:
+no ``..``, no absolute paths, no symlink leading out of a root, no ``file://`` (or any scheme but https),
+no loopback, private, link-local or otherwise non-public address (SSRF), no credentials in URLs.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import socket
+import urllib.request
+from collections.abc import Sequence
+from pathlib import Path, PurePosixPath
+from urllib.parse import urlsplit
+
+from geodeform.errors import DataError, InvalidInputError
+
+__all__ = ["check_url", "fetch_url", "is_url", "resolve_data_path"]
+
+
+def is_url(value: str) -> bool:
+    """Whether ``value`` starts with a URL scheme (``https:``, ``file:``): then it is a URL, not a path."""
+    return re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", value) is not None
+
+
+def resolve_data_path(value: str, roots: Sequence[Path]) -> Path:
+    """The existing file that ``value`` (relative to one of ``roots``) names, symlinks resolved.
+
+    Raises
+    ------
+    InvalidInputError
+        If ``value`` is absolute, climbs with ``..``, leads out of its root through a symlink, or names no
+        file in any root.
+    """
+    if not value or "\x00" in value or "\\" in value:
+        raise InvalidInputError("must be a relative path inside a data root, with '/' separators")
+    rel = PurePosixPath(value)
+    if rel.is_absolute() or value.startswith("~"):
+        raise InvalidInputError("absolute paths are not allowed: give a path relative to a data root")
+    if ".." in rel.parts:
+        raise InvalidInputError("'..' is not allowed in paths")
+    for root in roots:
+        root = root.resolve()
+        real = (root / rel).resolve()
+        if not real.is_relative_to(root):
+            raise InvalidInputError("path leads out of the data root (symlink); not allowed")
+        if real.is_file():
+            return real
+    raise InvalidInputError(f"no file {value!r} in the data roots")
+
+
+def _public(address: str) -> bool:
+    ip = ipaddress.ip_address(address.split("%", 1)[0])
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_global and not (ip.is_multicast or ip.is_reserved)
+
+
+def check_url(url: str, hosts: Sequence[str]) -> str:
+    """Check that the service may fetch ``url``; returns it unchanged.
+
+    Raises
+    ------
+    InvalidInputError
+        If the scheme is not https, the URL carries credentials, the host is not one of ``hosts``, or the
+        host is (or resolves to) a loopback, private, link-local or reserved address.
+    """
+    try:
+        parts = urlsplit(url)
+        host = (parts.hostname or "").lower()
+        port = parts.port or 443
+    except ValueError as exc:
+        raise InvalidInputError(f"not a valid URL: {exc}") from None
+    if parts.scheme.lower() != "https":
+        raise InvalidInputError(f"URL scheme {parts.scheme or '(none)'!r} not allowed; only https")
+    if parts.username or parts.password:
+        raise InvalidInputError("credentials in URLs are not allowed")
+    if not host:
+        raise InvalidInputError("URL has no host")
+    try:
+        literal = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        literal = None
+    if host == "localhost" or host.endswith(".localhost") or (literal is not None and not _public(host)):
+        raise InvalidInputError("URLs to loopback, private or link-local addresses are not allowed")
+    if host not in {h.lower() for h in hosts}:
+        raise InvalidInputError(f"host {host!r} is not a configured catalogue host")
+    try:
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except OSError as exc:
+        raise InvalidInputError(f"host {host!r} does not resolve: {exc}") from None
+    if not infos or not all(_public(str(info[4][0])) for info in infos):
+        raise InvalidInputError(f"host {host!r} resolves to a non-public address; not allowed")
+    return url
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        # A redirect could lead anywhere (loopback included): refuse them all.
+        return None
+
+
+def fetch_url(url: str, dest: Path, *, hosts: Sequence[str], max_bytes: int, timeout: float = 60.0) -> Path:
+    """Download ``url`` (checked with :func:`check_url`, no redirects) to ``dest``, at most ``max_bytes``."""
+    check_url(url, hosts)
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        with opener.open(url, timeout=timeout) as resp, open(dest, "wb") as out:
+            total = 0
+            while chunk := resp.read(1 << 20):
+                total += len(chunk)
+                if total > max_bytes:
+                    raise DataError(f"{url} is larger than the {max_bytes} byte limit")
+                out.write(chunk)
+    except OSError as exc:
+        dest.unlink(missing_ok=True)
+        if isinstance(exc, DataError):
+            raise
+        raise DataError(f"could not fetch {url}: {exc}") from exc
+    return dest

@@ -1,0 +1,429 @@
+"""The map page (``/map``) and its endpoints, on a real `geodeform serve` with a real worker.
+
+The page is driven by Python Playwright on Debian's chromium (``scripts/services.d/chromium.sh`` installs
+it; no browser download): enter the token, look up scenes of a folder catalogue, draw an AOI box, submit an
+``ice`` job on three small glacier images from the form, follow it to 100 %, see the velocity overlay and its
+legend, click a point for its time series, download a product. Every request the page makes stays local.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pytest
+
+from _service_helpers import Server, add_users, auth, db_url, running, wait_final
+
+CRS, ORIGIN, PIXEL = "EPSG:32607", (350000.0, 6700000.0), 30.0  # UTM 7N, near the St. Elias glaciers
+SIZE = 160
+
+
+def _write(path: Path, data: np.ndarray, *, dtype: str | None = None) -> None:
+    import rasterio
+    from rasterio.transform import from_origin
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    profile = dict(
+        driver="GTiff",
+        width=data.shape[1],
+        height=data.shape[0],
+        count=1,
+        dtype=dtype or data.dtype,
+        crs=CRS,
+        transform=from_origin(*ORIGIN, PIXEL, PIXEL),
+    )
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data.astype(profile["dtype"]), 1)
+
+
+def _write_data(root: Path) -> list[str]:
+    """Three dates of the demo glacier (16 days apart) and an Earth Search-like folder catalogue."""
+    from geodeform.demo import make_glacier_series
+
+    series = make_glacier_series(n_dates=3)
+    lines = []
+    for img, when in zip(series.images, series.dates, strict=True):
+        name = f"glacier/LC08_demo_{when:%Y%m%d}_B4.tif"
+        _write(root / name, np.ascontiguousarray(img[:SIZE, :SIZE]))
+        lines.append(f"{name} {when:%Y-%m-%d}")
+    for k, day in enumerate(("20200106", "20200122")):
+        scene = root / "scenes" / f"S2B_07VCG_{day}_0_L2A"
+        _write(scene / "B04.tif", np.full((64, 64), 1000), dtype="uint16")
+        scl = np.full((64, 64), 4, dtype="uint8")
+        scl[: 16 * (k + 1)] = 9  # cloud (high probability) over the top quarter, then half
+        _write(scene / "SCL.tif", scl)
+    return lines
+
+
+@pytest.fixture(scope="module")
+def svc(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("page")
+    data = tmp / "data"
+    lines = _write_data(data)
+    db = db_url("sqlite", tmp)
+    tokens = dict(zip(("alice", "bob"), add_users(db, "alice", "bob"), strict=True))
+    server = Server(db=db, data_root=data, jobs_dir=tmp / "jobs", workers=2)
+    with running(server):
+        yield server, tokens, lines
+
+
+@pytest.fixture(scope="module")
+def done_job(svc):
+    """A successful ice job of alice's, submitted through the API."""
+    server, tokens, lines = svc
+    inputs = {
+        "name": "api-job",
+        "inputs": [{"path": p, "date": d} for p, d in (line.split() for line in lines)],
+        "matching": {"step": 8},
+        "output": {"report": False},
+    }
+    with httpx.Client(base_url=server.url, timeout=30) as c:
+        r = c.post("/processes/ice/execution", json={"inputs": inputs}, headers=auth(tokens["alice"]))
+        assert r.status_code == 201, r.text
+        doc = wait_final(c, r.headers["Location"], tokens["alice"], timeout=120)
+    assert doc["status"] == "successful", doc
+    return doc["jobID"]
+
+
+def _center_lonlat() -> tuple[float, float]:
+    from pyproj import Transformer
+
+    x, y = ORIGIN[0] + PIXEL * SIZE / 2, ORIGIN[1] - PIXEL * SIZE / 2
+    return Transformer.from_crs(CRS, "EPSG:4326", always_xy=True).transform(x, y)
+
+
+def _fastest_lonlat(server: Server, job_id: str) -> tuple[float, float]:
+    """Lon/lat of the fastest node of a finished job (read from its folder, not through the API)."""
+    import xarray as xr
+    from pyproj import Transformer
+
+    with xr.open_dataset(server.jobs_dir / job_id / "velocity.nc", engine="h5netcdf") as ds:
+        v = np.nan_to_num(ds["v"].values, nan=-1)
+        i, j = np.unravel_index(int(np.argmax(v)), v.shape)
+        x, y = float(ds["x"][j]), float(ds["y"][i])
+    return Transformer.from_crs(CRS, "EPSG:4326", always_xy=True).transform(x, y)
+
+
+# --- endpoints ------------------------------------------------------------------------------------------
+
+
+def test_page_and_assets_are_public_and_offline(svc):
+    server, _, _ = svc
+    with httpx.Client(base_url=server.url) as c:
+        page = c.get("/map")
+        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
+        assert "http://" not in page.text and "https://" not in page.text  # nothing fetched from outside
+        for asset in ("map.js", "map.css", "vendor/leaflet/leaflet.js", "vendor/leaflet/leaflet.css"):
+            assert c.get(f"/map/static/{asset}").status_code == 200, asset
+        assert (
+            c.get("/map/static/vendor/leaflet/images/marker-icon.png").headers["content-type"] == "image/png"
+        )
+        for bad in (
+            "%2e%2e/app.py",
+            "..%2fapp.py",
+            "nothing.js",
+            "vendor/leaflet/LICENSE",
+            "%00",
+            "a%5cb.js",
+            ".x.js",
+        ):
+            r = c.get(f"/map/static/{bad}")
+            assert r.status_code == 404, (bad, r.status_code)
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        "/map/api/presets",
+        "/map/api/tiles/07VCG",
+        "/map/api/scenes?start=2020-01-01&end=2020-02-01&tile=07VCG",
+        "/map/api/jobs/x/overlay.json",
+        "/map/api/jobs/x/overlay.png",
+        "/map/api/jobs/x/series?lon=0&lat=0",
+    ],
+)
+def test_api_needs_a_token(svc, path):
+    server, _, _ = svc
+    for headers in ({}, auth("not-a-token"), {"Authorization": "Basic abc"}):
+        r = httpx.get(server.url + path, headers=headers)
+        assert r.status_code == 401, (path, r.text)
+        assert r.json()["status"] == 401 and "Bearer" in r.headers["www-authenticate"]
+
+
+def test_overlay_and_series_of_own_job(svc, done_job):
+    server, tokens, _ = svc
+    lon, lat = _center_lonlat()
+    with httpx.Client(base_url=server.url, headers=auth(tokens["alice"]), timeout=30) as c:
+        meta = c.get(f"/map/api/jobs/{done_job}/overlay.json").json()
+        w, s, e, n = meta["bounds"]
+        assert w < lon < e and s < lat < n
+        assert meta["units"] == "m/yr" and meta["min"] == 0 and 0 < meta["max"] <= 2 * meta["data_max"]
+        assert len(meta["stops"]) == 11 and meta["valid_pct"] > 50
+        png = c.get(f"/map/api/jobs/{done_job}/overlay.png")
+        assert png.headers["content-type"] == "image/png" and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+        fast = _fastest_lonlat(server, done_job)
+        ts = c.get(f"/map/api/jobs/{done_job}/series", params={"lon": fast[0], "lat": fast[1]}).json()
+        assert ts["dates"] == ["2020-01-06", "2020-01-22", "2020-02-07"]
+        assert ts["east"][0] == 0 and ts["north"][0] == 0 and ts["units"] == "m"
+        assert ts["distance_m"] < 1
+        assert any(abs(v) > 1 for v in ts["east"] + ts["north"] if v is not None)  # the glacier moves
+        far = c.get(f"/map/api/jobs/{done_job}/series", params={"lon": 10, "lat": 10})
+        assert far.status_code == 404 and far.json()["title"] == "No data here"
+
+
+def test_other_users_job_is_not_found(svc, done_job):
+    server, tokens, _ = svc
+    lon, lat = _center_lonlat()
+    with httpx.Client(base_url=server.url, headers=auth(tokens["bob"])) as c:
+        for path in ("overlay.json", "overlay.png", f"series?lon={lon}&lat={lat}"):
+            r = c.get(f"/map/api/jobs/{done_job}/{path}")
+            assert r.status_code == 404, (path, r.text)
+            assert r.json()["title"] == "No such job"
+        missing = c.get("/map/api/jobs/does-not-exist/overlay.json")
+        assert missing.status_code == 404 and missing.json()["detail"] == r.json()["detail"].replace(
+            done_job, "does-not-exist"
+        )
+
+
+@pytest.mark.parametrize(
+    "query",
+    [
+        "lon=200&lat=0",
+        "lon=0&lat=-91",
+        "lon=abc&lat=0",
+        "lon=nan&lat=0",
+        "lon=inf&lat=0",
+        "lat=0",
+        "lon=1e400&lat=0",
+        "lon=0&lat=0&lon=1",
+    ],
+)
+def test_series_bad_point_is_400(svc, done_job, query):
+    server, tokens, _ = svc
+    r = httpx.get(f"{server.url}/map/api/jobs/{done_job}/series?{query}", headers=auth(tokens["alice"]))
+    if query == "lon=0&lat=0&lon=1":
+        assert r.status_code in (200, 404)  # last value wins or the first; a valid point either way
+        return
+    assert r.status_code == 400, (query, r.text)
+    assert r.json()["status"] == 400
+
+
+@pytest.mark.parametrize(
+    ("query", "where"),
+    [
+        ("bbox=1,2,3", "bbox"),
+        ("bbox=10,0,5,1", "bbox"),
+        ("bbox=a,b,c,d", "bbox"),
+        ("bbox=nan,0,1,1", "bbox"),
+        ("bbox=-170,-80,170,80", "bbox"),  # larger than the area limit
+        ("", "bbox"),
+        ("tile=07VCG&catalog=https://evil.example.com/stac", "catalog"),
+        ("tile=07VCG&catalog=http://127.0.0.1:9/stac", "catalog"),
+        ("tile=07VCG&catalog=../..", "catalog"),
+        ("tile=07VCG&catalog=/etc", "catalog"),
+        ("tile=07VCG&catalog=file:///etc", "catalog"),
+        ("tile=07VCG&catalog=scenes%00", "catalog"),
+        ("tile=07VCG&catalog=glacier/LC08_demo_20200106_B4.tif", "catalog"),
+        ("tile=ZZ", None),
+        ("tile=07VCG&collection=<script>", None),
+        ("tile=07VCG&start=2020-13-01", None),
+        ("tile=07VCG&end=2019-01-01", "start"),
+    ],
+)
+def test_scenes_bad_input_is_400(svc, query, where):
+    server, tokens, _ = svc
+    base = "start=2020-01-01&end=2020-03-01&catalog=scenes"
+    params = base + ("&" + query if query else "")
+    if "start=2020-13" in query:
+        params = "end=2020-03-01&" + query
+    if "end=2019" in query:
+        params = "start=2020-01-01&catalog=scenes&" + query
+    r = httpx.get(f"{server.url}/map/api/scenes?{params}", headers=auth(tokens["alice"]), timeout=30)
+    assert r.status_code == 400, (query, r.status_code, r.text)
+    doc = r.json()
+    if where:
+        assert doc["problems"][0]["input"] == where, doc
+
+
+def test_scenes_of_a_folder_catalogue_with_aoi_cloud(svc):
+    server, tokens, _ = svc
+    lon, lat = _center_lonlat()
+    with httpx.Client(base_url=server.url, headers=auth(tokens["alice"]), timeout=60) as c:
+        r = c.get(
+            "/map/api/scenes",
+            params={
+                "catalog": "scenes",
+                "start": "2020-01-01",
+                "end": "2020-03-01",
+                "bbox": f"{lon - 0.03},{lat - 0.01},{lon + 0.03},{lat + 0.01}",
+            },
+        )
+        assert r.status_code == 200, r.text
+        scenes = r.json()["scenes"]
+        assert [s["id"] for s in scenes] == ["S2B_07VCG_20200106_0_L2A", "S2B_07VCG_20200122_0_L2A"]
+        assert all(s["tile"] == "07VCG" and s["aoi_cloud_pct"] is not None for s in scenes)
+        empty = c.get(
+            "/map/api/scenes",
+            params={"catalog": "scenes", "start": "2021-01-01", "end": "2021-02-01", "tile": "07VCG"},
+        )
+        assert empty.status_code == 200 and empty.json()["scenes"] == []
+        tile = c.get("/map/api/tiles/07vcg").json()
+        assert tile["properties"]["tile"] == "07VCG" and tile["geometry"]["type"] == "Polygon"
+
+
+def test_presets_give_form_defaults(svc):
+    server, tokens, _ = svc
+    doc = httpx.get(server.url + "/map/api/presets", headers=auth(tokens["bob"])).json()["presets"]
+    assert set(doc) == {"ice", "slide", "quake", "survey"}
+    assert doc["quake"]["pairs"]["mode"] == "acquisitions" and doc["ice"]["matching"]["chip_size"] == 32
+
+
+# --- the page in a browser ------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def chromium():
+    exe = os.environ.get("GEODEFORM_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(exe).is_file():
+        pytest.skip("chromium missing (scripts/services.d/chromium.sh installs Debian's)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-gpu"])
+        yield browser
+        browser.close()
+
+
+def test_page_end_to_end(svc, chromium, tmp_path):
+    server, tokens, lines = svc
+    from playwright.sync_api import expect
+
+    context = chromium.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=True)
+    page = context.new_page()
+    page.set_default_timeout(30_000)
+    expect.set_options(timeout=30_000)  # the first scene search indexes the folder and imports a lot
+    outside, errors = [], []
+
+    def only_local(route):
+        if route.request.url.startswith(server.url):
+            route.continue_()
+        else:
+            outside.append(route.request.url)
+            route.abort()
+
+    page.route("**/*", only_local)
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(server.url + "/map")
+    expect(page.locator("#preset option")).to_have_count(4)
+
+    # The token, once; a wrong one is refused.
+    page.fill("#token", "wrong")
+    page.click("#token-save")
+    expect(page.locator("#whoami")).to_have_text("token refused")
+    page.fill("#token", tokens["alice"])
+    page.click("#token-save")
+    expect(page.locator("#whoami")).to_have_text("token accepted")
+    page.select_option("#preset", "ice")
+    expect(page.locator("#pairs-max")).to_have_value("100")
+
+    # An AOI box drawn with the mouse fills W/S/E/N.
+    page.click("#draw-box")
+    box = page.locator("#map").bounding_box()
+    page.mouse.move(box["x"] + 300, box["y"] + 300)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 400, box["y"] + 380, steps=5)
+    page.mouse.up()
+    west, east = float(page.input_value("#bbox-w")), float(page.input_value("#bbox-e"))
+    assert west < east
+
+    # Scenes of the folder catalogue with their AOI cloud %.
+    lon, lat = _center_lonlat()
+    for field, value in zip(
+        ("w", "s", "e", "n"), (lon - 0.03, lat - 0.01, lon + 0.03, lat + 0.01), strict=True
+    ):
+        page.fill(f"#bbox-{field}", f"{value:.4f}")
+    page.fill("#catalog", "scenes")
+    page.fill("#start", "2020-01-01")
+    page.fill("#end", "2020-03-01")
+    page.click("#find-scenes")
+    rows = page.locator("#scenes tbody tr")
+    expect(rows).to_have_count(2)
+    assert rows.first.locator("td").nth(1).text_content() == "07VCG"
+    float(rows.first.locator("td").nth(4).text_content())  # AOI cloud %, a number
+
+    # A bad form is answered with the problems, in the page.
+    page.check("input[name=source][value=inputs]")
+    page.fill("#name", "page job")
+    page.fill("#inputs", lines[0])
+    page.click("#submit")
+    expect(page.locator("#form-status")).to_have_class("status error")
+    assert "name" in page.text_content("#form-status")
+
+    # The job from the form: three images on the server, small chips.
+    page.fill("#name", "page-e2e")
+    page.fill("#inputs", "\n".join(lines))
+    page.fill("#step", "8")
+    page.click("#submit")
+    expect(page.locator("#form-status")).to_contain_text("accepted")
+    job = page.locator("#jobs li.job").first
+    expect(job).to_contain_text("page-e2e")
+    expect(job).to_have_attribute("data-status", "successful", timeout=90_000)
+    expect(job.locator(".bar")).to_have_attribute("aria-valuenow", "100")
+
+    # Its velocity overlay and legend (shown on success), then a click for the time series.
+    overlay = page.locator("img.velocity-overlay")
+    expect(overlay).to_be_visible()
+    expect(page.locator("#legend")).to_contain_text("m/yr")
+    assert float(page.text_content("#legend .legend-min")) == 0
+    # Click the fastest node (the overlay spans its bounds; linear is close enough over 5 km).
+    job_id = job.get_attribute("data-job-id")
+    meta = httpx.get(f"{server.url}/map/api/jobs/{job_id}/overlay.json", headers=auth(tokens["alice"])).json()
+    w, s, e, n = meta["bounds"]
+    lon, lat = _fastest_lonlat(server, job_id)
+    ob = overlay.bounding_box()
+    page.mouse.click(
+        ob["x"] + ob["width"] * (lon - w) / (e - w), ob["y"] + ob["height"] * (n - lat) / (n - s)
+    )
+    expect(page.locator("#chart svg polyline.east")).to_have_count(1)
+    expect(page.locator("#chart svg circle.north-pt")).to_have_count(3)
+    expect(page.locator("#chart-title")).to_contain_text("Time series at")
+
+    # Download links of the products; one downloaded with the token.
+    links = page.locator("#downloads a.download")
+    names = {links.nth(i).get_attribute("data-output") for i in range(links.count())}
+    assert {"velocity_nc", "velocity_tif", "timeseries", "catalog", "report"} <= names
+    with page.expect_download() as info:
+        page.click("#downloads a[data-output=velocity_nc]")
+    download = info.value
+    assert download.suggested_filename == "velocity.nc"
+    assert Path(download.path()).read_bytes()[:4] == b"\x89HDF"
+
+    shot = tmp_path / "service-page.png"
+    page.screenshot(path=str(shot))
+    assert shot.stat().st_size > 10_000
+    target = os.environ.get("GEODEFORM_PAGE_SCREENSHOT")  # e.g. docs/img/service-page.png
+    if target:
+        Path(target).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(shot, target)
+
+    # A catalogue-search job from the same form (AOI box, folder catalogue), then cancelled from its row.
+    page.check("input[name=source][value=search]")
+    page.fill("#name", "page-search")
+    with page.expect_request(lambda r: r.method == "POST" and "/execution" in r.url) as sent:
+        page.click("#submit")
+    body = json.loads(sent.value.post_data)["inputs"]
+    assert body["search"]["catalog"] == "scenes" and len(body["search"]["aoi"]["bbox"]) == 4
+    assert body["search"]["start"] == "2020-01-01" and body["matching"]["step"] == 8
+    assert body["pairs"] == {"mode": "days", "min_range": 5, "max_range": 100, "direction": "forward"}
+    row = page.locator("#jobs li.job", has_text="page-search")
+    page.once("dialog", lambda dialog: dialog.accept())
+    row.locator("button.dismiss").click()
+    expect(row).to_have_attribute("data-status", re.compile("dismissed|failed"))
+    context.close()
+    assert not errors, errors
+    assert not outside, outside
