@@ -1,0 +1,75 @@
+"""mkdocs-gen-files script: writes the generated reference pages at build time.
+
+* ``reference/api/index.md`` and one page per public module of ``geodeform`` (mkdocstrings, numpydoc);
+* ``reference/cli.md`` from the ``geodeform`` click/Typer app (every sub-command, automatically);
+* ``reference/config.md`` from the pydantic models of ``geodeform.config`` (when that module exists).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import sys
+from pathlib import Path
+
+import mkdocs_gen_files
+
+HERE = Path(__file__).resolve().parent
+spec = importlib.util.spec_from_file_location("refgen", HERE / "refgen.py")
+assert spec is not None and spec.loader is not None
+refgen = importlib.util.module_from_spec(spec)
+sys.modules["refgen"] = refgen
+spec.loader.exec_module(refgen)
+
+# --- API ---------------------------------------------------------------------------------------------------
+modules = refgen.api_modules()
+index = [
+    "# API reference\n",
+    "Generated from the docstrings (numpydoc) of the public names of each module (its `__all__`). "
+    "Units and sign conventions are stated in each docstring; the conventions are summarised in "
+    "[Sign conventions](../../concepts/conventions.md).\n",
+    "| module | summary |",
+    "|---|---|",
+]
+for name in modules:
+    mod = importlib.import_module(name)
+    summary = (mod.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
+    page = f"reference/api/{name}.md"
+    index.append(f"| [`{name}`]({name}.md) | {refgen._cell(summary)} |")
+    body = [f"# `{name}`\n", f"::: {name}\n    options:\n      show_root_heading: false\n      heading_level: 2\n"]
+    for cls in refgen.options_classes(name):
+        body.append(f"::: {cls}\n    options:\n      heading_level: 2\n")
+    with mkdocs_gen_files.open(page, "w") as fh:
+        fh.write("\n".join(body))
+    mkdocs_gen_files.set_edit_path(page, f"../src/{name.replace('.', '/')}")
+with mkdocs_gen_files.open("reference/api/index.md", "w") as fh:
+    fh.write("\n".join(index) + "\n")
+
+# --- CLI ---------------------------------------------------------------------------------------------------
+with mkdocs_gen_files.open("reference/cli.md", "w") as fh:
+    fh.write(
+        "# Command line reference\n\n"
+        "Generated at build time from the `geodeform` command itself, so every sub-command and option "
+        "listed here exists in this version. `geodeform COMMAND --help` prints the same text.\n\n"
+    )
+    fh.write(refgen.cli_markdown(refgen.geodeform_command()))
+
+# --- configuration -----------------------------------------------------------------------------------------
+models = refgen.config_models()
+with mkdocs_gen_files.open("reference/config.md", "w") as fh:
+    fh.write("# Configuration reference\n\n")
+    if models:
+        fh.write(
+            "Generated at build time from the pydantic models of `geodeform.config`: every field with its "
+            "type, unit, default and allowed values.\n\n"
+        )
+        fh.write(refgen.config_markdown(models))
+    else:
+        fh.write(
+            "Job configuration files (`geodeform.config`, pydantic models loaded from YAML) are not part of "
+            "this version yet. When they are, this page is generated from the models themselves (field, "
+            "type, unit, default, allowed values) by `docs/scripts/gen_ref.py`; nothing here is written by "
+            "hand.\n\n"
+            "Until then every setting is a keyword argument of the Python API, documented in the "
+            "[API reference](api/index.md), or an option of the [command line](cli.md).\n"
+        )
