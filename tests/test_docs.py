@@ -33,8 +33,12 @@ def _refgen():
 
 
 def _run(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "GEODEFORM_DATA": str(SHARED), "NO_MKDOCS_2_WARNING": "1",
-           "DISABLE_MKDOCS_2_WARNING": "true"}  # fmt: skip
+    env = {
+        **os.environ,
+        "GEODEFORM_DATA": str(SHARED),
+        "NO_MKDOCS_2_WARNING": "1",
+        "DISABLE_MKDOCS_2_WARNING": "true",
+    }
     return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -46,6 +50,7 @@ TUTORIALS = {
     "quake": None,
     "survey": None,
     "sar": "s1_grd",
+    "cluster": None,  # Dask LocalCluster, two worker processes
 }
 
 
@@ -55,11 +60,12 @@ def test_every_tutorial_script_is_tested() -> None:
 
 
 @pytest.mark.parametrize("name", sorted(TUTORIALS))
-def test_tutorial_script_runs_and_meets_its_truth(name: str) -> None:
+def test_tutorial_script_runs_and_meets_its_truth(name: str, tmp_path: Path) -> None:
     needs = TUTORIALS[name]
     if needs is not None and not (SHARED / needs).is_dir():
         pytest.skip(f"shared data set {needs} not found in {SHARED}")
-    proc = _run([sys.executable, str(EXAMPLES / f"{name}.py")], cwd=ROOT)
+    args = [str(tmp_path)] if name == "cluster" else []  # where it writes its GeoTIFFs and products
+    proc = _run([sys.executable, str(EXAMPLES / f"{name}.py"), *args], cwd=ROOT)
     assert proc.returncode == 0, proc.stdout + proc.stderr  # the scripts assert against the truth
     assert "skipped" not in proc.stdout.splitlines()[0]
 
@@ -76,7 +82,9 @@ def test_getting_started_demo_and_its_explanation(tmp_path: Path) -> None:
     demo = _run([str(BIN / "geodeform"), "demo", "--out", "demo-out"], cwd=tmp_path)
     assert demo.returncode == 0, demo.stderr
     last = demo.stdout.strip().splitlines()[-1]
-    m = re.match(r"velocity error vs truth: RMSE ([\d.]+) m/yr \(([\d.]+) px\) over (\d+)% of the nodes", last)
+    m = re.match(
+        r"velocity error vs truth: RMSE ([\d.]+) m/yr \(([\d.]+) px\) over (\d+)% of the nodes", last
+    )
     assert m, last
     assert float(m.group(2)) < 0.15 and int(m.group(3)) >= 90
     explained = _run([sys.executable, str(EXAMPLES / "demo_explained.py")], cwd=tmp_path)
@@ -119,7 +127,9 @@ def test_config_reference_renders_every_field() -> None:
         model_config = pydantic.ConfigDict(extra="forbid")
         method: Method = pydantic.Field(Method.ncc, description="Matcher.")
         chip: int = pydantic.Field(32, ge=4, description="Chip size (px).")
-        max_days: float | None = pydantic.Field(None, description="Longest pair", json_schema_extra={"unit": "d"})
+        max_days: float | None = pydantic.Field(
+            None, description="Longest pair", json_schema_extra={"unit": "d"}
+        )
 
     class Job(pydantic.BaseModel):
         """A job."""

@@ -23,9 +23,10 @@ for name in ("dx", "vx", "v", "v_error", "quality"):
     print(f"  {name:8s} [{ds[name].attrs.get('units', '')}] {ds[name].attrs['long_name']}")
 
 # Why some nodes are NaN: the reason code of every node (0 = valid).
-meanings = dict(zip(ds["reason"].attrs["flag_values"].tolist(), ds["reason"].attrs["flag_meanings"].split()))
+flags = ds["reason"].attrs
+meanings = dict(zip(flags["flag_values"].tolist(), flags["flag_meanings"].split(), strict=True))
 codes, counts = np.unique(ds["reason"].values, return_counts=True)
-print("nodes per reason:", {meanings.get(int(c), int(c)): int(n) for c, n in zip(codes, counts)})
+print("nodes per reason:", {meanings.get(int(c), int(c)): int(n) for c, n in zip(codes, counts, strict=True)})
 
 # The truth: node centres (map metres) back to reference pixels, then the known flow there.
 x0, y0 = 717345.0, -2776995.0  # upper-left corner of the demo grid (UTM 21S with negative northings)
@@ -39,6 +40,8 @@ true_vy = -true_dy * PIXEL_M / years  # m/yr, north: a +row offset is a move to 
 err = np.hypot(ds["vx"].values - true_vx, ds["vy"].values - true_vy)
 valid = np.isfinite(err)
 rmse = float(np.sqrt(np.mean(err[valid] ** 2)))
-print(f"velocity error vs truth: RMSE {rmse:.1f} m/yr over {valid.mean():.0%} of the nodes; "
-      f"median predicted v_error {float(ds['v_error'].median()):.1f} m/yr")  # fmt: skip
+print(
+    f"velocity error vs truth: RMSE {rmse:.1f} m/yr over {valid.mean():.0%} of the nodes; "
+    f"median predicted v_error {float(ds['v_error'].median()):.1f} m/yr"
+)
 assert rmse < 50 and valid.mean() > 0.9

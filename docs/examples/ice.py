@@ -27,7 +27,7 @@ misreg[0] = 0.0
 
 
 def motion(k):
-    """Cumulative displacement at date k: glacier flow since the first date plus that date's mis-registration."""
+    """Cumulative displacement at date k: glacier flow since the first date + that date's mis-registration."""
 
     def field(rows, cols):
         dx, dy = glacier_field(rows, cols, SIZE, PEAK * days[k])
@@ -42,7 +42,7 @@ images = image_series([motion(k) for k in range(len(dates))], snr_db=30.0)
 network = build_pairs(dates, mode="all", max_separation=3)
 print(f"{len(network)} pairs, spans {network.dt_days.min():.0f}-{network.dt_days.max():.0f} days")
 
-# --- 3. match every pair (pixels; +dx = columns/east, +dy = rows/south) --------------------------------------
+# --- 3. match every pair (pixels; +dx = columns/east, +dy = rows/south) -------------------------------------
 fields = [
     match(images[i], images[j], method="ncc", chip_size=32, step=16, search_range=8) for i, j in network.pairs
 ]
@@ -75,6 +75,8 @@ raw = velocity_composite(invert(dates, network.pairs, dx, dy, weights="dt"))
 err_raw = np.hypot(raw.vx * PIXEL_M - truth_vx, -raw.vy * PIXEL_M - truth_vy)
 rmse = float(np.sqrt(np.nanmean(err**2)))
 rmse_raw = float(np.sqrt(np.nanmean(err_raw**2)))
-print(f"peak speed {PEAK * 365.25 * PIXEL_M:.0f} m/yr; velocity RMSE {rmse:.1f} m/yr corrected, "
-      f"{rmse_raw:.1f} m/yr without co-registration; median predicted 1-sigma {np.nanmedian(v_error):.1f} m/yr")  # fmt: skip
+print(
+    f"peak speed {PEAK * 365.25 * PIXEL_M:.0f} m/yr; velocity RMSE {rmse:.1f} m/yr corrected, "
+    f"{rmse_raw:.1f} m/yr without co-registration; median predicted 1-sigma {np.nanmedian(v_error):.1f} m/yr"
+)
 assert rmse < 0.05 * PEAK * 365.25 * PIXEL_M and rmse < rmse_raw / 2

@@ -29,8 +29,10 @@ report = correct_offsets(maps["vx"], maps["vy"], stable=None, plane=True, filter
 print("stable-ground metrics, m/day   before   after")
 for name in ("delta_x", "delta_y", "nmad_x", "nmad_y", "peak_x", "peak_y"):
     print(f"  {name:26s} {getattr(report.before, name):7.4f} {getattr(report.after, name):7.4f}")
-print(f"stable ground: {report.stable.mean():.1%} of the map; "
-      f"rejected by the filters: {report.filtering.rejected_fraction:.1%}")  # fmt: skip
+print(
+    f"stable ground: {report.stable.mean():.1%} of the map; "
+    f"rejected by the filters: {report.filtering.rejected_fraction:.1%}"
+)
 speed = np.hypot(report.dx, report.dy) * 365.25  # m/yr
 print(f"median speed on the moving ice: {np.nanmedian(speed[~report.stable]):.0f} m/yr")
 

@@ -44,8 +44,10 @@ far = (np.abs(d) > 24) & (np.abs(d) < 150)
 west = np.nanmedian(along[far & (d < 0)])
 east = np.nanmedian(along[far & (d > 0)])
 offset = west - east
-print(f"fault-parallel offset: west {west:+.3f} px, east {east:+.3f} px, across the fault {offset:.3f} px "
-      f"(truth {SLIP:.3f})")  # fmt: skip
+print(
+    f"fault-parallel offset: west {west:+.3f} px, east {east:+.3f} px, across the fault {offset:.3f} px "
+    f"(truth {SLIP:.3f})"
+)
 
 true_along = -0.5 * SLIP * np.sign(d)
 for lo, hi in ((0, 8), (8, 16), (16, 32), (32, 300)):

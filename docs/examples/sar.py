@@ -47,6 +47,9 @@ for method, opts in (("ncc", {}), ("ncc", {"prefilter": "wallis"}), ("phase", {}
     err = np.hypot(field.dx - TRUE_DX, field.dy - TRUE_DY)
     rmse = float(np.sqrt(np.nanmean(err**2)))
     name = method + ("+wallis" if opts else "")
-    print(f"{name:12s} {np.nanmedian(field.dx):+.3f}, {np.nanmedian(field.dy):+.3f}    {rmse:9.3f}  {field.coverage:5.0%}")
+    print(
+        f"{name:12s} {np.nanmedian(field.dx):+.3f}, {np.nanmedian(field.dy):+.3f}    "
+        f"{rmse:9.3f}  {field.coverage:5.0%}"
+    )
     if method == "ncc" and not opts:
         assert abs(np.nanmedian(field.dx) - TRUE_DX) < 0.05 and abs(np.nanmedian(field.dy) - TRUE_DY) < 0.05

@@ -1,4 +1,4 @@
-"""Tutorial "slide": sub-pixel motion of a landslide, and separating its steady creep from its seasonal surges.
+"""Tutorial "slide": sub-pixel motion of a landslide, and telling its steady creep from its seasonal surges.
 
 Run from the repository root:  python docs/examples/slide.py
 Part 1 needs the shared data sets (GEODEFORM_DATA, default ../shared/data) and is skipped without them;
@@ -19,7 +19,7 @@ from geodeform.offsets import match
 from geodeform.pairs import build_pairs
 from geodeform.timeseries import invert
 
-# --- Part 1: real Sentinel-2 pairs with exact imposed sub-pixel shifts (Pandora2D, CNES) ---------------------
+# --- Part 1: real Sentinel-2 pairs with exact imposed sub-pixel shifts (Pandora2D, CNES) --------------------
 DATA = Path(os.environ.get("GEODEFORM_DATA", "../shared/data")) / "pandora2d_s2"
 if (DATA / "truth.csv").exists():
     print("pair                   truth dx, dy    measured dx, dy (median of the nodes)")
@@ -37,7 +37,7 @@ if (DATA / "truth.csv").exists():
 else:
     print(f"part 1 skipped: {DATA} not found (set GEODEFORM_DATA)")
 
-# --- Part 2: a year of monthly images, two landslide bodies, one creeping and one seasonal ----------------------
+# --- Part 2: a year of monthly images, two landslide bodies, one creeping and one seasonal ------------------
 SIZE = 256
 dates = np.array([f"2021-{m:02d}-15" for m in range(1, 13)], dtype="datetime64[D]")
 t = (dates - dates[0]).astype(float) / 365.25  # years since the first date
@@ -72,7 +72,9 @@ for k in range(2):
     tf = result.time_functions[:, k]
     r_creep = abs(np.corrcoef(tf, creep)[0, 1])
     r_surge = abs(np.corrcoef(tf, surge)[0, 1])
-    print(f"component {k}: {result.explained_variance[k]:.0%} of the variance, "
-          f"correlation with creep {r_creep:.2f}, with the seasonal surge {r_surge:.2f}")  # fmt: skip
+    print(
+        f"component {k}: {result.explained_variance[k]:.0%} of the variance, "
+        f"correlation with creep {r_creep:.2f}, with the seasonal surge {r_surge:.2f}"
+    )
 best = [max(abs(np.corrcoef(result.time_functions[:, k], s)[0, 1]) for k in range(2)) for s in (creep, surge)]
 assert min(best) > 0.95, best

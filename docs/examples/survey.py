@@ -3,8 +3,8 @@ itself, pair them per orbit and match the best pair.
 
 Run from the repository root:  python docs/examples/survey.py [FOLDER]
 FOLDER is a local catalogue (a folder of Sentinel-2 / Landsat scenes); the default is the three real
-Sentinel-2 L2A scenes of tile 33TWM (whole tile decimated to 240 m) kept in tests/data/stac/assets. On your own data, replace
-``catalog=FOLDER`` with ``catalog="earth-search"`` (or "cdse", or any STAC API URL).
+Sentinel-2 L2A scenes of tile 33TWM (whole tile decimated to 240 m) kept in tests/data/stac/assets. On your
+own data, replace ``catalog=FOLDER`` with ``catalog="earth-search"`` (or "cdse", or any STAC API URL).
 """
 
 import sys
@@ -34,16 +34,18 @@ dates = np.array([np.datetime64(s.datetime.replace(tzinfo=None), "D") for s in s
 orbits = [s.orbit for s in scenes]  # None here: Earth Search folder names carry no orbit (see the page)
 network = build_pairs(dates, mode="all", orbits=orbits if None not in orbits else None)
 print(f"{len(scenes)} of {len(table)} scenes are clear on the AOI; {len(network)} pair(s):")
-for (i, j), dt in zip(network.pairs, network.dt_days):
+for (i, j), dt in zip(network.pairs, network.dt_days, strict=True):
     print(f"  {scenes[i].id} -> {scenes[j].id} ({dt:.0f} days)")
 
-# --- 3. read the red band of the pair on one AOI grid (UTM, band resolution), and match it -------------------
+# --- 3. read the red band of the pair on one AOI grid (UTM, band resolution), and match it ------------------
 with tempfile.TemporaryDirectory() as cache:
     stack = read_aoi_stack([scenes[i] for i in network.pairs[0]], "B04", table.aoi, cache_dir=cache)
 print(f"AOI stack: {dict(stack.sizes)}, {abs(float(stack.x[1] - stack.x[0])):.0f} m pixels")
 field = match(stack[0].values, stack[1].values, chip_size=16, step=8, search_range=3)
-print(f"offsets between the two dates: median dx {np.nanmedian(field.dx):+.3f} px, "
-      f"dy {np.nanmedian(field.dy):+.3f} px over {field.coverage:.0%} of the nodes")  # fmt: skip
+print(
+    f"offsets between the two dates: median dx {np.nanmedian(field.dx):+.3f} px, "
+    f"dy {np.nanmedian(field.dy):+.3f} px over {field.coverage:.0%} of the nodes"
+)
 
 cloud = {s.id: s.aoi_cloud_pct for s in table}
 assert cloud["S2B_33TWM_20230813_0_L2A"] < 20 < cloud["S2A_33TWM_20230818_0_L2A"]

@@ -36,7 +36,10 @@ for name in modules:
     summary = (mod.__doc__ or "").strip().split("\n\n")[0].replace("\n", " ")
     page = f"reference/api/{name}.md"
     index.append(f"| [`{name}`]({name}.md) | {refgen._cell(summary)} |")
-    body = [f"# `{name}`\n", f"::: {name}\n    options:\n      show_root_heading: false\n      heading_level: 2\n"]
+    body = [
+        f"# `{name}`\n",
+        f"::: {name}\n    options:\n      show_root_heading: false\n      heading_level: 2\n",
+    ]
     for cls in refgen.options_classes(name):
         body.append(f"::: {cls}\n    options:\n      heading_level: 2\n")
     with mkdocs_gen_files.open(page, "w") as fh:

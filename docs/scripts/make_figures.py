@@ -21,8 +21,8 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
 EXAMPLES = ROOT / "docs" / "examples"
@@ -67,9 +67,10 @@ def demo() -> None:
         g = run("demo_explained", tmp)
         import rasterio
 
-        with rasterio.open(Path(tmp) / "LC08_demo_20200106_B4.tif") as a, rasterio.open(
-            Path(tmp) / "LC08_demo_20200205_B4.tif"
-        ) as b:
+        with (
+            rasterio.open(Path(tmp) / "LC08_demo_20200106_B4.tif") as a,
+            rasterio.open(Path(tmp) / "LC08_demo_20200205_B4.tif") as b,
+        ):
             ref, sec = a.read(1), b.read(1)
         ds = g["ds"]
         fig, ax = plt.subplots(2, 3, figsize=(12, 7.5))
@@ -80,8 +81,14 @@ def demo() -> None:
         panel(ax[0, 2], true_v, "true speed (m/yr)", vmin=0, vmax=1500)
         panel(ax[1, 0], ds["v"].values, "measured speed v (m/yr)", vmin=0, vmax=1500)
         panel(ax[1, 1], g["err"], "velocity error |v - truth| (m/yr)", "magma", vmin=0, vmax=100)
-        panel(ax[1, 2], ds["reason"].values, "reason code (0 valid, 1 masked, 6 outside)", "tab10", vmin=0,
-              vmax=9)  # fmt: skip
+        panel(
+            ax[1, 2],
+            ds["reason"].values,
+            "reason code (0 valid, 1 masked, 6 outside)",
+            "tab10",
+            vmin=0,
+            vmax=9,
+        )
         save(fig, "demo.png")
 
 
@@ -151,7 +158,7 @@ def survey() -> None:
     folder = ROOT / "tests" / "data" / "stac" / "assets"
     scenes = sorted(g["table"], key=lambda s: s.datetime)
     fig, ax = plt.subplots(1, len(scenes), figsize=(4.2 * len(scenes), 3.8))
-    for axis, s in zip(ax, scenes):
+    for axis, s in zip(ax, scenes, strict=True):
         with rasterio.open(folder / s.id / "B04.tif") as src:
             red = src.read(1).astype(float)
         red[red == 0] = np.nan

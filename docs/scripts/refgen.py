@@ -145,9 +145,9 @@ def cli_markdown(command: Command, prog: str = "geodeform") -> str:
             out.append("| argument / option | type | default | description |")
             out.append("|---|---|---|---|")
             for p in params:
-                help_text = getattr(p, "help", None) or ""
+                help_text = _cell(getattr(p, "help", None) or "")
                 out.append(
-                    f"| {_param_names(p)} | {_cell(_param_type(p))} | {_param_default(p)} | {_cell(help_text)} |"
+                    f"| {_param_names(p)} | {_cell(_param_type(p))} | {_param_default(p)} | {help_text} |"
                 )
             out.append("")
         if getattr(cmd, "commands", None):
@@ -168,7 +168,9 @@ def geodeform_command() -> Command:
 
 # --- configuration ----------------------------------------------------------------------------------------
 
-_UNIT_RE = re.compile(r"\[([^\]]+)\]\s*$|\(([^()]*?\b(?:px|pixels?|m|m/yr|days?|%|dB|deg|degrees|s)\b)\)\s*\.?$")
+_UNIT_RE = re.compile(
+    r"\[([^\]]+)\]\s*$|\(([^()]*?\b(?:px|pixels?|m|m/yr|days?|%|dB|deg|degrees|s)\b)\)\s*\.?$"
+)
 
 
 def config_models(module: str = "geodeform.config") -> list[type]:
@@ -217,8 +219,15 @@ def _allowed(annotation: Any, metadata: Iterable[Any]) -> str:
         elif inspect.isclass(a) and issubclass(a, enum.Enum):
             values += [repr(m.value) for m in a]
     for m in metadata:
-        for attr, sym in (("ge", "≥"), ("gt", ">"), ("le", "≤"), ("lt", "<"), ("min_length", "len ≥"),
-                          ("max_length", "len ≤"), ("pattern", "matches")):  # fmt: skip
+        for attr, sym in (
+            ("ge", "≥"),
+            ("gt", ">"),
+            ("le", "≤"),
+            ("lt", "<"),
+            ("min_length", "len ≥"),
+            ("max_length", "len ≤"),
+            ("pattern", "matches"),
+        ):
             v = getattr(m, attr, None)
             if v is not None:
                 values.append(f"{sym} {v}")
