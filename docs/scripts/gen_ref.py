@@ -57,6 +57,22 @@ with mkdocs_gen_files.open("reference/cli.md", "w") as fh:
     )
     fh.write(refgen.cli_markdown(refgen.geodeform_command()))
 
+# --- peer benchmark table ---------------------------------------------------------------------------------
+import json  # noqa: E402
+
+runs = sorted((HERE.parent).glob("peerbench_*.json"))
+with mkdocs_gen_files.open("peerbench.md", "w") as fh:
+    fh.write(
+        "# Peer benchmark: every method\n\n"
+        "Generated at build time from the newest peerbench JSON kept in `docs/` (every method peerbench "
+        "ran, on the same pairs, in the same run). The summary, what the numbers mean and how to reproduce "
+        "them are on the [Benchmarks](benchmarks.md) page.\n\n"
+    )
+    if runs:
+        fh.write(refgen.peerbench_markdown(json.loads(runs[-1].read_text()), source=f"docs/{runs[-1].name}"))
+    else:
+        fh.write("No peerbench run is kept in `docs/`.\n")
+
 # --- configuration -----------------------------------------------------------------------------------------
 models = refgen.config_models()
 with mkdocs_gen_files.open("reference/config.md", "w") as fh:

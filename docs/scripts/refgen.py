@@ -309,3 +309,57 @@ def config_markdown(models: Iterable[type], *, heading: str = "##") -> str:
             queue += [m for m in _nested_models(info.annotation) if m not in seen]
         out.append("")
     return "\n".join(out)
+
+
+# --- peer benchmark ---------------------------------------------------------------------------------------
+
+
+def _num(value: Any, fmt: str) -> str:
+    return format(value, fmt) if isinstance(value, (int, float)) else "—"
+
+
+def peerbench_markdown(run: dict[str, Any], *, source: str) -> str:
+    """Every method of a peerbench JSON run, one table per case, geodeform's row in bold."""
+    args, versions = run.get("args", {}), run.get("versions", {})
+    out = [
+        f"Run of {run.get('date', '?')} on {run.get('machine', {}).get('cores', '?')} cores "
+        f"({run.get('machine', {}).get('cpu', '?')}), {args.get('threads', '?')} thread(s) per method, "
+        f"best of {args.get('repeats', '?')} timed repeats; chip {args.get('chip')}, step {args.get('step')}, "
+        f"search {args.get('search')}. Source: `{source}`.\n",
+        "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if not k.startswith("cv2.")) + ".\n",
+    ]
+    cases = {c["case"]: c for c in run.get("cases", [])}
+    by_case: dict[str, list[dict[str, Any]]] = {}
+    for r in run.get("results", []):
+        by_case.setdefault(r["case"], []).append(r)
+    for case, rows in by_case.items():
+        info = cases.get(case, {})
+        desc = ", ".join(
+            s
+            for s in (
+                info.get("kind"),
+                info.get("truth_desc"),
+                f"{info['snr_db']:g} dB" if info.get("snr_db") is not None else None,
+                f"median CRLB {info['crlb_px_median']:.3f} px" if info.get("crlb_px_median") is not None else None,
+            )
+            if s
+        )
+        out.append(f"### `{case}`\n")
+        if desc:
+            out.append(desc + "\n")
+        out.append("| method | RMSE px | median abs. error px | coverage % | bias dx, dy px | nodes/s | status |")
+        out.append("|---|---:|---:|---:|---:|---:|---|")
+        for r in sorted(rows, key=lambda r: (r.get("rmse_px") is None, r.get("rmse_px") or 0)):
+            name = r.get("method", "?")
+            cells = [
+                f"**{name}**" if name == "geodeform" else name,
+                _num(r.get("rmse_px"), ".3f"),
+                _num(r.get("medae_px"), ".3f"),
+                _num(r.get("coverage_pct"), ".1f"),
+                f"{_num(r.get('bias_dx'), '+.3f')}, {_num(r.get('bias_dy'), '+.3f')}",
+                _num(r.get("nodes_per_s"), ",.0f"),
+                _cell(r.get("status", "")),
+            ]
+            out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    return "\n".join(out)
