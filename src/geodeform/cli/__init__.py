@@ -9,7 +9,7 @@ from geodeform.cli.app import app
 from geodeform.errors import GeodeformError
 
 # Each module registers its sub-command on ``app`` when imported.
-_COMMAND_MODULES = ("demo", "offsets", "search")
+_COMMAND_MODULES = ("demo", "init", "offsets", "run", "search")
 
 __all__ = ["app", "main"]
 

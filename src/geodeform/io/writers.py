@@ -88,7 +88,9 @@ def _band_tags(ds: xr.Dataset) -> dict[str, str]:
     return tags
 
 
-def write_cog(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
+def write_cog(
+    ds: xr.Dataset, path: str | os.PathLike[str], *, bands: tuple[str, ...] = COG_BANDS
+) -> Path:
     """Write a product Dataset as a multi-band Cloud-Optimized GeoTIFF, atomically.
 
     Bands (float32, nodata NaN, DEFLATE, 256 px tiles, averaged overviews while the image is larger than a
@@ -101,6 +103,9 @@ def write_cog(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
         Dataset from :func:`geodeform.io.offset_dataset` (any affine grid, rotated included).
     path
         Destination ``.tif`` file; replaced if it exists.
+    bands
+        Variables written as bands, in order, when present (e.g. ``("vx", "vy", "v", "v_error")`` for a
+        velocity composite).
 
     Returns
     -------
@@ -108,7 +113,7 @@ def write_cog(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
         ``path``.
     """
     grid = dataset_grid(ds)
-    names = [n for n in COG_BANDS if n in ds.variables]
+    names = [n for n in bands if n in ds.variables]
     profile = {
         "driver": "GTiff",
         "width": grid.width,

@@ -1,0 +1,519 @@
+"""Job configuration: pydantic v2 models, presets, YAML in and out.
+
+A job is one YAML file (``geodeform init --preset ice > job.yaml``, then ``geodeform run job.yaml``). Its
+sections follow the chain: where the images come from (``search`` or local ``inputs``), how they are
+paired (``pairs``), matched (``matching``), masked (``masks``), corrected (``corrections``), inverted
+(``inversion``), written (``output``) and where the work runs (``compute``). Every field has a unit and a
+default; unknown keys are errors.
+
+Presets (:data:`PRESETS`) are partial configs laid under the user's file: ``ice`` (glacier flow, Sentinel-2
+B04, pairs of 5-100 days), ``slide`` (slow landslides, long same-season pairs), ``quake`` (one co-seismic
+pair or a few, larger chips, phase correlation), ``survey`` (several MGRS tiles and orbits, pairs per
+orbit, mosaics of adjacent tiles).
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime as dt
+import math
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from geodeform.errors import InvalidInputError
+
+__all__ = [
+    "PRESETS",
+    "AOIConfig",
+    "ComputeConfig",
+    "CorrectionsConfig",
+    "InputImage",
+    "InversionConfig",
+    "JobConfig",
+    "MasksConfig",
+    "MatchingConfig",
+    "OutputConfig",
+    "PairsConfig",
+    "SearchConfig",
+    "SlurmConfig",
+    "config_to_yaml",
+    "load_config",
+    "preset_config",
+    "search_range_px",
+]
+
+DAYS_PER_YEAR = 365.25
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_default=True, frozen=False)
+
+
+class AOIConfig(_Model):
+    """Area of interest: exactly one of a bbox, a GeoJSON file or MGRS tiles (tiles may restrict a bbox)."""
+
+    bbox: tuple[float, float, float, float] | None = Field(
+        None, description="(west, south, east, north) in degrees (EPSG:4326)."
+    )
+    geojson: str | None = Field(None, description="Path of a GeoJSON polygon (lon/lat) of the AOI.")
+    tiles: list[str] = Field(
+        default_factory=list,
+        description="Sentinel-2 MGRS tile ids, e.g. ['07VCG']. Alone, the (union of the) tiles is the AOI; "
+        "with a bbox/GeoJSON they restrict the scenes to those tiles.",
+    )
+
+    @field_validator("bbox")
+    @classmethod
+    def _bbox_order(cls, v: tuple[float, float, float, float] | None) -> Any:
+        if v is not None:
+            w, s, e, n = v
+            if not (-180 <= w < e <= 180 and -90 <= s < n <= 90):
+                raise ValueError(
+                    "bbox must be (west, south, east, north) in degrees with west < east, south < north"
+                )
+        return v
+
+    @model_validator(mode="after")
+    def _one_area(self) -> AOIConfig:
+        if self.bbox is not None and self.geojson is not None:
+            raise ValueError("give either aoi.bbox or aoi.geojson, not both")
+        if self.bbox is None and self.geojson is None and not self.tiles:
+            raise ValueError("no area of interest: set aoi.bbox, aoi.geojson or aoi.tiles")
+        return self
+
+
+class SearchConfig(_Model):
+    """Catalogue search: which scenes over the AOI (web form: collection, dates, filters)."""
+
+    collection: str = Field(
+        "sentinel-2-l2a",
+        description="Collection: sentinel-2-l2a, sentinel-2-l1c, landsat-c2-l2, sentinel-1-grd (or the "
+        "catalogue's own id).",
+    )
+    catalog: str = Field(
+        "earth-search",
+        description="earth-search, cdse, a STAC API URL, or a local folder of scenes indexed on the fly.",
+    )
+    start: dt.date = Field(..., description="First acquisition date (inclusive), YYYY-MM-DD.")
+    end: dt.date = Field(..., description="Last acquisition date (inclusive), YYYY-MM-DD.")
+    aoi: AOIConfig = Field(..., description="Area of interest.")
+    months: str | None = Field(
+        None, description="Season within each year, e.g. '6-9' (June-September); '11-2' wraps the new year."
+    )
+    max_cloud: float = Field(90.0, ge=0, le=100, description="Maximum scene-wide cloud cover, percent.")
+    max_aoi_cloud: float = Field(
+        20.0, ge=0, le=100, description="Maximum cloud cover computed on the AOI (SCL / QA_PIXEL), percent."
+    )
+    min_valid: float = Field(60.0, ge=0, le=100, description="Minimum valid data on the AOI, percent.")
+    orbits: list[int] = Field(
+        default_factory=list, description="Relative orbits (or WRS-2 paths) to keep; empty keeps all."
+    )
+    max_images: int = Field(
+        20, ge=2, le=100, description="Number of images kept (2-100): the clearest over the AOI, per orbit."
+    )
+    band: str = Field("B04", description="Band matched (Sentinel-2 B04 = red, 10 m).")
+    resolution: float | None = Field(
+        None, gt=0, description="Pixel size of the common grid, metres (default: the band's own)."
+    )
+    mask_clouds: bool = Field(
+        True, description="Mask cloudy / no-data pixels of each image with its SCL / QA_PIXEL band."
+    )
+
+    @model_validator(mode="after")
+    def _dates(self) -> SearchConfig:
+        if self.start > self.end:
+            raise ValueError(f"start {self.start} is after end {self.end}; swap them")
+        return self
+
+
+class InputImage(_Model):
+    """One local image (instead of a catalogue search)."""
+
+    path: str = Field(..., description="GeoTIFF (or any raster GDAL reads) of one acquisition.")
+    date: dt.date = Field(..., description="Acquisition date, YYYY-MM-DD.")
+    band: int = Field(1, ge=1, description="Band number in the file (1-based).")
+    orbit: int | None = Field(None, description="Orbit / track label: pairs are formed within one orbit.")
+
+
+class PairsConfig(_Model):
+    """Pair selection (web form: matching mode, min/max matching range, direction)."""
+
+    mode: Literal["acquisitions", "days"] = Field(
+        "days", description="Matching range counted in acquisitions (1 = consecutive) or in days."
+    )
+    min_range: float = Field(5, ge=0, description="Minimum matching range (acquisitions or days).")
+    max_range: float = Field(100, gt=0, description="Maximum matching range (acquisitions or days).")
+    direction: Literal["forward", "backward", "both"] = Field(
+        "forward", description="forward: earlier image as reference; backward: later; both: the two."
+    )
+    season: tuple[str, str] | None = Field(
+        None, description="Both images of a pair in this window ('MM-DD', 'MM-DD'), e.g. ('07-01', '09-30')."
+    )
+    same_orbit: bool = Field(
+        True, description="Pair only images of the same relative orbit (same view geometry, no parallax)."
+    )
+
+    @model_validator(mode="after")
+    def _range(self) -> PairsConfig:
+        if self.min_range > self.max_range:
+            raise ValueError(f"min_range {self.min_range} is larger than max_range {self.max_range}")
+        if self.mode == "acquisitions" and (self.min_range != int(self.min_range) or self.min_range < 1):
+            raise ValueError("in 'acquisitions' mode min_range is a whole number >= 1")
+        return self
+
+
+class MatchingConfig(_Model):
+    """Offset tracking (``geodeform.offsets.match``)."""
+
+    method: Literal["ncc", "phase", "flow"] = Field("ncc", description="Matcher: ncc, phase or flow.")
+    chip_size: int = Field(32, ge=4, le=512, description="Correlation window, pixels.")
+    step: int = Field(16, ge=1, le=512, description="Grid spacing of the output nodes, pixels.")
+    search_range: int | None = Field(
+        None,
+        ge=1,
+        le=512,
+        description="Search radius, pixels. Default: derived per pair from expected_max_speed x dt / pixel "
+        "size (x1.5 + 2 px), or per node from reference_velocity. Never zero.",
+    )
+    expected_max_speed: float = Field(
+        1000.0, gt=0, description="Largest expected ground speed, m/yr (sets the search range)."
+    )
+    expected_max_displacement: float = Field(
+        0.0,
+        ge=0,
+        description="Largest expected displacement of any pair regardless of dt (e.g. co-seismic), metres; "
+        "added to the speed-derived range.",
+    )
+    reference_velocity: str | None = Field(
+        None,
+        description="Velocity map (NetCDF with vx/vy or a speed GeoTIFF, m/yr) giving a per-node search "
+        "range; expected_max_speed then only bounds it.",
+    )
+    prefilter: Literal["wallis", "highpass", "gradient", "rank"] | None = Field(
+        None, description="Pre-filter both images (radiometric change, shadows)."
+    )
+    max_search_range: int = Field(
+        128,
+        ge=1,
+        le=1024,
+        description="Cap on the derived search radius, pixels (a wider one fails preflight).",
+    )
+
+
+class MasksConfig(_Model):
+    """Masks: glacier outlines (moving ice) and stable ground (co-registration reference)."""
+
+    glacier: str | None = Field(
+        None, description="Glacier outlines (GeoJSON polygons or a raster, 1 = ice); outside = stable."
+    )
+    stable: str | None = Field(
+        None,
+        description="Stable-ground polygons or raster (1 = stable); default: outside the glacier mask, "
+        "else chosen automatically from the offsets.",
+    )
+
+
+class CorrectionsConfig(_Model):
+    """Corrections and filters applied to each pair (``geodeform.corrections.correct_offsets``)."""
+
+    enabled: bool = Field(True, description="Apply co-registration and filters.")
+    plane: bool = Field(True, description="Remove a plane (not only a shift) fitted on stable ground.")
+    reference: Literal["auto", "all"] = Field(
+        "auto",
+        description="Ground the co-registration is fitted on when no mask is given: auto = static nodes "
+        "picked from the offsets; all = every node (robust fit; both sides of an earthquake move).",
+    )
+    min_quality: float = Field(0.2, ge=0, le=1, description="Drop nodes whose match quality is below this.")
+    mad_threshold: float = Field(
+        4.0, gt=0, description="Neighbourhood median/MAD outlier filter threshold, robust sigmas."
+    )
+    stripes: bool = Field(
+        False, description="Remove along-track stripes (jitter), estimated on stable ground."
+    )
+    track_angle_deg: float = Field(
+        12.0, ge=-90, le=90, description="Along-track direction for stripes, degrees clockwise from north."
+    )
+
+
+class InversionConfig(_Model):
+    """Time-series inversion (``geodeform.timeseries.invert``)."""
+
+    enabled: bool = Field(True, description="Invert the pair network into time series and mean velocity.")
+    smoothing: float = Field(0.1, ge=0, description="Temporal Laplacian weight (0 = none).")
+    robust: bool = Field(True, description="Reject outlier pairs per pixel.")
+    weights: Literal["none", "dt", "error"] = Field(
+        "error", description="Pair weights: equal, growing variance with dt, or 1/error^2 of each map."
+    )
+
+
+ProductFormat = Literal["netcdf", "cog"]
+_DEFAULT_FORMATS: tuple[ProductFormat, ...] = ("netcdf", "cog")
+
+
+class OutputConfig(_Model):
+    """What is written in the run folder."""
+
+    formats: list[ProductFormat] = Field(
+        default_factory=lambda: list(_DEFAULT_FORMATS), description="Product formats of the velocity maps."
+    )
+    stac: bool = Field(True, description="Write a STAC catalogue of the products.")
+    report: bool = Field(True, description="Write the HTML report with PNG quicklooks.")
+
+
+class SlurmConfig(_Model):
+    """SLURM through dask-jobqueue (``--cluster slurm``)."""
+
+    queue: str | None = Field(None, description="Partition.")
+    account: str | None = Field(None, description="Account charged.")
+    walltime: str = Field("01:00:00", description="Wall time of each worker job, HH:MM:SS.")
+    cores: int = Field(4, ge=1, description="Cores per worker job.")
+    memory: str = Field("16GB", description="Memory per worker job.")
+    jobs: int = Field(2, ge=1, description="Worker jobs to start.")
+    job_extra_directives: list[str] = Field(default_factory=list, description="Extra #SBATCH lines.")
+
+
+class ComputeConfig(_Model):
+    """Where the pairs are matched."""
+
+    cluster: Literal["local", "slurm", "sync"] = Field(
+        "local", description="local: Dask LocalCluster; slurm: dask-jobqueue; sync: this process, no Dask."
+    )
+    workers: int | None = Field(None, ge=1, description="Worker processes (default: cores).")
+    threads: int = Field(1, ge=1, description="Threads per worker (matcher threads).")
+    slurm: SlurmConfig = Field(default_factory=lambda: SlurmConfig(), description="SLURM options.")
+
+
+class JobConfig(_Model):
+    """One geodeform job (``geodeform run job.yaml``)."""
+
+    name: str = Field(
+        ...,
+        min_length=1,
+        max_length=80,
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
+        description="Job name (letters, digits, . _ -); the default run folder is runs/<name>.",
+    )
+    preset: Literal["ice", "slide", "quake", "survey", "custom"] = Field(
+        "custom", description="Preset the defaults came from (recorded in the products)."
+    )
+    search: SearchConfig | None = Field(None, description="Catalogue search (or give inputs).")
+    inputs: list[InputImage] = Field(
+        default_factory=list, description="Local images on one grid, instead of a search (2-100)."
+    )
+    dem: str | None = Field(
+        None, description="DEM raster (m); stable ground then excludes slopes steeper than steep_slope_deg."
+    )
+    steep_slope_deg: float = Field(
+        30.0, gt=0, le=90, description="Stable ground excludes slopes steeper than this when a DEM is given."
+    )
+    pairs: PairsConfig = Field(default_factory=lambda: PairsConfig(), description="Pair selection.")
+    matching: MatchingConfig = Field(default_factory=lambda: MatchingConfig(), description="Offset tracking.")
+    masks: MasksConfig = Field(default_factory=lambda: MasksConfig(), description="Masks.")
+    corrections: CorrectionsConfig = Field(
+        default_factory=lambda: CorrectionsConfig(), description="Corrections."
+    )
+    inversion: InversionConfig = Field(default_factory=lambda: InversionConfig(), description="Time series.")
+    output: OutputConfig = Field(default_factory=lambda: OutputConfig(), description="Products.")
+    compute: ComputeConfig = Field(default_factory=lambda: ComputeConfig(), description="Execution.")
+
+    @model_validator(mode="after")
+    def _source(self) -> JobConfig:
+        if (self.search is None) == (not self.inputs):
+            raise ValueError("give either 'search' (catalogue) or 'inputs' (local images), exactly one")
+        if self.inputs:
+            if not 2 <= len(self.inputs) <= 100:
+                raise ValueError(f"inputs: {len(self.inputs)} images given; 2 to 100 are allowed")
+            days = [i.date for i in self.inputs]
+            if len(set(days)) != len(days):
+                raise ValueError(
+                    "inputs: two images share one date; keep one per date (or mosaic them first)"
+                )
+        return self
+
+
+_ICE: dict[str, Any] = {
+    "preset": "ice",
+    "pairs": {"mode": "days", "min_range": 5, "max_range": 100, "direction": "forward"},
+    "matching": {"method": "ncc", "chip_size": 32, "step": 16, "expected_max_speed": 1500.0},
+    "corrections": {"plane": True, "min_quality": 0.2},
+    "inversion": {"smoothing": 0.1, "weights": "error"},
+}
+_SLIDE: dict[str, Any] = {
+    "preset": "slide",
+    "pairs": {"mode": "days", "min_range": 20, "max_range": 800, "direction": "forward"},
+    "matching": {"method": "ncc", "chip_size": 32, "step": 8, "expected_max_speed": 50.0, "prefilter": None},
+    "corrections": {"plane": True, "min_quality": 0.2},
+    "inversion": {"smoothing": 0.3, "weights": "dt"},
+}
+_QUAKE: dict[str, Any] = {
+    "preset": "quake",
+    "pairs": {"mode": "acquisitions", "min_range": 1, "max_range": 2, "direction": "forward"},
+    "matching": {
+        "method": "ncc",
+        "chip_size": 48,
+        "step": 16,
+        "expected_max_speed": 1.0,
+        "expected_max_displacement": 20.0,
+    },
+    "corrections": {"plane": False, "min_quality": 0.2, "stripes": False, "reference": "all"},
+    "inversion": {"enabled": False},
+}
+_SURVEY: dict[str, Any] = {
+    **_ICE,
+    "preset": "survey",
+    "pairs": {"mode": "days", "min_range": 5, "max_range": 60, "direction": "forward"},
+}
+
+PRESETS: dict[str, dict[str, Any]] = {"ice": _ICE, "slide": _SLIDE, "quake": _QUAKE, "survey": _SURVEY}
+"""Partial configs per preset; :func:`load_config` lays the user's file over them."""
+
+_EXAMPLE_SEARCH: dict[str, dict[str, Any]] = {
+    "ice": {"start": "2023-06-01", "end": "2023-09-30", "aoi": {"bbox": [-138.7, 60.68, -138.3, 60.82]}},
+    "slide": {
+        "start": "2019-07-01",
+        "end": "2023-09-30",
+        "months": "7-9",
+        "aoi": {"bbox": [6.66, 44.37, 6.70, 44.40]},
+    },
+    "quake": {
+        "start": "2023-01-20",
+        "end": "2023-02-28",
+        "max_images": 3,
+        "aoi": {"bbox": [37.0, 37.2, 37.4, 37.5]},
+    },
+    "survey": {
+        "start": "2023-06-01",
+        "end": "2023-09-30",
+        "max_images": 40,
+        "aoi": {"tiles": ["07VCG", "08VLM"]},
+    },
+}
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    out = copy.deepcopy(base)
+    for k, v in top.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = _merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+def _format_errors(exc: ValidationError, source: str) -> str:
+    lines = [f"{source}: {exc.error_count()} problem(s)"]
+    for err in exc.errors():
+        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "extra_forbidden":
+            msg = "unknown key; check the spelling (geodeform init --preset ice lists every key)"
+        elif err["type"] == "literal_error":
+            msg = f"{msg} (got {err.get('input')!r})"
+        lines.append(f"  - {where}: {msg}")
+    return "\n".join(lines)
+
+
+def load_config(source: str | os.PathLike[str] | dict[str, Any]) -> JobConfig:
+    """Load and validate a job config (YAML file or mapping), with its preset's defaults underneath.
+
+    Raises
+    ------
+    InvalidInputError
+        Missing or unreadable file, malformed YAML, unknown preset, or any invalid field; the message lists
+        every problem with the field's path and the allowed values.
+    """
+    name = "config"
+    if isinstance(source, dict):
+        data: Any = copy.deepcopy(source)
+    else:
+        import yaml
+
+        path = Path(source)
+        name = str(path)
+        if not path.is_file():
+            raise InvalidInputError(f"config file {path} not found; create one with: geodeform init > {path}")
+        try:
+            data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (yaml.YAMLError, UnicodeDecodeError) as exc:
+            raise InvalidInputError(f"{path} is not valid YAML: {exc}") from None
+    if not isinstance(data, dict):
+        raise InvalidInputError(f"{name}: expected a mapping of sections (name, search, pairs, ...)")
+    preset = data.get("preset", "custom")
+    if preset not in (*PRESETS, "custom"):
+        raise InvalidInputError(
+            f"{name}: preset {preset!r} unknown; allowed: {', '.join([*PRESETS, 'custom'])}"
+        )
+    merged = _merge(PRESETS.get(preset, {}), data)
+    try:
+        return JobConfig.model_validate(merged)
+    except ValidationError as exc:
+        raise InvalidInputError(_format_errors(exc, name)) from None
+
+
+def preset_config(preset: str, *, name: str | None = None) -> JobConfig:
+    """The preset's full config with an example search (edit its dates and AOI)."""
+    if preset not in PRESETS:
+        raise InvalidInputError(f"preset {preset!r} unknown; allowed: {', '.join(PRESETS)}")
+    data = _merge(PRESETS[preset], {"name": name or f"my-{preset}-job", "search": _EXAMPLE_SEARCH[preset]})
+    return load_config(data)
+
+
+def _yaml_scalar(value: Any) -> str:
+    import yaml
+
+    text: str = yaml.safe_dump(value, default_flow_style=True, width=1000).strip()
+    return text.removesuffix("\n...").removesuffix("...").strip()
+
+
+def _emit(model: BaseModel, indent: int, lines: list[str]) -> None:
+    pad = "  " * indent
+    for key, info in type(model).model_fields.items():
+        value = getattr(model, key)
+        desc = info.description or ""
+        if isinstance(value, BaseModel):
+            lines.append(f"{pad}# {desc}")
+            lines.append(f"{pad}{key}:")
+            _emit(value, indent + 1, lines)
+            continue
+        if isinstance(value, list) and value and isinstance(value[0], BaseModel):
+            lines.append(f"{pad}# {desc}")
+            lines.append(f"{pad}{key}:")
+            for item in value:
+                sub: list[str] = []
+                _emit(item, 0, sub)
+                body = [s for s in sub if not s.lstrip().startswith("#")]
+                lines.append(f"{pad}  - {body[0]}")
+                lines.extend(f"{pad}    {s}" for s in body[1:])
+            continue
+        plain = value.isoformat() if isinstance(value, dt.date) else value
+        if isinstance(plain, tuple):
+            plain = list(plain)
+        lines.append(f"{pad}{key}: {_yaml_scalar(plain)}  # {desc}")
+
+
+def config_to_yaml(config: JobConfig) -> str:
+    """The config as commented YAML (every field with its description, unit and value)."""
+    lines = [
+        "# geodeform job configuration (geodeform run THIS_FILE). Units and choices are in the comments.",
+        "# Sentinel data: results contain modified Copernicus Sentinel data.",
+    ]
+    _emit(config, 0, lines)
+    return "\n".join(lines) + "\n"
+
+
+def search_range_px(
+    matching: MatchingConfig, *, dt_days: float, pixel_m: float, speed_m_per_yr: float | None = None
+) -> int:
+    """Search radius in pixels for one pair: (speed x dt + max displacement) / pixel size x 1.5 + 2.
+
+    ``speed_m_per_yr`` overrides ``matching.expected_max_speed`` (e.g. a node's reference speed). The
+    explicit ``matching.search_range`` wins when set. Never below 2 pixels.
+    """
+    if matching.search_range is not None:
+        return int(matching.search_range)
+    speed = matching.expected_max_speed if speed_m_per_yr is None else speed_m_per_yr
+    metres = abs(speed) * abs(dt_days) / DAYS_PER_YEAR + matching.expected_max_displacement
+    return max(2, math.ceil(1.5 * metres / pixel_m) + 2)

@@ -1,0 +1,144 @@
+"""geodeform.config: presets, YAML in and out, and every bad input named with its field."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from geodeform.config import (
+    PRESETS,
+    JobConfig,
+    MatchingConfig,
+    load_config,
+    preset_config,
+    search_range_px,
+)
+from geodeform.errors import InvalidInputError
+
+BASE = {
+    "name": "job",
+    "search": {"start": "2023-06-01", "end": "2023-09-30", "aoi": {"bbox": [6.0, 45.0, 6.2, 45.1]}},
+}
+
+
+def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", "from geodeform.cli import main; main()", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=120,
+    )
+
+
+@pytest.mark.parametrize("preset", sorted(PRESETS))
+def test_init_yaml_round_trips_and_documents_every_field(preset: str, tmp_path: Path) -> None:
+    proc = cli("init", "--preset", preset)
+    assert proc.returncode == 0, proc.stderr
+    text = proc.stdout
+    config = load_config(yaml.safe_load(text))
+    assert config == preset_config(preset)
+    assert config.preset == preset
+    # every field of every section is written with a comment (its description)
+    for name, info in MatchingConfig.model_fields.items():
+        line = next(s for s in text.splitlines() if s.strip().startswith(f"{name}:"))
+        assert "#" in line and info.description and info.description[:20] in line
+    path = tmp_path / "job.yaml"
+    assert cli("init", "--preset", preset, "-o", str(path)).returncode == 0
+    assert load_config(path) == config
+
+
+def test_presets_differ_where_the_physics_differs() -> None:
+    ice, slide, quake = (preset_config(p) for p in ("ice", "slide", "quake"))
+    assert ice.matching.expected_max_speed > 10 * slide.matching.expected_max_speed
+    assert slide.pairs.max_range > ice.pairs.max_range  # slow motion needs long pairs
+    assert quake.matching.expected_max_displacement > 0 and not quake.inversion.enabled
+    assert quake.pairs.mode == "acquisitions"
+
+
+def test_user_values_override_the_preset_and_the_rest_stays() -> None:
+    c = load_config({**BASE, "preset": "slide", "matching": {"chip_size": 64}})
+    assert c.matching.chip_size == 64
+    assert c.matching.expected_max_speed == PRESETS["slide"]["matching"]["expected_max_speed"]
+
+
+@pytest.mark.parametrize(
+    ("change", "field", "hint"),
+    [
+        ({"search": {**BASE["search"], "max_images": 1}}, "search.max_images", "greater than or equal to 2"),
+        ({"search": {**BASE["search"], "max_images": 101}}, "search.max_images", "less than or equal to 100"),
+        ({"pairs": {"min_range": 50, "max_range": 10}}, "pairs", "min_range 50.0 is larger than max_range"),
+        ({"search": {**BASE["search"], "start": "2023-10-01"}}, "search", "is after end"),
+        ({"matching": {"method": "sift"}}, "matching.method", "'ncc', 'phase' or 'flow'"),
+        ({"matching": {"chip_size": "big"}}, "matching.chip_size", "valid integer"),
+        ({"colour": "red"}, "colour", "unknown key"),
+        ({"pairs": {"direction": "sideways"}}, "pairs.direction", "forward"),
+        ({"search": {**BASE["search"], "aoi": {}}}, "search.aoi", "no area of interest"),
+        ({"name": "bad name!"}, "name", "pattern"),
+        ({"search": None}, "(top level)", "either 'search'"),
+    ],
+)
+def test_bad_values_name_the_field_and_the_allowed_values(change: dict, field: str, hint: str) -> None:
+    with pytest.raises(InvalidInputError) as err:
+        load_config({**BASE, **change})
+    text = str(err.value)
+    assert f"- {field}:" in text, text
+    assert hint in text, text
+
+
+def test_inputs_count_and_unique_dates(tmp_path: Path) -> None:
+    one = [{"path": "a.tif", "date": "2020-01-01"}]
+    with pytest.raises(InvalidInputError, match="1 images given; 2 to 100"):
+        load_config({"name": "j", "inputs": one})
+    many = [{"path": f"{i}.tif", "date": f"2020-01-{i % 28 + 1:02d}"} for i in range(101)]
+    with pytest.raises(InvalidInputError, match="101 images given"):
+        load_config({"name": "j", "inputs": many})
+    twice = [{"path": "a.tif", "date": "2020-01-01"}, {"path": "b.tif", "date": "2020-01-01"}]
+    with pytest.raises(InvalidInputError, match="share one date"):
+        load_config({"name": "j", "inputs": twice})
+
+
+def test_malformed_and_missing_files(tmp_path: Path) -> None:
+    with pytest.raises(InvalidInputError, match="not found"):
+        load_config(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(InvalidInputError, match="not valid YAML"):
+        load_config(bad)
+    bad.write_text("- a list\n- not a mapping\n")
+    with pytest.raises(InvalidInputError, match="expected a mapping"):
+        load_config(bad)
+    bad.write_text(yaml.safe_dump({**BASE, "preset": "volcano"}))
+    with pytest.raises(InvalidInputError, match="preset 'volcano' unknown"):
+        load_config(bad)
+
+
+def test_run_with_a_bad_config_exits_2_and_writes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump({**BASE, "pairs": {"min_range": 9, "max_range": 3}, "matching": {"x": 1}}))
+    before = sorted(tmp_path.rglob("*"))
+    proc = cli("run", str(path), "--out", str(tmp_path / "run"), cwd=tmp_path)
+    assert proc.returncode == 2
+    assert "pairs: min_range" in proc.stderr and "matching.x: unknown key" in proc.stderr
+    assert sorted(tmp_path.rglob("*")) == before  # no run folder, no log, nothing half-written
+
+
+def test_search_range_from_speed_is_never_zero() -> None:
+    m = MatchingConfig(expected_max_speed=1500.0)
+    # 1500 m/yr over 32 days at 30 m: 4.38 px -> x1.5 + 2 = 8.6 -> 9
+    assert search_range_px(m, dt_days=32, pixel_m=30.0) == 9
+    assert search_range_px(MatchingConfig(expected_max_speed=0.001), dt_days=1, pixel_m=10.0) >= 2
+    assert search_range_px(m.model_copy(update={"search_range": 5}), dt_days=300, pixel_m=10) == 5
+    quake = MatchingConfig(expected_max_speed=1.0, expected_max_displacement=20.0)
+    assert search_range_px(quake, dt_days=12, pixel_m=10.0) == 6  # ceil(20.03 m / 10 m x 1.5) + 2
+
+
+def test_json_schema_documents_every_field() -> None:
+    schema = JobConfig.model_json_schema()
+    for section in schema["$defs"].values():
+        for name, prop in section.get("properties", {}).items():
+            assert prop.get("description"), f"{section['title']}.{name} has no description"

@@ -1,0 +1,406 @@
+"""geodeform.workflows: whole jobs on real textures with known motion, resume after kill -9, preflight."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+pytest.importorskip("rasterio")
+pytest.importorskip("xarray")
+pytest.importorskip("distributed")
+
+import rasterio
+import xarray as xr
+from rasterio.transform import from_origin
+from scipy import ndimage
+
+from geodeform.cli.demo import ORIGIN, write_demo_inputs
+from geodeform.config import load_config
+from geodeform.demo import PIXEL_M, load_texture, make_glacier_series
+from geodeform.errors import InvalidInputError, NoDataError
+from geodeform.io import NoOverlapError
+from geodeform.workflows import run_job
+
+YEAR = 365.25
+
+
+@pytest.fixture(scope="module")
+def series():  # type: ignore[no-untyped-def]
+    return make_glacier_series(n_dates=4, interval_days=16)
+
+
+def truth_velocity(series, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:  # type: ignore[no-untyped-def]
+    cols = (x - ORIGIN[0]) / PIXEL_M - 0.5
+    rows = (ORIGIN[1] - y) / PIXEL_M - 0.5
+    vx, vy = series.velocity(rows, cols)
+    return vx * PIXEL_M * YEAR, -vy * PIXEL_M * YEAR
+
+
+def sync_config(path: Path, **changes: object) -> dict:
+    data = yaml.safe_load(path.read_text())
+    data["compute"] = {"cluster": "sync"}
+    data.update(changes)
+    return data
+
+
+def test_ice_job_recovers_the_known_flow_and_writes_every_product(series, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    config = load_config(sync_config(write_demo_inputs(tmp_path / "in", series)))
+    seen: dict[str, int] = {}
+    result = run_job(config, tmp_path / "run", progress=lambda s, d, t: seen.__setitem__(s, t))
+    assert set(seen) >= {"read", "match", "invert", "products"}
+    assert len(result.pairs) == 6 and all(p.status == "ok" for p in result.pairs)  # 4 dates, 16-48 days
+    vel = result.velocity
+    tvx, tvy = truth_velocity(series, vel["x"].values[None, :], vel["y"].values[:, None])
+    err = np.hypot(vel["vx"].values - tvx, vel["vy"].values - tvy)
+    assert np.isfinite(err).mean() > 0.95
+    rmse_px = np.sqrt(np.nanmean(err**2)) * 32 / YEAR / PIXEL_M  # over the median pair span (32 days)
+    assert rmse_px < 0.12, rmse_px
+    # the time series at the fastest node follows v x t
+    ts = result.timeseries
+    i, j = np.unravel_index(np.nanargmax(np.hypot(tvx, tvy)), tvx.shape)
+    years = (ts.dates - ts.dates[0]) / np.timedelta64(1, "D") / YEAR
+    assert np.allclose(ts.dx[:, i, j], tvx[i, j] * years, atol=0.25 * PIXEL_M)
+    assert np.allclose(ts.dy[:, i, j], tvy[i, j] * years, atol=0.25 * PIXEL_M)
+    # products: NetCDF, COG, time series, STAC catalogue that resolves, report, log, resolved config
+    run = tmp_path / "run"
+    with rasterio.open(run / "velocity.tif") as src:
+        assert src.descriptions == ("vx", "vy", "v", "v_error")
+        assert src.crs.to_epsg() == 32721
+    with xr.open_dataset(run / "timeseries.nc") as tsd:
+        assert tsd["east"].shape == (4, *vel["vx"].shape) and tsd["east"].attrs["units"] == "m"
+    import pystac
+
+    catalog = pystac.Catalog.from_file(str(run / "catalog.json"))
+    items = list(catalog.get_items())
+    assert len(items) == 7  # 6 pairs + the composite
+    for item in items:
+        assert Path(item.assets["data"].get_absolute_href()).is_file()
+    assert (run / "report.html").stat().st_size > 10_000 and (run / "quicklooks" / "velocity.png").is_file()
+    assert "pair 2020-01-06_2020-01-22 computed" in (run / "run.log").read_text()
+    assert load_config(run / "config.yaml") == config
+    # chosen search ranges are recorded in the products
+    assert json.loads(vel.attrs["geodeform_search_range_px"])
+    # a second run in the same folder reuses every pair
+    again = run_job(config, run)
+    assert again.pairs_computed == 0 and again.pairs_reused == 6
+
+
+def test_kill_9_then_rerun_recomputes_only_unfinished_pairs(series, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    data = sync_config(write_demo_inputs(tmp_path / "in", make_glacier_series(n_dates=6)))
+    data["matching"]["step"] = 4  # slower pairs, so the kill lands mid-run
+    job = tmp_path / "job.yaml"
+    job.write_text(yaml.safe_dump(data))
+    run = tmp_path / "run"
+    proc = subprocess.Popen(
+        [sys.executable, "-c", "from geodeform.cli import main; main()", "run", str(job), "--out", str(run)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    pairs = run / "pairs"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and len(list(pairs.glob("*.nc"))) < 2:
+        time.sleep(0.02)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    finished = sorted(p.name for p in pairs.glob("*.nc"))
+    assert 2 <= len(finished) < 15, finished
+    assert not (run / "velocity.nc").exists()
+    result = run_job(load_config(job), run)
+    assert len(result.pairs) == 15
+    assert result.pairs_reused == len(finished)
+    assert result.pairs_computed == 15 - len(finished)
+    reused = {Path(p.path).name for p in result.pairs if not p.computed}
+    assert reused == set(finished)
+    assert not [p for p in run.rglob("*") if ".tmp" in p.name or p.name.startswith(".")]
+
+
+def _write(path: Path, data: np.ndarray, origin: tuple[float, float] = ORIGIN, pixel: float = PIXEL_M) -> str:
+    profile = dict(
+        driver="GTiff",
+        width=data.shape[1],
+        height=data.shape[0],
+        count=1,
+        dtype=data.dtype,
+        crs="EPSG:32721",
+        transform=from_origin(*origin, pixel, pixel),
+    )
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data, 1)
+    return str(path)
+
+
+def _pair_job(
+    tmp_path: Path, ref: np.ndarray, sec: np.ndarray, dates: tuple[str, str], **top: object
+) -> dict:
+    a = _write(tmp_path / "a.tif", ref)
+    b = _write(tmp_path / "b.tif", sec)
+    return {
+        "name": "t",
+        "inputs": [{"path": a, "date": dates[0]}, {"path": b, "date": dates[1]}],
+        "compute": {"cluster": "sync"},
+        "output": {"report": False},
+        **top,
+    }
+
+
+def test_preflight_stops_identical_textureless_and_too_small_search(tmp_path: Path) -> None:
+    tex = load_texture()[:256, :256]
+    same = _pair_job(tmp_path, tex, tex, ("2020-01-01", "2020-02-01"), preset="ice")
+    with pytest.raises(InvalidInputError, match="identical"):
+        run_job(load_config(same), tmp_path / "r1")
+    flat = np.full_like(tex, 1000)
+    with pytest.raises(InvalidInputError, match="textureless"):
+        run_job(
+            load_config(_pair_job(tmp_path, tex, flat, ("2020-01-01", "2020-02-01"), preset="ice")),
+            tmp_path / "r2",
+        )
+    small = _pair_job(
+        tmp_path,
+        tex,
+        np.roll(tex, 1, 0),
+        ("2020-01-01", "2020-04-01"),
+        preset="ice",
+        matching={"search_range": 2},
+    )
+    with pytest.raises(InvalidInputError, match="search_range = 2 px is too small"):
+        run_job(load_config(small), tmp_path / "r3")
+    far = _pair_job(tmp_path, tex, tex, ("2020-01-01", "2020-02-01"), preset="ice")
+    _write(tmp_path / "b.tif", tex, origin=(ORIGIN[0] + 50_000, ORIGIN[1]))
+    with pytest.raises(NoOverlapError):
+        run_job(load_config(far), tmp_path / "r4")
+
+
+def _warp(tex: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """secondary(p + d(p)) = reference(p), by fixed-point inversion of the mapping."""
+    rr, cc = np.meshgrid(
+        np.arange(tex.shape[0], dtype=float), np.arange(tex.shape[1], dtype=float), indexing="ij"
+    )
+    pr, pc = rr.copy(), cc.copy()
+    for _ in range(10):
+        pr = rr - ndimage.map_coordinates(dy, [pr, pc], order=1, mode="nearest")
+        pc = cc - ndimage.map_coordinates(dx, [pr, pc], order=1, mode="nearest")
+    out = ndimage.map_coordinates(tex.astype(float), [pr, pc], order=5, mode="mirror")
+    noise = np.random.default_rng(3).normal(0, tex.std() / 30, tex.shape)
+    return np.clip(np.rint(out + noise), 1, 65534).astype(np.uint16)
+
+
+def _node_error(result, dx: np.ndarray, dy: np.ndarray, dt_days: float):  # type: ignore[no-untyped-def]
+    """Error (pixels) of the first pair's product against the imposed pixel field, at the nodes."""
+    with xr.open_dataset(result.pairs[0].path) as ds:
+        x, y = ds["x"].values, ds["y"].values
+        vx, vy = ds["vx"].values, ds["vy"].values
+    cols = (x - ORIGIN[0]) / PIXEL_M - 0.5
+    rows = (ORIGIN[1] - y) / PIXEL_M - 0.5
+    rr, cc = np.meshgrid(rows, cols, indexing="ij")
+    tdx = ndimage.map_coordinates(dx, [rr, cc], order=1)
+    tdy = ndimage.map_coordinates(dy, [rr, cc], order=1)
+    k = dt_days / YEAR / PIXEL_M
+    return vx * k - tdx, -vy * k - tdy
+
+
+def test_slide_defaults_give_valid_vectors_on_a_landslide(tmp_path: Path) -> None:
+    tex = load_texture()[:320, :320]
+    rr, cc = np.mgrid[:320, :320].astype(float)
+    lobe = 1.2 * np.exp(
+        -(((rr - 170) / 60) ** 2 + ((cc - 150) / 45) ** 2)
+    )  # up to 1.2 px in 1 year, downslope
+    dx, dy = 0.3 * lobe, lobe
+    job = _pair_job(tmp_path, tex, _warp(tex, dx, dy), ("2019-08-01", "2020-08-01"), preset="slide")
+    result = run_job(load_config(job), tmp_path / "run")
+    ex, ey = _node_error(result, dx, dy, 366)
+    err = np.hypot(ex, ey)
+    assert np.isfinite(err).mean() > 0.9  # valid vectors on most of the AOI
+    assert np.sqrt(np.nanmean(err**2)) < 0.1
+    assert result.config.matching.step == 8 and result.pairs[0].search_range >= 3
+
+
+def test_quake_defaults_measure_a_fault_offset(tmp_path: Path) -> None:
+    tex = load_texture()[:320, :320]
+    rr, cc = np.mgrid[:320, :320].astype(float)
+    side = np.tanh((cc - 0.4 * rr - 100) / 1.5)  # a fault crossing the image, right-lateral 0.8 px
+    dx, dy = np.zeros_like(side), 0.4 * side
+    job = _pair_job(tmp_path, tex, _warp(tex, dx, dy), ("2023-02-01", "2023-02-13"), preset="quake")
+    result = run_job(load_config(job), tmp_path / "run")
+    assert not result.config.inversion.enabled and result.timeseries is None
+    ex, ey = _node_error(result, dx, dy, 12)
+    err = np.hypot(ex, ey)
+    assert np.isfinite(err).mean() > 0.85
+    with xr.open_dataset(result.pairs[0].path) as ds:
+        x = ds["x"].values
+        y = ds["y"].values
+    cols = (x - ORIGIN[0]) / PIXEL_M - 0.5
+    rows = (ORIGIN[1] - y) / PIXEL_M - 0.5
+    dist = np.abs(cols[None, :] - 0.4 * rows[:, None] - 100) / np.hypot(1, 0.4)
+    far = dist > 40  # chips (48 px) not straddling the fault
+    # Both sides move: the co-registration (one shift on every node) fixes the frame only up to a constant,
+    # the median of the motion. The relative displacement (the slip) must be right.
+    fx, fy = np.nanmedian(ex[far]), np.nanmedian(ey[far])
+    assert np.hypot(fx, fy) < 0.4
+    assert np.sqrt(np.nanmean((ex[far] - fx) ** 2 + (ey[far] - fy) ** 2)) < 0.05
+    assert (tmp_path / "run" / "velocity.nc").is_file()
+
+
+def test_all_pairs_failing_is_a_clear_error(tmp_path: Path) -> None:
+    tex = load_texture()[:256, :256].astype(np.float32)
+    noise = np.random.default_rng(0).normal(1000, 200, tex.shape).astype(np.float32)
+    job = _pair_job(tmp_path, tex, noise, ("2020-01-01", "2020-01-17"), preset="ice")
+    job["corrections"] = {"min_quality": 0.9}
+    with pytest.raises(NoDataError, match="every pair failed to match: 2020-01-01 -> 2020-01-17"):
+        run_job(load_config(job), tmp_path / "run")
+
+
+def test_local_cluster_and_slurm_job_script(series, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from geodeform.config import SlurmConfig
+    from geodeform.parallel import executor, slurm_cluster
+
+    with executor("local", workers=2) as ex:
+        got = dict(ex.map(abs, [-1, -2, -3]))
+    assert got == {0: 1, 1: 2, 2: 3}
+    pytest.importorskip("dask_jobqueue")
+    slurm = SlurmConfig(
+        queue="short",
+        account="geo42",
+        walltime="02:00:00",
+        cores=8,
+        memory="32GB",
+        job_extra_directives=["--constraint=skylake"],
+    )
+    cluster = slurm_cluster(slurm, threads=2)
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    for line in (
+        "#SBATCH -p short",
+        "#SBATCH -A geo42",
+        "#SBATCH -t 02:00:00",
+        "#SBATCH --constraint=skylake",
+        "--nworkers 4",
+        "--nthreads 2",
+    ):
+        assert line in script, script
+
+
+def _es_scene(folder: Path, tile: str, day: str, data: np.ndarray, x0: float, y0: float) -> None:
+    """An Earth Search-style scene folder (``S2B_<tile>_<date>_0_L2A/B04.tif``), as the local index reads."""
+    scene = folder / f"S2B_{tile}_{day}_0_L2A"
+    scene.mkdir(parents=True)
+    profile = dict(
+        driver="GTiff",
+        width=data.shape[1],
+        height=data.shape[0],
+        count=1,
+        dtype="uint16",
+        crs="EPSG:32632",
+        transform=from_origin(x0, y0, 10.0, 10.0),
+        nodata=0,
+    )
+    with rasterio.open(scene / "B04.tif", "w", **profile) as dst:
+        dst.write(data, 1)
+
+
+def test_survey_mosaics_adjacent_tiles_without_a_seam(tmp_path: Path) -> None:
+    """Two MGRS tiles (32TLR | 32TMR, seam at x = 400 km) and two dates: each date is mosaicked before
+    matching, so the motion that straddles the seam is measured on both sides and across it."""
+    n = 400
+    tex = load_texture()[:n, :n]
+    rr, cc = np.mgrid[:n, :n].astype(float)
+    blob = np.exp(-(((rr - 200) / 70) ** 2 + ((cc - 200) / 90) ** 2))
+    dx, dy = 0.9 * blob, 0.3 * blob  # px in 10 days, centred on the seam (column 200 = x 400 km)
+    moved = _warp(tex, dx, dy)
+    x0, y0 = 398_000.0, 5_050_000.0
+    cut_left, cut_right = 300, 250  # the tiles overlap on columns 250-299
+    catalog = tmp_path / "scenes"
+    for day, img in (("20230801", tex), ("20230811", moved)):
+        _es_scene(catalog, "32TLR", day, np.ascontiguousarray(img[:, :cut_left]), x0, y0)
+        _es_scene(catalog, "32TMR", day, np.ascontiguousarray(img[:, cut_right:]), x0 + 10.0 * cut_right, y0)
+    from pyproj import Transformer
+
+    to_ll = Transformer.from_crs(32632, 4326, always_xy=True)
+    w, s = to_ll.transform(x0 + 200, y0 - 10 * n + 200)
+    e, nn = to_ll.transform(x0 + 10 * n - 200, y0 - 200)
+    job = {
+        "name": "survey",
+        "preset": "survey",
+        "search": {
+            "collection": "sentinel-2-l2a",
+            "catalog": str(catalog),
+            "start": "2023-07-01",
+            "end": "2023-08-31",
+            "aoi": {"bbox": [w, s, e, nn], "tiles": ["32TLR", "32TMR"]},
+            "max_aoi_cloud": 100,
+            "min_valid": 0,
+            "mask_clouds": False,
+            "resolution": 10,
+        },
+        "matching": {"step": 8},
+        "compute": {"cluster": "sync"},
+        "output": {"report": False},
+    }
+    result = run_job(load_config(job), tmp_path / "run")
+    assert len(result.stack.acquisitions) == 2
+    assert all(len(a.sources) == 2 for a in result.stack.acquisitions)  # one mosaic of two tiles per date
+    with xr.open_dataset(result.pairs[0].path) as ds:
+        x, y = ds["x"].values, ds["y"].values
+        vx, vy = ds["vx"].values, ds["vy"].values
+    cols = (x - x0) / 10 - 0.5
+    rows = (y0 - y) / 10 - 0.5
+    inside = (cols > 20) & (cols < n - 20)
+    seam = np.abs(x - 400_000) < 200  # node columns within 200 m of the tile edge
+    assert seam.any()
+    assert np.isfinite(vx[:, seam]).mean() > 0.95  # no seam gap
+    rg, cg = np.meshgrid(rows, cols, indexing="ij")
+    k = 10 / YEAR / 10  # m/yr -> px over 10 days at 10 m
+    ex = vx * k - ndimage.map_coordinates(dx, [rg, cg], order=1)
+    ey = -vy * k - ndimage.map_coordinates(dy, [rg, cg], order=1)
+    err = np.hypot(ex, ey)[:, inside]
+    assert np.isfinite(err).mean() > 0.9
+    assert np.sqrt(np.nanmean(err**2)) < 0.1
+
+
+def test_job_from_the_local_stac_api_on_real_sentinel2(tmp_path: Path) -> None:
+    """Search -> AOI cloud scoring -> SCL masking -> reads -> match, on real Sentinel-2 crops (33TWM, 240 m)
+    served by the local STAC API. The ground is static over the two days, so the offsets are noise."""
+    from _stac_helpers import BBOX, stac_url
+
+    search = {
+        "collection": "s2-l2a",
+        "catalog": stac_url(),
+        "start": "2023-08-11",
+        "end": "2023-08-19",
+        "aoi": {"bbox": list(BBOX)},
+        "max_aoi_cloud": 20,
+    }
+    job = {
+        "name": "s2",
+        "preset": "ice",
+        "search": search,
+        "compute": {"cluster": "sync"},
+        "pairs": {"min_range": 1, "max_range": 30, "same_orbit": False},
+        "matching": {"step": 8},
+        "output": {"report": False},
+    }
+    result = run_job(load_config(job), tmp_path / "run")
+    assert [str(a.date) for a in result.stack.acquisitions] == [
+        "2023-08-13",
+        "2023-08-15",
+    ]  # cloudy 08-18 out
+    pair = result.pairs[0]
+    assert pair.status == "ok" and pair.coverage > 0.9
+    px_per_yr = 240.0 * YEAR / 2  # one pixel over the two days, m/yr
+    assert pair.stable_nmad_x / px_per_yr < 0.1 and pair.stable_nmad_y / px_per_yr < 0.1
+    # The same orbit only (R122): 08-13 with the cloudy 08-18, whose SCL masks most of the AOI.
+    job["search"] = {**search, "max_aoi_cloud": 100}
+    job["pairs"] = {"min_range": 1, "max_range": 30}
+    with pytest.raises(NoDataError, match=r"every pair failed to match: 2023-08-13 -> 2023-08-18: .*MASKED"):
+        run_job(load_config(job), tmp_path / "run2")
