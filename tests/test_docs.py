@@ -83,13 +83,14 @@ def test_getting_started_demo_and_its_explanation(tmp_path: Path) -> None:
     assert demo.returncode == 0, demo.stderr
     last = demo.stdout.strip().splitlines()[-1]
     m = re.match(
-        r"velocity error vs truth: RMSE ([\d.]+) m/yr \(([\d.]+) px\) over (\d+)% of the nodes", last
+        r"velocity error vs truth: RMSE ([\d.]+) m/yr \(([\d.]+) px.* over (\d+)% of the nodes",
+        last,
     )
     assert m, last
     assert float(m.group(2)) < 0.15 and int(m.group(3)) >= 90
     explained = _run([sys.executable, str(EXAMPLES / "demo_explained.py")], cwd=tmp_path)
     assert explained.returncode == 0, explained.stdout + explained.stderr
-    assert f"RMSE {float(m.group(1)):.1f} m/yr" in explained.stdout  # same number as the demo's last line
+    assert f"RMSE {m.group(1)} m/yr" in explained.stdout  # the same number as the demo's last line
 
 
 def test_pages_show_the_tested_scripts() -> None:
@@ -138,10 +139,11 @@ def test_config_reference_renders_every_field() -> None:
         matching: Matching = pydantic.Field(default_factory=Matching, description="Matching settings.")
 
     text = refgen.config_markdown([Job])
-    assert "## `Job`" in text and "## `Matching`" in text and "Unknown keys are rejected." in text
-    assert "| `preset` | literal | — | `'ice'` | 'ice', 'slide' | Preset. |" in text
-    assert "| `chip` | int | px | `32` | ≥ 4 | Chip size (px). |" in text
-    assert "| `method` | Method | — | `'ncc'` | 'ncc', 'phase' | Matcher. |" in text
+    assert "## `Job`" in text and "## `matching` (Matching)" in text and "Unknown keys are rejected." in text
+    assert "section [`matching`](#matching-matching)" in text
+    assert "| `preset` | literal | — | `'ice'` | `'ice'`, `'slide'` | Preset. |" in text
+    assert "| `chip` | int | px | `32` | ≥ `4` | Chip size (px). |" in text
+    assert "| `method` | Method | — | `'ncc'` | `'ncc'`, `'phase'` | Matcher. |" in text
     assert "| `max_days` | float \\| None | d | `None` |" in text
 
 

@@ -78,17 +78,25 @@ models = refgen.config_models()
 with mkdocs_gen_files.open("reference/config.md", "w") as fh:
     fh.write("# Configuration reference\n\n")
     if models:
+        config = importlib.import_module("geodeform.config")
         fh.write(
-            "Generated at build time from the pydantic models of `geodeform.config`: every field with its "
-            "type, unit, default and allowed values.\n\n"
+            "A job is one YAML file: `geodeform init --preset ice > job.yaml` writes a complete, commented "
+            "one, `geodeform run job.yaml` runs it ([Running a job](../guide/jobs.md)). This page is made "
+            "at build time from the pydantic models of `geodeform.config`: every field with its type, unit, "
+            "default and allowed values. Unknown keys are errors.\n\n"
         )
+        if hasattr(config, "PRESETS") and hasattr(config, "JobConfig"):
+            fh.write(
+                "## Presets\n\n`preset: NAME` lays these values under your file (yours win); `·` = the "
+                "model default. `geodeform init --preset NAME` also fills in an example `search`.\n\n"
+            )
+            fh.write(refgen.presets_markdown(config.PRESETS, config.JobConfig) + "\n")
+        if hasattr(config, "config_to_yaml") and hasattr(config, "preset_config"):
+            example = config.config_to_yaml(config.preset_config("ice"))
+            fh.write(f"## Example: `geodeform init --preset ice`\n\n```yaml\n{example}```\n\n")
         fh.write(refgen.config_markdown(models))
     else:
         fh.write(
-            "Job configuration files (`geodeform.config`, pydantic models loaded from YAML) are not part of "
-            "this version yet. When they are, this page is generated from the models themselves (field, "
-            "type, unit, default, allowed values) by `docs/scripts/gen_ref.py`; nothing here is written by "
-            "hand.\n\n"
-            "Until then every setting is a keyword argument of the Python API, documented in the "
-            "[API reference](api/index.md), or an option of the [command line](cli.md).\n"
+            "Job configuration files (`geodeform.config`) are not part of this version. When they are, this "
+            "page is generated from the pydantic models themselves by `docs/scripts/gen_ref.py`.\n"
         )

@@ -171,6 +171,20 @@ def geodeform_command() -> Command:
 _UNIT_RE = re.compile(
     r"\[([^\]]+)\]\s*$|\(([^()]*?\b(?:px|pixels?|m|m/yr|days?|%|dB|deg|degrees|s)\b)\)\s*\.?$"
 )
+# Units named in descriptions ("Correlation window, pixels."), most specific first.
+_UNIT_WORDS = (
+    ("acquisitions or days", "acquisitions or days"),
+    ("m/yr", "m/yr"),
+    ("m/day", "m/day"),
+    ("robust sigmas", "robust σ"),
+    ("percent", "%"),
+    ("pixels", "px"),
+    ("metres", "m"),
+    ("meters", "m"),
+    ("degrees", "deg"),
+    ("days", "days"),
+    ("YYYY-MM-DD", "YYYY-MM-DD"),
+)
 
 
 def config_models(module: str = "geodeform.config") -> list[type]:
@@ -215,9 +229,9 @@ def _allowed(annotation: Any, metadata: Iterable[Any]) -> str:
     values: list[str] = []
     for a in _flatten(annotation):
         if typing.get_origin(a) is typing.Literal:
-            values += [repr(v) for v in typing.get_args(a)]
+            values += [f"`{v!r}`" for v in typing.get_args(a)]
         elif inspect.isclass(a) and issubclass(a, enum.Enum):
-            values += [repr(m.value) for m in a]
+            values += [f"`{m.value!r}`" for m in a]
     for m in metadata:
         for attr, sym in (
             ("ge", "≥"),
@@ -230,7 +244,7 @@ def _allowed(annotation: Any, metadata: Iterable[Any]) -> str:
         ):
             v = getattr(m, attr, None)
             if v is not None:
-                values.append(f"{sym} {v}")
+                values.append(f"{sym} `{v}`")
     return ", ".join(values)
 
 
@@ -245,12 +259,33 @@ def _flatten(annotation: Any) -> Iterator[Any]:
 
 
 def _unit(info: Any) -> str:
+    """The unit of a field: ``json_schema_extra={"unit": ...}``, a trailing "(px)" / "[m]", or a unit word of
+    the description; only for numeric and date fields (a path to a velocity map has no unit)."""
+    import datetime
+
     extra = info.json_schema_extra if isinstance(info.json_schema_extra, dict) else {}
     for key in ("unit", "units"):
         if key in extra:
             return str(extra[key])
-    m = _UNIT_RE.search(info.description or "")
-    return (m.group(1) or m.group(2)) if m else ""
+    desc = info.description or ""
+    leaves = set()
+    stack = [info.annotation]
+    while stack:
+        a = stack.pop()
+        args = typing.get_args(a)
+        if args:
+            stack.extend(args)
+        else:
+            leaves.add(a)
+    if not leaves & {int, float, datetime.date, datetime.datetime}:
+        return ""
+    m = _UNIT_RE.search(desc)
+    if m:
+        return m.group(1) or m.group(2)
+    for word, unit in _UNIT_WORDS:
+        if re.search(rf"(?<![\w/]){re.escape(word)}(?![\w/])", desc):
+            return unit
+    return ""
 
 
 def _default(info: Any) -> str:
@@ -280,18 +315,36 @@ def _nested_models(annotation: Any) -> Iterator[type]:
         stack.extend(typing.get_args(a))
 
 
+def _roots(models: Any) -> list[type]:
+    """Models that no other model of the list nests (e.g. the job file) first, then the others."""
+    fields = [i for model in models for i in model.model_fields.values()]
+    nested = {m for i in fields for m in _nested_models(i.annotation)}
+    return [m for m in models if m not in nested] + [m for m in models if m in nested]
+
+
+def _anchor(path: str, model: type) -> str:
+    """The id mkdocs' toc gives the heading "`path` (Model)"."""
+    text = re.sub(r"[^\w\s-]", "", f"{path} ({model.__name__})").strip().lower()  # Python-Markdown's slugify
+    return re.sub(r"[-\s]+", "-", text)
+
+
 def config_markdown(models: Iterable[type], *, heading: str = "##") -> str:
-    """Markdown tables, one per model (nested models included once): field, type, unit, default, allowed,
-    description."""
+    """Markdown tables, one per model, the top-level ones first and each nested model once, under the YAML
+    path where it first appears: field, type, unit, default, allowed values, description."""
     out: list[str] = []
     seen: set[type] = set()
-    queue = list(models)
-    while queue:
-        model = queue.pop(0)
+    models = list(models)
+    roots = _roots(models)
+    queue: list[tuple[type, str]] = [(m, "") for m in roots[:1]]
+    while queue or any(m not in seen for m in roots):
+        if not queue:  # a model that the first root does not reach
+            queue.append((next(m for m in roots if m not in seen), ""))
+        model, path = queue.pop(0)
         if model in seen:
             continue
         seen.add(model)
-        out.append(f"{heading} `{model.__name__}`\n")
+        title = f"`{path}` ({model.__name__})" if path else f"`{model.__name__}`"
+        out.append(f"{heading} {title}\n")
         doc = inspect.cleandoc(model.__doc__ or "")
         if doc and not doc.startswith("Usage docs:"):
             out.append(doc.split("\n\n")[0] + "\n")
@@ -302,11 +355,14 @@ def config_markdown(models: Iterable[type], *, heading: str = "##") -> str:
         out.append("|---|---|---|---|---|---|")
         for name, info in model.model_fields.items():
             key = info.alias or name
+            sub_path = f"{path}.{key}" if path else key
+            nested = list(_nested_models(info.annotation))
+            default = f"section [`{sub_path}`](#{_anchor(sub_path, nested[0])})" if nested else _default(info)
             out.append(
-                f"| `{key}` | {_cell(_type_name(info.annotation))} | {_cell(_unit(info))} | {_default(info)} "
+                f"| `{key}` | {_cell(_type_name(info.annotation))} | {_cell(_unit(info))} | {default} "
                 f"| {_cell(_allowed(info.annotation, info.metadata))} | {_cell(info.description or '')} |"
             )
-            queue += [m for m in _nested_models(info.annotation) if m not in seen]
+            queue += [(m, sub_path) for m in nested if m not in seen and all(m is not q for q, _ in queue)]
         out.append("")
     return "\n".join(out)
 
@@ -324,8 +380,8 @@ def peerbench_markdown(run: dict[str, Any], *, source: str) -> str:
     out = [
         f"Run of {run.get('date', '?')} on {run.get('machine', {}).get('cores', '?')} cores "
         f"({run.get('machine', {}).get('cpu', '?')}), {args.get('threads', '?')} thread(s) per method, "
-        f"best of {args.get('repeats', '?')} timed repeats; chip {args.get('chip')}, step {args.get('step')}, "
-        f"search {args.get('search')}. Source: `{source}`.\n",
+        f"best of {args.get('repeats', '?')} timed repeats; chip {args.get('chip')}, "
+        f"step {args.get('step')}, search {args.get('search')}. Source: `{source}`.\n",
         "Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if not k.startswith("cv2.")) + ".\n",
     ]
     cases = {c["case"]: c for c in run.get("cases", [])}
@@ -340,14 +396,16 @@ def peerbench_markdown(run: dict[str, Any], *, source: str) -> str:
                 info.get("kind"),
                 info.get("truth_desc"),
                 f"{info['snr_db']:g} dB" if info.get("snr_db") is not None else None,
-                f"median CRLB {info['crlb_px_median']:.3f} px" if info.get("crlb_px_median") is not None else None,
+                f"median CRLB {info['crlb_px_median']:.3f} px" if info.get("crlb_px_median") else None,
             )
             if s
         )
         out.append(f"### `{case}`\n")
         if desc:
             out.append(desc + "\n")
-        out.append("| method | RMSE px | median abs. error px | coverage % | bias dx, dy px | nodes/s | status |")
+        out.append(
+            "| method | RMSE px | median abs. error px | coverage % | bias dx, dy px | nodes/s | status |"
+        )
         out.append("|---|---:|---:|---:|---:|---:|---|")
         for r in sorted(rows, key=lambda r: (r.get("rmse_px") is None, r.get("rmse_px") or 0)):
             name = r.get("method", "?")
@@ -363,3 +421,44 @@ def peerbench_markdown(run: dict[str, Any], *, source: str) -> str:
             out.append("| " + " | ".join(cells) + " |")
         out.append("")
     return "\n".join(out)
+
+
+def _flatten_dict(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flatten_dict(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def _model_default(model: Any, dotted: str) -> Any:
+    from pydantic_core import PydanticUndefined
+
+    value: Any = None
+    for part in dotted.split("."):
+        info = model.model_fields.get(part) if model is not None else None
+        if info is None:
+            return "?"
+        if info.default is not PydanticUndefined:
+            value = info.default
+        elif info.default_factory is not None:
+            value = info.default_factory()
+        else:
+            return "required"
+        nested = list(_nested_models(info.annotation))
+        model = nested[0] if nested else None
+    return value.value if isinstance(value, enum.Enum) else value
+
+
+def presets_markdown(presets: dict[str, dict[str, Any]], root: type) -> str:
+    """One row per setting a preset changes, one column per preset, and the model's own default."""
+    flat = {name: _flatten_dict(p) for name, p in presets.items()}
+    keys = sorted({k for f in flat.values() for k in f} - {"preset"})
+    out = ["| setting | default | " + " | ".join(f"`{n}`" for n in presets) + " |"]
+    out.append("|---|---|" + "---|" * len(presets))
+    for k in keys:
+        cells = [_code(repr(flat[n][k])) if k in flat[n] else "·" for n in presets]
+        out.append(f"| `{k}` | {_code(repr(_model_default(root, k)))} | " + " | ".join(cells) + " |")
+    return "\n".join(out) + "\n"
