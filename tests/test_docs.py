@@ -170,4 +170,9 @@ def test_site_builds_strict(tmp_path: Path) -> None:
     assert "geodeform offsets" in cli and "--max-aoi-cloud" in cli
     api = (site / "reference" / "api" / "geodeform.offsets" / "index.html").read_text()
     assert "NccOptions" in api and "search_range" in api
-    assert (site / "img" / "demo.png").exists()
+    assert (site / "img" / "demo_velocity.png").exists()
+    assert "peerbench" in (site / "peerbench" / "index.html").read_text()
+    if importlib.util.find_spec("geodeform.config") is not None:
+        config = (site / "reference" / "config" / "index.html").read_text()
+        assert "expected_max_speed" in config and "m/yr" in config and "geodeform init --preset ice" in config
+        assert "geodeform run" in cli and "geodeform init" in cli
