@@ -70,11 +70,16 @@ def test_ice_job_recovers_the_known_flow_and_writes_every_product(series, tmp_pa
     years = (ts.dates - ts.dates[0]) / np.timedelta64(1, "D") / YEAR
     assert np.allclose(ts.dx[:, i, j], tvx[i, j] * years, atol=0.25 * PIXEL_M)
     assert np.allclose(ts.dy[:, i, j], tvy[i, j] * years, atol=0.25 * PIXEL_M)
+    # on still ground the series' 1-sigma includes the per-date image noise: normalised errors ~ N(0, 1)
+    still = np.hypot(tvx, tvy) == 0
+    z = np.concatenate([ts.dx[1:, still] / ts.sigma_dx[1:, still], ts.dy[1:, still] / ts.sigma_dy[1:, still]])
+    z = z[np.isfinite(z)]
+    assert 0.6 < np.median(np.abs(z)) / 0.6745 < 1.6
     # products: NetCDF, COG, time series, STAC catalogue that resolves, report, log, resolved config
     run = tmp_path / "run"
     with rasterio.open(run / "velocity.tif") as src:
         assert src.descriptions == ("vx", "vy", "v", "v_error")
-        assert src.crs.to_epsg() == 32721
+        assert src.crs.to_epsg() == 32621
     with xr.open_dataset(run / "timeseries.nc") as tsd:
         assert tsd["east"].shape == (4, *vel["vx"].shape) and tsd["east"].attrs["units"] == "m"
     import pystac
@@ -92,6 +97,21 @@ def test_ice_job_recovers_the_known_flow_and_writes_every_product(series, tmp_pa
     # a second run in the same folder reuses every pair
     again = run_job(config, run)
     assert again.pairs_computed == 0 and again.pairs_reused == 6
+    # a reference velocity map gives per-node search ranges: wide on the glacier, minimal off it
+    from geodeform.workflows.job import _search_ranges
+
+    ref = config.model_copy(
+        update={
+            "matching": config.matching.model_copy(update={"reference_velocity": str(run / "velocity.nc")})
+        }
+    )
+    radius = _search_ranges(ref, result.stack, 48.0)
+    assert radius.shape == vel["vx"].shape
+    fast = np.hypot(tvx, tvy) > 1000
+    slow = np.hypot(tvx, tvy) < 20
+    assert radius[fast].min() >= 7 and radius[slow].max() <= 3  # 1460 m/yr x 48 d = 6.4 px; still ground
+    rerun = run_job(ref, tmp_path / "run-ref")
+    assert all(p.status == "ok" for p in rerun.pairs)
 
 
 def test_kill_9_then_rerun_recomputes_only_unfinished_pairs(series, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -131,7 +151,7 @@ def _write(path: Path, data: np.ndarray, origin: tuple[float, float] = ORIGIN, p
         height=data.shape[0],
         count=1,
         dtype=data.dtype,
-        crs="EPSG:32721",
+        crs="EPSG:32621",
         transform=from_origin(*origin, pixel, pixel),
     )
     with rasterio.open(path, "w", **profile) as dst:
@@ -255,8 +275,11 @@ def test_all_pairs_failing_is_a_clear_error(tmp_path: Path) -> None:
     noise = np.random.default_rng(0).normal(1000, 200, tex.shape).astype(np.float32)
     job = _pair_job(tmp_path, tex, noise, ("2020-01-01", "2020-01-17"), preset="ice")
     job["corrections"] = {"min_quality": 0.9}
+    job["output"] = {"report": True}
     with pytest.raises(NoDataError, match="every pair failed to match: 2020-01-01 -> 2020-01-17"):
         run_job(load_config(job), tmp_path / "run")
+    report = (tmp_path / "run" / "report.html").read_text()  # written anyway, with the reason
+    assert "every pair failed to match" in report and "failed" in report
 
 
 def test_local_cluster_and_slurm_job_script(series, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -404,3 +427,34 @@ def test_job_from_the_local_stac_api_on_real_sentinel2(tmp_path: Path) -> None:
     job["pairs"] = {"min_range": 1, "max_range": 30}
     with pytest.raises(NoDataError, match=r"every pair failed to match: 2023-08-13 -> 2023-08-18: .*MASKED"):
         run_job(load_config(job), tmp_path / "run2")
+
+
+def test_roi_crops_the_processed_region(tmp_path: Path) -> None:
+    from pyproj import Transformer
+
+    tex = load_texture()[:256, :256]
+    job = _pair_job(tmp_path, tex, np.roll(tex, 1, 1), ("2020-01-01", "2020-01-17"), preset="ice")
+    to_ll = Transformer.from_crs(32621, 4326, always_xy=True)
+    x0, y0 = ORIGIN
+    w, s = to_ll.transform(x0 + 30 * 40, y0 - 30 * 200)  # columns 40-200, rows 60-200
+    e, n = to_ll.transform(x0 + 30 * 200, y0 - 30 * 60)
+    result = run_job(load_config({**job, "roi": [w, s, e, n]}), tmp_path / "run")
+    h, wid = result.stack.grid.shape
+    assert 138 <= h <= 152 and 158 <= wid <= 172  # the ROI, grown by the lon/lat box of a UTM rectangle
+    assert result.pairs[0].status == "ok"
+    with pytest.raises(InvalidInputError, match=r"roi .* does not overlap"):
+        run_job(load_config({**job, "roi": [10.0, 10.0, 10.1, 10.1]}), tmp_path / "run2")
+    with pytest.raises(InvalidInputError, match=r"roi: .*west < east"):
+        load_config({**job, "roi": [e, s, w, n]})
+
+
+def test_date_noise_recovers_per_image_errors() -> None:
+    from geodeform.workflows import date_noise
+
+    s = np.array([0.1, 0.4, 0.2, 0.3, 0.1])
+    pairs = [(i, j) for i in range(5) for j in range(i + 1, 5) if j - i <= 2]
+    sigma = np.array([np.hypot(s[i], s[j]) for i, j in pairs])
+    assert np.allclose(date_noise(pairs, sigma, 5), s, atol=1e-6)
+    sigma[0] = np.nan  # a pair without an error estimate is ignored
+    assert np.allclose(date_noise(pairs, sigma, 5), s, atol=1e-6)
+    assert np.all(date_noise(pairs, np.full(len(pairs), np.nan), 5) == 0)

@@ -303,6 +303,11 @@ class JobConfig(_Model):
     inputs: list[InputImage] = Field(
         default_factory=list, description="Local images on one grid, instead of a search (2-100)."
     )
+    roi: tuple[float, float, float, float] | None = Field(
+        None,
+        description="Region of interest processed, (west, south, east, north) in degrees: the images are "
+        "cropped to it (default: the whole AOI / the first input image).",
+    )
     dem: str | None = Field(
         None, description="DEM raster (m); stable ground then excludes slopes steeper than steep_slope_deg."
     )
@@ -318,6 +323,11 @@ class JobConfig(_Model):
     inversion: InversionConfig = Field(default_factory=lambda: InversionConfig(), description="Time series.")
     output: OutputConfig = Field(default_factory=lambda: OutputConfig(), description="Products.")
     compute: ComputeConfig = Field(default_factory=lambda: ComputeConfig(), description="Execution.")
+
+    @field_validator("roi")
+    @classmethod
+    def _roi_order(cls, v: tuple[float, float, float, float] | None) -> Any:
+        return AOIConfig._bbox_order(v)
 
     @model_validator(mode="after")
     def _source(self) -> JobConfig:

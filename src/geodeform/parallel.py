@@ -88,7 +88,7 @@ def executor(
             n_workers=n,
             threads_per_worker=threads,
             processes=True,
-            dashboard_address=None,
+            dashboard_address=":0",  # a free port: never collides with another cluster
             silence_logs=logging.ERROR,
         )
         description = f"Dask LocalCluster, {n} worker(s) x {threads} thread(s)"
@@ -102,6 +102,7 @@ def executor(
     else:
         raise InvalidInputError(f"compute.cluster {kind!r} unknown; use local, slurm or sync")
     client = Client(cluster)
+    log.info("Dask dashboard: %s", client.dashboard_link)
     try:
         yield Executor(client, description, n)
     finally:

@@ -14,8 +14,8 @@ from geodeform.cli.app import app
 
 __all__ = ["demo", "write_demo_inputs"]
 
-ORIGIN = (717345.0, -2776995.0)  # UTM 21S (EPSG:32721) upper-left corner of the shipped crop, metres
-CRS = "EPSG:32721"
+ORIGIN = (717345.0, -2776995.0)  # crop corner, m (UTM 21, negative northings as Landsat: EPSG:32621)
+CRS = "EPSG:32621"
 
 
 def _write_geotiff(path: Path, data: np.ndarray, date: str, nodata: float | None = 0) -> None:

@@ -6,7 +6,6 @@ rows (south). Map-frame inputs (vx east, vy north) are accepted where stated wit
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -37,6 +36,17 @@ def _windows(v: NDArray[np.float64], size: int) -> NDArray[np.float64]:
     return sliding_window_view(padded, (size, size))
 
 
+def _nanmedian_last(a: NDArray[np.float64]) -> NDArray[np.float64]:
+    """Median over the last axis ignoring NaN (NaN where all are NaN); sort-based, ~10x faster than
+    ``np.nanmedian`` on many small windows (which goes through masked arrays)."""
+    srt = np.sort(a, axis=-1)  # NaN sorts last
+    count = np.isfinite(a).sum(axis=-1)
+    lo = np.clip((count - 1) // 2, 0, None)[..., None]
+    hi = np.clip(count // 2, 0, None)[..., None]
+    med = 0.5 * (np.take_along_axis(srt, lo, -1)[..., 0] + np.take_along_axis(srt, hi, -1)[..., 0])
+    return np.where(count > 0, med, np.nan)
+
+
 def quality_mask(quality: ArrayLike, min_quality: float) -> NDArray[np.bool_]:
     """Nodes whose matching quality (e.g. correlation peak, in [0, 1]) is below ``min_quality`` or NaN."""
     q = np.asarray(quality, dtype=np.float64)
@@ -63,10 +73,9 @@ def median_mad_mask(
     """
     v = as_map(values, "values")
     win = _windows(v, size).reshape(*v.shape, -1)
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows
-        med = np.nanmedian(win, axis=-1)
-        mad = NMAD * np.nanmedian(np.abs(win - med[..., None]), axis=-1)
+    with np.errstate(invalid="ignore"):
+        med = _nanmedian_last(win)
+        mad = NMAD * _nanmedian_last(np.abs(win - med[..., None]))
     dev = np.abs(v - med)
     with np.errstate(invalid="ignore"):
         return np.isfinite(v) & (dev > np.maximum(n_mad * mad, min_deviation))

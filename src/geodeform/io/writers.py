@@ -88,9 +88,7 @@ def _band_tags(ds: xr.Dataset) -> dict[str, str]:
     return tags
 
 
-def write_cog(
-    ds: xr.Dataset, path: str | os.PathLike[str], *, bands: tuple[str, ...] = COG_BANDS
-) -> Path:
+def write_cog(ds: xr.Dataset, path: str | os.PathLike[str], *, bands: tuple[str, ...] = COG_BANDS) -> Path:
     """Write a product Dataset as a multi-band Cloud-Optimized GeoTIFF, atomically.
 
     Bands (float32, nodata NaN, DEFLATE, 256 px tiles, averaged overviews while the image is larger than a

@@ -18,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import os
 import time
 from collections.abc import Callable
@@ -37,6 +38,7 @@ __all__ = [
     "PairOutcome",
     "ResourceEstimate",
     "RunResult",
+    "date_noise",
     "estimate_resources",
     "preflight",
     "process_pair",
@@ -220,14 +222,18 @@ def _stable_nodes(config: JobConfig, stack: ImageStack) -> NDArray[np.bool_] | N
 # ------------------------------------------------------------------------------------------- preflight
 
 
-def _texture(path: Path) -> tuple[float, float]:
-    """(valid fraction, median absolute gradient / robust std) of one image: ~0 for a blank AOI."""
-    img = read_image(path)
-    ok = np.isfinite(img)
+def _texture(img: NDArray[np.float32]) -> tuple[float, float]:
+    """(valid fraction, median absolute column difference) of one image: 0 for a blank AOI.
+
+    Computed on every 4th row (a full-tile median would cost seconds and says nothing more).
+    """
+    sub = img[::4]
+    ok = np.isfinite(sub)
     if ok.sum() < 16:
         return float(ok.mean()), 0.0
-    g = np.abs(np.diff(np.where(ok, img, np.nan), axis=1))
-    return float(ok.mean()), float(np.nanmedian(g)) if np.isfinite(g).any() else 0.0
+    g = np.abs(np.diff(sub, axis=1))
+    g = g[np.isfinite(g)]
+    return float(ok.mean()), float(np.median(g)) if g.size else 0.0
 
 
 def preflight(config: JobConfig, stack: ImageStack, pairs: Any) -> list[str]:
@@ -247,7 +253,8 @@ def preflight(config: JobConfig, stack: ImageStack, pairs: Any) -> list[str]:
         raise NoDataError(f"only {len(acqs)} acquisition(s); a job needs at least two dates")
     digests: dict[str, str] = {}
     for a in acqs:
-        valid, grad = _texture(a.path)
+        img = read_image(a.path)
+        valid, grad = _texture(img)
         if valid == 0:
             raise NoDataError(
                 f"image {a.id} ({a.date}) has no valid pixel on the AOI (no overlap or all cloud); remove it "
@@ -260,7 +267,8 @@ def preflight(config: JobConfig, stack: ImageStack, pairs: Any) -> list[str]:
             )
         if valid < 0.2:
             warnings.append(f"image {a.id} ({a.date}) has only {valid:.0%} valid pixels on the AOI")
-        digest = hashlib.sha256(np.ascontiguousarray(read_image(a.path)).tobytes()).hexdigest()
+        digest = hashlib.sha256(np.ascontiguousarray(img).tobytes()).hexdigest()
+        del img
         if digest in digests:
             raise InvalidInputError(
                 f"images {digests[digest]} and {a.id} ({a.date}) are identical: the same scene given twice; "
@@ -296,22 +304,30 @@ def preflight(config: JobConfig, stack: ImageStack, pairs: Any) -> list[str]:
 
 
 def estimate_resources(config: JobConfig, stack: ImageStack, n_pairs: int, workers: int) -> ResourceEstimate:
-    """Time, peak memory and disk of the matching stage, from measured matcher throughput."""
+    """Time, peak memory and disk of a run, from throughputs measured on a 2-core machine.
+
+    Calibration (``benchmarks/bench_workflow.py``, one 10980 x 10980 Sentinel-2 tile pair): images read,
+    aligned and checked at ~1e-7 s per pixel, ncc matching at :data:`NODES_PER_S_PER_THREAD`, per-pair
+    reads + corrections + writes at ~3e-8 s per pixel + 1.5e-5 s per node; a worker peaks at ~3.5 image
+    buffers (float32), the main process at ~1.5.
+    """
     from geodeform.offsets import grid_shape
 
     m = config.matching
     h, w = stack.grid.shape
     nr, nc = grid_shape((h, w), m.chip_size, m.step)
     nodes = nr * nc
-    radius = m.search_range or search_range_px(
-        m, dt_days=config.pairs.max_range if config.pairs.mode == "days" else 30.0, pixel_m=stack.pixel_m
-    )
+    days = config.pairs.max_range if config.pairs.mode == "days" else 30.0
+    radius = m.search_range or search_range_px(m, dt_days=days, pixel_m=stack.pixel_m)
     cost = max(1.0, (2 * radius + 1) ** 2 / 33**2) ** 0.5  # coarse-to-fine search: sub-quadratic growth
-    rate = NODES_PER_S_PER_THREAD / cost * workers * config.compute.threads
-    seconds = n_pairs * nodes / rate + 5.0 * workers
+    per_pair = (
+        nodes * cost / (NODES_PER_S_PER_THREAD * config.compute.threads) + h * w * 3e-8 + nodes * 1.5e-5
+    )
+    parallel = max(1, min(workers, n_pairs))
+    seconds = len(stack.acquisitions) * h * w * 1e-7 + math.ceil(n_pairs / parallel) * per_pair + 5.0
     image_bytes = h * w * 4
-    per_worker = 6 * image_bytes + nodes * 200 + 150 * 2**20
-    peak = workers * per_worker + 2 * image_bytes + n_pairs * nodes * 8 * 2 + 250 * 2**20
+    peak = parallel * (3.5 * image_bytes + nodes * 200 + 150 * 2**20) + 1.5 * image_bytes + 300 * 2**20
+    peak += n_pairs * nodes * 4 * 2 * 2  # the inversion holds dx, dy of every pair (float32, + a copy)
     disk = len(stack.acquisitions) * image_bytes // 2 + n_pairs * nodes * 4 * 12
     return ResourceEstimate(n_pairs, nodes, seconds, int(peak), int(disk), workers)
 
@@ -629,7 +645,64 @@ def _invert(
         robust=config.inversion.robust,
         progress=(lambda d, t: progress("invert", d, t)) if progress else None,
     )
+    pair_idx = [(remap[a], remap[b]) for a, b in pairs]
+    metres = [abs(o.dt_days) / DAYS_PER_YEAR for o in ok]
+    ex = [o.stable_nmad_x * k for o, k in zip(ok, metres, strict=True)]
+    ey = [o.stable_nmad_y * k for o, k in zip(ok, metres, strict=True)]
+    ts = _with_date_noise(ts, pair_idx, np.asarray(ex), np.asarray(ey))
     return ts, grid, template
+
+
+def date_noise(
+    pairs: list[tuple[int, int]], pair_sigma: NDArray[np.float64], ndates: int
+) -> NDArray[np.float64]:
+    """Per-date noise s_k from per-pair errors, assuming sigma_ij² = s_i² + s_j² (non-negative least squares).
+
+    Image-specific errors (noise, radiometry, geolocation of one date) are consistent around every loop of the
+    pair network, so inversion residuals cannot reveal them; the stable-ground spread of each pair can.
+    Dates without a finite pair error get the median.
+    """
+    from scipy.optimize import nnls
+
+    ok = np.isfinite(pair_sigma)
+    if not ok.any():
+        return np.zeros(ndates)
+    a = np.zeros((int(ok.sum()), ndates))
+    for row, (i, j) in enumerate(p for p, good in zip(pairs, ok, strict=True) if good):
+        a[row, i] = a[row, j] = 1.0
+    s2, _ = nnls(a, pair_sigma[ok] ** 2)
+    seen = a.any(axis=0)
+    if seen.any():
+        s2[~seen] = np.median(s2[seen])
+    return np.sqrt(s2)
+
+
+def _with_date_noise(
+    ts: Any, pairs: list[tuple[int, int]], ex: NDArray[np.float64], ey: NDArray[np.float64]
+) -> Any:
+    """Add the per-date image noise to the series' 1-sigma (displacement since date 0 carries s_0 and s_k)
+    and to the mean-velocity sigma (slope of a straight line through dates with noise s_k)."""
+    n = len(ts.dates)
+    years = (ts.dates - ts.dates[0]) / np.timedelta64(1, "D") / DAYS_PER_YEAR
+    changes: dict[str, Any] = {}
+    for comp, err in (("dx", ex), ("dy", ey)):
+        s = date_noise(pairs, err, n)
+        floor = np.sqrt(s[0] ** 2 + s**2)
+        floor[0] = 0.0
+        sig = getattr(ts, f"sigma_{comp}")
+        if sig is None:
+            continue
+        changes[f"sigma_{comp}"] = np.sqrt(sig.astype(np.float64) ** 2 + floor[:, None, None] ** 2).astype(
+            np.float32
+        )
+        centred = years - years.mean()
+        if n >= 2 and np.ptp(years) > 0:
+            slope_sigma = np.sqrt(np.sum(centred**2 * s**2)) / np.sum(centred**2)
+            vname = "sigma_velocity_x" if comp == "dx" else "sigma_velocity_y"
+            vsig = getattr(ts, vname)
+            if vsig is not None:
+                changes[vname] = np.sqrt(vsig.astype(np.float64) ** 2 + slope_sigma**2).astype(np.float32)
+    return replace(ts, **changes)
 
 
 def _all_failed(outcomes: list[PairOutcome]) -> NoDataError:
@@ -757,12 +830,22 @@ def run_job(
         log.info("run %s in %s", config.name, out.resolve())
         stage = (lambda name: lambda d, t: progress(name, d, t)) if progress else (lambda name: None)
         if config.inputs:
-            stack = stack_from_inputs(config.inputs, out, progress=stage("read"))
+            stack = stack_from_inputs(config.inputs, out, progress=stage("read"), roi=config.roi)
         else:
             assert config.search is not None
             stack = stack_from_search(
-                config.search, out, progress=stage("read"), cache_dir=Path(cache_dir) if cache_dir else None
+                config.search,
+                out,
+                progress=stage("read"),
+                cache_dir=Path(cache_dir) if cache_dir else None,
+                roi=config.roi,
             )
+        log.info(
+            "stage read: %d images on a %d x %d grid in %.1f s",
+            len(stack.acquisitions),
+            *stack.grid.shape,
+            time.perf_counter() - t_start,
+        )
         for note in stack.notes:
             log.info(note)
         network = _build_network(config, stack)
@@ -780,6 +863,7 @@ def run_job(
 
         c = config.compute
         done = 0
+        t_match = time.perf_counter()
         if progress:
             progress("match", 0, len(specs))
         with executor(c.cluster, workers=workers, threads=c.threads, slurm=c.slurm) as ex:
@@ -805,10 +889,20 @@ def run_job(
                     progress("match", done, len(specs))
         final = [o for o in outcomes if o is not None]
         result = RunResult(out, config, stack, final, estimate=estimate)
+        log.info("stage match: %d pairs in %.1f s", len(final), time.perf_counter() - t_match)
+        t_products = time.perf_counter()
+        if not any(o.status == "ok" for o in final):
+            error = _all_failed(final)
+            if config.output.report:  # the report says which pair failed and why
+                _report(result, {"summary": {"result": str(error)}})
+            raise error
         _products(config, result, progress)
+        log.info("stage invert + products: %.1f s", time.perf_counter() - t_products)
         result.seconds = time.perf_counter() - t_start
         if config.output.report:
+            t_report = time.perf_counter()
             _report(result, report_extras(result) if report_extras else {})
+            log.info("stage report: %.1f s", time.perf_counter() - t_report)
         log.info(
             "run %s finished in %.1f s: %d pairs computed, %d reused",
             config.name,
@@ -895,7 +989,7 @@ def _report(result: RunResult, extras: dict[str, Any]) -> None:
     ]
     points = []
     ts = result.timeseries
-    if ts is not None:
+    if ts is not None and vel is not None:
         xs, ys = vel["x"].values, vel["y"].values
         for name, x, y in pick_points(vel):
             j, i = int(np.argmin(np.abs(xs - x))), int(np.argmin(np.abs(ys - y)))

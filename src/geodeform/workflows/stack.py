@@ -94,12 +94,13 @@ def _write_image(path: Path, data: NDArray[np.float32], grid: Any, tags: dict[st
         tiled=True,
         blockxsize=256,
         blockysize=256,
-        compress="deflate",
+        compress="zstd",  # 3-4x faster than deflate at the same size for float32 + predictor 3
+        zstd_level=1,
         predictor=3,
     )
     with atomic_output(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
         dst.write(data.astype(np.float32), 1)
-        dst.update_tags(**tags)
+        dst.update_tags(**tags, VALID_FRACTION=f"{float(np.isfinite(data).mean()):.6f}")
 
 
 def _existing(path: Path, key: str) -> bool:
@@ -123,11 +124,44 @@ def read_image(path: str | Path) -> NDArray[np.float32]:
 
 
 def _valid_fraction(path: Path) -> float:
-    return float(np.isfinite(read_image(path)).mean())
+    """Share of pixels with data, from the tag written with the image (else computed)."""
+    import rasterio
+
+    with rasterio.open(path) as src:
+        tag = src.tags().get("VALID_FRACTION")
+    return float(tag) if tag is not None else float(np.isfinite(read_image(path)).mean())
+
+
+def _crop_to_roi(grid: Any, roi: Sequence[float]) -> tuple[Any, tuple[slice, slice]]:
+    """The sub-grid of ``grid`` covering ``roi`` (west, south, east, north in degrees) and its slices."""
+    from affine import Affine
+    from rasterio.warp import transform_bounds
+
+    from geodeform.io import GeoGrid
+
+    xmin, ymin, xmax, ymax = transform_bounds("EPSG:4326", grid.crs, *roi)
+    inv = ~grid.transform
+    cols, rows = zip(*(inv * (x, y) for x in (xmin, xmax) for y in (ymin, ymax)), strict=True)
+    h, w = grid.shape
+    r0, r1 = max(0, int(np.floor(min(rows)))), min(h, int(np.ceil(max(rows))))
+    c0, c1 = max(0, int(np.floor(min(cols)))), min(w, int(np.ceil(max(cols))))
+    if r1 - r0 < 8 or c1 - c0 < 8:
+        raise InvalidInputError(
+            f"roi {list(roi)} does not overlap the images (or covers fewer than 8 x 8 pixels); check its "
+            "order (west, south, east, north, degrees) and that it lies inside the AOI"
+        )
+    sub = GeoGrid(
+        crs=grid.crs, transform=grid.transform * Affine.translation(c0, r0), shape=(r1 - r0, c1 - c0)
+    )
+    return sub, (slice(r0, r1), slice(c0, c1))
 
 
 def stack_from_inputs(
-    inputs: Sequence[Any], run_dir: Path, *, progress: Progress | None = None
+    inputs: Sequence[Any],
+    run_dir: Path,
+    *,
+    progress: Progress | None = None,
+    roi: Sequence[float] | None = None,
 ) -> ImageStack:
     """Align local images (config ``inputs``) on the grid of the first (earliest) one.
 
@@ -143,6 +177,9 @@ def stack_from_inputs(
     items = sorted(inputs, key=lambda i: (i.date, i.orbit or 0))
     first = read_band(items[0].path, band=items[0].band)
     grid = first.grid
+    window = (slice(None), slice(None))
+    if roi is not None:
+        grid, window = _crop_to_roi(grid, roi)
     out = run_dir / "images"
     out.mkdir(parents=True, exist_ok=True)
     acqs: list[Acquisition] = []
@@ -162,10 +199,10 @@ def stack_from_inputs(
         path = out / f"{item.date.isoformat()}_{n:03d}.tif"
         if not _existing(path, key):
             if n == 0:
-                data = first.data
+                data = first.data[window]
             else:
                 pair = read_pair(items[0].path, item.path, band=item.band)
-                data = pair.secondary.data
+                data = pair.secondary.data[window]
             _write_image(path, data, grid, {"GEODEFORM_KEY": key, "ACQUISITION_DATE": item.date.isoformat()})
         acqs.append(
             Acquisition(
@@ -205,7 +242,12 @@ def _cloud_mask(scene: Any, grid: Any, cache_dir: Path | None) -> NDArray[np.boo
 
 
 def stack_from_search(
-    search: Any, run_dir: Path, *, progress: Progress | None = None, cache_dir: Path | None = None
+    search: Any,
+    run_dir: Path,
+    *,
+    progress: Progress | None = None,
+    cache_dir: Path | None = None,
+    roi: Sequence[float] | None = None,
 ) -> ImageStack:
     """Search the catalogue, keep the clearest ``max_images`` over the AOI and read them on one grid.
 
@@ -278,7 +320,7 @@ def stack_from_search(
     from geodeform.io.aoi import _band_resolution, SceneRef  # noqa: I001  (private helper, same package family)
 
     res = search.resolution or _band_resolution(SceneRef.from_any(first), search.band)
-    agrid = aoi_grid(area, res)
+    agrid = aoi_grid(make_aoi(bbox=list(roi)) if roi is not None else area, res)
     shape = (agrid.height, agrid.width)
     grid = GeoGrid(crs=_crs(agrid.crs), transform=agrid.transform, shape=shape)
     out = run_dir / "images"
