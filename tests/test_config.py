@@ -125,6 +125,14 @@ def test_run_with_a_bad_config_exits_2_and_writes_nothing(tmp_path: Path) -> Non
     assert proc.returncode == 2
     assert "pairs: min_range" in proc.stderr and "matching.x: unknown key" in proc.stderr
     assert sorted(tmp_path.rglob("*")) == before  # no run folder, no log, nothing half-written
+    # a valid config naming a missing file: exit 2, the field named, nothing written either
+    inputs = [{"path": "gone.tif", "date": "2020-01-01"}, {"path": "gone2.tif", "date": "2020-01-17"}]
+    path.write_text(yaml.safe_dump({"name": "j", "inputs": inputs, "masks": {"glacier": "rgi.geojson"}}))
+    proc = cli("run", str(path), "--out", str(tmp_path / "run"), cwd=tmp_path)
+    assert proc.returncode == 2
+    text = " ".join(proc.stderr.split())
+    assert "inputs[0].path: file gone.tif not found" in text and "masks.glacier: file rgi.geojson" in text
+    assert sorted(tmp_path.rglob("*")) == before
 
 
 def test_search_range_from_speed_is_never_zero() -> None:

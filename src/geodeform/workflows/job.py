@@ -38,6 +38,7 @@ __all__ = [
     "PairOutcome",
     "ResourceEstimate",
     "RunResult",
+    "check_files",
     "date_noise",
     "estimate_resources",
     "preflight",
@@ -729,27 +730,15 @@ def _timeseries_dataset(ts: Any, grid: Any, template: Any) -> Any:
     for k in ("geodeform_pair_key", "geodeform_pair_stats", "geodeform_coverage_before_filters"):
         attrs.pop(k, None)
     gm = template["dx"].attrs.get("grid_mapping", "spatial_ref")
+    names = {
+        "east": (ts.dx, "cumulative displacement along +x (east)"),
+        "north": (ts.dy, "cumulative displacement along +y (north)"),
+        "east_error": (ts.sigma_dx, "1-sigma error of east"),
+        "north_error": (ts.sigma_dy, "1-sigma error of north"),
+    }
+    dims = ("time", "y", "x")
     data = {
-        "east": (
-            ("time", "y", "x"),
-            ts.dx,
-            {"units": "m", "long_name": "cumulative displacement along +x (east)", "grid_mapping": gm},
-        ),
-        "north": (
-            ("time", "y", "x"),
-            ts.dy,
-            {"units": "m", "long_name": "cumulative displacement along +y (north)", "grid_mapping": gm},
-        ),
-        "east_error": (
-            ("time", "y", "x"),
-            ts.sigma_dx,
-            {"units": "m", "long_name": "1-sigma error of east", "grid_mapping": gm},
-        ),
-        "north_error": (
-            ("time", "y", "x"),
-            ts.sigma_dy,
-            {"units": "m", "long_name": "1-sigma error of north", "grid_mapping": gm},
-        ),
+        k: (dims, v, {"units": "m", "long_name": text, "grid_mapping": gm}) for k, (v, text) in names.items()
     }
     ds = xr.Dataset(data, coords=coords, attrs=attrs)
     ds[gm] = template[gm]
@@ -778,6 +767,30 @@ def _write_catalog(run_dir: Path, name: str, items: list[Path]) -> Path:
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(doc, indent=2))
     return path
+
+
+def check_files(config: JobConfig) -> None:
+    """Every file the config names exists (inputs, masks, DEM, reference velocity, local catalogue).
+
+    Raises
+    ------
+    InvalidInputError
+        Naming the field and the missing path, before the run folder is created.
+    """
+    named: list[tuple[str, str | None]] = [(f"inputs[{k}].path", i.path) for k, i in enumerate(config.inputs)]
+    named += [
+        ("masks.glacier", config.masks.glacier),
+        ("masks.stable", config.masks.stable),
+        ("dem", config.dem),
+        ("matching.reference_velocity", config.matching.reference_velocity),
+    ]
+    if config.search is not None and config.search.aoi.geojson:
+        named.append(("search.aoi.geojson", config.search.aoi.geojson))
+    missing = [
+        f"{field}: file {path} not found" for field, path in named if path and not Path(path).is_file()
+    ]
+    if missing:
+        raise InvalidInputError("; ".join(missing) + " (paths are relative to the folder you run from)")
 
 
 def _workers(config: JobConfig, override: int | None) -> int:
@@ -819,6 +832,7 @@ def run_job(
         Preflight failures and bad inputs, with a message naming the problem and the fix.
     """
     t_start = time.perf_counter()
+    check_files(config)  # before anything is written
     out = Path(run_dir) if run_dir is not None else Path("runs") / config.name
     out.mkdir(parents=True, exist_ok=True)
     handler = _setup_logging(out)

@@ -141,7 +141,7 @@ def _crop_to_roi(grid: Any, roi: Sequence[float]) -> tuple[Any, tuple[slice, sli
 
     xmin, ymin, xmax, ymax = transform_bounds("EPSG:4326", grid.crs, *roi)
     inv = ~grid.transform
-    cols, rows = zip(*(inv * (x, y) for x in (xmin, xmax) for y in (ymin, ymax)), strict=True)
+    cols, rows = zip(*(inv @ (x, y) for x in (xmin, xmax) for y in (ymin, ymax)), strict=True)
     h, w = grid.shape
     r0, r1 = max(0, int(np.floor(min(rows)))), min(h, int(np.ceil(max(rows))))
     c0, c1 = max(0, int(np.floor(min(cols)))), min(w, int(np.ceil(max(cols))))
@@ -151,7 +151,7 @@ def _crop_to_roi(grid: Any, roi: Sequence[float]) -> tuple[Any, tuple[slice, sli
             "order (west, south, east, north, degrees) and that it lies inside the AOI"
         )
     sub = GeoGrid(
-        crs=grid.crs, transform=grid.transform * Affine.translation(c0, r0), shape=(r1 - r0, c1 - c0)
+        crs=grid.crs, transform=grid.transform @ Affine.translation(c0, r0), shape=(r1 - r0, c1 - c0)
     )
     return sub, (slice(r0, r1), slice(c0, c1))
 
