@@ -54,9 +54,34 @@ TUTORIALS = {
 }
 
 
+# Page that shows each script and its output; the script's last output line must be on it (pages whose
+# printed numbers no longer match the code fail here). None: the output holds a temporary path.
+PAGES = {
+    "ice": "tutorials/ice.md",
+    "ice_kaskawulsh": "tutorials/ice.md",
+    "slide": "tutorials/slide.md",
+    "quake": "tutorials/quake.md",
+    "survey": "tutorials/survey.md",
+    "sar": "tutorials/sar.md",
+    "cluster": None,
+    "demo_explained": "getting-started.md",
+}
+
+
+def _assert_output_shown(name: str, stdout: str) -> None:
+    page = PAGES[name]
+    if page is None:
+        return
+    last = stdout.strip().splitlines()[-1]
+    assert last in (ROOT / "docs" / page).read_text(), (
+        f"docs/{page} does not show the current output of docs/examples/{name}.py: {last!r}; "
+        "update the page (and docs/scripts/make_figures.py's figures)"
+    )
+
+
 def test_every_tutorial_script_is_tested() -> None:
     scripts = {p.stem for p in EXAMPLES.glob("*.py") if not p.stem.startswith("_")}
-    assert scripts == set(TUTORIALS) | {"demo_explained"}
+    assert scripts == set(TUTORIALS) | {"demo_explained"} == set(PAGES)
 
 
 @pytest.mark.parametrize("name", sorted(TUTORIALS))
@@ -70,6 +95,7 @@ def test_tutorial_script_runs_and_meets_its_truth(name: str, tmp_path: Path) -> 
     assert "skipped" not in proc.stdout.splitlines()[0]
     if name == "slide" and (SHARED / "pandora2d_s2").is_dir():  # the real pairs were measured, not skipped
         assert proc.stdout.count("T19KER") + proc.stdout.count("T50JML") == 6
+    _assert_output_shown(name, proc.stdout)
 
 
 def test_getting_started_demo_and_its_explanation(tmp_path: Path) -> None:
@@ -86,6 +112,8 @@ def test_getting_started_demo_and_its_explanation(tmp_path: Path) -> None:
     explained = _run([sys.executable, str(EXAMPLES / "demo_explained.py")], cwd=tmp_path)
     assert explained.returncode == 0, explained.stdout + explained.stderr
     assert f"RMSE {m.group(1)} m/yr" in explained.stdout  # the same number as the demo's last line
+    assert last in (ROOT / "docs" / "getting-started.md").read_text()
+    _assert_output_shown("demo_explained", explained.stdout)
 
 
 def test_pages_show_the_tested_scripts() -> None:
