@@ -2,7 +2,9 @@
 # The README's test command: installs what the tests need when it is missing, then runs them.
 #   bash scripts/test.sh [pytest args...]
 # Steps: .venv at the repo root (created if absent) with geodeform[dev]; the system services the tests use
-# (scripts/services.d/*.sh: each installs and starts one service, idempotently); then pytest.
+# (scripts/services.d/*.sh: each installs and starts one service, idempotently); then ruff and pytest.
+# pytest includes the documentation: tests/test_docs.py runs every tutorial script and `mkdocs build --strict`,
+# tests/test_packaging.py builds the sdist and wheel and runs the demo from the wheel in a clean venv.
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -26,5 +28,6 @@ set -a
 . "$GEODEFORM_TEST_ENV/services.env"
 set +a
 
-.venv/bin/python -m ruff check src tests benchmarks
+export NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true  # silence mkdocs-material's banner (not a warning)
+.venv/bin/python -m ruff check src tests benchmarks docs/examples docs/scripts
 .venv/bin/python -m pytest "$@"
