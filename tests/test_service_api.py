@@ -398,3 +398,8 @@ def test_preset_inputs_are_validated_like_the_cli_and_confined(svc):
             c.post("/processes/ice/execution", json={"inputs": search}, headers=auth(tokens["bob"]))
         )
         assert "scheme" in problems["search.catalog"] and "km²" in problems["search.aoi.bbox"]
+        # a NUL inside a nested path is a 400 naming the field, not a 500
+        search["search"]["catalog"] = "scenes\u0000/x"
+        response = c.post("/processes/ice/execution", json={"inputs": search}, headers=auth(tokens["bob"]))
+        assert response.status_code == 400
+        assert "control characters" in _problems(response)["search.catalog"]

@@ -275,6 +275,7 @@ def create_app(
                 "title": "processes",
             },
             {"href": f"{base}/jobs", "rel": f"{_REL}/job-list", "type": "application/json", "title": "jobs"},
+            {"href": f"{base}/map", "rel": "alternate", "type": "text/html", "title": "map page"},
         ]
         doc = {
             "title": "geodeform processing service",

@@ -324,6 +324,8 @@ def _inside_roots(
 
 
 def _resolve_folder(value: str, settings: ServiceSettings) -> Path:
+    if any(ord(ch) < 32 for ch in value):
+        raise InvalidInputError("a folder name may not contain control characters (NUL, newline, ...)")
     marker = value.rstrip("/") + "/."
     for root in settings.data_roots:
         real = (root / value).resolve()
