@@ -6,6 +6,8 @@ chain on real GeoTIFFs in the server's worker processes.
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 
 import httpx
@@ -403,3 +405,47 @@ def test_preset_inputs_are_validated_like_the_cli_and_confined(svc):
         response = c.post("/processes/ice/execution", json={"inputs": search}, headers=auth(tokens["bob"]))
         assert response.status_code == 400
         assert "control characters" in _problems(response)["search.catalog"]
+
+
+def test_server_side_compute_runs_preset_jobs_on_a_dask_cluster(tmp_path):
+    """``geodeform serve --compute FILE``: the operator, not the user, sends jobs to Dask (or SLURM)."""
+    data = tmp_path / "data"
+    data.mkdir()
+    ref, sec = write_pair(data)
+    compute = tmp_path / "compute.yaml"
+    compute.write_text("cluster: local\nworkers: 1\nthreads: 1\n")
+    db = db_url("sqlite", tmp_path)
+    token = add_user(db, "alice")
+    job = {
+        "inputs": [{"path": ref, "date": "2020-01-06"}, {"path": sec, "date": "2020-02-05"}],
+        "matching": {"chip_size": 16, "step": 16},
+        "output": {"report": False},
+    }
+    server = Server(
+        db=db, data_root=data, jobs_dir=tmp_path / "jobs", workers=1, args=("--compute", str(compute))
+    )
+    with running(server), httpx.Client(base_url=server.url, timeout=60) as c:
+        r = c.post("/processes/ice/execution", json={"inputs": job}, headers=auth(token))
+        assert r.status_code == 201, r.text
+        doc = wait_final(c, r.headers["Location"], token, timeout=240)
+        assert doc["status"] == "successful", doc
+    logs = list((tmp_path / "jobs").rglob("run.log"))
+    assert logs and "on Dask LocalCluster, 1 worker(s)" in logs[0].read_text()
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("cluster: cloud\n")
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from geodeform.cli import main; main()",
+            "serve",
+            "--db",
+            db,
+            "--compute",
+            str(bad),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2 and "--compute" in proc.stderr and "cluster" in proc.stderr

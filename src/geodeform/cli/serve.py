@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
@@ -42,6 +42,14 @@ def serve(
     ] = 30.0,
     max_attempts: Annotated[int, typer.Option(min=1, help="Starts of an orphaned job before it fails.")] = 2,
     log_level: Annotated[str, typer.Option(help="Logging level.")] = "info",
+    compute: Annotated[
+        Path | None,
+        typer.Option(
+            help="YAML file with the compute section every preset job runs with (cluster: local | slurm, "
+            "workers, threads, slurm: {queue, account, walltime, cores, memory, jobs}); default: each job "
+            "runs inside its worker process."
+        ),
+    ] = None,
 ) -> None:
     """Serve the processing chains as OGC API – Processes on http://HOST:PORT/ (OpenAPI at /openapi.json).
 
@@ -58,6 +66,7 @@ def serve(
     from geodeform.service.worker import WorkerPool
 
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(name)s %(levelname)s %(message)s")
+    compute_section = _compute_section(compute)
     settings = ServiceSettings(
         db=db,
         jobs_dir=jobs_dir,
@@ -69,9 +78,33 @@ def serve(
         heartbeat_s=heartbeat,
         stale_after_s=stale_after,
         max_attempts=max_attempts,
+        compute=compute_section,
     ).resolved()
     settings.jobs_dir.mkdir(parents=True, exist_ok=True)
     migrate(settings.db)
     pool = WorkerPool(settings, workers)
     app_ = create_app(settings, on_startup=[pool.start], on_shutdown=[pool.stop])
     uvicorn.run(app_, host=host, port=port, log_level=log_level.lower())
+
+
+def _compute_section(path: Path | None) -> dict[str, Any] | None:
+    """Read and validate ``--compute FILE``: a ComputeConfig mapping (or a job config's ``compute:``)."""
+    if path is None:
+        return None
+    import yaml
+    from pydantic import ValidationError
+
+    from geodeform.config import ComputeConfig
+    from geodeform.errors import InvalidInputError
+
+    try:
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise InvalidInputError(f"--compute {path}: cannot read it as YAML ({exc})") from None
+    if isinstance(data, dict) and "compute" in data:
+        data = data["compute"]
+    try:
+        return ComputeConfig.model_validate(data).model_dump(mode="json")
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in exc.errors())
+        raise InvalidInputError(f"--compute {path}: {problems}") from None

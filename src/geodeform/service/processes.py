@@ -399,7 +399,14 @@ def _check_preset(raw: Mapping[str, Any], settings: ServiceSettings) -> list[Pro
 
 def _server_side(config: Any, settings: ServiceSettings) -> Any:
     """The config as it runs here: paths made absolute inside the data roots, compute chosen by the server."""
-    update: dict[str, Any] = {"compute": config.compute.model_copy(update={"cluster": "sync", "threads": 1})}
+    from geodeform.config import ComputeConfig
+
+    compute = (
+        ComputeConfig.model_validate(settings.compute)
+        if settings.compute is not None
+        else config.compute.model_copy(update={"cluster": "sync", "threads": 1})
+    )
+    update: dict[str, Any] = {"compute": compute}
     if config.inputs:
         update["inputs"] = [
             i.model_copy(update={"path": str(resolve_data_path(i.path, settings.data_roots))})

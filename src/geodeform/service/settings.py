@@ -43,6 +43,10 @@ class ServiceSettings:
         Times a job is started before an orphaned one ends ``failed`` instead of being re-queued.
     poll_s
         Seconds an idle worker waits before looking at the queue again.
+    compute
+        The ``compute`` section (:class:`geodeform.config.ComputeConfig` as a mapping) every preset job runs
+        with, e.g. ``{"cluster": "slurm", "slurm": {...}}`` to send each job's pairs to SLURM through
+        dask-jobqueue; None runs them inside the worker process (``sync``). Users cannot choose it.
     """
 
     db: str = "geodeform-service.db"
@@ -58,6 +62,7 @@ class ServiceSettings:
     stale_after_s: float = 30.0
     max_attempts: int = 2
     poll_s: float = 0.5
+    compute: dict[str, Any] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def resolved(self) -> ServiceSettings:
