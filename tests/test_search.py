@@ -256,14 +256,24 @@ def test_local_catalogue_indexes_and_searches_like_the_api(tmp_path: Path) -> No
         tmp_path / "plain.tif", "w", driver="GTiff", width=4, height=4, count=1, dtype="uint8"
     ) as dst:
         dst.write(np.zeros((1, 4, 4), "uint8"))
+    # the scene's own STAC item saved next to its rasters (as Earth Search downloads keep it): its orbit
+    # and scene cloud cover are kept (the folder name carries neither); its remote hrefs are not used
+    lines = (STAC_DATA / "items" / "sentinel-2-l2a.ndjson").read_text().splitlines()
+    stored = next(json.loads(line) for line in lines if json.loads(line)["id"] == CLEAR)
+    (tmp_path / CLEAR / f"{CLEAR}.json").write_text(json.dumps(stored))
+    (tmp_path / CLOUDY / f"{CLOUDY}.json").write_text("{not json")  # unreadable: ignored with a warning
     items = {item.id: item for item in index_folder(tmp_path)}
     assert set(items) == {CLEAR, CLOUDY, LANDSAT}
+    assert items[CLEAR].properties["eo:cloud_cover"] == stored["properties"]["eo:cloud_cover"]
+    assert set(items[CLEAR].assets) == {"red", "scl"}
+    assert all(str(a.href).startswith(str(tmp_path)) for a in items[CLEAR].assets.values())
     assert set(items[CLEAR].assets) == {"red", "scl"} and items[CLEAR].collection_id == "sentinel-2-l2a"
     assert items[LANDSAT].collection_id == "landsat-c2-l2" and "qa_pixel" in items[LANDSAT].assets
     assert items[CLEAR].properties["proj:epsg"] == 32633 or items[CLEAR].properties.get("proj:code")
     local = search("s2-l2a", bbox=BBOX, catalog=tmp_path, **AUGUST)
     remote = search("s2-l2a", bbox=BBOX, catalog=stac_url(), **AUGUST)
     assert local.ids == [CLEAR, CLOUDY]
+    assert local[0].orbit == 122 and local[1].orbit is None  # from the stored item / nothing to read
     by_id = {s.id: s for s in remote}
     for scene in local:
         assert scene.aoi_cloud_pct == pytest.approx(by_id[scene.id].aoi_cloud_pct, abs=1e-6)

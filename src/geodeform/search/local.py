@@ -15,6 +15,8 @@ Files without a CRS are skipped with a warning.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import logging
 import os
 import re
@@ -167,9 +169,13 @@ def _grouped_items(files: list[Path]) -> list[Any]:
                 "constellation": "sentinel-2",
                 "grid:code": f"MGRS-{tile}",
             }
-            items.append(
-                _new_item(first, key[1], _utc(day, "%Y%m%d"), f"sentinel-2-{level.lower()}", props, assets)
-            )
+            when = _utc(day, "%Y%m%d")
+            known = _sibling_item_properties(first.parent)
+            if known:
+                props.update({k: v for k, v in known.items() if k in _KEPT_PROPERTIES})
+                with contextlib.suppress(ValueError, TypeError):
+                    when = datetime.fromisoformat(str(known["datetime"]).replace("Z", "+00:00"))
+            items.append(_new_item(first, key[1], when, f"sentinel-2-{level.lower()}", props, assets))
         else:
             m = _LANDSAT_RE.match(first.name)
             assert m
@@ -184,6 +190,38 @@ def _grouped_items(files: list[Path]) -> list[Any]:
     for path in rest:
         items.append(_generic_item(path))
     return [item for item in items if item is not None]
+
+
+# Scene metadata worth keeping from a STAC item stored next to the rasters (its hrefs are not used).
+_KEPT_PROPERTIES = (
+    "eo:cloud_cover",
+    "sat:relative_orbit",
+    "sat:orbit_state",
+    "s2:product_uri",
+    "s2:datatake_id",
+    "s2:mgrs_tile",
+    "platform",
+)
+
+
+def _sibling_item_properties(scene_dir: Path) -> dict[str, Any]:
+    """Properties of ``<scene>/<scene>.json`` (the scene's own STAC item, as Earth Search downloads keep it):
+    orbit and scene cloud cover, which the folder name does not carry. Empty when absent or unreadable."""
+    path = scene_dir / f"{scene_dir.name}.json"
+    if not path.is_file():
+        return {}
+    try:
+        doc = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        log.warning("ignoring %s: %s", path, exc)
+        return {}
+    if (
+        not isinstance(doc, dict)
+        or doc.get("id") != scene_dir.name
+        or not isinstance(doc.get("properties"), dict)
+    ):
+        return {}
+    return dict(doc["properties"])
 
 
 def _generic_item(path: Path) -> Any:
