@@ -169,13 +169,13 @@ def _grouped_items(files: list[Path]) -> list[Any]:
                 "constellation": "sentinel-2",
                 "grid:code": f"MGRS-{tile}",
             }
-            when = _utc(day, "%Y%m%d")
+            acquired = _utc(day, "%Y%m%d")
             known = _sibling_item_properties(first.parent)
             if known:
                 props.update({k: v for k, v in known.items() if k in _KEPT_PROPERTIES})
-                with contextlib.suppress(ValueError, TypeError):
-                    when = datetime.fromisoformat(str(known["datetime"]).replace("Z", "+00:00"))
-            items.append(_new_item(first, key[1], when, f"sentinel-2-{level.lower()}", props, assets))
+                with contextlib.suppress(ValueError, TypeError, KeyError):
+                    acquired = datetime.fromisoformat(str(known["datetime"]).replace("Z", "+00:00"))
+            items.append(_new_item(first, key[1], acquired, f"sentinel-2-{level.lower()}", props, assets))
         else:
             m = _LANDSAT_RE.match(first.name)
             assert m
