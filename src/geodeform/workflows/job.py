@@ -134,10 +134,27 @@ def _hash(*parts: Any) -> str:
 # ----------------------------------------------------------------------------------------------- masks
 
 
+def _raster_on_grid(path: str | Path, grid: Any, *, resampling: str, fill: float) -> NDArray[np.float64]:
+    """Band 1 of a raster resampled onto ``grid`` (``fill`` outside it and on the raster's nodata)."""
+    import rasterio
+    from rasterio.warp import Resampling, reproject
+
+    dst = np.full(grid.shape, fill, dtype=np.float64)
+    with rasterio.open(path) as src:
+        reproject(
+            rasterio.band(src, 1),
+            dst,
+            dst_transform=grid.transform,
+            dst_crs=grid.crs,
+            resampling=Resampling[resampling],
+            dst_nodata=fill,
+        )
+    return dst
+
+
 def _read_mask_on_grid(path: str, grid: Any, *, what: str) -> NDArray[np.bool_]:
     """A polygon file (GeoJSON/any OGR vector in lon/lat or with its CRS) or a raster, as a bool grid."""
     import rasterio
-    from rasterio.warp import Resampling, reproject
 
     p = Path(path)
     if not p.is_file():
@@ -160,36 +177,15 @@ def _read_mask_on_grid(path: str, grid: Any, *, what: str) -> NDArray[np.bool_]:
         out = rasterize(shapes, out_shape=grid.shape, transform=grid.transform, fill=0, dtype="uint8")
         return out.astype(bool)
     try:
-        with rasterio.open(p) as src:
-            dst = np.zeros(grid.shape, dtype=np.float32)
-            reproject(
-                rasterio.band(src, 1),
-                dst,
-                dst_transform=grid.transform,
-                dst_crs=grid.crs,
-                resampling=Resampling.nearest,
-                dst_nodata=0,
-            )
+        dst = _raster_on_grid(p, grid, resampling="nearest", fill=0.0)
     except rasterio.errors.RasterioIOError as exc:
         raise InvalidInputError(f"masks.{what}: cannot read {p} as a raster or GeoJSON ({exc})") from None
     return dst > 0.5
 
 
 def _slope_deg(dem_path: str, grid: Any) -> NDArray[np.float64]:
-    import rasterio
-    from rasterio.warp import Resampling, reproject
-
-    with rasterio.open(dem_path) as src:
-        dem = np.full(grid.shape, np.nan, dtype=np.float32)
-        reproject(
-            rasterio.band(src, 1),
-            dem,
-            dst_transform=grid.transform,
-            dst_crs=grid.crs,
-            resampling=Resampling.bilinear,
-            dst_nodata=np.nan,
-        )
-    gy, gx = np.gradient(dem.astype(np.float64), abs(grid.transform.e), abs(grid.transform.a))
+    dem = _raster_on_grid(dem_path, grid, resampling="bilinear", fill=np.nan)
+    gy, gx = np.gradient(dem, abs(grid.transform.e), abs(grid.transform.a))
     return np.degrees(np.arctan(np.hypot(gx, gy)))
 
 
@@ -487,83 +483,83 @@ def _build_network(config: JobConfig, stack: ImageStack) -> Any:
     return build_pairs(stack.dates, **kw)
 
 
-def _search_ranges(config: JobConfig, stack: ImageStack, dt_days: float) -> Any:
-    """Search radius for one pair: an int, or per-node array from the reference velocity map."""
+def _search_ranges(
+    config: JobConfig, stack: ImageStack, dt_days: float, node_speed: NDArray[np.float64] | None = None
+) -> Any:
+    """Search radius for one pair: an int, or per-node array from the reference velocity map.
+
+    ``node_speed`` is the reference speed at the nodes (:func:`_reference_node_speed`), read once per run;
+    it is read here when not given.
+    """
     m = config.matching
     if m.reference_velocity is None or m.search_range is not None:
         return search_range_px(m, dt_days=dt_days, pixel_m=stack.pixel_m)
-    speed = _reference_speed(m.reference_velocity, stack)
-    nodes = _node_sample(speed, config)
-    nodes = np.where(np.isfinite(nodes), np.minimum(nodes, m.expected_max_speed), m.expected_max_speed)
+    nodes = _reference_node_speed(config, stack) if node_speed is None else node_speed
     metres = nodes * abs(dt_days) / DAYS_PER_YEAR + m.expected_max_displacement
     return np.maximum(2, np.ceil(1.5 * metres / stack.pixel_m) + 2).astype(np.int64)
 
 
-_SPEED_CACHE: dict[tuple[str, int], NDArray[np.float64]] = {}
+def _reference_node_speed(config: JobConfig, stack: ImageStack) -> NDArray[np.float64]:
+    """Speed (m/yr) of ``matching.reference_velocity`` at the nodes, bounded by ``expected_max_speed``
+    (which also fills nodes without a reference value)."""
+    m = config.matching
+    assert m.reference_velocity is not None
+    nodes = _node_sample(_reference_speed(m.reference_velocity, stack), config)
+    return np.where(np.isfinite(nodes), np.minimum(nodes, m.expected_max_speed), m.expected_max_speed)
 
 
 def _reference_speed(path: str, stack: ImageStack) -> NDArray[np.float64]:
     """Speed (m/yr) of a reference velocity map on the stack grid: NetCDF vx/vy or v, or a raster."""
-    import rasterio
     from rasterio.warp import Resampling, reproject
 
-    key = (path, id(stack))
-    if key in _SPEED_CACHE:
-        return _SPEED_CACHE[key]
     p = Path(path)
     if not p.is_file():
         raise InvalidInputError(f"matching.reference_velocity: file {p} not found")
     grid = stack.grid
-    if p.suffix == ".nc":
-        import xarray as xr
+    if p.suffix != ".nc":
+        return _raster_on_grid(p, grid, resampling="bilinear", fill=np.nan)
+    import xarray as xr
 
-        from geodeform.io import dataset_grid
+    from geodeform.io import dataset_grid
 
-        with xr.open_dataset(p, engine="h5netcdf") as ds:
-            if "v" in ds:
-                speed = ds["v"].values.astype(np.float64)
-            elif "vx" in ds and "vy" in ds:
-                speed = np.hypot(ds["vx"].values, ds["vy"].values).astype(np.float64)
-            else:
-                raise InvalidInputError(f"matching.reference_velocity: {p} has neither v nor vx/vy")
-            src_grid = dataset_grid(ds)
-        dst = np.full(grid.shape, np.nan)
-        reproject(
-            speed,
-            dst,
-            src_transform=src_grid.transform,
-            src_crs=src_grid.crs,
-            dst_transform=grid.transform,
-            dst_crs=grid.crs,
-            resampling=Resampling.bilinear,
-            src_nodata=np.nan,
-            dst_nodata=np.nan,
-        )
-    else:
-        with rasterio.open(p) as src:
-            dst = np.full(grid.shape, np.nan)
-            reproject(
-                rasterio.band(src, 1),
-                dst,
-                dst_transform=grid.transform,
-                dst_crs=grid.crs,
-                resampling=Resampling.bilinear,
-                dst_nodata=np.nan,
-            )
-    _SPEED_CACHE[key] = dst
+    with xr.open_dataset(p, engine="h5netcdf") as ds:
+        if "v" in ds:
+            speed = ds["v"].values.astype(np.float64)
+        elif "vx" in ds and "vy" in ds:
+            speed = np.hypot(ds["vx"].values, ds["vy"].values).astype(np.float64)
+        else:
+            raise InvalidInputError(f"matching.reference_velocity: {p} has neither v nor vx/vy")
+        src_grid = dataset_grid(ds)
+    dst = np.full(grid.shape, np.nan)
+    reproject(
+        speed,
+        dst,
+        src_transform=src_grid.transform,
+        src_crs=src_grid.crs,
+        dst_transform=grid.transform,
+        dst_crs=grid.crs,
+        resampling=Resampling.bilinear,
+        src_nodata=np.nan,
+        dst_nodata=np.nan,
+    )
     return dst
 
 
 def _pair_specs(config: JobConfig, stack: ImageStack, network: Any, run_dir: Path) -> list[dict[str, Any]]:
     stable = _stable_nodes(config, stack)
     m = config.matching
+    node_speed = (
+        _reference_node_speed(config, stack)
+        if m.reference_velocity is not None and m.search_range is None
+        else None
+    )
     mdict = {"method": m.method, "chip_size": m.chip_size, "step": m.step, "prefilter": m.prefilter}
     cdict = config.corrections.model_dump()
     specs = []
     for k, (i, j) in enumerate(network.pairs):
         a, b = stack.acquisitions[int(i)], stack.acquisitions[int(j)]
         dt = float((b.date - a.date) / np.timedelta64(1, "D"))
-        sr = _search_ranges(config, stack, dt)
+        sr = _search_ranges(config, stack, dt, node_speed)
         key = _hash(
             a.key,
             b.key,
