@@ -17,6 +17,8 @@ import httpx
 import numpy as np
 import pytest
 
+from _cli import cli
+
 PG_DSN = os.environ.get("GEODEFORM_TEST_PG_DSN", "")
 FINAL = {"successful", "failed", "dismissed"}
 
@@ -60,17 +62,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    """Run ``geodeform ARGS`` as a user would."""
-    return subprocess.run(
-        [sys.executable, "-c", "from geodeform.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=120,
-    )
 
 
 def add_user(db: str, name: str, *, admin: bool = False) -> str:

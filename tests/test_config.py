@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from _cli import cli
 from geodeform.config import (
     PRESETS,
     JobConfig,
@@ -23,16 +22,6 @@ BASE = {
     "name": "job",
     "search": {"start": "2023-06-01", "end": "2023-09-30", "aoi": {"bbox": [6.0, 45.0, 6.2, 45.1]}},
 }
-
-
-def cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-c", "from geodeform.cli import main; main()", *args],
-        capture_output=True,
-        text=True,
-        cwd=cwd,
-        timeout=120,
-    )
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))

@@ -458,3 +458,31 @@ def test_date_noise_recovers_per_image_errors() -> None:
     sigma[0] = np.nan  # a pair without an error estimate is ignored
     assert np.allclose(date_noise(pairs, sigma, 5), s, atol=1e-6)
     assert np.all(date_noise(pairs, np.full(len(pairs), np.nan), 5) == 0)
+
+
+def test_dem_slopes_and_glacier_outline_shape_the_stable_ground(tmp_path: Path) -> None:
+    from geodeform.workflows.job import _stable_nodes
+    from geodeform.workflows.stack import stack_from_inputs
+
+    tex = load_texture()[:256, :256]
+    job = _pair_job(tmp_path, tex, np.roll(tex, 1, 1), ("2020-01-01", "2020-01-17"), preset="ice")
+    # DEM: flat on the left half, a 45° slope on the right half (30 m pixels, +30 m per column)
+    cols = np.arange(256, dtype=np.float32)
+    dem = np.where(cols < 128, 500.0, 500.0 + 30.0 * (cols - 128)).astype(np.float32)[None, :].repeat(256, 0)
+    _write(tmp_path / "dem.tif", dem)
+    glacier = np.zeros((256, 256), np.uint8)
+    glacier[:64] = 1  # the top quarter is ice
+    _write(tmp_path / "ice.tif", glacier)
+    config = load_config(
+        {**job, "dem": str(tmp_path / "dem.tif"), "masks": {"glacier": str(tmp_path / "ice.tif")}}
+    )
+    stack = stack_from_inputs(config.inputs, tmp_path / "run")
+    stable = _stable_nodes(config, stack)
+    from geodeform.offsets._common import node_grid
+
+    _, _, rc, cc = node_grid((256, 256), (32, 32), (16, 16))
+    # nodes sample their nearest pixel; column 128 sits on the break, where the central difference gives
+    # half the slope (26.6° <= 30°): still stable
+    expected = (np.rint(rc)[:, None] >= 64) & (np.rint(cc)[None, :] <= 128)
+    assert stable.shape == expected.shape
+    assert np.array_equal(stable, expected)
