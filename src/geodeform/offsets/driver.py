@@ -384,12 +384,14 @@ def _ncc_pass(
     shift: tuple[int, int] = (0, 0),
     robust: bool = False,
     level: int = 0,
+    clamp: bool = False,
 ) -> dict[str, Any]:
     """One matching pass over the selected nodes (all by default).
 
     ``init`` = None: full search (sparse-then-dense); ``radius`` None: refinement from the sub-pixel
     ``init`` only; else integer search ±radius around ``init``. ``chip`` overrides the chip size while
-    keeping the node centres (nested chips).
+    keeping the node centres (nested chips); with ``clamp`` a chip crossing the image border is moved
+    inside it instead of failing (``OUTSIDE``), so it measures the nearest ground it can.
     """
     nr, nc = job.rs.size, job.cs.size
     chip = job.chip if chip is None else chip
@@ -422,6 +424,9 @@ def _ncc_pass(
             continue
         r0 = job.rs[ii] - a - off_r
         c0 = job.cs[jj] - off_c
+        if clamp:
+            r0 = np.clip(r0, 0, max(b - a - chip[0], 0))
+            c0 = np.clip(c0, 0, max(job.ref.shape[1] - chip[1], 0))
         inside = (r0 >= 0) & (c0 >= 0) & (r0 + chip[0] <= b - a) & (c0 + chip[1] <= job.ref.shape[1])
         if not inside.all():
             out["reason"][ii[~inside], jj[~inside]] = K.OUTSIDE
@@ -612,13 +617,20 @@ def _nested_chips(job: _Job, opts: NccOptions, dy: Any, dx: Any, q: Any, reason:
             # the larger chip is refined on the pyramid level where it has the size of the base chip
             level = factor.bit_length() - 1 if opts.coarse_nested else 0
             results.append(
-                (has_start, _ncc_pass(job, opts, rows, has_start, (sy, sx), None, None, chip, level=level))
+                (
+                    has_start,
+                    _ncc_pass(
+                        job, opts, rows, has_start, (sy, sx), None, None, chip, level=level, clamp=factor > 2
+                    ),
+                )
             )
         searched = need & ~has_start & (reason != K.MASKED)
         if searched.any():
             rows = np.nonzero(searched.any(axis=1))[0]
             zero = np.zeros_like(dy)
-            r3 = _ncc_pass(job, opts, rows, searched, (zero, zero), int(job.search.max()), None, chip)
+            r3 = _ncc_pass(
+                job, opts, rows, searched, (zero, zero), int(job.search.max()), None, chip, clamp=factor > 2
+            )
             results.append((searched, r3))
         for sel, r in results:
             better = sel & (r["reason"] == K.OK) & ((reason != K.OK) | (r["lk"][..., 14] < sigma))
@@ -668,4 +680,15 @@ def _run_ncc(job: _Job, opts: NccOptions, progress: ProgressCallback | None) -> 
         ok = reason == K.OK
         dy = np.where(ok, dy - by, dy)
         dx = np.where(ok, dx - bx, dx)
-    return dy, dx, q, reason, lk[..., 14]
+    sigma = np.where(reason == K.OK, lk[..., 14], np.nan)
+    if opts.subpixel == "lk" and opts.smoothing > 0:
+        dy, dx, sigma, _ = _post.adaptive_plane(
+            np.where(reason == K.OK, dy, np.nan),
+            np.where(reason == K.OK, dx, np.nan),
+            sigma,
+            step=job.step,
+            chip=job.chip,
+            radii=tuple(range(1, opts.smoothing + 1)),
+            gamma=opts.smoothing_gamma,
+        )
+    return dy, dx, q, reason, sigma

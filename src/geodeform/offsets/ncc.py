@@ -60,7 +60,11 @@ class NccOptions:
         Convergence threshold on the last update, px. Gauss–Newton converges quadratically here, so the
         error left after an update below 0.02 px is ~0.001 px. Default 0.02.
     window : str
-        Weighting inside the chip for the refinement: ``"uniform"`` or ``"gaussian"`` (σ = chip/4).
+        Weighting inside the chip for the refinement: ``"gaussian"`` (σ = chip/4, default) or
+        ``"uniform"``. The Gaussian weights the pixels near the node most, which halves the bias of a
+        translation estimate where the field varies inside the chip (glacier margins: median error
+        0.044 → 0.031 px on the peerbench glacier at 60 dB) for some noise, which the smoothing below
+        takes back.
     strain_correction : bool
         Remove the first-order bias of a translation estimate where the field has a gradient inside a chip
         (glacier margins), using the gradient measured between neighbouring nodes. Default True.
@@ -75,11 +79,23 @@ class NccOptions:
         Landsat texture, at no cost in precision (those frequencies are mostly noise). Used with
         ``interpolation="exact"`` only. Default 0.7.
     target_sigma : float
-        Predicted 1-σ error (px) above which a node is measured again with a larger chip. Default 0.08
-        (lower values help very noisy pairs but add strain and fault blending from the larger chips).
+        Predicted 1-σ error (px) above which a node is measured again with a 2× larger chip. Default
+        0.16 (lower values help very noisy pairs but add strain and fault blending from the larger chips).
     max_chip_factor : int
         Largest chip enlargement for imprecise or failed nodes (1 disables nested chips; 2, 4 …).
-        Default 2.
+        Beyond 2× only failed nodes are redone, and their chips are moved inside the image where they
+        would cross its border. Default 2: 4× chips recover a few more nodes in weak texture, but next
+        to clouds they reach clear ground 2 chips away and report its motion, with errors up to ~1 px.
+    smoothing : int
+        Largest window radius, in nodes, of the adaptive local-plane smoothing applied last
+        (:func:`geodeform.offsets._post.adaptive_plane`): each node's offset becomes the error-weighted
+        plane fit through its (2r+1)² neighbourhood for the largest r ≤ ``smoothing`` that the
+        intersection-of-confidence-intervals rule and a χ² test accept; steps, outliers and curvature
+        stop the growth, so they keep their own values. The predicted error (``OffsetField.error``)
+        is that of the fit. On the noisiest peerbench case (10 dB) it cuts the median error from 0.071
+        to 0.023 px. 0 disables it (every node then keeps its own chip's measurement).
+    smoothing_gamma : float
+        Half-width, in σ, of the confidence intervals of the smoothing's window choice. Default 2.
     robust_steps : bool
         Re-measure nodes next to displacement discontinuities (faults, calving fronts, landslide scarps)
         with a robust Tukey fit started from each neighbour's value, keeping the motion of the node's own
@@ -112,7 +128,7 @@ class NccOptions:
     subpixel: str = "lk"
     max_iter: int = 12
     tol: float = 0.02
-    window: str = "uniform"
+    window: str = "gaussian"
     strain_correction: bool = True
     consistency: bool = True
     consistency_px: float = 1.0
@@ -122,9 +138,11 @@ class NccOptions:
     shiftable: bool = False
     robust_steps: bool = False
     step_px: float = 0.5
-    target_sigma: float = 0.08
+    target_sigma: float = 0.16
     max_chip_factor: int = 2
     coarse_nested: bool = False
+    smoothing: int = 3
+    smoothing_gamma: float = 2.0
 
     def validate(self) -> None:
         """Raise :class:`InvalidInputError` on values out of range."""
@@ -140,6 +158,8 @@ class NccOptions:
             "target_sigma": self.target_sigma > 0.0,
             "step_px": self.step_px > 0.0,
             "max_chip_factor": int(self.max_chip_factor) >= 1,
+            "smoothing": isinstance(self.smoothing, (int, np.integer)) and 0 <= self.smoothing <= 10,
+            "smoothing_gamma": self.smoothing_gamma > 0.0,
             "smooth": 0.0 <= self.smooth <= 10.0,
             "interpolation": self.interpolation in ("approx", "exact"),
         }

@@ -1,0 +1,113 @@
+"""Adaptive local-plane smoothing of offset fields (geodeform.offsets._post.adaptive_plane) and its
+effect inside geodeform.offsets.match: accuracy against known truth, steps and outliers kept."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from geodeform.offsets import match
+from geodeform.offsets._post import adaptive_plane, neighbour_plane
+from test_offsets import fourier_shift, noisy, texture  # noqa: F401  (texture is a fixture)
+
+STEP, CHIP = (16, 16), (32, 32)
+
+
+def _grid(n: int = 40) -> tuple[np.ndarray, np.ndarray]:
+    return np.meshgrid(np.arange(n, dtype=float), np.arange(n, dtype=float), indexing="ij")
+
+
+def _smooth(dy: np.ndarray, dx: np.ndarray, sigma: np.ndarray) -> tuple[np.ndarray, ...]:
+    return adaptive_plane(dy, dx, sigma, step=STEP, chip=CHIP)
+
+
+def _chip_noise(rng: np.random.Generator, shape: tuple[int, int], s: float) -> tuple[np.ndarray, ...]:
+    """Errors of chips twice the step, per axis (vector 1-σ = s): each chip averages the noise of its
+    2 × 2 quarter blocks, which it shares with its neighbours, as overlapping chips share pixels."""
+    out = []
+    for _ in range(2):
+        blocks = rng.normal(0, s / np.sqrt(2) * 2, (shape[0] + 1, shape[1] + 1))
+        out.append(0.25 * (blocks[:-1, :-1] + blocks[1:, :-1] + blocks[:-1, 1:] + blocks[1:, 1:]))
+    return out[0], out[1]
+
+
+def test_noise_on_a_smooth_gradient_drops_without_bias() -> None:
+    rng = np.random.default_rng(0)
+    ii, jj = _grid()
+    ty, tx = 0.02 * ii - 0.5, 0.05 * jj + 0.01 * ii  # linear field: a plane follows it exactly
+    s = 0.1
+    ny, nx = _chip_noise(rng, ty.shape, s)
+    dy, dx = ty + ny, tx + nx
+    sy, sx, sig, used = _smooth(dy, dx, np.full(ty.shape, s))
+    before = np.hypot(dy - ty, dx - tx)
+    after = np.hypot(sy - ty, sx - tx)
+    inner = (slice(3, -3), slice(3, -3))
+    assert np.median(after[inner]) < 0.4 * np.median(before[inner])
+    # no bias from the gradient: the smoothed errors average to what the raw errors average to
+    assert abs(np.mean((sy - dy)[inner])) < 0.002 and abs(np.mean((sx - dx)[inner])) < 0.002
+    assert (used[inner] >= 2).mean() > 0.8
+    # the predicted error of the fit shrinks with it and stays of the order of the true error
+    assert np.median(sig[inner]) < 0.5 * s
+    assert 0.4 < np.median(after[inner] / sig[inner]) < 2.0
+
+
+def test_a_step_keeps_both_sides_and_an_outlier_stays_alone() -> None:
+    rng = np.random.default_rng(1)
+    _, jj = _grid()
+    tx = np.where(jj < 20, -1.0, 1.0)  # 2 px strike-slip step between columns 19 and 20
+    ty = np.zeros_like(tx)
+    s = 0.05
+    ny, nx = _chip_noise(rng, ty.shape, s)
+    dy, dx = ty + ny, tx + nx
+    dx[10, 10] += 1.5  # a blunder far from the step
+    sy, sx, _, used = _smooth(dy, dx, np.full(ty.shape, s))
+    err = np.hypot(sy - ty, sx - tx)
+    next_to_step = (jj == 19) | (jj == 20)
+    # nodes beside the step are not blended with the other side (a blend would be ~1 px off)
+    assert err[next_to_step].max() < 4 * s
+    # the blunder is neither spread onto its neighbours nor hidden: it keeps its own value
+    assert used[10, 10] == 0 and abs(sx[10, 10] - dx[10, 10]) < 1e-9
+    around = np.zeros(tx.shape, bool)
+    around[8:13, 8:13] = True
+    around[10, 10] = False
+    assert err[around].max() < 4 * s
+
+
+def test_nan_nodes_stay_nan_and_carry_no_weight() -> None:
+    ii, _ = _grid(12)
+    dy = np.zeros_like(ii)
+    dx = np.full_like(ii, 0.5)
+    dy[4:7, 4:7] = np.nan
+    dx[4:7, 4:7] = np.nan
+    sy, sx, sig, _ = _smooth(dy, dx, np.full(ii.shape, 0.1))
+    assert np.isnan(sy[4:7, 4:7]).all() and np.isnan(sig[4:7, 4:7]).all()
+    assert np.allclose(sx[np.isfinite(dx)], 0.5) and np.isfinite(sig[np.isfinite(dx)]).all()
+
+
+def test_leave_one_out_plane_predicts_the_node_from_its_neighbours() -> None:
+    ii, jj = _grid(9)
+    dy, dx = 0.1 * ii, -0.2 * jj
+    dx_bad = dx.copy()
+    dx_bad[4, 4] = 3.0
+    py, px, var, chi2 = neighbour_plane(dy, dx_bad, np.full(dy.shape, 0.1), 2)
+    assert abs(px[4, 4] - dx[4, 4]) < 1e-9 and abs(py[4, 4] - dy[4, 4]) < 1e-9
+    assert var[4, 4] > 0 and chi2[4, 4] < 1e-9
+
+
+@pytest.mark.parametrize("snr", [10.0, 20.0])
+def test_match_on_noisy_real_texture_reaches_three_hundredths_of_a_pixel(
+    texture: np.ndarray,  # noqa: F811
+    snr: float,
+) -> None:
+    dy, dx = -0.81, 0.37
+    ref = noisy(texture, snr, 21)
+    sec = noisy(fourier_shift(texture, dy, dx), snr, 22)
+    raw = match(ref, sec, chip_size=32, step=16, search_range=5, smoothing=0)
+    f = match(ref, sec, chip_size=32, step=16, search_range=5)
+    e_raw = np.hypot(raw.dx - dx, raw.dy - dy)
+    e = np.hypot(f.dx - dx, f.dy - dy)
+    assert np.nanmedian(e) < 0.03
+    assert np.nanmedian(e) < 0.6 * np.nanmedian(e_raw)
+    assert f.coverage >= raw.coverage
+    ok = np.isfinite(e)
+    assert 0.4 < float(np.median(e[ok] / f.error[ok])) < 1.6
