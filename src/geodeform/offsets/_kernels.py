@@ -22,6 +22,7 @@ SIGMA_CALIBRATION = 2.2
 # Border (px) of invalid pixels around the secondary's B-spline coefficients, so that chips at the image edge
 # are refined on their pixels that stay inside instead of being dropped.
 LK_PAD = 3
+ACCEL_MAX = 0.8  # largest step-shortfall ratio the Gauss-Newton acceleration trusts
 
 # Reason codes carried by every node (0 = valid).
 OK = 0
@@ -192,7 +193,7 @@ def lk_refine_node(
     ``coef`` holds cubic B-spline coefficients of the secondary strip (exact interpolation) and
     ``gyi``/``gxi`` the derivatives of the reference's B-spline interpolant, so the Gauss-Newton step has
     the right gain at every frequency. ``weight`` (h, w) weights every sum. Writes into ``out`` (NOUT):
-    [dr, dc, zncc, reason, lambda_min/n, Mr_00, Mr_01, Mr_11, Mc_00, Mc_01, Mc_11, Hinv00, Hinv01, Hinv11,
+    [dr, dc, zncc, reason, iterations, Mr_00, Mr_01, Mr_11, Mc_00, Mc_01, Mc_11, Hinv00, Hinv01, Hinv11,
     sigma, Q_00rr, Q_00rc, Q_00cc, Q_01rr, Q_01rc, Q_01cc, Q_11rr, Q_11rc, Q_11cc]
     where M_r = sum(w g g^T (row - centre)), M_c likewise with columns (they let the caller remove
     the first-order bias of a translation inside a strained chip), and sigma is the predicted 1-sigma
@@ -288,7 +289,6 @@ def lk_refine_node(
     det = a00 * a11 - a01 * a01
     tr = a00 + a11
     lmin = 0.5 * (tr - math.sqrt(max(tr * tr - 4.0 * det, 0.0)))
-    out[4] = lmin / swt
     if det <= 1e-12 * tr * tr or vr <= 0.0 or lmin <= 0.0:
         out[3] = TEXTURELESS
         return
@@ -313,6 +313,8 @@ def lk_refine_node(
     sig2 = np.nan
     reason = NOT_CONVERGED
     step2 = np.inf
+    prev_r = 0.0
+    prev_c = 0.0
     for _it in range(max_iter):
         ir = math.floor(dr)
         ic = math.floor(dc)
@@ -417,6 +419,18 @@ def lk_refine_node(
         # delta = -H^-1 sum g (ref - S);  d <- d - delta
         ddr = -(i00 * by + i01 * bx)
         ddc = -(i01 * by + i11 * bx)
+        # The inverse-compositional Hessian comes from the reference's gradients, whose noise inflates
+        # it: each step then falls short of the minimum by a constant ratio (noisy pairs converge
+        # linearly). Successive steps measure that ratio; scaling the step by 1 / (1 - ratio) (Aitken's
+        # extrapolation) lands on the same fixed point in fewer iterations.
+        prev2 = prev_r * prev_r + prev_c * prev_c
+        if prev2 > 0.0:
+            rho = (ddr * prev_r + ddc * prev_c) / prev2
+            if 0.0 < rho < ACCEL_MAX:
+                ddr /= 1.0 - rho
+                ddc /= 1.0 - rho
+        prev_r = ddr
+        prev_c = ddc
         dr -= ddr
         dc -= ddc
         if abs(dr - d_r) > max_move or abs(dc - d_c) > max_move:
@@ -432,6 +446,7 @@ def lk_refine_node(
     out[1] = dc
     out[2] = zn
     out[3] = reason
+    out[4] = _it + 1.0
     out[5] = mr00
     out[6] = mr01
     out[7] = mr11
