@@ -773,3 +773,104 @@ def lk_robust_nodes(ref, gy, gx, rvalid, coef, svalid, r0, c0, h, w, d_r, d_c, m
             ref, gy, gx, rvalid, coef, svalid, r0[k], c0[k], h, w, d_r[k], d_c[k], max_iter, centre, res[k]
         )
     return res
+
+
+@nb.njit(cache=True, nogil=True)
+def _plane_node(acc, r, inflation, out):
+    """Solve the weighted plane fit from the sums ``acc`` (see :func:`adaptive_plane_nodes`) and write
+    (value dy, value dx, per-component variance, χ² per degree of freedom) into ``out``; False if the
+    window does not define a plane."""
+    s, sr, sc, srr, src, scc = acc[0], acc[1], acc[2], acc[3], acc[4], acc[5]
+    c00 = srr * scc - src * src
+    c01 = -(sr * scc - src * sc)
+    c02 = sr * src - srr * sc
+    c11 = s * scc - sc * sc
+    c12 = -(s * src - sr * sc)
+    c22 = s * srr - sr * sr
+    det = s * c00 + sr * c01 + sc * c02
+    n = acc[13]
+    if n < max(6, (2 * r + 1) ** 2 // 2) or not det > 1e-9 * s * s * s:
+        return False
+    fitted = 0.0
+    for k in range(2):
+        b0, b1, b2 = acc[6 + 3 * k], acc[7 + 3 * k], acc[8 + 3 * k]
+        a0 = (c00 * b0 + c01 * b1 + c02 * b2) / det
+        a1 = (c01 * b0 + c11 * b1 + c12 * b2) / det
+        a2 = (c02 * b0 + c12 * b1 + c22 * b2) / det
+        out[k] = a0
+        fitted += a0 * b0 + a1 * b1 + a2 * b2
+    out[2] = 0.5 * c00 / det * inflation
+    out[3] = 2.0 * (acc[12] - fitted) / max(2.0 * n - 6.0, 1.0)
+    return True
+
+
+@nb.njit(cache=True, parallel=True)
+def adaptive_plane_nodes(dy, dx, sigma, radii, inflation, gamma, max_chi2, floor):
+    """Per-node kernel of :func:`geodeform.offsets._post.adaptive_plane`: grows each node's window ring
+    by ring and stops at the first radius the ICI / χ² tests reject. Returns (4, nr, nc): smoothed dy,
+    dx, 1-σ vector error, radius used."""
+    nr, nc = dy.shape
+    res = np.full((4, nr, nc), np.nan)
+    for i in nb.prange(nr):
+        acc = np.empty(14)
+        fit = np.empty(4)
+        for j in range(nc):
+            if not (np.isfinite(dy[i, j]) and np.isfinite(dx[i, j]) and np.isfinite(sigma[i, j])):
+                continue
+            best_y = dy[i, j]
+            best_x = dx[i, j]
+            best_v = 0.5 * max(sigma[i, j], floor) ** 2
+            half = gamma * math.sqrt(best_v)
+            lo_y, hi_y, lo_x, hi_x = best_y - half, best_y + half, best_x - half, best_x + half
+            used = 0
+            acc[:] = 0.0
+            done = -1
+            for k in range(radii.size):
+                r = radii[k]
+                for a in range(-r, r + 1):
+                    ii = i + a
+                    if ii < 0 or ii >= nr:
+                        continue
+                    for b in range(-r, r + 1):
+                        ring = max(abs(a), abs(b))
+                        jj = j + b
+                        if ring <= done or jj < 0 or jj >= nc:
+                            continue
+                        y = dy[ii, jj]
+                        x = dx[ii, jj]
+                        sg = sigma[ii, jj]
+                        if not (np.isfinite(y) and np.isfinite(x) and np.isfinite(sg)):
+                            continue
+                        wt = 1.0 / max(sg, floor) ** 2
+                        acc[0] += wt
+                        acc[1] += wt * a
+                        acc[2] += wt * b
+                        acc[3] += wt * a * a
+                        acc[4] += wt * a * b
+                        acc[5] += wt * b * b
+                        acc[6] += wt * y
+                        acc[7] += wt * y * a
+                        acc[8] += wt * y * b
+                        acc[9] += wt * x
+                        acc[10] += wt * x * a
+                        acc[11] += wt * x * b
+                        acc[12] += wt * (y * y + x * x)
+                        acc[13] += 1.0
+                done = r
+                if not _plane_node(acc, r, inflation[k], fit):
+                    break
+                half = gamma * math.sqrt(fit[2])
+                ly = max(lo_y, fit[0] - half)
+                hy = min(hi_y, fit[0] + half)
+                lx = max(lo_x, fit[1] - half)
+                hx = min(hi_x, fit[1] + half)
+                if ly > hy or lx > hx or fit[2] >= best_v or fit[3] > max_chi2:
+                    break
+                lo_y, hi_y, lo_x, hi_x = ly, hy, lx, hx
+                best_y, best_x, best_v = fit[0], fit[1], fit[2]
+                used = r
+            res[0, i, j] = best_y
+            res[1, i, j] = best_x
+            res[2, i, j] = math.sqrt(2.0 * best_v)
+            res[3, i, j] = used
+    return res

@@ -14,7 +14,6 @@ __all__ = [
     "linear_residual",
     "neighbour_agreement",
     "neighbour_median",
-    "neighbour_plane",
     "neighbour_views",
     "strain_bias",
 ]
@@ -162,80 +161,6 @@ def strain_bias(dy: F, dx: F, lk: F, step: tuple[int, int]) -> tuple[F, F]:
     return np.nan_to_num(by), np.nan_to_num(bx)
 
 
-class _PlaneSums:
-    """Running weighted sums over growing square node windows, for local-plane fits (see below)."""
-
-    def __init__(self, dy: F, dx: F, sigma: F, rmax: int, *, centre: bool = True) -> None:
-        self.ok = np.isfinite(dy) & np.isfinite(dx) & np.isfinite(sigma)
-        # a perfect match (noise-free images) predicts σ = 0: floor it so its weight stays finite
-        self.sigma = np.where(self.ok, np.maximum(np.where(self.ok, sigma, 1.0), SIGMA_FLOOR), np.nan)
-        w = np.where(self.ok, 1.0 / np.where(self.ok, self.sigma, 1.0) ** 2, 0.0)
-        y = np.where(self.ok, dy, 0.0)
-        x = np.where(self.ok, dx, 0.0)
-        self.views = [
-            neighbour_views(a, rmax, self_too=centre) for a in (w, w * y, w * x, w * (y * y + x * x))
-        ]
-        self.acc = {
-            k: np.zeros(dy.shape)
-            for k in ("s", "sr", "sc", "srr", "src", "scc", "y", "yr", "yc", "x", "xr", "xc", "q", "n")
-        }
-        self.done = -1
-
-    def fit(self, r: int) -> tuple[F, F, F, F, npt.NDArray[np.bool_]]:
-        """Grow the window to radius ``r``; plane value at the node (dy, dx), its per-component variance,
-        the misfit χ² per degree of freedom and where the fit is defined."""
-        acc = self.acc
-        for ((a, b), vw), (_, vy), (_, vx), (_, vq) in zip(*self.views, strict=True):
-            ring = max(abs(a), abs(b))
-            if ring > r or ring <= self.done:
-                continue
-            vw, vy, vx = np.nan_to_num(vw), np.nan_to_num(vy), np.nan_to_num(vx)
-            acc["s"] += vw
-            acc["sr"] += vw * a
-            acc["sc"] += vw * b
-            acc["srr"] += vw * (a * a)
-            acc["src"] += vw * (a * b)
-            acc["scc"] += vw * (b * b)
-            acc["y"] += vy
-            acc["yr"] += vy * a
-            acc["yc"] += vy * b
-            acc["x"] += vx
-            acc["xr"] += vx * a
-            acc["xc"] += vx * b
-            acc["q"] += np.nan_to_num(vq)
-            acc["n"] += vw > 0
-        self.done = r
-        s, sr, sc, srr, src, scc = (acc[k] for k in ("s", "sr", "sc", "srr", "src", "scc"))
-        # inverse of the symmetric 3×3 normal matrix by cofactors (c_ij / det)
-        c00 = srr * scc - src * src
-        c01 = -(sr * scc - src * sc)
-        c02 = sr * src - srr * sc
-        c11 = s * scc - sc * sc
-        c12 = -(s * src - sr * sc)
-        c22 = s * srr - sr * sr
-        det = s * c00 + sr * c01 + sc * c02
-        defined = (acc["n"] >= max(6, (2 * r + 1) ** 2 // 2)) & (det > 1e-9 * np.maximum(s, 1e-300) ** 3)
-        inv = np.where(defined, 1.0 / np.where(defined, det, 1.0), 0.0)
-        coeffs = []
-        for k in ("y", "x"):
-            b0, b1, b2 = acc[k], acc[k + "r"], acc[k + "c"]
-            coeffs.append(
-                (
-                    (c00 * b0 + c01 * b1 + c02 * b2) * inv,
-                    (c01 * b0 + c11 * b1 + c12 * b2) * inv,
-                    (c02 * b0 + c12 * b1 + c22 * b2) * inv,
-                )
-            )
-        # weighted misfit Σ w |d - plane|² = Σ w |d|² - coefficientsᵀ · right-hand sides
-        fitted = sum(
-            cf[0] * acc[k] + cf[1] * acc[k + "r"] + cf[2] * acc[k + "c"]
-            for cf, k in zip(coeffs, ("y", "x"), strict=True)
-        )
-        chi2 = 2.0 * (acc["q"] - fitted) / np.maximum(2 * acc["n"] - 6, 1)
-        # per component: the weights are 1/σ² of the vector error, shared by both axes
-        return coeffs[0][0], coeffs[1][0], 0.5 * c00 * inv, chi2, defined
-
-
 def _independent_fraction(r: int, step: tuple[int, int], chip: tuple[int, int]) -> float:
     """Overlapping chips share pixels, hence errors: a (2r+1)² window of nodes holds only about
     (union of the chips / one chip) independent measurements. Returns that number / node count (≤ 1)."""
@@ -269,37 +194,21 @@ def adaptive_plane(
     ``step`` and ``chip`` (px) give the overlap of neighbouring chips, whose shared pixels make their
     errors correlated: the fit's variance is inflated by the node count over the number of independent
     chips in the window. Returns the smoothed (dy, dx), their predicted 1-σ vector error and the radius
-    used per node (0: its own measurement). NaN nodes stay NaN and carry no weight.
+    used per node (0: its own measurement). NaN nodes stay NaN and carry no weight; predicted errors are
+    floored at ``SIGMA_FLOOR`` (a noise-free match predicts 0).
     """
-    sums = _PlaneSums(dy, dx, sigma, max(radii))
-    ok = sums.ok
-    best_y, best_x = np.where(ok, dy, np.nan), np.where(ok, dx, np.nan)
-    best_v = np.where(ok, 0.5 * np.where(ok, sums.sigma, 1.0) ** 2, np.inf)
-    half = gamma * np.sqrt(best_v)
-    lo_y, hi_y, lo_x, hi_x = best_y - half, best_y + half, best_x - half, best_x + half
-    used = np.zeros(dy.shape, np.int64)
-    growing = ok.copy()
-    for r in sorted(radii):
-        py, px, var, chi2, defined = sums.fit(r)
-        var = var / _independent_fraction(r, step, chip)
-        half = gamma * np.sqrt(var)
-        ly, hy = np.maximum(lo_y, py - half), np.minimum(hi_y, py + half)
-        lx, hx = np.maximum(lo_x, px - half), np.minimum(hi_x, px + half)
-        with np.errstate(invalid="ignore"):
-            keep = growing & defined & (ly <= hy) & (lx <= hx) & (var < best_v) & (chi2 <= max_chi2)
-        lo_y, hi_y = np.where(keep, ly, lo_y), np.where(keep, hy, hi_y)
-        lo_x, hi_x = np.where(keep, lx, lo_x), np.where(keep, hx, hi_x)
-        best_y, best_x = np.where(keep, py, best_y), np.where(keep, px, best_x)
-        best_v = np.where(keep, var, best_v)
-        used[keep] = r
-        growing &= keep
-    return best_y, best_x, np.where(ok, np.sqrt(2.0 * best_v), np.nan), used
+    from geodeform.offsets._kernels import adaptive_plane_nodes
 
-
-def neighbour_plane(dy: F, dx: F, sigma: F, radius: int = 2) -> tuple[F, F, F, F]:
-    """Leave-one-out prediction of every node from the error-weighted plane through its neighbours
-    (radius ``radius``, the node excluded): (dy, dx, per-component variance, χ² per degree of freedom).
-    NaN where the neighbours do not define a plane."""
-    py, px, var, chi2, defined = _PlaneSums(dy, dx, sigma, radius, centre=False).fit(radius)
-    nan = np.where(defined, 0.0, np.nan)
-    return py + nan, px + nan, var + nan, chi2 + nan
+    rs = np.array(sorted(radii), np.int64)
+    inflation = np.array([1.0 / _independent_fraction(int(r), step, chip) for r in rs])
+    out = adaptive_plane_nodes(
+        np.ascontiguousarray(dy, np.float64),
+        np.ascontiguousarray(dx, np.float64),
+        np.ascontiguousarray(sigma, np.float64),
+        rs,
+        inflation,
+        float(gamma),
+        float(max_chi2),
+        SIGMA_FLOOR,
+    )
+    return out[0], out[1], out[2], np.nan_to_num(out[3]).astype(np.int64)
