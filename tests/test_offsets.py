@@ -179,6 +179,22 @@ def test_textureless_and_cloudy_chips_give_nan_with_reasons(texture: np.ndarray)
     assert ((f.reason == Reason.OK) == np.isfinite(f.dx)).all()
 
 
+def test_clear_chips_next_to_a_cloud_measure_their_clear_pixels(texture: np.ndarray) -> None:
+    ref = noisy(texture, 30, 7)
+    sec = noisy(fourier_shift(texture, 0.3, 0.3), 30, 8)
+    rng = np.random.default_rng(9)
+    sec[300:, 300:] = rng.normal(8000, 50, sec[300:, 300:].shape)  # cloud: texture that does not match
+    f = match(ref, sec, chip_size=32, step=16, search_range=3)
+    rr, cc = f.grid()
+    # clear nodes whose chip reaches into the cloud (their centre is clear, up to 16 px from it)
+    edge = ((rr < 300) & (rr > 284) & (cc > 300)) | ((cc < 300) & (cc > 284) & (rr > 300))
+    err = np.hypot(f.dx - 0.3, f.dy - 0.3)
+    assert np.isfinite(err[edge]).mean() > 0.9
+    assert np.nanmax(err[edge]) < 0.1  # 1.1 px before the robust re-measurement of such chips
+    off = match(ref, sec, chip_size=32, step=16, search_range=3, robust_ratio=0)
+    assert np.nanmax(np.hypot(off.dx - 0.3, off.dy - 0.3)[edge]) > 0.3
+
+
 def test_saturated_snow_is_masked_automatically(texture: np.ndarray) -> None:
     ref = noisy(texture, 30, 10)
     sec = noisy(fourier_shift(texture, 0.2, 0.4), 30, 11)

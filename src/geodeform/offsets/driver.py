@@ -643,6 +643,47 @@ def _nested_chips(job: _Job, opts: NccOptions, dy: Any, dx: Any, q: Any, reason:
         factor *= 2
 
 
+def _contaminated(job: _Job, opts: NccOptions, dy: Any, dx: Any, q: Any, reason: Any, lk: Any) -> None:
+    """Re-measure chips partly covered by something that does not match (a cloud edge, a shadow, a
+    changed surface) with a robust fit, keeping the motion of the node's own pixels.
+
+    Image noise is stationary, so clean chips leave the same residual variance per pixel whatever their
+    texture; a foreign patch raises it. Nodes whose residual variance exceeds ``opts.robust_ratio`` × the
+    median are refined again by Tukey-weighted Gauss–Newton (pixels that do not follow the fitted motion
+    lose their weight) started from their value. When the node's central pixels follow the robust motion
+    it replaces the blend; when they do not, or no robust motion correlates, the motion measured is that
+    of other pixels of the chip and the node becomes ``LOW_CORRELATION``. Updates in place.
+    """
+    ok = reason == K.OK
+    if not ok.any():
+        return
+    # residual variance per pixel, from the predicted error and the inverse normal matrix: noise is
+    # stationary, so clean chips share it whatever their texture; a foreign patch raises it
+    with np.errstate(invalid="ignore", divide="ignore"):
+        resid = (lk[..., 14] / K.SIGMA_CALIBRATION) ** 2 / (lk[..., 11] + lk[..., 13])
+    good = ok & np.isfinite(resid)
+    if not good.any():
+        return
+    # (the images are normalised to unit variance: a floor keeps noise-free pairs out of the test)
+    cand = good & (resid > opts.robust_ratio * max(float(np.median(resid[good])), 1e-4))
+    if not cand.any():
+        return
+    rows = np.nonzero(cand.any(axis=1))[0]
+    r = _ncc_pass(job, opts, rows, cand, (dy, dx), None, None, robust=True)
+    score = np.nan_to_num(r["lk"][..., 4])
+    fitted = cand & (r["reason"] == K.OK)
+    take = fitted & (score >= 0.5) & (r["q"] >= opts.min_correlation)
+    for key, arr in (("dy", dy), ("dx", dx), ("q", q)):
+        arr[take] = r[key][take]
+    lk[take, 5:24] = 0.0  # the robust estimate is that of the node's pixels: no strain correction
+    lk[take, 14] = r["lk"][take, 14]
+    # no robust motion that the node's own pixels follow: its chip is dominated by foreign pixels
+    foreign = cand & ~take & ((r["reason"] != K.OK) | (score < 0.25) | (r["q"] < opts.min_correlation))
+    reason[foreign] = K.LOW_CORRELATION
+    dy[foreign] = np.nan
+    dx[foreign] = np.nan
+
+
 def _run_ncc(job: _Job, opts: NccOptions, progress: ProgressCallback | None) -> tuple[Any, ...]:
     r = _ncc_pass(job, opts, None, None, None, None, progress)
     dy, dx, q, reason, lk = r["dy"], r["dx"], r["q"], r["reason"], r["lk"]
@@ -678,6 +719,8 @@ def _run_ncc(job: _Job, opts: NccOptions, progress: ProgressCallback | None) -> 
         _shiftable_windows(job, opts, dy, dx, q, reason, lk)
     if opts.subpixel == "lk" and opts.max_chip_factor > 1:
         _nested_chips(job, opts, dy, dx, q, reason, lk)
+    if opts.subpixel == "lk" and opts.robust_ratio > 0:
+        _contaminated(job, opts, dy, dx, q, reason, lk)
     if opts.subpixel == "lk" and opts.strain_correction:
         by, bx = _post.strain_bias(dy, dx, lk, job.step)
         ok = reason == K.OK

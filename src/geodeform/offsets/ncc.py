@@ -96,6 +96,13 @@ class NccOptions:
         to 0.023 px. 0 disables it (every node then keeps its own chip's measurement).
     smoothing_gamma : float
         Half-width, in σ, of the confidence intervals of the smoothing's window choice. Default 2.
+    robust_ratio : float
+        Chips whose residual variance per pixel exceeds this multiple of the pair's median (a cloud
+        edge, a shadow, a changed patch inside the chip) are re-measured with a robust fit that keeps the
+        motion of the node's own pixels, or rejected when those pixels follow no motion
+        (``LOW_CORRELATION``). Next to a synthetic cloud it cuts the largest error of the clear nodes
+        from 1.1 to 0.05 px. Default 10 (lower values also catch strained glacier chips, which the
+        robust fit then measures worse); 0 disables it.
     robust_steps : bool
         Re-measure nodes next to displacement discontinuities (faults, calving fronts, landslide scarps)
         with a robust Tukey fit started from each neighbour's value, keeping the motion of the node's own
@@ -143,6 +150,7 @@ class NccOptions:
     coarse_nested: bool = False
     smoothing: int = 3
     smoothing_gamma: float = 2.0
+    robust_ratio: float = 10.0
 
     def validate(self) -> None:
         """Raise :class:`InvalidInputError` on values out of range."""
@@ -160,6 +168,7 @@ class NccOptions:
             "max_chip_factor": int(self.max_chip_factor) >= 1,
             "smoothing": isinstance(self.smoothing, (int, np.integer)) and 0 <= self.smoothing <= 10,
             "smoothing_gamma": self.smoothing_gamma > 0.0,
+            "robust_ratio": self.robust_ratio >= 0.0,
             "smooth": 0.0 <= self.smooth <= 10.0,
             "interpolation": self.interpolation in ("approx", "exact"),
         }
