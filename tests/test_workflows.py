@@ -264,8 +264,10 @@ def test_quake_defaults_measure_a_fault_offset(tmp_path: Path) -> None:
     far = dist > 40  # chips (48 px) not straddling the fault
     # Both sides move: the co-registration (one shift on every node) fixes the frame only up to a constant,
     # the median of the motion. The relative displacement (the slip) must be right.
+    # With half of the nodes on each side, that median may fall anywhere between the two sides' motions
+    # (±0.4 px): the frame error is at most half the slip, plus noise.
     fx, fy = np.nanmedian(ex[far]), np.nanmedian(ey[far])
-    assert np.hypot(fx, fy) < 0.4
+    assert np.hypot(fx, fy) < 0.4 + 0.05
     assert np.sqrt(np.nanmean((ex[far] - fx) ** 2 + (ey[far] - fy) ** 2)) < 0.05
     assert (tmp_path / "run" / "velocity.nc").is_file()
 
