@@ -900,15 +900,16 @@ def _coarse_boundary(D, valid, h, w, py, px, pd, hist):
     cc = (w - 1) / 2.0
     R = math.sqrt(cr * cr + cc * cc) + 1.0
     npt = 0
+    rs = np.empty(w, np.float32)
     for bi in range(0, h - 2, 3):
+        for j in range(w):  # the block row's three rows summed first (vectorised)
+            rs[j] = (
+                D[bi, j] * valid[bi, j] + D[bi + 1, j] * valid[bi + 1, j] + D[bi + 2, j] * valid[bi + 2, j]
+            )
         for bj in range(0, w - 2, 3):
-            acc = 0.0
-            for i in range(bi, bi + 3):
-                for j in range(bj, bj + 3):
-                    acc += D[i, j] * valid[i, j]
             py[npt] = bi + 1.0 - cr
             px[npt] = bj + 1.0 - cc
-            pd[npt] = acc
+            pd[npt] = rs[bj] + rs[bj + 1] + rs[bj + 2]
             npt += 1
     return _scan_lines(
         py, px, pd, npt, 0.0, math.pi * (1 - 1 / 36), 36, -R, 1.5, int(2 * R / 1.5) + 1, 0.0, 0.0, hist
@@ -958,14 +959,21 @@ def _side_weights(valid, h, w, th, rho, orient, guard, wa, wb):
     na = 0.0
     nb_ = 0.0
     for i in range(h):
+        yi = (i - cr) * ct - rho
+        arow = wa[i]
+        brow = wb[i]
+        vrow = valid[i]
+        ca = np.float32(0.0)
+        cb = np.float32(0.0)
         for j in range(w):
-            s = orient * ((i - cr) * ct + (j - cc) * st - rho)
-            a = valid[i, j] and s < -guard
-            b = valid[i, j] and s > guard
-            wa[i, j] = 1.0 if a else 0.0
-            wb[i, j] = 1.0 if b else 0.0
-            na += wa[i, j]
-            nb_ += wb[i, j]
+            u = orient * (yi + (j - cc) * st)
+            v = np.float32(vrow[j])
+            arow[j] = np.float32(u < -guard) * v
+            brow[j] = np.float32(u > guard) * v
+            ca += arow[j]
+            cb += brow[j]
+        na += ca
+        nb_ += cb
     return na, nb_
 
 
@@ -990,6 +998,18 @@ def _masked_gn(ref, gyi, gxi, rvalid, coef, svalid, r0, c0, h, w, m, d_r, d_c, m
         )
         out[0], out[1], out[2], out[3], out[4] = lk[0], lk[1], lk[2], lk[3], lk[14]
         return
+    # the weighted pixels of each row form an interval (a half-plane): loop over it only
+    lo = np.zeros(h, np.int64)
+    hi = np.zeros(h, np.int64)
+    for i in range(h):
+        j0 = 0
+        while j0 < w and m[i, j0] == 0:
+            j0 += 1
+        j1 = w
+        while j1 > j0 and m[i, j1 - 1] == 0:
+            j1 -= 1
+        lo[i] = j0
+        hi[i] = j1
     swt = 0.0
     s_r = 0.0
     s_rr = 0.0
@@ -1001,10 +1021,12 @@ def _masked_gn(ref, gyi, gxi, rvalid, coef, svalid, r0, c0, h, w, m, d_r, d_c, m
     s_gyr = 0.0
     s_gxr = 0.0
     for i in range(h):
-        rrow = ref[r0 + i, c0 : c0 + w]
-        gyrow = gyi[r0 + i, c0 : c0 + w]
-        gxrow = gxi[r0 + i, c0 : c0 + w]
-        mrow = m[i]
+        if hi[i] <= lo[i]:
+            continue
+        rrow = ref[r0 + i, c0 + lo[i] : c0 + hi[i]]
+        gyrow = gyi[r0 + i, c0 + lo[i] : c0 + hi[i]]
+        gxrow = gxi[r0 + i, c0 + lo[i] : c0 + hi[i]]
+        mrow = m[i, lo[i] : hi[i]]
         b0 = np.float32(0.0)
         b1 = np.float32(0.0)
         b2 = np.float32(0.0)
@@ -1015,7 +1037,7 @@ def _masked_gn(ref, gyi, gxi, rvalid, coef, svalid, r0, c0, h, w, m, d_r, d_c, m
         b7 = np.float32(0.0)
         b8 = np.float32(0.0)
         b9 = np.float32(0.0)
-        for j in range(w):
+        for j in range(hi[i] - lo[i]):
             q = mrow[j]
             r = rrow[j]
             gy = gyrow[j]
@@ -1078,17 +1100,20 @@ def _masked_gn(ref, gyi, gxi, rvalid, coef, svalid, r0, c0, h, w, m, d_r, d_c, m
         sgxs = 0.0
         srs = 0.0
         for i in range(h):
-            _interp_row(coef, br + i, wr, wc, bc, w, buf, srow)
-            rrow = ref[r0 + i, c0 : c0 + w]
-            gyrow = gyi[r0 + i, c0 : c0 + w]
-            gxrow = gxi[r0 + i, c0 : c0 + w]
-            mrow = m[i]
+            n_ = hi[i] - lo[i]
+            if n_ <= 0:
+                continue
+            _interp_row(coef, br + i, wr, wc, bc + lo[i], n_, buf, srow)
+            rrow = ref[r0 + i, c0 + lo[i] : c0 + hi[i]]
+            gyrow = gyi[r0 + i, c0 + lo[i] : c0 + hi[i]]
+            gxrow = gxi[r0 + i, c0 + lo[i] : c0 + hi[i]]
+            mrow = m[i, lo[i] : hi[i]]
             a1 = np.float32(0.0)
             a2 = np.float32(0.0)
             a3 = np.float32(0.0)
             a4 = np.float32(0.0)
             a5 = np.float32(0.0)
-            for j in range(w):
+            for j in range(n_):
                 sv = srow[j]
                 ms_ = mrow[j] * sv
                 a1 += ms_
@@ -1150,21 +1175,40 @@ def _step_tests(D, e0, eb, valid, gyi, gxi, r0, c0, h, w, th, rho, orient, cost,
     s_far = 0.0
     g_far = 0.0
     for i in range(h):
-        for j in range(w):
-            if valid[i, j]:
-                sse1 += e0[i, j] * e0[i, j]
-                sse_b += eb[i, j] * eb[i, j]
-                u = orient * ((i - cr) * ct + (j - cc) * st - rho)
-                sv = -D[i, j] if u < 0 else D[i, j]
-                gd = gyi[r0 + i, c0 + j] * ddr + gxi[r0 + i, c0 + j] * ddc
-                gd *= gd
-                au = abs(u)
-                if au >= 2.0 and au < 6.0:
-                    s_near += sv
-                    g_near += gd
-                elif au >= 6.0:
-                    s_far += sv
-                    g_far += gd
+        yi = (i - cr) * ct - rho
+        e0row = e0[i]
+        ebrow = eb[i]
+        drow = D[i]
+        vrow = valid[i]
+        gyrow = gyi[r0 + i, c0 : c0 + w]
+        gxrow = gxi[r0 + i, c0 : c0 + w]
+        a1 = np.float32(0.0)
+        a2 = np.float32(0.0)
+        a3 = np.float32(0.0)
+        a4 = np.float32(0.0)
+        a5 = np.float32(0.0)
+        a6 = np.float32(0.0)
+        for j in range(w):  # branch-free: vectorised
+            v = np.float32(vrow[j])
+            u = np.float32(orient * (yi + (j - cc) * st))
+            sv = drow[j] * (np.float32(u >= 0) - np.float32(u < 0)) * v
+            gd = gyrow[j] * np.float32(ddr) + gxrow[j] * np.float32(ddc)
+            gd = gd * gd * v
+            au = abs(u)
+            near = np.float32((au >= 2.0) & (au < 6.0))
+            far = np.float32(au >= 6.0)
+            a1 += e0row[j] * e0row[j] * v
+            a2 += ebrow[j] * ebrow[j] * v
+            a3 += sv * near
+            a4 += gd * near
+            a5 += sv * far
+            a6 += gd * far
+        sse1 += a1
+        sse_b += a2
+        s_near += a3
+        g_near += a4
+        s_far += a5
+        g_far += a6
     ratio = (sse_b + cost) / sse1 if sse1 > 0 else np.nan
     s12 = s_near / g_near if g_near > 0 else np.nan
     s13 = np.nan
@@ -1195,18 +1239,26 @@ def two_motion_node(
     guard,
     early_ratio,
     early_sharp,
+    reach_r,
+    reach_c,
     out,
 ):
     """Two translations separated by a straight boundary inside one chip (fault, calving front, scarp).
 
     Starting from candidate motions A and B (e.g. the two sides' neighbours), alternates: residual maps of
     the gain/offset-normalised secondary at A and at B, the straight boundary that best separates the pixels
-    following each (:func:`_fit_boundary` on the difference of squared residuals), and a masked Gauss-Newton
-    refinement of each motion on its own side's pixels (``guard`` px from the boundary left out). Writes
-    [dr, dc, zncc, reason, sse_ratio, sigma, a_r, a_c, b_r, b_c, theta, centre_dist] into ``out`` (NTWO):
-    (dr, dc) is the motion of the side holding the chip centre, sse_ratio the two-motion residual energy
-    over that of the one-motion fit at (d0_r, d0_c) (model selection: ≈ 1 without a step),
-    centre_dist the signed distance (px) of the centre from the boundary (negative on A's side).
+    following each (:func:`_coarse_boundary`, then :func:`_fit_boundary`, on the difference of squared
+    residuals), and a masked Gauss-Newton refinement of the motions on their own side's pixels (``guard``
+    px from the boundary left out; after the first of the ``n_iter`` rounds only the centre's side).
+    Stops early (NaN motion) when the coarse split leaves more than ``early_ratio`` of the one-motion
+    residual energy, when the first sharpness is below ``early_sharp``, or (NaN ratio too) when the
+    boundary is farther from the centre than reach_r |cos θ| + reach_c |sin θ| + 2 px.
+    Writes into ``out`` (NTWO): [dr, dc, zncc, reason, sse_ratio, sigma, a_r, a_c, b_r, b_c, theta,
+    centre_dist, sharp_near, sharpness, rho]: (dr, dc) is the motion of the side holding the chip centre
+    and sigma its predicted error, sse_ratio the two-motion residual energy over that of the one-motion fit
+    at (d0_r, d0_c) (≈ 1 without a step), the line is t = (row, col - centre) · (cos θ, sin θ) = rho,
+    centre_dist the signed distance (px) of the centre from it (negative on A's side); sharpness: see
+    :func:`_step_tests`.
     """
     for k in range(NTWO):
         out[k] = np.nan
@@ -1245,11 +1297,18 @@ def two_motion_node(
     sig_b = np.nan
     zn_a = np.nan
     zn_b = np.nan
+    mapped_a = (np.nan, np.nan)
+    mapped_b = (np.nan, np.nan)
     for it in range(n_iter + 1):
-        ok = _residual_map(ref, rvalid, coef, svalid, r0, c0, h, w, ar, ac, wr, wc, buf, ea, valid, full)
-        ok = ok and _residual_map(
-            ref, rvalid, coef, svalid, r0, c0, h, w, br_, bc_, wr, wc, buf, eb, valid, full
-        )
+        ok = True
+        if (ar, ac) != mapped_a:  # a motion left unchanged keeps its residual map
+            ok = _residual_map(ref, rvalid, coef, svalid, r0, c0, h, w, ar, ac, wr, wc, buf, ea, valid, full)
+            mapped_a = (ar, ac)
+        if ok and (br_, bc_) != mapped_b:
+            ok = _residual_map(
+                ref, rvalid, coef, svalid, r0, c0, h, w, br_, bc_, wr, wc, buf, eb, valid, full
+            )
+            mapped_b = (br_, bc_)
         if not ok:
             out[3] = OUTSIDE
             return
@@ -1265,9 +1324,11 @@ def two_motion_node(
                     sse1 += e0[i, j] * e0[i, j]
                     sse_b += eb[i, j] * eb[i, j]
             ratio = (sse_b + cost) / sse1 if sse1 > 0 else np.nan
-            if not ratio < early_ratio:  # not a step even from the neighbours' motions
+            reach = reach_r * abs(math.cos(th)) + reach_c * abs(math.sin(th))
+            if not ratio < early_ratio or abs(rho) > reach + 2.0:
+                # not a step even from the neighbours' motions, or one that only grazes the chip
                 out[3] = OK
-                out[4] = ratio
+                out[4] = ratio if abs(rho) <= reach + 2.0 else np.nan
                 return
             cost, th, rho, orient = _fit_boundary(
                 D, valid, h, w, th, rho, orient, math.radians(3.0), 7, 2.0, 0.25, py, px, pd, hist
@@ -1291,7 +1352,10 @@ def two_motion_node(
                 out[14] = rho
                 return
         na, nb_ = _side_weights(valid, h, w, th, rho, orient, guard, wa, wb)
-        if na >= 64:
+        # after the first round only the motion of the centre's side needs more precision (the other's
+        # is good enough to place the boundary)
+        a_side = orient * rho > 0.0
+        if na >= 64 and (it == 0 or a_side):
             if full:
                 _masked_gn(ref, gyi, gxi, rvalid, coef, svalid, r0, c0, h, w, wa, ar, ac, 12, 0.02, 1.5, gn)
             else:
@@ -1301,7 +1365,7 @@ def two_motion_node(
                 gn[0], gn[1], gn[2], gn[3], gn[4] = lk[0], lk[1], lk[2], lk[3], lk[14]
             if gn[3] == OK:
                 ar, ac, zn_a, sig_a = gn[0], gn[1], gn[2], gn[4]
-        if nb_ >= 64:
+        if nb_ >= 64 and (it == 0 or not a_side):
             if full:
                 _masked_gn(ref, gyi, gxi, rvalid, coef, svalid, r0, c0, h, w, wb, br_, bc_, 12, 0.02, 1.5, gn)
             else:
@@ -1354,6 +1418,8 @@ def two_motion_nodes(
     guard,
     early_ratio,
     early_sharp,
+    reach_r,
+    reach_c,
 ):
     """:func:`two_motion_node` for many nodes in parallel. Returns (n, NTWO)."""
     n = r0.size
@@ -1383,6 +1449,8 @@ def two_motion_nodes(
             guard,
             early_ratio,
             early_sharp,
+            reach_r,
+            reach_c,
             res[k],
         )
     return res

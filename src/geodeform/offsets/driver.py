@@ -449,6 +449,7 @@ def _ncc_pass(
                 (init[0][ii, jj], init[1][ii, jj]),
                 (two[0][ii, jj], two[1][ii, jj]),
                 (two[2][ii, jj], two[3][ii, jj]),
+                reach=(_REACH * job.chip[0], _REACH * job.chip[1]),
             )
             out["two"][ii, jj] = t
             continue
@@ -609,6 +610,11 @@ def _shiftable_windows(job: _Job, opts: NccOptions, dy: Any, dx: Any, q: Any, re
         best_sigma[better] = sig[better]
 
 
+# a node is re-measured with two motions only when the step lies within this fraction of its chip size
+# from its centre: farther, the step is in the chip's border and barely biases the one-motion answer
+_REACH = 0.3
+
+
 def _two_motion_starts(dy: Any, dx: Any, sel: Any) -> tuple[Any, Any, Any, Any]:
     """Candidate motions A and B of the selected nodes (NaN grids elsewhere), see
     :func:`geodeform.offsets._kernels.two_motion_starts`."""
@@ -629,7 +635,8 @@ def _two_motions(
     neighbours of the accepted ones, until no new node is accepted. A node takes the motion of its side
     when :func:`_two_motion_accept` accepts the fit; strain correction is then off for it and for its
     neighbours, whose gradients would span the step. Returns the raw fits ``two`` (NaN where not run) and
-    the ``accept`` mask (``sel`` overrides the first selection, for diagnostics). Updates in place.
+    the ``accept`` mask, and ``beside`` (accepted nodes and their neighbours); ``sel`` overrides the
+    first selection, for diagnostics. Updates in place.
     """
     h, w = dy.shape
     two = np.full((h, w, K.NTWO), np.nan)
@@ -664,10 +671,9 @@ def _two_motions(
         if not new.any():
             break
         accept |= new
-        # next round: the unfitted neighbours of newly accepted nodes whose own chip reaches their boundary
-        # (within 0.35 chip of it: farther, the step is in the chip's border and barely biases it)
+        # next round: the unfitted neighbours of newly accepted nodes near their boundary (_REACH)
         near = K.two_motion_reach(
-            new, two, float(job.step[0]), float(job.step[1]), 0.35 * job.chip[0], 0.35 * job.chip[1]
+            new, two, float(job.step[0]), float(job.step[1]), _REACH * job.chip[0], _REACH * job.chip[1]
         )
         sel = near & (reason == K.OK) & ~done
     if accept.any():
@@ -678,7 +684,9 @@ def _two_motions(
             beside |= v == 1.0
         lk[beside, 5:11] = 0.0  # each side moves rigidly; the gradients across the step are not strain
         lk[beside, 15:24] = 0.0
-    return {"two": two, "accept": accept}
+    else:
+        beside = accept
+    return {"two": two, "accept": accept, "beside": beside}
 
 
 def _two_motion_accept(t: Any, job: _Job, opts: NccOptions) -> Any:
@@ -695,11 +703,15 @@ def _two_motion_accept(t: Any, job: _Job, opts: NccOptions) -> Any:
     )
 
 
-def _nested_chips(job: _Job, opts: NccOptions, dy: Any, dx: Any, q: Any, reason: Any, lk: Any) -> None:
+def _nested_chips(
+    job: _Job, opts: NccOptions, dy: Any, dx: Any, q: Any, reason: Any, lk: Any, keep: Any = None
+) -> None:
     """Re-measure imprecise or failed nodes with chips 2×, 4×… larger (autoRIFT's nested chip sizes).
 
     A node is redone when its predicted error exceeds ``opts.target_sigma`` or its match failed for
-    lack of signal; the larger chip's answer is kept when it is valid and more precise. Updates in place.
+    lack of signal; the larger chip's answer is kept when it is valid and more precise. Valid nodes in
+    ``keep`` (next to a step found by the two-motion fit, which a larger chip would blend) are left alone.
+    Updates in place.
     """
     factor = 2
     while factor <= opts.max_chip_factor:
@@ -710,6 +722,8 @@ def _nested_chips(job: _Job, opts: NccOptions, dy: Any, dx: Any, q: Any, reason:
         )
         # beyond 2× only failed nodes are redone: a larger chip trades resolution for a valid answer
         need = ((reason == K.OK) & (sigma > opts.target_sigma) & (factor == 2)) | weak
+        if keep is not None:
+            need &= ~(keep & (reason == K.OK))
         if not need.any():
             return
         my, mx, _ = _post.neighbour_median(dy, dx)
@@ -765,8 +779,9 @@ def _run_ncc(job: _Job, opts: NccOptions, progress: ProgressCallback | None) -> 
         reason[isolated] = Reason.OUTLIER
         dy[isolated] = np.nan
         dx[isolated] = np.nan
+    steps = None
     if opts.subpixel == "lk" and opts.two_motion:
-        _two_motions(job, opts, dy, dx, q, reason, lk)
+        steps = _two_motions(job, opts, dy, dx, q, reason, lk)["beside"]
     if opts.subpixel == "lk" and opts.robust_steps:
         # each round gives the nodes nearer the step cleaner one-sided starts from their neighbours
         for _ in range(3):
@@ -774,7 +789,7 @@ def _run_ncc(job: _Job, opts: NccOptions, progress: ProgressCallback | None) -> 
     if opts.subpixel == "lk" and opts.shiftable:
         _shiftable_windows(job, opts, dy, dx, q, reason, lk)
     if opts.subpixel == "lk" and opts.max_chip_factor > 1:
-        _nested_chips(job, opts, dy, dx, q, reason, lk)
+        _nested_chips(job, opts, dy, dx, q, reason, lk, steps)
     if opts.subpixel == "lk" and opts.strain_correction:
         by, bx = _post.strain_bias(dy, dx, lk, job.step)
         ok = reason == K.OK

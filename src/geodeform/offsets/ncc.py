@@ -675,8 +675,13 @@ def two_motion_strip(
     n_iter: int = 2,
     guard: float = 1.5,
     early: tuple[float, float] = (0.8, 0.5),
+    reach: tuple[float, float] = (np.inf, np.inf),
 ) -> npt.NDArray[np.float64]:
-    """Two-motion fit (see :func:`geodeform.offsets._kernels.two_motion_node`); returns (n, NTWO)."""
+    """Two-motion fit (see :func:`geodeform.offsets._kernels.two_motion_node`); returns (n, NTWO).
+
+    Nodes whose coarse boundary lies farther from the centre than ``reach`` (row, col half extents, px,
+    projected on the boundary normal) stop early and are not fitted (NaN ratio).
+    """
     lk_ref, lk_rv, gy, gx, coef, lk_sv = prep.spline()
     h, w = chip
 
@@ -704,4 +709,6 @@ def two_motion_strip(
         float(guard),
         float(early[0]),
         float(early[1]),
+        float(reach[0]),
+        float(reach[1]),
     )
