@@ -650,7 +650,7 @@ def _two_motions(
             sel = (reason == K.OK) & (_post.linear_residual(dy - cy, dx - cx) > opts.two_motion_px)
     # 1.5× the chip (same centre parity): a longer stretch of boundary fixes its line far better
     chip = (job.chip[0] + 2 * (job.chip[0] // 4), job.chip[1] + 2 * (job.chip[1] // 4))
-    for _ in range(8):
+    for _ in range(3):  # the lr-selected nodes, then twice their new neighbours near the boundary
         sel = sel & ~done
         ay, ax, by, bx = _two_motion_starts(dy, dx, sel)
         sel &= np.isfinite(ay) & np.isfinite(by)
