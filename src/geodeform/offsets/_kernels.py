@@ -1575,3 +1575,57 @@ def two_motion_reach(new, t, step_r, step_c, half_r, half_c):
                     if abs(ct * a * step_r + st * b * step_c - t[i, j, 14]) < reach:
                         out[i2, j2] = True
     return out
+
+
+@nb.njit(cache=True)
+def _grad_at(a, i, j, di, dj, spacing):
+    """NaN-aware central difference of a node field (one-sided where a neighbour is missing, else 0)."""
+    H, W = a.shape
+    i1, j1, i0, j0 = i + di, j + dj, i - di, j - dj
+    f = a[i1, j1] if 0 <= i1 < H and 0 <= j1 < W else np.nan
+    b = a[i0, j0] if 0 <= i0 < H and 0 <= j0 < W else np.nan
+    c = a[i, j]
+    if np.isfinite(f) and np.isfinite(b):
+        return (f - b) / (2 * spacing)
+    if np.isfinite(f) and np.isfinite(c):
+        return (f - c) / spacing
+    if np.isfinite(b) and np.isfinite(c):
+        return (c - b) / spacing
+    return 0.0
+
+
+@nb.njit(cache=True)
+def strained_linear_residual(dy, dx, lk, step_r, step_c):
+    """:func:`geodeform.offsets._post.linear_residual` of the field corrected for the first-order strain
+    bias (:func:`geodeform.offsets._post.strain_bias` without the curvature term), in one pass."""
+    H, W = dy.shape
+    cy = np.empty((H, W))
+    cx = np.empty((H, W))
+    for i in range(H):
+        for j in range(W):
+            gyr = _grad_at(dy, i, j, 1, 0, step_r)
+            gyc = _grad_at(dy, i, j, 0, 1, step_c)
+            gxr = _grad_at(dx, i, j, 1, 0, step_r)
+            gxc = _grad_at(dx, i, j, 0, 1, step_c)
+            m = lk[i, j]
+            v0 = m[5] * gyr + m[6] * gxr + m[8] * gyc + m[9] * gxc
+            v1 = m[6] * gyr + m[7] * gxr + m[9] * gyc + m[10] * gxc
+            by = m[11] * v0 + m[12] * v1
+            bx = m[12] * v0 + m[13] * v1
+            cy[i, j] = dy[i, j] - (by if np.isfinite(by) else 0.0)
+            cx[i, j] = dx[i, j] - (bx if np.isfinite(bx) else 0.0)
+    out = np.full((H, W), np.nan)
+    for i in range(H):
+        for j in range(W):
+            best = np.nan
+            for a, b in ((1, 0), (0, 1), (1, 1), (1, -1)):
+                i1, j1, i2, j2 = i + a, j + b, i - a, j - b
+                if not (0 <= i1 < H and 0 <= j1 < W and 0 <= i2 < H and 0 <= j2 < W):
+                    continue
+                r = math.hypot(
+                    cy[i, j] - 0.5 * (cy[i1, j1] + cy[i2, j2]), cx[i, j] - 0.5 * (cx[i1, j1] + cx[i2, j2])
+                )
+                if np.isfinite(r) and not (r <= best):
+                    best = r
+            out[i, j] = best
+    return out

@@ -411,9 +411,10 @@ def _ncc_pass(
         "dx": np.full((nr, nc), np.nan),
         "q": np.zeros((nr, nc)),
         "reason": np.full((nr, nc), K.MASKED, np.uint8),
-        "lk": np.full((nr, nc, K.NOUT), np.nan),
     }
-    if two is not None:
+    if two is None:
+        out["lk"] = np.full((nr, nc, K.NOUT), np.nan)
+    else:  # the two-motion fit's own outputs instead of the refinement's
         out["two"] = np.full((nr, nc, K.NTWO), np.nan)
     strips = list(job.strips(node_rows, extra_pad=(0 if init is None else 3) + max(abs(off_r), abs(off_c))))
     for k, (a, b, idx, _pad) in enumerate(strips):
@@ -645,9 +646,11 @@ def _two_motions(
     if sel is None:
         # on the (first-order) strain-corrected field: smooth but steep fields (glacier margins) are then
         # near linear
-        cy, cx = _post.strain_bias(dy, dx, lk[..., :15], job.step)
+        lr = K.strained_linear_residual(
+            dy, dx, np.ascontiguousarray(lk), float(job.step[0]), float(job.step[1])
+        )
         with np.errstate(invalid="ignore"):
-            sel = (reason == K.OK) & (_post.linear_residual(dy - cy, dx - cx) > opts.two_motion_px)
+            sel = (reason == K.OK) & (lr > opts.two_motion_px)
     # 1.5× the chip (same centre parity): a longer stretch of boundary fixes its line far better
     chip = (job.chip[0] + 2 * (job.chip[0] // 4), job.chip[1] + 2 * (job.chip[1] // 4))
     for _ in range(3):  # the lr-selected nodes, then twice their new neighbours near the boundary
