@@ -649,11 +649,13 @@ def _two_motions(
         lr = K.strained_linear_residual(
             dy, dx, np.ascontiguousarray(lk), float(job.step[0]), float(job.step[1])
         )
+        # and well above the node's own predicted error (noise alone departs from linear too)
+        sigma = np.nan_to_num(lk[..., 14])
         with np.errstate(invalid="ignore"):
-            sel = (reason == K.OK) & (lr > opts.two_motion_px)
+            sel = (reason == K.OK) & (lr > opts.two_motion_px) & (lr > 6.0 * sigma)
     # 1.5× the chip (same centre parity): a longer stretch of boundary fixes its line far better
     chip = (job.chip[0] + 2 * (job.chip[0] // 4), job.chip[1] + 2 * (job.chip[1] // 4))
-    for _ in range(3):  # the lr-selected nodes, then twice their new neighbours near the boundary
+    for _ in range(3):  # the selected nodes, then twice the new neighbours near a found boundary
         sel = sel & ~done
         ay, ax, by, bx = _two_motion_starts(dy, dx, sel)
         sel &= np.isfinite(ay) & np.isfinite(by)

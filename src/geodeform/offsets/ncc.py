@@ -92,7 +92,8 @@ class NccOptions:
         0.054 px, for ~15 % more time there. Default True.
     two_motion_px : float
         Departure from linearity between opposite neighbours (px, strain-corrected field) that selects a
-        node for the two-motion fit (neighbours of accepted nodes are fitted too). Default 0.5.
+        node for the two-motion fit, if also above 6× the node's predicted error (neighbours of accepted
+        nodes are fitted too). Default 0.5.
     two_motion_ratio : float
         Largest residual energy of the two-motion fit relative to the one-motion fit for it to be kept.
         Default 0.6.
