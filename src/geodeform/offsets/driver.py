@@ -632,8 +632,9 @@ def _two_motions(
 ) -> dict[str, Any]:
     """Re-measure nodes at a displacement discontinuity with two motions split by a straight boundary.
 
-    Nodes whose field departs from linear (> ``opts.two_motion_px``) are fitted first, then the
-    neighbours of the accepted ones, until no new node is accepted. A node takes the motion of its side
+    Nodes whose (strain-corrected) field departs from linear by more than ``opts.two_motion_px`` and 6×
+    their predicted error are fitted first, then (twice) the unfitted neighbours of newly accepted nodes
+    within ``_REACH`` chip of their boundary. A node takes the motion of its side
     when :func:`_two_motion_accept` accepts the fit; strain correction is then off for it and for its
     neighbours, whose gradients would span the step. Returns the raw fits ``two`` (NaN where not run) and
     the ``accept`` mask, and ``beside`` (accepted nodes and their neighbours); ``sel`` overrides the
