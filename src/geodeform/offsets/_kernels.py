@@ -874,3 +874,874 @@ def adaptive_plane_nodes(dy, dx, sigma, radii, inflation, gamma, max_chi2, floor
             res[2, i, j] = math.sqrt(2.0 * best_v)
             res[3, i, j] = used
     return res
+
+
+# ------------------------------------------------------------------------------------ two-motion fit
+NTWO = 15
+
+
+@nb.njit(cache=True, nogil=True, fastmath=FAST)
+def _residual_map(ref, rvalid, coef, svalid, r0, c0, h, w, d_r, d_c, wr, wc, buf, e, valid, full):
+    """Gain/offset-normalised residuals e = (R - mean R) - gain (S(p + d) - mean S) over the chip.
+
+    Without ``full`` (every pixel of both images valid), ``valid`` (h, w) is and-ed with the pixels where
+    both images are valid at ``d``; invalid residuals are 0. Returns False when the secondary window
+    leaves the strip or the chip has no variance.
+    """
+    Hh, Ww = coef.shape
+    ir = math.floor(d_r)
+    ic = math.floor(d_c)
+    _bspline3_weights(d_r - ir, wr)
+    _bspline3_weights(d_c - ic, wc)
+    br = r0 + ir - 1 + LK_PAD
+    bc = c0 + ic - 1 + LK_PAD
+    if br < 0 or bc < 0 or br + h + 3 > Hh or bc + w + 3 > Ww:
+        return False
+    if full:
+        full = _window_all_valid(svalid, br + 1, bc + 1, h + 1, w + 1)
+    n = 0.0
+    sr = 0.0
+    ss = 0.0
+    srr = 0.0
+    sss = 0.0
+    for i in range(h):
+        _interp_row(coef, br + i, wr, wc, bc, w, buf, e[i])
+        rrow = ref[r0 + i, c0 : c0 + w]
+        erow = e[i]
+        if full:
+            a1 = np.float32(0.0)
+            a2 = np.float32(0.0)
+            a3 = np.float32(0.0)
+            a4 = np.float32(0.0)
+            for j in range(w):
+                r = rrow[j]
+                s = erow[j]
+                a1 += r
+                a2 += s
+                a3 += r * r
+                a4 += s * s
+            n += w
+            sr += a1
+            ss += a2
+            srr += a3
+            sss += a4
+        else:
+            for j in range(w):
+                v = (
+                    valid[i, j]
+                    and rvalid[r0 + i, c0 + j]
+                    and svalid[br + i + 1, bc + j + 1]
+                    and svalid[br + i + 2, bc + j + 2]
+                )
+                valid[i, j] = v
+                if v:
+                    r = rrow[j]
+                    s = erow[j]
+                    n += 1.0
+                    sr += r
+                    ss += s
+                    srr += r * r
+                    sss += s * s
+    if n < 16:
+        return False
+    mr = sr / n
+    ms = ss / n
+    vr = srr / n - mr * mr
+    vs = sss / n - ms * ms
+    if vr <= 0.0 or vs <= 0.0:
+        return False
+    gain = np.float32(math.sqrt(vr / vs))
+    off = np.float32(mr - gain * ms)
+    for i in range(h):
+        rrow = ref[r0 + i, c0 : c0 + w]
+        erow = e[i]
+        vrow = valid[i]
+        for j in range(w):
+            erow[j] = (rrow[j] - gain * erow[j] - off) * vrow[j]
+    return True
+
+
+@nb.njit(cache=True, nogil=True, fastmath=FAST)
+def _scan_lines(py, px, pd, npt, th0, th1, n_ang, lo, bw, nbins, orient, base, hist):
+    """Best straight split of weighted points (py, px, pd) over angles [th0, th1] (``n_ang`` values,
+    ends included) and offsets ρ = lo + k bw (k = 0..nbins); motion A takes orient · (t - ρ) < 0 and the
+    cost is ``base`` + the sum of pd over A's points. orient = 0 tries both sides.
+    Returns (cost, θ, ρ, orient)."""
+    best = np.inf
+    bth = th0
+    brho = lo
+    bor = 1.0
+    ibw = 1.0 / bw
+    idx = np.empty(npt, np.int32)
+    for k in range(n_ang):
+        th = th0 + (th1 - th0) * k / max(n_ang - 1, 1)
+        ct = math.cos(th)
+        st = math.sin(th)
+        stride = nbins + 2
+        for b in range(4 * stride):
+            hist[b] = 0.0
+        tot = 0.0
+        top = nbins + 1.5
+        off = -lo * ibw + 1.0
+        cti = ct * ibw
+        sti = st * ibw
+        for q in range(npt):
+            # bin 0: below lo, nbins + 1: above the last edge (branch-free clamp, vectorised)
+            idx[q] = np.int32(min(max(py[q] * cti + px[q] * sti + off, 0.0), top))
+        for q in range(npt):
+            # 4 interleaved histograms: consecutive points rarely update the same memory
+            hist[(q & 3) * stride + idx[q]] += pd[q]
+            tot += pd[q]
+        p = 0.0
+        for m in range(nbins + 1):
+            p += hist[m] + hist[stride + m] + hist[2 * stride + m] + hist[3 * stride + m]  # t < lo + m bw
+            if orient >= 0.0 and base + p < best:
+                best = base + p
+                bth = th
+                brho = lo + m * bw
+                bor = 1.0
+            if orient <= 0.0 and base + tot - p < best:
+                best = base + tot - p
+                bth = th
+                brho = lo + m * bw
+                bor = -1.0
+    return best, bth, brho, bor
+
+
+@nb.njit(cache=True, nogil=True, fastmath=FAST)
+def _coarse_boundary(D, valid, h, w, py, px, pd, hist):
+    """Every orientation (5° steps) and offset (1.5 px) of a straight boundary scanned on 3 × 3 pixel
+    block sums of ``D``; see :func:`_fit_boundary`. Returns (cost, θ, ρ, orient)."""
+    cr = (h - 1) / 2.0
+    cc = (w - 1) / 2.0
+    R = math.sqrt(cr * cr + cc * cc) + 1.0
+    npt = 0
+    rs = np.empty(w, np.float32)
+    for bi in range(0, h - 2, 3):
+        for j in range(w):  # the block row's three rows summed first (vectorised)
+            rs[j] = (
+                D[bi, j] * valid[bi, j] + D[bi + 1, j] * valid[bi + 1, j] + D[bi + 2, j] * valid[bi + 2, j]
+            )
+        for bj in range(0, w - 2, 3):
+            py[npt] = bi + 1.0 - cr
+            px[npt] = bj + 1.0 - cc
+            pd[npt] = rs[bj] + rs[bj + 1] + rs[bj + 2]
+            npt += 1
+    return _scan_lines(
+        py, px, pd, npt, 0.0, math.pi * (1 - 1 / 36), 36, -R, 1.5, int(2 * R / 1.5) + 1, 0.0, 0.0, hist
+    )
+
+
+@nb.njit(cache=True, nogil=True, fastmath=FAST)
+def _fit_boundary(D, valid, h, w, th, rho, orient, dth, n_ang, drho, bw, py, px, pd, hist):
+    """Straight boundary minimising the sum of ``D`` over the pixels given to motion A, near a given one.
+
+    Lines are t = (row - centre) cos θ + (col - centre) sin θ = ρ; motion A takes orient · (t - ρ) < 0.
+    The scan covers θ ± dth (``n_ang`` angles), ρ ± drho (bins of ``bw``) on the pixels near the given
+    line only: the others stay on one side for every candidate and add a constant. Returns
+    (cost, θ, ρ, orient).
+    """
+    cr = (h - 1) / 2.0
+    cc = (w - 1) / 2.0
+    R = math.sqrt(cr * cr + cc * cc) + 1.0
+    ct = math.cos(th)
+    st = math.sin(th)
+    margin = drho + R * math.sin(dth) + bw
+    base = 0.0
+    npt = 0
+    for i in range(h):
+        yi = (i - cr) * ct - rho
+        for j in range(w):
+            if valid[i, j]:
+                t = yi + (j - cc) * st
+                if abs(t) < margin:
+                    py[npt] = i - cr
+                    px[npt] = j - cc
+                    pd[npt] = D[i, j]
+                    npt += 1
+                elif orient * t < 0.0:
+                    base += D[i, j]
+    nb_ = int(2.0 * drho / bw + 0.5)
+    return _scan_lines(py, px, pd, npt, th - dth, th + dth, n_ang, rho - drho, bw, nb_, orient, base, hist)
+
+
+@nb.njit(cache=True, nogil=True)
+def _side_weights(valid, h, w, th, rho, orient, guard, wa, wb):
+    """Weights of the pixels on each side of the boundary, ``guard`` px away from it."""
+    cr = (h - 1) / 2.0
+    cc = (w - 1) / 2.0
+    ct = math.cos(th)
+    st = math.sin(th)
+    na = 0.0
+    nb_ = 0.0
+    for i in range(h):
+        yi = (i - cr) * ct - rho
+        arow = wa[i]
+        brow = wb[i]
+        vrow = valid[i]
+        ca = np.float32(0.0)
+        cb = np.float32(0.0)
+        for j in range(w):
+            u = orient * (yi + (j - cc) * st)
+            v = np.float32(vrow[j])
+            arow[j] = np.float32(u < -guard) * v
+            brow[j] = np.float32(u > guard) * v
+            ca += arow[j]
+            cb += brow[j]
+        na += ca
+        nb_ += cb
+    return na, nb_
+
+
+@nb.njit(cache=True, nogil=True, fastmath=FAST)
+def _masked_gn(ref, gyi, gxi, rvalid, coef, svalid, r0, c0, h, w, m, d_r, d_c, max_iter, tol, max_move, out):
+    """Translation refined on the pixels weighted by ``m`` (h, w) only: :func:`lk_refine_node`'s
+    gain/offset-invariant Gauss-Newton without its strain moments, for chips whose pixels are all valid.
+    Falls back to :func:`lk_refine_node` when the secondary window has invalid pixels. Writes
+    [dr, dc, zncc, reason, sigma] into ``out``.
+    """
+    mm = math.ceil(max_move) + 2
+    if not _window_all_valid(
+        svalid,
+        r0 + math.floor(d_r) - mm + LK_PAD,
+        c0 + math.floor(d_c) - mm + LK_PAD,
+        h + 2 * mm + 1,
+        w + 2 * mm + 1,
+    ):
+        lk = np.empty(NOUT)
+        lk_refine_node(
+            ref, gyi, gxi, rvalid, coef, svalid, r0, c0, h, w, d_r, d_c, max_iter, tol, max_move, m, lk
+        )
+        out[0], out[1], out[2], out[3], out[4] = lk[0], lk[1], lk[2], lk[3], lk[14]
+        return
+    # the weighted pixels of each row form an interval (a half-plane): loop over it only
+    lo = np.zeros(h, np.int64)
+    hi = np.zeros(h, np.int64)
+    for i in range(h):
+        j0 = 0
+        while j0 < w and m[i, j0] == 0:
+            j0 += 1
+        j1 = w
+        while j1 > j0 and m[i, j1 - 1] == 0:
+            j1 -= 1
+        lo[i] = j0
+        hi[i] = j1
+    swt = 0.0
+    s_r = 0.0
+    s_rr = 0.0
+    a00 = 0.0
+    a01 = 0.0
+    a11 = 0.0
+    s_gy = 0.0
+    s_gx = 0.0
+    s_gyr = 0.0
+    s_gxr = 0.0
+    for i in range(h):
+        if hi[i] <= lo[i]:
+            continue
+        rrow = ref[r0 + i, c0 + lo[i] : c0 + hi[i]]
+        gyrow = gyi[r0 + i, c0 + lo[i] : c0 + hi[i]]
+        gxrow = gxi[r0 + i, c0 + lo[i] : c0 + hi[i]]
+        mrow = m[i, lo[i] : hi[i]]
+        b0 = np.float32(0.0)
+        b1 = np.float32(0.0)
+        b2 = np.float32(0.0)
+        b3 = np.float32(0.0)
+        b4 = np.float32(0.0)
+        b5 = np.float32(0.0)
+        b6 = np.float32(0.0)
+        b7 = np.float32(0.0)
+        b8 = np.float32(0.0)
+        b9 = np.float32(0.0)
+        for j in range(hi[i] - lo[i]):
+            q = mrow[j]
+            r = rrow[j]
+            gy = gyrow[j]
+            gx = gxrow[j]
+            b0 += q
+            b1 += q * r
+            b2 += q * r * r
+            b3 += q * gy * gy
+            b4 += q * gy * gx
+            b5 += q * gx * gx
+            b6 += q * gy
+            b7 += q * gx
+            b8 += q * gy * r
+            b9 += q * gx * r
+        swt += b0
+        s_r += b1
+        s_rr += b2
+        a00 += b3
+        a01 += b4
+        a11 += b5
+        s_gy += b6
+        s_gx += b7
+        s_gyr += b8
+        s_gxr += b9
+    out[3] = TEXTURELESS
+    if swt <= 0.0:
+        return
+    mq = s_r / swt
+    vq = s_rr / swt - mq * mq
+    det = a00 * a11 - a01 * a01
+    if det <= 1e-9 * (a00 + a11) ** 2 or vq <= 0.0:
+        return
+    i00 = a11 / det
+    i01 = -a01 / det
+    i11 = a00 / det
+    Hh, Ww = coef.shape
+    wr = np.empty(4)
+    wc = np.empty(4)
+    buf = np.empty(w + 3, np.float32)
+    srow = np.empty(w, np.float32)
+    dr = float(d_r)
+    dc = float(d_c)
+    zn = np.nan
+    sig2 = np.nan
+    reason = NOT_CONVERGED
+    step2 = np.inf
+    for _it in range(max_iter):
+        ir = math.floor(dr)
+        ic = math.floor(dc)
+        _bspline3_weights(dr - ir, wr)
+        _bspline3_weights(dc - ic, wc)
+        br = r0 + ir - 1 + LK_PAD
+        bc = c0 + ic - 1 + LK_PAD
+        if br < 0 or bc < 0 or br + h + 3 > Hh or bc + w + 3 > Ww:
+            reason = OUTSIDE
+            break
+        ss = 0.0
+        sss = 0.0
+        sgys = 0.0
+        sgxs = 0.0
+        srs = 0.0
+        for i in range(h):
+            n_ = hi[i] - lo[i]
+            if n_ <= 0:
+                continue
+            _interp_row(coef, br + i, wr, wc, bc + lo[i], n_, buf, srow)
+            rrow = ref[r0 + i, c0 + lo[i] : c0 + hi[i]]
+            gyrow = gyi[r0 + i, c0 + lo[i] : c0 + hi[i]]
+            gxrow = gxi[r0 + i, c0 + lo[i] : c0 + hi[i]]
+            mrow = m[i, lo[i] : hi[i]]
+            a1 = np.float32(0.0)
+            a2 = np.float32(0.0)
+            a3 = np.float32(0.0)
+            a4 = np.float32(0.0)
+            a5 = np.float32(0.0)
+            for j in range(n_):
+                sv = srow[j]
+                ms_ = mrow[j] * sv
+                a1 += ms_
+                a2 += ms_ * sv
+                a3 += ms_ * gyrow[j]
+                a4 += ms_ * gxrow[j]
+                a5 += ms_ * rrow[j]
+            ss += a1
+            sss += a2
+            sgys += a3
+            sgxs += a4
+            srs += a5
+        ms = ss / swt
+        vs = sss / swt - ms * ms
+        if vs <= 0.0:
+            reason = TEXTURELESS
+            break
+        gain = math.sqrt(vq / vs)
+        by = (s_gyr - mq * s_gy) - gain * (sgys - ms * s_gy)
+        bx = (s_gxr - mq * s_gx) - gain * (sgxs - ms * s_gx)
+        zn = (srs / swt - mq * ms) / math.sqrt(vq * vs)
+        sig2 = max(2.0 * vq * (1.0 - zn), 0.0)
+        ddr = -(i00 * by + i01 * bx)
+        ddc = -(i01 * by + i11 * bx)
+        dr -= ddr
+        dc -= ddc
+        if abs(dr - d_r) > max_move or abs(dc - d_c) > max_move:
+            step2 = np.inf
+            break
+        step2 = ddr * ddr + ddc * ddc
+        if step2 < tol * tol:
+            reason = OK
+            break
+    if reason == NOT_CONVERGED and step2 < 4e-4:
+        reason = OK
+    out[0] = dr
+    out[1] = dc
+    out[2] = zn
+    out[3] = reason
+    out[4] = SIGMA_CALIBRATION * math.sqrt(sig2 * (i00 + i11))
+
+
+@nb.njit(cache=True, nogil=True, fastmath=FAST)
+def _step_tests(D, e0, eb, valid, gyi, gxi, r0, c0, h, w, th, rho, orient, cost, ddr, ddc):
+    """(residual energy ratio two / one motion, near-boundary support, near / far support) of a split.
+
+    The support is the side assignment's gain in squared residual, over what a step of (B - A) would give,
+    (g · (B - A))^2 per pixel: ≈ 1 at any distance from the boundary for a step; on a smooth gradient the
+    two motions differ less and less towards the boundary (≈ 2 |u| / side spacing).
+    """
+    cr = (h - 1) / 2.0
+    cc = (w - 1) / 2.0
+    sse1 = 0.0
+    sse_b = 0.0
+    ct = math.cos(th)
+    st = math.sin(th)
+    s_near = 0.0
+    g_near = 0.0
+    s_far = 0.0
+    g_far = 0.0
+    for i in range(h):
+        yi = (i - cr) * ct - rho
+        e0row = e0[i]
+        ebrow = eb[i]
+        drow = D[i]
+        vrow = valid[i]
+        gyrow = gyi[r0 + i, c0 : c0 + w]
+        gxrow = gxi[r0 + i, c0 : c0 + w]
+        a1 = np.float32(0.0)
+        a2 = np.float32(0.0)
+        a3 = np.float32(0.0)
+        a4 = np.float32(0.0)
+        a5 = np.float32(0.0)
+        a6 = np.float32(0.0)
+        for j in range(w):  # branch-free: vectorised
+            v = np.float32(vrow[j])
+            u = np.float32(orient * (yi + (j - cc) * st))
+            sv = drow[j] * (np.float32(u >= 0) - np.float32(u < 0)) * v
+            gd = gyrow[j] * np.float32(ddr) + gxrow[j] * np.float32(ddc)
+            gd = gd * gd * v
+            au = abs(u)
+            near = np.float32((au >= 2.0) & (au < 6.0))
+            far = np.float32(au >= 6.0)
+            a1 += e0row[j] * e0row[j] * v
+            a2 += ebrow[j] * ebrow[j] * v
+            a3 += sv * near
+            a4 += gd * near
+            a5 += sv * far
+            a6 += gd * far
+        sse1 += a1
+        sse_b += a2
+        s_near += a3
+        g_near += a4
+        s_far += a5
+        g_far += a6
+    ratio = (sse_b + cost) / sse1 if sse1 > 0 else np.nan
+    s12 = s_near / g_near if g_near > 0 else np.nan
+    s13 = np.nan
+    if g_far > 0 and s_far > 0 and g_near > 0:
+        s13 = s12 / (s_far / g_far)
+    return ratio, s12, s13
+
+
+@nb.njit(cache=True, nogil=True, fastmath=FAST)
+def two_motion_node(
+    ref,
+    gyi,
+    gxi,
+    rvalid,
+    coef,
+    svalid,
+    r0,
+    c0,
+    h,
+    w,
+    d0_r,
+    d0_c,
+    a_r,
+    a_c,
+    b_r,
+    b_c,
+    n_iter,
+    guard,
+    early_ratio,
+    early_sharp,
+    reach_r,
+    reach_c,
+    out,
+):
+    """Two translations separated by a straight boundary inside one chip (fault, calving front, scarp).
+
+    Starting from candidate motions A and B (e.g. the two sides' neighbours), alternates: residual maps of
+    the gain/offset-normalised secondary at A and at B, the straight boundary that best separates the pixels
+    following each (:func:`_coarse_boundary`, then :func:`_fit_boundary`, on the difference of squared
+    residuals), and a masked Gauss-Newton refinement of the motions on their own side's pixels (``guard``
+    px from the boundary left out; after the first of the ``n_iter`` rounds only the centre's side).
+    Stops early (NaN motion) when the coarse split leaves more than ``early_ratio`` of the one-motion
+    residual energy, when the first sharpness is below ``early_sharp``, or (NaN ratio too) when the
+    boundary is farther from the centre than reach_r |cos θ| + reach_c |sin θ| + 2 px.
+    Writes into ``out`` (NTWO): [dr, dc, zncc, reason, sse_ratio, sigma, a_r, a_c, b_r, b_c, theta,
+    centre_dist, sharp_near, sharpness, rho]: (dr, dc) is the motion of the side holding the chip centre
+    and sigma its predicted error, sse_ratio the two-motion residual energy over that of the one-motion fit
+    at (d0_r, d0_c) (≈ 1 without a step), the line is t = (row, col - centre) · (cos θ, sin θ) = rho,
+    centre_dist the signed distance (px) of the centre from it (negative on A's side); sharpness: see
+    :func:`_step_tests`.
+    """
+    for k in range(NTWO):
+        out[k] = np.nan
+    wr = np.empty(4)
+    wc = np.empty(4)
+    buf = np.empty(w + 3, np.float32)
+    e0 = np.empty((h, w), np.float32)
+    ea = np.empty((h, w), np.float32)
+    eb = np.empty((h, w), np.float32)
+    D = np.empty((h, w), np.float32)
+    valid = np.empty((h, w), np.bool_)
+    wa = np.empty((h, w), np.float32)
+    wb = np.empty((h, w), np.float32)
+    cr = (h - 1) / 2.0
+    cc = (w - 1) / 2.0
+    hist = np.empty(4 * (int(2.0 * (math.sqrt(cr * cr + cc * cc) + 1.0)) + 64))
+    py = np.empty(h * w)
+    px = np.empty(h * w)
+    pd = np.empty(h * w)
+    lk = np.empty(NOUT)
+    gn = np.empty(5)
+    full = True
+    for i in range(h):
+        for j in range(w):
+            valid[i, j] = rvalid[r0 + i, c0 + j] != 0
+            full = full and valid[i, j]
+    if not _residual_map(ref, rvalid, coef, svalid, r0, c0, h, w, d0_r, d0_c, wr, wc, buf, e0, valid, full):
+        out[3] = MASKED
+        return
+    ar, ac, br_, bc_ = a_r, a_c, b_r, b_c
+    th = 0.0
+    rho = 0.0
+    orient = 1.0
+    cost = 0.0
+    sig_a = np.nan
+    sig_b = np.nan
+    zn_a = np.nan
+    zn_b = np.nan
+    mapped_a = (np.nan, np.nan)
+    mapped_b = (np.nan, np.nan)
+    for it in range(n_iter + 1):
+        ok = True
+        if (ar, ac) != mapped_a:  # a motion left unchanged keeps its residual map
+            ok = _residual_map(ref, rvalid, coef, svalid, r0, c0, h, w, ar, ac, wr, wc, buf, ea, valid, full)
+            mapped_a = (ar, ac)
+        if ok and (br_, bc_) != mapped_b:
+            ok = _residual_map(
+                ref, rvalid, coef, svalid, r0, c0, h, w, br_, bc_, wr, wc, buf, eb, valid, full
+            )
+            mapped_b = (br_, bc_)
+        if not ok:
+            out[3] = OUTSIDE
+            return
+        for i in range(h):
+            for j in range(w):
+                D[i, j] = ea[i, j] * ea[i, j] - eb[i, j] * eb[i, j]
+        if it == 0:
+            cost, th, rho, orient = _coarse_boundary(D, valid, h, w, py, px, pd, hist)
+            sse1 = 0.0
+            sse_b = 0.0
+            for i in range(h):
+                for j in range(w):
+                    sse1 += e0[i, j] * e0[i, j]
+                    sse_b += eb[i, j] * eb[i, j]
+            ratio = (sse_b + cost) / sse1 if sse1 > 0 else np.nan
+            reach = reach_r * abs(math.cos(th)) + reach_c * abs(math.sin(th))
+            if not ratio < early_ratio or abs(rho) > reach + 2.0:
+                # not a step even from the neighbours' motions, or one that only grazes the chip
+                out[3] = OK
+                out[4] = ratio if abs(rho) <= reach + 2.0 else np.nan
+                return
+            cost, th, rho, orient = _fit_boundary(
+                D, valid, h, w, th, rho, orient, math.radians(3.0), 7, 2.0, 0.25, py, px, pd, hist
+            )
+        else:  # local refinement around the previous line
+            cost, th, rho, orient = _fit_boundary(
+                D, valid, h, w, th, rho, orient, math.radians(1.5), 7, 1.0, 0.25, py, px, pd, hist
+            )
+        if it == n_iter:
+            break
+        if it == 0:
+            ratio, s12, s13 = _step_tests(
+                D, e0, eb, valid, gyi, gxi, r0, c0, h, w, th, rho, orient, cost, br_ - ar, bc_ - ac
+            )
+            if not (ratio < early_ratio and s13 > early_sharp):
+                out[3] = OK
+                out[4] = ratio
+                out[12] = s12
+                out[13] = s13
+                out[10] = th
+                out[14] = rho
+                return
+        na, nb_ = _side_weights(valid, h, w, th, rho, orient, guard, wa, wb)
+        # after the first round only the motion of the centre's side needs more precision (the other's
+        # is good enough to place the boundary)
+        a_side = orient * rho > 0.0
+        if na >= 64 and (it == 0 or a_side):
+            if full:
+                _masked_gn(ref, gyi, gxi, rvalid, coef, svalid, r0, c0, h, w, wa, ar, ac, 12, 0.02, 1.5, gn)
+            else:
+                lk_refine_node(
+                    ref, gyi, gxi, rvalid, coef, svalid, r0, c0, h, w, ar, ac, 12, 0.01, 1.5, wa, lk
+                )
+                gn[0], gn[1], gn[2], gn[3], gn[4] = lk[0], lk[1], lk[2], lk[3], lk[14]
+            if gn[3] == OK:
+                ar, ac, zn_a, sig_a = gn[0], gn[1], gn[2], gn[4]
+        if nb_ >= 64 and (it == 0 or not a_side):
+            if full:
+                _masked_gn(ref, gyi, gxi, rvalid, coef, svalid, r0, c0, h, w, wb, br_, bc_, 12, 0.02, 1.5, gn)
+            else:
+                lk_refine_node(
+                    ref, gyi, gxi, rvalid, coef, svalid, r0, c0, h, w, br_, bc_, 12, 0.01, 1.5, wb, lk
+                )
+                gn[0], gn[1], gn[2], gn[3], gn[4] = lk[0], lk[1], lk[2], lk[3], lk[14]
+            if gn[3] == OK:
+                br_, bc_, zn_b, sig_b = gn[0], gn[1], gn[2], gn[4]
+    ratio, s12, s13 = _step_tests(
+        D, e0, eb, valid, gyi, gxi, r0, c0, h, w, th, rho, orient, cost, br_ - ar, bc_ - ac
+    )
+    out[12] = s12
+    out[13] = s13
+    centre = -orient * rho
+    out[4] = ratio
+    out[6] = ar
+    out[7] = ac
+    out[8] = br_
+    out[9] = bc_
+    out[10] = th
+    out[11] = centre
+    out[14] = rho
+    if centre < 0:
+        out[0], out[1], out[2], out[5] = ar, ac, zn_a, sig_a
+    else:
+        out[0], out[1], out[2], out[5] = br_, bc_, zn_b, sig_b
+    out[3] = OK if np.isfinite(out[5]) else NOT_CONVERGED
+
+
+@nb.njit(cache=True, parallel=True)
+def two_motion_nodes(
+    ref,
+    gy,
+    gx,
+    rvalid,
+    coef,
+    svalid,
+    r0,
+    c0,
+    h,
+    w,
+    d0_r,
+    d0_c,
+    a_r,
+    a_c,
+    b_r,
+    b_c,
+    n_iter,
+    guard,
+    early_ratio,
+    early_sharp,
+    reach_r,
+    reach_c,
+):
+    """:func:`two_motion_node` for many nodes in parallel. Returns (n, NTWO)."""
+    n = r0.size
+    res = np.full((n, NTWO), np.nan)
+    for k in nb.prange(n):
+        if r0[k] < 0 or c0[k] < 0 or r0[k] + h > ref.shape[0] or c0[k] + w > ref.shape[1]:
+            res[k, 3] = OUTSIDE
+            continue
+        two_motion_node(
+            ref,
+            gy,
+            gx,
+            rvalid,
+            coef,
+            svalid,
+            r0[k],
+            c0[k],
+            h,
+            w,
+            d0_r[k],
+            d0_c[k],
+            a_r[k],
+            a_c[k],
+            b_r[k],
+            b_c[k],
+            n_iter,
+            guard,
+            early_ratio,
+            early_sharp,
+            reach_r,
+            reach_c,
+            res[k],
+        )
+    return res
+
+
+@nb.njit(cache=True)
+def two_motion_starts(dy, dx, ii, jj, radius):
+    """Candidate motions A and B of nodes (ii, jj): the two clusters of their (2 radius + 1)² neighbourhood.
+
+    The two most separated valid values seed a 2-means split; each motion is its cluster's median.
+    Returns (n, 4) = (a_dy, a_dx, b_dy, b_dx), NaN where fewer than two values are valid.
+    """
+    n = ii.size
+    H, W = dy.shape
+    out = np.full((n, 4), np.nan)
+    m = (2 * radius + 1) ** 2
+    ys = np.empty(m)
+    xs = np.empty(m)
+    ca = np.empty(m)
+    cb = np.empty(m)
+    for k in range(n):
+        c = 0
+        for a in range(-radius, radius + 1):
+            for b in range(-radius, radius + 1):
+                i = ii[k] + a
+                j = jj[k] + b
+                if 0 <= i < H and 0 <= j < W and np.isfinite(dy[i, j]) and np.isfinite(dx[i, j]):
+                    ys[c] = dy[i, j]
+                    xs[c] = dx[i, j]
+                    c += 1
+        if c < 2:
+            continue
+        best = -1.0
+        ia = 0
+        ib = 1
+        for p in range(c):
+            for q in range(p + 1, c):
+                d = (ys[p] - ys[q]) ** 2 + (xs[p] - xs[q]) ** 2
+                if d > best:
+                    best = d
+                    ia = p
+                    ib = q
+        ay, ax, by, bx = ys[ia], xs[ia], ys[ib], xs[ib]
+        for _ in range(2):
+            na = 0
+            nb_ = 0
+            for p in range(c):
+                if (ys[p] - ay) ** 2 + (xs[p] - ax) ** 2 <= (ys[p] - by) ** 2 + (xs[p] - bx) ** 2:
+                    ca[na] = p
+                    na += 1
+                else:
+                    cb[nb_] = p
+                    nb_ += 1
+            if na == 0 or nb_ == 0:
+                break
+            ay = np.median(ys[ca[:na].astype(np.int64)])
+            ax = np.median(xs[ca[:na].astype(np.int64)])
+            by = np.median(ys[cb[:nb_].astype(np.int64)])
+            bx = np.median(xs[cb[:nb_].astype(np.int64)])
+        out[k, 0] = ay
+        out[k, 1] = ax
+        out[k, 2] = by
+        out[k, 3] = bx
+    return out
+
+
+@nb.njit(cache=True)
+def two_motion_accept(t, step_r, step_c, max_ratio, min_sharp, cos_tol, off_tol):
+    """Nodes of a grid of two-motion fits ``t`` (rows, cols, NTWO) that pass the step tests (residual
+    ratio below ``max_ratio``, sharpness above ``min_sharp``) and have a neighbour that passes them with
+    the same boundary line (directions within acos(cos_tol), offsets within ``off_tol`` px)."""
+    H, W = t.shape[0], t.shape[1]
+    cand = np.zeros((H, W), np.bool_)
+    for i in range(H):
+        for j in range(W):
+            cand[i, j] = t[i, j, 3] == OK and t[i, j, 4] < max_ratio and t[i, j, 13] > min_sharp
+    out = np.zeros((H, W), np.bool_)
+    for i in range(H):
+        for j in range(W):
+            if not cand[i, j]:
+                continue
+            th = t[i, j, 10]
+            rho = t[i, j, 14]
+            for a in range(-1, 2):
+                for b in range(-1, 2):
+                    i2 = i + a
+                    j2 = j + b
+                    if (a == 0 and b == 0) or i2 < 0 or j2 < 0 or i2 >= H or j2 >= W or not cand[i2, j2]:
+                        continue
+                    th2 = t[i2, j2, 10]
+                    dot = math.cos(th - th2)
+                    if abs(dot) <= cos_tol:
+                        continue
+                    # signed distance of this node's centre to the neighbour's boundary vs to its own
+                    # (-rho); the normals may point opposite ways (angles are taken mod pi)
+                    s2 = math.cos(th2) * (-a * step_r) + math.sin(th2) * (-b * step_c) - t[i2, j2, 14]
+                    off = abs(s2 + rho) if dot > 0 else abs(s2 - rho)
+                    if off < off_tol:
+                        out[i, j] = True
+    return out
+
+
+@nb.njit(cache=True)
+def two_motion_reach(new, t, step_r, step_c, half_r, half_c):
+    """Nodes next to a ``new`` node whose chip (half extents half_r, half_c) reaches its boundary."""
+    H, W = new.shape
+    out = np.zeros((H, W), np.bool_)
+    for i in range(H):
+        for j in range(W):
+            if not new[i, j]:
+                continue
+            th = t[i, j, 10]
+            ct = math.cos(th)
+            st = math.sin(th)
+            reach = half_r * abs(ct) + half_c * abs(st)
+            for a in range(-1, 2):
+                for b in range(-1, 2):
+                    i2 = i + a
+                    j2 = j + b
+                    if i2 < 0 or j2 < 0 or i2 >= H or j2 >= W:
+                        continue
+                    if abs(ct * a * step_r + st * b * step_c - t[i, j, 14]) < reach:
+                        out[i2, j2] = True
+    return out
+
+
+@nb.njit(cache=True)
+def _grad_at(a, i, j, di, dj, spacing):
+    """NaN-aware central difference of a node field (one-sided where a neighbour is missing, else 0)."""
+    H, W = a.shape
+    i1, j1, i0, j0 = i + di, j + dj, i - di, j - dj
+    f = a[i1, j1] if 0 <= i1 < H and 0 <= j1 < W else np.nan
+    b = a[i0, j0] if 0 <= i0 < H and 0 <= j0 < W else np.nan
+    c = a[i, j]
+    if np.isfinite(f) and np.isfinite(b):
+        return (f - b) / (2 * spacing)
+    if np.isfinite(f) and np.isfinite(c):
+        return (f - c) / spacing
+    if np.isfinite(b) and np.isfinite(c):
+        return (c - b) / spacing
+    return 0.0
+
+
+@nb.njit(cache=True)
+def strained_linear_residual(dy, dx, lk, step_r, step_c):
+    """:func:`geodeform.offsets._post.linear_residual` of the field corrected for the first-order strain
+    bias (:func:`geodeform.offsets._post.strain_bias` without the curvature term), in one pass."""
+    H, W = dy.shape
+    cy = np.empty((H, W))
+    cx = np.empty((H, W))
+    for i in range(H):
+        for j in range(W):
+            gyr = _grad_at(dy, i, j, 1, 0, step_r)
+            gyc = _grad_at(dy, i, j, 0, 1, step_c)
+            gxr = _grad_at(dx, i, j, 1, 0, step_r)
+            gxc = _grad_at(dx, i, j, 0, 1, step_c)
+            m = lk[i, j]
+            v0 = m[5] * gyr + m[6] * gxr + m[8] * gyc + m[9] * gxc
+            v1 = m[6] * gyr + m[7] * gxr + m[9] * gyc + m[10] * gxc
+            by = m[11] * v0 + m[12] * v1
+            bx = m[12] * v0 + m[13] * v1
+            cy[i, j] = dy[i, j] - (by if np.isfinite(by) else 0.0)
+            cx[i, j] = dx[i, j] - (bx if np.isfinite(bx) else 0.0)
+    out = np.full((H, W), np.nan)
+    for i in range(H):
+        for j in range(W):
+            best = np.nan
+            for a, b in ((1, 0), (0, 1), (1, 1), (1, -1)):
+                i1, j1, i2, j2 = i + a, j + b, i - a, j - b
+                if not (0 <= i1 < H and 0 <= j1 < W and 0 <= i2 < H and 0 <= j2 < W):
+                    continue
+                r = math.hypot(
+                    cy[i, j] - 0.5 * (cy[i1, j1] + cy[i2, j2]), cx[i, j] - 0.5 * (cx[i1, j1] + cx[i2, j2])
+                )
+                if np.isfinite(r) and not (r <= best):
+                    best = r
+            out[i, j] = best
+    return out

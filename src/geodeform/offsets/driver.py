@@ -19,7 +19,15 @@ from geodeform.offsets import _post
 from geodeform.offsets._buffers import buffer
 from geodeform.offsets._common import check_image, node_grid, pair_of_ints, valid_pixels
 from geodeform.offsets._types import OffsetField, Reason
-from geodeform.offsets.ncc import NccOptions, PreparedStrip, StripResult, image_stats, ncc_strip, robust_strip
+from geodeform.offsets.ncc import (
+    NccOptions,
+    PreparedStrip,
+    StripResult,
+    image_stats,
+    ncc_strip,
+    robust_strip,
+    two_motion_strip,
+)
 from geodeform.offsets.prefilters import PREFILTERS, apply_prefilter, prefilter_margin
 
 __all__ = ["METHODS", "match"]
@@ -385,13 +393,16 @@ def _ncc_pass(
     robust: bool = False,
     level: int = 0,
     clamp: bool = False,
+    two: tuple[Any, Any, Any, Any] | None = None,
 ) -> dict[str, Any]:
     """One matching pass over the selected nodes (all by default).
 
     ``init`` = None: full search (sparse-then-dense); ``radius`` None: refinement from the sub-pixel
     ``init`` only; else integer search ±radius around ``init``. ``chip`` overrides the chip size while
     keeping the node centres (nested chips); with ``clamp`` a chip crossing the image border is moved
-    inside it instead of failing (``OUTSIDE``), so it measures the nearest ground it can.
+    inside it instead of failing (``OUTSIDE``), so it measures the nearest ground it can. With ``two`` =
+    (a_dy, a_dx, b_dy, b_dx) grids the two-motion fit runs from motions A and B (``init`` the one-motion
+    answer) and ``out["two"]`` holds its raw output.
     """
     nr, nc = job.rs.size, job.cs.size
     chip = job.chip if chip is None else chip
@@ -403,8 +414,11 @@ def _ncc_pass(
         "dx": np.full((nr, nc), np.nan),
         "q": np.zeros((nr, nc)),
         "reason": np.full((nr, nc), K.MASKED, np.uint8),
-        "lk": np.full((nr, nc, K.NOUT), np.nan),
     }
+    if two is None:
+        out["lk"] = np.full((nr, nc, K.NOUT), np.nan)
+    else:  # the two-motion fit's own outputs instead of the refinement's
+        out["two"] = np.full((nr, nc, K.NTWO), np.nan)
     strips = list(job.strips(node_rows, extra_pad=(0 if init is None else 3) + max(abs(off_r), abs(off_c))))
     for k, (a, b, idx, _pad) in enumerate(strips):
         prep = job.cache.get((a, b))
@@ -433,6 +447,19 @@ def _ncc_pass(
             ii, jj, r0, c0 = ii[inside], jj[inside], r0[inside], c0[inside]
             if ii.size == 0:
                 continue
+        if two is not None and init is not None:
+            t = two_motion_strip(
+                prep,
+                r0,
+                c0,
+                chip,
+                (init[0][ii, jj], init[1][ii, jj]),
+                (two[0][ii, jj], two[1][ii, jj]),
+                (two[2][ii, jj], two[3][ii, jj]),
+                reach=(_REACH * job.chip[0], _REACH * job.chip[1]),
+            )
+            out["two"][ii, jj] = t
+            continue
         if init is None:
             res = _sparse_dense(prep, ii, jj, r0, c0, job, opts)
         elif robust:
@@ -590,11 +617,114 @@ def _shiftable_windows(job: _Job, opts: NccOptions, dy: Any, dx: Any, q: Any, re
         best_sigma[better] = sig[better]
 
 
-def _nested_chips(job: _Job, opts: NccOptions, dy: Any, dx: Any, q: Any, reason: Any, lk: Any) -> None:
+# a node is re-measured with two motions only when the step lies within this fraction of its chip size
+# from its centre: farther, the step is in the chip's border and barely biases the one-motion answer
+_REACH = 0.3
+
+
+def _two_motion_starts(dy: Any, dx: Any, sel: Any) -> tuple[Any, Any, Any, Any]:
+    """Candidate motions A and B of the selected nodes (NaN grids elsewhere), see
+    :func:`geodeform.offsets._kernels.two_motion_starts`."""
+    ii, jj = np.nonzero(sel)
+    st = K.two_motion_starts(np.ascontiguousarray(dy), np.ascontiguousarray(dx), ii, jj, 2)
+    out = [np.full(dy.shape, np.nan) for _ in range(4)]
+    for k in range(4):
+        out[k][ii, jj] = st[:, k]
+    return out[0], out[1], out[2], out[3]
+
+
+def _two_motions(
+    job: _Job, opts: NccOptions, dy: Any, dx: Any, q: Any, reason: Any, lk: Any, sel: Any | None = None
+) -> dict[str, Any]:
+    """Re-measure nodes at a displacement discontinuity with two motions split by a straight boundary.
+
+    Nodes whose (strain-corrected) field departs from linear by more than ``opts.two_motion_px`` and 4×
+    their predicted error are fitted first, then (twice) the unfitted neighbours of newly accepted nodes
+    within ``_REACH`` chip of their boundary. A node takes the motion of its side
+    when :func:`_two_motion_accept` accepts the fit; strain correction is then off for it and for its
+    neighbours, whose gradients would span the step. Returns the raw fits ``two`` (NaN where not run) and
+    the ``accept`` mask, and ``beside`` (accepted nodes and their neighbours); ``sel`` overrides the
+    first selection, for diagnostics. Updates in place.
+    """
+    h, w = dy.shape
+    two = np.full((h, w, K.NTWO), np.nan)
+    done = np.zeros((h, w), bool)
+    accept = np.zeros((h, w), bool)
+    if sel is None:
+        # on the (first-order) strain-corrected field: smooth but steep fields (glacier margins) are then
+        # near linear
+        lr = K.strained_linear_residual(
+            dy, dx, np.ascontiguousarray(lk), float(job.step[0]), float(job.step[1])
+        )
+        # and well above the node's own predicted error (noise alone departs from linear too; 4σ with
+        # the Gaussian chip window, whose σ is ~1.5× that of a uniform one)
+        sigma = np.nan_to_num(lk[..., 14])
+        with np.errstate(invalid="ignore"):
+            sel = (reason == K.OK) & (lr > opts.two_motion_px) & (lr > 4.0 * sigma)
+    # 1.5× the chip (same centre parity): a longer stretch of boundary fixes its line far better
+    chip = (job.chip[0] + 2 * (job.chip[0] // 4), job.chip[1] + 2 * (job.chip[1] // 4))
+    for _ in range(3):  # the selected nodes, then twice the new neighbours near a found boundary
+        sel = sel & ~done
+        ay, ax, by, bx = _two_motion_starts(dy, dx, sel)
+        sel &= np.isfinite(ay) & np.isfinite(by)
+        if not sel.any():
+            break
+        rows = np.nonzero(sel.any(axis=1))[0]
+        r = _ncc_pass(job, opts, rows, sel, (dy, dx), None, None, chip=chip, two=(ay, ax, by, bx))
+        t = r["two"]
+        # chips that leave the image: the base chip size
+        small = sel & ~(t[..., 3] == K.OK)
+        if small.any() and chip != job.chip:
+            rows = np.nonzero(small.any(axis=1))[0]
+            r2 = _ncc_pass(job, opts, rows, small, (dy, dx), None, None, two=(ay, ax, by, bx))
+            t[small] = r2["two"][small]
+        two[sel] = t[sel]
+        done |= sel
+        new = _two_motion_accept(two, job, opts) & ~accept
+        if not new.any():
+            break
+        accept |= new
+        # next round: the unfitted neighbours of newly accepted nodes near their boundary (_REACH)
+        near = K.two_motion_reach(
+            new, two, float(job.step[0]), float(job.step[1]), _REACH * job.chip[0], _REACH * job.chip[1]
+        )
+        sel = near & (reason == K.OK) & ~done
+    if accept.any():
+        dy[accept], dx[accept], q[accept] = two[accept, 0], two[accept, 1], two[accept, 2]
+        lk[accept, 14] = two[accept, 5]
+        beside = accept.copy()
+        for _, v in _post.neighbour_views(accept.astype(float)):
+            beside |= v == 1.0
+        lk[beside, 5:11] = 0.0  # each side moves rigidly; the gradients across the step are not strain
+        lk[beside, 15:24] = 0.0
+    else:
+        beside = accept
+    return {"two": two, "accept": accept, "beside": beside}
+
+
+def _two_motion_accept(t: Any, job: _Job, opts: NccOptions) -> Any:
+    """Nodes whose two-motion fit shows a real step.
+
+    Three tests: the fit leaves less than ``opts.two_motion_ratio`` of the one-motion residual energy;
+    the sides separate as well next to the boundary as far from it (sharpness > 0.75: a smooth gradient
+    split in two gives ≈ 0.3); and a neighbouring node that passed both found the same boundary line
+    (within 5° and 1 px: a fault or a front is a continuous line, spurious splits of a smooth field
+    are not).
+    """
+    return K.two_motion_accept(
+        t, float(job.step[0]), float(job.step[1]), opts.two_motion_ratio, 0.75, np.cos(np.radians(5.0)), 1.0
+    )
+
+
+def _nested_chips(
+    job: _Job, opts: NccOptions, dy: Any, dx: Any, q: Any, reason: Any, lk: Any, keep: Any = None
+) -> None:
     """Re-measure imprecise or failed nodes with chips 2×, 4×… larger (autoRIFT's nested chip sizes).
 
     A node is redone when its predicted error exceeds ``opts.target_sigma`` or its match failed for
-    lack of signal; the larger chip's answer is kept when it is valid and more precise. Updates in place.
+    lack of signal; the larger chip's answer is kept when it is valid and more precise. Valid nodes in
+    ``keep`` (next to a step found by the two-motion fit, which a larger chip would blend) are left alone.
+    Updates in place.
     """
     factor = 2
     while factor <= opts.max_chip_factor:
@@ -605,6 +735,8 @@ def _nested_chips(job: _Job, opts: NccOptions, dy: Any, dx: Any, q: Any, reason:
         )
         # beyond 2× only failed nodes are redone: a larger chip trades resolution for a valid answer
         need = ((reason == K.OK) & (sigma > opts.target_sigma) & (factor == 2)) | weak
+        if keep is not None:
+            need &= ~(keep & (reason == K.OK))
         if not need.any():
             return
         # start from the neighbourhood median: at low signal-to-noise the node's own value may sit in
@@ -711,6 +843,9 @@ def _run_ncc(job: _Job, opts: NccOptions, progress: ProgressCallback | None) -> 
         reason[isolated] = Reason.OUTLIER
         dy[isolated] = np.nan
         dx[isolated] = np.nan
+    steps = None
+    if opts.subpixel == "lk" and opts.two_motion:
+        steps = _two_motions(job, opts, dy, dx, q, reason, lk)["beside"]
     if opts.subpixel == "lk" and opts.robust_steps:
         # each round gives the nodes nearer the step cleaner one-sided starts from their neighbours
         for _ in range(3):
@@ -718,7 +853,7 @@ def _run_ncc(job: _Job, opts: NccOptions, progress: ProgressCallback | None) -> 
     if opts.subpixel == "lk" and opts.shiftable:
         _shiftable_windows(job, opts, dy, dx, q, reason, lk)
     if opts.subpixel == "lk" and opts.max_chip_factor > 1:
-        _nested_chips(job, opts, dy, dx, q, reason, lk)
+        _nested_chips(job, opts, dy, dx, q, reason, lk, steps)
     if opts.subpixel == "lk" and opts.robust_ratio > 0:
         _contaminated(job, opts, dy, dx, q, reason, lk)
     if opts.subpixel == "lk" and opts.strain_correction:

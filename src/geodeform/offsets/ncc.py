@@ -103,12 +103,29 @@ class NccOptions:
         (``LOW_CORRELATION``). Next to a synthetic cloud it cuts the largest error of the clear nodes
         from 1.1 to 0.05 px. Default 10 (lower values also catch strained glacier chips, which the
         robust fit then measures worse); 0 disables it.
+    two_motion : bool
+        Re-measure nodes at displacement discontinuities (faults, calving fronts, landslide scarps) with
+        a two-motion model: a straight boundary splits the chip (1.5× larger) into two rigidly moving
+        sides, found by alternating the boundary fit with masked Gauss–Newton on each side; the node takes
+        the motion of its own side instead of a blend of both. A fit is kept only where it is clearly a
+        step (see ``two_motion_ratio``, the sharpness and the neighbour tests of
+        :func:`geodeform.offsets.driver._two_motion_accept`), so smooth shear is left alone (peerbench
+        glacier and landslide cases unchanged). On the peerbench fault case (2 px strike-slip step) the
+        RMSE within two chips of the fault drops from 0.31 to 0.11 px, the case RMSE from 0.125 to
+        0.054 px, for ~15 % more time there. Default True.
+    two_motion_px : float
+        Departure from linearity between opposite neighbours (px, strain-corrected field) that selects a
+        node for the two-motion fit, if also above 4× the node's predicted error (neighbours of accepted
+        nodes are fitted too). Default 0.5.
+    two_motion_ratio : float
+        Largest residual energy of the two-motion fit relative to the one-motion fit for it to be kept.
+        Default 0.6.
     robust_steps : bool
         Re-measure nodes next to displacement discontinuities (faults, calving fronts, landslide scarps)
         with a robust Tukey fit started from each neighbour's value, keeping the motion of the node's own
         pixels instead of a blend of both sides. On the peerbench fault case it cuts the error 4-16 px
         from the fault from 0.34-0.71 to 0.04-0.07 px (median) but costs ~0.005 px RMSE on a glacier
-        margin. Default False; recommended for earthquake ruptures.
+        margin. Default False (``two_motion`` handles steps better and is on by default).
     shiftable : bool
         Re-measure nodes next to displacement discontinuities with chips shifted off-centre (8
         directions) and keep the most precise (shiftable windows). Cuts the inlier error next to a fault
@@ -144,6 +161,9 @@ class NccOptions:
     sparse: bool = True
     shiftable: bool = False
     robust_steps: bool = False
+    two_motion: bool = True
+    two_motion_px: float = 0.5
+    two_motion_ratio: float = 0.6
     step_px: float = 0.5
     target_sigma: float = 0.16
     max_chip_factor: int = 2
@@ -165,6 +185,8 @@ class NccOptions:
             "consistency_px": self.consistency_px > 0.0,
             "target_sigma": self.target_sigma > 0.0,
             "step_px": self.step_px > 0.0,
+            "two_motion_px": self.two_motion_px > 0.0,
+            "two_motion_ratio": 0.0 < self.two_motion_ratio <= 1.0,
             "max_chip_factor": int(self.max_chip_factor) >= 1,
             "smoothing": isinstance(self.smoothing, (int, np.integer)) and 0 <= self.smoothing <= 10,
             "smoothing_gamma": self.smoothing_gamma > 0.0,
@@ -672,3 +694,53 @@ def _parabola(
     reason[todo & ~np.isfinite(surf).all(axis=(1, 2))] = K.SEARCH_EDGE
     _finish(dy, dx, zn, reason, edge_top, init_r, init_c, search_r, search_c, opts)
     return StripResult(dy, dx, np.nan_to_num(zn), reason, np.full((n, K.NOUT), np.nan))
+
+
+def two_motion_strip(
+    prep: PreparedStrip,
+    r0: I64,
+    c0: I64,
+    chip: tuple[int, int],
+    start: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]],
+    motion_a: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]],
+    motion_b: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]],
+    n_iter: int = 2,
+    guard: float = 1.5,
+    early: tuple[float, float] = (0.8, 0.5),
+    reach: tuple[float, float] = (np.inf, np.inf),
+) -> npt.NDArray[np.float64]:
+    """Two-motion fit (see :func:`geodeform.offsets._kernels.two_motion_node`); returns (n, NTWO).
+
+    Nodes whose coarse boundary lies farther from the centre than ``reach`` (row, col half extents, px,
+    projected on the boundary normal) stop early and are not fitted (NaN ratio).
+    """
+    lk_ref, lk_rv, gy, gx, coef, lk_sv = prep.spline()
+    h, w = chip
+
+    def f64(a: Any) -> npt.NDArray[np.float64]:
+        return np.ascontiguousarray(a, np.float64)
+
+    return K.two_motion_nodes(
+        lk_ref,
+        gy,
+        gx,
+        lk_rv.view(np.uint8),
+        coef,
+        lk_sv.view(np.uint8),
+        r0,
+        c0,
+        h,
+        w,
+        f64(start[0]),
+        f64(start[1]),
+        f64(motion_a[0]),
+        f64(motion_a[1]),
+        f64(motion_b[0]),
+        f64(motion_b[1]),
+        int(n_iter),
+        float(guard),
+        float(early[0]),
+        float(early[1]),
+        float(reach[0]),
+        float(reach[1]),
+    )
