@@ -197,3 +197,20 @@ def test_kaskawulsh_correction_lowers_stable_ground_spread() -> None:
     speed_after = np.nanmedian(np.hypot(rep.dx, rep.dy)[ice])
     bias = np.hypot(rep.coregistration.model_x[0], rep.coregistration.model_y[0])
     assert abs(speed_after - speed_before) <= bias + 0.01
+
+
+def test_automatic_stable_ground_keeps_at_least_min_count_nodes() -> None:
+    # 6 x 6 nodes: 14 on a glacier moving 2 px, 22 still ones, half of them much noisier than the others
+    # (nodes the matcher's smoothing could not combine): 3 sigma of the quiet ones leaves too few.
+    rng = np.random.default_rng(3)
+    dx = np.zeros((6, 6))
+    dx[:, :2] = 2.0
+    dx[0, 2] = dx[1, 2] = 2.0
+    still = dx == 0
+    noise = np.where(rng.random(dx.shape) < 0.5, 0.002, 0.05)
+    dx = dx + rng.normal(0, 1, dx.shape) * noise
+    dy = rng.normal(0, 1, dx.shape) * noise
+    plain = select_stable(dx, dy)
+    wide = select_stable(dx, dy, min_count=20)
+    assert plain.sum() < 20 <= wide.sum()
+    assert not (wide & ~still).any()  # the nearest nodes to the dominant offset are the still ones

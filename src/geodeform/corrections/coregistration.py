@@ -40,7 +40,12 @@ class Coregistration:
 
 
 def select_stable(
-    dx: ArrayLike, dy: ArrayLike | None = None, *, max_offset: float | None = None, bins: int = 64
+    dx: ArrayLike,
+    dy: ArrayLike | None = None,
+    *,
+    max_offset: float | None = None,
+    bins: int = 64,
+    min_count: int = 0,
 ) -> NDArray[np.bool_]:
     """Automatic stable-ground selection: nodes close to the dominant (most frequent) offset.
 
@@ -57,6 +62,10 @@ def select_stable(
         Distance to the dominant offset, in the unit of the maps.
     bins
         Histogram bins per axis.
+    min_count
+        Select at least this many nodes (the nearest to the dominant offset) when fewer lie within
+        ``max_offset``: small grids, or maps whose nodes have unequal errors (the ``ncc`` matcher's adaptive
+        smoothing leaves the nodes it could not combine noisier than the rest), would otherwise keep too few.
 
     Returns
     -------
@@ -80,6 +89,8 @@ def select_stable(
     if max_offset is None:
         # 20 % quantile of a 2-D normal's radius is 0.668 sigma; 3 sigma around the dominant offset.
         max_offset = 3.0 * float(np.quantile(dist[ok], 0.2)) / 0.668 + 1e-12
+    if min_count > 0 and int((ok & (dist <= max_offset)).sum()) < min_count:
+        max_offset = float(np.sort(dist[ok])[min(min_count, int(ok.sum())) - 1])
     return ok & (dist <= max_offset)
 
 
@@ -154,7 +165,7 @@ def coregister(
     y = None if dy is None else as_map(dy, "dy", shape=x.shape)
     mask = as_mask(stable, "stable", x.shape)
     if mask is None:
-        mask = select_stable(x, y)
+        mask = select_stable(x, y, min_count=min_points)
     use = mask & np.isfinite(x) & (np.isfinite(y) if y is not None else True)
     if use.sum() < max(min_points, 9 if plane else 3):
         raise NoDataError(

@@ -80,7 +80,8 @@ def correct_offsets(
     y = as_map(dy, "dy", shape=x.shape)
     mask = as_mask(stable, "stable", x.shape)
     if mask is None:
-        mask = select_stable(x, y)
+        # co-registration needs 20 stable nodes; a margin for those the outlier filters remove
+        mask = select_stable(x, y, min_count=30)
     before = stable_ground_metrics(x, y, mask)
     filt = filter_outliers(x, y, **(filters or {}))
     co = coregister(filt.dx, filt.dy, stable=mask, plane=plane)
