@@ -99,12 +99,16 @@ def _center_lonlat() -> tuple[float, float]:
 
 
 def _fastest_lonlat(server: Server, job_id: str) -> tuple[float, float]:
-    """Lon/lat of the fastest node of a finished job (read from its folder, not through the API)."""
+    """Lon/lat of the fastest node of a finished job, away from the grid's border (a border node's centre is
+    half a cell from the overlay's edge, too close for a click placed by linear lon/lat interpolation).
+    Read from the job's folder, not through the API."""
     import xarray as xr
     from pyproj import Transformer
 
     with xr.open_dataset(server.jobs_dir / job_id / "velocity.nc", engine="h5netcdf") as ds:
         v = np.nan_to_num(ds["v"].values, nan=-1)
+        v[[0, -1], :] = -1
+        v[:, [0, -1]] = -1
         i, j = np.unravel_index(int(np.argmax(v)), v.shape)
         x, y = float(ds["x"][j]), float(ds["y"][i])
     return Transformer.from_crs(CRS, "EPSG:4326", always_xy=True).transform(x, y)
