@@ -105,6 +105,38 @@ def _match(
         )
 
 
+def _product(
+    result: Any,
+    pair: RasterPair,
+    acq: Any,
+    reference: Any,
+    secondary: Any,
+    *,
+    method: str,
+    chip: int,
+    step: int,
+    search: int,
+    band: Any,
+) -> Any:
+    """The offset product (``geodeform.io.offset_dataset``) of one matched pair, with the processing
+    settings: those asked for, overridden by the matcher's full, resolved ones, and the band."""
+    from geodeform.io import offset_dataset
+
+    processing: dict[str, Any] = {"method": method, "chip_size": chip, "step": step, "search_range": search}
+    processing.update(getattr(result, "params", {}))  # the matcher's full, resolved settings win
+    processing["band"] = band
+    return offset_dataset(
+        result,
+        pair.reference.grid,
+        dates=acq,
+        reference=reference,
+        secondary=secondary,
+        step=step,
+        processing=processing,
+        reason_codes=_reason_codes(),
+    )
+
+
 def _reason_codes() -> dict[int, str] | None:
     try:
         from geodeform.offsets import Reason
@@ -200,7 +232,7 @@ def offsets(
 
     Example: geodeform offsets S2_20200101_B04.tif S2_20200131_B04.tif -o vel.nc --chip 64 --step 16
     """
-    from geodeform.io import offset_dataset, read_pair, write_cog, write_netcdf, write_stac_item
+    from geodeform.io import read_pair, write_cog, write_netcdf, write_stac_item
 
     out_format = _output_format(output, fmt)
     pair = read_pair(reference, secondary, band=band)
@@ -208,18 +240,8 @@ def offsets(
     if acq is not None:
         acq.check_order()  # before the long matching, not after
     result = _match(pair, method, chip, step, search, nodata, prefilter)
-    processing: dict[str, Any] = {"method": method, "chip_size": chip, "step": step, "search_range": search}
-    processing.update(getattr(result, "params", {}))  # the matcher's full, resolved settings win
-    processing["band"] = band
-    ds = offset_dataset(
-        result,
-        pair.reference.grid,
-        dates=acq,
-        reference=reference,
-        secondary=secondary,
-        step=step,
-        processing=processing,
-        reason_codes=_reason_codes(),
+    ds = _product(
+        result, pair, acq, reference, secondary, method=method, chip=chip, step=step, search=search, band=band
     )
     written = [write_netcdf(ds, output) if out_format is OutputFormat.netcdf else write_cog(ds, output)]
     if stac:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
+from geodeform.offsets import _kernels
+
 F = npt.NDArray[np.float64]
 
 SIGMA_FLOOR = 1e-3  # px: smallest predicted error a node is given weight for in the plane fits
@@ -50,9 +52,7 @@ def _nanmedian0(stack: F) -> F:
 def nanmedian_filter(a: F, radius: int) -> F:
     """Median of the finite values in the (2r+1)² window around every node, itself included (NaN where
     there are none)."""
-    from geodeform.offsets._kernels import nanmedian_filter as kernel
-
-    return kernel(np.ascontiguousarray(a, np.float64), radius)
+    return _kernels.nanmedian_filter(np.ascontiguousarray(a, np.float64), radius)
 
 
 def neighbour_median(
@@ -205,11 +205,9 @@ def adaptive_plane(
     used per node (0: its own measurement). NaN nodes stay NaN and carry no weight; predicted errors are
     floored at ``SIGMA_FLOOR`` (a noise-free match predicts 0).
     """
-    from geodeform.offsets._kernels import adaptive_plane_nodes
-
     rs = np.array(sorted(radii), np.int64)
     inflation = np.array([1.0 / _independent_fraction(int(r), step, chip) for r in rs])
-    out = adaptive_plane_nodes(
+    out = _kernels.adaptive_plane_nodes(
         np.ascontiguousarray(dy, np.float64),
         np.ascontiguousarray(dx, np.float64),
         np.ascontiguousarray(sigma, np.float64),

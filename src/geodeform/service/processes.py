@@ -202,8 +202,8 @@ def _run_offsets(
     inputs: OffsetsInputs, job_dir: Path, progress: ProgressFn, settings: ServiceSettings
 ) -> dict[str, ResultFile]:
     """The ``geodeform offsets`` chain into ``job_dir``: NetCDF + COG + STAC item + JSON report."""
-    from geodeform.cli.offsets import _fill_values, _reason_codes, _resolve_dates
-    from geodeform.io import offset_dataset, read_pair, write_cog, write_netcdf, write_stac_item
+    from geodeform.cli.offsets import _fill_values, _product, _resolve_dates
+    from geodeform.io import read_pair, write_cog, write_netcdf, write_stac_item
     from geodeform.offsets import match
 
     t0 = time.monotonic()
@@ -232,23 +232,17 @@ def _run_offsets(
         strip_rows=256,  # progress (and a dismissal check) every 256 image rows
     )
     progress(90, "writing products")
-    processing: dict[str, Any] = {
-        "method": inputs.method,
-        "chip_size": inputs.chip,
-        "step": inputs.step,
-        "search_range": inputs.search,
-    }
-    processing.update(getattr(result, "params", {}))
-    processing["band"] = inputs.band
-    ds = offset_dataset(
+    ds = _product(
         result,
-        pair.reference.grid,
-        dates=acq,
-        reference=reference,
-        secondary=secondary,
+        pair,
+        acq,
+        reference,
+        secondary,
+        method=inputs.method,
+        chip=inputs.chip,
         step=inputs.step,
-        processing=processing,
-        reason_codes=_reason_codes(),
+        search=inputs.search,
+        band=inputs.band,
     )
     write_netcdf(ds, job_dir / "offsets.nc")
     write_cog(ds, job_dir / "offsets.tif")
