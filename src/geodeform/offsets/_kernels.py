@@ -94,11 +94,14 @@ def _zncc_full_at(ref, sec, r0, c0, h, w, sr, sc, ra_sum, ra_var):
 def _window_all_valid(valid, r0, c0, h, w):
     if r0 < 0 or c0 < 0 or r0 + h > valid.shape[0] or c0 + w > valid.shape[1]:
         return False
+    n = 0
     for i in range(h):
-        for j in range(w):
-            if not valid[r0 + i, c0 + j]:
-                return False
-    return True
+        row = valid[r0 + i, c0 : c0 + w]
+        k = 0
+        for j in range(w):  # a branch-free count vectorises; the window is usually all valid
+            k += row[j]
+        n += k
+    return n == h * w
 
 
 @nb.njit(cache=True, nogil=True)
@@ -184,24 +187,14 @@ def _interp_row(coef, row0, wr, wc, bc, w, buf, out):
         out[j] = v0 * buf[j] + v1 * buf[j + 1] + v2 * buf[j + 2] + v3 * buf[j + 3]
 
 
-@nb.njit(cache=True, nogil=True, fastmath=FAST)
-def lk_refine_node(
-    ref, gyi, gxi, rvalid, coef, svalid, r0, c0, h, w, d_r, d_c, max_iter, tol, max_move, weight, out
-):
-    """Inverse-compositional Gauss-Newton refinement of a translation, invariant to gain and offset.
+NSUM = 26
 
-    ``coef`` holds cubic B-spline coefficients of the secondary strip (exact interpolation) and
-    ``gyi``/``gxi`` the derivatives of the reference's B-spline interpolant, so the Gauss-Newton step has
-    the right gain at every frequency. ``weight`` (h, w) weights every sum. Writes into ``out`` (NOUT):
-    [dr, dc, zncc, reason, iterations, Mr_00, Mr_01, Mr_11, Mc_00, Mc_01, Mc_11, Hinv00, Hinv01, Hinv11,
-    sigma, Q_00rr, Q_00rc, Q_00cc, Q_01rr, Q_01rc, Q_01cc, Q_11rr, Q_11rc, Q_11cc]
-    where M_r = sum(w g g^T (row - centre)), M_c likewise with columns (they let the caller remove
-    the first-order bias of a translation inside a strained chip), and sigma is the predicted 1-sigma
-    vector error (px) from the residual variance and H^-1.
-    """
-    Hh, Ww = coef.shape
-    for k in range(NOUT):
-        out[k] = np.nan
+
+@nb.njit(cache=True, nogil=True, fastmath=FAST)
+def _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, out):
+    """The reference sums of :func:`lk_refine_node` for one chip, into ``out`` (NSUM): weight, Σr, Σr²,
+    H (00, 01, 11), Σg (y, x), Σg r (y, x), M_r, M_c (00, 01, 11 each), Q (00, 01, 11 × rr, rc, cc),
+    valid-pixel count. Every sum is weighted by ``weight`` × validity, except the count."""
     cr_ = (h - 1) / 2.0
     cc_ = (w - 1) / 2.0
     swt = 0.0
@@ -235,7 +228,9 @@ def lk_refine_node(
         vrow = rvalid[r0 + i, c0 : c0 + w]
         for j in range(w):
             nvalid += vrow[j]
-    all_valid = nvalid == h * w
+    xcol = np.empty(w, np.float32)
+    for j in range(w):
+        xcol[j] = j - cc_
     for i in range(h):
         yi = i - cr_
         rr = r0 + i
@@ -244,43 +239,130 @@ def lk_refine_node(
         gxrow = gxi[rr, c0 : c0 + w]
         vrow = rvalid[rr, c0 : c0 + w]
         wrow = weight[i]
+        # float32 sums along the row (SIMD; values are normalised to O(1)), float64 across rows; the
+        # moments in the column offset x are row sums weighted by x and x², those in the row offset y
+        # are row sums weighted by y and y² (the window is a product of rows and columns)
+        b_w = np.float32(0.0)
+        b_r = np.float32(0.0)
+        b_rr = np.float32(0.0)
+        b_gy = np.float32(0.0)
+        b_gx = np.float32(0.0)
+        b_gyr = np.float32(0.0)
+        b_gxr = np.float32(0.0)
+        p00 = np.float32(0.0)
+        p01 = np.float32(0.0)
+        p11 = np.float32(0.0)
+        x00 = np.float32(0.0)
+        x01 = np.float32(0.0)
+        x11 = np.float32(0.0)
+        xx00 = np.float32(0.0)
+        xx01 = np.float32(0.0)
+        xx11 = np.float32(0.0)
         for j in range(w):
-            m = wrow[j] * vrow[j]  # branch-free masking keeps the loop vectorised
+            m = wrow[j] * np.float32(vrow[j])  # branch-free masking keeps the loop vectorised
             r = rrow[j]
             gy = gyrow[j]
             gx = gxrow[j]
-            xj = j - cc_
-            swt += m
-            s_r += m * r
-            s_rr += m * r * r
-            gyy = m * gy * gy
-            gyx = m * gy * gx
-            gxx = m * gx * gx
-            a00 += gyy
-            a01 += gyx
-            a11 += gxx
-            s_gy += m * gy
-            s_gx += m * gx
-            s_gyr += m * gy * r
-            s_gxr += m * gx * r
-            mr00 += gyy * yi
-            mr01 += gyx * yi
-            mr11 += gxx * yi
-            mc00 += gyy * xj
-            mc01 += gyx * xj
-            mc11 += gxx * xj
-            yy = yi * yi
-            yx = yi * xj
-            xx = xj * xj
-            q00rr += gyy * yy
-            q00rc += gyy * yx
-            q00cc += gyy * xx
-            q01rr += gyx * yy
-            q01rc += gyx * yx
-            q01cc += gyx * xx
-            q11rr += gxx * yy
-            q11rc += gxx * yx
-            q11cc += gxx * xx
+            xj = xcol[j]
+            b_w += m
+            mr_ = m * r
+            b_r += mr_
+            b_rr += mr_ * r
+            mgy = m * gy
+            mgx = m * gx
+            b_gy += mgy
+            b_gx += mgx
+            b_gyr += mgy * r
+            b_gxr += mgx * r
+            gyy = mgy * gy
+            gyx = mgy * gx
+            gxx = mgx * gx
+            p00 += gyy
+            p01 += gyx
+            p11 += gxx
+            x00 += gyy * xj
+            x01 += gyx * xj
+            x11 += gxx * xj
+            xx00 += gyy * (xj * xj)
+            xx01 += gyx * (xj * xj)
+            xx11 += gxx * (xj * xj)
+        swt += b_w
+        s_r += b_r
+        s_rr += b_rr
+        s_gy += b_gy
+        s_gx += b_gx
+        s_gyr += b_gyr
+        s_gxr += b_gxr
+        a00 += p00
+        a01 += p01
+        a11 += p11
+        mr00 += p00 * yi
+        mr01 += p01 * yi
+        mr11 += p11 * yi
+        mc00 += x00
+        mc01 += x01
+        mc11 += x11
+        q00rr += p00 * (yi * yi)
+        q00rc += x00 * yi
+        q00cc += xx00
+        q01rr += p01 * (yi * yi)
+        q01rc += x01 * yi
+        q01cc += xx01
+        q11rr += p11 * (yi * yi)
+        q11rc += x11 * yi
+        q11cc += xx11
+    out[0] = swt
+    out[1] = s_r
+    out[2] = s_rr
+    out[3] = a00
+    out[4] = a01
+    out[5] = a11
+    out[6] = s_gy
+    out[7] = s_gx
+    out[8] = s_gyr
+    out[9] = s_gxr
+    out[10] = mr00
+    out[11] = mr01
+    out[12] = mr11
+    out[13] = mc00
+    out[14] = mc01
+    out[15] = mc11
+    out[16] = q00rr
+    out[17] = q00rc
+    out[18] = q00cc
+    out[19] = q01rr
+    out[20] = q01rc
+    out[21] = q01cc
+    out[22] = q11rr
+    out[23] = q11rc
+    out[24] = q11cc
+    out[25] = nvalid
+
+
+@nb.njit(cache=True, nogil=True, fastmath=FAST)
+def lk_refine_node(
+    ref, gyi, gxi, rvalid, coef, svalid, r0, c0, h, w, d_r, d_c, max_iter, tol, max_move, weight, out
+):
+    """Inverse-compositional Gauss-Newton refinement of a translation, invariant to gain and offset.
+
+    ``coef`` holds cubic B-spline coefficients of the secondary strip (exact interpolation) and
+    ``gyi``/``gxi`` the derivatives of the reference's B-spline interpolant, so the Gauss-Newton step has
+    the right gain at every frequency. ``weight`` (h, w) weights every sum. Writes into ``out`` (NOUT):
+    [dr, dc, zncc, reason, iterations, Mr_00, Mr_01, Mr_11, Mc_00, Mc_01, Mc_11, Hinv00, Hinv01, Hinv11,
+    sigma, Q_00rr, Q_00rc, Q_00cc, Q_01rr, Q_01rc, Q_01cc, Q_11rr, Q_11rc, Q_11cc]
+    where M_r = sum(w g g^T (row - centre)), M_c likewise with columns (they let the caller remove
+    the first-order bias of a translation inside a strained chip), and sigma is the predicted 1-sigma
+    vector error (px) from the residual variance and H^-1.
+    """
+    Hh, Ww = coef.shape
+    for k in range(NOUT):
+        out[k] = np.nan
+    sums = np.empty(NSUM)
+    _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, sums)
+    swt, s_r, s_rr = sums[0], sums[1], sums[2]
+    a00, a01, a11 = sums[3], sums[4], sums[5]
+    s_gy, s_gx, s_gyr, s_gxr = sums[6], sums[7], sums[8], sums[9]
+    all_valid = sums[25] == h * w
     if swt <= 0.0:
         out[3] = MASKED
         return
@@ -447,25 +529,14 @@ def lk_refine_node(
     out[2] = zn
     out[3] = reason
     out[4] = _it + 1.0
-    out[5] = mr00
-    out[6] = mr01
-    out[7] = mr11
-    out[8] = mc00
-    out[9] = mc01
-    out[10] = mc11
+    for k in range(6):
+        out[5 + k] = sums[10 + k]  # M_r, M_c
     out[11] = i00
     out[12] = i01
     out[13] = i11
     out[14] = SIGMA_CALIBRATION * math.sqrt(sig2 * (i00 + i11))
-    out[15] = q00rr
-    out[16] = q00rc
-    out[17] = q00cc
-    out[18] = q01rr
-    out[19] = q01rc
-    out[20] = q01cc
-    out[21] = q11rr
-    out[22] = q11rc
-    out[23] = q11cc
+    for k in range(9):
+        out[15 + k] = sums[16 + k]  # Q
 
 
 @nb.njit(cache=True, nogil=True)
@@ -473,6 +544,35 @@ def _score(ref, rvalid, sec, svalid, r0, c0, h, w, sr, sc, min_count):
     if sr < 0 or sc < 0 or sr + h > sec.shape[0] or sc + w > sec.shape[1]:
         return -2.0
     return _zncc_at(ref, rvalid, sec, svalid, r0, c0, h, w, sr, sc, min_count)
+
+
+@nb.njit(cache=True, nogil=True)
+def _cross_scores(ref, rvalid, sec, svalid, r0, c0, h, w, br, bc, min_count):
+    """ZNCC at the 4 integer neighbours (up, down, left, right) of displacement (br, bc)."""
+    sr = r0 + br
+    sc = c0 + bc
+    if _window_all_valid(rvalid, r0, c0, h, w) and _window_all_valid(svalid, sr - 1, sc - 1, h + 2, w + 2):
+        ra_sum = 0.0
+        saa = 0.0
+        for i in range(h):
+            for j in range(w):
+                a = ref[r0 + i, c0 + j]
+                ra_sum += a
+                saa += a * a
+        ra_var = saa - ra_sum * ra_sum / (h * w)
+        if ra_var > 1e-12 * (saa + 1e-30):  # all valid: the vectorised path
+            return (
+                _zncc_full_at(ref, sec, r0, c0, h, w, sr - 1, sc, ra_sum, ra_var),
+                _zncc_full_at(ref, sec, r0, c0, h, w, sr + 1, sc, ra_sum, ra_var),
+                _zncc_full_at(ref, sec, r0, c0, h, w, sr, sc - 1, ra_sum, ra_var),
+                _zncc_full_at(ref, sec, r0, c0, h, w, sr, sc + 1, ra_sum, ra_var),
+            )
+    return (
+        _score(ref, rvalid, sec, svalid, r0, c0, h, w, sr - 1, sc, min_count),
+        _score(ref, rvalid, sec, svalid, r0, c0, h, w, sr + 1, sc, min_count),
+        _score(ref, rvalid, sec, svalid, r0, c0, h, w, sr, sc - 1, min_count),
+        _score(ref, rvalid, sec, svalid, r0, c0, h, w, sr, sc + 1, min_count),
+    )
 
 
 @nb.njit(cache=True, parallel=True)
@@ -504,10 +604,7 @@ def search_nodes(ref, rvalid, sec, svalid, r0, c0, h, w, cen_r, cen_c, rad_r, ra
         score[k] = s
         edge[k] = e
         if frac and s > -2.0:
-            up = _score(ref, rvalid, sec, svalid, r0[k], c0[k], h, w, r0[k] + br - 1, c0[k] + bc, min_count)
-            dn = _score(ref, rvalid, sec, svalid, r0[k], c0[k], h, w, r0[k] + br + 1, c0[k] + bc, min_count)
-            lf = _score(ref, rvalid, sec, svalid, r0[k], c0[k], h, w, r0[k] + br, c0[k] + bc - 1, min_count)
-            rt = _score(ref, rvalid, sec, svalid, r0[k], c0[k], h, w, r0[k] + br, c0[k] + bc + 1, min_count)
+            up, dn, lf, rt = _cross_scores(ref, rvalid, sec, svalid, r0[k], c0[k], h, w, br, bc, min_count)
             if up > -2.0 and dn > -2.0:
                 den = up - 2.0 * s + dn
                 if den < 0.0:
@@ -1756,26 +1853,136 @@ def strained_linear_residual(dy, dx, lk, step_r, step_c):
     return out
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True, nogil=True)
+def _median_of(buf, n):
+    """Median of ``buf[:n]`` (mean of the two middle values for even n), by ranks: O(n²) but
+    branch-free comparisons, faster than sorting or quickselect for the 8-49 values of a node window."""
+    k1 = (n - 1) // 2
+    k2 = n // 2
+    m1 = np.nan
+    m2 = np.nan
+    for i in range(n):
+        x = buf[i]
+        less = 0
+        leq = 0
+        for j in range(n):
+            less += buf[j] < x
+            leq += buf[j] <= x
+        # x fills the sorted positions less .. leq - 1
+        if less <= k1 < leq:
+            m1 = x
+        if less <= k2 < leq:
+            m2 = x
+    return 0.5 * (m1 + m2)
+
+
+@nb.njit(cache=True, parallel=True, fastmath=FAST)
 def nanmedian_filter(a, radius):
-    """Median of the finite values of ``a`` in the (2r+1)² window around every element (NaN if none)."""
+    """Median of the finite values of ``a`` in the (2r+1)² window around every element (NaN if none).
+
+    By ranks, vectorised along each row: a window value x is the median when the count of finite
+    window values below it and the count not above it bracket the middle rank (NaN compares false, so
+    it is never counted nor chosen). O(window²) comparisons per element, but branch-free SIMD ones.
+    """
     nr, nc = a.shape
+    side = 2 * radius + 1
+    pad = np.full((nr + 2 * radius, nc + 2 * radius), np.nan)
+    pad[radius : radius + nr, radius : radius + nc] = a
     out = np.full((nr, nc), np.nan)
     for i in nb.prange(nr):
-        buf = np.empty((2 * radius + 1) ** 2)
+        n = np.zeros(nc)
+        less = np.empty(nc)
+        leq = np.empty(nc)
+        m1 = np.full(nc, np.nan)
+        m2 = np.full(nc, np.nan)
+        for b in range(side * side):
+            yb = pad[i + b // side, b % side : b % side + nc]
+            for j in range(nc):
+                n[j] += 1.0 if yb[j] == yb[j] else 0.0
+        for a_ in range(side * side):
+            xa = pad[i + a_ // side, a_ % side : a_ % side + nc]
+            less[:] = 0.0
+            leq[:] = 0.0
+            for bi in range(side):
+                row = pad[i + bi]
+                for bj in range(side):
+                    for j in range(nc):
+                        y = row[bj + j]
+                        x = xa[j]
+                        less[j] += 1.0 if y < x else 0.0
+                        leq[j] += 1.0 if y <= x else 0.0
+            for j in range(nc):
+                k1 = (n[j] - 1.0) // 2.0
+                k2 = n[j] // 2.0
+                if less[j] <= k1 and k1 < leq[j]:
+                    m1[j] = xa[j]
+                if less[j] <= k2 and k2 < leq[j]:
+                    m2[j] = xa[j]
+        for j in range(nc):
+            if n[j] > 0:
+                out[i, j] = 0.5 * (m1[j] + m2[j])
+    return out
+
+
+@nb.njit(cache=True, parallel=True)
+def neighbour_median_nodes(dy, dx, radius, min_count):
+    """Median (dy, dx) of the finite neighbours of every node in its (2r+1)² window, itself excluded,
+    and their count; NaN medians where fewer than ``min_count``."""
+    nr, nc = dy.shape
+    my = np.full((nr, nc), np.nan)
+    mx = np.full((nr, nc), np.nan)
+    count = np.zeros((nr, nc), np.int64)
+    for i in nb.prange(nr):
+        by = np.empty((2 * radius + 1) ** 2)
+        bx = np.empty((2 * radius + 1) ** 2)
         for j in range(nc):
             n = 0
+            m = 0
             for ii in range(max(i - radius, 0), min(i + radius + 1, nr)):
                 for jj in range(max(j - radius, 0), min(j + radius + 1, nc)):
-                    v = a[ii, jj]
+                    if ii == i and jj == j:
+                        continue
+                    v = dy[ii, jj]
                     if np.isfinite(v):
-                        # insertion into the sorted prefix (at most 25-49 values: no allocation)
-                        k = n
-                        while k > 0 and buf[k - 1] > v:
-                            buf[k] = buf[k - 1]
-                            k -= 1
-                        buf[k] = v
+                        by[n] = v
                         n += 1
+                    u = dx[ii, jj]
+                    if np.isfinite(u):
+                        bx[m] = u
+                        m += 1
+            count[i, j] = n
+            if n >= min_count and n > 0:
+                my[i, j] = _median_of(by, n)
+                if m > 0:
+                    mx[i, j] = _median_of(bx, m)
+    return my, mx, count
+
+
+@nb.njit(cache=True, parallel=True)
+def neighbour_agreement_nodes(dy, dx, radius, tol):
+    """Fraction of the valid neighbours (both components finite) within ``tol`` px of every node, and
+    their count (the node itself excluded)."""
+    nr, nc = dy.shape
+    frac = np.zeros((nr, nc))
+    count = np.zeros((nr, nc), np.int64)
+    tol2 = tol * tol
+    for i in nb.prange(nr):
+        for j in range(nc):
+            n = 0
+            k = 0
+            y0 = dy[i, j]
+            x0 = dx[i, j]
+            for ii in range(max(i - radius, 0), min(i + radius + 1, nr)):
+                for jj in range(max(j - radius, 0), min(j + radius + 1, nc)):
+                    if ii == i and jj == j:
+                        continue
+                    v = dy[ii, jj]
+                    u = dx[ii, jj]
+                    if np.isfinite(v) and np.isfinite(u):
+                        n += 1
+                        if (v - y0) * (v - y0) + (u - x0) * (u - x0) <= tol2:
+                            k += 1
+            count[i, j] = n
             if n > 0:
-                out[i, j] = 0.5 * (buf[(n - 1) // 2] + buf[n // 2])
-    return out
+                frac[i, j] = k / n
+    return frac, count

@@ -34,21 +34,6 @@ def neighbour_views(a: F, radius: int = 1, *, self_too: bool = False) -> list[tu
     ]
 
 
-def _shifted(a: F, radius: int) -> list[F]:
-    """Every neighbour of every node in a (2r+1)² window (NaN outside the grid), self excluded."""
-    return [view for _, view in neighbour_views(a, radius)]
-
-
-def _nanmedian0(stack: F) -> F:
-    """Median over axis 0 ignoring NaN (NaN where all are NaN); sort-based, no masked arrays."""
-    srt = np.sort(stack, axis=0)  # NaN sorts last
-    count = np.isfinite(stack).sum(axis=0)
-    lo = np.clip((count - 1) // 2, 0, None)[None]
-    hi = np.clip(count // 2, 0, None)[None]
-    med = 0.5 * (np.take_along_axis(srt, lo, 0)[0] + np.take_along_axis(srt, hi, 0)[0])
-    return np.where(count > 0, med, np.nan)
-
-
 def nanmedian_filter(a: F, radius: int) -> F:
     """Median of the finite values in the (2r+1)² window around every node, itself included (NaN where
     there are none)."""
@@ -59,29 +44,18 @@ def neighbour_median(
     dy: F, dx: F, *, radius: int = 1, min_count: int = 3
 ) -> tuple[F, F, npt.NDArray[np.int64]]:
     """Median of the valid neighbours of every node (self excluded) and their count."""
-    sy = np.stack(_shifted(dy, radius))
-    sx = np.stack(_shifted(dx, radius))
-    count = np.isfinite(sy).sum(axis=0)
-    my = _nanmedian0(sy)
-    mx = _nanmedian0(sx)
-    few = count < min_count
-    my[few] = np.nan
-    mx[few] = np.nan
-    return my, mx, count
+    return _kernels.neighbour_median_nodes(_f64(dy), _f64(dx), int(radius), int(min_count))
 
 
 def neighbour_agreement(
     dy: F, dx: F, *, radius: int = 2, tol: float = 1.0
 ) -> tuple[F, npt.NDArray[np.int64]]:
     """Fraction of valid neighbours within ``tol`` px of each node (autoRIFT's NDC test) and their count."""
-    sy = np.stack(_shifted(dy, radius))
-    sx = np.stack(_shifted(dx, radius))
-    valid = np.isfinite(sy) & np.isfinite(sx)
-    with np.errstate(invalid="ignore"):
-        agree = (np.hypot(sy - dy, sx - dx) <= tol) & valid
-    count = valid.sum(axis=0)
-    frac = np.where(count > 0, agree.sum(axis=0) / np.maximum(count, 1), 0.0)
-    return frac, count
+    return _kernels.neighbour_agreement_nodes(_f64(dy), _f64(dx), int(radius), float(tol))
+
+
+def _f64(a: F) -> F:
+    return np.ascontiguousarray(a, np.float64)
 
 
 def linear_residual(dy: F, dx: F) -> F:
@@ -156,7 +130,8 @@ def strain_bias(dy: F, dx: F, lk: F, step: tuple[int, int]) -> tuple[F, F]:
     if lk.shape[-1] > 23:
         ky = _second_difference(dy, step)
         kx = _second_difference(dx, step)
-        q = [np.nan_to_num(lk[..., k]) for k in range(15, 24)]
+        qq = np.nan_to_num(lk[..., 15:24])
+        q = [qq[..., k] for k in range(9)]
 
         # Σ (g gᵀ)_{ab} ½ (K_b,rr Δr² + 2 K_b,rc Δr Δc + K_b,cc Δc²), b = row (dy) or col (dx) component
         def curv(qrr: F, qrc: F, qcc: F, k: tuple[F, F, F]) -> F:

@@ -240,14 +240,15 @@ def _saturation(ref: npt.NDArray[Any], sec: npt.NDArray[Any], saturation: Any) -
             raise InvalidInputError(
                 f"saturation must be a number, 'auto' or None, got {saturation!r}"
             ) from None
-    stride = max(1, int(np.sqrt(ref.size / 2e6)))
+    # a 0.5 % share of saturated pixels shows as well on a quarter-million sample
+    stride = max(1, int(np.sqrt(ref.size / 2.5e5)))
     levels = []
     for img in (ref, sec):
         sub = img[::stride, ::stride]
-        top = np.nanmax(sub) if np.isfinite(sub).any() else np.nan
+        top = np.fmax.reduce(sub, axis=None) if sub.dtype.kind == "f" else sub.max()  # NaN-skipping, no copy
         if img.dtype.kind in "ui" and top == np.iinfo(img.dtype).max:
             continue  # the dtype maximum is already a fill value
-        if np.isfinite(top) and np.mean(sub == top) > 0.005:
+        if np.isfinite(top) and np.count_nonzero(sub == top) > 0.005 * sub.size:
             levels.append(float(top))
     return min(levels) if levels else None
 
@@ -319,7 +320,7 @@ class _Job:
                     f"{name} has no valid pixel (all NaN, no-data, fill values or masked); check the nodata/"
                     "fill_values arguments and the input file"
                 )
-            vals = sub[v]
+            vals = sub if v.all() else sub[v]  # (no copy in the usual all-valid case)
             if vals.min() == vals.max():
                 full = img[valid_pixels(img, nodata=self.nodata, mask=m, fill_values=self.fill_values)]
                 if full.min() == full.max():
@@ -727,6 +728,7 @@ def _nested_chips(
     Updates in place.
     """
     factor = 2
+    coarse = opts.coarse_nested
     while factor <= opts.max_chip_factor:
         chip = tuple(c * factor - (c % 2) * (factor - 1) for c in job.chip)
         sigma = lk[..., 14]
@@ -739,6 +741,9 @@ def _nested_chips(
             need &= ~(keep & (reason == K.OK))
         if not need.any():
             return
+        if coarse == "auto":
+            n_valid = max(int(np.count_nonzero(reason == K.OK)), 1)
+            coarse = bool(np.count_nonzero(need) > opts.coarse_nested_fraction * n_valid)
         # start from the neighbourhood median: at low signal-to-noise the node's own value may sit in
         # a wrong correlation basin that the larger chip would keep (10 dB peerbench: RMSE 0.085 →
         # 0.071 px, and fewer iterations)
@@ -750,7 +755,7 @@ def _nested_chips(
         if has_start.any():
             rows = np.nonzero(has_start.any(axis=1))[0]
             # the larger chip is refined on the pyramid level where it has the size of the base chip
-            level = factor.bit_length() - 1 if opts.coarse_nested else 0
+            level = factor.bit_length() - 1 if coarse else 0
             results.append(
                 (
                     has_start,
@@ -768,7 +773,11 @@ def _nested_chips(
             )
             results.append((searched, r3))
         for sel, r in results:
-            better = sel & (r["reason"] == K.OK) & ((reason != K.OK) | (r["lk"][..., 14] < sigma))
+            # the larger chip wins unless it is much less precise: its predicted error says how precise
+            # it is, not how likely the smaller chip sat in a wrong correlation basin, which is what a
+            # larger chip mostly cures (10 dB pair, coarse level: RMSE 0.074 px, 0.123 if it must be
+            # more precise)
+            better = sel & (r["reason"] == K.OK) & ((reason != K.OK) | (r["lk"][..., 14] < 2.0 * sigma))
             for key, arr in (("dy", dy), ("dx", dx), ("q", q), ("reason", reason)):
                 arr[better] = r[key][better]
             lk[better] = r["lk"][better]
