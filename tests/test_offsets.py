@@ -307,6 +307,8 @@ def test_uint16_input_and_fill_values(texture: np.ndarray) -> None:
         ({"smoothing_gamma": 0.0}, "smoothing_gamma"),
         ({"robust_ratio": -1.0}, "robust_ratio"),
         ({"two_motion_ratio": 0.0}, "two_motion_ratio"),
+        ({"coarse_nested": "sometimes"}, "coarse_nested"),
+        ({"coarse_nested_fraction": 1.5}, "coarse_nested_fraction"),
         ({"prefilter": "sobel"}, "prefilter"),
         ({"threads": 0}, "threads"),
         ({"mask": np.zeros((5, 5), bool)}, "mask"),
@@ -417,3 +419,26 @@ def test_every_ncc_option_path_recovers_a_step(texture: np.ndarray, options: dic
     assert f.coverage > 0.8
     assert np.nanmedian(np.abs(f.dy - truth)[far]) < tol
     assert np.nanmedian(np.abs(f.dx - 0.3)[far]) < tol
+
+
+def test_coarse_nested_chips_are_unbiased_on_a_strained_field(texture: np.ndarray) -> None:
+    """Nested chips refined on the coarse pyramid level sit up to 1 px off their node and carry coarse
+    moments; taken about the node and converted to full-resolution units, the strain correction makes
+    them as accurate as fine-level chips on a steep shear (0.02 px/px; without it the median error is
+    0.055 px, 3× the fine level's)."""
+    from scipy.ndimage import map_coordinates
+
+    size = texture.shape[0]
+    rr, cc = np.mgrid[0:size, 0:size].astype(float)
+    # dx = 0.02 (row - centre): sec(p) = ref(p - d(p)), exact as d does not vary along the columns
+    d = 0.02 * (rr - size / 2)
+    sec = map_coordinates(texture, [rr, cc - d], order=5, mode="mirror")
+    kw = dict(chip_size=32, step=16, search_range=int(0.02 * size / 2) + 3, target_sigma=1e-6, smoothing=0)
+    med = {}
+    for coarse in (True, False):
+        f = match(noisy(texture, 30, 1), noisy(sec, 30, 2), coarse_nested=coarse, **kw)
+        gr, _ = f.grid()
+        e = interior(f.dx - 0.02 * (gr - size / 2))
+        med[coarse] = float(np.nanmedian(np.abs(e)))
+        assert abs(float(np.nanmedian(e))) < 0.005  # no bias
+    assert med[True] < 0.025 and med[True] < 1.3 * med[False], med

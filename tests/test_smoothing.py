@@ -3,6 +3,8 @@ effect inside geodeform.offsets.match: accuracy against known truth, steps and o
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -101,3 +103,55 @@ def test_match_on_noisy_real_texture_reaches_three_hundredths_of_a_pixel(
     assert f.coverage >= raw.coverage
     ok = np.isfinite(e)
     assert 0.4 < float(np.median(e[ok] / f.error[ok])) < 1.6
+
+
+# ----------------------------------------------------------------------------- neighbour statistics
+def _window_stack(a: np.ndarray, r: int, self_too: bool) -> np.ndarray:
+    pad = np.pad(a, r, constant_values=np.nan)
+    h, w = a.shape
+    views = [
+        pad[r + i : r + i + h, r + j : r + j + w]
+        for i in range(-r, r + 1)
+        for j in range(-r, r + 1)
+        if self_too or (i, j) != (0, 0)
+    ]
+    return np.stack(views)
+
+
+@pytest.mark.parametrize("radius", [1, 2, 3])
+def test_neighbour_statistics_match_numpy(radius: int) -> None:
+    """The numba window medians, neighbour medians and agreement fractions equal numpy's nan-aware
+    versions, with NaN holes, ties (rounded values) and grid edges."""
+    from geodeform.offsets._post import nanmedian_filter, neighbour_agreement, neighbour_median
+
+    rng = np.random.default_rng(radius)
+    for trial in range(4):
+        dy = rng.normal(size=(23, 31))
+        dx = rng.normal(size=(23, 31))
+        hole = rng.random(dy.shape) < 0.3 * trial / 3
+        dy[hole] = np.nan
+        dx[hole] = np.nan
+        dx[rng.random(dy.shape) < 0.05] = np.nan  # some nodes valid in one component only
+        if trial % 2:
+            dy, dx = np.round(dy, 1), np.round(dx, 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows
+            full = np.nanmedian(_window_stack(dy, radius, True), axis=0)
+        np.testing.assert_allclose(nanmedian_filter(dy, radius), full, equal_nan=True)
+        sy, sx = _window_stack(dy, radius, False), _window_stack(dx, radius, False)
+        count = np.isfinite(sy).sum(axis=0)
+        my, mx, n = neighbour_median(dy, dx, radius=radius, min_count=3)
+        np.testing.assert_array_equal(n, count)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            ref_y = np.where(count >= 3, np.nanmedian(sy, axis=0), np.nan)
+            ref_x = np.where(count >= 3, np.nanmedian(sx, axis=0), np.nan)
+        np.testing.assert_allclose(my, ref_y, equal_nan=True)
+        np.testing.assert_allclose(mx, ref_x, equal_nan=True)
+        valid = np.isfinite(sy) & np.isfinite(sx)
+        with np.errstate(invalid="ignore"):
+            agree = (np.hypot(sy - dy, sx - dx) <= 0.8) & valid
+        vcount = valid.sum(axis=0)
+        frac, c2 = neighbour_agreement(dy, dx, radius=radius, tol=0.8)
+        np.testing.assert_array_equal(c2, vcount)
+        np.testing.assert_allclose(frac, np.where(vcount > 0, agree.sum(axis=0) / np.maximum(vcount, 1), 0.0))
