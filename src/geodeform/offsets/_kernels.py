@@ -258,34 +258,42 @@ def _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, out):
         xx00 = np.float32(0.0)
         xx01 = np.float32(0.0)
         xx11 = np.float32(0.0)
+        # three loops of few accumulators each: one loop with all sixteen spills its vector registers
         for j in range(w):
             m = wrow[j] * np.float32(vrow[j])  # branch-free masking keeps the loop vectorised
             r = rrow[j]
-            gy = gyrow[j]
-            gx = gxrow[j]
-            xj = xcol[j]
-            b_w += m
             mr_ = m * r
+            mgy = m * gyrow[j]
+            mgx = m * gxrow[j]
+            b_w += m
             b_r += mr_
             b_rr += mr_ * r
-            mgy = m * gy
-            mgx = m * gx
             b_gy += mgy
             b_gx += mgx
             b_gyr += mgy * r
             b_gxr += mgx * r
-            gyy = mgy * gy
-            gyx = mgy * gx
-            gxx = mgx * gx
+        for j in range(w):
+            m = wrow[j] * np.float32(vrow[j])
+            gy = gyrow[j]
+            gx = gxrow[j]
+            xj = xcol[j]
+            gyy = m * gy * gy
+            gyx = m * gy * gx
+            gxx = m * gx * gx
             p00 += gyy
             p01 += gyx
             p11 += gxx
             x00 += gyy * xj
             x01 += gyx * xj
             x11 += gxx * xj
-            xx00 += gyy * (xj * xj)
-            xx01 += gyx * (xj * xj)
-            xx11 += gxx * (xj * xj)
+        for j in range(w):
+            m = wrow[j] * np.float32(vrow[j])
+            gy = gyrow[j]
+            gx = gxrow[j]
+            xj2 = xcol[j] * xcol[j]
+            xx00 += m * gy * gy * xj2
+            xx01 += m * gy * gx * xj2
+            xx11 += m * gx * gx * xj2
         swt += b_w
         s_r += b_r
         s_rr += b_rr

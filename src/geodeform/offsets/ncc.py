@@ -57,8 +57,11 @@ class NccOptions:
     max_iter : int
         Iterations of the sub-pixel refinement. Default 12.
     tol : float
-        Convergence threshold on the last update, px. Gauss–Newton converges quadratically here, so the
-        error left after an update below 0.02 px is ~0.001 px. Default 0.02.
+        Convergence threshold on the last update, px. With the accelerated steps the error left after an
+        update below 0.03 px is a few thousandths of a pixel: pixel locking stays at 0.003 px from 0.02
+        to 0.05 and the peerbench RMSEs change by less than 0.004 px, for 10-20 % fewer iterations than
+        0.02. Looser values let the answer depend on the start by up to ~0.02 px (strips against the
+        whole image: 0.005 px at 0.03, 0.02 px at 0.04). Default 0.03.
     window : str
         Weighting inside the chip for the refinement: ``"gaussian"`` (σ = chip/4, default) or
         ``"uniform"``. The Gaussian weights the pixels near the node most, which halves the bias of a
@@ -83,9 +86,11 @@ class NccOptions:
         0.16 (lower values help very noisy pairs but add strain and fault blending from the larger chips).
     max_chip_factor : int
         Largest chip enlargement for imprecise or failed nodes (1 disables nested chips; 2, 4 …).
-        Beyond 2× only failed nodes are redone, and their chips are moved inside the image where they
-        would cross its border. Default 2: 4× chips recover a few more nodes in weak texture, but next
-        to clouds they reach clear ground 2 chips away and report its motion, with errors up to ~1 px.
+        Beyond 2× only nodes that failed for lack of signal are redone (not those whose chip holds
+        foreign pixels, see ``robust_ratio``: a larger chip would reach clear ground beyond a cloud edge
+        and report its motion), and their chips are moved inside the image where they would cross its
+        border. Default 4: on the 10 dB peerbench pair the 4× chips measure the last 19 nodes of a
+        flat, noise-dominated corner (coverage 99.5 → 100 %; RMSE 0.071 → 0.069 px).
     smoothing : int
         Largest window radius, in nodes, of the adaptive local-plane smoothing applied last
         (:func:`geodeform.offsets._post.adaptive_plane`): each node's offset becomes the error-weighted
@@ -160,7 +165,7 @@ class NccOptions:
     min_texture: float = 0.02
     subpixel: str = "lk"
     max_iter: int = 12
-    tol: float = 0.02
+    tol: float = 0.03
     window: str = "gaussian"
     strain_correction: bool = True
     consistency: bool = True
@@ -175,7 +180,7 @@ class NccOptions:
     two_motion_ratio: float = 0.6
     step_px: float = 0.5
     target_sigma: float = 0.16
-    max_chip_factor: int = 2
+    max_chip_factor: int = 4
     coarse_nested: bool | str = "auto"
     coarse_nested_fraction: float = 0.1
     smoothing: int = 3
@@ -407,6 +412,7 @@ def ncc_strip(
     """
     h, w = chip
     n = r0.size
+    refine_level = level  # (``level`` is reused by the search loop below)
     ref0, rvalid, _, _ = prep.level(0)
     reason = np.zeros(n, np.uint8)
     frac, std = K.chip_stats(ref0, rvalid, r0, c0, h, w)
@@ -504,6 +510,15 @@ def ncc_strip(
         )
 
     scale = 1 << last
+    if refine_level > 0:  # a nested chip refined where it has the base chip's size (see ``start``)
+        start_rc = ((cen_r + fr) * scale, (cen_c + fc) * scale)
+        res = _refine_coarse(
+            prep, r0, c0, h, w, start_rc, reason, todo, init_r, init_c, search_r, search_c, opts, refine_level
+        )
+        reason[edge_top & (reason == K.OK)] = K.SEARCH_EDGE
+        res.dy[reason != K.OK] = np.nan
+        res.dx[reason != K.OK] = np.nan
+        return res
     return _refine(
         prep,
         r0,
