@@ -308,6 +308,7 @@ def test_uint16_input_and_fill_values(texture: np.ndarray) -> None:
         ({"robust_ratio": -1.0}, "robust_ratio"),
         ({"two_motion_ratio": 0.0}, "two_motion_ratio"),
         ({"coarse_nested": "sometimes"}, "coarse_nested"),
+        ({"sparse_stride": 3}, "sparse_stride"),
         ({"coarse_nested_fraction": 1.5}, "coarse_nested_fraction"),
         ({"prefilter": "sobel"}, "prefilter"),
         ({"threads": 0}, "threads"),
@@ -403,7 +404,9 @@ def test_predicted_error_is_of_the_order_of_the_true_error(texture: np.ndarray) 
         ({"shiftable": True}, 0.03),
         ({"coarse_nested": True, "target_sigma": 0.01}, 0.05),
         ({"sparse": False, "consistency": False, "strain_correction": False}, 0.03),
-        ({"max_chip_factor": 4}, 0.03),
+        ({"max_chip_factor": 2}, 0.03),
+        ({"sparse_stride": 1}, 0.03),
+        ({"sparse_stride": 8}, 0.03),
     ],
 )
 def test_every_ncc_option_path_recovers_a_step(texture: np.ndarray, options: dict, tol: float) -> None:

@@ -494,27 +494,13 @@ def _ncc_pass(
 def _sparse_dense(
     prep: PreparedStrip, ii: Any, jj: Any, r0: Any, c0: Any, job: _Job, opts: NccOptions
 ) -> Any:
-    """Search a quarter of the nodes, start the rest from their searched neighbours (see NccOptions)."""
+    """Search a sparse subset of the nodes, start the others from their searched neighbours (see
+    NccOptions.sparse): every ``stride``-th node in each direction is searched, then each halving of the
+    stride starts its new nodes from the average of the known nodes ``stride`` away, down to every node."""
     search = job.search[ii, jj]
     if not opts.sparse or ii.size < 16:
         return ncc_strip(prep, r0, c0, job.chip, search, search, opts)
-    sparse = (ii % 2 == 0) & (jj % 2 == 0)
-    res_s = ncc_strip(prep, r0[sparse], c0[sparse], job.chip, search[sparse], search[sparse], opts)
-    i0 = int(ii.min())
-    grid_y = np.full((int(ii.max()) - i0 + 3, job.cs.size + 2), np.nan)
-    grid_x = grid_y.copy()
-    grid_y[ii[sparse] - i0 + 1, jj[sparse] + 1] = res_s.dy
-    grid_x[ii[sparse] - i0 + 1, jj[sparse] + 1] = res_s.dx
-    # the sparse neighbours of a dense node: (i±1 or i) × (j±1 or j), whichever exist
-    rest = ~sparse
-    ri, rj = ii[rest] - i0 + 1, jj[rest] + 1
-    nb_y = np.stack([grid_y[ri + a, rj + b] for a in (-1, 0, 1) for b in (-1, 0, 1)])
-    nb_x = np.stack([grid_x[ri + a, rj + b] for a in (-1, 0, 1) for b in (-1, 0, 1)])
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        py, px = np.nanmean(nb_y, axis=0), np.nanmean(nb_x, axis=0)
-        spread = np.nanmax(np.hypot(nb_y - py, nb_x - px), axis=0)
-    predicted = np.isfinite(py) & (spread <= 0.5)
+    stride = int(opts.sparse_stride)
     out = StripResult(
         np.empty(ii.size),
         np.empty(ii.size),
@@ -522,33 +508,49 @@ def _sparse_dense(
         np.empty(ii.size, np.uint8),
         np.empty((ii.size, K.NOUT)),
     )
-    idx_rest = np.nonzero(rest)[0]
-    parts = [(np.nonzero(sparse)[0], res_s)]
-    p_idx = idx_rest[predicted]
-    if p_idx.size:
-        parts.append(
-            (
-                p_idx,
-                ncc_strip(
-                    prep,
-                    r0[p_idx],
-                    c0[p_idx],
-                    job.chip,
-                    search[p_idx],
-                    search[p_idx],
-                    opts,
-                    start=(py[predicted], px[predicted]),
-                ),
-            )
-        )
-    f_idx = idx_rest[~predicted]
-    if f_idx.size:
-        parts.append(
-            (f_idx, ncc_strip(prep, r0[f_idx], c0[f_idx], job.chip, search[f_idx], search[f_idx], opts))
-        )
-    for idx, res in parts:
+    i0 = int(ii.min())
+    pad = stride
+    grid_y = np.full((int(ii.max()) - i0 + 1 + 2 * pad, job.cs.size + 2 * pad), np.nan)
+    grid_x = grid_y.copy()
+    gi, gj = ii - i0 + pad, jj + pad
+
+    def store(idx: Any, res: Any) -> None:
         out.dy[idx], out.dx[idx], out.quality[idx] = res.dy, res.dx, res.quality
         out.reason[idx], out.lk[idx] = res.reason, res.lk
+        grid_y[gi[idx], gj[idx]] = res.dy
+        grid_x[gi[idx], gj[idx]] = res.dx
+
+    def searched(idx: Any) -> None:
+        if idx.size:
+            store(idx, ncc_strip(prep, r0[idx], c0[idx], job.chip, search[idx], search[idx], opts))
+
+    searched(np.nonzero((ii % stride == 0) & (jj % stride == 0))[0])
+    while stride > 1:
+        half = stride // 2
+        new = np.nonzero((ii % half == 0) & (jj % half == 0) & ~((ii % stride == 0) & (jj % stride == 0)))[0]
+        stride = half
+        if new.size == 0:
+            continue
+        # the known neighbours of a new node: (i ± half or i) × (j ± half or j), whichever exist
+        ri, rj = gi[new], gj[new]
+        offs = [(a * half, b * half) for a in (-1, 0, 1) for b in (-1, 0, 1)]
+        nb_y = np.stack([grid_y[ri + a, rj + b] for a, b in offs])
+        nb_x = np.stack([grid_x[ri + a, rj + b] for a, b in offs])
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)
+            py, px = np.nanmean(nb_y, axis=0), np.nanmean(nb_x, axis=0)
+            spread = np.nanmax(np.hypot(nb_y - py, nb_x - px), axis=0)
+        predicted = np.isfinite(py) & (spread <= 0.5)
+        p_idx = new[predicted]
+        if p_idx.size:
+            start = (py[predicted], px[predicted])
+            store(
+                p_idx,
+                ncc_strip(
+                    prep, r0[p_idx], c0[p_idx], job.chip, search[p_idx], search[p_idx], opts, start=start
+                ),
+            )
+        searched(new[~predicted])
     return out
 
 
