@@ -105,6 +105,20 @@ def _window_all_valid(valid, r0, c0, h, w):
 
 
 @nb.njit(cache=True, nogil=True)
+def _ref_stats(ref, r0, c0, h, w):
+    """Sum and variance × count of the reference chip (all pixels valid), and whether it is flat."""
+    ra_sum = 0.0
+    saa = 0.0
+    for i in range(h):
+        for j in range(w):
+            a = ref[r0 + i, c0 + j]
+            ra_sum += a
+            saa += a * a
+    ra_var = saa - ra_sum * ra_sum / (h * w)
+    return ra_sum, ra_var, ra_var <= 1e-12 * (saa + 1e-30)
+
+
+@nb.njit(cache=True, nogil=True)
 def zncc_search_node(ref, rvalid, sec, svalid, r0, c0, h, w, cr, cc, rad_r, rad_c, min_count):
     """Exhaustive integer ZNCC search of one chip around displacement (cr, cc), radius (rad_r, rad_c).
 
@@ -116,14 +130,8 @@ def zncc_search_node(ref, rvalid, sec, svalid, r0, c0, h, w, cr, cc, rad_r, rad_
     ra_sum = 0.0
     ra_var = 0.0
     if ref_full:
-        saa = 0.0
-        for i in range(h):
-            for j in range(w):
-                a = ref[r0 + i, c0 + j]
-                ra_sum += a
-                saa += a * a
-        ra_var = saa - ra_sum * ra_sum / (h * w)
-        if ra_var <= 1e-12 * (saa + 1e-30):
+        ra_sum, ra_var, flat = _ref_stats(ref, r0, c0, h, w)
+        if flat:
             return 0, 0, -2.0, False, 0
     sec_full = ref_full and _window_all_valid(
         svalid, r0 + cr - rad_r, c0 + cc - rad_c, h + 2 * rad_r, w + 2 * rad_c
@@ -258,7 +266,7 @@ def _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, out):
         xx00 = np.float32(0.0)
         xx01 = np.float32(0.0)
         xx11 = np.float32(0.0)
-        # three loops of few accumulators each: one loop with all sixteen spills its vector registers
+        # (three loops of few accumulators each; timing could not tell them from one loop of sixteen)
         for j in range(w):
             m = wrow[j] * np.float32(vrow[j])  # branch-free masking keeps the loop vectorised
             r = rrow[j]
@@ -560,15 +568,8 @@ def _cross_scores(ref, rvalid, sec, svalid, r0, c0, h, w, br, bc, min_count):
     sr = r0 + br
     sc = c0 + bc
     if _window_all_valid(rvalid, r0, c0, h, w) and _window_all_valid(svalid, sr - 1, sc - 1, h + 2, w + 2):
-        ra_sum = 0.0
-        saa = 0.0
-        for i in range(h):
-            for j in range(w):
-                a = ref[r0 + i, c0 + j]
-                ra_sum += a
-                saa += a * a
-        ra_var = saa - ra_sum * ra_sum / (h * w)
-        if ra_var > 1e-12 * (saa + 1e-30):  # all valid: the vectorised path
+        ra_sum, ra_var, flat = _ref_stats(ref, r0, c0, h, w)
+        if not flat:  # all valid: the vectorised path
             return (
                 _zncc_full_at(ref, sec, r0, c0, h, w, sr - 1, sc, ra_sum, ra_var),
                 _zncc_full_at(ref, sec, r0, c0, h, w, sr + 1, sc, ra_sum, ra_var),

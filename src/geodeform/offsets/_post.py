@@ -37,7 +37,7 @@ def neighbour_views(a: F, radius: int = 1, *, self_too: bool = False) -> list[tu
 def nanmedian_filter(a: F, radius: int) -> F:
     """Median of the finite values in the (2r+1)² window around every node, itself included (NaN where
     there are none)."""
-    return _kernels.nanmedian_filter(np.ascontiguousarray(a, np.float64), radius)
+    return _kernels.nanmedian_filter(_f64(a), radius)
 
 
 def neighbour_median(
@@ -183,9 +183,9 @@ def adaptive_plane(
     rs = np.array(sorted(radii), np.int64)
     inflation = np.array([1.0 / _independent_fraction(int(r), step, chip) for r in rs])
     out = _kernels.adaptive_plane_nodes(
-        np.ascontiguousarray(dy, np.float64),
-        np.ascontiguousarray(dx, np.float64),
-        np.ascontiguousarray(sigma, np.float64),
+        _f64(dy),
+        _f64(dx),
+        _f64(sigma),
         rs,
         inflation,
         float(gamma),
