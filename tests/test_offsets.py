@@ -261,11 +261,21 @@ def test_per_node_search_range(texture: np.ndarray) -> None:
 def test_strips_and_threads_give_the_same_answer(texture: np.ndarray) -> None:
     ref = noisy(texture, 25, 12)
     sec = noisy(fourier_shift(texture, 1.3, -0.6), 25, 13)
+    # the matcher itself: the same answer to 0.02 px at every node
+    a = match(ref, sec, search_range=4, smoothing=0)
+    b = match(ref, sec, search_range=4, strip_rows=100, threads=1, smoothing=0)
+    same = np.isfinite(a.dx) & np.isfinite(b.dx)
+    assert same.mean() > 0.95
+    assert np.nanmax(np.hypot(a.dx - b.dx, a.dy - b.dy)[same]) < 0.02
+    # the smoothing's window choice (ICI rule) is a yes/no decision per node: differences of a few
+    # thousandths of a pixel can flip it at a node or two (here at the last node row), each then moving
+    # by a few hundredths
     a = match(ref, sec, search_range=4)
     b = match(ref, sec, search_range=4, strip_rows=100, threads=1)
     same = np.isfinite(a.dx) & np.isfinite(b.dx)
-    assert same.mean() > 0.95
-    assert np.nanmax(np.abs(a.dx - b.dx)[same]) < 0.02
+    diff = np.hypot(a.dx - b.dx, a.dy - b.dy)[same]
+    assert np.mean(diff < 0.02) > 0.99
+    assert diff.max() < 0.1
 
 
 @pytest.mark.parametrize("method", METHODS)

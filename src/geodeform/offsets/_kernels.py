@@ -195,14 +195,15 @@ def _interp_row(coef, row0, wr, wc, bc, w, buf, out):
         out[j] = v0 * buf[j] + v1 * buf[j + 1] + v2 * buf[j + 2] + v3 * buf[j + 3]
 
 
-NSUM = 26
+NSUM = 28
 
 
 @nb.njit(cache=True, nogil=True, fastmath=FAST)
 def _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, out):
     """The reference sums of :func:`lk_refine_node` for one chip, into ``out`` (NSUM): weight, Σr, Σr²,
     H (00, 01, 11), Σg (y, x), Σg r (y, x), M_r, M_c (00, 01, 11 each), Q (00, 01, 11 × rr, rc, cc),
-    valid-pixel count. Every sum is weighted by ``weight`` × validity, except the count."""
+    valid-pixel count, then the unweighted Σr and Σr² of the valid pixels (the chip's texture test).
+    The other sums are weighted by ``weight`` × validity."""
     cr_ = (h - 1) / 2.0
     cc_ = (w - 1) / 2.0
     swt = 0.0
@@ -231,6 +232,8 @@ def _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, out):
     q11rr = 0.0
     q11rc = 0.0
     q11cc = 0.0
+    t_r = 0.0
+    t_rr = 0.0
     nvalid = 0
     for i in range(h):
         vrow = rvalid[r0 + i, c0 : c0 + w]
@@ -257,6 +260,8 @@ def _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, out):
         b_gx = np.float32(0.0)
         b_gyr = np.float32(0.0)
         b_gxr = np.float32(0.0)
+        u_r = np.float32(0.0)
+        u_rr = np.float32(0.0)
         p00 = np.float32(0.0)
         p01 = np.float32(0.0)
         p11 = np.float32(0.0)
@@ -268,8 +273,12 @@ def _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, out):
         xx11 = np.float32(0.0)
         # (three loops of few accumulators each; timing could not tell them from one loop of sixteen)
         for j in range(w):
-            m = wrow[j] * np.float32(vrow[j])  # branch-free masking keeps the loop vectorised
+            v = np.float32(vrow[j])
+            m = wrow[j] * v  # branch-free masking keeps the loop vectorised
             r = rrow[j]
+            vr_ = v * r
+            u_r += vr_
+            u_rr += vr_ * r
             mr_ = m * r
             mgy = m * gyrow[j]
             mgx = m * gxrow[j]
@@ -309,6 +318,8 @@ def _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, out):
         s_gx += b_gx
         s_gyr += b_gyr
         s_gxr += b_gxr
+        t_r += u_r
+        t_rr += u_rr
         a00 += p00
         a01 += p01
         a11 += p11
@@ -353,11 +364,31 @@ def _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, out):
     out[23] = q11rc
     out[24] = q11cc
     out[25] = nvalid
+    out[26] = t_r
+    out[27] = t_rr
 
 
 @nb.njit(cache=True, nogil=True, fastmath=FAST)
 def lk_refine_node(
-    ref, gyi, gxi, rvalid, coef, svalid, r0, c0, h, w, d_r, d_c, max_iter, tol, max_move, weight, out
+    ref,
+    gyi,
+    gxi,
+    rvalid,
+    coef,
+    svalid,
+    r0,
+    c0,
+    h,
+    w,
+    d_r,
+    d_c,
+    max_iter,
+    tol,
+    max_move,
+    weight,
+    out,
+    min_frac=0.0,
+    min_std=-1.0,
 ):
     """Inverse-compositional Gauss-Newton refinement of a translation, invariant to gain and offset.
 
@@ -368,7 +399,9 @@ def lk_refine_node(
     sigma, Q_00rr, Q_00rc, Q_00cc, Q_01rr, Q_01rc, Q_01cc, Q_11rr, Q_11rc, Q_11cc]
     where M_r = sum(w g g^T (row - centre)), M_c likewise with columns (they let the caller remove
     the first-order bias of a translation inside a strained chip), and sigma is the predicted 1-sigma
-    vector error (px) from the residual variance and H^-1.
+    vector error (px) from the residual variance and H^-1. A chip with less than ``min_frac`` of its
+    pixels valid is ``MASKED``; one whose valid pixels have a standard deviation ≤ ``min_std`` is
+    ``TEXTURELESS`` (the defaults test nothing).
     """
     Hh, Ww = coef.shape
     for k in range(NOUT):
@@ -378,9 +411,13 @@ def lk_refine_node(
     swt, s_r, s_rr = sums[0], sums[1], sums[2]
     a00, a01, a11 = sums[3], sums[4], sums[5]
     s_gy, s_gx, s_gyr, s_gxr = sums[6], sums[7], sums[8], sums[9]
-    all_valid = sums[25] == h * w
-    if swt <= 0.0:
+    nv = sums[25]
+    all_valid = nv == h * w
+    if swt <= 0.0 or nv < min_frac * (h * w):
         out[3] = MASKED
+        return
+    if min_std >= 0.0 and (nv <= 1.0 or math.sqrt(max(sums[27] / nv - (sums[26] / nv) ** 2, 0.0)) <= min_std):
+        out[3] = TEXTURELESS
         return
     mr = s_r / swt
     vr = s_rr / swt - mr * mr
@@ -468,30 +505,59 @@ def lk_refine_node(
             for i in range(h):
                 _interp_row(coef, br + i, wr, wc, bc, w, buf, srow)
                 rr = r0 + i
+                rrow = ref[rr, c0 : c0 + w]
+                gyrow = gyi[rr, c0 : c0 + w]
+                gxrow = gxi[rr, c0 : c0 + w]
+                vrow = rvalid[rr, c0 : c0 + w]
+                s1row = svalid[br + i + 1, bc + 1 : bc + w + 1]
+                s2row = svalid[br + i + 2, bc + 2 : bc + w + 2]
+                wrow = weight[i]
+                # the same sums restricted to the pixels valid in both images, branch-free (a 0/1
+                # factor) so the row loop stays vectorised
+                a0 = np.float32(0.0)
+                a1 = np.float32(0.0)
+                a2 = np.float32(0.0)
+                a3 = np.float32(0.0)
+                a4 = np.float32(0.0)
+                a5 = np.float32(0.0)
+                b1 = np.float32(0.0)
+                b2 = np.float32(0.0)
+                b3 = np.float32(0.0)
+                b4 = np.float32(0.0)
+                b5 = np.float32(0.0)
+                b6 = np.float32(0.0)
                 for j in range(w):
-                    cc = c0 + j
-                    if not (
-                        rvalid[rr, cc] and svalid[br + i + 1, bc + j + 1] and svalid[br + i + 2, bc + j + 2]
-                    ):
-                        continue
-                    m = weight[i, j]
+                    m = wrow[j] * np.float32(vrow[j]) * np.float32(s1row[j]) * np.float32(s2row[j])
                     s = srow[j]
-                    r = ref[rr, cc]
-                    gy = gyi[rr, cc]
-                    gx = gxi[rr, cc]
+                    r = rrow[j]
+                    gy = gyrow[j]
+                    gx = gxrow[j]
                     ms_ = m * s
-                    sw += m
-                    ss += ms_
-                    sss += ms_ * s
-                    sgys += ms_ * gy
-                    sgxs += ms_ * gx
-                    srs += ms_ * r
-                    q_r += m * r
-                    q_rr += m * r * r
-                    q_gy += m * gy
-                    q_gx += m * gx
-                    q_gyr += m * gy * r
-                    q_gxr += m * gx * r
+                    mr_ = m * r
+                    a0 += m
+                    a1 += ms_
+                    a2 += ms_ * s
+                    a3 += ms_ * gy
+                    a4 += ms_ * gx
+                    a5 += ms_ * r
+                    b1 += mr_
+                    b2 += mr_ * r
+                    b3 += m * gy
+                    b4 += m * gx
+                    b5 += m * gy * r
+                    b6 += m * gx * r
+                sw += a0
+                ss += a1
+                sss += a2
+                sgys += a3
+                sgxs += a4
+                srs += a5
+                q_r += b1
+                q_rr += b2
+                q_gy += b3
+                q_gx += b4
+                q_gyr += b5
+                q_gxr += b6
         if fast:
             sw = swt
             q_r, q_rr, q_gy, q_gx, q_gyr, q_gxr = s_r, s_rr, s_gy, s_gx, s_gyr, s_gxr
@@ -681,7 +747,25 @@ def pyramid_down(img, valid):
 
 @nb.njit(cache=True, parallel=True)
 def lk_nodes(
-    ref, gy, gx, rvalid, coef, svalid, r0, c0, h, w, d_r, d_c, max_iter, tol, max_move, weight, todo
+    ref,
+    gy,
+    gx,
+    rvalid,
+    coef,
+    svalid,
+    r0,
+    c0,
+    h,
+    w,
+    d_r,
+    d_c,
+    max_iter,
+    tol,
+    max_move,
+    weight,
+    todo,
+    min_frac=0.0,
+    min_std=-1.0,
 ):
     """Sub-pixel refinement of many nodes in parallel; see :func:`lk_refine_node`. Returns (n, NOUT)."""
     n = r0.size
@@ -710,6 +794,8 @@ def lk_nodes(
             max_move,
             weight,
             res[k],
+            min_frac,
+            min_std,
         )
     return res
 
@@ -1891,42 +1977,47 @@ def nanmedian_filter(a, radius):
 
     By ranks, vectorised along each row: a window value x is the median when the count of finite
     window values below it and the count not above it bracket the middle rank (NaN compares false, so
-    it is never counted nor chosen). O(window²) comparisons per element, but branch-free SIMD ones.
+    it is never counted nor chosen). O(window²) comparisons per element, but branch-free SIMD ones, in
+    float32 (8 lanes; values that only float64 tells apart tie, and either is returned).
     """
     nr, nc = a.shape
     side = 2 * radius + 1
     pad = np.full((nr + 2 * radius, nc + 2 * radius), np.nan)
     pad[radius : radius + nr, radius : radius + nc] = a
+    p32 = pad.astype(np.float32)
     out = np.full((nr, nc), np.nan)
+    one = np.float32(1.0)
+    zero = np.float32(0.0)
     for i in nb.prange(nr):
-        n = np.zeros(nc)
-        less = np.empty(nc)
-        leq = np.empty(nc)
+        n = np.zeros(nc, np.float32)
+        less = np.empty(nc, np.float32)
+        leq = np.empty(nc, np.float32)
         m1 = np.full(nc, np.nan)
         m2 = np.full(nc, np.nan)
         for b in range(side * side):
-            yb = pad[i + b // side, b % side : b % side + nc]
+            yb = p32[i + b // side, b % side : b % side + nc]
             for j in range(nc):
-                n[j] += 1.0 if yb[j] == yb[j] else 0.0
+                n[j] += one if yb[j] == yb[j] else zero
         for a_ in range(side * side):
-            xa = pad[i + a_ // side, a_ % side : a_ % side + nc]
-            less[:] = 0.0
-            leq[:] = 0.0
+            xa = p32[i + a_ // side, a_ % side : a_ % side + nc]
+            xv = pad[i + a_ // side, a_ % side : a_ % side + nc]
+            less[:] = zero
+            leq[:] = zero
             for bi in range(side):
-                row = pad[i + bi]
+                row = p32[i + bi]
                 for bj in range(side):
                     for j in range(nc):
                         y = row[bj + j]
                         x = xa[j]
-                        less[j] += 1.0 if y < x else 0.0
-                        leq[j] += 1.0 if y <= x else 0.0
+                        less[j] += one if y < x else zero
+                        leq[j] += one if y <= x else zero
             for j in range(nc):
-                k1 = (n[j] - 1.0) // 2.0
-                k2 = n[j] // 2.0
+                k1 = (n[j] - one) // np.float32(2.0)
+                k2 = n[j] // np.float32(2.0)
                 if less[j] <= k1 and k1 < leq[j]:
-                    m1[j] = xa[j]
+                    m1[j] = xv[j]
                 if less[j] <= k2 and k2 < leq[j]:
-                    m2[j] = xa[j]
+                    m2[j] = xv[j]
         for j in range(nc):
             if n[j] > 0:
                 out[i, j] = 0.5 * (m1[j] + m2[j])

@@ -421,19 +421,16 @@ def ncc_strip(
     h, w = chip
     n = r0.size
     refine_level = level  # (``level`` is reused by the search loop below)
-    ref0, rvalid, _, _ = prep.level(0)
     reason = np.zeros(n, np.uint8)
-    frac, std = K.chip_stats(ref0, rvalid, r0, c0, h, w)
-    reason[frac < opts.min_valid_fraction] = K.MASKED
-    reason[(reason == 0) & (std <= opts.min_texture)] = K.TEXTURELESS  # images are normalised to std 1
-    todo = reason == 0
-
     init_r = np.zeros(n, np.int64) if init_r is None else init_r
     init_c = np.zeros(n, np.int64) if init_c is None else init_c
     if start is not None:
+        # no search: the refinement kernel tests the valid fraction and the texture of each chip itself,
+        # in the pass over the chip it makes anyway
+        todo = np.ones(n, bool)
         if level > 0:
             return _refine_coarse(
-                prep, r0, c0, h, w, start, reason, todo, init_r, init_c, search_r, search_c, opts, level
+                prep, r0, c0, h, w, start, reason, todo, init_r, init_c, search_r, search_c, opts, level, True
             )
         return _refine(
             prep,
@@ -452,7 +449,13 @@ def ncc_strip(
             search_c,
             opts,
             max_move=1.5,
+            chip_tests=True,
         )
+    ref0, rvalid, _, _ = prep.level(0)
+    frac, std = K.chip_stats(ref0, rvalid, r0, c0, h, w)
+    reason[frac < opts.min_valid_fraction] = K.MASKED
+    reason[(reason == 0) & (std <= opts.min_texture)] = K.TEXTURELESS  # images are normalised to std 1
+    todo = reason == 0
     top = _top_level(int(max(search_r.max(initial=0), search_c.max(initial=0))), h, w)
     # the LK refinement converges from a sub-pixel start, so the last integer search can stop at level 1
     last = 1 if (top >= 1 and opts.subpixel == "lk") else 0
@@ -547,7 +550,9 @@ def ncc_strip(
     )
 
 
-def _refine_coarse(prep, r0, c0, h, w, start, reason, todo, init_r, init_c, search_r, search_c, opts, level):
+def _refine_coarse(
+    prep, r0, c0, h, w, start, reason, todo, init_r, init_c, search_r, search_c, opts, level, chip_tests=False
+):
     """Refinement on pyramid level ``level``; offsets and errors returned in full-resolution pixels."""
     s = 1 << level
     r0l, hl = _chip_at_level(r0, h, level)
@@ -572,6 +577,7 @@ def _refine_coarse(prep, r0, c0, h, w, start, reason, todo, init_r, init_c, sear
         opts,
         max_move=1.0,
         level=level,
+        chip_tests=chip_tests,
     )
     res.dy *= s
     res.dx *= s
@@ -625,7 +631,10 @@ def _refine(
     *,
     max_move,
     level=0,
+    chip_tests=False,
 ):
+    """Gauss–Newton refinement of the ``todo`` nodes from (start_r, start_c); with ``chip_tests`` the
+    kernel also applies the valid-fraction and texture tests (for nodes that skipped the search)."""
     lk_ref, lk_rv, gy, gx, coef, lk_sv = prep.spline(level)
     lk = K.lk_nodes(
         lk_ref,
@@ -645,6 +654,8 @@ def _refine(
         float(max_move),
         _window(h, w, opts.window),
         todo,
+        opts.min_valid_fraction if chip_tests else 0.0,
+        opts.min_texture if chip_tests else -1.0,
     )
     dy, dx, zn = lk[:, 0], lk[:, 1], lk[:, 2]
     lk_reason = np.nan_to_num(lk[:, 3], nan=0).astype(np.uint8)
