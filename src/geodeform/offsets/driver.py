@@ -578,13 +578,13 @@ def _sparse_dense(
     sy = grid_y[gi, gj]
     sx = grid_x[gi, gj]
     known = np.isfinite(sy)
-    if stride > 1:
-        new = np.nonzero((ii % (stride // 2) == 0) & ~((ii % stride == 0) & (jj % stride == 0)))[0]
-        py, px, predicted = predict(new, stride // 2)
+    if stride > 1:  # (stride is 2 here) the nodes between the lattice's from their lattice neighbours
+        new = np.nonzero(~((ii % stride == 0) & (jj % stride == 0)))[0]
+        py, px, predicted = predict(new, 1)
         sy[new] = np.where(predicted, py, np.nan)
         sx[new] = np.where(predicted, px, np.nan)
         known = np.isfinite(sy)
-    for idx, start in ((np.nonzero(known)[0], True), (np.nonzero(~known)[0], False)):
+    for idx, from_start in ((np.nonzero(known)[0], True), (np.nonzero(~known)[0], False)):
         if idx.size == 0:
             continue
         res = ncc_strip(
@@ -595,7 +595,7 @@ def _sparse_dense(
             search[idx],
             search[idx],
             opts,
-            start=(sy[idx], sx[idx]) if start else None,
+            start=(sy[idx], sx[idx]) if from_start else None,
         )
         keep(idx, res)
     return out
