@@ -459,6 +459,9 @@ def ncc_strip(
     top = _top_level(int(max(search_r.max(initial=0), search_c.max(initial=0))), h, w)
     # the LK refinement converges from a sub-pixel start, so the last integer search can stop at level 1
     last = 1 if (top >= 1 and opts.subpixel == "lk") else 0
+    if refine_level > 0 and opts.subpixel == "lk" and top > refine_level:
+        # a coarse refinement on level k converges from the level-(k+1) peak and its parabola vertex
+        last = refine_level + 1
     cen_r = np.floor(init_r / (1 << top) + 0.5).astype(np.int64)
     cen_c = np.floor(init_c / (1 << top) + 0.5).astype(np.int64)
     rad_r = -(-search_r // (1 << top))
@@ -524,7 +527,21 @@ def ncc_strip(
     if refine_level > 0:  # a nested chip refined where it has the base chip's size (see ``start``)
         start_rc = ((cen_r + fr) * scale, (cen_c + fc) * scale)
         res = _refine_coarse(
-            prep, r0, c0, h, w, start_rc, reason, todo, init_r, init_c, search_r, search_c, opts, refine_level
+            prep,
+            r0,
+            c0,
+            h,
+            w,
+            start_rc,
+            reason,
+            todo,
+            init_r,
+            init_c,
+            search_r,
+            search_c,
+            opts,
+            refine_level,
+            max_move=3.0 if last > refine_level else 1.0,  # (as the full-resolution path: 1 + 2)
         )
         reason[edge_top & (reason == K.OK)] = K.SEARCH_EDGE
         res.dy[reason != K.OK] = np.nan
@@ -551,7 +568,22 @@ def ncc_strip(
 
 
 def _refine_coarse(
-    prep, r0, c0, h, w, start, reason, todo, init_r, init_c, search_r, search_c, opts, level, chip_tests=False
+    prep,
+    r0,
+    c0,
+    h,
+    w,
+    start,
+    reason,
+    todo,
+    init_r,
+    init_c,
+    search_r,
+    search_c,
+    opts,
+    level,
+    chip_tests=False,
+    max_move=1.0,
 ):
     """Refinement on pyramid level ``level``; offsets and errors returned in full-resolution pixels."""
     s = 1 << level
@@ -575,7 +607,7 @@ def _refine_coarse(
         np.asarray(search_r) / s,
         np.asarray(search_c) / s,
         opts,
-        max_move=1.0,
+        max_move=max_move,
         level=level,
         chip_tests=chip_tests,
     )
