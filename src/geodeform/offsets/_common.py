@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
+import numba as nb
 import numpy as np
 import numpy.typing as npt
 
 from geodeform.errors import InvalidInputError
 
-__all__ = ["node_grid", "valid_pixels"]
+__all__ = ["node_grid", "to_float32", "top_value", "valid_range"]
 
 
 def pair_of_ints(value: Any, name: str, *, minimum: int) -> tuple[int, int]:
@@ -72,25 +73,104 @@ def grid_shape(
     return rs.size, cs.size
 
 
-def valid_pixels(
+def _rules(
+    img: npt.NDArray[Any], nodata: float | None, mask: npt.NDArray[np.bool_] | None, fill_values: Any
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.uint8]]:
+    """The no-data rules as kernel arguments. A pixel is usable for matching when it is finite, equals no
+    fill value and not ``nodata``, and is not masked (mask True = bad). Integer images treat 0 and the
+    dtype maximum (e.g. 65535 for uint16) as fill values unless ``fill_values`` says otherwise (pass
+    ``()`` to keep them). Returns the invalid values in float64 (rounded to float32 first for float32
+    images, as numpy compares a float32 array with a Python float) and the mask as uint8 (empty: none)."""
+    if fill_values is None:
+        fill_values = (0, np.iinfo(img.dtype).max) if img.dtype.kind in "ui" else ()
+    vals = [float(v) for v in fill_values]
+    if nodata is not None and np.isfinite(nodata):
+        vals.append(float(nodata))
+    out = np.array(vals, np.float64)
+    if img.dtype == np.float32:
+        with np.errstate(over="ignore"):
+            out = out.astype(np.float32).astype(np.float64)
+    m = np.zeros((0, 0), np.uint8) if mask is None else mask.view(np.uint8)
+    return out, m
+
+
+@nb.njit(cache=True, nogil=True)
+def _ok(x: Any, bad: Any, mask: Any, i: int, j: int) -> bool:
+    """Whether pixel (i, j) of value ``x`` passes the rules of :func:`_rules`."""
+    xf = np.float64(x)
+    ok = xf - xf == 0.0  # finite
+    for k in range(bad.size):
+        ok = ok and xf != bad[k]
+    if mask.shape[0] > 0:
+        ok = ok and mask[i, j] == 0
+    return ok
+
+
+@nb.njit(cache=True, parallel=True)
+def _to_float32(img, bad, mask, sat, out):
+    """``out`` = float32 ``img`` with NaN at the invalid pixels (see :func:`_ok`) and those ≥ ``sat``."""
+    h, w = img.shape
+    for i in nb.prange(h):
+        for j in range(w):
+            x = img[i, j]
+            out[i, j] = np.float32(x) if _ok(x, bad, mask, i, j) and not np.float64(x) >= sat else np.nan
+
+
+@nb.njit(cache=True)
+def _valid_range(img, bad, mask):
+    """(count, min, max) of the valid pixels of ``img`` (see :func:`_ok`)."""
+    n = 0
+    lo = np.inf
+    hi = -np.inf
+    h, w = img.shape
+    for i in range(h):
+        for j in range(w):
+            x = img[i, j]
+            if _ok(x, bad, mask, i, j):
+                n += 1
+                xf = np.float64(x)
+                lo = min(lo, xf)
+                hi = max(hi, xf)
+    return n, lo, hi
+
+
+@nb.njit(cache=True)
+def top_value(img):
+    """Largest non-NaN value of ``img`` (-inf if none) and how many pixels hold it."""
+    top = -np.inf
+    h, w = img.shape
+    for i in range(h):
+        for j in range(w):
+            x = np.float64(img[i, j])
+            if x > top:
+                top = x
+    n = 0
+    for i in range(h):
+        for j in range(w):
+            n += np.float64(img[i, j]) == top
+    return top, n
+
+
+def to_float32(
     img: npt.NDArray[Any],
+    out: npt.NDArray[np.float32],
     *,
     nodata: float | None,
     mask: npt.NDArray[np.bool_] | None,
-    fill_values: tuple[float, ...] | None,
-) -> npt.NDArray[np.bool_]:
-    """Pixels usable for matching: finite, not ``nodata``, not a fill value, not masked (mask True = bad).
+    fill_values: Any,
+    saturation: float | None = None,
+) -> npt.NDArray[np.float32]:
+    """``img`` as float32 in ``out``, NaN at the pixels the no-data rules (see :func:`_rules`) reject and
+    those ≥ ``saturation``, in one pass."""
+    bad, m = _rules(img, nodata, mask, fill_values)
+    _to_float32(img, bad, m, np.inf if saturation is None else float(saturation), out)
+    return out
 
-    Integer images treat 0 and the dtype maximum (e.g. 65535 for uint16) as fill values unless
-    ``fill_values`` says otherwise (pass ``()`` to keep them).
-    """
-    valid = np.isfinite(img) if img.dtype.kind == "f" else np.ones(img.shape, bool)
-    if fill_values is None:
-        fill_values = (0, np.iinfo(img.dtype).max) if img.dtype.kind in "ui" else ()
-    for v in fill_values:
-        valid &= img != v
-    if nodata is not None and np.isfinite(nodata):
-        valid &= img != nodata
-    if mask is not None:
-        valid &= ~mask
-    return valid
+
+def valid_range(
+    img: npt.NDArray[Any], *, nodata: float | None, mask: npt.NDArray[np.bool_] | None, fill_values: Any
+) -> tuple[int, float, float]:
+    """Count, minimum and maximum of the pixels the no-data rules (see :func:`_rules`) keep, in one pass."""
+    bad, m = _rules(img, nodata, mask, fill_values)
+    n, lo, hi = _valid_range(img, bad, m)
+    return int(n), float(lo), float(hi)

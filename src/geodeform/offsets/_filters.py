@@ -171,16 +171,23 @@ def bspline_model(img, val, gy, gx):
         up = img[_mirror(i - 1, h)]
         mid = img[i]
         dn = img[_mirror(i + 1, h)]
+        # column-smoothed (sm) and column-differentiated (df) rows, then the row stencils: two
+        # branch-free, vectorised passes (mirror indices only at the two end columns)
+        sm = np.empty(w, np.float32)
+        df = np.empty(w, np.float32)
         for j in range(w):
-            jl = j - 1 if j > 0 else _mirror(j - 1, w)
-            jr = j + 1 if j < w - 1 else _mirror(j + 1, w)
-            # column-smoothed and column-differentiated values at columns jl, j, jr
-            s_l = b0 * up[jl] + b1 * mid[jl] + b0 * dn[jl]
-            s_c = b0 * up[j] + b1 * mid[j] + b0 * dn[j]
-            s_r = b0 * up[jr] + b1 * mid[jr] + b0 * dn[jr]
-            d_l = half * (dn[jl] - up[jl])
-            d_c = half * (dn[j] - up[j])
-            d_r = half * (dn[jr] - up[jr])
-            val[i, j] = b0 * s_l + b1 * s_c + b0 * s_r
-            gx[i, j] = half * (s_r - s_l)
-            gy[i, j] = b0 * d_l + b1 * d_c + b0 * d_r
+            sm[j] = b0 * up[j] + b1 * mid[j] + b0 * dn[j]
+            df[j] = half * (dn[j] - up[j])
+        vrow = val[i]
+        yrow = gy[i]
+        xrow = gx[i]
+        for j in range(1, w - 1):
+            vrow[j] = b0 * sm[j - 1] + b1 * sm[j] + b0 * sm[j + 1]
+            xrow[j] = half * (sm[j + 1] - sm[j - 1])
+            yrow[j] = b0 * df[j - 1] + b1 * df[j] + b0 * df[j + 1]
+        for j in (0, w - 1):
+            jl = _mirror(j - 1, w)
+            jr = _mirror(j + 1, w)
+            vrow[j] = b0 * sm[jl] + b1 * sm[j] + b0 * sm[jr]
+            xrow[j] = half * (sm[jr] - sm[jl])
+            yrow[j] = b0 * df[jl] + b1 * df[j] + b0 * df[jr]

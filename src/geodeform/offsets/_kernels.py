@@ -724,6 +724,22 @@ def chip_stats(img, valid, r0, c0, h, w):
 
 
 @nb.njit(cache=True, parallel=True)
+def normalise_valid(img, mean, inv_std, valid):
+    """In place, ``img`` = (img - mean) · inv_std where finite, 0 elsewhere; ``valid`` (bool) = finite."""
+    h, w = img.shape
+    m = np.float32(mean)
+    s = np.float32(inv_std)
+    for i in nb.prange(h):
+        row = img[i]
+        vrow = valid[i]
+        for j in range(w):
+            x = row[j]
+            ok = x - x == np.float32(0.0)  # finite
+            vrow[j] = ok
+            row[j] = (x - m) * s if ok else np.float32(0.0)
+
+
+@nb.njit(cache=True, parallel=True)
 def pyramid_down(img, valid):
     """2× block average of the valid pixels; a coarse pixel is valid when ≥ 3 of its 4 are."""
     h2 = img.shape[0] // 2
@@ -1969,6 +1985,68 @@ def _median_of(buf, n):
         if less <= k2 < leq:
             m2 = x
     return 0.5 * (m1 + m2)
+
+
+@nb.njit(cache=True)
+def lattice_average(gy, gx, ri, rj, d):
+    """Mean (dy, dx) of the finite values among the 3 × 3 points (ri + {-d, 0, d}, rj + {-d, 0, d}) of
+    the grids, and the largest distance of those values from it (NaN where none). The caller pads the
+    grids by ``d``."""
+    n = ri.size
+    my = np.full(n, np.nan)
+    mx = np.full(n, np.nan)
+    spread = np.full(n, np.nan)
+    for k in range(n):
+        sy = 0.0
+        sx = 0.0
+        c = 0
+        for a in range(-1, 2):
+            for b in range(-1, 2):
+                y = gy[ri[k] + a * d, rj[k] + b * d]
+                x = gx[ri[k] + a * d, rj[k] + b * d]
+                if y == y and x == x:
+                    sy += y
+                    sx += x
+                    c += 1
+        if c == 0:
+            continue
+        my[k] = sy / c
+        mx[k] = sx / c
+        far = 0.0
+        for a in range(-1, 2):
+            for b in range(-1, 2):
+                y = gy[ri[k] + a * d, rj[k] + b * d]
+                x = gx[ri[k] + a * d, rj[k] + b * d]
+                if y == y and x == x:
+                    far = max(far, math.hypot(y - my[k], x - mx[k]))
+        spread[k] = far
+    return my, mx, spread
+
+
+@nb.njit(cache=True)
+def _lattice_median_of(g, ri, rj, d, buf):
+    c = 0
+    for a in range(-1, 2):
+        for b in range(-1, 2):
+            v = g[ri + a * d, rj + b * d]
+            if v == v:
+                buf[c] = v
+                c += 1
+    return _median_of(buf, c) if c > 0 else np.nan
+
+
+@nb.njit(cache=True)
+def lattice_median(gy, gx, ri, rj, d):
+    """Median dy and dx of the finite values among the 3 × 3 points (ri + {-d, 0, d}, rj + {-d, 0, d})
+    (NaN where none); the caller pads the grids by ``d``."""
+    n = ri.size
+    my = np.empty(n)
+    mx = np.empty(n)
+    buf = np.empty(9)
+    for k in range(n):
+        my[k] = _lattice_median_of(gy, ri[k], rj[k], d, buf)
+        mx[k] = _lattice_median_of(gx, ri[k], rj[k], d, buf)
+    return my, mx
 
 
 @nb.njit(cache=True, parallel=True, fastmath=FAST)

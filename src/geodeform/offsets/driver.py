@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -17,7 +16,7 @@ from geodeform.errors import InvalidInputError
 from geodeform.offsets import _kernels as K
 from geodeform.offsets import _post
 from geodeform.offsets._buffers import buffer
-from geodeform.offsets._common import check_image, node_grid, pair_of_ints, valid_pixels
+from geodeform.offsets._common import check_image, node_grid, pair_of_ints, to_float32, top_value, valid_range
 from geodeform.offsets._types import OffsetField, Reason
 from geodeform.offsets.ncc import (
     NccOptions,
@@ -245,10 +244,10 @@ def _saturation(ref: npt.NDArray[Any], sec: npt.NDArray[Any], saturation: Any) -
     levels = []
     for img in (ref, sec):
         sub = img[::stride, ::stride]
-        top = np.fmax.reduce(sub, axis=None) if sub.dtype.kind == "f" else sub.max()  # NaN-skipping, no copy
+        top, count = top_value(sub)
         if img.dtype.kind in "ui" and top == np.iinfo(img.dtype).max:
             continue  # the dtype maximum is already a fill value
-        if np.isfinite(top) and np.count_nonzero(sub == top) > 0.005 * sub.size:
+        if np.isfinite(top) and count > 0.005 * sub.size:
             levels.append(float(top))
     return min(levels) if levels else None
 
@@ -292,42 +291,37 @@ class _Job:
         With ``key`` the result lives in a reused per-thread buffer (valid until the next call with that key).
         """
         part = img[a:b]
-        valid = valid_pixels(
-            part, nodata=self.nodata, mask=None if m is None else m[a:b], fill_values=self.fill_values
-        )
-        if self.sat is not None:
-            valid &= ~(part >= self.sat)
         out = np.empty(part.shape, np.float32) if key is None else buffer(key, part.shape, np.float32)
-        np.copyto(out, part, casting="unsafe")
-        out[~valid] = np.nan
+        to_float32(
+            part,
+            out,
+            nodata=self.nodata,
+            mask=None if m is None else m[a:b],
+            fill_values=self.fill_values,
+            saturation=self.sat,
+        )
         return apply_prefilter(out, self.prefilter)
 
     def check_not_empty(self) -> None:
         for name, img, m in (("reference", self.ref, self.m_ref), ("secondary", self.sec, self.m_sec)):
             stride = max(1, int(np.sqrt(img.size / 4e6)))
-            sub = img[::stride, ::stride]
-            v = valid_pixels(
-                sub,
-                nodata=self.nodata,
-                mask=None if m is None else m[::stride, ::stride],
-                fill_values=self.fill_values,
+            rules = {"nodata": self.nodata, "fill_values": self.fill_values}
+            n, lo, hi = valid_range(
+                img[::stride, ::stride], mask=None if m is None else m[::stride, ::stride], **rules
             )
-            if not v.any() and stride > 1:
-                v = valid_pixels(img, nodata=self.nodata, mask=m, fill_values=self.fill_values)
-                sub = img
-            if not v.any():
+            if (n == 0 or lo == hi) and stride > 1:
+                n, lo, hi = valid_range(img, mask=m, **rules)
+            if n == 0:
                 raise InvalidInputError(
                     f"{name} has no valid pixel (all NaN, no-data, fill values or masked); check the nodata/"
                     "fill_values arguments and the input file"
                 )
-            vals = sub if v.all() else sub[v]  # (no copy in the usual all-valid case)
-            if vals.min() == vals.max():
-                full = img[valid_pixels(img, nodata=self.nodata, mask=m, fill_values=self.fill_values)]
-                if full.min() == full.max():
-                    raise InvalidInputError(
-                        f"{name} is constant ({full.min()!r}): there is no texture to match; check the band "
-                        "and the scaling of the input"
-                    )
+            if lo == hi:
+                value = img.dtype.type(lo)
+                raise InvalidInputError(
+                    f"{name} is constant ({value!r}): there is no texture to match; check the band "
+                    "and the scaling of the input"
+                )
 
     def stats(self, ref_strip: npt.NDArray[np.float32], sec_strip: npt.NDArray[np.float32]) -> Any:
         """Global (mean, std) of both prepared images, from a central window (or the only strip)."""
@@ -522,15 +516,9 @@ def _sparse_dense(
     def predict(new: Any, half: int) -> tuple[Any, Any, Any]:
         """Average of the known neighbours (i ± half or i) × (j ± half or j) of ``new``, and whether
         they agree within 0.5 px."""
-        ri, rj = gi[new], gj[new]
-        offs = [(a * half, b * half) for a in (-1, 0, 1) for b in (-1, 0, 1)]
-        nb_y = np.stack([grid_y[ri + a, rj + b] for a, b in offs])
-        nb_x = np.stack([grid_x[ri + a, rj + b] for a, b in offs])
-        with np.errstate(invalid="ignore"), warnings.catch_warnings():
-            warnings.simplefilter("ignore", RuntimeWarning)
-            py, px = np.nanmean(nb_y, axis=0), np.nanmean(nb_x, axis=0)
-            spread = np.nanmax(np.hypot(nb_y - py, nb_x - px), axis=0)
-        return py, px, np.isfinite(py) & (spread <= 0.5)
+        py, px, spread = K.lattice_average(grid_y, grid_x, gi[new], gj[new], half)
+        with np.errstate(invalid="ignore"):
+            return py, px, np.isfinite(py) & (spread <= 0.5)
 
     out = StripResult(
         np.full(ii.size, np.nan),
@@ -611,12 +599,8 @@ def _clean_lattice(grid_y: Any, grid_x: Any, gi: Any, gj: Any, idx: Any, stride:
     if idx.size == 0:
         return
     ri, rj = gi[idx], gj[idx]
-    offs = [(a * stride, b * stride) for a in (-1, 0, 1) for b in (-1, 0, 1)]
-    nb_y = np.stack([grid_y[ri + a, rj + b] for a, b in offs])
-    nb_x = np.stack([grid_x[ri + a, rj + b] for a, b in offs])
-    with np.errstate(invalid="ignore"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)
-        my, mx = np.nanmedian(nb_y, axis=0), np.nanmedian(nb_x, axis=0)
+    my, mx = K.lattice_median(grid_y, grid_x, ri, rj, stride)
+    with np.errstate(invalid="ignore"):
         off = np.hypot(grid_y[ri, rj] - my, grid_x[ri, rj] - mx) > 0.2
     grid_y[ri[off], rj[off]] = my[off]
     grid_x[ri[off], rj[off]] = mx[off]

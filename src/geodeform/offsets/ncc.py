@@ -302,11 +302,10 @@ def image_stats(img: F32) -> tuple[float, float]:
 
 
 def _normalised(img: F32, valid: npt.NDArray[np.bool_], stats: tuple[float, float]) -> F32:
-    """(img - mean) / std with the image's global statistics, in place; invalid pixels set to 0."""
+    """(img - mean) / std with the image's global statistics, in place; non-finite pixels set to 0 and
+    False in ``valid``."""
     mean, std = stats
-    img[~valid] = np.float32(mean)
-    img -= np.float32(mean)
-    img *= np.float32(1.0 / std)
+    K.normalise_valid(img, mean, 1.0 / std, valid)
     return img
 
 
@@ -327,8 +326,8 @@ class PreparedStrip:
         if self.exact:
             ref = gaussian_nan(ref, opts.smooth)
             sec = gaussian_nan(sec, opts.smooth)
-        rvalid = np.isfinite(ref)
-        svalid = np.isfinite(sec)
+        rvalid = np.empty(ref.shape, bool)
+        svalid = np.empty(sec.shape, bool)
         # normalise both to O(1) values: the correlation sums can then run in float32 without cancellation
         self.refs = [_normalised(ref, rvalid, stats[0])]
         self.secs = [_normalised(sec, svalid, stats[1])]
