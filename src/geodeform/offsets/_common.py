@@ -95,42 +95,51 @@ def _rules(
 
 
 @nb.njit(cache=True, nogil=True)
-def _ok(x: Any, bad: Any, mask: Any, i: int, j: int) -> bool:
-    """Whether pixel (i, j) of value ``x`` passes the rules of :func:`_rules`."""
-    xf = np.float64(x)
-    ok = xf - xf == 0.0  # finite
+def _ok_row(row, bad, mask, i, sat, ok):
+    """``ok[j]`` = whether pixel (i, j) of value ``row[j]`` passes the rules of :func:`_rules` and is below
+    ``sat`` (branch-free passes over the row, vectorised)."""
+    for j in range(row.size):
+        x = np.float64(row[j])
+        ok[j] = (x - x == 0.0) & (x < sat)  # finite, below saturation
     for k in range(bad.size):
-        ok = ok and xf != bad[k]
+        v = bad[k]
+        for j in range(row.size):
+            ok[j] &= np.float64(row[j]) != v
     if mask.shape[0] > 0:
-        ok = ok and mask[i, j] == 0
-    return ok
+        mrow = mask[i]
+        for j in range(row.size):
+            ok[j] &= mrow[j] == 0
 
 
 @nb.njit(cache=True, parallel=True)
 def _to_float32(img, bad, mask, sat, out):
-    """``out`` = float32 ``img`` with NaN at the invalid pixels (see :func:`_ok`) and those ≥ ``sat``."""
+    """``out`` = float32 ``img`` with NaN at the invalid pixels (see :func:`_ok_row`)."""
     h, w = img.shape
     for i in nb.prange(h):
+        ok = np.empty(w, np.bool_)
+        row = img[i]
+        _ok_row(row, bad, mask, i, sat, ok)
+        orow = out[i]
         for j in range(w):
-            x = img[i, j]
-            out[i, j] = np.float32(x) if _ok(x, bad, mask, i, j) and not np.float64(x) >= sat else np.nan
+            orow[j] = np.float32(row[j]) if ok[j] else np.float32(np.nan)
 
 
 @nb.njit(cache=True)
 def _valid_range(img, bad, mask):
-    """(count, min, max) of the valid pixels of ``img`` (see :func:`_ok`)."""
+    """(count, min, max) of the valid pixels of ``img`` (see :func:`_ok_row`)."""
     n = 0
     lo = np.inf
     hi = -np.inf
     h, w = img.shape
+    ok = np.empty(w, np.bool_)
     for i in range(h):
+        row = img[i]
+        _ok_row(row, bad, mask, i, np.inf, ok)
         for j in range(w):
-            x = img[i, j]
-            if _ok(x, bad, mask, i, j):
-                n += 1
-                xf = np.float64(x)
-                lo = min(lo, xf)
-                hi = max(hi, xf)
+            x = np.float64(row[j])
+            n += ok[j]
+            lo = min(lo, x if ok[j] else np.inf)
+            hi = max(hi, x if ok[j] else -np.inf)
     return n, lo, hi
 
 
