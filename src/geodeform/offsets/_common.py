@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from geodeform.errors import InvalidInputError
 
-__all__ = ["node_grid", "to_float32", "top_value", "valid_range"]
+__all__ = ["node_grid", "texture", "to_float32", "top_value"]
 
 
 def pair_of_ints(value: Any, name: str, *, minimum: int) -> tuple[int, int]:
@@ -125,22 +125,25 @@ def _to_float32(img, bad, mask, sat, out):
 
 
 @nb.njit(cache=True)
-def _valid_range(img, bad, mask):
-    """(count, min, max) of the valid pixels of ``img`` (see :func:`_ok_row`)."""
-    n = 0
-    lo = np.inf
-    hi = -np.inf
+def _texture(img, bad, mask):
+    """(has a valid pixel, the first valid value, whether another valid value differs from it), scanning
+    row by row and stopping at the first difference (see :func:`_ok_row`)."""
+    first = np.nan
+    found = False
     h, w = img.shape
     ok = np.empty(w, np.bool_)
     for i in range(h):
         row = img[i]
         _ok_row(row, bad, mask, i, np.inf, ok)
         for j in range(w):
-            x = np.float64(row[j])
-            n += ok[j]
-            lo = min(lo, x if ok[j] else np.inf)
-            hi = max(hi, x if ok[j] else -np.inf)
-    return n, lo, hi
+            if ok[j]:
+                x = np.float64(row[j])
+                if not found:
+                    found = True
+                    first = x
+                elif x != first:
+                    return True, first, True
+    return found, first, False
 
 
 @nb.njit(cache=True)
@@ -176,10 +179,11 @@ def to_float32(
     return out
 
 
-def valid_range(
+def texture(
     img: npt.NDArray[Any], *, nodata: float | None, mask: npt.NDArray[np.bool_] | None, fill_values: Any
-) -> tuple[int, float, float]:
-    """Count, minimum and maximum of the pixels the no-data rules (see :func:`_rules`) keep, in one pass."""
+) -> tuple[bool, float, bool]:
+    """Whether ``img`` has a pixel the no-data rules (see :func:`_rules`) keep, the first such value, and
+    whether another kept value differs from it (early exit: one row for textured images)."""
     bad, m = _rules(img, nodata, mask, fill_values)
-    n, lo, hi = _valid_range(img, bad, m)
-    return int(n), float(lo), float(hi)
+    found, first, differs = _texture(img, bad, m)
+    return bool(found), float(first), bool(differs)

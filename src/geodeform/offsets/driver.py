@@ -16,7 +16,7 @@ from geodeform.errors import InvalidInputError
 from geodeform.offsets import _kernels as K
 from geodeform.offsets import _post
 from geodeform.offsets._buffers import buffer
-from geodeform.offsets._common import check_image, node_grid, pair_of_ints, to_float32, top_value, valid_range
+from geodeform.offsets._common import check_image, node_grid, pair_of_ints, texture, to_float32, top_value
 from geodeform.offsets._types import OffsetField, Reason
 from geodeform.offsets.ncc import (
     NccOptions,
@@ -304,23 +304,17 @@ class _Job:
 
     def check_not_empty(self) -> None:
         for name, img, m in (("reference", self.ref, self.m_ref), ("secondary", self.sec, self.m_sec)):
-            stride = max(1, int(np.sqrt(img.size / 4e6)))
-            rules = {"nodata": self.nodata, "fill_values": self.fill_values}
-            n, lo, hi = valid_range(
-                img[::stride, ::stride], mask=None if m is None else m[::stride, ::stride], **rules
-            )
-            if (n == 0 or lo == hi) and stride > 1:
-                n, lo, hi = valid_range(img, mask=m, **rules)
-            if n == 0:
+            found, first, differs = texture(img, mask=m, nodata=self.nodata, fill_values=self.fill_values)
+            if not found:
                 raise InvalidInputError(
                     f"{name} has no valid pixel (all NaN, no-data, fill values or masked); check the nodata/"
                     "fill_values arguments and the input file"
                 )
-            if lo == hi:
-                value = img.dtype.type(lo)
+            if not differs:
+                value = img.dtype.type(first)
                 raise InvalidInputError(
-                    f"{name} is constant ({value!r}): there is no texture to match; check the band "
-                    "and the scaling of the input"
+                    f"{name} is constant ({value!r}): there is no texture to match; check the band and the "
+                    "scaling of the input"
                 )
 
     def stats(self, ref_strip: npt.NDArray[np.float32], sec_strip: npt.NDArray[np.float32]) -> Any:
