@@ -475,8 +475,17 @@ def lk_refine_node(
         q_gyr = 0.0
         q_gxr = 0.0
         if fast:
+            w0, w1, w2, w3 = np.float32(wr[0]), np.float32(wr[1]), np.float32(wr[2]), np.float32(wr[3])
+            v0, v1, v2, v3 = np.float32(wc[0]), np.float32(wc[1]), np.float32(wc[2]), np.float32(wc[3])
             for i in range(h):
-                _interp_row(coef, br + i, wr, wc, bc, w, buf, srow)
+                # the B-spline along columns into buf, then along the row fused with the sums (as
+                # :func:`_interp_row`, without storing the row)
+                c0_ = coef[br + i, bc : bc + w + 3]
+                c1_ = coef[br + i + 1, bc : bc + w + 3]
+                c2_ = coef[br + i + 2, bc : bc + w + 3]
+                c3_ = coef[br + i + 3, bc : bc + w + 3]
+                for j in range(w + 3):
+                    buf[j] = w0 * c0_[j] + w1 * c1_[j] + w2 * c2_[j] + w3 * c3_[j]
                 rr = r0 + i
                 rrow = ref[rr, c0 : c0 + w]
                 gyrow = gyi[rr, c0 : c0 + w]
@@ -489,7 +498,7 @@ def lk_refine_node(
                 a4 = np.float32(0.0)
                 a5 = np.float32(0.0)
                 for j in range(w):
-                    s = srow[j]
+                    s = v0 * buf[j] + v1 * buf[j + 1] + v2 * buf[j + 2] + v3 * buf[j + 3]
                     ms_ = wrow[j] * s
                     a1 += ms_
                     a2 += ms_ * s
