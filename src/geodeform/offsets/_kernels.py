@@ -2058,90 +2058,104 @@ def lattice_median(gy, gx, ri, rj, d):
     return my, mx
 
 
-@nb.njit(cache=True, parallel=True, fastmath=FAST)
-def nanmedian_filter(a, radius):
-    """Median of the finite values of ``a`` in the (2r+1)² window around every element (NaN if none).
+def _sorting_network(n: int) -> np.ndarray:
+    """Comparator pairs (i < j) of Batcher's odd-even merge sort for ``n`` (a power of 2) values."""
+    pairs = []
+    p = 1
+    while p < n:
+        k = p
+        while k >= 1:
+            for j in range(k % p, n - k, 2 * k):
+                for i in range(min(k, n - j - k)):
+                    if (i + j) // (2 * p) == (i + j + k) // (2 * p):
+                        pairs.append((i + j, i + j + k))
+            k //= 2
+        p *= 2
+    return np.array(pairs, np.int64).reshape(-1, 2)
 
-    By ranks, vectorised along each row: a window value x is the median when the count of finite
-    window values below it and the count not above it bracket the middle rank (NaN compares false, so
-    it is never counted nor chosen). O(window²) comparisons per element, but branch-free SIMD ones, in
-    float32 (8 lanes; values that only float64 tells apart tie, and either is returned).
-    """
+
+_NETWORKS = {n: _sorting_network(n) for n in (8, 16, 32, 64)}
+
+
+def sorting_network(count: int) -> np.ndarray:
+    """The comparator pairs sorting ``count`` ≤ 64 values padded to the next power of 2."""
+    n = 8
+    while n < count:
+        n *= 2
+    return _NETWORKS[n]
+
+
+@nb.njit(cache=True, nogil=True)
+def _window_medians(a, radius, skip_centre, net, i, v, out, count):
+    """Median of the finite values of ``a`` in the (2r+1)² window around every element of row ``i``
+    (the centre excluded with ``skip_centre``) into ``out`` (NaN if none), their number into ``count``.
+
+    The window values of all the row's elements are sorted at once by the comparator network ``net``
+    (min/max along the row: branch-free SIMD) in ``v`` (network size, row length), non-finite values
+    as +inf so that they sort last."""
     nr, nc = a.shape
-    side = 2 * radius + 1
-    pad = np.full((nr + 2 * radius, nc + 2 * radius), np.nan)
-    pad[radius : radius + nr, radius : radius + nc] = a
-    p32 = pad.astype(np.float32)
-    out = np.full((nr, nc), np.nan)
-    one = np.float32(1.0)
-    zero = np.float32(0.0)
-    for i in nb.prange(nr):
-        n = np.zeros(nc, np.float32)
-        less = np.empty(nc, np.float32)
-        leq = np.empty(nc, np.float32)
-        m1 = np.full(nc, np.nan)
-        m2 = np.full(nc, np.nan)
-        for b in range(side * side):
-            yb = p32[i + b // side, b % side : b % side + nc]
-            for j in range(nc):
-                n[j] += one if yb[j] == yb[j] else zero
-        for a_ in range(side * side):
-            xa = p32[i + a_ // side, a_ % side : a_ % side + nc]
-            xv = pad[i + a_ // side, a_ % side : a_ % side + nc]
-            less[:] = zero
-            leq[:] = zero
-            for bi in range(side):
-                row = p32[i + bi]
-                for bj in range(side):
-                    for j in range(nc):
-                        y = row[bj + j]
-                        x = xa[j]
-                        less[j] += one if y < x else zero
-                        leq[j] += one if y <= x else zero
-            for j in range(nc):
-                k1 = (n[j] - one) // np.float32(2.0)
-                k2 = n[j] // np.float32(2.0)
-                if less[j] <= k1 and k1 < leq[j]:
-                    m1[j] = xv[j]
-                if less[j] <= k2 and k2 < leq[j]:
-                    m2[j] = xv[j]
+    v[:] = np.inf
+    count[:] = 0
+    k = 0
+    for di in range(-radius, radius + 1):
+        ii = i + di
+        for dj in range(-radius, radius + 1):
+            if skip_centre and di == 0 and dj == 0:
+                continue
+            if 0 <= ii < nr:
+                row = a[ii]
+                vk = v[k]
+                for j in range(max(0, -dj), min(nc, nc - dj)):
+                    x = row[j + dj]
+                    fin = x - x == 0.0
+                    vk[j] = x if fin else np.inf
+                    count[j] += fin
+            k += 1
+    for c in range(net.shape[0]):
+        p = v[net[c, 0]]
+        q = v[net[c, 1]]
         for j in range(nc):
-            if n[j] > 0:
-                out[i, j] = 0.5 * (m1[j] + m2[j])
+            x = p[j]
+            y = q[j]
+            p[j] = x if x < y else y
+            q[j] = y if x < y else x
+    for j in range(nc):
+        n = count[j]
+        out[j] = 0.5 * (v[(n - 1) // 2, j] + v[n // 2, j]) if n > 0 else np.nan
+
+
+@nb.njit(cache=True, parallel=True)
+def nanmedian_filter(a, radius, net):
+    """Median of the finite values of ``a`` in the (2r+1)² window around every element (NaN if none);
+    ``net`` = :func:`sorting_network` ((2r+1)²)."""
+    nr, nc = a.shape
+    out = np.empty((nr, nc))
+    for i in nb.prange(nr):
+        count = np.empty(nc, np.int64)
+        v = np.empty((net.max() + 1, nc))
+        _window_medians(a, radius, False, net, i, v, out[i], count)
     return out
 
 
 @nb.njit(cache=True, parallel=True)
-def neighbour_median_nodes(dy, dx, radius, min_count):
+def neighbour_median_nodes(dy, dx, radius, min_count, net):
     """Median (dy, dx) of the finite neighbours of every node in its (2r+1)² window, itself excluded,
-    and their count; NaN medians where fewer than ``min_count``."""
+    and their count (of finite dy); NaN medians where fewer than ``min_count``. ``net`` =
+    :func:`sorting_network` ((2r+1)² - 1)."""
     nr, nc = dy.shape
-    my = np.full((nr, nc), np.nan)
-    mx = np.full((nr, nc), np.nan)
+    my = np.empty((nr, nc))
+    mx = np.empty((nr, nc))
     count = np.zeros((nr, nc), np.int64)
     for i in nb.prange(nr):
-        by = np.empty((2 * radius + 1) ** 2)
-        bx = np.empty((2 * radius + 1) ** 2)
+        cx = np.empty(nc, np.int64)
+        v = np.empty((net.max() + 1, nc))
+        _window_medians(dy, radius, True, net, i, v, my[i], count[i])
+        _window_medians(dx, radius, True, net, i, v, mx[i], cx)
         for j in range(nc):
-            n = 0
-            m = 0
-            for ii in range(max(i - radius, 0), min(i + radius + 1, nr)):
-                for jj in range(max(j - radius, 0), min(j + radius + 1, nc)):
-                    if ii == i and jj == j:
-                        continue
-                    v = dy[ii, jj]
-                    if np.isfinite(v):
-                        by[n] = v
-                        n += 1
-                    u = dx[ii, jj]
-                    if np.isfinite(u):
-                        bx[m] = u
-                        m += 1
-            count[i, j] = n
-            if n >= min_count and n > 0:
-                my[i, j] = _median_of(by, n)
-                if m > 0:
-                    mx[i, j] = _median_of(bx, m)
+            n = count[i, j]
+            if not (n >= min_count and n > 0):
+                my[i, j] = np.nan
+                mx[i, j] = np.nan
     return my, mx, count
 
 

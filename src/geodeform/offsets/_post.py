@@ -37,14 +37,15 @@ def neighbour_views(a: F, radius: int = 1, *, self_too: bool = False) -> list[tu
 def nanmedian_filter(a: F, radius: int) -> F:
     """Median of the finite values in the (2r+1)² window around every node, itself included (NaN where
     there are none)."""
-    return _kernels.nanmedian_filter(_f64(a), radius)
+    return _kernels.nanmedian_filter(_f64(a), radius, _kernels.sorting_network((2 * radius + 1) ** 2))
 
 
 def neighbour_median(
     dy: F, dx: F, *, radius: int = 1, min_count: int = 3
 ) -> tuple[F, F, npt.NDArray[np.int64]]:
     """Median of the valid neighbours of every node (self excluded) and their count."""
-    return _kernels.neighbour_median_nodes(_f64(dy), _f64(dx), int(radius), int(min_count))
+    net = _kernels.sorting_network((2 * radius + 1) ** 2 - 1)
+    return _kernels.neighbour_median_nodes(_f64(dy), _f64(dx), int(radius), int(min_count), net)
 
 
 def neighbour_agreement(
