@@ -148,18 +148,18 @@ def _texture(img, bad, mask):
 
 @nb.njit(cache=True)
 def top_value(img):
-    """Largest non-NaN value of ``img`` (-inf if none) and how many pixels hold it."""
+    """Largest non-NaN value of ``img`` (-inf if none) and how many pixels hold it, in one pass."""
     top = -np.inf
+    n = 0
     h, w = img.shape
     for i in range(h):
         for j in range(w):
             x = np.float64(img[i, j])
             if x > top:
                 top = x
-    n = 0
-    for i in range(h):
-        for j in range(w):
-            n += np.float64(img[i, j]) == top
+                n = 1
+            elif x == top:
+                n += 1
     return top, n
 
 
