@@ -14,6 +14,7 @@ Every sum is masked: pixels flagged invalid (no-data, fill values, user masks) n
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -262,7 +263,15 @@ def _top_level(search: int, h: int, w: int) -> int:
     return level
 
 
+@functools.lru_cache(maxsize=32)
 def _window(h: int, w: int, kind: str) -> npt.NDArray[np.float32]:
+    """The chip weights (read-only, cached: every pass asks for the same few)."""
+    out = _make_window(h, w, kind)
+    out.flags.writeable = False
+    return out
+
+
+def _make_window(h: int, w: int, kind: str) -> npt.NDArray[np.float32]:
     if kind == "gaussian":
         yy = (np.arange(h) - (h - 1) / 2) / (h / 4)
         xx = (np.arange(w) - (w - 1) / 2) / (w / 4)
