@@ -51,7 +51,9 @@ class NccOptions:
         Minimum fraction of valid pixels in a chip (``MASKED`` otherwise). Default 0.5.
     min_texture : float
         Minimum chip standard deviation as a fraction of the image's robust standard deviation
-        (``TEXTURELESS`` otherwise). Default 0.02.
+        (``TEXTURELESS`` otherwise). Default 0.02. Chips refined from a start without a search (nodes
+        predicted from their neighbours, re-measurements) are tested by the refinement kernel on the
+        samples it uses: the B-spline model of the chip and its validity eroded by one pixel.
     subpixel : str
         ``"lk"`` (iterative Gauss–Newton, default) or ``"parabola"`` (3×3 quadratic fit on the ZNCC
         surface, fast and biased, for comparison).
