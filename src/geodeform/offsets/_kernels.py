@@ -1430,6 +1430,8 @@ def _masked_gn(ref, gyi, gxi, rvalid, coef, svalid, r0, c0, h, w, m, d_r, d_c, m
     sig2 = np.nan
     reason = NOT_CONVERGED
     step2 = np.inf
+    prev_r = 0.0
+    prev_c = 0.0
     for _it in range(max_iter):
         ir = math.floor(dr)
         ic = math.floor(dc)
@@ -1484,12 +1486,22 @@ def _masked_gn(ref, gyi, gxi, rvalid, coef, svalid, r0, c0, h, w, m, d_r, d_c, m
         sig2 = max(2.0 * vq * (1.0 - zn), 0.0)
         ddr = -(i00 * by + i01 * bx)
         ddc = -(i01 * by + i11 * bx)
+        # Aitken-accelerated steps and the raw-step convergence test of :func:`lk_refine_node`
+        raw2 = ddr * ddr + ddc * ddc
+        prev2 = prev_r * prev_r + prev_c * prev_c
+        if prev2 > 0.0:
+            rho = (ddr * prev_r + ddc * prev_c) / prev2
+            if 0.0 < rho < ACCEL_MAX:
+                ddr /= 1.0 - rho
+                ddc /= 1.0 - rho
+        prev_r = ddr
+        prev_c = ddc
         dr -= ddr
         dc -= ddc
         if abs(dr - d_r) > max_move or abs(dc - d_c) > max_move:
             step2 = np.inf
             break
-        step2 = ddr * ddr + ddc * ddc
+        step2 = min(ddr * ddr + ddc * ddc, raw2)
         if step2 < tol * tol:
             reason = OK
             break
