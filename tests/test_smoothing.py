@@ -118,7 +118,7 @@ def _window_stack(a: np.ndarray, r: int, self_too: bool) -> np.ndarray:
     return np.stack(views)
 
 
-@pytest.mark.parametrize("radius", [1, 2, 3])
+@pytest.mark.parametrize("radius", [1, 2, 3, 4])
 def test_neighbour_statistics_match_numpy(radius: int) -> None:
     """The numba window medians, neighbour medians and agreement fractions equal numpy's nan-aware
     versions, with NaN holes, ties (rounded values) and grid edges."""

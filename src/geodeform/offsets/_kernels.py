@@ -7,6 +7,7 @@ the reference appears at p + d in the secondary.
 
 from __future__ import annotations
 
+import functools
 import math
 
 import numba as nb
@@ -180,9 +181,11 @@ def _bspline3_weights(t, out):
 NOUT = 24
 
 
-@nb.njit(cache=True, nogil=True, fastmath=FAST)
-def _interp_row(coef, row0, wr, wc, bc, w, buf, out):
-    """B-spline values at one chip row: rows row0..row0+3 weighted by wr, columns bc.. by wc."""
+@nb.njit(cache=True, nogil=True, fastmath=FAST, inline="always")
+def _spline_columns(coef, row0, wr, bc, w, buf):
+    """The B-spline along columns for one chip row: rows row0..row0+3 of ``coef`` weighted by ``wr``, at
+    columns bc..bc+w+2, into ``buf``. The row's values are then the 4-tap sums of ``buf`` weighted by the
+    column weights."""
     c0_ = coef[row0, bc : bc + w + 3]
     c1_ = coef[row0 + 1, bc : bc + w + 3]
     c2_ = coef[row0 + 2, bc : bc + w + 3]
@@ -190,9 +193,30 @@ def _interp_row(coef, row0, wr, wc, bc, w, buf, out):
     w0, w1, w2, w3 = np.float32(wr[0]), np.float32(wr[1]), np.float32(wr[2]), np.float32(wr[3])
     for j in range(w + 3):
         buf[j] = w0 * c0_[j] + w1 * c1_[j] + w2 * c2_[j] + w3 * c3_[j]
+
+
+@nb.njit(cache=True, nogil=True, fastmath=FAST)
+def _interp_row(coef, row0, wr, wc, bc, w, buf, out):
+    """B-spline values at one chip row: rows row0..row0+3 weighted by wr, columns bc.. by wc."""
+    _spline_columns(coef, row0, wr, bc, w, buf)
     v0, v1, v2, v3 = np.float32(wc[0]), np.float32(wc[1]), np.float32(wc[2]), np.float32(wc[3])
     for j in range(w):
         out[j] = v0 * buf[j] + v1 * buf[j + 1] + v2 * buf[j + 2] + v3 * buf[j + 3]
+
+
+@nb.njit(cache=True, nogil=True, fastmath=FAST, inline="always")
+def _accelerated(ddr, ddc, prev_r, prev_c):
+    """A Gauss-Newton step (ddr, ddc) scaled by 1 / (1 - ratio), the ratio being its projection on the
+    previous step (Aitken's extrapolation of a linearly converging sequence; only for 0 < ratio <
+    ACCEL_MAX), and the squared length of the raw step."""
+    raw2 = ddr * ddr + ddc * ddc
+    prev2 = prev_r * prev_r + prev_c * prev_c
+    if prev2 > 0.0:
+        rho = (ddr * prev_r + ddc * prev_c) / prev2
+        if 0.0 < rho < ACCEL_MAX:
+            ddr /= 1.0 - rho
+            ddc /= 1.0 - rho
+    return ddr, ddc, raw2
 
 
 NSUM = 28
@@ -475,17 +499,10 @@ def lk_refine_node(
         q_gyr = 0.0
         q_gxr = 0.0
         if fast:
-            w0, w1, w2, w3 = np.float32(wr[0]), np.float32(wr[1]), np.float32(wr[2]), np.float32(wr[3])
             v0, v1, v2, v3 = np.float32(wc[0]), np.float32(wc[1]), np.float32(wc[2]), np.float32(wc[3])
             for i in range(h):
-                # the B-spline along columns into buf, then along the row fused with the sums (as
-                # :func:`_interp_row`, without storing the row)
-                c0_ = coef[br + i, bc : bc + w + 3]
-                c1_ = coef[br + i + 1, bc : bc + w + 3]
-                c2_ = coef[br + i + 2, bc : bc + w + 3]
-                c3_ = coef[br + i + 3, bc : bc + w + 3]
-                for j in range(w + 3):
-                    buf[j] = w0 * c0_[j] + w1 * c1_[j] + w2 * c2_[j] + w3 * c3_[j]
+                # as :func:`_interp_row`, the row's taps fused with the sums instead of stored
+                _spline_columns(coef, br + i, wr, bc, w, buf)
                 rr = r0 + i
                 rrow = ref[rr, c0 : c0 + w]
                 gyrow = gyi[rr, c0 : c0 + w]
@@ -596,13 +613,7 @@ def lk_refine_node(
         # it: each step then falls short of the minimum by a constant ratio (noisy pairs converge
         # linearly). Successive steps measure that ratio; scaling the step by 1 / (1 - ratio) (Aitken's
         # extrapolation) lands on the same fixed point in fewer iterations.
-        raw2 = ddr * ddr + ddc * ddc
-        prev2 = prev_r * prev_r + prev_c * prev_c
-        if prev2 > 0.0:
-            rho = (ddr * prev_r + ddc * prev_c) / prev2
-            if 0.0 < rho < ACCEL_MAX:
-                ddr /= 1.0 - rho
-                ddc /= 1.0 - rho
+        ddr, ddc, raw2 = _accelerated(ddr, ddc, prev_r, prev_c)
         prev_r = ddr
         prev_c = ddc
         dr -= ddr
@@ -1486,14 +1497,8 @@ def _masked_gn(ref, gyi, gxi, rvalid, coef, svalid, r0, c0, h, w, m, d_r, d_c, m
         sig2 = max(2.0 * vq * (1.0 - zn), 0.0)
         ddr = -(i00 * by + i01 * bx)
         ddc = -(i01 * by + i11 * bx)
-        # Aitken-accelerated steps and the raw-step convergence test of :func:`lk_refine_node`
-        raw2 = ddr * ddr + ddc * ddc
-        prev2 = prev_r * prev_r + prev_c * prev_c
-        if prev2 > 0.0:
-            rho = (ddr * prev_r + ddc * prev_c) / prev2
-            if 0.0 < rho < ACCEL_MAX:
-                ddr /= 1.0 - rho
-                ddc /= 1.0 - rho
+        # the accelerated steps and the raw-step convergence test of :func:`lk_refine_node`
+        ddr, ddc, raw2 = _accelerated(ddr, ddc, prev_r, prev_c)
         prev_r = ddr
         prev_c = ddc
         dr -= ddr
@@ -2074,6 +2079,7 @@ def lattice_median(gy, gx, ri, rj, d):
     return my, mx
 
 
+@functools.cache
 def _sorting_network(n: int) -> np.ndarray:
     """Comparator pairs (i < j) of Batcher's odd-even merge sort for ``n`` (a power of 2) values."""
     pairs = []
@@ -2090,15 +2096,12 @@ def _sorting_network(n: int) -> np.ndarray:
     return np.array(pairs, np.int64).reshape(-1, 2)
 
 
-_NETWORKS = {n: _sorting_network(n) for n in (8, 16, 32, 64)}
-
-
 def sorting_network(count: int) -> np.ndarray:
-    """The comparator pairs sorting ``count`` ≤ 64 values padded to the next power of 2."""
+    """The comparator pairs sorting ``count`` values padded to the next power of 2 (at least 8)."""
     n = 8
     while n < count:
         n *= 2
-    return _NETWORKS[n]
+    return _sorting_network(n)
 
 
 @nb.njit(cache=True, nogil=True)

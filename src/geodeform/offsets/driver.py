@@ -507,6 +507,12 @@ def _sparse_dense(
         out.dy[idx], out.dx[idx], out.quality[idx] = res.dy, res.dx, res.quality
         out.reason[idx], out.lk[idx] = res.reason, res.lk
 
+    def match_nodes(idx: Any, start: Any, on_level: int) -> Any:
+        """Nodes ``idx`` refined from ``start`` (rows, cols), or searched when it is None."""
+        return ncc_strip(
+            prep, r0[idx], c0[idx], job.chip, search[idx], search[idx], opts, start=start, level=on_level
+        )
+
     def predict(new: Any, half: int) -> tuple[Any, Any, Any]:
         """Average of the known neighbours (i ± half or i) × (j ± half or j) of ``new``, and whether
         they agree within 0.5 px."""
@@ -523,8 +529,7 @@ def _sparse_dense(
     )
     first = np.nonzero((ii % stride == 0) & (jj % stride == 0))[0]
     if first.size:
-        res = ncc_strip(prep, r0[first], c0[first], job.chip, search[first], search[first], opts, level=level)
-        store(first, res)
+        store(first, match_nodes(first, None, level))
     while stride > 2:
         half = stride // 2
         new = np.nonzero((ii % half == 0) & (jj % half == 0) & ~((ii % stride == 0) & (jj % stride == 0)))[0]
@@ -534,52 +539,23 @@ def _sparse_dense(
         py, px, predicted = predict(new, half)
         p_idx, s_idx = new[predicted], new[~predicted]
         if p_idx.size:
-            start = (py[predicted], px[predicted])
-            res = ncc_strip(
-                prep,
-                r0[p_idx],
-                c0[p_idx],
-                job.chip,
-                search[p_idx],
-                search[p_idx],
-                opts,
-                start=start,
-                level=level,
-            )
-            store(p_idx, res)
+            store(p_idx, match_nodes(p_idx, (py[predicted], px[predicted]), level))
         if s_idx.size:
-            store(
-                s_idx,
-                ncc_strip(
-                    prep, r0[s_idx], c0[s_idx], job.chip, search[s_idx], search[s_idx], opts, level=level
-                ),
-            )
+            store(s_idx, match_nodes(s_idx, None, level))
     # the last level: every node at full resolution
     if level > 0:
         _clean_lattice(grid_y, grid_x, gi, gj, np.nonzero((ii % stride == 0) & (jj % stride == 0))[0], stride)
     sy = grid_y[gi, gj]
     sx = grid_x[gi, gj]
-    known = np.isfinite(sy)
-    if stride > 1:  # (stride is 2 here) the nodes between the lattice's from their lattice neighbours
+    if stride > 1:  # (stride is 2 here) the nodes between the lattice's nodes start from those
         new = np.nonzero(~((ii % stride == 0) & (jj % stride == 0)))[0]
         py, px, predicted = predict(new, 1)
         sy[new] = np.where(predicted, py, np.nan)
         sx[new] = np.where(predicted, px, np.nan)
-        known = np.isfinite(sy)
+    known = np.isfinite(sy)
     for idx, from_start in ((np.nonzero(known)[0], True), (np.nonzero(~known)[0], False)):
-        if idx.size == 0:
-            continue
-        res = ncc_strip(
-            prep,
-            r0[idx],
-            c0[idx],
-            job.chip,
-            search[idx],
-            search[idx],
-            opts,
-            start=(sy[idx], sx[idx]) if from_start else None,
-        )
-        keep(idx, res)
+        if idx.size:
+            keep(idx, match_nodes(idx, (sy[idx], sx[idx]) if from_start else None, 0))
     return out
 
 
