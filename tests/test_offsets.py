@@ -238,6 +238,24 @@ def test_saturated_snow_is_masked_automatically(texture: np.ndarray) -> None:
     assert np.nanmax(err) < 0.3
 
 
+@pytest.mark.parametrize("dtype", [np.float64, np.float32, np.uint16])
+def test_top_value_counts_the_largest_value_like_numpy(dtype: type) -> None:
+    from geodeform.offsets._common import top_value
+
+    rng = np.random.default_rng(3)
+    img = (rng.random((97, 61)) * 500).astype(dtype)
+    img[rng.random(img.shape) < 0.01] = img.max()  # ties on the largest value, in several rows
+    if img.dtype.kind == "f":
+        img[0, :5] = np.nan  # skipped, in the first row as elsewhere
+        img[40, 7] = np.nan
+    sub = img[::2, ::3]  # a strided view, as the saturation test passes
+    top, count = top_value(sub)
+    f = sub.astype(np.float64)
+    assert top == np.nanmax(f)
+    assert count == np.count_nonzero(f == np.nanmax(f)) and count > 1
+    assert top_value(np.full((3, 4), np.nan)) == (-np.inf, 0)
+
+
 def test_search_edge_is_reported(texture: np.ndarray) -> None:
     ref = texture[:256, :256].astype(np.float32)
     sec = fourier_shift(texture, 0.0, 6.0)[:256, :256].astype(np.float32)

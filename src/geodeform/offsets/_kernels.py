@@ -2096,12 +2096,18 @@ def _sorting_network(n: int) -> np.ndarray:
     return np.array(pairs, np.int64).reshape(-1, 2)
 
 
+@functools.cache
 def sorting_network(count: int) -> np.ndarray:
-    """The comparator pairs sorting ``count`` values padded to the next power of 2 (at least 8)."""
+    """The comparator pairs sorting ``count`` values padded with +inf to the next power of 2 (at least 8).
+
+    Comparators that touch a padding wire are left out: a pair (i < j) puts the larger value on j, so the
+    padding wires (the highest) hold +inf throughout and such comparators change nothing (the 25 values
+    of a 5 × 5 window: 129 comparators instead of 191)."""
     n = 8
     while n < count:
         n *= 2
-    return _sorting_network(n)
+    net = _sorting_network(n)
+    return np.ascontiguousarray(net[net[:, 1] < count])
 
 
 @nb.njit(cache=True, nogil=True)
