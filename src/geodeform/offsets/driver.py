@@ -527,12 +527,17 @@ def _sparse_dense(
         np.full(ii.size, K.MASKED, np.uint8),
         np.full((ii.size, K.NOUT), np.nan),
     )
-    first = np.nonzero((ii % stride == 0) & (jj % stride == 0))[0]
+
+    def lattice(spacing: int) -> Any:
+        """Whether each node lies on the lattice of every ``spacing``-th node in both directions."""
+        return (ii % spacing == 0) & (jj % spacing == 0)
+
+    first = np.nonzero(lattice(stride))[0]
     if first.size:
         store(first, match_nodes(first, None, level))
     while stride > 2:
         half = stride // 2
-        new = np.nonzero((ii % half == 0) & (jj % half == 0) & ~((ii % stride == 0) & (jj % stride == 0)))[0]
+        new = np.nonzero(lattice(half) & ~lattice(stride))[0]
         stride = half
         if new.size == 0:
             continue
@@ -544,11 +549,11 @@ def _sparse_dense(
             store(s_idx, match_nodes(s_idx, None, level))
     # the last level: every node at full resolution
     if level > 0:
-        _clean_lattice(grid_y, grid_x, gi, gj, np.nonzero((ii % stride == 0) & (jj % stride == 0))[0], stride)
+        _clean_lattice(grid_y, grid_x, gi, gj, np.nonzero(lattice(stride))[0], stride)
     sy = grid_y[gi, gj]
     sx = grid_x[gi, gj]
     if stride > 1:  # (stride is 2 here) the nodes between the lattice's nodes start from those
-        new = np.nonzero(~((ii % stride == 0) & (jj % stride == 0)))[0]
+        new = np.nonzero(~lattice(stride))[0]
         py, px, predicted = predict(new, 1)
         sy[new] = np.where(predicted, py, np.nan)
         sx[new] = np.where(predicted, px, np.nan)

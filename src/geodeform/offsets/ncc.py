@@ -271,17 +271,14 @@ def _top_level(search: int, h: int, w: int) -> int:
 @functools.lru_cache(maxsize=32)
 def _window(h: int, w: int, kind: str) -> npt.NDArray[np.float32]:
     """The chip weights (read-only, cached: every pass asks for the same few)."""
-    out = _make_window(h, w, kind)
-    out.flags.writeable = False
-    return out
-
-
-def _make_window(h: int, w: int, kind: str) -> npt.NDArray[np.float32]:
     if kind == "gaussian":
         yy = (np.arange(h) - (h - 1) / 2) / (h / 4)
         xx = (np.arange(w) - (w - 1) / 2) / (w / 4)
-        return np.exp(-0.5 * (yy[:, None] ** 2 + xx[None, :] ** 2)).astype(np.float32)
-    return np.ones((h, w), np.float32)
+        out = np.exp(-0.5 * (yy[:, None] ** 2 + xx[None, :] ** 2)).astype(np.float32)
+    else:
+        out = np.ones((h, w), np.float32)
+    out.flags.writeable = False
+    return out
 
 
 @dataclass
@@ -443,7 +440,21 @@ def ncc_strip(
         todo = np.ones(n, bool)
         if level > 0:
             return _refine_coarse(
-                prep, r0, c0, h, w, start, reason, todo, init_r, init_c, search_r, search_c, opts, level, True
+                prep,
+                r0,
+                c0,
+                h,
+                w,
+                start,
+                reason,
+                todo,
+                init_r,
+                init_c,
+                search_r,
+                search_c,
+                opts,
+                level,
+                chip_tests=True,
             )
         return _refine(
             prep,
