@@ -98,9 +98,9 @@ def _window_all_valid(valid, r0, c0, h, w):
     n = 0
     for i in range(h):
         row = valid[r0 + i, c0 : c0 + w]
-        k = 0
-        for j in range(w):  # a branch-free count vectorises; the window is usually all valid
-            k += row[j]
+        k = np.int32(0)
+        for j in range(w):  # a branch-free int32 count per row vectorises (8 lanes); usually all valid
+            k += np.int32(row[j])
         n += k
     return n == h * w
 
@@ -261,8 +261,10 @@ def _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, out):
     nvalid = 0
     for i in range(h):
         vrow = rvalid[r0 + i, c0 : c0 + w]
-        for j in range(w):
-            nvalid += vrow[j]
+        k = np.int32(0)
+        for j in range(w):  # (int32 per row: twice the lanes of an int64 count)
+            k += np.int32(vrow[j])
+        nvalid += k
     xcol = np.empty(w, np.float32)
     for j in range(w):
         xcol[j] = j - cc_
@@ -1643,11 +1645,16 @@ def two_motion_node(
     pd = np.empty(h * w)
     lk = np.empty(NOUT)
     gn = np.empty(5)
-    full = True
+    nvalid = 0
     for i in range(h):
-        for j in range(w):
-            valid[i, j] = rvalid[r0 + i, c0 + j] != 0
-            full = full and valid[i, j]
+        vrow = rvalid[r0 + i, c0 : c0 + w]
+        k = np.int32(0)
+        for j in range(w):  # branch-free: vectorised
+            b = vrow[j] != 0
+            valid[i, j] = b
+            k += np.int32(b)
+        nvalid += k
+    full = nvalid == h * w
     if not _residual_map(ref, rvalid, coef, svalid, r0, c0, h, w, d0_r, d0_c, wr, wc, buf, e0, valid, full):
         out[3] = MASKED
         return
