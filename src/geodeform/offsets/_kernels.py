@@ -116,14 +116,20 @@ def _zncc_full_at(ref, sec, r0, c0, h, w, sr, sc, ra_sum, ra_var):
 def _window_all_valid(valid, r0, c0, h, w):
     if r0 < 0 or c0 < 0 or r0 + h > valid.shape[0] or c0 + w > valid.shape[1]:
         return False
+    return _valid_count(valid, r0, c0, h, w) == h * w
+
+
+@nb.njit(cache=True, nogil=True, inline="always")
+def _valid_count(valid, r0, c0, h, w):
+    """Number of nonzero ``valid`` pixels in the window (inside the array)."""
     n = 0
     for i in range(h):
         row = valid[r0 + i, c0 : c0 + w]
         k = np.int32(0)
-        for j in range(w):  # a branch-free int32 count per row vectorises (8 lanes); usually all valid
+        for j in range(w):  # a branch-free int32 count per row vectorises (8 lanes, twice int64's)
             k += np.int32(row[j])
         n += k
-    return n == h * w
+    return n
 
 
 @nb.njit(cache=True, nogil=True)
@@ -279,13 +285,7 @@ def _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, out):
     q11cc = 0.0
     t_r = 0.0
     t_rr = 0.0
-    nvalid = 0
-    for i in range(h):
-        vrow = rvalid[r0 + i, c0 : c0 + w]
-        k = np.int32(0)
-        for j in range(w):  # (int32 per row: twice the lanes of an int64 count)
-            k += np.int32(vrow[j])
-        nvalid += k
+    nvalid = _valid_count(rvalid, r0, c0, h, w)
     xcol = np.empty(w, np.float32)
     for j in range(w):
         xcol[j] = j - cc_
