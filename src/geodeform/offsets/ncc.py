@@ -108,7 +108,8 @@ class NccOptions:
         Chips whose residual variance per pixel exceeds this multiple of the pair's median (a cloud
         edge, a shadow, a changed patch inside the chip) are re-measured with a robust fit that keeps the
         motion of the node's own pixels, or rejected when those pixels follow no motion
-        (``LOW_CORRELATION``). Next to a synthetic cloud it cuts the largest error of the clear nodes
+        (``LOW_CORRELATION``; not a chip whose plain match correlates at 0.99 or more, which foreign
+        pixels cannot dominate). Next to a synthetic cloud it cuts the largest error of the clear nodes
         from 1.1 to 0.05 px. Default 10 (lower values also catch strained glacier chips, which the
         robust fit then measures worse); 0 disables it.
     two_motion : bool
