@@ -1666,16 +1666,11 @@ def two_motion_node(
     pd = np.empty(h * w)
     lk = np.empty(NOUT)
     gn = np.empty(5)
-    nvalid = 0
     for i in range(h):
         vrow = rvalid[r0 + i, c0 : c0 + w]
-        k = np.int32(0)
         for j in range(w):  # branch-free: vectorised
-            b = vrow[j] != 0
-            valid[i, j] = b
-            k += np.int32(b)
-        nvalid += k
-    full = nvalid == h * w
+            valid[i, j] = vrow[j] != 0
+    full = _valid_count(rvalid, r0, c0, h, w) == h * w
     if not _residual_map(ref, rvalid, coef, svalid, r0, c0, h, w, d0_r, d0_c, wr, wc, buf, e0, valid, full):
         out[3] = MASKED
         return
