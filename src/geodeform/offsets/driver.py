@@ -787,38 +787,37 @@ def _nested_chips(
         sy = np.where(np.isfinite(my), my, dy)
         sx = np.where(np.isfinite(mx), mx, dx)
         has_start = need & np.isfinite(sy)
-        results = []
+        results: list[tuple[Any, dict[str, Any]]] = []
         # the larger chip is refined on the pyramid level where it has the size of the base chip
         level = factor.bit_length() - 1 if coarse else 0
         if has_start.any():
-            rows = np.nonzero(has_start.any(axis=1))[0]
-            results.append(
-                (
-                    has_start,
-                    _ncc_pass(
-                        job, opts, rows, has_start, (sy, sx), None, None, chip, level=level, clamp=factor > 2
-                    ),
+            for shape, sel in _border_chips(job, chip, has_start, (sy, sx), 0):
+                rows = np.nonzero(sel.any(axis=1))[0]
+                r = _ncc_pass(
+                    job, opts, rows, sel, (sy, sx), None, None, shape, level=level, clamp=factor > 2
                 )
-            )
+                results.append((sel, r))
         searched = need & ~has_start & (reason != K.MASKED)
         if searched.any():
-            rows = np.nonzero(searched.any(axis=1))[0]
             zero = np.zeros_like(dy)
-            r3 = _ncc_pass(
-                job,
-                opts,
-                rows,
-                searched,
-                (zero, zero),
-                int(job.search.max()),
-                None,
-                chip,
-                clamp=factor > 2,
-                # nodes without a start are searched from scratch: one level finer than the others
-                # (10 dB peerbench: RMSE 0.069 px; 0.085-0.089 on the same level)
-                level=min(level, factor.bit_length() - 2),
-            )
-            results.append((searched, r3))
+            radius = int(job.search.max())
+            for shape, sel in _border_chips(job, chip, searched, (zero, zero), radius):
+                rows = np.nonzero(sel.any(axis=1))[0]
+                r3 = _ncc_pass(
+                    job,
+                    opts,
+                    rows,
+                    sel,
+                    (zero, zero),
+                    radius,
+                    None,
+                    shape,
+                    clamp=factor > 2,
+                    # nodes without a start are searched from scratch: one level finer than the others
+                    # (10 dB peerbench: RMSE 0.069 px; 0.085-0.089 on the same level)
+                    level=min(level, factor.bit_length() - 2),
+                )
+                results.append((sel, r3))
         for sel, r in results:
             # the larger chip wins unless it is much less precise: its predicted error says how precise
             # it is, not how likely the smaller chip sat in a wrong correlation basin, which is what a
@@ -829,6 +828,37 @@ def _nested_chips(
                 arr[better] = r[key][better]
             lk[better] = r["lk"][better]
         factor *= 2
+
+
+def _border_chips(
+    job: _Job, chip: tuple[int, int], select: Any, start: tuple[Any, Any], radius: int
+) -> Iterator[tuple[tuple[int, int], Any]]:
+    """Split the nodes in ``select`` by the nested chip shape they use, yielding (shape, node mask) pairs.
+
+    The shape is ``chip``, except near the image border where the chip fits in the reference but its
+    secondary window (the chip displaced by ``start``, plus ``radius`` of search) would cross the
+    secondary's edge: the chip is then narrowed, still centred on the node, to the largest size whose
+    window fits, if that is at least the base chip. (A chip whose window crosses the border loses the
+    pixels outside, and beyond the refinement's padding it fails as ``OUTSIDE``: peerbench glacier, a
+    weakly textured node 32 px from the right edge moving 7 px towards it had no answer at any size.)
+    """
+    sizes = []
+    for axis, origins in enumerate((job.rs, job.cs)):
+        base, size, n = job.chip[axis], chip[axis], job.ref.shape[axis]
+        centre = origins + (base - 1) / 2.0
+        centre = centre[:, None] if axis == 0 else centre[None, :]
+        d = np.nan_to_num(start[axis])
+        reach = 3 + radius  # the refinement's travel and spline taps, plus the search
+        room = np.minimum(
+            centre - np.maximum(0.0, reach - d), np.minimum(n - 1.0, n - 1.0 - d - reach) - centre
+        )
+        fit = np.floor(2 * room + 1).astype(np.int64)
+        fit -= (fit - base) % 2  # the base chip's parity keeps the node at the chip's centre
+        ref_fits = (centre >= (size - 1) / 2.0) & (centre <= n - 1 - (size - 1) / 2.0)
+        sizes.append(np.where(ref_fits & (fit >= base) & (fit < size), fit, size))
+    key = sizes[0] * (chip[1] + 1) + sizes[1]
+    for k in np.unique(key[select]):
+        yield (int(k) // (chip[1] + 1), int(k) % (chip[1] + 1)), select & (key == k)
 
 
 def _residual_per_pixel(lk: Any) -> Any:
