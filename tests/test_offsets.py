@@ -234,6 +234,46 @@ def test_clean_high_contrast_chips_of_a_low_noise_pair_are_kept(texture: np.ndar
     assert np.nanmax(np.hypot(f.dx - 0.3, f.dy - 0.3)) < 0.03
 
 
+def test_nested_chips_near_the_border_narrow_to_fit_their_secondary_window(texture: np.ndarray) -> None:
+    # weak texture along the right edge, moving 7 px towards it: the base chips of the last columns are
+    # too noisy and a 2x chip's secondary window crosses the edge, so they must narrow to fit
+    img = texture.copy()
+    w = img.shape[1]
+    img[:, w - 80 :] = img.mean() + 0.3 * (img[:, w - 80 :] - img.mean())
+    ref = noisy(img, 20, 1)
+    sec = noisy(fourier_shift(img, 0.3, 7.0), 20, 2)
+    f = match(ref, sec, chip_size=32, step=16, search_range=10)
+    rr, cc = f.grid()
+    inside = (cc + 15.5 + 10 <= w - 1) & (rr >= 25.5) & (rr + 15.5 + 10 <= img.shape[0] - 1)
+    err = np.hypot(f.dx - 7.0, f.dy - 0.3)[inside]
+    assert np.isfinite(err).all()
+    assert np.max(err) < 1.0
+
+
+def test_border_chips_keep_the_node_at_the_centre(texture: np.ndarray) -> None:
+    from geodeform.offsets import driver
+
+    f = match(texture, texture, chip_size=32, step=16, search_range=2)
+    grid = (f.rows - 15.5, f.cols - 15.5, np.full(f.dx.shape, 2))
+    job = driver._Job(texture, texture, None, None, None, (), None, "none", (32, 32), (16, 16), *grid, 4096)
+    select = np.ones(f.dx.shape, bool)
+    start = (np.zeros(f.dx.shape), np.full(f.dx.shape, 7.0))
+    shapes = {shape: sel for shape, sel in driver._border_chips(job, (64, 64), select, start, 0)}
+    assert sum(int(sel.sum()) for sel in shapes.values()) == select.sum()
+    h_img, w_img = texture.shape
+    for (h, w), sel in shapes.items():
+        assert h % 2 == 0 and w % 2 == 0 and 32 <= h <= 64 and 32 <= w <= 64
+        # centred on the node, inside the reference; a narrowed chip's window (+7 px, +3 px of travel and
+        # spline taps in columns, 3 px in rows) inside the secondary
+        rows, cols = f.rows[sel.any(axis=1)], f.cols[sel.any(axis=0)]
+        if w < 64:  # narrowed only where the full chip fits in the reference
+            assert (cols - 31.5 >= 0).all() and (cols + 31.5 <= w_img - 1).all()
+            assert (cols + (w - 1) / 2 + 7 + 3 <= w_img - 1).all()
+        if h < 64:
+            assert (rows - (h - 1) / 2 - 3 >= 0).all() and (rows + (h - 1) / 2 + 3 <= h_img - 1).all()
+    assert len(shapes) > 1
+
+
 def test_saturated_snow_is_masked_automatically(texture: np.ndarray) -> None:
     ref = noisy(texture, 30, 10)
     sec = noisy(fourier_shift(texture, 0.2, 0.4), 30, 11)
