@@ -848,10 +848,11 @@ def _border_chips(
         centre = origins + (base - 1) / 2.0
         centre = centre[:, None] if axis == 0 else centre[None, :]
         d = np.nan_to_num(start[axis])
-        reach = 3 + radius  # the refinement's travel and spline taps, plus the search
-        room = np.minimum(
-            centre - np.maximum(0.0, reach - d), np.minimum(n - 1.0, n - 1.0 - d - reach) - centre
-        )
+        # the first and last chip pixels whose secondary window (displaced by the start, ± the search,
+        # with the spline's taps) lies within the refinement's padding of the secondary
+        first = np.maximum(0.0, -2.0 - np.floor(d - radius))
+        last = np.minimum(n - 1.0, n - np.floor(d + radius))
+        room = np.minimum(centre - first, last - centre)
         fit = np.floor(2 * room + 1).astype(np.int64)
         fit -= (fit - base) % 2  # the base chip's parity keeps the node at the chip's centre
         ref_fits = (centre >= (size - 1) / 2.0) & (centre <= n - 1 - (size - 1) / 2.0)
