@@ -842,12 +842,12 @@ def _border_chips(
     pixels outside, and beyond the refinement's padding it fails as ``OUTSIDE``: peerbench glacier, a
     weakly textured node 32 px from the right edge moving 7 px towards it had no answer at any size.)
     """
+    ii, jj = np.nonzero(select)
     sizes = []
-    for axis, origins in enumerate((job.rs, job.cs)):
+    for axis, (origins, idx) in enumerate(((job.rs, ii), (job.cs, jj))):
         base, size, n = job.chip[axis], chip[axis], job.ref.shape[axis]
-        centre = origins + (base - 1) / 2.0
-        centre = centre[:, None] if axis == 0 else centre[None, :]
-        d = np.nan_to_num(start[axis])
+        centre = origins[idx] + (base - 1) / 2.0
+        d = np.nan_to_num(start[axis][ii, jj])
         # the first and last chip pixels whose secondary window (displaced by the start, ± the search,
         # with the spline's taps) lies within the refinement's padding of the secondary
         first = np.maximum(0.0, -2.0 - np.floor(d - radius))
@@ -857,9 +857,15 @@ def _border_chips(
         fit -= (fit - base) % 2  # the base chip's parity keeps the node at the chip's centre
         ref_fits = (centre >= (size - 1) / 2.0) & (centre <= n - 1 - (size - 1) / 2.0)
         sizes.append(np.where(ref_fits & (fit >= base) & (fit < size), fit, size))
-    key = sizes[0] * (chip[1] + 1) + sizes[1]
-    for k in np.unique(key[select]):
-        yield (int(k) // (chip[1] + 1), int(k) % (chip[1] + 1)), select & (key == k)
+    shapes = np.stack(sizes, axis=1)
+    if (shapes == np.asarray(chip)).all():
+        yield chip, select
+        return
+    for shape in np.unique(shapes, axis=0):
+        pick = (shapes == shape).all(axis=1)
+        sel = np.zeros_like(select)
+        sel[ii[pick], jj[pick]] = True
+        yield (int(shape[0]), int(shape[1])), sel
 
 
 def _residual_per_pixel(lk: Any) -> Any:
