@@ -843,7 +843,7 @@ def _border_chips(
     weakly textured node 32 px from the right edge moving 7 px towards it had no answer at any size.)
     """
     ii, jj = np.nonzero(select)
-    sizes = []
+    key = np.zeros(ii.size, np.int64)  # the shape (rows, cols) as rows * (chip[1] + 1) + cols
     for axis, (origins, idx) in enumerate(((job.rs, ii), (job.cs, jj))):
         base, size, n = job.chip[axis], chip[axis], job.ref.shape[axis]
         centre = origins[idx] + (base - 1) / 2.0
@@ -856,16 +856,16 @@ def _border_chips(
         fit = np.floor(2 * room + 1).astype(np.int64)
         fit -= (fit - base) % 2  # the base chip's parity keeps the node at the chip's centre
         ref_fits = (centre >= (size - 1) / 2.0) & (centre <= n - 1 - (size - 1) / 2.0)
-        sizes.append(np.where(ref_fits & (fit >= base) & (fit < size), fit, size))
-    shapes = np.stack(sizes, axis=1)
-    if (shapes == np.asarray(chip)).all():
+        key = key * (chip[1] + 1) + np.where(ref_fits & (fit >= base) & (fit < size), fit, size)
+    full = chip[0] * (chip[1] + 1) + chip[1]
+    if (key == full).all():
         yield chip, select
         return
-    for shape in np.unique(shapes, axis=0):
-        pick = (shapes == shape).all(axis=1)
+    for k in np.unique(key):
+        pick = key == k
         sel = np.zeros_like(select)
         sel[ii[pick], jj[pick]] = True
-        yield (int(shape[0]), int(shape[1])), sel
+        yield (int(k) // (chip[1] + 1), int(k) % (chip[1] + 1)), sel
 
 
 def _residual_per_pixel(lk: Any) -> Any:
