@@ -18,6 +18,7 @@ import functools
 from dataclasses import dataclass
 from typing import Any
 
+import numba
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
@@ -713,6 +714,7 @@ def _refine(
         todo,
         opts.min_valid_fraction if chip_tests else 0.0,
         opts.min_texture if chip_tests else -1.0,
+        4 * numba.get_num_threads(),
     )
     dy, dx, zn = lk[:, 0], lk[:, 1], lk[:, 2]
     lk_reason = np.nan_to_num(lk[:, 3], nan=0).astype(np.uint8)
