@@ -787,37 +787,30 @@ def _nested_chips(
         sy = np.where(np.isfinite(my), my, dy)
         sx = np.where(np.isfinite(mx), mx, dx)
         has_start = need & np.isfinite(sy)
-        results: list[tuple[Any, dict[str, Any]]] = []
         # the larger chip is refined on the pyramid level where it has the size of the base chip
         level = factor.bit_length() - 1 if coarse else 0
-        if has_start.any():
-            for shape, sel in _border_chips(job, chip, has_start, (sy, sx), 0):
+        zero = np.zeros_like(dy)
+        passes = (
+            (has_start, (sy, sx), None, level),
+            # nodes without a start are searched from scratch: one level finer than the others (10 dB
+            # peerbench: RMSE 0.069 px; 0.085-0.089 on the same level)
+            (
+                need & ~has_start & (reason != K.MASKED),
+                (zero, zero),
+                int(job.search.max()),
+                min(level, factor.bit_length() - 2),
+            ),
+        )
+        results: list[tuple[Any, dict[str, Any]]] = []
+        for nodes, start, radius, on_level in passes:
+            if not nodes.any():
+                continue
+            for shape, sel in _border_chips(job, chip, nodes, start, radius or 0):
                 rows = np.nonzero(sel.any(axis=1))[0]
                 r = _ncc_pass(
-                    job, opts, rows, sel, (sy, sx), None, None, shape, level=level, clamp=factor > 2
+                    job, opts, rows, sel, start, radius, None, shape, level=on_level, clamp=factor > 2
                 )
                 results.append((sel, r))
-        searched = need & ~has_start & (reason != K.MASKED)
-        if searched.any():
-            zero = np.zeros_like(dy)
-            radius = int(job.search.max())
-            for shape, sel in _border_chips(job, chip, searched, (zero, zero), radius):
-                rows = np.nonzero(sel.any(axis=1))[0]
-                r3 = _ncc_pass(
-                    job,
-                    opts,
-                    rows,
-                    sel,
-                    (zero, zero),
-                    radius,
-                    None,
-                    shape,
-                    clamp=factor > 2,
-                    # nodes without a start are searched from scratch: one level finer than the others
-                    # (10 dB peerbench: RMSE 0.069 px; 0.085-0.089 on the same level)
-                    level=min(level, factor.bit_length() - 2),
-                )
-                results.append((sel, r3))
         for sel, r in results:
             # the larger chip wins unless it is much less precise: its predicted error says how precise
             # it is, not how likely the smaller chip sat in a wrong correlation basin, which is what a
