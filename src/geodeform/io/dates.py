@@ -11,11 +11,10 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
+from geodeform.conventions import DAYS_PER_YEAR
 from geodeform.errors import InvalidInputError
 
 __all__ = ["DAYS_PER_YEAR", "AcquisitionDates", "acquisition_date", "parse_date", "parse_dates_option"]
-
-DAYS_PER_YEAR = 365.25
 
 # Tags that name the acquisition time, most specific first. TIFFTAG_DATETIME comes last (after the file name)
 # because GDAL and most tools set it to the *processing* time.
