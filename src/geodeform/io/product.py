@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,7 +38,15 @@ from geodeform.errors import InvalidInputError
 from geodeform.io.dates import DAYS_PER_YEAR, AcquisitionDates
 from geodeform.io.grid import GeoGrid, node_grid, pixel_offsets_to_map
 
-__all__ = ["OffsetField", "dataset_grid", "offset_dataset"]
+__all__ = [
+    "OffsetField",
+    "ProductSummary",
+    "dataset_grid",
+    "offset_dataset",
+    "speed",
+    "summarize_product",
+    "timeseries_dataset",
+]
 
 _GRID_MAPPING = "mapping"
 # Below this many valid samples a robust spread is meaningless.
@@ -414,3 +423,115 @@ def composite_dataset(composite: Any, grid: GeoGrid, *, units: str = "m/yr") -> 
     }
     coords = _xy_coords(grid) if grid.is_rectilinear else {}
     return xr.Dataset(variables, coords=coords, attrs=attrs)
+
+
+def timeseries_dataset(series: Any, template: xr.Dataset) -> xr.Dataset:
+    """CF-1.8 Dataset of a displacement time series on the node grid of an offset product.
+
+    Parameters
+    ----------
+    series
+        A :class:`geodeform.timeseries.TimeSeriesResult` inverted from the ``dx``/``dy`` (m) of offset
+        products: ``dates``, ``dx``, ``dy``, ``sigma_dx``, ``sigma_dy`` of shape (time, y, x).
+    template
+        One of those offset products: its coordinates, grid mapping and global attributes are copied (without
+        the per-pair bookkeeping attributes).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``east``, ``north`` (cumulative displacement since the first date, m, +x east, +y north) and their
+        1-sigma errors ``east_error``, ``north_error`` (m), dims ``(time, y, x)``.
+    """
+    coords = {"time": series.dates.astype("datetime64[ns]"), "y": template["y"], "x": template["x"]}
+    attrs = dict(template.attrs)
+    attrs.update(
+        {
+            "title": "geodeform displacement time series",
+            "sign_convention": "east: + toward increasing map x; north: + toward increasing map y; "
+            "cumulative displacement since the first date",
+        }
+    )
+    for k in ("geodeform_pair_key", "geodeform_pair_stats", "geodeform_coverage_before_filters"):
+        attrs.pop(k, None)
+    gm = template["dx"].attrs.get("grid_mapping", "spatial_ref")
+    names = {
+        "east": (series.dx, "cumulative displacement along +x (east)"),
+        "north": (series.dy, "cumulative displacement along +y (north)"),
+        "east_error": (series.sigma_dx, "1-sigma error of east"),
+        "north_error": (series.sigma_dy, "1-sigma error of north"),
+    }
+    dims = ("time", "y", "x")
+    data = {
+        k: (dims, v, {"units": "m", "long_name": text, "grid_mapping": gm}) for k, (v, text) in names.items()
+    }
+    ds = xr.Dataset(data, coords=coords, attrs=attrs)
+    ds[gm] = template[gm]
+    return ds
+
+
+def speed(ds: xr.Dataset) -> NDArray[np.float64] | None:
+    """Speed (m/yr) of a velocity product: its ``v``, else ``hypot(vx, vy)``; None when it has neither."""
+    if "v" in ds.variables:
+        return np.asarray(ds["v"].values).astype(np.float64)
+    if "vx" in ds.variables and "vy" in ds.variables:
+        return np.hypot(ds["vx"].values, ds["vy"].values).astype(np.float64)
+    return None
+
+
+@dataclass(frozen=True)
+class ProductSummary:
+    """Headline numbers of an offset product (what ``geodeform offsets`` prints).
+
+    Attributes
+    ----------
+    nodes
+        Node rows and columns.
+    valid_fraction
+        Share of nodes with finite ``dx`` and ``dy``.
+    median_dx, median_dy
+        Median displacement of the valid nodes, m (+x east, +y north); NaN without a valid node.
+    median_v
+        Median speed of the valid nodes, m/yr; NaN without a valid node or without velocities.
+    has_velocity
+        Whether the product holds velocities (both dates known and different).
+    reference_date, secondary_date
+        Acquisition times (ISO 8601, UTC) when known, else None.
+    dt_days
+        Secondary minus reference, days, when the dates are known, else None.
+    """
+
+    nodes: tuple[int, int]
+    valid_fraction: float
+    median_dx: float
+    median_dy: float
+    median_v: float
+    has_velocity: bool
+    reference_date: str | None = None
+    secondary_date: str | None = None
+    dt_days: float | None = None
+
+
+def summarize_product(ds: xr.Dataset) -> ProductSummary:
+    """The :class:`ProductSummary` of an offset product (:func:`offset_dataset`)."""
+    valid = np.isfinite(ds["dx"].values) & np.isfinite(ds["dy"].values)
+
+    def median(name: str) -> float:
+        if name not in ds or not valid.any():
+            return float("nan")
+        with np.errstate(all="ignore"):
+            return float(np.nanmedian(ds[name].values))
+
+    dated = "date_dt" in ds
+    info = ds["img_pair_info"].attrs if dated else {}
+    return ProductSummary(
+        nodes=(int(ds.sizes["y"]), int(ds.sizes["x"])),
+        valid_fraction=float(valid.mean()),
+        median_dx=median("dx"),
+        median_dy=median("dy"),
+        median_v=median("v"),
+        has_velocity="v" in ds,
+        reference_date=str(info["acquisition_date_img1"]) if dated else None,
+        secondary_date=str(info["acquisition_date_img2"]) if dated else None,
+        dt_days=float(ds["date_dt"]) if dated else None,
+    )
