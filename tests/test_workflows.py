@@ -28,7 +28,9 @@ from geodeform.config import load_config
 from geodeform.demo import PIXEL_M, load_texture, make_glacier_series
 from geodeform.errors import InvalidInputError, NoDataError
 from geodeform.io import NoOverlapError
-from geodeform.workflows import run_job
+from geodeform.offsets import node_grid
+from geodeform.timeseries import date_noise
+from geodeform.workflows import run_job, search_ranges, stable_nodes, stack_from_inputs
 
 YEAR = 365.25
 
@@ -98,14 +100,12 @@ def test_ice_job_recovers_the_known_flow_and_writes_every_product(series, tmp_pa
     again = run_job(config, run)
     assert again.pairs_computed == 0 and again.pairs_reused == 6
     # a reference velocity map gives per-node search ranges: wide on the glacier, minimal off it
-    from geodeform.workflows.job import _search_ranges
-
     ref = config.model_copy(
         update={
             "matching": config.matching.model_copy(update={"reference_velocity": str(run / "velocity.nc")})
         }
     )
-    radius = _search_ranges(ref, result.stack, 48.0)
+    radius = search_ranges(ref, result.stack, 48.0)
     assert radius.shape == vel["vx"].shape
     fast = np.hypot(tvx, tvy) > 1000
     slow = np.hypot(tvx, tvy) < 20
@@ -451,8 +451,6 @@ def test_roi_crops_the_processed_region(tmp_path: Path) -> None:
 
 
 def test_date_noise_recovers_per_image_errors() -> None:
-    from geodeform.workflows import date_noise
-
     s = np.array([0.1, 0.4, 0.2, 0.3, 0.1])
     pairs = [(i, j) for i in range(5) for j in range(i + 1, 5) if j - i <= 2]
     sigma = np.array([np.hypot(s[i], s[j]) for i, j in pairs])
@@ -463,9 +461,6 @@ def test_date_noise_recovers_per_image_errors() -> None:
 
 
 def test_dem_slopes_and_glacier_outline_shape_the_stable_ground(tmp_path: Path) -> None:
-    from geodeform.workflows.job import _stable_nodes
-    from geodeform.workflows.stack import stack_from_inputs
-
     tex = load_texture()[:256, :256]
     job = _pair_job(tmp_path, tex, np.roll(tex, 1, 1), ("2020-01-01", "2020-01-17"), preset="ice")
     # DEM: flat on the left half, a 45° slope on the right half (30 m pixels, +30 m per column)
@@ -479,9 +474,7 @@ def test_dem_slopes_and_glacier_outline_shape_the_stable_ground(tmp_path: Path) 
         {**job, "dem": str(tmp_path / "dem.tif"), "masks": {"glacier": str(tmp_path / "ice.tif")}}
     )
     stack = stack_from_inputs(config.inputs, tmp_path / "run")
-    stable = _stable_nodes(config, stack)
-    from geodeform.offsets._common import node_grid
-
+    stable = stable_nodes(config, stack)
     _, _, rc, cc = node_grid((256, 256), (32, 32), (16, 16))
     # nodes sample their nearest pixel; column 128 sits on the break, where the central difference gives
     # half the slope (26.6° <= 30°): still stable
