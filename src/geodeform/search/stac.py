@@ -20,6 +20,7 @@ from geodeform.search.catalogs import (
     resolve_collection,
     unknown_collection_error,
 )
+from geodeform.search.local import local_items
 from geodeform.search.mgrs import parse_tile_id
 from geodeform.search.results import Scene, SceneTable
 from geodeform.search.scoring import score_asset
@@ -337,8 +338,6 @@ def search(
     spec, cid = resolve_collection(collection, preset)
 
     if preset == "local":
-        from geodeform.search.local import local_items
-
         items = local_items(location, cid, area, t0, t1, max_cloud, max_items)
         if not items and spec is None:
             raise unknown_collection_error(cid)
