@@ -54,6 +54,7 @@ def sync_config(path: Path, **changes: object) -> dict:
     return data
 
 
+@pytest.mark.slow
 def test_ice_job_recovers_the_known_flow_and_writes_every_product(series, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     config = load_config(sync_config(write_demo_inputs(tmp_path / "in", series)))
     seen: dict[str, int] = {}
@@ -114,6 +115,7 @@ def test_ice_job_recovers_the_known_flow_and_writes_every_product(series, tmp_pa
     assert all(p.status == "ok" for p in rerun.pairs)
 
 
+@pytest.mark.slow
 def test_kill_9_then_rerun_recomputes_only_unfinished_pairs(series, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     data = sync_config(write_demo_inputs(tmp_path / "in", make_glacier_series(n_dates=6)))
     data["matching"]["step"] = 4  # slower pairs, so the kill lands mid-run
@@ -228,6 +230,7 @@ def _node_error(result, dx: np.ndarray, dy: np.ndarray, dt_days: float):  # type
     return vx * k - tdx, -vy * k - tdy
 
 
+@pytest.mark.slow
 def test_slide_defaults_give_valid_vectors_on_a_landslide(tmp_path: Path) -> None:
     tex = load_texture()[:320, :320]
     rr, cc = np.mgrid[:320, :320].astype(float)
@@ -244,6 +247,7 @@ def test_slide_defaults_give_valid_vectors_on_a_landslide(tmp_path: Path) -> Non
     assert result.config.matching.step == 8 and result.pairs[0].search_range >= 3
 
 
+@pytest.mark.slow
 def test_quake_defaults_measure_a_fault_offset(tmp_path: Path) -> None:
     tex = load_texture()[:320, :320]
     rr, cc = np.mgrid[:320, :320].astype(float)
@@ -272,6 +276,7 @@ def test_quake_defaults_measure_a_fault_offset(tmp_path: Path) -> None:
     assert (tmp_path / "run" / "velocity.nc").is_file()
 
 
+@pytest.mark.slow
 def test_all_pairs_failing_is_a_clear_error(tmp_path: Path) -> None:
     tex = load_texture()[:256, :256].astype(np.float32)
     noise = np.random.default_rng(0).normal(1000, 200, tex.shape).astype(np.float32)
@@ -284,6 +289,7 @@ def test_all_pairs_failing_is_a_clear_error(tmp_path: Path) -> None:
     assert "every pair failed to match" in report and "failed" in report
 
 
+@pytest.mark.slow
 def test_local_cluster_and_slurm_job_script(series, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from geodeform.config import SlurmConfig
     from geodeform.parallel import executor, slurm_cluster
@@ -334,6 +340,7 @@ def _es_scene(folder: Path, tile: str, day: str, data: np.ndarray, x0: float, y0
         dst.write(data, 1)
 
 
+@pytest.mark.slow
 def test_survey_mosaics_adjacent_tiles_without_a_seam(tmp_path: Path) -> None:
     """Two MGRS tiles (32TLR | 32TMR, seam at x = 400 km) and two dates: each date is mosaicked before
     matching, so the motion that straddles the seam is measured on both sides and across it."""
@@ -393,6 +400,7 @@ def test_survey_mosaics_adjacent_tiles_without_a_seam(tmp_path: Path) -> None:
     assert np.sqrt(np.nanmean(err**2)) < 0.1
 
 
+@pytest.mark.slow
 def test_job_from_the_local_stac_api_on_real_sentinel2(tmp_path: Path) -> None:
     """Search -> AOI cloud scoring -> SCL masking -> reads -> match, on real Sentinel-2 crops (33TWM, 240 m)
     served by the local STAC API. The ground is static over the two days, so the offsets are noise."""
@@ -431,6 +439,7 @@ def test_job_from_the_local_stac_api_on_real_sentinel2(tmp_path: Path) -> None:
         run_job(load_config(job), tmp_path / "run2")
 
 
+@pytest.mark.slow
 def test_roi_crops_the_processed_region(tmp_path: Path) -> None:
     from pyproj import Transformer
 
