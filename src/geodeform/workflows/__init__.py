@@ -14,7 +14,6 @@ from geodeform.workflows.pair import (
     PairProgress,
     PairSpec,
     process_pair,
-    reason_codes,
 )
 from geodeform.workflows.plan import pair_specs, search_ranges, stable_nodes
 from geodeform.workflows.preflight import ResourceEstimate, check_files, estimate_resources, preflight
@@ -35,7 +34,6 @@ __all__ = [
     "pair_specs",
     "preflight",
     "process_pair",
-    "reason_codes",
     "run_job",
     "search_ranges",
     "stable_nodes",

@@ -40,7 +40,7 @@ from geodeform.io import (
 )
 from geodeform.offsets import OffsetField, Reason, match
 
-__all__ = ["ErrorPolicy", "PairOutcome", "PairProgress", "PairSpec", "process_pair", "reason_codes"]
+__all__ = ["ErrorPolicy", "PairOutcome", "PairProgress", "PairSpec", "process_pair"]
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +186,7 @@ class PairOutcome:
     summary: ProductSummary | None = None
 
 
-def reason_codes() -> dict[int, str]:
+def _reason_codes() -> dict[int, str]:
     """Meaning of each matcher reason code (``{0: "OK", 1: "MASKED", ...}``), for CF ``flag_meanings``."""
     return {int(r): r.name for r in Reason}
 
@@ -362,7 +362,7 @@ def process_pair(spec: PairSpec, *, progress: PairProgress | None = None) -> Pai
         stable_mask=corrected.stable,
         step=spec.step,
         processing=_processing(spec, field_),
-        reason_codes=reason_codes(),
+        reason_codes=_reason_codes(),
     )
     coverage = float((np.isfinite(ds["dx"].values) & np.isfinite(ds["dy"].values)).mean())
     if coverage == 0 and spec.errors == "record":
