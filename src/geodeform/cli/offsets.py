@@ -66,6 +66,7 @@ def offsets(
     secondary: Annotated[
         Path, typer.Argument(help="Secondary (later) raster; warped onto the reference grid if grids differ.")
     ],
+    *,
     output: Annotated[
         Path, typer.Option("--output", "-o", help="Product file: OUT.nc (NetCDF) or OUT.tif (COG).")
     ],

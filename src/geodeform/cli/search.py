@@ -39,6 +39,7 @@ def _table(scenes: object, title: str) -> Table:
 
 @app.command("search")
 def search_command(
+    *,
     collection: Annotated[
         str,
         typer.Option(

@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 @app.command("serve")
 def serve(
+    *,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     db: Annotated[

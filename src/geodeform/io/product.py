@@ -113,6 +113,34 @@ def _var(data: NDArray[Any], long_name: str, units: str | None, **extra: Any) ->
     return xr.Variable(("y", "x"), data, attrs)
 
 
+def _global_attrs(title: str, **more: str) -> dict[str, Any]:
+    """CF global attributes of a product: conventions, title, software, creation time, then ``more``."""
+    attrs: dict[str, Any] = {
+        "Conventions": "CF-1.8",
+        "title": title,
+        "source": f"geodeform {__version__}",
+        "date_created": _iso(datetime.now(timezone.utc)),
+    }
+    attrs.update(more)
+    return attrs
+
+
+def _check_node_shapes(result: OffsetField, stable_mask: NDArray[np.bool_] | None, grid: GeoGrid) -> None:
+    fields: dict[str, Any] = {
+        "dx": result.dx,
+        "dy": result.dy,
+        "quality": result.quality,
+        "reason": result.reason,
+    }
+    if stable_mask is not None:
+        fields["stable_mask"] = stable_mask
+    for name, values in fields.items():
+        if np.shape(values) != grid.shape:
+            raise InvalidInputError(
+                f"{name} has shape {np.shape(values)} but there are {grid.shape} node rows x cols"
+            )
+
+
 def offset_dataset(
     result: OffsetField,
     image_grid: GeoGrid,
@@ -164,19 +192,7 @@ def offset_dataset(
         Inconsistent shapes, irregular nodes, geographic CRS, or a secondary older than the reference.
     """
     grid = node_grid(image_grid, result.rows, result.cols, step=step)
-    fields: dict[str, NDArray[Any]] = {
-        "dx": result.dx,
-        "dy": result.dy,
-        "quality": result.quality,
-        "reason": result.reason,
-    }
-    if stable_mask is not None:
-        fields["stable_mask"] = stable_mask
-    for name, values in fields.items():
-        if np.shape(values) != grid.shape:
-            raise InvalidInputError(
-                f"{name} has shape {np.shape(values)} but there are {grid.shape} node rows x cols"
-            )
+    _check_node_shapes(result, stable_mask, grid)
     disp = pixel_offsets_to_map(result.dx, result.dy, image_grid.transform, crs=image_grid.crs)
     stable = None if stable_mask is None else np.asarray(stable_mask, dtype=bool)
     err_method = "stable-ground NMAD" if stable is not None else "neighbour-difference NMAD / sqrt(2)"
@@ -227,16 +243,11 @@ def offset_dataset(
     coords = {}
     if grid.is_rectilinear:
         coords = _xy_coords(grid)
-    attrs = {
-        "Conventions": "CF-1.8",
-        "title": "geodeform offset tracking product",
-        "source": f"geodeform {__version__}",
-        "date_created": _iso(datetime.now(timezone.utc)),
-        "sign_convention": (
-            "dx,vx: + toward increasing map x (east); dy,vy: + toward increasing map y (north); "
-            "displacement from the reference to the secondary image"
-        ),
-    }
+    attrs = _global_attrs(
+        "geodeform offset tracking product",
+        sign_convention="dx,vx: + toward increasing map x (east); dy,vy: + toward increasing map y (north); "
+        "displacement from the reference to the secondary image",
+    )
     for key, value in (processing or {}).items():
         attrs[f"geodeform_{key}"] = _attr_value(value)
     return xr.Dataset(variables, coords=coords, attrs=attrs)
@@ -412,15 +423,12 @@ def composite_dataset(composite: Any, grid: GeoGrid, *, units: str = "m/yr") -> 
     variables[_GRID_MAPPING] = xr.Variable((), np.int32(0), _mapping_attrs(grid))
     start = np.datetime64(composite.start, "D")
     end = np.datetime64(composite.end, "D")
-    attrs = {
-        "Conventions": "CF-1.8",
-        "title": "geodeform velocity composite",
-        "source": f"geodeform {__version__}",
-        "date_created": _iso(datetime.now(timezone.utc)),
-        "time_coverage_start": str(start),
-        "time_coverage_end": str(end),
-        "sign_convention": "vx: + toward increasing map x (east); vy: + toward increasing map y (north)",
-    }
+    attrs = _global_attrs(
+        "geodeform velocity composite",
+        time_coverage_start=str(start),
+        time_coverage_end=str(end),
+        sign_convention="vx: + toward increasing map x (east); vy: + toward increasing map y (north)",
+    )
     coords = _xy_coords(grid) if grid.is_rectilinear else {}
     return xr.Dataset(variables, coords=coords, attrs=attrs)
 
