@@ -11,6 +11,7 @@ from geodeform.config import (
     PRESETS,
     JobConfig,
     MatchingConfig,
+    deep_merge,
     load_config,
     preset_config,
     search_range_px,
@@ -138,3 +139,15 @@ def test_json_schema_documents_every_field() -> None:
     for section in schema["$defs"].values():
         for name, prop in section.get("properties", {}).items():
             assert prop.get("description"), f"{section['title']}.{name} has no description"
+
+
+def test_deep_merge_lays_sections_over_each_other_without_touching_them() -> None:
+    base = {"matching": {"chip_size": 32, "step": 16}, "name": "a"}
+    top = {"matching": {"step": 8}, "inversion": {"enabled": False}}
+    merged = deep_merge(base, top)
+    assert merged == {"matching": {"chip_size": 32, "step": 8}, "name": "a", "inversion": {"enabled": False}}
+    merged["matching"]["chip_size"] = 64
+    assert base["matching"] == {"chip_size": 32, "step": 16} and top == {
+        "matching": {"step": 8},
+        "inversion": {"enabled": False},
+    }

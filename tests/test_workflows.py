@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -30,7 +31,14 @@ from geodeform.errors import InvalidInputError, NoDataError
 from geodeform.io import NoOverlapError
 from geodeform.offsets import node_grid
 from geodeform.timeseries import date_noise
-from geodeform.workflows import run_job, search_ranges, stable_nodes, stack_from_inputs
+from geodeform.workflows import (
+    PairSpec,
+    process_pair,
+    run_job,
+    search_ranges,
+    stable_nodes,
+    stack_from_inputs,
+)
 
 YEAR = 365.25
 
@@ -490,3 +498,57 @@ def test_dem_slopes_and_glacier_outline_shape_the_stable_ground(tmp_path: Path) 
     expected = (np.rint(rc)[:, None] >= 64) & (np.rint(cc)[None, :] <= 128)
     assert stable.shape == expected.shape
     assert np.array_equal(stable, expected)
+
+
+# --- one pair: geodeform.workflows.process_pair ------------------------------------------------------------
+
+
+def _shifted_pair(folder: Path) -> tuple[str, str]:
+    """A real texture and the same texture moved by +1 column (dx = +1 px = 30 m east), dated in the names."""
+    tex = load_texture()[:160, :160].astype(np.float32)
+    ref = _write(folder / "LC08_20200101_ref.tif", tex)
+    sec = _write(folder / "LC08_20200117_sec.tif", np.roll(tex, 1, axis=1))
+    return ref, sec
+
+
+def test_process_pair_measures_writes_reuses_and_pickles(tmp_path: Path) -> None:
+    ref, sec = _shifted_pair(tmp_path)
+    spec = PairSpec(
+        reference=ref,
+        secondary=sec,
+        outputs={"netcdf": str(tmp_path / "p.nc"), "cog": str(tmp_path / "p.tif")},
+        stac=True,
+        search_range=4,
+        key="k1",
+    )
+    assert pickle.loads(pickle.dumps(spec)) == spec  # travels to Dask / SLURM workers
+    stages: list[str] = []
+    out = process_pair(spec, progress=lambda stage, done, total: stages.append(stage))
+    assert out.status == "ok" and out.computed and not out.reprojected
+    assert (out.reference, out.secondary, out.dt_days) == ("2020-01-01", "2020-01-17", 16.0)
+    assert out.dates_source == "metadata / file names"
+    assert out.files == (str(tmp_path / "p.nc"), str(tmp_path / "p.tif"), str(tmp_path / "p.stac.json"))
+    assert {"read", "match", "write"} <= set(stages)
+    s = out.summary
+    assert s is not None and s.valid_fraction > 0.9 and s.has_velocity
+    assert s.median_dx == pytest.approx(PIXEL_M, abs=0.05 * PIXEL_M)  # +1 column = 30 m east
+    assert abs(s.median_dy) < 0.05 * PIXEL_M
+    with xr.open_dataset(out.path) as ds:
+        assert ds.attrs["geodeform_pair_key"] == "k1" and ds.attrs["geodeform_method"] == "ncc"
+        assert float(np.nanmedian(ds["vx"])) == pytest.approx(PIXEL_M / 16 * YEAR, rel=0.05)
+    again = process_pair(spec)  # same key: the product is reused, its numbers read back
+    assert not again.computed and again.coverage == out.coverage and again.path == out.path
+
+
+def test_process_pair_error_policies(tmp_path: Path) -> None:
+    ref, sec = _shifted_pair(tmp_path)
+    base = {"reference": ref, "secondary": sec, "outputs": {"netcdf": str(tmp_path / "p.nc")}}
+    with pytest.raises(InvalidInputError, match="method"):
+        process_pair(PairSpec(**base, method="sift"))  # type: ignore[arg-type]
+    failed = process_pair(PairSpec(**base, method="sift", errors="record"))  # type: ignore[arg-type]
+    assert failed.status == "failed" and failed.message.startswith("matching:") and not failed.files
+    assert not (tmp_path / "p.nc").exists()
+    with pytest.raises(InvalidInputError, match="swap REF and SEC"):
+        process_pair(PairSpec(**base, dates="2020-02-01,2020-01-01", errors="record"))
+    with pytest.raises(InvalidInputError, match="at least one output"):
+        process_pair(PairSpec(reference=ref, secondary=sec, outputs={}))
