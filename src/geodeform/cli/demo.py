@@ -145,6 +145,7 @@ def demo(
             report_extras=extras,
         )
     vel = result.velocity
+    assert vel is not None  # run_job raises when no velocity could be computed
     tvx, tvy = truth_velocity(vel["x"].values[None, :], vel["y"].values[:, None])
     typer.echo(f"report: {result.products['report'].resolve()}")
     typer.echo(f"demo finished in {time.perf_counter() - t0:.0f} s")

@@ -368,7 +368,7 @@ def process_pair(spec: PairSpec, *, progress: PairProgress | None = None) -> Pai
     if coverage == 0 and spec.errors == "record":
         counts = ", ".join(f"{k} {v}" for k, v in corrected.field.reason_counts().items())
         return PairOutcome(**labels, status="failed", message=f"no valid node ({counts})")
-    stats = {
+    stats: dict[str, Any] = {
         "coverage": coverage,
         "stable_nmad_x": corrected.nmad_x,
         "stable_nmad_y": corrected.nmad_y,

@@ -113,7 +113,8 @@ def invert_pairs(
     if not ok:
         raise all_failed(outcomes)
     index = {str(d): n for n, d in enumerate(stack.dates)}
-    dx, dy, pairs, errs = [], [], [], []
+    dx, dy, pairs = [], [], []
+    errs: list[float] = []
     template = None
     for o in ok:
         with xr.open_dataset(o.path, engine="h5netcdf") as ds:
@@ -123,7 +124,7 @@ def invert_pairs(
                 template = ds.load()
         pairs.append((index[o.reference], index[o.secondary]))
         err = np.nanmean([o.stable_nmad_x, o.stable_nmad_y]) * abs(o.dt_days) / DAYS_PER_YEAR
-        errs.append(err if np.isfinite(err) and err > 0 else np.nan)
+        errs.append(float(err) if np.isfinite(err) and err > 0 else np.nan)
     assert template is not None
     used = sorted({k for p in pairs for k in p})
     remap = {old: new for new, old in enumerate(used)}
@@ -199,7 +200,7 @@ def _points(result: RunResult, extras: dict[str, Any]) -> list[PointSeries]:
     for name, x, y in pick_points(vel):
         j, i = int(np.argmin(np.abs(xs - x))), int(np.argmin(np.abs(ys - y)))
         te, tn = truth(x, y, ts.dates) if truth else (None, None)
-        assert ts.sigma_dy is not None  # the job always inverts both components
+        assert ts.dy is not None and ts.sigma_dy is not None  # a job always inverts both components
         points.append(
             PointSeries(
                 name,
