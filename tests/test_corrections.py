@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
 import pytest
 
+from _shared import SHARED_DATA
 from geodeform.corrections import (
     apply_mask,
     coregister,
@@ -24,7 +23,7 @@ from geodeform.corrections import (
 )
 from geodeform.errors import InvalidInputError, NoDataError
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data"
+DATA = SHARED_DATA
 KASKA = DATA / "glaft_kaskawulsh"
 
 
@@ -186,6 +185,7 @@ def test_glaft_metric_reproduces_the_published_kaskawulsh_values() -> None:
     assert m.outlier_fraction == pytest.approx(0.071, abs=0.005)
 
 
+@pytest.mark.slow
 def test_kaskawulsh_correction_lowers_stable_ground_spread() -> None:
     vx, vy, stable, ice = _read_kaskawulsh()
     rep = correct_offsets(vx, vy, stable=stable, plane=True, filters={"ndc_tolerance": 0.5})

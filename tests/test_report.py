@@ -193,6 +193,7 @@ def test_all_pairs_failed_still_writes_a_report(tmp_path: Path) -> None:
     assert "All 3 image pairs failed" in out.read_text(encoding="utf-8")
 
 
+@pytest.mark.slow
 def test_tiny_grid_single_pair_and_minimal_inputs(tmp_path: Path) -> None:
     ds = velocity_dataset(2, 2, nan_cols=0)
     pair = [PairSummary("2024-06-01T10:12:00Z", "2024-06-13T10:12:00Z", 12.0, "ok")]  # only required fields
@@ -213,6 +214,7 @@ def test_tiny_grid_single_pair_and_minimal_inputs(tmp_path: Path) -> None:
     read_png((tmp_path / "quicklooks" / "velocity.png").read_bytes())
 
 
+@pytest.mark.slow
 def test_unusual_grids(tmp_path: Path) -> None:
     south_up = velocity_dataset(3, 4, nan_cols=1).isel(y=slice(None, None, -1))  # y increasing
     bad_truth = xr.DataArray(np.ones((2, 2)), dims=("y", "x"))
@@ -229,6 +231,7 @@ def test_unusual_grids(tmp_path: Path) -> None:
     read_png((tmp_path / "b" / "quicklooks" / "velocity.png").read_bytes())
 
 
+@pytest.mark.slow
 def test_rerun_removes_stale_quicklooks(tmp_path: Path) -> None:
     ds = velocity_dataset(3, 3, nan_cols=0)
     write_report(make_inputs(ds, speed_truth=ds["v"], points=[], pairs=[]), tmp_path)

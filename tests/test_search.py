@@ -8,7 +8,6 @@ projected to lon/lat with pyproj and counted if it falls in the bbox (no rasteri
 from __future__ import annotations
 
 import csv
-import importlib
 import json
 import shutil
 from pathlib import Path
@@ -17,7 +16,6 @@ import numpy as np
 import pytest
 import rasterio
 from pyproj import Transformer
-from typer.testing import CliRunner
 
 from _stac_helpers import (
     ASSETS,
@@ -310,26 +308,18 @@ def test_local_catalogue_reads_sentinel2_safe_and_loose_jp2(tmp_path: Path) -> N
 # --- CLI -----------------------------------------------------------------------------------------------
 
 
-def _cli() -> object:
-    for name in ("offsets", "search"):
-        importlib.import_module(f"geodeform.cli.{name}")
-    from geodeform.cli.app import app
-
-    return app
-
-
-def test_cli_search_writes_a_table(tmp_path: Path) -> None:
+def test_cli_search_writes_a_table(tmp_path: Path, cli) -> None:
     out = tmp_path / "scenes.geojson"
     args = ["search", "--bbox", ",".join(map(str, BBOX)), "--start", AUGUST["start"], "--end", AUGUST["end"]]
     args += ["--catalog", stac_url(), "--limit", "1", "-o", str(out)]
-    result = CliRunner().invoke(_cli(), args, env={"COLUMNS": "200"})  # type: ignore[arg-type]
-    assert result.exit_code == 0, result.output
+    result = cli(*args, env={"COLUMNS": "200"})
+    assert result.code == 0, result.output
     assert CLEAR in result.output and "AOI cloud %" in result.output
     ids = [f["id"] for f in json.loads(out.read_text())["features"]]
     assert ids == [CLEAR, OTHER_ORBIT]
 
 
-def test_cli_bad_input_raises_our_errors() -> None:
+def test_cli_bad_input_raises_our_errors(cli) -> None:
     args = [
         "search",
         "--tile",
@@ -341,5 +331,5 @@ def test_cli_bad_input_raises_our_errors() -> None:
         "--catalog",
         stac_url(),
     ]
-    result = CliRunner().invoke(_cli(), args)  # type: ignore[arg-type]
+    result = cli(*args)
     assert isinstance(result.exception, GeodeformError) and "after end date" in str(result.exception)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pickle
 import signal
 import subprocess
 import sys
@@ -28,7 +29,16 @@ from geodeform.config import load_config
 from geodeform.demo import PIXEL_M, load_texture, make_glacier_series
 from geodeform.errors import InvalidInputError, NoDataError
 from geodeform.io import NoOverlapError
-from geodeform.workflows import run_job
+from geodeform.offsets import node_grid
+from geodeform.timeseries import date_noise
+from geodeform.workflows import (
+    PairSpec,
+    process_pair,
+    run_job,
+    search_ranges,
+    stable_nodes,
+    stack_from_inputs,
+)
 
 YEAR = 365.25
 
@@ -52,6 +62,7 @@ def sync_config(path: Path, **changes: object) -> dict:
     return data
 
 
+@pytest.mark.slow
 def test_ice_job_recovers_the_known_flow_and_writes_every_product(series, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     config = load_config(sync_config(write_demo_inputs(tmp_path / "in", series)))
     seen: dict[str, int] = {}
@@ -98,14 +109,12 @@ def test_ice_job_recovers_the_known_flow_and_writes_every_product(series, tmp_pa
     again = run_job(config, run)
     assert again.pairs_computed == 0 and again.pairs_reused == 6
     # a reference velocity map gives per-node search ranges: wide on the glacier, minimal off it
-    from geodeform.workflows.job import _search_ranges
-
     ref = config.model_copy(
         update={
             "matching": config.matching.model_copy(update={"reference_velocity": str(run / "velocity.nc")})
         }
     )
-    radius = _search_ranges(ref, result.stack, 48.0)
+    radius = search_ranges(ref, result.stack, 48.0)
     assert radius.shape == vel["vx"].shape
     fast = np.hypot(tvx, tvy) > 1000
     slow = np.hypot(tvx, tvy) < 20
@@ -114,6 +123,7 @@ def test_ice_job_recovers_the_known_flow_and_writes_every_product(series, tmp_pa
     assert all(p.status == "ok" for p in rerun.pairs)
 
 
+@pytest.mark.slow
 def test_kill_9_then_rerun_recomputes_only_unfinished_pairs(series, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     data = sync_config(write_demo_inputs(tmp_path / "in", make_glacier_series(n_dates=6)))
     data["matching"]["step"] = 4  # slower pairs, so the kill lands mid-run
@@ -228,6 +238,7 @@ def _node_error(result, dx: np.ndarray, dy: np.ndarray, dt_days: float):  # type
     return vx * k - tdx, -vy * k - tdy
 
 
+@pytest.mark.slow
 def test_slide_defaults_give_valid_vectors_on_a_landslide(tmp_path: Path) -> None:
     tex = load_texture()[:320, :320]
     rr, cc = np.mgrid[:320, :320].astype(float)
@@ -244,6 +255,7 @@ def test_slide_defaults_give_valid_vectors_on_a_landslide(tmp_path: Path) -> Non
     assert result.config.matching.step == 8 and result.pairs[0].search_range >= 3
 
 
+@pytest.mark.slow
 def test_quake_defaults_measure_a_fault_offset(tmp_path: Path) -> None:
     tex = load_texture()[:320, :320]
     rr, cc = np.mgrid[:320, :320].astype(float)
@@ -272,6 +284,7 @@ def test_quake_defaults_measure_a_fault_offset(tmp_path: Path) -> None:
     assert (tmp_path / "run" / "velocity.nc").is_file()
 
 
+@pytest.mark.slow
 def test_all_pairs_failing_is_a_clear_error(tmp_path: Path) -> None:
     tex = load_texture()[:256, :256].astype(np.float32)
     noise = np.random.default_rng(0).normal(1000, 200, tex.shape).astype(np.float32)
@@ -284,6 +297,7 @@ def test_all_pairs_failing_is_a_clear_error(tmp_path: Path) -> None:
     assert "every pair failed to match" in report and "failed" in report
 
 
+@pytest.mark.slow
 def test_local_cluster_and_slurm_job_script(series, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     from geodeform.config import SlurmConfig
     from geodeform.parallel import executor, slurm_cluster
@@ -334,6 +348,7 @@ def _es_scene(folder: Path, tile: str, day: str, data: np.ndarray, x0: float, y0
         dst.write(data, 1)
 
 
+@pytest.mark.slow
 def test_survey_mosaics_adjacent_tiles_without_a_seam(tmp_path: Path) -> None:
     """Two MGRS tiles (32TLR | 32TMR, seam at x = 400 km) and two dates: each date is mosaicked before
     matching, so the motion that straddles the seam is measured on both sides and across it."""
@@ -393,6 +408,7 @@ def test_survey_mosaics_adjacent_tiles_without_a_seam(tmp_path: Path) -> None:
     assert np.sqrt(np.nanmean(err**2)) < 0.1
 
 
+@pytest.mark.slow
 def test_job_from_the_local_stac_api_on_real_sentinel2(tmp_path: Path) -> None:
     """Search -> AOI cloud scoring -> SCL masking -> reads -> match, on real Sentinel-2 crops (33TWM, 240 m)
     served by the local STAC API. The ground is static over the two days, so the offsets are noise."""
@@ -431,6 +447,7 @@ def test_job_from_the_local_stac_api_on_real_sentinel2(tmp_path: Path) -> None:
         run_job(load_config(job), tmp_path / "run2")
 
 
+@pytest.mark.slow
 def test_roi_crops_the_processed_region(tmp_path: Path) -> None:
     from pyproj import Transformer
 
@@ -451,8 +468,6 @@ def test_roi_crops_the_processed_region(tmp_path: Path) -> None:
 
 
 def test_date_noise_recovers_per_image_errors() -> None:
-    from geodeform.workflows import date_noise
-
     s = np.array([0.1, 0.4, 0.2, 0.3, 0.1])
     pairs = [(i, j) for i in range(5) for j in range(i + 1, 5) if j - i <= 2]
     sigma = np.array([np.hypot(s[i], s[j]) for i, j in pairs])
@@ -463,9 +478,6 @@ def test_date_noise_recovers_per_image_errors() -> None:
 
 
 def test_dem_slopes_and_glacier_outline_shape_the_stable_ground(tmp_path: Path) -> None:
-    from geodeform.workflows.job import _stable_nodes
-    from geodeform.workflows.stack import stack_from_inputs
-
     tex = load_texture()[:256, :256]
     job = _pair_job(tmp_path, tex, np.roll(tex, 1, 1), ("2020-01-01", "2020-01-17"), preset="ice")
     # DEM: flat on the left half, a 45° slope on the right half (30 m pixels, +30 m per column)
@@ -479,12 +491,64 @@ def test_dem_slopes_and_glacier_outline_shape_the_stable_ground(tmp_path: Path) 
         {**job, "dem": str(tmp_path / "dem.tif"), "masks": {"glacier": str(tmp_path / "ice.tif")}}
     )
     stack = stack_from_inputs(config.inputs, tmp_path / "run")
-    stable = _stable_nodes(config, stack)
-    from geodeform.offsets._common import node_grid
-
+    stable = stable_nodes(config, stack)
     _, _, rc, cc = node_grid((256, 256), (32, 32), (16, 16))
     # nodes sample their nearest pixel; column 128 sits on the break, where the central difference gives
     # half the slope (26.6° <= 30°): still stable
     expected = (np.rint(rc)[:, None] >= 64) & (np.rint(cc)[None, :] <= 128)
     assert stable.shape == expected.shape
     assert np.array_equal(stable, expected)
+
+
+# --- one pair: geodeform.workflows.process_pair ------------------------------------------------------------
+
+
+def _shifted_pair(folder: Path) -> tuple[str, str]:
+    """A real texture and the same texture moved by +1 column (dx = +1 px = 30 m east), dated in the names."""
+    tex = load_texture()[:160, :160].astype(np.float32)
+    ref = _write(folder / "LC08_20200101_ref.tif", tex)
+    sec = _write(folder / "LC08_20200117_sec.tif", np.roll(tex, 1, axis=1))
+    return ref, sec
+
+
+def test_process_pair_measures_writes_reuses_and_pickles(tmp_path: Path) -> None:
+    ref, sec = _shifted_pair(tmp_path)
+    spec = PairSpec(
+        reference=ref,
+        secondary=sec,
+        outputs={"netcdf": str(tmp_path / "p.nc"), "cog": str(tmp_path / "p.tif")},
+        stac=True,
+        search_range=4,
+        key="k1",
+    )
+    assert pickle.loads(pickle.dumps(spec)) == spec  # travels to Dask / SLURM workers
+    stages: list[str] = []
+    out = process_pair(spec, progress=lambda stage, done, total: stages.append(stage))
+    assert out.status == "ok" and out.computed and not out.reprojected
+    assert (out.reference, out.secondary, out.dt_days) == ("2020-01-01", "2020-01-17", 16.0)
+    assert out.dates_source == "metadata / file names"
+    assert out.files == (str(tmp_path / "p.nc"), str(tmp_path / "p.tif"), str(tmp_path / "p.stac.json"))
+    assert {"read", "match", "write"} <= set(stages)
+    s = out.summary
+    assert s is not None and s.valid_fraction > 0.9 and s.has_velocity
+    assert s.median_dx == pytest.approx(PIXEL_M, abs=0.05 * PIXEL_M)  # +1 column = 30 m east
+    assert abs(s.median_dy) < 0.05 * PIXEL_M
+    with xr.open_dataset(out.path) as ds:
+        assert ds.attrs["geodeform_pair_key"] == "k1" and ds.attrs["geodeform_method"] == "ncc"
+        assert float(np.nanmedian(ds["vx"])) == pytest.approx(PIXEL_M / 16 * YEAR, rel=0.05)
+    again = process_pair(spec)  # same key: the product is reused, its numbers read back
+    assert not again.computed and again.coverage == out.coverage and again.path == out.path
+
+
+def test_process_pair_error_policies(tmp_path: Path) -> None:
+    ref, sec = _shifted_pair(tmp_path)
+    base = {"reference": ref, "secondary": sec, "outputs": {"netcdf": str(tmp_path / "p.nc")}}
+    with pytest.raises(InvalidInputError, match="method"):
+        process_pair(PairSpec(**base, method="sift"))  # type: ignore[arg-type]
+    failed = process_pair(PairSpec(**base, method="sift", errors="record"))  # type: ignore[arg-type]
+    assert failed.status == "failed" and failed.message.startswith("matching:") and not failed.files
+    assert not (tmp_path / "p.nc").exists()
+    with pytest.raises(InvalidInputError, match="swap REF and SEC"):
+        process_pair(PairSpec(**base, dates="2020-02-01,2020-01-01", errors="record"))
+    with pytest.raises(InvalidInputError, match="at least one output"):
+        process_pair(PairSpec(reference=ref, secondary=sec, outputs={}))

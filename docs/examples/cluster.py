@@ -16,30 +16,9 @@ from rasterio.transform import from_origin
 
 from geodeform.demo import glacier_field
 from geodeform.pairs import build_pairs
+from geodeform.workflows import PairSpec, process_pair
 
 PEAK = 0.05  # px/day at the glacier centre (548 m/yr at 30 m)
-
-
-def process_pair(reference: str, secondary: str, output: str) -> str:
-    """One task: read a pair on the reference grid, match it with one thread, write the product."""
-    from geodeform.io import AcquisitionDates, acquisition_date, offset_dataset, read_pair, write_netcdf
-    from geodeform.offsets import match
-
-    pair = read_pair(reference, secondary)
-    field = match(pair.reference.data, pair.secondary.data, chip_size=32, step=16, search_range=8, threads=1)
-    dates = AcquisitionDates(
-        acquisition_date(reference, pair.reference.tags), acquisition_date(secondary, pair.secondary.tags)
-    )
-    ds = offset_dataset(
-        field,
-        pair.reference.grid,
-        dates=dates,
-        reference=reference,
-        secondary=secondary,
-        step=16,
-        processing=field.params,
-    )
-    return str(write_netcdf(ds, output))
 
 
 def write_inputs(folder: Path, dates: np.ndarray) -> list[Path]:
@@ -75,14 +54,24 @@ if __name__ == "__main__":  # Dask starts worker processes that import this file
 
     # 2 worker processes x 1 thread: one pair per core, numba single-threaded inside each task.
     cluster = LocalCluster(n_workers=2, threads_per_worker=1, dashboard_address=None)
-    with cluster, Client(cluster) as client:
-        futures = client.map(
-            process_pair,
-            [str(images[i]) for i, _ in network.pairs],
-            [str(images[j]) for _, j in network.pairs],
-            [str(out / f"pair_{i}_{j}.nc") for i, j in network.pairs],
+    # One task per pair: the spec holds paths and settings only, so it travels to any worker; each task
+    # reads its pair (the secondary warped onto the reference grid), matches it with one thread and
+    # writes its product atomically. Dates come from the file names.
+    specs = [
+        PairSpec(
+            reference=str(images[i]),
+            secondary=str(images[j]),
+            outputs={"netcdf": str(out / f"pair_{i}_{j}.nc")},
+            chip_size=32,
+            step=16,
+            search_range=8,
+            threads=1,
         )
-        products = client.gather(futures)
+        for i, j in network.pairs
+    ]
+    with cluster, Client(cluster) as client:
+        outcomes = client.gather(client.map(process_pair, specs))
+    products = [o.path for o in outcomes]
 
     import xarray as xr
 

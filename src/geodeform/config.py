@@ -8,8 +8,8 @@ default; unknown keys are errors.
 
 Presets (:data:`PRESETS`) are partial configs laid under the user's file: ``ice`` (glacier flow, Sentinel-2
 B04, pairs of 5-100 days), ``slide`` (slow landslides, long same-season pairs), ``quake`` (one co-seismic
-pair or a few, larger chips, phase correlation), ``survey`` (several MGRS tiles and orbits, pairs per
-orbit, mosaics of adjacent tiles).
+pair or a few: ncc with larger 48 px chips, co-registration fitted on every node, no inversion),
+``survey`` (several MGRS tiles and orbits, pairs per orbit, mosaics of adjacent tiles).
 """
 
 from __future__ import annotations
@@ -18,11 +18,13 @@ import copy
 import datetime as dt
 import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from geodeform.conventions import DAYS_PER_YEAR, ProductFormat
 from geodeform.errors import InvalidInputError
 
 __all__ = [
@@ -40,12 +42,11 @@ __all__ = [
     "SearchConfig",
     "SlurmConfig",
     "config_to_yaml",
+    "deep_merge",
     "load_config",
     "preset_config",
     "search_range_px",
 ]
-
-DAYS_PER_YEAR = 365.25
 
 
 class _Model(BaseModel):
@@ -249,7 +250,6 @@ class InversionConfig(_Model):
     )
 
 
-ProductFormat = Literal["netcdf", "cog"]
 _DEFAULT_FORMATS: tuple[ProductFormat, ...] = ("netcdf", "cog")
 
 
@@ -403,11 +403,15 @@ _EXAMPLE_SEARCH: dict[str, dict[str, Any]] = {
 }
 
 
-def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    out = copy.deepcopy(base)
+def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
+    """``top`` laid over ``base``: nested sections merge key by key, other values of ``top`` replace.
+
+    Neither argument is modified (the result holds deep copies), so presets stay pristine.
+    """
+    out = copy.deepcopy(dict(base))
     for k, v in top.items():
-        if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
+        if isinstance(v, Mapping) and isinstance(out.get(k), Mapping):
+            out[k] = deep_merge(out[k], v)
         else:
             out[k] = copy.deepcopy(v)
     return out
@@ -456,7 +460,7 @@ def load_config(source: str | os.PathLike[str] | dict[str, Any]) -> JobConfig:
         raise InvalidInputError(
             f"{name}: preset {preset!r} unknown; allowed: {', '.join([*PRESETS, 'custom'])}"
         )
-    merged = _merge(PRESETS.get(preset, {}), data)
+    merged = deep_merge(PRESETS.get(preset, {}), data)
     try:
         return JobConfig.model_validate(merged)
     except ValidationError as exc:
@@ -467,7 +471,9 @@ def preset_config(preset: str, *, name: str | None = None) -> JobConfig:
     """The preset's full config with an example search (edit its dates and AOI)."""
     if preset not in PRESETS:
         raise InvalidInputError(f"preset {preset!r} unknown; allowed: {', '.join(PRESETS)}")
-    data = _merge(PRESETS[preset], {"name": name or f"my-{preset}-job", "search": _EXAMPLE_SEARCH[preset]})
+    data = deep_merge(
+        PRESETS[preset], {"name": name or f"my-{preset}-job", "search": _EXAMPLE_SEARCH[preset]}
+    )
     return load_config(data)
 
 

@@ -5,6 +5,10 @@ from __future__ import annotations
 import importlib
 import sys
 
+import click
+import typer
+from rich.console import Console
+
 from geodeform.cli.app import app
 from geodeform.errors import GeodeformError
 
@@ -25,18 +29,18 @@ def main() -> None:
     try:
         app(standalone_mode=False)
     except GeodeformError as exc:
-        from rich.console import Console
-
         Console(stderr=True).print(f"[bold red]error:[/] {exc}")
         sys.exit(2)
     except SystemExit:
         raise
-    except Exception as exc:  # click usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(exc, click.exceptions.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        if isinstance(exc, click.exceptions.Abort):
+    except Exception as exc:  # usage errors arrive here in non-standalone mode
+        # Typer >= 0.2x raises its own copy of click's exceptions (typer._click), not click's: both have
+        # show() and an int exit_code.
+        if isinstance(exc, click.ClickException) or (
+            callable(getattr(exc, "show", None)) and isinstance(getattr(exc, "exit_code", None), int)
+        ):
+            exc.show()  # type: ignore[attr-defined]
+            sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+        if isinstance(exc, (click.exceptions.Abort, typer.Abort)):
             sys.exit(1)
         raise

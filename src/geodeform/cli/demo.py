@@ -8,9 +8,14 @@ from typing import Annotated, Any
 
 import numpy as np
 import typer
+import yaml
 from rich.console import Console
 
 from geodeform.cli.app import app
+from geodeform.cli.run import progress_bars
+from geodeform.config import PRESETS, load_config
+from geodeform.conventions import DAYS_PER_YEAR
+from geodeform.demo import PIXEL_M, make_glacier_series
 
 __all__ = ["demo", "write_demo_inputs"]
 
@@ -19,10 +24,10 @@ CRS = "EPSG:32621"
 
 
 def _write_geotiff(path: Path, data: np.ndarray, date: str, nodata: float | None = 0) -> None:
+    # rasterio and geodeform.io need the geo extra: imported when the command runs.
     import rasterio
     from rasterio.transform import from_origin
 
-    from geodeform.demo import PIXEL_M
     from geodeform.io import atomic_output
 
     profile = dict(
@@ -43,10 +48,7 @@ def _write_geotiff(path: Path, data: np.ndarray, date: str, nodata: float | None
 
 def write_demo_inputs(out: Path, series: Any, method: str = "ncc") -> Path:
     """Write the series as GeoTIFFs, the glacier outline raster and ``job.yaml``; return the config path."""
-    import yaml
-
-    from geodeform.config import PRESETS
-    from geodeform.io import atomic_output
+    from geodeform.io import atomic_output  # needs the geo extra: imported when the command runs
 
     images = out / "inputs"
     images.mkdir(parents=True, exist_ok=True)
@@ -93,9 +95,7 @@ def demo(
     outline), inverts the network and writes the velocity map, time series, STAC catalogue and the HTML
     report. The last line is the error of the recovered mean velocity against the truth.
     """
-    from geodeform.config import load_config
-    from geodeform.demo import PIXEL_M, make_glacier_series
-    from geodeform.workflows import run_job
+    from geodeform.workflows import run_job  # needs the geo extra: imported when the command runs
 
     t0 = time.perf_counter()
     console = Console(stderr=True)
@@ -115,7 +115,7 @@ def demo(
         cols = (x - ORIGIN[0]) / PIXEL_M - 0.5
         rows = (ORIGIN[1] - y) / PIXEL_M - 0.5
         vx, vy = series.velocity(rows, cols)  # px/day, +dy = south
-        return vx * PIXEL_M * 365.25, -vy * PIXEL_M * 365.25
+        return vx * PIXEL_M * DAYS_PER_YEAR, -vy * PIXEL_M * DAYS_PER_YEAR
 
     def extras(result: Any) -> dict[str, Any]:
         import xarray as xr
@@ -126,7 +126,7 @@ def demo(
 
         def series_truth(x: float, y: float, dates: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             vx, vy = truth_velocity(np.asarray(x), np.asarray(y))
-            years = (dates - dates[0]) / np.timedelta64(1, "D") / 365.25
+            years = (dates - dates[0]) / np.timedelta64(1, "D") / DAYS_PER_YEAR
             return float(vx) * years, float(vy) * years
 
         return {
@@ -135,8 +135,6 @@ def demo(
             "summary": {"velocity vector error vs truth": _error_text(vel, tvx, tvy, result)},
             "attribution": ("Contains modified Landsat-8 data courtesy of the U.S. Geological Survey",),
         }
-
-    from geodeform.cli.run import progress_bars
 
     with progress_bars(console) as progress:
         result = run_job(
@@ -147,6 +145,7 @@ def demo(
             report_extras=extras,
         )
     vel = result.velocity
+    assert vel is not None  # run_job raises when no velocity could be computed
     tvx, tvy = truth_velocity(vel["x"].values[None, :], vel["y"].values[:, None])
     typer.echo(f"report: {result.products['report'].resolve()}")
     typer.echo(f"demo finished in {time.perf_counter() - t0:.0f} s")
@@ -155,13 +154,11 @@ def demo(
 
 def _error_text(vel: Any, tvx: np.ndarray, tvy: np.ndarray, result: Any) -> str:
     """RMSE of the mean velocity vs the truth, m/yr and pixels over the median pair span."""
-    from geodeform.demo import PIXEL_M
-
     err = np.hypot(vel["vx"].values - tvx, vel["vy"].values - tvy)
     valid = np.isfinite(err)
     rmse = float(np.sqrt(np.mean(err[valid] ** 2))) if valid.any() else float("nan")
     dt = float(np.median([abs(p.dt_days) for p in result.pairs if p.status == "ok"]))
-    px = rmse * dt / 365.25 / PIXEL_M
+    px = rmse * dt / DAYS_PER_YEAR / PIXEL_M
     peak = float(np.nanmax(np.hypot(tvx, tvy)))
     return (
         f"RMSE {rmse:.1f} m/yr ({px:.3f} px over the median pair span of {dt:.0f} days) over "

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from geodeform.cli.app import app
+from geodeform.config import config_to_yaml, preset_config
 
 __all__ = ["init"]
 
@@ -25,8 +26,7 @@ def init(
     Example: ``geodeform init --preset ice > job.yaml``, edit ``search.start/end/aoi``, then
     ``geodeform run job.yaml``.
     """
-    from geodeform.config import config_to_yaml, preset_config
-    from geodeform.io import atomic_output
+    from geodeform.io import atomic_output  # needs the geo extra: imported when the command runs
 
     text = config_to_yaml(preset_config(preset, name=name))
     if output is None:

@@ -19,6 +19,7 @@ from rich.progress import (
 )
 
 from geodeform.cli.app import app
+from geodeform.config import load_config
 
 __all__ = ["progress_bars", "run"]
 
@@ -68,8 +69,7 @@ def run(
 
     Rerunning the same config in the same folder resumes: finished pairs are reused.
     """
-    from geodeform.config import load_config
-    from geodeform.workflows import run_job
+    from geodeform.workflows import run_job  # needs the geo extra: imported when the command runs
 
     job = load_config(config)
     updates: dict[str, Any] = {}
@@ -80,11 +80,9 @@ def run(
     if threads is not None:
         updates["threads"] = threads
     if updates:
-        from geodeform.config import load_config as _reload
-
         data = job.model_dump(mode="json")
         data["compute"].update(updates)
-        job = _reload(data)
+        job = load_config(data)
     console = Console(stderr=True)
     with progress_bars(console) as progress:
         result = run_job(job, out, progress=progress, on_estimate=lambda e: console.print(e.describe()))

@@ -39,6 +39,7 @@ def _table(scenes: object, title: str) -> Table:
 
 @app.command("search")
 def search_command(
+    *,
     collection: Annotated[
         str,
         typer.Option(
@@ -97,7 +98,7 @@ def search_command(
 
       geodeform search -c landsat --bbox 7.1,45.8,7.3,45.95 --months 6-9 --max-aoi-cloud 20 -o s.csv
     """
-    from geodeform.search import search
+    from geodeform.search import search  # needs the geo extra: imported when the command runs
 
     console = Console()
     with Progress(

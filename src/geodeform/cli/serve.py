@@ -7,8 +7,12 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+import yaml
+from pydantic import ValidationError
 
 from geodeform.cli.app import app
+from geodeform.config import ComputeConfig
+from geodeform.errors import InvalidInputError
 
 __all__ = ["serve"]
 
@@ -17,6 +21,7 @@ log = logging.getLogger(__name__)
 
 @app.command("serve")
 def serve(
+    *,
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     db: Annotated[
@@ -58,6 +63,7 @@ def serve(
 
     Example: geodeform serve --port 8000 --db service.db --data-root /data/scenes --workers 2
     """
+    # The service extra (FastAPI, uvicorn, SQLAlchemy): imported when the command runs.
     import uvicorn
 
     from geodeform.service.app import create_app
@@ -91,12 +97,6 @@ def _compute_section(path: Path | None) -> dict[str, Any] | None:
     """Read and validate ``--compute FILE``: a ComputeConfig mapping (or a job config's ``compute:``)."""
     if path is None:
         return None
-    import yaml
-    from pydantic import ValidationError
-
-    from geodeform.config import ComputeConfig
-    from geodeform.errors import InvalidInputError
-
     try:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:

@@ -30,7 +30,7 @@ def add(
 
     Example: TOKEN=$(geodeform users add alice --db service.db | tail -1)
     """
-    from geodeform.service.store import JobStore, migrate
+    from geodeform.service.store import JobStore, migrate  # service extra: imported when the command runs
 
     if not _NAME.match(name):
         raise InvalidInputError(

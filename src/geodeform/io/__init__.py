@@ -11,26 +11,52 @@ from geodeform.io.atomic import atomic_output
 from geodeform.io.dates import (
     DAYS_PER_YEAR,
     AcquisitionDates,
+    PairDates,
     acquisition_date,
+    pair_dates,
     parse_date,
     parse_dates_option,
 )
 from geodeform.io.grid import GeoGrid, MapOffsets, apply_transform, node_grid, pixel_offsets_to_map
-from geodeform.io.product import OffsetField, composite_dataset, dataset_grid, offset_dataset
+from geodeform.io.masks import raster_on_grid, read_mask, slope_degrees, speed_on_grid
+from geodeform.io.media import MEDIA_TYPES, media_type
+from geodeform.io.product import (
+    OffsetField,
+    ProductSummary,
+    composite_dataset,
+    dataset_grid,
+    offset_dataset,
+    speed,
+    summarize_product,
+    timeseries_dataset,
+)
 from geodeform.io.raster import (
     CorruptRasterError,
     NoOverlapError,
     NotGeoreferencedError,
     RasterBand,
     RasterPair,
+    fill_values,
+    gdal_path,
     read_band,
     read_pair,
 )
-from geodeform.io.writers import COG_BANDS, write_cog, write_netcdf, write_stac_item
+from geodeform.io.writers import (
+    COG_BANDS,
+    PRODUCT_SUFFIXES,
+    product_format,
+    write_catalog,
+    write_cog,
+    write_netcdf,
+    write_product,
+    write_stac_item,
+)
 
 __all__ = [
     "COG_BANDS",
     "DAYS_PER_YEAR",
+    "MEDIA_TYPES",
+    "PRODUCT_SUFFIXES",
     "AcquisitionDates",
     "CorruptRasterError",
     "GeoGrid",
@@ -38,6 +64,8 @@ __all__ = [
     "NoOverlapError",
     "NotGeoreferencedError",
     "OffsetField",
+    "PairDates",
+    "ProductSummary",
     "RasterBand",
     "RasterPair",
     "acquisition_date",
@@ -45,14 +73,28 @@ __all__ = [
     "atomic_output",
     "composite_dataset",
     "dataset_grid",
+    "fill_values",
+    "gdal_path",
+    "media_type",
     "node_grid",
     "offset_dataset",
+    "pair_dates",
     "parse_date",
     "parse_dates_option",
     "pixel_offsets_to_map",
+    "product_format",
+    "raster_on_grid",
     "read_band",
+    "read_mask",
     "read_pair",
+    "slope_degrees",
+    "speed",
+    "speed_on_grid",
+    "summarize_product",
+    "timeseries_dataset",
+    "write_catalog",
     "write_cog",
     "write_netcdf",
+    "write_product",
     "write_stac_item",
 ]

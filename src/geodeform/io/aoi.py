@@ -31,12 +31,13 @@ from numpy.typing import NDArray
 from geodeform.bands import S2_BAND_ASSETS
 from geodeform.errors import DataError, InvalidInputError
 from geodeform.io.atomic import atomic_output
-from geodeform.io.raster import CorruptRasterError, NoOverlapError, NotGeoreferencedError
+from geodeform.io.raster import CorruptRasterError, NoOverlapError, NotGeoreferencedError, gdal_path
 
 __all__ = [
     "AOIGrid",
     "SceneRef",
     "aoi_grid",
+    "band_resolution",
     "default_cache_dir",
     "read_aoi",
     "read_aoi_stack",
@@ -178,12 +179,6 @@ class SceneRef:
         )
 
 
-def _gdal_path(href: str) -> str:
-    from geodeform.search.scoring import gdal_path
-
-    return gdal_path(href)
-
-
 def _safe_name(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text)[:120] or "item"
 
@@ -250,7 +245,7 @@ def _warp(href: str, grid: AOIGrid, resampling: str, *, fresh: bool = False) -> 
     from rasterio.vrt import WarpedVRT
     from rasterio.warp import transform_bounds
 
-    path = _gdal_path(href)
+    path = gdal_path(href)
     # GDAL remembers a failed /vsicurl/ request; a retry must bypass that cache or it fails at once.
     options = {"CPL_VSIL_CURL_NON_CACHED": path} if fresh else {}
     with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR", **options), rasterio.open(path) as src:
@@ -366,13 +361,22 @@ def read_aoi(
     return data
 
 
-def _band_resolution(ref: SceneRef, band: str) -> float:
+def band_resolution(ref: SceneRef, band: str) -> float:
+    """Pixel size (metres) of ``band`` of a scene, read from its raster header.
+
+    Raises
+    ------
+    InvalidInputError
+        The raster is not in a projected CRS (its pixel size is not in metres).
+    DataError
+        The raster cannot be opened.
+    """
     import rasterio
     from rasterio.errors import RasterioError
 
     _, href = ref.href(band)
     try:
-        with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), rasterio.open(_gdal_path(href)) as src:
+        with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"), rasterio.open(gdal_path(href)) as src:
             if src.crs is None or not src.crs.is_projected:
                 raise InvalidInputError(
                     f"{href} is not in a projected CRS, so its pixel size is not in metres; pass resolution="
@@ -430,7 +434,7 @@ def read_aoi_stack(
     refs = [SceneRef.from_any(s) for s in scenes]
     if not refs:
         raise InvalidInputError("no scenes to read; run a search first")
-    res = resolution or _band_resolution(refs[0], band)
+    res = resolution or band_resolution(refs[0], band)
     grid = aoi_grid(aoi, res)
     layers = []
     for i, ref in enumerate(refs):

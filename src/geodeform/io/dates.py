@@ -10,12 +10,21 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
+from typing import NamedTuple
 
+from geodeform.conventions import DAYS_PER_YEAR
 from geodeform.errors import InvalidInputError
+from geodeform.io.raster import RasterPair
 
-__all__ = ["DAYS_PER_YEAR", "AcquisitionDates", "acquisition_date", "parse_date", "parse_dates_option"]
-
-DAYS_PER_YEAR = 365.25
+__all__ = [
+    "DAYS_PER_YEAR",
+    "AcquisitionDates",
+    "PairDates",
+    "acquisition_date",
+    "pair_dates",
+    "parse_date",
+    "parse_dates_option",
+]
 
 # Tags that name the acquisition time, most specific first. TIFFTAG_DATETIME comes last (after the file name)
 # because GDAL and most tools set it to the *processing* time.
@@ -133,3 +142,46 @@ def acquisition_date(path: str | Path, tags: Mapping[str, str]) -> datetime | No
         except InvalidInputError:
             return None
     return None
+
+
+class PairDates(NamedTuple):
+    """Acquisition dates of a pair and where they came from.
+
+    Attributes
+    ----------
+    dates
+        The dates, or None when they are unknown (then only displacements can be computed).
+    source
+        ``"--dates"`` (given as text ``REF,SEC``), ``"given"``, ``"metadata / file names"``, or why they are
+        unknown (a sentence naming the file).
+    """
+
+    dates: AcquisitionDates | None
+    source: str
+
+
+def pair_dates(pair: RasterPair, given: AcquisitionDates | str | None = None) -> PairDates:
+    """The acquisition dates of a pair: ``given``, else from the rasters' tags or file names.
+
+    Parameters
+    ----------
+    pair
+        The pair read by :func:`geodeform.io.read_pair` (its tags and paths are looked at).
+    given
+        Dates known by the caller, or the text ``"REF,SEC"`` of the ``--dates`` option.
+
+    Raises
+    ------
+    InvalidInputError
+        ``given`` text that is not two dates separated by a comma.
+    """
+    if isinstance(given, AcquisitionDates):
+        return PairDates(given, "given")
+    if given:
+        return PairDates(parse_dates_option(given), "--dates")
+    ref = acquisition_date(pair.reference.path, pair.reference.tags)
+    sec = acquisition_date(pair.secondary.path, pair.secondary.tags)
+    if ref is None or sec is None:
+        missing = pair.reference.path.name if ref is None else pair.secondary.path.name
+        return PairDates(None, f"unknown for {missing}: velocities not computed (pass --dates REF,SEC)")
+    return PairDates(AcquisitionDates(ref, sec), "metadata / file names")

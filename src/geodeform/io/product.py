@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Protocol
@@ -37,7 +38,15 @@ from geodeform.errors import InvalidInputError
 from geodeform.io.dates import DAYS_PER_YEAR, AcquisitionDates
 from geodeform.io.grid import GeoGrid, node_grid, pixel_offsets_to_map
 
-__all__ = ["OffsetField", "dataset_grid", "offset_dataset"]
+__all__ = [
+    "OffsetField",
+    "ProductSummary",
+    "dataset_grid",
+    "offset_dataset",
+    "speed",
+    "summarize_product",
+    "timeseries_dataset",
+]
 
 _GRID_MAPPING = "mapping"
 # Below this many valid samples a robust spread is meaningless.
@@ -104,6 +113,34 @@ def _var(data: NDArray[Any], long_name: str, units: str | None, **extra: Any) ->
     return xr.Variable(("y", "x"), data, attrs)
 
 
+def _global_attrs(title: str, **more: str) -> dict[str, Any]:
+    """CF global attributes of a product: conventions, title, software, creation time, then ``more``."""
+    attrs: dict[str, Any] = {
+        "Conventions": "CF-1.8",
+        "title": title,
+        "source": f"geodeform {__version__}",
+        "date_created": _iso(datetime.now(timezone.utc)),
+    }
+    attrs.update(more)
+    return attrs
+
+
+def _check_node_shapes(result: OffsetField, stable_mask: NDArray[np.bool_] | None, grid: GeoGrid) -> None:
+    fields: dict[str, Any] = {
+        "dx": result.dx,
+        "dy": result.dy,
+        "quality": result.quality,
+        "reason": result.reason,
+    }
+    if stable_mask is not None:
+        fields["stable_mask"] = stable_mask
+    for name, values in fields.items():
+        if np.shape(values) != grid.shape:
+            raise InvalidInputError(
+                f"{name} has shape {np.shape(values)} but there are {grid.shape} node rows x cols"
+            )
+
+
 def offset_dataset(
     result: OffsetField,
     image_grid: GeoGrid,
@@ -155,19 +192,7 @@ def offset_dataset(
         Inconsistent shapes, irregular nodes, geographic CRS, or a secondary older than the reference.
     """
     grid = node_grid(image_grid, result.rows, result.cols, step=step)
-    fields: dict[str, NDArray[Any]] = {
-        "dx": result.dx,
-        "dy": result.dy,
-        "quality": result.quality,
-        "reason": result.reason,
-    }
-    if stable_mask is not None:
-        fields["stable_mask"] = stable_mask
-    for name, values in fields.items():
-        if np.shape(values) != grid.shape:
-            raise InvalidInputError(
-                f"{name} has shape {np.shape(values)} but there are {grid.shape} node rows x cols"
-            )
+    _check_node_shapes(result, stable_mask, grid)
     disp = pixel_offsets_to_map(result.dx, result.dy, image_grid.transform, crs=image_grid.crs)
     stable = None if stable_mask is None else np.asarray(stable_mask, dtype=bool)
     err_method = "stable-ground NMAD" if stable is not None else "neighbour-difference NMAD / sqrt(2)"
@@ -218,16 +243,11 @@ def offset_dataset(
     coords = {}
     if grid.is_rectilinear:
         coords = _xy_coords(grid)
-    attrs = {
-        "Conventions": "CF-1.8",
-        "title": "geodeform offset tracking product",
-        "source": f"geodeform {__version__}",
-        "date_created": _iso(datetime.now(timezone.utc)),
-        "sign_convention": (
-            "dx,vx: + toward increasing map x (east); dy,vy: + toward increasing map y (north); "
-            "displacement from the reference to the secondary image"
-        ),
-    }
+    attrs = _global_attrs(
+        "geodeform offset tracking product",
+        sign_convention="dx,vx: + toward increasing map x (east); dy,vy: + toward increasing map y (north); "
+        "displacement from the reference to the secondary image",
+    )
     for key, value in (processing or {}).items():
         attrs[f"geodeform_{key}"] = _attr_value(value)
     return xr.Dataset(variables, coords=coords, attrs=attrs)
@@ -403,14 +423,123 @@ def composite_dataset(composite: Any, grid: GeoGrid, *, units: str = "m/yr") -> 
     variables[_GRID_MAPPING] = xr.Variable((), np.int32(0), _mapping_attrs(grid))
     start = np.datetime64(composite.start, "D")
     end = np.datetime64(composite.end, "D")
-    attrs = {
-        "Conventions": "CF-1.8",
-        "title": "geodeform velocity composite",
-        "source": f"geodeform {__version__}",
-        "date_created": _iso(datetime.now(timezone.utc)),
-        "time_coverage_start": str(start),
-        "time_coverage_end": str(end),
-        "sign_convention": "vx: + toward increasing map x (east); vy: + toward increasing map y (north)",
-    }
+    attrs = _global_attrs(
+        "geodeform velocity composite",
+        time_coverage_start=str(start),
+        time_coverage_end=str(end),
+        sign_convention="vx: + toward increasing map x (east); vy: + toward increasing map y (north)",
+    )
     coords = _xy_coords(grid) if grid.is_rectilinear else {}
     return xr.Dataset(variables, coords=coords, attrs=attrs)
+
+
+def timeseries_dataset(series: Any, template: xr.Dataset) -> xr.Dataset:
+    """CF-1.8 Dataset of a displacement time series on the node grid of an offset product.
+
+    Parameters
+    ----------
+    series
+        A :class:`geodeform.timeseries.TimeSeriesResult` inverted from the ``dx``/``dy`` (m) of offset
+        products: ``dates``, ``dx``, ``dy``, ``sigma_dx``, ``sigma_dy`` of shape (time, y, x).
+    template
+        One of those offset products: its coordinates, grid mapping and global attributes are copied (without
+        the per-pair bookkeeping attributes).
+
+    Returns
+    -------
+    xarray.Dataset
+        ``east``, ``north`` (cumulative displacement since the first date, m, +x east, +y north) and their
+        1-sigma errors ``east_error``, ``north_error`` (m), dims ``(time, y, x)``.
+    """
+    coords = {"time": series.dates.astype("datetime64[ns]"), "y": template["y"], "x": template["x"]}
+    attrs = dict(template.attrs)
+    attrs.update(
+        {
+            "title": "geodeform displacement time series",
+            "sign_convention": "east: + toward increasing map x; north: + toward increasing map y; "
+            "cumulative displacement since the first date",
+        }
+    )
+    for k in ("geodeform_pair_key", "geodeform_pair_stats", "geodeform_coverage_before_filters"):
+        attrs.pop(k, None)
+    gm = template["dx"].attrs.get("grid_mapping", "spatial_ref")
+    names = {
+        "east": (series.dx, "cumulative displacement along +x (east)"),
+        "north": (series.dy, "cumulative displacement along +y (north)"),
+        "east_error": (series.sigma_dx, "1-sigma error of east"),
+        "north_error": (series.sigma_dy, "1-sigma error of north"),
+    }
+    dims = ("time", "y", "x")
+    data = {
+        k: (dims, v, {"units": "m", "long_name": text, "grid_mapping": gm}) for k, (v, text) in names.items()
+    }
+    ds = xr.Dataset(data, coords=coords, attrs=attrs)
+    ds[gm] = template[gm]
+    return ds
+
+
+def speed(ds: xr.Dataset) -> NDArray[np.float64] | None:
+    """Speed (m/yr) of a velocity product: its ``v``, else ``hypot(vx, vy)``; None when it has neither."""
+    if "v" in ds.variables:
+        return np.asarray(ds["v"].values).astype(np.float64)
+    if "vx" in ds.variables and "vy" in ds.variables:
+        return np.hypot(ds["vx"].values, ds["vy"].values).astype(np.float64)
+    return None
+
+
+@dataclass(frozen=True)
+class ProductSummary:
+    """Headline numbers of an offset product (what ``geodeform offsets`` prints).
+
+    Attributes
+    ----------
+    nodes
+        Node rows and columns.
+    valid_fraction
+        Share of nodes with finite ``dx`` and ``dy``.
+    median_dx, median_dy
+        Median displacement of the valid nodes, m (+x east, +y north); NaN without a valid node.
+    median_v
+        Median speed of the valid nodes, m/yr; NaN without a valid node or without velocities.
+    has_velocity
+        Whether the product holds velocities (both dates known and different).
+    reference_date, secondary_date
+        Acquisition times (ISO 8601, UTC) when known, else None.
+    dt_days
+        Secondary minus reference, days, when the dates are known, else None.
+    """
+
+    nodes: tuple[int, int]
+    valid_fraction: float
+    median_dx: float
+    median_dy: float
+    median_v: float
+    has_velocity: bool
+    reference_date: str | None = None
+    secondary_date: str | None = None
+    dt_days: float | None = None
+
+
+def summarize_product(ds: xr.Dataset) -> ProductSummary:
+    """The :class:`ProductSummary` of an offset product (:func:`offset_dataset`)."""
+    valid = np.isfinite(ds["dx"].values) & np.isfinite(ds["dy"].values)
+
+    def median(name: str) -> float:
+        if name not in ds or not valid.any():
+            return float("nan")
+        with np.errstate(all="ignore"):
+            return float(np.nanmedian(ds[name].values))
+
+    dated = "date_dt" in ds
+    info = ds["img_pair_info"].attrs if dated else {}
+    return ProductSummary(
+        nodes=(int(ds.sizes["y"]), int(ds.sizes["x"])),
+        valid_fraction=float(valid.mean()),
+        median_dx=median("dx"),
+        median_dy=median("dy"),
+        median_v=median("v"),
+        has_velocity="v" in ds,
+        reference_date=str(info["acquisition_date_img1"]) if dated else None,
+        secondary_date=str(info["acquisition_date_img2"]) if dated else None,
+        dt_days=float(ds["date_dt"]) if dated else None,
+    )

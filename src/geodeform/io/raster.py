@@ -29,6 +29,8 @@ __all__ = [
     "NotGeoreferencedError",
     "RasterBand",
     "RasterPair",
+    "fill_values",
+    "gdal_path",
     "read_band",
     "read_pair",
 ]
@@ -260,3 +262,39 @@ def read_pair(
         source_nodata=nodata,
     )
     return RasterPair(reference=ref, secondary=sec, reprojected=reprojected)
+
+
+def fill_values(pair: RasterPair, nodata: float | None = None) -> tuple[float, ...]:
+    """Pixel values the matcher should ignore in a pair read by :func:`read_pair`.
+
+    Parameters
+    ----------
+    pair
+        The pair; its bands are float32 with NaN where the files declare nodata.
+    nodata
+        A value to ignore given by the user (e.g. ``--nodata``): then only this one.
+
+    Returns
+    -------
+    tuple of float
+        ``(nodata,)`` when given; else 0 and the dtype maximum of integer sources without declared nodata
+        (integer images often use them as undeclared fill); else empty.
+    """
+    if nodata is not None:
+        return (float(nodata),)
+    fills: set[float] = set()
+    for band in (pair.reference, pair.secondary):
+        dtype = np.dtype(band.source_dtype)
+        if np.issubdtype(dtype, np.integer) and band.source_nodata is None:
+            # Pixels were converted to float32, so the matcher no longer sees the integer fill defaults.
+            fills.update((0.0, float(np.iinfo(dtype).max)))
+    return tuple(sorted(fills))
+
+
+def gdal_path(href: str) -> str:
+    """Path GDAL opens for an asset href (``s3://`` and ``http(s)://`` go through /vsis3/ and /vsicurl/)."""
+    if href.startswith("s3://"):
+        return "/vsis3/" + href[5:]
+    if href.startswith(("http://", "https://")):
+        return "/vsicurl/" + href
+    return href.removeprefix("file://")

@@ -21,15 +21,28 @@ from pystac.extensions.projection import ProjectionExtension
 from rasterio.io import MemoryFile
 from rasterio.warp import transform as warp_transform
 
+from geodeform.conventions import ProductFormat
 from geodeform.errors import InvalidInputError
 from geodeform.io.atomic import atomic_output
 from geodeform.io.grid import GeoGrid, apply_transform
 from geodeform.io.product import dataset_grid
 
-__all__ = ["COG_BANDS", "write_cog", "write_netcdf", "write_stac_item"]
+__all__ = [
+    "COG_BANDS",
+    "PRODUCT_SUFFIXES",
+    "product_format",
+    "write_catalog",
+    "write_cog",
+    "write_netcdf",
+    "write_product",
+    "write_stac_item",
+]
 
 COG_BANDS = ("dx", "dy", "v", "quality")
 """Bands of the GeoTIFF product, in order (``v`` only when the dates are known)."""
+
+PRODUCT_SUFFIXES: dict[ProductFormat, tuple[str, ...]] = {"netcdf": (".nc", ".nc4"), "cog": (".tif", ".tiff")}
+"""File suffixes of each product format, the usual one first."""
 
 _FLOAT_ENCODING = {"dtype": "float32", "_FillValue": np.float32(np.nan), "zlib": True, "complevel": 4}
 _EDGE_POINTS = 6  # per footprint edge, so that curved edges in lon/lat stay close to the true outline
@@ -239,3 +252,64 @@ def write_stac_item(
     with atomic_output(item_file) as tmp:
         tmp.write_text(payload + "\n", encoding="utf-8")
     return item_file
+
+
+def product_format(path: str | os.PathLike[str], fmt: ProductFormat | None = None) -> ProductFormat:
+    """The format a product file is written in: ``fmt``, else the one its suffix names, else NetCDF.
+
+    Raises
+    ------
+    InvalidInputError
+        ``fmt`` contradicts the suffix (e.g. ``x.nc`` with ``"cog"``): the message gives the right name.
+    """
+    out = Path(path)
+    by_suffix = next((f for f, sfx in PRODUCT_SUFFIXES.items() if out.suffix.lower() in sfx), None)
+    if fmt is None:
+        return by_suffix or "netcdf"
+    if fmt not in PRODUCT_SUFFIXES:
+        raise InvalidInputError(f"product format {fmt!r} unknown; use one of {list(PRODUCT_SUFFIXES)}")
+    if by_suffix is not None and by_suffix != fmt:
+        wanted = out.with_suffix(PRODUCT_SUFFIXES[fmt][0]).name
+        raise InvalidInputError(
+            f"-o {out.name} has a {out.suffix} suffix but --format is {fmt}; use -o {wanted} or drop --format"
+        )
+    return fmt
+
+
+def write_product(ds: xr.Dataset, path: str | os.PathLike[str], fmt: ProductFormat) -> Path:
+    """Write a product Dataset in ``fmt`` (:func:`write_netcdf` or :func:`write_cog`), atomically."""
+    return write_netcdf(ds, path) if fmt == "netcdf" else write_cog(ds, path)
+
+
+def write_catalog(folder: str | os.PathLike[str], name: str, items: list[Path]) -> Path:
+    """Write ``<folder>/catalog.json``, a STAC catalogue of ``items`` (files inside ``folder``), atomically.
+
+    Parameters
+    ----------
+    folder
+        Root of the catalogue; item links are relative to it.
+    name
+        Catalogue id (e.g. the job name).
+    items
+        STAC item files (:func:`write_stac_item`) inside ``folder``.
+    """
+    root = Path(folder)
+    links = [
+        {"rel": "root", "href": "./catalog.json", "type": "application/json"},
+        {"rel": "self", "href": "./catalog.json", "type": "application/json"},
+    ]
+    links += [
+        {"rel": "item", "href": "./" + p.relative_to(root).as_posix(), "type": "application/geo+json"}
+        for p in items
+    ]
+    doc = {
+        "type": "Catalog",
+        "stac_version": "1.0.0",
+        "id": name,
+        "description": f"geodeform products of job {name}",
+        "links": links,
+    }
+    path = root / "catalog.json"
+    with atomic_output(path) as tmp:
+        tmp.write_text(json.dumps(doc, indent=2))
+    return path

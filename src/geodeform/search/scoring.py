@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from geodeform.errors import DataError, InvalidInputError
+from geodeform.io.raster import gdal_path
 from geodeform.search.area import AOI
 
 __all__ = [
@@ -104,15 +105,6 @@ def qa_pixel_scores(qa: NDArray[np.integer], *, inside: NDArray[np.bool_] | None
     valid = (qa & (1 << QA_FILL_BIT)) == 0
     cloud_mask = sum(1 << b for b in QA_CLOUD_BITS)
     return _shares(valid, (qa & cloud_mask) != 0, inside)
-
-
-def gdal_path(href: str) -> str:
-    """Path GDAL opens for an asset href (``s3://`` and ``http(s)://`` go through /vsis3/ and /vsicurl/)."""
-    if href.startswith("s3://"):
-        return "/vsis3/" + href[5:]
-    if href.startswith(("http://", "https://")):
-        return "/vsicurl/" + href
-    return href.removeprefix("file://")
 
 
 def score_asset(href: str, kind: str, aoi: AOI, *, max_pixels: int = MAX_SCORE_PIXELS) -> AOIScore:

@@ -20,6 +20,7 @@ from geodeform.search.catalogs import (
     resolve_collection,
     unknown_collection_error,
 )
+from geodeform.search.local import local_items
 from geodeform.search.mgrs import parse_tile_id
 from geodeform.search.results import Scene, SceneTable
 from geodeform.search.scoring import score_asset
@@ -166,6 +167,7 @@ def _remote_items(
     cid: str,
     spec: CollectionSpec | None,
     aoi: AOI,
+    *,
     start: datetime | None,
     end: datetime | None,
     max_cloud: float | None,
@@ -321,29 +323,29 @@ def search(
         No scene left; the message says after which filter.
     """
     area = aoi if isinstance(aoi, AOI) else make_aoi(bbox=bbox, geojson=aoi, tile=tile)
-    t0 = _to_datetime(start, end=False, name="start date")
-    t1 = _to_datetime(end, end=True, name="end date")
-    if t0 and t1 and t0 > t1:
-        raise InvalidInputError(
-            f"start date {t0.date()} is after end date {t1.date()}; swap them (--start is the earlier date)"
-        )
+    t0, t1 = _date_range(start, end)
     window = parse_months(months)
-    if max_items < 1:
-        raise InvalidInputError(f"max_items must be >= 1, got {max_items}")
-    if best_per_orbit is not None and best_per_orbit < 1:
-        raise InvalidInputError(f"best_per_orbit (--limit) must be >= 1, got {best_per_orbit}")
+    _check_counts(max_items, best_per_orbit)
     orbits = None if orbit is None else {int(orbit)} if isinstance(orbit, int) else {int(o) for o in orbit}
     location, preset = resolve_catalog(catalog)
     spec, cid = resolve_collection(collection, preset)
 
     if preset == "local":
-        from geodeform.search.local import local_items
-
         items = local_items(location, cid, area, t0, t1, max_cloud, max_items)
         if not items and spec is None:
             raise unknown_collection_error(cid)
     else:
-        items = _remote_items(location, cid, spec, area, t0, t1, max_cloud, max_items, timeout)
+        items = _remote_items(
+            location,
+            cid,
+            spec,
+            area,
+            start=t0,
+            end=t1,
+            max_cloud=max_cloud,
+            max_items=max_items,
+            timeout=timeout,
+        )
 
     stats = {"catalogue": len(items)}
     scenes = [_scene(item, area) for item in items]
@@ -357,31 +359,51 @@ def search(
     scenes = _apply(scenes, steps, stats)
     if score:
         scenes = _score(scenes, spec, area, progress, workers)
-        scenes = _apply(
-            scenes,
-            [
-                (
-                    "max_aoi_cloud",
-                    lambda s: (
-                        max_aoi_cloud is None
-                        or (s.aoi_cloud_pct is not None and s.aoi_cloud_pct <= max_aoi_cloud)
-                    ),
-                ),
-                (
-                    "min_valid",
-                    lambda s: (
-                        min_valid is None or (s.aoi_valid_pct is not None and s.aoi_valid_pct >= min_valid)
-                    ),
-                ),
-            ],
-            stats,
-        )
+        scenes = _apply(scenes, _aoi_steps(max_aoi_cloud, min_valid), stats)
     if best_per_orbit is not None:
         scenes = _best_per_orbit(scenes, best_per_orbit)
         stats["best_per_orbit"] = len(scenes)
     if not scenes:
         raise NoDataError(_empty_message(cid, location, area, stats))
     return SceneTable(scenes, aoi=area, catalog=location, stats=stats)
+
+
+def _date_range(
+    start: str | date | datetime | None, end: str | date | datetime | None
+) -> tuple[datetime | None, datetime | None]:
+    """UTC datetimes of an inclusive date range (the end date up to its last second)."""
+    t0 = _to_datetime(start, end=False, name="start date")
+    t1 = _to_datetime(end, end=True, name="end date")
+    if t0 and t1 and t0 > t1:
+        raise InvalidInputError(
+            f"start date {t0.date()} is after end date {t1.date()}; swap them (--start is the earlier date)"
+        )
+    return t0, t1
+
+
+def _check_counts(max_items: int, best_per_orbit: int | None) -> None:
+    if max_items < 1:
+        raise InvalidInputError(f"max_items must be >= 1, got {max_items}")
+    if best_per_orbit is not None and best_per_orbit < 1:
+        raise InvalidInputError(f"best_per_orbit (--limit) must be >= 1, got {best_per_orbit}")
+
+
+def _aoi_steps(
+    max_aoi_cloud: float | None, min_valid: float | None
+) -> list[tuple[str, Callable[[Scene], bool]]]:
+    """The filters on the AOI scores (a scene without a score fails a filter that is set)."""
+    return [
+        (
+            "max_aoi_cloud",
+            lambda s: (
+                max_aoi_cloud is None or (s.aoi_cloud_pct is not None and s.aoi_cloud_pct <= max_aoi_cloud)
+            ),
+        ),
+        (
+            "min_valid",
+            lambda s: min_valid is None or (s.aoi_valid_pct is not None and s.aoi_valid_pct >= min_valid),
+        ),
+    ]
 
 
 def _apply(

@@ -202,16 +202,23 @@ def _run_offsets(
     inputs: OffsetsInputs, job_dir: Path, progress: ProgressFn, settings: ServiceSettings
 ) -> dict[str, ResultFile]:
     """The ``geodeform offsets`` chain into ``job_dir``: NetCDF + COG + STAC item + JSON report."""
-    from geodeform.cli.offsets import _fill_values, _product, _resolve_dates
-    from geodeform.io import read_pair, write_cog, write_netcdf, write_stac_item
-    from geodeform.offsets import match
+    from geodeform.io import (
+        fill_values,
+        offset_dataset,
+        pair_dates,
+        read_pair,
+        write_cog,
+        write_netcdf,
+        write_stac_item,
+    )
+    from geodeform.offsets import Reason, match
 
     t0 = time.monotonic()
     progress(1, "reading images")
     reference = _local_copy(inputs.reference, job_dir, "reference", settings)
     secondary = _local_copy(inputs.secondary, job_dir, "secondary", settings)
     pair = read_pair(reference, secondary, band=inputs.band)
-    acq, dates_note = _resolve_dates(inputs.dates, pair)
+    acq, dates_note = pair_dates(pair, inputs.dates)
     if acq is not None:
         acq.check_order()
     progress(5, "matching")
@@ -226,23 +233,23 @@ def _run_offsets(
         chip_size=inputs.chip,
         step=inputs.step,
         search_range=inputs.search,
-        fill_values=_fill_values(pair, None),
+        fill_values=fill_values(pair, None),
         prefilter=inputs.prefilter,
         progress=on_match,
         strip_rows=256,  # progress (and a dismissal check) every 256 image rows
     )
     progress(90, "writing products")
-    ds = _product(
+    processing = {"method": inputs.method, "chip_size": inputs.chip, "step": inputs.step}
+    processing |= {"search_range": inputs.search, **result.params, "band": inputs.band}
+    ds = offset_dataset(
         result,
-        pair,
-        acq,
-        reference,
-        secondary,
-        method=inputs.method,
-        chip=inputs.chip,
+        pair.reference.grid,
+        dates=acq,
+        reference=reference,
+        secondary=secondary,
         step=inputs.step,
-        search=inputs.search,
-        band=inputs.band,
+        processing=processing,
+        reason_codes={int(r): r.name for r in Reason},
     )
     write_netcdf(ds, job_dir / "offsets.nc")
     write_cog(ds, job_dir / "offsets.tif")

@@ -8,6 +8,7 @@ relative to the first date.
 from __future__ import annotations
 
 from geodeform.timeseries._invert import DAYS_PER_YEAR, TimeSeriesResult, TimeSeriesWarning, invert
+from geodeform.timeseries.noise import add_date_noise, date_noise
 from geodeform.timeseries.products import (
     AnnualVelocity,
     VelocityComposite,
@@ -21,7 +22,9 @@ __all__ = [
     "TimeSeriesResult",
     "TimeSeriesWarning",
     "VelocityComposite",
+    "add_date_noise",
     "annual_velocity",
+    "date_noise",
     "invert",
     "velocity_composite",
 ]

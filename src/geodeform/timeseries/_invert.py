@@ -11,13 +11,13 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from geodeform.conventions import DAYS_PER_YEAR
 from geodeform.errors import InvalidInputError, NoDataError
 from geodeform.pairs import Gap, as_dates, check_pairs, find_gaps, network_components
 from geodeform.timeseries._kernels import STATUS_EMPTY, STATUS_OK, flag_outliers, solve_groups
 
 __all__ = ["DAYS_PER_YEAR", "TimeSeriesResult", "TimeSeriesWarning", "invert"]
 
-DAYS_PER_YEAR = 365.25
 _AUTO_RESIDUAL_BYTES = 2**30  # residual maps kept by default up to this size
 
 Progress = Callable[[int, int], Any]

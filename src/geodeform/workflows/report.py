@@ -26,6 +26,7 @@ from numpy.typing import NDArray
 
 from geodeform import __version__
 from geodeform.errors import InvalidInputError
+from geodeform.io import speed
 from geodeform.io.atomic import atomic_output
 
 __all__ = ["PairSummary", "PointSeries", "ReportInputs", "pick_points", "write_report"]
@@ -187,12 +188,8 @@ def _field(ds: xr.Dataset | None, name: str) -> NDArray[np.float64] | None:
 
 
 def _speed(ds: xr.Dataset | None) -> NDArray[np.float64] | None:
-    v = _field(ds, "v")
-    if v is None:
-        vx, vy = _field(ds, "vx"), _field(ds, "vy")
-        if vx is not None and vy is not None:
-            v = np.hypot(vx, vy)
-    return v
+    v = None if ds is None else speed(ds)
+    return v if v is not None and v.ndim == 2 else None
 
 
 def _axis(ds: xr.Dataset, name: str, size: int) -> NDArray[np.float64] | None:

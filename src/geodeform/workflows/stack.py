@@ -16,11 +16,28 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import rasterio
+from affine import Affine
 from numpy.typing import NDArray
+from rasterio.crs import CRS
+from rasterio.warp import transform_bounds
+from shapely.ops import unary_union
 
 from geodeform.errors import InvalidInputError, NoDataError
+from geodeform.io import GeoGrid, atomic_output, read_band, read_pair
+from geodeform.io.aoi import SceneRef, aoi_grid, band_resolution, read_aoi
+from geodeform.search import AOI, aoi_from_tile, make_aoi
+from geodeform.search import search as stac_search
+from geodeform.search.scoring import QA_CLOUD_BITS, SCL_CLOUD_CLASSES, SCL_INVALID_CLASSES
 
-__all__ = ["Acquisition", "ImageStack", "read_image", "stack_from_inputs", "stack_from_search"]
+__all__ = [
+    "Acquisition",
+    "ImageStack",
+    "content_key",
+    "read_image",
+    "stack_from_inputs",
+    "stack_from_search",
+]
 
 log = logging.getLogger(__name__)
 
@@ -59,7 +76,7 @@ class ImageStack:
     """All acquisitions of a job on one grid, sorted by date (then orbit)."""
 
     acquisitions: list[Acquisition]
-    grid: Any  # geodeform.io.GeoGrid
+    grid: GeoGrid
     pixel_m: float
     source: str
     notes: list[str] = field(default_factory=list)
@@ -73,15 +90,12 @@ class ImageStack:
         return [a.orbit for a in self.acquisitions]
 
 
-def _key(*parts: Any) -> str:
+def content_key(*parts: Any) -> str:
+    """Short stable hash (16 hex digits) of JSON-able parts: keys products and images by their inputs."""
     return hashlib.sha256(json.dumps(parts, default=str, sort_keys=True).encode()).hexdigest()[:16]
 
 
-def _write_image(path: Path, data: NDArray[np.float32], grid: Any, tags: dict[str, str]) -> None:
-    import rasterio
-
-    from geodeform.io import atomic_output
-
+def _write_image(path: Path, data: NDArray[np.float32], grid: GeoGrid, tags: dict[str, str]) -> None:
     profile = dict(
         driver="GTiff",
         width=data.shape[1],
@@ -106,8 +120,6 @@ def _write_image(path: Path, data: NDArray[np.float32], grid: Any, tags: dict[st
 def _existing(path: Path, key: str) -> bool:
     if not path.is_file():
         return False
-    import rasterio
-
     try:
         with rasterio.open(path) as src:
             return src.tags().get("GEODEFORM_KEY") == key
@@ -117,28 +129,19 @@ def _existing(path: Path, key: str) -> bool:
 
 def read_image(path: str | Path) -> NDArray[np.float32]:
     """Read an aligned stack image (float32, NaN = no data)."""
-    import rasterio
-
     with rasterio.open(path) as src:
         return src.read(1, out_dtype="float32")
 
 
 def _valid_fraction(path: Path) -> float:
     """Share of pixels with data, from the tag written with the image (else computed)."""
-    import rasterio
-
     with rasterio.open(path) as src:
         tag = src.tags().get("VALID_FRACTION")
     return float(tag) if tag is not None else float(np.isfinite(read_image(path)).mean())
 
 
-def _crop_to_roi(grid: Any, roi: Sequence[float]) -> tuple[Any, tuple[slice, slice]]:
+def _crop_to_roi(grid: GeoGrid, roi: Sequence[float]) -> tuple[GeoGrid, tuple[slice, slice]]:
     """The sub-grid of ``grid`` covering ``roi`` (west, south, east, north in degrees) and its slices."""
-    from affine import Affine
-    from rasterio.warp import transform_bounds
-
-    from geodeform.io import GeoGrid
-
     xmin, ymin, xmax, ymax = transform_bounds("EPSG:4326", grid.crs, *roi)
     inv = ~grid.transform
     cols, rows = zip(*(inv @ (x, y) for x in (xmin, xmax) for y in (ymin, ymax)), strict=True)
@@ -172,8 +175,6 @@ def stack_from_inputs(
     NoOverlapError
         An image does not overlap the first one.
     """
-    from geodeform.io import read_band, read_pair
-
     items = sorted(inputs, key=lambda i: (i.date, i.orbit or 0))
     first = read_band(items[0].path, band=items[0].band)
     grid = first.grid
@@ -186,7 +187,7 @@ def stack_from_inputs(
     for n, item in enumerate(items):
         src = Path(item.path)
         stat = src.stat() if src.is_file() else None
-        key = _key(
+        key = content_key(
             "input",
             str(src.resolve()),
             stat and stat.st_size,
@@ -223,9 +224,6 @@ def stack_from_inputs(
 
 def _cloud_mask(scene: Any, grid: Any, cache_dir: Path | None) -> NDArray[np.bool_] | None:
     """True where the scene's SCL / QA_PIXEL says cloud, shadow or no data; None without such a band."""
-    from geodeform.io.aoi import SceneRef, read_aoi
-    from geodeform.search.scoring import QA_CLOUD_BITS, SCL_CLOUD_CLASSES, SCL_INVALID_CLASSES
-
     ref = SceneRef.from_any(scene)
     for band, kind in (("scl", "scl"), ("SCL", "scl"), ("qa_pixel", "qa"), ("QA_PIXEL", "qa")):
         if band in ref.assets:
@@ -259,11 +257,6 @@ def stack_from_search(
     NoDataError
         No scene matches (the message says after which filter) or fewer than two dates remain.
     """
-    from geodeform.io.aoi import aoi_grid, read_aoi
-    from geodeform.io.grid import GeoGrid
-    from geodeform.search import make_aoi
-    from geodeform.search import search as stac_search
-
     tiles = list(search.aoi.tiles)
     area_kwargs: dict[str, Any] = {}
     if search.aoi.bbox is not None:
@@ -317,9 +310,7 @@ def stack_from_search(
             "search.max_aoi_cloud / search.min_valid"
         )
     first = chosen[0][1][0]
-    from geodeform.io.aoi import _band_resolution, SceneRef  # noqa: I001  (private helper, same package family)
-
-    res = search.resolution or _band_resolution(SceneRef.from_any(first), search.band)
+    res = search.resolution or band_resolution(SceneRef.from_any(first), search.band)
     agrid = aoi_grid(make_aoi(bbox=list(roi)) if roi is not None else area, res)
     shape = (agrid.height, agrid.width)
     grid = GeoGrid(crs=_crs(agrid.crs), transform=agrid.transform, shape=shape)
@@ -328,7 +319,7 @@ def stack_from_search(
     acqs: list[Acquisition] = []
     for n, ((orbit, day), members) in enumerate(chosen):
         ids = tuple(sorted(str(s.id) for s in members))
-        key = _key("search", ids, search.band, agrid.key, search.mask_clouds)
+        key = content_key("search", ids, search.band, agrid.key, search.mask_clouds)
         path = out / f"{day}_{orbit if orbit is not None else 'x'}.tif"
         if not _existing(path, key):
             mosaic = np.full(shape, np.nan, dtype=np.float32)
@@ -356,16 +347,10 @@ def stack_from_search(
 
 
 def _crs(text: str) -> Any:
-    from rasterio.crs import CRS
-
     return CRS.from_user_input(text)
 
 
 def _union_of_tiles(tiles: Sequence[str]) -> Any:
-    from shapely.ops import unary_union
-
-    from geodeform.search import AOI, aoi_from_tile
-
     parts = [aoi_from_tile(t) for t in tiles]
     zones = {p.epsg for p in parts}
     if len(zones) > 1:

@@ -1,0 +1,148 @@
+"""Auxiliary maps read onto a grid: mask polygons (GeoJSON) or rasters, DEM slopes, reference speeds.
+
+Every reader resamples its source onto a :class:`geodeform.io.GeoGrid` (the grid of a job's images), so the
+result can be combined pixel by pixel with the images. Errors name the config field the file came from
+(``what``), so a bad file in a job config points at the line to fix.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import rasterio
+import xarray as xr
+from numpy.typing import NDArray
+from rasterio.errors import RasterioIOError
+from rasterio.features import rasterize
+from rasterio.warp import Resampling, reproject, transform_geom
+
+from geodeform.errors import InvalidInputError
+from geodeform.io.grid import GeoGrid
+from geodeform.io.product import dataset_grid, speed
+
+__all__ = ["raster_on_grid", "read_mask", "slope_degrees", "speed_on_grid"]
+
+ResamplingName = Literal["nearest", "bilinear", "cubic"]
+
+
+def raster_on_grid(
+    path: str | os.PathLike[str], grid: GeoGrid, *, resampling: ResamplingName, fill: float
+) -> NDArray[np.float64]:
+    """Band 1 of a raster resampled onto ``grid`` (``fill`` outside it and on the raster's nodata).
+
+    Raises
+    ------
+    rasterio.errors.RasterioIOError
+        The file is not a readable raster (callers turn it into an error naming their field).
+    """
+    dst = np.full(grid.shape, fill, dtype=np.float64)
+    with rasterio.open(path) as src:
+        reproject(
+            rasterio.band(src, 1),
+            dst,
+            dst_transform=grid.transform,
+            dst_crs=grid.crs,
+            resampling=Resampling[resampling],
+            dst_nodata=fill,
+        )
+    return dst
+
+
+def _geojson_polygons(p: Path, what: str) -> tuple[list[dict[str, Any]], str]:
+    try:
+        doc = json.loads(p.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise InvalidInputError(f"{what}: {p} is not valid GeoJSON ({exc})") from None
+    feats = doc.get("features", [doc]) if isinstance(doc, dict) else []
+    geoms = [f.get("geometry", f) for f in feats if isinstance(f, dict)]
+    geoms = [g for g in geoms if g and g.get("type") in ("Polygon", "MultiPolygon")]
+    if not geoms:
+        raise InvalidInputError(f"{what}: {p} holds no Polygon / MultiPolygon")
+    src_crs = (doc.get("crs") or {}).get("properties", {}).get("name", "EPSG:4326")
+    return geoms, src_crs
+
+
+def read_mask(path: str | os.PathLike[str], grid: GeoGrid, *, what: str) -> NDArray[np.bool_]:
+    """A mask on ``grid``: True inside the polygons of a GeoJSON file, or where a raster is > 0.5.
+
+    Parameters
+    ----------
+    path
+        GeoJSON (``.json`` / ``.geojson``; lon/lat unless it names its CRS) or any raster GDAL reads.
+    grid
+        Target grid; rasters are resampled with nearest neighbour.
+    what
+        Name of the config field the path came from (e.g. ``"masks.glacier"``), used in error messages.
+
+    Raises
+    ------
+    InvalidInputError
+        Missing file, invalid GeoJSON, no polygon, or a file that is neither GeoJSON nor a raster.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InvalidInputError(f"{what}: file {p} not found")
+    if p.suffix.lower() in (".json", ".geojson"):
+        geoms, src_crs = _geojson_polygons(p, what)
+        shapes = [(transform_geom(src_crs, grid.crs, g), 1) for g in geoms]
+        out = rasterize(shapes, out_shape=grid.shape, transform=grid.transform, fill=0, dtype="uint8")
+        return out.astype(bool)
+    try:
+        dst = raster_on_grid(p, grid, resampling="nearest", fill=0.0)
+    except RasterioIOError as exc:
+        raise InvalidInputError(f"{what}: cannot read {p} as a raster or GeoJSON ({exc})") from None
+    return dst > 0.5
+
+
+def slope_degrees(dem_path: str | os.PathLike[str], grid: GeoGrid) -> NDArray[np.float64]:
+    """Terrain slope (degrees from horizontal) of a DEM resampled bilinearly onto ``grid``; NaN outside it."""
+    dem = raster_on_grid(dem_path, grid, resampling="bilinear", fill=np.nan)
+    gy, gx = np.gradient(dem, abs(grid.transform.e), abs(grid.transform.a))
+    return np.degrees(np.arctan(np.hypot(gx, gy)))
+
+
+def speed_on_grid(path: str | os.PathLike[str], grid: GeoGrid, *, what: str) -> NDArray[np.float64]:
+    """Speed (m/yr) of a velocity map resampled bilinearly onto ``grid``; NaN where it has no value.
+
+    Parameters
+    ----------
+    path
+        A velocity product (NetCDF with ``v`` or ``vx``/``vy`` and a grid mapping, e.g. a previous run's
+        ``velocity.nc`` or an ITS_LIVE mosaic written by geodeform) or a single-band speed raster.
+    grid
+        Target grid.
+    what
+        Name of the config field the path came from, used in error messages.
+
+    Raises
+    ------
+    InvalidInputError
+        Missing file, or a NetCDF without ``v`` nor ``vx``/``vy``.
+    """
+    p = Path(path)
+    if not p.is_file():
+        raise InvalidInputError(f"{what}: file {p} not found")
+    if p.suffix != ".nc":
+        return raster_on_grid(p, grid, resampling="bilinear", fill=np.nan)
+    with xr.open_dataset(p, engine="h5netcdf") as ds:
+        values = speed(ds)
+        if values is None:
+            raise InvalidInputError(f"{what}: {p} has neither v nor vx/vy")
+        src_grid = dataset_grid(ds)
+    dst = np.full(grid.shape, np.nan)
+    reproject(
+        values,
+        dst,
+        src_transform=src_grid.transform,
+        src_crs=src_grid.crs,
+        dst_transform=grid.transform,
+        dst_crs=grid.crs,
+        resampling=Resampling.bilinear,
+        src_nodata=np.nan,
+        dst_nodata=np.nan,
+    )
+    return dst

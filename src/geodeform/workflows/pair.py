@@ -1,0 +1,404 @@
+"""One image pair, end to end: read, reproject onto the reference grid, match, correct, write the products.
+
+This is the one chain behind ``geodeform offsets``, the service's ``offsets`` process and every pair of a
+job (``geodeform run``): a :class:`PairSpec` (plain data and paths, frozen and picklable, so it travels to
+Dask / SLURM workers) goes in, files are written atomically, and a :class:`PairOutcome` comes back.
+
+Sign convention: products are in metres and m/yr with +x east (increasing map x) and +y north (increasing map
+y), from the reference to the secondary image.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import xarray as xr
+from numpy.typing import NDArray
+
+from geodeform.config import CorrectionsConfig
+from geodeform.conventions import DAYS_PER_YEAR, ProductFormat
+from geodeform.corrections import CorrectionReport, correct_offsets
+from geodeform.errors import GeodeformError, InvalidInputError
+from geodeform.io import (
+    AcquisitionDates,
+    GeoGrid,
+    ProductSummary,
+    fill_values,
+    offset_dataset,
+    pair_dates,
+    read_pair,
+    summarize_product,
+    write_product,
+    write_stac_item,
+)
+from geodeform.offsets import OffsetField, Reason, match
+
+__all__ = ["ErrorPolicy", "PairOutcome", "PairProgress", "PairSpec", "process_pair"]
+
+log = logging.getLogger(__name__)
+
+ErrorPolicy = Literal["raise", "record"]
+"""What :func:`process_pair` does with a pair that cannot be measured (see :attr:`PairSpec.errors`)."""
+
+PairProgress = Callable[[str, int, int], None]
+"""``progress(stage, done, total)``; stages ``read``, ``match`` (per strip of the matcher; first ``(0, 0)``)
+and ``write``."""
+
+_STATS = ("coverage", "stable_nmad_x", "stable_nmad_y", "rejected", "seconds", "message")
+
+
+@dataclass(frozen=True, kw_only=True)
+class PairSpec:
+    """Everything one pair needs: inputs, matcher settings, corrections and outputs (keyword-built).
+
+    Attributes
+    ----------
+    reference, secondary
+        Georeferenced rasters; the secondary is warped onto the reference grid when the grids differ.
+    outputs
+        Product files to write, by format (``{"netcdf": "pair.nc", "cog": "pair.tif"}``); the first one is
+        the pair's product (:attr:`PairOutcome.path`).
+    stac
+        Also write a STAC item describing the first output (``<its name without suffix>.stac.json``).
+    band
+        1-based band read from both rasters.
+    dates
+        Acquisition dates, or the text ``"REF,SEC"`` (as ``--dates``); None: from the rasters' tags or file
+        names (without them, only displacements are written).
+    reference_name, secondary_name
+        Names recorded in the product (default: the file names), e.g. scene ids.
+    method, chip_size, step, search_range, prefilter
+        Matcher settings (:func:`geodeform.offsets.match`): chip and step in reference pixels; search range
+        ± pixels, one value or one per node.
+    nodata
+        Pixel value to ignore in both rasters; default: their declared nodata, plus 0 and the dtype maximum of
+        integer rasters without one (:func:`geodeform.io.fill_values`).
+    threads, strip_rows
+        Matcher threads (default: every core numba sees) and image rows per strip (progress granularity).
+    corrections
+        Outlier filters and co-registration on stable ground (:func:`geodeform.corrections.correct_offsets`),
+        or None for raw offsets.
+    stable
+        Stable-ground mask at the nodes (True = static terrain) for the corrections and the error estimate;
+        None: chosen from the offsets (or every node with ``corrections.reference == "all"``).
+    attributes
+        Extra settings recorded as ``geodeform_<key>`` product attributes (e.g. the job's preset).
+    key
+        Hash of everything the product depends on: a NetCDF output already written with this key is reused
+        (the pair is not recomputed), so reruns resume. None: always compute.
+    index
+        Position of the pair in a job's network (copied to the outcome).
+    errors
+        ``"raise"``: bad inputs and matching errors propagate, and a product without any valid node is still
+        written (one-pair commands). ``"record"``: matching or correction errors and an empty result give a
+        failed outcome naming the reason, nothing is written (jobs: one bad pair must not stop the others).
+    """
+
+    reference: str
+    secondary: str
+    outputs: Mapping[ProductFormat, str]
+    stac: bool = False
+    band: int = 1
+    dates: AcquisitionDates | str | None = None
+    reference_name: str | None = None
+    secondary_name: str | None = None
+    method: Literal["ncc", "phase", "flow"] = "ncc"
+    chip_size: int = 32
+    step: int = 16
+    search_range: int | NDArray[np.int64] = field(default=16, compare=False)
+    prefilter: str | None = None
+    nodata: float | None = None
+    threads: int | None = None
+    strip_rows: int = 1024
+    corrections: CorrectionsConfig | None = None
+    stable: NDArray[np.bool_] | None = field(default=None, compare=False)
+    attributes: Mapping[str, Any] = field(default_factory=dict)
+    key: str | None = None
+    index: int = 0
+    errors: ErrorPolicy = "raise"
+
+
+@dataclass(frozen=True)
+class PairOutcome:
+    """What happened to one pair (its numbers are also stored in the product, so a rerun can reuse it).
+
+    Attributes
+    ----------
+    index
+        :attr:`PairSpec.index`.
+    reference, secondary
+        Acquisition dates (``YYYY-MM-DD``) when known, else the image names.
+    dt_days
+        Secondary minus reference, days (NaN when the dates are unknown).
+    status
+        ``"ok"`` or ``"failed"`` (then ``message`` says why and nothing was written).
+    path
+        The pair's product (first output).
+    computed
+        False when an existing product with the same key was reused.
+    coverage
+        Share of nodes with a valid vector in the product.
+    stable_nmad_x, stable_nmad_y
+        Spread (NMAD) of the corrected offsets on stable ground, m/yr (m without dates); NaN without
+        corrections.
+    rejected
+        Share of nodes removed by the outlier filters (NaN without corrections).
+    search_range
+        Largest search radius used, pixels.
+    seconds
+        Time spent on the pair (reading, matching, corrections, writing).
+    message
+        Why the pair failed, or a note (e.g. an unusable stable-ground mask).
+    files
+        Every file written (products and STAC item).
+    dates_source
+        Where the dates came from (:class:`geodeform.io.PairDates`); empty for a reused product.
+    reprojected
+        Whether the secondary was warped onto the reference grid.
+    summary
+        Headline numbers of the product (None when failed or reused).
+    """
+
+    index: int
+    reference: str
+    secondary: str
+    dt_days: float
+    status: Literal["ok", "failed"]
+    path: str = ""
+    computed: bool = True
+    coverage: float = float("nan")
+    stable_nmad_x: float = float("nan")
+    stable_nmad_y: float = float("nan")
+    rejected: float = float("nan")
+    search_range: int = 0
+    seconds: float = 0.0
+    message: str = ""
+    files: tuple[str, ...] = ()
+    dates_source: str = ""
+    reprojected: bool = False
+    summary: ProductSummary | None = None
+
+
+def _reason_codes() -> dict[int, str]:
+    """Meaning of each matcher reason code (``{0: "OK", 1: "MASKED", ...}``), for CF ``flag_meanings``."""
+    return {int(r): r.name for r in Reason}
+
+
+def _labels(spec: PairSpec, dates: AcquisitionDates | None) -> dict[str, Any]:
+    """The outcome fields every status shares: index, dates (or names), span, path, search range."""
+    if dates is not None:
+        ref, sec, dt = dates.reference.date().isoformat(), dates.secondary.date().isoformat(), dates.dt_days
+    else:
+        ref = spec.reference_name or Path(spec.reference).name
+        sec = spec.secondary_name or Path(spec.secondary).name
+        dt = float("nan")
+    return {
+        "index": spec.index,
+        "reference": ref,
+        "secondary": sec,
+        "dt_days": dt,
+        "path": str(next(iter(spec.outputs.values()))),
+        "search_range": int(np.max(spec.search_range)),
+    }
+
+
+def _reused(spec: PairSpec) -> PairOutcome | None:
+    """The outcome stored in an existing NetCDF product written with ``spec.key``, else None."""
+    out = Path(spec.outputs.get("netcdf", ""))
+    if spec.key is None or not out.is_file():
+        return None
+    try:
+        with xr.open_dataset(out, engine="h5netcdf") as ds:
+            if ds.attrs.get("geodeform_pair_key") != spec.key:
+                return None
+            stats = json.loads(ds.attrs["geodeform_pair_stats"])
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("pair product %s unreadable (%s); recomputing", out, exc)
+        return None
+    dates = spec.dates if isinstance(spec.dates, AcquisitionDates) else None
+    return PairOutcome(**_labels(spec, dates), status="ok", computed=False, **stats)
+
+
+@dataclass(frozen=True)
+class _Corrected:
+    """A matched field after the corrections, with their numbers (NaN without corrections)."""
+
+    field: OffsetField
+    stable: NDArray[np.bool_] | None
+    nmad_x: float = float("nan")
+    nmad_y: float = float("nan")
+    rejected: float = float("nan")
+    note: str = ""
+
+
+def _correct(
+    spec: PairSpec, field_: OffsetField, dates: AcquisitionDates | None, pixel_m: float
+) -> _Corrected | str:
+    """Filters and co-registration in pixels (their thresholds are in pixels), before georeferencing.
+
+    Returns the corrected field, or the reason why the corrections failed.
+    """
+    c = spec.corrections
+    finite = np.isfinite(field_.dx) & np.isfinite(field_.dy)
+    if c is None or not c.enabled or finite.sum() < 10:
+        return _Corrected(field_, spec.stable)
+    kwargs: dict[str, Any] = {
+        "plane": c.plane,
+        "stripes": {"track_angle_deg": c.track_angle_deg} if c.stripes else None,
+        "filters": {"quality": field_.quality, "min_quality": c.min_quality, "n_mad": c.mad_threshold},
+    }
+    stable = spec.stable
+    if stable is None and c.reference == "all":
+        stable = np.ones(field_.dx.shape, dtype=bool)
+    note = ""
+    try:
+        rep: CorrectionReport = correct_offsets(field_.dx, field_.dy, stable=stable, **kwargs)
+    except GeodeformError as exc:
+        if stable is None:
+            if spec.errors == "raise":
+                raise
+            return f"corrections: {exc}"
+        note = f"stable-ground mask unusable for this pair ({exc}); stable ground chosen automatically"
+        log.warning("pair %s -> %s: %s", spec.reference, spec.secondary, note)
+        rep = correct_offsets(field_.dx, field_.dy, stable=None, **kwargs)
+    scale = pixel_m * DAYS_PER_YEAR / max(abs(dates.dt_days), 1e-9) if dates is not None else pixel_m
+    return _Corrected(
+        replace(field_, dx=rep.dx.astype(np.float32), dy=rep.dy.astype(np.float32)),
+        rep.stable,
+        float(rep.after.nmad_x) * scale,
+        float(rep.after.nmad_y) * scale,
+        float(rep.filtering.rejected_fraction),
+        note,
+    )
+
+
+def _processing(spec: PairSpec, field_: OffsetField) -> dict[str, Any]:
+    """Settings recorded in the product: those asked for, overridden by the matcher's resolved ones."""
+    out: dict[str, Any] = {
+        "method": spec.method,
+        "chip_size": spec.chip_size,
+        "step": spec.step,
+        "search_range": int(np.max(spec.search_range)),
+    }
+    out.update(field_.params)  # the matcher's full, resolved settings win
+    out["band"] = spec.band
+    out.update(spec.attributes)
+    return out
+
+
+def process_pair(spec: PairSpec, *, progress: PairProgress | None = None) -> PairOutcome:
+    """Read, reproject, match, correct and write one pair (also on a worker: ``spec`` is picklable).
+
+    Parameters
+    ----------
+    spec
+        The pair and its settings.
+    progress
+        ``progress(stage, done, total)`` (:data:`PairProgress`); not part of the spec, so that the spec
+        stays picklable.
+
+    Returns
+    -------
+    PairOutcome
+        ``status == "ok"`` with the files written, or (``errors="record"``) ``"failed"`` with the reason.
+
+    Raises
+    ------
+    DataError, NoOverlapError, InvalidInputError
+        Unreadable, non-georeferenced or disjoint rasters, bad dates (or, with ``errors="raise"``, bad
+        matcher settings): whatever the policy, since no pair of such inputs can be measured.
+    """
+    if not spec.outputs:
+        raise InvalidInputError("a pair needs at least one output file, e.g. outputs={'netcdf': 'pair.nc'}")
+    reused = _reused(spec)
+    if reused is not None:
+        return reused
+    t0 = time.perf_counter()
+    if progress:
+        progress("read", 0, 1)
+    pair = read_pair(spec.reference, spec.secondary, band=spec.band)
+    dates, dates_source = pair_dates(pair, spec.dates)
+    if dates is not None:
+        dates.check_order()  # before the long matching, not after
+    labels = _labels(spec, dates)
+    if progress:
+        progress("match", 0, 0)
+    try:
+        field_ = match(
+            pair.reference.data,
+            pair.secondary.data,
+            method=spec.method,
+            chip_size=spec.chip_size,
+            step=spec.step,
+            search_range=spec.search_range,
+            fill_values=fill_values(pair, spec.nodata),
+            prefilter=spec.prefilter,
+            threads=spec.threads,
+            strip_rows=spec.strip_rows,
+            progress=(lambda done, total: progress("match", done, total)) if progress else None,
+        )
+    except GeodeformError as exc:
+        if spec.errors == "raise":
+            raise
+        return PairOutcome(**labels, status="failed", message=f"matching: {exc}")
+    grid: GeoGrid = pair.reference.grid
+    coverage_raw = field_.coverage
+    corrected = _correct(spec, field_, dates, float(abs(grid.transform.a)))
+    if isinstance(corrected, str):
+        return PairOutcome(**labels, status="failed", message=corrected)
+    ds = offset_dataset(
+        corrected.field,  # type: ignore[arg-type]  # the io Protocol declares settable attributes; ours is frozen
+        grid,
+        dates=dates,
+        reference=spec.reference_name or spec.reference,
+        secondary=spec.secondary_name or spec.secondary,
+        stable_mask=corrected.stable,
+        step=spec.step,
+        processing=_processing(spec, field_),
+        reason_codes=_reason_codes(),
+    )
+    coverage = float((np.isfinite(ds["dx"].values) & np.isfinite(ds["dy"].values)).mean())
+    if coverage == 0 and spec.errors == "record":
+        counts = ", ".join(f"{k} {v}" for k, v in corrected.field.reason_counts().items())
+        return PairOutcome(**labels, status="failed", message=f"no valid node ({counts})")
+    stats: dict[str, Any] = {
+        "coverage": coverage,
+        "stable_nmad_x": corrected.nmad_x,
+        "stable_nmad_y": corrected.nmad_y,
+        "rejected": corrected.rejected,
+        "seconds": time.perf_counter() - t0,
+        "message": corrected.note,
+    }
+    if spec.key is not None:
+        ds.attrs["geodeform_pair_key"] = spec.key
+    ds.attrs["geodeform_pair_stats"] = json.dumps(stats)
+    ds.attrs["geodeform_coverage_before_filters"] = coverage_raw
+    if progress:
+        progress("write", 0, 1)
+    files = _write(spec, ds)
+    if progress:
+        progress("write", 1, 1)
+    return PairOutcome(
+        **labels,
+        status="ok",
+        **stats,
+        files=files,
+        dates_source=dates_source,
+        reprojected=pair.reprojected,
+        summary=summarize_product(ds),
+    )
+
+
+def _write(spec: PairSpec, ds: xr.Dataset) -> tuple[str, ...]:
+    """Every output of ``spec`` (atomic writers), then the STAC item of the first one."""
+    written = [str(write_product(ds, path, fmt)) for fmt, path in spec.outputs.items()]
+    if spec.stac:
+        written.append(str(write_stac_item(ds, written[0])))
+    return tuple(written)

@@ -1,0 +1,75 @@
+"""Shared fixtures. Each area appends its fixtures in a section headed by a comment."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from geodeform.cli import main
+from geodeform.errors import GeodeformError
+
+# cli ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CliResult:
+    """What ``geodeform ARGS`` did: exit code, captured streams, and the error behind an exit 2.
+
+    Attributes
+    ----------
+    code
+        Exit code, as the console script would return it (0 ok, 2 for our errors and usage errors).
+    stdout, stderr
+        Captured text.
+    exception
+        The :class:`geodeform.errors.GeodeformError` that ``main()`` turned into its one-line message and exit
+        code 2 (so tests can check its type), else None.
+    """
+
+    code: int
+    stdout: str
+    stderr: str
+    exception: BaseException | None = None
+
+    @property
+    def output(self) -> str:
+        """Standard output followed by standard error."""
+        return self.stdout + self.stderr
+
+
+CliRunner = Callable[..., CliResult]
+
+
+@pytest.fixture
+def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> CliRunner:
+    """Run ``geodeform ARGS`` in this process through ``geodeform.cli.main`` (the console script's entry
+    point): same exit codes and error text, without a new interpreter.
+
+    ``cli(*args, cwd=None, env=None)`` returns a :class:`CliResult`; ``env`` sets environment variables
+    (e.g. ``{"COLUMNS": "200"}`` for wide tables) for that call only.
+    """
+
+    def run(*args: object, cwd: Path | None = None, env: Mapping[str, str] | None = None) -> CliResult:
+        with monkeypatch.context() as patch:
+            patch.setattr(sys, "argv", ["geodeform", *map(str, args)])
+            if cwd is not None:
+                patch.chdir(cwd)
+            for key, value in (env or {}).items():
+                patch.setenv(key, value)
+            capsys.readouterr()  # drop what earlier code printed
+            code, error = 0, None
+            try:
+                main()
+            except SystemExit as stop:
+                code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+                # main() exits from inside its `except GeodeformError` block: the error is the context.
+                if isinstance(stop.__context__, GeodeformError):
+                    error = stop.__context__
+            captured = capsys.readouterr()
+        return CliResult(code, captured.out, captured.err, error)
+
+    return run

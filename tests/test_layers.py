@@ -1,0 +1,140 @@
+"""The import rules of CONTRIBUTING / TEAM notes, checked on the source: layers and no import cycles.
+
+Layers, lowest first: leaves (``errors``, ``bands``, ``conventions``: they import nothing of ours) < ``io`` <
+stages (``search``, ``offsets``, ``corrections``, ``timeseries``, ``pairs``, ``decompose``, ``sar``,
+``quake``, ``synthetic``, ``masks``, ``parallel``, ``config``) < ``workflows`` and ``demo`` < ``service`` <
+``cli``. A module imports only from its own layer or lower (wherever the import statement is), and modules
+import each other without cycles.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SRC = Path(__file__).resolve().parents[1] / "src"
+LAYERS = {
+    "geodeform": 0,  # the package root holds only the version
+    "errors": 0,
+    "bands": 0,
+    "conventions": 0,
+    "io": 1,
+    **dict.fromkeys(
+        (
+            "search",
+            "offsets",
+            "corrections",
+            "timeseries",
+            "pairs",
+            "decompose",
+            "sar",
+            "quake",
+            "synthetic",
+            "masks",
+            "parallel",
+            "config",
+        ),
+        2,
+    ),
+    "workflows": 3,
+    "demo": 3,
+    "service": 4,
+    "cli": 5,
+}
+# Rule breakers in packages being restructured on other branches (issue 18); delete an entry once it is gone.
+KNOWN: set[tuple[str, str]] = set()  # (importer, imported) going up the layers
+KNOWN_CYCLES = {("geodeform.service.app", "geodeform.service.auth")}  # OGCError lives in the app factory
+
+
+def _modules() -> dict[str, Path]:
+    out = {}
+    for path in sorted((SRC / "geodeform").rglob("*.py")):
+        parts = path.relative_to(SRC).with_suffix("").parts
+        name = ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+        out[name] = path
+    return out
+
+
+MODULES = _modules()
+
+
+def _imports(name: str, path: Path, *, top_only: bool) -> set[str]:
+    """Our modules that ``name`` imports (``from pkg import sub`` counts as importing ``pkg.sub``)."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    nodes = tree.body if top_only else list(ast.walk(tree))
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found: set[str] = set()
+    for node in nodes:
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names if a.name.split(".")[0] == "geodeform"}
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:  # relative import
+                base = package.split(".")
+                base = base[: len(base) - node.level + 1]
+                module = ".".join([*base, node.module] if node.module else base)
+            else:
+                module = node.module or ""
+            if module.split(".")[0] != "geodeform":
+                continue
+            for alias in node.names:
+                sub = f"{module}.{alias.name}"
+                found.add(sub if sub in MODULES else module)
+    return {m for m in found if m in MODULES and m != name}
+
+
+def _layer(module: str) -> int:
+    parts = module.split(".")
+    return LAYERS[parts[1]] if len(parts) > 1 else LAYERS["geodeform"]
+
+
+def test_every_package_has_a_layer() -> None:
+    unknown = {m.split(".")[1] for m in MODULES if m != "geodeform"} - set(LAYERS)
+    assert not unknown, f"give these a layer in tests/test_layers.py (and CONTRIBUTING.md): {sorted(unknown)}"
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_imports_go_down_the_layers(name: str) -> None:
+    upward = [
+        f"{name} (layer {_layer(name)}) imports {target} (layer {_layer(target)})"
+        for target in sorted(_imports(name, MODULES[name], top_only=False))
+        if _layer(target) > _layer(name) and (name, target) not in KNOWN
+    ]
+    assert not upward, "\n".join(upward)
+
+
+def test_no_import_cycles() -> None:
+    graph = {name: _imports(name, path, top_only=False) for name, path in MODULES.items()}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    cycles: list[list[str]] = []
+
+    def visit(v: str) -> None:  # Tarjan's strongly connected components
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                cycles.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    cycles = [c for c in cycles if tuple(c) not in KNOWN_CYCLES]
+    assert not cycles, "import cycles: " + "; ".join(" <-> ".join(c) for c in cycles)
