@@ -40,6 +40,7 @@ __all__ = [
     "SearchConfig",
     "SlurmConfig",
     "config_to_yaml",
+    "deep_merge",
     "load_config",
     "preset_config",
     "search_range_px",
@@ -403,11 +404,12 @@ _EXAMPLE_SEARCH: dict[str, dict[str, Any]] = {
 }
 
 
-def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+def deep_merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """A copy of ``base`` with ``top`` laid over it: nested dicts are merged key by key, not replaced."""
     out = copy.deepcopy(base)
     for k, v in top.items():
         if isinstance(v, dict) and isinstance(out.get(k), dict):
-            out[k] = _merge(out[k], v)
+            out[k] = deep_merge(out[k], v)
         else:
             out[k] = copy.deepcopy(v)
     return out
@@ -456,7 +458,7 @@ def load_config(source: str | os.PathLike[str] | dict[str, Any]) -> JobConfig:
         raise InvalidInputError(
             f"{name}: preset {preset!r} unknown; allowed: {', '.join([*PRESETS, 'custom'])}"
         )
-    merged = _merge(PRESETS.get(preset, {}), data)
+    merged = deep_merge(PRESETS.get(preset, {}), data)
     try:
         return JobConfig.model_validate(merged)
     except ValidationError as exc:
@@ -467,7 +469,9 @@ def preset_config(preset: str, *, name: str | None = None) -> JobConfig:
     """The preset's full config with an example search (edit its dates and AOI)."""
     if preset not in PRESETS:
         raise InvalidInputError(f"preset {preset!r} unknown; allowed: {', '.join(PRESETS)}")
-    data = _merge(PRESETS[preset], {"name": name or f"my-{preset}-job", "search": _EXAMPLE_SEARCH[preset]})
+    data = deep_merge(
+        PRESETS[preset], {"name": name or f"my-{preset}-job", "search": _EXAMPLE_SEARCH[preset]}
+    )
     return load_config(data)
 
 
