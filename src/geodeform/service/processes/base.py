@@ -31,6 +31,7 @@ __all__ = [
     "ProgressFn",
     "ResultFile",
     "Runner",
+    "file_outputs",
     "input_descriptions",
     "validate_inputs",
 ]
@@ -68,6 +69,13 @@ class Process:
     outputs: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     version: str = "1.0.0"
     keywords: tuple[str, ...] = ()
+
+
+def file_outputs(**titles: str) -> dict[str, dict[str, Any]]:
+    """OGC output descriptions of outputs that are files, transmitted by reference: ``{id: title}``."""
+    return {
+        key: {"title": title, "schema": {"type": "string", "format": "uri"}} for key, title in titles.items()
+    }
 
 
 def _loc(loc: tuple[Any, ...]) -> str:

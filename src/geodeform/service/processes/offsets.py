@@ -15,7 +15,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from geodeform.errors import InvalidInputError
 from geodeform.io import parse_dates_option
 from geodeform.service.errors import Problem
-from geodeform.service.processes.base import Process, ProgressFn, ResultFile
+from geodeform.service.processes.base import Process, ProgressFn, ResultFile, file_outputs
 from geodeform.service.processes.checks import check_image, raster_problems, unwrap_href
 from geodeform.service.processes.pair_chain import run_pair_chain
 from geodeform.service.safety import fetch_url, is_url, resolve_data_path
@@ -128,13 +128,12 @@ def _run_offsets(
     }
 
 
-_URI = {"type": "string", "format": "uri"}
-_OUTPUTS = {
-    "netcdf": {"title": "Offsets and velocities (NetCDF)", "schema": _URI},
-    "cog": {"title": "Offsets and velocities (COG)", "schema": _URI},
-    "stac": {"title": "STAC item", "schema": _URI},
-    "report": {"title": "Processing report", "schema": _URI},
-}
+_OUTPUTS = file_outputs(
+    netcdf="Offsets and velocities (NetCDF)",
+    cog="Offsets and velocities (COG)",
+    stac="STAC item",
+    report="Processing report",
+)
 
 
 def offsets_process() -> Process:

@@ -17,7 +17,7 @@ from pydantic import BaseModel, ConfigDict, model_validator
 from geodeform.config import PRESETS, ComputeConfig, JobConfig, deep_merge
 from geodeform.service.errors import Problem
 from geodeform.service.media import media_type
-from geodeform.service.processes.base import Process, ProgressFn, ResultFile, Runner
+from geodeform.service.processes.base import Process, ProgressFn, ResultFile, Runner, file_outputs
 from geodeform.service.processes.checks import bbox_area_km2, catalog_problems, inside_roots, raster_problems
 from geodeform.service.safety import is_url, resolve_data_folder, resolve_data_path
 from geodeform.service.settings import ServiceSettings
@@ -33,14 +33,13 @@ _TITLES = {
     "quake": "Earthquake offsets (quake preset)",
     "survey": "Regional survey over several tiles (survey preset)",
 }
-_URI = {"type": "string", "format": "uri"}
-_OUTPUTS = {
-    "velocity_nc": {"title": "Velocity (NetCDF)", "schema": _URI},
-    "velocity_tif": {"title": "Velocity (COG)", "schema": _URI},
-    "timeseries": {"title": "Time series (NetCDF)", "schema": _URI},
-    "catalog": {"title": "STAC catalogue", "schema": _URI},
-    "report": {"title": "HTML report", "schema": _URI},
-}
+_OUTPUTS = file_outputs(
+    velocity_nc="Velocity (NetCDF)",
+    velocity_tif="Velocity (COG)",
+    timeseries="Time series (NetCDF)",
+    catalog="STAC catalogue",
+    report="HTML report",
+)
 
 
 def check_preset(raw: Mapping[str, Any], settings: ServiceSettings) -> list[Problem]:
