@@ -1,4 +1,12 @@
-"""Shared pieces of the web service tests: real `geodeform serve` processes, accounts, GeoTIFF pairs."""
+"""Shared pieces of the web service tests: the app in-process, real `geodeform serve` processes, accounts,
+GeoTIFF pairs.
+
+Most tests use :class:`InProcessService` (the ``service`` fixture of ``conftest.py``): the application on a
+temporary SQLite store behind a ``TestClient``, with jobs run by a real
+:class:`~geodeform.service.worker.Worker` in the test's process. :class:`Server` (a ``geodeform serve``
+subprocess with worker processes) is kept for what needs processes: kills, restarts, dismissal of a running
+worker, the browser and the console script.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +16,27 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 import pytest
+import sqlalchemy as sa
+import uvicorn
+from fastapi.testclient import TestClient
 
 from _cli import cli
+from geodeform.cli.demo import _write_geotiff
+from geodeform.demo import make_glacier_pair
+from geodeform.service.app import create_app
+from geodeform.service.settings import ServiceSettings
+from geodeform.service.store import JobStore, make_engine, migrate
+from geodeform.service.worker import Worker
 
 PG_DSN = os.environ.get("GEODEFORM_TEST_PG_DSN", "")
 FINAL = {"successful", "failed", "dismissed"}
@@ -25,10 +44,6 @@ FINAL = {"successful", "failed", "dismissed"}
 
 def reset_pg(dsn: str) -> None:
     """Empty the PostgreSQL test database (tables of a previous run included)."""
-    import sqlalchemy as sa
-
-    from geodeform.service.store import make_engine
-
     engine = make_engine(dsn)
     with engine.begin() as conn:
         conn.execute(sa.text("DROP TABLE IF EXISTS jobs, users, alembic_version CASCADE"))
@@ -47,9 +62,6 @@ def db_url(kind: str, tmp: Path) -> str:
 
 def write_pair(root: Path, *, size: int = 96, prefix: str = "") -> tuple[str, str]:
     """Two small georeferenced GeoTIFFs of the glacier demo (30 days apart) in ``root``; relative names."""
-    from geodeform.cli.demo import _write_geotiff
-    from geodeform.demo import make_glacier_pair
-
     pair = make_glacier_pair()
     ref, sec = f"{prefix}LC08_20200106_B4.tif", f"{prefix}LC08_20200205_B4.tif"
     _write_geotiff(root / ref, np.ascontiguousarray(pair.reference[:size, :size]), "2020-01-06")
@@ -73,8 +85,6 @@ def add_user(db: str, name: str, *, admin: bool = False) -> str:
 
 def add_users(db: str, *names: str) -> list[str]:
     """Accounts created straight in the store (faster than one CLI process each); their tokens."""
-    from geodeform.service.store import JobStore, migrate
-
     migrate(db)
     store = JobStore(db)
     try:
@@ -92,6 +102,7 @@ class Server:
     jobs_dir: Path
     args: tuple[str, ...] = ()
     workers: int = 2
+    command: tuple[str, ...] = (sys.executable, "-c", "from geodeform.cli import main; main()")
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
@@ -105,9 +116,7 @@ class Server:
         """Start and wait until the landing page answers."""
         self.log = self.jobs_dir.parent / f"serve-{self.port}.log"
         cmd = [
-            sys.executable,
-            "-c",
-            "from geodeform.cli import main; main()",
+            *self.command,
             "serve",
             "--port",
             str(self.port),
@@ -181,3 +190,97 @@ def wait_final(client: httpx.Client, job_url: str, token: str, timeout: float = 
         if doc["status"] in FINAL or time.monotonic() > deadline:
             return doc
         time.sleep(0.2)
+
+
+@dataclass
+class InProcessService:
+    """The application in this process on its own store, a ``TestClient`` on it, and a way to run its jobs.
+
+    Attributes
+    ----------
+    settings
+        The app's settings (resolved folders under a temporary folder).
+    store
+        The app's job store (users are made straight in it: :meth:`add_user`).
+    client
+        ``TestClient`` of the app (base URL ``http://testserver``).
+    """
+
+    settings: ServiceSettings
+    store: JobStore
+    client: TestClient
+
+    @property
+    def data_root(self) -> Path:
+        """The (only) data root: write the test's input files here."""
+        return self.settings.data_roots[0]
+
+    @property
+    def jobs_dir(self) -> Path:
+        """Folder of the jobs' outputs."""
+        return self.settings.jobs_dir
+
+    def add_user(self, name: str, *, admin: bool = False) -> str:
+        """A new account in the store; its token."""
+        return self.store.add_user(name, role="admin" if admin else "user")
+
+    def run_jobs(self) -> int:
+        """Run every queued job to its end with a real worker, in this process; how many ran."""
+        worker = Worker(self.settings, name="test-worker")
+        ran = 0
+        try:
+            while worker.run_one():
+                ran += 1
+        finally:
+            worker.store.close()
+        return ran
+
+    def submit(self, process: str, inputs: dict[str, Any], token: str) -> str:
+        """Submit a job (must answer 201); its id."""
+        r = self.client.post(f"/processes/{process}/execution", json={"inputs": inputs}, headers=auth(token))
+        assert r.status_code == 201, r.text
+        return str(r.json()["jobID"])
+
+    def run(self, process: str, inputs: dict[str, Any], token: str) -> dict[str, Any]:
+        """Submit a job, run the queue, and return the job's final status document."""
+        job_id = self.submit(process, inputs, token)
+        self.run_jobs()
+        doc: dict[str, Any] = self.client.get(f"/jobs/{job_id}", headers=auth(token)).json()
+        return doc
+
+
+@contextlib.contextmanager
+def in_process_service(tmp: Path, db: str | None = None, **settings: Any) -> Iterator[InProcessService]:
+    """An :class:`InProcessService` on a new SQLite store under ``tmp`` (or on ``db``), data root
+    ``tmp/data``; ``settings`` override :class:`ServiceSettings` fields."""
+    data = tmp / "data"
+    data.mkdir(exist_ok=True)
+    db = db or f"sqlite:///{tmp / 'service.db'}"
+    migrate(db)
+    resolved = ServiceSettings(db=db, jobs_dir=tmp / "jobs", data_roots=(data,), **settings).resolved()
+    resolved.jobs_dir.mkdir(parents=True, exist_ok=True)
+    store = JobStore(db)
+    try:
+        with TestClient(create_app(resolved, store=store)) as client:
+            yield InProcessService(resolved, store, client)
+    finally:
+        store.close()
+
+
+@contextlib.contextmanager
+def served_over_http(app: Any) -> Iterator[str]:
+    """Serve ``app`` with uvicorn on 127.0.0.1 from a thread of this process (for HTTP clients that cannot
+    use a ``TestClient``); its base URL."""
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 30
+    while not server.started:
+        if not thread.is_alive() or time.monotonic() > deadline:
+            raise RuntimeError("uvicorn did not start")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}"
+    finally:
+        server.should_exit = True
+        thread.join(10)

@@ -6,6 +6,7 @@ import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -73,3 +74,25 @@ def cli(capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> 
         return CliResult(code, captured.out, captured.err, error)
 
     return run
+
+
+# service ------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def service_settings() -> dict[str, Any]:
+    """ServiceSettings fields of the module's ``service`` (override this fixture in a test module)."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def service(tmp_path_factory, service_settings):
+    """The web service in-process, one per test module: the app on a temporary SQLite store behind a
+    ``TestClient`` (``service.client``), data root ``service.data_root``, users made straight in the store
+    with ``service.add_user(name)``, jobs run by a real worker in this process with ``service.run_jobs()``
+    (:class:`_service_helpers.InProcessService`)."""
+    # Imported here, not at the top: the app and its worker stack are only loaded by the tests that use them.
+    from _service_helpers import in_process_service
+
+    with in_process_service(tmp_path_factory.mktemp("service"), **service_settings) as svc:
+        yield svc

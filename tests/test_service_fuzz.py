@@ -1,38 +1,30 @@
-"""Schemathesis against the served OpenAPI document: no input makes the service answer 5xx."""
+"""Schemathesis against the app's OpenAPI document, in-process (ASGI): no input makes the service answer
+5xx."""
 
 from __future__ import annotations
 
-import httpx
 import hypothesis
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
 
-from _service_helpers import Server, add_users, db_url, running, write_pair
+from _service_helpers import write_pair
 
 MAX_EXAMPLES = 25
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("fuzz")
-    data = tmp / "data"
-    data.mkdir()
-    ref, sec = write_pair(data, size=64)
-    db = db_url("sqlite", tmp)
-    (token,) = add_users(db, "fuzzer")
-    # No workers: the fuzzer's accepted jobs just wait (and are counted against its active job limit).
-    server = Server(
-        db=db, data_root=data, jobs_dir=tmp / "jobs", workers=0, args=("--max-active-jobs", "1000")
-    )
-    with running(server):
-        r = httpx.post(
-            f"{server.url}/processes/offsets/execution",
-            json={"inputs": {"reference": ref, "secondary": sec}},
-            headers={"Authorization": f"Bearer {token}"},
-        )
-        assert r.status_code == 201
-        yield server, token, r.json()["jobID"]
+def service_settings():
+    # No worker runs: the fuzzer's accepted jobs just wait (and are counted against its active job limit).
+    return {"max_active_jobs": 1000}
+
+
+@pytest.fixture(scope="module")
+def served(service):
+    ref, sec = write_pair(service.data_root, size=64)
+    token = service.add_user("fuzzer")
+    job_id = service.submit("offsets", {"reference": ref, "secondary": sec}, token)
+    return service, token, job_id
 
 
 def _operations(schema):
@@ -40,18 +32,23 @@ def _operations(schema):
         yield result.ok()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("authenticated", [True, False])
 def test_no_server_error_for_any_generated_request(served, authenticated):
-    server, token, job_id = served
-    schema = schemathesis.openapi.from_url(f"{server.url}/openapi.json")
+    service, token, job_id = served
+    schema = schemathesis.openapi.from_asgi("/openapi.json", service.client.app)
     headers = {"Authorization": f"Bearer {token}"} if authenticated else {}
     failures: list[str] = []
+    seen: set[int] = set()
     for operation in _operations(schema):
-        _fuzz(operation, server.url, headers, job_id, failures)
+        _fuzz(operation, headers, job_id, failures, seen)
     assert not failures, "\n".join(failures[:10])
+    # The requests reached the app and were answered: found, not found, unauthorised or not.
+    assert {200, 404} <= seen, seen
+    assert (401 in seen) is not authenticated, seen
 
 
-def _fuzz(operation, base_url: str, headers: dict[str, str], job_id: str, failures: list[str]) -> None:
+def _fuzz(operation, headers: dict[str, str], job_id: str, failures: list[str], seen: set[int]) -> None:
     @given(case=operation.as_strategy())
     @settings(
         max_examples=MAX_EXAMPLES,
@@ -70,7 +67,8 @@ def _fuzz(operation, base_url: str, headers: dict[str, str], job_id: str, failur
                     params["processId"] = "offsets"
                 if "jobId" in params:
                     params["jobId"] = job_id
-            response = case.call(base_url=base_url, headers=headers, timeout=30)
+            response = case.call(headers=headers)
+            seen.add(response.status_code)
             if response.status_code >= 500:
                 failures.append(f"{operation.label}: {response.status_code} {case.as_curl_command()}")
 

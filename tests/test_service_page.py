@@ -1,4 +1,5 @@
-"""The map page (``/map``) and its endpoints, on a real `geodeform serve` with a real worker.
+"""The map page (``/map``) and its endpoints: in-process (TestClient, a real worker in-process) and, in a
+browser, on a real `geodeform serve` with worker processes.
 
 The page is driven by Python Playwright on Debian's chromium (``scripts/services.d/chromium.sh`` installs
 it; no browser download): enter the token, look up scenes of a folder catalogue, draw an AOI box, submit an
@@ -17,17 +18,21 @@ from pathlib import Path
 import httpx
 import numpy as np
 import pytest
+import rasterio
+import xarray as xr
+from pyproj import Transformer
+from rasterio.transform import from_origin
 
-from _service_helpers import Server, add_users, auth, db_url, running, wait_final
+from _map_products import write_products
+from _service_helpers import Server, add_users, auth, db_url, running
+from geodeform.demo import make_glacier_series
 
 CRS, ORIGIN, PIXEL = "EPSG:32607", (350000.0, 6700000.0), 30.0  # UTM 7N, near the St. Elias glaciers
 SIZE = 160
+TO_LONLAT = Transformer.from_crs(CRS, "EPSG:4326", always_xy=True)
 
 
 def _write(path: Path, data: np.ndarray, *, dtype: str | None = None) -> None:
-    import rasterio
-    from rasterio.transform import from_origin
-
     path.parent.mkdir(parents=True, exist_ok=True)
     profile = dict(
         driver="GTiff",
@@ -44,8 +49,6 @@ def _write(path: Path, data: np.ndarray, *, dtype: str | None = None) -> None:
 
 def _write_data(root: Path) -> list[str]:
     """Three dates of the demo glacier (16 days apart) and an Earth Search-like folder catalogue."""
-    from geodeform.demo import make_glacier_series
-
     series = make_glacier_series(n_dates=3)
     lines = []
     for img, when in zip(series.images, series.dates, strict=True):
@@ -62,50 +65,49 @@ def _write_data(root: Path) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def svc(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("page")
-    data = tmp / "data"
-    lines = _write_data(data)
-    db = db_url("sqlite", tmp)
-    tokens = dict(zip(("alice", "bob"), add_users(db, "alice", "bob"), strict=True))
-    server = Server(db=db, data_root=data, jobs_dir=tmp / "jobs", workers=2)
-    with running(server):
-        yield server, tokens, lines
+def svc(service):
+    """The in-process service with two users and the page's data in its data root."""
+    lines = _write_data(service.data_root)
+    tokens = {name: service.add_user(name) for name in ("alice", "bob")}
+    return service, tokens, lines
 
 
-@pytest.fixture(scope="module")
-def done_job(svc):
-    """A successful ice job of alice's, submitted through the API."""
-    server, tokens, lines = svc
-    inputs = {
+def _ice_inputs(lines: list[str]) -> dict:
+    return {
         "name": "api-job",
         "inputs": [{"path": p, "date": d} for p, d in (line.split() for line in lines)],
         "matching": {"step": 8},
         "output": {"report": False},
     }
-    with httpx.Client(base_url=server.url, timeout=30) as c:
-        r = c.post("/processes/ice/execution", json={"inputs": inputs}, headers=auth(tokens["alice"]))
-        assert r.status_code == 201, r.text
-        doc = wait_final(c, r.headers["Location"], tokens["alice"], timeout=120)
-    assert doc["status"] == "successful", doc
-    return doc["jobID"]
+
+
+@pytest.fixture(scope="module")
+def product_job(svc):
+    """A successful job of alice's whose velocity and time-series products hold known values (written by
+    `_map_products`, recorded in the store as a worker records them); its id and the products."""
+    service, tokens, _ = svc
+    user = service.store.user_for_token(tokens["alice"])
+    job = service.store.create_job(user.id, "ice", {})
+    assert service.store.claim("test-worker").id == job.id
+    products = write_products(service.jobs_dir / job.id)
+    results = {
+        "velocity_nc": {"name": "velocity.nc", "type": "application/x-netcdf", "title": "ice: velocity_nc"},
+        "timeseries": {"name": "timeseries.nc", "type": "application/x-netcdf", "title": "ice: timeseries"},
+    }
+    assert service.store.finish(job.id, "test-worker", "successful", "finished", results)
+    return job.id, products
 
 
 def _center_lonlat() -> tuple[float, float]:
-    from pyproj import Transformer
-
     x, y = ORIGIN[0] + PIXEL * SIZE / 2, ORIGIN[1] - PIXEL * SIZE / 2
     return Transformer.from_crs(CRS, "EPSG:4326", always_xy=True).transform(x, y)
 
 
-def _fastest_lonlat(server: Server, job_id: str) -> tuple[float, float]:
+def _fastest_lonlat(jobs_dir: Path, job_id: str) -> tuple[float, float]:
     """Lon/lat of the fastest node of a finished job, away from the grid's border (a border node's centre is
     half a cell from the overlay's edge, too close for a click placed by linear lon/lat interpolation).
     Read from the job's folder, not through the API."""
-    import xarray as xr
-    from pyproj import Transformer
-
-    with xr.open_dataset(server.jobs_dir / job_id / "velocity.nc", engine="h5netcdf") as ds:
+    with xr.open_dataset(jobs_dir / job_id / "velocity.nc", engine="h5netcdf") as ds:
         v = np.nan_to_num(ds["v"].values, nan=-1)
         v[[0, -1], :] = -1
         v[:, [0, -1]] = -1
@@ -118,27 +120,25 @@ def _fastest_lonlat(server: Server, job_id: str) -> tuple[float, float]:
 
 
 def test_page_and_assets_are_public_and_offline(svc):
-    server, _, _ = svc
-    with httpx.Client(base_url=server.url) as c:
-        page = c.get("/map")
-        assert page.status_code == 200 and page.headers["content-type"].startswith("text/html")
-        assert "http://" not in page.text and "https://" not in page.text  # nothing fetched from outside
-        for asset in ("map.js", "map.css", "vendor/leaflet/leaflet.js", "vendor/leaflet/leaflet.css"):
-            assert c.get(f"/map/static/{asset}").status_code == 200, asset
-        assert (
-            c.get("/map/static/vendor/leaflet/images/marker-icon.png").headers["content-type"] == "image/png"
-        )
-        for bad in (
-            "%2e%2e/app.py",
-            "..%2fapp.py",
-            "nothing.js",
-            "vendor/leaflet/LICENSE",
-            "%00",
-            "a%5cb.js",
-            ".x.js",
-        ):
-            r = c.get(f"/map/static/{bad}")
-            assert r.status_code == 404, (bad, r.status_code)
+    c = svc[0].client
+    page = c.get("/map")
+    assert page.status_code == 200 and page.headers["content-type"] == "text/html; charset=utf-8"
+    assert "http://" not in page.text and "https://" not in page.text  # nothing fetched from outside
+    for asset in ("map.js", "map.css", "vendor/leaflet/leaflet.js", "vendor/leaflet/leaflet.css"):
+        assert c.get(f"/map/static/{asset}").status_code == 200, asset
+    assert c.get("/map/static/map.js").headers["content-type"] == "text/javascript; charset=utf-8"
+    assert c.get("/map/static/vendor/leaflet/images/marker-icon.png").headers["content-type"] == "image/png"
+    for bad in (
+        "%2e%2e/app.py",
+        "..%2fapp.py",
+        "nothing.js",
+        "vendor/leaflet/LICENSE",
+        "%00",
+        "a%5cb.js",
+        ".x.js",
+    ):
+        r = c.get(f"/map/static/{bad}")
+        assert r.status_code == 404, (bad, r.status_code)
 
 
 @pytest.mark.parametrize(
@@ -153,46 +153,100 @@ def test_page_and_assets_are_public_and_offline(svc):
     ],
 )
 def test_api_needs_a_token(svc, path):
-    server, _, _ = svc
+    c = svc[0].client
     for headers in ({}, auth("not-a-token"), {"Authorization": "Basic abc"}):
-        r = httpx.get(server.url + path, headers=headers)
+        r = c.get(path, headers=headers)
         assert r.status_code == 401, (path, r.text)
         assert r.json()["status"] == 401 and "Bearer" in r.headers["www-authenticate"]
 
 
-def test_overlay_and_series_of_own_job(svc, done_job):
-    server, tokens, _ = svc
-    lon, lat = _center_lonlat()
-    with httpx.Client(base_url=server.url, headers=auth(tokens["alice"]), timeout=30) as c:
-        meta = c.get(f"/map/api/jobs/{done_job}/overlay.json").json()
-        w, s, e, n = meta["bounds"]
-        assert w < lon < e and s < lat < n
-        assert meta["units"] == "m/yr" and meta["min"] == 0 and 0 < meta["max"] <= 2 * meta["data_max"]
-        assert len(meta["stops"]) == 11 and meta["valid_pct"] > 50
-        png = c.get(f"/map/api/jobs/{done_job}/overlay.png")
-        assert png.headers["content-type"] == "image/png" and png.content[:8] == b"\x89PNG\r\n\x1a\n"
-        fast = _fastest_lonlat(server, done_job)
-        ts = c.get(f"/map/api/jobs/{done_job}/series", params={"lon": fast[0], "lat": fast[1]}).json()
-        assert ts["dates"] == ["2020-01-06", "2020-01-22", "2020-02-07"]
-        assert ts["east"][0] == 0 and ts["north"][0] == 0 and ts["units"] == "m"
-        assert ts["distance_m"] < 1
-        assert any(abs(v) > 1 for v in ts["east"] + ts["north"] if v is not None)  # the glacier moves
-        far = c.get(f"/map/api/jobs/{done_job}/series", params={"lon": 10, "lat": 10})
-        assert far.status_code == 404 and far.json()["title"] == "No data here"
+def test_overlay_and_series_of_own_job(svc, product_job):
+    service, tokens, _ = svc
+    job, products = product_job
+    c, a = service.client, auth(tokens["alice"])
+    meta = c.get(f"/map/api/jobs/{job}/overlay.json", headers=a)
+    assert meta.status_code == 200 and meta.headers["cache-control"] == "private, no-store"
+    meta = meta.json()
+    lon, lat = TO_LONLAT.transform(products.x.mean(), products.y.mean())
+    w, s, e, n = meta["bounds"]
+    assert w < lon < e and s < lat < n
+    assert meta["units"] == "m/yr" and meta["min"] == 0 and meta["crs"] == "EPSG:32607"
+    assert meta["data_min"] == np.nanmin(products.v) and meta["data_max"] == np.nanmax(products.v)
+    assert meta["max"] == 40 and meta["colormap"] == "viridis"  # 98th percentile 39 m/yr, rounded up
+    assert len(meta["stops"]) == 11 and meta["valid_pct"] == round(100 * np.isfinite(products.v).mean(), 1)
+    assert meta["image"] == f"http://testserver/map/api/jobs/{job}/overlay.png"
+    png = c.get(f"/map/api/jobs/{job}/overlay.png", headers=a)
+    assert png.headers["content-type"] == "image/png" and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    i, j = 4, 7
+    lon, lat = TO_LONLAT.transform(products.x[j], products.y[i])
+    ts = c.get(f"/map/api/jobs/{job}/series", params={"lon": lon, "lat": lat}, headers=a).json()
+    assert ts["dates"] == ["2020-01-06", "2020-01-22", "2020-02-07"] and ts["units"] == "m"
+    assert ts["east"] == [round(float(x), 4) for x in products.east[:, i, j]]
+    assert ts["north"] == [0.0, -0.5, -1.0] and ts["east_error"] == [0.25] * 3
+    assert ts["node"]["x"] == products.x[j] and ts["node"]["crs"] == "EPSG:32607"
+    assert ts["distance_m"] < 0.01 and ts["sign_convention"].startswith("east: + toward increasing map x")
+    far = c.get(f"/map/api/jobs/{job}/series", params={"lon": 10, "lat": 10}, headers=a)
+    assert far.status_code == 404 and far.json()["title"] == "No data here"
 
 
-def test_other_users_job_is_not_found(svc, done_job):
-    server, tokens, _ = svc
+def test_map_views_of_a_job_without_the_product_are_404(svc, product_job):
+    service, tokens, _ = svc
+    a = auth(tokens["alice"])
+    user = service.store.user_for_token(tokens["alice"])
+    queued = service.store.create_job(user.id, "offsets", {})
+    r = service.client.get(f"/map/api/jobs/{queued.id}/overlay.json", headers=a)
+    assert r.status_code == 404 and r.json()["title"] == "Result not ready"
+    assert service.client.delete(f"/jobs/{queued.id}", headers=a).status_code == 200
+    # A job with a velocity map but no time series (an offsets job's NetCDF is drawn too).
+    job = service.store.create_job(user.id, "offsets", {})
+    assert service.store.claim("test-worker").id == job.id
+    velocity_bytes = product_job[1].velocity.read_bytes()
+    (service.jobs_dir / job.id).mkdir()
+    (service.jobs_dir / job.id / "offsets.nc").write_bytes(velocity_bytes)
+    results = {"netcdf": {"name": "offsets.nc", "type": "application/x-netcdf", "title": "offsets"}}
+    assert service.store.finish(job.id, "test-worker", "successful", "finished", results)
+    assert service.client.get(f"/map/api/jobs/{job.id}/overlay.json", headers=a).status_code == 200
+    r = service.client.get(f"/map/api/jobs/{job.id}/series?lon=0&lat=0", headers=a)
+    assert r.status_code == 404 and r.json()["detail"] == f"job {job.id} has no time series"
+
+
+@pytest.mark.slow
+def test_overlay_and_series_of_a_real_ice_job(svc):
+    """A whole ice job on three glacier images, run by a worker in this process, then its map views."""
+    service, tokens, lines = svc
+    c, a = service.client, auth(tokens["alice"])
+    doc = service.run("ice", _ice_inputs(lines), tokens["alice"])
+    assert doc["status"] == "successful", doc
+    done_job = doc["jobID"]
     lon, lat = _center_lonlat()
-    with httpx.Client(base_url=server.url, headers=auth(tokens["bob"])) as c:
-        for path in ("overlay.json", "overlay.png", f"series?lon={lon}&lat={lat}"):
-            r = c.get(f"/map/api/jobs/{done_job}/{path}")
-            assert r.status_code == 404, (path, r.text)
-            assert r.json()["title"] == "No such job"
-        missing = c.get("/map/api/jobs/does-not-exist/overlay.json")
-        assert missing.status_code == 404 and missing.json()["detail"] == r.json()["detail"].replace(
-            done_job, "does-not-exist"
-        )
+    meta = c.get(f"/map/api/jobs/{done_job}/overlay.json", headers=a).json()
+    w, s, e, n = meta["bounds"]
+    assert w < lon < e and s < lat < n
+    assert meta["units"] == "m/yr" and meta["min"] == 0 and 0 < meta["max"] <= 2 * meta["data_max"]
+    assert len(meta["stops"]) == 11 and meta["valid_pct"] > 50
+    png = c.get(f"/map/api/jobs/{done_job}/overlay.png", headers=a)
+    assert png.headers["content-type"] == "image/png" and png.content[:8] == b"\x89PNG\r\n\x1a\n"
+    fast = _fastest_lonlat(service.jobs_dir, done_job)
+    ts = c.get(f"/map/api/jobs/{done_job}/series", params={"lon": fast[0], "lat": fast[1]}, headers=a).json()
+    assert ts["dates"] == ["2020-01-06", "2020-01-22", "2020-02-07"]
+    assert ts["east"][0] == 0 and ts["north"][0] == 0 and ts["units"] == "m"
+    assert ts["distance_m"] < 1
+    assert any(abs(v) > 1 for v in ts["east"] + ts["north"] if v is not None)  # the glacier moves
+
+
+def test_other_users_job_is_not_found(svc, product_job):
+    service, tokens, _ = svc
+    done_job, _ = product_job
+    c, bob = service.client, auth(tokens["bob"])
+    lon, lat = _center_lonlat()
+    for path in ("overlay.json", "overlay.png", f"series?lon={lon}&lat={lat}"):
+        r = c.get(f"/map/api/jobs/{done_job}/{path}", headers=bob)
+        assert r.status_code == 404, (path, r.text)
+        assert r.json()["title"] == "No such job"
+    missing = c.get("/map/api/jobs/does-not-exist/overlay.json", headers=bob)
+    assert missing.status_code == 404 and missing.json()["detail"] == r.json()["detail"].replace(
+        done_job, "does-not-exist"
+    )
 
 
 @pytest.mark.parametrize(
@@ -208,9 +262,10 @@ def test_other_users_job_is_not_found(svc, done_job):
         "lon=0&lat=0&lon=1",
     ],
 )
-def test_series_bad_point_is_400(svc, done_job, query):
-    server, tokens, _ = svc
-    r = httpx.get(f"{server.url}/map/api/jobs/{done_job}/series?{query}", headers=auth(tokens["alice"]))
+def test_series_bad_point_is_400(svc, product_job, query):
+    service, tokens, _ = svc
+    done_job, _ = product_job
+    r = service.client.get(f"/map/api/jobs/{done_job}/series?{query}", headers=auth(tokens["alice"]))
     if query == "lon=0&lat=0&lon=1":
         assert r.status_code in (200, 404)  # last value wins or the first; a valid point either way
         return
@@ -241,14 +296,14 @@ def test_series_bad_point_is_400(svc, done_job, query):
     ],
 )
 def test_scenes_bad_input_is_400(svc, query, where):
-    server, tokens, _ = svc
+    service, tokens, _ = svc
     base = "start=2020-01-01&end=2020-03-01&catalog=scenes"
     params = base + ("&" + query if query else "")
     if "start=2020-13" in query:
         params = "end=2020-03-01&" + query
     if "end=2019" in query:
         params = "start=2020-01-01&catalog=scenes&" + query
-    r = httpx.get(f"{server.url}/map/api/scenes?{params}", headers=auth(tokens["alice"]), timeout=30)
+    r = service.client.get(f"/map/api/scenes?{params}", headers=auth(tokens["alice"]))
     assert r.status_code == 400, (query, r.status_code, r.text)
     doc = r.json()
     if where:
@@ -256,34 +311,37 @@ def test_scenes_bad_input_is_400(svc, query, where):
 
 
 def test_scenes_of_a_folder_catalogue_with_aoi_cloud(svc):
-    server, tokens, _ = svc
+    service, tokens, _ = svc
+    c, a = service.client, auth(tokens["alice"])
     lon, lat = _center_lonlat()
-    with httpx.Client(base_url=server.url, headers=auth(tokens["alice"]), timeout=60) as c:
-        r = c.get(
-            "/map/api/scenes",
-            params={
-                "catalog": "scenes",
-                "start": "2020-01-01",
-                "end": "2020-03-01",
-                "bbox": f"{lon - 0.03},{lat - 0.01},{lon + 0.03},{lat + 0.01}",
-            },
-        )
-        assert r.status_code == 200, r.text
-        scenes = r.json()["scenes"]
-        assert [s["id"] for s in scenes] == ["S2B_07VCG_20200106_0_L2A", "S2B_07VCG_20200122_0_L2A"]
-        assert all(s["tile"] == "07VCG" and s["aoi_cloud_pct"] is not None for s in scenes)
-        empty = c.get(
-            "/map/api/scenes",
-            params={"catalog": "scenes", "start": "2021-01-01", "end": "2021-02-01", "tile": "07VCG"},
-        )
-        assert empty.status_code == 200 and empty.json()["scenes"] == []
-        tile = c.get("/map/api/tiles/07vcg").json()
-        assert tile["properties"]["tile"] == "07VCG" and tile["geometry"]["type"] == "Polygon"
+    r = c.get(
+        "/map/api/scenes",
+        params={
+            "catalog": "scenes",
+            "start": "2020-01-01",
+            "end": "2020-03-01",
+            "bbox": f"{lon - 0.03},{lat - 0.01},{lon + 0.03},{lat + 0.01}",
+        },
+        headers=a,
+    )
+    assert r.status_code == 200, r.text
+    scenes = r.json()["scenes"]
+    assert [s["id"] for s in scenes] == ["S2B_07VCG_20200106_0_L2A", "S2B_07VCG_20200122_0_L2A"]
+    assert all(s["tile"] == "07VCG" and s["aoi_cloud_pct"] is not None for s in scenes)
+    assert str(service.data_root) not in r.text  # the server's folders stay private
+    empty = c.get(
+        "/map/api/scenes",
+        params={"catalog": "scenes", "start": "2021-01-01", "end": "2021-02-01", "tile": "07VCG"},
+        headers=a,
+    )
+    assert empty.status_code == 200 and empty.json()["scenes"] == []
+    tile = c.get("/map/api/tiles/07vcg", headers=a).json()
+    assert tile["properties"]["tile"] == "07VCG" and tile["geometry"]["type"] == "Polygon"
 
 
 def test_presets_give_form_defaults(svc):
-    server, tokens, _ = svc
-    doc = httpx.get(server.url + "/map/api/presets", headers=auth(tokens["bob"])).json()["presets"]
+    service, tokens, _ = svc
+    doc = service.client.get("/map/api/presets", headers=auth(tokens["bob"])).json()["presets"]
     assert set(doc) == {"ice", "slide", "quake", "survey"}
     assert doc["quake"]["pairs"]["mode"] == "acquisitions" and doc["ice"]["matching"]["chip_size"] == 32
 
@@ -303,8 +361,21 @@ def chromium():
         browser.close()
 
 
-def test_page_end_to_end(svc, chromium, tmp_path):
-    server, tokens, lines = svc
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """A real `geodeform serve` with two worker processes, its users and the page's data."""
+    tmp = tmp_path_factory.mktemp("page")
+    data = tmp / "data"
+    lines = _write_data(data)
+    db = db_url("sqlite", tmp)
+    tokens = dict(zip(("alice", "bob"), add_users(db, "alice", "bob"), strict=True))
+    with running(Server(db=db, data_root=data, jobs_dir=tmp / "jobs", workers=2)) as server:
+        yield server, tokens, lines
+
+
+@pytest.mark.slow
+def test_page_end_to_end(served, chromium, tmp_path):
+    server, tokens, lines = served
     from playwright.sync_api import expect
 
     context = chromium.new_context(viewport={"width": 1400, "height": 900}, accept_downloads=True)
@@ -388,7 +459,7 @@ def test_page_end_to_end(svc, chromium, tmp_path):
     job_id = job.get_attribute("data-job-id")
     meta = httpx.get(f"{server.url}/map/api/jobs/{job_id}/overlay.json", headers=auth(tokens["alice"])).json()
     w, s, e, n = meta["bounds"]
-    lon, lat = _fastest_lonlat(server, job_id)
+    lon, lat = _fastest_lonlat(server.jobs_dir, job_id)
     ob = overlay.bounding_box()
     page.mouse.click(
         ob["x"] + ob["width"] * (lon - w) / (e - w), ob["y"] + ob["height"] * (n - lat) / (n - s)

@@ -13,6 +13,9 @@ import pytest
 from _service_helpers import FINAL, Server, add_users, auth, db_url, running, wait_final, write_pair
 from geodeform.service.store import JobStore
 
+# Every test here runs `geodeform serve` with worker processes and kills or restarts them.
+pytestmark = pytest.mark.slow
+
 
 @pytest.fixture
 def data(tmp_path):

@@ -19,12 +19,17 @@ MEDIA_TYPES: dict[str, str] = {
     ".html": "text/html",
     ".png": "image/png",
     ".csv": "text/csv",
+    ".js": "text/javascript",
+    ".css": "text/css",
+    ".svg": "image/svg+xml",
+    ".txt": "text/plain",
 }
 """Media type by file suffix (``.stac.json``: a STAC item, a GeoJSON feature); GeoTIFFs are COGs."""
 
 
-def media_type(path: str | os.PathLike[str]) -> str:
-    """Media type of a file by its name: :data:`MEDIA_TYPES`, else the system's guess, else octet-stream.
+def media_type(path: str | os.PathLike[str], *, guess: bool = True) -> str:
+    """Media type of a file by its name: :data:`MEDIA_TYPES`, else the system's guess (when ``guess``), else
+    ``application/octet-stream``. Text types carry no charset (HTTP servers add it).
 
     >>> media_type("velocity.nc"), media_type("offsets.stac.json")
     ('application/x-netcdf', 'application/geo+json')
@@ -33,4 +38,4 @@ def media_type(path: str | os.PathLike[str]) -> str:
     for suffix, media in MEDIA_TYPES.items():  # ".stac.json" before ".json"
         if name.endswith(suffix):
             return media
-    return mimetypes.guess_type(name)[0] or "application/octet-stream"
+    return (mimetypes.guess_type(name)[0] if guess else None) or "application/octet-stream"

@@ -2,17 +2,19 @@
 
 from __future__ import annotations
 
-from fastapi import Request
+from typing import Annotated
 
+from fastapi import Depends, Request
+
+from geodeform.service.deps import Store
+from geodeform.service.errors import OGCError
 from geodeform.service.store import UserInfo
 
-__all__ = ["bearer_user"]
+__all__ = ["User", "bearer_user"]
 
 
-def bearer_user(request: Request) -> UserInfo:
+def bearer_user(request: Request, store: Store) -> UserInfo:
     """FastAPI dependency: the user owning the request's bearer token; a 401 OGC exception otherwise."""
-    from geodeform.service.app import OGCError
-
     header = request.headers.get("authorization", "")
     scheme, _, token = header.partition(" ")
     token = token.strip()
@@ -22,7 +24,11 @@ def bearer_user(request: Request) -> UserInfo:
         )
     if len(token) > 256:
         raise OGCError(401, "Unauthorized", "invalid token")
-    user = request.app.state.store.user_for_token(token)
+    user = store.user_for_token(token)
     if user is None:
         raise OGCError(401, "Unauthorized", "invalid token")
     return user
+
+
+# The authenticated caller of a handler.
+User = Annotated[UserInfo, Depends(bearer_user)]

@@ -1,6 +1,7 @@
 """What a user's input may name: files inside the configured data roots, URLs on configured catalogue hosts.
 
-Everything the service reads on a user's behalf goes through :func:`resolve_data_path` or :func:`check_url`:
+Everything the service reads on a user's behalf goes through :func:`resolve_data_path`,
+:func:`resolve_data_folder` or :func:`check_url`:
 no ``..``, no absolute paths, no symlink leading out of a root, no ``file://`` (or any scheme but https),
 no loopback, private, link-local or otherwise non-public address (SSRF), no credentials in URLs.
 """
@@ -17,7 +18,7 @@ from urllib.parse import urlsplit
 
 from geodeform.errors import DataError, InvalidInputError
 
-__all__ = ["check_url", "fetch_url", "is_url", "resolve_data_path"]
+__all__ = ["check_url", "fetch_url", "is_url", "resolve_data_folder", "resolve_data_path"]
 
 
 def is_url(value: str) -> bool:
@@ -49,6 +50,25 @@ def resolve_data_path(value: str, roots: Sequence[Path]) -> Path:
         if real.is_file():
             return real
     raise InvalidInputError(f"no file {value!r} in the data roots")
+
+
+def resolve_data_folder(value: str, roots: Sequence[Path]) -> Path:
+    """The existing folder that ``value`` (relative to one of ``roots``) names, symlinks resolved.
+
+    Raises
+    ------
+    InvalidInputError
+        If ``value`` holds control characters, is absolute, climbs with ``..``, leads out of its root
+        through a symlink, or names no folder in any root.
+    """
+    if any(ord(ch) < 32 for ch in value):
+        raise InvalidInputError("a folder name may not contain control characters (NUL, newline, ...)")
+    for root in roots:
+        real = (root / value).resolve()
+        if real.is_dir() and real.is_relative_to(root.resolve()):
+            return real
+    resolve_data_path(value.rstrip("/") + "/.", roots)  # raises with the reason (.., absolute, symlink)
+    raise InvalidInputError(f"no folder {value!r} in the data roots")
 
 
 def _public(address: str) -> bool:

@@ -256,15 +256,6 @@ class WorkerPool:
             self._thread.join(5)
 
 
-def _warm_up() -> None:
-    # Import the heavy stack (rasterio, xarray, numba kernels) now, not inside the first job's time.
-    try:
-        import geodeform.io
-        import geodeform.offsets  # noqa: F401
-    except ImportError:  # the geo extra is missing: the jobs will say so
-        log.warning("geodeform.io / geodeform.offsets not importable in the worker")
-
-
 def main(argv: list[str] | None = None) -> None:
     """Entry point of one worker process (started by :class:`WorkerPool`)."""
     parser = argparse.ArgumentParser(prog="python -m geodeform.service.worker")
@@ -274,7 +265,6 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s %(levelname)s %(message)s")
     worker = Worker(ServiceSettings.from_json(args.settings), name=args.name)
-    _warm_up()
     signal.signal(signal.SIGTERM, lambda *_: worker.stop())
     signal.signal(signal.SIGINT, lambda *_: worker.stop())
     worker.run_forever(parent_pid=args.parent_pid)
