@@ -4,8 +4,9 @@ Layers, lowest first: leaves (``errors``, ``bands``, ``conventions``: they impor
 stages (``search``, ``offsets``, ``corrections``, ``timeseries``, ``pairs``, ``decompose``, ``sar``,
 ``quake``, ``synthetic``, ``masks``, ``parallel``, ``config``) < ``workflows`` and ``demo`` < ``service`` <
 ``cli``. A module imports only from its own layer or lower (wherever the import statement is), and modules
-import each other without cycles. Sizes: no source file over 900 lines (``workflows/job.py``,
-the orchestrator, under 450), no function over 120 lines and none with more than 8 positional parameters, outside numba kernels.
+import each other without cycles. Sizes, outside numba kernels: no source file over 900 lines (the
+orchestrator ``workflows/job.py`` under 450), no function over 120 lines, none with over 8 positional
+parameters.
 """
 
 from __future__ import annotations
