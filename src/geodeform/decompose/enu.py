@@ -171,6 +171,10 @@ class EnuResult:
         without redundancy.
     dof
         Residual degrees of freedom per pixel (``n_obs - rank``).
+    free_direction
+        ``(..., 3)`` unit vector [E, N, U] of the least-constrained direction where the geometry leaves one
+        free (NaN elsewhere): its largest component is the one the observations miss most (e.g. mostly
+        north for an ascending + a descending range track).
     """
 
     east: NDArray[np.float64]
@@ -183,6 +187,7 @@ class EnuResult:
     n_obs: NDArray[np.int32]
     chi2: NDArray[np.float64]
     dof: NDArray[np.int32]
+    free_direction: NDArray[np.float64]
 
     def sigma(self, component: Literal["east", "north", "up"]) -> NDArray[np.float64]:
         """1-σ of one component, same unit as the displacement."""
@@ -200,6 +205,11 @@ class EnuResult:
             n = int((self.unconstrained[..., k] & (self.reason == EnuReason.UNCONSTRAINED)).sum())
             if n:
                 lines.append(f"{name} unconstrained at {n} of {total} pixels")
+        d = self.free_direction.reshape(-1, 3)
+        d = d[np.isfinite(d).all(axis=1)]
+        if d.size:
+            main = np.bincount(np.argmax(np.abs(d), axis=1), minlength=3)
+            lines.append(f"the free direction is mostly {COMPONENTS[int(np.argmax(main))]}")
         return "; ".join(lines) if lines else "all resolved"
 
 
@@ -240,6 +250,7 @@ def solve_enu(
     observations: Sequence[Observation],
     *,
     max_condition: float = 1e3,
+    assume_zero: Sequence[Literal["east", "north", "up"]] = (),
 ) -> EnuResult:
     """Solve every pixel's east/north/up displacement from any set of observations.
 
@@ -252,6 +263,10 @@ def solve_enu(
     max_condition
         Largest condition number of the weighted design accepted as a resolved geometry; directions whose
         eigenvalue is below ``1 / max_condition²`` of the largest count as free.
+    assume_zero
+        Components taken as exactly zero instead of estimated (e.g. ``("north",)``: the usual assumption
+        that lets an ascending and a descending range track give east and up). They are returned as 0 with
+        zero variance; state the assumption with the product.
 
     Returns
     -------
@@ -272,13 +287,21 @@ def solve_enu(
     """
     if not max_condition > 1:
         raise InvalidInputError(f"max_condition: must be > 1, got {max_condition}")
+    bad_names = [c for c in assume_zero if c not in COMPONENTS]
+    if bad_names:
+        raise InvalidInputError(f"assume_zero: unknown component(s) {bad_names}; use east, north or up")
+    fixed = np.array([c in assume_zero for c in COMPONENTS])
     b, a, s = _stack(observations)
+    a = np.where(fixed, 0.0, a)
     ok = np.isfinite(b) & np.isfinite(s) & np.isfinite(a).all(axis=-1)
     w = np.where(ok, 1.0 / np.where(ok, s, 1.0) ** 2, 0.0)
     a0 = np.where(ok[..., None], a, 0.0)
     b0 = np.where(ok, b, 0.0)
     normal = np.einsum("...mi,...m,...mj->...ij", a0, w, a0)
     rhs = np.einsum("...mi,...m,...m->...i", a0, w, b0)
+    if fixed.any():  # a unit pivot at the scale of the data keeps the fixed components out of the null space
+        scale = np.maximum(np.einsum("...ii->...", normal), np.finfo(float).tiny)
+        normal = normal + np.einsum("...,ij->...ij", scale, np.diag(fixed.astype(float)))
     evals, evecs = np.linalg.eigh(normal)
     top = evals[..., -1:]
     free = evals <= top / max_condition**2
@@ -298,9 +321,14 @@ def solve_enu(
         cond = np.sqrt(top[..., 0] / evals[..., 0])
     cond = np.where(free.any(axis=-1), np.inf, cond)
     cond = np.where(empty, np.nan, cond)
-    x = np.where(unconstrained, np.nan, x)
+    v0 = evecs[..., :, 0]  # eigenvector of the smallest eigenvalue; sign: largest component positive
+    big = np.take_along_axis(v0, np.argmax(np.abs(v0), axis=-1)[..., None], axis=-1)
+    free_dir = np.where(free[..., :1], v0 * np.sign(np.where(big == 0, 1.0, big)), np.nan)
+    x = np.where(unconstrained, np.nan, np.where(fixed, 0.0, x))
     bad2 = unconstrained[..., :, None] | unconstrained[..., None, :]
     cov = np.where(bad2, np.nan, cov)
+    fix2 = fixed[:, None] | fixed[None, :]
+    cov = np.where(fix2, 0.0, cov)
     reason = np.where(
         empty, EnuReason.NO_DATA, np.where(unconstrained.any(axis=-1), EnuReason.UNCONSTRAINED, 0)
     )
@@ -315,4 +343,5 @@ def solve_enu(
         n_obs=n_obs,
         chi2=chi2,
         dof=dof,
+        free_direction=np.where(empty[..., None], np.nan, free_dir),
     )

@@ -176,6 +176,33 @@ class S1Image:
         r, c = self._grid(rows, cols)
         return ann.heading(r, c)
 
+    def burst(self, index: int) -> BurstImage:
+        """The pixels of SLC burst ``index`` (0-based), its invalid lines and samples NaN.
+
+        Raises
+        ------
+        SarProductError
+            Not an SLC with bursts, an unknown burst, or a window that does not hold the whole burst.
+        """
+        ann = self.require_annotation("burst access")
+        if not ann.bursts or not self.is_complex:
+            raise SarProductError(f"{self.path}: no TOPS bursts (not an IW/EW SLC measurement)")
+        if not 0 <= index < len(ann.bursts):
+            raise SarProductError(f"{self.path}: burst {index} does not exist; there are {len(ann.bursts)}")
+        b = ann.bursts[index]
+        r0 = b.first_line - self.window[0]
+        whole = self.window[1] == 0 and self.data.shape[1] == ann.n_samples
+        if r0 < 0 or r0 + b.lines > self.data.shape[0] or not whole:
+            raise SarProductError(
+                f"{self.path}: burst {index} is not inside the window read; open without window="
+            )
+        data = np.array(self.data[r0 : r0 + b.lines], dtype=np.complex64)
+        cols = np.arange(data.shape[1])[None, :]
+        valid = (b.first_valid_sample[:, None] >= 0) & (cols >= b.first_valid_sample[:, None])
+        valid &= cols <= b.last_valid_sample[:, None]
+        data[~valid] = np.nan
+        return BurstImage(burst=b, data=data, valid=valid)
+
     def _grid(
         self, rows: NDArray[np.float64] | None, cols: NDArray[np.float64] | None
     ) -> tuple[NDArray[np.float64], ...]:
@@ -337,9 +364,7 @@ def _radiometric(
         lut = read_noise(noise_path)
         _check_lut(lut, ann)
         power = power - lut.noise(rows, cols)
-    if np.iscomplexobj(dn):
-        if noise_path is not None:
-            notes.append("SLC: thermal noise is not removed from complex values (only from intensities)")
+    if np.iscomplexobj(dn):  # noise power cannot be subtracted from complex values: calibration only
         return (dn / a).astype(np.complex64), radiometry, notes
     with np.errstate(invalid="ignore"):
         out = np.where(power > 0, power / a**2, np.nan)

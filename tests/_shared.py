@@ -1,0 +1,23 @@
+"""Where the shared data sets (``shared/data``, see its README) are: next to the checkout or above it."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def shared_data() -> Path:
+    """``$GEODEFORM_SHARED_DATA``, else the first ``shared/data`` folder beside the checkout or an ancestor.
+
+    Worktrees live one level deeper than the main checkout, so ``../shared`` alone misses them. The path
+    returned may not exist: tests that need it skip.
+    """
+    env = os.environ.get("GEODEFORM_SHARED_DATA")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        cand = parent / "shared" / "data"
+        if cand.is_dir():
+            return cand
+    return here.parents[1].parent / "shared" / "data"
