@@ -254,7 +254,7 @@ def _regulariser(t: NDArray[np.float64], lam: float, max_gap: float) -> NDArray[
         row = np.zeros(n)
         row[k - 1], row[k], row[k + 1] = tau / dm, -tau / dm - tau / dp, tau / dp
         L += np.outer(row, row)
-    return lam**2 * np.kron(L[1:, 1:], np.eye(3))
+    return np.asarray(lam**2 * np.kron(L[1:, 1:], np.eye(3)), dtype=np.float64)
 
 
 def _group_pixels(
@@ -627,7 +627,7 @@ def _assemble(
     prob: _Problem, fit: _Fit, use: NDArray[np.bool_], flag: NDArray[np.bool_], set_sigma: NDArray[np.float64]
 ) -> EnuSeries:
     n, sp = prob.t.size, prob.spatial
-    no_obs = ~use.any(axis=0)
+    no_obs = np.asarray(~use.any(axis=0))
     free = fit.free | no_obs[:, None, None]
     x = np.where(free, np.nan, fit.x)
     s = np.where(free, np.nan, np.sqrt(np.maximum(fit.var, 0.0)))

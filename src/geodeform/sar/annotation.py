@@ -560,11 +560,11 @@ def read_noise(path: str | os.PathLike[str]) -> NoiseLUT:
     for b in root.findall("noiseAzimuthVectorList/noiseAzimuthVector"):
         lines = _floats(b.findtext("line"))
         vals = _floats(b.findtext("noiseAzimuthLut"))
-        bounds = [
+        l0, l1, s0, s1 = (
             int(_text(b, t, file))
             for t in ("firstAzimuthLine", "lastAzimuthLine", "firstRangeSample", "lastRangeSample")
-        ]
-        blocks.append((*bounds, lines, vals))
+        )
+        blocks.append((l0, l1, s0, s1, lines, vals))
     return NoiseLUT(
         file, _text(root, "adsHeader/polarisation", file), _text(root, "adsHeader/swath", file), rng, blocks
     )

@@ -154,9 +154,9 @@ def _measure(
     ty = a - r[0] + fine
     tx = b - r[1] + fine
     X = np.abs(_correlation(P, ty, tx))
-    i, j = np.unravel_index(int(np.argmax(X)), X.shape)
-    i = int(np.clip(i, 1, X.shape[0] - 2))
-    j = int(np.clip(j, 1, X.shape[1] - 2))
+    pi, pj = np.unravel_index(int(np.argmax(X)), X.shape)
+    i = int(np.clip(pi, 1, X.shape[0] - 2))
+    j = int(np.clip(pj, 1, X.shape[1] - 2))
     dy = ty[i] + _parabola(X[i - 1, j], X[i, j], X[i + 1, j]) / u
     dx = tx[j] + _parabola(X[i, j - 1], X[i, j], X[i, j + 1]) / u
     # coherence at the peak: energy of the secondary box interpolated between integer offsets
@@ -284,7 +284,7 @@ def _node(
 
 
 def _pair(v: int | tuple[int, int], name: str, minimum: int) -> tuple[int, int]:
-    t = (v, v) if np.ndim(v) == 0 else tuple(v)  # type: ignore[arg-type]
+    t: tuple[Any, ...] = (v, v) if np.ndim(v) == 0 else tuple(v)  # type: ignore[arg-type]
     if len(t) != 2 or any(int(x) != x or int(x) < minimum for x in t):
         raise InvalidInputError(f"{name}: need an integer >= {minimum} or a pair of them, got {v!r}")
     return (int(t[0]), int(t[1]))

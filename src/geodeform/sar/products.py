@@ -25,8 +25,9 @@ With :func:`geodeform.decompose.solve_enu`, ``los`` is the value of a ``range`` 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -73,11 +74,12 @@ _ATTRS: dict[str, tuple[str, str]] = {
 }
 
 
-class _OnGrid(NamedTuple):
+@dataclass
+class _OnGrid:
     """A field already on the map grid (one node per cell), in the shape io.offset_dataset reads."""
 
-    rows: NDArray[np.float64]
-    cols: NDArray[np.float64]
+    rows: NDArray[np.floating[Any]]
+    cols: NDArray[np.floating[Any]]
     dx: NDArray[np.float32]
     dy: NDArray[np.float32]
     quality: NDArray[np.float32]

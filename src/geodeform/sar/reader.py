@@ -47,7 +47,11 @@ __all__ = ["BurstImage", "Radiometry", "S1Image", "check_pair", "find_measuremen
 log = logging.getLogger(__name__)
 
 Radiometry = Literal["sigma0", "beta0", "gamma0", "dn"]
-_LUT_NAME = {"sigma0": "sigmaNought", "beta0": "betaNought", "gamma0": "gamma"}
+_LUT_NAME: dict[str, Literal["sigmaNought", "betaNought", "gamma"]] = {
+    "sigma0": "sigmaNought",
+    "beta0": "betaNought",
+    "gamma0": "gamma",
+}
 # S1A_IW_GRDH_1SDV_20180716T004042_20180716T004107_022812_02792A_FD5B
 _SAFE_NAME = re.compile(
     r"(?P<mission>S1[A-D])_(?P<mode>IW|EW|WV|S[1-6])_(?P<ptype>GRD|SLC)[FHM_]?_\d(?P<cls>[SA])(?P<pol>SH|SV|DH|DV|HH|VV)"
@@ -510,7 +514,7 @@ def check_pair(reference: S1Image, secondary: S1Image) -> None:
             "check_pair: both images must be S1Image objects from geodeform.sar.open_s1; other sensors "
             "cannot be matched in Sentinel-1 radar geometry"
         )
-    checks = [
+    checks: list[tuple[str, object, object, str]] = [
         ("sensor", reference.mission[:2], secondary.mission[:2], "match images of one sensor family"),
         ("acquisition mode", reference.mode, secondary.mode, "match IW with IW, stripmap with stripmap"),
         ("product type", reference.product_type, secondary.product_type, "match GRD with GRD, SLC with SLC"),

@@ -31,7 +31,7 @@ SpeckleFilter = Literal["none", "boxcar", "gaussian", "lee"]
 SPECKLE_FILTERS: tuple[str, ...] = ("none", "boxcar", "gaussian", "lee")
 
 
-def spectral_centroid(z: NDArray[np.complex64], axis: int) -> float:
+def spectral_centroid(z: ArrayLike, axis: int) -> float:
     """Centre of the power spectrum of complex data along ``axis``, cycles per sample in [−0.5, 0.5).
 
     From the phase of the lag-one autocorrelation (the Doppler centroid along azimuth for an SLC).

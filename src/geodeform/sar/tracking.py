@@ -55,7 +55,7 @@ def amplitude_features(
     *,
     values: Values = "amplitude",
     oversample: int = 1,
-    speckle_filter: SpeckleFilter = "boxcar",
+    speckle_filter: SpeckleFilter = "none",
     filter_size: int = 3,
     looks: float = 4.4,
     transform: Transform = "log",
@@ -116,7 +116,7 @@ def match_amplitude(
     search_range: int | npt.ArrayLike = 16,
     values: Values = "amplitude",
     oversample: int | None = None,
-    speckle_filter: SpeckleFilter = "boxcar",
+    speckle_filter: SpeckleFilter = "none",
     filter_size: int = 3,
     looks: float = 4.4,
     transform: Transform = "log",
@@ -147,7 +147,9 @@ def match_amplitude(
         coherence).
     speckle_filter, filter_size, looks
         Speckle filter applied to both intensities before the logarithm (see
-        :func:`geodeform.sar.speckle.filter_intensity`); ``filter_size`` in input pixels.
+        :func:`geodeform.sar.speckle.filter_intensity`); ``filter_size`` in input pixels. Default
+        ``"none"``: when the speckle of the two dates is independent it carries no signal, and the matcher's
+        chip weighting already averages it; a filter also blurs the texture that locates the chip.
     transform
         ``"log"`` (default), ``"amplitude"`` or ``"intensity"``.
     nodata
