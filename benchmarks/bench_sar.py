@@ -1,9 +1,9 @@
 """SAR-chain benchmarks: speckle tracking vs OpenCV, coherence tracking, decomposition, 4-D, slope-parallel.
 
-    python benchmarks/bench_sar.py speckle      # gamma speckle on a real S1 GRD texture vs OpenCV NCC (log-amplitude)
+    python benchmarks/bench_sar.py speckle      # Gamma speckle on real S1 GRD texture vs OpenCV NCC (log)
     python benchmarks/bench_sar.py coherence    # coherence tracking vs amplitude tracking, coherence 0.3-0.9
-    python benchmarks/bench_sar.py decompose    # solve_enu: chi-square of S1-like asc/desc + optical, rank deficiency
-    python benchmarks/bench_sar.py fourd        # invert_enu vs an oracle that knows the noise and the blunders
+    python benchmarks/bench_sar.py decompose    # solve_enu: chi-square of asc/desc + optical, rank deficiency
+    python benchmarks/bench_sar.py fourd        # invert_enu vs an oracle knowing the noise and the blunders
     python benchmarks/bench_sar.py slope        # slope-parallel up from east/north on a real DEM crop
     python benchmarks/bench_sar.py geocode      # GCP geocoding vs GDAL's own GCP warp on the real GRD crops
 
@@ -53,6 +53,16 @@ def _field(r: np.ndarray, c: np.ndarray, shape: tuple[int, int]) -> tuple[np.nda
     dx = 1.2 + 1.5 * np.exp(-(((c - w * 0.55) / (w * 0.2)) ** 2)) * np.sin(np.pi * r / h)
     dy = -0.7 + 0.8 * np.cos(2 * np.pi * c / w)
     return dx, dy
+
+
+def _md(*cells: object) -> str:
+    """A markdown table row."""
+    return "| " + " | ".join(str(c) for c in cells) + " |"
+
+
+def _head(*names: str) -> str:
+    """Header and alignment rows of a markdown table (first column left, the others right)."""
+    return _md(*names) + "\n|---|" + "---:|" * (len(names) - 1)
 
 
 def _score(rows, cols, dx, dy, shape, region=None):
@@ -110,7 +120,8 @@ def speckle(seeds: int = 3) -> None:
 
     def table(title: str, res: dict[str, list]) -> None:
         print(
-            f"\n{title}\n\n| method | RMSE px | median px | coverage | ratio to opencv | time s |\n|---|---:|---:|---:|---:|---:|"
+            f"\n{title}\n\n"
+            + _head("method", "RMSE px", "median px", "coverage", "ratio to opencv", "time s")
         )
         peer = np.mean([r[0] for r in res["opencv_ncc (log-amplitude)"]])
         for name, rows in res.items():
@@ -157,8 +168,9 @@ def coherence(seeds: int = 4) -> None:
     from geodeform.sar.tracking import match_amplitude
 
     print("\nChip 64, step 32, 256 x 320 px, shift (0.37, -0.62) px, band 0.8 x 0.85, interior nodes\n")
-    print("| coherence | coherence tracking RMSE px | measured coherence | amplitude tracking RMSE px (per node) "
-          "| amplitude, default smoothing | time coh / amp s |\n|---:|---:|---:|---:|---:|---:|")  # fmt: skip
+    print(_head("coherence", "coherence tracking RMSE px", "measured coherence",
+                "amplitude RMSE px (per node)",
+                "amplitude, default smoothing", "time coh / amp s"))  # fmt: skip
     for coh in (0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9):
         acc: dict[str, list] = {}
         for seed in range(seeds):
@@ -187,9 +199,11 @@ def coherence(seeds: int = 4) -> None:
             acc.setdefault("amp_s", []).append(np.nanmean(np.hypot(g2.dx - p.dx, g2.dy - p.dy)[sl] ** 2))
         r = {k: float(np.mean(v)) for k, v in acc.items()}
         print(
-            f"| {coh} | {np.sqrt(r['coh']):.4f} | {r['gamma']:.3f} | {np.sqrt(r['amp']):.4f} | {np.sqrt(r['amp_s']):.4f} "
-            f"| {r['tc']:.2f} / {r['ta']:.2f} |"
-        )
+            _md(
+                coh, f"{np.sqrt(r['coh']):.4f}", f"{r['gamma']:.3f}", f"{np.sqrt(r['amp']):.4f}",
+                f"{np.sqrt(r['amp_s']):.4f}", f"{r['tc']:.2f} / {r['ta']:.2f}",
+            )
+        )  # fmt: skip
 
 
 def decompose(seeds: int = 5) -> None:
@@ -273,10 +287,11 @@ def fourd(seeds: int = 3) -> None:
     from geodeform.decompose import invert_enu
 
     shape = (16, 16)
-    print("\nasc (30 dates, 12 d) + desc (30, 12 d, offset 5 d) + optical E/N (18, 20 d), pairs to the 3 next, "
+    print(f"\nasc (30 dates, 12 d) + desc (30, 12 d, offset 5 d) + optical E/N (18, 20 d), "
+          "pairs to the 3 next, "
           f"{shape[0]}x{shape[1]} px, 3 % blunders (30 sigma); smoothing 1\n")  # fmt: skip
-    print("| noise x | sigma asc/opt (m) | RMSE E ours / oracle | N ours / oracle | U ours / oracle | worst ratio "
-          "| mean (err/sigma)^2 E,N,U | time ours / oracle s |\n|---:|---:|---:|---:|---:|---:|---:|---:|")  # fmt: skip
+    print(_head("noise x", "sigma asc/opt (m)", "RMSE E ours / oracle", "N ours / oracle", "U ours / oracle",
+                "worst ratio", "mean (err/sigma)^2 E,N,U", "time ours / oracle s"))  # fmt: skip
     for noise in (0.5, 1.0, 2.0):
         acc = []
         for seed in range(seeds):
@@ -301,9 +316,12 @@ def fourd(seeds: int = 3) -> None:
         m = np.mean(acc, axis=0)
         worst = max(m[0] / m[1], m[2] / m[3], m[4] / m[5])
         print(
-            f"| {noise} | {0.01 * noise:.3f} / {0.25 * noise:.3f} | {m[0]:.4f} / {m[1]:.4f} | {m[2]:.4f} / {m[3]:.4f} "
-            f"| {m[4]:.4f} / {m[5]:.4f} | {worst:.3f} | {m[6]:.2f}, {m[7]:.2f}, {m[8]:.2f} | {m[9]:.1f} / {m[10]:.1f} |"
-        )
+            _md(
+                noise, f"{0.01 * noise:.3f} / {0.25 * noise:.3f}", f"{m[0]:.4f} / {m[1]:.4f}",
+                f"{m[2]:.4f} / {m[3]:.4f}", f"{m[4]:.4f} / {m[5]:.4f}", f"{worst:.3f}",
+                f"{m[6]:.2f}, {m[7]:.2f}, {m[8]:.2f}", f"{m[9]:.1f} / {m[10]:.1f}",
+            )
+        )  # fmt: skip
 
 
 def slope() -> None:
@@ -327,11 +345,12 @@ def slope() -> None:
     rr, cc = np.mgrid[0:64, 0:64]
     mag = 2.0 * np.exp(-(((rr - 32) / 12.8) ** 2 + ((cc - 32) / 10.7) ** 2))
     print(
-        f'\nSRTM 3" crop 64 x 64 px ({row_m:.0f} x {col_m.mean():.0f} m), landslide up to 2 m, E/N noise 0.05 m\n'
+        f'\nSRTM 3" crop 64 x 64 px ({row_m:.0f} x {col_m.mean():.0f} m), landslide up to 2 m, '
+        "E/N noise 0.05 m\n"
     )
-    print(
-        "| sliding surface | DEM of the constraint | pixels | median rel. error of up | within 20 % | RMSE/RMS |\n|---|---|---:|---:|---:|---:|"
-    )
+    print(_head("sliding surface", "DEM of the constraint", "pixels", "median rel. error of up",
+                "within 20 %",
+                "RMSE/RMS"))  # fmt: skip
     rng = np.random.default_rng(0)
     cases = (
         ("the DEM", "the DEM + 2 m noise", z, z + rng.normal(0, 2.0, z.shape)),
@@ -354,7 +373,14 @@ def slope() -> None:
         rel = np.abs(res.up - U)[sel] / np.abs(U[sel])
         rr_ = np.sqrt(np.mean((res.up - U)[sel] ** 2)) / np.sqrt(np.mean(U[sel] ** 2))
         print(
-            f"| {surf} | {con_label} | {sel.sum()} | {np.median(rel):.3f} | {np.mean(rel <= 0.2):.3f} | {rr_:.3f} |"
+            _md(
+                surf,
+                con_label,
+                sel.sum(),
+                f"{np.median(rel):.3f}",
+                f"{np.mean(rel <= 0.2):.3f}",
+                f"{rr_:.3f}",
+            )
         )
 
 
@@ -364,9 +390,7 @@ def geocode() -> None:
 
     from geodeform.sar import map_grid, open_s1, radar_coordinates
 
-    print(
-        "\n| product | method | map cell | cells | max |Δrow| | max |Δcol| | 99th pct |Δ| |\n|---|---|---:|---:|---:|---:|---:|"
-    )
+    print("\n" + _head("product", "method", "map cell", "cells", "max |Δrow|", "max |Δcol|", "99th pct |Δ|"))
     for folder in sorted((SHARED / "data" / "s1_grd").glob("S1A_*")):
         img = open_s1(folder, polarisation="VH", require_annotation=False)
         h, w = img.data.shape
@@ -379,11 +403,15 @@ def geocode() -> None:
                 diffs = []
                 for mine, index in ((ours.rows, rr), (ours.cols, cc)):
                     gdal = np.full(grid.shape, np.nan)
-                    reproject(index, gdal, gcps=list(img.gcps), src_crs="EPSG:4326", dst_crs=grid.crs,
-                              dst_transform=grid.transform, dst_nodata=np.nan, resampling=Resampling.bilinear, **opts)  # fmt: skip
+                    reproject(
+                        index, gdal, gcps=list(img.gcps), src_crs="EPSG:4326", dst_crs=grid.crs,
+                        dst_transform=grid.transform, dst_nodata=np.nan,
+                        resampling=Resampling.bilinear, **opts,
+                    )  # fmt: skip
                     diffs.append(np.abs(mine - gdal)[inner & np.isfinite(gdal)])
-                print(f"| {folder.name[:16]} | {method} | {res:.0f} m | {diffs[0].size} | {diffs[0].max():.3f} | {diffs[1].max():.3f} "
-                      f"| {np.percentile(np.concatenate(diffs), 99):.3f} |")  # fmt: skip
+                pct = np.percentile(np.concatenate(diffs), 99)
+                print(_md(folder.name[:16], method, f"{res:.0f} m", diffs[0].size, f"{diffs[0].max():.3f}",
+                          f"{diffs[1].max():.3f}", f"{pct:.3f}"))  # fmt: skip
 
 
 if __name__ == "__main__":
