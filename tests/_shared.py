@@ -1,12 +1,26 @@
-"""Where the shared data sets are (``../shared/data`` next to the checkout, or two levels up from a worktree
-in ``<project>/wt/<name>``); tests that need them skip cleanly when none is found."""
+"""Where the shared data sets (``shared/data``, see its README) are: next to the checkout or above it
+(worktrees live one level deeper than the main checkout). Tests that need them skip cleanly when absent."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-SHARED_DATA = next(
-    (p for p in (ROOT.parent / "shared" / "data", ROOT.parents[1] / "shared" / "data") if p.is_dir()),
-    ROOT.parent / "shared" / "data",
-)
+
+def shared_data() -> Path:
+    """``$GEODEFORM_SHARED_DATA``, else the first ``shared/data`` folder beside the checkout or an ancestor.
+
+    The path returned may not exist: tests that need it skip.
+    """
+    env = os.environ.get("GEODEFORM_SHARED_DATA")
+    if env:
+        return Path(env)
+    here = Path(__file__).resolve()
+    for parent in here.parents:
+        cand = parent / "shared" / "data"
+        if cand.is_dir():
+            return cand
+    return here.parents[1].parent / "shared" / "data"
+
+
+SHARED_DATA = shared_data()

@@ -1,0 +1,60 @@
+"""Sentinel-1 SAR chain: reading GRD/SLC products, amplitude and coherence tracking, LOS products.
+
+>>> from geodeform.sar import open_s1, match_amplitude, radar_offsets, sar_dataset  # doctest: +SKIP
+>>> ref, sec = open_s1(path1, polarisation="VV"), open_s1(path2, polarisation="VV")  # doctest: +SKIP
+>>> field = match_amplitude(ref, sec, chip_size=64, step=32, search_range=8)  # doctest: +SKIP
+>>> product = sar_dataset(radar_offsets(field, ref), ref, resolution=100.0)  # doctest: +SKIP
+
+* :func:`open_s1` reads a measurement (SAFE folder or loose TIFF) with its annotation: orbit direction,
+  heading, incidence per pixel, pixel spacing, GCPs, calibration to sigma0 and thermal-noise removal when the
+  LUTs are there, SLC bursts.
+* :func:`match_amplitude` tracks speckled amplitude images (log-amplitude, optional speckle filter,
+  oversampled detection of SLC data) with :func:`geodeform.offsets.match`;
+  :func:`match_coherence` tracks complex SLC pairs by maximising the coherence.
+* :func:`radar_offsets` converts pixel offsets to range / azimuth / line-of-sight metres with the geometry;
+  :func:`sar_dataset` geocodes them through the GCPs (and a DEM) and :func:`write_sar_product` writes
+  a COG or NetCDF.
+
+Pixel offsets follow geodeform's convention (a feature at (row, col) of the reference is at (row + dy,
+col + dx) of the secondary): +dx towards increasing range (away from the satellite), +dy along the flight.
+Line of sight is + towards the satellite. See the concepts page "Geometry and 3-D decomposition".
+"""
+
+from __future__ import annotations
+
+from geodeform.sar.annotation import Annotation, Burst, read_annotation, read_calibration, read_noise
+from geodeform.sar.coherence import CoherenceOptions, match_coherence
+from geodeform.sar.errors import IncompatiblePairError, MissingAnnotationError, SarProductError
+from geodeform.sar.geocode import map_grid, radar_coordinates, sample_nodes
+from geodeform.sar.geometry import RadarOffsets, radar_offsets
+from geodeform.sar.products import SAR_BANDS, sar_dataset, write_sar_product
+from geodeform.sar.reader import BurstImage, S1Image, check_pair, find_measurements, open_s1
+from geodeform.sar.tracking import amplitude_features, match_amplitude
+
+__all__ = [
+    "SAR_BANDS",
+    "Annotation",
+    "Burst",
+    "BurstImage",
+    "CoherenceOptions",
+    "IncompatiblePairError",
+    "MissingAnnotationError",
+    "RadarOffsets",
+    "S1Image",
+    "SarProductError",
+    "amplitude_features",
+    "check_pair",
+    "find_measurements",
+    "map_grid",
+    "match_amplitude",
+    "match_coherence",
+    "open_s1",
+    "radar_coordinates",
+    "radar_offsets",
+    "read_annotation",
+    "read_calibration",
+    "read_noise",
+    "sample_nodes",
+    "sar_dataset",
+    "write_sar_product",
+]
