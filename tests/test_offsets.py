@@ -251,14 +251,29 @@ def test_nested_chips_near_the_border_narrow_to_fit_their_secondary_window(textu
 
 
 def test_border_chips_keep_the_node_at_the_centre(texture: np.ndarray) -> None:
-    from geodeform.offsets import driver
+    from geodeform.offsets._job import MatchJob
+    from geodeform.offsets._ncc_run import border_chips
 
     f = match(texture, texture, chip_size=32, step=16, search_range=2)
-    grid = (f.rows - 15.5, f.cols - 15.5, np.full(f.dx.shape, 2))
-    job = driver._Job(texture, texture, None, None, None, (), None, "none", (32, 32), (16, 16), *grid, 4096)
+    job = MatchJob(
+        ref=texture,
+        sec=texture,
+        ref_mask=None,
+        sec_mask=None,
+        nodata=None,
+        fill_values=(),
+        saturation=None,
+        prefilter="none",
+        chip=(32, 32),
+        step=(16, 16),
+        rs=(f.rows - 15.5).astype(np.int64),
+        cs=(f.cols - 15.5).astype(np.int64),
+        search=np.full(f.dx.shape, 2),
+        strip_rows=4096,
+    )
     select = np.ones(f.dx.shape, bool)
     start = (np.zeros(f.dx.shape), np.full(f.dx.shape, 7.0))
-    shapes = {shape: sel for shape, sel in driver._border_chips(job, (64, 64), select, start, 0)}
+    shapes = {shape: sel for shape, sel in border_chips(job, (64, 64), select, start, 0)}
     assert sum(int(sel.sum()) for sel in shapes.values()) == select.sum()
     w_img = texture.shape[1]
     for (h, w), sel in shapes.items():
