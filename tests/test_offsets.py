@@ -27,11 +27,6 @@ def fourier_shift(img: np.ndarray, dy: float, dx: float) -> np.ndarray:
     return out[:h, :w]
 
 
-@pytest.fixture(scope="module")
-def texture() -> np.ndarray:
-    return load_texture().astype(np.float64)
-
-
 def noisy(img: np.ndarray, snr_db: float, seed: int) -> np.ndarray:
     rng = np.random.default_rng(seed)
     return (img + rng.normal(0, img.std() / 10 ** (snr_db / 20), img.shape)).astype(np.float32)

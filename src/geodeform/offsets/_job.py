@@ -19,7 +19,7 @@ __all__ = ["MatchJob", "Strip", "image_stats"]
 F32 = npt.NDArray[np.float32]
 
 
-def image_stats(img: F32) -> tuple[float, float]:
+def image_stats(img: npt.NDArray[np.floating]) -> tuple[float, float]:
     """Mean and standard deviation of the finite pixels of ``img`` (strided sample; std 1 if flat)."""
     sample = img[::3, ::3]
     sample = sample[np.isfinite(sample)]
@@ -132,7 +132,9 @@ class MatchJob:
                     "scaling of the input"
                 )
 
-    def stats(self, ref_strip: F32, sec_strip: F32) -> tuple[tuple[float, float], tuple[float, float]]:
+    def stats(
+        self, ref_strip: npt.NDArray[np.floating], sec_strip: npt.NDArray[np.floating]
+    ) -> tuple[tuple[float, float], tuple[float, float]]:
         """Global (mean, std) of both prepared images, from a central window (or the only strip).
 
         Computed on the first call and kept: every strip is normalised with the same statistics.

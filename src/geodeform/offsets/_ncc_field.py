@@ -103,8 +103,8 @@ class NodeField:
 class _StripChips(NamedTuple):
     """The selected nodes of one strip: their grid indices and chip origins in the strip."""
 
-    index: int
-    count: int
+    k: int  #: the strip's index
+    n_strips: int
     prep: PreparedStrip
     ii: I64
     jj: I64

@@ -639,7 +639,7 @@ def two_motion_strip(
     params = TwoMotionParams(
         int(n_iter), float(guard), float(early[0]), float(early[1]), float(reach[0]), float(reach[1])
     )
-    return two_motion_nodes(  # type: ignore[no-any-return]
+    return two_motion_nodes(
         prep.spline(),
         r0,
         c0,

@@ -106,27 +106,12 @@ def match(
         Wrong shapes or dtypes, all-invalid or constant images, chip larger than the image, step ≤ 0,
         negative search range, unknown method or option.
     """
-    ref = check_image(reference, "reference")
-    sec = check_image(secondary, "secondary")
-    if ref.shape != sec.shape:
-        raise InvalidInputError(
-            f"reference {ref.shape} and secondary {sec.shape} differ in shape; resample the secondary onto "
-            "the reference grid first (geodeform.io reprojects georeferenced rasters)"
-        )
+    ref, sec = _check_images(reference, secondary)
     if method not in METHODS:
         raise InvalidInputError(f"method={method!r} is not known; use one of {list(METHODS)}")
     chip = pair_of_ints(chip_size, "chip_size", minimum=4)
     stp = pair_of_ints(step, "step", minimum=1)
-    if chip[0] > ref.shape[0] or chip[1] > ref.shape[1]:
-        raise InvalidInputError(
-            f"chip_size {chip} is larger than the images {ref.shape}; use a chip_size ≤ the image size"
-        )
-    if prefilter is not None and prefilter != "none" and prefilter not in PREFILTERS:
-        raise InvalidInputError(
-            f"prefilter={prefilter!r} is not known; use one of {sorted(PREFILTERS)} or None"
-        )
-    if not isinstance(strip_rows, (int, np.integer)) or strip_rows < 1:
-        raise InvalidInputError(f"strip_rows must be a positive int, got {strip_rows!r}")
+    _check_settings(ref.shape, chip, prefilter, strip_rows)
     opts = _method_options(method, options)
     rs, cs, rows, cols = node_grid(ref.shape, chip, stp)
     search = _search_grid(search_range, (rs.size, cs.size))
@@ -185,6 +170,33 @@ def _offset_field(
 
 
 # --------------------------------------------------------------------------------------------------
+def _check_images(reference: Any, secondary: Any) -> tuple[npt.NDArray[Any], npt.NDArray[Any]]:
+    """Both images as 2-D real arrays of the same shape, else :class:`InvalidInputError`."""
+    ref = check_image(reference, "reference")
+    sec = check_image(secondary, "secondary")
+    if ref.shape != sec.shape:
+        raise InvalidInputError(
+            f"reference {ref.shape} and secondary {sec.shape} differ in shape; resample the secondary onto "
+            "the reference grid first (geodeform.io reprojects georeferenced rasters)"
+        )
+    return ref, sec
+
+
+def _check_settings(shape: tuple[int, ...], chip: tuple[int, int], prefilter: Any, strip_rows: Any) -> None:
+    """Raise :class:`InvalidInputError` on a chip larger than the images, an unknown pre-filter or a
+    non-positive ``strip_rows``."""
+    if chip[0] > shape[0] or chip[1] > shape[1]:
+        raise InvalidInputError(
+            f"chip_size {chip} is larger than the images {shape}; use a chip_size ≤ the image size"
+        )
+    if prefilter is not None and prefilter != "none" and prefilter not in PREFILTERS:
+        raise InvalidInputError(
+            f"prefilter={prefilter!r} is not known; use one of {sorted(PREFILTERS)} or None"
+        )
+    if not isinstance(strip_rows, (int, np.integer)) or strip_rows < 1:
+        raise InvalidInputError(f"strip_rows must be a positive int, got {strip_rows!r}")
+
+
 def _method_options(method: str, options: dict[str, Any]) -> Any:
     """The method's options dataclass built from ``options``, validated."""
     cls: Any = {"ncc": NccOptions, "phase": PhaseOptions, "flow": FlowOptions}[method]

@@ -155,8 +155,8 @@ def run_flow(job: MatchJob, opts: FlowOptions, progress: Any) -> MatcherOutput:
     radius = int(opts.radius or max(2, min(h, w) // 4))
     strips = list(job.strips())
     for k, (a, b, idx, _pad) in enumerate(strips):
-        ref_s = job.prepare(job.ref, job.ref_mask, a, b).astype(np.float64)
-        sec_s = job.prepare(job.sec, job.sec_mask, a, b).astype(np.float64)
+        ref_s: npt.NDArray[Any] = job.prepare(job.ref, job.ref_mask, a, b).astype(np.float64)
+        sec_s: npt.NDArray[Any] = job.prepare(job.sec, job.sec_mask, a, b).astype(np.float64)
         valid = np.isfinite(ref_s) & np.isfinite(sec_s)
         if opts.rank_size:
             ref_s, sec_s = rank(ref_s, size=opts.rank_size), rank(sec_s, size=opts.rank_size)

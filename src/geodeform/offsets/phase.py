@@ -231,6 +231,8 @@ def run_phase(job: MatchJob, opts: PhaseOptions, progress: Any, threads: int | N
         (mr, sr), (ms, ss) = job.stats(ref_s, sec_s)
         ref_s = (ref_s - mr) / sr
         sec_s = (sec_s - ms) / ss
+        ii: Any
+        jj: Any
         ii, jj = np.meshgrid(idx, np.arange(nc), indexing="ij")
         ii, jj = ii.ravel(), jj.ravel()
         res = phase_chips(
