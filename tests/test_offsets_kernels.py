@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from _imposed import fourier_shift
 from geodeform.offsets._filters import bspline_model
 from geodeform.offsets._grid import lattice_median, neighbour_median_nodes, sorting_network
 from geodeform.offsets._job import MatchJob
@@ -45,16 +46,6 @@ from geodeform.offsets._search import Level, search_nodes
 from geodeform.offsets._two_motion import TwoMotionParams, two_motion_nodes
 
 GN = GaussNewton(max_iter=20, tol=0.001, max_move=3.0, min_frac=0.0, min_std=-1.0)
-
-
-def fourier_shift(img: np.ndarray, dy: float, dx: float) -> np.ndarray:
-    """sec(p) = img(p - d): a feature at p moves to p + d (symmetric extension, no wrap ringing)."""
-    h, w = img.shape
-    big = np.pad(img.astype(np.float64), ((0, h), (0, w)), mode="symmetric")
-    ky = np.fft.fftfreq(big.shape[0])[:, None]
-    kx = np.fft.fftfreq(big.shape[1])[None, :]
-    out = np.real(np.fft.ifft2(np.fft.fft2(big) * np.exp(-2j * np.pi * (ky * dy + kx * dx))))
-    return out[:h, :w]
 
 
 def shifted_crop(texture: np.ndarray, r: int, c: int, size: int, dy: float, dx: float) -> tuple[Any, Any]:
