@@ -8,9 +8,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 
 from geodeform.cli import main
+from geodeform.demo import load_texture
 from geodeform.errors import GeodeformError
 
 # cli ---------------------------------------------------------------------------------------------------
@@ -96,3 +98,15 @@ def service(tmp_path_factory, service_settings):
 
     with in_process_service(tmp_path_factory.mktemp("service"), **service_settings) as svc:
         yield svc
+
+
+# engine -------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def texture() -> np.ndarray:
+    """The shipped 576 × 576 Landsat-8 B4 crop (courtesy of the U.S. Geological Survey) as float64 DN,
+    read-only (copy it to modify it): real texture for offset-tracking tests with imposed shifts."""
+    tex = load_texture().astype(np.float64)
+    tex.flags.writeable = False
+    return tex

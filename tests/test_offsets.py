@@ -10,31 +10,18 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from _imposed import fourier_shift, noisy
 from geodeform.demo import load_texture
 from geodeform.errors import GeodeformError, InvalidInputError
-from geodeform.offsets import METHODS, Reason, grid_shape, match
+from geodeform.offsets import METHODS, Reason, grid_shape, match, node_grid
+from geodeform.offsets._job import MatchJob
+from geodeform.offsets._ncc_run import border_chips
 
-SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-
-
-def fourier_shift(img: np.ndarray, dy: float, dx: float) -> np.ndarray:
-    """sec(p) = img(p - d): a feature at p moves to p + d (symmetric extension, no wrap ringing)."""
-    h, w = img.shape
-    big = np.pad(img.astype(np.float64), ((0, h), (0, w)), mode="symmetric")
-    ky = np.fft.fftfreq(big.shape[0])[:, None]
-    kx = np.fft.fftfreq(big.shape[1])[None, :]
-    out = np.real(np.fft.ifft2(np.fft.fft2(big) * np.exp(-2j * np.pi * (ky * dy + kx * dx))))
-    return out[:h, :w]
-
-
-@pytest.fixture(scope="module")
-def texture() -> np.ndarray:
-    return load_texture().astype(np.float64)
-
-
-def noisy(img: np.ndarray, snr_db: float, seed: int) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (img + rng.normal(0, img.std() / 10 ** (snr_db / 20), img.shape)).astype(np.float32)
+# ../shared/data of the checkout (or of the folder holding the worktrees)
+SHARED = next(
+    (p / "shared" / "data" for p in Path(__file__).resolve().parents if (p / "shared" / "data").is_dir()),
+    Path(__file__).resolve().parents[2] / "shared" / "data",
+)
 
 
 def interior(a: np.ndarray, k: int = 2) -> np.ndarray:
@@ -128,6 +115,7 @@ def test_oblique_fault_nodes_take_their_own_side(texture: np.ndarray) -> None:
     assert np.sqrt(np.mean(err[np.abs(dist) > 32] ** 2)) < 0.06
 
 
+@pytest.mark.slow
 def test_pixel_locking_within_two_hundredths(texture: np.ndarray) -> None:
     ref = texture[:256, :256].astype(np.float32)
     biases = []
@@ -251,24 +239,37 @@ def test_nested_chips_near_the_border_narrow_to_fit_their_secondary_window(textu
 
 
 def test_border_chips_keep_the_node_at_the_centre(texture: np.ndarray) -> None:
-    from geodeform.offsets import driver
-
-    f = match(texture, texture, chip_size=32, step=16, search_range=2)
-    grid = (f.rows - 15.5, f.cols - 15.5, np.full(f.dx.shape, 2))
-    job = driver._Job(texture, texture, None, None, None, (), None, "none", (32, 32), (16, 16), *grid, 4096)
-    select = np.ones(f.dx.shape, bool)
-    start = (np.zeros(f.dx.shape), np.full(f.dx.shape, 7.0))
-    shapes = {shape: sel for shape, sel in driver._border_chips(job, (64, 64), select, start, 0)}
+    rs, cs, _, cols = node_grid(texture.shape, (32, 32), (16, 16))
+    shape = (rs.size, cs.size)
+    job = MatchJob(
+        ref=texture,
+        sec=texture,
+        ref_mask=None,
+        sec_mask=None,
+        nodata=None,
+        fill_values=(),
+        saturation=None,
+        prefilter="none",
+        chip=(32, 32),
+        step=(16, 16),
+        rs=rs,
+        cs=cs,
+        search=np.full(shape, 2),
+        strip_rows=4096,
+    )
+    select = np.ones(shape, bool)
+    start = (np.zeros(shape), np.full(shape, 7.0))
+    shapes = {shape: sel for shape, sel in border_chips(job, (64, 64), select, start, 0)}
     assert sum(int(sel.sum()) for sel in shapes.values()) == select.sum()
     w_img = texture.shape[1]
     for (h, w), sel in shapes.items():
         assert w % 2 == 0 and 32 <= w <= 64
         # centred on the node, inside the reference; a narrowed chip's window (+7 px in columns, with the
         # spline's taps) inside the refinement's padding of the secondary (no narrowing in rows)
-        cols = f.cols[sel.any(axis=0)]
+        at = cols[sel.any(axis=0)]
         if w < 64:  # narrowed only where the full chip fits in the reference
-            assert (cols - 31.5 >= 0).all() and (cols + 31.5 <= w_img - 1).all()
-            assert (cols + (w - 1) / 2 + 7 <= w_img).all() and (cols + (w + 1) / 2 + 7 > w_img).all()
+            assert (at - 31.5 >= 0).all() and (at + 31.5 <= w_img - 1).all()
+            assert (at + (w - 1) / 2 + 7 <= w_img).all() and (at + (w + 1) / 2 + 7 > w_img).all()
         assert h == 64
     assert len(shapes) > 1
 

@@ -8,9 +8,9 @@ import warnings
 import numpy as np
 import pytest
 
+from _imposed import fourier_shift, noisy
 from geodeform.offsets import match
 from geodeform.offsets._post import adaptive_plane
-from test_offsets import fourier_shift, noisy, texture  # noqa: F401  (texture is a fixture)
 
 STEP, CHIP = (16, 16), (32, 32)
 
@@ -88,7 +88,7 @@ def test_nan_nodes_stay_nan_and_carry_no_weight() -> None:
 
 @pytest.mark.parametrize("snr", [10.0, 20.0])
 def test_match_on_noisy_real_texture_reaches_three_hundredths_of_a_pixel(
-    texture: np.ndarray,  # noqa: F811
+    texture: np.ndarray,
     snr: float,
 ) -> None:
     dy, dx = -0.81, 0.37

@@ -24,8 +24,17 @@ Methods (:data:`METHODS`):
 from __future__ import annotations
 
 from geodeform.offsets._common import grid_shape, node_grid
-from geodeform.offsets._types import OffsetField, Reason
+from geodeform.offsets._types import OffsetField, Reason, reason_codes
 from geodeform.offsets.driver import METHODS, match
 from geodeform.offsets.prefilters import PREFILTERS
 
-__all__ = ["METHODS", "PREFILTERS", "OffsetField", "Reason", "grid_shape", "match", "node_grid"]
+__all__ = [
+    "METHODS",
+    "PREFILTERS",
+    "OffsetField",
+    "Reason",
+    "grid_shape",
+    "match",
+    "node_grid",
+    "reason_codes",
+]

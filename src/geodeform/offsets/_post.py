@@ -5,7 +5,8 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from geodeform.offsets import _kernels
+from geodeform.offsets import _grid
+from geodeform.offsets._layout import H_INV, M_COL, M_ROW, Q
 
 F = npt.NDArray[np.float64]
 
@@ -37,22 +38,22 @@ def neighbour_views(a: F, radius: int = 1, *, self_too: bool = False) -> list[tu
 def nanmedian_filter(a: F, radius: int) -> F:
     """Median of the finite values in the (2r+1)² window around every node, itself included (NaN where
     there are none)."""
-    return _kernels.nanmedian_filter(_f64(a), radius, _kernels.sorting_network((2 * radius + 1) ** 2))
+    return _grid.nanmedian_filter(_f64(a), radius, _grid.sorting_network((2 * radius + 1) ** 2))
 
 
 def neighbour_median(
     dy: F, dx: F, *, radius: int = 1, min_count: int = 3
 ) -> tuple[F, F, npt.NDArray[np.int64]]:
     """Median of the valid neighbours of every node (self excluded) and their count."""
-    net = _kernels.sorting_network((2 * radius + 1) ** 2 - 1)
-    return _kernels.neighbour_median_nodes(_f64(dy), _f64(dx), int(radius), int(min_count), net)
+    net = _grid.sorting_network((2 * radius + 1) ** 2 - 1)
+    return _grid.neighbour_median_nodes(_f64(dy), _f64(dx), int(radius), int(min_count), net)
 
 
 def neighbour_agreement(
     dy: F, dx: F, *, radius: int = 2, tol: float = 1.0
 ) -> tuple[F, npt.NDArray[np.int64]]:
     """Fraction of valid neighbours within ``tol`` px of each node (autoRIFT's NDC test) and their count."""
-    return _kernels.neighbour_agreement_nodes(_f64(dy), _f64(dx), int(radius), float(tol))
+    return _grid.neighbour_agreement_nodes(_f64(dy), _f64(dx), int(radius), float(tol))
 
 
 def _f64(a: F) -> F:
@@ -116,22 +117,25 @@ def strain_bias(dy: F, dx: F, lk: F, step: tuple[int, int]) -> tuple[F, F]:
 
     A chip whose true displacement varies as d(p) = d0 + G Δ + ½ Δᵀ K Δ (Δ = p - c) is matched by
     Gauss–Newton at d0 + H⁻¹ Σ w g gᵀ (G Δ + ½ Δᵀ K Δ), where H = Σ w g gᵀ. The texture moments
-    M = Σ w g gᵀ Δ (``lk[..., 5:11]``) and Q = Σ w g gᵀ Δ Δᵀ (``lk[..., 15:24]``) come from the reference
-    chip; G and K (gradient and curvature of the field) from the neighbouring nodes. Returns the
-    (bias_dy, bias_dx) to subtract.
+    M = Σ w g gᵀ Δ (columns ``M_ROW``, ``M_COL`` of ``lk``) and Q = Σ w g gᵀ Δ Δᵀ (columns ``Q``) come
+    from the reference chip, H⁻¹ from columns ``H_INV`` (:mod:`geodeform.offsets._layout`); G and K
+    (gradient and curvature of the field) from the neighbouring nodes. Returns the (bias_dy, bias_dx), px,
+    to subtract.
     """
     gyr = _gradient(dy, step[0], 0)
     gyc = _gradient(dy, step[1], 1)
     gxr = _gradient(dx, step[0], 0)
     gxc = _gradient(dx, step[1], 1)
-    mr00, mr01, mr11, mc00, mc01, mc11, i00, i01, i11 = (lk[..., k] for k in range(5, 14))
+    mr00, mr01, mr11 = (lk[..., M_ROW + k] for k in range(3))
+    mc00, mc01, mc11 = (lk[..., M_COL + k] for k in range(3))
+    i00, i01, i11 = (lk[..., H_INV + k] for k in range(3))
     # v = M_r @ (gyr, gxr) + M_c @ (gyc, gxc)  in (row, col) order
     v0 = mr00 * gyr + mr01 * gxr + mc00 * gyc + mc01 * gxc
     v1 = mr01 * gyr + mr11 * gxr + mc01 * gyc + mc11 * gxc
-    if lk.shape[-1] > 23:
+    if lk.shape[-1] >= Q + 9:
         ky = _second_difference(dy, step)
         kx = _second_difference(dx, step)
-        qq = np.nan_to_num(lk[..., 15:24])
+        qq = np.nan_to_num(lk[..., Q : Q + 9])
         q = [qq[..., k] for k in range(9)]
 
         # Σ (g gᵀ)_{ab} ½ (K_b,rr Δr² + 2 K_b,rc Δr Δc + K_b,cc Δc²), b = row (dy) or col (dx) component
@@ -162,7 +166,7 @@ def adaptive_plane(
     radii: tuple[int, ...] = (1, 2, 3),
     gamma: float = 2.0,
     max_chi2: float = 1.0,
-) -> tuple[F, F, F, npt.NDArray[np.int64]]:
+) -> _grid.PlaneFit:
     """Error-weighted local-plane smoothing, the window chosen per node by the ICI rule.
 
     For every node, planes ``d = a + b·Δrow + c·Δcol`` are fitted by weighted least squares (weights
@@ -177,13 +181,14 @@ def adaptive_plane(
 
     ``step`` and ``chip`` (px) give the overlap of neighbouring chips, whose shared pixels make their
     errors correlated: the fit's variance is inflated by the node count over the number of independent
-    chips in the window. Returns the smoothed (dy, dx), their predicted 1-σ vector error and the radius
-    used per node (0: its own measurement). NaN nodes stay NaN and carry no weight; predicted errors are
-    floored at ``SIGMA_FLOOR`` (a noise-free match predicts 0).
+    chips in the window. Returns the smoothed (dy, dx), their predicted 1-σ vector error (px) and the
+    radius used per node (int, 0: its own measurement) as a :class:`geodeform.offsets._grid.PlaneFit`.
+    NaN nodes stay NaN and carry no weight; predicted errors are floored at ``SIGMA_FLOOR`` (a
+    noise-free match predicts 0).
     """
     rs = np.array(sorted(radii), np.int64)
     inflation = np.array([1.0 / _independent_fraction(int(r), step, chip) for r in rs])
-    out = _kernels.adaptive_plane_nodes(
+    fit = _grid.adaptive_plane_nodes(
         _f64(dy),
         _f64(dx),
         _f64(sigma),
@@ -193,4 +198,4 @@ def adaptive_plane(
         float(max_chi2),
         SIGMA_FLOOR,
     )
-    return out[0], out[1], out[2], np.nan_to_num(out[3]).astype(np.int64)
+    return fit._replace(radius=np.nan_to_num(fit.radius).astype(np.int64))

@@ -1,30 +1,66 @@
-"""Result type of the matchers and the per-node reason codes."""
+"""Result types of the matchers and the per-node reason codes."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 
-from geodeform.offsets import _kernels as K
+from geodeform.offsets import _layout as L
 
-__all__ = ["OffsetField", "Reason"]
+__all__ = ["MatcherOutput", "OffsetField", "Reason", "reason_codes"]
 
 
 class Reason(IntEnum):
     """Why a node is NaN (``OK`` for valid nodes)."""
 
-    OK = K.OK
-    MASKED = K.MASKED  #: too few valid pixels (no-data, fill values, user mask, clouds masked upstream)
-    TEXTURELESS = K.TEXTURELESS  #: the reference chip has no usable texture (flat, saturated)
-    SEARCH_EDGE = K.SEARCH_EDGE  #: correlation peak on the border of the search window: widen the search
-    LOW_CORRELATION = K.LOW_CORRELATION  #: best match below ``min_correlation`` (clouds, change)
-    NOT_CONVERGED = K.NOT_CONVERGED  #: the sub-pixel refinement diverged or did not converge
-    OUTSIDE = K.OUTSIDE  #: the match falls outside the secondary image
-    OUTLIER = 7  #: rejected by the neighbourhood-consistency test
+    OK = L.OK
+    MASKED = L.MASKED  #: too few valid pixels (no-data, fill values, user mask, clouds masked upstream)
+    TEXTURELESS = L.TEXTURELESS  #: the reference chip has no usable texture (flat, saturated)
+    SEARCH_EDGE = L.SEARCH_EDGE  #: correlation peak on the border of the search window: widen the search
+    LOW_CORRELATION = L.LOW_CORRELATION  #: best match below ``min_correlation`` (clouds, change)
+    NOT_CONVERGED = L.NOT_CONVERGED  #: the sub-pixel refinement diverged or did not converge
+    OUTSIDE = L.OUTSIDE  #: the match falls outside the secondary image
+    OUTLIER = L.OUTLIER  #: rejected by the neighbourhood-consistency test
+
+    @classmethod
+    def codes(cls) -> dict[int, str]:
+        """Every code and its name, e.g. ``{0: "OK", 1: "MASKED", ...}`` (for product metadata)."""
+        return {int(r): r.name for r in cls}
+
+
+def reason_codes() -> dict[int, str]:
+    """Every :class:`Reason` code and its name, ``{0: "OK", 1: "MASKED", ...}``.
+
+    Written into products (the ``reason`` band's flag table) so that a reader can decode the codes.
+    """
+    return Reason.codes()
+
+
+class MatcherOutput(NamedTuple):
+    """What every matcher's runner returns to :func:`geodeform.offsets.match` (arrays of the grid's shape).
+
+    Attributes
+    ----------
+    dy, dx : ndarray of float64
+        Offsets, px (sign convention of :class:`OffsetField`); the driver sets them to NaN where
+        ``reason`` is not ``OK``.
+    quality : ndarray of float64
+        Match quality in [0, 1] (ZNCC, phase coherence or valid fraction, by matcher).
+    reason : ndarray of uint8
+        :class:`Reason` code per node.
+    error : ndarray of float64 or None
+        Predicted 1-σ vector error, px (``ncc``); None when the matcher does not predict one.
+    """
+
+    dy: npt.NDArray[np.float64]
+    dx: npt.NDArray[np.float64]
+    quality: npt.NDArray[np.float64]
+    reason: npt.NDArray[np.uint8]
+    error: npt.NDArray[np.float64] | None = None
 
 
 @dataclass(frozen=True)

@@ -17,10 +17,12 @@ import numpy.typing as npt
 from scipy import ndimage
 
 from geodeform.errors import InvalidInputError
-from geodeform.offsets import _kernels as K
+from geodeform.offsets import _layout as L
+from geodeform.offsets._job import MatchJob
+from geodeform.offsets._types import MatcherOutput
 from geodeform.offsets.prefilters import rank
 
-__all__ = ["FlowOptions", "dense_flow"]
+__all__ = ["FlowOptions", "dense_flow", "run_flow"]
 
 F = npt.NDArray[np.float64]
 
@@ -135,19 +137,26 @@ def _resize(a: F, shape: tuple[int, ...]) -> F:
     ]
 
 
-def run_flow(job: Any, opts: FlowOptions, progress: Any) -> tuple[Any, Any, Any, Any]:
-    """Driver: dense flow on each strip of a :func:`geodeform.offsets.match` job, averaged per chip."""
+def run_flow(job: MatchJob, opts: FlowOptions, progress: Any) -> MatcherOutput:
+    """Run the ``flow`` matcher: dense flow on each strip of a :func:`geodeform.offsets.match` job,
+    averaged over each chip's good pixels.
+
+    Returns
+    -------
+    MatcherOutput
+        Offsets (px), the chip's share of good pixels as quality, reason codes; no predicted error.
+    """
     nr, nc = job.rs.size, job.cs.size
     h, w = job.chip
     dy = np.full((nr, nc), np.nan)
     dx = np.full((nr, nc), np.nan)
     q = np.zeros((nr, nc))
-    reason = np.full((nr, nc), K.MASKED, np.uint8)
+    reason = np.full((nr, nc), L.MASKED, np.uint8)
     radius = int(opts.radius or max(2, min(h, w) // 4))
     strips = list(job.strips())
     for k, (a, b, idx, _pad) in enumerate(strips):
-        ref_s = job.prepare(job.ref, job.m_ref, a, b).astype(np.float64)
-        sec_s = job.prepare(job.sec, job.m_sec, a, b).astype(np.float64)
+        ref_s: npt.NDArray[Any] = job.prepare(job.ref, job.ref_mask, a, b).astype(np.float64)
+        sec_s: npt.NDArray[Any] = job.prepare(job.sec, job.sec_mask, a, b).astype(np.float64)
         valid = np.isfinite(ref_s) & np.isfinite(sec_s)
         if opts.rank_size:
             ref_s, sec_s = rank(ref_s, size=opts.rank_size), rank(sec_s, size=opts.rank_size)
@@ -169,13 +178,13 @@ def run_flow(job: Any, opts: FlowOptions, progress: Any) -> tuple[Any, Any, Any,
         with np.errstate(invalid="ignore", divide="ignore"):
             ey = mu[rc, cc] / frac
             ex = mv[rc, cc] / frac
-        rs = np.where(frac < 0.5, K.TEXTURELESS, K.OK).astype(np.uint8)
+        rs = np.where(frac < 0.5, L.TEXTURELESS, L.OK).astype(np.uint8)
         far = (np.abs(ey) > job.search[ii, jj] + 0.5) | (np.abs(ex) > job.search[ii, jj] + 0.5)
-        rs[(rs == K.OK) & far] = K.SEARCH_EDGE
-        dy[ii, jj] = np.where(rs == K.OK, ey, np.nan)
-        dx[ii, jj] = np.where(rs == K.OK, ex, np.nan)
-        q[ii, jj] = np.where(rs == K.OK, frac, 0.0)
+        rs[(rs == L.OK) & far] = L.SEARCH_EDGE
+        dy[ii, jj] = np.where(rs == L.OK, ey, np.nan)
+        dx[ii, jj] = np.where(rs == L.OK, ex, np.nan)
+        q[ii, jj] = np.where(rs == L.OK, frac, 0.0)
         reason[ii, jj] = rs
         if progress is not None:
             progress(k + 1, len(strips))
-    return dy, dx, q, reason
+    return MatcherOutput(dy, dx, q, reason)

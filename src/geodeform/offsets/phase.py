@@ -19,9 +19,11 @@ import numpy.typing as npt
 from scipy import fft
 
 from geodeform.errors import InvalidInputError
-from geodeform.offsets import _kernels as K
+from geodeform.offsets import _layout as L
+from geodeform.offsets._job import MatchJob
+from geodeform.offsets._types import MatcherOutput
 
-__all__ = ["PhaseOptions", "phase_chips"]
+__all__ = ["PhaseOptions", "phase_chips", "run_phase"]
 
 
 @dataclass(frozen=True)
@@ -122,10 +124,10 @@ def phase_chips(
     search: npt.NDArray[np.int64],
     opts: PhaseOptions,
     workers: int,
-) -> tuple[Any, Any, Any, Any]:
+) -> MatcherOutput:
     """Phase correlation of chips (r0, c0) of ``ref`` in ``sec`` (same strip, NaN = invalid).
 
-    Returns per-node (dy, dx, coherence, reason).
+    Returns per-node (flat) offsets (px), phase coherence and reason codes.
     """
     h, w = chip
     n = r0.size
@@ -150,8 +152,8 @@ def phase_chips(
             np.sqrt(np.nanvar(np.where(av, a_raw, np.nan), axis=(1, 2))) if av.any() else np.zeros(len(frac))
         )
         rs = np.zeros(len(frac), np.uint8)
-        rs[frac < opts.min_valid_fraction] = K.MASKED
-        rs[(rs == 0) & ~(std > opts.min_texture)] = K.TEXTURELESS
+        rs[frac < opts.min_valid_fraction] = L.MASKED
+        rs[(rs == 0) & ~(std > opts.min_texture)] = L.TEXTURELESS
         # 1) integer shift from the peak of the phase-correlation surface (at -d for Q = Fa Fb*)
         b, _ = _prep(b_raw, win)
         cross = fft.fft2(a, workers=workers) * np.conj(fft.fft2(b, workers=workers))
@@ -165,7 +167,7 @@ def phase_chips(
         #    Σ W cos(θ - ω·δ)  (= minimise Σ W |Q - e^{iω·δ}|², no unwrapping) by Newton steps
         b2_raw = _extract(sec, r0[sl] + iy, c0[sl] + ix, h, w)
         b2, bv = _prep(b2_raw, win)
-        rs[(rs == 0) & (bv.mean(axis=(1, 2)) < opts.min_valid_fraction)] = K.OUTSIDE
+        rs[(rs == 0) & (bv.mean(axis=(1, 2)) < opts.min_valid_fraction)] = L.OUTSIDE
         q = fft.rfft2(a, workers=workers) * np.conj(fft.rfft2(b2, workers=workers))
         mag = np.abs(q).astype(np.float32)
         theta = np.angle(q).astype(np.float32)
@@ -197,37 +199,46 @@ def phase_chips(
         c = np.abs((wgt * np.cos(phi)).sum(axis=(1, 2))) / (wgt.sum(axis=(1, 2)) + 1e-12)
         ddy = iy + d[:, 0]
         ddx = ix + d[:, 1]
-        rs[(rs == 0) & (c < opts.min_coherence)] = K.LOW_CORRELATION
+        rs[(rs == 0) & (c < opts.min_coherence)] = L.LOW_CORRELATION
         srch = search[sl]
-        rs[(rs == 0) & ((np.abs(ddy) > srch + 0.5) | (np.abs(ddx) > srch + 0.5))] = K.SEARCH_EDGE
+        rs[(rs == 0) & ((np.abs(ddy) > srch + 0.5) | (np.abs(ddx) > srch + 0.5))] = L.SEARCH_EDGE
         bad = rs != 0
         dy[sl] = np.where(bad, np.nan, ddy)
         dx[sl] = np.where(bad, np.nan, ddx)
         coh[sl] = np.where(bad, 0.0, c)
         reason[sl] = rs
-    return dy, dx, coh, reason
+    return MatcherOutput(dy, dx, coh, reason)
 
 
-def run_phase(job: Any, opts: PhaseOptions, progress: Any, threads: int | None) -> tuple[Any, Any, Any, Any]:
-    """Driver: walk the strips of a :func:`geodeform.offsets.match` job with :func:`phase_chips`."""
+def run_phase(job: MatchJob, opts: PhaseOptions, progress: Any, threads: int | None) -> MatcherOutput:
+    """Run the ``phase`` matcher: walk the strips of a :func:`geodeform.offsets.match` job with
+    :func:`phase_chips` (FFTs on ``threads`` workers, all by default).
+
+    Returns
+    -------
+    MatcherOutput
+        Offsets (px), phase coherence as quality, reason codes; no predicted error.
+    """
     nr, nc = job.rs.size, job.cs.size
     dy = np.full((nr, nc), np.nan)
     dx = np.full((nr, nc), np.nan)
     q = np.zeros((nr, nc))
-    reason = np.full((nr, nc), K.MASKED, np.uint8)
+    reason = np.full((nr, nc), L.MASKED, np.uint8)
     strips = list(job.strips())
     for k, (a, b, idx, _pad) in enumerate(strips):
-        ref_s = job.prepare(job.ref, job.m_ref, a, b)
-        sec_s = job.prepare(job.sec, job.m_sec, a, b)
+        ref_s = job.prepare(job.ref, job.ref_mask, a, b)
+        sec_s = job.prepare(job.sec, job.sec_mask, a, b)
         (mr, sr), (ms, ss) = job.stats(ref_s, sec_s)
         ref_s = (ref_s - mr) / sr
         sec_s = (sec_s - ms) / ss
+        ii: Any
+        jj: Any
         ii, jj = np.meshgrid(idx, np.arange(nc), indexing="ij")
         ii, jj = ii.ravel(), jj.ravel()
         res = phase_chips(
             ref_s, sec_s, job.rs[ii] - a, job.cs[jj], job.chip, job.search[ii, jj], opts, threads or -1
         )
-        dy[ii, jj], dx[ii, jj], q[ii, jj], reason[ii, jj] = res
+        dy[ii, jj], dx[ii, jj], q[ii, jj], reason[ii, jj] = res.dy, res.dx, res.quality, res.reason
         if progress is not None:
             progress(k + 1, len(strips))
-    return dy, dx, q, reason
+    return MatcherOutput(dy, dx, q, reason)

@@ -36,7 +36,7 @@ from numpy.typing import ArrayLike, NDArray
 from geodeform.decompose import los_vector
 from geodeform.errors import InvalidInputError
 from geodeform.io import AcquisitionDates, GeoGrid, offset_dataset, write_cog, write_netcdf
-from geodeform.offsets import Reason
+from geodeform.offsets import Reason, reason_codes
 from geodeform.sar.geocode import GcpMethod, map_grid, radar_coordinates, sample_nodes
 from geodeform.sar.geometry import RadarOffsets
 from geodeform.sar.reader import S1Image
@@ -150,7 +150,7 @@ def sar_dataset(
         reference=image.path,
         secondary=None if secondary is None else secondary.path,
         step=1.0,
-        reason_codes={int(r): r.name for r in Reason},
+        reason_codes=reason_codes(),
     )
     ds = ds.drop_vars([v for v in ("dx", "dy", "vx", "vy", "v", "v_error") if v in ds.variables])
     inc = geo(offsets.incidence)

@@ -38,7 +38,7 @@ from geodeform.io import (
     write_product,
     write_stac_item,
 )
-from geodeform.offsets import OffsetField, Reason, match
+from geodeform.offsets import OffsetField, match, reason_codes
 
 __all__ = ["ErrorPolicy", "PairOutcome", "PairProgress", "PairSpec", "process_pair"]
 
@@ -184,11 +184,6 @@ class PairOutcome:
     dates_source: str = ""
     reprojected: bool = False
     summary: ProductSummary | None = None
-
-
-def _reason_codes() -> dict[int, str]:
-    """Meaning of each matcher reason code (``{0: "OK", 1: "MASKED", ...}``), for CF ``flag_meanings``."""
-    return {int(r): r.name for r in Reason}
 
 
 def _labels(spec: PairSpec, dates: AcquisitionDates | None) -> dict[str, Any]:
@@ -362,7 +357,7 @@ def process_pair(spec: PairSpec, *, progress: PairProgress | None = None) -> Pai
         stable_mask=corrected.stable,
         step=spec.step,
         processing=_processing(spec, field_),
-        reason_codes=_reason_codes(),
+        reason_codes=reason_codes(),
     )
     coverage = float((np.isfinite(ds["dx"].values) & np.isfinite(ds["dy"].values)).mean())
     if coverage == 0 and spec.errors == "record":
