@@ -12,6 +12,7 @@ parameters.
 from __future__ import annotations
 
 import ast
+import functools
 from pathlib import Path
 
 import pytest
@@ -62,10 +63,20 @@ def _modules() -> dict[str, Path]:
 MODULES = _modules()
 
 
+@functools.cache
+def _tree(path: Path) -> ast.Module:
+    return ast.parse(path.read_text(encoding="utf-8"))
+
+
+@functools.cache
+def _nodes(path: Path) -> tuple[ast.AST, ...]:
+    return tuple(ast.walk(_tree(path)))
+
+
 def _imports(name: str, path: Path, *, top_only: bool) -> set[str]:
     """Our modules that ``name`` imports (``from pkg import sub`` counts as importing ``pkg.sub``)."""
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    nodes = tree.body if top_only else list(ast.walk(tree))
+    tree = _tree(path)
+    nodes = tree.body if top_only else _nodes(path)
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
     for node in nodes:
@@ -153,10 +164,11 @@ def _is_numba_kernel(fn: ast.FunctionDef | ast.AsyncFunctionDef) -> bool:
     )
 
 
+@functools.cache
 def _functions() -> list[tuple[str, ast.FunctionDef | ast.AsyncFunctionDef]]:
     found = []
     for name, path in MODULES.items():
-        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        for node in _nodes(path):
             if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef) and not _is_numba_kernel(node):
                 found.append((f"{name}.{node.name} (line {node.lineno})", node))
     return found
