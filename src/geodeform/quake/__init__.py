@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from geodeform.quake.errors import EmptyFieldError, NoRuptureError, TraceCRSError, TraceOutsideError
 from geodeform.quake.grids import FAULT_MATCHING, grid_components
-from geodeform.quake.mosaic import (
+from geodeform.quake.mosaics import (
     DisplacementTile,
     Mosaic,
     TileOverlap,

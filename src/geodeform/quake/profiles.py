@@ -28,10 +28,20 @@ import numpy.typing as npt
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
+from geodeform.corrections import track_coordinates
 from geodeform.errors import InvalidInputError
 from geodeform.quake.errors import EmptyFieldError, TraceOutsideError
 
-__all__ = ["COLUMNS", "SlipProfiles", "TraceFrame", "correlation_area", "slip_profiles", "trace_frame"]
+__all__ = [
+    "COLUMNS",
+    "SlipProfiles",
+    "TraceFrame",
+    "TrackArtefacts",
+    "correlation_area",
+    "slip_profiles",
+    "trace_frame",
+    "track_artefacts",
+]
 
 log = logging.getLogger(__name__)
 
@@ -344,6 +354,7 @@ def slip_profiles(
     swath_width: float | None = None,
     sigma: npt.ArrayLike | None = None,
     min_coverage: float = 0.5,
+    track_angle: float | None = None,
 ) -> SlipProfiles:
     """Fault-parallel and fault-normal slip along a trace, from stacked swath profiles.
 
@@ -373,6 +384,12 @@ def slip_profiles(
         Fewest nodes on each side for a fit, as a fraction of the nodes a full swath side holds
         (``swath_width × (half_width - gap) / pixel_size²``): profiles cut by the grid's edge, by the trace's
         ends or by holes in the field get NaN slip instead of the slip of wherever their nodes lie.
+    track_angle
+        Direction of the satellite track on the grid, degrees clockwise from "up" (decreasing rows), as
+        :func:`geodeform.corrections.track_coordinates`. When given, detector stripes (constant along the
+        track) and attitude jitter (constant across it) are estimated from the residuals of a first pass of
+        the field minus a smooth model of the deformation on each side of the trace
+        (:func:`track_artefacts`) and removed before the profiles are fitted.
 
     Returns
     -------
@@ -417,38 +434,28 @@ def slip_profiles(
             raise InvalidInputError(f"sigma has shape {sg.shape}, the field {x.shape}")
         valid &= np.isfinite(sg) & (sg > 0)
         w = 1.0 / np.where(valid, sg, 1.0) ** 2
-    rows, cols = np.nonzero(valid)
-    frame = trace_frame(t, rows, cols, max_distance=hw_c)
-    if not frame.inside.any():
-        raise TraceOutsideError(
-            f"no valid node lies within half_width={half_width:g} m of the trace: check that the trace is on "
-            "this grid (read_trace maps a vector file onto it) or widen half_width"
-        )
-    meta = {
+    meta: dict[str, Any] = {
         "spacing": float(spacing),
         "half_width": float(half_width),
         "gap": gap_c * pixel_size,
         "swath_width": float(swath_width or spacing),
         "pixel_size": float(pixel_size),
     }
-    sel = frame.inside
-    nodes = _Nodes(
-        rows[sel],
-        cols[sel],
-        x[rows[sel], cols[sel]],
-        y[rows[sel], cols[sel]],
-        w[rows[sel], cols[sel]],
-        frame.along[sel],
-        frame.across[sel],
-    )
-    if frame.length * pixel_size < meta["swath_width"]:
+    if track_angle is not None:
+        fix = track_artefacts(
+            x, y, t, pixel_size=pixel_size, track_angle=track_angle, near=gap_c * pixel_size
+        )
+        x, y = x - fix.dx, y - fix.dy
+        meta.update(track_angle=float(track_angle), track_artefacts_rms=fix.rms)
+    nodes, length = _nodes(x, y, w, valid, t, hw_c)
+    if length * pixel_size < meta["swath_width"]:
         raise InvalidInputError(
-            f"the trace is {frame.length * pixel_size:.0f} m long, shorter than one swath "
+            f"the trace is {length * pixel_size:.0f} m long, shorter than one swath "
             f"({meta['swath_width']:g} m): give a smaller swath_width (or spacing)"
         )
     full_side = meta["swath_width"] * (half_width - meta["gap"]) / pixel_size**2
     min_nodes = max(6, int(np.ceil(min_coverage * full_side)))
-    out = _stack(nodes, t, x.shape, length=frame.length, gap=gap_c, min_nodes=min_nodes, meta=meta)
+    out = _stack(nodes, t, x.shape, length=length, gap=gap_c, min_nodes=min_nodes, meta=meta).profiles
     bad = int((~out.valid).sum())
     if bad:
         log.warning(
@@ -458,6 +465,25 @@ def slip_profiles(
             min_nodes,
         )
     return out
+
+
+def _nodes(x: F64, y: F64, w: F64, valid: npt.NDArray[np.bool_], t: F64, hw_c: float) -> tuple[_Nodes, float]:
+    rows, cols = np.nonzero(valid)
+    frame = trace_frame(t, rows, cols, max_distance=hw_c)
+    if not frame.inside.any():
+        raise TraceOutsideError(
+            f"no valid node lies within half_width={hw_c:g} cells of the trace: check that the trace is on "
+            "this grid (read_trace maps a vector file onto it) or widen half_width"
+        )
+    sel = frame.inside
+    r, c = rows[sel], cols[sel]
+    return _Nodes(r, c, x[r, c], y[r, c], w[r, c], frame.along[sel], frame.across[sel]), frame.length
+
+
+class _Stacked(NamedTuple):
+    profiles: SlipProfiles
+    res_dx: F64  # (nr, nc) residuals of the line fits, NaN off the swaths
+    res_dy: F64
 
 
 @dataclass(frozen=True)
@@ -480,7 +506,7 @@ def _stack(
     gap: float,
     min_nodes: int,
     meta: dict[str, Any],
-) -> SlipProfiles:
+) -> _Stacked:
     px = meta["pixel_size"]
     step, swath = meta["spacing"] / px, meta["swath_width"] / px
     usable = length - swath  # whole swaths only: none hangs over an end of the trace
@@ -502,8 +528,8 @@ def _stack(
         upar = nodes.dy[i] * sr + nodes.dx[i] * sc
         uperp = nodes.dy[i] * sc - nodes.dx[i] * sr
         p = _profile(nodes.across[i] * px, upar, uperp, nodes.weight[i], gap=gap * px, min_nodes=min_nodes)
-        res_maps[0, nodes.row[i], nodes.col[i]] = p.res_parallel
-        res_maps[1, nodes.row[i], nodes.col[i]] = p.res_normal
+        res_maps[0, nodes.row[i], nodes.col[i]] = p.res_parallel * sc - p.res_normal * sr  # back to dx
+        res_maps[1, nodes.row[i], nodes.col[i]] = p.res_parallel * sr + p.res_normal * sc  # and dy
         results.append(p)
     # Neighbouring nodes share chip pixels: inflate the variances by the residuals' correlation area.
     inflate = 0.5 * (correlation_area(res_maps[0], scale=None) + correlation_area(res_maps[1], scale=None))
@@ -516,7 +542,7 @@ def _stack(
         sigma[name] = np.sqrt(var + floor**2)
     meta["correlation_area"] = inflate
     centre = at(centres)
-    return SlipProfiles(
+    table = SlipProfiles(
         distance=centres * px,
         row=centre[:, 0],
         col=centre[:, 1],
@@ -530,6 +556,7 @@ def _stack(
         misfit=col("misfit"),
         meta=meta,
     )
+    return _Stacked(table, res_maps[0], res_maps[1])
 
 
 def _scatter_floor(value: F64, var: F64) -> float:
@@ -556,3 +583,144 @@ def _check_crossing(t: F64, shape: tuple[int, ...]) -> None:
             f"{t[:, 1].max():.1f}) does not cross the offset grid ({nr} × {nc} cells): check the trace's CRS "
             "and that it was mapped onto this grid (read_trace), or pick tiles that cover the rupture"
         )
+
+
+@dataclass(frozen=True)
+class TrackArtefacts:
+    """Output of :func:`track_artefacts`: the correction to subtract from a field.
+
+    Attributes
+    ----------
+    dx, dy
+        (nr, nc) stripes + jitter along +col / +row, input units (0 where nothing was estimated).
+    rms
+        Root-mean-square of the correction where it was estimated, input units.
+    """
+
+    dx: F64
+    dy: F64
+    rms: float
+
+
+def _bin_medians(values: F64, coord: F64, min_count: int) -> F64:
+    """Median of ``values`` (NaN = none) in unit bins of ``coord``, mapped back onto every node."""
+    k = np.floor(coord - np.nanmin(coord)).astype(np.int64)
+    ok = np.isfinite(values)
+    nb = int(k.max()) + 1
+    count = np.bincount(k[ok], minlength=nb)
+    labels = np.nonzero(count >= min_count)[0]
+    med = np.zeros(nb)
+    if labels.size:
+        med[labels] = ndimage.median(values[ok], labels=k[ok], index=labels)
+    return med[k]
+
+
+def _extend(trace: F64, by: float) -> F64:
+    """The polyline lengthened straight by ``by`` at both ends (along its end segments)."""
+    out = [trace]
+    for end, prev in ((0, 1), (-1, -2)):
+        d = trace[end] - trace[prev]
+        n = np.hypot(*d)
+        if n > 0:
+            out.insert(0 if end == 0 else len(out), (trace[end] + d / n * by)[None])
+    return np.concatenate(out)
+
+
+def _moments(a: F64, sigma: float, *, second: bool) -> list[F64]:
+    """Gaussian-weighted moments of ``a`` about every node, Δ = neighbour - node: Σw a, Σw a Δr, Σw a Δc
+    and, with ``second``, Σw a Δr², Σw a Δr Δc, Σw a Δc² (from Gaussian derivative filters:
+    Δ G = σ² G', Δ² G = σ⁴ G'' + σ² G)."""
+    s2 = sigma**2
+
+    def gf(order: tuple[int, int]) -> F64:
+        return ndimage.gaussian_filter(a, sigma, order=order, truncate=3.0)
+
+    g = gf((0, 0))
+    out = [g, s2 * gf((1, 0)), s2 * gf((0, 1))]
+    if second:
+        out += [s2 * s2 * gf((2, 0)) + s2 * g, s2 * s2 * gf((1, 1)), s2 * s2 * gf((0, 2)) + s2 * g]
+    return out
+
+
+def _side_smooth(f: F64, valid: npt.NDArray[np.bool_], side: npt.NDArray[np.int8], sigma: float) -> F64:
+    """Local-linear Gaussian smoothing that never mixes the two sides of a trace (side -1, +1; 0 = far
+    enough for the kernel not to reach across it). First order, so a node next to the trace, whose
+    neighbours all lie on one side of it, is not biased by the field's gradient."""
+    out = np.full(f.shape, np.nan)
+    for s in (-1, 1):
+        m = valid & (side != -s)
+        w0, wr, wc, wrr, wrc, wcc = _moments(m.astype(np.float64), sigma, second=True)
+        f0, fr, fc = _moments(np.where(m, f, 0.0), sigma, second=False)
+        here = m & (w0 > 0.05 * w0.max())
+        a = np.stack(
+            [np.stack([w0, wr, wc], -1), np.stack([wr, wrr, wrc], -1), np.stack([wc, wrc, wcc], -1)], -2
+        )
+        b = np.stack([f0, fr, fc], -1)
+        sol = np.linalg.solve(a[here] + 1e-9 * np.eye(3), b[here][..., None])[..., 0]
+        out[here] = sol[:, 0]
+    return out
+
+
+def track_artefacts(
+    dx: npt.ArrayLike,
+    dy: npt.ArrayLike,
+    trace: npt.ArrayLike,
+    *,
+    pixel_size: float,
+    track_angle: float,
+    scale: float = 2000.0,
+    near: float = 0.0,
+    rounds: int = 3,
+    min_count: int = 10,
+) -> TrackArtefacts:
+    """Detector stripes and attitude jitter of a co-seismic field, kept apart from the deformation.
+
+    Stripes depend on the across-track coordinate only, jitter on the along-track coordinate only
+    (:func:`geodeform.corrections.track_coordinates`). The deformation is modelled as a smooth field on each
+    side of the trace (Gaussian of σ = ``scale``, never mixing the two sides, so the step is kept); the
+    artefacts are the medians, in one-cell bins of each track coordinate in turn, of the field minus that
+    model; model and artefacts are refined alternately ``rounds`` times. Bin medians of the field itself
+    would take the slip into the correction wherever the trace runs along a bin.
+
+    Parameters
+    ----------
+    dx, dy
+        (nr, nc) field along +col / +row, any unit; NaN = no data.
+    trace
+        (N, 2) (row, col) vertices of the trace.
+    pixel_size
+        Cell size, metres.
+    track_angle
+        Track direction, degrees clockwise from "up" (decreasing rows).
+    scale
+        σ of the smooth deformation model, metres: longer than the jitter period and the stripe width,
+        shorter than the deformation's own scale (the depth of faulting).
+    near
+        Nodes closer to the trace than this (metres; chips that straddle it) are left out of the medians.
+    rounds
+        Alternations of model and artefacts.
+    min_count
+        Fewest nodes in a bin for it to be estimated (0 elsewhere).
+
+    Returns
+    -------
+    TrackArtefacts
+    """
+    fx = np.asarray(dx, dtype=np.float64)
+    fy = np.asarray(dy, dtype=np.float64)
+    valid = np.isfinite(fx) & np.isfinite(fy)
+    sigma = scale / pixel_size
+    rr, cc = np.indices(fx.shape)
+    frame = trace_frame(_extend(_check_trace(trace), 3.5 * sigma), rr, cc, max_distance=3.5 * sigma)
+    side = np.where(frame.inside, np.sign(frame.across), 0).astype(np.int8)
+    # nodes whose chips straddle the trace fit neither side's smooth model: left out of the medians
+    blended = frame.inside & (np.abs(frame.across) < near / pixel_size)
+    across, along = track_coordinates(fx.shape, track_angle)
+    total = [np.zeros(fx.shape), np.zeros(fx.shape)]
+    for _ in range(rounds):
+        for k, f in enumerate((fx, fy)):
+            res = np.where(blended, np.nan, f - _side_smooth(f - total[k], valid, side, sigma))
+            for coord in (across, along, across):
+                total[k] = total[k] + _bin_medians(res - total[k], coord, min_count)
+    rms = float(np.sqrt(np.mean(total[0][valid] ** 2 + total[1][valid] ** 2))) if valid.any() else 0.0
+    return TrackArtefacts(total[0], total[1], rms)

@@ -32,7 +32,7 @@ from rasterio.transform import Affine
 from scipy import ndimage
 
 from geodeform.errors import InvalidInputError
-from geodeform.quake.mosaic import DisplacementTile, utm_crs
+from geodeform.quake.mosaics import DisplacementTile, utm_crs
 
 __all__ = [
     "RuptureModel",
@@ -303,13 +303,13 @@ def make_tiles(
     centres: list[tuple[float, float]],
     field: GroundField,
     *,
-    size: float = 30000.0,
+    size: float | tuple[float, float] = 30000.0,
     cell: float = 100.0,
     biases: list[tuple[float, float]] | None = None,
     noise: float = 0.5,
     seed: int = 0,
 ) -> SyntheticTiles:
-    """Square tiles centred on (lon, lat) points, each on the north-up grid of its own UTM zone.
+    """Rectangular tiles centred on (lon, lat) points, each on the north-up grid of its own UTM zone.
 
     Parameters
     ----------
@@ -317,8 +317,10 @@ def make_tiles(
         (lon, lat) of every tile centre, degrees.
     field
         Ground displacement, (lon, lat) -> (true east, true north) metres (e.g. :func:`ground_rupture`).
-    size, cell
-        Tile side and cell size, metres.
+    size
+        Tile side, or (north-south, east-west) extent, metres.
+    cell
+        Cell size, metres.
     biases
         (east, north) bias of every tile along its own axes, metres; default none.
     noise
@@ -332,14 +334,15 @@ def make_tiles(
     """
     rng = np.random.default_rng(seed)
     bias = biases or [(0.0, 0.0)] * len(centres)
-    n = round(size / cell)
+    height, width = (float(size), float(size)) if isinstance(size, (int, float)) else size
+    nr, nc = round(height / cell), round(width / cell)
     tiles = []
     for k, ((lon, lat), (be, bn)) in enumerate(zip(centres, bias, strict=True)):
         crs = utm_crs(lon, lat)
         xc, yc = Transformer.from_crs("EPSG:4326", crs.to_wkt(), always_xy=True).transform(lon, lat)
-        x0 = np.floor((xc - size / 2) / cell) * cell
-        y1 = np.ceil((yc + size / 2) / cell) * cell
-        xx, yy = np.meshgrid(x0 + cell * (np.arange(n) + 0.5), y1 - cell * (np.arange(n) + 0.5))
+        x0 = np.floor((xc - width / 2) / cell) * cell
+        y1 = np.ceil((yc + height / 2) / cell) * cell
+        xx, yy = np.meshgrid(x0 + cell * (np.arange(nc) + 0.5), y1 - cell * (np.arange(nr) + 0.5))
         e, nn = grid_vectors(field, crs, xx, yy)
         e = e + be + rng.normal(0.0, noise, e.shape)
         nn = nn + bn + rng.normal(0.0, noise, e.shape)

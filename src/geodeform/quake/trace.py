@@ -4,9 +4,10 @@ Kernel steps (:func:`detect_trace`):
 
 1. **Oriented step filter.** At every node and for ``orientations`` directions, the vector difference of
    the mean displacement on the two halves of a disc of radius ``radius`` (a band of ``gap`` on each side
-   of the splitting line left out: chips there see both sides). NaN nodes are left out of the means
-   (normalised convolution). The step strength is the largest difference over the directions; the best
-   direction is the normal of the candidate trace.
+   of the splitting line left out: chips there see both sides). NaN nodes take the value of their nearest
+   valid node; nodes whose disc is less than ``min_fraction`` valid (grid edges, holes) get no strength.
+   The step strength is the largest difference over the directions; the best direction is the normal of
+   the candidate trace.
 2. **Non-maximum suppression** across that normal (Canny) leaves one-node-wide ridges, located to a
    fraction of a node by a parabola through the strengths across the ridge.
 3. **Hysteresis thresholds** relative to the background: ``threshold`` times the median strength over
@@ -29,7 +30,7 @@ from typing import Any
 
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage, signal
+from scipy import ndimage
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components, minimum_spanning_tree, shortest_path
 from scipy.spatial import Delaunay, QhullError
@@ -75,13 +76,22 @@ def _as_field(dx: npt.ArrayLike, dy: npt.ArrayLike) -> tuple[F64, F64, npt.NDArr
     return np.where(valid, x, 0.0), np.where(valid, y, 0.0), valid
 
 
-def _half_discs(radius: float, gap: float, angle: float) -> tuple[F64, F64]:
+def _step_kernel(radius: float, gap: float, angle: float) -> F64:
+    """Mean of the half-disc on the +normal side minus the mean of the other half (the band |along| ≤ gap
+    left out), as one correlation kernel."""
     n = int(np.ceil(radius))
     r, c = np.mgrid[-n : n + 1, -n : n + 1].astype(np.float64)
     inside = r**2 + c**2 <= radius**2
     along = r * np.cos(angle) + c * np.sin(angle)
-    plus = (inside & (along > gap)).astype(np.float64)
-    return plus, plus[::-1, ::-1].copy()
+    plus = inside & (along > gap)
+    return (plus.astype(np.float64) - plus[::-1, ::-1]) / plus.sum()
+
+
+def _fill_nearest(a: F64, valid: npt.NDArray[np.bool_]) -> F64:
+    if valid.all():
+        return a
+    idx = ndimage.distance_transform_edt(~valid, return_distances=False, return_indices=True)
+    return np.asarray(a[tuple(idx)])
 
 
 def step_strength(
@@ -90,7 +100,7 @@ def step_strength(
     *,
     radius: float = 4.0,
     gap: float = 0.5,
-    orientations: int = 16,
+    orientations: int = 12,
     min_fraction: float = 0.7,
 ) -> StepStrength:
     """Displacement step across the best of ``orientations`` lines through every node.
@@ -106,7 +116,8 @@ def step_strength(
     orientations
         Number of directions over 180°.
     min_fraction
-        Smallest fraction of a half-disc's nodes that must be valid.
+        Smallest fraction of the disc's nodes that must be valid (nodes near the grid's edge or holes have
+        biased steps); no-data nodes inside the disc take the value of the nearest valid node.
 
     Returns
     -------
@@ -118,25 +129,19 @@ def step_strength(
             f"step filter needs radius ≥ 1.5 nodes, 0 ≤ gap < radius - 1 and ≥ 4 orientations "
             f"(got radius={radius}, gap={gap}, orientations={orientations})"
         )
-    v = valid.astype(np.float64)
+    xf, yf = _fill_nearest(x, valid), _fill_nearest(y, valid)
+    disc = np.abs(_step_kernel(radius, gap, 0.0)) > 0
+    cover = ndimage.correlate(valid.astype(np.float64), disc.astype(np.float64), mode="constant") / disc.sum()
     best = np.full(x.shape, -1.0)
     normal = np.zeros((*x.shape, 2))
     for angle in np.arange(orientations) * np.pi / orientations:
-        plus, minus = _half_discs(radius, gap, angle)
-        means = []
-        for k in (plus, minus):
-            cnt = signal.fftconvolve(v, k, mode="same")
-            ok = cnt > min_fraction * k.sum() - 1e-6
-            den = np.where(ok, cnt, np.inf)
-            means.append(
-                (signal.fftconvolve(x, k, mode="same") / den, signal.fftconvolve(y, k, mode="same") / den, ok)
-            )
-        (px, py, pok), (mx, my, mok) = means
-        s = np.where(pok & mok, np.hypot(px - mx, py - my), -1.0)
+        k = _step_kernel(radius, gap, angle)
+        s = np.hypot(ndimage.correlate(xf, k, mode="nearest"), ndimage.correlate(yf, k, mode="nearest"))
         better = s > best
         best = np.where(better, s, best)
         normal[better] = (np.cos(angle), np.sin(angle))
-    return StepStrength(np.where(best >= 0, best, np.nan), normal)
+    ok = cover >= min_fraction - 1e-9
+    return StepStrength(np.where(ok, best, np.nan), normal)
 
 
 def _ridges(st: StepStrength) -> tuple[F64, F64, F64]:
@@ -317,7 +322,7 @@ def detect_trace(
     min_length: float | None = None,
     vertex_spacing: float | None = None,
     max_gap: float | None = None,
-    orientations: int = 16,
+    orientations: int = 12,
 ) -> F64:
     """Map the rupture trace: the line along which the displacement field steps.
 
@@ -348,7 +353,7 @@ def detect_trace(
         Spacing of the output vertices along the trace, metres. Default 2 cells.
     max_gap
         Longest gap bridged between two ridge strands that continue each other (same direction within
-        35°), metres. Default 12 cells. Parallel strands and branches are not joined.
+        35°), metres. Default 20 cells. Parallel strands and branches are not joined.
     orientations
         Directions tried by the step filter over 180°.
 
@@ -375,7 +380,7 @@ def detect_trace(
         "gap": 0.5 if gap is None else gap / pixel_size,
         "min_length": 8.0 if min_length is None else min_length / pixel_size,
         "vertex_spacing": 2.0 if vertex_spacing is None else vertex_spacing / pixel_size,
-        "max_gap": 12.0 if max_gap is None else max_gap / pixel_size,
+        "max_gap": 20.0 if max_gap is None else max_gap / pixel_size,
     }
     if cells["vertex_spacing"] <= 0:
         raise InvalidInputError(f"vertex_spacing must be > 0 metres, got {vertex_spacing!r}")
