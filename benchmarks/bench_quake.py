@@ -48,6 +48,7 @@ VARIANTS: dict[str, dict[str, Any]] = {
         "step": 8,
         "two_motion_px": 0.2,
     },
+    "ncc chip 24 step 8": {"method": "ncc", "chip_size": 24, "step": 8},
     "ncc chip 24 step 8, two_motion_px 0.1": {
         "method": "ncc",
         "chip_size": 24,

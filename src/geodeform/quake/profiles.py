@@ -668,7 +668,7 @@ def track_artefacts(
     *,
     pixel_size: float,
     track_angle: float,
-    scale: float = 2000.0,
+    scale: float = 1000.0,
     near: float = 0.0,
     rounds: int = 3,
     min_count: int = 10,
@@ -693,8 +693,10 @@ def track_artefacts(
     track_angle
         Track direction, degrees clockwise from "up" (decreasing rows).
     scale
-        σ of the smooth deformation model, metres: longer than the jitter period and the stripe width,
-        shorter than the deformation's own scale (the depth of faulting).
+        σ of the smooth deformation model, metres. It must let the model follow the deformation (slip that
+        varies along strike, elastic decay) yet not the artefacts: a Gaussian of σ keeps a fraction
+        exp(-2π²σ²/P²) of a period P, so jitter periods and stripe widths well above σ leak into the model
+        and are only partly removed.
     near
         Nodes closer to the trace than this (metres; chips that straddle it) are left out of the medians.
     rounds

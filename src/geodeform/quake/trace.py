@@ -116,8 +116,9 @@ def step_strength(
     orientations
         Number of directions over 180°.
     min_fraction
-        Smallest fraction of the disc's nodes that must be valid (nodes near the grid's edge or holes have
-        biased steps); no-data nodes inside the disc take the value of the nearest valid node.
+        Smallest fraction of the disc's nodes that must be valid (nodes next to holes have biased steps);
+        no-data nodes inside the disc take the value of the nearest valid node. Nodes closer than
+        ``radius - 1`` to the grid's edge get no strength.
 
     Returns
     -------
@@ -141,6 +142,13 @@ def step_strength(
         best = np.where(better, s, best)
         normal[better] = (np.cos(angle), np.sin(angle))
     ok = cover >= min_fraction - 1e-9
+    # beyond the grid's edge there is no field at all (not missing nodes): a disc that crosses it would see
+    # the edge padding, and its ridges would bend along the edge
+    inner = int(np.ceil(radius)) - 1
+    if inner > 0:
+        edge = np.ones(x.shape, dtype=bool)
+        edge[inner:-inner, inner:-inner] = False
+        ok &= ~edge
     return StepStrength(np.where(ok, best, np.nan), normal)
 
 
@@ -149,9 +157,15 @@ def _ridges(st: StepStrength) -> tuple[F64, F64, F64]:
     s = np.nan_to_num(st.strength, nan=0.0)
     rr, cc = np.indices(s.shape, dtype=np.float64)
     nr, nc = st.normal[..., 0], st.normal[..., 1]
-    ahead = ndimage.map_coordinates(s, [rr + nr, cc + nc], order=1, mode="nearest")
-    behind = ndimage.map_coordinates(s, [rr - nr, cc - nc], order=1, mode="nearest")
-    peak = (s > 0) & (s >= ahead) & (s > behind)
+    ahead = ndimage.map_coordinates(s, [rr + nr, cc + nc], order=1, mode="constant")
+    behind = ndimage.map_coordinates(s, [rr - nr, cc - nc], order=1, mode="constant")
+    # a node whose neighbours across the candidate line lack a strength cannot be shown to be a maximum
+    known = np.isfinite(st.strength).astype(np.float64)
+    checked = np.minimum(
+        ndimage.map_coordinates(known, [rr + nr, cc + nc], order=1, mode="constant"),
+        ndimage.map_coordinates(known, [rr - nr, cc - nc], order=1, mode="constant"),
+    )
+    peak = (s > 0) & (s >= ahead) & (s > behind) & (checked > 0.999)
     i, j = np.nonzero(peak)
     s0, sa, sb = s[i, j], ahead[i, j], behind[i, j]
     curv = sa - 2.0 * s0 + sb
