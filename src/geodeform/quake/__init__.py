@@ -27,7 +27,15 @@ from geodeform.quake.mosaics import (
     utm_crs,
 )
 from geodeform.quake.products import CSV_HEADER, plot_slip, write_profiles_csv
-from geodeform.quake.profiles import COLUMNS, SlipProfiles, correlation_area, slip_profiles, trace_frame
+from geodeform.quake.profiles import (
+    COLUMNS,
+    SlipProfiles,
+    TrackArtefacts,
+    correlation_area,
+    slip_profiles,
+    trace_frame,
+    track_artefacts,
+)
 from geodeform.quake.trace import detect_trace, step_strength
 from geodeform.quake.vector import read_trace, trace_to_geojson, write_trace_geojson
 
@@ -43,6 +51,7 @@ __all__ = [
     "TileOverlap",
     "TraceCRSError",
     "TraceOutsideError",
+    "TrackArtefacts",
     "correlation_area",
     "detect_trace",
     "grid_components",
@@ -55,6 +64,7 @@ __all__ = [
     "step_strength",
     "trace_frame",
     "trace_to_geojson",
+    "track_artefacts",
     "utm_crs",
     "write_profiles_csv",
     "write_trace_geojson",

@@ -175,7 +175,7 @@ class Mosaic:
         crs = ProjCRS.from_user_input(g.crs.to_wkt())
         wkt = crs.to_wkt()
         t = g.transform
-        mapping = {
+        mapping: dict[str, Any] = {
             "crs_wkt": wkt,
             "spatial_ref": wkt,
             "GeoTransform": " ".join(repr(float(v)) for v in (t.c, t.a, t.b, t.f, t.d, t.e)),

@@ -405,10 +405,6 @@ def slip_profiles(
     InvalidInputError
         Mismatched shapes, non-positive lengths, ``gap ≥ half_width``.
     """
-    x = np.asarray(dx, dtype=np.float64)
-    y = np.asarray(dy, dtype=np.float64)
-    if x.ndim != 2 or x.shape != y.shape:
-        raise InvalidInputError(f"dx and dy must be 2-D arrays of one shape, got {x.shape} and {y.shape}")
     if min(spacing, half_width, pixel_size) <= 0:
         raise InvalidInputError(
             f"spacing, half_width, pixel_size must be > 0 metres, got {spacing}, {half_width}, {pixel_size}"
@@ -419,21 +415,9 @@ def slip_profiles(
         raise InvalidInputError(
             f"gap ({gap_c * pixel_size:g} m) must be ≥ 0 and < half_width ({half_width:g} m)"
         )
-    valid = np.isfinite(x) & np.isfinite(y)
-    if not valid.any():
-        raise EmptyFieldError(
-            f"the offset field ({x.shape[0]} × {x.shape[1]} nodes) has no finite value; check the matching "
-            "(OffsetField.reason_counts()) and that the pair covers the rupture"
-        )
+    x, y, w, valid = _field(dx, dy, sigma)
     t = _check_trace(trace)
     _check_crossing(t, x.shape)
-    w = np.ones_like(x)
-    if sigma is not None:
-        sg = np.asarray(sigma, dtype=np.float64)
-        if sg.shape != x.shape:
-            raise InvalidInputError(f"sigma has shape {sg.shape}, the field {x.shape}")
-        valid &= np.isfinite(sg) & (sg > 0)
-        w = 1.0 / np.where(valid, sg, 1.0) ** 2
     meta: dict[str, Any] = {
         "spacing": float(spacing),
         "half_width": float(half_width),
@@ -465,6 +449,30 @@ def slip_profiles(
             min_nodes,
         )
     return out
+
+
+def _field(
+    dx: npt.ArrayLike, dy: npt.ArrayLike, sigma: npt.ArrayLike | None
+) -> tuple[F64, F64, F64, npt.NDArray[np.bool_]]:
+    """The field as float64, its weights (1/σ² or 1) and its valid nodes; refuses empty fields."""
+    x = np.asarray(dx, dtype=np.float64)
+    y = np.asarray(dy, dtype=np.float64)
+    if x.ndim != 2 or x.shape != y.shape:
+        raise InvalidInputError(f"dx and dy must be 2-D arrays of one shape, got {x.shape} and {y.shape}")
+    valid = np.isfinite(x) & np.isfinite(y)
+    if not valid.any():
+        raise EmptyFieldError(
+            f"the offset field ({x.shape[0]} × {x.shape[1]} nodes) has no finite value; check the matching "
+            "(OffsetField.reason_counts()) and that the pair covers the rupture"
+        )
+    w = np.ones_like(x)
+    if sigma is not None:
+        sg = np.asarray(sigma, dtype=np.float64)
+        if sg.shape != x.shape:
+            raise InvalidInputError(f"sigma has shape {sg.shape}, the field {x.shape}")
+        valid &= np.isfinite(sg) & (sg > 0)
+        w = 1.0 / np.where(valid, sg, 1.0) ** 2
+    return x, y, w, valid
 
 
 def _nodes(x: F64, y: F64, w: F64, valid: npt.NDArray[np.bool_], t: F64, hw_c: float) -> tuple[_Nodes, float]:

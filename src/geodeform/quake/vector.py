@@ -50,13 +50,23 @@ def _geojson_crs(doc: dict[str, Any]) -> CRS | None:
         raise TraceCRSError(f"the GeoJSON 'crs' member names {name!r}, which is not a known CRS") from exc
 
 
+def _coords(coords: Any) -> F64:
+    try:
+        a = np.asarray(coords, dtype=np.float64)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInputError(f"trace coordinates are not numbers: {str(coords)[:80]}") from exc
+    if a.ndim != 2 or a.shape[1] < 2:
+        raise InvalidInputError(f"a LineString needs [[x, y], ...] coordinates, got {str(coords)[:80]}")
+    return a[:, :2]
+
+
 def _lines(geometry: dict[str, Any]) -> list[F64]:
     kind = geometry.get("type")
-    coords = geometry.get("coordinates")
+    coords = geometry.get("coordinates") or []
     if kind == "LineString":
-        return [np.asarray(coords, dtype=np.float64)[:, :2]]
+        return [_coords(coords)]
     if kind == "MultiLineString":
-        return [np.asarray(c, dtype=np.float64)[:, :2] for c in coords]
+        return [_coords(c) for c in coords]
     if kind == "GeometryCollection":
         return [ln for g in geometry.get("geometries", []) for ln in _lines(g)]
     raise InvalidInputError(
