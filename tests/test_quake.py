@@ -358,6 +358,9 @@ def test_read_trace_joins_parts_and_refuses_bad_crs(tmp_path, node_grid):
         read_trace(tmp_path / "bad.geojson", node_grid)
     with pytest.raises(InvalidInputError, match="LineString"):
         read_trace({"type": "Point", "coordinates": [35.0, 37.0]}, node_grid)
+    (tmp_path / "trace.shp").write_bytes(b"\0" * 100)
+    with pytest.raises(InvalidInputError, match="ogr2ogr -f GeoJSON"):
+        read_trace(tmp_path / "trace.shp", node_grid)
 
 
 # ---------------------------------------------------------------------------------------- products

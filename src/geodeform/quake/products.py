@@ -5,15 +5,16 @@ from __future__ import annotations
 import csv
 import os
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from geodeform.errors import InvalidInputError
 from geodeform.io import atomic_output
 from geodeform.quake.profiles import COLUMNS, SlipProfiles
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 __all__ = ["CSV_HEADER", "plot_slip", "write_profiles_csv"]
 
@@ -94,6 +95,10 @@ def plot_slip(
     """
     if len(profiles) == 0:
         raise InvalidInputError("no slip profiles to plot: the trace is shorter than one profile spacing")
+    # matplotlib is heavy and only needed here
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
     fig = Figure(figsize=(8.0, 5.0), layout="constrained")
     FigureCanvasAgg(fig)
     km = profiles.distance / 1000.0

@@ -1,8 +1,8 @@
 """Rupture traces as vector data: read a user's trace onto a grid, write a detected one as GeoJSON.
 
-GeoJSON is read with the standard library (RFC 7946: longitude/latitude on WGS 84 unless the file carries a
-legacy ``crs`` member or the caller names the CRS); other vector formats (Shapefile, GeoPackage, ...) are
-read with ``pyogrio`` when it is installed.
+Traces are GeoJSON, the vector format the project reads (as AOIs and masks), parsed with the standard
+library: RFC 7946 longitude/latitude on WGS 84 unless the file carries a legacy ``crs`` member or the caller
+names the CRS. Convert other formats first, e.g. ``ogr2ogr -f GeoJSON trace.geojson trace.shp``.
 
 Grid coordinates follow :mod:`geodeform.io.grid`: (row, col) with the centre of cell (i, j) at (i, j).
 """
@@ -83,22 +83,6 @@ def _geojson_lines(doc: dict[str, Any]) -> list[F64]:
     return _lines(doc)
 
 
-def _read_other(path: Path) -> tuple[list[F64], CRS | None]:
-    try:
-        import pyogrio  # optional: only for formats other than GeoJSON
-    except ImportError as exc:
-        raise InvalidInputError(
-            f"reading {path.suffix or 'this'} files needs pyogrio (pip install pyogrio); or save the "
-            "trace as GeoJSON"
-        ) from exc
-    from shapely import from_wkb, get_coordinates, get_parts
-
-    meta, _, geoms, _ = pyogrio.read(path, read_geometry=True)
-    lines = [get_coordinates(p) for g in from_wkb(geoms) if g is not None for p in get_parts(g)]
-    crs = CRS.from_user_input(meta["crs"]) if meta.get("crs") else None
-    return lines, crs
-
-
 def _chain(lines: list[F64]) -> F64:
     """Join line parts end to end, nearest ends first, starting from the longest part."""
     parts = [ln for ln in lines if len(ln) >= 2]
@@ -132,9 +116,9 @@ def read_trace(
     Parameters
     ----------
     source
-        Path of a GeoJSON file (``.geojson``/``.json``; any other vector format with ``pyogrio``
-        installed), or a GeoJSON mapping (geometry, Feature or FeatureCollection). LineStrings and
-        MultiLineStrings; several parts are joined end to end (nearest ends first).
+        Path of a GeoJSON file (``.geojson``/``.json``), or a GeoJSON mapping (geometry, Feature or
+        FeatureCollection). LineStrings and MultiLineStrings; several parts are joined end to end
+        (nearest ends first).
     grid
         Target grid, e.g. :func:`geodeform.io.node_grid` of an offset field or a mosaic's grid.
     crs
@@ -155,6 +139,8 @@ def read_trace(
         The trace does not cross the grid.
     DataError
         The file is missing or is not valid JSON.
+    InvalidInputError
+        Not a GeoJSON file; no line geometry; malformed coordinates.
     """
     declared: CRS | None = None
     if isinstance(source, dict):
@@ -164,14 +150,16 @@ def read_trace(
         label = str(path)
         if not path.is_file():
             raise DataError(f"trace file {label!r} does not exist")
-        if path.suffix.lower() in _GEOJSON_SUFFIXES:
-            try:
-                doc = json.loads(path.read_text(encoding="utf-8"))
-            except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-                raise DataError(f"trace file {label!r} is not valid GeoJSON: {exc}") from exc
-            lines, declared = _geojson_lines(doc), _geojson_crs(doc)
-        else:
-            lines, declared = _read_other(path)
+        if path.suffix.lower() not in _GEOJSON_SUFFIXES:
+            raise InvalidInputError(
+                f"trace file {label!r} is not GeoJSON (.geojson / .json); convert it, e.g. "
+                f"ogr2ogr -f GeoJSON trace.geojson {path.name}"
+            )
+        try:
+            doc = json.loads(path.read_text(encoding="utf-8"))
+        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+            raise DataError(f"trace file {label!r} is not valid GeoJSON: {exc}") from exc
+        lines, declared = _geojson_lines(doc), _geojson_crs(doc)
     src = CRS.from_user_input(crs) if crs is not None else declared
     coords = np.concatenate([ln for ln in lines if len(ln)]) if lines else np.empty((0, 2))
     if src is None:
