@@ -244,7 +244,7 @@ def _as_tile(t: DisplacementTile | xr.Dataset, k: int) -> DisplacementTile:
     if isinstance(t, DisplacementTile):
         return t if t.name else DisplacementTile(t.east, t.north, t.crs, t.transform, t.sigma, f"tile{k}")
     if isinstance(t, xr.Dataset):
-        return DisplacementTile.from_dataset(t, name=str(t.attrs.get("title_tile", f"tile{k}")))
+        return DisplacementTile.from_dataset(t, name=f"tile{k}")
     raise InvalidInputError(
         f"tile {k} is a {type(t).__name__}; give DisplacementTile objects or xarray Datasets"
     )
@@ -472,7 +472,8 @@ def mosaic(
     tiles
         :class:`DisplacementTile` objects or offset products (:func:`geodeform.io.offset_dataset`), each
         in its own projected CRS (tiles of two UTM zones are fine), displacement in metres along +x / +y
-        of that CRS.
+        of that CRS. Datasets are named ``tile0``, ``tile1``... by position; build
+        :meth:`DisplacementTile.from_dataset` yourself to name them.
     crs
         Target CRS; default the UTM zone of the centre of the area (:func:`utm_crs`). Ignored with ``grid``.
     resolution
