@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -133,21 +133,30 @@ class MatchJob:
                 )
 
     def stats(
-        self, ref_strip: npt.NDArray[np.floating], sec_strip: npt.NDArray[np.floating]
+        self,
+        ref_strip: npt.NDArray[np.floating],
+        sec_strip: npt.NDArray[np.floating],
+        *,
+        transform: Callable[[npt.NDArray[Any]], npt.NDArray[Any]] | None = None,
     ) -> tuple[tuple[float, float], tuple[float, float]]:
         """Global (mean, std) of both prepared images, from a central window (or the only strip).
 
         Computed on the first call and kept: every strip is normalised with the same statistics.
+        ``transform`` is the per-strip transform the caller applied to its strips (e.g. a rank filter):
+        the central window gets it too, so that the statistics describe the values being normalised.
         """
-        if "stats" not in self._memo:
+        key = "stats" if transform is None else f"stats:{transform!r}"
+        if key not in self._memo:
             h = self.ref.shape[0]
             if h > self.strip_rows:
                 a = max(0, h // 2 - self.strip_rows // 2)
                 b = min(h, a + self.strip_rows)
                 ref_strip = self.prepare(self.ref, self.ref_mask, a, b)
                 sec_strip = self.prepare(self.sec, self.sec_mask, a, b)
-            self._memo["stats"] = (image_stats(ref_strip), image_stats(sec_strip))
-        stats: tuple[tuple[float, float], tuple[float, float]] = self._memo["stats"]
+                if transform is not None:
+                    ref_strip, sec_strip = transform(ref_strip), transform(sec_strip)
+            self._memo[key] = (image_stats(ref_strip), image_stats(sec_strip))
+        stats: tuple[tuple[float, float], tuple[float, float]] = self._memo[key]
         return stats
 
     def cached(self, key: tuple[int, int]) -> Any:

@@ -9,6 +9,7 @@ median filter on the flow between iterations. The dense flow is averaged over ea
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -154,13 +155,14 @@ def run_flow(job: MatchJob, opts: FlowOptions, progress: Any) -> MatcherOutput:
     reason = np.full((nr, nc), L.MASKED, np.uint8)
     radius = int(opts.radius or max(2, min(h, w) // 4))
     strips = list(job.strips())
+    transform = functools.partial(rank, size=opts.rank_size) if opts.rank_size else None
     for k, (a, b, idx, _pad) in enumerate(strips):
         ref_s: npt.NDArray[Any] = job.prepare(job.ref, job.ref_mask, a, b).astype(np.float64)
         sec_s: npt.NDArray[Any] = job.prepare(job.sec, job.sec_mask, a, b).astype(np.float64)
         valid = np.isfinite(ref_s) & np.isfinite(sec_s)
-        if opts.rank_size:
-            ref_s, sec_s = rank(ref_s, size=opts.rank_size), rank(sec_s, size=opts.rank_size)
-        (mr, sr), (ms, ss) = job.stats(ref_s, sec_s)
+        if transform is not None:
+            ref_s, sec_s = transform(ref_s), transform(sec_s)
+        (mr, sr), (ms, ss) = job.stats(ref_s, sec_s, transform=transform)
         ref_n = np.where(valid, (ref_s - mr) / sr, 0.0)
         sec_n = np.where(valid, (sec_s - ms) / ss, 0.0)
         smax = int(job.search[idx].max(initial=1))
