@@ -588,7 +588,7 @@ def test_read_mask_from_geojson_and_raster_and_speed(tmp_path):
     with pytest.raises(InvalidInputError, match=r"masks\.glacier: file .* not found"):
         read_mask(tmp_path / "none.tif", grid, what="masks.glacier")
     (tmp_path / "bad.geojson").write_text("{")
-    with pytest.raises(InvalidInputError, match=r"masks\.stable: .* not valid GeoJSON"):
+    with pytest.raises(InvalidInputError, match=r"masks\.stable: cannot read .*bad.geojson as a vector file"):
         read_mask(tmp_path / "bad.geojson", grid, what="masks.stable")
     ds = xr.Dataset({"vx": (("y", "x"), np.full((2, 2), 3.0)), "vy": (("y", "x"), np.full((2, 2), 4.0))})
     assert np.allclose(speed(ds), 5.0) and speed(xr.Dataset()) is None

@@ -277,8 +277,9 @@ def search(
         Friendly name (``sentinel-2-l2a``, ``sentinel-2-l1c``, ``landsat-c2-l2``, ``sentinel-1-grd``,
         ``cop-dem-glo-30``; aliases such as ``s2-l2a``, ``dem``), mapped to the catalogue's own id.
     bbox, aoi, tile
-        Area of interest: ``bbox`` = (west, south, east, north) in degrees; ``aoi`` = GeoJSON file/dict (or an
-        :class:`AOI`); ``tile`` = MGRS id such as ``32TLR``. A tile with a bbox/GeoJSON keeps only scenes of
+        Area of interest: ``bbox`` = (west, south, east, north) in degrees; ``aoi`` = vector file in any OGR
+        format (GeoJSON, KML, shapefile, GeoPackage...), a GeoJSON dict or an :class:`AOI`; ``tile`` = MGRS id
+        such as ``32TLR``. A tile with a bbox/AOI file keeps only scenes of
         that tile, and the AOI must intersect it.
     start, end
         Acquisition date range, inclusive (``YYYY-MM-DD`` or datetime; naive times are UTC).
