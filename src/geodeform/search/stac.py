@@ -23,7 +23,7 @@ from geodeform.search.catalogs import (
 from geodeform.search.local import local_items
 from geodeform.search.mgrs import parse_tile_id
 from geodeform.search.results import Scene, SceneTable
-from geodeform.search.scoring import score_asset
+from geodeform.search.scoring import score_asset, spectral_scores
 
 __all__ = ["item_orbit", "item_tile", "parse_months", "search"]
 
@@ -206,16 +206,20 @@ def _remote_items(
 def _score(
     scenes: list[Scene], spec: CollectionSpec | None, aoi: AOI, progress: Progress | None, workers: int
 ) -> list[Scene]:
-    if spec is None or spec.mask_kind is None:
+    if spec is None or (spec.mask_kind is None and not spec.spectral_fallback):
         return scenes
-    kind = spec.mask_kind
+    kind = spec.mask_kind or "spectral"
 
     def one(scene: Scene) -> Scene:
         key = next((k for k in spec.mask_assets if k in scene.assets), None)
-        if key is None:
+        spectral = key is None and spec.spectral_fallback and "red" in scene.assets
+        if key is None and not spectral:
             return _replace(scene, note=f"no {spec.mask_kind} asset: AOI cloud not computed")
         try:
-            score = score_asset(scene.assets[key], kind, aoi)
+            if spectral:
+                score = spectral_scores(scene, aoi)
+            else:
+                score = score_asset(scene.assets[key], kind, aoi)  # type: ignore[index]
         except GeodeformError as exc:
             log.warning("AOI scoring of %s failed: %s", scene.id, exc)
             return _replace(scene, note=f"AOI scoring failed: {exc}")
