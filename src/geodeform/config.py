@@ -139,7 +139,21 @@ class InputImage(_Model):
 
     path: str = Field(..., description="GeoTIFF (or any raster GDAL reads) of one acquisition.")
     date: dt.date = Field(..., description="Acquisition date, YYYY-MM-DD.")
-    band: int = Field(1, ge=1, description="Band number in the file (1-based).")
+    band: int | str = Field(
+        1,
+        description="Band in the file: 1-based number, or name (band description, BANDNAME tag or colour "
+        "such as 'red') for multi-band files.",
+    )
+
+    @field_validator("band")
+    @classmethod
+    def _band(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"band numbers start at 1, got {v}")
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("band name is empty")
+        return v
+
     orbit: int | None = Field(None, description="Orbit / track label: pairs are formed within one orbit.")
 
 
