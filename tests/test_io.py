@@ -611,7 +611,7 @@ def test_band_by_name_or_index_in_a_multiband_file(tmp_path):
     assert read_band(path, band="b08").data[0, 0] == 20 and read_band(path, band="B08").band == 2
     assert read_band(path, band="red").data[0, 0] == 10 and read_band(path, band="3").band == 3
     assert read_pair(path, path, band="swir16").secondary.data[0, 0] == 30
-    with pytest.raises(InvalidInputError, match=r"no band is named 'B12' in .*rgbn\.tif' \(bands 1: b04, red"):
+    with pytest.raises(InvalidInputError, match=r"no band is named 'B12' in .*rgbn\.tif' \(bands 1: b04"):
         read_band(path, band="B12")
     with pytest.raises(InvalidInputError, match=r"has bands 1\.\.3"):
         read_band(path, band=4)

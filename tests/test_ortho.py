@@ -133,7 +133,7 @@ def test_refinement_removes_a_3px_rpc_bias(scene) -> None:  # type: ignore[no-un
     after = orthorectify(scene["biased"], grid, dem=DEM, correction=fit.correction)
     err = _errors(after.rows, after.cols, truth)
     print(
-        f"bias {np.median(before):.2f} px -> median {np.median(err):.3f} px, {(err < 0.2).mean():.1%} < 0.2 px"
+        f"bias {np.median(before):.2f} px -> {np.median(err):.3f} px, {(err < 0.2).mean():.1%} < 0.2 px"
     )
     assert fit.nodes > 50 and np.median(err) < 0.1 and (err < 0.2).mean() >= 0.95
     affine = refine_rpc(scene["biased"], scene["texture"], grid, dem=DEM, model="affine")
