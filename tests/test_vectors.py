@@ -190,3 +190,24 @@ def test_kml_aoi_equals_its_geojson_twin(tmp_path) -> None:
     kml, geojson = aoi_from_file(tmp_path / "aoi.kml"), aoi_from_geojson(twin)
     assert kml.epsg == geojson.epsg == 32607
     assert kml.geometry.symmetric_difference(geojson.geometry).area < 1e-12
+
+
+def test_kml_aoi_selects_the_same_scenes_as_its_geojson_twin(tmp_path) -> None:
+    """Against the local STAC API: the same AOI as KML and as GeoJSON gives the same scenes and AOI scores."""
+    from _stac_helpers import BBOX, stac_url
+    from geodeform.search import search
+
+    west, south, east, north = BBOX
+    ring = [(west, south), (east, south), (east, north), (west, north), (west, south)]
+    coords = " ".join(f"{x},{y}" for x, y in ring)
+    (tmp_path / "aoi.kml").write_text(
+        '<?xml version="1.0" encoding="UTF-8"?><kml xmlns="http://www.opengis.net/kml/2.2"><Document>'
+        f"<Placemark><Polygon><outerBoundaryIs><LinearRing><coordinates>{coords}</coordinates></LinearRing>"
+        "</outerBoundaryIs></Polygon></Placemark></Document></kml>"
+    )
+    (tmp_path / "aoi.geojson").write_text(json.dumps({"type": "Polygon", "coordinates": [ring]}))
+    dates = {"start": "2023-08-11", "end": "2023-08-19"}
+    kml = search("s2-l2a", aoi=tmp_path / "aoi.kml", catalog=stac_url(), **dates)
+    geojson = search("s2-l2a", aoi=tmp_path / "aoi.geojson", catalog=stac_url(), **dates)
+    assert kml.ids == geojson.ids and len(kml.ids) >= 3
+    assert [s.aoi_cloud_pct for s in kml] == [s.aoi_cloud_pct for s in geojson]
