@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import struct
-import sys
 import zlib
 from pathlib import Path
 
@@ -20,7 +19,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / ".." / "shared" / "data" / "glaft_kaskawulsh"
-sys.path.insert(0, str(ROOT / "tests"))
 
 
 def write_png(path: Path, rgb: np.ndarray) -> None:
@@ -47,10 +45,9 @@ def colour(speed: np.ndarray, vmax: float) -> np.ndarray:
 
 def main() -> None:
     import rasterio
-    from rasterio.features import rasterize
 
-    from _shapefile import read_polygons
     from geodeform.corrections import correct_offsets
+    from geodeform.io import GeoGrid, read_mask
 
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--out", type=Path, default=Path("/tmp/geodeform-kaskawulsh"))
@@ -62,11 +59,8 @@ def main() -> None:
             a[a == src.nodata] = np.nan
             maps.append(a)
             profile = src.profile
-    stable = rasterize(
-        [(g, 1) for g in read_polygons(DATA / "bedrock_V2.shp")],
-        out_shape=maps[0].shape,
-        transform=profile["transform"],
-    ).astype(bool)
+    grid = GeoGrid(crs=profile["crs"], transform=profile["transform"], shape=maps[0].shape)
+    stable = read_mask(DATA / "bedrock_V2.shp", grid, what="stable ground")
     rep = correct_offsets(maps[0], maps[1], stable=stable, plane=True, filters={"ndc_tolerance": 0.5})
     print("stable-ground metrics, m/day (GLAFT delta = half-width of the 2-sigma KDE box)")
     print("            delta_x delta_y  nmad_x  nmad_y  peak_x  peak_y  rmse   outside")

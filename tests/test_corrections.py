@@ -155,9 +155,8 @@ def test_bad_inputs() -> None:
 
 def _read_kaskawulsh():
     rasterio = pytest.importorskip("rasterio")
-    from rasterio.features import rasterize
-
-    from _shapefile import read_polygons
+    pytest.importorskip("pyogrio")
+    from geodeform.io import GeoGrid, read_mask
 
     if not KASKA.is_dir():
         pytest.skip(f"real data not found at {KASKA}")
@@ -167,11 +166,10 @@ def _read_kaskawulsh():
             a = src.read(1).astype(np.float64)
             a[a == src.nodata] = np.nan
             maps.append(a)
-            transform = src.transform
+            grid = GeoGrid(crs=src.crs, transform=src.transform, shape=a.shape)
 
     def mask(name: str) -> np.ndarray:
-        shapes = [(g, 1) for g in read_polygons(KASKA / name)]
-        return rasterize(shapes, out_shape=maps[0].shape, transform=transform).astype(bool)
+        return read_mask(KASKA / name, grid, what=name)
 
     return maps[0], maps[1], mask("bedrock_V2.shp"), mask("glacier_V1_Kaskawulsh_s_inwardBuffer600m.shp")
 

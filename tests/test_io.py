@@ -588,7 +588,30 @@ def test_read_mask_from_geojson_and_raster_and_speed(tmp_path):
     with pytest.raises(InvalidInputError, match=r"masks\.glacier: file .* not found"):
         read_mask(tmp_path / "none.tif", grid, what="masks.glacier")
     (tmp_path / "bad.geojson").write_text("{")
-    with pytest.raises(InvalidInputError, match=r"masks\.stable: .* not valid GeoJSON"):
+    with pytest.raises(InvalidInputError, match=r"masks\.stable: cannot read .*bad.geojson as a vector file"):
         read_mask(tmp_path / "bad.geojson", grid, what="masks.stable")
     ds = xr.Dataset({"vx": (("y", "x"), np.full((2, 2), 3.0)), "vy": (("y", "x"), np.full((2, 2), 4.0))})
     assert np.allclose(speed(ds), 5.0) and speed(xr.Dataset()) is None
+
+
+def test_band_by_name_or_index_in_a_multiband_file(tmp_path):
+    """Multi-band local inputs: a band is chosen by index, description or colour; a wrong name is named."""
+    from geodeform.io.raster import read_band, read_pair
+
+    t = from_origin(500000.0, 4000000.0, 10.0, 10.0)
+    data = np.stack([np.full((8, 8), v, np.uint16) for v in (10, 20, 30)])
+    path = tmp_path / "rgbn.tif"
+    profile = dict(driver="GTiff", width=8, height=8, count=3, dtype="uint16", crs=UTM21N, transform=t)
+    with rasterio.open(path, "w", **profile) as dst:
+        dst.write(data)
+        dst.descriptions = ("B04", "B08", "SWIR16")
+        dst.colorinterp = [rasterio.enums.ColorInterp.red, rasterio.enums.ColorInterp.green,
+                           rasterio.enums.ColorInterp.blue]  # fmt: skip
+    assert read_band(path, band=2).data[0, 0] == 20
+    assert read_band(path, band="b08").data[0, 0] == 20 and read_band(path, band="B08").band == 2
+    assert read_band(path, band="red").data[0, 0] == 10 and read_band(path, band="3").band == 3
+    assert read_pair(path, path, band="swir16").secondary.data[0, 0] == 30
+    with pytest.raises(InvalidInputError, match=r"no band is named 'B12' in .*rgbn\.tif' \(bands 1: b04"):
+        read_band(path, band="B12")
+    with pytest.raises(InvalidInputError, match=r"has bands 1\.\.3"):
+        read_band(path, band=4)

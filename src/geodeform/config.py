@@ -54,12 +54,16 @@ class _Model(BaseModel):
 
 
 class AOIConfig(_Model):
-    """Area of interest: exactly one of a bbox, a GeoJSON file or MGRS tiles (tiles may restrict a bbox)."""
+    """Area of interest: exactly one of a bbox, a vector file or MGRS tiles (tiles may restrict a bbox)."""
 
     bbox: tuple[float, float, float, float] | None = Field(
         None, description="(west, south, east, north) in degrees (EPSG:4326)."
     )
-    geojson: str | None = Field(None, description="Path of a GeoJSON polygon (lon/lat) of the AOI.")
+    geojson: str | None = Field(
+        None,
+        description="Path of the AOI polygons: any vector file (GeoJSON, KML, shapefile or zipped "
+        "shapefile, GeoPackage, FlatGeobuf), in its own CRS.",
+    )
     tiles: list[str] = Field(
         default_factory=list,
         description="Sentinel-2 MGRS tile ids, e.g. ['07VCG']. Alone, the (union of the) tiles is the AOI; "
@@ -135,7 +139,21 @@ class InputImage(_Model):
 
     path: str = Field(..., description="GeoTIFF (or any raster GDAL reads) of one acquisition.")
     date: dt.date = Field(..., description="Acquisition date, YYYY-MM-DD.")
-    band: int = Field(1, ge=1, description="Band number in the file (1-based).")
+    band: int | str = Field(
+        1,
+        description="Band in the file: 1-based number, or name (band description, BANDNAME tag or colour "
+        "such as 'red') for multi-band files.",
+    )
+
+    @field_validator("band")
+    @classmethod
+    def _band(cls, v: int | str) -> int | str:
+        if isinstance(v, int) and v < 1:
+            raise ValueError(f"band numbers start at 1, got {v}")
+        if isinstance(v, str) and not v.strip():
+            raise ValueError("band name is empty")
+        return v
+
     orbit: int | None = Field(None, description="Orbit / track label: pairs are formed within one orbit.")
 
 
@@ -208,7 +226,9 @@ class MasksConfig(_Model):
     """Masks: glacier outlines (moving ice) and stable ground (co-registration reference)."""
 
     glacier: str | None = Field(
-        None, description="Glacier outlines (GeoJSON polygons or a raster, 1 = ice); outside = stable."
+        None,
+        description="Glacier outlines: polygons in any vector format (shapefile, GeoPackage, GeoJSON, "
+        "KML...) or a raster (1 = ice); outside = stable.",
     )
     stable: str | None = Field(
         None,

@@ -56,7 +56,12 @@ def search_command(
         str | None,
         typer.Option(help="MGRS / Sentinel-2 tile id, e.g. 32TLR; with --bbox/--aoi keeps only that tile."),
     ] = None,
-    aoi: Annotated[Path | None, typer.Option(help="AOI as a GeoJSON file (lon/lat).")] = None,
+    aoi: Annotated[
+        Path | None,
+        typer.Option(
+            help="AOI as a vector file: GeoJSON, KML, shapefile (.shp/.zip), GeoPackage, FlatGeobuf."
+        ),
+    ] = None,
     start: Annotated[str | None, typer.Option(help="First acquisition date, YYYY-MM-DD (inclusive).")] = None,
     end: Annotated[str | None, typer.Option(help="Last acquisition date, YYYY-MM-DD (inclusive).")] = None,
     months: Annotated[

@@ -248,7 +248,9 @@ def _warp(href: str, grid: AOIGrid, resampling: str, *, fresh: bool = False) -> 
     path = gdal_path(href)
     # GDAL remembers a failed /vsicurl/ request; a retry must bypass that cache or it fails at once.
     options = {"CPL_VSIL_CURL_NON_CACHED": path} if fresh else {}
-    with rasterio.Env(GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR", **options), rasterio.open(path) as src:
+    if href.startswith(_REMOTE):  # no directory listing per remote read; local sidecars (.aux.xml) count
+        options["GDAL_DISABLE_READDIR_ON_OPEN"] = "EMPTY_DIR"
+    with rasterio.Env(**options), rasterio.open(path) as src:
         if src.crs is None:
             raise NotGeoreferencedError(
                 f"{href} has no CRS, so it cannot be placed on the AOI grid; use a georeferenced product"

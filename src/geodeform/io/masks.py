@@ -1,4 +1,4 @@
-"""Auxiliary maps read onto a grid: mask polygons (GeoJSON) or rasters, DEM slopes, reference speeds.
+"""Auxiliary maps read onto a grid: mask polygons (any OGR format) or rasters, DEM slopes, reference speeds.
 
 Every reader resamples its source onto a :class:`geodeform.io.GeoGrid` (the grid of a job's images), so the
 result can be combined pixel by pixel with the images. Errors name the config field the file came from
@@ -7,22 +7,21 @@ result can be combined pixel by pixel with the images. Errors name the config fi
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 import rasterio
 import xarray as xr
 from numpy.typing import NDArray
 from rasterio.errors import RasterioIOError
-from rasterio.features import rasterize
-from rasterio.warp import Resampling, reproject, transform_geom
+from rasterio.warp import Resampling, reproject
 
-from geodeform.errors import InvalidInputError
+from geodeform.errors import DataError, InvalidInputError
 from geodeform.io.grid import GeoGrid
 from geodeform.io.product import dataset_grid, speed
+from geodeform.io.vectors import is_vector_file, rasterize_vectors
 
 __all__ = ["raster_on_grid", "read_mask", "slope_degrees", "speed_on_grid"]
 
@@ -52,49 +51,46 @@ def raster_on_grid(
     return dst
 
 
-def _geojson_polygons(p: Path, what: str) -> tuple[list[dict[str, Any]], str]:
-    try:
-        doc = json.loads(p.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise InvalidInputError(f"{what}: {p} is not valid GeoJSON ({exc})") from None
-    feats = doc.get("features", [doc]) if isinstance(doc, dict) else []
-    geoms = [f.get("geometry", f) for f in feats if isinstance(f, dict)]
-    geoms = [g for g in geoms if g and g.get("type") in ("Polygon", "MultiPolygon")]
-    if not geoms:
-        raise InvalidInputError(f"{what}: {p} holds no Polygon / MultiPolygon")
-    src_crs = (doc.get("crs") or {}).get("properties", {}).get("name", "EPSG:4326")
-    return geoms, src_crs
-
-
 def read_mask(path: str | os.PathLike[str], grid: GeoGrid, *, what: str) -> NDArray[np.bool_]:
-    """A mask on ``grid``: True inside the polygons of a GeoJSON file, or where a raster is > 0.5.
+    """A mask on ``grid``: True inside the polygons of a vector file, or where a raster is > 0.5.
 
     Parameters
     ----------
     path
-        GeoJSON (``.json`` / ``.geojson``; lon/lat unless it names its CRS) or any raster GDAL reads.
+        A vector file in any OGR format (GeoJSON, shapefile or zipped shapefile, GeoPackage, KML,
+        FlatGeobuf...; see :func:`geodeform.io.vectors.read_vectors` for the CRS rules), or any raster GDAL
+        reads (resampled with nearest neighbour).
     grid
-        Target grid; rasters are resampled with nearest neighbour.
+        Target grid.
     what
         Name of the config field the path came from (e.g. ``"masks.glacier"``), used in error messages.
 
     Raises
     ------
     InvalidInputError
-        Missing file, invalid GeoJSON, no polygon, or a file that is neither GeoJSON nor a raster.
+        Missing file, empty layer, no polygon, no CRS that can be assumed, or a file that is neither a vector
+        file nor a raster.
+    NoDataError
+        The polygons do not overlap the grid (a silent empty mask would change the results).
     """
     p = Path(path)
-    if not p.is_file():
+    if not p.exists():
         raise InvalidInputError(f"{what}: file {p} not found")
-    if p.suffix.lower() in (".json", ".geojson"):
-        geoms, src_crs = _geojson_polygons(p, what)
-        shapes = [(transform_geom(src_crs, grid.crs, g), 1) for g in geoms]
-        out = rasterize(shapes, out_shape=grid.shape, transform=grid.transform, fill=0, dtype="uint8")
-        return out.astype(bool)
+    if is_vector_file(p):
+        try:
+            return rasterize_vectors(p, grid, what=what)
+        except DataError as exc:  # a broken file given in a config is a bad input, not a data fault
+            raise InvalidInputError(str(exc)) from None
     try:
         dst = raster_on_grid(p, grid, resampling="nearest", fill=0.0)
-    except RasterioIOError as exc:
-        raise InvalidInputError(f"{what}: cannot read {p} as a raster or GeoJSON ({exc})") from None
+    except RasterioIOError:
+        try:
+            return rasterize_vectors(p, grid, what=what)
+        except DataError:
+            raise InvalidInputError(
+                f"{what}: cannot read {p} as a raster nor as a vector file; give a GeoTIFF (1 = inside) or "
+                "polygons (GeoJSON, shapefile, GeoPackage, KML, FlatGeobuf)"
+            ) from None
     return dst > 0.5
 
 

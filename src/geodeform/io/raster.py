@@ -29,6 +29,8 @@ __all__ = [
     "NotGeoreferencedError",
     "RasterBand",
     "RasterPair",
+    "band_index",
+    "band_names",
     "fill_values",
     "gdal_path",
     "read_band",
@@ -123,9 +125,45 @@ def _grid_of(src: rasterio.io.DatasetReaderBase, path: Path) -> GeoGrid:
     return GeoGrid(crs=src.crs, transform=src.transform, shape=(src.height, src.width))
 
 
-def _check_band(src: rasterio.io.DatasetReaderBase, band: int, path: Path) -> None:
-    if not 1 <= band <= src.count:
-        raise InvalidInputError(f"band {band} requested but {str(path)!r} has bands 1..{src.count}")
+def band_names(src: rasterio.io.DatasetReaderBase) -> list[list[str]]:
+    """Names each band of an open raster answers to (lower case): its description, its ``BANDNAME`` /
+    ``NAME`` tag and its colour interpretation (``red``, ``green``, ``blue``, ``gray``...)."""
+    names = []
+    for i in range(1, src.count + 1):
+        found = [src.descriptions[i - 1] or ""]
+        tags = src.tags(i)
+        found += [tags.get(k, "") for k in ("BANDNAME", "NAME", "name", "band_name")]
+        interp = src.colorinterp[i - 1].name
+        if interp not in ("undefined", "gray"):
+            found.append(interp)
+        names.append([n.strip().lower() for n in found if n and n.strip()])
+    return names
+
+
+def band_index(src: rasterio.io.DatasetReaderBase, band: int | str, path: str | os.PathLike[str]) -> int:
+    """1-based index of a band given by index or by name (case-insensitive; see :func:`band_names`).
+
+    Raises
+    ------
+    InvalidInputError
+        Index out of range, or no band (or several) with that name; the message lists the names found.
+    """
+    if isinstance(band, str) and band.strip().isdigit():
+        band = int(band)
+    if isinstance(band, int):
+        if not 1 <= band <= src.count:
+            raise InvalidInputError(f"band {band} requested but {str(path)!r} has bands 1..{src.count}")
+        return band
+    names = band_names(src)
+    hits = [i + 1 for i, found in enumerate(names) if band.strip().lower() in found]
+    if len(hits) == 1:
+        return hits[0]
+    listing = "; ".join(f"{i + 1}: {', '.join(n) or '(unnamed)'}" for i, n in enumerate(names))
+    what = "several bands are" if hits else "no band is"
+    raise InvalidInputError(
+        f"{what} named {band!r} in {str(path)!r} (bands {listing}); give the band by its 1-based index or "
+        "by one of these names"
+    )
 
 
 def _read_float(src: rasterio.io.DatasetReaderBase, band: int, path: Path) -> NDArray[np.float32]:
@@ -139,7 +177,7 @@ def _read_float(src: rasterio.io.DatasetReaderBase, band: int, path: Path) -> ND
     return np.ma.filled(masked.astype(np.float32), np.nan)
 
 
-def read_band(path: str | os.PathLike[str], *, band: int = 1) -> RasterBand:
+def read_band(path: str | os.PathLike[str], *, band: int | str = 1) -> RasterBand:
     """Read one band of a georeferenced raster.
 
     Parameters
@@ -147,7 +185,7 @@ def read_band(path: str | os.PathLike[str], *, band: int = 1) -> RasterBand:
     path
         Any GDAL-readable raster with a CRS and geotransform (GeoTIFF, COG, JP2 + .aux.xml, ...).
     band
-        1-based band index.
+        1-based band index, or a band name (description, ``BANDNAME`` tag or colour such as ``red``).
 
     Returns
     -------
@@ -164,7 +202,7 @@ def read_band(path: str | os.PathLike[str], *, band: int = 1) -> RasterBand:
     p = Path(path)
     with _open(p) as src:
         grid = _grid_of(src, p)
-        _check_band(src, band, p)
+        band = band_index(src, band, p)
         data = _read_float(src, band, p)
         tags = dict(src.tags())
         dtype, nodata = src.dtypes[band - 1], src.nodatavals[band - 1]
@@ -194,7 +232,7 @@ def read_pair(
     reference: str | os.PathLike[str],
     secondary: str | os.PathLike[str],
     *,
-    band: int = 1,
+    band: int | str = 1,
     resampling: Resampling = Resampling.cubic,
 ) -> RasterPair:
     """Read a reference / secondary pair on the reference grid.
@@ -207,7 +245,7 @@ def read_pair(
     reference, secondary
         Georeferenced rasters of the same area.
     band
-        1-based band index read from both files.
+        1-based band index or band name (see :func:`read_band`) read from both files.
     resampling
         Kernel used when warping the secondary (cubic keeps sub-pixel detail better than bilinear).
 
@@ -226,7 +264,7 @@ def read_pair(
     sec_path = Path(secondary)
     with _open(sec_path) as src:
         sec_grid = _grid_of(src, sec_path)
-        _check_band(src, band, sec_path)
+        band = band_index(src, band, sec_path)
         tags = dict(src.tags())
         dtype, nodata = src.dtypes[band - 1], src.nodatavals[band - 1]
         _check_overlap(ref.grid, sec_grid, ref.path, sec_path)

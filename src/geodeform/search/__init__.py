@@ -11,7 +11,15 @@ Typical use::
 
 from __future__ import annotations
 
-from geodeform.search.area import AOI, aoi_from_bbox, aoi_from_geojson, aoi_from_tile, make_aoi, utm_epsg
+from geodeform.search.area import (
+    AOI,
+    aoi_from_bbox,
+    aoi_from_file,
+    aoi_from_geojson,
+    aoi_from_tile,
+    make_aoi,
+    utm_epsg,
+)
 from geodeform.search.catalogs import CATALOGS, COLLECTIONS, CollectionSpec, resolve_collection
 from geodeform.search.local import index_folder
 from geodeform.search.mgrs import S2_TILE_SIZE, MGRSSquare, mgrs_square, parse_tile_id
@@ -31,6 +39,7 @@ __all__ = [
     "Scene",
     "SceneTable",
     "aoi_from_bbox",
+    "aoi_from_file",
     "aoi_from_geojson",
     "aoi_from_tile",
     "index_folder",

@@ -1,8 +1,7 @@
-"""Areas of interest: a bbox, a GeoJSON file or an MGRS tile id, as one lon/lat geometry with its UTM zone."""
+"""Areas of interest: a bbox, a vector file (any OGR format) or an MGRS tile id, as one lon/lat geometry."""
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections.abc import Sequence
@@ -15,10 +14,19 @@ import shapely
 from pyproj import Transformer
 from shapely.geometry import box, mapping, shape
 
-from geodeform.errors import DataError, InvalidInputError
+from geodeform.errors import InvalidInputError
+from geodeform.io.vectors import read_vectors
 from geodeform.search.mgrs import mgrs_square
 
-__all__ = ["AOI", "aoi_from_bbox", "aoi_from_geojson", "aoi_from_tile", "make_aoi", "utm_epsg"]
+__all__ = [
+    "AOI",
+    "aoi_from_bbox",
+    "aoi_from_file",
+    "aoi_from_geojson",
+    "aoi_from_tile",
+    "make_aoi",
+    "utm_epsg",
+]
 
 
 def _reproject(geom: Any, src: int, dst: int) -> Any:
@@ -113,8 +121,39 @@ def aoi_from_bbox(bbox: Sequence[float] | str) -> AOI:
     return AOI(geom, utm_epsg(c.x, c.y), "bbox")
 
 
+def _area(shapes: Sequence[Any], name: str) -> AOI:
+    """One AOI from lon/lat geometries: their union; points and lines get a tiny (~0.1 m) area."""
+    geom = shapely.union_all([s if s.area > 0 else s.buffer(1e-6) for s in shapes]).buffer(0)
+    west, south, east, north = geom.bounds
+    if not (-180 <= west <= east <= 180 and -90 <= south <= north <= 90):
+        raise InvalidInputError(
+            f"AOI {name} has coordinates outside lon/lat ranges {geom.bounds}; GeoJSON must be EPSG:4326 "
+            "(longitude, latitude), reproject it first (or give a file that declares its CRS)"
+        )
+    c = geom.centroid
+    return AOI(geom, utm_epsg(c.x, c.y), name)
+
+
+def aoi_from_file(path: str | os.PathLike[str], *, layer: str | int | None = None) -> AOI:
+    """AOI from a vector file in any OGR format: GeoJSON, KML/KMZ, shapefile (or zipped), GeoPackage, ...
+
+    Every geometry of the layer is reprojected to lon/lat and merged (union). A file without a CRS is read as
+    lon/lat when its coordinates fit (with a warning), else refused (see
+    :func:`geodeform.io.vectors.read_vectors`).
+
+    Raises
+    ------
+    DataError
+        The file cannot be read.
+    InvalidInputError
+        Empty layer, no CRS that can be assumed, or an unknown layer.
+    """
+    vec = read_vectors(path, layer=layer, kind="any", what="AOI").to_crs("EPSG:4326")
+    return _area(vec.geometries, Path(path).name)
+
+
 def aoi_from_geojson(path: str | os.PathLike[str] | dict[str, Any]) -> AOI:
-    """AOI from a GeoJSON file (or dict): Geometry, Feature or FeatureCollection in lon/lat (RFC 7946).
+    """AOI from a GeoJSON dict (RFC 7946, lon/lat), or from a vector file (see :func:`aoi_from_file`).
 
     Several features are merged (union).
 
@@ -125,17 +164,10 @@ def aoi_from_geojson(path: str | os.PathLike[str] | dict[str, Any]) -> AOI:
     InvalidInputError
         Not GeoJSON, no polygonal/point geometry, or coordinates outside lon/lat ranges.
     """
-    if isinstance(path, dict):
-        doc, name = path, "GeoJSON"
-    else:
-        name = Path(path).name
-        try:
-            doc = json.loads(Path(path).read_text())
-        except OSError as exc:
-            raise DataError(f"cannot read AOI file {str(path)!r}: {exc.strerror or exc}") from exc
-        except ValueError as exc:
-            raise InvalidInputError(f"AOI file {str(path)!r} is not valid JSON: {exc}") from exc
-    kind = doc.get("type") if isinstance(doc, dict) else None
+    if not isinstance(path, dict):
+        return aoi_from_file(path)
+    doc, name = path, "GeoJSON"
+    kind = doc.get("type")
     if kind == "FeatureCollection":
         geoms = [f.get("geometry") for f in doc.get("features", [])]
     elif kind == "Feature":
@@ -150,15 +182,7 @@ def aoi_from_geojson(path: str | os.PathLike[str] | dict[str, Any]) -> AOI:
         raise InvalidInputError(
             f"AOI {name} holds no geometry; give a Polygon or a FeatureCollection of them"
         )
-    geom = shapely.union_all([s if s.area > 0 else s.buffer(1e-6) for s in shapes]).buffer(0)
-    west, south, east, north = geom.bounds
-    if not (-180 <= west <= east <= 180 and -90 <= south <= north <= 90):
-        raise InvalidInputError(
-            f"AOI {name} has coordinates outside lon/lat ranges {geom.bounds}; GeoJSON must be EPSG:4326 "
-            "(longitude, latitude), reproject it first"
-        )
-    c = geom.centroid
-    return AOI(geom, utm_epsg(c.x, c.y), name)
+    return _area(shapes, name)
 
 
 def aoi_from_tile(tile: str) -> AOI:
@@ -191,7 +215,9 @@ def make_aoi(
         raise InvalidInputError("give either a bbox or a GeoJSON AOI, not both")
     if bbox is None and geojson is None:
         if tile is None:
-            raise InvalidInputError("no area of interest: give a bbox, a GeoJSON file or an MGRS tile id")
+            raise InvalidInputError(
+                "no area of interest: give a bbox, a vector file (GeoJSON, KML, ...) or an MGRS tile id"
+            )
         return aoi_from_tile(tile)
     area = aoi_from_bbox(bbox) if bbox is not None else aoi_from_geojson(geojson)  # type: ignore[arg-type]
     if tile is None:

@@ -20,6 +20,7 @@ __all__ = [
 CATALOGS: dict[str, str] = {
     "earth-search": "https://earth-search.aws.element84.com/v1",
     "cdse": "https://stac.dataspace.copernicus.eu/v1",
+    "usgs": "https://landsatlook.usgs.gov/stac-server",
 }
 
 
@@ -38,6 +39,9 @@ class CollectionSpec:
         (no per-pixel cloud band: AOI cloud % is not computed).
     mask_assets
         Asset keys tried, in order, for the mask band.
+    spectral_fallback
+        Scenes without a mask asset are scored (and masked in jobs) with the FMask-style spectral test of
+        :mod:`geodeform.masks` from their red and near-infrared bands (optical collections).
     has_cloud_cover
         Whether items carry ``eo:cloud_cover`` (a metadata cloud filter makes sense).
     aliases
@@ -49,6 +53,7 @@ class CollectionSpec:
     ids: dict[str, str | None]
     mask_kind: str | None = None
     mask_assets: tuple[str, ...] = ()
+    spectral_fallback: bool = False
     has_cloud_cover: bool = True
     aliases: tuple[str, ...] = field(default=())
 
@@ -62,6 +67,7 @@ COLLECTIONS: dict[str, CollectionSpec] = {
             {"earth-search": "sentinel-2-l2a", "cdse": "sentinel-2-l2a"},
             mask_kind="scl",
             mask_assets=("scl", "SCL_20m", "SCL_60m", "SCL"),
+            spectral_fallback=True,
             aliases=("s2-l2a", "s2l2a", "s2_l2a", "sentinel2-l2a", "sentinel-2"),
         ),
         CollectionSpec(
@@ -74,17 +80,28 @@ COLLECTIONS: dict[str, CollectionSpec] = {
         ),
         CollectionSpec(
             "sentinel-2-l1c",
-            "Sentinel-2 Level-1C (top-of-atmosphere)",
+            "Sentinel-2 Level-1C (top-of-atmosphere; clouds from the FMask-style spectral test)",
             {"earth-search": "sentinel-2-l1c", "cdse": "sentinel-2-l1c"},
+            spectral_fallback=True,
             aliases=("s2-l1c", "s2l1c", "s2_l1c", "sentinel2-l1c"),
         ),
         CollectionSpec(
             "landsat-c2-l2",
             "Landsat Collection 2 Level-2 (QA_PIXEL)",
-            {"earth-search": "landsat-c2-l2", "cdse": None},
+            {"earth-search": "landsat-c2-l2", "cdse": None, "usgs": "landsat-c2l2-sr"},
             mask_kind="qa_pixel",
             mask_assets=("qa_pixel", "QA_PIXEL", "QA_PIXEL.TIF"),
+            spectral_fallback=True,
             aliases=("landsat", "landsat-c2l2", "landsat-c2-l2-sr", "l8", "l9"),
+        ),
+        CollectionSpec(
+            "landsat-c2-l1",
+            "Landsat Collection 2 Level-1 (top of atmosphere; 15 m pan band B8; QA_PIXEL or spectral test)",
+            {"earth-search": "landsat-c2-l1", "cdse": None, "usgs": "landsat-c2l1"},
+            mask_kind="qa_pixel",
+            mask_assets=("qa_pixel", "QA_PIXEL", "QA_PIXEL.TIF"),
+            spectral_fallback=True,
+            aliases=("landsat-l1", "landsat-c2l1", "landsat-c2-l1-toa"),
         ),
         CollectionSpec(
             "sentinel-1-grd",

@@ -11,6 +11,10 @@ as missing data):
 * cloud % = cloudy pixels / valid pixels. SCL classes 3 (cloud shadow), 8 (cloud medium probability),
   9 (cloud high probability), 10 (thin cirrus). QA_PIXEL bits 1 (dilated cloud), 2 (cirrus), 3 (cloud),
   4 (cloud shadow). NaN when no pixel is valid.
+
+Collections without a mask band (Sentinel-2 L1C, Landsat C2 L1 without QA_PIXEL) are scored the same way
+from the FMask-style cloud + shadow mask of :mod:`geodeform.masks` (:func:`spectral_scores`): valid = red
+and near infrared have data, cloudy = cloud or cloud shadow.
 """
 
 from __future__ import annotations
@@ -24,7 +28,9 @@ import numpy as np
 from numpy.typing import NDArray
 
 from geodeform.errors import DataError, InvalidInputError
+from geodeform.io.aoi import AOIGrid, SceneRef, aoi_grid, band_resolution
 from geodeform.io.raster import gdal_path
+from geodeform.masks import scene_cloud_mask
 from geodeform.search.area import AOI
 
 __all__ = [
@@ -35,6 +41,7 @@ __all__ = [
     "qa_pixel_scores",
     "scl_scores",
     "score_asset",
+    "spectral_scores",
 ]
 
 log = logging.getLogger(__name__)
@@ -43,6 +50,8 @@ SCL_INVALID_CLASSES = (0, 1)
 SCL_CLOUD_CLASSES = (3, 8, 9, 10)
 QA_FILL_BIT = 0
 QA_CLOUD_BITS = (1, 2, 3, 4)
+# Pixel size of the spectral AOI score: coarse enough to read many scenes, fine enough for small clouds.
+SPECTRAL_SCORE_M = 60.0
 # Reading more than this many pixels of the mask over a large AOI uses an overview (nearest, classes kept).
 MAX_SCORE_PIXELS = 4_000_000
 
@@ -176,3 +185,47 @@ def _overlaps(a: Any, b: Any) -> bool:
     except WindowError:
         return False
     return True
+
+
+def spectral_scores(
+    scene: Any, aoi: AOI, *, resolution: float | None = None, cache_dir: str | None = None
+) -> AOIScore:
+    """Score a scene without a mask band from its FMask-style cloud + shadow mask on the AOI.
+
+    Parameters
+    ----------
+    scene
+        :class:`geodeform.search.Scene` with ``red`` and ``nir`` / ``nir08`` assets.
+    aoi
+        Area of interest.
+    resolution
+        Pixel size of the detection, metres (default: the red band's own, but not finer than 60 m).
+    cache_dir
+        Cache of the AOI reads.
+
+    Raises
+    ------
+    DataError
+        The bands cannot be read.
+    InvalidInputError
+        The scene has no red or no near-infrared band.
+    """
+    from rasterio.features import geometry_mask
+
+    ref = SceneRef.from_any(scene)
+    res = resolution or max(band_resolution(ref, "red"), SPECTRAL_SCORE_M)
+    grid: AOIGrid = aoi_grid(aoi, res)
+    mask = scene_cloud_mask(scene, grid, cache_dir=cache_dir)
+    if mask is None:
+        raise InvalidInputError(f"scene {ref.id} has no red or no near-infrared band to detect clouds with")
+    geom = aoi.projected(grid.epsg)
+    inside = geometry_mask([geom], out_shape=(grid.height, grid.width), transform=grid.transform, invert=True)
+    if not inside.any():
+        inside = geometry_mask(
+            [geom],
+            out_shape=(grid.height, grid.width),
+            transform=grid.transform,
+            invert=True,
+            all_touched=True,
+        )
+    return _shares(mask.valid, mask.cloud_or_shadow, inside)

@@ -23,7 +23,7 @@ from geodeform.search.catalogs import (
 from geodeform.search.local import local_items
 from geodeform.search.mgrs import parse_tile_id
 from geodeform.search.results import Scene, SceneTable
-from geodeform.search.scoring import score_asset
+from geodeform.search.scoring import score_asset, spectral_scores
 
 __all__ = ["item_orbit", "item_tile", "parse_months", "search"]
 
@@ -206,16 +206,20 @@ def _remote_items(
 def _score(
     scenes: list[Scene], spec: CollectionSpec | None, aoi: AOI, progress: Progress | None, workers: int
 ) -> list[Scene]:
-    if spec is None or spec.mask_kind is None:
+    if spec is None or (spec.mask_kind is None and not spec.spectral_fallback):
         return scenes
-    kind = spec.mask_kind
+    kind = spec.mask_kind or "spectral"
 
     def one(scene: Scene) -> Scene:
         key = next((k for k in spec.mask_assets if k in scene.assets), None)
-        if key is None:
+        spectral = key is None and spec.spectral_fallback and "red" in scene.assets
+        if key is None and not spectral:
             return _replace(scene, note=f"no {spec.mask_kind} asset: AOI cloud not computed")
         try:
-            score = score_asset(scene.assets[key], kind, aoi)
+            if spectral:
+                score = spectral_scores(scene, aoi)
+            else:
+                score = score_asset(scene.assets[key], kind, aoi)  # type: ignore[index]
         except GeodeformError as exc:
             log.warning("AOI scoring of %s failed: %s", scene.id, exc)
             return _replace(scene, note=f"AOI scoring failed: {exc}")
@@ -277,8 +281,9 @@ def search(
         Friendly name (``sentinel-2-l2a``, ``sentinel-2-l1c``, ``landsat-c2-l2``, ``sentinel-1-grd``,
         ``cop-dem-glo-30``; aliases such as ``s2-l2a``, ``dem``), mapped to the catalogue's own id.
     bbox, aoi, tile
-        Area of interest: ``bbox`` = (west, south, east, north) in degrees; ``aoi`` = GeoJSON file/dict (or an
-        :class:`AOI`); ``tile`` = MGRS id such as ``32TLR``. A tile with a bbox/GeoJSON keeps only scenes of
+        Area of interest: ``bbox`` = (west, south, east, north) in degrees; ``aoi`` = vector file in any OGR
+        format (GeoJSON, KML, shapefile, GeoPackage...), a GeoJSON dict or an :class:`AOI`; ``tile`` = MGRS id
+        such as ``32TLR``. A tile with a bbox/AOI file keeps only scenes of
         that tile, and the AOI must intersect it.
     start, end
         Acquisition date range, inclusive (``YYYY-MM-DD`` or datetime; naive times are UTC).

@@ -26,6 +26,7 @@ from shapely.ops import unary_union
 from geodeform.errors import InvalidInputError, NoDataError
 from geodeform.io import GeoGrid, atomic_output, read_band, read_pair
 from geodeform.io.aoi import SceneRef, aoi_grid, band_resolution, read_aoi
+from geodeform.masks import scene_cloud_mask
 from geodeform.search import AOI, aoi_from_tile, make_aoi
 from geodeform.search import search as stac_search
 from geodeform.search.scoring import QA_CLOUD_BITS, SCL_CLOUD_CLASSES, SCL_INVALID_CLASSES
@@ -223,7 +224,8 @@ def stack_from_inputs(
 
 
 def _cloud_mask(scene: Any, grid: Any, cache_dir: Path | None) -> NDArray[np.bool_] | None:
-    """True where the scene's SCL / QA_PIXEL says cloud, shadow or no data; None without such a band."""
+    """True where the scene's SCL / QA_PIXEL says cloud, shadow or no data; without such a band, where the
+    FMask-style spectral test of :mod:`geodeform.masks` finds them (L1C, Landsat L1); None without either."""
     ref = SceneRef.from_any(scene)
     for band, kind in (("scl", "scl"), ("SCL", "scl"), ("qa_pixel", "qa"), ("QA_PIXEL", "qa")):
         if band in ref.assets:
@@ -236,7 +238,8 @@ def _cloud_mask(scene: Any, grid: Any, cache_dir: Path | None) -> NDArray[np.boo
                 bits = sum(1 << b for b in QA_CLOUD_BITS) | 1
                 bad = (codes & bits) != 0
             return bad | ~ok
-    return None
+    spectral = scene_cloud_mask(scene, grid, cache_dir=cache_dir)
+    return None if spectral is None else spectral.cloud_or_shadow | ~spectral.valid
 
 
 def stack_from_search(
