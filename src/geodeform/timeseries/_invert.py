@@ -73,11 +73,11 @@ class TimeSeriesResult:
         (neither used nor counted in ``outlier``): its displacement is NaN (bridged by the smoothing, if any,
         like a gap), and so is that of any date reached only through it; ``dates[0]`` flagged leaves the
         pixel empty.
-    outlier_capped
-        ``(*spatial)`` bool, pixels where more pairs exceeded the outlier threshold than
-        ``max_outlier_fraction`` allows to reject: suspected outliers are still in their fit, so their
-        values are degraded (their sigma grows with the residuals, but bad pairs that agree with each
-        other can bias the fit beyond it).
+    unresolved
+        ``(*spatial)`` bool, pixels where pairs beyond the outlier threshold stayed in the fit, because
+        rejecting them too would have exceeded ``max_outlier_fraction`` or cut dates off the network (e.g.
+        two pairs that disagree are the only links between two parts of it): their values are degraded,
+        possibly beyond their sigma (bad pairs that agree with each other can bias the fit).
     n_partial
         Pixels with at least one unconstrained (NaN) date.
     n_empty
@@ -102,7 +102,7 @@ class TimeSeriesResult:
     n_partial: int
     n_empty: int
     date_flag: NDArray[np.bool_]
-    outlier_capped: NDArray[np.bool_]
+    unresolved: NDArray[np.bool_]
 
     @property
     def outlier_pair_fraction(self) -> NDArray[np.float64]:
@@ -337,15 +337,15 @@ def _settle_flags(
     w: NDArray[np.float64],
     finite: NDArray[np.bool_],
     flag: NDArray[np.bool_],
-    capped: NDArray[np.bool_],
+    left_in: NDArray[np.bool_],
     opts: dict[str, Any],
 ) -> NDArray[np.bool_]:
     """Flag and refit the pixels ``rows`` until their flags settle; returns the dates found suspect.
 
     Each pass refits only the pixels whose flags changed. The flags have settled when none changes, or
     fewer than 1e-4 of the chunk's observations, or after ``max_iterations`` passes. A date is suspect
-    when its pairs were ambiguous (see ``ambiguous_dates``) in any pass. ``flag`` and ``capped`` (more
-    candidates than the cap in the last pass of the pixel) are updated in place.
+    when its pairs were ambiguous (see ``ambiguous_dates``) in any pass. ``flag`` and ``left_in`` (pairs above
+    the threshold left in the fit, in the last pass of the pixel) are updated in place.
     """
     pi, pj = s.pairs[:, 0].copy(), s.pairs[:, 1].copy()
     suspect = np.zeros((finite.shape[0], s.t.size), dtype=bool)
@@ -362,7 +362,7 @@ def _settle_flags(
             opts["date_ptr"], opts["date_pair"], new, dates, over,
         )  # fmt: skip
         suspect[rows] |= dates
-        capped[rows] = over
+        left_in[rows] = over
         diff = new != flag[rows]
         changed = int(diff.sum())
         if changed == 0:
@@ -379,7 +379,7 @@ def _settle_flags(
 class _Flags:
     pairs: NDArray[np.bool_]  # (c, P) outlier pairs
     dates: NDArray[np.bool_]  # (c, n) flagged dates
-    capped: NDArray[np.bool_]  # (c,) more outliers than the cap
+    left_in: NDArray[np.bool_]  # (c,) pairs above the threshold left in the fit
 
 
 def _robust_fit(
@@ -397,16 +397,16 @@ def _robust_fit(
     if not opts["robust"]:
         return fit, out
     rows = np.arange(c)
-    start_capped = np.zeros(c, dtype=bool)
+    start_left_in = np.zeros(finite.shape, dtype=bool)
     if opts["start"] == "l1":
         robust_start(
             s.pairs[:, 0].copy(), s.pairs[:, 1].copy(), s.t, opts["lam"], opts["max_gap"], obs, w, finite,
             fit.res, fit.q, opts["tri"], opts["tri_sign"], _START_GATE, _L1_ITERATIONS, opts["threshold"],
-            _START_FACTOR, opts["max_fraction"], flag, start_capped,
+            _START_FACTOR, opts["max_fraction"], flag, start_left_in,
         )  # fmt: skip
         _refit(s, fit, rows[flag.any(axis=1)], obs, w, finite, flag, opts)
     for _ in range(3):  # rounds of date flags: rarely more than one
-        new_dates = _settle_flags(s, fit, rows, obs, w, finite, flag, out.capped, opts) & ~out.dates
+        new_dates = _settle_flags(s, fit, rows, obs, w, finite, flag, out.left_in, opts) & ~out.dates
         rows = np.flatnonzero(new_dates.any(axis=1))
         if rows.size == 0:
             break
@@ -415,7 +415,8 @@ def _robust_fit(
         w = np.where(out.dates[:, s.pairs[:, 0]] | out.dates[:, s.pairs[:, 1]], 0.0, w)
         flag &= w > 0
         _refit(s, fit, rows, obs, w, finite, flag, opts)
-    out.capped |= start_capped
+    # Pairs the start could not reject, still in the fit (not left out with a flagged date since).
+    out.left_in |= (start_left_in & ~flag & (w > 0)).any(axis=1)
     return fit, out
 
 
@@ -539,7 +540,7 @@ def invert(
     res_out = np.full((ncomp, P, npx), np.nan, dtype=np.float32) if return_residuals else None
     outlier = np.zeros((P, npx), dtype=bool)
     date_flag = np.zeros((n, npx), dtype=bool)
-    capped = np.zeros(npx, dtype=bool)
+    left_in = np.zeros(npx, dtype=bool)
     n_used = np.zeros(npx, dtype=np.int32)
     status = np.zeros(npx, dtype=np.int8)
 
@@ -575,13 +576,13 @@ def invert(
             res_out[:, :, sl] = fit.res.transpose(0, 2, 1)
         outlier[:, sl] = (flags.pairs & finite).T
         date_flag[:, sl] = flags.dates.T
-        capped[sl] = flags.capped
+        left_in[sl] = flags.left_in
         n_used[sl] = fit.valid.sum(axis=1)
         status[sl] = fit.status
         if progress is not None:
             progress(sl.stop, npx)
 
-    return _assemble(s, d_out, sig_out, res_out, outlier, n_used, status, date_flag, capped)
+    return _assemble(s, d_out, sig_out, res_out, outlier, n_used, status, date_flag, left_in)
 
 
 def _velocity(
@@ -598,9 +599,9 @@ def _velocity(
 
 
 def _warn_flags(
-    dates: NDArray[np.datetime64], date_flag: NDArray[np.bool_], capped: NDArray[np.bool_]
+    dates: NDArray[np.datetime64], date_flag: NDArray[np.bool_], left_in: NDArray[np.bool_]
 ) -> None:
-    npx = capped.size
+    npx = left_in.size
     per_date = date_flag.sum(axis=1)
     if per_date.any():
         worst = np.argsort(-per_date, kind="stable")[: min(3, int((per_date > 0).sum()))]
@@ -612,17 +613,26 @@ def _warn_flags(
             TimeSeriesWarning,
             stacklevel=4,
         )
-    if capped.any():
+    if left_in.any():
         warnings.warn(
-            f"{int(capped.sum())} pixel(s) out of {npx} have more outlier pairs than max_outlier_fraction "
-            "allows to reject: their values are degraded (see outlier_capped)",
+            f"{int(left_in.sum())} pixel(s) out of {npx} keep outlier pairs in their fit (rejecting them "
+            "would exceed max_outlier_fraction or cut dates off the network): their values are degraded (see "
+            "TimeSeriesResult.unresolved)",
             TimeSeriesWarning,
             stacklevel=4,
         )
 
 
 def _assemble(
-    s: _Setup, d: Any, sig: Any, res: Any, outlier: Any, n_used: Any, status: Any, date_flag: Any, capped: Any
+    s: _Setup,
+    d: Any,
+    sig: Any,
+    res: Any,
+    outlier: Any,
+    n_used: Any,
+    status: Any,
+    date_flag: Any,
+    left_in: Any,
 ) -> TimeSeriesResult:
     ncomp, n = d.shape[0], d.shape[1]
     P = s.pairs.shape[0]
@@ -644,7 +654,7 @@ def _assemble(
             TimeSeriesWarning,
             stacklevel=3,
         )
-    _warn_flags(s.dates, date_flag, capped)
+    _warn_flags(s.dates, date_flag, left_in)
     two = ncomp == 2
     return TimeSeriesResult(
         dates=s.dates,
@@ -665,5 +675,5 @@ def _assemble(
         n_partial=n_partial,
         n_empty=n_empty,
         date_flag=date_flag.reshape((n, *sp)),
-        outlier_capped=capped.reshape(sp),
+        unresolved=left_in.reshape(sp),
     )

@@ -111,7 +111,9 @@ def _closure_scale(tri, tri_sign, obs_px, w_row, use):
             continue
         v = 1.0 / w_row[a] + 1.0 / w_row[b] + 1.0 / w_row[c3]
         for c in range(ncomp):
-            cl = tri_sign[k, 0] * obs_px[c, a] + tri_sign[k, 1] * obs_px[c, b] + tri_sign[k, 2] * obs_px[c, c3]
+            cl = (
+                tri_sign[k, 0] * obs_px[c, a] + tri_sign[k, 1] * obs_px[c, b] + tri_sign[k, 2] * obs_px[c, c3]
+            )
             buf[nt] = abs(cl) / np.sqrt(v)
             nt += 1
     if nt < 5 * ncomp:
@@ -143,7 +145,7 @@ def robust_start(
     start_factor,
     max_fraction,
     out_flag,
-    out_capped,
+    out_left,
 ):
     """Robust start for every pixel: closure gate, L1 fit, its scale and the pair flags it implies.
 
@@ -183,8 +185,8 @@ def robust_start(
     out_flag : bool (npx, P)
         Written: pairs flagged as outliers (largest first, at most the cap, never one whose loss would cut
         dates off the network).
-    out_capped : bool (npx,)
-        Written: more pairs than the cap exceed ``threshold``.
+    out_left : bool (npx, P)
+        Written: pairs above ``threshold`` left in the fit (by the cap or for connectivity).
 
     Notes
     -----
@@ -203,7 +205,8 @@ def robust_start(
     for px in prange(npx):
         for p in range(P):
             out_flag[px, p] = False
-        out_capped[px] = False
+        for p in range(P):
+            out_left[px, p] = False
         use = np.empty(P, dtype=np.bool_)
         nfin = 0
         for p in range(P):
@@ -259,12 +262,9 @@ def robust_start(
             if fit[p]:
                 z[p] = e[p] / scale
         cap = int(np.floor(max_fraction * nfin))
-        nbig = 0
+        select_flags(pi, pj, t, lam, max_gap, z, fit.copy(), cap, start_factor * threshold, out_flag[px])
         for p in range(P):
-            if z[p] > threshold:
-                nbig += 1
-        out_capped[px] = nbig > cap
-        select_flags(pi, pj, t, lam, max_gap, z, fit, cap, start_factor * threshold, out_flag[px])
+            out_left[px, p] = fit[p] and z[p] > threshold and not out_flag[px, p]
 
 
 @njit(cache=True)
@@ -280,7 +280,7 @@ def _n_reachable(pi, pj, use, t, lam, max_gap):
 @njit(parallel=True, cache=True)
 def flag_outliers(
     pi, pj, t, lam, max_gap, res, q, valid, finite, w, threshold, max_fraction, flag_dates, date_ptr,
-    date_pair, out_flag, out_date, out_capped,
+    date_pair, out_flag, out_date, out_left,
 ):  # fmt: skip
     """Flag pairs whose standardised residual exceeds ``threshold`` robust sigmas, and ambiguous dates.
 
@@ -291,8 +291,8 @@ def flag_outliers(
     dropping it would cut dates off the network. With ``flag_dates``, dates are flagged by
     :func:`ambiguous_dates` (whatever the cap); ``date_ptr``/``date_pair`` list the pairs of each date.
 
-    Arrays are (npx, P) except res (ncomp, npx, P), out_date (npx, n) and out_capped (npx,); out_flag (npx,
-    P) bool, out_date and out_capped (more candidates than the cap) are written.
+    Arrays are (npx, P) except res (ncomp, npx, P), out_date (npx, n) and out_left (npx,); out_flag (npx,
+    P) bool, out_date and out_left (pairs above the threshold left in the fit) are written.
     """
     ncomp, npx, P = res.shape
     for px in prange(npx):
@@ -334,9 +334,9 @@ def flag_outliers(
             use[p] = finite[px, p] and w[px, p] > 0.0
             if finite[px, p]:
                 nfin += 1
-        out_capped[px] = select_flags(
-            pi, pj, t, lam, max_gap, z, use, int(np.floor(max_fraction * nfin)), threshold, out_flag[px]
-        )
+        select_flags(pi, pj, t, lam, max_gap, z, use.copy(), int(np.floor(max_fraction * nfin)), threshold,
+                     out_flag[px])  # fmt: skip
+        out_left[px] = _left_in(z, use, out_flag[px], threshold)
         if flag_dates:
             ambiguous_dates(pj, res[:, px, :], w[px], scales, seen, z, threshold, date_ptr, date_pair,
                             out_date[px])  # fmt: skip
@@ -404,8 +404,7 @@ def select_flags(pi, pj, t, lam, max_gap, z, use, cap, threshold, out_row):
 
     ``use`` (P,) bool marks the pairs the fit may use (it is modified); ``out_row`` (P,) bool is written.
     A candidate whose removal would leave fewer dates linked to date 0 (through the remaining usable pairs
-    and, with smoothing, bridgeable intervals) than with all usable pairs is kept. Returns whether there
-    were more candidates than ``cap``.
+    and, with smoothing, bridgeable intervals) than with all usable pairs is kept.
     """
     P = z.size
     ncand = 0
@@ -414,7 +413,7 @@ def select_flags(pi, pj, t, lam, max_gap, z, use, cap, threshold, out_row):
         if use[p] and z[p] > threshold:
             ncand += 1
     if cap <= 0 or ncand == 0:
-        return ncand > cap
+        return
     full = _n_reachable(pi, pj, use, t, lam, max_gap)
     if ncand <= cap:
         # Usual case: dropping every candidate keeps the network whole; no ranking or pair-by-pair check.
@@ -425,7 +424,7 @@ def select_flags(pi, pj, t, lam, max_gap, z, use, cap, threshold, out_row):
         if _n_reachable(pi, pj, kept, t, lam, max_gap) == full:
             for p in range(P):
                 out_row[p] = use[p] and not kept[p]
-            return False
+            return
     idx = np.argsort(-z)
     nflag = 0
     for r in range(P):
@@ -440,4 +439,12 @@ def select_flags(pi, pj, t, lam, max_gap, z, use, cap, threshold, out_row):
             continue
         out_row[p] = True
         nflag += 1
-    return ncand > cap
+
+
+@njit(cache=True)
+def _left_in(z, use, flagged, threshold):
+    """Whether a usable pair above ``threshold`` was not flagged (kept by the cap or for connectivity)."""
+    for p in range(z.size):
+        if use[p] and z[p] > threshold and not flagged[p]:
+            return True
+    return False
