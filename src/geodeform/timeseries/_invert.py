@@ -397,7 +397,7 @@ def _robust_fit(
     if not opts["robust"]:
         return fit, out
     rows = np.arange(c)
-    start_left_in = np.zeros(finite.shape, dtype=bool)
+    start_left_in = np.zeros(c, dtype=bool)
     if opts["start"] == "l1":
         robust_start(
             s.pairs[:, 0].copy(), s.pairs[:, 1].copy(), s.t, opts["lam"], opts["max_gap"], obs, w, finite,
@@ -415,8 +415,8 @@ def _robust_fit(
         w = np.where(out.dates[:, s.pairs[:, 0]] | out.dates[:, s.pairs[:, 1]], 0.0, w)
         flag &= w > 0
         _refit(s, fit, rows, obs, w, finite, flag, opts)
-    # Pairs the start could not reject, still in the fit (not left out with a flagged date since).
-    out.left_in |= (start_left_in & ~flag & (w > 0)).any(axis=1)
+    # More pairs beyond the threshold than the cap lets the start reject.
+    out.left_in |= start_left_in
     return fit, out
 
 

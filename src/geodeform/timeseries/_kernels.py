@@ -24,7 +24,9 @@ __all__ = [
     "band_cholesky_into",
     "band_solve",
     "fill_normal_band",
+    "find_root",
     "half_bandwidth",
+    "linked",
     "reachable",
     "solve_groups",
 ]
@@ -35,7 +37,8 @@ STATUS_EMPTY = 2  # nothing could be estimated
 
 
 @njit(cache=True)
-def _find(parent, a):
+def find_root(parent, a):
+    """Root of ``a`` in a union-find forest (with path halving)."""
     while parent[a] != a:
         parent[a] = parent[parent[a]]
         a = parent[a]
@@ -43,27 +46,35 @@ def _find(parent, a):
 
 
 @njit(cache=True)
-def reachable(pi, pj, valid_row, t, lam, max_gap):
-    """Dates linked to date 0 through valid pairs (and, with smoothing, through bridgeable intervals)."""
+def linked(pi, pj, valid_row, t, lam, max_gap):
+    """Union-find forest of the dates linked by valid pairs (and, with smoothing, bridgeable intervals)."""
     n = t.size
     parent = np.arange(n)
     for p in range(pi.size):
         if valid_row[p]:
-            a = _find(parent, pi[p])
-            b = _find(parent, pj[p])
+            a = find_root(parent, pi[p])
+            b = find_root(parent, pj[p])
             if a != b:
                 parent[max(a, b)] = min(a, b)
     if lam > 0.0:
         for k in range(n - 1):
             if t[k + 1] - t[k] <= max_gap:
-                a = _find(parent, k)
-                b = _find(parent, k + 1)
+                a = find_root(parent, k)
+                b = find_root(parent, k + 1)
                 if a != b:
                     parent[max(a, b)] = min(a, b)
+    return parent
+
+
+@njit(cache=True)
+def reachable(pi, pj, valid_row, t, lam, max_gap):
+    """Dates linked to date 0 through valid pairs (and, with smoothing, through bridgeable intervals)."""
+    n = t.size
+    parent = linked(pi, pj, valid_row, t, lam, max_gap)
     reach = np.zeros(n, dtype=np.bool_)
-    r0 = _find(parent, 0)
+    r0 = find_root(parent, 0)
     for k in range(n):
-        reach[k] = _find(parent, k) == r0
+        reach[k] = find_root(parent, k) == r0
     return reach
 
 

@@ -18,7 +18,9 @@ from geodeform.timeseries._kernels import (
     band_cholesky_into,
     band_solve,
     fill_normal_band,
+    find_root,
     half_bandwidth,
+    linked,
     reachable,
 )
 
@@ -185,8 +187,8 @@ def robust_start(
     out_flag : bool (npx, P)
         Written: pairs flagged as outliers (largest first, at most the cap, never one whose loss would cut
         dates off the network).
-    out_left : bool (npx, P)
-        Written: pairs above ``threshold`` left in the fit (by the cap or for connectivity).
+    out_left : bool (npx,)
+        Written: more pairs above ``threshold`` than the cap.
 
     Notes
     -----
@@ -205,8 +207,7 @@ def robust_start(
     for px in prange(npx):
         for p in range(P):
             out_flag[px, p] = False
-        for p in range(P):
-            out_left[px, p] = False
+        out_left[px] = False
         use = np.empty(P, dtype=np.bool_)
         nfin = 0
         for p in range(P):
@@ -263,8 +264,11 @@ def robust_start(
                 z[p] = e[p] / scale
         cap = int(np.floor(max_fraction * nfin))
         select_flags(pi, pj, t, lam, max_gap, z, fit.copy(), cap, start_factor * threshold, out_flag[px])
+        nbig = 0
         for p in range(P):
-            out_left[px, p] = fit[p] and z[p] > threshold and not out_flag[px, p]
+            if z[p] > threshold:
+                nbig += 1
+        out_left[px] = nbig > cap
 
 
 @njit(cache=True)
@@ -292,7 +296,9 @@ def flag_outliers(
     :func:`ambiguous_dates` (whatever the cap); ``date_ptr``/``date_pair`` list the pairs of each date.
 
     Arrays are (npx, P) except res (ncomp, npx, P), out_date (npx, n) and out_left (npx,); out_flag (npx,
-    P) bool, out_date and out_left (pairs above the threshold left in the fit) are written.
+    P) bool, out_date and out_left are written: out_left when pairs above the threshold stay in the fit
+    (the cap, or connectivity) or when a flagged pair crosses a part of the network that only one kept pair
+    links otherwise (:func:`_hangs_on_one_pair`).
     """
     ncomp, npx, P = res.shape
     for px in prange(npx):
@@ -336,7 +342,9 @@ def flag_outliers(
                 nfin += 1
         select_flags(pi, pj, t, lam, max_gap, z, use.copy(), int(np.floor(max_fraction * nfin)), threshold,
                      out_flag[px])  # fmt: skip
-        out_left[px] = _left_in(z, use, out_flag[px], threshold)
+        out_left[px] = _left_in(z, use, out_flag[px], threshold) or _hangs_on_one_pair(
+            pi, pj, t, lam, max_gap, use, seen, out_flag[px]
+        )
         if flag_dates:
             ambiguous_dates(pj, res[:, px, :], w[px], scales, seen, z, threshold, date_ptr, date_pair,
                             out_date[px])  # fmt: skip
@@ -439,6 +447,35 @@ def select_flags(pi, pj, t, lam, max_gap, z, use, cap, threshold, out_row):
             continue
         out_row[p] = True
         nflag += 1
+
+
+@njit(cache=True)
+def _hangs_on_one_pair(pi, pj, t, lam, max_gap, use, seen, flagged):
+    """Whether a flagged pair links two parts of the network that only one kept pair links otherwise.
+
+    The kept pair is then reproduced exactly by the fit (it has no residual: not ``seen``), so nothing says
+    whether it or the flagged one is right: the offset between the two parts is ambiguous.
+    """
+    P = pi.size
+    nflag = 0
+    for p in range(P):
+        if flagged[p]:
+            nflag += 1
+    if nflag == 0:
+        return False
+    kept = np.empty(P, dtype=np.bool_)
+    for p in range(P):
+        kept[p] = use[p] and not flagged[p]
+    for b in range(P):
+        if not kept[b] or seen[b]:
+            continue
+        kept[b] = False
+        parent = linked(pi, pj, kept, t, lam, max_gap)
+        kept[b] = True
+        for p in range(P):
+            if flagged[p] and find_root(parent, pi[p]) != find_root(parent, pj[p]):
+                return True
+    return False
 
 
 @njit(cache=True)
