@@ -397,12 +397,12 @@ def _robust_fit(
     if not opts["robust"]:
         return fit, out
     rows = np.arange(c)
-    start_left_in = np.zeros(c, dtype=bool)
+    start_big = np.zeros(finite.shape, dtype=bool)
     if opts["start"] == "l1":
         robust_start(
             s.pairs[:, 0].copy(), s.pairs[:, 1].copy(), s.t, opts["lam"], opts["max_gap"], obs, w, finite,
             fit.res, fit.q, opts["tri"], opts["tri_sign"], _START_GATE, _L1_ITERATIONS, opts["threshold"],
-            _START_FACTOR, opts["max_fraction"], flag, start_left_in,
+            _START_FACTOR, opts["max_fraction"], flag, start_big,
         )  # fmt: skip
         _refit(s, fit, rows[flag.any(axis=1)], obs, w, finite, flag, opts)
     for _ in range(3):  # rounds of date flags: rarely more than one
@@ -415,8 +415,10 @@ def _robust_fit(
         w = np.where(out.dates[:, s.pairs[:, 0]] | out.dates[:, s.pairs[:, 1]], 0.0, w)
         flag &= w > 0
         _refit(s, fit, rows, obs, w, finite, flag, opts)
-    # More pairs beyond the threshold than the cap lets the start reject.
-    out.left_in |= start_left_in
+    # More pairs beyond the threshold for the start than the cap lets it reject (not counting the pairs of
+    # dates flagged since): least squares with the rest in the fit may no longer see them.
+    cap = np.floor(opts["max_fraction"] * finite.sum(axis=1))
+    out.left_in |= (start_big & (w > 0)).sum(axis=1) > cap
     return fit, out
 
 

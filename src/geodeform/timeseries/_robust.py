@@ -147,7 +147,7 @@ def robust_start(
     start_factor,
     max_fraction,
     out_flag,
-    out_left,
+    out_big,
 ):
     """Robust start for every pixel: closure gate, L1 fit, its scale and the pair flags it implies.
 
@@ -187,8 +187,8 @@ def robust_start(
     out_flag : bool (npx, P)
         Written: pairs flagged as outliers (largest first, at most the cap, never one whose loss would cut
         dates off the network).
-    out_left : bool (npx,)
-        Written: more pairs above ``threshold`` than the cap.
+    out_big : bool (npx, P)
+        Written: pairs above ``threshold`` (flagged or not).
 
     Notes
     -----
@@ -207,7 +207,8 @@ def robust_start(
     for px in prange(npx):
         for p in range(P):
             out_flag[px, p] = False
-        out_left[px] = False
+        for p in range(P):
+            out_big[px, p] = False
         use = np.empty(P, dtype=np.bool_)
         nfin = 0
         for p in range(P):
@@ -264,11 +265,8 @@ def robust_start(
                 z[p] = e[p] / scale
         cap = int(np.floor(max_fraction * nfin))
         select_flags(pi, pj, t, lam, max_gap, z, fit.copy(), cap, start_factor * threshold, out_flag[px])
-        nbig = 0
         for p in range(P):
-            if z[p] > threshold:
-                nbig += 1
-        out_left[px] = nbig > cap
+            out_big[px, p] = z[p] > threshold
 
 
 @njit(cache=True)
