@@ -337,6 +337,7 @@ def _settle_flags(
     w: NDArray[np.float64],
     finite: NDArray[np.bool_],
     flag: NDArray[np.bool_],
+    *,
     left_in: NDArray[np.bool_],
     opts: dict[str, Any],
 ) -> NDArray[np.bool_]:
@@ -406,7 +407,9 @@ def _robust_fit(
         )  # fmt: skip
         _refit(s, fit, rows[flag.any(axis=1)], obs, w, finite, flag, opts)
     for _ in range(3):  # rounds of date flags: rarely more than one
-        new_dates = _settle_flags(s, fit, rows, obs, w, finite, flag, out.left_in, opts) & ~out.dates
+        new_dates = (
+            _settle_flags(s, fit, rows, obs, w, finite, flag, left_in=out.left_in, opts=opts) & ~out.dates
+        )
         rows = np.flatnonzero(new_dates.any(axis=1))
         if rows.size == 0:
             break
@@ -468,13 +471,21 @@ def invert(
         intervals and τ their mean length, i.e. ``λ (d[k-1] - 2 d[k] + d[k+1])`` for regular sampling. It
         also bridges intervals no pair spans, up to ``max_gap_days``. None or 0 disables it.
     robust
-        Reject outlier pairs per pixel: pairs whose residual exceeds ``outlier_threshold`` robust sigmas
-        (MAD of the standardised residuals) are dropped and the fit repeated, at most ``max_iterations``
-        times; never more than ``max_outlier_fraction`` of a pixel's pairs are dropped.
+        Reject outlier pairs per pixel (see Notes): pairs whose standardised residual exceeds
+        ``outlier_threshold`` robust sigmas are dropped and the fit repeated, at most ``max_iterations``
+        times; never more than ``max_outlier_fraction`` of a pixel's pairs are dropped, and never a pair
+        whose loss would cut dates off the network.
     progress
         Called as ``progress(done_pixels, total_pixels)`` after each chunk.
     max_outlier_fraction, outlier_threshold, max_iterations
         Robust-fit settings (see ``robust``).
+    robust_start
+        ``"l1"``: start the robust fit from a least-absolute-deviation fit of each pixel whose least-squares
+        residuals look suspect (see Notes). ``"ls"``: from least squares (the behaviour before this
+        option; clustered bad pairs can then hide by spreading into the good ones).
+    flag_dates
+        Flag the dates whose pairs back another value of the date as much as they back the fitted one
+        (``TimeSeriesResult.date_flag``): all their pairs are left out and their displacement is NaN.
     max_gap_days
         Longest interval without pairs (days) that the smoothing may bridge.
     chunk_size
@@ -500,7 +511,8 @@ def invert(
     Warns
     -----
     TimeSeriesWarning
-        Gaps bridged by the smoothing; pixels with unconstrained dates (NaN) or with no estimate at all.
+        Gaps bridged by the smoothing; pixels with unconstrained dates (NaN) or with no estimate at all;
+        flagged dates (with the share of pixels for the most flagged ones); unresolved pixels.
 
     Notes
     -----
@@ -510,8 +522,78 @@ def invert(
     biases that close around every loop of the network (e.g. a matcher under-estimating all displacements
     by the same fraction) leave no residual and are not included. Mean velocity = displacement at the last
     constrained date / its time since ``dates[0]``.
+
+    Robust fit (details in the user guide, ``docs/concepts/timeseries.md``): pixels whose least-squares
+    residuals exceed 3.5 sigmas of the closure scale (median absolute closure of triangles of pairs, which
+    no fit can spread an error into) start from an L1 fit, which a minority of bad pairs at every date
+    cannot move; the pairs it flags are left out, every pair is re-examined against the MAD of the used
+    pairs' standardised residuals until the flags settle, then dates whose outlier pairs agree on another
+    value as well as the others agree on the fitted one are flagged, their pairs left out.
+
+    Limits: an image shifted as a whole (all its pairs off by the same vector, with the sign of the pair)
+    is indistinguishable from a displacement of that date; dates whose pairs are mostly bad in the same
+    way look like motion, and the fewest-outliers answer is then the wrong one.
     """
     lam = 0.0 if smoothing is None else float(smoothing)
+    _check_options(lam, smoothing, max_outlier_fraction, robust_start, outlier_threshold, max_iterations,
+                   chunk_size, max_gap_days)  # fmt: skip
+    s = _check_inputs(dates, pairs, dx, dy, weights, lam, max_gap_days)
+    opts = _options(s, lam=lam, max_gap_days=max_gap_days, robust=robust, max_iterations=max_iterations,
+                    threshold=outlier_threshold, max_fraction=max_outlier_fraction, start=robust_start,
+                    flag_dates=flag_dates)  # fmt: skip
+    maps = _invert_chunks(s, opts, chunk=chunk_size, residuals=return_residuals, progress=progress)
+    return _assemble(s, maps)
+
+
+def _invert_chunks(
+    s: _Setup,
+    opts: dict[str, Any],
+    *,
+    chunk: int,
+    residuals: bool | None,
+    progress: Progress | None,
+) -> _Maps:
+    """Fit the map chunk by chunk of ``chunk`` pixels."""
+    P = s.pairs.shape[0]
+    flat = [c.reshape(P, -1) for c in s.comps]
+    npx = flat[0].shape[1]
+    keep = _keep_residuals(residuals, len(s.comps) * P * npx * 4)
+    maps = _Maps.empty(len(s.comps), s.t.size, P, npx, residuals=keep)
+    for start in range(0, npx, chunk):
+        sl = slice(start, min(start + chunk, npx))
+        obs = np.ascontiguousarray(np.stack([f[:, sl].T for f in flat]), dtype=np.float64)
+        finite: NDArray[np.bool_] = np.asarray(np.isfinite(obs).all(axis=0))
+        fit, flags = _robust_fit(s, obs, _chunk_weights(s, sl, finite), finite, opts)
+        maps.store(sl, fit, flags, finite)
+        if progress is not None:
+            progress(sl.stop, npx)
+    return maps
+
+
+def _keep_residuals(return_residuals: bool | None, size: int) -> bool:
+    """Whether to keep the residual maps of ``size`` bytes (None: when they take at most 1 GiB)."""
+    if return_residuals is not None:
+        return return_residuals
+    if size <= _AUTO_RESIDUAL_BYTES:
+        return True
+    warnings.warn(
+        f"residual maps not kept ({size / 2**30:.1f} GiB); pass return_residuals=True to keep them",
+        TimeSeriesWarning,
+        stacklevel=4,
+    )
+    return False
+
+
+def _check_options(
+    lam: float,
+    smoothing: float | None,
+    max_outlier_fraction: float,
+    robust_start: str,
+    outlier_threshold: float,
+    max_iterations: int,
+    chunk_size: int,
+    max_gap_days: float,
+) -> None:
     if not np.isfinite(lam) or lam < 0:
         raise InvalidInputError(f"smoothing: must be None or a finite weight >= 0, got {smoothing!r}")
     if not 0 <= max_outlier_fraction < 1:
@@ -522,69 +604,64 @@ def invert(
         raise InvalidInputError(
             "outlier_threshold, max_iterations, chunk_size and max_gap_days must be positive"
         )
-    s = _check_inputs(dates, pairs, dx, dy, weights, lam, max_gap_days)
-    ncomp = len(s.comps)
-    P, n = s.pairs.shape[0], s.t.size
-    flat = [c.reshape(P, -1) for c in s.comps]
-    npx = flat[0].shape[1]
 
-    if return_residuals is None:
-        return_residuals = ncomp * P * npx * 4 <= _AUTO_RESIDUAL_BYTES
-        if not return_residuals:
-            warnings.warn(
-                f"residual maps not kept ({ncomp * P * npx * 4 / 2**30:.1f} GiB); pass "
-                "return_residuals=True to keep them",
-                TimeSeriesWarning,
-                stacklevel=2,
-            )
-    d_out = np.full((ncomp, n, npx), np.nan, dtype=np.float32)
-    sig_out = np.full((ncomp, n, npx), np.nan, dtype=np.float32)
-    res_out = np.full((ncomp, P, npx), np.nan, dtype=np.float32) if return_residuals else None
-    outlier = np.zeros((P, npx), dtype=bool)
-    date_flag = np.zeros((n, npx), dtype=bool)
-    left_in = np.zeros(npx, dtype=bool)
-    n_used = np.zeros(npx, dtype=np.int32)
-    status = np.zeros(npx, dtype=np.int8)
 
+def _options(s: _Setup, *, lam: float, max_gap_days: float, **robust: Any) -> dict[str, Any]:
+    """Settings of the fit, and the network's triangles and pairs per date for the robust one."""
+    n = s.t.size
     tri, tri_sign = _triangles(s.pairs, n)
     by_date = np.argsort(s.pairs.ravel(), kind="stable")
-    date_pair = (by_date // 2).astype(np.int64)  # the pairs of each date, date by date
-    date_ptr = np.concatenate([[0], np.cumsum(np.bincount(s.pairs.ravel(), minlength=n))]).astype(np.int64)
-    opts = {
+    return {
         "lam": lam,
         "max_gap": max_gap_days,
         "per_pixel": s.weights.ndim > 1,
-        "robust": robust,
-        "max_iterations": max_iterations,
-        "threshold": outlier_threshold,
-        "max_fraction": max_outlier_fraction,
-        "start": robust_start,
-        "flag_dates": flag_dates,
-        "date_ptr": date_ptr,
-        "date_pair": date_pair,
+        **robust,
+        "date_ptr": np.concatenate([[0], np.cumsum(np.bincount(s.pairs.ravel(), minlength=n))]).astype(
+            np.int64
+        ),
+        "date_pair": (by_date // 2).astype(np.int64),  # the pairs of each date, date by date
         "tri": tri,
         "tri_sign": tri_sign,
     }
-    for start in range(0, npx, chunk_size):
-        sl = slice(start, min(start + chunk_size, npx))
-        obs = np.ascontiguousarray(np.stack([f[:, sl].T for f in flat]), dtype=np.float64)
-        finite: NDArray[np.bool_] = np.asarray(np.isfinite(obs).all(axis=0))
-        w = _chunk_weights(s, sl, finite)
-        fit, flags = _robust_fit(s, obs, w, finite, opts)
-        d_out[:, :, sl] = fit.d.transpose(0, 2, 1)
-        with np.errstate(invalid="ignore"):
-            sig_out[:, :, sl] = np.sqrt(fit.s2[:, None, :] * fit.var.T[None, :, :])
-        if res_out is not None:
-            res_out[:, :, sl] = fit.res.transpose(0, 2, 1)
-        outlier[:, sl] = (flags.pairs & finite).T
-        date_flag[:, sl] = flags.dates.T
-        left_in[sl] = flags.left_in
-        n_used[sl] = fit.valid.sum(axis=1)
-        status[sl] = fit.status
-        if progress is not None:
-            progress(sl.stop, npx)
 
-    return _assemble(s, d_out, sig_out, res_out, outlier, n_used, status, date_flag, left_in)
+
+@dataclass
+class _Maps:
+    """Outputs of the whole map, filled chunk by chunk (pixel axis last)."""
+
+    d: NDArray[np.float32]  # (ncomp, n, npx)
+    sig: NDArray[np.float32]  # (ncomp, n, npx)
+    res: NDArray[np.float32] | None  # (ncomp, P, npx)
+    outlier: NDArray[np.bool_]  # (P, npx)
+    date_flag: NDArray[np.bool_]  # (n, npx)
+    unresolved: NDArray[np.bool_]  # (npx,)
+    n_used: NDArray[np.int32]  # (npx,)
+    status: NDArray[np.int8]  # (npx,)
+
+    @classmethod
+    def empty(cls, ncomp: int, n: int, P: int, npx: int, *, residuals: bool) -> _Maps:
+        return cls(
+            d=np.full((ncomp, n, npx), np.nan, dtype=np.float32),
+            sig=np.full((ncomp, n, npx), np.nan, dtype=np.float32),
+            res=np.full((ncomp, P, npx), np.nan, dtype=np.float32) if residuals else None,
+            outlier=np.zeros((P, npx), dtype=bool),
+            date_flag=np.zeros((n, npx), dtype=bool),
+            unresolved=np.zeros(npx, dtype=bool),
+            n_used=np.zeros(npx, dtype=np.int32),
+            status=np.zeros(npx, dtype=np.int8),
+        )
+
+    def store(self, sl: slice, fit: _ChunkFit, flags: _Flags, finite: NDArray[np.bool_]) -> None:
+        self.d[:, :, sl] = fit.d.transpose(0, 2, 1)
+        with np.errstate(invalid="ignore"):
+            self.sig[:, :, sl] = np.sqrt(fit.s2[:, None, :] * fit.var.T[None, :, :])
+        if self.res is not None:
+            self.res[:, :, sl] = fit.res.transpose(0, 2, 1)
+        self.outlier[:, sl] = (flags.pairs & finite).T
+        self.date_flag[:, sl] = flags.dates.T
+        self.unresolved[sl] = flags.left_in
+        self.n_used[sl] = fit.valid.sum(axis=1)
+        self.status[sl] = fit.status
 
 
 def _velocity(
@@ -625,17 +702,8 @@ def _warn_flags(
         )
 
 
-def _assemble(
-    s: _Setup,
-    d: Any,
-    sig: Any,
-    res: Any,
-    outlier: Any,
-    n_used: Any,
-    status: Any,
-    date_flag: Any,
-    left_in: Any,
-) -> TimeSeriesResult:
+def _assemble(s: _Setup, maps: _Maps) -> TimeSeriesResult:
+    d, sig, res, status = maps.d, maps.sig, maps.res, maps.status
     ncomp, n = d.shape[0], d.shape[1]
     P = s.pairs.shape[0]
     sp = s.spatial
@@ -656,7 +724,7 @@ def _assemble(
             TimeSeriesWarning,
             stacklevel=3,
         )
-    _warn_flags(s.dates, date_flag, left_in)
+    _warn_flags(s.dates, maps.date_flag, maps.unresolved)
     two = ncomp == 2
     return TimeSeriesResult(
         dates=s.dates,
@@ -667,8 +735,8 @@ def _assemble(
         sigma_dy=sig[1].reshape((n, *sp)) if two else None,
         residual_dx=None if res is None else res[0].reshape((P, *sp)),
         residual_dy=None if res is None or not two else res[1].reshape((P, *sp)),
-        outlier=outlier.reshape((P, *sp)),
-        n_pairs_used=n_used.reshape(sp),
+        outlier=maps.outlier.reshape((P, *sp)),
+        n_pairs_used=maps.n_used.reshape(sp),
         velocity_x=vel[0][0].reshape(sp),
         velocity_y=vel[1][0].reshape(sp) if two else None,
         sigma_velocity_x=vel[0][1].reshape(sp),
@@ -676,6 +744,6 @@ def _assemble(
         gaps=s.gaps,
         n_partial=n_partial,
         n_empty=n_empty,
-        date_flag=date_flag.reshape((n, *sp)),
-        unresolved=left_in.reshape(sp),
+        date_flag=maps.date_flag.reshape((n, *sp)),
+        unresolved=maps.unresolved.reshape(sp),
     )

@@ -120,11 +120,35 @@ def _closure_scale(tri, tri_sign, obs_px, w_row, use):
             nt += 1
     if nt < 5 * ncomp:
         return np.nan
-    srt = np.sort(buf[:nt])
-    scale = 0.5 * (srt[(nt - 1) // 2] + srt[nt // 2]) / _MEDIAN_ABS[0]
-    if nt >= 20 * ncomp and scale > 2.0 * srt[nt // 10] / _TENTH_ABS:
+    scale = _select(buf[:nt], nt // 2) / _MEDIAN_ABS[0]
+    if nt >= 20 * ncomp and scale > 2.0 * _select(buf[:nt], nt // 10) / _TENTH_ABS:
         return np.nan
     return scale
+
+
+@njit(cache=True)
+def _select(a, k):
+    """The k-th smallest value of ``a`` (quickselect; ``a`` is reordered)."""
+    lo, hi = 0, a.size - 1
+    while lo < hi:
+        pivot = a[(lo + hi) // 2]
+        i, j = lo, hi
+        while i <= j:
+            while a[i] < pivot:
+                i += 1
+            while a[j] > pivot:
+                j -= 1
+            if i <= j:
+                a[i], a[j] = a[j], a[i]
+                i += 1
+                j -= 1
+        if k <= j:
+            hi = j
+        elif k >= i:
+            lo = i
+        else:
+            break
+    return a[k]
 
 
 @njit(parallel=True, cache=True)
@@ -421,17 +445,22 @@ def select_flags(pi, pj, t, lam, max_gap, z, use, cap, threshold, out_row):
     if cap <= 0 or ncand == 0:
         return
     full = _n_reachable(pi, pj, use, t, lam, max_gap)
-    if ncand <= cap:
-        # Usual case: dropping every candidate keeps the network whole; no ranking or pair-by-pair check.
-        kept = use.copy()
+    # Usual case: dropping the (at most cap) largest candidates at once keeps the network whole, and so
+    # would dropping them one by one: no pair-by-pair check.
+    kept = use.copy()
+    idx = np.argsort(-z) if ncand > cap else np.arange(P)
+    ndrop = 0
+    for r in range(P):
+        p = idx[r]
+        if ndrop < cap and use[p] and z[p] > threshold:
+            kept[p] = False
+            ndrop += 1
+    if _n_reachable(pi, pj, kept, t, lam, max_gap) == full:
         for p in range(P):
-            if use[p] and z[p] > threshold:
-                kept[p] = False
-        if _n_reachable(pi, pj, kept, t, lam, max_gap) == full:
-            for p in range(P):
-                out_row[p] = use[p] and not kept[p]
-            return
-    idx = np.argsort(-z)
+            out_row[p] = use[p] and not kept[p]
+        return
+    if ncand <= cap:
+        idx = np.argsort(-z)
     nflag = 0
     for r in range(P):
         p = idx[r]
