@@ -102,8 +102,9 @@ def test_sar_job_on_a_real_geometry_recovers_the_imposed_field(tmp_path: Path) -
     assert again.pairs_reused == 1 and again.pairs_computed == 0
 
 
-# --- preflight and bad input (metadata only: fast) ---------------------------------------------------------
+# --- preflight and bad input (metadata only) ---------------------------------------------------------
 @needs_shared
+@pytest.mark.slow  # ~6 s: nine preflights
 def test_sar_job_bad_inputs_are_named_before_matching(tmp_path: Path) -> None:
     s1, s2, _, _, _ = _real_pair(tmp_path / "in", shape=(64, 64))
     good = [{"path": str(s1), "date": "2021-12-23"}, {"path": str(s2), "date": "2022-01-04"}]
@@ -142,6 +143,23 @@ def test_sar_job_bad_inputs_are_named_before_matching(tmp_path: Path) -> None:
         run_job(load_config(_sar_job(good, roi=[10.0, 40.0, 10.1, 40.1])), tmp_path / "r8")
     with pytest.raises(NoDataError, match=r"no pair: .*relative orbit 22: 2021-12-23, 2022-01-04"):
         run_job(load_config(_sar_job(good, pairs={"min_range": 20})), tmp_path / "r9")
+
+
+@needs_shared
+def test_real_grd_crops_without_annotation_stop_with_what_to_give(tmp_path: Path) -> None:
+    """The real rio-tiler-pds crops are measurement TIFFs with GCPs but no annotation XML: the chain says
+    which input lacks what, and what to give, before any matching (no geometry is guessed)."""
+    real = TEXTURE / "iw-vv.tiff"
+    later = tmp_path / "measurement" / "iw-vv.tiff"
+    later.parent.mkdir()
+    later.write_bytes(real.read_bytes())
+    inputs = [{"path": str(real), "date": "2018-07-16"}, {"path": str(later), "date": "2018-07-28"}]
+    with pytest.raises(
+        MissingAnnotationError,
+        match=r"inputs\[0\]: .*iw-vv\.tiff: annotation iw-vv\.xml not found .* give the whole SAFE folder",
+    ):
+        run_job(load_config(_sar_job(inputs)), tmp_path / "run")
+    assert not list((tmp_path / "run").glob("pairs/*"))
 
 
 # --- synthetic geometry: ascending + descending -> east/north/up ------------------------------------------

@@ -45,7 +45,15 @@ from geodeform.io import GeoGrid
 from geodeform.io.aoi import aoi_grid
 from geodeform.pairs import build_pairs
 from geodeform.parallel import executor
-from geodeform.sar import IncompatiblePairError, S1Image, check_pair, footprint, open_s1, radar_window
+from geodeform.sar import (
+    IncompatiblePairError,
+    MissingAnnotationError,
+    S1Image,
+    check_pair,
+    footprint,
+    open_s1,
+    radar_window,
+)
 from geodeform.search import make_aoi
 from geodeform.workflows._timing import log_runtime
 from geodeform.workflows.pair import PairOutcome
@@ -120,9 +128,22 @@ def _check_files(config: JobConfig) -> None:
         )
 
 
-def _metadata(path: str, sar: SarConfig, **files: str | None) -> S1Image:
-    """A product's annotation and GCPs, without reading its pixels."""
-    return open_s1(path, polarisation=sar.polarisation, window=(0, 0, 1, 1), radiometry="dn", **files)
+def _metadata(path: str, sar: SarConfig, label: str, **files: str | None) -> S1Image:
+    """A product's annotation and GCPs, without reading its pixels.
+
+    Raises
+    ------
+    MissingAnnotationError
+        Naming the input and what to give instead (a measurement TIFF alone has no geometry).
+    """
+    try:
+        return open_s1(path, polarisation=sar.polarisation, window=(0, 0, 1, 1), radiometry="dn", **files)
+    except MissingAnnotationError as exc:
+        raise MissingAnnotationError(
+            f"{label}: {exc.args[0].split(';')[0]}; the sar chain needs the annotation XML for the dates, "
+            "orbit, heading, incidence and pixel spacing: give the whole SAFE folder (or the measurement "
+            "TIFF inside its SAFE layout, with annotation/ next to measurement/)"
+        ) from None
 
 
 def _scene(meta: S1Image, path: str, files: dict[str, str | None], label: str) -> SarScene:
@@ -183,7 +204,7 @@ def sar_scenes(
     found: list[tuple[SarScene, S1Image]] = []
     if config.inputs:
         for k, item in enumerate(config.inputs):
-            meta = _metadata(item.path, sar)
+            meta = _metadata(item.path, sar, f"inputs[{k}]")
             scene = _scene(meta, item.path, {}, f"inputs[{k}]")
             if scene.date != item.date.isoformat():
                 raise InvalidInputError(
@@ -198,7 +219,7 @@ def sar_scenes(
     else:
         assert config.search is not None  # the config validator requires search or inputs
         for path, files in scenes_from_search(config.search, sar, run_dir, cache_dir=cache_dir):
-            meta = _metadata(path, sar, **files)
+            meta = _metadata(path, sar, "search", **files)
             found.append((_scene(meta, path, files, "search"), meta))
     found.sort(key=lambda sm: (sm[0].start, sm[0].orbit))
     seen: dict[tuple[int, str], str] = {}
