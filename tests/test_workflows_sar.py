@@ -246,3 +246,32 @@ def test_ascending_and_descending_tracks_give_east_north_up(tmp_path: Path) -> N
         # the 1-sigma is not wildly off: normalised errors of order one
         z = (enu["up"].values - truth[..., 2]) / enu["up_error"].values
         assert 0.3 < float(np.nanmedian(np.abs(z))) / 0.6745 < 3.0
+
+
+def test_searched_scene_assets_become_files_open_s1_reads(tmp_path: Path) -> None:
+    """A ``sentinel-1-grd`` STAC item's assets (Earth Search layout: its ``schema-product-vv`` names the RFI
+    report under ``annotation/rfi/``) give the measurement and the product annotation and LUTs."""
+    from geodeform.config import SarConfig
+    from geodeform.search import Scene
+    from geodeform.workflows.sar_search import materialise
+
+    spec = SlcSpec(product_type="GRD", swath="IW", bursts=1, lines_per_burst=64, samples=64)
+    safe = write_slc_safe(tmp_path, spec, np.full((64, 64), 100.0))
+    tiff = next((safe / "measurement").glob("*.tiff"))
+    stem = tiff.stem
+    assets = {
+        "vv": tiff.as_uri(),
+        "schema-product-vv": (safe / "annotation" / "rfi" / f"rfi-{stem}.xml").as_uri(),
+        "schema-calibration-vv": (safe / "annotation" / "calibration" / f"calibration-{stem}.xml").as_uri(),
+    }
+    scene = Scene(id=safe.stem, collection="sentinel-1-grd", datetime=spec.start, orbit=36, assets=assets)
+    path, files = materialise(scene, SarConfig(), tmp_path / "cache")
+    assert Path(files["annotation"] or "") == safe / "annotation" / f"{stem}.xml" and files["noise"] is None
+    image = open_s1(path, **files)
+    assert image.radiometry == "sigma0" and image.annotation is not None
+    with pytest.raises(MissingAnnotationError, match="schema-product-vv"):
+        materialise(
+            Scene(id="x", collection="sentinel-1-grd", datetime=spec.start, assets={"vv": tiff.as_uri()}),
+            SarConfig(),
+            tmp_path / "cache",
+        )

@@ -115,6 +115,10 @@ def materialise(scene: Scene, sar: SarConfig, folder: Path) -> SceneFiles:
             "sar.polarisation to one it has, or drop the scene (search.orbits)"
         )
     ann_href = assets.get(f"schema-product-{pol}")
+    if ann_href is not None:
+        # Earth Search's schema-product-* points at the RFI report (annotation/rfi/rfi-iw-vv.xml), not the
+        # product annotation next to it (annotation/iw-vv.xml)
+        ann_href = ann_href.replace("/annotation/rfi/rfi-", "/annotation/")
     if ann_href is None:
         raise MissingAnnotationError(
             f"{scene.id}: no annotation asset (schema-product-{pol}); the geometry is unknown. Give the SAFE "
