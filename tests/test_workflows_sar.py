@@ -246,6 +246,15 @@ def test_ascending_and_descending_tracks_give_east_north_up(tmp_path: Path) -> N
         # the 1-sigma is not wildly off: normalised errors of order one
         z = (enu["up"].values - truth[..., 2]) / enu["up_error"].values
         assert 0.3 < float(np.nanmedian(np.abs(z))) / 0.6745 < 3.0
+    # the joint series on the union of the dates: 13 days of constant motion at the last date
+    with xr.open_dataset(result.products["enu_series_nc"]) as series:
+        assert series["time"].size == 4
+        moved = _enu_truth(lat, lon) * 13 / 12
+        for k, c in enumerate(("east", "north", "up")):
+            last = series[c].values[-1]
+            assert (np.isfinite(last) == inside).all()
+            rmse = float(np.sqrt(np.nanmean((last - moved[..., k]) ** 2)))
+            assert rmse < 0.15 * np.abs(moved[..., k]).max(), (c, rmse)
 
 
 def test_searched_scene_assets_become_files_open_s1_reads(tmp_path: Path) -> None:

@@ -14,12 +14,13 @@
    when ``sar.combine: enu`` (else an error naming the free component);
 5. **matching** on the workers (:mod:`geodeform.workflows.sar_pair`): one geocoded product per pair;
 6. **products** (:mod:`geodeform.workflows.sar_products`): line-of-sight and azimuth series and mean
-   velocities per track, optional east/north/up velocity, STAC catalogue.
+   velocities per track, optional east/north/up series and velocity, STAC catalogue.
 
 Run folder::
 
     <run>/pairs/ORBIT_REF_SEC_KEY.nc|.tif  one geocoded product per pair: range, azimuth, los (m), geometry
     <run>/track_ORBIT.nc|.tif              per track: los / azimuth series (m) and mean velocities (m/yr)
+    <run>/enu_series.nc                    east / north / up series (m) of every track inverted jointly
     <run>/enu_velocity.nc|.tif             east / north / up velocity (m/yr), 1-sigma, reason codes
     <run>/catalog.json, config.yaml, run.log
 """

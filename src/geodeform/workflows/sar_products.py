@@ -9,6 +9,11 @@
   inversion's, else the stable-ground spread of the pairs over √pairs);
 * ``incidence``, ``heading``, ``los_east``, ``los_north``, ``los_up``: the geometry (degrees, unit vector).
 
+``<run>/enu_series.nc`` (``sar.combine: enu``, two tracks or more): cumulative ``east``, ``north``, ``up``
+(time, y, x; metres since the first date of any track) and their 1-σ, every track's range (and azimuth) pairs
+inverted jointly on the union of the dates (:func:`geodeform.decompose.invert_enu`, MSBAS-like, regularised
+in time).
+
 ``<run>/enu_velocity.nc|.tif`` (``sar.combine: enu``): ``east``, ``north``, ``up`` (m/yr) from every track's
 line-of-sight (and azimuth) velocity by per-pixel weighted least squares
 (:func:`geodeform.decompose.solve_enu`), their 1-σ, the condition number, ``reason``
@@ -29,7 +34,7 @@ from numpy.typing import NDArray
 
 from geodeform.config import JobConfig, SarConfig
 from geodeform.conventions import DAYS_PER_YEAR
-from geodeform.decompose import COMPONENTS, EnuReason, Observation, solve_enu
+from geodeform.decompose import COMPONENTS, EnuReason, Observation, PairSet, invert_enu, solve_enu
 from geodeform.io import atomic_output, write_catalog, write_cog, write_netcdf, write_stac_item
 from geodeform.timeseries import add_date_noise, invert
 from geodeform.workflows.pair import PairOutcome
@@ -224,6 +229,59 @@ def enu_dataset(tracks: list[TrackProduct], sar: SarConfig) -> xr.Dataset:
     return ds
 
 
+def _pair_sets(track: TrackProduct, outcomes: list[PairOutcome], sar: SarConfig) -> list[PairSet]:
+    """One track's pairs as :class:`~geodeform.decompose.PairSet` (range, and azimuth if used), metres."""
+    dates = [str(d)[:10] for d in track.dataset["time"].values.astype("datetime64[D]")]
+    index = {d: k for k, d in enumerate(dates)}
+    los, azi = [], []
+    for o in outcomes:
+        with xr.open_dataset(o.path, engine="h5netcdf") as ds:
+            los.append(ds["los"].values.astype(np.float64))
+            azi.append(ds["azimuth"].values.astype(np.float64))
+    pairs = np.array([(index[o.reference], index[o.secondary]) for o in outcomes], dtype=np.int64)
+    head, inc = track.dataset["heading"].values, track.dataset["incidence"].values
+    years = np.array([abs(o.dt_days) / DAYS_PER_YEAR for o in outcomes])
+    sin_inc = float(np.nanmedian(np.sin(np.deg2rad(inc)))) if np.isfinite(inc).any() else 1.0
+    e_los = np.array([o.stable_nmad_x for o in outcomes]) * years * sin_inc
+    e_azi = np.array([o.stable_nmad_y for o in outcomes]) * years
+    label = f"orbit {track.orbit} {track.pass_direction}"
+    sets = [
+        PairSet(dates, pairs, np.stack(los), "range", head, inc,
+                sigma=e_los if np.isfinite(e_los).all() else None, name=f"{label} los"),
+    ]  # fmt: skip
+    if sar.use_azimuth:
+        sets.append(
+            PairSet(dates, pairs, np.stack(azi), "azimuth", head,
+                    sigma=e_azi if np.isfinite(e_azi).all() else None, name=f"{label} azimuth")
+        )  # fmt: skip
+    return sets
+
+
+def enu_series_dataset(
+    config: JobConfig, tracks: list[TrackProduct], outcomes: dict[int, list[PairOutcome]]
+) -> xr.Dataset:
+    """East/north/up series on the union of every track's dates, all tracks' pairs inverted jointly
+    (:func:`geodeform.decompose.invert_enu`, smoothing ``inversion.smoothing``, at least 1)."""
+    sar = config.sar or SarConfig()
+    sets = [s for t in tracks for s in _pair_sets(t, outcomes[t.orbit], sar)]
+    res = invert_enu(
+        sets, smoothing=max(config.inversion.smoothing or 0.0, 1.0), robust=config.inversion.robust
+    )
+    ds = _base(tracks[0].dataset, "geodeform SAR east/north/up time series")
+    ds = ds.assign_coords(time=res.dates.astype("datetime64[ns]"))
+    for c in COMPONENTS:
+        ds[c] = _var(getattr(res, c), f"cumulative {c} displacement since the first date, + {c}", "m",
+                     ("time", "y", "x"))  # fmt: skip
+        ds[f"{c}_error"] = _var(getattr(res, f"sigma_{c}"), f"1-sigma of {c}", "m", ("time", "y", "x"))
+    ds.attrs.update(
+        {
+            "sign_convention": "east: + east; north: + north; up: + up (m)",
+            "geodeform_sets": json.dumps([s.name for s in sets]),
+        }
+    )
+    return ds
+
+
 def write_sar_products(
     config: JobConfig, scenes: list[SarScene], outcomes: list[PairOutcome], orbits: list[int], run_dir: Path
 ) -> tuple[dict[str, Path], list[TrackProduct], xr.Dataset | None]:
@@ -264,6 +322,10 @@ def write_sar_products(
             items.append(write_stac_item(ds, path["nc"]))
         tracks.append(TrackProduct(orbit, str(ds.attrs.get("sar_pass", "")), ds, next(iter(path.values()))))
     enu = None
+    if sar.combine == "enu" and len(tracks) > 1:
+        by_orbit = {t.orbit: [o for o, oo in ok if oo == t.orbit] for t in tracks}
+        series = enu_series_dataset(config, tracks, by_orbit)
+        products["enu_series_nc"] = write_netcdf(series, run_dir / "enu_series.nc")
     if sar.combine == "enu" and tracks:
         enu = enu_dataset(tracks, sar)
         log.info("east/north/up: %s", enu.attrs["geodeform_enu_summary"])
