@@ -394,7 +394,7 @@ def test_page_end_to_end(served, chromium, tmp_path):
     page.route("**/*", only_local)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(server.url + "/map")
-    expect(page.locator("#preset option")).to_have_count(4)
+    expect(page.locator("#preset option")).to_have_count(5)  # ice, slide, quake, survey, sar
 
     # The token, once; a wrong one is refused.
     page.fill("#token", "wrong")
