@@ -254,15 +254,15 @@ def validate_inputs(
     if not isinstance(raw, Mapping):
         return None, [Problem("inputs", "must be a JSON object")]
     problems = strict_type_problems(dict(raw), process.inputs_model.model_json_schema())
+    if process.check is not None:
+        problems += process.check(raw, context)
     model: BaseModel | None = None
     try:
         model = process.inputs_model.model_validate(dict(raw))
     except ValidationError as exc:
         problems += [Problem(_loc(e["loc"]), e["msg"]) for e in exc.errors(include_url=False)]
-    if process.check is not None:
-        problems += process.check(raw, context)
     unique: dict[str, Problem] = {}
-    for p in problems:  # the first problem of each input: the strict type one before pydantic's
+    for p in problems:  # one problem per input: types first, then the process's checks, then pydantic
         unique.setdefault(p.input, p)
     problems = list(unique.values())
     return (None if problems else model), problems
