@@ -31,16 +31,19 @@ class BodyLimit:
     def __init__(self, app: Any, limit: int, large: dict[str, int] | None = None) -> None:
         self.app, self.limit, self.large = app, limit, large or {}
 
-    def _limit(self, scope: Message) -> int:
+    def _limit(self, scope: Message) -> tuple[int, str]:
         path: str = scope.get("path", "")
         root: str = scope.get("root_path", "")
         if root and path.startswith(root):
             path = path[len(root) :]
-        return next((n for prefix, n in self.large.items() if path.startswith(prefix)), self.limit)
+        large = next((n for prefix, n in self.large.items() if path.startswith(prefix)), None)
+        return (self.limit, "max_request_bytes") if large is None else (large, "max_upload_bytes")
 
     @staticmethod
-    def _too_big(limit: int) -> OGCError:
-        return OGCError(413, "Payload Too Large", f"request bodies are limited to {limit} bytes here")
+    def _too_big(limit: tuple[int, str]) -> OGCError:
+        return OGCError(
+            413, "Payload Too Large", f"request bodies are limited to {limit[0]} bytes here ({limit[1]})"
+        )
 
     async def __call__(
         self,
@@ -53,7 +56,8 @@ class BodyLimit:
             return
         limit = self._limit(scope)
         declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or len(declared) > 18 or int(declared) > limit):
+        too_long = declared is not None and (not declared.isdigit() or len(declared) > 18)
+        if declared is not None and (too_long or int(declared) > limit[0]):
             await self._too_big(limit).response()(scope, receive, send)
             return
         seen = 0
@@ -62,7 +66,7 @@ class BodyLimit:
             nonlocal seen
             message = await receive()
             seen += len(message.get("body", b""))
-            if seen > limit:
+            if seen > limit[0]:
                 raise self._too_big(limit)
             return message
 

@@ -243,7 +243,7 @@ def send_mail(to: str, payload: Mapping[str, Any], settings: ServiceSettings, *,
     msg = email.message.EmailMessage()
     msg["From"], msg["To"], msg["Subject"] = settings.smtp_from, to, str(payload.get("subject", ""))
     msg["Geodeform-Notification-Id"] = str(note_id)
-    msg.set_content(str(payload.get("text", "")))
+    msg.set_content(str(payload.get("text", "")), cte="8bit")
     with smtplib.SMTP(settings.smtp_host, settings.smtp_port, timeout=20) as smtp:
         if settings.smtp_starttls:
             smtp.starttls(context=ssl.create_default_context())

@@ -61,6 +61,7 @@ class _Watch:
     outcome: tuple[str, str, dict[str, Any]] | None = None
     stop_reason: tuple[str, str] | None = None  # (status, message) of a stop decided by the worker
     dismissed: bool = False  # set by the heartbeat thread
+    remove_outputs: bool = False
     started: float = field(default_factory=time.monotonic)
 
 
@@ -161,6 +162,8 @@ class Worker:
         finally:
             beating.set()
             beater.join()
+        if watch.remove_outputs:
+            shutil.rmtree(job_dir, ignore_errors=True)
         self._conclude(job, job_dir, outcome)
 
     def _run_process(
@@ -212,6 +215,8 @@ class Worker:
                 watch.stop_reason = self._over_limit(job, proc, watch, disk_left)
             if watch.stop_reason is not None:
                 break
+        if watch.outcome is not None and watch.outcome[0] == "successful":
+            watch.stop_reason = self._over_disk(job, watch, disk_left)  # what it wrote last counts too
         if watch.stop_reason is not None:
             return (*watch.stop_reason, {})
         if watch.outcome is not None:
@@ -255,12 +260,17 @@ class Worker:
                     f"{s.max_job_memory_bytes / MiB:.0f} MiB per job (max_job_memory_bytes); raise the step, "
                     "crop the images or make fewer pairs"
                 )
-        if folder_bytes(s.jobs_dir / job.id) > disk_left:
-            return "failed", (
-                f"stopped: your files would take more than your disk quota of "
-                f"{s.max_user_disk_bytes / 2**30:.1f} GiB (max_disk_bytes); delete old jobs or uploads"
-            )
-        return None
+        return self._over_disk(job, watch, disk_left)
+
+    def _over_disk(self, job: JobInfo, watch: _Watch, disk_left: int) -> tuple[str, str] | None:
+        s = self.settings
+        if folder_bytes(s.jobs_dir / job.id) <= disk_left:
+            return None
+        watch.remove_outputs = True  # kept, they would keep their owner over the quota
+        return "failed", (
+            f"stopped: your files would take more than your disk quota of {s.max_user_disk_bytes:,} bytes "
+            "(max_disk_bytes); dismiss old jobs or delete uploads, then submit again"
+        )
 
     def _conclude(self, job: JobInfo, job_dir: Path, outcome: tuple[str, str, dict[str, Any]]) -> None:
         status, message, results = outcome
