@@ -83,6 +83,7 @@ class Worker:
         self.registry: dict[str, Process] = build_registry()
         self.stopping = threading.Event()
         self.parent_pid: int | None = None
+        self.job_pid: int | None = None  # the running job's process (monitoring, tests)
 
     def stop(self) -> None:
         """Finish soon: the running job (if any) is handed back to the queue."""
@@ -175,11 +176,13 @@ class Worker:
         )
         proc.start()
         send.close()
+        self.job_pid = proc.pid
         try:
             return self._watch(job, proc, receive, watch)
         finally:
             _kill_group(proc)
             receive.close()
+            self.job_pid = None
 
     def _heartbeat(self, job: JobInfo, watch: _Watch, done: threading.Event) -> None:
         """Every ``heartbeat_s``: store the progress; flag the job when it was dismissed (or taken away)."""
