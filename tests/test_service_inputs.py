@@ -181,8 +181,10 @@ def test_preset_types_are_strict(svc):
     service, tokens, inputs = svc
     job = _ice(inputs["reference"], inputs["secondary"], matching={"step": True, "chip_size": "16"})
     job["pairs"] = {"max_range": True}
+    job["inputs"][0]["band"] = True  # a band is a number or a name, never a boolean
     problems = _problems(_post(service, "ice", {"inputs": job}, tokens["alice"]))
     assert {"matching.step", "matching.chip_size", "pairs.max_range"} <= set(problems), problems
+    assert any(p.startswith("inputs.0.band") for p in problems), problems
     assert "not a boolean" in problems["matching.step"]
 
 

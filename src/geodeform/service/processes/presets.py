@@ -67,6 +67,7 @@ NOT_PATHS = frozenset(
         "search.collection",
         "search.months",
         "search.band",
+        "inputs.*.band",
         "search.aoi.tiles.*",
         "pairs.season.*",
         "compute.slurm.queue",

@@ -56,6 +56,7 @@ def jobs(
     request: Request,
     user: User,
     store: Store,
+    *,
     limit: Annotated[int, Query(ge=1, le=1000)] = 10,
     offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
     status: Annotated[list[str] | None, Query(max_length=20)] = None,
