@@ -124,6 +124,9 @@ def test_page_and_assets_are_public_and_offline(svc):
     page = c.get("/map")
     assert page.status_code == 200 and page.headers["content-type"] == "text/html; charset=utf-8"
     assert "http://" not in page.text and "https://" not in page.text  # nothing fetched from outside
+    # Relative URLs only (the page works under a proxy's path prefix: tests/test_service_proxy.py).
+    assert not re.search(r'(href|src)="/', page.text)
+    assert not re.search(r'(getJSON|api|fetch)\("/', c.get("/map/static/map.js").text)
     for asset in ("map.js", "map.css", "vendor/leaflet/leaflet.js", "vendor/leaflet/leaflet.css"):
         assert c.get(f"/map/static/{asset}").status_code == 200, asset
     assert c.get("/map/static/map.js").headers["content-type"] == "text/javascript; charset=utf-8"
