@@ -23,7 +23,9 @@
     overlay: null,
     overlayUrl: null,
     marker: null,
+    jobsOffset: 0,
   };
+  const JOBS_PAGE = 20;
 
   // ---------------------------------------------------------------- HTTP
 
@@ -263,8 +265,24 @@
       direction: $("pairs-direction").value,
     };
     inputs.matching = { method: $("method").value, chip_size: num("chip"), step: num("step") };
+    const text = (id) => $(id).value.trim() || undefined;
+    const masks = { glacier: text("mask-glacier"), stable: text("mask-stable") };
+    if (masks.glacier || masks.stable) inputs.masks = masks;
+    if (text("dem")) inputs.dem = text("dem");
     return JSON.parse(JSON.stringify(inputs)); // drops undefined
   }
+
+  // Reset (not id="reset": that would hide form.reset): every field back to its HTML default, then the chosen preset's defaults; the AOI box goes too.
+  $("form-reset").addEventListener("click", () => {
+    const preset = $("preset").value;
+    $("job-form").reset();
+    $("preset").value = preset;
+    $("preset").dispatchEvent(new Event("change"));
+    document.querySelectorAll("input[name=source]")[0].dispatchEvent(new Event("change"));
+    aoiLayer.clearLayers();
+    tileLayer.clearLayers();
+    showStatus($("form-status"), "", "");
+  });
 
   $("job-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
@@ -355,7 +373,16 @@
     clearTimeout(state.pollTimer);
     let active = false;
     try {
-      const doc = await getJSON("jobs?limit=20");
+      const doc = await getJSON("jobs?limit=" + JOBS_PAGE + "&offset=" + state.jobsOffset);
+      const rels = new Set((doc.links || []).map((l) => l.rel));
+      const count = (doc.jobs || []).length;
+      if (!count && state.jobsOffset > 0) { // the last jobs of this page were deleted: one page back
+        state.jobsOffset = Math.max(0, state.jobsOffset - JOBS_PAGE);
+        return refreshJobs();
+      }
+      $("jobs-newer").disabled = state.jobsOffset === 0;
+      $("jobs-older").disabled = !rels.has("next");
+      $("jobs-range").textContent = count ? (state.jobsOffset + 1) + "–" + (state.jobsOffset + count) : "";
       const list = $("jobs");
       list.replaceChildren();
       state.jobs.clear();
@@ -380,6 +407,11 @@
     state.pollTimer = setTimeout(refreshJobs, active ? 1000 : 10000);
   }
   $("jobs-refresh").addEventListener("click", refreshJobs);
+  $("jobs-older").addEventListener("click", () => { state.jobsOffset += JOBS_PAGE; refreshJobs(); });
+  $("jobs-newer").addEventListener("click", () => {
+    state.jobsOffset = Math.max(0, state.jobsOffset - JOBS_PAGE);
+    refreshJobs();
+  });
 
   function jobItem(job) {
     const li = document.createElement("li");
