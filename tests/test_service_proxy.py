@@ -211,7 +211,7 @@ def test_page_through_the_proxy_submits_follows_and_downloads(proxied, tmp_path)
             expect(page.locator("#form-status")).to_contain_text("accepted")
             job = page.locator("#jobs li.job").first
             expect(job).to_contain_text("behind-proxy")
-            expect(job).to_have_attribute("data-status", "successful", timeout=120_000)
+            expect(job).to_have_attribute("data-status", "successful", timeout=300_000)  # loaded 2-core hosts
             expect(page.locator("img.velocity-overlay")).to_be_visible()
             job_id = job.get_attribute("data-job-id")
 
