@@ -332,8 +332,9 @@ def preset_processes() -> list[Process]:
             description=_DESCRIPTIONS.get(
                 preset,
                 f"The `{preset}` workflow preset of `geodeform run`: images (catalogue search or files: "
-                "paths in the data roots, uploads/NAME, jobs/JOB_ID/NAME) -> pairs -> offsets -> corrections -> "
-                "time series -> velocity products (NetCDF, COG), STAC catalogue and HTML report.",
+                "paths in the data roots, uploads/NAME, jobs/JOB_ID/NAME) -> pairs -> offsets -> "
+                "corrections -> time series -> velocity products (NetCDF, COG), STAC catalogue and HTML "
+                "report.",
             )
             + " Inputs are the sections of a job config; unspecified fields take the preset's values: "
             f"{json.dumps(defaults)}.",
