@@ -20,18 +20,22 @@ fault-parallel offset across the trace is ``S`` (+ = right-lateral), the fault-n
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import rasterio
 from pyproj import Proj, Transformer
 from rasterio.crs import CRS
 from rasterio.transform import Affine
 from scipy import ndimage
 
 from geodeform.errors import InvalidInputError
+from geodeform.io import atomic_output
 from geodeform.quake.mosaics import DisplacementTile, utm_crs
 
 __all__ = [
@@ -452,6 +456,29 @@ class SyntheticScenes:
     def truth(self, crs: Any, x: npt.ArrayLike, y: npt.ArrayLike) -> tuple[F64, F64]:
         """The ground field at points (x, y) of ``crs``, along that CRS's grid axes, metres."""
         return grid_vectors(self.field, crs, x, y)
+
+    def write_inputs(self, folder: str | os.PathLike[str]) -> list[dict[str, str]]:
+        """Write every image as a GeoTIFF (``<tile>_<date>.tif``, float32, the tile's CRS and transform) and
+        return the ``inputs`` entries of a quake job (``path``, ``date``, ``tile``)."""
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        inputs = []
+        for tile in self.tiles:
+            for day, img in zip(self.dates, tile.images, strict=True):
+                path = out / f"{tile.name}_{day}.tif"
+                profile = dict(
+                    driver="GTiff",
+                    width=img.shape[1],
+                    height=img.shape[0],
+                    count=1,
+                    dtype="float32",
+                    crs=tile.crs,
+                    transform=tile.transform,
+                )
+                with atomic_output(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+                    dst.write(img, 1)
+                inputs.append({"path": str(path), "date": day, "tile": tile.name})
+        return inputs
 
 
 def _convergence(crs: CRS, lon: float, lat: float) -> float:
