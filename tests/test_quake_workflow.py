@@ -18,6 +18,7 @@ import pytest
 import xarray as xr
 from pyproj import Transformer
 
+from _service_helpers import auth
 from geodeform.config import load_config
 from geodeform.io import apply_transform, dataset_grid
 from geodeform.quake.synthetic import SyntheticScenes, ground_rupture, make_scenes
@@ -34,11 +35,16 @@ def _slip(s: np.ndarray) -> np.ndarray:
 
 
 @pytest.fixture(scope="module")
-def quake_run(tmp_path_factory, texture):
+def scenes(texture) -> SyntheticScenes:
+    """Two pre- and two post-event images of the three tiles of :data:`CENTRES`."""
+    field = ground_rupture(35.985, 37.505, azimuth=78.0, slip=_slip, depth=8000.0)
+    return make_scenes(texture, CENTRES, field, shape=(384, 384), pixel_size=PIXEL, seed=1)
+
+
+@pytest.fixture(scope="module")
+def quake_run(tmp_path_factory, scenes):
     """A finished quake job over :data:`CENTRES` and its scenes."""
     root = tmp_path_factory.mktemp("quake")
-    field = ground_rupture(35.985, 37.505, azimuth=78.0, slip=_slip, depth=8000.0)
-    scenes = make_scenes(texture, CENTRES, field, shape=(384, 384), pixel_size=PIXEL, seed=1)
     config = load_config(
         {
             "name": "quake-e2e",
@@ -146,3 +152,46 @@ def test_quake_job_mosaic_has_no_seams_across_the_zone_boundary(quake_run):
     seams = np.abs(levels[1:] - levels[:-1])  # T1|T2 and T2|T3 (across 36° E)
     assert seams.max() <= 0.05  # px
     assert np.abs(levels).max() <= 0.1  # px: no tile is off the truth either
+
+
+def _profile_rmse(scenes: SyntheticScenes, grid, text: str) -> tuple[float, int]:
+    """RMSE (m) of the fault-parallel slip of a profiles CSV against the truth, and the profiles scored."""
+    rows = [r for r in csv.DictReader(text.splitlines()) if r["parallel_m"]]
+    row = np.array([float(r["row"]) for r in rows])
+    col = np.array([float(r["col"]) for r in rows])
+    lon, lat = _lonlat(grid.crs, *apply_transform(grid.transform, col + 0.5, row + 0.5))
+    parallel = np.array([float(r["parallel_m"]) for r in rows])
+    return float(np.sqrt(np.mean((parallel - scenes.field.slip_at(lon, lat)) ** 2))), len(rows)
+
+
+@pytest.mark.slow
+def test_service_quake_process_returns_the_products(service, scenes, tmp_path):
+    """The service's ``quake`` process on the two tiles either side of 36° E, one pre x post pair each: the
+    same chain, its products served, the slip right."""
+    token = service.add_user("quake-user")
+    local = scenes.write_inputs(service.data_root / "quake")
+    inputs = [
+        {**i, "path": str(Path(i["path"]).relative_to(service.data_root))}
+        for i in local
+        if i["tile"] in ("T2", "T3") and i["date"] in (scenes.dates[1], scenes.dates[2])
+    ]
+    job = {
+        "inputs": inputs,
+        "quake": {"event_date": scenes.event_date},
+        "corrections": {"track_angle_deg": scenes.track_angle},
+    }
+    doc = service.run("quake", job, token)
+    assert doc["status"] == "successful", doc
+    c, a = service.client, auth(token)
+    res = c.get(f"/jobs/{doc['jobID']}/results", headers=a).json()
+    assert {"offsets_nc", "offsets_tif", "trace", "profiles", "slip_plot", "report", "catalog"} <= set(res)
+    assert res["profiles"]["type"].startswith("text/csv") and res["slip_plot"]["type"] == "image/png"
+    nc = tmp_path / "offsets.nc"
+    nc.write_bytes(c.get(res["offsets_nc"]["href"], headers=a).content)
+    grid = dataset_grid(xr.open_dataset(nc))
+    assert grid.crs.to_epsg() in (32636, 32637)
+    rmse, n = _profile_rmse(scenes, grid, c.get(res["profiles"]["href"], headers=a).text)
+    assert n >= 8 and rmse <= 0.3  # m
+    trace = c.get(res["trace"]["href"], headers=a).json()
+    lonlat = np.asarray(trace["geometry"]["coordinates"])
+    assert np.median(np.abs(scenes.field.local(lonlat[:, 0], lonlat[:, 1])[1])) / PIXEL <= 3.0  # px

@@ -42,11 +42,25 @@ _DESCRIPTIONS = {
     "geometry -> corrections -> geocoded range / azimuth / line-of-sight products per pair (NetCDF, COG), "
     "per-track series and velocities, east/north/up velocity from ascending + descending tracks "
     "(sar.combine: enu), STAC catalogue.",
+    "quake": "The `quake` workflow preset of `geodeform run`: pre- and post-event images of every tile "
+    "(catalogue search or local files with a `tile` label, in the data roots) around `quake.event_date` -> "
+    "pre x post pairs per tile and orbit, stacked -> one offset mosaic across tiles and UTM zones -> rupture "
+    "trace (detected, or `quake.trace`) -> stripe/jitter correction -> slip profiles: offsets (NetCDF, COG), "
+    "trace (GeoJSON), profiles (CSV), slip plot, STAC catalogue and HTML report.",
 }
 _OUTPUTS = file_outputs(
     velocity_nc="Velocity (NetCDF)",
     velocity_tif="Velocity (COG)",
     timeseries="Time series (NetCDF)",
+    catalog="STAC catalogue",
+    report="HTML report",
+)
+_QUAKE_OUTPUTS = file_outputs(
+    offsets_nc="Co-seismic offset mosaic (NetCDF, m east/north)",
+    offsets_tif="Co-seismic offset mosaic (COG)",
+    trace="Rupture trace (GeoJSON)",
+    profiles="Slip profiles (CSV)",
+    slip_plot="Slip along strike (PNG)",
     catalog="STAC catalogue",
     report="HTML report",
 )
@@ -72,6 +86,9 @@ def check_preset(raw: Mapping[str, Any], settings: ServiceSettings) -> list[Prob
                 if i == 0 and not problems and not local.is_dir():  # SAFE folders: checked by the sar chain
                     problems += raster_problems("inputs.0.path", local, 1, settings)
     problems += inside_roots("dem", raw.get("dem"), settings)
+    quake = raw.get("quake")
+    if isinstance(quake, Mapping):
+        problems += inside_roots("quake.trace", quake.get("trace"), settings)
     search = raw.get("search")
     if isinstance(search, Mapping):
         problems += catalog_problems(search.get("catalog", "earth-search"), settings)
@@ -123,6 +140,9 @@ def _server_side(config: JobConfig, settings: ServiceSettings) -> JobConfig:
         ]
     if config.dem:
         update["dem"] = str(resolve_data_path(config.dem, roots))
+    if config.quake is not None and config.quake.trace:
+        trace = str(resolve_data_path(config.quake.trace, roots))
+        update["quake"] = config.quake.model_copy(update={"trace": trace})
     if config.search is not None:
         search = config.search
         if not is_url(search.catalog) and search.catalog.lower() not in ("earth-search", "cdse"):
@@ -188,7 +208,7 @@ def preset_processes() -> list[Process]:
             inputs_model=_preset_model(preset, defaults),
             runner=_preset_runner(preset),
             check=check_preset,
-            outputs=_OUTPUTS,
+            outputs=_QUAKE_OUTPUTS if preset == "quake" else _OUTPUTS,
             keywords=("workflow", preset),
         )
         for preset, defaults in PRESETS.items()
