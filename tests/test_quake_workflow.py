@@ -20,9 +20,13 @@ from pyproj import Transformer
 
 from _service_helpers import auth
 from geodeform.config import load_config
+from geodeform.errors import GeodeformError, InvalidInputError, NoDataError
 from geodeform.io import apply_transform, dataset_grid
+from geodeform.pairs import coseismic_pairs
+from geodeform.quake import TraceCRSError, TraceOutsideError
 from geodeform.quake.synthetic import SyntheticScenes, ground_rupture, make_scenes
 from geodeform.workflows import run_job
+from geodeform.workflows.quake_plan import plan_quake
 
 PIXEL = 10.0  # metres per image pixel
 # 384 px x 10 m tiles 0.03° (2.6 km) apart: ~1.2 km overlaps; T2 crosses 36° E, T3 is in UTM zone 37
@@ -195,3 +199,88 @@ def test_service_quake_process_returns_the_products(service, scenes, tmp_path):
     trace = c.get(res["trace"]["href"], headers=a).json()
     lonlat = np.asarray(trace["geometry"]["coordinates"])
     assert np.median(np.abs(scenes.field.local(lonlat[:, 0], lonlat[:, 1])[1])) / PIXEL <= 3.0  # px
+
+
+# ------------------------------------------------------------------------------------- bad input (fast)
+def test_coseismic_pairs_pair_each_orbit_around_the_event():
+    dates = ["2023-01-20", "2023-01-25", "2023-01-30", "2023-02-06", "2023-02-09", "2023-02-14", "2023-02-19"]
+    net = coseismic_pairs(dates, "2023-02-06", pre=2, post=2)
+    # the latest two before (the event day is left out) x the earliest two after
+    assert sorted(map(tuple, net.pairs)) == [(1, 4), (1, 5), (2, 4), (2, 5)]
+    orbits = ["A", "B", "A", "B", "A", "B", "A"]
+    net = coseismic_pairs(dates, "2023-02-06", orbits=orbits, pre=1, post=1)
+    assert sorted(map(tuple, net.pairs)) == [(1, 5), (2, 4)]  # never across orbits
+    net = coseismic_pairs(dates, "2023-02-06", pre=2, post=2, max_days=7)
+    assert sorted(map(tuple, net.pairs)) == [(2, 4)]  # 7 days before, 3 after
+
+
+def test_coseismic_pairs_bad_input_names_the_problem():
+    dates = ["2023-01-20", "2023-01-25", "2023-02-09"]
+    with pytest.raises(InvalidInputError, match=r"no post-event image.*outside the data range"):
+        coseismic_pairs(dates, "2023-03-01")
+    with pytest.raises(InvalidInputError, match="no pre-event image"):
+        coseismic_pairs(dates, "2023-01-01")
+    with pytest.raises(InvalidInputError, match="not a date"):
+        coseismic_pairs(dates, "yesterday")
+    with pytest.raises(NoDataError, match="orbit B: 1 before, 0 after; orbit A: 0 before, 2 after"):
+        coseismic_pairs(dates, "2023-01-22", orbits=["B", "A", "A"])
+    with pytest.raises(NoDataError, match="within 5 days"):
+        coseismic_pairs(dates, "2023-02-01", max_days=5)
+    assert issubclass(TraceOutsideError, ValueError) and issubclass(NoDataError, GeodeformError)
+
+
+def _tiny_inputs(folder: Path, dates: list[str]) -> list[dict[str, str]]:
+    """64 x 64 GeoTIFFs of one tile at 10 m near 35.96° E 37.5° N (UTM 36N), one per date."""
+    import rasterio
+    from rasterio.transform import from_origin
+
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(0)
+    out = []
+    for day in dates:
+        path = folder / f"T1_{day}.tif"
+        profile = dict(driver="GTiff", width=64, height=64, count=1, dtype="float32", crs="EPSG:32636")
+        with rasterio.open(path, "w", transform=from_origin(760000, 4155000, 10, 10), **profile) as dst:
+            dst.write(rng.normal(size=(64, 64)).astype(np.float32), 1)
+        out.append({"path": str(path), "date": day, "tile": "T1"})
+    return out
+
+
+def _quake_config(inputs, **quake):
+    return {
+        "name": "bad",
+        "preset": "quake",
+        "inputs": inputs,
+        "quake": {"event_date": "2023-02-06", **quake},
+    }
+
+
+def test_quake_job_refuses_missing_sides_at_load_time(tmp_path):
+    before = _tiny_inputs(tmp_path, ["2023-01-20", "2023-01-25"])
+    with pytest.raises(GeodeformError, match="no post-event image"):
+        load_config(_quake_config(before))
+    with pytest.raises(GeodeformError, match=r"quake\.event_date is required"):
+        load_config({"name": "bad", "preset": "quake", "inputs": before})
+    search = {"start": "2023-03-01", "end": "2023-04-01", "aoi": {"bbox": [35.9, 37.4, 36.1, 37.6]}}
+    with pytest.raises(GeodeformError, match="outside the search period"):
+        load_config(
+            {"name": "bad", "preset": "quake", "search": search, "quake": {"event_date": "2023-02-06"}}
+        )
+
+
+def test_quake_job_refuses_a_bad_trace_before_writing(tmp_path):
+    inputs = _tiny_inputs(tmp_path / "in", ["2023-01-25", "2023-02-09"])
+    far = tmp_path / "far.geojson"  # lon/lat, 50 km east of the images
+    far.write_text(json.dumps({"type": "LineString", "coordinates": [[36.5, 37.4], [36.6, 37.6]]}))
+    run = tmp_path / "run"
+    with pytest.raises(TraceOutsideError, match=r"quake\.trace"):
+        run_job(load_config(_quake_config(inputs, trace=str(far))), run)
+    assert not run.exists()  # refused before anything was written
+    utm = tmp_path / "utm.geojson"  # UTM 36N metres crossing the images, without a CRS
+    utm.write_text(json.dumps({"type": "LineString", "coordinates": [[760100, 4154400], [760600, 4154600]]}))
+    with pytest.raises(TraceCRSError, match=r"trace_crs|CRS"):
+        plan_quake(load_config(_quake_config(inputs, trace=str(utm))))
+    plan = plan_quake(load_config(_quake_config(inputs, trace=str(utm), trace_crs="EPSG:32636")))
+    assert [t.name for t in plan.tiles] == ["T1"]
+    with pytest.raises(InvalidInputError, match="not found"):
+        plan_quake(load_config(_quake_config(inputs, trace=str(tmp_path / "missing.geojson"))))
