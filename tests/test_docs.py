@@ -48,6 +48,7 @@ TUTORIALS = {
     "ice_kaskawulsh": "glaft_kaskawulsh",
     "slide": None,  # part 1 (Pandora2D) skips itself when the shared data are absent
     "quake": None,
+    "quake_pair": None,
     "survey": None,
     "sar": "s1_grd",
     "cluster": None,  # Dask LocalCluster, two worker processes
@@ -61,6 +62,7 @@ PAGES = {
     "ice_kaskawulsh": "tutorials/ice.md",
     "slide": "tutorials/slide.md",
     "quake": "tutorials/quake.md",
+    "quake_pair": "tutorials/quake.md",
     "survey": "tutorials/survey.md",
     "sar": "tutorials/sar.md",
     "cluster": None,

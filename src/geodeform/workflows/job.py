@@ -41,6 +41,7 @@ from geodeform.workflows.products import (
     write_products,
     write_run_report,
 )
+from geodeform.workflows.quake import plan_quake, run_quake
 from geodeform.workflows.sar import check_sar_files, run_sar_job
 from geodeform.workflows.stack import ImageStack, stack_from_inputs, stack_from_search
 
@@ -161,6 +162,7 @@ def run_job(
         check_sar_files(config)  # before anything is written
     else:
         check_files(config)
+    quake = plan_quake(config) if config.preset == "quake" else None  # acquisitions, trace: still nothing
     out = Path(run_dir) if run_dir is not None else Path("runs") / config.name
     out.mkdir(parents=True, exist_ok=True)
     handler = _setup_logging(out)
@@ -169,6 +171,21 @@ def run_job(
             tmp.write_text(config_to_yaml(config), encoding="utf-8")
         log.info("run %s in %s", config.name, out.resolve())
         cache = Path(cache_dir) if cache_dir else None
+        if quake is not None:
+            workers = _workers(config, None)
+            result = run_quake(
+                quake,
+                out,
+                workers=workers,
+                match=lambda specs: _match_pairs(config, specs, workers, progress),
+                progress=progress,
+                on_estimate=on_estimate,
+                cache_dir=cache,
+                report_extras=report_extras,
+                started=started,
+            )
+            log.info("run %s finished in %.1f s", config.name, result.seconds)
+            return result
         if config.sar is not None:
             result = run_sar_job(
                 config,

@@ -77,6 +77,9 @@ class PairSpec:
     method, chip_size, step, search_range, prefilter
         Matcher settings (:func:`geodeform.offsets.match`): chip and step in reference pixels; search range
         ± pixels, one value or one per node.
+    options
+        More keyword options of the matcher (e.g. ``{"two_motion_px": 0.1}``, see
+        :class:`geodeform.offsets.ncc.NccOptions`).
     nodata
         Pixel value to ignore in both rasters; default: their declared nodata, plus 0 and the dtype maximum of
         integer rasters without one (:func:`geodeform.io.fill_values`).
@@ -114,6 +117,7 @@ class PairSpec:
     step: int = 16
     search_range: int | NDArray[np.int64] = field(default=16, compare=False)
     prefilter: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
     nodata: float | None = None
     threads: int | None = None
     strip_rows: int = 1024
@@ -389,6 +393,7 @@ def process_pair(spec: PairSpec, *, progress: PairProgress | None = None) -> Pai
             threads=spec.threads,
             strip_rows=spec.strip_rows,
             progress=(lambda done, total: progress("match", done, total)) if progress else None,
+            **spec.options,
         )
     except GeodeformError as exc:
         if spec.errors == "raise":

@@ -105,8 +105,16 @@ def search_ranges(
     return np.maximum(2, np.ceil(1.5 * metres / stack.pixel_m) + 2).astype(np.int64)
 
 
-def pair_specs(config: JobConfig, stack: ImageStack, network: PairNetwork, run_dir: Path) -> list[PairSpec]:
-    """One :class:`PairSpec` per pair of ``network``, writing ``<run_dir>/pairs/<ref>_<sec>_<key>.nc``."""
+def pair_specs(
+    config: JobConfig,
+    stack: ImageStack,
+    network: PairNetwork,
+    run_dir: Path,
+    *,
+    options: dict[str, Any] | None = None,
+) -> list[PairSpec]:
+    """One :class:`PairSpec` per pair of ``network``, writing ``<run_dir>/pairs/<ref>_<sec>_<key>.nc``;
+    ``options`` are more matcher options (:attr:`PairSpec.options`)."""
     stable = stable_nodes(config, stack)
     m = config.matching
     node_speed = (
@@ -115,6 +123,8 @@ def pair_specs(config: JobConfig, stack: ImageStack, network: PairNetwork, run_d
         else None
     )
     mdict = {"method": m.method, "chip_size": m.chip_size, "step": m.step, "prefilter": m.prefilter}
+    if options:
+        mdict["options"] = dict(options)
     cdict = config.corrections.model_dump()
     stable_digest = None if stable is None else hashlib.sha1(np.packbits(stable).tobytes()).hexdigest()
     specs = []
@@ -136,6 +146,7 @@ def pair_specs(config: JobConfig, stack: ImageStack, network: PairNetwork, run_d
                 step=m.step,
                 search_range=sr,
                 prefilter=m.prefilter,
+                options=dict(options or {}),
                 threads=config.compute.threads,
                 corrections=config.corrections,
                 stable=stable,

@@ -28,8 +28,9 @@ from geodeform import __version__
 from geodeform.errors import InvalidInputError
 from geodeform.io import speed
 from geodeform.io.atomic import atomic_output
+from geodeform.workflows.report_section import ReportSection
 
-__all__ = ["PairSummary", "PointSeries", "ReportInputs", "pick_points", "write_report"]
+__all__ = ["PairSummary", "PointSeries", "ReportInputs", "ReportSection", "pick_points", "write_report"]
 
 log = logging.getLogger(__name__)
 
@@ -151,6 +152,8 @@ class ReportInputs:
         Known speed on the velocity grid (m/yr), shown with the error map.
     notes
         Warnings to show under the summary (e.g. bridged gaps).
+    sections
+        More sections, shown after the maps (a chain's own products).
     """
 
     title: str
@@ -164,6 +167,7 @@ class ReportInputs:
     attribution: Sequence[str] = ()
     speed_truth: xr.DataArray | None = None
     notes: Sequence[str] = ()
+    sections: Sequence[ReportSection] = ()
 
 
 # ---------------------------------------------------------------------------------------------- grid helpers
@@ -452,6 +456,7 @@ def write_report(inputs: ReportInputs, out_dir: Path) -> Path:
     created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     b = _Build()
     maps_html = _maps_section(inputs, b)
+    maps_html += "".join(_extra_section(section, b) for section in inputs.sections)
     series_html = _series_section(inputs, b)
     network_html = _network_section(inputs, b)
     pairs_html = _pairs_section(inputs, b)
@@ -464,7 +469,7 @@ def write_report(inputs: ReportInputs, out_dir: Path) -> Path:
         _parameters_section(inputs),
     ]
     page = _page(inputs, [s for s in sections if s], created)
-    for name in QUICKLOOKS:
+    for name in dict.fromkeys([*QUICKLOOKS, *b.figures]):
         path = quick / name
         if name in b.figures:
             with atomic_output(path) as tmp:
@@ -521,7 +526,8 @@ def _maps_section(inputs: ReportInputs, b: _Build) -> str:
     ds = inputs.velocity
     v = _speed(ds)
     if ds is None or v is None:
-        b.notices.append("No velocity map was produced.")
+        if not inputs.sections:
+            b.notices.append("No velocity map was produced.")
         return ""
     valid = np.isfinite(v)
     crs = _crs_name(inputs)
@@ -780,6 +786,19 @@ def _pairs_section(inputs: ReportInputs, b: _Build) -> str:
     )
 
 
+def _extra_section(section: ReportSection, b: _Build) -> str:
+    parts = [f'<section id="{_e(section.id)}"><h2>{_e(section.title)}</h2>']
+    for name, png, caption in section.figures:
+        b.figures[name] = png
+        parts.append(_img(png, name, caption))
+    if section.facts:
+        parts.append(_kv_table(section.facts))
+    if section.rows:
+        parts.append(_table(section.head, [[_e(c) for c in r] for r in section.rows], "num"))
+    parts.append("</section>")
+    return "\n".join(parts)
+
+
 def _parameters_section(inputs: ReportInputs) -> str:
     rows = [(k, str(v)) for k, v in _flatten(inputs.parameters)]
     if not rows:
@@ -821,6 +840,7 @@ def _page(inputs: ReportInputs, sections: Sequence[str], created: str) -> str:
         "network": "Pair network",
         "pairs": "Pair statistics",
         "parameters": "Parameters",
+        **{section.id: section.title for section in inputs.sections},
     }
     nav = " ".join(f'<a href="#{i}">{names[i]}</a>' for i in present if i in names)
     credits = "".join(f"<p>{_e(a)}</p>" for a in inputs.attribution)

@@ -34,8 +34,12 @@ from geodeform.search.scoring import QA_CLOUD_BITS, SCL_CLOUD_CLASSES, SCL_INVAL
 __all__ = [
     "Acquisition",
     "ImageStack",
+    "SceneGroup",
+    "SceneSearch",
+    "clearest_acquisitions",
     "content_key",
     "read_image",
+    "search_scenes",
     "stack_from_inputs",
     "stack_from_search",
 ]
@@ -260,36 +264,62 @@ def _aoi_filter(found: Sequence[Any], search: Any) -> list[Any]:
     return kept
 
 
-def stack_from_search(
-    search: Any,
-    run_dir: Path,
-    *,
-    progress: Progress | None = None,
-    cache_dir: Path | None = None,
-    roi: Sequence[float] | None = None,
-) -> ImageStack:
-    """Search the catalogue, keep the clearest ``max_images`` over the AOI and read them on one grid.
+SceneGroup = tuple[tuple[int | None, str], list[Any]]
+"""Scenes of one acquisition: ``((orbit, "YYYY-MM-DD"), [scenes of that orbit and day])``."""
 
-    Scenes of one orbit and one day (adjacent MGRS tiles) are mosaicked into one acquisition, so products
-    have no seam gaps.
 
-    Raises
-    ------
-    NoDataError
-        No scene matches (the message says after which filter) or fewer than two dates remain.
+@dataclass(frozen=True)
+class SceneSearch:
+    """Scenes a catalogue search found over an area, grouped into acquisitions (output of
+    :func:`search_scenes`).
+
+    Attributes
+    ----------
+    area
+        The area searched (:class:`geodeform.search.AOI`); images are read on its grid.
+    groups
+        Acquisitions that pass the AOI filters, clearest first: scenes of one orbit and day (adjacent tiles)
+        form one acquisition.
+    notes
+        What the search found and kept, for the log.
+    """
+
+    area: AOI
+    groups: list[SceneGroup]
+    notes: tuple[str, ...] = ()
+
+
+def search_scenes(search: Any, *, area: AOI | None = None) -> SceneSearch:
+    """Query the catalogue of a search config, apply the AOI cloud filters and group scenes by orbit and day.
+
+    Parameters
+    ----------
+    search
+        :class:`geodeform.config.SearchConfig`.
+    area
+        Area searched instead of ``search.aoi`` (e.g. one tile of it); scenes are then kept when their tile
+        is ``area.tile`` (if set).
+
+    Returns
+    -------
+    SceneSearch
     """
     tiles = list(search.aoi.tiles)
-    area_kwargs: dict[str, Any] = {}
-    if search.aoi.bbox is not None:
-        area_kwargs["bbox"] = list(search.aoi.bbox)
-    elif search.aoi.geojson is not None:
-        area_kwargs["geojson"] = search.aoi.geojson
-    if len(tiles) == 1:
-        area_kwargs["tile"] = tiles[0]
-    if tiles and len(tiles) > 1 and not area_kwargs:
-        area = _union_of_tiles(tiles)
-    else:
-        area = make_aoi(**area_kwargs)
+    wanted = tiles if len(tiles) > 1 else []
+    if area is None:
+        area_kwargs: dict[str, Any] = {}
+        if search.aoi.bbox is not None:
+            area_kwargs["bbox"] = list(search.aoi.bbox)
+        elif search.aoi.geojson is not None:
+            area_kwargs["geojson"] = search.aoi.geojson
+        if len(tiles) == 1:
+            area_kwargs["tile"] = tiles[0]
+        if tiles and len(tiles) > 1 and not area_kwargs:
+            area = _union_of_tiles(tiles)
+        else:
+            area = make_aoi(**area_kwargs)
+    elif area.tile is not None:
+        wanted = [area.tile]
     table = stac_search(
         search.collection,
         aoi=area,
@@ -305,25 +335,70 @@ def stack_from_search(
     found = list(table)
     scenes = _aoi_filter(found, search)
     unscored = sum(s.aoi_cloud_pct is None for s in scenes)
-    if len(tiles) > 1:
-        wanted = {t.upper().lstrip("0") for t in tiles}
-        scenes = [s for s in scenes if s.tile is None or s.tile.upper().lstrip("0") in wanted]
+    if wanted:
+        names = {t.upper().lstrip("0") for t in wanted}
+        scenes = [s for s in scenes if s.tile is None or s.tile.upper().lstrip("0") in names]
     groups: dict[tuple[int | None, str], list[Any]] = {}
     for s in scenes:
         groups.setdefault((s.orbit, s.datetime.date().isoformat()), []).append(s)
-    # The clearest groups (mean AOI cloud of their scenes), capped per orbit in proportion, then by date.
+    # The clearest groups first (the AOI cloud of their scenes).
     ranked = sorted(groups.items(), key=lambda kv: min(s.rank_key for s in kv[1]))
-    best_per_day: dict[str, tuple[tuple[int | None, str], list[Any]]] = {}
-    for kv in ranked:  # one orbit per day: the clearest
+    note = (
+        f"{len(found)} scenes found, {len(scenes)} pass the AOI filters ({unscored} without an AOI cloud "
+        "score)"
+    )
+    return SceneSearch(area, ranked, (note,))
+
+
+def clearest_acquisitions(found: SceneSearch, max_images: int) -> list[SceneGroup]:
+    """The default choice: one orbit per day (the clearest), the ``max_images`` clearest days, by date."""
+    best_per_day: dict[str, SceneGroup] = {}
+    for kv in found.groups:  # clearest first
         best_per_day.setdefault(kv[0][1], kv)
     ranked = list(best_per_day.values())
-    chosen = sorted(ranked[: search.max_images], key=lambda kv: (kv[0][1], kv[0][0] or 0))
+    return sorted(ranked[:max_images], key=lambda kv: (kv[0][1], kv[0][0] or 0))
+
+
+def stack_from_search(
+    search: Any,
+    run_dir: Path,
+    *,
+    progress: Progress | None = None,
+    cache_dir: Path | None = None,
+    roi: Sequence[float] | None = None,
+    found: SceneSearch | None = None,
+    chosen: list[SceneGroup] | None = None,
+) -> ImageStack:
+    """Search the catalogue, keep the clearest ``max_images`` over the AOI and read them on one grid.
+
+    Scenes of one orbit and one day (adjacent MGRS tiles) are mosaicked into one acquisition, so products
+    have no seam gaps.
+
+    Parameters
+    ----------
+    search
+        :class:`geodeform.config.SearchConfig`.
+    run_dir
+        Images go to ``<run_dir>/images``.
+    found, chosen
+        A search already made (:func:`search_scenes`) and the acquisitions of it to read (default
+        :func:`clearest_acquisitions`), e.g. chosen around an event date.
+
+    Raises
+    ------
+    NoDataError
+        No scene matches (the message says after which filter) or fewer than two dates remain.
+    """
+    if found is None:
+        found = search_scenes(search)
+    area = found.area
+    if chosen is None:
+        chosen = clearest_acquisitions(found, search.max_images)
     if len({d for (_, d), _ in chosen}) < 2:
         raise NoDataError(
             f"only {len(chosen)} acquisition date(s) over the AOI between {search.start} and {search.end}: "
-            f"{len(found)} scenes found, {len(scenes)} left after the AOI filters (max AOI cloud "
-            f"{search.max_aoi_cloud}%, min valid {search.min_valid}%); widen the dates or relax "
-            "search.max_aoi_cloud / search.min_valid"
+            f"{'; '.join(found.notes)} (max AOI cloud {search.max_aoi_cloud}%, min valid "
+            f"{search.min_valid}%); widen the dates or relax search.max_aoi_cloud / search.min_valid"
         )
     first = chosen[0][1][0]
     res = search.resolution or band_resolution(SceneRef.from_any(first), search.band)
@@ -355,10 +430,7 @@ def stack_from_search(
         )
         if progress:
             progress(n + 1, len(chosen))
-    notes = [
-        f"{len(found)} scenes found, {len(scenes)} pass the AOI filters ({unscored} without an AOI cloud "
-        f"score), {len(chosen)} acquisitions kept (max_images={search.max_images})"
-    ]
+    notes = [f"{'; '.join(found.notes)}, {len(chosen)} acquisitions kept (max_images={search.max_images})"]
     return ImageStack(acqs, grid, float(res), f"search {search.collection} @ {search.catalog}", notes)
 
 

@@ -57,6 +57,7 @@ PATH_FIELDS: dict[str, Literal["file", "folder", "file_or_folder", "catalog"]] =
     "masks.stable": "file",
     "matching.reference_velocity": "file",
     "search.aoi.geojson": "file",
+    "quake.trace": "file",
     "search.catalog": "catalog",
 }
 """Every field of a job config that names a file or folder (``*``: each item of a list), and its kind."""
@@ -96,11 +97,26 @@ _DESCRIPTIONS = {
     "geometry -> corrections -> geocoded range / azimuth / line-of-sight products per pair (NetCDF, COG), "
     "per-track series and velocities, east/north/up velocity from ascending + descending tracks "
     "(sar.combine: enu), STAC catalogue.",
+    "quake": "The `quake` workflow preset of `geodeform run`: pre- and post-event images of every tile "
+    "(catalogue search or local files with a `tile` label, in the data roots) around `quake.event_date` -> "
+    "pre x post pairs per tile and orbit, stacked -> one offset mosaic across tiles and UTM zones -> rupture "
+    "trace (detected, or `quake.trace`) -> stripe/jitter correction -> slip profiles: offsets (NetCDF, COG), "
+    "trace (GeoJSON), profiles (CSV), slip plot, STAC catalogue and HTML report.",
 }
 _OUTPUTS = file_outputs(
     velocity_nc=("Velocity (NetCDF)", "application/x-netcdf"),
     velocity_tif=("Velocity (COG)", "image/tiff; application=geotiff; profile=cloud-optimized"),
     timeseries=("Time series (NetCDF)", "application/x-netcdf"),
+    catalog=("STAC catalogue", "application/json"),
+    report=("HTML report", "text/html"),
+)
+_COG = "image/tiff; application=geotiff; profile=cloud-optimized"
+_QUAKE_OUTPUTS = file_outputs(
+    offsets_nc=("Co-seismic offset mosaic (NetCDF, m east/north)", "application/x-netcdf"),
+    offsets_tif=("Co-seismic offset mosaic (COG)", _COG),
+    trace=("Rupture trace (GeoJSON)", "application/geo+json"),
+    profiles=("Slip profiles (CSV)", "text/csv"),
+    slip_plot=("Slip along strike (PNG)", "image/png"),
     catalog=("STAC catalogue", "application/json"),
     report=("HTML report", "text/html"),
 )
@@ -295,8 +311,10 @@ def _preset_runner(preset: str) -> Runner:
         message = "finished"
         if failed:
             message = f"finished: {len(result.pairs) - len(failed)} of {len(result.pairs)} pairs measured"
-        if "velocity_nc" not in files:
-            message += "; no velocity map (see the report and run.log)"
+        main_product = "offsets_nc" if preset == "quake" else "velocity_nc"
+        if main_product not in files:
+            what = "offset mosaic" if preset == "quake" else "velocity map"
+            message += f"; no {what} (see the report and run.log)"
         return RunOutcome(files, message)
 
     return run
@@ -342,7 +360,7 @@ def preset_processes() -> list[Process]:
             runner=_preset_runner(preset),
             check=_checker(defaults),
             prepare=prepare_preset,
-            outputs=_OUTPUTS,
+            outputs=_QUAKE_OUTPUTS if preset == "quake" else _OUTPUTS,
             keywords=("workflow", preset),
         )
         for preset, defaults in PRESETS.items()
