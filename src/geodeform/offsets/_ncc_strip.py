@@ -18,12 +18,12 @@ from typing import Any, NamedTuple
 import numba
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
 
 from geodeform.offsets._buffers import buffer
 from geodeform.offsets._filters import (
     bspline_coefficients,
     bspline_model,
+    erode3,
     gaussian_kernel,
     separable_fir,
     spline_gradients,
@@ -80,8 +80,14 @@ def gaussian_nan(img: F32, sigma: float) -> F32:
         return np.where(valid, num / den, np.nan).astype(np.float32)
 
 
-def _erode(valid: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
-    return valid if valid.all() else ndimage.binary_erosion(valid, np.ones((3, 3), bool), border_value=1)
+def _erode(valid: npt.NDArray[np.bool_], key: str | None = None) -> npt.NDArray[np.bool_]:
+    """``valid`` eroded by one pixel (pixels beyond the border count as valid): the pixels whose 3 × 3
+    B-spline stencil holds only valid pixels. With ``key`` the result lives in a reused buffer."""
+    if valid.all():
+        return valid
+    out = np.empty(valid.shape, bool) if key is None else buffer(key, valid.shape, np.bool_)
+    erode3(valid, out)
+    return out
 
 
 def _normalised(img: F32, valid: npt.NDArray[np.bool_], stats: tuple[float, float]) -> F32:
@@ -148,7 +154,9 @@ class PreparedStrip:
                 ref, rv, sec, sv = self.refs[level], self.rvs[level], self.secs[level], self.svs[level]
                 val, gy, gx = (np.empty(ref.shape, np.float32) for _ in range(3))
                 bspline_model(ref, val, gy, gx)
-                self._coarse[level] = _pad_spline(val, _erode(rv), gy, gx, sec, _erode(sv), key=f"pad{level}")
+                self._coarse[level] = _pad_spline(
+                    val, _erode(rv, f"erode-r{level}"), gy, gx, sec, _erode(sv, "erode-s"), key=f"pad{level}"
+                )
             return self._coarse[level]
         if self._spline is None:
             ref, rv, sec, sv = self.refs[0], self.rvs[0], self.secs[0], self.svs[0]
@@ -164,7 +172,7 @@ class PreparedStrip:
                     ref = np.where(rv, ref, fill).astype(np.float32)
                 val, gy, gx = (buffer(f"model-{k}", ref.shape, np.float32) for k in "vyx")
                 bspline_model(ref, val, gy, gx)
-                self._spline = _pad_spline(val, _erode(rv), gy, gx, sec, _erode(sv))
+                self._spline = _pad_spline(val, _erode(rv, "erode-r0"), gy, gx, sec, _erode(sv, "erode-s"))
         return self._spline
 
 
