@@ -12,7 +12,14 @@ import numba as nb
 import numpy as np
 import numpy.typing as npt
 
-__all__ = ["bspline_coefficients", "erode3", "gaussian_kernel", "separable_fir", "spline_gradients"]
+__all__ = [
+    "bspline_coefficients",
+    "erode3",
+    "gaussian_kernel",
+    "separable_fir",
+    "spline_gradients",
+    "taps_valid",
+]
 
 _Z = math.sqrt(3.0) - 2.0  # pole of the cubic B-spline prefilter
 
@@ -212,3 +219,27 @@ def erode3(valid, out):
         orow = out[i]
         for j in range(w):
             orow[j] = (col[j] & col[j + 1] & col[j + 2]) != 0
+
+
+@nb.njit(cache=True, parallel=True)
+def taps_valid(valid, out):
+    """``out[y, x]`` (uint8) = 1 when ``valid`` (bool or uint8) is nonzero on the whole 4 × 4 block
+    rows y..y+3, cols x..x+3 (the taps of a cubic B-spline interpolation), else 0; blocks that cross the
+    array's border are 0. One lookup per interpolated sample then tells whether it reads only valid
+    pixels."""
+    h, w = valid.shape
+    v8 = valid.view(np.uint8)
+    for i in nb.prange(h):
+        orow = out[i]
+        if i + 4 > h:
+            for j in range(w):
+                orow[j] = 0
+            continue
+        col = np.empty(w, np.uint8)
+        a, b, c, d = v8[i], v8[i + 1], v8[i + 2], v8[i + 3]
+        for j in range(w):  # branch-free: vectorised
+            col[j] = (a[j] != 0) & (b[j] != 0) & (c[j] != 0) & (d[j] != 0)
+        for j in range(w - 3):
+            orow[j] = col[j] & col[j + 1] & col[j + 2] & col[j + 3]
+        for j in range(max(w - 3, 0), w):
+            orow[j] = 0

@@ -89,8 +89,10 @@ class Spline(NamedTuple):
         1 where the reference sample may enter a sum.
     coef : ndarray of float32, shape (h + 2 LK_PAD, w + 2 LK_PAD)
         Cubic B-spline coefficients of the secondary, with a border of ``LK_PAD`` px.
-    coef_valid : ndarray of uint8, same shape as ``coef``
-        1 where the secondary pixel is valid (0 on the border).
+    taps_valid : ndarray of uint8, same shape as ``coef``
+        1 where the 4 × 4 coefficients whose top-left one this is are all valid pixels of the secondary
+        (0 on the border): the interpolant at a point whose integer part is (y + 1, x + 1) in ``coef``'s
+        coordinates reads only valid pixels when ``taps_valid[y, x]`` is 1 (:func:`taps_valid`).
     """
 
     ref: npt.NDArray[np.float32]
@@ -98,4 +100,4 @@ class Spline(NamedTuple):
     gx: npt.NDArray[np.float32]
     valid: npt.NDArray[np.uint8]
     coef: npt.NDArray[np.float32]
-    coef_valid: npt.NDArray[np.uint8]
+    taps_valid: npt.NDArray[np.uint8]

@@ -27,6 +27,7 @@ from geodeform.offsets._filters import (
     gaussian_kernel,
     separable_fir,
     spline_gradients,
+    taps_valid,
 )
 from geodeform.offsets._layout import (
     DX,
@@ -147,7 +148,12 @@ class PreparedStrip:
         return Level(self.refs[k], self.rvs[k].view(np.uint8), self.secs[k], self.svs[k].view(np.uint8))
 
     def spline(self, level: int = 0) -> Spline:
-        """The B-spline data of pyramid level ``level`` for the refinement kernels."""
+        """The B-spline data of pyramid level ``level`` for the refinement kernels.
+
+        Invalid pixels hold 0 (the normalised images' mean): no sum reads them, since the reference
+        samples are valid only where their 3 × 3 model stencil is (eroded validity) and the secondary's
+        interpolants only where their 4 × 4 taps are (``Spline.taps_valid``).
+        """
         if level > 0:
             if level not in self._coarse:
                 self._grow(level)
@@ -155,24 +161,21 @@ class PreparedStrip:
                 val, gy, gx = (np.empty(ref.shape, np.float32) for _ in range(3))
                 bspline_model(ref, val, gy, gx)
                 self._coarse[level] = _pad_spline(
-                    val, _erode(rv, f"erode-r{level}"), gy, gx, sec, _erode(sv, "erode-s"), key=f"pad{level}"
+                    val, _erode(rv, f"erode-r{level}"), gy, gx, sec, sv, key=f"pad{level}"
                 )
             return self._coarse[level]
         if self._spline is None:
             ref, rv, sec, sv = self.refs[0], self.rvs[0], self.secs[0], self.svs[0]
-            if not sv.all():
-                fill = float(sec[sv].mean()) if sv.any() else 0.0
-                sec = np.where(sv, sec, fill).astype(np.float32)
             if self.exact:
+                if not sv.all():  # the interpolating prefilter spreads every pixel: fill with the mean
+                    fill = float(sec[sv].mean()) if sv.any() else 0.0
+                    sec = np.where(sv, sec, fill).astype(np.float32)
                 gy, gx = spline_gradients(ref)
                 self._spline = _pad_spline(ref, rv, gy, gx, bspline_coefficients(sec), sv)
             else:
-                if not rv.all():
-                    fill = float(ref[rv].mean()) if rv.any() else 0.0
-                    ref = np.where(rv, ref, fill).astype(np.float32)
                 val, gy, gx = (buffer(f"model-{k}", ref.shape, np.float32) for k in "vyx")
                 bspline_model(ref, val, gy, gx)
-                self._spline = _pad_spline(val, _erode(rv, "erode-r0"), gy, gx, sec, _erode(sv, "erode-s"))
+                self._spline = _pad_spline(val, _erode(rv, "erode-r0"), gy, gx, sec, sv)
         return self._spline
 
 
@@ -186,8 +189,8 @@ def _pad_spline(
     *,
     key: str = "pad",
 ) -> Spline:
-    """The spline data with the secondary's coefficients and validity given the invalid border of
-    ``LK_PAD`` pixels that the refinement kernels expect."""
+    """The spline data with the secondary's coefficients given the invalid border of ``LK_PAD`` pixels
+    that the refinement kernels expect, and the validity of every 4 × 4 block of taps."""
     p = LK_PAD
     h, w = coef.shape
     cp = buffer(f"{key}-coef", (h + 2 * p, w + 2 * p), coef.dtype)
@@ -199,7 +202,9 @@ def _pad_spline(
     vp = buffer(f"{key}-valid", (h + 2 * p, w + 2 * p), np.bool_)
     vp[:] = False
     vp[p : p + h, p : p + w] = sv
-    return Spline(ref, gy, gx, rv.view(np.uint8), cp, vp.view(np.uint8))
+    tv = buffer(f"{key}-taps", vp.shape, np.uint8)
+    taps_valid(vp, tv)
+    return Spline(ref, gy, gx, rv.view(np.uint8), cp, tv)
 
 
 # ---------------------------------------------------------------------------------- chips and results
