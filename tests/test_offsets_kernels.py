@@ -85,7 +85,7 @@ def spline_of(ref: np.ndarray, sec: np.ndarray) -> Spline:
     valid = np.pad(np.ones(s.shape, np.uint8), LK_PAD)
     taps = np.empty_like(valid)
     taps_valid(valid, taps)
-    return Spline(val, gy, gx, np.ones(r.shape, np.uint8), coef, taps)
+    return Spline(val, gy, gx, np.ones(r.shape, np.uint8), coef, taps, np.ones(r.shape, np.uint8))
 
 
 def refine(

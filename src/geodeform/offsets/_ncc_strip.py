@@ -161,7 +161,7 @@ class PreparedStrip:
                 val, gy, gx = (np.empty(ref.shape, np.float32) for _ in range(3))
                 bspline_model(ref, val, gy, gx)
                 self._coarse[level] = _pad_spline(
-                    val, _erode(rv, f"erode-r{level}"), gy, gx, sec, sv, key=f"pad{level}"
+                    val, _erode(rv, f"erode-r{level}"), gy, gx, sec, sv, rv, key=f"pad{level}"
                 )
             return self._coarse[level]
         if self._spline is None:
@@ -171,11 +171,11 @@ class PreparedStrip:
                     fill = float(sec[sv].mean()) if sv.any() else 0.0
                     sec = np.where(sv, sec, fill).astype(np.float32)
                 gy, gx = spline_gradients(ref)
-                self._spline = _pad_spline(ref, rv, gy, gx, bspline_coefficients(sec), sv)
+                self._spline = _pad_spline(ref, rv, gy, gx, bspline_coefficients(sec), sv, rv)
             else:
                 val, gy, gx = (buffer(f"model-{k}", ref.shape, np.float32) for k in "vyx")
                 bspline_model(ref, val, gy, gx)
-                self._spline = _pad_spline(val, _erode(rv, "erode-r0"), gy, gx, sec, sv)
+                self._spline = _pad_spline(val, _erode(rv, "erode-r0"), gy, gx, sec, sv, rv)
         return self._spline
 
 
@@ -186,6 +186,7 @@ def _pad_spline(
     gx: F32,
     coef: F32,
     sv: npt.NDArray[np.bool_],
+    pixels: npt.NDArray[np.bool_],
     *,
     key: str = "pad",
 ) -> Spline:
@@ -204,7 +205,7 @@ def _pad_spline(
     vp[p : p + h, p : p + w] = sv
     tv = buffer(f"{key}-taps", vp.shape, np.uint8)
     taps_valid(vp, tv)
-    return Spline(ref, gy, gx, rv.view(np.uint8), cp, tv)
+    return Spline(ref, gy, gx, rv.view(np.uint8), cp, tv, pixels.view(np.uint8))
 
 
 # ---------------------------------------------------------------------------------- chips and results

@@ -439,7 +439,8 @@ def lk_refine_node(sp, r0, c0, h, w, d_r, d_c, weight, gn, out, scratch=None):
     s_gy, s_gx, s_gyr, s_gxr = sums[S_G], sums[S_G + 1], sums[S_GR], sums[S_GR + 1]
     nv = sums[S_NVALID]
     all_valid = nv == h * w
-    if swt <= 0.0 or nv < gn.min_frac * (h * w):
+    # the valid fraction is that of the chip's pixels, as for searched chips (not of the eroded samples)
+    if swt <= 0.0 or (gn.min_frac > 0.0 and valid_count(sp.pixels, r0, c0, h, w) < gn.min_frac * (h * w)):
         out[REASON] = MASKED
         return
     min_std = gn.min_std
