@@ -80,7 +80,7 @@ def run_ncc(job: MatchJob, opts: NccOptions, progress: ProgressCallback | None) 
             robust_discontinuities(job, opts, field)
     if lk_passes and opts.shiftable:
         shiftable_windows(job, opts, field)
-    if lk_passes and opts.max_chip_factor > 1:
+    if lk_passes and opts.grow_chips and opts.max_chip_factor > 1:
         _nested_chips(job, opts, field, steps)
     if lk_passes and opts.robust_ratio > 0:
         _contaminated(job, opts, field)
@@ -106,7 +106,7 @@ def _finish(job: MatchJob, opts: NccOptions, field: NodeField) -> MatcherOutput:
             radii=tuple(range(1, opts.smoothing + 1)),
             gamma=opts.smoothing_gamma,
         )
-    return MatcherOutput(dy, dx, field.q, field.reason, sigma)
+    return MatcherOutput(dy, dx, field.q, field.reason, sigma, field.chip[..., 0], field.chip[..., 1])
 
 
 def _consistency(job: MatchJob, opts: NccOptions, field: NodeField) -> None:
