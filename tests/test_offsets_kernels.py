@@ -128,7 +128,9 @@ def test_refinement_flags_chips_outside_the_strip_and_masked_chips(texture: np.n
     # a chip with 40 % valid pixels fails the valid-fraction test of nodes refined without a search
     valid = sp.valid.copy()
     valid[20:44, 20:40] = 0
-    masked = sp._replace(valid=valid)
+    pixels = sp.pixels.copy()
+    pixels[20:44, 20:40] = 0
+    masked = sp._replace(valid=valid, pixels=pixels)
     out = lk_nodes(
         masked,
         np.array([20], np.int64),
