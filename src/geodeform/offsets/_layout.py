@@ -104,3 +104,9 @@ class Spline(NamedTuple):
     coef: npt.NDArray[np.float32]
     taps_valid: npt.NDArray[np.uint8]
     pixels: npt.NDArray[np.uint8]
+
+
+def nan_to(x: npt.NDArray[np.floating], value: float = 0.0) -> npt.NDArray[np.floating]:
+    """A copy of ``x`` with its NaNs set to ``value`` (``np.nan_to_num`` without its infinity handling,
+    whose overhead dominated on the small per-pass arrays)."""
+    return np.where(np.isnan(x), value, x)

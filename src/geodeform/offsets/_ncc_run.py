@@ -35,6 +35,7 @@ from geodeform.offsets._layout import (
     SIGMA,
     SIGMA_CALIBRATION,
     TEXTURELESS,
+    nan_to,
 )
 from geodeform.offsets._ncc_field import NodeField, measure
 from geodeform.offsets._ncc_steps import (
@@ -177,7 +178,7 @@ def _nested_chips(job: MatchJob, opts: NccOptions, field: NodeField, keep: Mask 
                 need & ~has_start & (field.reason != MASKED),
                 (zero, zero),
                 int(job.search.max()),
-                min(level, factor.bit_length() - 2),
+                level,
             ),
         )
         results: list[tuple[Mask, NodeField]] = []
@@ -227,7 +228,7 @@ def border_chips(
     for axis, (origins, idx) in enumerate(((job.rs, ii), (job.cs, jj))):
         base, size, n = job.chip[axis], chip[axis], job.ref.shape[axis]
         centre = origins[idx] + (base - 1) / 2.0
-        d = np.nan_to_num(start[axis][ii, jj])
+        d = nan_to(start[axis][ii, jj])
         # the first and last chip pixels whose secondary window (displaced by the start, ± the search,
         # with the spline's taps) lies within the refinement's padding of the secondary
         first = np.maximum(0.0, -2.0 - np.floor(d - radius))
@@ -288,7 +289,7 @@ def _contaminated(job: MatchJob, opts: NccOptions, field: NodeField) -> None:
         return
     rows = np.nonzero(cand.any(axis=1))[0]
     r = measure(job, opts, rows=rows, select=cand, start=(field.dy, field.dx), robust=True)
-    score = np.nan_to_num(r.lk[..., CENTRE_SCORE])
+    score = nan_to(r.lk[..., CENTRE_SCORE])
     take = cand & r.ok & (score >= 0.5) & (r.q >= opts.min_correlation)
     field.take(r, take, lk=False)
     # the robust estimate is that of the node's pixels: no strain correction (H⁻¹ zeroed too)

@@ -32,6 +32,7 @@ from geodeform.offsets._layout import (
     TWO_SIGMA,
     TWO_ZNCC,
     Q,
+    nan_to,
 )
 from geodeform.offsets._ncc_field import REACH, NodeField, measure, two_motion_pass
 from geodeform.offsets._two_motion import Motions, two_motion_accept, two_motion_reach, two_motion_starts
@@ -124,7 +125,7 @@ def two_motions(job: MatchJob, opts: NccOptions, field: NodeField, sel: Mask | N
         )
         # and well above the node's own predicted error (noise alone departs from linear too; 4σ with
         # the Gaussian chip window, whose σ is ~1.5× that of a uniform one)
-        sigma = np.nan_to_num(field.sigma)
+        sigma = nan_to(field.sigma)
         with np.errstate(invalid="ignore"):
             sel = field.ok & (lr > opts.two_motion_px) & (lr > 4.0 * sigma)
     # 1.5× the chip (same centre parity): a longer stretch of boundary fixes its line far better

@@ -47,6 +47,7 @@ from geodeform.offsets._layout import (
     ZNCC,
     Q,
     Spline,
+    nan_to,
 )
 from geodeform.offsets._refine import GaussNewton, lk_nodes
 from geodeform.offsets._robust import lk_robust_nodes
@@ -538,10 +539,10 @@ def _refine(
         4 * numba.get_num_threads(),
     )
     dy, dx, zn = lk[:, DY], lk[:, DX], lk[:, ZNCC]
-    lk_reason = np.nan_to_num(lk[:, REASON], nan=0).astype(np.uint8)
+    lk_reason = nan_to(lk[:, REASON], 0).astype(np.uint8)
     reason[todo] = lk_reason[todo]
     _finish(dy, dx, zn, reason, edge_top, chips, opts)
-    return StripResult(dy, dx, np.nan_to_num(zn), reason, lk)
+    return StripResult(dy, dx, nan_to(zn), reason, lk)
 
 
 def _finish(dy: F64, dx: F64, zn: F64, reason: Any, edge_top: Any, chips: Chips, opts: NccOptions) -> None:
@@ -593,12 +594,12 @@ def _parabola(
         den_c = surf[:, 1, 0] - 2 * surf[:, 1, 1] + surf[:, 1, 2]
         fr = np.clip(0.5 * (surf[:, 0, 1] - surf[:, 2, 1]) / den_r, -0.5, 0.5)
         fc = np.clip(0.5 * (surf[:, 1, 0] - surf[:, 1, 2]) / den_c, -0.5, 0.5)
-    dy = peak.dr + np.nan_to_num(fr)
-    dx = peak.dc + np.nan_to_num(fc)
+    dy = peak.dr + nan_to(fr)
+    dx = peak.dc + nan_to(fc)
     zn = np.where(todo, peak.score, np.nan)
     reason[todo & ~np.isfinite(surf).all(axis=(1, 2))] = SEARCH_EDGE
     _finish(dy, dx, zn, reason, peak.edge_top, chips, opts)
-    return StripResult(dy, dx, np.nan_to_num(zn), reason, np.full((n, REFINE_COLS), np.nan))
+    return StripResult(dy, dx, nan_to(zn), reason, np.full((n, REFINE_COLS), np.nan))
 
 
 # ------------------------------------------------------------------------------------- re-measurements
@@ -619,10 +620,10 @@ def robust_strip(
         12,
         max(4, min(h, w) // 4),
     )
-    reason = np.nan_to_num(lk[:, REASON], nan=MASKED).astype(np.uint8)
+    reason = nan_to(lk[:, REASON], MASKED).astype(np.uint8)
     dy, dx, zn = lk[:, DY], lk[:, DX], lk[:, ZNCC]
     _reject(dy, dx, zn, reason, opts)
-    return StripResult(dy, dx, np.nan_to_num(zn), reason, lk)
+    return StripResult(dy, dx, nan_to(zn), reason, lk)
 
 
 def two_motion_strip(
