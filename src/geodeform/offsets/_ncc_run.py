@@ -178,7 +178,7 @@ def _nested_chips(job: MatchJob, opts: NccOptions, field: NodeField, keep: Mask 
                 need & ~has_start & (field.reason != MASKED),
                 (zero, zero),
                 int(job.search.max()),
-                level,
+                min(level, factor.bit_length() - 2),
             ),
         )
         results: list[tuple[Mask, NodeField]] = []
