@@ -13,6 +13,9 @@ Variables (dims ``("y", "x")``, one value per matching node, NaN = invalid):
     Matcher quality in [0, 1] (1 = best). ``reason``: matcher reason code per node (uint8).
 ``chip_size_height``, ``chip_size_width``
     Size of the chip that measured each node, m (uint16, 0 = no value), when the matcher reports it.
+``offset_error``
+    The matcher's predicted 1-sigma error of each node's offset vector, m, when it predicts one (``ncc``):
+    the per-node error that weights a series inversion (:mod:`geodeform.timeseries.uncertainty`).
 ``mapping``
     CF grid-mapping variable (``crs_wkt``, ``spatial_ref``, ``GeoTransform``, CF projection attributes).
 ``img_pair_info``
@@ -240,6 +243,13 @@ def offset_dataset(
     variables["quality"] = _var(quality, "matching quality (1 = best)", "1", valid_range=unit_range)
     variables["reason"] = _reason_var(np.asarray(result.reason, dtype=np.uint8), reason_codes)
     variables.update(_chip_sizes(result, image_grid))
+    node_error = _node_error_m(result, image_grid)
+    if node_error is not None:
+        variables["offset_error"] = _var(
+            (node_error * np.sqrt(2.0)).astype(np.float32),
+            "matcher's predicted 1-sigma error of the offset vector at each node",
+            "m",
+        )
     variables[_GRID_MAPPING] = xr.Variable((), np.int32(0), _mapping_attrs(grid))
     variables["img_pair_info"] = xr.Variable((), np.int32(0), pair_attrs)
 
