@@ -11,6 +11,11 @@ Variables (dims ``("y", "x")``, one value per matching node, NaN = invalid):
     Velocity error estimate, m/yr (see :func:`offset_dataset`).
 ``quality``
     Matcher quality in [0, 1] (1 = best). ``reason``: matcher reason code per node (uint8).
+``chip_size_height``, ``chip_size_width``
+    Size of the chip that measured each node, m (uint16, 0 = no value), when the matcher reports it.
+``offset_error``
+    The matcher's predicted 1-sigma error of each node's offset vector, m, when it predicts one (``ncc``):
+    the per-node error that weights a series inversion (:mod:`geodeform.timeseries.uncertainty`).
 ``mapping``
     CF grid-mapping variable (``crs_wkt``, ``spatial_ref``, ``GeoTransform``, CF projection attributes).
 ``img_pair_info``
@@ -237,6 +242,14 @@ def offset_dataset(
     quality = np.asarray(result.quality, dtype=np.float32)
     variables["quality"] = _var(quality, "matching quality (1 = best)", "1", valid_range=unit_range)
     variables["reason"] = _reason_var(np.asarray(result.reason, dtype=np.uint8), reason_codes)
+    variables.update(_chip_sizes(result, image_grid))
+    node_error = _node_error_m(result, image_grid)
+    if node_error is not None:
+        variables["offset_error"] = _var(
+            (node_error * np.sqrt(2.0)).astype(np.float32),
+            "matcher's predicted 1-sigma error of the offset vector at each node",
+            "m",
+        )
     variables[_GRID_MAPPING] = xr.Variable((), np.int32(0), _mapping_attrs(grid))
     variables["img_pair_info"] = xr.Variable((), np.int32(0), pair_attrs)
 
@@ -296,6 +309,30 @@ def _attr_value(value: Any) -> Any:
     ):
         return np.asarray(value)
     return str(value)
+
+
+def _chip_sizes(result: Any, grid: GeoGrid) -> dict[str, xr.Variable]:
+    """ITS_LIVE's ``chip_size_height``/``chip_size_width``: the chip behind each value, m (uint16, 0 = none),
+    when the matcher reports it (``chip_height``/``chip_width`` in pixels)."""
+    t = grid.transform
+    out = {}
+    for name, attr, pixel, axis in (
+        ("chip_size_height", "chip_height", float(np.hypot(t.d, t.e)), "y"),
+        ("chip_size_width", "chip_width", float(np.hypot(t.a, t.b)), "x"),
+    ):
+        px = getattr(result, attr, None)
+        if px is None:
+            continue
+        size = np.where(np.isfinite(px), np.rint(np.asarray(px, np.float64) * pixel), 0.0)
+        out[name] = _var(
+            np.clip(size, 0, 65535).astype(np.uint16),
+            f"{name.split('_')[-1]} of the matching chip (template) behind each value",
+            "m",
+            _FillValue=np.uint16(0),
+            chip_size_coordinates=f"image projection geometry: {name.split('_')[-1]} = {axis}",
+            **{f"{axis}_pixel_size": pixel},
+        )
+    return out
 
 
 def _node_error_m(result: Any, grid: GeoGrid) -> NDArray[np.float64] | None:

@@ -86,11 +86,15 @@ class Spline(NamedTuple):
     gy, gx : ndarray of float32, shape (h, w)
         Derivatives of the reference's interpolant along rows and columns, per px.
     valid : ndarray of uint8, shape (h, w)
-        1 where the reference sample may enter a sum.
+        1 where the reference sample may enter a sum (its 3 × 3 model stencil holds only valid pixels).
     coef : ndarray of float32, shape (h + 2 LK_PAD, w + 2 LK_PAD)
         Cubic B-spline coefficients of the secondary, with a border of ``LK_PAD`` px.
-    coef_valid : ndarray of uint8, same shape as ``coef``
-        1 where the secondary pixel is valid (0 on the border).
+    taps_valid : ndarray of uint8, same shape as ``coef``
+        1 where the 4 × 4 coefficients whose top-left one this is are all valid pixels of the secondary
+        (0 on the border): the interpolant at a point whose integer part is (y + 1, x + 1) in ``coef``'s
+        coordinates reads only valid pixels when ``taps_valid[y, x]`` is 1 (:func:`taps_valid`).
+    pixels : ndarray of uint8, shape (h, w)
+        1 where the reference pixel is valid: a chip's valid fraction is counted on these.
     """
 
     ref: npt.NDArray[np.float32]
@@ -98,4 +102,11 @@ class Spline(NamedTuple):
     gx: npt.NDArray[np.float32]
     valid: npt.NDArray[np.uint8]
     coef: npt.NDArray[np.float32]
-    coef_valid: npt.NDArray[np.uint8]
+    taps_valid: npt.NDArray[np.uint8]
+    pixels: npt.NDArray[np.uint8]
+
+
+def nan_to(x: npt.NDArray[np.floating], value: float = 0.0) -> npt.NDArray[np.floating]:
+    """A copy of ``x`` with its NaNs set to ``value`` (``np.nan_to_num`` without its infinity handling,
+    whose overhead dominated on the small per-pass arrays)."""
+    return np.where(np.isnan(x), value, x)

@@ -31,7 +31,14 @@ from geodeform.io import (
     write_netcdf,
     write_stac_item,
 )
-from geodeform.timeseries import TimeSeriesResult, add_date_noise, invert, velocity_composite
+from geodeform.timeseries import (
+    TimeSeriesResult,
+    add_date_noise,
+    add_node_errors,
+    invert,
+    pair_sigma,
+    velocity_composite,
+)
 from geodeform.workflows._timing import log_runtime
 from geodeform.workflows.pair import PairOutcome
 from geodeform.workflows.preflight import ResourceEstimate, human_time
@@ -116,11 +123,13 @@ def invert_pairs(
     index = {str(d): n for n, d in enumerate(stack.dates)}
     dx, dy, pairs = [], [], []
     errs: list[float] = []
+    node_err: list[Any] = []  # per pair: the node's 1-sigma vector error (m) and chip height (m), if written
     template = None
     for o in ok:
         with xr.open_dataset(o.path, engine="h5netcdf") as ds:
             dx.append(ds["dx"].values)
             dy.append(ds["dy"].values)
+            node_err.append(_node_error(ds, o.dt_days))
             if template is None:
                 template = ds.load()
         pairs.append((index[o.reference], index[o.secondary]))
@@ -130,21 +139,48 @@ def invert_pairs(
     used = sorted({k for p in pairs for k in p})
     remap = {old: new for new, old in enumerate(used)}
     pair_idx = [(remap[a], remap[b]) for a, b in pairs]
+    dx_all, dy_all = np.stack(dx), np.stack(dy)
+    sigma = None
+    if config.inversion.weights == "error" and all(e is not None for e in node_err):
+        # per-node errors: the matcher's plus its displacement/strain part (timeseries.uncertainty)
+        step = float(np.median(np.abs(np.diff(template["x"].values)))) if template.sizes["x"] > 1 else 1.0
+        chip = np.stack([e[1] for e in node_err])
+        chip = np.where(np.isfinite(chip), chip, config.matching.chip_size * step / config.matching.step)
+        sigma = pair_sigma(dx_all, dy_all, np.stack([e[0] for e in node_err]), step=step, chip=chip)
     ts = invert(
         stack.dates[used],
         np.array(pair_idx, dtype=np.int64),
-        np.stack(dx),
-        np.stack(dy),
-        weights=_weights(config.inversion.weights, errs),
+        dx_all,
+        dy_all,
+        weights=np.where(np.isfinite(sigma), 1.0 / np.fmax(sigma, 1e-6) ** 2, 0.0)
+        if sigma is not None
+        else _weights(config.inversion.weights, errs),
         smoothing=config.inversion.smoothing or None,
         robust=config.inversion.robust,
         progress=(lambda d, t: progress("invert", d, t)) if progress else None,
     )
-    years = [abs(o.dt_days) / DAYS_PER_YEAR for o in ok]
-    ex = [o.stable_nmad_x * k for o, k in zip(ok, years, strict=True)]
-    ey = [o.stable_nmad_y * k for o, k in zip(ok, years, strict=True)]
-    ts = add_date_noise(ts, pair_idx, np.asarray(ex), np.asarray(ey))
+    if sigma is not None:
+        # image noise per node and date, and the shared displacement/strain part, into sigma and v_error
+        ts = add_node_errors(ts, pair_idx, sigma, step=step, chip=np.nanmedian(chip, axis=0))
+    else:
+        years = [abs(o.dt_days) / DAYS_PER_YEAR for o in ok]
+        ex = [o.stable_nmad_x * k for o, k in zip(ok, years, strict=True)]
+        ey = [o.stable_nmad_y * k for o, k in zip(ok, years, strict=True)]
+        ts = add_date_noise(ts, pair_idx, np.asarray(ex), np.asarray(ey))
     return Inversion(ts, dataset_grid(template), template)
+
+
+def _node_error(ds: xr.Dataset, dt_days: float) -> tuple[Any, Any] | None:
+    """A pair product's per-node 1-sigma vector error (m, the matcher's ``offset_error``) and chip height
+    (m, NaN = none), or None when it has no ``offset_error``."""
+    if "offset_error" not in ds or not dt_days:
+        return None
+    err = ds["offset_error"].values.astype(np.float64)
+    chip = np.full(err.shape, np.nan)
+    if "chip_size_height" in ds:
+        h = ds["chip_size_height"].values.astype(np.float64)
+        chip = np.where(h > 0, h, np.nan)
+    return err, chip
 
 
 @log_runtime("invert + products")
