@@ -106,7 +106,7 @@ def test_outlier_filters_find_planted_blunders() -> None:
     assert mad[bad].mean() > 0.9 and mad[~bad].mean() < 0.02
     ndc = ndc_mask(dx_b, dy_b, size=5, tolerance=0.6, min_fraction=0.5)
     assert ndc[bad].mean() > 0.9 and ndc[~bad].mean() < 0.05
-    res = filter_outliers(dx_b, dy_b, min_deviation=0.5, ndc_tolerance=0.6)
+    res = filter_outliers(dx_b, dy_b, pixel=1.0, min_deviation=0.5, ndc_tolerance=0.6)
     assert res.mask[bad].mean() > 0.95 and res.mask[~bad].mean() < 0.05
     assert np.isnan(res.dx[res.mask]).all() and set(res.reasons) == {"median", "ndc"}
 
@@ -186,7 +186,7 @@ def test_glaft_metric_reproduces_the_published_kaskawulsh_values() -> None:
 @pytest.mark.slow
 def test_kaskawulsh_correction_lowers_stable_ground_spread() -> None:
     vx, vy, stable, ice = _read_kaskawulsh()
-    rep = correct_offsets(vx, vy, stable=stable, plane=True, filters={"ndc_tolerance": 0.5})
+    rep = correct_offsets(vx, vy, stable=stable, plane=True, pixel=15 / 32)  # 15 m Landsat-8 pixels, 32 days
     assert rep.after.delta_x < rep.before.delta_x and rep.after.delta_y < rep.before.delta_y
     assert rep.after.nmad_y < rep.before.nmad_y and rep.after.rmse < rep.before.rmse
     assert abs(rep.after.peak_x) < abs(rep.before.peak_x) and abs(rep.after.peak_y) < abs(rep.before.peak_y)
