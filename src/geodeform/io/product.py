@@ -19,6 +19,7 @@ Variables (dims ``("y", "x")``, one value per matching node, NaN = invalid):
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -248,6 +249,8 @@ def offset_dataset(
         sign_convention="dx,vx: + toward increasing map x (east); dy,vy: + toward increasing map y (north); "
         "displacement from the reference to the secondary image",
     )
+    t = image_grid.transform
+    attrs["geodeform_pixel_m"] = float(np.sqrt(abs(t.a * t.e - t.b * t.d)))
     for key, value in (processing or {}).items():
         attrs[f"geodeform_{key}"] = _attr_value(value)
     return xr.Dataset(variables, coords=coords, attrs=attrs)
@@ -500,13 +503,23 @@ class ProductSummary:
     median_dx, median_dy
         Median displacement of the valid nodes, m (+x east, +y north); NaN without a valid node.
     median_v
-        Median speed of the valid nodes, m/yr; NaN without a valid node or without velocities.
+        Median speed of the valid nodes, m/yr; NaN without a valid node or without velocities. Noise makes
+        every speed positive, so on ground that does not move this is the noise level, not a motion: see
+        ``median_vx`` / ``median_vy``.
     has_velocity
         Whether the product holds velocities (both dates known and different).
     reference_date, secondary_date
         Acquisition times (ISO 8601, UTC) when known, else None.
     dt_days
         Secondary minus reference, days, when the dates are known, else None.
+    median_vx, median_vy
+        Median velocity components of the valid nodes, m/yr (+x east, +y north); NaN without velocities.
+    pixel_m
+        Pixel size of the matched images, metres (NaN when the product does not record it).
+    reasons
+        Nodes per reason code name (``{"OK": 3000, "CLOUD": 120, ...}``), empty without a ``reason`` variable.
+    degraded
+        Why the product is less reliable than usual (``geodeform_degraded``), or empty.
     """
 
     nodes: tuple[int, int]
@@ -518,6 +531,18 @@ class ProductSummary:
     reference_date: str | None = None
     secondary_date: str | None = None
     dt_days: float | None = None
+    median_vx: float = float("nan")
+    median_vy: float = float("nan")
+    pixel_m: float = float("nan")
+    reasons: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    degraded: str = ""
+
+    @property
+    def px_per_year(self) -> float:
+        """Speed (m/yr) that one pixel of offset means over this pair (NaN without dates or pixel size)."""
+        if self.dt_days is None or not self.dt_days or not np.isfinite(self.pixel_m):
+            return float("nan")
+        return float(self.pixel_m * DAYS_PER_YEAR / abs(self.dt_days))
 
 
 def summarize_product(ds: xr.Dataset) -> ProductSummary:
@@ -532,6 +557,13 @@ def summarize_product(ds: xr.Dataset) -> ProductSummary:
 
     dated = "date_dt" in ds
     info = ds["img_pair_info"].attrs if dated else {}
+    reasons: dict[str, int] = {}
+    if "reason" in ds.variables:
+        names = str(ds["reason"].attrs.get("flag_meanings", "")).split()
+        codes = [int(c) for c in np.atleast_1d(ds["reason"].attrs.get("flag_values", []))]
+        lookup = dict(zip(codes, names, strict=False))
+        values, counts = np.unique(ds["reason"].values, return_counts=True)
+        reasons = {lookup.get(int(v), str(int(v))): int(n) for v, n in zip(values, counts, strict=True)}
     return ProductSummary(
         nodes=(int(ds.sizes["y"]), int(ds.sizes["x"])),
         valid_fraction=float(valid.mean()),
@@ -542,4 +574,9 @@ def summarize_product(ds: xr.Dataset) -> ProductSummary:
         reference_date=str(info["acquisition_date_img1"]) if dated else None,
         secondary_date=str(info["acquisition_date_img2"]) if dated else None,
         dt_days=float(ds["date_dt"]) if dated else None,
+        median_vx=median("vx"),
+        median_vy=median("vy"),
+        pixel_m=float(ds.attrs.get("geodeform_pixel_m", np.nan)),
+        reasons=reasons,
+        degraded=str(ds.attrs.get("geodeform_degraded", "")),
     )
