@@ -10,7 +10,7 @@ Variables (dims ``("y", "x")``, one value per matching node, NaN = invalid):
 ``v_error``
     Velocity error estimate, m/yr (see :func:`offset_dataset`).
 ``quality``
-    Matcher quality in [0, 1] (1 = best). ``reason``: matcher reason code per node (uint8).
+    Matcher quality in [0, 1] (1 = best). ``reason``: reason code per node (int8, CF ``flag_values``).
 ``mapping``
     CF grid-mapping variable (``crs_wkt``, ``spatial_ref``, ``GeoTransform``, CF projection attributes).
 ``img_pair_info``
@@ -99,7 +99,10 @@ def _nmad(values: NDArray[np.float64]) -> float:
 def _component_error(field: NDArray[np.float32], stable: NDArray[np.bool_] | None) -> float:
     f = field.astype(np.float64)
     if stable is not None:
-        return _nmad(f[stable])
+        on_stable = _nmad(f[stable])
+        if np.isfinite(on_stable):
+            return on_stable
+        # too few stable nodes with data (a cloudy pair): the neighbour noise below, rather than no error
     # Noise of neighbouring nodes, assuming the motion itself is smooth at the node spacing:
     # the difference of two nodes with independent errors has sqrt(2) times their std.
     diffs = np.concatenate([np.diff(f, axis=0).ravel(), np.diff(f, axis=1).ravel()])
@@ -115,12 +118,15 @@ def _var(data: NDArray[Any], long_name: str, units: str | None, **extra: Any) ->
 
 
 def _global_attrs(title: str, **more: str) -> dict[str, Any]:
-    """CF global attributes of a product: conventions, title, software, creation time, then ``more``."""
+    """CF global attributes of a product: conventions, title, software, creation time and history, then
+    ``more``."""
+    now = _iso(datetime.now(timezone.utc))
     attrs: dict[str, Any] = {
         "Conventions": "CF-1.8",
         "title": title,
         "source": f"geodeform {__version__}",
-        "date_created": _iso(datetime.now(timezone.utc)),
+        "date_created": now,
+        "history": f"{now} {title} written by geodeform {__version__}",
     }
     attrs.update(more)
     return attrs
@@ -196,7 +202,8 @@ def offset_dataset(
     _check_node_shapes(result, stable_mask, grid)
     disp = pixel_offsets_to_map(result.dx, result.dy, image_grid.transform, crs=image_grid.crs)
     stable = None if stable_mask is None else np.asarray(stable_mask, dtype=bool)
-    err_method = "stable-ground NMAD" if stable is not None else "neighbour-difference NMAD / sqrt(2)"
+    enough = stable is not None and int(np.isfinite(disp.east[stable]).sum()) >= _MIN_ERROR_SAMPLES
+    err_method = "stable-ground NMAD" if enough else "neighbour-difference NMAD / sqrt(2)"
 
     variables: dict[str, xr.Variable] = {
         "dx": _var(
@@ -237,7 +244,7 @@ def offset_dataset(
     unit_range = np.array([0, 1], dtype=np.float32)
     quality = np.asarray(result.quality, dtype=np.float32)
     variables["quality"] = _var(quality, "matching quality (1 = best)", "1", valid_range=unit_range)
-    variables["reason"] = _reason_var(np.asarray(result.reason, dtype=np.uint8), reason_codes)
+    variables["reason"] = _reason_var(np.asarray(result.reason, dtype=np.int8), reason_codes)
     variables[_GRID_MAPPING] = xr.Variable((), np.int32(0), _mapping_attrs(grid))
     variables["img_pair_info"] = xr.Variable((), np.int32(0), pair_attrs)
 
@@ -275,12 +282,13 @@ def _date_vars(dates: AcquisitionDates) -> dict[str, xr.Variable]:
     }
 
 
-def _reason_var(reason: NDArray[np.uint8], codes: Mapping[int, str] | None) -> xr.Variable:
+def _reason_var(reason: NDArray[np.int8], codes: Mapping[int, str] | None) -> xr.Variable:
+    # int8 ("byte"), not uint8: unsigned types are CF only from CF-1.9, and the products declare CF-1.8
     flags: dict[str, Any] = {}
     if codes:
         values = sorted(codes)
         flags = {
-            "flag_values": np.array(values, dtype=np.uint8),
+            "flag_values": np.array(values, dtype=np.int8),
             "flag_meanings": " ".join(codes[c].replace(" ", "_") for c in values),
         }
     return _var(reason, "why a node is invalid (matcher reason code)", None, **flags)
@@ -436,6 +444,18 @@ def composite_dataset(composite: Any, grid: GeoGrid, *, units: str = "m/yr") -> 
     return xr.Dataset(variables, coords=coords, attrs=attrs)
 
 
+_SERIES_ATTRS = (
+    "geodeform_method",
+    "geodeform_chip_size",
+    "geodeform_step",
+    "geodeform_band",
+    "geodeform_prefilter",
+    "geodeform_preset",
+    "geodeform_pixel_m",
+    "geodeform_stable_ground",
+)
+
+
 def timeseries_dataset(series: Any, template: xr.Dataset) -> xr.Dataset:
     """CF-1.8 Dataset of a displacement time series on the node grid of an offset product.
 
@@ -445,8 +465,8 @@ def timeseries_dataset(series: Any, template: xr.Dataset) -> xr.Dataset:
         A :class:`geodeform.timeseries.TimeSeriesResult` inverted from the ``dx``/``dy`` (m) of offset
         products: ``dates``, ``dx``, ``dy``, ``sigma_dx``, ``sigma_dy`` of shape (time, y, x).
     template
-        One of those offset products: its coordinates, grid mapping and global attributes are copied (without
-        the per-pair bookkeeping attributes).
+        One of those offset products: its coordinates and grid mapping are copied, and the settings every
+        pair shares (method, chip, step, band, preset, pixel size), not its own (search range, dates, key).
 
     Returns
     -------
@@ -454,17 +474,19 @@ def timeseries_dataset(series: Any, template: xr.Dataset) -> xr.Dataset:
         ``east``, ``north`` (cumulative displacement since the first date, m, +x east, +y north) and their
         1-sigma errors ``east_error``, ``north_error`` (m), dims ``(time, y, x)``.
     """
-    coords = {"time": series.dates.astype("datetime64[ns]"), "y": template["y"], "x": template["x"]}
-    attrs = dict(template.attrs)
-    attrs.update(
-        {
-            "title": "geodeform displacement time series",
-            "sign_convention": "east: + toward increasing map x; north: + toward increasing map y; "
-            "cumulative displacement since the first date",
-        }
+    time = xr.Variable(
+        "time",
+        series.dates.astype("datetime64[ns]"),
+        {"standard_name": "time", "long_name": "acquisition date", "axis": "T"},
     )
-    for k in ("geodeform_pair_key", "geodeform_pair_stats", "geodeform_coverage_before_filters"):
-        attrs.pop(k, None)
+    coords = {"time": time, "y": template["y"], "x": template["x"]}
+    attrs = _global_attrs(
+        "geodeform displacement time series",
+        sign_convention="east: + toward increasing map x; north: + toward increasing map y; "
+        "cumulative displacement since the first date",
+    )
+    # the settings every pair shares; per-pair ones (search range, key, dates, masks...) stay in the pairs
+    attrs.update({k: v for k, v in template.attrs.items() if k in _SERIES_ATTRS})
     gm = template["dx"].attrs.get("grid_mapping", "spatial_ref")
     names = {
         "east": (series.dx, "cumulative displacement along +x (east)"),

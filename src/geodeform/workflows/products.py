@@ -22,7 +22,6 @@ from geodeform.conventions import DAYS_PER_YEAR
 from geodeform.errors import NoDataError
 from geodeform.io import (
     GeoGrid,
-    atomic_output,
     composite_dataset,
     dataset_grid,
     timeseries_dataset,
@@ -57,6 +56,7 @@ class RunResult:
     seconds: float = 0.0
     timeseries: TimeSeriesResult | None = None
     velocity: xr.Dataset | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def pairs_computed(self) -> int:
@@ -166,9 +166,7 @@ def write_products(config: JobConfig, result: RunResult, progress: StageProgress
             {f"{o.reference}_{o.secondary}": o.search_range for o in ok}
         )
         result.timeseries, result.velocity = ts, vel
-        with atomic_output(out / "timeseries.nc") as tmp:
-            timeseries_dataset(ts, template).to_netcdf(tmp, engine="h5netcdf")
-        result.products["timeseries"] = out / "timeseries.nc"
+        result.products["timeseries"] = write_netcdf(timeseries_dataset(ts, template), out / "timeseries.nc")
     elif ok:
         with xr.open_dataset(ok[0].path, engine="h5netcdf") as ds:
             result.velocity = ds.load()
