@@ -396,7 +396,9 @@ def dataset_grid(ds: xr.Dataset) -> GeoGrid:
     return GeoGrid(crs=CRS.from_wkt(wkt), transform=Affine(a, b, c, d, e, f), shape=shape)
 
 
-def composite_dataset(composite: Any, grid: GeoGrid, *, units: str = "m/yr") -> xr.Dataset:
+def composite_dataset(
+    composite: Any, grid: GeoGrid, *, units: str = "m/yr", fill_error: float | None = None
+) -> xr.Dataset:
     """CF-1.8 Dataset of a mean-velocity composite (:func:`geodeform.timeseries.velocity_composite`).
 
     Parameters
@@ -409,6 +411,10 @@ def composite_dataset(composite: Any, grid: GeoGrid, *, units: str = "m/yr") -> 
         Grid of the composite's pixels (e.g. :func:`dataset_grid` of one of the offset products).
     units
         Velocity units written in the attributes.
+    fill_error
+        1-sigma error of one pair's velocity component (``units``), e.g. the median stable-ground NMAD of
+        the pairs: valid pixels whose inversion gave no error (too few pairs to measure a scatter) get
+        ``fill_error / sqrt(count)`` instead of NaN, so every valid pixel has a ``v_error``. None: left NaN.
 
     Raises
     ------
@@ -429,7 +435,22 @@ def composite_dataset(composite: Any, grid: GeoGrid, *, units: str = "m/yr") -> 
         "vy_error": "1-sigma error of vy",
         "v_error": "velocity magnitude error (component errors projected on the flow direction)",
     }
+    filled = np.zeros(grid.shape, dtype=bool)
+    if fill_error is not None and np.isfinite(fill_error):
+        valid = np.isfinite(fields["v"])
+        n = np.maximum(np.asarray(composite.count, np.float64), 1.0)
+        for k in ("vx_error", "vy_error", "v_error"):
+            gap = valid & ~np.isfinite(fields[k])
+            filled |= gap
+            fields[k] = np.where(gap, fill_error / np.sqrt(n), fields[k])
     variables = {k: _var(v.astype(np.float32), names[k], units) for k, v in fields.items()}
+    if filled.any():
+        note = (
+            f"{int(filled.sum())} pixels without an inversion scatter take one pair's error "
+            f"({fill_error:.3g} {units}) / sqrt(pairs used)"
+        )
+        for k in ("vx_error", "vy_error", "v_error"):
+            variables[k].attrs["comment"] = note
     variables["count"] = _var(np.asarray(composite.count, np.int32), "image pairs used", "1")
     variables[_GRID_MAPPING] = xr.Variable((), np.int32(0), _mapping_attrs(grid))
     start = np.datetime64(composite.start, "D")

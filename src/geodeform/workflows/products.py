@@ -158,7 +158,11 @@ def write_products(config: JobConfig, result: RunResult, progress: StageProgress
                 items.append(write_stac_item(ds.load(), o.path))
     if config.inversion.enabled and len(ok) >= 1:
         ts, grid, template = invert_pairs(config, result.stack, result.pairs, progress)
-        vel = composite_dataset(velocity_composite(ts), grid)
+        pair_errors = [np.hypot(o.stable_nmad_x, o.stable_nmad_y) / np.sqrt(2) for o in ok]
+        finite = [e for e in pair_errors if np.isfinite(e)]
+        vel = composite_dataset(
+            velocity_composite(ts), grid, fill_error=float(np.median(finite)) if finite else None
+        )
         vel.attrs["geodeform_preset"] = config.preset
         vel.attrs["geodeform_job"] = config.name
         vel.attrs["geodeform_matching"] = json.dumps(config.matching.model_dump())
@@ -234,6 +238,7 @@ def write_run_report(result: RunResult, extras: dict[str, Any]) -> Path:
             o.stable_nmad_y,
             o.rejected,
             o.message,
+            o.degraded,
         )
         for o in result.pairs
     ]
@@ -257,6 +262,7 @@ def write_run_report(result: RunResult, extras: dict[str, Any]) -> Path:
         crs=str(result.stack.grid.crs),
         attribution=tuple(extras.get("attribution", ())),
         speed_truth=extras.get("speed_truth"),
+        notes=tuple(result.warnings),
     )
     path = write_report(inputs, result.run_dir)
     result.products["report"] = path

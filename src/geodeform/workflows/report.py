@@ -29,7 +29,7 @@ from geodeform.errors import InvalidInputError
 from geodeform.io import speed
 from geodeform.io.atomic import atomic_output
 
-__all__ = ["PairSummary", "PointSeries", "ReportInputs", "pick_points", "write_report"]
+__all__ = ["PairSummary", "PointSeries", "ReportInputs", "pick_points", "well_observed", "write_report"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +58,9 @@ class PairSummary:
         Share of nodes removed by the outlier filters, 0..1.
     message
         Why the pair failed or was skipped.
+    degraded
+        Why an ok pair's numbers are less reliable than the others' (e.g. its co-registration came from the
+        other pairs of its dates); empty when they are not.
     """
 
     reference: str
@@ -69,6 +72,7 @@ class PairSummary:
     stable_nmad_y: float = math.nan
     rejected: float = math.nan
     message: str = ""
+    degraded: str = ""
 
 
 @dataclass(frozen=True)
@@ -198,6 +202,24 @@ def _axis(ds: xr.Dataset, name: str, size: int) -> NDArray[np.float64] | None:
     return None
 
 
+def well_observed(ds: xr.Dataset | None) -> tuple[NDArray[np.bool_] | None, int]:
+    """Nodes of a composite seen by enough pairs to trust their extremes, and that number of pairs.
+
+    A node counts when its ``count`` (image pairs used) is at least a quarter of the median count of the
+    valid nodes, and at least 2: nodes over a lake, icebergs or cloud gaps, seen by a pair or two, are where
+    single-pair artefacts survive. Returns ``(None, 1)`` for a map without ``count`` (a single pair).
+    """
+    count = _field(ds, "count")
+    v = _speed(ds)
+    if count is None or v is None or count.shape != v.shape:
+        return None, 1
+    valid = np.isfinite(v) & np.isfinite(count)
+    if not valid.any():
+        return None, 1
+    need = max(2, math.ceil(0.25 * float(np.median(count[valid]))))
+    return valid & (count >= need), need
+
+
 def _coords(ds: xr.Dataset, shape: tuple[int, int]) -> tuple[NDArray[np.float64], NDArray[np.float64], bool]:
     """Pixel-centre map x and y, and whether they are georeferenced (else pixel indices, north up)."""
     ny, nx = shape
@@ -283,7 +305,8 @@ def pick_points(velocity: xr.Dataset, n: int = 4) -> list[tuple[str, float, floa
     ----------
     velocity
         Dataset with ``v`` (or ``vx`` and ``vy``), m/yr, dims ``("y", "x")``; ``v_error`` helps tell moving
-        from stable pixels (moving: speed above 3 x the median ``v_error`` and above 10 % of the maximum).
+        from stable pixels (moving: speed above 3 x the median ``v_error`` and above 10 % of the maximum);
+        with ``count``, only nodes seen by enough pairs are picked (:func:`well_observed`).
     n
         Number of points wanted; fewer are returned when the map has fewer valid pixels.
 
@@ -297,6 +320,9 @@ def pick_points(velocity: xr.Dataset, n: int = 4) -> list[tuple[str, float, floa
     if v is None or n <= 0:
         return []
     valid = np.isfinite(v)
+    trusted, _ = well_observed(velocity)
+    if trusted is not None and trusted.any():
+        valid &= trusted
     for name in ("vx", "vy"):
         comp = _field(velocity, name)
         if comp is not None and comp.shape == v.shape:
@@ -494,6 +520,12 @@ def _summary_section(inputs: ReportInputs, b: _Build) -> str:
         b.notices.insert(0, f"All {n} image pairs failed or were skipped: no velocity could be measured.")
     elif counts["failed"]:
         b.notices.append(f"{counts['failed']} of {n} image pairs failed (see the pair table).")
+    degraded = [p for p in inputs.pairs if p.status == "ok" and p.degraded]
+    if degraded:
+        b.notices.append(
+            f"{len(degraded)} of {n} image pairs are degraded (e.g. co-registration from the other pairs of "
+            "their dates: too little stable ground); see the pair table."
+        )
     dates = sorted(d for d in (_parse_date(s) for s in inputs.dates) if d is not None)
     facts: list[tuple[str, str]] = []
     if dates:
@@ -540,16 +572,29 @@ def _maps_section(inputs: ReportInputs, b: _Build) -> str:
     if not valid.any():
         b.notices.append("The velocity map has no valid pixel.")
         return ""
-    s = v[valid]
+    trusted, need = well_observed(ds)
+    use = valid if trusted is None or not trusted.any() else trusted
+    s = v[use]
+    seen = "" if trusted is None else f" over the {use.sum()} pixels seen by ≥ {need} pairs"
     b.stats.append(
         (
             "speed (m/yr)",
-            f"median {np.median(s):.3g}, 95th percentile {np.percentile(s, 95):.3g}, max {s.max():.3g}",
+            f"median {np.median(s):.3g}, 95th percentile {np.percentile(s, 95):.3g}, 99th percentile "
+            f"{np.percentile(s, 99):.3g}{seen}",
         )
     )
+    if trusted is not None and (valid & ~trusted).any():
+        few = valid & ~trusted
+        b.stats.append(
+            (
+                f"pixels seen by fewer than {need} pairs",
+                f"{few.sum()} ({few.mean():.1%} of the map), left out of the statistics and the colour scale "
+                f"(their speeds reach {np.nanmax(v[few]):.3g} m/yr)",
+            )
+        )
     markers = [figs.Marker(p.name, p.x * k, p.y * k) for p in inputs.points]
     vx, vy = _field(ds, "vx"), _field(ds, "vy")
-    b.figures["velocity.png"] = figs.velocity_figure(grid, v, vx, vy, markers)
+    b.figures["velocity.png"] = figs.velocity_figure(grid, v, vx, vy, markers, scale=use)
     parts = ['<section id="maps"><h2>Velocity maps</h2>']
     parts.append(
         _img(
@@ -563,7 +608,10 @@ def _maps_section(inputs: ReportInputs, b: _Build) -> str:
     err = _field(ds, "v_error")
     if err is not None and err.shape == v.shape:
         if np.isfinite(err).any():
-            b.stats.append(("median speed error (m/yr)", f"{np.nanmedian(err):.3g}"))
+            b.stats.append(("median speed error (m/yr)", f"{np.nanmedian(err[use]):.3g}"))
+        missing = valid & ~np.isfinite(err)
+        if missing.any():
+            b.notices.append(f"{missing.sum()} valid pixels have no speed error (v_error NaN).")
         b.figures["velocity_error.png"] = figs.error_figure(grid, err)
         parts.append(
             _img(
@@ -726,18 +774,22 @@ def _pairs_section(inputs: ReportInputs, b: _Build) -> str:
     rows = []
     for i, p in enumerate(pairs, 1):
         status = _e(p.status)
+        shown = f'<span class="st-{status}">{status}</span>'
+        if p.status == "ok" and p.degraded:
+            shown = '<span class="st-degraded">ok, degraded</span>'
+        note = "; ".join(t for t in (p.degraded, p.message) if t)
         rows.append(
             [
                 str(i),
                 _e(_short_date(p.reference)),
                 _e(_short_date(p.secondary)),
                 _num(p.dt_days, "{:.0f}"),
-                f'<span class="st-{status}">{status}</span>',
+                shown,
                 _pct(p.coverage),
                 _num(p.stable_nmad_x),
                 _num(p.stable_nmad_y),
                 _pct(p.rejected),
-                _e(p.message),
+                _e(note),
             ]
         )
     arr = {
@@ -750,7 +802,7 @@ def _pairs_section(inputs: ReportInputs, b: _Build) -> str:
         arr["stable_nmad_y"],
         arr["coverage"],
         arr["rejected"],
-        [p.status for p in pairs],
+        ["degraded" if p.status == "ok" and p.degraded else p.status for p in pairs],
     )
     head = [
         "#",
@@ -808,6 +860,7 @@ table.params td{font-family:ui-monospace,Menlo,Consolas,monospace}
 .notice{background:#fdecea;border-left:4px solid #D55E00;padding:.5rem .8rem}
 .note{background:#fff8e1;border-left:4px solid #E69F00;padding:.5rem .8rem}
 .st-ok{color:#0072B2;font-weight:600}.st-failed{color:#D55E00;font-weight:600}.st-skipped{color:#777}
+.st-degraded{color:#E69F00;font-weight:600}
 footer{color:#555;font-size:.85rem;padding-bottom:2rem}
 """
 
