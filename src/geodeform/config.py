@@ -327,11 +327,11 @@ class PreflightConfig(_Model):
         "warning naming each and go on; false stops the job listing them all.",
     )
     min_valid: float = Field(
-        0.05,
+        0.1,
         ge=0,
         le=1,
-        description="Smallest share of valid (cloud-free, covered) pixels an image needs on the AOI, 0-1; "
-        "partly usable images above it are kept with a warning.",
+        description="Smallest share of the AOI an image needs with data and contrast (not cloud, haze, "
+        "shadow), 0-1; partly usable images above it are kept with a warning.",
     )
 
 
