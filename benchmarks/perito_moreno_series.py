@@ -12,7 +12,7 @@ assumed pixel size.
 Prints what the preflight reported (one run), the pairs (ok, degraded with the reason, failed), and for
 every ok pair the ratio of its trunk speed to the composite's (trunk: glacier nodes faster than the
 composite's median on the glacier, seen by the pair). The target: no pair below 0.7 unless degraded.
-With ``--figures`` it writes the gallery figures (speed map, per-pair ratios).
+``docs/scripts/gallery.py --perito WORK`` then draws the gallery figures from the finished run.
 """
 
 from __future__ import annotations
@@ -78,7 +78,6 @@ def main() -> None:
     ap.add_argument("--work", type=Path, default=Path("/tmp/geodeform-perito"))
     ap.add_argument("--dates", default=None, help="comma-separated YYYYMMDD subset (default: all 23)")
     ap.add_argument("--workers", type=int, default=2)
-    ap.add_argument("--figures", type=Path, default=None, help="write the gallery PNGs into this folder")
     args = ap.parse_args()
     if not PERITO.is_dir():
         sys.exit(f"shared data not found: {PERITO}")
@@ -116,8 +115,9 @@ def main() -> None:
     unmarked = [r for r in low if not r["degraded"]]
     finite = ratios[np.isfinite(ratios)]
     print(
-        f"\ntrunk speed / composite over {finite.size} pairs with >= 20 trunk nodes: median {np.median(finite):.2f}, "
-        f"5th percentile {np.percentile(finite, 5):.2f}, min {finite.min():.2f}; below 0.7: {len(low)} "
+        f"\ntrunk speed / composite over {finite.size} pairs with >= 20 trunk nodes: median "
+        f"{np.median(finite):.2f}, 5th percentile {np.percentile(finite, 5):.2f}, min {finite.min():.2f}; "
+        f"below 0.7: {len(low)} "
         f"({len(unmarked)} not marked degraded)"
     )
     for r in low:
