@@ -738,7 +738,10 @@ def test_projected_geojson_without_crs_is_refused_with_the_fix(tmp_path):
     doc = {"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {},
            "geometry": {"type": "Polygon", "coordinates": [ring]}}]}  # fmt: skip
     (tmp_path / "utm.geojson").write_text(json.dumps(doc))
-    with pytest.raises(InvalidInputError, match=r"masks\.glacier: .* has no 'crs' member.*projected"):
+    with pytest.raises(
+        InvalidInputError,
+        match=r"masks\.glacier: .* longitude/latitude \(a GeoJSON without a 'crs' member\).*projected",
+    ):
         read_mask(tmp_path / "utm.geojson", grid, what="masks.glacier")
 
 

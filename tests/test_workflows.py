@@ -702,6 +702,6 @@ def test_a_glacier_outline_that_cannot_be_right_stops_the_job_with_exit_2(
     proc = cli("run", str(tmp_path / "job.yaml"), "--out", str(tmp_path / "run"))
     assert proc.code == 2 and "Traceback" not in proc.output
     text = " ".join(proc.stderr.split())
-    expected = "does not overlap the job grid" if case == "far" else "has no 'crs' member"
+    expected = "do not overlap the job's area" if case == "far" else "without a 'crs' member"
     assert "masks.glacier: " in text and expected in text, text
     assert not list((tmp_path / "run" / "pairs").glob("*.nc"))  # stopped before matching

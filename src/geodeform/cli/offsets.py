@@ -18,7 +18,7 @@ from rich.table import Table
 from geodeform.cli.app import app
 
 if TYPE_CHECKING:
-    from geodeform.workflows import PairOutcome
+    from geodeform.workflows import PairOutcome, PairSpec
 
 __all__ = ["offsets"]
 
@@ -79,6 +79,35 @@ def _summary(outcome: PairOutcome) -> Table:
     if s.degraded:
         table.add_row("degraded", s.degraded)
     return table
+
+
+def _masks(given: list[str] | None) -> tuple[str | None, str | None]:
+    """The (REF, SEC) masks of ``--mask`` given once (both images), twice, or not at all."""
+    from geodeform.errors import InvalidInputError
+
+    given = list(given or [])
+    if len(given) > 2:
+        raise InvalidInputError(
+            f"--mask given {len(given)} times; give it once (both images) or twice (REF, SEC)"
+        )
+    return (given[0], given[-1]) if given else (None, None)
+
+
+def _run(spec: PairSpec) -> PairOutcome:
+    """Run the pair chain with a progress bar on the console."""
+    from geodeform.workflows import process_pair
+
+    with Progress(
+        TextColumn("matching"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
+    ) as bar:
+        task = bar.add_task("matching", total=None)
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if stage == "match" and total:
+                bar.update(task, completed=done, total=total)
+
+        # Bad inputs raise GeodeformError subclasses (one clear line from main()); anything else is a bug.
+        return process_pair(spec, progress=progress)
 
 
 @app.command("offsets")
@@ -167,16 +196,8 @@ def offsets(
     # geodeform.workflows needs the geo extra (rasterio, xarray): imported when the command runs, so that
     # `geodeform --help` and the other sub-commands start without it.
     from geodeform.config import CorrectionsConfig
-    from geodeform.errors import InvalidInputError
     from geodeform.io import product_format
-    from geodeform.workflows import PairSpec, process_pair
-
-    given = list(mask or [])
-    if len(given) > 2:
-        raise InvalidInputError(
-            f"--mask given {len(given)} times; give it once (both images) or twice (REF, SEC)"
-        )
-    masks = (given[0], given[-1]) if given else (None, None)
+    from geodeform.workflows import PairSpec
 
     spec = PairSpec(
         reference=str(reference),
@@ -191,22 +212,12 @@ def offsets(
         search_range=search,
         prefilter=prefilter,
         nodata=nodata,
-        masks=masks,
+        masks=_masks(mask),
         expected_speed=max_speed,
         # None: the credibility filters without the co-registration (one pair has no stable-ground mask)
         corrections=None if filters else CorrectionsConfig(enabled=False),
     )
-    with Progress(
-        TextColumn("matching"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=True
-    ) as bar:
-        task = bar.add_task("matching", total=None)
-
-        def progress(stage: str, done: int, total: int) -> None:
-            if stage == "match" and total:
-                bar.update(task, completed=done, total=total)
-
-        # Bad inputs raise GeodeformError subclasses (one clear line from main()); anything else is a bug.
-        outcome = process_pair(spec, progress=progress)
+    outcome = _run(spec)
     Console().print(_summary(outcome))
     for path in outcome.files:
         typer.echo(path)

@@ -205,9 +205,8 @@ def _axis(ds: xr.Dataset, name: str, size: int) -> NDArray[np.float64] | None:
 def well_observed(ds: xr.Dataset | None) -> tuple[NDArray[np.bool_] | None, int]:
     """Nodes of a composite seen by enough pairs to trust their extremes, and that number of pairs.
 
-    A node counts when its ``count`` (image pairs used) is at least a quarter of the median count of the
-    valid nodes, and at least 2: nodes over a lake, icebergs or cloud gaps, seen by a pair or two, are where
-    single-pair artefacts survive. Returns ``(None, 1)`` for a map without ``count`` (a single pair).
+    A node counts when its ``count`` (pairs used) is >= 2 and >= a quarter of the median count of the valid
+    nodes: over lakes, icebergs or cloud gaps, single-pair artefacts survive. ``(None, 1)`` without ``count``.
     """
     count = _field(ds, "count")
     v = _speed(ds)
