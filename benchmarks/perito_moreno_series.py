@@ -1,7 +1,6 @@
 """Real-data run: the Perito Moreno series (GIV example, 23 Sentinel-2 frames, Jan-Mar 2020) through ``ice``.
 
 Run:  nice .venv/bin/python benchmarks/perito_moreno_series.py [--work DIR] [--dates 20200101,...]
-      [--figures docs/img]
 
 The frames are RGB JPEGs without georeferencing (GPL-3.0, ``../shared/data/perito_moreno_s2``; contains
 modified Copernicus Sentinel data [2020]). They are written as GeoTIFFs into ``--work`` (never into the
@@ -94,6 +93,7 @@ def main() -> None:
     (args.work / "job.yaml").write_text(yaml.safe_dump(job))
     t0 = time.perf_counter()
     result = run_job(load_config(job), args.work / "run")
+    print(ATTRIBUTION)
     print(f"{len(frames)} frames, {PERITO_PIXEL_M:g} m pixels assumed; run {time.perf_counter() - t0:.0f} s")
     print("\npreflight (one run):")
     for w in result.warnings:
@@ -129,10 +129,6 @@ def main() -> None:
     (args.work / "summary.json").write_text(
         json.dumps({"pairs": rows, "warnings": result.warnings}, indent=1)
     )
-    if args.figures:
-        from _gallery import perito_figures
-
-        perito_figures(args.work / "run", rows, args.figures, ATTRIBUTION)
 
 
 if __name__ == "__main__":

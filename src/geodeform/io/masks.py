@@ -26,7 +26,11 @@ from geodeform.io.product import dataset_grid, speed
 from geodeform.io.vectors import is_vector_file, rasterize_vectors
 
 __all__ = [
+    "QA_CLOUD_BITS",
+    "QA_FILL_BIT",
     "QA_MASKED_BITS",
+    "SCL_CLOUD_CLASSES",
+    "SCL_INVALID_CLASSES",
     "SCL_MASKED_CLASSES",
     "MaskCheck",
     "MaskRole",
@@ -308,11 +312,18 @@ def check_mask(
 
 # ------------------------------------------------------------------------- masks of the images themselves
 
-SCL_MASKED_CLASSES = (0, 1, 3, 8, 9, 10)
-"""Sentinel-2 SCL classes masked: no data, saturated, cloud shadow, cloud (medium, high), cirrus."""
+SCL_INVALID_CLASSES = (0, 1)
+"""Sentinel-2 SCL classes without a usable surface: no data, saturated or defective."""
+SCL_CLOUD_CLASSES = (3, 8, 9, 10)
+"""Sentinel-2 SCL cloud classes: cloud shadow, cloud (medium, high probability), thin cirrus."""
+SCL_MASKED_CLASSES = SCL_INVALID_CLASSES + SCL_CLOUD_CLASSES
+"""Sentinel-2 SCL classes masked in the images (snow and ice, class 11, are kept: a glacier's surface)."""
 SCL_WATER_CLASS = 6
-QA_MASKED_BITS = (0, 1, 2, 3, 4)
-"""Landsat Collection 2 QA_PIXEL bits masked: fill, dilated cloud, cirrus, cloud, cloud shadow."""
+QA_FILL_BIT = 0
+QA_CLOUD_BITS = (1, 2, 3, 4)
+"""Landsat Collection 2 QA_PIXEL cloud bits: dilated cloud, cirrus, cloud, cloud shadow."""
+QA_MASKED_BITS = (QA_FILL_BIT, *QA_CLOUD_BITS)
+"""Landsat Collection 2 QA_PIXEL bits masked: fill and the cloud bits."""
 QA_WATER_BIT = 7
 
 SceneMaskKind = Literal["scl", "qa_pixel", "binary"]
