@@ -125,7 +125,7 @@ def main() -> None:
     vel = result.velocity
     assert vel is not None
     v = vel["v"].values
-    print(f"composite: median speed on the glacier trunk {np.nanmedian(v[np.isfinite(v)]):.0f} m/yr")
+    print(f"composite: median speed over its valid pixels {np.nanmedian(v[np.isfinite(v)]):.0f} m/yr")
     (args.work / "summary.json").write_text(
         json.dumps({"pairs": rows, "warnings": result.warnings}, indent=1)
     )

@@ -86,7 +86,8 @@ def s2_figures() -> None:
     fig, axes = plt.subplots(1, 3, figsize=(13, 4.4))
     axes[0].imshow(np.clip(b04 / np.percentile(b04, 99), 0, 1), cmap="gray")
     cloud = np.where(np.isin(scl, (3, 8, 9, 10)), 1.0, np.nan)
-    axes[0].imshow(cloud, cmap="autumn", alpha=0.35, interpolation="nearest")
+    orange = matplotlib.colors.ListedColormap(["#E69F00"])
+    axes[0].imshow(cloud, cmap=orange, alpha=0.45, interpolation="nearest")
     _bare(axes[0], "2023-08-18 B04, SCL cloud + shadow in orange")
     cmap = plt.get_cmap("viridis").copy()
     cmap.set_bad("0.88")  # removed nodes in light grey
@@ -155,8 +156,9 @@ def perito_figures(work: Path) -> None:
     fig, axes = plt.subplots(1, 2, figsize=(14, 4.6), width_ratios=[1.2, 1])
     im = axes[0].imshow(np.where(count >= 3, v, np.nan), cmap="viridis", vmin=0,
                         vmax=np.nanpercentile(v[count >= 3], 99), interpolation="nearest")  # fmt: skip
-    fig.colorbar(im, ax=axes[0], fraction=0.03, label="mean speed (m/yr), 10 m pixels assumed")
-    _bare(axes[0], "Perito Moreno, Jan-Mar 2020 (pixels seen by >= 3 pairs)")
+    fig.colorbar(im, ax=axes[0], fraction=0.03, label="m/yr (10 m pixels assumed)")
+    fig.subplots_adjust(wspace=0.3)
+    _bare(axes[0], "Perito Moreno composite speed (pixels seen by >= 3 pairs)")
     ratio = np.array([r["ratio"] for r in rows], dtype=float)
     degraded = np.array([bool(r["degraded"]) for r in rows])
     idx = np.arange(len(rows))
