@@ -241,9 +241,7 @@ def _reused(spec: PairSpec) -> PairOutcome | None:
         log.warning("pair product %s unreadable (%s); recomputing", out, exc)
         return None
     dates = spec.dates if isinstance(spec.dates, AcquisitionDates) else None
-    return PairOutcome(
-        **_labels(spec, dates), status="ok", computed=False, coregistration=source, **stats
-    )
+    return PairOutcome(**_labels(spec, dates), status="ok", computed=False, coregistration=source, **stats)
 
 
 def _expected_px(spec: PairSpec, dates: AcquisitionDates | None, pixel_m: float) -> float | None:
