@@ -107,14 +107,14 @@ def test_perito_moreno_subset_completes_and_no_pair_is_silently_slow(tmp_path: P
         "preset": "ice",
         "inputs": [str(f) for f in frames],
         "masks": {"glacier": str(mask)},
-        # a demanding stable-ground floor, so that the cloudy pairs fall back on the job-level estimate
-        "corrections": {"min_stable": 120},
         "compute": {"cluster": "sync"},
         "output": {"report": False},
     }
     result = run_job(load_config(job), tmp_path / "run")
     text = "\n".join(result.warnings)
-    assert "image dropped, perito_moreno_20200108.tif (2020-01-08): textureless" in text
+    # the cloudy frames are all named in one run (kept with the share matched, or dropped with the reason)
+    for day in ("20200106", "20200108"):
+        assert f"perito_moreno_{day}.tif" in text and ("partly usable" in text or "textureless" in text)
     assert "constant values" not in text
     ok = [p for p in result.pairs if p.status == "ok"]
     assert len(ok) >= 3 and result.velocity is not None
@@ -140,4 +140,5 @@ def test_perito_moreno_subset_completes_and_no_pair_is_silently_slow(tmp_path: P
         assert ratio >= 0.7 or degraded, (p.reference, p.secondary, ratio)
         assert (source == "job") == bool(degraded) and (p.degraded == degraded)
     assert checked >= 3
+    # the pairs of the cloudy frames have under 20 stable-ground nodes: the job-level estimate, marked
     assert any(p.degraded and "job-level estimate" in p.degraded for p in ok)

@@ -266,6 +266,21 @@ def _processing(spec: PairSpec, field_: OffsetField) -> dict[str, Any]:
     return out
 
 
+def _pair_attrs(
+    spec: PairSpec, stats: dict[str, Any], corrected: Any, sources: tuple[str, str], coverage_raw: float
+) -> dict[str, Any]:
+    """The pair product's geodeform attributes: key, statistics, co-registration, degradation, masks."""
+    attrs: dict[str, Any] = {} if spec.key is None else {"geodeform_pair_key": spec.key}
+    attrs["geodeform_pair_stats"] = json.dumps(stats)
+    attrs["geodeform_coregistration"] = corrected.coregistration.to_json()
+    attrs["geodeform_degraded"] = corrected.degraded
+    attrs["geodeform_masks"] = "; ".join(
+        f"{k}: {v}" for k, v in zip(("reference", "secondary"), sources, strict=True)
+    )
+    attrs["geodeform_coverage_before_filters"] = coverage_raw
+    return attrs
+
+
 def process_pair(spec: PairSpec, *, progress: PairProgress | None = None) -> PairOutcome:
     """Read, reproject, match, correct and write one pair (also on a worker: ``spec`` is picklable).
 
@@ -369,15 +384,7 @@ def process_pair(spec: PairSpec, *, progress: PairProgress | None = None) -> Pai
         "message": corrected.note,
         "degraded": corrected.degraded,
     }
-    if spec.key is not None:
-        ds.attrs["geodeform_pair_key"] = spec.key
-    ds.attrs["geodeform_pair_stats"] = json.dumps(stats)
-    ds.attrs["geodeform_coregistration"] = corrected.coregistration.to_json()
-    ds.attrs["geodeform_degraded"] = corrected.degraded
-    ds.attrs["geodeform_masks"] = "; ".join(
-        f"{k}: {v}" for k, v in zip(("reference", "secondary"), masks.sources, strict=True)
-    )
-    ds.attrs["geodeform_coverage_before_filters"] = coverage_raw
+    ds.attrs.update(_pair_attrs(spec, stats, corrected, masks.sources, coverage_raw))
     if progress:
         progress("write", 0, 1)
     files = _write(spec, ds)
