@@ -705,3 +705,21 @@ def test_a_glacier_outline_that_cannot_be_right_stops_the_job_with_exit_2(
     expected = "do not overlap the job's area" if case == "far" else "without a 'crs' member"
     assert "masks.glacier: " in text and expected in text, text
     assert not list((tmp_path / "run" / "pairs").glob("*.nc"))  # stopped before matching
+
+
+def test_a_plane_needs_stable_ground_across_the_grid_and_a_credible_ramp() -> None:
+    from geodeform.workflows.screening import MAX_PLANE_RAMP_PX, plane_ramp_px, plane_supported
+
+    stable = np.zeros((40, 40), bool)
+    stable[:8, :8] = True  # one corner (clouds over the rest): a plane would be extrapolated
+    assert not plane_supported(stable)
+    stable[30:, 30:] = True  # two opposite corners constrain it
+    assert plane_supported(stable)
+    assert not plane_supported(np.zeros((40, 40), bool))  # no node
+    valid = np.ones((40, 40), bool)
+    cols = np.tile(np.arange(40.0), (40, 1))
+    flat = np.full((40, 40), 0.4)  # a shift of 0.4 px: credible
+    assert plane_ramp_px(flat, flat, valid) == pytest.approx(0.0)
+    steep = cols * 0.1  # 3.9 px across the grid: clouds fitted, not a misregistration
+    assert plane_ramp_px(steep, flat, valid) > MAX_PLANE_RAMP_PX
+    assert plane_ramp_px(steep, flat, np.zeros_like(valid)) == 0.0
