@@ -47,6 +47,7 @@ from geodeform.workflows.products import (
     write_products,
     write_run_report,
 )
+from geodeform.workflows.sar import check_sar_files, run_sar_job
 from geodeform.workflows.stable import coregister_pending
 from geodeform.workflows.stack import ImageStack, stack_from_inputs, stack_from_search
 
@@ -164,7 +165,10 @@ def run_job(
         Preflight failures and bad inputs, with a message naming the problem and the fix.
     """
     started = time.perf_counter()
-    check_files(config)  # before anything is written
+    if config.sar is not None:
+        check_sar_files(config)  # before anything is written
+    else:
+        check_files(config)
     out = Path(run_dir) if run_dir is not None else Path("runs") / config.name
     out.mkdir(parents=True, exist_ok=True)
     handler = _setup_logging(out)
@@ -172,32 +176,20 @@ def run_job(
         with atomic_output(out / "config.yaml") as tmp:
             tmp.write_text(config_to_yaml(config), encoding="utf-8")
         log.info("run %s in %s", config.name, out.resolve())
-        stack = _read_images(config, out, progress, Path(cache_dir) if cache_dir else None)
-        stack, warnings = drop_unusable(config, stack)
-        network = build_network(config, stack)
-        warnings += preflight(config, stack, network)
-        ground = stable_ground(config, stack)  # every mask checked on the grid before matching
-        warnings += ground.warnings
-        for w in warnings:
-            log.warning(w)
-        log.info("stable ground: %s", ground.source)
-        workers = _workers(config, None)
-        estimate = estimate_resources(config, stack, len(network), workers)
-        log.info(estimate.describe())
-        if on_estimate:
-            on_estimate(estimate)
-        (out / "pairs").mkdir(exist_ok=True)
-        specs = pair_specs(config, stack, network, out, ground)
-        outcomes = coregister_pending(_match_pairs(config, specs, workers, progress), stack.dates)
-        result = RunResult(out, config, stack, outcomes, estimate=estimate, warnings=warnings)
-        if not any(o.status == "ok" for o in result.pairs):
-            error = all_failed(result.pairs)
-            if config.output.report:  # the report says which pair failed and why
-                write_run_report(result, {"summary": {"result": str(error)}})
-            raise error
-        write_products(config, result, progress)
+        cache = Path(cache_dir) if cache_dir else None
+        if config.sar is not None:
+            result = run_sar_job(
+                config,
+                out,
+                workers=_workers(config, None),
+                progress=progress,
+                on_estimate=on_estimate,
+                cache_dir=cache,
+            )
+        else:
+            result = _run_images(config, out, progress, on_estimate, cache)
         result.seconds = time.perf_counter() - started
-        if config.output.report:
+        if config.output.report and config.sar is None:
             write_run_report(result, report_extras(result) if report_extras else {})
         log.info(
             "run %s finished in %.1f s: %d pairs computed, %d reused",
@@ -213,3 +205,38 @@ def run_job(
     finally:
         logging.getLogger("geodeform").removeHandler(handler)
         handler.close()
+
+
+def _run_images(
+    config: JobConfig,
+    out: Path,
+    progress: StageProgress | None,
+    on_estimate: Callable[[ResourceEstimate], None] | None,
+    cache: Path | None,
+) -> RunResult:
+    """The optical chain: images on one grid, pairs, matching, inversion and products."""
+    stack = _read_images(config, out, progress, cache)
+    stack, warnings = drop_unusable(config, stack)
+    network = build_network(config, stack)
+    warnings += preflight(config, stack, network)
+    ground = stable_ground(config, stack)  # every mask checked on the grid before matching
+    warnings += ground.warnings
+    for w in warnings:
+        log.warning(w)
+    log.info("stable ground: %s", ground.source)
+    workers = _workers(config, None)
+    estimate = estimate_resources(config, stack, len(network), workers)
+    log.info(estimate.describe())
+    if on_estimate:
+        on_estimate(estimate)
+    (out / "pairs").mkdir(exist_ok=True)
+    specs = pair_specs(config, stack, network, out, ground)
+    outcomes = coregister_pending(_match_pairs(config, specs, workers, progress), stack.dates)
+    result = RunResult(out, config, stack, outcomes, estimate=estimate, warnings=warnings)
+    if not any(o.status == "ok" for o in result.pairs):
+        error = all_failed(result.pairs)
+        if config.output.report:  # the report says which pair failed and why
+            write_run_report(result, {"summary": {"result": str(error)}})
+        raise error
+    write_products(config, result, progress)
+    return result
