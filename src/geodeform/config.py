@@ -22,13 +22,14 @@ import copy
 import datetime as dt
 import math
 import os
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from geodeform.conventions import DAYS_PER_YEAR, ProductFormat
+from geodeform.conventions import DAYS_PER_YEAR, ProductFormat, date_in_path
 from geodeform.errors import GeodeformError, InvalidInputError
 from geodeform.pairs import coseismic_pairs
 
@@ -44,6 +45,7 @@ __all__ = [
     "MatchingConfig",
     "OutputConfig",
     "PairsConfig",
+    "PreflightConfig",
     "QuakeConfig",
     "SarConfig",
     "SearchConfig",
@@ -142,10 +144,18 @@ class SearchConfig(_Model):
 
 
 class InputImage(_Model):
-    """One local image (instead of a catalogue search)."""
+    """One local image (instead of a catalogue search).
+
+    In YAML, an item is either a mapping (``- path: a.tif`` with the optional keys below) or just the path
+    (``- S2B_33TWM_20230813_0_L2A/B04.tif``) when the date is in the file or folder name.
+    """
 
     path: str = Field(..., description="GeoTIFF (or any raster GDAL reads) of one acquisition.")
-    date: dt.date = Field(..., description="Acquisition date, YYYY-MM-DD.")
+    date: dt.date | None = Field(
+        None,
+        description="Acquisition date, YYYY-MM-DD. Default: the first YYYYMMDD in the file name, else in "
+        "the folders above it (Sentinel-2 and Landsat product names carry it).",
+    )
     band: int | str = Field(
         1,
         description="Band in the file: 1-based number, or name (band description, BANDNAME tag or colour "
@@ -167,6 +177,29 @@ class InputImage(_Model):
         description="Tile label (quake preset): images of one tile share a grid; tiles are matched apart "
         "and mosaicked, also across UTM zones. Other presets take one tile.",
     )
+    mask: str | None = Field(
+        None,
+        description="Cloud / no-data mask of this image: a Sentinel-2 SCL or Landsat QA_PIXEL raster, a "
+        "raster with 1 = masked, or polygons; 'none' for no mask. Default: the scene's own SCL / QA_PIXEL "
+        "when it sits next to the band (Earth Search folder, SAFE, Landsat product), else none.",
+    )
+
+    @model_validator(mode="after")
+    def _date_from_name(self) -> InputImage:
+        if self.date is None:
+            self.date = date_in_path(self.path)
+            if self.date is None:
+                raise ValueError(
+                    f"no date for {self.path}: none given and no YYYYMMDD in its name or folders; "
+                    "add date: YYYY-MM-DD to this item"
+                )
+        return self
+
+    @property
+    def day(self) -> dt.date:
+        """The acquisition date (given or read from the name; always set after validation)."""
+        assert self.date is not None
+        return self.date
 
 
 class PairsConfig(_Model):
@@ -244,8 +277,14 @@ class MasksConfig(_Model):
     )
     stable: str | None = Field(
         None,
-        description="Stable-ground polygons or raster (1 = stable); default: outside the glacier mask, "
-        "else chosen automatically from the offsets.",
+        description="Stable-ground polygons or raster (1 = stable); default: outside the glacier mask. "
+        "Without any mask (nor dem), corrections.reference says which ground is used.",
+    )
+    water: str | None = Field(
+        None,
+        description="Water (lakes, fjords: no ground, drifting ice): polygons or a raster (1 = water), "
+        "'scl' (Sentinel-2 SCL water class of the images) or 'ndwi' (green/NIR bands next to the images); "
+        "water nodes are left out of the products and the stable ground.",
     )
 
 
@@ -256,10 +295,30 @@ class CorrectionsConfig(_Model):
     plane: bool = Field(True, description="Remove a plane (not only a shift) fitted on stable ground.")
     reference: Literal["auto", "all"] = Field(
         "auto",
-        description="Ground the co-registration is fitted on when no mask is given: auto = static nodes "
-        "picked from the offsets; all = every node (robust fit; both sides of an earthquake move).",
+        description="Ground the co-registration is fitted on when the job gives no mask (masks.stable, "
+        "masks.glacier, dem): auto = the nodes near the dominant offset of each pair (right when most "
+        "of the scene is static), all = every node (robust fit; both sides of an earthquake move). With "
+        "a mask it is never used: a pair with too little stable ground takes the job-level estimate.",
+    )
+    min_stable: int = Field(
+        20,
+        ge=3,
+        description="Fewest stable-ground nodes with data for a pair's own co-registration; below it the "
+        "pair takes the job-level estimate (other pairs of its dates) and is marked degraded.",
     )
     min_quality: float = Field(0.2, ge=0, le=1, description="Drop nodes whose match quality is below this.")
+    max_error_px: float = Field(
+        1.0,
+        gt=0,
+        description="Drop nodes whose predicted 1-sigma error exceeds this, pixels (ambiguous, flat or "
+        "ridge-shaped correlation peak).",
+    )
+    consistency_px: float = Field(
+        1.0,
+        gt=0,
+        description="Neighbourhood-consistency (NDC) tolerance, pixels: a node farther than this from most "
+        "of its neighbours is dropped (grows with the expected displacement).",
+    )
     mad_threshold: float = Field(
         4.0, gt=0, description="Neighbourhood median/MAD outlier filter threshold, robust sigmas."
     )
@@ -268,6 +327,23 @@ class CorrectionsConfig(_Model):
     )
     track_angle_deg: float = Field(
         12.0, ge=-90, le=90, description="Along-track direction for stripes, degrees clockwise from north."
+    )
+
+
+class PreflightConfig(_Model):
+    """Checks of the images before matching (``geodeform.workflows.preflight``)."""
+
+    drop_bad_images: bool = Field(
+        True,
+        description="Drop unusable images (no data on the AOI, constant or textureless, duplicates) with a "
+        "warning naming each and go on; false stops the job listing them all.",
+    )
+    min_valid: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Smallest share of the AOI an image needs with data and contrast (not cloud, haze, "
+        "shadow), 0-1; partly usable images above it are kept with a warning.",
     )
 
 
@@ -438,7 +514,9 @@ class JobConfig(_Model):
     )
     search: SearchConfig | None = Field(None, description="Catalogue search (or give inputs).")
     inputs: list[InputImage] = Field(
-        default_factory=list, description="Local images on one grid, instead of a search (2-100)."
+        default_factory=list,
+        description="Local images on one grid, instead of a search (2-100): paths, or items with path, "
+        "date, band, orbit, mask.",
     )
     roi: tuple[float, float, float, float] | None = Field(
         None,
@@ -459,6 +537,9 @@ class JobConfig(_Model):
     pairs: PairsConfig = Field(default_factory=lambda: PairsConfig(), description="Pair selection.")
     matching: MatchingConfig = Field(default_factory=lambda: MatchingConfig(), description="Offset tracking.")
     masks: MasksConfig = Field(default_factory=lambda: MasksConfig(), description="Masks.")
+    preflight: PreflightConfig = Field(
+        default_factory=lambda: PreflightConfig(), description="Image checks before matching."
+    )
     corrections: CorrectionsConfig = Field(
         default_factory=lambda: CorrectionsConfig(), description="Corrections."
     )
@@ -474,6 +555,16 @@ class JobConfig(_Model):
     @classmethod
     def _roi_order(cls, v: tuple[float, float, float, float] | None) -> Any:
         return AOIConfig._bbox_order(v)
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _plain_paths(cls, v: Any) -> Any:
+        """``inputs: [a.tif, b.tif]``: a bare path is the item ``{path: a.tif}``."""
+        if isinstance(v, (list, tuple)):
+            return [{"path": str(i)} if isinstance(i, (str, os.PathLike)) else i for i in v]
+        if isinstance(v, (str, os.PathLike)):
+            raise ValueError("inputs is a list: write one image per line, '- path/to/image.tif'")
+        return v
 
     @model_validator(mode="after")
     def _source(self) -> JobConfig:
@@ -665,12 +756,15 @@ def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any
 def _format_errors(exc: ValidationError, source: str) -> str:
     lines = [f"{source}: {exc.error_count()} problem(s)"]
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+        where = where or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key; check the spelling (geodeform init --preset ice lists every key)"
         elif err["type"] == "literal_error":
             msg = f"{msg} (got {err.get('input')!r})"
+        elif err["type"] in ("model_type", "model_attributes_type", "dict_type"):
+            msg = f"expected a path or a mapping of keys, got {err.get('input')!r}"
         lines.append(f"  - {where}: {msg}")
     return "\n".join(lines)
 
@@ -751,10 +845,39 @@ def _emit(model: BaseModel, indent: int, lines: list[str]) -> None:
                 lines.append(f"{pad}  - {body[0]}")
                 lines.extend(f"{pad}    {s}" for s in body[1:])
             continue
+        if isinstance(value, list) and not value and _item_model(info.annotation) is not None:
+            lines.append(f"{pad}{key}: []  # {desc}")
+            lines.extend(f"{pad}# {s}" for s in _item_example(_item_model(info.annotation), key))
+            continue
         plain = value.isoformat() if isinstance(value, dt.date) else value
         if isinstance(plain, tuple):
             plain = list(plain)
         lines.append(f"{pad}{key}: {_yaml_scalar(plain)}  # {desc}")
+
+
+def _item_model(annotation: Any) -> type[BaseModel] | None:
+    """The model of the items of a ``list[Model]`` field, else None."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is list and args and isinstance(args[0], type):
+        return args[0] if issubclass(args[0], BaseModel) else None
+    return None
+
+
+def _item_example(model: type[BaseModel] | None, key: str) -> list[str]:
+    """Commented lines showing the item format of an empty list field (e.g. ``inputs``)."""
+    if model is None:
+        return []
+    lines = [f"  {key} items, one per line (replace the search section by them):"]
+    first = True
+    examples = {"path": "S2B_33TWM_20230813_0_L2A/B04.tif", "date": "2023-08-13"}
+    for name, info in model.model_fields.items():
+        lead = "  - " if first else "    "
+        default = None if info.is_required() else info.default
+        example = examples.get(name, _yaml_scalar(default))
+        lines.append(f"{lead}{name}: {example}  # {info.description}")
+        first = False
+    lines.append("  or just the paths when their names carry the dates: - LC08_..._20200518_..._B4.TIF")
+    return lines
 
 
 def config_to_yaml(config: JobConfig) -> str:

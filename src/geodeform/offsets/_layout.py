@@ -26,6 +26,11 @@ LOW_CORRELATION = 4
 NOT_CONVERGED = 5
 OUTSIDE = 6
 OUTLIER = 7  # set by the driver's neighbourhood-consistency test, never by a kernel
+# Appended by the pair chain's checks after matching (geodeform.workflows), never by a kernel:
+SPEED = 8  # outside the expected speed
+CLOUD = 9  # on a cloud, shadow or no-data pixel of an image's mask
+WATER = 10  # on the water mask
+AMBIGUOUS = 11  # predicted error too large: flat or ridge-shaped correlation peak
 
 # ------------------------------------------------------------------------------- refinement columns
 # One row per node of the sub-pixel refinement (:func:`geodeform.offsets._refine.lk_refine_node`) and the

@@ -25,6 +25,10 @@ class Reason(IntEnum):
     NOT_CONVERGED = L.NOT_CONVERGED  #: the sub-pixel refinement diverged or did not converge
     OUTSIDE = L.OUTSIDE  #: the match falls outside the secondary image
     OUTLIER = L.OUTLIER  #: rejected by the neighbourhood-consistency test
+    SPEED = L.SPEED  #: faster than the expected speed allows (after matching)
+    CLOUD = L.CLOUD  #: on a cloud, shadow or no-data pixel of an image's own mask (SCL, QA_PIXEL, user mask)
+    WATER = L.WATER  #: on the water mask (lake, fjord: no ground)
+    AMBIGUOUS = L.AMBIGUOUS  #: predicted error too large: flat or ridge-shaped correlation peak
 
     @classmethod
     def codes(cls) -> dict[int, str]:

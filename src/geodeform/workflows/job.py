@@ -32,8 +32,14 @@ from geodeform.io import atomic_output
 from geodeform.parallel import executor
 from geodeform.workflows._timing import log_runtime
 from geodeform.workflows.pair import PairOutcome, PairSpec, process_pair
-from geodeform.workflows.plan import build_network, pair_specs
-from geodeform.workflows.preflight import ResourceEstimate, check_files, estimate_resources, preflight
+from geodeform.workflows.plan import build_network, pair_specs, stable_ground
+from geodeform.workflows.preflight import (
+    ResourceEstimate,
+    check_files,
+    drop_unusable,
+    estimate_resources,
+    preflight,
+)
 from geodeform.workflows.products import (
     RunResult,
     StageProgress,
@@ -43,6 +49,7 @@ from geodeform.workflows.products import (
 )
 from geodeform.workflows.quake import plan_quake, run_quake
 from geodeform.workflows.sar import check_sar_files, run_sar_job
+from geodeform.workflows.stable import coregister_pending
 from geodeform.workflows.stack import ImageStack, stack_from_inputs, stack_from_search
 
 __all__ = ["RunResult", "StageProgress", "run_job"]
@@ -96,12 +103,13 @@ def _read_images(
 def _log_outcome(outcome: PairOutcome) -> None:
     if outcome.status == "ok":
         log.info(
-            "pair %s_%s %s in %.1f s (coverage %.0f%%)",
+            "pair %s_%s %s in %.1f s (coverage %.0f%%)%s",
             outcome.reference,
             outcome.secondary,
             "computed" if outcome.computed else "reused",
             outcome.seconds,
             100 * outcome.coverage,
+            f", degraded: {outcome.degraded}" if outcome.degraded else "",
         )
     else:
         log.warning("pair %s_%s failed: %s", outcome.reference, outcome.secondary, outcome.message)
@@ -225,17 +233,23 @@ def _run_images(
 ) -> RunResult:
     """The optical chain: images on one grid, pairs, matching, inversion and products."""
     stack = _read_images(config, out, progress, cache)
+    stack, warnings = drop_unusable(config, stack)
     network = build_network(config, stack)
-    for w in preflight(config, stack, network):
+    warnings += preflight(config, stack, network)
+    ground = stable_ground(config, stack)  # every mask checked on the grid before matching
+    warnings += ground.warnings
+    for w in warnings:
         log.warning(w)
+    log.info("stable ground: %s", ground.source)
     workers = _workers(config, None)
     estimate = estimate_resources(config, stack, len(network), workers)
     log.info(estimate.describe())
     if on_estimate:
         on_estimate(estimate)
     (out / "pairs").mkdir(exist_ok=True)
-    specs = pair_specs(config, stack, network, out)
-    result = RunResult(out, config, stack, _match_pairs(config, specs, workers, progress), estimate=estimate)
+    specs = pair_specs(config, stack, network, out, ground)
+    outcomes = coregister_pending(_match_pairs(config, specs, workers, progress), stack.dates)
+    result = RunResult(out, config, stack, outcomes, estimate=estimate, warnings=warnings)
     if not any(o.status == "ok" for o in result.pairs):
         error = all_failed(result.pairs)
         if config.output.report:  # the report says which pair failed and why

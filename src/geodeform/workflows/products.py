@@ -22,7 +22,6 @@ from geodeform.conventions import DAYS_PER_YEAR
 from geodeform.errors import NoDataError
 from geodeform.io import (
     GeoGrid,
-    atomic_output,
     composite_dataset,
     dataset_grid,
     timeseries_dataset,
@@ -65,6 +64,7 @@ class RunResult:
     seconds: float = 0.0
     timeseries: TimeSeriesResult | None = None
     velocity: xr.Dataset | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def pairs_computed(self) -> int:
@@ -195,7 +195,11 @@ def write_products(config: JobConfig, result: RunResult, progress: StageProgress
                 items.append(write_stac_item(ds.load(), o.path))
     if config.inversion.enabled and len(ok) >= 1:
         ts, grid, template = invert_pairs(config, result.stack, result.pairs, progress)
-        vel = composite_dataset(velocity_composite(ts), grid)
+        pair_errors = [np.hypot(o.stable_nmad_x, o.stable_nmad_y) / np.sqrt(2) for o in ok]
+        finite = [e for e in pair_errors if np.isfinite(e)]
+        vel = composite_dataset(
+            velocity_composite(ts), grid, fill_error=float(np.median(finite)) if finite else None
+        )
         vel.attrs["geodeform_preset"] = config.preset
         vel.attrs["geodeform_job"] = config.name
         vel.attrs["geodeform_matching"] = json.dumps(config.matching.model_dump())
@@ -203,9 +207,7 @@ def write_products(config: JobConfig, result: RunResult, progress: StageProgress
             {f"{o.reference}_{o.secondary}": o.search_range for o in ok}
         )
         result.timeseries, result.velocity = ts, vel
-        with atomic_output(out / "timeseries.nc") as tmp:
-            timeseries_dataset(ts, template).to_netcdf(tmp, engine="h5netcdf")
-        result.products["timeseries"] = out / "timeseries.nc"
+        result.products["timeseries"] = write_netcdf(timeseries_dataset(ts, template), out / "timeseries.nc")
     elif ok:
         with xr.open_dataset(ok[0].path, engine="h5netcdf") as ds:
             result.velocity = ds.load()
@@ -277,6 +279,7 @@ def write_run_report(result: RunResult, extras: dict[str, Any]) -> Path:
             o.stable_nmad_y,
             o.rejected,
             o.message,
+            o.degraded,
         )
         for o in result.pairs
     ]
@@ -300,6 +303,7 @@ def write_run_report(result: RunResult, extras: dict[str, Any]) -> Path:
         crs=str(result.stack.grid.crs),
         attribution=tuple(extras.get("attribution", ())),
         speed_truth=extras.get("speed_truth"),
+        notes=tuple(result.warnings),
     )
     path = write_report(inputs, result.run_dir)
     result.products["report"] = path

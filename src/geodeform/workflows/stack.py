@@ -26,6 +26,7 @@ from shapely.ops import unary_union
 from geodeform.errors import InvalidInputError, NoDataError
 from geodeform.io import GeoGrid, atomic_output, read_band, read_pair
 from geodeform.io.aoi import SceneRef, aoi_grid, band_resolution, read_aoi
+from geodeform.io.masks import read_scene_mask, scene_mask
 from geodeform.masks import scene_cloud_mask
 from geodeform.search import AOI, aoi_from_tile, make_aoi
 from geodeform.search import search as stac_search
@@ -173,6 +174,9 @@ def stack_from_inputs(
 ) -> ImageStack:
     """Align local images (config ``inputs``) on the grid of the first (earliest) one.
 
+    Each image's mask (``inputs[].mask``, else the scene's own SCL / QA_PIXEL next to the band) turns its
+    cloud, shadow and no-data pixels into NaN.
+
     Raises
     ------
     DataError
@@ -181,6 +185,7 @@ def stack_from_inputs(
         An image does not overlap the first one.
     """
     items = sorted(inputs, key=lambda i: (i.date, i.orbit or 0))
+    notes: list[str] = []
     first = read_band(items[0].path, band=items[0].band)
     grid = first.grid
     window = (slice(None), slice(None))
@@ -192,6 +197,7 @@ def stack_from_inputs(
     for n, item in enumerate(items):
         src = Path(item.path)
         stat = src.stat() if src.is_file() else None
+        cloud = scene_mask(src, getattr(item, "mask", None))  # given, or the scene's SCL / QA_PIXEL
         key = content_key(
             "input",
             str(src.resolve()),
@@ -201,6 +207,7 @@ def stack_from_inputs(
             str(grid.crs),
             tuple(grid.transform),
             grid.shape,
+            *([] if cloud is None else [str(cloud.path.resolve()), cloud.kind]),
         )
         path = out / f"{item.date.isoformat()}_{n:03d}.tif"
         if not _existing(path, key):
@@ -209,6 +216,8 @@ def stack_from_inputs(
             else:
                 pair = read_pair(items[0].path, item.path, band=item.band)
                 data = pair.secondary.data[window]
+            if cloud is not None:
+                data = np.where(read_scene_mask(cloud, grid), np.nan, data).astype(np.float32)
             _write_image(path, data, grid, {"GEODEFORM_KEY": key, "ACQUISITION_DATE": item.date.isoformat()})
         acqs.append(
             Acquisition(
@@ -221,10 +230,13 @@ def stack_from_inputs(
                 (str(src),),
             )
         )
+        if cloud is not None:
+            how = "found next to the band" if cloud.found else "given"
+            notes.append(f"image {src.name}: mask {cloud.path.name} ({cloud.kind}, {how})")
         if progress:
             progress(n + 1, len(items))
     pixel_m = float(abs(grid.transform.a))
-    return ImageStack(acqs, grid, pixel_m, "inputs")
+    return ImageStack(acqs, grid, pixel_m, "inputs", notes)
 
 
 def _cloud_mask(scene: Any, grid: Any, cache_dir: Path | None) -> NDArray[np.bool_] | None:

@@ -52,6 +52,7 @@ __all__ = ["NOT_PATHS", "PATH_FIELDS", "check_preset", "path_fields", "prepare_p
 
 PATH_FIELDS: dict[str, Literal["file", "folder", "file_or_folder", "catalog"]] = {
     "inputs.*.path": "file_or_folder",  # a raster, or a Sentinel-1 .SAFE folder
+    "inputs.*.mask": "file",  # or "none"
     "dem": "file",
     "masks.glacier": "file",
     "masks.stable": "file",
@@ -151,6 +152,11 @@ def _set(doc: Any, dotted: str, value: Any) -> None:
         doc[last] = value
 
 
+def _no_path(value: Any) -> bool:
+    """``"none"``: a mask field's way of saying "no mask", not a file name."""
+    return isinstance(value, str) and value.strip().lower() == "none"
+
+
 def _resolve(value: str, context: InputContext, kind: str) -> Path:
     """The file or folder ``value`` names in the caller's scope; ``file_or_folder``: a file, else a folder (a
     Sentinel-1 ``.SAFE`` product), with the file's message when neither exists."""
@@ -169,6 +175,8 @@ def _path_problems(raw: Mapping[str, Any], context: InputContext) -> list[Proble
     problems: list[Problem] = []
     for pattern, kind in PATH_FIELDS.items():
         for name, value in path_fields(raw, pattern):
+            if _no_path(value):
+                continue
             if kind == "catalog":
                 problems += catalog_problems(value, context)
             elif kind == "file_or_folder":
@@ -264,7 +272,7 @@ def prepare_preset(inputs: JobConfig, context: InputContext) -> JobConfig:
     doc = inputs.model_dump(mode="json")
     for pattern, kind in PATH_FIELDS.items():
         for name, value in list(path_fields(doc, pattern)):
-            if not isinstance(value, str):
+            if not isinstance(value, str) or _no_path(value):
                 continue
             if kind == "catalog" and (is_url(value) or value.strip().lower() in CATALOGS):
                 continue
