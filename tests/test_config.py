@@ -185,12 +185,12 @@ def test_init_template_shows_the_inputs_item_format(cli) -> None:
     text = cli("init", "--preset", "ice").stdout
     lines = text.splitlines()
     k = next(i for i, s in enumerate(lines) if s.startswith("inputs: []"))
-    example = "\n".join(lines[k : k + 8])
+    example = "\n".join(lines[k : k + 9])
     for key in ("- path: S2B_33TWM_20230813_0_L2A/B04.tif", "date: 2023-08-13", "band: 1", "mask: null"):
         assert f"#   {key}" in example or f"#     {key}" in example, example
     assert "or just the paths" in example
     # the example, uncommented, is a valid inputs section
-    item = yaml.safe_load("\n".join(s.lstrip("#")[2:] for s in lines[k + 2 : k + 7]))
+    item = yaml.safe_load("\n".join(s.lstrip("#")[2:] for s in lines[k + 2 : k + 8]))
     assert load_config({"name": "j", "inputs": [*item, {"path": "b_20230818.tif"}]}).inputs[0].band == 1
     preflight = next(s for s in lines if s.strip().startswith("drop_bad_images:"))
     assert "true" in preflight and "warning" in preflight

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import math
 import os
 import typing
 from collections.abc import Mapping
@@ -29,9 +28,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from geodeform.conventions import DAYS_PER_YEAR, ProductFormat, date_in_path
+from geodeform.conventions import ProductFormat, date_in_path
 from geodeform.errors import GeodeformError, InvalidInputError
-from geodeform.pairs import coseismic_pairs
+from geodeform.pairs import coseismic_pairs, search_range_px
 
 __all__ = [
     "PRESETS",
@@ -888,18 +887,3 @@ def config_to_yaml(config: JobConfig) -> str:
     ]
     _emit(config, 0, lines)
     return "\n".join(lines) + "\n"
-
-
-def search_range_px(
-    matching: MatchingConfig, *, dt_days: float, pixel_m: float, speed_m_per_yr: float | None = None
-) -> int:
-    """Search radius in pixels for one pair: (speed x dt + max displacement) / pixel size x 1.5 + 2.
-
-    ``speed_m_per_yr`` overrides ``matching.expected_max_speed`` (e.g. a node's reference speed). The
-    explicit ``matching.search_range`` wins when set. Never below 2 pixels.
-    """
-    if matching.search_range is not None:
-        return int(matching.search_range)
-    speed = matching.expected_max_speed if speed_m_per_yr is None else speed_m_per_yr
-    metres = abs(speed) * abs(dt_days) / DAYS_PER_YEAR + matching.expected_max_displacement
-    return max(2, math.ceil(1.5 * metres / pixel_m) + 2)

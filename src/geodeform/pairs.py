@@ -9,6 +9,7 @@ Dates are handled as ``numpy.datetime64[D]``; Δt is in days (secondary minus re
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -16,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from geodeform.conventions import DAYS_PER_YEAR
 from geodeform.errors import InvalidInputError, NoDataError
 
 __all__ = [
@@ -27,6 +29,7 @@ __all__ = [
     "coseismic_pairs",
     "find_gaps",
     "network_components",
+    "search_range_px",
 ]
 
 Mode = Literal["sequential", "all"]
@@ -404,3 +407,21 @@ def coseismic_pairs(
     return PairNetwork(
         dates=d, pairs=arr, dt_days=dt, components=network_components(d.size, arr), gaps=find_gaps(d, arr)
     )
+
+
+def search_range_px(
+    matching: Any, *, dt_days: float, pixel_m: float, speed_m_per_yr: float | None = None
+) -> int:
+    """Search radius in pixels for one pair: (speed x dt + max displacement) / pixel size x 1.5 + 2.
+
+    ``matching`` is a :class:`geodeform.config.MatchingConfig` (``search_range``, ``expected_max_speed``,
+    ``expected_max_displacement``).
+
+    ``speed_m_per_yr`` overrides ``matching.expected_max_speed`` (e.g. a node's reference speed). The
+    explicit ``matching.search_range`` wins when set. Never below 2 pixels.
+    """
+    if matching.search_range is not None:
+        return int(matching.search_range)
+    speed = matching.expected_max_speed if speed_m_per_yr is None else speed_m_per_yr
+    metres = abs(speed) * abs(dt_days) / DAYS_PER_YEAR + matching.expected_max_displacement
+    return max(2, math.ceil(1.5 * metres / pixel_m) + 2)

@@ -251,8 +251,7 @@ def offset_dataset(
     variables["quality"] = _var(quality, "matching quality (1 = best)", "1", valid_range=unit_range)
     variables["reason"] = _reason_var(np.asarray(result.reason, dtype=np.int8), reason_codes)
     variables.update(_chip_sizes(result, image_grid))
-    node_error = _node_error_m(result, image_grid)
-    if node_error is not None:
+    if (node_error := _node_error_m(result, image_grid)) is not None:
         variables["offset_error"] = _var(
             (node_error * np.sqrt(2.0)).astype(np.float32),
             "matcher's predicted 1-sigma error of the offset vector at each node",
@@ -261,9 +260,7 @@ def offset_dataset(
     variables[_GRID_MAPPING] = xr.Variable((), np.int32(0), _mapping_attrs(grid))
     variables["img_pair_info"] = xr.Variable((), np.int32(0), pair_attrs)
 
-    coords = {}
-    if grid.is_rectilinear:
-        coords = _xy_coords(grid)
+    coords = _xy_coords(grid) if grid.is_rectilinear else {}
     attrs = _global_attrs(
         "geodeform offset tracking product",
         sign_convention="dx,vx: + toward increasing map x (east); dy,vy: + toward increasing map y (north); "

@@ -53,6 +53,7 @@ __all__ = ["NOT_PATHS", "PATH_FIELDS", "check_preset", "path_fields", "prepare_p
 PATH_FIELDS: dict[str, Literal["file", "folder", "file_or_folder", "catalog"]] = {
     "inputs.*.path": "file_or_folder",  # a raster, or a Sentinel-1 .SAFE folder
     "inputs.*.mask": "file",  # or "none"
+    "masks.water": "file",  # or "scl" / "ndwi"
     "dem": "file",
     "masks.glacier": "file",
     "masks.stable": "file",
@@ -153,8 +154,9 @@ def _set(doc: Any, dotted: str, value: Any) -> None:
 
 
 def _no_path(value: Any) -> bool:
-    """``"none"``: a mask field's way of saying "no mask", not a file name."""
-    return isinstance(value, str) and value.strip().lower() == "none"
+    """A mask field's keyword, not a file name: ``none`` (no mask), ``scl`` / ``ndwi`` (water from the
+    images' own bands)."""
+    return isinstance(value, str) and value.strip().lower() in {"none", "scl", "ndwi"}
 
 
 def _resolve(value: str, context: InputContext, kind: str) -> Path:
