@@ -456,6 +456,16 @@ def test_uint16_input_and_fill_values(texture: np.ndarray) -> None:
     assert np.nanmedian(np.abs(f.dx - 0.5)) < 0.03
 
 
+def test_fill_values_as_one_number_equals_a_tuple_of_one(texture: np.ndarray) -> None:
+    ref = texture[:160, :160].copy()
+    sec = fourier_shift(ref, 0.5, 0.5)
+    sec[:, :40] = 7.0  # a float image's no-data border, declared by a scalar (a bare TypeError before #27)
+    one = match(ref, sec, search_range=3, fill_values=7)
+    tup = match(ref, sec, search_range=3, fill_values=(7.0,))
+    assert np.isnan(one.dx[:, 0]).all()
+    np.testing.assert_array_equal(one.dx, tup.dx)
+
+
 # ---------------------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
     ("kwargs", "names"),
@@ -481,6 +491,9 @@ def test_uint16_input_and_fill_values(texture: np.ndarray) -> None:
         ({"prefilter": "sobel"}, "prefilter"),
         ({"threads": 0}, "threads"),
         ({"mask": np.zeros((5, 5), bool)}, "mask"),
+        ({"fill_values": "zero"}, "fill_values"),
+        ({"fill_values": (0, None)}, "fill_values"),
+        ({"nodata": "none"}, "nodata"),
     ],
 )
 def test_bad_arguments(texture: np.ndarray, kwargs: dict, names: str) -> None:

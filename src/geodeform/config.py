@@ -31,7 +31,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from geodeform.conventions import DAYS_PER_YEAR, ProductFormat, date_in_path
 from geodeform.errors import GeodeformError, InvalidInputError
-from geodeform.pairs import coseismic_pairs
+from geodeform.pairs import coseismic_pairs, parse_months, parse_season
 
 __all__ = [
     "PRESETS",
@@ -62,6 +62,22 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True, frozen=False)
 
 
+def _tile_epsg(tile: str) -> int | None:
+    """EPSG code of the UTM zone of an MGRS tile id; None without the geo extra (pyproj), which the run
+    needs anyway.
+
+    Raises
+    ------
+    InvalidInputError
+        Not an MGRS tile id, or one naming no square.
+    """
+    try:  # pyproj places the squares: imported here so that configs load without the geo extra
+        from geodeform.search.mgrs import mgrs_square
+    except ImportError:  # pragma: no cover - base install
+        return None
+    return mgrs_square(tile).epsg
+
+
 class AOIConfig(_Model):
     """Area of interest: exactly one of a bbox, a vector file or MGRS tiles (tiles may restrict a bbox)."""
 
@@ -90,12 +106,26 @@ class AOIConfig(_Model):
                 )
         return v
 
+    @field_validator("tiles")
+    @classmethod
+    def _tile_ids(cls, v: list[str]) -> list[str]:
+        for tile in v:
+            _tile_epsg(tile)  # InvalidInputError (a ValueError) names a bad id
+        return v
+
     @model_validator(mode="after")
     def _one_area(self) -> AOIConfig:
         if self.bbox is not None and self.geojson is not None:
             raise ValueError("give either aoi.bbox or aoi.geojson, not both")
         if self.bbox is None and self.geojson is None and not self.tiles:
             raise ValueError("no area of interest: set aoi.bbox, aoi.geojson or aoi.tiles")
+        zones = {_tile_epsg(t) for t in self.tiles} - {None}
+        if self.bbox is None and self.geojson is None and len(zones) > 1:
+            # the tiles alone are the area, and one job has one grid
+            raise ValueError(
+                f"aoi.tiles {', '.join(self.tiles)} span several UTM zones (EPSG {sorted(zones)}); one job "
+                "needs one grid: split the job per zone, or give a bbox"
+            )
         return self
 
 
@@ -136,10 +166,22 @@ class SearchConfig(_Model):
         True, description="Mask cloudy / no-data pixels of each image with its SCL / QA_PIXEL band."
     )
 
+    @field_validator("months")
+    @classmethod
+    def _months(cls, v: str | None) -> str | None:
+        parse_months(v)  # InvalidInputError (a ValueError) says what is wrong
+        return v
+
     @model_validator(mode="after")
     def _dates(self) -> SearchConfig:
         if self.start > self.end:
             raise ValueError(f"start {self.start} is after end {self.end}; swap them")
+        try:  # the search package needs the geo extra, which the run needs anyway
+            from geodeform.search.catalogs import CATALOGS, resolve_collection
+        except ImportError:  # pragma: no cover - base install
+            return self
+        if self.catalog.lower() in CATALOGS:  # a named catalogue: is the collection offered there?
+            resolve_collection(self.collection, self.catalog.lower())  # InvalidInputError says where it is
         return self
 
 
@@ -219,6 +261,13 @@ class PairsConfig(_Model):
     same_orbit: bool = Field(
         True, description="Pair only images of the same relative orbit (same view geometry, no parallax)."
     )
+
+    @field_validator("season")
+    @classmethod
+    def _season(cls, v: tuple[str, str] | None) -> tuple[str, str] | None:
+        if v is not None:
+            parse_season(v)  # InvalidInputError (a ValueError) says what is wrong
+        return v
 
     @model_validator(mode="after")
     def _range(self) -> PairsConfig:
@@ -727,7 +776,7 @@ _EXAMPLE_SEARCH: dict[str, dict[str, Any]] = {
         "start": "2023-06-01",
         "end": "2023-09-30",
         "max_images": 40,
-        "aoi": {"tiles": ["07VCG", "08VLM"]},
+        "aoi": {"tiles": ["07VCG", "07VDG"]},
     },
     "sar": {
         "collection": "sentinel-1-grd",
