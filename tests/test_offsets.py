@@ -126,6 +126,21 @@ def test_pixel_locking_within_two_hundredths(texture: np.ndarray) -> None:
     assert max(abs(b) for b in biases) <= 0.02, biases
 
 
+@pytest.mark.slow
+def test_pixel_locking_is_far_below_the_parabolas(texture: np.ndarray) -> None:
+    """The default refinement against the textbook 3×3 parabola at quarter-pixel shifts, where the parabola
+    is most biased: on this crop its median error is 0.026 px, the default's 0.002 px (measured)."""
+    frac = 0.25
+    ref = texture[:192, :192].astype(np.float32)
+    sec = fourier_shift(texture, 0.0, frac)[:192, :192].astype(np.float32)
+    errors = {}
+    for name, opts in (("default", {}), ("parabola", {"subpixel": "parabola", "sparse": False})):
+        f = match(ref, sec, chip_size=32, step=16, search_range=3, **opts)
+        errors[name] = float(np.nanmedian(np.abs(interior(f.dx) - frac)))
+    assert errors["parabola"] > 0.015, errors  # the case bites: the parabola's bias shows here
+    assert errors["default"] < 0.008, errors
+
+
 def _pandora_pairs() -> list[tuple[Path, Path, float, float]]:
     truth = SHARED / "pandora2d_s2" / "truth.csv"
     if not truth.exists():
@@ -575,28 +590,44 @@ def test_predicted_error_is_of_the_order_of_the_true_error(texture: np.ndarray) 
     assert np.isnan(f.error[~ok]).all()
 
 
+def _step_pair(texture: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    size = texture.shape[0]
+    left = fourier_shift(texture, 0.75 + 0.2, 0.3)
+    right = fourier_shift(texture, -0.75 + 0.2, 0.3)
+    sec = np.where(np.arange(size)[None, :] < size // 2, left, right)
+    return noisy(texture, 30, 20), noisy(sec, 30, 21)
+
+
+@pytest.fixture(scope="module")
+def step_default(texture: np.ndarray):
+    """The step pair matched with the default options."""
+    return match(*_step_pair(texture), chip_size=32, step=16, search_range=4)
+
+
 @pytest.mark.parametrize(
     ("options", "tol"),
     [
         ({"subpixel": "parabola"}, 0.15),  # the classic 3×3 fit, biased toward integers
         ({"interpolation": "exact"}, 0.03),
-        ({"window": "gaussian"}, 0.03),
+        ({"window": "uniform"}, 0.03),
         ({"robust_steps": True}, 0.03),
         ({"shiftable": True}, 0.03),
         ({"coarse_nested": True, "target_sigma": 0.01}, 0.05),
         ({"sparse": False, "consistency": False, "strain_correction": False}, 0.03),
-        ({"max_chip_factor": 2}, 0.03),
+        ({"max_chip_factor": 1}, 0.03),
         ({"sparse_stride": 1}, 0.03),
         ({"sparse_stride": 8}, 0.03),
     ],
 )
-def test_every_ncc_option_path_recovers_a_step(texture: np.ndarray, options: dict, tol: float) -> None:
-    """A 1.5 px step plus a sub-pixel shift: every option path runs and stays accurate away from the step."""
+def test_every_ncc_option_path_recovers_a_step(
+    texture: np.ndarray, step_default, options: dict, tol: float
+) -> None:
+    """A 1.5 px step plus a sub-pixel shift: every option path runs (its answer differs from the defaults')
+    and stays accurate away from the step."""
     size = texture.shape[0]
-    left = fourier_shift(texture, 0.75 + 0.2, 0.3)
-    right = fourier_shift(texture, -0.75 + 0.2, 0.3)
-    sec = np.where(np.arange(size)[None, :] < size // 2, left, right)
-    f = match(noisy(texture, 30, 20), noisy(sec, 30, 21), chip_size=32, step=16, search_range=4, **options)
+    f = match(*_step_pair(texture), chip_size=32, step=16, search_range=4, **options)
+    moved = (np.abs(f.dx - step_default.dx) > 1e-4) | (np.abs(f.dy - step_default.dy) > 1e-4)
+    assert moved.sum() >= 20, f"{options} changed {moved.sum()} nodes: did its path run?"
     _, cc = f.grid()
     truth = np.where(cc < size // 2, 0.95, -0.55)
     far = np.abs(cc - size // 2) > 40
