@@ -248,9 +248,14 @@ def test_nested_chips_near_the_border_narrow_to_fit_their_secondary_window(textu
     f = match(ref, sec, chip_size=32, step=16, search_range=10)
     rr, cc = f.grid()
     inside = (cc + 15.5 + 10 <= w - 1) & (rr >= 25.5) & (rr + 15.5 + 10 <= img.shape[0] - 1)
-    err = np.hypot(f.dx - 7.0, f.dy - 0.3)[inside]
-    assert np.isfinite(err).all()
-    assert np.max(err) < 1.0
+    err = np.hypot(f.dx - 7.0, f.dy - 0.3)
+    assert np.isfinite(err[inside]).all()
+    # measured: max 0.32 px (one node), median 0.006 px; on the two columns nearest the border median
+    # 0.026 px (the documented rescued node: 0.065 px). A whole-pixel answer would be 0.3 px off.
+    assert np.max(err[inside]) < 0.5
+    edge = inside & (cc >= cc[inside].max() - 16)
+    assert edge.sum() >= 40
+    assert np.median(err[edge]) < 0.06 and np.mean(err[edge] < 0.15) >= 0.9
 
 
 def test_border_chips_keep_the_node_at_the_centre(texture: np.ndarray) -> None:
@@ -577,17 +582,37 @@ def test_prefilters_handle_strong_radiometric_change(texture: np.ndarray, prefil
     assert np.nanmedian(err) < (0.05 if prefilter != "rank" else 0.1)
 
 
-def test_predicted_error_is_of_the_order_of_the_true_error(texture: np.ndarray) -> None:
-    ref = noisy(texture, 15, 18)
-    sec = noisy(fourier_shift(texture, 0.3, -0.7), 15, 19)
+RAYLEIGH_MEDIAN = float(np.sqrt(np.log(4.0) / 2.0))  # median |e| / sigma_vector of a 2-D Gaussian: 0.8326
+
+
+def _calibration(texture: np.ndarray, snr_db: float, seeds: tuple[int, int]) -> tuple[float, np.ndarray]:
+    """Median |true error| / predicted 1-σ vector error, over a calibrated Gaussian's (1 = calibrated)."""
+    ref = noisy(texture, snr_db, seeds[0])
+    sec = noisy(fourier_shift(texture, 0.3, -0.7), snr_db, seeds[1])
     f = match(ref, sec, chip_size=32, step=16, search_range=3, max_chip_factor=1)
     assert f.error is not None
     ok = np.isfinite(f.dx)
-    err = np.hypot(f.dx + 0.7, f.dy - 0.3)[ok]
-    ratio = float(np.median(err / f.error[ok]))
-    # for a 2-D Gaussian error the median of |e| / sigma_vector is ~0.83
-    assert 0.4 < ratio < 1.6, ratio
     assert np.isnan(f.error[~ok]).all()
+    err = np.hypot(f.dx + 0.7, f.dy - 0.3)[ok]
+    return float(np.median(err / f.error[ok])) / RAYLEIGH_MEDIAN, ok
+
+
+@pytest.mark.parametrize("seeds", [(18, 19), (3, 4)])
+def test_predicted_error_is_calibrated_at_30_db(texture: np.ndarray, seeds: tuple[int, int]) -> None:
+    # measured 1.02-1.05; a prediction wrong by 0.8x or 1.3x leaves this band
+    calibration, ok = _calibration(texture, 30, seeds)
+    assert ok.mean() > 0.95
+    assert 0.8 < calibration < 1.25, calibration
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known (#27): at 15-25 dB the predicted error is 1.2-1.7x too large (calibration 0.58-0.83 "
+    "measured at 15, 20, 25 dB); strict, so that a fix of the prediction shows up here",
+)
+def test_predicted_error_is_calibrated_at_15_db(texture: np.ndarray) -> None:
+    calibration, _ = _calibration(texture, 15, (18, 19))
+    assert 0.8 < calibration < 1.25, calibration
 
 
 def _step_pair(texture: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
