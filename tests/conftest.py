@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from _ci_skips import pytest_runtest_makereport  # noqa: F401 - no silent skip under CI=true (hook)
 from geodeform.cli import main
 from geodeform.demo import load_texture
 from geodeform.errors import GeodeformError

@@ -69,6 +69,18 @@ def test_user_values_override_the_preset_and_the_rest_stays() -> None:
         ({"search": {**BASE["search"], "aoi": {}}}, "search.aoi", "no area of interest"),
         ({"name": "bad name!"}, "name", "pattern"),
         ({"search": None}, "(top level)", "either 'search'"),
+        # validated at load (#27), not when the run reaches them
+        ({"pairs": {"season": ["June", "July"]}}, "pairs.season", "'June' is not a month and day"),
+        ({"pairs": {"season": ["02-30", "03-01"]}}, "pairs.season", "'02-30' is not a month and day"),
+        ({"search": {**BASE["search"], "months": "13-2"}}, "search.months", "two months 1-12"),
+        ({"search": {**BASE["search"], "months": "june"}}, "search.months", "FIRST-LAST"),
+        ({"search": {**BASE["search"], "aoi": {"tiles": ["ZZZZZ"]}}}, "search.aoi.tiles", "not an MGRS tile"),
+        ({"search": {**BASE["search"], "aoi": {"tiles": ["07VCG", "08VLM"]}}}, "search.aoi", "UTM zones"),
+        (
+            {"search": {**BASE["search"], "collection": "landsat", "catalog": "cdse"}},
+            "search",
+            "not offered by the cdse",
+        ),
     ],
 )
 def test_bad_values_name_the_field_and_the_allowed_values(change: dict, field: str, hint: str) -> None:
@@ -121,6 +133,28 @@ def test_run_with_a_bad_config_exits_2_and_writes_nothing(tmp_path: Path, cli) -
     assert proc.code == 2
     text = " ".join(proc.stderr.split())
     assert "inputs[0].path: file gone.tif not found" in text and "masks.glacier: file rgi.geojson" in text
+    assert sorted(tmp_path.rglob("*")) == before
+
+
+@pytest.mark.parametrize(
+    ("change", "needle"),
+    [
+        ({"pairs": {"season": ["June", "July"]}}, "pairs.season"),
+        ({"search": {**BASE["search"], "months": "13-2"}}, "search.months"),
+        ({"search": {**BASE["search"], "aoi": {"tiles": ["32TZZ9"]}}}, "search.aoi.tiles"),
+    ],
+)
+def test_bad_season_months_or_tiles_exit_2_before_anything_is_written(
+    tmp_path: Path, cli, change: dict, needle: str
+) -> None:
+    # before #27 a bad season passed load_config and the run failed later, after writing config.yaml,
+    # images/ and run.log
+    path = tmp_path / "job.yaml"
+    path.write_text(yaml.safe_dump({**BASE, **change}))
+    before = sorted(tmp_path.rglob("*"))
+    proc = cli("run", str(path), "--out", str(tmp_path / "run"), cwd=tmp_path)
+    assert proc.code == 2, proc.stderr
+    assert needle in proc.stderr
     assert sorted(tmp_path.rglob("*")) == before
 
 

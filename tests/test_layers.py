@@ -38,6 +38,7 @@ LAYERS = {
             "masks",
             "parallel",
             "config",
+            "config_yaml",
         ),
         2,
     ),

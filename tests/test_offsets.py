@@ -126,6 +126,21 @@ def test_pixel_locking_within_two_hundredths(texture: np.ndarray) -> None:
     assert max(abs(b) for b in biases) <= 0.02, biases
 
 
+@pytest.mark.slow
+def test_pixel_locking_is_far_below_the_parabolas(texture: np.ndarray) -> None:
+    """The default refinement against the textbook 3×3 parabola at quarter-pixel shifts, where the parabola
+    is most biased: on this crop its median error is 0.026 px, the default's 0.002 px (measured)."""
+    frac = 0.25
+    ref = texture[:192, :192].astype(np.float32)
+    sec = fourier_shift(texture, 0.0, frac)[:192, :192].astype(np.float32)
+    errors = {}
+    for name, opts in (("default", {}), ("parabola", {"subpixel": "parabola", "sparse": False})):
+        f = match(ref, sec, chip_size=32, step=16, search_range=3, **opts)
+        errors[name] = float(np.nanmedian(np.abs(interior(f.dx) - frac)))
+    assert errors["parabola"] > 0.015, errors  # the case bites: the parabola's bias shows here
+    assert errors["default"] < 0.008, errors
+
+
 def _pandora_pairs() -> list[tuple[Path, Path, float, float]]:
     truth = SHARED / "pandora2d_s2" / "truth.csv"
     if not truth.exists():
@@ -233,9 +248,14 @@ def test_nested_chips_near_the_border_narrow_to_fit_their_secondary_window(textu
     f = match(ref, sec, chip_size=32, step=16, search_range=10)
     rr, cc = f.grid()
     inside = (cc + 15.5 + 10 <= w - 1) & (rr >= 25.5) & (rr + 15.5 + 10 <= img.shape[0] - 1)
-    err = np.hypot(f.dx - 7.0, f.dy - 0.3)[inside]
-    assert np.isfinite(err).all()
-    assert np.max(err) < 1.0
+    err = np.hypot(f.dx - 7.0, f.dy - 0.3)
+    assert np.isfinite(err[inside]).all()
+    # measured: max 0.32 px (one node), median 0.006 px; on the two columns nearest the border median
+    # 0.026 px (the documented rescued node: 0.065 px). A whole-pixel answer would be 0.3 px off.
+    assert np.max(err[inside]) < 0.5
+    edge = inside & (cc >= cc[inside].max() - 16)
+    assert edge.sum() >= 40
+    assert np.median(err[edge]) < 0.06 and np.mean(err[edge] < 0.15) >= 0.9
 
 
 def test_border_chips_keep_the_node_at_the_centre(texture: np.ndarray) -> None:
@@ -456,6 +476,16 @@ def test_uint16_input_and_fill_values(texture: np.ndarray) -> None:
     assert np.nanmedian(np.abs(f.dx - 0.5)) < 0.03
 
 
+def test_fill_values_as_one_number_equals_a_tuple_of_one(texture: np.ndarray) -> None:
+    ref = texture[:160, :160].copy()
+    sec = fourier_shift(ref, 0.5, 0.5)
+    sec[:, :40] = 7.0  # a float image's no-data border, declared by a scalar (a bare TypeError before #27)
+    one = match(ref, sec, search_range=3, fill_values=7)
+    tup = match(ref, sec, search_range=3, fill_values=(7.0,))
+    assert np.isnan(one.dx[:, 0]).all()
+    np.testing.assert_array_equal(one.dx, tup.dx)
+
+
 # ---------------------------------------------------------------------------------------- bad input
 @pytest.mark.parametrize(
     ("kwargs", "names"),
@@ -481,6 +511,9 @@ def test_uint16_input_and_fill_values(texture: np.ndarray) -> None:
         ({"prefilter": "sobel"}, "prefilter"),
         ({"threads": 0}, "threads"),
         ({"mask": np.zeros((5, 5), bool)}, "mask"),
+        ({"fill_values": "zero"}, "fill_values"),
+        ({"fill_values": (0, None)}, "fill_values"),
+        ({"nodata": "none"}, "nodata"),
     ],
 )
 def test_bad_arguments(texture: np.ndarray, kwargs: dict, names: str) -> None:
@@ -549,17 +582,52 @@ def test_prefilters_handle_strong_radiometric_change(texture: np.ndarray, prefil
     assert np.nanmedian(err) < (0.05 if prefilter != "rank" else 0.1)
 
 
-def test_predicted_error_is_of_the_order_of_the_true_error(texture: np.ndarray) -> None:
-    ref = noisy(texture, 15, 18)
-    sec = noisy(fourier_shift(texture, 0.3, -0.7), 15, 19)
+RAYLEIGH_MEDIAN = float(np.sqrt(np.log(4.0) / 2.0))  # median |e| / sigma_vector of a 2-D Gaussian: 0.8326
+
+
+def _calibration(texture: np.ndarray, snr_db: float, seeds: tuple[int, int]) -> tuple[float, np.ndarray]:
+    """Median |true error| / predicted 1-σ vector error, over a calibrated Gaussian's (1 = calibrated)."""
+    ref = noisy(texture, snr_db, seeds[0])
+    sec = noisy(fourier_shift(texture, 0.3, -0.7), snr_db, seeds[1])
     f = match(ref, sec, chip_size=32, step=16, search_range=3, max_chip_factor=1)
     assert f.error is not None
     ok = np.isfinite(f.dx)
-    err = np.hypot(f.dx + 0.7, f.dy - 0.3)[ok]
-    ratio = float(np.median(err / f.error[ok]))
-    # for a 2-D Gaussian error the median of |e| / sigma_vector is ~0.83
-    assert 0.4 < ratio < 1.6, ratio
     assert np.isnan(f.error[~ok]).all()
+    err = np.hypot(f.dx + 0.7, f.dy - 0.3)[ok]
+    return float(np.median(err / f.error[ok])) / RAYLEIGH_MEDIAN, ok
+
+
+@pytest.mark.parametrize("seeds", [(18, 19), (3, 4)])
+def test_predicted_error_is_calibrated_at_30_db(texture: np.ndarray, seeds: tuple[int, int]) -> None:
+    # measured 1.02-1.05; a prediction wrong by 0.8x or 1.3x leaves this band
+    calibration, ok = _calibration(texture, 30, seeds)
+    assert ok.mean() > 0.95
+    assert 0.8 < calibration < 1.25, calibration
+
+
+@pytest.mark.slow
+@pytest.mark.xfail(
+    strict=True,
+    reason="known (#27): at 15-25 dB the predicted error is 1.2-1.7x too large (calibration 0.58-0.83 "
+    "measured at 15, 20, 25 dB); strict, so that a fix of the prediction shows up here",
+)
+def test_predicted_error_is_calibrated_at_15_db(texture: np.ndarray) -> None:
+    calibration, _ = _calibration(texture, 15, (18, 19))
+    assert 0.8 < calibration < 1.25, calibration
+
+
+def _step_pair(texture: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    size = texture.shape[0]
+    left = fourier_shift(texture, 0.75 + 0.2, 0.3)
+    right = fourier_shift(texture, -0.75 + 0.2, 0.3)
+    sec = np.where(np.arange(size)[None, :] < size // 2, left, right)
+    return noisy(texture, 30, 20), noisy(sec, 30, 21)
+
+
+@pytest.fixture(scope="module")
+def step_default(texture: np.ndarray):
+    """The step pair matched with the default options."""
+    return match(*_step_pair(texture), chip_size=32, step=16, search_range=4)
 
 
 @pytest.mark.parametrize(
@@ -567,23 +635,25 @@ def test_predicted_error_is_of_the_order_of_the_true_error(texture: np.ndarray) 
     [
         ({"subpixel": "parabola"}, 0.15),  # the classic 3×3 fit, biased toward integers
         ({"interpolation": "exact"}, 0.03),
-        ({"window": "gaussian"}, 0.03),
+        ({"window": "uniform"}, 0.03),
         ({"robust_steps": True}, 0.03),
         ({"shiftable": True}, 0.03),
         ({"coarse_nested": True, "target_sigma": 0.01}, 0.05),
         ({"sparse": False, "consistency": False, "strain_correction": False}, 0.03),
-        ({"max_chip_factor": 2}, 0.03),
+        ({"max_chip_factor": 1}, 0.03),
         ({"sparse_stride": 1}, 0.03),
         ({"sparse_stride": 8}, 0.03),
     ],
 )
-def test_every_ncc_option_path_recovers_a_step(texture: np.ndarray, options: dict, tol: float) -> None:
-    """A 1.5 px step plus a sub-pixel shift: every option path runs and stays accurate away from the step."""
+def test_every_ncc_option_path_recovers_a_step(
+    texture: np.ndarray, step_default, options: dict, tol: float
+) -> None:
+    """A 1.5 px step plus a sub-pixel shift: every option path runs (its answer differs from the defaults')
+    and stays accurate away from the step."""
     size = texture.shape[0]
-    left = fourier_shift(texture, 0.75 + 0.2, 0.3)
-    right = fourier_shift(texture, -0.75 + 0.2, 0.3)
-    sec = np.where(np.arange(size)[None, :] < size // 2, left, right)
-    f = match(noisy(texture, 30, 20), noisy(sec, 30, 21), chip_size=32, step=16, search_range=4, **options)
+    f = match(*_step_pair(texture), chip_size=32, step=16, search_range=4, **options)
+    moved = (np.abs(f.dx - step_default.dx) > 1e-4) | (np.abs(f.dy - step_default.dy) > 1e-4)
+    assert moved.sum() >= 20, f"{options} changed {moved.sum()} nodes: did its path run?"
     _, cc = f.grid()
     truth = np.where(cc < size // 2, 0.95, -0.55)
     far = np.abs(cc - size // 2) > 40

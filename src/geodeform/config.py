@@ -21,16 +21,16 @@ from __future__ import annotations
 import copy
 import datetime as dt
 import os
-import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from geodeform.config_yaml import config_to_yaml
 from geodeform.conventions import ProductFormat, date_in_path
 from geodeform.errors import GeodeformError, InvalidInputError
-from geodeform.pairs import coseismic_pairs, search_range_px
+from geodeform.pairs import coseismic_pairs, parse_months, parse_season, search_range_px
 
 __all__ = [
     "PRESETS",
@@ -61,6 +61,22 @@ class _Model(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_default=True, frozen=False)
 
 
+def _tile_epsg(tile: str) -> int | None:
+    """EPSG code of the UTM zone of an MGRS tile id; None without the geo extra (pyproj), which the run
+    needs anyway.
+
+    Raises
+    ------
+    InvalidInputError
+        Not an MGRS tile id, or one naming no square.
+    """
+    try:  # pyproj places the squares: imported here so that configs load without the geo extra
+        from geodeform.search.mgrs import mgrs_square
+    except ImportError:  # pragma: no cover - base install
+        return None
+    return mgrs_square(tile).epsg
+
+
 class AOIConfig(_Model):
     """Area of interest: exactly one of a bbox, a vector file or MGRS tiles (tiles may restrict a bbox)."""
 
@@ -89,12 +105,26 @@ class AOIConfig(_Model):
                 )
         return v
 
+    @field_validator("tiles")
+    @classmethod
+    def _tile_ids(cls, v: list[str]) -> list[str]:
+        for tile in v:
+            _tile_epsg(tile)  # InvalidInputError (a ValueError) names a bad id
+        return v
+
     @model_validator(mode="after")
     def _one_area(self) -> AOIConfig:
         if self.bbox is not None and self.geojson is not None:
             raise ValueError("give either aoi.bbox or aoi.geojson, not both")
         if self.bbox is None and self.geojson is None and not self.tiles:
             raise ValueError("no area of interest: set aoi.bbox, aoi.geojson or aoi.tiles")
+        zones = {_tile_epsg(t) for t in self.tiles} - {None}
+        if self.bbox is None and self.geojson is None and len(zones) > 1:
+            # the tiles alone are the area, and one job has one grid
+            raise ValueError(
+                f"aoi.tiles {', '.join(self.tiles)} span several UTM zones (EPSG {sorted(zones)}); one job "
+                "needs one grid: split the job per zone, or give a bbox"
+            )
         return self
 
 
@@ -135,10 +165,22 @@ class SearchConfig(_Model):
         True, description="Mask cloudy / no-data pixels of each image with its SCL / QA_PIXEL band."
     )
 
+    @field_validator("months")
+    @classmethod
+    def _months(cls, v: str | None) -> str | None:
+        parse_months(v)  # InvalidInputError (a ValueError) says what is wrong
+        return v
+
     @model_validator(mode="after")
     def _dates(self) -> SearchConfig:
         if self.start > self.end:
             raise ValueError(f"start {self.start} is after end {self.end}; swap them")
+        try:  # the search package needs the geo extra, which the run needs anyway
+            from geodeform.search.catalogs import CATALOGS, resolve_collection
+        except ImportError:  # pragma: no cover - base install
+            return self
+        if self.catalog.lower() in CATALOGS:  # a named catalogue: is the collection offered there?
+            resolve_collection(self.collection, self.catalog.lower())  # InvalidInputError says where it is
         return self
 
 
@@ -218,6 +260,13 @@ class PairsConfig(_Model):
     same_orbit: bool = Field(
         True, description="Pair only images of the same relative orbit (same view geometry, no parallax)."
     )
+
+    @field_validator("season")
+    @classmethod
+    def _season(cls, v: tuple[str, str] | None) -> tuple[str, str] | None:
+        if v is not None:
+            parse_season(v)  # InvalidInputError (a ValueError) says what is wrong
+        return v
 
     @model_validator(mode="after")
     def _range(self) -> PairsConfig:
@@ -726,7 +775,7 @@ _EXAMPLE_SEARCH: dict[str, dict[str, Any]] = {
         "start": "2023-06-01",
         "end": "2023-09-30",
         "max_images": 40,
-        "aoi": {"tiles": ["07VCG", "08VLM"]},
+        "aoi": {"tiles": ["07VCG", "07VDG"]},
     },
     "sar": {
         "collection": "sentinel-1-grd",
@@ -815,75 +864,3 @@ def preset_config(preset: str, *, name: str | None = None) -> JobConfig:
     example = {"name": name or f"my-{preset}-job", "search": _EXAMPLE_SEARCH[preset]}
     data = deep_merge(PRESETS[preset], {**example, **_EXAMPLE_EXTRA.get(preset, {})})
     return load_config(data)
-
-
-def _yaml_scalar(value: Any) -> str:
-    import yaml
-
-    text: str = yaml.safe_dump(value, default_flow_style=True, width=1000).strip()
-    return text.removesuffix("\n...").removesuffix("...").strip()
-
-
-def _emit(model: BaseModel, indent: int, lines: list[str]) -> None:
-    pad = "  " * indent
-    for key, info in type(model).model_fields.items():
-        value = getattr(model, key)
-        desc = info.description or ""
-        if isinstance(value, BaseModel):
-            lines.append(f"{pad}# {desc}")
-            lines.append(f"{pad}{key}:")
-            _emit(value, indent + 1, lines)
-            continue
-        if isinstance(value, list) and value and isinstance(value[0], BaseModel):
-            lines.append(f"{pad}# {desc}")
-            lines.append(f"{pad}{key}:")
-            for item in value:
-                sub: list[str] = []
-                _emit(item, 0, sub)
-                body = [s for s in sub if not s.lstrip().startswith("#")]
-                lines.append(f"{pad}  - {body[0]}")
-                lines.extend(f"{pad}    {s}" for s in body[1:])
-            continue
-        if isinstance(value, list) and not value and _item_model(info.annotation) is not None:
-            lines.append(f"{pad}{key}: []  # {desc}")
-            lines.extend(f"{pad}# {s}" for s in _item_example(_item_model(info.annotation), key))
-            continue
-        plain = value.isoformat() if isinstance(value, dt.date) else value
-        if isinstance(plain, tuple):
-            plain = list(plain)
-        lines.append(f"{pad}{key}: {_yaml_scalar(plain)}  # {desc}")
-
-
-def _item_model(annotation: Any) -> type[BaseModel] | None:
-    """The model of the items of a ``list[Model]`` field, else None."""
-    args = typing.get_args(annotation)
-    if typing.get_origin(annotation) is list and args and isinstance(args[0], type):
-        return args[0] if issubclass(args[0], BaseModel) else None
-    return None
-
-
-def _item_example(model: type[BaseModel] | None, key: str) -> list[str]:
-    """Commented lines showing the item format of an empty list field (e.g. ``inputs``)."""
-    if model is None:
-        return []
-    lines = [f"  {key} items, one per line (replace the search section by them):"]
-    first = True
-    examples = {"path": "S2B_33TWM_20230813_0_L2A/B04.tif", "date": "2023-08-13"}
-    for name, info in model.model_fields.items():
-        lead = "  - " if first else "    "
-        default = None if info.is_required() else info.default
-        example = examples.get(name, _yaml_scalar(default))
-        lines.append(f"{lead}{name}: {example}  # {info.description}")
-        first = False
-    lines.append("  or just the paths when their names carry the dates: - LC08_..._20200518_..._B4.TIF")
-    return lines
-
-
-def config_to_yaml(config: JobConfig) -> str:
-    """The config as commented YAML (every field with its description, unit and value)."""
-    lines = [
-        "# geodeform job configuration (geodeform run THIS_FILE). Units and choices are in the comments.",
-        "# Sentinel data: results contain modified Copernicus Sentinel data.",
-    ]
-    _emit(config, 0, lines)
-    return "\n".join(lines) + "\n"

@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import date
 from typing import Any, Literal
 
 import numpy as np
@@ -29,6 +30,8 @@ __all__ = [
     "coseismic_pairs",
     "find_gaps",
     "network_components",
+    "parse_months",
+    "parse_season",
     "search_range_px",
 ]
 
@@ -196,13 +199,58 @@ def find_gaps(dates: NDArray[np.datetime64], pairs: NDArray[np.int64]) -> tuple[
     )
 
 
-def _in_season(dates: NDArray[np.datetime64], season: tuple[str, str]) -> NDArray[np.bool_]:
+def parse_season(season: Sequence[str]) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Parse a day-of-year window ``('MM-DD', 'MM-DD')``, e.g. ``('07-01', '09-30')``; the window wraps
+    over the new year when its start comes after its end (``('11-01', '03-31')``).
+
+    Returns
+    -------
+    ((month, day), (month, day))
+        First and last day of the window.
+
+    Raises
+    ------
+    InvalidInputError
+        Not two strings, or a string that is not a day of the year (``'02-30'``, ``'June'``).
+    """
+    hint = "season: need two 'MM-DD' strings, e.g. ('06-01', '09-30')"
+    if isinstance(season, str) or len(season) != 2:
+        raise InvalidInputError(f"{hint}; got {season!r}")
+    out = []
+    for text in season:
+        try:
+            month, day = (int(v) for v in str(text).split("-"))
+            date(2000, month, day)  # a leap year: 02-29 is a day of the year
+        except (ValueError, TypeError):
+            raise InvalidInputError(f"{hint}; {text!r} is not a month and day") from None
+        out.append((month, day))
+    return out[0], out[1]
+
+
+def parse_months(months: str | Sequence[int] | None) -> tuple[int, int] | None:
+    """Parse a month window: ``"6-9"`` (June-September), ``"11-2"`` (wraps over the new year), ``"7"``
+    (July alone), ``(6, 9)``; None or ``""`` for no window.
+
+    Raises
+    ------
+    InvalidInputError
+        Not one or two months in 1..12.
+    """
+    if months is None or months == "":
+        return None
     try:
-        (m0, d0), (m1, d1) = (tuple(int(v) for v in s.split("-")) for s in season)
-    except (ValueError, AttributeError) as exc:
-        raise InvalidInputError(
-            f"season: need two 'MM-DD' strings, e.g. ('06-01', '09-30'); got {season!r}"
-        ) from exc
+        values = [int(v) for v in months.split("-")] if isinstance(months, str) else [int(v) for v in months]
+    except (ValueError, TypeError) as exc:
+        raise InvalidInputError(f"month window {months!r}: expected FIRST-LAST, e.g. 6-9") from exc
+    if len(values) == 1:
+        values *= 2
+    if len(values) != 2 or not all(1 <= v <= 12 for v in values):
+        raise InvalidInputError(f"month window {months!r}: expected two months 1-12 as FIRST-LAST, e.g. 6-9")
+    return values[0], values[1]
+
+
+def _in_season(dates: NDArray[np.datetime64], season: tuple[str, str]) -> NDArray[np.bool_]:
+    (m0, d0), (m1, d1) = parse_season(season)
     months = dates.astype("datetime64[M]").astype(np.int64) % 12 + 1
     days = (dates - dates.astype("datetime64[M]")).astype(np.int64) + 1
     key = months * 100 + days

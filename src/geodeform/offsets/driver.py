@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, Literal
 
@@ -44,7 +44,7 @@ def match(
     mask: npt.ArrayLike | None = None,
     secondary_mask: npt.ArrayLike | None = None,
     nodata: float | None = None,
-    fill_values: tuple[float, ...] | None = None,
+    fill_values: float | Sequence[float] | None = None,
     saturation: float | str | None = "auto",
     prefilter: Prefilter | None = None,
     threads: int | None = None,
@@ -71,8 +71,9 @@ def match(
         True where pixels must be ignored (clouds, water, glacier outlines...).
     nodata : float, optional
         No-data value of both images. NaN is always no-data.
-    fill_values : tuple of float, optional
-        Values treated as no-data; defaults to 0 and the dtype maximum for integer images.
+    fill_values : float or sequence of float, optional
+        Values treated as no-data (one number or several); defaults to 0 and the dtype maximum for integer
+        images, none for float images; ``()`` for none at all.
     saturation : float, "auto" or None
         Pixels at or above this value carry no texture (saturated snow, clouds) and are ignored. "auto"
         uses the image maximum when more than 0.5 % of the pixels sit at it.
@@ -121,8 +122,8 @@ def match(
         sec=sec,
         ref_mask=_bool_mask(mask, ref.shape, "mask"),
         sec_mask=_bool_mask(secondary_mask, ref.shape, "secondary_mask"),
-        nodata=nodata,
-        fill_values=fill_values,
+        nodata=_number(nodata, "nodata"),
+        fill_values=_fill_values(fill_values),
         saturation=_saturation(ref, sec, saturation),
         prefilter=prefilter,
         chip=chip,
@@ -228,6 +229,38 @@ def _search_grid(search_range: Any, shape: tuple[int, int]) -> npt.NDArray[np.in
     if not np.all(np.isfinite(s)) or np.any(s < 0):
         raise InvalidInputError(f"search_range must be finite and ≥ 0 px, got {search_range!r}")
     return np.broadcast_to(np.ceil(s).astype(np.int64), shape).copy()
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(
+        value, (bool, np.bool_)
+    )
+
+
+def _number(value: Any, name: str) -> float | None:
+    """``value`` as a float (None stays None), else :class:`InvalidInputError` naming ``name``."""
+    if value is None:
+        return None
+    if not _is_number(value):
+        raise InvalidInputError(f"{name} must be a number or None, got {value!r}")
+    return float(value)
+
+
+def _fill_values(values: Any) -> tuple[float, ...] | None:
+    """``fill_values`` as a tuple of floats: one number is a tuple of one; None keeps the default."""
+    if values is None:
+        return None
+    items = [values] if _is_number(values) or isinstance(values, str) else values
+    try:
+        items = list(np.ravel(np.asarray(items, dtype=object)))
+    except TypeError:
+        items = [values]
+    bad = [v for v in items if not _is_number(v)]
+    if bad:
+        raise InvalidInputError(
+            f"fill_values must be a number or a sequence of numbers (e.g. 0 or (0, 65535)), got {values!r}"
+        )
+    return tuple(float(v) for v in items)
 
 
 def _bool_mask(mask: Any, shape: tuple[int, ...], name: str) -> npt.NDArray[np.bool_] | None:

@@ -13,6 +13,7 @@ from datetime import date, datetime, time, timezone
 from typing import Any
 
 from geodeform.errors import DataError, GeodeformError, InvalidInputError, NoDataError
+from geodeform.pairs import parse_months
 from geodeform.search.area import AOI, make_aoi
 from geodeform.search.catalogs import (
     CollectionSpec,
@@ -51,27 +52,6 @@ def _to_datetime(value: str | date | datetime | None, *, end: bool, name: str) -
         except ValueError as exc:
             raise InvalidInputError(f"{name} {text!r} is not a date: use YYYY-MM-DD (or ISO 8601)") from exc
     return dt if dt.tzinfo else dt.replace(tzinfo=timezone.utc)
-
-
-def parse_months(months: str | Sequence[int] | None) -> tuple[int, int] | None:
-    """Parse a month window: ``"6-9"`` (June-September), ``"11-2"`` (wraps over the new year), ``(6, 9)``.
-
-    Raises
-    ------
-    InvalidInputError
-        Not two months in 1..12.
-    """
-    if months is None or months == "":
-        return None
-    try:
-        values = [int(v) for v in months.split("-")] if isinstance(months, str) else [int(v) for v in months]
-    except ValueError as exc:
-        raise InvalidInputError(f"month window {months!r}: expected FIRST-LAST, e.g. 6-9") from exc
-    if len(values) == 1:
-        values *= 2
-    if len(values) != 2 or not all(1 <= v <= 12 for v in values):
-        raise InvalidInputError(f"month window {months!r}: expected two months 1-12 as FIRST-LAST, e.g. 6-9")
-    return values[0], values[1]
 
 
 def _in_months(month: int, window: tuple[int, int]) -> bool:

@@ -35,6 +35,7 @@ from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
 
+from geodeform.errors import InvalidInputError
 from geodeform.service.accounts import disk_usage, folder_bytes, user_scope
 from geodeform.service.jobrun import JobRequest, group_rss, job_main
 from geodeform.service.models import JobInfo
@@ -134,7 +135,10 @@ class Worker:
         inputs, problems = validate_inputs(process, job.inputs, context)
         if inputs is None or problems:
             return "inputs no longer valid: " + "; ".join(f"{p.input}: {p.problem}" for p in problems)
-        prepared = process.prepare(inputs, context) if process.prepare is not None else inputs
+        try:
+            prepared = process.prepare(inputs, context) if process.prepare is not None else inputs
+        except InvalidInputError as exc:  # the files changed since the check (e.g. swapped for a symlink)
+            return f"inputs no longer valid: {exc}"
         return JobRequest(
             job_id=job.id,
             process_id=job.process_id,

@@ -1,0 +1,252 @@
+"""What the service reads on a user's behalf, tested so that each known mutant of ``service/safety.py`` and of
+the run-time path re-check fails a test (issue 27).
+
+- An allowed catalogue host that resolves to a loopback, private or link-local address is refused, whether
+  asked directly or through the API (the resolver is patched: no DNS at test time).
+- Downloads refuse redirects and stop at the byte cap: a real HTTPS server on 127.0.0.1 (certificate from a
+  test CA made by ``trustme``), the allowed host name routed to it by patching ``socket.create_connection``,
+  while the resolver the check sees answers with a public address.
+- A data file swapped for a symlink leading out of the data root between submission and run fails the job.
+"""
+
+from __future__ import annotations
+
+import http.server
+import shutil
+import socket
+import ssl
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trustme
+
+from _service_helpers import auth, write_pair
+from geodeform.errors import DataError, InvalidInputError
+from geodeform.service.safety import check_url, fetch_url
+
+HOST = "stac.example.org"  # the allowed catalogue host of these tests
+PUBLIC = "93.184.216.34"  # a global unicast address: what a harmless catalogue host resolves to
+BODY = bytes(range(256)) * 12  # 3072 bytes served by /big.tif
+OFFSETS = {"chip": 16, "step": 16, "search": 4}
+
+
+@pytest.fixture(scope="module")
+def service_settings():
+    return {"catalogue_hosts": (HOST,)}
+
+
+def _resolver(monkeypatch: pytest.MonkeyPatch, *addresses: str) -> None:
+    """Make :data:`HOST` resolve to ``addresses`` (other names resolve as usual)."""
+    real = socket.getaddrinfo
+
+    def fake(host, port, *args, **kwargs):
+        if str(host).lower() != HOST:
+            return real(host, port, *args, **kwargs)
+        out = []
+        for addr in addresses:
+            family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+            sockaddr = (addr, port or 443, 0, 0) if family == socket.AF_INET6 else (addr, port or 443)
+            out.append((family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", sockaddr))
+        return out
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+
+
+# ------------------------------------------------------------------------------------- SSRF (resolver)
+@pytest.mark.parametrize(
+    "addresses",
+    [
+        ("127.0.0.1",),
+        ("::1",),
+        ("10.1.2.3",),
+        ("192.168.0.10",),
+        ("172.16.5.5",),
+        ("169.254.169.254",),  # cloud metadata service
+        ("::ffff:127.0.0.1",),  # IPv4-mapped loopback
+        ("fd00::1",),  # unique local
+        (PUBLIC, "127.0.0.1"),  # one bad answer among good ones is enough
+    ],
+)
+def test_an_allowed_host_resolving_to_an_internal_address_is_refused(monkeypatch, addresses) -> None:
+    _resolver(monkeypatch, *addresses)
+    with pytest.raises(InvalidInputError, match="non-public"):
+        check_url(f"https://{HOST}/scene/B4.tif", [HOST])
+
+
+def test_an_allowed_host_resolving_to_a_public_address_is_accepted(monkeypatch) -> None:
+    _resolver(monkeypatch, PUBLIC)
+    assert check_url(f"https://{HOST}/scene/B4.tif", [HOST]) == f"https://{HOST}/scene/B4.tif"
+
+
+def test_the_api_refuses_an_allowed_host_that_resolves_to_loopback(service, monkeypatch) -> None:
+    _, sec = write_pair(service.data_root, prefix="ssrf_")
+    token = service.add_user("ssrf")
+    url = f"https://{HOST}/scene/B4.tif"
+    _resolver(monkeypatch, "127.0.0.1")
+    r = service.client.post(
+        "/processes/offsets/execution",
+        json={"inputs": {"reference": url, "secondary": sec, **OFFSETS}},
+        headers=auth(token),
+    )
+    assert r.status_code == 400, r.text
+    problems = {p["input"]: p["problem"] for p in r.json()["problems"]}
+    assert "non-public" in problems["reference"], problems
+    _resolver(monkeypatch, PUBLIC)  # the same request on a public answer passes the check (then 201)
+    r = service.client.post(
+        "/processes/offsets/execution",
+        json={"inputs": {"reference": url, "secondary": sec, **OFFSETS}},
+        headers=auth(token),
+    )
+    assert r.status_code == 201, r.text
+    # dismissed, so that no other test's worker tries to download it
+    assert service.client.delete(f"/jobs/{r.json()['jobID']}", headers=auth(token)).status_code == 200
+
+
+# ------------------------------------------------------------------------ downloads: redirects, byte cap
+class _Handler(http.server.BaseHTTPRequestHandler):
+    seen: list[str]
+
+    def do_GET(self) -> None:
+        self.seen.append(self.path)
+        if self.path == "/big.tif":
+            self.send_response(200)
+            self.send_header("Content-Length", str(len(BODY)))
+            self.end_headers()
+            self.wfile.write(BODY)
+        elif self.path == "/moved.tif":
+            self.send_response(302)
+            self.send_header("Location", f"https://{HOST}:{self.server.server_port}/secret")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+        else:  # /secret: what a followed redirect would fetch
+            self.send_response(200)
+            self.send_header("Content-Length", "6")
+            self.end_headers()
+            self.wfile.write(b"secret")
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def tls_server(tmp_path_factory) -> Iterator[tuple[int, list[str], Path]]:
+    """An HTTPS server on 127.0.0.1 with a certificate for :data:`HOST`; (port, paths seen, CA file)."""
+    ca = trustme.CA()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(HOST).configure_cert(ctx)
+    ca_file = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    seen: list[str] = []
+    handler = type("Handler", (_Handler,), {"seen": seen})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_port, seen, ca_file
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def routed(tls_server, monkeypatch) -> tuple[int, list[str]]:
+    """:data:`HOST` resolves to a public address (the check passes) while connections to it reach the
+    local HTTPS server, whose test CA is trusted; (port, paths seen)."""
+    port, seen, ca_file = tls_server
+    seen.clear()
+    _resolver(monkeypatch, PUBLIC)
+    real = socket.create_connection
+
+    def connect(address, *args, **kwargs):
+        host, p = address
+        if str(host).lower() in (HOST, PUBLIC):
+            return real(("127.0.0.1", p), *args, **kwargs)
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", connect)
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    return port, seen
+
+
+def test_download_within_the_cap_arrives_whole(routed, tmp_path: Path) -> None:
+    port, _ = routed
+    dest = fetch_url(f"https://{HOST}:{port}/big.tif", tmp_path / "a.tif", hosts=[HOST], max_bytes=len(BODY))
+    assert dest.read_bytes() == BODY  # exactly at the cap is allowed
+
+
+def test_download_over_the_byte_cap_fails_and_leaves_no_file(routed, tmp_path: Path) -> None:
+    port, _ = routed
+    dest = tmp_path / "a.tif"
+    with pytest.raises(DataError, match="byte limit"):
+        fetch_url(f"https://{HOST}:{port}/big.tif", dest, hosts=[HOST], max_bytes=len(BODY) - 1)
+    assert not dest.exists()
+
+
+def test_download_refuses_redirects(routed, tmp_path: Path) -> None:
+    port, seen = routed
+    dest = tmp_path / "a.tif"
+    with pytest.raises(DataError, match="302"):
+        fetch_url(f"https://{HOST}:{port}/moved.tif", dest, hosts=[HOST], max_bytes=10_000)
+    assert seen == ["/moved.tif"]  # the redirect's target was never asked for
+    assert not dest.exists()
+
+
+def test_download_checks_the_host_before_connecting(tls_server, monkeypatch, tmp_path: Path) -> None:
+    port, seen, _ = tls_server
+    seen.clear()
+    _resolver(monkeypatch, "127.0.0.1")
+    with pytest.raises(InvalidInputError, match="non-public"):
+        fetch_url(f"https://{HOST}:{port}/big.tif", tmp_path / "a.tif", hosts=[HOST], max_bytes=10_000)
+    assert seen == []
+
+
+# ------------------------------------------------------------------- run-time re-check of a data path
+def _swap_for_symlink_out_of_the_root(service, name: str) -> None:
+    """Replace the data file ``name`` by a symlink to a valid copy of it outside the data root."""
+    outside = service.data_root.parent / f"outside_{name}"
+    shutil.copy(service.data_root / name, outside)
+    (service.data_root / name).unlink()
+    (service.data_root / name).symlink_to(outside)
+
+
+def _final(service, job: str, token: str) -> dict:
+    return service.client.get(f"/jobs/{job}", headers=auth(token)).json()
+
+
+def test_a_file_swapped_for_a_symlink_while_queued_fails_the_job(service) -> None:
+    ref, sec = write_pair(service.data_root, prefix="swapq_")
+    token = service.add_user("swapper_q")
+    job = service.submit("offsets", {"reference": ref, "secondary": sec, **OFFSETS}, token)
+    _swap_for_symlink_out_of_the_root(service, ref)  # after the submission's check, before the run
+    service.run_jobs()
+    doc = _final(service, job, token)
+    assert doc["status"] == "failed", doc
+    assert "data root" in doc.get("message", ""), doc
+
+
+def test_a_file_swapped_after_the_workers_check_is_caught_when_read(service, monkeypatch) -> None:
+    # the worker re-validates inputs when it starts a job; the file may still change between that check and
+    # the read: the runner resolves the path again (a plain join would read the file outside the root)
+    import geodeform.service.worker as worker_module
+
+    ref, sec = write_pair(service.data_root, prefix="swapr_")
+    token = service.add_user("swapper_r")
+    job = service.submit("offsets", {"reference": ref, "secondary": sec, **OFFSETS}, token)
+    validate = worker_module.validate_inputs
+
+    def validate_then_swap(*args, **kwargs):
+        out = validate(*args, **kwargs)
+        if not (service.data_root / ref).is_symlink():
+            _swap_for_symlink_out_of_the_root(service, ref)
+        return out
+
+    monkeypatch.setattr(worker_module, "validate_inputs", validate_then_swap)
+    service.run_jobs()
+    doc = _final(service, job, token)
+    assert (service.data_root / ref).is_symlink()  # the swap happened after the worker's check
+    assert doc["status"] == "failed", doc
+    assert "data root" in doc.get("message", ""), doc

@@ -1,0 +1,59 @@
+"""The robust inversion's safeguards, through the public :func:`geodeform.timeseries.invert` only (issue 27):
+removing either of them made no test fail before.
+
+- A pair whose loss would cut dates off the network is never flagged, however bad it looks (see also
+  ``test_timeseries.py::test_an_outlier_that_is_the_only_link_left_is_kept_and_reported``).
+- No pixel loses more than ``max_outlier_fraction`` of its pairs, even with 40 % bad pairs.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from geodeform.timeseries import invert
+
+STEP_DAYS = 16
+
+
+def _dates(n: int) -> np.ndarray:
+    return np.datetime64("2020-01-01") + STEP_DAYS * np.arange(n)
+
+
+def test_the_last_bridge_between_two_halves_is_never_flagged() -> None:
+    # two dense halves (dates 0-4 and 5-9) joined by three bridges (4, 5), (3, 5), (4, 6) wrong by +10,
+    # -10 and +25 px: they disagree with each other, all look like outliers, and the fit may drop two of
+    # them but never the last one (dates 5-9 would be cut off)
+    n = 10
+    inner = [(i, j) for lo, hi in ((0, 5), (5, 10)) for i in range(lo, hi) for j in range(i + 1, hi)]
+    pairs = np.array([*inner, (4, 5), (3, 5), (4, 6)])
+    truth = np.arange(n, dtype=float)
+    rng = np.random.default_rng(3)
+    dx = (truth[pairs[:, 1]] - truth[pairs[:, 0]])[:, None] + rng.normal(0, 0.05, (len(pairs), 4))
+    dx[-3:] += np.array([10.0, -10.0, 25.0])[:, None]
+    r = invert(_dates(n), pairs, dx)
+    assert (r.outlier[-3:].sum(axis=0) == 2).all(), r.outlier[-3:]  # two go, one bridge stays
+    assert np.isfinite(r.dx).all()
+
+
+def test_no_pixel_loses_more_than_max_outlier_fraction_of_its_pairs() -> None:
+    # 12 dates, all 66 pairs, 40 % of them (26 per pixel, random) wrong by 5-20 px of random sign; with
+    # a 3-sigma threshold and no cap, a few of the 40 pixels would lose more than 20 % (any seed tried, 0-4)
+    n, npx = 12, 40
+    pairs = np.array([(i, j) for i in range(n) for j in range(i + 1, n)])
+    P = len(pairs)
+    truth = np.arange(n, dtype=float)
+    rng = np.random.default_rng(2)
+    dx = (truth[pairs[:, 1]] - truth[pairs[:, 0]])[:, None] + rng.normal(0, 0.05, (P, npx))
+    nbad = round(0.4 * P)
+    for px in range(npx):
+        bad = rng.choice(P, nbad, replace=False)
+        dx[bad, px] += rng.choice([-1, 1], nbad) * rng.uniform(5, 20, nbad)
+    loose = invert(_dates(n), pairs, dx, outlier_threshold=3.0, max_outlier_fraction=0.9)
+    cap = math.floor(0.2 * P)
+    assert loose.outlier.sum(axis=0).max() > cap  # without the cap some pixel would lose more: the case bites
+    for fraction in (0.2, 0.1):
+        r = invert(_dates(n), pairs, dx, outlier_threshold=3.0, max_outlier_fraction=fraction)
+        flagged = r.outlier.sum(axis=0)
+        assert flagged.max() <= math.floor(fraction * P), (fraction, flagged)
