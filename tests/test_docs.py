@@ -304,7 +304,7 @@ def test_tutorial_pages_in_chromium(built_site: Path, chromium_browser, tmp_path
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
     origin = f"http://127.0.0.1:{server.server_address[1]}"
-    pages = ["tutorials/", *(f"tutorials/{p.stem}" for p in ("ice", "slide", "quake", "survey", "sar"))]
+    pages = ["tutorials/", *(f"tutorials/{name}/" for name in ("ice", "slide", "quake", "survey", "sar"))]
     pages += [f"tutorials/{src.stem}-steps/" for src in TUTORIAL_SOURCES]
     try:
         context = chromium_browser.new_context(viewport={"width": 1280, "height": 900})
