@@ -55,7 +55,8 @@ def as_script(source: str) -> str:
 
 
 def _shell(cmd: str, cwd: Path) -> str:
-    env = {**os.environ, "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    path = f"{Path(sys.executable).parent}{os.pathsep}{os.environ.get('PATH', '')}"
+    env = {**os.environ, "PATH": path, "COLUMNS": "110"}  # rich tables as wide as the page
     proc = subprocess.run(cmd, shell=True, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
     if proc.returncode != 0:
         raise TutorialError(f"`{cmd}` exited with {proc.returncode}:\n{proc.stdout}\n{proc.stderr}")
