@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -111,3 +113,19 @@ def texture() -> np.ndarray:
     tex = load_texture().astype(np.float64)
     tex.flags.writeable = False
     return tex
+
+
+# --- a real browser (Debian chromium driven by Playwright; tests/test_docs.py) ---------------------------
+
+
+@pytest.fixture(scope="session")
+def chromium_browser():
+    """Debian's chromium through Playwright (no browser download); skipped when either is missing."""
+    exe = os.environ.get("GEODEFORM_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(exe).is_file():
+        pytest.skip("chromium missing (scripts/services.d/chromium.sh installs Debian's)")
+    sync_api = pytest.importorskip("playwright.sync_api")
+    with sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-gpu"])
+        yield browser
+        browser.close()

@@ -6,12 +6,15 @@ getting-started commands work, the generated references list what the code has, 
 from __future__ import annotations
 
 import enum
+import functools
+import http.server
 import importlib.util
 import os
 import re
 import shutil
 import subprocess
 import sys
+import threading
 from pathlib import Path
 from typing import Literal
 
@@ -208,14 +211,21 @@ def test_config_reference_follows_geodeform_config() -> None:
                 assert f"`{info.alias or name}`" in text
 
 
-@pytest.mark.slow
-def test_site_builds_strict(tmp_path: Path) -> None:
-    """``mkdocs build --strict``: any warning (broken link, bad docstring, missing snippet) fails."""
+@pytest.fixture(scope="module")
+def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``mkdocs build --strict`` once for the module (the tutorials run during the build)."""
     if shutil.which("mkdocs", path=str(BIN)) is None:
         pytest.skip("mkdocs not installed (pip install -e '.[docs]')")
-    proc = _run([str(BIN / "mkdocs"), "build", "--strict", "--site-dir", str(tmp_path / "site")], cwd=ROOT)
+    site = tmp_path_factory.mktemp("docs") / "site"
+    proc = _run([str(BIN / "mkdocs"), "build", "--strict", "--site-dir", str(site)], cwd=ROOT, timeout=900)
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    site = tmp_path / "site"
+    return site
+
+
+@pytest.mark.slow
+def test_site_builds_strict(built_site: Path) -> None:
+    """``mkdocs build --strict``: any warning (broken link, bad docstring, missing snippet) fails."""
+    site = built_site
     cli = (site / "reference" / "cli" / "index.html").read_text()
     assert "geodeform offsets" in cli and "--max-aoi-cloud" in cli
     api = (site / "reference" / "api" / "geodeform.offsets" / "index.html").read_text()
@@ -227,3 +237,96 @@ def test_site_builds_strict(tmp_path: Path) -> None:
         config = (site / "reference" / "config" / "index.html").read_text()
         assert "expected_max_speed" in config and "m/yr" in config and "geodeform init --preset ice" in config
         assert "geodeform run" in cli and "geodeform init" in cli
+
+
+# --- tutorials run and rendered at build time (docs/tutorial_src -> tutorials/NAME-steps.md) -------------
+
+TUTORIAL_SOURCES = sorted((ROOT / "docs" / "tutorial_src").glob("*.md"))
+
+
+def _tutorials_module():
+    spec = importlib.util.spec_from_file_location("tutorials", ROOT / "docs" / "scripts" / "tutorials.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    sys.modules["tutorials"] = mod
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_tutorial_sources_are_in_the_nav_and_show_a_figure_early() -> None:
+    tutorials = _tutorials_module()
+    nav = (ROOT / "mkdocs.yml").read_text()
+    assert TUTORIAL_SOURCES
+    for src in TUTORIAL_SOURCES:
+        assert f"tutorials/{src.stem}-steps.md" in nav, src.name
+        text = src.read_text()
+        assert any(lang == "console" for lang, _ in tutorials.blocks(text)), "command line first"
+        # the first figure is made within the first screen (~40 lines): the first python block ends there
+        first_python = text.index("```python")
+        end = text.index("\n```\n", first_python)
+        assert text[:end].count("\n") <= 40 and "plt." in text[first_python:end], src.name
+
+
+def test_a_failing_tutorial_block_names_the_page_and_step(tmp_path: Path) -> None:
+    tutorials = _tutorials_module()
+    page = "# t\n\n```python\nx = 1\n```\n\n```python\nraise ValueError('no such band B99')\n```\n"
+    with pytest.raises(tutorials.TutorialError, match=r"tutorial t, step 2 .*no such band B99"):
+        tutorials.render("t", page, tmp_path)
+    with pytest.raises(tutorials.TutorialError, match=r"step 1 .*exited with"):
+        tutorials.render("t", "```console\n$ geodeform no-such-command\n```\n", tmp_path)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("src", TUTORIAL_SOURCES, ids=lambda p: p.stem)
+def test_tutorial_code_blocks_run_in_an_empty_folder(src: Path, tmp_path: Path) -> None:
+    """Every block of the page, copied in order to one script in an empty folder, runs as shown."""
+    tutorials = _tutorials_module()
+    script = tmp_path / "tutorial.py"
+    script.write_text(tutorials.as_script(src.read_text()))
+    env_bin = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
+    proc = subprocess.run(
+        [sys.executable, script.name],
+        cwd=tmp_path,
+        env={**os.environ, "PATH": env_bin},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "RMSE" in proc.stdout
+
+
+@pytest.mark.slow
+def test_tutorial_pages_in_chromium(built_site: Path, chromium_browser, tmp_path: Path) -> None:
+    """Each tutorial page shows its figures (no broken image) and requests nothing outside the site."""
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(built_site))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    origin = f"http://127.0.0.1:{server.server_address[1]}"
+    pages = ["tutorials/", *(f"tutorials/{name}/" for name in ("ice", "slide", "quake", "survey", "sar"))]
+    pages += [f"tutorials/{src.stem}-steps/" for src in TUTORIAL_SOURCES]
+    try:
+        context = chromium_browser.new_context(viewport={"width": 1280, "height": 900})
+        outside: list[str] = []
+        context.on("request", lambda req: None if req.url.startswith(origin) else outside.append(req.url))
+        page = context.new_page()
+        for path in pages:
+            url = f"{origin}/{path.rstrip('/')}/"
+            response = page.goto(url, wait_until="networkidle")
+            assert response is not None and response.ok, url
+            script = "els => els.map(e => [e.getAttribute('src'), e.complete && e.naturalWidth > 0])"
+            images = page.eval_on_selector_all("article img", script)
+            broken = [src for src, ok in images if not ok]
+            assert not broken, f"{path}: broken images {broken}"
+            if path.endswith("-steps/"):
+                assert len(images) >= 2, f"{path}: its figures are missing"
+        assert not outside, f"pages requested outside the site: {sorted(set(outside))}"
+        page.goto(f"{origin}/tutorials/ice-steps/", wait_until="networkidle")
+        shot = tmp_path / "tutorial_ice_steps.png"
+        page.screenshot(path=str(shot))
+        assert shot.stat().st_size > 10_000
+        context.close()
+    finally:
+        server.shutdown()
+        thread.join()

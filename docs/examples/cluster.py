@@ -11,11 +11,10 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from _synthetic import image_series
 from rasterio.transform import from_origin
 
-from geodeform.demo import glacier_field
 from geodeform.pairs import build_pairs
+from geodeform.synthetic import glacier_field, image_series
 from geodeform.workflows import PairSpec, process_pair
 
 PEAK = 0.05  # px/day at the glacier centre (548 m/yr at 30 m)
@@ -25,7 +24,7 @@ def write_inputs(folder: Path, dates: np.ndarray) -> list[Path]:
     days = (dates - dates[0]).astype(float)
     fields = [lambda r, c, d=d: glacier_field(r, c, 576, PEAK * d) for d in days]
     paths = []
-    for date, img in zip(dates, image_series(fields), strict=True):
+    for date, img in zip(dates, image_series(fields).images, strict=True):
         path = folder / f"LC08_{str(date).replace('-', '')}_B4.tif"  # the date in the name is read back
         with rasterio.open(
             path,

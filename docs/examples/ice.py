@@ -6,12 +6,11 @@ mis-registered by a different sub-pixel shift at every date, so every result is 
 """
 
 import numpy as np
-from _synthetic import image_series
 
 from geodeform.corrections import correct_offsets
-from geodeform.demo import glacier_field
 from geodeform.offsets import match
 from geodeform.pairs import build_pairs
+from geodeform.synthetic import glacier_field, image_series
 from geodeform.timeseries import invert, velocity_composite
 
 PIXEL_M = 30.0  # Landsat-8 pixel size, m
@@ -36,7 +35,7 @@ def motion(k):
     return field
 
 
-images = image_series([motion(k) for k in range(len(dates))], snr_db=30.0)
+images = image_series([motion(k) for k in range(len(dates))], snr_db=30.0).images
 
 # --- 2. pair network: every pair up to 3 acquisitions apart, earlier date as reference ----------------------
 network = build_pairs(dates, mode="all", max_separation=3)

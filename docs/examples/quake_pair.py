@@ -6,9 +6,9 @@ a straight fault whose two sides slid past each other by a known amount.
 """
 
 import numpy as np
-from _synthetic import image_series
 
 from geodeform.offsets import match
+from geodeform.synthetic import image_series
 
 SLIP = 2.0  # px, total right-lateral offset across the fault
 strike = np.array([1.0, 0.3]) / np.hypot(1.0, 0.3)  # fault direction (rows, cols): NNE-SSW on the image
@@ -30,7 +30,7 @@ def still(rows, cols):
     return np.zeros_like(rows), np.zeros_like(rows)
 
 
-pre, post = image_series([still, rupture], snr_db=30.0)
+pre, post = image_series([still, rupture], snr_db=30.0).images
 
 # robust_steps=True re-measures the chips that straddle the step with a robust fit that keeps the motion of
 # the node's own side instead of a blend of both sides (see "Matchers, and which to pick").

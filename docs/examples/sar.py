@@ -18,7 +18,6 @@ from pathlib import Path
 import numpy as np
 import rasterio
 import xarray as xr
-from _synthetic import warp
 from scipy import ndimage
 
 from geodeform.config import load_config
@@ -26,6 +25,7 @@ from geodeform.offsets import match
 from geodeform.sar import footprint, open_s1, radar_coordinates
 from geodeform.sar.simulate import gamma_speckle, grd_from_template
 from geodeform.sar.simulate import warp as warp_field
+from geodeform.synthetic import warp
 from geodeform.workflows import run_job
 
 DATA = Path(os.environ.get("GEODEFORM_DATA", "../shared/data")) / "s1_grd" / "pyrosar_geocoded"

@@ -12,11 +12,11 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
-from _synthetic import image_series
 
 from geodeform.decompose import ica
 from geodeform.offsets import match
 from geodeform.pairs import build_pairs
+from geodeform.synthetic import image_series
 from geodeform.timeseries import invert
 
 # --- Part 1: real Sentinel-2 pairs with exact imposed sub-pixel shifts (Pandora2D, CNES) --------------------
@@ -59,7 +59,7 @@ def motion(k):
     return field
 
 
-images = image_series([motion(k) for k in range(len(dates))], snr_db=30.0, size=SIZE)
+images = image_series([motion(k) for k in range(len(dates))], snr_db=30.0, size=SIZE).images
 network = build_pairs(dates, mode="all", max_separation=2)
 fields = [match(images[i], images[j], chip_size=32, step=8, search_range=4) for i, j in network.pairs]
 dx = np.stack([f.dx for f in fields])

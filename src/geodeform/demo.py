@@ -9,11 +9,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from importlib import resources
 
 import numpy as np
 import numpy.typing as npt
 from scipy import ndimage
+
+from geodeform.synthetic import glacier_field, load_texture, radiometric_change, series_field, warp
 
 __all__ = [
     "DemoPair",
@@ -22,28 +23,10 @@ __all__ = [
     "load_texture",
     "make_glacier_pair",
     "make_glacier_series",
+    "series_field",
 ]
 
 PIXEL_M = 30.0
-
-
-def load_texture() -> npt.NDArray[np.uint16]:
-    """The shipped 576 × 576 Landsat-8 B4 crop (uint16 DN)."""
-    with resources.files("geodeform").joinpath("data", "landsat8_b4_crop.npz").open("rb") as fh:
-        return np.load(fh)["b4"]
-
-
-def glacier_field(
-    rows: npt.ArrayLike, cols: npt.ArrayLike, size: int, peak_px: float
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """Known flow (dx, dy) in pixels at reference coordinates: a curved band along the columns."""
-    r = np.asarray(rows, float)
-    c = np.asarray(cols, float)
-    centre = 0.5 * size + 0.1 * size * np.sin(2 * np.pi * c / size)
-    slope = 0.1 * size * 2 * np.pi / size * np.cos(2 * np.pi * c / size)
-    mag = peak_px * np.exp(-0.5 * ((r - centre) / (0.15 * size)) ** 2)
-    norm = np.sqrt(1 + slope**2)
-    return mag / norm, mag * slope / norm
 
 
 @dataclass(frozen=True)
@@ -68,15 +51,9 @@ def make_glacier_pair(*, peak_px: float = 4.0, snr_db: float = 25.0, seed: int =
     tex = load_texture().astype(np.float64)
     size = tex.shape[0]
     rr, cc = np.meshgrid(np.arange(size, dtype=float), np.arange(size, dtype=float), indexing="ij")
-    # inverse mapping by fixed-point iteration: p = q - d(p)
-    pr, pc = rr.copy(), cc.copy()
-    for _ in range(10):
-        dx, dy = glacier_field(pr, pc, size, peak_px)
-        pr, pc = rr - dy, cc - dx
-    sec = ndimage.map_coordinates(tex, [pr, pc], order=5, mode="mirror")
-    lo, hi = np.percentile(tex, [0.5, 99.5])
-    s = np.clip((sec - lo) / (hi - lo), 0, None)
-    sec = lo + (hi - lo) * (1.1 * s**0.9 + 0.03)
+    sec = warp(tex, lambda r, c: glacier_field(r, c, size, peak_px), iterations=10)
+    span = tuple(np.percentile(tex, [0.5, 99.5]))
+    sec = radiometric_change(sec, gain=1.1, offset=0.03, gamma=0.9, span=span)
     rng = np.random.default_rng(seed)
     sigma = tex.std() / 10 ** (snr_db / 20)
     ref = tex + rng.normal(0, sigma, tex.shape)
@@ -115,14 +92,12 @@ class DemoSeries:
         return ndimage.binary_dilation(moving, iterations=margin_px)
 
 
-def series_field(
-    rows: npt.ArrayLike, cols: npt.ArrayLike, size: int, peak: float, cutoff: float = 0.03
-) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
-    """:func:`glacier_field` with the tails below ``cutoff`` x peak set to zero (ice-free ground is still)."""
-    dx, dy = glacier_field(rows, cols, size, peak)
-    mag = np.hypot(dx, dy)
-    scale = np.where(mag > cutoff * peak, (mag - cutoff * peak) / (1 - cutoff) / np.maximum(mag, 1e-300), 0.0)
-    return dx * scale, dy * scale
+def _velocity_times(size: int, peak: float, days: float):
+    def field(rows: npt.NDArray[np.float64], cols: npt.NDArray[np.float64]):
+        vx, vy = series_field(rows, cols, size, peak)
+        return vx * days, vy * days
+
+    return field
 
 
 def make_glacier_series(
@@ -151,18 +126,15 @@ def make_glacier_series(
     images, dates = [], []
     for k in range(n_dates):
         days = k * interval_days
-        pr, pc = rr.copy(), cc.copy()
-        for _ in range(12):  # inverse mapping: image_k(p + v t) = image_0(p)
-            vx, vy = series_field(pr, pc, size, peak_px_per_day)
-            pr, pc = rr - vy * days, cc - vx * days
-        img = ndimage.map_coordinates(tex, [pr, pc], order=5, mode="mirror") if k else tex.copy()
-        s = np.clip((img - lo) / (hi - lo), 0, None)
+        # image_k(p + v t) = image_0(p)
+        img = warp(tex, _velocity_times(size, peak_px_per_day, days), iterations=12) if k else tex.copy()
         gain, offset, gamma = (
             1 + 0.1 * rng.standard_normal(),
             0.03 * rng.standard_normal(),
             1 + 0.08 * rng.standard_normal(),
         )
-        img = lo + (hi - lo) * (gain * s**gamma + offset) + rng.normal(0, sigma, tex.shape)
+        img = radiometric_change(img, gain=gain, offset=offset, gamma=gamma, span=(lo, hi))
+        img = img + rng.normal(0, sigma, tex.shape)
         if k == cloudy:
             cloud = ((rr - 0.3 * size) ** 2 + (cc - 0.65 * size) ** 2) < (0.1 * size) ** 2
             img = np.where(cloud, 40000.0, img)
