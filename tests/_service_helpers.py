@@ -47,7 +47,10 @@ def reset_pg(dsn: str) -> None:
     """Empty the PostgreSQL test database (tables of a previous run included)."""
     engine = make_engine(dsn)
     with engine.begin() as conn:
-        conn.execute(sa.text("DROP TABLE IF EXISTS jobs, users, alembic_version CASCADE"))
+        # Every table of the schema, whatever migrations created them (not a fixed list that goes stale).
+        names = sa.inspect(conn).get_table_names()
+        if names:
+            conn.execute(sa.text("DROP TABLE IF EXISTS " + ", ".join(f'"{n}"' for n in names) + " CASCADE"))
     engine.dispose()
 
 
