@@ -75,7 +75,10 @@ def test_a_job_over_the_wall_time_fails_with_that_reason(svc):
     job_id = service.submit(
         "offsets", {"reference": "big_20200106.tif", "secondary": "big_20200205.tif", "step": 8}, token
     )
-    worker = Worker(dataclasses.replace(service.settings, max_job_seconds=1.0), name="short-worker")
+    # Only the wall time may stop it: the module's 200 MiB cap is for the memory test (a 3456 px pair at
+    # step 8 can reach it before one second has passed).
+    settings = dataclasses.replace(service.settings, max_job_seconds=1.0, max_job_memory_bytes=4096 * MiB)
+    worker = Worker(settings, name="short-worker")
     try:
         assert worker.run_one()
     finally:

@@ -527,7 +527,7 @@ def test_page_masks_dem_reset_and_job_paging(served, chromium):
     page = chromium.new_context(viewport={"width": 1400, "height": 900}).new_page()
     page.set_default_timeout(30_000)
     page.goto(server.url + "/map")
-    expect(page.locator("#preset option")).to_have_count(4)
+    expect(page.locator("#preset option")).to_have_count(5)  # ice, slide, quake, survey, sar
     page.fill("#token", tokens["bob"])
     page.click("#token-save")
     expect(page.locator("#jobs li.job")).to_have_count(20)

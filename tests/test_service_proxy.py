@@ -198,7 +198,7 @@ def test_page_through_the_proxy_submits_follows_and_downloads(proxied, tmp_path)
             page.route("**/*", only_proxy)
             page.on("pageerror", lambda exc: errors.append(str(exc)))
             page.goto(url + "/map")
-            expect(page.locator("#preset option")).to_have_count(4)
+            expect(page.locator("#preset option")).to_have_count(5)  # ice, slide, quake, survey, sar
             page.fill("#token", token)
             page.click("#token-save")
             expect(page.locator("#whoami")).to_have_text("token accepted")
