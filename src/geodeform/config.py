@@ -28,8 +28,11 @@ from geodeform.conventions import DAYS_PER_YEAR, ProductFormat
 from geodeform.errors import InvalidInputError
 
 __all__ = [
+    "MAX_JOB_IMAGES",
     "PRESETS",
+    "SERVICE_MAX_IMAGES",
     "AOIConfig",
+    "ClusterKind",
     "ComputeConfig",
     "CorrectionsConfig",
     "InputImage",
@@ -47,6 +50,13 @@ __all__ = [
     "preset_config",
     "search_range_px",
 ]
+
+
+MAX_JOB_IMAGES = 100_000
+"""Most images one job may read (``inputs`` or ``search.max_images``): ten-year daily archives fit."""
+
+SERVICE_MAX_IMAGES = 100
+"""Default cap on the images of one web-service job (the form's 2-100); the operator may change it."""
 
 
 class _Model(BaseModel):
@@ -117,7 +127,11 @@ class SearchConfig(_Model):
         default_factory=list, description="Relative orbits (or WRS-2 paths) to keep; empty keeps all."
     )
     max_images: int = Field(
-        20, ge=2, le=100, description="Number of images kept (2-100): the clearest over the AOI, per orbit."
+        20,
+        ge=2,
+        le=MAX_JOB_IMAGES,
+        description="Number of images kept: the clearest over the AOI, per orbit (the web service caps it, "
+        "100 by default).",
     )
     band: str = Field("B04", description="Band matched (Sentinel-2 B04 = red, 10 m).")
     resolution: float | None = Field(
@@ -284,26 +298,61 @@ class OutputConfig(_Model):
 
 
 class SlurmConfig(_Model):
-    """SLURM through dask-jobqueue (``--cluster slurm``)."""
+    """SLURM through dask-jobqueue (``--cluster slurm``): one Dask worker job per SLURM job."""
 
-    queue: str | None = Field(None, description="Partition.")
+    queue: str | None = Field(None, description="Partition (default: the cluster's default partition).")
     account: str | None = Field(None, description="Account charged.")
     walltime: str = Field("01:00:00", description="Wall time of each worker job, HH:MM:SS.")
     cores: int = Field(4, ge=1, description="Cores per worker job.")
-    memory: str = Field("16GB", description="Memory per worker job.")
+    memory: str = Field("16GB", description="Memory per worker job (e.g. 16GB), shared by its processes.")
     jobs: int = Field(2, ge=1, description="Worker jobs to start.")
     job_extra_directives: list[str] = Field(default_factory=list, description="Extra #SBATCH lines.")
+    start_timeout: float = Field(
+        300.0,
+        gt=0,
+        description="Seconds to wait for the first worker job to start (queue wait included) before the "
+        "run stops with the jobs' state.",
+    )
+
+
+ClusterKind = Literal["local", "slurm", "sync", "address"]
+"""Where the pairs run: a Dask LocalCluster, SLURM jobs, this process, or an existing Dask scheduler."""
 
 
 class ComputeConfig(_Model):
     """Where the pairs are matched."""
 
-    cluster: Literal["local", "slurm", "sync"] = Field(
-        "local", description="local: Dask LocalCluster; slurm: dask-jobqueue; sync: this process, no Dask."
+    cluster: ClusterKind = Field(
+        "local",
+        description="local: Dask LocalCluster; slurm: dask-jobqueue; sync: this process, no Dask; address: "
+        "an existing Dask cluster (compute.address or compute.scheduler_file), never closed by geodeform.",
     )
     workers: int | None = Field(None, ge=1, description="Worker processes (default: cores).")
     threads: int = Field(1, ge=1, description="Threads per worker (matcher threads).")
     slurm: SlurmConfig = Field(default_factory=lambda: SlurmConfig(), description="SLURM options.")
+    address: str | None = Field(
+        None,
+        pattern=r"^(tcp|tls|ucx|ws|wss|inproc)://\S+$",
+        description="Scheduler address of an existing Dask cluster (cluster: address), e.g. "
+        "tcp://10.0.0.5:8786. Its workers must run geodeform and see the run folder.",
+    )
+    scheduler_file: str | None = Field(
+        None,
+        description="Scheduler file (JSON written by dask scheduler --scheduler-file) of an existing Dask "
+        "cluster, instead of compute.address.",
+    )
+    connect_timeout: float = Field(
+        30.0, gt=0, description="Seconds to wait for an existing scheduler (cluster: address) to answer."
+    )
+
+    @model_validator(mode="after")
+    def _address(self) -> ComputeConfig:
+        if self.cluster == "address" and (self.address is None) == (self.scheduler_file is None):
+            raise ValueError(
+                "cluster 'address' needs exactly one of compute.address (tcp://host:port) or "
+                "compute.scheduler_file"
+            )
+        return self
 
 
 class JobConfig(_Model):
@@ -321,7 +370,8 @@ class JobConfig(_Model):
     )
     search: SearchConfig | None = Field(None, description="Catalogue search (or give inputs).")
     inputs: list[InputImage] = Field(
-        default_factory=list, description="Local images on one grid, instead of a search (2-100)."
+        default_factory=list,
+        description=f"Local images on one grid, instead of a search (2-{MAX_JOB_IMAGES:,}).",
     )
     roi: tuple[float, float, float, float] | None = Field(
         None,
@@ -354,8 +404,10 @@ class JobConfig(_Model):
         if (self.search is None) == (not self.inputs):
             raise ValueError("give either 'search' (catalogue) or 'inputs' (local images), exactly one")
         if self.inputs:
-            if not 2 <= len(self.inputs) <= 100:
-                raise ValueError(f"inputs: {len(self.inputs)} images given; 2 to 100 are allowed")
+            if not 2 <= len(self.inputs) <= MAX_JOB_IMAGES:
+                raise ValueError(
+                    f"inputs: {len(self.inputs)} images given; 2 to {MAX_JOB_IMAGES:,} are allowed"
+                )
             days = [i.date for i in self.inputs]
             if len(set(days)) != len(days):
                 raise ValueError(

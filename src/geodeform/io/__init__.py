@@ -31,6 +31,7 @@ from geodeform.io.product import (
     timeseries_dataset,
 )
 from geodeform.io.raster import (
+    READ_THREADS,
     CorruptRasterError,
     NoOverlapError,
     NotGeoreferencedError,
@@ -39,7 +40,10 @@ from geodeform.io.raster import (
     fill_values,
     gdal_path,
     read_band,
+    read_grid,
+    read_on_grid,
     read_pair,
+    window_vrt,
 )
 from geodeform.io.writers import (
     COG_BANDS,
@@ -57,6 +61,7 @@ __all__ = [
     "DAYS_PER_YEAR",
     "MEDIA_TYPES",
     "PRODUCT_SUFFIXES",
+    "READ_THREADS",
     "AcquisitionDates",
     "CorruptRasterError",
     "GeoGrid",
@@ -85,13 +90,16 @@ __all__ = [
     "product_format",
     "raster_on_grid",
     "read_band",
+    "read_grid",
     "read_mask",
+    "read_on_grid",
     "read_pair",
     "slope_degrees",
     "speed",
     "speed_on_grid",
     "summarize_product",
     "timeseries_dataset",
+    "window_vrt",
     "write_catalog",
     "write_cog",
     "write_netcdf",

@@ -95,6 +95,8 @@ class PairSpec:
         (the pair is not recomputed), so reruns resume. None: always compute.
     index
         Position of the pair in a job's network (copied to the outcome).
+    rows
+        Only these reference rows ``(first, stop)``: a strip of the pair (resource probes), None = all.
     errors
         ``"raise"``: bad inputs and matching errors propagate, and a product without any valid node is still
         written (one-pair commands). ``"record"``: matching or correction errors and an empty result give a
@@ -122,6 +124,7 @@ class PairSpec:
     attributes: Mapping[str, Any] = field(default_factory=dict)
     key: str | None = None
     index: int = 0
+    rows: tuple[int, int] | None = None
     errors: ErrorPolicy = "raise"
 
 
@@ -164,6 +167,9 @@ class PairOutcome:
         Whether the secondary was warped onto the reference grid.
     summary
         Headline numbers of the product (None when failed or reused).
+    stage_seconds
+        Where the pair's time went: ``read``, ``match``, ``correct``, ``product`` (building the Dataset),
+        ``write``, seconds (empty for a reused product).
     """
 
     index: int
@@ -184,6 +190,7 @@ class PairOutcome:
     dates_source: str = ""
     reprojected: bool = False
     summary: ProductSummary | None = None
+    stage_seconds: Mapping[str, float] = field(default_factory=dict)
 
 
 def _labels(spec: PairSpec, dates: AcquisitionDates | None) -> dict[str, Any]:
@@ -318,7 +325,9 @@ def process_pair(spec: PairSpec, *, progress: PairProgress | None = None) -> Pai
     t0 = time.perf_counter()
     if progress:
         progress("read", 0, 1)
-    pair = read_pair(spec.reference, spec.secondary, band=spec.band)
+    clock = _Clock()
+    pair = read_pair(spec.reference, spec.secondary, band=spec.band, rows=spec.rows)
+    clock.lap("read")
     dates, dates_source = pair_dates(pair, spec.dates)
     if dates is not None:
         dates.check_order()  # before the long matching, not after
@@ -343,9 +352,11 @@ def process_pair(spec: PairSpec, *, progress: PairProgress | None = None) -> Pai
         if spec.errors == "raise":
             raise
         return PairOutcome(**labels, status="failed", message=f"matching: {exc}")
+    clock.lap("match")
     grid: GeoGrid = pair.reference.grid
     coverage_raw = field_.coverage
     corrected = _correct(spec, field_, dates, float(abs(grid.transform.a)))
+    clock.lap("correct")
     if isinstance(corrected, str):
         return PairOutcome(**labels, status="failed", message=corrected)
     ds = offset_dataset(
@@ -375,9 +386,12 @@ def process_pair(spec: PairSpec, *, progress: PairProgress | None = None) -> Pai
         ds.attrs["geodeform_pair_key"] = spec.key
     ds.attrs["geodeform_pair_stats"] = json.dumps(stats)
     ds.attrs["geodeform_coverage_before_filters"] = coverage_raw
+    summary = summarize_product(ds)
+    clock.lap("product")
     if progress:
         progress("write", 0, 1)
     files = _write(spec, ds)
+    clock.lap("write")
     if progress:
         progress("write", 1, 1)
     return PairOutcome(
@@ -387,8 +401,22 @@ def process_pair(spec: PairSpec, *, progress: PairProgress | None = None) -> Pai
         files=files,
         dates_source=dates_source,
         reprojected=pair.reprojected,
-        summary=summarize_product(ds),
+        summary=summary,
+        stage_seconds=dict(clock.laps),
     )
+
+
+class _Clock:
+    """Seconds spent in each stage of one pair (``lap(name)`` closes the stage that just ended)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = self.laps.get(name, 0.0) + now - self._last
+        self._last = now
 
 
 def _write(spec: PairSpec, ds: xr.Dataset) -> tuple[str, ...]:
