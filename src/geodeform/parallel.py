@@ -136,7 +136,7 @@ class Executor:
         ]
         index = {f.key: i for i, f in enumerate(futures)}
         try:
-            for future in as_completed(futures):
+            for future in as_completed(futures, loop=self.client.loop):
                 try:
                     result = future.result()
                 except KilledWorker as exc:

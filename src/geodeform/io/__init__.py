@@ -7,7 +7,7 @@ at (row + dy, col + dx) in the secondary); written products are in metres / m/yr
 
 from __future__ import annotations
 
-from geodeform.io.atomic import atomic_output
+from geodeform.io.atomic import DiskFullError, atomic_output, is_disk_full
 from geodeform.io.dates import (
     DAYS_PER_YEAR,
     AcquisitionDates,
@@ -47,8 +47,12 @@ from geodeform.io.raster import (
 )
 from geodeform.io.writers import (
     COG_BANDS,
+    COMPOSITE_VARIABLES,
     PRODUCT_SUFFIXES,
+    SERIES_VARIABLES,
+    SeriesStore,
     product_format,
+    series_netcdf,
     write_catalog,
     write_cog,
     write_netcdf,
@@ -58,12 +62,15 @@ from geodeform.io.writers import (
 
 __all__ = [
     "COG_BANDS",
+    "COMPOSITE_VARIABLES",
     "DAYS_PER_YEAR",
     "MEDIA_TYPES",
     "PRODUCT_SUFFIXES",
     "READ_THREADS",
+    "SERIES_VARIABLES",
     "AcquisitionDates",
     "CorruptRasterError",
+    "DiskFullError",
     "GeoGrid",
     "MapOffsets",
     "NoOverlapError",
@@ -73,6 +80,7 @@ __all__ = [
     "ProductSummary",
     "RasterBand",
     "RasterPair",
+    "SeriesStore",
     "acquisition_date",
     "apply_transform",
     "atomic_output",
@@ -80,6 +88,7 @@ __all__ = [
     "dataset_grid",
     "fill_values",
     "gdal_path",
+    "is_disk_full",
     "media_type",
     "node_grid",
     "offset_dataset",
@@ -94,6 +103,7 @@ __all__ = [
     "read_mask",
     "read_on_grid",
     "read_pair",
+    "series_netcdf",
     "slope_degrees",
     "speed",
     "speed_on_grid",

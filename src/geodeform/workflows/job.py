@@ -22,18 +22,23 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from geodeform.config import JobConfig, config_to_yaml
-from geodeform.io import atomic_output
-from geodeform.parallel import executor
+from geodeform.io import DiskFullError, atomic_output
+from geodeform.pairs import PairNetwork
+from geodeform.parallel import Executor, WorkerLostError, executor
 from geodeform.workflows._timing import log_runtime
-from geodeform.workflows.pair import PairOutcome, PairSpec, process_pair
+from geodeform.workflows.pair import PairOutcome, PairSpec, _reused, process_pair
 from geodeform.workflows.plan import build_network, pair_specs
 from geodeform.workflows.preflight import ResourceEstimate, check_files, estimate_resources, preflight
+from geodeform.workflows.probe import probe_pair
 from geodeform.workflows.products import (
     RunResult,
     StageProgress,
@@ -105,23 +110,113 @@ def _log_outcome(outcome: PairOutcome) -> None:
         log.warning("pair %s_%s failed: %s", outcome.reference, outcome.secondary, outcome.message)
 
 
+def _backend(config: JobConfig, todo: int) -> tuple[str, int]:
+    """(cluster kind, workers): a single pair to compute on a LocalCluster runs in this process instead (no
+    worker to start and warm up: the matcher's threads use the cores either way)."""
+    kind = config.compute.cluster
+    if kind == "local" and todo <= 1:
+        return "sync", 1
+    return kind, _workers(config, None)
+
+
+def _probe_spec(specs: list[PairSpec]) -> PairSpec:
+    """The pair whose largest search radius is the median one: the probe's matching cost is typical."""
+    radii = [int(np.max(s.search_range)) for s in specs]
+    return specs[int(np.argsort(radii)[len(radii) // 2])]
+
+
+def _check_disk(out: Path, needed: int) -> None:
+    free = shutil.disk_usage(out).free
+    if free < needed:
+        raise DiskFullError(
+            f"the run needs about {needed / 2**20:.0f} MiB in {out} but its file system has "
+            f"{free / 2**20:.0f} MiB free: free some space or choose another run folder (-o); nothing was "
+            "matched yet"
+        )
+
+
+def _estimate(
+    config: JobConfig,
+    stack: ImageStack,
+    network: PairNetwork,
+    todo: list[PairSpec],
+    ex: Executor,
+    started: float,
+) -> ResourceEstimate:
+    """The run's cost, scaled from a probe on one strip of a typical pair, run where the pairs run."""
+    probe = None
+    if todo:
+        _, probe = next(ex.map(probe_pair, [_probe_spec(todo)]))
+        log.info(
+            "probe: %d x %d px strip in %.1f s (%s)",
+            probe.rows,
+            probe.width,
+            probe.seconds,
+            ", ".join(f"{k} {v:.2f} s" for k, v in probe.stage_seconds.items()),
+        )
+    return estimate_resources(
+        config,
+        stack,
+        len(todo),
+        ex.workers,
+        probe,
+        search_ranges=[int(np.max(s.search_range)) for s in todo],
+        pairs=network,
+        elapsed=time.perf_counter() - started,
+        in_process=ex.client is None,
+    )
+
+
 @log_runtime("match")
 def _match_pairs(
-    config: JobConfig, specs: list[PairSpec], workers: int, progress: StageProgress | None
-) -> list[PairOutcome]:
-    """Every pair through :func:`~geodeform.workflows.pair.process_pair` on the configured executor."""
+    config: JobConfig,
+    stack: ImageStack,
+    network: PairNetwork,
+    specs: list[PairSpec],
+    out: Path,
+    started: float,
+    progress: StageProgress | None,
+    on_estimate: Callable[[ResourceEstimate], None] | None,
+) -> tuple[list[PairOutcome], ResourceEstimate]:
+    """Every pair through :func:`~geodeform.workflows.pair.process_pair` on the configured executor, after
+    the resource estimate (probe) and the memory and disk checks."""
     c = config.compute
     outcomes: list[PairOutcome | None] = [None] * len(specs)
+    todo = [s for s in specs if _reused(s) is None]
+    kind, workers = _backend(config, len(todo))
     if progress:
         progress("match", 0, len(specs))
-    with executor(c.cluster, workers=workers, threads=c.threads, slurm=c.slurm) as ex:
-        log.info("matching %d pairs on %s", len(specs), ex.description)
-        for done, (k, outcome) in enumerate(ex.map(process_pair, specs), start=1):
-            outcomes[k] = outcome
-            _log_outcome(outcome)
-            if progress:
-                progress("match", done, len(specs))
-    return [o for o in outcomes if o is not None]
+    model = estimate_resources(config, stack, max(1, len(todo)), workers)  # array sizes, before any job
+    with executor(
+        kind,  # type: ignore[arg-type]  # a ClusterKind: _backend only narrows it
+        workers=workers,
+        threads=c.threads,
+        slurm=c.slurm,
+        address=c.address,
+        scheduler_file=c.scheduler_file,
+        connect_timeout=c.connect_timeout,
+        folder=out,
+        pair_memory=model.pair_memory_bytes if todo else None,
+    ) as ex:
+        estimate = _estimate(config, stack, network, todo, ex, started)
+        log.info(estimate.describe())
+        if on_estimate:
+            on_estimate(estimate)
+        if todo:
+            ex.check_memory(estimate.pair_memory_bytes)
+            _check_disk(out, estimate.disk_bytes)
+        log.info("matching %d pairs (%d to compute) on %s", len(specs), len(todo), ex.description)
+        try:
+            for done, (k, outcome) in enumerate(ex.map(process_pair, specs), start=1):
+                outcomes[k] = outcome
+                _log_outcome(outcome)
+                if progress:
+                    progress("match", done, len(specs))
+        except WorkerLostError as exc:
+            raise WorkerLostError(
+                f"{exc} (one pair of this job needs about {estimate.pair_memory_bytes / 2**30:.1f} GiB)"
+            ) from None
+    return [o for o in outcomes if o is not None], estimate
 
 
 def run_job(
@@ -168,16 +263,10 @@ def run_job(
         network = build_network(config, stack)
         for w in preflight(config, stack, network):
             log.warning(w)
-        workers = _workers(config, None)
-        estimate = estimate_resources(config, stack, len(network), workers)
-        log.info(estimate.describe())
-        if on_estimate:
-            on_estimate(estimate)
         (out / "pairs").mkdir(exist_ok=True)
         specs = pair_specs(config, stack, network, out)
-        result = RunResult(
-            out, config, stack, _match_pairs(config, specs, workers, progress), estimate=estimate
-        )
+        outcomes, estimate = _match_pairs(config, stack, network, specs, out, started, progress, on_estimate)
+        result = RunResult(out, config, stack, outcomes, estimate=estimate)
         if not any(o.status == "ok" for o in result.pairs):
             error = all_failed(result.pairs)
             if config.output.report:  # the report says which pair failed and why

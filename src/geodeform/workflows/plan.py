@@ -128,6 +128,7 @@ def pair_specs(config: JobConfig, stack: ImageStack, network: PairNetwork, run_d
                 reference=str(a.path),
                 secondary=str(b.path),
                 outputs={"netcdf": str(run_dir / "pairs" / f"{a.date}_{b.date}_{key[:8]}.nc")},
+                stac=config.output.stac,  # written by the worker with the product: written once
                 dates=AcquisitionDates(parse_date(str(a.date)), parse_date(str(b.date))),
                 reference_name=a.id,
                 secondary_name=b.id,
