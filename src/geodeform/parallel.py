@@ -194,7 +194,9 @@ def _check_slurm(slurm: Any) -> None:
         )
 
 
-def slurm_cluster(slurm: Any, *, threads: int = 1, log_directory: str | Path | None = None) -> Any:
+def slurm_cluster(
+    slurm: Any, *, threads: int = 1, log_directory: str | Path | None = None, job_name: str = "geodeform"
+) -> Any:
     """A ``dask_jobqueue.SLURMCluster`` from the config's ``compute.slurm`` section (not yet scaled).
 
     Each job runs ``cores // threads`` worker processes that take one pair at a time (resource
@@ -218,7 +220,7 @@ def slurm_cluster(slurm: Any, *, threads: int = 1, log_directory: str | Path | N
         memory=slurm.memory,
         job_extra_directives=list(slurm.job_extra_directives),
         worker_extra_args=["--resources", f"{PAIR_RESOURCE}=1"],
-        job_name="geodeform",
+        job_name=job_name,
         **kwargs,
     )
 
@@ -303,7 +305,7 @@ class _JobKeeper:
 
 
 def _start_slurm(
-    slurm: Any, threads: int, log_directory: str | Path | None, pair_memory: int | None
+    slurm: Any, threads: int, log_directory: str | Path | None, pair_memory: int | None, name: str
 ) -> tuple[Any, int, int]:
     """(cluster, worker processes, memory per process) of a scaled SLURMCluster, checked before submitting."""
     from dask.utils import parse_bytes
@@ -321,7 +323,7 @@ def _start_slurm(
         )
     if log_directory is not None:
         Path(log_directory).mkdir(parents=True, exist_ok=True)
-    cluster = slurm_cluster(slurm, threads=threads, log_directory=log_directory)
+    cluster = slurm_cluster(slurm, threads=threads, log_directory=log_directory, job_name=name)
     cluster.scale(jobs=slurm.jobs)
     return cluster, slurm.jobs * processes, per_process
 
@@ -360,6 +362,7 @@ def executor(
     connect_timeout: float = 30.0,
     folder: str | Path | None = None,
     pair_memory: int | None = None,
+    name: str = "geodeform",
 ) -> Iterator[Executor]:
     """Start (or connect to) the execution backend; stop what was started on exit.
 
@@ -377,6 +380,8 @@ def executor(
     pair_memory
         Peak memory of one task, bytes: a LocalCluster starts no more workers than fit in the machine's
         memory; SLURM settings giving a worker less stop before any job is submitted.
+    name
+        SLURM job name of the worker jobs (``squeue --name``).
 
     Raises
     ------
@@ -438,7 +443,7 @@ def executor(
         if slurm is None:
             raise InvalidInputError("compute.cluster is 'slurm' but compute.slurm is missing")
         logs = None if folder is None else Path(folder) / "slurm-logs"
-        cluster, n, memory = _start_slurm(slurm, threads, logs, pair_memory)
+        cluster, n, memory = _start_slurm(slurm, threads, logs, pair_memory, name)
         description = f"SLURM via dask-jobqueue, {slurm.jobs} job(s) x {slurm.cores} core(s)"
         keeper = _JobKeeper(cluster, slurm.jobs)
     else:

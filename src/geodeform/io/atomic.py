@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import gc
 import os
 import shutil
 import tempfile
@@ -75,6 +76,12 @@ def atomic_output(path: str | os.PathLike[str]) -> Iterator[Path]:
         os.replace(tmp, final)
     except Exception as exc:
         if is_disk_full(exc):
+            # Drop the writer's frames: they hold its open file, which must close now, not at a later GC.
+            seen: BaseException | None = exc
+            while seen is not None:
+                seen.__traceback__ = None
+                seen = seen.__cause__ or seen.__context__
+            gc.collect()
             free = shutil.disk_usage(folder).free
             raise DiskFullError(
                 f"the disk filled up while writing {str(final)!r} ({free / 2**20:.0f} MiB free on its file "

@@ -27,7 +27,7 @@ from rasterio.warp import transform as warp_transform
 
 from geodeform.conventions import ProductFormat
 from geodeform.errors import InvalidInputError
-from geodeform.io.atomic import atomic_output
+from geodeform.io.atomic import DiskFullError, atomic_output
 from geodeform.io.grid import GeoGrid, apply_transform
 from geodeform.io.product import dataset_grid
 
@@ -97,8 +97,11 @@ def write_netcdf(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
             "dtype": "float64",
         }
     out = Path(path)
+    # Encoded in memory (a product is small: its nodes), written with one plain write: a full disk then
+    # fails in that write, cleanly, never inside the HDF5 library with its file half-flushed.
+    payload = ds.to_netcdf(engine="h5netcdf", encoding=encoding)
     with atomic_output(out) as tmp:
-        ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
+        tmp.write_bytes(bytes(payload))
     return out
 
 
@@ -440,6 +443,13 @@ def series_netcdf(store: str | os.PathLike[str], path: str | os.PathLike[str]) -
     store's chunks (memory bounded by one chunk, whatever the number of dates).
     """
     out = Path(path)
+    size = sum(f.stat().st_size for f in Path(store).rglob("*") if f.is_file())
+    free = shutil.disk_usage(out.parent).free
+    if free < size:  # checked before: HDF5 does not fail cleanly when the disk fills up under it
+        raise DiskFullError(
+            f"writing {str(out)!r} needs about {size / 2**20:.0f} MiB, {free / 2**20:.0f} MiB are free: free "
+            f"some space and rerun (the Zarr store {store} is complete)"
+        )
     with xr.open_zarr(store, consolidated=True) as ds:
         gm = ds["east"].attrs.get("grid_mapping", "mapping")
         sub = ds[[*SERIES_VARIABLES, gm]]

@@ -187,6 +187,8 @@ def _match_pairs(
     if progress:
         progress("match", 0, len(specs))
     model = estimate_resources(config, stack, max(1, len(todo)), workers)  # array sizes, before any job
+    if todo:
+        _check_disk(out, model.disk_bytes)
     with executor(
         kind,  # type: ignore[arg-type]  # a ClusterKind: _backend only narrows it
         workers=workers,
@@ -197,6 +199,7 @@ def _match_pairs(
         connect_timeout=c.connect_timeout,
         folder=out,
         pair_memory=model.pair_memory_bytes if todo else None,
+        name=f"geodeform-{config.name}",
     ) as ex:
         estimate = _estimate(config, stack, network, todo, ex, started)
         log.info(estimate.describe())

@@ -1,0 +1,161 @@
+"""geodeform.parallel and the job's guards around it: bad cluster settings, memory and disk (fast tier).
+
+The real clusters (SLURM, an existing Dask scheduler) are exercised end to end in tests/test_cluster.py.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import re
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+pytest.importorskip("distributed")
+
+import rasterio
+from rasterio.transform import from_origin
+
+from geodeform.config import load_config
+from geodeform.demo import load_texture
+from geodeform.errors import InvalidInputError
+from geodeform.io import DiskFullError, atomic_output
+from geodeform.parallel import ClusterError, Executor, executor
+from geodeform.workflows import run_job
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def write_shifted_series(folder: Path, n_dates: int = 3, size: int = 192) -> list[dict]:
+    """``n_dates`` GeoTIFFs (real Landsat texture) 12 days apart, each shifted one pixel east of the last."""
+    tex = load_texture()
+    items = []
+    for k in range(n_dates):
+        path = folder / f"img{k}.tif"
+        data = tex[40 : 40 + size, 40 - k : 40 - k + size].astype(np.float32)
+        profile = dict(
+            driver="GTiff",
+            width=size,
+            height=size,
+            count=1,
+            dtype="float32",
+            crs="EPSG:32632",
+            transform=from_origin(500000, 5000000, 10, 10),
+        )
+        with rasterio.open(path, "w", **profile) as dst:
+            dst.write(data, 1)
+        items.append({"path": str(path), "date": str(np.datetime64("2021-07-01") + 12 * k)})
+    return items
+
+
+@pytest.fixture(scope="module")
+def demo_job(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """A small real job (three dated, shifted images; three pairs) as a config mapping."""
+    return {
+        "name": "tiny",
+        "preset": "ice",
+        "inputs": write_shifted_series(tmp_path_factory.mktemp("tiny")),
+        "matching": {"chip_size": 16, "step": 16, "expected_max_speed": 60.0},
+        "pairs": {"min_range": 1, "max_range": 30},
+        "output": {"report": False, "stac": False},
+    }
+
+
+def test_unreachable_scheduler_is_a_clear_error_before_anything_runs(demo_job: dict, tmp_path: Path) -> None:
+    address = f"tcp://127.0.0.1:{_closed_port()}"
+    with pytest.raises(ClusterError, match=r"no Dask scheduler answers at tcp://127\.0\.0\.1") as err:
+        with executor("address", address=address, connect_timeout=1):
+            pass
+    assert isinstance(err.value, ConnectionError)
+    config = load_config(
+        {**demo_job, "compute": {"cluster": "address", "address": address, "connect_timeout": 1}}
+    )
+    with pytest.raises(ClusterError, match="check the address"):
+        run_job(config, tmp_path / "run")
+    assert not list((tmp_path / "run" / "pairs").glob("*.nc"))  # nothing half-written, nothing matched
+    with pytest.raises(InvalidInputError, match="scheduler_file"):
+        with executor("address", scheduler_file=str(tmp_path / "none.json")):
+            pass
+
+
+def test_address_cluster_needs_exactly_one_target(demo_job: dict) -> None:
+    with pytest.raises(InvalidInputError, match=r"exactly one of compute\.address"):
+        load_config({**demo_job, "compute": {"cluster": "address"}})
+    with pytest.raises(InvalidInputError, match=r"compute\.address"):
+        load_config({**demo_job, "compute": {"cluster": "address", "address": "10.0.0.5:8786"}})
+    c = load_config({**demo_job, "compute": {"cluster": "address", "scheduler_file": "/shared/s.json"}})
+    assert c.compute.scheduler_file == "/shared/s.json"
+
+
+def test_worker_memory_below_one_pair_stops_and_says_how_much() -> None:
+    ex = Executor(None, "3 SLURM jobs", 3, memory_limit=2**30)
+    ex.check_memory(2**29)  # enough: no error
+    with pytest.raises(InvalidInputError, match=r"1.00 GiB each, but one pair needs about 2.50 GiB"):
+        ex.check_memory(int(2.5 * 2**30))
+
+
+@pytest.fixture
+def small_disk(tmp_path: Path):  # type: ignore[no-untyped-def]
+    """A 1 MiB tmpfs (needs root and mount); skips elsewhere."""
+    folder = tmp_path / "disk"
+    folder.mkdir()
+    command = ["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)]
+    done = subprocess.run(command, capture_output=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        gc.collect()  # a writer's file handle left by the failed write closes while its disk is there
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+def test_disk_full_while_writing_leaves_nothing_and_says_so(small_disk: Path) -> None:
+    with pytest.raises(DiskFullError, match="filled up while writing") as err:
+        with atomic_output(small_disk / "big.bin") as tmp:
+            tmp.write_bytes(os.urandom(2 * 2**20))
+    assert isinstance(err.value, OSError)
+    assert os.listdir(small_disk) == []  # no partial file, no temporary left
+
+
+@pytest.mark.slow  # two `geodeform run` processes (the failed NetCDF writer's handle dies with its process)
+def test_job_on_a_full_disk_stops_clearly_and_the_rerun_completes(small_disk: Path, demo_job: dict) -> None:
+    filler = small_disk / "filler"
+    filler.write_bytes(b"\0" * (1024 * 1024 - 48 * 1024))
+    job = small_disk.parent / "job.yaml"
+    job.write_text(yaml.safe_dump({**demo_job, "compute": {"cluster": "sync"}}))
+    main = "from geodeform.cli import main; main()"
+    command = [sys.executable, "-c", main, "run", str(job), "-o", str(small_disk / "run")]
+    failed = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert failed.returncode == 2, failed.stderr
+    said = " ".join(failed.stderr.split())  # rich wraps long lines
+    assert re.search(r"nothing was matched yet|nothing half-written was kept", said), said
+    assert not list(small_disk.rglob("*.nc")) and not list(small_disk.rglob("*.tmp"))
+    filler.unlink()
+    done = subprocess.run(command, capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr
+    assert "3 pairs computed" in done.stderr
+
+
+def test_uncalibrated_fallback_estimate_still_sizes_a_tile(demo_job: dict, tmp_path: Path) -> None:
+    """Without a probe (nothing to compute) the estimate falls back to the array-size model."""
+    from geodeform.io import GeoGrid
+    from geodeform.workflows.preflight import PAIR_BYTES_PER_PIXEL, estimate_resources
+    from geodeform.workflows.stack import ImageStack
+
+    grid = GeoGrid(crs=None, transform=None, shape=(10980, 10980))  # type: ignore[arg-type]
+    stack = ImageStack([], grid, 10.0, "test")
+    est = estimate_resources(load_config(demo_job), stack, 1, 1)
+    assert not est.calibrated
+    assert est.pair_memory_bytes > PAIR_BYTES_PER_PIXEL * 10980**2
+    assert np.isfinite(est.seconds) and est.seconds > 0
