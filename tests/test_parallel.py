@@ -19,11 +19,9 @@ import yaml
 
 pytest.importorskip("distributed")
 
-import rasterio
-from rasterio.transform import from_origin
 
+from _cluster import shifted_job
 from geodeform.config import load_config
-from geodeform.demo import load_texture
 from geodeform.errors import InvalidInputError
 from geodeform.io import DiskFullError, atomic_output
 from geodeform.parallel import ClusterError, Executor, executor
@@ -36,39 +34,10 @@ def _closed_port() -> int:
         return int(s.getsockname()[1])
 
 
-def write_shifted_series(folder: Path, n_dates: int = 3, size: int = 192) -> list[dict]:
-    """``n_dates`` GeoTIFFs (real Landsat texture) 12 days apart, each shifted one pixel east of the last."""
-    tex = load_texture()
-    items = []
-    for k in range(n_dates):
-        path = folder / f"img{k}.tif"
-        data = tex[40 : 40 + size, 40 - k : 40 - k + size].astype(np.float32)
-        profile = dict(
-            driver="GTiff",
-            width=size,
-            height=size,
-            count=1,
-            dtype="float32",
-            crs="EPSG:32632",
-            transform=from_origin(500000, 5000000, 10, 10),
-        )
-        with rasterio.open(path, "w", **profile) as dst:
-            dst.write(data, 1)
-        items.append({"path": str(path), "date": str(np.datetime64("2021-07-01") + 12 * k)})
-    return items
-
-
 @pytest.fixture(scope="module")
 def demo_job(tmp_path_factory: pytest.TempPathFactory) -> dict:
     """A small real job (three dated, shifted images; three pairs) as a config mapping."""
-    return {
-        "name": "tiny",
-        "preset": "ice",
-        "inputs": write_shifted_series(tmp_path_factory.mktemp("tiny")),
-        "matching": {"chip_size": 16, "step": 16, "expected_max_speed": 60.0},
-        "pairs": {"min_range": 1, "max_range": 30},
-        "output": {"report": False, "stac": False},
-    }
+    return shifted_job(tmp_path_factory.mktemp("tiny"), "tiny", 3)
 
 
 def test_unreachable_scheduler_is_a_clear_error_before_anything_runs(demo_job: dict, tmp_path: Path) -> None:

@@ -15,6 +15,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import dask
 import numpy as np
 import pystac
 import rasterio
@@ -99,7 +100,10 @@ def write_netcdf(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
     out = Path(path)
     # Encoded in memory (a product is small: its nodes), written with one plain write: a full disk then
     # fails in that write, cleanly, never inside the HDF5 library with its file half-flushed.
-    payload = ds.to_netcdf(engine="h5netcdf", encoding=encoding)
+    # (synchronous scheduler: on a Dask worker xarray would otherwise ask the scheduler for a write lock
+    # named after the in-memory target, which it does not know)
+    with dask.config.set(scheduler="synchronous"):
+        payload = ds.to_netcdf(engine="h5netcdf", encoding=encoding)
     with atomic_output(out) as tmp:
         tmp.write_bytes(bytes(payload))
     return out

@@ -9,6 +9,8 @@
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,7 @@ from geodeform.conventions import DAYS_PER_YEAR
 from geodeform.errors import NoDataError
 from geodeform.io import (
     SERIES_VARIABLES,
+    atomic_output,
     composite_dataset,
     dataset_grid,
     series_netcdf,
@@ -39,6 +42,8 @@ from geodeform.workflows.report import PairSummary, PointSeries, ReportInputs, p
 from geodeform.workflows.stack import ImageStack
 
 __all__ = ["RunResult", "StageProgress", "all_failed", "invert_pairs", "write_products"]
+
+log = logging.getLogger(__name__)
 
 StageProgress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``; stages: read, match, invert, products."""
@@ -153,7 +158,7 @@ def write_products(config: JobConfig, result: RunResult, progress: StageProgress
     out = result.run_dir
     ok = [o for o in result.pairs if o.status == "ok"]
     items: list[Path] = _stac_items(ok) if config.output.stac else []
-    if config.inversion.enabled and len(ok) >= 1:
+    if config.inversion.enabled and len(ok) >= 2:
         inv = invert_pairs(config, result.stack, result.pairs, progress, out / "timeseries.zarr")
         with xr.open_dataset(ok[0].path, engine="h5netcdf") as first:
             grid = dataset_grid(first)
@@ -168,12 +173,20 @@ def write_products(config: JobConfig, result: RunResult, progress: StageProgress
         result.products["timeseries_zarr"] = inv.store
         result.products["timeseries"] = series_netcdf(inv.store, out / "timeseries.nc")
     elif ok:
+        if config.inversion.enabled:
+            log.info("one pair: its product is the velocity map (nothing to invert)")
         with xr.open_dataset(ok[0].path, engine="h5netcdf") as ds:
             result.velocity = ds.load()
     else:
         raise all_failed(result.pairs)
     velocity = result.velocity
-    if "netcdf" in config.output.formats:
+    if "netcdf" in config.output.formats and result.timeseries is None and len(ok) == 1:
+        with atomic_output(out / "velocity.nc") as tmp:  # the pair's product, already encoded: copied
+            shutil.copyfile(ok[0].path, tmp)
+        result.products["velocity_nc"] = out / "velocity.nc"
+        if config.output.stac:
+            items.append(write_stac_item(velocity, out / "velocity.nc"))
+    elif "netcdf" in config.output.formats:
         result.products["velocity_nc"] = write_netcdf(velocity, out / "velocity.nc")
         if config.output.stac:
             items.append(write_stac_item(velocity, out / "velocity.nc"))
