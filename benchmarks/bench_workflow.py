@@ -2,6 +2,11 @@
 
     python benchmarks/bench_workflow.py [--size 10980] [--workers 1] [--threads 2]
     python benchmarks/bench_workflow.py series [--dates 250] [--per-date 4] [--nodes 1000] [--keep DIR]
+    python benchmarks/bench_workflow.py scaling [--slurm-jobs 1 2 4]   (SLURM_CONF set for the SLURM rows)
+
+``scaling``: the same 15-pair job (the demo's six dates, ``ice`` preset) on a LocalCluster of 1 and 2 workers
+and on 1, 2, 4 SLURM worker jobs of one core each; prints the wall time of each run, of its matching stage
+and the speed-up against one local worker (each run in a fresh folder, so every pair is computed).
 
 ``series``: writes synthetic pair products (``dx``, ``dy`` in m of a known smooth flow plus noise, holes and a
 few bad pairs) for ``dates`` dates, each paired with the next ``per-date`` ones, on a ``nodes`` x ``nodes``
@@ -169,6 +174,45 @@ def series(argv: list[str]) -> None:
         shutil.rmtree(folder)
 
 
+def scaling(argv: list[str]) -> None:
+    """The scaling table (see the module docstring)."""
+    import re
+    import shutil
+
+    import yaml
+
+    from geodeform.cli.demo import write_demo_inputs
+    from geodeform.config import load_config
+    from geodeform.demo import make_glacier_series
+    from geodeform.workflows import run_job
+
+    ap = argparse.ArgumentParser(prog="bench_workflow.py scaling")
+    ap.add_argument("--slurm-jobs", type=int, nargs="*", default=[1, 2, 4])
+    args = ap.parse_args(argv)
+    folder = Path(tempfile.mkdtemp(prefix="gd-scaling-"))
+    data = yaml.safe_load(write_demo_inputs(folder / "in", make_glacier_series(n_dates=6)).read_text())
+    data["output"] = {"report": False}
+    runs = [("local", {"cluster": "local", "workers": w, "threads": 1}) for w in (1, 2)]
+    if os.environ.get("SLURM_CONF"):
+        for jobs in args.slurm_jobs:
+            slurm = {"cores": 1, "memory": "2GB", "jobs": jobs, "walltime": "00:20:00", "queue": "debug"}
+            runs.append(("slurm", {"cluster": "slurm", "threads": 1, "slurm": slurm}))
+    print(f"15-pair demo job, load average at start {os.getloadavg()[0]:.1f}")
+    print("| backend | workers | wall (s) | matching stage (s) | speed-up of the matching stage |")
+    print("|---|---:|---:|---:|---:|")
+    first = None
+    for k, (kind, compute) in enumerate(runs):
+        run = folder / f"run{k}"
+        result = run_job(load_config({**data, "name": f"scaling{k}", "compute": compute}), run)
+        log = (run / "run.log").read_text()
+        match_s = float(re.findall(r"stage match: ([0-9.]+) s", log)[-1])
+        first = first or match_s
+        workers = compute.get("workers") or compute.get("slurm", {}).get("jobs")
+        assert all(p.status == "ok" for p in result.pairs)
+        print(f"| {kind} | {workers} | {result.seconds:.1f} | {match_s:.1f} | {first / match_s:.2f} |")
+    shutil.rmtree(folder)
+
+
 def main() -> None:
     import psutil
     import rasterio
@@ -280,5 +324,7 @@ if __name__ == "__main__":
 
     if sys.argv[1:2] == ["series"]:
         series(sys.argv[2:])
+    elif sys.argv[1:2] == ["scaling"]:
+        scaling(sys.argv[2:])
     else:
         main()
