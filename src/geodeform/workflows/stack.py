@@ -26,7 +26,7 @@ from rasterio.windows import Window
 from shapely.ops import unary_union
 
 from geodeform.errors import InvalidInputError, NoDataError
-from geodeform.io import READ_THREADS, GeoGrid, atomic_output, read_grid, read_on_grid, window_vrt
+from geodeform.io import READ_THREADS, GeoGrid, atomic_output, band_index, read_grid, read_on_grid, window_vrt
 from geodeform.io.aoi import SceneRef, aoi_grid, band_resolution, read_aoi
 from geodeform.masks import scene_cloud_mask
 from geodeform.search import AOI, aoi_from_tile, make_aoi
@@ -267,17 +267,16 @@ def _aligned_input(
     src = Path(item.path)
     same = read_grid(src, band=item.band).same_as(source_grid)
     with rasterio.open(src) as ds:
-        flags = ds.mask_flag_enums[item.band - 1]
+        band = band_index(ds, item.band, src)  # a band given by name -> its number
+        flags = ds.mask_flag_enums[band - 1]
     simple_mask = MaskFlags.all_valid in flags or flags == [MaskFlags.nodata]
-    if same and simple_mask and item.band == 1 and grid.same_as(source_grid):
+    if same and simple_mask and band == 1 and grid.same_as(source_grid):
         return src.resolve()
     if same and simple_mask:
         path = out / f"{item.date.isoformat()}_{n:03d}.vrt"
         if not _existing(path, key):
             with atomic_output(path) as tmp:
-                tmp.write_text(
-                    window_vrt(src, item.band, window, grid, {"GEODEFORM_KEY": key}), encoding="utf-8"
-                )
+                tmp.write_text(window_vrt(src, band, window, grid, {"GEODEFORM_KEY": key}), encoding="utf-8")
         return path
     path = out / f"{item.date.isoformat()}_{n:03d}.tif"
     if not _existing(path, key):
