@@ -3,7 +3,8 @@ single-node SLURM (``scripts/services.d/slurm.sh``: slurmctld + slurmd on localh
 and from the service's ``--compute``, with the faults a cluster has: a worker job cancelled mid-run, the job's
 own process killed mid-run, a partition that does not exist, too little memory.
 
-The SLURM tests skip when ``SLURM_CONF`` is not set (``bash scripts/test.sh`` sets it).
+The SLURM tests need ``SLURM_CONF`` (``bash scripts/test.sh`` starts a SLURM and sets it): inside the test
+command a SLURM that does not answer fails them; under plain pytest they skip and say why.
 """
 
 from __future__ import annotations
@@ -40,15 +41,29 @@ MAIN = (sys.executable, "-c", "from geodeform.cli import main; main()")
 PARTITION = os.environ.get("GEODEFORM_TEST_SLURM_PARTITION", "debug")
 
 
-def _slurm_ready() -> bool:
-    if not os.environ.get("SLURM_CONF") or shutil.which("sinfo") is None:
-        return False
-    return subprocess.run(["sinfo", "-h"], capture_output=True, check=False, timeout=30).returncode == 0
+def _slurm_problem() -> str | None:
+    """Why no SLURM answers here (None when ``sinfo`` does)."""
+    why = os.environ.get("GEODEFORM_TEST_SLURM_UNAVAILABLE")  # written by scripts/services.d/slurm.sh
+    if why:
+        return f"scripts/services.d/slurm.sh could not start SLURM: {why}"
+    if not os.environ.get("SLURM_CONF"):
+        return "SLURM_CONF is not set: run the tests with bash scripts/test.sh, which starts a SLURM"
+    if shutil.which("sinfo") is None:
+        return "sinfo is not on PATH (Debian package slurm-client)"
+    done = subprocess.run(["sinfo", "-h"], capture_output=True, text=True, check=False, timeout=30)
+    return None if done.returncode == 0 else f"sinfo fails: {done.stderr.strip()}"
 
 
-needs_slurm = pytest.mark.skipif(
-    not _slurm_ready(), reason="no SLURM here (run bash scripts/test.sh, which starts one)"
-)
+@pytest.fixture
+def needs_slurm() -> None:
+    """Inside the test command (``GEODEFORM_TEST_ENV`` set by scripts/test.sh) a SLURM that does not answer
+    fails the test: the command promised one. Elsewhere (plain pytest) the test skips, saying why."""
+    problem = _slurm_problem()
+    if problem is None:
+        return
+    if os.environ.get("GEODEFORM_TEST_ENV"):
+        pytest.fail(f"no SLURM in the test command: {problem}", pytrace=False)
+    pytest.skip(f"SLURM TESTS NOT RUN: {problem}")
 
 
 def _slurm(name: str, **more: object) -> dict:
@@ -137,7 +152,7 @@ def test_job_on_an_existing_dask_cluster_never_closes_it(dask_cluster, tmp_path:
 # SLURM ----------------------------------------------------------------------------------------------------
 
 
-@needs_slurm
+@pytest.mark.usefixtures("needs_slurm")
 def test_slurm_settings_that_cannot_work_stop_before_any_job(tmp_path: Path, cleanup_jobs) -> None:  # type: ignore[no-untyped-def]
     data = shifted_job(tmp_path / "in", "bad-slurm", 3)
     cleanup_jobs.append("bad-slurm")
@@ -152,7 +167,7 @@ def test_slurm_settings_that_cannot_work_stop_before_any_job(tmp_path: Path, cle
     assert _our_jobs("bad-slurm") == []  # nothing was submitted
 
 
-@needs_slurm
+@pytest.mark.usefixtures("needs_slurm")
 def test_cli_run_on_slurm_killed_mid_run_then_resumed(tmp_path: Path, cleanup_jobs) -> None:  # type: ignore[no-untyped-def]
     name = f"cli-{os.getpid()}"
     cleanup_jobs.append(name)
@@ -178,7 +193,7 @@ def test_cli_run_on_slurm_killed_mid_run_then_resumed(tmp_path: Path, cleanup_jo
     assert list((run / "slurm-logs").glob("*.err"))  # the worker jobs' own logs, in the run folder
 
 
-@needs_slurm
+@pytest.mark.usefixtures("needs_slurm")
 def test_cancelled_slurm_worker_job_loses_no_pair(tmp_path: Path, cleanup_jobs) -> None:  # type: ignore[no-untyped-def]
     name = f"cancel-{os.getpid()}"
     cleanup_jobs.append(name)
@@ -198,7 +213,7 @@ def test_cancelled_slurm_worker_job_loses_no_pair(tmp_path: Path, cleanup_jobs) 
     assert "worker" in (run / "run.log").read_text().lower()
 
 
-@needs_slurm
+@pytest.mark.usefixtures("needs_slurm")
 def test_service_compute_sends_preset_jobs_to_slurm(tmp_path: Path, cleanup_jobs) -> None:  # type: ignore[no-untyped-def]
     """``geodeform serve --compute FILE`` with a SLURM section: a preset job's pairs run as SLURM jobs."""
     name = "service-slurm"
