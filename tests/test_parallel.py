@@ -128,3 +128,29 @@ def test_uncalibrated_fallback_estimate_still_sizes_a_tile(demo_job: dict, tmp_p
     assert not est.calibrated
     assert est.pair_memory_bytes > PAIR_BYTES_PER_PIXEL * 10980**2
     assert np.isfinite(est.seconds) and est.seconds > 0
+
+
+def test_probe_fixed_costs_are_counted_once_per_pair_not_scaled(demo_job: dict) -> None:
+    """A stage cost that does not grow with the strip (file opening, encoding) is not multiplied by the
+    tile's size: two probes with the same growing part and different fixed parts differ by that part."""
+    from geodeform.io import GeoGrid
+    from geodeform.workflows.preflight import estimate_resources
+    from geodeform.workflows.probe import PairProbe
+    from geodeform.workflows.stack import ImageStack
+
+    stack = ImageStack([], GeoGrid(crs=None, transform=None, shape=(10240, 10240)), 10.0, "test")  # type: ignore[arg-type]
+    config = load_config({**demo_job, "compute": {"cluster": "sync"}})
+    grow = {"read": 1.0, "match": 4.0, "correct": 0.5, "product": 0.1, "write": 0.2}
+    fixed = {"correct": 3.0, "write": 2.0}
+    plain = PairProbe(rows=512, width=10240, nodes=32 * 640, search_range=8, stage_seconds=grow)
+    both = PairProbe(
+        rows=512,
+        width=10240,
+        nodes=32 * 640,
+        search_range=8,
+        stage_seconds={k: v + fixed.get(k, 0.0) for k, v in grow.items()},
+        stage_fixed=fixed,
+    )
+    a = estimate_resources(config, stack, 1, 1, plain, in_process=True)
+    b = estimate_resources(config, stack, 1, 1, both, in_process=True)
+    assert b.seconds - a.seconds == pytest.approx(5.0, rel=1e-6)  # once, not 20x (the tile is 20 strips)

@@ -268,10 +268,12 @@ def estimate_resources(
 
     Notes
     -----
-    Time: read scales with the pixels of the image, matching with the nodes (and the search radius), the
-    corrections and writing with the nodes; pairs run ``workers`` at a time, slowed in proportion when their
-    threads exceed the cores. Memory: the worker's measured memory and the strip's measured peak, plus
-    :data:`PAIR_BYTES_PER_PIXEL` for the rest of the image; the inversion works in spatial chunks of bounded
+    Time: each stage's fixed cost (:attr:`~geodeform.workflows.probe.PairProbe.stage_fixed`) once per
+    pair, plus its growing part: read scales with the pixels of the image, matching with the nodes (and
+    the search radius), the corrections and writing with the nodes; pairs run ``workers`` at a time,
+    slowed in proportion when their threads exceed the cores. Memory: the worker's measured memory and the
+    strip's measured peak, plus :data:`PAIR_BYTES_PER_PIXEL` for the rest of the image; the inversion
+    works in spatial chunks of bounded
     memory. Disk: the probe's product size per node.
     """
     calibrated = probe is not None
@@ -280,13 +282,15 @@ def estimate_resources(
     h, w = stack.grid.shape
     nr, nc = grid_shape((h, w), m.chip_size, m.step)
     nodes = nr * nc
-    st = p.stage_seconds
+    fixed = sum(p.stage_fixed.values())
+    st = {k: max(0.0, v - p.stage_fixed.get(k, 0.0)) for k, v in p.stage_seconds.items()}  # grows with size
     px_ratio = h * w / max(1, p.rows * p.width)
     node_ratio = nodes / max(1, p.nodes)
     radii = np.asarray(search_ranges or [p.search_range], dtype=np.float64)
     radius_factor = float(np.mean((2 * radii + 1) / (2 * max(p.search_range, 1) + 1)))
     post = sum(st.get(k, 0.0) for k in ("correct", "product", "write"))
-    per_pair = st.get("read", 0.0) * px_ratio + (st.get("match", 0.0) * radius_factor + post) * node_ratio
+    per_pair = fixed + st.get("read", 0.0) * px_ratio
+    per_pair += (st.get("match", 0.0) * radius_factor + post) * node_ratio
     parallel = max(1, min(workers, n_pairs))
     if config.compute.cluster in ("local", "sync"):
         per_pair *= max(1.0, parallel * p.threads / max(1, p.cores))  # more threads than cores share them

@@ -29,6 +29,7 @@ from geodeform.workflows.pair import PairSpec, process_pair
 __all__ = ["PairProbe", "invert_seconds", "probe_pair"]
 
 _PROBE_ROWS = 512  # image rows of the measured strip (full width): ~5 % of a Sentinel-2 tile
+_SMALL_ROWS = 128  # a second, shorter strip: what does not grow with the rows (opening, encoding) shows
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,10 @@ class PairProbe:
         Largest search radius of the probed pair, pixels.
     stage_seconds
         Seconds of each stage of the strip (``read``, ``match``, ``correct``, ``product``, ``write``).
+    stage_fixed
+        The part of each stage's seconds that does not grow with the rows (file opening, encoding,
+        fits of a fixed size...): the intercept of a line through this strip and a shorter one, clipped to
+        ``[0, seconds of the shorter strip]``. The rest scales with the pair's size.
     base_rss
         Memory of the worker process before the strip, bytes.
     peak_increment
@@ -64,6 +69,7 @@ class PairProbe:
     nodes: int
     search_range: int
     stage_seconds: Mapping[str, float] = field(default_factory=dict)
+    stage_fixed: Mapping[str, float] = field(default_factory=dict)
     base_rss: int = 0
     peak_increment: int = 0
     product_bytes: int = 0
@@ -101,9 +107,10 @@ class _PeakSampler:
 def probe_pair(spec: PairSpec) -> PairProbe:
     """Measure one full-width strip of ``spec`` through the pair chain (runs on a worker; ``spec`` picklable).
 
-    A short warm-up strip first loads the compiled kernels, so the measured strip sees what every later
-    pair of the worker sees. The strip's product goes to a temporary folder next to the pair's output and
-    is deleted.
+    A short warm-up strip first loads the compiled kernels, so the measured strips see what every later
+    pair of the worker sees; a shorter strip then a full one are timed, to separate each stage's fixed
+    cost from the part that grows with the pair. The strips' products go to a temporary folder next to
+    the pair's output and are deleted.
     """
     t0 = time.perf_counter()
     grid = read_grid(spec.reference, band=spec.band)
@@ -121,15 +128,25 @@ def probe_pair(spec: PairSpec) -> PairProbe:
     with tempfile.TemporaryDirectory(prefix=".probe-", dir=out_dir) as tmp:
         common = {"key": None, "stac": False, "errors": "record", "index": -1, "stable": stable}
         warm = min(h, max(256, 2 * margin))  # the matcher's strip paths of the probe, compiled or loaded
-        warm_stable = (
-            None if stable is None else stable[: grid_shape((warm, w), spec.chip_size, spec.step)[0]]
-        )
+
+        def head(n_rows: int) -> NDArray[np.bool_] | None:  # the stable-ground rows of a shorter strip
+            return None if stable is None else stable[: grid_shape((n_rows, w), spec.chip_size, spec.step)[0]]
+
         process_pair(
             replace(
                 spec,
                 rows=(first, first + warm),
                 outputs={"netcdf": f"{tmp}/w.nc"},
-                **{**common, "stable": warm_stable},
+                **{**common, "stable": head(warm)},
+            )
+        )
+        small = min(rows, max(_SMALL_ROWS, 2 * margin))
+        short = process_pair(
+            replace(
+                spec,
+                rows=(first, first + small),
+                outputs={"netcdf": f"{tmp}/s.nc"},
+                **{**common, "stable": head(small)},
             )
         )
         with _PeakSampler() as sampler:
@@ -139,12 +156,17 @@ def probe_pair(spec: PairSpec) -> PairProbe:
             )
         product = Path(f"{tmp}/p.nc")
         size = product.stat().st_size if product.is_file() else 0
+    fixed = {
+        k: _intercept(small, short.stage_seconds.get(k, 0.0), rows, v)
+        for k, v in outcome.stage_seconds.items()
+    }
     return PairProbe(
         rows=rows,
         width=w,
         nodes=nr * nc,
         search_range=radius,
         stage_seconds=dict(outcome.stage_seconds),
+        stage_fixed=fixed,
         base_rss=base,
         peak_increment=max(0, sampler.peak - base),
         product_bytes=size,
@@ -152,6 +174,14 @@ def probe_pair(spec: PairSpec) -> PairProbe:
         cores=os.cpu_count() or 1,
         seconds=time.perf_counter() - t0,
     )
+
+
+def _intercept(rows_a: int, seconds_a: float, rows_b: int, seconds_b: float) -> float:
+    """Seconds at zero rows of the line through two strips' timings, within ``[0, min(a, b)]``."""
+    if rows_b <= rows_a:
+        return 0.0
+    at_zero = (rows_b * seconds_a - rows_a * seconds_b) / (rows_b - rows_a)
+    return float(min(max(at_zero, 0.0), seconds_a, seconds_b))
 
 
 def invert_seconds(
