@@ -222,6 +222,28 @@ def _match_pairs(
     return [o for o in outcomes if o is not None], estimate
 
 
+def _remove_leftovers(out: Path, before: float) -> None:
+    """Delete the temporary files (``.<name>.<random>.tmp``, files or Zarr folders) of writes that an earlier
+    run of this folder did not finish (killed mid-write): older than ``before`` (epoch s), so never a write
+    of this run."""
+    gone = 0
+    for folder in (out, out / "pairs", out / "images"):
+        if not folder.is_dir():
+            continue
+        for path in folder.glob(".*.tmp*"):
+            if not (path.name.endswith(".tmp") or path.name.endswith(".tmp.aux.xml")):
+                continue
+            if path.lstat().st_mtime >= before:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            gone += 1
+    if gone:
+        log.info("removed %d unfinished write(s) of an earlier run", gone)
+
+
 def run_job(
     config: JobConfig,
     run_dir: str | os.PathLike[str] | None = None,
@@ -259,6 +281,7 @@ def run_job(
     out.mkdir(parents=True, exist_ok=True)
     handler = _setup_logging(out)
     try:
+        _remove_leftovers(out, time.time())
         with atomic_output(out / "config.yaml") as tmp:
             tmp.write_text(config_to_yaml(config), encoding="utf-8")
         log.info("run %s in %s", config.name, out.resolve())
