@@ -1,4 +1,5 @@
-"""A small synthetic Sentinel-1 IW SLC SAFE product, written for the tests (no real SLC is available here).
+"""Small synthetic Sentinel-1 IW SLC (or GRD) SAFE products, written for the tests (no real SLC is available
+here, and no real GRD of two dates or of two passes over one area).
 
 The annotation, calibration and noise XML follow the element names and nesting of the real Level-1
 annotation files (``s1-level-1-product.xsd``; compare the real GRD annotation in
@@ -7,7 +8,11 @@ annotation files (``s1-level-1-product.xsd``; compare the real GRD annotation in
 ``imageAnnotation/imageInformation``, ``imageAnnotation/processingInformation``,
 ``swathTiming`` with its ``burstList`` (TOPS bursts: ``linesPerBurst``, ``firstValidSample``...),
 ``geolocationGrid``. Values are those of an IW2 sub-swath, shrunk to a few hundred pixels. The
-measurement is a CInt16 GeoTIFF with the geolocation grid as GCPs, like a real SLC measurement.
+measurement is a CInt16 GeoTIFF with the geolocation grid as GCPs, like a real SLC measurement. With
+``product_type="GRD"`` the product is a ground-range detected one (uint16 amplitude, no bursts); the
+geometry is a flat Earth: line ``l``, sample ``p`` lie ``l * azimuth_spacing`` along the heading and
+``p * range_spacing`` (ground range; slant range / sin(incidence) for an SLC) to its right from
+(``lat0``, ``lon0``), see :func:`ground_position`.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from pathlib import Path
 
 import numpy as np
 import rasterio
+from numpy.typing import ArrayLike
 from rasterio.control import GroundControlPoint
 
 R_EARTH = 6_371_000.0
@@ -45,6 +51,7 @@ class SlcSpec:
     incidence_far: float = 36.6
     lat0: float = 45.2
     lon0: float = 6.3
+    product_type: str = "SLC"  # or "GRD"
 
 
 def _sub(parent: ET.Element, tag: str, text: object | None = None, **attrs: str) -> ET.Element:
@@ -62,7 +69,7 @@ def _header(root: ET.Element, spec: SlcSpec, stop: datetime) -> None:
     h = _sub(root, "adsHeader")
     for tag, val in (
         ("missionId", spec.mission),
-        ("productType", "SLC"),
+        ("productType", spec.product_type),
         ("polarisation", spec.polarisation),
         ("mode", "IW"),
         ("swath", spec.swath),
@@ -75,17 +82,26 @@ def _header(root: ET.Element, spec: SlcSpec, stop: datetime) -> None:
         _sub(h, tag, val)
 
 
-def _ground(spec: SlcSpec, line: float, pixel: float) -> tuple[float, float, float]:
-    """Latitude, longitude, incidence of an image point: a flat-Earth track at ``heading_deg``."""
+def ground_position(spec: SlcSpec, line: ArrayLike, pixel: ArrayLike) -> tuple[np.ndarray, ...]:
+    """Latitude, longitude, incidence (degrees) of image points: a flat-Earth track at ``heading_deg``."""
+    line = np.asarray(line, dtype=float)
+    pixel = np.asarray(pixel, dtype=float)
     h = np.deg2rad(spec.heading_deg)
     inc = spec.incidence_near + (spec.incidence_far - spec.incidence_near) * pixel / (spec.samples - 1)
     along = line * spec.azimuth_spacing
-    across = pixel * spec.range_spacing / np.sin(np.deg2rad(inc))  # ground range
+    across = pixel * spec.range_spacing  # ground range
+    if spec.product_type == "SLC":
+        across = across / np.sin(np.deg2rad(inc))
     # right-looking: range direction is heading + 90 degrees
     east = along * np.sin(h) + across * np.sin(h + np.pi / 2)
     north = along * np.cos(h) + across * np.cos(h + np.pi / 2)
     lat = spec.lat0 + np.rad2deg(north / R_EARTH)
     lon = spec.lon0 + np.rad2deg(east / (R_EARTH * np.cos(np.deg2rad(spec.lat0))))
+    return lat, lon, inc
+
+
+def _ground(spec: SlcSpec, line: float, pixel: float) -> tuple[float, float, float]:
+    lat, lon, inc = ground_position(spec, line, pixel)
     return float(lat), float(lon), float(inc)
 
 
@@ -121,7 +137,7 @@ def _annotation(spec: SlcSpec) -> ET.Element:
     _sub(info, "pass", spec.pass_direction)
     _sub(info, "timelinessCategory", "Fast-24h")
     _sub(info, "platformHeading", f"{spec.heading_deg:.15e}")
-    _sub(info, "projection", "Slant Range")
+    _sub(info, "projection", "Slant Range" if spec.product_type == "SLC" else "Ground Range")
     _sub(info, "rangeSamplingRate", "6.434523812571428e+07")
     _sub(info, "radarFrequency", "5.405000454334350e+09")
     _sub(info, "azimuthSteeringRate", "1.590368784000000e+00")
@@ -132,7 +148,7 @@ def _annotation(spec: SlcSpec) -> ET.Element:
         ("productFirstLineUtcTime", _iso(spec.start)),
         ("productLastLineUtcTime", _iso(stop)),
         ("slantRangeTime", "5.9e-03"),
-        ("pixelValue", "Complex"),
+        ("pixelValue", "Complex" if spec.product_type == "SLC" else "Detected"),
         ("outputPixels", "16 bit Signed Integer"),
         ("rangePixelSpacing", f"{spec.range_spacing:.6e}"),
         ("azimuthPixelSpacing", f"{spec.azimuth_spacing:.6e}"),
@@ -155,8 +171,9 @@ def _annotation(spec: SlcSpec) -> ET.Element:
     timing = _sub(root, "swathTiming")
     _sub(timing, "linesPerBurst", spec.lines_per_burst)
     _sub(timing, "samplesPerBurst", spec.samples)
-    bl = _sub(timing, "burstList", count=str(spec.bursts))
-    for b in range(spec.bursts):
+    grd = spec.product_type == "GRD"
+    bl = _sub(timing, "burstList", count="0" if grd else str(spec.bursts))
+    for b in range(0 if grd else spec.bursts):
         burst = _sub(bl, "burst")
         _sub(burst, "azimuthTime", _iso(spec.start + timedelta(seconds=b * spec.lines_per_burst * dt)))
         _sub(burst, "byteOffset", b * spec.lines_per_burst * spec.samples * 4)
@@ -227,15 +244,17 @@ def _manifest(spec: SlcSpec) -> str:
 
 
 def write_slc_safe(folder: Path, spec: SlcSpec, data: np.ndarray) -> Path:
-    """Write ``data`` (complex, lines x samples of ``spec``) as a SAFE product in ``folder``; its path."""
+    """Write ``data`` (lines x samples of ``spec``: complex for an SLC, amplitude DN for a GRD) as a SAFE
+    product in ``folder``; its path."""
     lines = spec.bursts * spec.lines_per_burst
     assert data.shape == (lines, spec.samples)
     stamp = spec.start.strftime("%Y%m%dT%H%M%S")
     stop = (spec.start + timedelta(seconds=10)).strftime("%Y%m%dT%H%M%S")
-    safe = folder / f"{spec.mission}_IW_SLC__1SDV_{stamp}_{stop}_{spec.absolute_orbit:06d}_036000_ABCD.SAFE"
+    kind = "GRDH" if spec.product_type == "GRD" else "SLC_"
+    safe = folder / f"{spec.mission}_IW_{kind}_1SDV_{stamp}_{stop}_{spec.absolute_orbit:06d}_036000_ABCD.SAFE"
     stem = (
-        f"{spec.mission.lower()}-{spec.swath.lower()}-slc-{spec.polarisation.lower()}-{stamp.lower()}-"
-        f"{stop.lower()}-{spec.absolute_orbit:06d}-036000-005"
+        f"{spec.mission.lower()}-{spec.swath.lower()}-{spec.product_type.lower()}-{spec.polarisation.lower()}-"
+        f"{stamp.lower()}-{stop.lower()}-{spec.absolute_orbit:06d}-036000-005"
     )
     for sub in ("annotation/calibration", "measurement"):
         (safe / sub).mkdir(parents=True, exist_ok=True)
@@ -262,10 +281,13 @@ def write_slc_safe(folder: Path, spec: SlcSpec, data: np.ndarray) -> Path:
         "width": spec.samples,
         "height": lines,
         "count": 1,
-        "dtype": "complex_int16",
+        "dtype": "complex_int16" if spec.product_type == "SLC" else "uint16",
     }
     with rasterio.open(
         safe / "measurement" / f"{stem}.tiff", "w", gcps=gcps, crs=rasterio.crs.CRS.from_epsg(4326), **profile
     ) as dst:
-        dst.write(data.astype(np.complex64), 1)
+        if spec.product_type == "SLC":
+            dst.write(data.astype(np.complex64), 1)
+        else:
+            dst.write(np.clip(np.rint(data), 0, 65535).astype(np.uint16), 1)
     return safe

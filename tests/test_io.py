@@ -242,6 +242,11 @@ def test_corrupt_files_are_reported(tmp_path, landsat_crop):
     with pytest.raises(CorruptRasterError) as info:
         read_band(truncated)
     assert isinstance(info.value, DataError) and isinstance(info.value, OSError)
+    # A file in a format GDAL does not read (not a damaged GeoTIFF): say so and how to convert it.
+    other = tmp_path / "scene.he5"
+    other.write_bytes(b"this is not a raster" * 50)
+    with pytest.raises(CorruptRasterError, match=r"GDAL cannot read this format.*gdal_translate -of COG"):
+        read_band(other)
 
 
 @pytest.mark.filterwarnings("ignore::rasterio.errors.NotGeoreferencedWarning")

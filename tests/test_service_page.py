@@ -342,7 +342,7 @@ def test_scenes_of_a_folder_catalogue_with_aoi_cloud(svc):
 def test_presets_give_form_defaults(svc):
     service, tokens, _ = svc
     doc = service.client.get("/map/api/presets", headers=auth(tokens["bob"])).json()["presets"]
-    assert set(doc) == {"ice", "slide", "quake", "survey"}
+    assert set(doc) == {"ice", "slide", "quake", "survey", "sar"}
     assert doc["quake"]["pairs"]["mode"] == "acquisitions" and doc["ice"]["matching"]["chip_size"] == 32
 
 
@@ -394,7 +394,7 @@ def test_page_end_to_end(served, chromium, tmp_path):
     page.route("**/*", only_local)
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     page.goto(server.url + "/map")
-    expect(page.locator("#preset option")).to_have_count(4)
+    expect(page.locator("#preset option")).to_have_count(5)  # ice, slide, quake, survey, sar
 
     # The token, once; a wrong one is refused.
     page.fill("#token", "wrong")

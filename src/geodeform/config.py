@@ -9,7 +9,10 @@ default; unknown keys are errors.
 Presets (:data:`PRESETS`) are partial configs laid under the user's file: ``ice`` (glacier flow, Sentinel-2
 B04, pairs of 5-100 days), ``slide`` (slow landslides, long same-season pairs), ``quake`` (one co-seismic
 pair or a few: ncc with larger 48 px chips, co-registration fitted on every node, no inversion),
-``survey`` (several MGRS tiles and orbits, pairs per orbit, mosaics of adjacent tiles).
+``survey`` (several MGRS tiles and orbits, pairs per orbit, mosaics of adjacent tiles), ``sar``
+(Sentinel-1 GRD amplitude tracking in radar geometry per relative orbit, geocoded range / azimuth /
+line-of-sight products, optional ascending + descending combination to east/north/up; options in
+:class:`SarConfig`).
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ __all__ = [
     "MatchingConfig",
     "OutputConfig",
     "PairsConfig",
+    "SarConfig",
     "SearchConfig",
     "SlurmConfig",
     "config_to_yaml",
@@ -319,6 +323,46 @@ ClusterKind = Literal["local", "slurm", "sync", "address"]
 """Where the pairs run: a Dask LocalCluster, SLURM jobs, this process, or an existing Dask scheduler."""
 
 
+class SarConfig(_Model):
+    """Sentinel-1 chain (preset ``sar``): reading, amplitude tracking in radar geometry, geocoding, E/N/U.
+
+    Inputs are Sentinel-1 GRD products with their annotation XML: SAFE folders or measurement TIFFs (local
+    ``inputs``), or ``search.collection: sentinel-1-grd``. Pairs are formed within one relative orbit;
+    offsets are measured in the reference's radar grid (the secondary resampled onto it through the two
+    products' ground control points), converted to range / azimuth / line-of-sight metres and geocoded onto
+    one map grid shared by every track.
+    """
+
+    polarisation: Literal["VV", "VH", "HH", "HV"] = Field(
+        "VV", description="Polarisation matched (the measurement of that polarisation in each product)."
+    )
+    radiometry: Literal["sigma0", "beta0", "gamma0", "dn"] = Field(
+        "sigma0", description="Calibrate to this backscatter with the product's LUT (dn: raw amplitude)."
+    )
+    denoise: bool = Field(True, description="Subtract the thermal noise LUT before calibration.")
+    speckle_filter: Literal["none", "boxcar", "gaussian", "lee"] = Field(
+        "none", description="Speckle filter on intensity before the logarithm (none: the chips average it)."
+    )
+    filter_size: int = Field(3, ge=1, le=31, description="Speckle filter window, radar pixels.")
+    looks: float = Field(4.4, gt=0, description="Equivalent number of looks of the input (for lee), 1.")
+    resolution: float = Field(20.0, gt=0, description="Pixel size of the geocoded products, metres (UTM).")
+    geocoding: Literal["tps", "polynomial"] = Field(
+        "tps", description="GCP transformer: thin-plate spline through the GCPs, or a polynomial fit."
+    )
+    combine: Literal["none", "enu"] = Field(
+        "none",
+        description="enu: combine the mean line-of-sight and azimuth velocities of every track (ascending "
+        "+ descending) into east/north/up (geodeform.decompose.solve_enu).",
+    )
+    use_azimuth: bool = Field(
+        True, description="Use the azimuth (along-track) offsets in the east/north/up combination."
+    )
+    assume_zero: list[Literal["east", "north", "up"]] = Field(
+        default_factory=list,
+        description="Components taken as zero in the combination (e.g. [north] for range-only tracks).",
+    )
+
+
 class ComputeConfig(_Model):
     """Where the pairs are matched."""
 
@@ -365,7 +409,7 @@ class JobConfig(_Model):
         pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$",
         description="Job name (letters, digits, . _ -); the default run folder is runs/<name>.",
     )
-    preset: Literal["ice", "slide", "quake", "survey", "custom"] = Field(
+    preset: Literal["ice", "slide", "quake", "survey", "sar", "custom"] = Field(
         "custom", description="Preset the defaults came from (recorded in the products)."
     )
     search: SearchConfig | None = Field(None, description="Catalogue search (or give inputs).")
@@ -384,6 +428,11 @@ class JobConfig(_Model):
     steep_slope_deg: float = Field(
         30.0, gt=0, le=90, description="Stable ground excludes slopes steeper than this when a DEM is given."
     )
+    three_d: bool = Field(
+        False,
+        description="Slope-parallel 3-D (needs dem): also write east/north/up velocities, up from the DEM "
+        "slope and aspect assuming flow parallel to the ground surface (velocity_3d.nc/.tif).",
+    )
     pairs: PairsConfig = Field(default_factory=lambda: PairsConfig(), description="Pair selection.")
     matching: MatchingConfig = Field(default_factory=lambda: MatchingConfig(), description="Offset tracking.")
     masks: MasksConfig = Field(default_factory=lambda: MasksConfig(), description="Masks.")
@@ -393,6 +442,7 @@ class JobConfig(_Model):
     inversion: InversionConfig = Field(default_factory=lambda: InversionConfig(), description="Time series.")
     output: OutputConfig = Field(default_factory=lambda: OutputConfig(), description="Products.")
     compute: ComputeConfig = Field(default_factory=lambda: ComputeConfig(), description="Execution.")
+    sar: SarConfig | None = Field(None, description="Sentinel-1 chain options (preset sar).")
 
     @field_validator("roi")
     @classmethod
@@ -409,11 +459,39 @@ class JobConfig(_Model):
                     f"inputs: {len(self.inputs)} images given; 2 to {MAX_JOB_IMAGES:,} are allowed"
                 )
             days = [i.date for i in self.inputs]
-            if len(set(days)) != len(days):
+            # SAR: an ascending and a descending pass may share a date (checked per orbit by the chain)
+            if len(set(days)) != len(days) and self.sar is None:
                 raise ValueError(
                     "inputs: two images share one date; keep one per date (or mosaic them first)"
                 )
+        if self.three_d and self.dem is None:
+            raise ValueError("three_d needs a dem (the slope and aspect give the up component)")
+        if self.preset == "sar" and self.sar is None:
+            self.sar = SarConfig()
+        if self.sar is not None:
+            _check_sar(self)
         return self
+
+
+def _check_sar(job: JobConfig) -> None:
+    """What the Sentinel-1 chain cannot do, said at config time."""
+    if job.preset not in ("sar", "custom"):
+        raise ValueError(f"sar: the sar section belongs to preset sar, not {job.preset}")
+    if not job.pairs.same_orbit:
+        raise ValueError(
+            "pairs.same_orbit: the sar chain matches in radar geometry, which needs one relative orbit per "
+            "pair; set it to true (tracks are combined after geocoding with sar.combine: enu)"
+        )
+    if job.search is not None and job.search.collection.lower() not in ("sentinel-1-grd", "s1-grd", "s1grd"):
+        raise ValueError(
+            f"search.collection: the sar chain reads Sentinel-1 GRD, not {job.search.collection!r}; set "
+            "search.collection: sentinel-1-grd"
+        )
+    if job.three_d:
+        raise ValueError(
+            "three_d: slope-parallel 3-D is for optical east/north; the sar chain combines tracks with "
+            "sar.combine: enu"
+        )
 
 
 _ICE: dict[str, Any] = {
@@ -449,7 +527,22 @@ _SURVEY: dict[str, Any] = {
     "pairs": {"mode": "days", "min_range": 5, "max_range": 60, "direction": "forward"},
 }
 
-PRESETS: dict[str, dict[str, Any]] = {"ice": _ICE, "slide": _SLIDE, "quake": _QUAKE, "survey": _SURVEY}
+_SAR: dict[str, Any] = {
+    "preset": "sar",
+    "pairs": {"mode": "days", "min_range": 5, "max_range": 60, "direction": "forward", "same_orbit": True},
+    "matching": {"method": "ncc", "chip_size": 64, "step": 32, "expected_max_speed": 100.0},
+    "corrections": {"plane": True, "min_quality": 0.1},
+    "inversion": {"smoothing": 0.1, "weights": "error"},
+    "sar": {"polarisation": "VV", "resolution": 20.0},
+}
+
+PRESETS: dict[str, dict[str, Any]] = {
+    "ice": _ICE,
+    "slide": _SLIDE,
+    "quake": _QUAKE,
+    "survey": _SURVEY,
+    "sar": _SAR,
+}
 """Partial configs per preset; :func:`load_config` lays the user's file over them."""
 
 _EXAMPLE_SEARCH: dict[str, dict[str, Any]] = {
@@ -471,6 +564,13 @@ _EXAMPLE_SEARCH: dict[str, dict[str, Any]] = {
         "end": "2023-09-30",
         "max_images": 40,
         "aoi": {"tiles": ["07VCG", "08VLM"]},
+    },
+    "sar": {
+        "collection": "sentinel-1-grd",
+        "start": "2023-06-01",
+        "end": "2023-09-30",
+        "max_images": 10,
+        "aoi": {"bbox": [-138.7, 60.68, -138.3, 60.82]},
     },
 }
 

@@ -15,7 +15,7 @@ __all__ = ["init"]
 
 @app.command("init")
 def init(
-    preset: Annotated[str, typer.Option(help="Preset: ice, slide, quake or survey.")] = "ice",
+    preset: Annotated[str, typer.Option(help="Preset: ice, slide, quake, survey or sar.")] = "ice",
     name: Annotated[str | None, typer.Option(help="Job name (default my-<preset>-job).")] = None,
     output: Annotated[
         Path | None, typer.Option("--output", "-o", help="Write to this file instead of standard output.")

@@ -52,6 +52,8 @@ _BAND_ALIASES = {
     "SR_B4": "red",
     "SR_B5": "nir08",
     "QA_PIXEL": "qa_pixel",
+    "B8": "pan",  # Landsat 7/8/9 panchromatic, 15 m (the band ITS_LIVE matches)
+    "PAN": "pan",
     "VV": "vv",
     "VH": "vh",
     "HH": "hh",
@@ -192,7 +194,14 @@ def _sha256(path: Path) -> str:
 
 
 def _cache_path(cache_dir: Path, item_id: str, band: str, href: str, grid: AOIGrid, resampling: str) -> Path:
-    key = hashlib.sha256(json.dumps([item_id, band, href, grid.key, resampling]).encode()).hexdigest()[:16]
+    # A local file may be rewritten in place (remote assets are immutable): its size and time are in the key.
+    stamp: list[int] = []
+    with contextlib.suppress(OSError, ValueError):
+        st = os.stat(href)
+        stamp = [st.st_size, st.st_mtime_ns]
+    key = hashlib.sha256(
+        json.dumps([item_id, band, href, grid.key, resampling, *stamp]).encode()
+    ).hexdigest()[:16]
     return cache_dir / _safe_name(item_id) / f"{_safe_name(band)}-{grid.key}-{key}.tif"
 
 

@@ -120,6 +120,14 @@ def _open(path: Path) -> rasterio.DatasetReader:
             warnings.simplefilter("ignore", NotGeoreferencedWarning)
             return rasterio.open(path)
     except RasterioIOError as exc:
+        unknown = "not recognized as being in a supported file format" in str(exc)
+        if unknown and path.suffix.lower() not in {".tif", ".tiff", ".jp2", ".vrt"}:
+            raise CorruptRasterError(
+                f"{str(path)!r}: GDAL cannot read this format ({exc}). geodeform reads any single-band "
+                "raster GDAL opens: GeoTIFF/COG, JPEG2000, VRT, ENVI, NetCDF/HDF5 subdatasets "
+                "(NETCDF:file:var); "
+                "convert it with `gdal_translate -of COG IN OUT.tif`"
+            ) from exc
         raise CorruptRasterError(
             f"{str(path)!r} cannot be read as a raster ({exc}); check it is a complete GeoTIFF/COG "
             "(re-download or re-export it)"

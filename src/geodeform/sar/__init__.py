@@ -11,6 +11,8 @@
 * :func:`match_amplitude` tracks speckled amplitude images (log-amplitude, optional speckle filter,
   oversampled detection of SLC data) with :func:`geodeform.offsets.match`;
   :func:`match_coherence` tracks complex SLC pairs by maximising the coherence.
+* :func:`radar_window` finds the part of a product covering a map grid; :func:`onto_reference`
+  resamples a secondary of the same track onto the reference's radar grid through the GCPs.
 * :func:`radar_offsets` converts pixel offsets to range / azimuth / line-of-sight metres with the geometry;
   :func:`sar_dataset` geocodes them through the GCPs (and a DEM) and :func:`write_sar_product` writes
   a COG or NetCDF.
@@ -24,6 +26,7 @@ from __future__ import annotations
 
 from geodeform.sar.annotation import Annotation, Burst, read_annotation, read_calibration, read_noise
 from geodeform.sar.coherence import CoherenceOptions, match_coherence
+from geodeform.sar.coregister import Resampled, footprint, onto_reference, radar_window
 from geodeform.sar.errors import IncompatiblePairError, MissingAnnotationError, SarProductError
 from geodeform.sar.geocode import map_grid, radar_coordinates, sample_nodes
 from geodeform.sar.geometry import RadarOffsets, radar_offsets
@@ -40,17 +43,21 @@ __all__ = [
     "IncompatiblePairError",
     "MissingAnnotationError",
     "RadarOffsets",
+    "Resampled",
     "S1Image",
     "SarProductError",
     "amplitude_features",
     "check_pair",
     "find_measurements",
+    "footprint",
     "map_grid",
     "match_amplitude",
     "match_coherence",
+    "onto_reference",
     "open_s1",
     "radar_coordinates",
     "radar_offsets",
+    "radar_window",
     "read_annotation",
     "read_calibration",
     "read_noise",

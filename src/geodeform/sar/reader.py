@@ -22,7 +22,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import numpy as np
 import rasterio
@@ -332,6 +332,15 @@ def _resolve(
     return tiff, ann, _safe_root(tiff)
 
 
+def _explicit(path: str | os.PathLike[str] | None, what: str) -> Path | None:
+    if path is None:
+        return None
+    p = Path(path)
+    if not p.is_file():
+        raise SarProductError(f"{p}: {what} file not found")
+    return p
+
+
 def _check_lut(lut: CalibrationLUT | NoiseLUT, ann: Annotation) -> None:
     if lut.polarisation != ann.polarisation or lut.swath != ann.swath:
         raise SarProductError(
@@ -348,12 +357,15 @@ def _radiometric(
     ann: Annotation,
     radiometry: Radiometry,
     denoise: bool,
+    *,
+    calibration: Path | None = None,
+    noise: Path | None = None,
 ) -> tuple[NDArray[np.float32] | NDArray[np.complex64], Radiometry, list[str]]:
     """Calibrated intensity (GRD) or scaled complex values (SLC), or the DN when the LUT is missing."""
     notes: list[str] = []
     if radiometry == "dn":
         return dn, "dn", notes
-    cal_path = _sibling(tiff, "calibration-")
+    cal_path = calibration or _sibling(tiff, "calibration-")
     if cal_path is None:
         notes.append(f"no calibration LUT (calibration-{tiff.stem}.xml): pixels left as DN, not {radiometry}")
         return dn, "dn", notes
@@ -361,7 +373,7 @@ def _radiometric(
     _check_lut(cal, ann)
     a = cal.lut(_LUT_NAME[radiometry], rows, cols)
     power = np.abs(dn).astype(np.float64) ** 2
-    noise_path = _sibling(tiff, "noise-") if denoise else None
+    noise_path = (noise or _sibling(tiff, "noise-")) if denoise else None
     if denoise and noise_path is None:
         notes.append(f"no noise LUT (noise-{tiff.stem}.xml): thermal noise not removed")
     elif noise_path is not None:
@@ -375,12 +387,36 @@ def _radiometric(
     return out.astype(np.float32), radiometry, notes
 
 
+def _read_window(
+    tiff: Path, window: tuple[int, int, int, int] | None
+) -> tuple[np.ndarray, list[Any], tuple[int, int], Window]:
+    """The measurement's pixels on ``window`` (all when None), its TIFF GCPs, full size and the window."""
+    try:
+        with rasterio.open(tiff) as src:
+            h, w = src.height, src.width
+            win = Window(0, 0, w, h) if window is None else Window(window[1], window[0], window[3], window[2])
+            if (
+                win.col_off < 0
+                or win.row_off < 0
+                or win.col_off + win.width > w
+                or win.row_off + win.height > h
+            ):
+                raise SarProductError(f"{tiff}: window {window} is outside the {h} x {w} measurement")
+            raw = src.read(1, window=win)
+            tif_gcps, _ = src.gcps
+    except rasterio.errors.RasterioIOError as exc:
+        raise SarProductError(f"{tiff}: cannot read the measurement ({exc})") from exc
+    return raw, list(tif_gcps), (h, w), win
+
+
 def open_s1(
     path: str | os.PathLike[str],
     *,
     polarisation: str | None = None,
     swath: str | None = None,
     annotation: str | os.PathLike[str] | None = None,
+    calibration: str | os.PathLike[str] | None = None,
+    noise: str | os.PathLike[str] | None = None,
     radiometry: Radiometry = "sigma0",
     denoise: bool = True,
     window: tuple[int, int, int, int] | None = None,
@@ -397,6 +433,8 @@ def open_s1(
         Which measurement of a SAFE folder (e.g. ``"VV"``; ``"IW2"`` for an SLC). Needed when several match.
     annotation
         The annotation XML, when it is not where the SAFE layout puts it.
+    calibration, noise
+        The calibration and noise LUT XML, when they are not where the SAFE layout puts them.
     radiometry
         ``"sigma0"`` (default), ``"beta0"`` or ``"gamma0"``: calibrated intensity (linear, not dB) when the
         calibration LUT is found (otherwise DN, with a note); ``"dn"``: the stored values.
@@ -433,21 +471,7 @@ def open_s1(
                 "require_annotation=False to read the pixels and GCPs only"
             )
         notes.append("no annotation: heading, incidence, pixel spacing and calibration unknown")
-    try:
-        with rasterio.open(tiff) as src:
-            h, w = src.height, src.width
-            win = Window(0, 0, w, h) if window is None else Window(window[1], window[0], window[3], window[2])
-            if (
-                win.col_off < 0
-                or win.row_off < 0
-                or win.col_off + win.width > w
-                or win.row_off + win.height > h
-            ):
-                raise SarProductError(f"{tiff}: window {window} is outside the {h} x {w} measurement")
-            raw = src.read(1, window=win)
-            tif_gcps, _ = src.gcps
-    except rasterio.errors.RasterioIOError as exc:
-        raise SarProductError(f"{tiff}: cannot read the measurement ({exc})") from exc
+    raw, tif_gcps, (h, w), win = _read_window(tiff, window)
     if ann is not None and (ann.n_lines, ann.n_samples) != (h, w):
         raise SarProductError(
             f"{tiff}: measurement is {h} x {w} but its annotation describes {ann.n_lines} x {ann.n_samples}; "
@@ -459,7 +483,11 @@ def open_s1(
     if ann is not None:
         rows = np.arange(dn.shape[0], dtype=np.float64) + row0
         cols = np.arange(dn.shape[1], dtype=np.float64) + col0
-        data, radio, more = _radiometric(dn, rows, cols, tiff, ann, radiometry, denoise)
+        luts = {
+            "calibration": _explicit(calibration, "calibration LUT"),
+            "noise": _explicit(noise, "noise LUT"),
+        }
+        data, radio, more = _radiometric(dn, rows, cols, tiff, ann, radiometry, denoise, **luts)
         notes += more
         gcps = _gcps_from_grid(ann)
         info.update(
@@ -498,11 +526,13 @@ def _polarisation_from_name(tiff: Path) -> str:
     return m.group(1).upper() if m else ""
 
 
-def check_pair(reference: S1Image, secondary: S1Image) -> None:
+def check_pair(reference: S1Image, secondary: S1Image, *, same_size: bool = True) -> None:
     """Check that two Sentinel-1 images can be matched in their own radar geometry.
 
     Same mission family and acquisition mode, product type, polarisation, relative orbit (so the same
-    pass direction and viewing geometry) and pixel spacing; for SLCs, the same swath.
+    pass direction and viewing geometry) and pixel spacing; for SLCs, the same swath; with ``same_size``,
+    the same pixel array size (the images read on one window). ``same_size=False`` checks two products
+    before their windows are read and co-registered (:func:`geodeform.sar.coregister.onto_reference`).
 
     Raises
     ------
@@ -542,7 +572,7 @@ def check_pair(reference: S1Image, secondary: S1Image) -> None:
                 f"reference and secondary differ in {what}: {a!r} ({reference.path.name}) vs {b!r} "
                 f"({secondary.path.name}); {fix}"
             )
-    if reference.data.shape != secondary.data.shape:
+    if same_size and reference.data.shape != secondary.data.shape:
         raise IncompatiblePairError(
             f"reference {reference.data.shape} and secondary {secondary.data.shape} differ in size; read the "
             "same window of both (window=) or co-register the secondary onto the reference grid first"

@@ -4,20 +4,39 @@
   multi-looked GRD);
 * :func:`warp` — move an image by a known displacement field (``secondary(p + d(p)) = reference(p)``);
 * :func:`complex_pair` — two complex (SLC-like) images of circular-Gaussian speckle with a given
-  coherence, band-limited, the second shifted by a known sub-pixel offset.
+  coherence, band-limited, the second shifted by a known sub-pixel offset;
+* :func:`grd_from_template` — a Sentinel-1 GRD SAFE product whose metadata (annotation, calibration and
+  noise LUTs, manifest) are those of a real product, moved by whole repeat cycles, and whose pixels are
+  given: a second date of a real geometry with a known displacement field.
 """
 
 from __future__ import annotations
 
+import os
+import re
+from datetime import datetime, timedelta
+from pathlib import Path
 from typing import NamedTuple
 
 import numpy as np
+import rasterio
 from numpy.typing import ArrayLike, NDArray
+from rasterio.control import GroundControlPoint
+from rasterio.windows import Window
 from scipy import ndimage
 
 from geodeform.errors import InvalidInputError
+from geodeform.sar.annotation import read_annotation
+from geodeform.sar.errors import MissingAnnotationError
 
-__all__ = ["ComplexPair", "complex_pair", "gamma_speckle", "warp"]
+__all__ = ["ComplexPair", "complex_pair", "gamma_speckle", "grd_from_template", "warp"]
+
+REPEAT_DAYS = 12
+"""Repeat cycle of one Sentinel-1 satellite, days (175 orbits)."""
+_REPEAT_ORBITS = 175
+_ISO = re.compile(r"(?<![\d])(\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2})(\.\d+)?")
+_STAMP = re.compile(r"(\d{8}T\d{6})")
+_STAMP_LOWER = re.compile(r"(\d{8}t\d{6})")
 
 
 def gamma_speckle(intensity: ArrayLike, looks: float, rng: np.random.Generator) -> NDArray[np.float64]:
@@ -145,3 +164,155 @@ def complex_pair(
     return ComplexPair(
         s1.astype(np.complex64), s2.astype(np.complex64), float(dx), float(dy), float(coherence)
     )
+
+
+def _shift_times(text: str, days: int) -> str:
+    """Every ISO 8601 time stamp of an XML text moved by ``days``."""
+
+    def move(m: re.Match[str]) -> str:
+        t = datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S") + timedelta(days=days)
+        return t.strftime("%Y-%m-%dT%H:%M:%S") + (m.group(2) or "")
+
+    return _ISO.sub(move, text)
+
+
+def _shift_name(name: str, days: int, orbit: int, new_orbit: int) -> str:
+    """A SAFE or file name with its time stamps and 6-digit absolute orbit moved."""
+
+    def move(m: re.Match[str], fmt: str) -> str:
+        return (datetime.strptime(m.group(1), fmt) + timedelta(days=days)).strftime(fmt)
+
+    name = _STAMP.sub(lambda m: move(m, "%Y%m%dT%H%M%S"), name)
+    name = _STAMP_LOWER.sub(lambda m: move(m, "%Y%m%dt%H%M%S"), name)
+    return name.replace(f"_{orbit:06d}_", f"_{new_orbit:06d}_").replace(
+        f"-{orbit:06d}-", f"-{new_orbit:06d}-"
+    )
+
+
+def _shift_orbits(text: str, orbit: int, new_orbit: int) -> str:
+    """Absolute orbit numbers of an annotation (``absoluteOrbitNumber``) or manifest (``orbitNumber``)."""
+    return re.sub(
+        rf"(<(?:[\w]+:)?(?:absoluteOrbitNumber|orbitNumber)(?: [^>]*)?>){orbit}<",
+        rf"\g<1>{new_orbit}<",
+        text,
+    )
+
+
+def grd_from_template(
+    template: str | os.PathLike[str],
+    folder: str | os.PathLike[str],
+    amplitude: ArrayLike,
+    *,
+    origin: tuple[int, int],
+    cycles: int = 0,
+    polarisation: str = "VV",
+) -> Path:
+    """Write a Sentinel-1 GRD SAFE product with a real product's metadata and the given pixels.
+
+    The annotation, calibration and noise XML of ``template`` (a real SAFE folder; its measurement may be
+    absent, as in metadata-only copies) are copied with every time stamp moved by ``cycles`` repeat cycles
+    (12 days each) and the absolute orbit by 175 orbits per cycle, so the relative orbit, the geometry
+    (geolocation grid, orbit, heading, incidence, pixel spacing) and the LUTs stay those of the real
+    product. The measurement is a full-size tiled GeoTIFF (uint16 amplitude DN, the annotation's size,
+    with the geolocation grid as GCPs) holding ``amplitude`` at ``origin`` and no data (0) elsewhere; the
+    empty tiles are not stored, so the file stays small.
+
+    Parameters
+    ----------
+    template
+        A real Sentinel-1 GRD SAFE folder with ``annotation/`` (and ``annotation/calibration/``).
+    folder
+        Where the new ``.SAFE`` folder is written (created).
+    amplitude
+        ``(rows, cols)`` amplitude DN (≥ 0; rounded and clipped to uint16), e.g. a real texture moved by a
+        known field (:func:`warp`) with speckle (:func:`gamma_speckle`).
+    origin
+        ``(row, col)`` of ``amplitude[0, 0]`` in the full measurement.
+    cycles
+        Repeat cycles after the template's date (0: the template's own date).
+    polarisation
+        The template's measurement to copy (``"VV"``...).
+
+    Returns
+    -------
+    Path
+        The new SAFE folder.
+
+    Raises
+    ------
+    MissingAnnotationError
+        No annotation of that polarisation in ``template``.
+    InvalidInputError
+        ``amplitude`` does not fit inside the measurement at ``origin``.
+    """
+    src = Path(template)
+    pol = polarisation.lower()
+    anns = sorted((src / "annotation").glob(f"*-{pol}-*.xml"))
+    if not anns:
+        raise MissingAnnotationError(
+            f"{src}: no annotation/*-{pol}-*.xml; give a SAFE folder with its annotation"
+        )
+    ann = read_annotation(anns[0])
+    amp = np.asarray(amplitude, dtype=np.float64)
+    r0, c0 = origin
+    if (
+        amp.ndim != 2
+        or r0 < 0
+        or c0 < 0
+        or r0 + amp.shape[0] > ann.n_lines
+        or c0 + amp.shape[1] > ann.n_samples
+    ):
+        raise InvalidInputError(
+            f"amplitude {amp.shape} at {origin} does not fit in the {ann.n_lines} x {ann.n_samples} "
+            "measurement"
+        )
+    days = REPEAT_DAYS * cycles
+    orbit = ann.absolute_orbit
+    new_orbit = orbit + _REPEAT_ORBITS * cycles
+    safe = Path(folder) / _shift_name(src.name, days, orbit, new_orbit)
+    (safe / "annotation" / "calibration").mkdir(parents=True, exist_ok=True)
+    (safe / "measurement").mkdir(exist_ok=True)
+
+    def copy(path: Path, dest: Path) -> None:
+        text = _shift_orbits(_shift_times(path.read_text(encoding="utf-8"), days), orbit, new_orbit)
+        dest.write_text(text, encoding="utf-8")
+
+    stem = anns[0].stem
+    new_stem = _shift_name(stem, days, orbit, new_orbit)
+    copy(anns[0], safe / "annotation" / f"{new_stem}.xml")
+    for kind in ("calibration", "noise"):
+        lut = src / "annotation" / "calibration" / f"{kind}-{stem}.xml"
+        if lut.is_file():
+            copy(lut, safe / "annotation" / "calibration" / f"{kind}-{new_stem}.xml")
+    if (src / "manifest.safe").is_file():
+        copy(src / "manifest.safe", safe / "manifest.safe")
+    g = ann.geolocation
+    gcps = [
+        GroundControlPoint(
+            row=float(li) + 0.5,
+            col=float(pj) + 0.5,
+            x=float(g.longitude[i, j]),
+            y=float(g.latitude[i, j]),
+            z=float(g.height[i, j]),
+        )
+        for i, li in enumerate(g.lines)
+        for j, pj in enumerate(g.pixels)
+    ]
+    profile = {
+        "driver": "GTiff",
+        "width": ann.n_samples,
+        "height": ann.n_lines,
+        "count": 1,
+        "dtype": "uint16",
+        "tiled": True,
+        "blockxsize": 512,
+        "blockysize": 512,
+        "compress": "deflate",
+        "sparse_ok": True,
+    }
+    dn = np.clip(np.rint(np.nan_to_num(amp)), 0, 65535).astype(np.uint16)
+    with rasterio.open(
+        safe / "measurement" / f"{new_stem}.tiff", "w", gcps=gcps, crs="EPSG:4326", **profile
+    ) as dst:
+        dst.write(dn, 1, window=Window(c0, r0, dn.shape[1], dn.shape[0]))
+    return safe

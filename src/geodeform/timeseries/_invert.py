@@ -14,11 +14,18 @@ from numpy.typing import ArrayLike, NDArray
 from geodeform.conventions import DAYS_PER_YEAR
 from geodeform.errors import InvalidInputError, NoDataError
 from geodeform.pairs import Gap, as_dates, check_pairs, find_gaps, network_components
-from geodeform.timeseries._kernels import STATUS_EMPTY, STATUS_OK, flag_outliers, solve_groups
+from geodeform.timeseries._kernels import STATUS_EMPTY, STATUS_OK, solve_groups
+from geodeform.timeseries._robust import flag_outliers, robust_start
 
 __all__ = ["DAYS_PER_YEAR", "TimeSeriesResult", "TimeSeriesWarning", "invert"]
 
 _AUTO_RESIDUAL_BYTES = 2**30  # residual maps kept by default up to this size
+# Robust start: IRLS steps towards the L1 fit; its flags at this fraction of outlier_threshold (the
+# least-squares iterations then re-examine every pair at the threshold itself); pixels whose least-squares
+# residuals all lie within this many closure sigmas skip it.
+_L1_ITERATIONS = 4
+_START_FACTOR = 0.6
+_START_GATE = 3.5
 
 Progress = Callable[[int, int], Any]
 
@@ -59,6 +66,18 @@ class TimeSeriesResult:
         ``(*spatial)`` float32 1-sigma uncertainty of the mean rates.
     gaps
         Intervals that no pair spans, bridged by the smoothing.
+    date_flag
+        ``(ndates, *spatial)`` bool, dates whose value the pairs leave ambiguous: their pairs that disagree
+        with the fit back another value of the date as much as the others back the fitted one (e.g. every
+        pair of a cloudy image wrong, or two pairs that disagree). All the date's pairs are then left out
+        (neither used nor counted in ``outlier``): its displacement is NaN (bridged by the smoothing, if any,
+        like a gap), and so is that of any date reached only through it; ``dates[0]`` flagged leaves the
+        pixel empty.
+    unresolved
+        ``(*spatial)`` bool, pixels where pairs beyond the outlier threshold stayed in the fit, because
+        rejecting them too would have exceeded ``max_outlier_fraction`` or cut dates off the network (e.g.
+        two pairs that disagree are the only links between two parts of it): their values are degraded,
+        possibly beyond their sigma (bad pairs that agree with each other can bias the fit).
     n_partial
         Pixels with at least one unconstrained (NaN) date.
     n_empty
@@ -82,11 +101,19 @@ class TimeSeriesResult:
     gaps: tuple[Gap, ...]
     n_partial: int
     n_empty: int
+    date_flag: NDArray[np.bool_]
+    unresolved: NDArray[np.bool_]
 
     @property
     def outlier_pair_fraction(self) -> NDArray[np.float64]:
         """``(npairs,)`` fraction of the pixels with data in which each pair was rejected."""
         flat = self.outlier.reshape(self.outlier.shape[0], -1)
+        return flat.mean(axis=1)
+
+    @property
+    def flagged_date_fraction(self) -> NDArray[np.float64]:
+        """``(ndates,)`` fraction of the pixels in which each date was flagged (see ``date_flag``)."""
+        flat = self.date_flag.reshape(self.date_flag.shape[0], -1)
         return flat.mean(axis=1)
 
 
@@ -254,33 +281,148 @@ def _chunk_weights(s: _Setup, sl: slice, finite: NDArray[np.bool_]) -> NDArray[n
     return np.ascontiguousarray(np.where(np.isfinite(w), w, 0.0))
 
 
+def _triangles(
+    pairs: NDArray[np.int64], n: int, per_pair: int = 2
+) -> tuple[NDArray[np.int64], NDArray[np.float64]]:
+    """Triangles of pairs ``(a -> b, b -> c, a -> c)`` with the signs that make their observations close.
+
+    For each pair ``a -> c`` (dates sorted), at most ``per_pair`` intermediate dates b linked to both ends
+    (those nearest to a and to c), so that there are at most ``per_pair * npairs`` triangles.
+    """
+    index: dict[tuple[int, int], tuple[int, float]] = {}
+    for p, (i, j) in enumerate(pairs.tolist()):
+        index.setdefault((min(i, j), max(i, j)), (p, 1.0 if i < j else -1.0))
+    tri, sign = [], []
+    for (a, c), (p_ac, s_ac) in index.items():
+        mids = [b for b in range(a + 1, c) if (a, b) in index and (b, c) in index]
+        if len(mids) > per_pair:  # spread over the span
+            mids = (
+                [mids[round(q * (len(mids) - 1) / (per_pair - 1))] for q in range(per_pair)]
+                if per_pair > 1
+                else mids[:1]
+            )
+        for b in mids:
+            (p_ab, s_ab), (p_bc, s_bc) = index[(a, b)], index[(b, c)]
+            tri.append((p_ab, p_bc, p_ac))
+            sign.append((s_ab, s_bc, -s_ac))
+    if not tri:
+        return np.zeros((0, 3), dtype=np.int64), np.zeros((0, 3))
+    return np.array(tri, dtype=np.int64), np.array(sign, dtype=np.float64)
+
+
+def _refit(
+    s: _Setup,
+    fit: _ChunkFit,
+    rows: NDArray[np.intp],
+    obs: NDArray[np.float64],
+    w: NDArray[np.float64],
+    finite: NDArray[np.bool_],
+    flag: NDArray[np.bool_],
+    opts: dict[str, Any],
+) -> None:
+    """Fit the pixels ``rows`` of the chunk again (their flags or weights changed), in place in ``fit``."""
+    if rows.size == 0:
+        return
+    sub = _fit(s, obs[:, rows], w[rows], finite[rows], flag[rows], opts["lam"], opts["max_gap"],
+               opts["per_pixel"])  # fmt: skip
+    fit.d[:, rows], fit.var[rows], fit.s2[:, rows] = sub.d, sub.var, sub.s2
+    fit.res[:, rows], fit.q[rows], fit.status[rows], fit.valid[rows] = sub.res, sub.q, sub.status, sub.valid
+
+
+def _settle_flags(
+    s: _Setup,
+    fit: _ChunkFit,
+    rows: NDArray[np.intp],
+    obs: NDArray[np.float64],
+    w: NDArray[np.float64],
+    finite: NDArray[np.bool_],
+    flag: NDArray[np.bool_],
+    *,
+    left_in: NDArray[np.bool_],
+    opts: dict[str, Any],
+) -> NDArray[np.bool_]:
+    """Flag and refit the pixels ``rows`` until their flags settle; returns the dates found suspect.
+
+    Each pass refits only the pixels whose flags changed. The flags have settled when none changes, or
+    fewer than 1e-4 of the chunk's observations, or after ``max_iterations`` passes. A date is suspect
+    when its pairs were ambiguous (see ``ambiguous_dates``) in any pass. ``flag`` and ``left_in`` (pairs above
+    the threshold left in the fit, in the last pass of the pixel) are updated in place.
+    """
+    pi, pj = s.pairs[:, 0].copy(), s.pairs[:, 1].copy()
+    suspect = np.zeros((finite.shape[0], s.t.size), dtype=bool)
+    nfin = max(int(finite.sum()), 1)
+    for _ in range(opts["max_iterations"]):
+        if rows.size == 0:
+            break
+        new = np.empty((rows.size, flag.shape[1]), dtype=bool)
+        dates = np.empty((rows.size, s.t.size), dtype=bool)
+        over = np.empty(rows.size, dtype=bool)
+        flag_outliers(
+            pi, pj, s.t, opts["lam"], opts["max_gap"], fit.res[:, rows], fit.q[rows], fit.valid[rows],
+            finite[rows], w[rows], opts["threshold"], opts["max_fraction"], opts["flag_dates"],
+            opts["date_ptr"], opts["date_pair"], new, dates, over,
+        )  # fmt: skip
+        suspect[rows] |= dates
+        left_in[rows] = over
+        diff = new != flag[rows]
+        changed = int(diff.sum())
+        if changed == 0:
+            break
+        flag[rows] = new
+        rows = rows[diff.any(axis=1)]
+        _refit(s, fit, rows, obs, w, finite, flag, opts)
+        if changed < 1e-4 * nfin:
+            break
+    return suspect
+
+
+@dataclass
+class _Flags:
+    pairs: NDArray[np.bool_]  # (c, P) outlier pairs
+    dates: NDArray[np.bool_]  # (c, n) flagged dates
+    left_in: NDArray[np.bool_]  # (c,) pairs above the threshold left in the fit
+
+
 def _robust_fit(
     s: _Setup,
     obs: NDArray[np.float64],
     w: NDArray[np.float64],
     finite: NDArray[np.bool_],
     opts: dict[str, Any],
-) -> tuple[_ChunkFit, NDArray[np.bool_]]:
-    """Fit, flag, refit until the flags settle (fewer than 1e-4 of the observations change)."""
-    flag = np.zeros(finite.shape, dtype=bool)
+) -> tuple[_ChunkFit, _Flags]:
+    """Least squares, robust start, then flags settled by refits; flagged dates leave, and again."""
+    c = finite.shape[0]
+    out = _Flags(np.zeros(finite.shape, dtype=bool), np.zeros((c, s.t.size), dtype=bool), np.zeros(c, bool))
+    flag = out.pairs
     fit = _fit(s, obs, w, finite, flag, opts["lam"], opts["max_gap"], opts["per_pixel"])
     if not opts["robust"]:
-        return fit, flag
-    nfin = max(int(finite.sum()), 1)
-    for _ in range(opts["max_iterations"]):
-        new = np.empty_like(flag)
-        flag_outliers(
-            s.pairs[:, 0].copy(), s.pairs[:, 1].copy(), s.t, opts["lam"], opts["max_gap"], fit.res, fit.q,
-            fit.valid, finite, w, opts["threshold"], opts["max_fraction"], new,
+        return fit, out
+    rows = np.arange(c)
+    start_big = np.zeros(finite.shape, dtype=bool)
+    if opts["start"] == "l1":
+        robust_start(
+            s.pairs[:, 0].copy(), s.pairs[:, 1].copy(), s.t, opts["lam"], opts["max_gap"], obs, w, finite,
+            fit.res, fit.q, opts["tri"], opts["tri_sign"], _START_GATE, _L1_ITERATIONS, opts["threshold"],
+            _START_FACTOR, opts["max_fraction"], flag, start_big,
         )  # fmt: skip
-        changed = int((new != flag).sum())
-        if changed == 0:
+        _refit(s, fit, rows[flag.any(axis=1)], obs, w, finite, flag, opts)
+    for _ in range(3):  # rounds of date flags: rarely more than one
+        new_dates = (
+            _settle_flags(s, fit, rows, obs, w, finite, flag, left_in=out.left_in, opts=opts) & ~out.dates
+        )
+        rows = np.flatnonzero(new_dates.any(axis=1))
+        if rows.size == 0:
             break
-        flag = new
-        fit = _fit(s, obs, w, finite, flag, opts["lam"], opts["max_gap"], opts["per_pixel"])
-        if changed < 1e-4 * nfin:
-            break
-    return fit, flag
+        out.dates |= new_dates
+        # A flagged date's pairs all leave the fit (weight 0): neither used nor outliers.
+        w = np.where(out.dates[:, s.pairs[:, 0]] | out.dates[:, s.pairs[:, 1]], 0.0, w)
+        flag &= w > 0
+        _refit(s, fit, rows, obs, w, finite, flag, opts)
+    # More pairs beyond the threshold for the start than the cap lets it reject (not counting the pairs of
+    # dates flagged since): least squares with the rest in the fit may no longer see them.
+    cap = np.floor(opts["max_fraction"] * finite.sum(axis=1))
+    out.left_in |= (start_big & (w > 0)).sum(axis=1) > cap
+    return fit, out
 
 
 def invert(
@@ -296,6 +438,8 @@ def invert(
     max_outlier_fraction: float = 0.2,
     outlier_threshold: float = 4.0,
     max_iterations: int = 6,
+    robust_start: Literal["l1", "ls"] = "l1",
+    flag_dates: bool = True,
     max_gap_days: float = 180.0,
     chunk_size: int = 4096,
     return_residuals: bool | None = None,
@@ -327,13 +471,21 @@ def invert(
         intervals and τ their mean length, i.e. ``λ (d[k-1] - 2 d[k] + d[k+1])`` for regular sampling. It
         also bridges intervals no pair spans, up to ``max_gap_days``. None or 0 disables it.
     robust
-        Reject outlier pairs per pixel: pairs whose residual exceeds ``outlier_threshold`` robust sigmas
-        (MAD of the standardised residuals) are dropped and the fit repeated, at most ``max_iterations``
-        times; never more than ``max_outlier_fraction`` of a pixel's pairs are dropped.
+        Reject outlier pairs per pixel (see Notes): pairs whose standardised residual exceeds
+        ``outlier_threshold`` robust sigmas are dropped and the fit repeated, at most ``max_iterations``
+        times; never more than ``max_outlier_fraction`` of a pixel's pairs are dropped, and never a pair
+        whose loss would cut dates off the network.
     progress
         Called as ``progress(done_pixels, total_pixels)`` after each chunk.
     max_outlier_fraction, outlier_threshold, max_iterations
         Robust-fit settings (see ``robust``).
+    robust_start
+        ``"l1"``: start the robust fit from a least-absolute-deviation fit of each pixel whose least-squares
+        residuals look suspect (see Notes). ``"ls"``: from least squares (the behaviour before this
+        option; clustered bad pairs can then hide by spreading into the good ones).
+    flag_dates
+        Flag the dates whose pairs back another value of the date as much as they back the fitted one
+        (``TimeSeriesResult.date_flag``): all their pairs are left out and their displacement is NaN.
     max_gap_days
         Longest interval without pairs (days) that the smoothing may bridge.
     chunk_size
@@ -359,7 +511,8 @@ def invert(
     Warns
     -----
     TimeSeriesWarning
-        Gaps bridged by the smoothing; pixels with unconstrained dates (NaN) or with no estimate at all.
+        Gaps bridged by the smoothing; pixels with unconstrained dates (NaN) or with no estimate at all;
+        flagged dates (with the share of pixels for the most flagged ones); unresolved pixels.
 
     Notes
     -----
@@ -369,65 +522,146 @@ def invert(
     biases that close around every loop of the network (e.g. a matcher under-estimating all displacements
     by the same fraction) leave no residual and are not included. Mean velocity = displacement at the last
     constrained date / its time since ``dates[0]``.
+
+    Robust fit (details in the user guide, ``docs/concepts/timeseries.md``): pixels whose least-squares
+    residuals exceed 3.5 sigmas of the closure scale (median absolute closure of triangles of pairs, which
+    no fit can spread an error into) start from an L1 fit, which a minority of bad pairs at every date
+    cannot move; the pairs it flags are left out, every pair is re-examined against the MAD of the used
+    pairs' standardised residuals until the flags settle, then dates whose outlier pairs agree on another
+    value as well as the others agree on the fitted one are flagged, their pairs left out.
+
+    Limits: an image shifted as a whole (all its pairs off by the same vector, with the sign of the pair)
+    is indistinguishable from a displacement of that date; dates whose pairs are mostly bad in the same
+    way look like motion, and the fewest-outliers answer is then the wrong one.
     """
     lam = 0.0 if smoothing is None else float(smoothing)
+    _check_options(lam, smoothing, max_outlier_fraction, robust_start, outlier_threshold, max_iterations,
+                   chunk_size, max_gap_days)  # fmt: skip
+    s = _check_inputs(dates, pairs, dx, dy, weights, lam, max_gap_days)
+    opts = _options(s, lam=lam, max_gap_days=max_gap_days, robust=robust, max_iterations=max_iterations,
+                    threshold=outlier_threshold, max_fraction=max_outlier_fraction, start=robust_start,
+                    flag_dates=flag_dates)  # fmt: skip
+    maps = _invert_chunks(s, opts, chunk=chunk_size, residuals=return_residuals, progress=progress)
+    return _assemble(s, maps)
+
+
+def _invert_chunks(
+    s: _Setup,
+    opts: dict[str, Any],
+    *,
+    chunk: int,
+    residuals: bool | None,
+    progress: Progress | None,
+) -> _Maps:
+    """Fit the map chunk by chunk of ``chunk`` pixels."""
+    P = s.pairs.shape[0]
+    flat = [c.reshape(P, -1) for c in s.comps]
+    npx = flat[0].shape[1]
+    keep = _keep_residuals(residuals, len(s.comps) * P * npx * 4)
+    maps = _Maps.empty(len(s.comps), s.t.size, P, npx, residuals=keep)
+    for start in range(0, npx, chunk):
+        sl = slice(start, min(start + chunk, npx))
+        obs = np.ascontiguousarray(np.stack([f[:, sl].T for f in flat]), dtype=np.float64)
+        finite: NDArray[np.bool_] = np.asarray(np.isfinite(obs).all(axis=0))
+        fit, flags = _robust_fit(s, obs, _chunk_weights(s, sl, finite), finite, opts)
+        maps.store(sl, fit, flags, finite)
+        if progress is not None:
+            progress(sl.stop, npx)
+    return maps
+
+
+def _keep_residuals(return_residuals: bool | None, size: int) -> bool:
+    """Whether to keep the residual maps of ``size`` bytes (None: when they take at most 1 GiB)."""
+    if return_residuals is not None:
+        return return_residuals
+    if size <= _AUTO_RESIDUAL_BYTES:
+        return True
+    warnings.warn(
+        f"residual maps not kept ({size / 2**30:.1f} GiB); pass return_residuals=True to keep them",
+        TimeSeriesWarning,
+        stacklevel=4,
+    )
+    return False
+
+
+def _check_options(
+    lam: float,
+    smoothing: float | None,
+    max_outlier_fraction: float,
+    robust_start: str,
+    outlier_threshold: float,
+    max_iterations: int,
+    chunk_size: int,
+    max_gap_days: float,
+) -> None:
     if not np.isfinite(lam) or lam < 0:
         raise InvalidInputError(f"smoothing: must be None or a finite weight >= 0, got {smoothing!r}")
     if not 0 <= max_outlier_fraction < 1:
         raise InvalidInputError(f"max_outlier_fraction: must be in [0, 1), got {max_outlier_fraction}")
+    if robust_start not in ("l1", "ls"):
+        raise InvalidInputError(f"robust_start: must be 'l1' or 'ls', got {robust_start!r}")
     if outlier_threshold <= 0 or max_iterations < 1 or chunk_size < 1 or max_gap_days <= 0:
         raise InvalidInputError(
             "outlier_threshold, max_iterations, chunk_size and max_gap_days must be positive"
         )
-    s = _check_inputs(dates, pairs, dx, dy, weights, lam, max_gap_days)
-    ncomp = len(s.comps)
-    P, n = s.pairs.shape[0], s.t.size
-    flat = [c.reshape(P, -1) for c in s.comps]
-    npx = flat[0].shape[1]
 
-    if return_residuals is None:
-        return_residuals = ncomp * P * npx * 4 <= _AUTO_RESIDUAL_BYTES
-        if not return_residuals:
-            warnings.warn(
-                f"residual maps not kept ({ncomp * P * npx * 4 / 2**30:.1f} GiB); pass "
-                "return_residuals=True to keep them",
-                TimeSeriesWarning,
-                stacklevel=2,
-            )
-    d_out = np.full((ncomp, n, npx), np.nan, dtype=np.float32)
-    sig_out = np.full((ncomp, n, npx), np.nan, dtype=np.float32)
-    res_out = np.full((ncomp, P, npx), np.nan, dtype=np.float32) if return_residuals else None
-    outlier = np.zeros((P, npx), dtype=bool)
-    n_used = np.zeros(npx, dtype=np.int32)
-    status = np.zeros(npx, dtype=np.int8)
 
-    opts = {
+def _options(s: _Setup, *, lam: float, max_gap_days: float, **robust: Any) -> dict[str, Any]:
+    """Settings of the fit, and the network's triangles and pairs per date for the robust one."""
+    n = s.t.size
+    tri, tri_sign = _triangles(s.pairs, n)
+    by_date = np.argsort(s.pairs.ravel(), kind="stable")
+    return {
         "lam": lam,
         "max_gap": max_gap_days,
         "per_pixel": s.weights.ndim > 1,
-        "robust": robust,
-        "max_iterations": max_iterations,
-        "threshold": outlier_threshold,
-        "max_fraction": max_outlier_fraction,
+        **robust,
+        "date_ptr": np.concatenate([[0], np.cumsum(np.bincount(s.pairs.ravel(), minlength=n))]).astype(
+            np.int64
+        ),
+        "date_pair": (by_date // 2).astype(np.int64),  # the pairs of each date, date by date
+        "tri": tri,
+        "tri_sign": tri_sign,
     }
-    for start in range(0, npx, chunk_size):
-        sl = slice(start, min(start + chunk_size, npx))
-        obs = np.ascontiguousarray(np.stack([f[:, sl].T for f in flat]), dtype=np.float64)
-        finite: NDArray[np.bool_] = np.asarray(np.isfinite(obs).all(axis=0))
-        w = _chunk_weights(s, sl, finite)
-        fit, flag = _robust_fit(s, obs, w, finite, opts)
-        d_out[:, :, sl] = fit.d.transpose(0, 2, 1)
-        with np.errstate(invalid="ignore"):
-            sig_out[:, :, sl] = np.sqrt(fit.s2[:, None, :] * fit.var.T[None, :, :])
-        if res_out is not None:
-            res_out[:, :, sl] = fit.res.transpose(0, 2, 1)
-        outlier[:, sl] = (flag & finite).T
-        n_used[sl] = fit.valid.sum(axis=1)
-        status[sl] = fit.status
-        if progress is not None:
-            progress(sl.stop, npx)
 
-    return _assemble(s, d_out, sig_out, res_out, outlier, n_used, status)
+
+@dataclass
+class _Maps:
+    """Outputs of the whole map, filled chunk by chunk (pixel axis last)."""
+
+    d: NDArray[np.float32]  # (ncomp, n, npx)
+    sig: NDArray[np.float32]  # (ncomp, n, npx)
+    res: NDArray[np.float32] | None  # (ncomp, P, npx)
+    outlier: NDArray[np.bool_]  # (P, npx)
+    date_flag: NDArray[np.bool_]  # (n, npx)
+    unresolved: NDArray[np.bool_]  # (npx,)
+    n_used: NDArray[np.int32]  # (npx,)
+    status: NDArray[np.int8]  # (npx,)
+
+    @classmethod
+    def empty(cls, ncomp: int, n: int, P: int, npx: int, *, residuals: bool) -> _Maps:
+        return cls(
+            d=np.full((ncomp, n, npx), np.nan, dtype=np.float32),
+            sig=np.full((ncomp, n, npx), np.nan, dtype=np.float32),
+            res=np.full((ncomp, P, npx), np.nan, dtype=np.float32) if residuals else None,
+            outlier=np.zeros((P, npx), dtype=bool),
+            date_flag=np.zeros((n, npx), dtype=bool),
+            unresolved=np.zeros(npx, dtype=bool),
+            n_used=np.zeros(npx, dtype=np.int32),
+            status=np.zeros(npx, dtype=np.int8),
+        )
+
+    def store(self, sl: slice, fit: _ChunkFit, flags: _Flags, finite: NDArray[np.bool_]) -> None:
+        self.d[:, :, sl] = fit.d.transpose(0, 2, 1)
+        with np.errstate(invalid="ignore"):
+            self.sig[:, :, sl] = np.sqrt(fit.s2[:, None, :] * fit.var.T[None, :, :])
+        if self.res is not None:
+            self.res[:, :, sl] = fit.res.transpose(0, 2, 1)
+        self.outlier[:, sl] = (flags.pairs & finite).T
+        self.date_flag[:, sl] = flags.dates.T
+        self.unresolved[sl] = flags.left_in
+        self.n_used[sl] = fit.valid.sum(axis=1)
+        self.status[sl] = fit.status
 
 
 def _velocity(
@@ -443,9 +677,33 @@ def _velocity(
     return v.astype(np.float32), sv.astype(np.float32)
 
 
-def _assemble(
-    s: _Setup, d: Any, sig: Any, res: Any, outlier: Any, n_used: Any, status: Any
-) -> TimeSeriesResult:
+def _warn_flags(
+    dates: NDArray[np.datetime64], date_flag: NDArray[np.bool_], left_in: NDArray[np.bool_]
+) -> None:
+    npx = left_in.size
+    per_date = date_flag.sum(axis=1)
+    if per_date.any():
+        worst = np.argsort(-per_date, kind="stable")[: min(3, int((per_date > 0).sum()))]
+        warnings.warn(
+            f"{int(date_flag.any(axis=0).sum())} pixel(s) out of {npx} have dates whose pairs disagree among "
+            "themselves (flagged in date_flag, NaN there): "
+            + ", ".join(f"{dates[k]} in {100 * per_date[k] / npx:.1f} %" for k in worst)
+            + " of the pixels; a date flagged in most pixels is a bad image (clouds, mis-registration)",
+            TimeSeriesWarning,
+            stacklevel=4,
+        )
+    if left_in.any():
+        warnings.warn(
+            f"{int(left_in.sum())} pixel(s) out of {npx} keep outlier pairs in their fit (rejecting them "
+            "would exceed max_outlier_fraction or cut dates off the network): their values are degraded (see "
+            "TimeSeriesResult.unresolved)",
+            TimeSeriesWarning,
+            stacklevel=4,
+        )
+
+
+def _assemble(s: _Setup, maps: _Maps) -> TimeSeriesResult:
+    d, sig, res, status = maps.d, maps.sig, maps.res, maps.status
     ncomp, n = d.shape[0], d.shape[1]
     P = s.pairs.shape[0]
     sp = s.spatial
@@ -462,10 +720,11 @@ def _assemble(
     if n_partial or n_empty:
         warnings.warn(
             f"{n_partial} pixel(s) have unconstrained dates (NaN) and {n_empty} pixel(s) have no estimate, "
-            f"out of {status.size}: too few valid pairs there",
+            f"out of {status.size}: too few valid pairs there, or flagged dates (see date_flag)",
             TimeSeriesWarning,
             stacklevel=3,
         )
+    _warn_flags(s.dates, maps.date_flag, maps.unresolved)
     two = ncomp == 2
     return TimeSeriesResult(
         dates=s.dates,
@@ -476,8 +735,8 @@ def _assemble(
         sigma_dy=sig[1].reshape((n, *sp)) if two else None,
         residual_dx=None if res is None else res[0].reshape((P, *sp)),
         residual_dy=None if res is None or not two else res[1].reshape((P, *sp)),
-        outlier=outlier.reshape((P, *sp)),
-        n_pairs_used=n_used.reshape(sp),
+        outlier=maps.outlier.reshape((P, *sp)),
+        n_pairs_used=maps.n_used.reshape(sp),
         velocity_x=vel[0][0].reshape(sp),
         velocity_y=vel[1][0].reshape(sp) if two else None,
         sigma_velocity_x=vel[0][1].reshape(sp),
@@ -485,4 +744,6 @@ def _assemble(
         gaps=s.gaps,
         n_partial=n_partial,
         n_empty=n_empty,
+        date_flag=maps.date_flag.reshape((n, *sp)),
+        unresolved=maps.unresolved.reshape(sp),
     )

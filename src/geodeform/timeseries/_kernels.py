@@ -17,7 +17,19 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["STATUS_EMPTY", "STATUS_OK", "STATUS_PARTIAL", "flag_outliers", "solve_groups"]
+__all__ = [
+    "STATUS_EMPTY",
+    "STATUS_OK",
+    "STATUS_PARTIAL",
+    "band_cholesky_into",
+    "band_solve",
+    "fill_normal_band",
+    "find_root",
+    "half_bandwidth",
+    "linked",
+    "reachable",
+    "solve_groups",
+]
 
 STATUS_OK = 0
 STATUS_PARTIAL = 1  # some dates unconstrained (NaN)
@@ -25,7 +37,8 @@ STATUS_EMPTY = 2  # nothing could be estimated
 
 
 @njit(cache=True)
-def _find(parent, a):
+def find_root(parent, a):
+    """Root of ``a`` in a union-find forest (with path halving)."""
     while parent[a] != a:
         parent[a] = parent[parent[a]]
         a = parent[a]
@@ -33,36 +46,51 @@ def _find(parent, a):
 
 
 @njit(cache=True)
-def _reachable(pi, pj, valid_row, t, lam, max_gap):
-    """Dates linked to date 0 through valid pairs (and, with smoothing, through bridgeable intervals)."""
+def linked(pi, pj, valid_row, t, lam, max_gap):
+    """Union-find forest of the dates linked by valid pairs (and, with smoothing, bridgeable intervals)."""
     n = t.size
     parent = np.arange(n)
     for p in range(pi.size):
         if valid_row[p]:
-            a = _find(parent, pi[p])
-            b = _find(parent, pj[p])
+            a = find_root(parent, pi[p])
+            b = find_root(parent, pj[p])
             if a != b:
                 parent[max(a, b)] = min(a, b)
     if lam > 0.0:
         for k in range(n - 1):
             if t[k + 1] - t[k] <= max_gap:
-                a = _find(parent, k)
-                b = _find(parent, k + 1)
+                a = find_root(parent, k)
+                b = find_root(parent, k + 1)
                 if a != b:
                     parent[max(a, b)] = min(a, b)
+    return parent
+
+
+@njit(cache=True)
+def reachable(pi, pj, valid_row, t, lam, max_gap):
+    """Dates linked to date 0 through valid pairs (and, with smoothing, through bridgeable intervals)."""
+    n = t.size
+    parent = linked(pi, pj, valid_row, t, lam, max_gap)
     reach = np.zeros(n, dtype=np.bool_)
-    r0 = _find(parent, 0)
+    r0 = find_root(parent, 0)
     for k in range(n):
-        reach[k] = _find(parent, k) == r0
+        reach[k] = find_root(parent, k) == r0
     return reach
 
 
 @njit(cache=True)
 def _normal_band(pi, pj, w_row, valid_row, reach, t, lam, b):
     """Lower band of the normal matrix: ``NB[i, d] = N[i, i - d]`` for ``d <= b``."""
+    NB = np.empty((t.size - 1, b + 1))
+    fill_normal_band(NB, pi, pj, w_row, valid_row, reach, t, lam)
+    return NB
+
+
+@njit(cache=True)
+def fill_normal_band(NB, pi, pj, w_row, valid_row, reach, t, lam):
+    """:func:`_normal_band` written into ``NB`` (``(n - 1, b + 1)``, overwritten)."""
     n = t.size
-    m = n - 1
-    NB = np.zeros((m, b + 1))
+    NB[:] = 0.0
     for p in range(pi.size):
         if not valid_row[p] or not reach[pi[p]]:
             continue
@@ -100,15 +128,20 @@ def _normal_band(pi, pj, w_row, valid_row, reach, t, lam, b):
     for k in range(1, n):
         if not reach[k]:
             NB[k - 1, 0] = 1.0
-    return NB
 
 
 @njit(cache=True)
 def _band_cholesky(NB):
     """Lower band Cholesky factor ``LB[i, d] = L[i, i - d]``; ok is False for a non-positive pivot."""
+    LB = np.zeros(NB.shape)
+    return LB, band_cholesky_into(NB, LB)
+
+
+@njit(cache=True)
+def band_cholesky_into(NB, LB):
+    """:func:`_band_cholesky` written into ``LB`` (same shape as ``NB``); returns ok."""
     m, b1 = NB.shape
     b = b1 - 1
-    LB = np.zeros((m, b1))
     scale = 0.0
     for k in range(m):
         scale = max(scale, abs(NB[k, 0]))
@@ -118,7 +151,7 @@ def _band_cholesky(NB):
         for k in range(max(0, j - b), j):
             s -= LB[j, j - k] * LB[j, j - k]
         if s <= tol:
-            return LB, False
+            return False
         LB[j, 0] = np.sqrt(s)
         inv = 1.0 / LB[j, 0]
         for i in range(j + 1, min(m, j + b + 1)):
@@ -126,7 +159,7 @@ def _band_cholesky(NB):
             for k in range(max(0, i - b), j):
                 s2 -= LB[i, i - k] * LB[j, j - k]
             LB[i, i - j] = s2 * inv
-    return LB, True
+    return True
 
 
 @njit(cache=True)
@@ -148,7 +181,7 @@ def _band_inverse(LB):
 
 
 @njit(cache=True)
-def _band_solve(LB, rhs, x, y):
+def band_solve(LB, rhs, x, y):
     m, b1 = LB.shape
     b = b1 - 1
     for i in range(m):
@@ -161,6 +194,16 @@ def _band_solve(LB, rhs, x, y):
         for k in range(i + 1, min(m, i + b + 1)):
             s -= LB[k, k - i] * x[k]
         x[i] = s / LB[i, 0]
+
+
+@njit(cache=True)
+def half_bandwidth(pi, pj, lam, m):
+    """Half-bandwidth of the normal matrix of ``m`` unknowns: the longest pair (in acquisitions), 2 with
+    smoothing. Taking every pair, not only the used ones, keeps N^-1 known for the pairs left out."""
+    band = 2 if lam > 0.0 else 1
+    for p in range(pi.size):
+        band = max(band, abs(pi[p] - pj[p]))
+    return min(band, max(m - 1, 0))
 
 
 @njit(cache=True)
@@ -242,19 +285,14 @@ def solve_groups(
     P = pi.size
     ncomp = obs.shape[0]
     ngroups = group_start.size - 1
-    # One half-bandwidth for all pixels: the longest pair (in acquisitions), 2 with smoothing. Taking every
-    # pair, not only the used ones, keeps N^-1 known for the pairs left out (their residual variance).
-    band = 2 if lam > 0.0 else 1
-    for p in range(P):
-        band = max(band, abs(pi[p] - pj[p]))
-    band = min(band, max(m - 1, 0))
+    band = half_bandwidth(pi, pj, lam, m)
     for g in prange(ngroups):
         g0 = group_start[g]
         g1 = group_start[g + 1]
         p0 = order[g0]
         valid_row = valid[p0]
         w_row = w[p0]
-        reach = _reachable(pi, pj, valid_row, t, lam, max_gap)
+        reach = reachable(pi, pj, valid_row, t, lam, max_gap)
         nreach = 0
         for k in range(n):
             if reach[k]:
@@ -310,7 +348,7 @@ def solve_groups(
                             rhs[pj[p] - 1] += v
                         if pi[p] > 0:
                             rhs[pi[p] - 1] -= v
-                _band_solve(LB, rhs, x, y)
+                band_solve(LB, rhs, x, y)
                 out_d[c, px, 0] = 0.0
                 for k in range(1, n):
                     out_d[c, px, k] = x[k - 1] if reach[k] else np.nan
@@ -324,92 +362,3 @@ def solve_groups(
                     else:
                         out_res[c, px, p] = np.nan
                 out_s2[c, px] = ss / dof if dof > 0.5 else np.nan
-
-
-@njit(cache=True)
-def _n_reachable(pi, pj, use, t, lam, max_gap):
-    reach = _reachable(pi, pj, use, t, lam, max_gap)
-    count = 0
-    for k in range(reach.size):
-        if reach[k]:
-            count += 1
-    return count
-
-
-@njit(parallel=True, cache=True)
-def flag_outliers(pi, pj, t, lam, max_gap, res, q, valid, finite, w, threshold, max_fraction, out_flag):
-    """Flag pairs whose standardised residual exceeds ``threshold`` robust sigmas.
-
-    The residual of pair p is standardised by ``sqrt(1/w - q)`` when the pair was used in the fit and by
-    ``sqrt(1/w + q)`` when it was left out, then by the pixel's robust sigma (1.4826 * median absolute
-    standardised residual of the used pairs, per component). A pair is flagged when any component exceeds
-    the threshold, largest first, at most ``floor(max_fraction * n_finite)`` per pixel, and never when
-    dropping it would cut dates off the network.
-
-    Arrays are (npx, P) except res (ncomp, npx, P); out_flag (npx, P) bool is written.
-    """
-    ncomp, npx, P = res.shape
-    for px in prange(npx):
-        z = np.zeros(P)
-        buf = np.empty(P)
-        sr = np.zeros((ncomp, P))
-        for c in range(ncomp):
-            nb = 0
-            for p in range(P):
-                if not finite[px, p] or w[px, p] <= 0.0 or np.isnan(res[c, px, p]):
-                    continue
-                inv_w = 1.0 / w[px, p]
-                vf = inv_w - q[px, p] if valid[px, p] else inv_w + q[px, p]
-                if vf <= 1e-6 * inv_w:
-                    continue  # the fit must reproduce this pair exactly: its residual tells nothing
-                sr[c, p] = res[c, px, p] / np.sqrt(vf)
-                if valid[px, p]:
-                    buf[nb] = abs(sr[c, p])
-                    nb += 1
-            if nb == 0:
-                continue
-            scale = 1.4826 * np.median(buf[:nb])
-            if scale <= 0.0:
-                continue  # exact fit of the used pairs: no scale to judge the others by
-            for p in range(P):
-                zz = abs(sr[c, p]) / scale
-                if zz > z[p]:
-                    z[p] = zz
-        use = np.empty(P, dtype=np.bool_)
-        nfin = 0
-        ncand = 0
-        for p in range(P):
-            use[p] = finite[px, p] and w[px, p] > 0.0
-            out_flag[px, p] = False
-            if finite[px, p]:
-                nfin += 1
-                if z[p] > threshold:
-                    ncand += 1
-        cap = int(np.floor(max_fraction * nfin))
-        if cap == 0 or ncand == 0:
-            continue
-        full = _n_reachable(pi, pj, use, t, lam, max_gap)
-        if ncand <= cap:
-            # Usual case: dropping every candidate keeps the network whole; no ranking or pair-by-pair check.
-            kept = use.copy()
-            for p in range(P):
-                if finite[px, p] and z[p] > threshold:
-                    kept[p] = False
-            if _n_reachable(pi, pj, kept, t, lam, max_gap) == full:
-                for p in range(P):
-                    out_flag[px, p] = use[p] and not kept[p]
-                continue
-        idx = np.argsort(-z)
-        nflag = 0
-        for r in range(P):
-            p = idx[r]
-            if z[p] <= threshold or nflag >= cap:
-                break
-            if not use[p]:
-                continue
-            use[p] = False
-            if _n_reachable(pi, pj, use, t, lam, max_gap) < full:
-                use[p] = True  # the only link left for some dates: keep it
-                continue
-            out_flag[px, p] = True
-            nflag += 1

@@ -46,6 +46,7 @@ from geodeform.workflows.products import (
     write_products,
     write_run_report,
 )
+from geodeform.workflows.sar import check_sar_files, run_sar_job
 from geodeform.workflows.stack import ImageStack, stack_from_inputs, stack_from_search
 
 __all__ = ["RunResult", "StageProgress", "run_job"]
@@ -276,7 +277,10 @@ def run_job(
         Preflight failures and bad inputs, with a message naming the problem and the fix.
     """
     started = time.perf_counter()
-    check_files(config)  # before anything is written
+    if config.sar is not None:
+        check_sar_files(config)  # before anything is written
+    else:
+        check_files(config)
     out = Path(run_dir) if run_dir is not None else Path("runs") / config.name
     out.mkdir(parents=True, exist_ok=True)
     handler = _setup_logging(out)
@@ -285,22 +289,20 @@ def run_job(
         with atomic_output(out / "config.yaml") as tmp:
             tmp.write_text(config_to_yaml(config), encoding="utf-8")
         log.info("run %s in %s", config.name, out.resolve())
-        stack = _read_images(config, out, progress, Path(cache_dir) if cache_dir else None)
-        network = build_network(config, stack)
-        for w in preflight(config, stack, network):
-            log.warning(w)
-        (out / "pairs").mkdir(exist_ok=True)
-        specs = pair_specs(config, stack, network, out)
-        outcomes, estimate = _match_pairs(config, stack, network, specs, out, started, progress, on_estimate)
-        result = RunResult(out, config, stack, outcomes, estimate=estimate)
-        if not any(o.status == "ok" for o in result.pairs):
-            error = all_failed(result.pairs)
-            if config.output.report:  # the report says which pair failed and why
-                write_run_report(result, {"summary": {"result": str(error)}})
-            raise error
-        write_products(config, result, progress)
+        cache = Path(cache_dir) if cache_dir else None
+        if config.sar is not None:
+            result = run_sar_job(
+                config,
+                out,
+                workers=_workers(config, None),
+                progress=progress,
+                on_estimate=on_estimate,
+                cache_dir=cache,
+            )
+        else:
+            result = _run_images(config, out, started, progress, on_estimate, cache)
         result.seconds = time.perf_counter() - started
-        if config.output.report:
+        if config.output.report and config.sar is None:
             write_run_report(result, report_extras(result) if report_extras else {})
         log.info(
             "run %s finished in %.1f s: %d pairs computed, %d reused",
@@ -316,3 +318,29 @@ def run_job(
     finally:
         logging.getLogger("geodeform").removeHandler(handler)
         handler.close()
+
+
+def _run_images(
+    config: JobConfig,
+    out: Path,
+    started: float,
+    progress: StageProgress | None,
+    on_estimate: Callable[[ResourceEstimate], None] | None,
+    cache: Path | None,
+) -> RunResult:
+    """The optical chain: images on one grid, pairs, probe and estimate, matching, inversion and products."""
+    stack = _read_images(config, out, progress, cache)
+    network = build_network(config, stack)
+    for w in preflight(config, stack, network):
+        log.warning(w)
+    (out / "pairs").mkdir(exist_ok=True)
+    specs = pair_specs(config, stack, network, out)
+    outcomes, estimate = _match_pairs(config, stack, network, specs, out, started, progress, on_estimate)
+    result = RunResult(out, config, stack, outcomes, estimate=estimate)
+    if not any(o.status == "ok" for o in result.pairs):
+        error = all_failed(result.pairs)
+        if config.output.report:  # the report says which pair failed and why
+            write_run_report(result, {"summary": {"result": str(error)}})
+        raise error
+    write_products(config, result, progress)
+    return result

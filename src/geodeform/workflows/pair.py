@@ -38,7 +38,7 @@ from geodeform.io import (
     write_product,
     write_stac_item,
 )
-from geodeform.offsets import OffsetField, match, reason_codes
+from geodeform.offsets import OffsetField, Reason, match, reason_codes
 
 __all__ = ["ErrorPolicy", "PairOutcome", "PairProgress", "PairSpec", "process_pair"]
 
@@ -281,6 +281,57 @@ def _correct(
     )
 
 
+def unobserved_nodes(
+    field_: OffsetField,
+    reference: NDArray[np.floating[Any]],
+    secondary: NDArray[np.floating[Any]],
+    fills: tuple[float, ...] = (),
+) -> OffsetField:
+    """Set to NaN (reason ``MASKED``) the nodes whose own pixel has no data in the reference, or in the
+    secondary where the match lands.
+
+    The matcher measures a node from the valid part of its chip, so a node inside a Landsat 7 scan-line gap
+    or a no-data stripe would get a value interpolated from the texture around it, not observed there.
+
+    Parameters
+    ----------
+    field_
+        The matcher's result on ``reference`` / ``secondary``'s pixel grid.
+    reference, secondary
+        The matched images (NaN = no data).
+    fills
+        Pixel values that also mean no data (see :func:`geodeform.io.fill_values`).
+    """
+    h, w = reference.shape
+
+    def missing(
+        image: NDArray[np.floating[Any]], r: NDArray[np.float64], c: NDArray[np.float64]
+    ) -> NDArray[np.bool_]:
+        # The pixels around (r, c): the centre of an even chip lies between four of them.
+        out = np.zeros(np.broadcast_shapes(r.shape, c.shape), dtype=bool)
+        for rr in (np.floor(r), np.ceil(r)):
+            for cc in (np.floor(c), np.ceil(c)):
+                values = image[np.clip(rr, 0, h - 1).astype(np.int64), np.clip(cc, 0, w - 1).astype(np.int64)]
+                out |= ~np.isfinite(values) | np.isin(values, fills)
+        return out
+
+    valid = field_.valid
+    rows, cols = np.broadcast_arrays(field_.rows[:, None], field_.cols[None, :])
+    r2, c2 = rows + np.nan_to_num(field_.dy), cols + np.nan_to_num(field_.dx)
+    drop = valid & (missing(reference, rows, cols) | missing(secondary, r2, c2))
+    if not drop.any():
+        return field_
+    nan = np.float32(np.nan)
+    return replace(
+        field_,
+        dx=np.where(drop, nan, field_.dx),
+        dy=np.where(drop, nan, field_.dy),
+        quality=np.where(drop, np.float32(0), field_.quality),
+        reason=np.where(drop, np.uint8(Reason.MASKED), field_.reason).astype(np.uint8),
+        error=None if field_.error is None else np.where(drop, nan, field_.error),
+    )
+
+
 def _processing(spec: PairSpec, field_: OffsetField) -> dict[str, Any]:
     """Settings recorded in the product: those asked for, overridden by the matcher's resolved ones."""
     out: dict[str, Any] = {
@@ -352,6 +403,9 @@ def process_pair(spec: PairSpec, *, progress: PairProgress | None = None) -> Pai
         if spec.errors == "raise":
             raise
         return PairOutcome(**labels, status="failed", message=f"matching: {exc}")
+    field_ = unobserved_nodes(
+        field_, pair.reference.data, pair.secondary.data, fill_values(pair, spec.nodata)
+    )
     clock.lap("match")
     grid: GeoGrid = pair.reference.grid
     coverage_raw = field_.coverage

@@ -40,6 +40,7 @@ from geodeform.workflows.pair import PairOutcome
 from geodeform.workflows.preflight import ResourceEstimate, human_time
 from geodeform.workflows.report import PairSummary, PointSeries, ReportInputs, pick_points, write_report
 from geodeform.workflows.stack import ImageStack
+from geodeform.workflows.three_d import write_velocity_3d
 
 __all__ = ["RunResult", "StageProgress", "all_failed", "invert_pairs", "write_products"]
 
@@ -193,6 +194,10 @@ def write_products(config: JobConfig, result: RunResult, progress: StageProgress
     if "cog" in config.output.formats:
         result.products["velocity_tif"] = write_cog(
             velocity, out / "velocity.tif", bands=("vx", "vy", "v", "v_error")
+        )
+    if config.three_d and config.dem:
+        result.products.update(
+            write_velocity_3d(velocity, config.dem, result.stack.grid, out, config.output.formats)
         )
     if config.output.stac:
         result.products["catalog"] = write_catalog(out, config.name, items)

@@ -304,6 +304,24 @@ def _cloud_mask(scene: Any, grid: Any, cache_dir: Path | None) -> NDArray[np.boo
     return None if spectral is None else spectral.cloud_or_shadow | ~spectral.valid
 
 
+def _aoi_filter(found: Sequence[Any], search: Any) -> list[Any]:
+    """The scenes whose AOI cloud and valid-data percentages pass the search's limits; each scene left out
+    is named on the console with the reason (e.g. a Landsat 7 image that is mostly scan-line gaps)."""
+    kept = []
+    for s in found:
+        why = []
+        if s.aoi_cloud_pct is not None and s.aoi_cloud_pct > search.max_aoi_cloud:
+            why.append(f"{s.aoi_cloud_pct:.0f}% cloud on the AOI > max_aoi_cloud {search.max_aoi_cloud:g}%")
+        if s.aoi_valid_pct is not None and s.aoi_valid_pct < search.min_valid:
+            why.append(f"{s.aoi_valid_pct:.0f}% valid data on the AOI < min_valid {search.min_valid:g}%")
+        if why:  # partial frames (swath edges, Landsat 7 gaps) warn; cloudy scenes are the common case
+            level = logging.WARNING if "valid data" in why[-1] else logging.INFO
+            log.log(level, "scene %s left out: %s", s.id, "; ".join(why))
+        else:
+            kept.append(s)
+    return kept
+
+
 def stack_from_search(
     search: Any,
     run_dir: Path,
@@ -347,12 +365,7 @@ def stack_from_search(
     # AOI cloud filters here, not in the search: scenes of collections without a cloud band (L1C, SAR,
     # local files) have no AOI score and are kept.
     found = list(table)
-    scenes = [
-        s
-        for s in found
-        if (s.aoi_cloud_pct is None or s.aoi_cloud_pct <= search.max_aoi_cloud)
-        and (s.aoi_valid_pct is None or s.aoi_valid_pct >= search.min_valid)
-    ]
+    scenes = _aoi_filter(found, search)
     unscored = sum(s.aoi_cloud_pct is None for s in scenes)
     if len(tiles) > 1:
         wanted = {t.upper().lstrip("0") for t in tiles}

@@ -10,7 +10,9 @@ stay byte-identical to upstream; the changes made here, at load time, are:
 * relative ``self``/``root``/``parent`` links are dropped (the server writes its own);
 * the USGS Landsat item of the QA_PIXEL crop (STAC 0.7, collection ``landsat-c2l2-sr``) is re-expressed as an
   Earth Search ``landsat-c2-l2`` item (asset keys ``qa_pixel``/``red``, zero-padded WRS path/row, datetime
-  from its MTL).
+  from its MTL);
+* ``landsat_l1.py``: four Landsat Collection-2 L1 scenes (red, 15 m pan, QA_PIXEL; Landsat 7 gaps) with a
+  known displacement, made from geodeform's shipped Landsat-8 texture and written under ``OUT_DIR``.
 """
 
 from __future__ import annotations
@@ -21,6 +23,9 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import landsat_l1  # noqa: E402  (next to this file)
+
 ASSETS = HERE / "assets"
 
 LOCAL_ASSETS: dict[str, dict[str, str]] = {
@@ -108,12 +113,15 @@ def main(out_dir: str) -> None:
             collection = json.loads(path.read_text())
             collection["links"] = []
             fh.write(json.dumps(collection) + "\n")
+        fh.write(json.dumps(landsat_l1.collection()) + "\n")
     with open(out / "items.ndjson", "w") as fh:
         for path in sorted((HERE / "items").glob("*.ndjson")):
             for line in path.read_text().splitlines():
                 if line.strip():
                     fh.write(json.dumps(_fix_item(json.loads(line))) + "\n")
         fh.write(json.dumps(_landsat_item()) + "\n")
+        for item in landsat_l1.write_scenes(out / "landsat-c2-l1"):
+            fh.write(json.dumps(item) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,5 @@
-"""One process per workflow preset (``ice``, ``slide``, ``quake``, ``survey``): ``geodeform run`` as a job.
+"""One process per workflow preset (``ice``, ``slide``, ``quake``, ``survey``, ``sar``): ``geodeform run``
+as a job.
 
 The inputs are the sections of a job config (:class:`geodeform.config.JobConfig`) laid over the preset's
 defaults. Everything the config names must stay inside the data roots and catalogue hosts
@@ -15,6 +16,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, model_validator
 
 from geodeform.config import PRESETS, ComputeConfig, JobConfig, deep_merge
+from geodeform.errors import InvalidInputError
 from geodeform.io import media_type
 from geodeform.service.errors import Problem
 from geodeform.service.processes.base import Process, ProgressFn, ResultFile, Runner, file_outputs
@@ -32,6 +34,14 @@ _TITLES = {
     "slide": "Landslide creep (slide preset)",
     "quake": "Earthquake offsets (quake preset)",
     "survey": "Regional survey over several tiles (survey preset)",
+    "sar": "Sentinel-1 GRD amplitude tracking, line of sight and east/north/up (sar preset)",
+}
+_DESCRIPTIONS = {
+    "sar": "The `sar` workflow preset of `geodeform run`: Sentinel-1 GRD products (SAFE folders in the data "
+    "roots, or a catalogue search) -> pairs within each relative orbit -> amplitude offset tracking in radar "
+    "geometry -> corrections -> geocoded range / azimuth / line-of-sight products per pair (NetCDF, COG), "
+    "per-track series and velocities, east/north/up velocity from ascending + descending tracks "
+    "(sar.combine: enu), STAC catalogue.",
 }
 _OUTPUTS = file_outputs(
     velocity_nc="Velocity (NetCDF)",
@@ -51,12 +61,16 @@ def check_preset(raw: Mapping[str, Any], settings: ServiceSettings) -> list[Prob
             problems.append(Problem("inputs", f"{len(inputs)} images; at most {settings.max_images} per job"))
         for i, item in enumerate(inputs):
             if isinstance(item, Mapping):
-                problems += inside_roots(f"inputs.{i}.path", item.get("path"), settings)
                 path = item.get("path")
-                if i == 0 and isinstance(path, str) and not problems:
-                    problems += raster_problems(
-                        "inputs.0.path", resolve_data_path(path, settings.data_roots), 1, settings
-                    )
+                if not isinstance(path, str):
+                    continue
+                try:
+                    local = _input_path(path, settings)
+                except InvalidInputError as exc:
+                    problems.append(Problem(f"inputs.{i}.path", str(exc)))
+                    continue
+                if i == 0 and not problems and not local.is_dir():  # SAFE folders: checked by the sar chain
+                    problems += raster_problems("inputs.0.path", local, 1, settings)
     problems += inside_roots("dem", raw.get("dem"), settings)
     search = raw.get("search")
     if isinstance(search, Mapping):
@@ -77,6 +91,23 @@ def check_preset(raw: Mapping[str, Any], settings: ServiceSettings) -> list[Prob
     return problems
 
 
+def _input_path(value: str, settings: ServiceSettings) -> Path:
+    """An input image inside the data roots: a file, or a folder (a Sentinel-1 ``.SAFE`` product).
+
+    Raises
+    ------
+    InvalidInputError
+        Neither a file nor a folder inside the data roots (the file's message).
+    """
+    try:
+        return resolve_data_path(value, settings.data_roots)
+    except InvalidInputError as exc:
+        try:
+            return resolve_data_folder(value, settings.data_roots)
+        except InvalidInputError:
+            raise exc from None
+
+
 def _server_side(config: JobConfig, settings: ServiceSettings) -> JobConfig:
     """The config as it runs here: paths made absolute inside the data roots, compute chosen by the server."""
     compute = (
@@ -88,7 +119,7 @@ def _server_side(config: JobConfig, settings: ServiceSettings) -> JobConfig:
     roots = settings.data_roots
     if config.inputs:
         update["inputs"] = [
-            i.model_copy(update={"path": str(resolve_data_path(i.path, roots))}) for i in config.inputs
+            i.model_copy(update={"path": str(_input_path(i.path, settings))}) for i in config.inputs
         ]
     if config.dem:
         update["dem"] = str(resolve_data_path(config.dem, roots))
@@ -146,10 +177,14 @@ def preset_processes() -> list[Process]:
         Process(
             id=preset,
             title=_TITLES.get(preset, f"{preset} preset"),
-            description=f"The `{preset}` workflow preset of `geodeform run`: images (catalogue search or "
-            "local files in the data roots) -> pairs -> offsets -> corrections -> time series -> "
-            "velocity products (NetCDF, COG), STAC catalogue and HTML report. Inputs are the sections of "
-            f"a job config; unspecified fields take the preset's values: {json.dumps(defaults)}.",
+            description=_DESCRIPTIONS.get(
+                preset,
+                f"The `{preset}` workflow preset of `geodeform run`: images (catalogue search or local files "
+                "in the data roots) -> pairs -> offsets -> corrections -> time series -> velocity products "
+                "(NetCDF, COG), STAC catalogue and HTML report.",
+            )
+            + " Inputs are the sections of a job config; unspecified fields take the preset's values: "
+            f"{json.dumps(defaults)}.",
             inputs_model=_preset_model(preset, defaults),
             runner=_preset_runner(preset),
             check=check_preset,
