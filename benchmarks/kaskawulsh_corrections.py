@@ -61,7 +61,7 @@ def main() -> None:
             profile = src.profile
     grid = GeoGrid(crs=profile["crs"], transform=profile["transform"], shape=maps[0].shape)
     stable = read_mask(DATA / "bedrock_V2.shp", grid, what="stable ground")
-    rep = correct_offsets(maps[0], maps[1], stable=stable, plane=True, filters={"ndc_tolerance": 0.5})
+    rep = correct_offsets(maps[0], maps[1], stable=stable, plane=True, pixel=15 / 32)  # 15 m, 32 days: m/day
     print("stable-ground metrics, m/day (GLAFT delta = half-width of the 2-sigma KDE box)")
     print("            delta_x delta_y  nmad_x  nmad_y  peak_x  peak_y  rmse   outside")
     for name, m in (("before", rep.before), ("after", rep.after)):

@@ -34,6 +34,7 @@ from _cli import cli
 from geodeform.cli.demo import _write_geotiff
 from geodeform.demo import make_glacier_pair
 from geodeform.service.app import create_app
+from geodeform.service.notify import deliver_due
 from geodeform.service.settings import ServiceSettings
 from geodeform.service.store import JobStore, make_engine, migrate
 from geodeform.service.worker import Worker
@@ -220,9 +221,13 @@ class InProcessService:
         """Folder of the jobs' outputs."""
         return self.settings.jobs_dir
 
-    def add_user(self, name: str, *, admin: bool = False) -> str:
+    def add_user(self, name: str, *, admin: bool = False, email: str | None = None) -> str:
         """A new account in the store; its token."""
-        return self.store.add_user(name, role="admin" if admin else "user")
+        return self.store.add_user(name, role="admin" if admin else "user", email=email)
+
+    def deliver(self) -> int:
+        """Send the notifications that are due (webhooks, e-mail); how many were sent."""
+        return deliver_due(self.store, self.settings)
 
     def run_jobs(self) -> int:
         """Run every queued job to its end with a real worker, in this process; how many ran."""
@@ -235,15 +240,16 @@ class InProcessService:
             worker.store.close()
         return ran
 
-    def submit(self, process: str, inputs: dict[str, Any], token: str) -> str:
-        """Submit a job (must answer 201); its id."""
-        r = self.client.post(f"/processes/{process}/execution", json={"inputs": inputs}, headers=auth(token))
+    def submit(self, process: str, inputs: dict[str, Any], token: str, **request: Any) -> str:
+        """Submit a job (must answer 201); its id. ``request``: more of the execute request (outputs...)."""
+        body = {"inputs": inputs, **request}
+        r = self.client.post(f"/processes/{process}/execution", json=body, headers=auth(token))
         assert r.status_code == 201, r.text
         return str(r.json()["jobID"])
 
-    def run(self, process: str, inputs: dict[str, Any], token: str) -> dict[str, Any]:
+    def run(self, process: str, inputs: dict[str, Any], token: str, **request: Any) -> dict[str, Any]:
         """Submit a job, run the queue, and return the job's final status document."""
-        job_id = self.submit(process, inputs, token)
+        job_id = self.submit(process, inputs, token, **request)
         self.run_jobs()
         doc: dict[str, Any] = self.client.get(f"/jobs/{job_id}", headers=auth(token)).json()
         return doc

@@ -155,3 +155,46 @@ def test_deep_merge_lays_sections_over_each_other_without_touching_them() -> Non
         "matching": {"step": 8},
         "inversion": {"enabled": False},
     }
+
+
+# --- messy inputs: plain paths, dates from the names, a mask per image, the template ------------------
+
+
+def test_inputs_as_plain_paths_with_dates_from_their_names() -> None:
+    config = load_config(
+        {
+            "name": "j",
+            "inputs": [
+                "data/S2B_33TWM_20230813_0_L2A/B04.tif",  # Earth Search folder
+                {"path": "LC08_L2SP_001062_20230818_20230826_02_T1_SR_B4.TIF", "mask": "clouds.geojson"},
+                {"path": "x.tif", "date": "2023-08-28", "mask": "none"},
+            ],
+        }
+    )
+    assert [(i.day.isoformat(), i.mask) for i in config.inputs] == [
+        ("2023-08-13", None),
+        ("2023-08-18", "clouds.geojson"),
+        ("2023-08-28", "none"),
+    ]
+    with pytest.raises(InvalidInputError) as err:
+        load_config({"name": "j", "inputs": ["a.tif", "b_20200101.tif", 3]})
+    text = str(err.value)
+    assert "- inputs[0]: no date for a.tif" in text and "add date: YYYY-MM-DD" in text
+    assert "- inputs[2]: expected a path or a mapping of keys, got 3" in text
+    with pytest.raises(InvalidInputError, match="inputs is a list"):
+        load_config({"name": "j", "inputs": "a_20200101.tif"})
+
+
+def test_init_template_shows_the_inputs_item_format(cli) -> None:
+    text = cli("init", "--preset", "ice").stdout
+    lines = text.splitlines()
+    k = next(i for i, s in enumerate(lines) if s.startswith("inputs: []"))
+    example = "\n".join(lines[k : k + 9])
+    for key in ("- path: S2B_33TWM_20230813_0_L2A/B04.tif", "date: 2023-08-13", "band: 1", "mask: null"):
+        assert f"#   {key}" in example or f"#     {key}" in example, example
+    assert "or just the paths" in example
+    # the example, uncommented, is a valid inputs section
+    item = yaml.safe_load("\n".join(s.lstrip("#")[2:] for s in lines[k + 2 : k + 8]))
+    assert load_config({"name": "j", "inputs": [*item, {"path": "b_20230818.tif"}]}).inputs[0].band == 1
+    preflight = next(s for s in lines if s.strip().startswith("drop_bad_images:"))
+    assert "true" in preflight and "warning" in preflight

@@ -108,7 +108,7 @@ def test_outlier_filters_find_planted_blunders() -> None:
     assert mad[bad].mean() > 0.9 and mad[~bad].mean() < 0.02
     ndc = ndc_mask(dx_b, dy_b, size=5, tolerance=0.6, min_fraction=0.5)
     assert ndc[bad].mean() > 0.9 and ndc[~bad].mean() < 0.05
-    res = filter_outliers(dx_b, dy_b, min_deviation=0.5, ndc_tolerance=0.6)
+    res = filter_outliers(dx_b, dy_b, pixel=1.0, min_deviation=0.5, ndc_tolerance=0.6)
     assert res.mask[bad].mean() > 0.95 and res.mask[~bad].mean() < 0.05
     assert np.isnan(res.dx[res.mask]).all() and set(res.reasons) == {"median", "ndc"}
 
@@ -188,7 +188,7 @@ def test_glaft_metric_reproduces_the_published_kaskawulsh_values() -> None:
 @pytest.mark.slow
 def test_kaskawulsh_correction_lowers_stable_ground_spread() -> None:
     vx, vy, stable, ice = _read_kaskawulsh()
-    rep = correct_offsets(vx, vy, stable=stable, plane=True, filters={"ndc_tolerance": 0.5})
+    rep = correct_offsets(vx, vy, stable=stable, plane=True, pixel=15 / 32)  # 15 m Landsat-8 pixels, 32 days
     assert rep.after.delta_x < rep.before.delta_x and rep.after.delta_y < rep.before.delta_y
     assert rep.after.nmad_y < rep.before.nmad_y and rep.after.rmse < rep.before.rmse
     assert abs(rep.after.peak_x) < abs(rep.before.peak_x) and abs(rep.after.peak_y) < abs(rep.before.peak_y)
@@ -250,3 +250,35 @@ def test_window_filters_match_their_numpy_definition() -> None:
             frac = np.where(n_valid > 0, (d <= 1.0).sum(-1) / np.maximum(n_valid, 1), 0.0)
         want = np.isfinite(x) & np.isfinite(y) & (frac < 0.5)
         assert np.array_equal(ndc_mask(x, y, size=size, tolerance=1.0, min_fraction=0.5), want)
+
+
+def test_filter_thresholds_are_in_pixels_whatever_the_unit_of_the_map() -> None:
+    from geodeform.corrections import dominant_offset, pixel_scale
+
+    rng = np.random.default_rng(7)
+    dx, dy, _, _ = _glacier_map(7)  # pixels
+    bad = rng.random(dx.shape) < 0.05
+    dx = np.where(bad, dx + rng.uniform(2, 6, dx.shape), dx)
+    sigma = dominant_offset(dx, dy).sigma
+    assert 0.01 < sigma < 0.2  # the static terrain's scatter, px
+    kept = {}
+    for unit, k in (("px", 1.0), ("m", 10.0), ("m/day", 10.0 / 16), ("m/yr", 10.0 / 16 * 365.25)):
+        assert pixel_scale(dx * k, dy * k) == pytest.approx(k * pixel_scale(dx, dy), rel=1e-9)
+        res = filter_outliers(dx * k, dy * k, pixel=k)  # the true pixel size in each unit
+        auto = filter_outliers(dx * k, dy * k)  # estimated from the map: the same in every unit
+        kept[unit] = (res.mask, auto.mask)
+        assert res.pixel == k and res.mask[bad].mean() > 0.9 and res.mask[~bad].mean() < 0.05
+    for unit in ("m", "m/day", "m/yr"):
+        assert np.array_equal(kept[unit][0], kept["px"][0]) and np.array_equal(kept[unit][1], kept["px"][1])
+    with pytest.raises(InvalidInputError, match="pixel must be > 0"):
+        filter_outliers(dx, dy, pixel=0.0)
+
+
+def test_ambiguous_matches_are_removed_on_their_predicted_error() -> None:
+    dx = np.zeros((20, 20))
+    error = np.full(dx.shape, 0.05)
+    error[5, 5] = 1.5  # a flat or ridge-shaped peak: the matcher cannot say where the match is
+    res = filter_outliers(dx, dx, pixel=1.0, error=error, max_error=1.0, median_size=None, ndc_size=None)
+    assert res.reasons["ambiguous"].sum() == 1 and res.reasons["ambiguous"][5, 5]
+    metres = filter_outliers(dx, dx, pixel=30.0, error=error * 30, median_size=None, ndc_size=None)
+    assert np.array_equal(metres.reasons["ambiguous"], res.reasons["ambiguous"])

@@ -17,9 +17,10 @@ from typing import Literal
 
 import pytest
 
+from _shared import SHARED_DATA as SHARED  # beside the checkout or above it (worktrees)
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "docs" / "examples"
-SHARED = ROOT.parent / "shared" / "data"
 BIN = Path(sys.executable).parent
 
 
@@ -48,6 +49,7 @@ TUTORIALS = {
     "ice_kaskawulsh": "glaft_kaskawulsh",
     "slide": None,  # part 1 (Pandora2D) skips itself when the shared data are absent
     "quake": None,
+    "quake_pair": None,
     "survey": None,
     "sar": "s1_grd",
     "cluster": None,  # Dask LocalCluster, two worker processes
@@ -61,6 +63,7 @@ PAGES = {
     "ice_kaskawulsh": "tutorials/ice.md",
     "slide": "tutorials/slide.md",
     "quake": "tutorials/quake.md",
+    "quake_pair": "tutorials/quake.md",
     "survey": "tutorials/survey.md",
     "sar": "tutorials/sar.md",
     "cluster": None,
@@ -120,6 +123,20 @@ def test_getting_started_demo_and_its_explanation(tmp_path: Path) -> None:
     assert f"RMSE {m.group(1)} m/yr" in explained.stdout  # the same number as the demo's last line
     assert last in (ROOT / "docs" / "getting-started.md").read_text()
     _assert_output_shown("demo_explained", explained.stdout)
+
+
+@pytest.mark.slow
+def test_gallery_script_prints_what_the_gallery_page_shows(tmp_path: Path) -> None:
+    """docs/scripts/gallery.py draws the real-data gallery; its Kaskawulsh line is on docs/gallery.md."""
+    if not (SHARED / "glaft_kaskawulsh").is_dir():
+        pytest.skip(f"shared data set glaft_kaskawulsh not found in {SHARED}")
+    script = ROOT / "docs" / "scripts" / "gallery.py"
+    proc = _run([sys.executable, str(script), "kaskawulsh", "--img", str(tmp_path)], cwd=ROOT)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    line = next(t for t in proc.stdout.splitlines() if t.startswith("kaskawulsh: default filters keep"))
+    assert line in (ROOT / "docs" / "gallery.md").read_text(), line
+    assert "nodes differing: 0;" in line  # the same nodes in m/day and m/yr
+    assert (tmp_path / "gallery_kaskawulsh.png").stat().st_size > 10_000
 
 
 def test_pages_show_the_tested_scripts() -> None:

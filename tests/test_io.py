@@ -622,3 +622,197 @@ def test_band_by_name_or_index_in_a_multiband_file(tmp_path):
         read_band(path, band="B12")
     with pytest.raises(InvalidInputError, match=r"has bands 1\.\.3"):
         read_band(path, band=4)
+
+
+# --- messy scenes: dates from names, the images' own masks, mask checks, CF compliance -----------------
+
+
+def test_dates_from_file_and_folder_names():
+    from geodeform.io import date_from_path
+
+    cases = {
+        "S2B_33TWM_20230813_0_L2A/B04.tif": "2023-08-13",  # Earth Search scene folder
+        "LC08_L2SP_001062_20201031_20201106_02_T2_SR_B4.TIF": "2020-10-31",  # acquisition before processing
+        "x/S2A_MSIL2A_20230815T095601_N0509_R079_T33TWM_20230815T1.SAFE/GRANULE/g/IMG_DATA/R10m/B04.jp2": (
+            "2023-08-15"
+        ),
+        "perito_moreno_20200131.tif": "2020-01-31",
+    }
+    for name, day in cases.items():
+        found = date_from_path(name)
+        assert found is not None and found.date().isoformat() == day, name
+    assert date_from_path("runs/a/b.tif") is None
+    assert date_from_path("scene_20231399.tif") is None  # not a date
+
+
+def _scene_folder(root: Path, name: str, files: dict[str, np.ndarray]) -> Path:
+    folder = root / name
+    folder.mkdir(parents=True)
+    for fname, data in files.items():
+        write_tif(folder / fname, data, transform=NORTH_UP_30M.transform)
+    return folder
+
+
+def test_the_scenes_own_mask_is_found_next_to_the_band(tmp_path):
+    from geodeform.io.masks import find_scene_mask, read_scene_mask, scene_mask, scene_water
+
+    band = np.ones((40, 40), np.uint16)
+    scl = np.full((40, 40), 4, np.uint8)  # vegetation
+    scl[:10] = 9  # cloud (high probability)
+    scl[10:15] = 3  # cloud shadow
+    scl[15:20] = 6  # water: not a cloud
+    scl[20:25] = 11  # snow and ice: the surface of a glacier, kept
+    es = _scene_folder(tmp_path, "S2B_33TWM_20230813_0_L2A", {"B04.tif": band, "SCL.tif": scl})
+    found = find_scene_mask(es / "B04.tif")
+    assert found is not None and found.kind == "scl" and found.found and found.path.name == "SCL.tif"
+    grid = GeoGrid(UTM21N, NORTH_UP_30M.transform, (40, 40))
+    bad = read_scene_mask(found, grid)
+    assert bad[:15].all() and not bad[15:].any()
+    water = scene_water(found, grid)
+    assert water is not None and water[15:20].all() and water.sum() == 200
+    # SAFE: the 20 m SCL of the granule
+    r10 = tmp_path / "P.SAFE/GRANULE/L2A_T33TWM/IMG_DATA/R10m"
+    r10.mkdir(parents=True)
+    write_tif(r10 / "T33TWM_20230813T100031_B04_10m.tif", band, transform=NORTH_UP_30M.transform)
+    (r10.parent / "R20m").mkdir()
+    write_tif(
+        r10.parent / "R20m" / "T33TWM_20230813T100031_SCL_20m.jp2", scl, transform=NORTH_UP_30M.transform
+    )
+    safe = find_scene_mask(r10 / "T33TWM_20230813T100031_B04_10m.tif")
+    assert safe is not None and safe.kind == "scl" and safe.path.parent.name == "R20m"
+    # Landsat Collection 2: QA_PIXEL of the same product id; bits 3 (cloud), 4 (shadow) masked, 6 (clear) kept
+    qa = np.full((40, 40), 1 << 6, np.uint16)
+    qa[:8] = (1 << 3) | (1 << 1)
+    qa[8:12] = 1 << 4
+    pid = "LC08_L2SP_001062_20201031_20201106_02_T2"
+    ls = _scene_folder(tmp_path, "landsat", {f"{pid}_SR_B4.TIF": band, f"{pid}_QA_PIXEL.TIF": qa})
+    qa_mask = find_scene_mask(ls / f"{pid}_SR_B4.TIF")
+    assert qa_mask is not None and qa_mask.kind == "qa_pixel"
+    assert read_scene_mask(qa_mask, grid)[:12].all() and not read_scene_mask(qa_mask, grid)[12:].any()
+    # nothing next to a plain file; "none" turns the search off; a given raster is 1 = masked
+    assert find_scene_mask(write_tif(tmp_path / "plain.tif", band, transform=grid.transform)) is None
+    assert scene_mask(es / "B04.tif", "none") is None
+    given = scene_mask(es / "B04.tif", str(write_tif(tmp_path / "m.tif", (scl == 9).astype(np.uint8),
+                                                       transform=grid.transform)))  # fmt: skip
+    assert given is not None and given.kind == "binary" and read_scene_mask(given, grid)[:10].all()
+
+
+def test_real_scl_and_qa_pixel_masks():
+    from geodeform.io import read_band
+    from geodeform.io.masks import find_scene_mask, read_scene_mask
+
+    crops = SHARED_DATA / "s2_l2a_crops" / "S2A_33TWM_20230818_0_L2A" / "B04.tif"
+    landsat = SHARED_DATA / "landsat_qa" / "LC08_L2SP_001062_20201031_20201106_02_T2_SR_B4.TIF"
+    if not crops.exists() or not landsat.exists():
+        pytest.skip("shared data (s2_l2a_crops, landsat_qa) not found")
+    cloudy = read_scene_mask(find_scene_mask(crops), read_band(crops).grid)
+    # the README's SCL shares of 0818: shadow 12.5 + clouds 13.8 + 23.9 + cirrus 4.4 = 54.6 % (lossy JP2)
+    assert cloudy.mean() == pytest.approx(0.546, abs=0.01)
+    # the Landsat scene is cloud or fill everywhere but 62 shadow pixels
+    assert read_scene_mask(find_scene_mask(landsat), read_band(landsat).grid).all()
+
+
+def test_mask_checks_refuse_what_cannot_be_right(tmp_path):
+    from geodeform.io.masks import check_mask, mask_footprint
+
+    grid = GeoGrid(UTM21N, from_origin(500000.0, 4000000.0, 10.0, 10.0), (20, 30))
+    none = np.zeros(grid.shape, bool)
+    with pytest.raises(NoDataError, match=r"masks\.glacier: the mask does not overlap the job grid"):
+        check_mask(none, grid, what="masks.glacier", role="glacier")
+    with pytest.raises(NoDataError, match="no stable ground"):
+        check_mask(~none, grid, what="masks.glacier", role="glacier")
+    # a raster covering the left third of the grid: named warning with the fraction
+    part = np.ones((20, 10), np.uint8)
+    write_tif(tmp_path / "part.tif", part, transform=grid.transform)
+    mask = read_mask(tmp_path / "part.tif", grid, what="masks.glacier")
+    footprint = mask_footprint(tmp_path / "part.tif", grid)
+    assert footprint[:, :10].all() and not footprint[:, 10:].any()
+    check = check_mask(mask, grid, what="masks.glacier", role="glacier", footprint=footprint)
+    assert check.inside == pytest.approx(1 / 3) and check.footprint == pytest.approx(1 / 3)
+    assert any(w.startswith("mask_partial_overlap: masks.glacier covers only 33%") for w in check.warnings)
+    small = none.copy()
+    small[0, 0] = True
+    assert any(w.startswith("mask_small") for w in check_mask(small, grid, what="m", role="stable").warnings)
+    # a raster without CRS cannot be placed: an error, not a mask silently in the grid's CRS
+    write_tif(tmp_path / "nocrs.tif", part, crs=None, transform=grid.transform)
+    with pytest.raises(InvalidInputError, match="no CRS"):
+        read_mask(tmp_path / "nocrs.tif", grid, what="masks.glacier")
+
+
+def test_projected_geojson_without_crs_is_refused_with_the_fix(tmp_path):
+    grid = GeoGrid(UTM21N, from_origin(500000.0, 4000000.0, 10.0, 10.0), (20, 30))
+    ring = [[500000.0, 4000000.0], [500100.0, 4000000.0], [500100.0, 3999900.0], [500000.0, 4000000.0]]
+    doc = {"type": "FeatureCollection", "features": [{"type": "Feature", "properties": {},
+           "geometry": {"type": "Polygon", "coordinates": [ring]}}]}  # fmt: skip
+    (tmp_path / "utm.geojson").write_text(json.dumps(doc))
+    with pytest.raises(
+        InvalidInputError,
+        match=r"masks\.glacier: .* longitude/latitude \(a GeoJSON without a 'crs' member\).*projected",
+    ):
+        read_mask(tmp_path / "utm.geojson", grid, what="masks.glacier")
+
+
+def _cf_errors(path: Path) -> tuple[str, list[str]]:
+    """The CF version a NetCDF declares and the compliance checker's failed high-priority checks on it."""
+    from compliance_checker.runner import CheckSuite
+
+    with xr.open_dataset(path) as ds:
+        version = str(ds.attrs["Conventions"]).split("-")[1]
+    suite = CheckSuite()
+    suite.load_all_available_checkers()
+    ds = suite.load_dataset(str(path))
+    name = f"cf:{version}"
+    groups = suite.run_all(ds, [name], skip_checks=[])
+    results, _ = groups[name]
+    errors = []
+    for r in results:
+        if r.weight == 3 and r.value is not None:  # HIGH priority = errors
+            value = r.value if isinstance(r.value, tuple) else (int(bool(r.value)), 1)
+            if value[0] < value[1]:
+                errors.append(f"{r.name}: {'; '.join(str(m) for m in r.msgs)}")
+    return version, errors
+
+
+@pytest.mark.slow  # the checker's import and CF suite take ~20 s
+def test_every_netcdf_product_passes_the_cf_checker_and_cogs_stay_valid(tmp_path):
+    pytest.importorskip("compliance_checker")
+    from rio_cogeo.cogeo import cog_validate
+
+    from geodeform.io import composite_dataset, timeseries_dataset
+    from geodeform.offsets import reason_codes
+
+    res = synthetic_result((12, 15))
+    res.reason[0, :3] = [1, 9, 10]
+    pair = offset_dataset(
+        res, NORTH_UP_30M, dates=AcquisitionDates(JAN1, FEB1), reason_codes=reason_codes(),
+        processing={"method": "ncc", "search_range": 7},
+    )  # fmt: skip
+    pair.attrs["geodeform_pair_key"] = "k"
+    write_netcdf(pair, tmp_path / "pair.nc")
+    grid = dataset_grid(pair)
+    shape = pair["dx"].shape
+    comp = SimpleNamespace(**{k: np.full(shape, 3.0) for k in ("vx", "vy", "v", "vx_error", "vy_error")},
+                           v_error=np.full(shape, np.nan), count=np.full(shape, 1, np.int32),
+                           start=np.datetime64("2020-01-01"), end=np.datetime64("2020-02-01"))  # fmt: skip
+    velocity = composite_dataset(comp, grid, fill_error=12.0)
+    assert np.allclose(velocity["v_error"], 12.0)  # every valid pixel gets an error
+    write_netcdf(velocity, tmp_path / "velocity.nc")
+    dates = np.array(["2020-01-01", "2020-01-17", "2020-02-01"], dtype="datetime64[D]")
+    cube = np.zeros((3, *shape), np.float32)
+    series = SimpleNamespace(dates=dates, dx=cube, dy=cube, sigma_dx=cube + 1, sigma_dy=cube + 1)
+    ts = timeseries_dataset(series, pair)
+    assert "geodeform_search_range" not in ts.attrs and "geodeform_pair_key" not in ts.attrs
+    assert ts.attrs["geodeform_method"] == "ncc" and ts.attrs["title"].endswith("time series")
+    write_netcdf(ts, tmp_path / "timeseries.nc")
+    for name in ("pair.nc", "velocity.nc", "timeseries.nc"):
+        version, errors = _cf_errors(tmp_path / name)
+        assert version == "1.8" and errors == [], (name, errors)
+        with xr.open_dataset(tmp_path / name) as back:
+            assert back.attrs["history"]
+    with xr.open_dataset(tmp_path / "timeseries.nc") as back:
+        assert back["time"].attrs["standard_name"] == "time" and back["time"].values[1] == dates[1]
+    write_cog(pair, tmp_path / "pair.tif")
+    write_cog(velocity, tmp_path / "velocity.tif", bands=("vx", "vy", "v", "v_error"))
+    for name in ("pair.tif", "velocity.tif"):
+        valid, errors, _ = cog_validate(str(tmp_path / name))
+        assert valid and not errors, (name, errors)

@@ -289,6 +289,82 @@ def test_saturated_snow_is_masked_automatically(texture: np.ndarray) -> None:
     assert np.nanmax(err) < 0.3
 
 
+def _flat_patch_pair(texture: np.ndarray) -> tuple[np.ndarray, np.ndarray, tuple[float, float]]:
+    """A 192² crop holding a flat 24 × 24 patch around the node (row, col) = (95.5, 95.5) of 16 px chips,
+    step 8 (that node's chip has no texture), moved by (0.3, -0.6) px, noise 30 dB."""
+    img = texture[:192, :192].copy()
+    img[84:108, 84:108] = float(np.median(img))
+    d = (0.3, -0.6)
+    ref = noisy(img, 30, 3)
+    sec = noisy(fourier_shift(img, *d), 30, 4)
+    return ref, sec, d
+
+
+def test_chip_sizes_say_which_chip_measured_each_node(texture: np.ndarray) -> None:
+    ref, sec, (dy, dx) = _flat_patch_pair(texture)
+    f = match(ref, sec, chip_size=16, step=8, search_range=3)
+    i, j = int(np.argmin(np.abs(f.rows - 95.5))), int(np.argmin(np.abs(f.cols - 95.5)))
+    # the flat node is measured by a grown chip that reaches texture, and says so
+    assert f.reason[i, j] == Reason.OK
+    assert f.chip_height[i, j] >= 32 and f.chip_width[i, j] >= 32
+    assert np.hypot(f.dx[i, j] - dx, f.dy[i, j] - dy) < 0.1
+    # textured nodes away from the patch mostly keep the requested chip (weak 16 px chips grow too);
+    # invalid nodes have none
+    far = (np.abs(f.rows[:, None] - 95.5) > 40) & (np.abs(f.cols[None, :] - 95.5) > 40) & f.valid
+    assert far.sum() > 100 and np.mean(f.chip_height[far] == 16) > 0.8
+    assert set(np.unique(f.chip_height[f.valid])) <= {16.0, 32.0, 64.0}
+    assert (f.chip_height[f.valid] == f.chip_width[f.valid]).all()
+    assert np.isnan(f.chip_height[~f.valid]).all()
+
+
+def test_chips_do_not_grow_when_asked_not_to(texture: np.ndarray) -> None:
+    ref, sec, (dy, dx) = _flat_patch_pair(texture)
+    f = match(ref, sec, chip_size=16, step=8, search_range=3, grow_chips=False)
+    i, j = int(np.argmin(np.abs(f.rows - 95.5))), int(np.argmin(np.abs(f.cols - 95.5)))
+    assert np.isnan(f.dx[i, j]) and f.reason[i, j] == Reason.TEXTURELESS
+    assert np.isnan(f.chip_height[i, j])
+    assert (f.chip_height[f.valid] == 16).all() and (f.chip_width[f.valid] == 16).all()
+    err = np.hypot(f.dx - dx, f.dy - dy)
+    assert np.nanmedian(err) < 0.03
+
+
+def test_chip_sizes_are_written_to_the_products(texture: np.ndarray, tmp_path: Path) -> None:
+    pytest.importorskip("rasterio")
+    xr = pytest.importorskip("xarray")
+    from rasterio.crs import CRS
+    from rasterio.transform import from_origin
+
+    from geodeform.io import GeoGrid, offset_dataset, write_netcdf
+
+    ref, sec, _ = _flat_patch_pair(texture)
+    f = match(ref, sec, chip_size=16, step=8, search_range=3)
+    grid = GeoGrid(CRS.from_epsg(32621), from_origin(717345.0, -2776995.0, 30.0, 30.0), ref.shape)
+    path = write_netcdf(offset_dataset(f, grid, step=8), tmp_path / "pair.nc")
+    with xr.open_dataset(path, engine="h5netcdf") as ds:
+        for name, px in (("chip_size_height", f.chip_height), ("chip_size_width", f.chip_width)):
+            assert ds[name].attrs["units"] == "m"
+            np.testing.assert_array_equal(ds[name].values, px * 30.0)  # NaN where the node has no value
+    assert (f.chip_height[f.valid] > 16).any()  # the flat patch's node, measured by a grown chip
+
+
+@pytest.mark.parametrize("where", ["reference", "secondary", "both"])
+def test_a_chip_without_any_valid_pixel_is_nan_with_a_reason(texture: np.ndarray, where: str) -> None:
+    ref = noisy(texture[:192, :192], 30, 5)
+    sec = noisy(fourier_shift(texture[:192, :192], 0.4, 0.2), 30, 6)
+    hole = np.zeros(ref.shape, bool)
+    hole[64:128, 64:128] = True  # covers every pixel of the chips of the nodes 79.5-111.5 (32 px chips)
+    masks = {
+        "mask": hole if where != "secondary" else None,
+        "secondary_mask": hole if where != "reference" else None,
+    }
+    f = match(ref, sec, chip_size=32, step=16, search_range=3, **masks)
+    inside = (np.abs(f.rows[:, None] - 95.5) <= 16) & (np.abs(f.cols[None, :] - 95.5) <= 16)
+    assert inside.sum() == 9
+    assert np.isnan(f.dx[inside]).all() and np.isnan(f.error[inside]).all()
+    assert (f.reason[inside] == Reason.MASKED).all()
+    assert np.nanmax(np.hypot(f.dx - 0.2, f.dy - 0.4)) < 0.3  # the others, partly masked, stay right
+
+
 @pytest.mark.parametrize("dtype", [np.float64, np.float32, np.uint16])
 def test_top_value_counts_the_largest_value_like_numpy(dtype: type) -> None:
     from geodeform.offsets._common import top_value

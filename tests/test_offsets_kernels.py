@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from _imposed import fourier_shift
-from geodeform.offsets._filters import bspline_model
+from geodeform.offsets._filters import bspline_model, taps_valid
 from geodeform.offsets._grid import lattice_median, neighbour_median_nodes, sorting_network
 from geodeform.offsets._job import MatchJob
 from geodeform.offsets._layout import (
@@ -82,8 +82,10 @@ def spline_of(ref: np.ndarray, sec: np.ndarray) -> Spline:
     val, gy, gx = (np.empty(r.shape, np.float32) for _ in range(3))
     bspline_model(r, val, gy, gx)
     coef = np.pad(s, LK_PAD, mode="edge")
-    coef_valid = np.pad(np.ones(s.shape, np.uint8), LK_PAD)
-    return Spline(val, gy, gx, np.ones(r.shape, np.uint8), coef, coef_valid)
+    valid = np.pad(np.ones(s.shape, np.uint8), LK_PAD)
+    taps = np.empty_like(valid)
+    taps_valid(valid, taps)
+    return Spline(val, gy, gx, np.ones(r.shape, np.uint8), coef, taps, np.ones(r.shape, np.uint8))
 
 
 def refine(
@@ -126,7 +128,9 @@ def test_refinement_flags_chips_outside_the_strip_and_masked_chips(texture: np.n
     # a chip with 40 % valid pixels fails the valid-fraction test of nodes refined without a search
     valid = sp.valid.copy()
     valid[20:44, 20:40] = 0
-    masked = sp._replace(valid=valid)
+    pixels = sp.pixels.copy()
+    pixels[20:44, 20:40] = 0
+    masked = sp._replace(valid=valid, pixels=pixels)
     out = lk_nodes(
         masked,
         np.array([20], np.int64),

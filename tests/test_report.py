@@ -276,3 +276,31 @@ def test_pick_points_sparse_and_empty() -> None:
     ds["v"] = (("y", "x"), np.full((4, 4), np.nan))
     assert pick_points(ds) == []
     assert pick_points(velocity_dataset(), 0) == []
+
+
+def test_extremes_come_from_pixels_seen_by_enough_pairs_and_degraded_pairs_are_named(tmp_path: Path) -> None:
+    from geodeform.workflows.report import well_observed
+
+    ds = velocity_dataset()
+    count = np.where(np.isfinite(ds["v"].values), 12, 0).astype(np.int32)
+    v = ds["v"].values.copy()
+    v[3, 20] = 3680.0  # a lake pixel with an iceberg, seen by one pair
+    count[3, 20] = 1
+    ds["v"].values = v
+    ds["count"].values = count
+    trusted, need = well_observed(ds)
+    assert need == 3 and trusted is not None and not trusted[3, 20] and trusted.sum() == (count >= 3).sum()
+    lake = (600000.0 + 100 * 20.5, 6700000.0 - 100 * 3.5)
+    assert all((x, y) != lake for _, x, y in pick_points(ds))  # the fastest point is not the iceberg
+    degraded = PairSummary(DATES[0], DATES[3], 36.0, "ok", 0.2, 9.0, 8.0, 0.1,
+                           degraded="only 4 stable-ground nodes with data: job-level estimate")  # fmt: skip
+    notes = ["image dropped, S_0108.tif (2024-06-08): textureless: only 5% of the AOI has contrast"]
+    page = write_report(make_inputs(ds, pairs=[*pairs_ok(), degraded], notes=notes), tmp_path).read_text()
+    facts = dict(re.findall(r"<tr><th>(.*?)</th><td>(.*?)</td></tr>", page))
+    speed = facts["speed (m/yr)"]
+    assert "seen by ≥ 3 pairs" in speed and "3.68e+03" not in speed
+    few = facts["pixels seen by fewer than 3 pairs"]
+    assert few.startswith("1 (") and "3.68e+03 m/yr" in few
+    assert "1 of 6 image pairs are degraded" in page and "textureless: only 5%" in page
+    row = table_rows(page, "num pairs")[-1]
+    assert "ok, degraded" in row and "job-level estimate" in row

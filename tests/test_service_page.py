@@ -26,6 +26,7 @@ from rasterio.transform import from_origin
 from _map_products import write_products
 from _service_helpers import Server, add_users, auth, db_url, running
 from geodeform.demo import make_glacier_series
+from geodeform.service.store import JobStore
 
 CRS, ORIGIN, PIXEL = "EPSG:32607", (350000.0, 6700000.0), 30.0  # UTM 7N, near the St. Elias glaciers
 SIZE = 160
@@ -124,6 +125,9 @@ def test_page_and_assets_are_public_and_offline(svc):
     page = c.get("/map")
     assert page.status_code == 200 and page.headers["content-type"] == "text/html; charset=utf-8"
     assert "http://" not in page.text and "https://" not in page.text  # nothing fetched from outside
+    # Relative URLs only (the page works under a proxy's path prefix: tests/test_service_proxy.py).
+    assert not re.search(r'(href|src)="/', page.text)
+    assert not re.search(r'(getJSON|api|fetch)\("/', c.get("/map/static/map.js").text)
     for asset in ("map.js", "map.css", "vendor/leaflet/leaflet.js", "vendor/leaflet/leaflet.css"):
         assert c.get(f"/map/static/{asset}").status_code == 200, asset
     assert c.get("/map/static/map.js").headers["content-type"] == "text/javascript; charset=utf-8"
@@ -502,3 +506,61 @@ def test_page_end_to_end(served, chromium, tmp_path):
     context.close()
     assert not errors, errors
     assert not outside, outside
+
+
+@pytest.mark.slow
+def test_page_masks_dem_reset_and_job_paging(served, chromium):
+    server, tokens, lines = served
+    from playwright.sync_api import expect
+
+    # Bob has 23 jobs (made in the store, dismissed at once): the list shows 20 and pages to the rest.
+    store = JobStore(server.db)
+    try:
+        bob = store.get_user("bob")
+        assert bob is not None
+        for _ in range(23):
+            job = store.create_job(bob.id, "ice", {"name": "paged"})
+            assert job is not None
+            store.request_dismiss(job.id)
+    finally:
+        store.close()
+    page = chromium.new_context(viewport={"width": 1400, "height": 900}).new_page()
+    page.set_default_timeout(30_000)
+    page.goto(server.url + "/map")
+    expect(page.locator("#preset option")).to_have_count(4)
+    page.fill("#token", tokens["bob"])
+    page.click("#token-save")
+    expect(page.locator("#jobs li.job")).to_have_count(20)
+    expect(page.locator("#jobs-newer")).to_be_disabled()
+    page.click("#jobs-older")
+    expect(page.locator("#jobs li.job")).to_have_count(3)
+    expect(page.locator("#jobs-range")).to_have_text("21–23")
+    expect(page.locator("#jobs-older")).to_be_disabled()
+    page.click("#jobs-newer")
+    expect(page.locator("#jobs li.job")).to_have_count(20)
+
+    # Mask and DEM fields go into the job; a missing mask is answered in the page, naming the field.
+    page.select_option("#preset", "ice")
+    page.check("input[name=source][value=inputs]")
+    page.fill("#name", "masked")
+    page.fill("#inputs", "\n".join(lines))
+    page.fill("#mask-glacier", "masks/no-such-mask.gpkg")
+    page.fill("#dem", "dem/no-such-dem.tif")
+    page.fill("#step", "12")
+    with page.expect_request(lambda r: r.method == "POST" and "/execution" in r.url) as sent:
+        page.click("#submit")
+    body = json.loads(sent.value.post_data)["inputs"]
+    assert body["masks"] == {"glacier": "masks/no-such-mask.gpkg"} and body["dem"] == "dem/no-such-dem.tif"
+    status = page.locator("#form-status")
+    expect(status).to_have_class("status error")
+    expect(status).to_contain_text("masks.glacier")
+    assert str(server.data_root) not in status.text_content()  # no server folder in what a user reads
+
+    # Reset: the preset's defaults again, the optional fields empty, the message gone.
+    page.click("#form-reset")
+    expect(page.locator("#step")).to_have_value("16")
+    for field in ("#mask-glacier", "#dem", "#inputs"):
+        expect(page.locator(field)).to_have_value("")
+    expect(page.locator("#preset")).to_have_value("ice")
+    expect(status).to_have_text("")
+    page.context.close()

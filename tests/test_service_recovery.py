@@ -24,14 +24,17 @@ def data(tmp_path):
     return root
 
 
-def _wait_running(store: JobStore, job_id: str, timeout: float = 60.0):
+def _wait_running(store: JobStore, *job_ids: str, timeout: float = 60.0):
+    """The first of ``job_ids`` seen running on a worker (any of them: with one worker, the jobs of an
+    earlier round run first)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        job = store.get_job(job_id)
-        if job.status == "running" and job.worker:
-            return job
+        for job_id in job_ids:
+            job = store.get_job(job_id)
+            if job.status == "running" and job.worker:
+                return job
         time.sleep(0.05)
-    raise AssertionError(f"job {job_id} never started: {store.get_job(job_id)}")
+    raise AssertionError(f"none of {job_ids} started: {[store.get_job(i) for i in job_ids]}")
 
 
 def test_kill_9_of_a_worker_mid_job_then_the_job_finishes(tmp_path, data):
@@ -88,7 +91,7 @@ def test_server_restarts_lose_no_job(tmp_path, data):
                 for _ in range(2)
             ]
             ids += new
-            _wait_running(store, new[0])
+            _wait_running(store, *ids)  # a job is mid-run when the server stops
             if how == "SIGKILL":  # the server dies at once; its orphaned worker hands its job back and exits
                 workers = srv.worker_pids()
                 os.kill(srv.proc.pid, signal.SIGKILL)

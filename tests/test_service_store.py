@@ -25,7 +25,7 @@ def store(request, tmp_path):
 
 def test_schema_is_at_alembic_head(store):
     with store.engine.connect() as conn:
-        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar() == "0002"
 
 
 def test_token_is_stored_hashed_and_authenticates(store):

@@ -24,7 +24,9 @@ for comp in ("vx", "vy"):
 
 # No stable-ground outline given: geodeform picks static terrain itself (select_stable), then filters
 # outliers (MAD, NDC, speed, direction) and removes a plane fitted on that ground from each component.
-report = correct_offsets(maps["vx"], maps["vy"], stable=None, plane=True, filters={"ndc_tolerance": 0.5})
+# The filters' thresholds are in pixels: one pixel of the 15 m Landsat-8 panchromatic band over the 32 days
+# of the pair is 15 / 32 = 0.47 m/day (the same call on the map in m/yr would pass pixel=15 / 32 * 365.25).
+report = correct_offsets(maps["vx"], maps["vy"], stable=None, plane=True, pixel=15 / 32)
 
 print("stable-ground metrics, m/day   before   after")
 for name in ("delta_x", "delta_y", "nmad_x", "nmad_y", "peak_x", "peak_y"):

@@ -7,8 +7,9 @@ paired (``pairs``), matched (``matching``), masked (``masks``), corrected (``cor
 default; unknown keys are errors.
 
 Presets (:data:`PRESETS`) are partial configs laid under the user's file: ``ice`` (glacier flow, Sentinel-2
-B04, pairs of 5-100 days), ``slide`` (slow landslides, long same-season pairs), ``quake`` (one co-seismic
-pair or a few: ncc with larger 48 px chips, co-registration fitted on every node, no inversion),
+B04, pairs of 5-100 days), ``slide`` (slow landslides, long same-season pairs), ``quake`` (pre x post
+pairs around ``quake.event_date`` per tile and orbit, stacked; 24 px chips; one shift fitted on every node;
+tiles mosaicked, also across UTM zones; rupture trace and slip profiles; no inversion),
 ``survey`` (several MGRS tiles and orbits, pairs per orbit, mosaics of adjacent tiles), ``sar``
 (Sentinel-1 GRD amplitude tracking in radar geometry per relative orbit, geocoded range / azimuth /
 line-of-sight products, optional ascending + descending combination to east/north/up; options in
@@ -19,16 +20,18 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
-import math
 import os
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from geodeform.conventions import DAYS_PER_YEAR, ProductFormat
-from geodeform.errors import InvalidInputError
+from geodeform.conventions import ProductFormat, date_in_path
+from geodeform.errors import GeodeformError, InvalidInputError
+from geodeform.pairs import coseismic_pairs, search_range_px
+from geodeform.quake.config import QuakeConfig
 
 __all__ = [
     "MAX_JOB_IMAGES",
@@ -45,6 +48,8 @@ __all__ = [
     "MatchingConfig",
     "OutputConfig",
     "PairsConfig",
+    "PreflightConfig",
+    "QuakeConfig",
     "SarConfig",
     "SearchConfig",
     "SlurmConfig",
@@ -153,10 +158,18 @@ class SearchConfig(_Model):
 
 
 class InputImage(_Model):
-    """One local image (instead of a catalogue search)."""
+    """One local image (instead of a catalogue search).
+
+    In YAML, an item is either a mapping (``- path: a.tif`` with the optional keys below) or just the path
+    (``- S2B_33TWM_20230813_0_L2A/B04.tif``) when the date is in the file or folder name.
+    """
 
     path: str = Field(..., description="GeoTIFF (or any raster GDAL reads) of one acquisition.")
-    date: dt.date = Field(..., description="Acquisition date, YYYY-MM-DD.")
+    date: dt.date | None = Field(
+        None,
+        description="Acquisition date, YYYY-MM-DD. Default: the first YYYYMMDD in the file name, else in "
+        "the folders above it (Sentinel-2 and Landsat product names carry it).",
+    )
     band: int | str = Field(
         1,
         description="Band in the file: 1-based number, or name (band description, BANDNAME tag or colour "
@@ -173,6 +186,34 @@ class InputImage(_Model):
         return v
 
     orbit: int | None = Field(None, description="Orbit / track label: pairs are formed within one orbit.")
+    tile: str | None = Field(
+        None,
+        description="Tile label (quake preset): images of one tile share a grid; tiles are matched apart "
+        "and mosaicked, also across UTM zones. Other presets take one tile.",
+    )
+    mask: str | None = Field(
+        None,
+        description="Cloud / no-data mask of this image: a Sentinel-2 SCL or Landsat QA_PIXEL raster, a "
+        "raster with 1 = masked, or polygons; 'none' for no mask. Default: the scene's own SCL / QA_PIXEL "
+        "when it sits next to the band (Earth Search folder, SAFE, Landsat product), else none.",
+    )
+
+    @model_validator(mode="after")
+    def _date_from_name(self) -> InputImage:
+        if self.date is None:
+            self.date = date_in_path(self.path)
+            if self.date is None:
+                raise ValueError(
+                    f"no date for {self.path}: none given and no YYYYMMDD in its name or folders; "
+                    "add date: YYYY-MM-DD to this item"
+                )
+        return self
+
+    @property
+    def day(self) -> dt.date:
+        """The acquisition date (given or read from the name; always set after validation)."""
+        assert self.date is not None
+        return self.date
 
 
 class PairsConfig(_Model):
@@ -250,8 +291,14 @@ class MasksConfig(_Model):
     )
     stable: str | None = Field(
         None,
-        description="Stable-ground polygons or raster (1 = stable); default: outside the glacier mask, "
-        "else chosen automatically from the offsets.",
+        description="Stable-ground polygons or raster (1 = stable); default: outside the glacier mask. "
+        "Without any mask (nor dem), corrections.reference says which ground is used.",
+    )
+    water: str | None = Field(
+        None,
+        description="Water (lakes, fjords: no ground, drifting ice): polygons or a raster (1 = water), "
+        "'scl' (Sentinel-2 SCL water class of the images) or 'ndwi' (green/NIR bands next to the images); "
+        "water nodes are left out of the products and the stable ground.",
     )
 
 
@@ -262,10 +309,30 @@ class CorrectionsConfig(_Model):
     plane: bool = Field(True, description="Remove a plane (not only a shift) fitted on stable ground.")
     reference: Literal["auto", "all"] = Field(
         "auto",
-        description="Ground the co-registration is fitted on when no mask is given: auto = static nodes "
-        "picked from the offsets; all = every node (robust fit; both sides of an earthquake move).",
+        description="Ground the co-registration is fitted on when the job gives no mask (masks.stable, "
+        "masks.glacier, dem): auto = the nodes near the dominant offset of each pair (right when most "
+        "of the scene is static), all = every node (robust fit; both sides of an earthquake move). With "
+        "a mask it is never used: a pair with too little stable ground takes the job-level estimate.",
+    )
+    min_stable: int = Field(
+        20,
+        ge=3,
+        description="Fewest stable-ground nodes with data for a pair's own co-registration; below it the "
+        "pair takes the job-level estimate (other pairs of its dates) and is marked degraded.",
     )
     min_quality: float = Field(0.2, ge=0, le=1, description="Drop nodes whose match quality is below this.")
+    max_error_px: float = Field(
+        1.0,
+        gt=0,
+        description="Drop nodes whose predicted 1-sigma error exceeds this, pixels (ambiguous, flat or "
+        "ridge-shaped correlation peak).",
+    )
+    consistency_px: float = Field(
+        1.0,
+        gt=0,
+        description="Neighbourhood-consistency (NDC) tolerance, pixels: a node farther than this from most "
+        "of its neighbours is dropped (grows with the expected displacement).",
+    )
     mad_threshold: float = Field(
         4.0, gt=0, description="Neighbourhood median/MAD outlier filter threshold, robust sigmas."
     )
@@ -274,6 +341,23 @@ class CorrectionsConfig(_Model):
     )
     track_angle_deg: float = Field(
         12.0, ge=-90, le=90, description="Along-track direction for stripes, degrees clockwise from north."
+    )
+
+
+class PreflightConfig(_Model):
+    """Checks of the images before matching (``geodeform.workflows.preflight``)."""
+
+    drop_bad_images: bool = Field(
+        True,
+        description="Drop unusable images (no data on the AOI, constant or textureless, duplicates) with a "
+        "warning naming each and go on; false stops the job listing them all.",
+    )
+    min_valid: float = Field(
+        0.1,
+        ge=0,
+        le=1,
+        description="Smallest share of the AOI an image needs with data and contrast (not cloud, haze, "
+        "shadow), 0-1; partly usable images above it are kept with a warning.",
     )
 
 
@@ -415,7 +499,8 @@ class JobConfig(_Model):
     search: SearchConfig | None = Field(None, description="Catalogue search (or give inputs).")
     inputs: list[InputImage] = Field(
         default_factory=list,
-        description=f"Local images on one grid, instead of a search (2-{MAX_JOB_IMAGES:,}).",
+        description=f"Local images on one grid, instead of a search (2-{MAX_JOB_IMAGES:,}): paths, or items "
+        "with path, date, band, orbit, mask.",
     )
     roi: tuple[float, float, float, float] | None = Field(
         None,
@@ -436,11 +521,17 @@ class JobConfig(_Model):
     pairs: PairsConfig = Field(default_factory=lambda: PairsConfig(), description="Pair selection.")
     matching: MatchingConfig = Field(default_factory=lambda: MatchingConfig(), description="Offset tracking.")
     masks: MasksConfig = Field(default_factory=lambda: MasksConfig(), description="Masks.")
+    preflight: PreflightConfig = Field(
+        default_factory=lambda: PreflightConfig(), description="Image checks before matching."
+    )
     corrections: CorrectionsConfig = Field(
         default_factory=lambda: CorrectionsConfig(), description="Corrections."
     )
     inversion: InversionConfig = Field(default_factory=lambda: InversionConfig(), description="Time series.")
     output: OutputConfig = Field(default_factory=lambda: OutputConfig(), description="Products.")
+    quake: QuakeConfig | None = Field(
+        None, description="Earthquake chain options (preset quake only; quake.event_date is required)."
+    )
     compute: ComputeConfig = Field(default_factory=lambda: ComputeConfig(), description="Execution.")
     sar: SarConfig | None = Field(None, description="Sentinel-1 chain options (preset sar).")
 
@@ -448,6 +539,16 @@ class JobConfig(_Model):
     @classmethod
     def _roi_order(cls, v: tuple[float, float, float, float] | None) -> Any:
         return AOIConfig._bbox_order(v)
+
+    @field_validator("inputs", mode="before")
+    @classmethod
+    def _plain_paths(cls, v: Any) -> Any:
+        """``inputs: [a.tif, b.tif]``: a bare path is the item ``{path: a.tif}``."""
+        if isinstance(v, (list, tuple)):
+            return [{"path": str(i)} if isinstance(i, (str, os.PathLike)) else i for i in v]
+        if isinstance(v, (str, os.PathLike)):
+            raise ValueError("inputs is a list: write one image per line, '- path/to/image.tif'")
+        return v
 
     @model_validator(mode="after")
     def _source(self) -> JobConfig:
@@ -458,11 +559,17 @@ class JobConfig(_Model):
                 raise ValueError(
                     f"inputs: {len(self.inputs)} images given; 2 to {MAX_JOB_IMAGES:,} are allowed"
                 )
-            days = [i.date for i in self.inputs]
+            days = [(i.tile, i.date) for i in self.inputs]
             # SAR: an ascending and a descending pass may share a date (checked per orbit by the chain)
             if len(set(days)) != len(days) and self.sar is None:
                 raise ValueError(
-                    "inputs: two images share one date; keep one per date (or mosaic them first)"
+                    "inputs: two images of one tile share one date; keep one per date (or mosaic them "
+                    "first; images of different tiles need different inputs[].tile labels)"
+                )
+            if self.preset != "quake" and len({i.tile for i in self.inputs}) > 1:
+                raise ValueError(
+                    "inputs of several tiles (inputs[].tile) need preset: quake; other presets match "
+                    "every image on one grid: drop the tile labels"
                 )
         if self.three_d and self.dem is None:
             raise ValueError("three_d needs a dem (the slope and aspect give the up component)")
@@ -470,6 +577,46 @@ class JobConfig(_Model):
             self.sar = SarConfig()
         if self.sar is not None:
             _check_sar(self)
+        return self
+
+    @model_validator(mode="after")
+    def _quake(self) -> JobConfig:
+        if self.preset != "quake":
+            if self.quake is not None:
+                raise ValueError("the quake section is only used by preset: quake; remove it")
+            return self
+        q = self.quake
+        if q is None:
+            raise ValueError("quake.event_date is required with preset: quake (the date of the earthquake)")
+        if self.corrections.stripes:
+            raise ValueError(
+                "corrections.stripes is off for quake jobs: destriping on every node would take the slip "
+                "into the correction where the fault runs along the track; quake.track_correction removes "
+                "stripes and jitter against the trace instead"
+            )
+        if self.search is not None and not self.search.start < q.event_date < self.search.end:
+            raise ValueError(
+                f"quake.event_date {q.event_date} is outside the search period {self.search.start}.."
+                f"{self.search.end}: the job needs images before and after the event; set search.start "
+                "before it and search.end after it"
+            )
+        tiles: dict[str | None, list[InputImage]] = {}
+        for item in self.inputs:
+            tiles.setdefault(item.tile, []).append(item)
+        for tile, items in tiles.items():
+            items = sorted(items, key=lambda i: i.date)
+            try:
+                coseismic_pairs(
+                    [i.date for i in items],
+                    q.event_date,
+                    orbits=[i.orbit for i in items] if self.pairs.same_orbit else None,
+                    pre=q.pre_images,
+                    post=q.post_images,
+                    max_days=q.max_days,
+                    label="inputs" + (f" of tile {tile}" if tile is not None else "") + ": ",
+                )
+            except GeodeformError as exc:
+                raise ValueError(str(exc)) from None
         return self
 
 
@@ -508,13 +655,17 @@ _SLIDE: dict[str, Any] = {
     "corrections": {"plane": True, "min_quality": 0.2},
     "inversion": {"smoothing": 0.3, "weights": "dt"},
 }
+# Matching as geodeform.quake.FAULT_MATCHING (chip 24, step 8, ncc; two_motion_px in the quake section):
+# small chips blend a narrow band at the fault, see docs/benchmarks.md. Pairs are pre x post around
+# quake.event_date (pairs.same_orbit is honoured; the other pairs fields are not used). One shift fitted on
+# every node (no plane, no destriping): a constant leaves the slip as it is.
 _QUAKE: dict[str, Any] = {
     "preset": "quake",
     "pairs": {"mode": "acquisitions", "min_range": 1, "max_range": 2, "direction": "forward"},
     "matching": {
         "method": "ncc",
-        "chip_size": 48,
-        "step": 16,
+        "chip_size": 24,
+        "step": 8,
         "expected_max_speed": 1.0,
         "expected_max_displacement": 20.0,
     },
@@ -554,9 +705,8 @@ _EXAMPLE_SEARCH: dict[str, dict[str, Any]] = {
         "aoi": {"bbox": [6.66, 44.37, 6.70, 44.40]},
     },
     "quake": {
-        "start": "2023-01-20",
-        "end": "2023-02-28",
-        "max_images": 3,
+        "start": "2023-01-01",
+        "end": "2023-03-31",
         "aoi": {"bbox": [37.0, 37.2, 37.4, 37.5]},
     },
     "survey": {
@@ -592,12 +742,15 @@ def deep_merge(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any
 def _format_errors(exc: ValidationError, source: str) -> str:
     lines = [f"{source}: {exc.error_count()} problem(s)"]
     for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "(top level)"
+        where = "".join(f"[{p}]" if isinstance(p, int) else f".{p}" for p in err["loc"]).lstrip(".")
+        where = where or "(top level)"
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key; check the spelling (geodeform init --preset ice lists every key)"
         elif err["type"] == "literal_error":
             msg = f"{msg} (got {err.get('input')!r})"
+        elif err["type"] in ("model_type", "model_attributes_type", "dict_type"):
+            msg = f"expected a path or a mapping of keys, got {err.get('input')!r}"
         lines.append(f"  - {where}: {msg}")
     return "\n".join(lines)
 
@@ -639,13 +792,15 @@ def load_config(source: str | os.PathLike[str] | dict[str, Any]) -> JobConfig:
         raise InvalidInputError(_format_errors(exc, name)) from None
 
 
+_EXAMPLE_EXTRA: dict[str, dict[str, Any]] = {"quake": {"quake": {"event_date": "2023-02-06"}}}
+
+
 def preset_config(preset: str, *, name: str | None = None) -> JobConfig:
     """The preset's full config with an example search (edit its dates and AOI)."""
     if preset not in PRESETS:
         raise InvalidInputError(f"preset {preset!r} unknown; allowed: {', '.join(PRESETS)}")
-    data = deep_merge(
-        PRESETS[preset], {"name": name or f"my-{preset}-job", "search": _EXAMPLE_SEARCH[preset]}
-    )
+    example = {"name": name or f"my-{preset}-job", "search": _EXAMPLE_SEARCH[preset]}
+    data = deep_merge(PRESETS[preset], {**example, **_EXAMPLE_EXTRA.get(preset, {})})
     return load_config(data)
 
 
@@ -676,10 +831,39 @@ def _emit(model: BaseModel, indent: int, lines: list[str]) -> None:
                 lines.append(f"{pad}  - {body[0]}")
                 lines.extend(f"{pad}    {s}" for s in body[1:])
             continue
+        if isinstance(value, list) and not value and _item_model(info.annotation) is not None:
+            lines.append(f"{pad}{key}: []  # {desc}")
+            lines.extend(f"{pad}# {s}" for s in _item_example(_item_model(info.annotation), key))
+            continue
         plain = value.isoformat() if isinstance(value, dt.date) else value
         if isinstance(plain, tuple):
             plain = list(plain)
         lines.append(f"{pad}{key}: {_yaml_scalar(plain)}  # {desc}")
+
+
+def _item_model(annotation: Any) -> type[BaseModel] | None:
+    """The model of the items of a ``list[Model]`` field, else None."""
+    args = typing.get_args(annotation)
+    if typing.get_origin(annotation) is list and args and isinstance(args[0], type):
+        return args[0] if issubclass(args[0], BaseModel) else None
+    return None
+
+
+def _item_example(model: type[BaseModel] | None, key: str) -> list[str]:
+    """Commented lines showing the item format of an empty list field (e.g. ``inputs``)."""
+    if model is None:
+        return []
+    lines = [f"  {key} items, one per line (replace the search section by them):"]
+    first = True
+    examples = {"path": "S2B_33TWM_20230813_0_L2A/B04.tif", "date": "2023-08-13"}
+    for name, info in model.model_fields.items():
+        lead = "  - " if first else "    "
+        default = None if info.is_required() else info.default
+        example = examples.get(name, _yaml_scalar(default))
+        lines.append(f"{lead}{name}: {example}  # {info.description}")
+        first = False
+    lines.append("  or just the paths when their names carry the dates: - LC08_..._20200518_..._B4.TIF")
+    return lines
 
 
 def config_to_yaml(config: JobConfig) -> str:
@@ -690,18 +874,3 @@ def config_to_yaml(config: JobConfig) -> str:
     ]
     _emit(config, 0, lines)
     return "\n".join(lines) + "\n"
-
-
-def search_range_px(
-    matching: MatchingConfig, *, dt_days: float, pixel_m: float, speed_m_per_yr: float | None = None
-) -> int:
-    """Search radius in pixels for one pair: (speed x dt + max displacement) / pixel size x 1.5 + 2.
-
-    ``speed_m_per_yr`` overrides ``matching.expected_max_speed`` (e.g. a node's reference speed). The
-    explicit ``matching.search_range`` wins when set. Never below 2 pixels.
-    """
-    if matching.search_range is not None:
-        return int(matching.search_range)
-    speed = matching.expected_max_speed if speed_m_per_yr is None else speed_m_per_yr
-    metres = abs(speed) * abs(dt_days) / DAYS_PER_YEAR + matching.expected_max_displacement
-    return max(2, math.ceil(1.5 * metres / pixel_m) + 2)

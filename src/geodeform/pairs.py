@@ -9,6 +9,7 @@ Dates are handled as ``numpy.datetime64[D]``; Δt is in days (secondary minus re
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -16,7 +17,8 @@ from typing import Any, Literal
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from geodeform.errors import InvalidInputError
+from geodeform.conventions import DAYS_PER_YEAR
+from geodeform.errors import InvalidInputError, NoDataError
 
 __all__ = [
     "Gap",
@@ -24,8 +26,10 @@ __all__ = [
     "as_dates",
     "build_pairs",
     "check_pairs",
+    "coseismic_pairs",
     "find_gaps",
     "network_components",
+    "search_range_px",
 ]
 
 Mode = Literal["sequential", "all"]
@@ -311,3 +315,113 @@ def build_pairs(
         components=network_components(d.size, fw),
         gaps=find_gaps(d, fw),
     )
+
+
+def coseismic_pairs(
+    dates: ArrayLike | Sequence[Any],
+    event: Any,
+    *,
+    orbits: Sequence[Any] | None = None,
+    pre: int = 2,
+    post: int = 2,
+    max_days: float | None = None,
+    label: str = "",
+) -> PairNetwork:
+    """Pre-event × post-event pairs around an event (an earthquake), within each orbit.
+
+    In every orbit, the ``pre`` latest acquisitions before the event day are each paired with the ``post``
+    earliest after it (forward: Δt > 0), so a co-seismic field can be stacked from ``pre × post``
+    measurements with independent noise in every image. Acquisitions of the event day itself are left out
+    (whether they precede the event is unknown), as are those more than ``max_days`` from it.
+
+    Parameters
+    ----------
+    dates
+        ``(ndates,)`` acquisition dates, strictly increasing.
+    event
+        Event date (ISO string, ``datetime.date`` or ``datetime64``).
+    orbits
+        Optional per-date orbit labels: pairs never mix orbits (view geometries).
+    pre, post
+        Acquisitions kept before and after the event, per orbit (≥ 1).
+    max_days
+        Acquisitions farther than this from the event are not used, days.
+    label
+        Prefix of error messages (e.g. ``"tile 36SYF: "``).
+
+    Returns
+    -------
+    PairNetwork
+        Over all ``dates`` (unused ones form single-date components).
+
+    Raises
+    ------
+    InvalidInputError
+        The event date lies outside the acquisitions' range, or bad options.
+    NoDataError
+        No orbit has both a pre-event and a post-event acquisition (within ``max_days``); the message lists
+        what each orbit has.
+    """
+    d = as_dates(dates)
+    try:
+        ev = np.datetime64(event, "D")
+    except (ValueError, TypeError) as exc:
+        raise InvalidInputError(f"{label}event date {event!r} is not a date; give YYYY-MM-DD") from exc
+    if pre < 1 or post < 1:
+        raise InvalidInputError(f"pre and post must be >= 1, got {pre}, {post}")
+    span = f"{d[0]}..{d[-1]}"
+    if not d[0] < ev < d[-1]:
+        missing, side = ("post-event", "after the last") if ev >= d[-1] else ("pre-event", "before the first")
+        raise InvalidInputError(
+            f"{label}no {missing} image: the event date {ev} is outside the data range ({span}; it is on or "
+            f"{side} acquisition); correct the event date, or add images from both sides of it "
+            "(search.start before it, search.end after it)"
+        )
+    if orbits is None:
+        labels = np.array(["-"] * d.size, dtype=object)
+    else:
+        if len(orbits) != d.size:
+            raise InvalidInputError(f"orbits: need one label per date ({d.size}), got {len(orbits)}")
+        labels = np.asarray(orbits, dtype=object).astype(str)
+    near = np.ones(d.size, dtype=bool)
+    if max_days is not None:
+        near = np.abs((d - ev).astype(np.float64)) <= max_days
+    pairs: list[tuple[int, int]] = []
+    seen: list[str] = []
+    for lab in dict.fromkeys(labels):
+        own = labels == lab
+        before = np.flatnonzero(own & near & (d < ev))[::-1][:pre]
+        after = np.flatnonzero(own & near & (d > ev))[:post]
+        orbit = "" if orbits is None else f"orbit {lab}: "
+        seen.append(f"{orbit}{before.size} before, {after.size} after")
+        pairs += [(int(i), int(j)) for i in sorted(before) for j in after]
+    if not pairs:
+        window = "" if max_days is None else f" within {max_days:g} days"
+        raise NoDataError(
+            f"{label}no orbit has images both before and after the event date {ev}{window} "
+            f"({'; '.join(seen)}; acquisitions {span}): a co-seismic pair needs a pre-event and a "
+            "post-event image of one orbit; add the missing images, widen the search dates or quake.max_days"
+        )
+    arr = np.array(sorted(pairs), dtype=np.int64)
+    dt = (d[arr[:, 1]] - d[arr[:, 0]]).astype(np.float64)
+    return PairNetwork(
+        dates=d, pairs=arr, dt_days=dt, components=network_components(d.size, arr), gaps=find_gaps(d, arr)
+    )
+
+
+def search_range_px(
+    matching: Any, *, dt_days: float, pixel_m: float, speed_m_per_yr: float | None = None
+) -> int:
+    """Search radius in pixels for one pair: (speed x dt + max displacement) / pixel size x 1.5 + 2.
+
+    ``matching`` is a :class:`geodeform.config.MatchingConfig` (``search_range``, ``expected_max_speed``,
+    ``expected_max_displacement``).
+
+    ``speed_m_per_yr`` overrides ``matching.expected_max_speed`` (e.g. a node's reference speed). The
+    explicit ``matching.search_range`` wins when set. Never below 2 pixels.
+    """
+    if matching.search_range is not None:
+        return int(matching.search_range)
+    speed = matching.expected_max_speed if speed_m_per_yr is None else speed_m_per_yr
+    metres = abs(speed) * abs(dt_days) / DAYS_PER_YEAR + matching.expected_max_displacement
+    return max(2, math.ceil(1.5 * metres / pixel_m) + 2)

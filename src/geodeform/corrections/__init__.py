@@ -7,7 +7,13 @@ offsets: +dx towards increasing columns, +dy towards increasing rows). :func:`co
 
 from __future__ import annotations
 
-from geodeform.corrections.coregistration import Coregistration, coregister, select_stable
+from geodeform.corrections.coregistration import (
+    Coregistration,
+    DominantOffset,
+    coregister,
+    dominant_offset,
+    select_stable,
+)
 from geodeform.corrections.filters import (
     FilterResult,
     apply_mask,
@@ -15,6 +21,7 @@ from geodeform.corrections.filters import (
     filter_outliers,
     median_mad_mask,
     ndc_mask,
+    pixel_scale,
     quality_mask,
     speed_mask,
 )
@@ -25,6 +32,7 @@ from geodeform.corrections.stripes import StripeCorrection, destripe, track_coor
 __all__ = [
     "Coregistration",
     "CorrectionReport",
+    "DominantOffset",
     "FilterResult",
     "StableGroundMetrics",
     "StripeCorrection",
@@ -33,9 +41,11 @@ __all__ = [
     "correct_offsets",
     "destripe",
     "direction_mask",
+    "dominant_offset",
     "filter_outliers",
     "median_mad_mask",
     "ndc_mask",
+    "pixel_scale",
     "quality_mask",
     "select_stable",
     "speed_mask",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -10,7 +11,7 @@ from numpy.typing import ArrayLike, NDArray
 from geodeform.corrections._common import NMAD, as_map, as_mask
 from geodeform.errors import InvalidInputError, NoDataError
 
-__all__ = ["Coregistration", "coregister", "select_stable"]
+__all__ = ["Coregistration", "DominantOffset", "coregister", "dominant_offset", "select_stable"]
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,56 @@ class Coregistration:
     n_stable: int
 
 
+class DominantOffset(NamedTuple):
+    """The most frequent offset of a map and the scatter of the nodes around it (:func:`dominant_offset`).
+
+    Attributes
+    ----------
+    x, y
+        Peak of the 2-D histogram of (dx, dy), in the unit of the map.
+    sigma
+        Robust scatter (1 sigma per component) of the nodes around it, from the 20 % quantile of their
+        distances (0.668 sigma for a 2-D normal), in the unit of the map.
+    distance
+        Distance of every node to the peak (NaN where no data).
+    """
+
+    x: float
+    y: float
+    sigma: float
+    distance: NDArray[np.float64]
+
+
+def dominant_offset(dx: ArrayLike, dy: ArrayLike | None = None, *, bins: int = 64) -> DominantOffset:
+    """The dominant (most frequent) offset of a map: on most scenes static terrain, whatever its shift.
+
+    The peak of the 2-D histogram of (dx, dy) between the 1st and 99th percentiles; the scatter around it
+    assumes that static terrain holds at least a fifth of the nodes.
+
+    Raises
+    ------
+    NoDataError
+        Fewer than 10 valid nodes.
+    """
+    x = as_map(dx, "dx")
+    y = np.zeros_like(x) if dy is None else as_map(dy, "dy", shape=x.shape)
+    ok = np.isfinite(x) & np.isfinite(y)
+    if ok.sum() < 10:
+        raise NoDataError("dx/dy: fewer than 10 valid nodes; cannot find the dominant offset")
+    xs, ys = x[ok], y[ok]
+    rx = np.percentile(xs, [1, 99])
+    ry = np.percentile(ys, [1, 99])
+    ry = ry if ry[1] > ry[0] else ry + np.array([-0.5, 0.5])
+    rx = rx if rx[1] > rx[0] else rx + np.array([-0.5, 0.5])
+    h, ex, ey = np.histogram2d(xs, ys, bins=bins, range=[rx, ry])
+    i, j = np.unravel_index(np.argmax(h), h.shape)
+    cx, cy = 0.5 * (ex[i] + ex[i + 1]), 0.5 * (ey[j] + ey[j + 1])
+    dist = np.hypot(x - cx, y - cy)
+    # 20 % quantile of a 2-D normal's radius is 0.668 sigma
+    sigma = float(np.quantile(dist[ok], 0.2)) / 0.668
+    return DominantOffset(float(cx), float(cy), sigma, dist)
+
+
 def select_stable(
     dx: ArrayLike,
     dy: ArrayLike | None = None,
@@ -49,10 +100,11 @@ def select_stable(
 ) -> NDArray[np.bool_]:
     """Automatic stable-ground selection: nodes close to the dominant (most frequent) offset.
 
-    The dominant offset is the peak of the 2-D histogram of (dx, dy) between the 1st and 99th percentiles;
-    on most scenes it is the static terrain, whatever its co-registration shift. Nodes within
-    ``max_offset`` of it are selected; by default ``max_offset`` is 3 sigmas, with sigma estimated from the
-    20 % quantile of the distances (assumes static terrain holds at least that share of the nodes).
+    The dominant offset is the peak of the 2-D histogram of (dx, dy) between the 1st and 99th percentiles
+    (:func:`dominant_offset`); on most scenes it is the static terrain, whatever its co-registration shift.
+    Nodes within ``max_offset`` of it are selected; by default ``max_offset`` is 3 sigmas, with sigma
+    estimated from the 20 % quantile of the distances (assumes static terrain holds at least that share of
+    the nodes). On a scene mostly covered by moving ice this picks ice: give a stable-ground mask there.
 
     Parameters
     ----------
@@ -71,24 +123,22 @@ def select_stable(
     -------
     numpy.ndarray
         Boolean mask, True = stable.
+
+    Raises
+    ------
+    NoDataError
+        Fewer than 10 valid nodes.
     """
-    x = as_map(dx, "dx")
-    y = np.zeros_like(x) if dy is None else as_map(dy, "dy", shape=x.shape)
-    ok = np.isfinite(x) & np.isfinite(y)
-    if ok.sum() < 10:
-        raise NoDataError("dx/dy: fewer than 10 valid nodes; cannot select stable ground automatically")
-    xs, ys = x[ok], y[ok]
-    rx = np.percentile(xs, [1, 99])
-    ry = np.percentile(ys, [1, 99])
-    ry = ry if ry[1] > ry[0] else ry + np.array([-0.5, 0.5])
-    rx = rx if rx[1] > rx[0] else rx + np.array([-0.5, 0.5])
-    h, ex, ey = np.histogram2d(xs, ys, bins=bins, range=[rx, ry])
-    i, j = np.unravel_index(np.argmax(h), h.shape)
-    cx, cy = 0.5 * (ex[i] + ex[i + 1]), 0.5 * (ey[j] + ey[j + 1])
-    dist = np.hypot(x - cx, y - cy)
+    try:
+        dom = dominant_offset(dx, dy, bins=bins)
+    except NoDataError:
+        raise NoDataError(
+            "dx/dy: fewer than 10 valid nodes; cannot select stable ground automatically"
+        ) from None
+    dist = dom.distance
+    ok = np.isfinite(dist)
     if max_offset is None:
-        # 20 % quantile of a 2-D normal's radius is 0.668 sigma; 3 sigma around the dominant offset.
-        max_offset = 3.0 * float(np.quantile(dist[ok], 0.2)) / 0.668 + 1e-12
+        max_offset = 3.0 * dom.sigma + 1e-12
     if min_count > 0 and int((ok & (dist <= max_offset)).sum()) < min_count:
         max_offset = float(np.sort(dist[ok])[min(min_count, int(ok.sum())) - 1])
     return ok & (dist <= max_offset)

@@ -1,5 +1,9 @@
 """Outlier filters for offset maps. Each kernel returns a boolean mask, True = outlier (reject).
 
+The thresholds of :func:`filter_outliers` that measure displacement are in pixels, scaled by the size of a
+pixel in the map's unit (given, or estimated from the map), so that they mean the same on pixel offsets,
+metres, m/day or m/yr.
+
 Pixel sign convention: +dx towards increasing columns (east on north-up images), +dy towards increasing
 rows (south). Map-frame inputs (vx east, vy north) are accepted where stated with ``frame="map"``.
 """
@@ -14,7 +18,8 @@ from numpy.typing import ArrayLike, NDArray
 
 from geodeform.corrections._common import NMAD, as_map
 from geodeform.corrections._window_kernels import window_consistency, window_median_mad
-from geodeform.errors import InvalidInputError
+from geodeform.corrections.coregistration import dominant_offset
+from geodeform.errors import InvalidInputError, NoDataError
 
 __all__ = [
     "FilterResult",
@@ -23,6 +28,7 @@ __all__ = [
     "filter_outliers",
     "median_mad_mask",
     "ndc_mask",
+    "pixel_scale",
     "quality_mask",
     "speed_mask",
 ]
@@ -151,13 +157,17 @@ class FilterResult:
     mask
         Union of all rejections.
     reasons
-        Mask per filter, in the order applied (``quality``, ``speed``, ``direction``, ``median``, ``ndc``).
+        Mask per filter, in the order applied (``quality``, ``ambiguous``, ``speed``, ``direction``,
+        ``median``, ``ndc``).
+    pixel
+        One pixel of displacement in the unit of the maps: the scale of the thresholds given in pixels.
     """
 
     dx: NDArray[np.float32]
     dy: NDArray[np.float32]
     mask: NDArray[np.bool_]
     reasons: dict[str, NDArray[np.bool_]] = field(default_factory=dict)
+    pixel: float = 1.0
 
     @property
     def rejected_fraction(self) -> float:
@@ -165,12 +175,41 @@ class FilterResult:
         return float(self.mask.mean())
 
 
+# One pixel of a map of unknown unit, in robust sigmas of its static terrain: sub-pixel matchers scatter by
+# about an eighth of a pixel there (GLAFT's Kaskawulsh map: sigma 0.055 m/day for 15 m pixels over 32 days,
+# i.e. 0.47 m/day per pixel; geodeform's ncc on real Sentinel-2 pairs: 0.05-0.15 px).
+_PIXEL_PER_SIGMA = 8.0
+
+
+def pixel_scale(dx: ArrayLike, dy: ArrayLike) -> float:
+    """One pixel of displacement in the unit of a map whose pixel size is not known.
+
+    Estimated as 8 sigmas of the static terrain's scatter: sigma from the distances of the nodes to the
+    dominant offset (:func:`geodeform.corrections.dominant_offset`, assuming static terrain holds at least a
+    fifth of the nodes). It scales with the map, so a map in m/day and the same map in m/yr get thresholds
+    in the same proportion. Give the true value (:func:`filter_outliers` ``pixel=``) whenever the pixel
+    size and the time span are known.
+
+    Raises
+    ------
+    NoDataError
+        Fewer than 10 valid nodes, or a map without any spread.
+    """
+    dom = dominant_offset(dx, dy)
+    if not dom.sigma > 0:
+        raise NoDataError("dx/dy: the static nodes have no spread; give pixel= to filter this map")
+    return _PIXEL_PER_SIGMA * dom.sigma
+
+
 def filter_outliers(
     dx: ArrayLike,
     dy: ArrayLike,
     *,
+    pixel: float | None = None,
     quality: ArrayLike | None = None,
     min_quality: float = 0.2,
+    error: ArrayLike | None = None,
+    max_error: float = 1.0,
     max_speed: float | None = None,
     dt_days: float | None = None,
     azimuth_deg: ArrayLike | None = None,
@@ -184,14 +223,44 @@ def filter_outliers(
     ndc_tolerance: float = 1.0,
     ndc_min_fraction: float = 0.5,
 ) -> FilterResult:
-    """Chain the outlier filters: quality, max speed, direction, median/MAD, NDC (in that order).
+    """Chain the outlier filters: quality, ambiguity, max speed, direction, median/MAD, NDC (in that order).
 
-    Each filter sees the output of the previous ones. ``None`` for ``quality``, ``max_speed``,
-    ``azimuth_deg``, ``median_size`` or ``ndc_size`` skips that filter. Units are those of dx/dy; see the
-    single filters for the meaning of each option.
+    Each filter sees the output of the previous ones. ``None`` for ``quality``, ``error``, ``max_speed``,
+    ``azimuth_deg``, ``median_size`` or ``ndc_size`` skips that filter.
+
+    Parameters
+    ----------
+    dx, dy
+        2-D components (NaN = no data), any unit.
+    pixel
+        One pixel of displacement in the unit of ``dx``/``dy``: 1 for pixel offsets, the pixel size for
+        metres, pixel size / Δt for a velocity map (e.g. 15 m / 32 days = 0.47 m/day for a Landsat-8
+        panchromatic pair). The thresholds ``max_error``, ``min_deviation`` and ``ndc_tolerance`` are in
+        pixels and scaled by it, so a map in m/day and the same map in m/yr keep the same nodes. None:
+        estimated from the map (:func:`pixel_scale`).
+    quality, min_quality
+        Matching quality per node (e.g. the correlation peak, [0, 1]) and the lowest accepted.
+    error, max_error
+        Predicted 1-sigma error per node, in the unit of the maps, and the largest accepted, in pixels: a
+        flat or ridge-shaped correlation peak (an ambiguous match) predicts a large error.
+    max_speed, dt_days
+        Largest speed in the unit of the maps (per day when ``dt_days`` is given): see :func:`speed_mask`.
+    azimuth_deg, max_angle_deg, min_magnitude, frame
+        Expected direction: see :func:`direction_mask` (``min_magnitude`` in the unit of the maps).
+    median_size, n_mad, min_deviation
+        Median / MAD filter window (nodes), threshold (robust sigmas) and floor (pixels).
+    ndc_size, ndc_tolerance, ndc_min_fraction
+        Neighbourhood consistency: window (nodes), tolerance (pixels), share of agreeing neighbours.
+
+    Returns
+    -------
+    FilterResult
     """
     x = as_map(dx, "dx")
     y = as_map(dy, "dy", shape=x.shape)
+    unit = pixel_scale(x, y) if pixel is None else float(pixel)
+    if not unit > 0:
+        raise InvalidInputError(f"pixel must be > 0 (one pixel in the unit of the maps), got {pixel!r}")
     reasons: dict[str, NDArray[np.bool_]] = {}
     total = np.zeros(x.shape, dtype=bool)
 
@@ -206,15 +275,23 @@ def filter_outliers(
     if quality is not None:
         q = as_map(quality, "quality", shape=x.shape)
         reject("quality", quality_mask(q, min_quality))
+    if error is not None:
+        e = as_map(error, "error", shape=x.shape)
+        with np.errstate(invalid="ignore"):
+            reject("ambiguous", e > max_error * unit)
     if max_speed is not None:
         reject("speed", speed_mask(x, y, max_speed=max_speed, dt_days=dt_days))
     if azimuth_deg is not None:
         reject("direction", direction_mask(x, y, azimuth_deg=azimuth_deg, max_angle_deg=max_angle_deg,
                                            min_magnitude=min_magnitude, frame=frame))  # fmt: skip
     if median_size is not None:
-        m = median_mad_mask(x, size=median_size, n_mad=n_mad, min_deviation=min_deviation)
-        m |= median_mad_mask(y, size=median_size, n_mad=n_mad, min_deviation=min_deviation)
+        floor = min_deviation * unit
+        m = median_mad_mask(x, size=median_size, n_mad=n_mad, min_deviation=floor)
+        m |= median_mad_mask(y, size=median_size, n_mad=n_mad, min_deviation=floor)
         reject("median", m)
     if ndc_size is not None:
-        reject("ndc", ndc_mask(x, y, size=ndc_size, tolerance=ndc_tolerance, min_fraction=ndc_min_fraction))
-    return FilterResult(dx=x.astype(np.float32), dy=y.astype(np.float32), mask=total, reasons=reasons)
+        tol = ndc_tolerance * unit
+        reject("ndc", ndc_mask(x, y, size=ndc_size, tolerance=tol, min_fraction=ndc_min_fraction))
+    return FilterResult(
+        dx=x.astype(np.float32), dy=y.astype(np.float32), mask=total, reasons=reasons, pixel=unit
+    )

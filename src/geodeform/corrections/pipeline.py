@@ -55,6 +55,8 @@ def correct_offsets(
     plane: bool = True,
     stripes: dict[str, Any] | None = None,
     filters: dict[str, Any] | None = None,
+    pixel: float | None = None,
+    min_stable: int = 20,
 ) -> CorrectionReport:
     """Clean one offset (or velocity) map: outlier filters, co-registration, optional stripe removal.
 
@@ -63,7 +65,8 @@ def correct_offsets(
     dx, dy
         2-D components (NaN = no data), any unit and frame (kept).
     stable
-        Static-terrain mask; None selects it automatically (:func:`select_stable`).
+        Static-terrain mask; None selects it automatically (:func:`select_stable`: the nodes near the
+        dominant offset, right when most of the map is static terrain; give a mask on glaciers).
     plane
         Remove a plane, not only a shift, fitted on stable ground.
     stripes
@@ -71,6 +74,18 @@ def correct_offsets(
         profile is estimated on stable ground. None skips stripe removal.
     filters
         Keyword arguments of :func:`filter_outliers`; None uses its defaults.
+    pixel
+        One pixel of displacement in the unit of the maps (1 for pixel offsets, pixel size / Δt for a
+        velocity map): the scale of the filters' thresholds, which are in pixels. None: estimated from the
+        map (:func:`~geodeform.corrections.filters.pixel_scale`), the same for any unit of one map.
+    min_stable
+        Fewest stable nodes with data for the co-registration.
+
+    Raises
+    ------
+    NoDataError
+        Fewer than ``min_stable`` stable nodes with data (or fewer than 10 valid nodes for an automatic
+        selection).
 
     Returns
     -------
@@ -81,10 +96,10 @@ def correct_offsets(
     mask = as_mask(stable, "stable", x.shape)
     if mask is None:
         # co-registration needs 20 stable nodes; a margin for those the outlier filters remove
-        mask = select_stable(x, y, min_count=30)
+        mask = select_stable(x, y, min_count=min_stable + 10)
     before = stable_ground_metrics(x, y, mask)
-    filt = filter_outliers(x, y, **(filters or {}))
-    co = coregister(filt.dx, filt.dy, stable=mask, plane=plane)
+    filt = filter_outliers(x, y, **{"pixel": pixel, **(filters or {})})
+    co = coregister(filt.dx, filt.dy, stable=mask, plane=plane, min_points=min_stable)
     out_x, out_y = co.dx, co.dy
     assert out_y is not None
     profiles: dict[str, NDArray[np.float64]] = {}

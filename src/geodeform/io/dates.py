@@ -8,11 +8,11 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import NamedTuple
 
-from geodeform.conventions import DAYS_PER_YEAR
+from geodeform.conventions import DAYS_PER_YEAR, date_in_path
 from geodeform.errors import InvalidInputError
 from geodeform.io.raster import RasterPair
 
@@ -21,6 +21,7 @@ __all__ = [
     "AcquisitionDates",
     "PairDates",
     "acquisition_date",
+    "date_from_path",
     "pair_dates",
     "parse_date",
     "parse_dates_option",
@@ -38,7 +39,6 @@ _ACQUISITION_TAGS = (
     "datetime",
     "start_datetime",
 )
-_FILE_DATE = re.compile(r"(?<!\d)((?:19|20)\d{2})(0[1-9]|1[0-2])(0[1-9]|[12]\d|3[01])(?!\d)")
 
 
 @dataclass(frozen=True)
@@ -107,22 +107,25 @@ def parse_dates_option(text: str) -> AcquisitionDates:
     return AcquisitionDates(parse_date(parts[0]), parse_date(parts[1]))
 
 
-def _date_from_name(path: Path) -> datetime | None:
-    for m in _FILE_DATE.finditer(path.name):
-        try:
-            d = date(int(m[1]), int(m[2]), int(m[3]))
-        except ValueError:
-            continue
-        return datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
-    return None
+def date_from_path(path: str | Path) -> datetime | None:
+    """The acquisition date in a file's name, else in the names of the folders above it, or None.
+
+    The first valid ``YYYYMMDD`` wins (:func:`geodeform.conventions.date_in_path`): the file name
+    (``LC08_L2SP_001062_20201031_20201106_02_T2_SR_B4.TIF``, ``T33TWM_20230813T100031_B04_10m.jp2``), then up
+    to five parent folders (an Earth Search scene folder ``S2B_33TWM_20230813_0_L2A/B04.tif``, a ``.SAFE``
+    product). Midnight UTC of that day.
+    """
+    d = date_in_path(path)
+    return None if d is None else datetime(d.year, d.month, d.day, tzinfo=timezone.utc)
 
 
 def acquisition_date(path: str | Path, tags: Mapping[str, str]) -> datetime | None:
     """Best guess of when an image was acquired, or None.
 
     Order: acquisition tags (``ACQUISITION_DATETIME``, ``ACQUISITION_DATE``, ``DATE_ACQUIRED``,
-    ``SENSING_TIME``, ...), then the first valid ``YYYYMMDD`` in the file name (the acquisition date in
-    Landsat / Sentinel-2 product names), then ``TIFFTAG_DATETIME`` (often the processing time).
+    ``SENSING_TIME``, ...), then the first valid ``YYYYMMDD`` in the file name or the folders above it
+    (:func:`date_from_path`: the acquisition date in Landsat / Sentinel-2 product names), then
+    ``TIFFTAG_DATETIME`` (often the processing time).
     """
     upper = {k.upper(): v for k, v in tags.items()}
     for key in _ACQUISITION_TAGS:
@@ -132,7 +135,7 @@ def acquisition_date(path: str | Path, tags: Mapping[str, str]) -> datetime | No
                 return parse_date(value)
             except InvalidInputError:
                 continue
-    from_name = _date_from_name(Path(path))
+    from_name = date_from_path(path)
     if from_name is not None:
         return from_name
     value = upper.get("TIFFTAG_DATETIME")

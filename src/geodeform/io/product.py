@@ -10,7 +10,12 @@ Variables (dims ``("y", "x")``, one value per matching node, NaN = invalid):
 ``v_error``
     Velocity error estimate, m/yr (see :func:`offset_dataset`).
 ``quality``
-    Matcher quality in [0, 1] (1 = best). ``reason``: matcher reason code per node (uint8).
+    Matcher quality in [0, 1] (1 = best). ``reason``: reason code per node (int8, CF ``flag_values``).
+``chip_size_height``, ``chip_size_width``
+    Size of the chip that measured each node, m (uint16, 0 = no value), when the matcher reports it.
+``offset_error``
+    The matcher's predicted 1-sigma error of each node's offset vector, m, when it predicts one (``ncc``):
+    the per-node error that weights a series inversion (:mod:`geodeform.timeseries.uncertainty`).
 ``mapping``
     CF grid-mapping variable (``crs_wkt``, ``spatial_ref``, ``GeoTransform``, CF projection attributes).
 ``img_pair_info``
@@ -19,6 +24,7 @@ Variables (dims ``("y", "x")``, one value per matching node, NaN = invalid):
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -98,7 +104,10 @@ def _nmad(values: NDArray[np.float64]) -> float:
 def _component_error(field: NDArray[np.float32], stable: NDArray[np.bool_] | None) -> float:
     f = field.astype(np.float64)
     if stable is not None:
-        return _nmad(f[stable])
+        on_stable = _nmad(f[stable])
+        if np.isfinite(on_stable):
+            return on_stable
+        # too few stable nodes with data (a cloudy pair): the neighbour noise below, rather than no error
     # Noise of neighbouring nodes, assuming the motion itself is smooth at the node spacing:
     # the difference of two nodes with independent errors has sqrt(2) times their std.
     diffs = np.concatenate([np.diff(f, axis=0).ravel(), np.diff(f, axis=1).ravel()])
@@ -114,12 +123,15 @@ def _var(data: NDArray[Any], long_name: str, units: str | None, **extra: Any) ->
 
 
 def _global_attrs(title: str, **more: str) -> dict[str, Any]:
-    """CF global attributes of a product: conventions, title, software, creation time, then ``more``."""
+    """CF global attributes of a product: conventions, title, software, creation time and history, then
+    ``more``."""
+    now = _iso(datetime.now(timezone.utc))
     attrs: dict[str, Any] = {
         "Conventions": "CF-1.8",
         "title": title,
         "source": f"geodeform {__version__}",
-        "date_created": _iso(datetime.now(timezone.utc)),
+        "date_created": now,
+        "history": f"{now} {title} written by geodeform {__version__}",
     }
     attrs.update(more)
     return attrs
@@ -195,7 +207,8 @@ def offset_dataset(
     _check_node_shapes(result, stable_mask, grid)
     disp = pixel_offsets_to_map(result.dx, result.dy, image_grid.transform, crs=image_grid.crs)
     stable = None if stable_mask is None else np.asarray(stable_mask, dtype=bool)
-    err_method = "stable-ground NMAD" if stable is not None else "neighbour-difference NMAD / sqrt(2)"
+    enough = stable is not None and int(np.isfinite(disp.east[stable]).sum()) >= _MIN_ERROR_SAMPLES
+    err_method = "stable-ground NMAD" if enough else "neighbour-difference NMAD / sqrt(2)"
 
     variables: dict[str, xr.Variable] = {
         "dx": _var(
@@ -236,18 +249,25 @@ def offset_dataset(
     unit_range = np.array([0, 1], dtype=np.float32)
     quality = np.asarray(result.quality, dtype=np.float32)
     variables["quality"] = _var(quality, "matching quality (1 = best)", "1", valid_range=unit_range)
-    variables["reason"] = _reason_var(np.asarray(result.reason, dtype=np.uint8), reason_codes)
+    variables["reason"] = _reason_var(np.asarray(result.reason, dtype=np.int8), reason_codes)
+    variables.update(_chip_sizes(result, image_grid))
+    if (node_error := _node_error_m(result, image_grid)) is not None:
+        variables["offset_error"] = _var(
+            (node_error * np.sqrt(2.0)).astype(np.float32),
+            "matcher's predicted 1-sigma error of the offset vector at each node",
+            "m",
+        )
     variables[_GRID_MAPPING] = xr.Variable((), np.int32(0), _mapping_attrs(grid))
     variables["img_pair_info"] = xr.Variable((), np.int32(0), pair_attrs)
 
-    coords = {}
-    if grid.is_rectilinear:
-        coords = _xy_coords(grid)
+    coords = _xy_coords(grid) if grid.is_rectilinear else {}
     attrs = _global_attrs(
         "geodeform offset tracking product",
         sign_convention="dx,vx: + toward increasing map x (east); dy,vy: + toward increasing map y (north); "
         "displacement from the reference to the secondary image",
     )
+    t = image_grid.transform
+    attrs["geodeform_pixel_m"] = float(np.sqrt(abs(t.a * t.e - t.b * t.d)))
     for key, value in (processing or {}).items():
         attrs[f"geodeform_{key}"] = _attr_value(value)
     return xr.Dataset(variables, coords=coords, attrs=attrs)
@@ -272,12 +292,13 @@ def _date_vars(dates: AcquisitionDates) -> dict[str, xr.Variable]:
     }
 
 
-def _reason_var(reason: NDArray[np.uint8], codes: Mapping[int, str] | None) -> xr.Variable:
+def _reason_var(reason: NDArray[np.int8], codes: Mapping[int, str] | None) -> xr.Variable:
+    # int8 ("byte"), not uint8: unsigned types are CF only from CF-1.9, and the products declare CF-1.8
     flags: dict[str, Any] = {}
     if codes:
         values = sorted(codes)
         flags = {
-            "flag_values": np.array(values, dtype=np.uint8),
+            "flag_values": np.array(values, dtype=np.int8),
             "flag_meanings": " ".join(codes[c].replace(" ", "_") for c in values),
         }
     return _var(reason, "why a node is invalid (matcher reason code)", None, **flags)
@@ -296,6 +317,30 @@ def _attr_value(value: Any) -> Any:
     ):
         return np.asarray(value)
     return str(value)
+
+
+def _chip_sizes(result: Any, grid: GeoGrid) -> dict[str, xr.Variable]:
+    """ITS_LIVE's ``chip_size_height``/``chip_size_width``: the chip behind each value, m (uint16, 0 = none),
+    when the matcher reports it (``chip_height``/``chip_width`` in pixels)."""
+    t = grid.transform
+    out = {}
+    for name, attr, pixel, axis in (
+        ("chip_size_height", "chip_height", float(np.hypot(t.d, t.e)), "y"),
+        ("chip_size_width", "chip_width", float(np.hypot(t.a, t.b)), "x"),
+    ):
+        px = getattr(result, attr, None)
+        if px is None:
+            continue
+        size = np.where(np.isfinite(px), np.rint(np.asarray(px, np.float64) * pixel), 0.0)
+        out[name] = _var(
+            np.clip(size, 0, 65535).astype(np.uint16),
+            f"{name.split('_')[-1]} of the matching chip (template) behind each value",
+            "m",
+            _FillValue=np.uint16(0),
+            chip_size_coordinates=f"image projection geometry: {name.split('_')[-1]} = {axis}",
+            **{f"{axis}_pixel_size": pixel},
+        )
+    return out
 
 
 def _node_error_m(result: Any, grid: GeoGrid) -> NDArray[np.float64] | None:
@@ -385,7 +430,9 @@ def dataset_grid(ds: xr.Dataset) -> GeoGrid:
     return GeoGrid(crs=CRS.from_wkt(wkt), transform=Affine(a, b, c, d, e, f), shape=shape)
 
 
-def composite_dataset(composite: Any, grid: GeoGrid, *, units: str = "m/yr") -> xr.Dataset:
+def composite_dataset(
+    composite: Any, grid: GeoGrid, *, units: str = "m/yr", fill_error: float | None = None
+) -> xr.Dataset:
     """CF-1.8 Dataset of a mean-velocity composite (:func:`geodeform.timeseries.velocity_composite`).
 
     Parameters
@@ -398,6 +445,10 @@ def composite_dataset(composite: Any, grid: GeoGrid, *, units: str = "m/yr") -> 
         Grid of the composite's pixels (e.g. :func:`dataset_grid` of one of the offset products).
     units
         Velocity units written in the attributes.
+    fill_error
+        1-sigma error of one pair's velocity component (``units``), e.g. the median stable-ground NMAD of
+        the pairs: valid pixels whose inversion gave no error (too few pairs to measure a scatter) get
+        ``fill_error / sqrt(count)`` instead of NaN, so every valid pixel has a ``v_error``. None: left NaN.
 
     Raises
     ------
@@ -418,7 +469,22 @@ def composite_dataset(composite: Any, grid: GeoGrid, *, units: str = "m/yr") -> 
         "vy_error": "1-sigma error of vy",
         "v_error": "velocity magnitude error (component errors projected on the flow direction)",
     }
+    filled = np.zeros(grid.shape, dtype=bool)
+    if fill_error is not None and np.isfinite(fill_error):
+        valid = np.isfinite(fields["v"])
+        n = np.maximum(np.asarray(composite.count, np.float64), 1.0)
+        for k in ("vx_error", "vy_error", "v_error"):
+            gap = valid & ~np.isfinite(fields[k])
+            filled |= gap
+            fields[k] = np.where(gap, fill_error / np.sqrt(n), fields[k])
     variables = {k: _var(v.astype(np.float32), names[k], units) for k, v in fields.items()}
+    if filled.any():
+        note = (
+            f"{int(filled.sum())} pixels without an inversion scatter take one pair's error "
+            f"({fill_error:.3g} {units}) / sqrt(pairs used)"
+        )
+        for k in ("vx_error", "vy_error", "v_error"):
+            variables[k].attrs["comment"] = note
     variables["count"] = _var(np.asarray(composite.count, np.int32), "image pairs used", "1")
     variables[_GRID_MAPPING] = xr.Variable((), np.int32(0), _mapping_attrs(grid))
     start = np.datetime64(composite.start, "D")
@@ -433,6 +499,18 @@ def composite_dataset(composite: Any, grid: GeoGrid, *, units: str = "m/yr") -> 
     return xr.Dataset(variables, coords=coords, attrs=attrs)
 
 
+_SERIES_ATTRS = (
+    "geodeform_method",
+    "geodeform_chip_size",
+    "geodeform_step",
+    "geodeform_band",
+    "geodeform_prefilter",
+    "geodeform_preset",
+    "geodeform_pixel_m",
+    "geodeform_stable_ground",
+)
+
+
 def timeseries_dataset(series: Any, template: xr.Dataset) -> xr.Dataset:
     """CF-1.8 Dataset of a displacement time series on the node grid of an offset product.
 
@@ -442,8 +520,8 @@ def timeseries_dataset(series: Any, template: xr.Dataset) -> xr.Dataset:
         A :class:`geodeform.timeseries.TimeSeriesResult` inverted from the ``dx``/``dy`` (m) of offset
         products: ``dates``, ``dx``, ``dy``, ``sigma_dx``, ``sigma_dy`` of shape (time, y, x).
     template
-        One of those offset products: its coordinates, grid mapping and global attributes are copied (without
-        the per-pair bookkeeping attributes).
+        One of those offset products: its coordinates and grid mapping are copied, and the settings every
+        pair shares (method, chip, step, band, preset, pixel size), not its own (search range, dates, key).
 
     Returns
     -------
@@ -451,17 +529,19 @@ def timeseries_dataset(series: Any, template: xr.Dataset) -> xr.Dataset:
         ``east``, ``north`` (cumulative displacement since the first date, m, +x east, +y north) and their
         1-sigma errors ``east_error``, ``north_error`` (m), dims ``(time, y, x)``.
     """
-    coords = {"time": series.dates.astype("datetime64[ns]"), "y": template["y"], "x": template["x"]}
-    attrs = dict(template.attrs)
-    attrs.update(
-        {
-            "title": "geodeform displacement time series",
-            "sign_convention": "east: + toward increasing map x; north: + toward increasing map y; "
-            "cumulative displacement since the first date",
-        }
+    time = xr.Variable(
+        "time",
+        series.dates.astype("datetime64[ns]"),
+        {"standard_name": "time", "long_name": "acquisition date", "axis": "T"},
     )
-    for k in ("geodeform_pair_key", "geodeform_pair_stats", "geodeform_coverage_before_filters"):
-        attrs.pop(k, None)
+    coords = {"time": time, "y": template["y"], "x": template["x"]}
+    attrs = _global_attrs(
+        "geodeform displacement time series",
+        sign_convention="east: + toward increasing map x; north: + toward increasing map y; "
+        "cumulative displacement since the first date",
+    )
+    # the settings every pair shares; per-pair ones (search range, key, dates, masks...) stay in the pairs
+    attrs.update({k: v for k, v in template.attrs.items() if k in _SERIES_ATTRS})
     gm = template["dx"].attrs.get("grid_mapping", "spatial_ref")
     names = {
         "east": (series.dx, "cumulative displacement along +x (east)"),
@@ -500,13 +580,23 @@ class ProductSummary:
     median_dx, median_dy
         Median displacement of the valid nodes, m (+x east, +y north); NaN without a valid node.
     median_v
-        Median speed of the valid nodes, m/yr; NaN without a valid node or without velocities.
+        Median speed of the valid nodes, m/yr; NaN without a valid node or without velocities. Noise makes
+        every speed positive, so on ground that does not move this is the noise level, not a motion: see
+        ``median_vx`` / ``median_vy``.
     has_velocity
         Whether the product holds velocities (both dates known and different).
     reference_date, secondary_date
         Acquisition times (ISO 8601, UTC) when known, else None.
     dt_days
         Secondary minus reference, days, when the dates are known, else None.
+    median_vx, median_vy
+        Median velocity components of the valid nodes, m/yr (+x east, +y north); NaN without velocities.
+    pixel_m
+        Pixel size of the matched images, metres (NaN when the product does not record it).
+    reasons
+        Nodes per reason code name (``{"OK": 3000, "CLOUD": 120, ...}``), empty without a ``reason`` variable.
+    degraded
+        Why the product is less reliable than usual (``geodeform_degraded``), or empty.
     """
 
     nodes: tuple[int, int]
@@ -518,6 +608,18 @@ class ProductSummary:
     reference_date: str | None = None
     secondary_date: str | None = None
     dt_days: float | None = None
+    median_vx: float = float("nan")
+    median_vy: float = float("nan")
+    pixel_m: float = float("nan")
+    reasons: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    degraded: str = ""
+
+    @property
+    def px_per_year(self) -> float:
+        """Speed (m/yr) that one pixel of offset means over this pair (NaN without dates or pixel size)."""
+        if self.dt_days is None or not self.dt_days or not np.isfinite(self.pixel_m):
+            return float("nan")
+        return float(self.pixel_m * DAYS_PER_YEAR / abs(self.dt_days))
 
 
 def summarize_product(ds: xr.Dataset) -> ProductSummary:
@@ -532,6 +634,13 @@ def summarize_product(ds: xr.Dataset) -> ProductSummary:
 
     dated = "date_dt" in ds
     info = ds["img_pair_info"].attrs if dated else {}
+    reasons: dict[str, int] = {}
+    if "reason" in ds.variables:
+        names = str(ds["reason"].attrs.get("flag_meanings", "")).split()
+        codes = [int(c) for c in np.atleast_1d(ds["reason"].attrs.get("flag_values", []))]
+        lookup = dict(zip(codes, names, strict=False))
+        values, counts = np.unique(ds["reason"].values, return_counts=True)
+        reasons = {lookup.get(int(v), str(int(v))): int(n) for v, n in zip(values, counts, strict=True)}
     return ProductSummary(
         nodes=(int(ds.sizes["y"]), int(ds.sizes["x"])),
         valid_fraction=float(valid.mean()),
@@ -542,4 +651,9 @@ def summarize_product(ds: xr.Dataset) -> ProductSummary:
         reference_date=str(info["acquisition_date_img1"]) if dated else None,
         secondary_date=str(info["acquisition_date_img2"]) if dated else None,
         dt_days=float(ds["date_dt"]) if dated else None,
+        median_vx=median("vx"),
+        median_vy=median("vy"),
+        pixel_m=float(ds.attrs.get("geodeform_pixel_m", np.nan)),
+        reasons=reasons,
+        degraded=str(ds.attrs.get("geodeform_degraded", "")),
     )

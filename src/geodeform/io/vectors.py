@@ -167,13 +167,18 @@ def _resolve_crs(
     declared: str | None, driver: str, geoms: list[Any], path: Path, crs: Any, what: str
 ) -> tuple[ProjCRS, bool]:
     if declared:
-        return ProjCRS.from_user_input(declared), False
+        src = ProjCRS.from_user_input(declared)
+        if src.is_geographic:  # GDAL declares EPSG:4326 for every GeoJSON without a crs member
+            why = (
+                "a GeoJSON without a 'crs' member" if driver == "GeoJSON" else f"its CRS is {src.to_string()}"
+            )
+            _require_lonlat(geoms, path, what, why)
+        return src, False
     if crs is not None:
         return ProjCRS.from_user_input(crs), False
     if driver in _LONLAT_ONLY:
         return ProjCRS.from_epsg(4326), False
-    xmin, ymin, xmax, ymax = shapely.total_bounds(np.asarray(geoms))
-    if -180 <= xmin <= xmax <= 180 and -90 <= ymin <= ymax <= 90:
+    if _fits_lonlat(geoms):
         log.warning(
             "%s: %s declares no CRS; its coordinates fit longitude/latitude, so EPSG:4326 is assumed. If it "
             "is in another CRS, add it (e.g. a .prj file, or ogr2ogr -a_srs EPSG:<code>)",
@@ -181,11 +186,29 @@ def _resolve_crs(
             path,
         )
         return ProjCRS.from_epsg(4326), True
+    xmin, ymin, xmax, ymax = shapely.total_bounds(np.asarray(geoms))
     raise InvalidInputError(
         f"{what}: {path} declares no CRS and its coordinates "
         f"({xmin:.6g}..{xmax:.6g}, {ymin:.6g}..{ymax:.6g}) are not longitude/latitude, so its CRS cannot "
         "be guessed; add one (a .prj file next to a shapefile, or ogr2ogr -a_srs EPSG:<code> "
         "out.gpkg in.shp) and read it again"
+    )
+
+
+def _fits_lonlat(geoms: list[Any]) -> bool:
+    xmin, ymin, xmax, ymax = shapely.total_bounds(np.asarray(geoms))
+    return bool(-180 <= xmin <= xmax <= 180 and -90 <= ymin <= ymax <= 90)
+
+
+def _require_lonlat(geoms: list[Any], path: Path, what: str, why: str) -> None:
+    """Refuse coordinates that cannot be longitude/latitude in a file read as lon/lat."""
+    if _fits_lonlat(geoms):
+        return
+    xmin, ymin, xmax, ymax = shapely.total_bounds(np.asarray(geoms))
+    raise InvalidInputError(
+        f"{what}: {path} is read as longitude/latitude ({why}), but its coordinates reach "
+        f"({xmin:.6g}..{xmax:.6g}, {ymin:.6g}..{ymax:.6g}): they are projected. Add a 'crs' member naming "
+        "their CRS (e.g. EPSG:32607), or convert the file: ogr2ogr -a_srs EPSG:<code> out.gpkg in.geojson"
     )
 
 

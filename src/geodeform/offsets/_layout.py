@@ -26,6 +26,11 @@ LOW_CORRELATION = 4
 NOT_CONVERGED = 5
 OUTSIDE = 6
 OUTLIER = 7  # set by the driver's neighbourhood-consistency test, never by a kernel
+# Appended by the pair chain's checks after matching (geodeform.workflows), never by a kernel:
+SPEED = 8  # outside the expected speed
+CLOUD = 9  # on a cloud, shadow or no-data pixel of an image's mask
+WATER = 10  # on the water mask
+AMBIGUOUS = 11  # predicted error too large: flat or ridge-shaped correlation peak
 
 # ------------------------------------------------------------------------------- refinement columns
 # One row per node of the sub-pixel refinement (:func:`geodeform.offsets._refine.lk_refine_node`) and the
@@ -86,11 +91,15 @@ class Spline(NamedTuple):
     gy, gx : ndarray of float32, shape (h, w)
         Derivatives of the reference's interpolant along rows and columns, per px.
     valid : ndarray of uint8, shape (h, w)
-        1 where the reference sample may enter a sum.
+        1 where the reference sample may enter a sum (its 3 × 3 model stencil holds only valid pixels).
     coef : ndarray of float32, shape (h + 2 LK_PAD, w + 2 LK_PAD)
         Cubic B-spline coefficients of the secondary, with a border of ``LK_PAD`` px.
-    coef_valid : ndarray of uint8, same shape as ``coef``
-        1 where the secondary pixel is valid (0 on the border).
+    taps_valid : ndarray of uint8, same shape as ``coef``
+        1 where the 4 × 4 coefficients whose top-left one this is are all valid pixels of the secondary
+        (0 on the border): the interpolant at a point whose integer part is (y + 1, x + 1) in ``coef``'s
+        coordinates reads only valid pixels when ``taps_valid[y, x]`` is 1 (:func:`taps_valid`).
+    pixels : ndarray of uint8, shape (h, w)
+        1 where the reference pixel is valid: a chip's valid fraction is counted on these.
     """
 
     ref: npt.NDArray[np.float32]
@@ -98,4 +107,11 @@ class Spline(NamedTuple):
     gx: npt.NDArray[np.float32]
     valid: npt.NDArray[np.uint8]
     coef: npt.NDArray[np.float32]
-    coef_valid: npt.NDArray[np.uint8]
+    taps_valid: npt.NDArray[np.uint8]
+    pixels: npt.NDArray[np.uint8]
+
+
+def nan_to(x: npt.NDArray[np.floating], value: float = 0.0) -> npt.NDArray[np.floating]:
+    """A copy of ``x`` with its NaNs set to ``value`` (``np.nan_to_num`` without its infinity handling,
+    whose overhead dominated on the small per-pass arrays)."""
+    return np.where(np.isnan(x), value, x)

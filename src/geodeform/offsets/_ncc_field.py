@@ -56,6 +56,9 @@ class NodeField:
     lk : ndarray of float64, shape (nr, nc, REFINE_COLS)
         The refinement output of the answer kept (predicted error, texture moments; columns of
         :mod:`geodeform.offsets._layout`).
+    chip : ndarray of float64, shape (nr, nc, 2)
+        Rows and columns (px, full resolution) of the chip that measured the answer kept (NaN where
+        no chip was matched).
     """
 
     dy: F64
@@ -63,6 +66,7 @@ class NodeField:
     q: F64
     reason: npt.NDArray[np.uint8]
     lk: F64
+    chip: F64
 
     @classmethod
     def empty(cls, shape: tuple[int, int]) -> NodeField:
@@ -73,6 +77,7 @@ class NodeField:
             np.zeros(shape),
             np.full(shape, MASKED, np.uint8),
             np.full((*shape, REFINE_COLS), np.nan),
+            np.full((*shape, 2), np.nan),
         )
 
     @property
@@ -86,9 +91,9 @@ class NodeField:
         return self.lk[..., SIGMA]
 
     def take(self, other: NodeField, where: Mask, *, lk: bool = True) -> None:
-        """Replace the answers at ``where`` by ``other``'s: offsets, quality and reason, and (with ``lk``)
-        the refinement output."""
-        for name in ("dy", "dx", "q", "reason"):
+        """Replace the answers at ``where`` by ``other``'s: offsets, quality, reason and chip size, and
+        (with ``lk``) the refinement output."""
+        for name in ("dy", "dx", "q", "reason", "chip"):
             getattr(self, name)[where] = getattr(other, name)[where]
         if lk:
             self.lk[where] = other.lk[where]
@@ -243,6 +248,7 @@ def measure(
         out.q[ii, jj] = res.quality
         out.reason[ii, jj] = res.reason
         out.lk[ii, jj] = res.lk
+        out.chip[ii, jj] = chip
         if progress is not None:
             progress(k + 1, n_strips)
     return out

@@ -35,6 +35,7 @@ from geodeform.offsets._layout import (
     SIGMA,
     SIGMA_CALIBRATION,
     TEXTURELESS,
+    nan_to,
 )
 from geodeform.offsets._ncc_field import NodeField, measure
 from geodeform.offsets._ncc_steps import (
@@ -80,7 +81,7 @@ def run_ncc(job: MatchJob, opts: NccOptions, progress: ProgressCallback | None) 
             robust_discontinuities(job, opts, field)
     if lk_passes and opts.shiftable:
         shiftable_windows(job, opts, field)
-    if lk_passes and opts.max_chip_factor > 1:
+    if lk_passes and opts.grow_chips and opts.max_chip_factor > 1:
         _nested_chips(job, opts, field, steps)
     if lk_passes and opts.robust_ratio > 0:
         _contaminated(job, opts, field)
@@ -106,7 +107,7 @@ def _finish(job: MatchJob, opts: NccOptions, field: NodeField) -> MatcherOutput:
             radii=tuple(range(1, opts.smoothing + 1)),
             gamma=opts.smoothing_gamma,
         )
-    return MatcherOutput(dy, dx, field.q, field.reason, sigma)
+    return MatcherOutput(dy, dx, field.q, field.reason, sigma, field.chip[..., 0], field.chip[..., 1])
 
 
 def _consistency(job: MatchJob, opts: NccOptions, field: NodeField) -> None:
@@ -227,7 +228,7 @@ def border_chips(
     for axis, (origins, idx) in enumerate(((job.rs, ii), (job.cs, jj))):
         base, size, n = job.chip[axis], chip[axis], job.ref.shape[axis]
         centre = origins[idx] + (base - 1) / 2.0
-        d = np.nan_to_num(start[axis][ii, jj])
+        d = nan_to(start[axis][ii, jj])
         # the first and last chip pixels whose secondary window (displaced by the start, ± the search,
         # with the spline's taps) lies within the refinement's padding of the secondary
         first = np.maximum(0.0, -2.0 - np.floor(d - radius))
@@ -288,7 +289,7 @@ def _contaminated(job: MatchJob, opts: NccOptions, field: NodeField) -> None:
         return
     rows = np.nonzero(cand.any(axis=1))[0]
     r = measure(job, opts, rows=rows, select=cand, start=(field.dy, field.dx), robust=True)
-    score = np.nan_to_num(r.lk[..., CENTRE_SCORE])
+    score = nan_to(r.lk[..., CENTRE_SCORE])
     take = cand & r.ok & (score >= 0.5) & (r.q >= opts.min_correlation)
     field.take(r, take, lk=False)
     # the robust estimate is that of the node's pixels: no strain correction (H⁻¹ zeroed too)

@@ -32,6 +32,7 @@ from geodeform.offsets._layout import (
     TWO_SIGMA,
     TWO_ZNCC,
     Q,
+    nan_to,
 )
 from geodeform.offsets._ncc_field import REACH, NodeField, measure, two_motion_pass
 from geodeform.offsets._two_motion import Motions, two_motion_accept, two_motion_reach, two_motion_starts
@@ -105,13 +106,15 @@ def two_motions(job: MatchJob, opts: NccOptions, field: NodeField, sel: Mask | N
     Nodes whose (strain-corrected) field departs from linear by more than ``opts.two_motion_px`` and 4×
     their predicted error are fitted first, then (twice) the unfitted neighbours of newly accepted nodes
     within ``REACH`` chip of their boundary. Chips are 1.5× the base chip (the base chip where that
-    leaves the image). A node takes the motion of its side when :func:`_accept` accepts the fit; the
-    first- and second-order strain moments are then zeroed for it and its neighbours, whose gradients
-    would span the step. ``sel`` overrides the first selection (diagnostics). Updates ``field`` in place.
+    leaves the image, and everywhere with ``opts.grow_chips`` off). A node takes the motion of its side
+    when :func:`_accept` accepts the fit; the first- and second-order strain moments are then zeroed for
+    it and its neighbours, whose gradients would span the step. ``sel`` overrides the first selection
+    (diagnostics). Updates ``field`` in place.
     """
     dy, dx = field.dy, field.dx
     shape = dy.shape
     fits = np.full((*shape, TWO_COLS), np.nan)
+    fit_chip = np.full((*shape, 2), np.nan)  # the chip of every fit
     done = np.zeros(shape, bool)
     accept = np.zeros(shape, bool)
     if sel is None:
@@ -122,11 +125,13 @@ def two_motions(job: MatchJob, opts: NccOptions, field: NodeField, sel: Mask | N
         )
         # and well above the node's own predicted error (noise alone departs from linear too; 4σ with
         # the Gaussian chip window, whose σ is ~1.5× that of a uniform one)
-        sigma = np.nan_to_num(field.sigma)
+        sigma = nan_to(field.sigma)
         with np.errstate(invalid="ignore"):
             sel = field.ok & (lr > opts.two_motion_px) & (lr > 4.0 * sigma)
     # 1.5× the chip (same centre parity): a longer stretch of boundary fixes its line far better
     chip = (job.chip[0] + 2 * (job.chip[0] // 4), job.chip[1] + 2 * (job.chip[1] // 4))
+    if not opts.grow_chips:
+        chip = job.chip
     for _ in range(3):  # the selected nodes, then twice the new neighbours near a found boundary
         sel = sel & ~done
         motions = _motion_grids(dy, dx, sel)
@@ -135,12 +140,14 @@ def two_motions(job: MatchJob, opts: NccOptions, field: NodeField, sel: Mask | N
             break
         rows = np.nonzero(sel.any(axis=1))[0]
         t = two_motion_pass(job, opts, rows=rows, select=sel, start=(dy, dx), motions=motions, chip=chip)
+        fit_chip[sel] = chip
         # chips that leave the image: the base chip size
         small = sel & ~(t[..., TWO_REASON] == OK)
         if small.any() and chip != job.chip:
             rows = np.nonzero(small.any(axis=1))[0]
             t2 = two_motion_pass(job, opts, rows=rows, select=small, start=(dy, dx), motions=motions)
             t[small] = t2[small]
+            fit_chip[small] = job.chip
         fits[sel] = t[sel]
         done |= sel
         new = _accept(fits, job, opts) & ~accept
@@ -157,6 +164,7 @@ def two_motions(job: MatchJob, opts: NccOptions, field: NodeField, sel: Mask | N
         dy[accept], dx[accept] = fits[accept, TWO_DY], fits[accept, TWO_DX]
         field.q[accept] = fits[accept, TWO_ZNCC]
         field.lk[accept, SIGMA] = fits[accept, TWO_SIGMA]
+        field.chip[accept] = fit_chip[accept]
         beside = accept.copy()
         for _, v in _post.neighbour_views(accept.astype(float)):
             beside |= v == 1.0
@@ -198,6 +206,7 @@ def robust_discontinuities(job: MatchJob, opts: NccOptions, field: NodeField) ->
         kept.dy[win], kept.dx[win], kept.q[win] = r.dy[win], r.dx[win], r.q[win]
     take = disc & (best >= 0.5)
     dy[take], dx[take], field.q[take] = kept.dy[take], kept.dx[take], kept.q[take]
+    field.chip[take] = job.chip
     field.lk[take, FIRST_ORDER] = 0.0  # the robust estimate is that of the node's side: no strain correction
     field.lk[take, SIGMA] = best_sig[take]
 
@@ -230,5 +239,6 @@ def shiftable_windows(job: MatchJob, opts: NccOptions, field: NodeField) -> None
         better = disc & r.ok & (sig < 0.7 * best_sigma)
         dy[better], dx[better], field.q[better] = r.dy[better], r.dx[better], r.q[better]
         field.lk[better] = r.lk[better]
+        field.chip[better] = job.chip
         field.lk[better, FIRST_ORDER] = 0.0  # the chip is off-centre: no strain correction for it
         best_sigma[better] = sig[better]

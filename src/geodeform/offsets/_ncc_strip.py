@@ -18,15 +18,16 @@ from typing import Any, NamedTuple
 import numba
 import numpy as np
 import numpy.typing as npt
-from scipy import ndimage
 
 from geodeform.offsets._buffers import buffer
 from geodeform.offsets._filters import (
     bspline_coefficients,
     bspline_model,
+    erode3,
     gaussian_kernel,
     separable_fir,
     spline_gradients,
+    taps_valid,
 )
 from geodeform.offsets._layout import (
     DX,
@@ -46,6 +47,7 @@ from geodeform.offsets._layout import (
     ZNCC,
     Q,
     Spline,
+    nan_to,
 )
 from geodeform.offsets._refine import GaussNewton, lk_nodes
 from geodeform.offsets._robust import lk_robust_nodes
@@ -80,8 +82,14 @@ def gaussian_nan(img: F32, sigma: float) -> F32:
         return np.where(valid, num / den, np.nan).astype(np.float32)
 
 
-def _erode(valid: npt.NDArray[np.bool_]) -> npt.NDArray[np.bool_]:
-    return valid if valid.all() else ndimage.binary_erosion(valid, np.ones((3, 3), bool), border_value=1)
+def _erode(valid: npt.NDArray[np.bool_], key: str | None = None) -> npt.NDArray[np.bool_]:
+    """``valid`` eroded by one pixel (pixels beyond the border count as valid): the pixels whose 3 × 3
+    B-spline stencil holds only valid pixels. With ``key`` the result lives in a reused buffer."""
+    if valid.all():
+        return valid
+    out = np.empty(valid.shape, bool) if key is None else buffer(key, valid.shape, np.bool_)
+    erode3(valid, out)
+    return out
 
 
 def _normalised(img: F32, valid: npt.NDArray[np.bool_], stats: tuple[float, float]) -> F32:
@@ -141,30 +149,34 @@ class PreparedStrip:
         return Level(self.refs[k], self.rvs[k].view(np.uint8), self.secs[k], self.svs[k].view(np.uint8))
 
     def spline(self, level: int = 0) -> Spline:
-        """The B-spline data of pyramid level ``level`` for the refinement kernels."""
+        """The B-spline data of pyramid level ``level`` for the refinement kernels.
+
+        Invalid pixels hold 0 (the normalised images' mean): no sum reads them, since the reference
+        samples are valid only where their 3 × 3 model stencil is (eroded validity) and the secondary's
+        interpolants only where their 4 × 4 taps are (``Spline.taps_valid``).
+        """
         if level > 0:
             if level not in self._coarse:
                 self._grow(level)
                 ref, rv, sec, sv = self.refs[level], self.rvs[level], self.secs[level], self.svs[level]
                 val, gy, gx = (np.empty(ref.shape, np.float32) for _ in range(3))
                 bspline_model(ref, val, gy, gx)
-                self._coarse[level] = _pad_spline(val, _erode(rv), gy, gx, sec, _erode(sv), key=f"pad{level}")
+                self._coarse[level] = _pad_spline(
+                    val, _erode(rv, f"erode-r{level}"), gy, gx, sec, sv, rv, key=f"pad{level}"
+                )
             return self._coarse[level]
         if self._spline is None:
             ref, rv, sec, sv = self.refs[0], self.rvs[0], self.secs[0], self.svs[0]
-            if not sv.all():
-                fill = float(sec[sv].mean()) if sv.any() else 0.0
-                sec = np.where(sv, sec, fill).astype(np.float32)
             if self.exact:
+                if not sv.all():  # the interpolating prefilter spreads every pixel: fill with the mean
+                    fill = float(sec[sv].mean()) if sv.any() else 0.0
+                    sec = np.where(sv, sec, fill).astype(np.float32)
                 gy, gx = spline_gradients(ref)
-                self._spline = _pad_spline(ref, rv, gy, gx, bspline_coefficients(sec), sv)
+                self._spline = _pad_spline(ref, rv, gy, gx, bspline_coefficients(sec), sv, rv)
             else:
-                if not rv.all():
-                    fill = float(ref[rv].mean()) if rv.any() else 0.0
-                    ref = np.where(rv, ref, fill).astype(np.float32)
                 val, gy, gx = (buffer(f"model-{k}", ref.shape, np.float32) for k in "vyx")
                 bspline_model(ref, val, gy, gx)
-                self._spline = _pad_spline(val, _erode(rv), gy, gx, sec, _erode(sv))
+                self._spline = _pad_spline(val, _erode(rv, "erode-r0"), gy, gx, sec, sv, rv)
         return self._spline
 
 
@@ -175,11 +187,12 @@ def _pad_spline(
     gx: F32,
     coef: F32,
     sv: npt.NDArray[np.bool_],
+    pixels: npt.NDArray[np.bool_],
     *,
     key: str = "pad",
 ) -> Spline:
-    """The spline data with the secondary's coefficients and validity given the invalid border of
-    ``LK_PAD`` pixels that the refinement kernels expect."""
+    """The spline data with the secondary's coefficients given the invalid border of ``LK_PAD`` pixels
+    that the refinement kernels expect, and the validity of every 4 × 4 block of taps."""
     p = LK_PAD
     h, w = coef.shape
     cp = buffer(f"{key}-coef", (h + 2 * p, w + 2 * p), coef.dtype)
@@ -191,7 +204,9 @@ def _pad_spline(
     vp = buffer(f"{key}-valid", (h + 2 * p, w + 2 * p), np.bool_)
     vp[:] = False
     vp[p : p + h, p : p + w] = sv
-    return Spline(ref, gy, gx, rv.view(np.uint8), cp, vp.view(np.uint8))
+    tv = buffer(f"{key}-taps", vp.shape, np.uint8)
+    taps_valid(vp, tv)
+    return Spline(ref, gy, gx, rv.view(np.uint8), cp, tv, pixels.view(np.uint8))
 
 
 # ---------------------------------------------------------------------------------- chips and results
@@ -524,10 +539,10 @@ def _refine(
         4 * numba.get_num_threads(),
     )
     dy, dx, zn = lk[:, DY], lk[:, DX], lk[:, ZNCC]
-    lk_reason = np.nan_to_num(lk[:, REASON], nan=0).astype(np.uint8)
+    lk_reason = nan_to(lk[:, REASON], 0).astype(np.uint8)
     reason[todo] = lk_reason[todo]
     _finish(dy, dx, zn, reason, edge_top, chips, opts)
-    return StripResult(dy, dx, np.nan_to_num(zn), reason, lk)
+    return StripResult(dy, dx, nan_to(zn), reason, lk)
 
 
 def _finish(dy: F64, dx: F64, zn: F64, reason: Any, edge_top: Any, chips: Chips, opts: NccOptions) -> None:
@@ -579,12 +594,12 @@ def _parabola(
         den_c = surf[:, 1, 0] - 2 * surf[:, 1, 1] + surf[:, 1, 2]
         fr = np.clip(0.5 * (surf[:, 0, 1] - surf[:, 2, 1]) / den_r, -0.5, 0.5)
         fc = np.clip(0.5 * (surf[:, 1, 0] - surf[:, 1, 2]) / den_c, -0.5, 0.5)
-    dy = peak.dr + np.nan_to_num(fr)
-    dx = peak.dc + np.nan_to_num(fc)
+    dy = peak.dr + nan_to(fr)
+    dx = peak.dc + nan_to(fc)
     zn = np.where(todo, peak.score, np.nan)
     reason[todo & ~np.isfinite(surf).all(axis=(1, 2))] = SEARCH_EDGE
     _finish(dy, dx, zn, reason, peak.edge_top, chips, opts)
-    return StripResult(dy, dx, np.nan_to_num(zn), reason, np.full((n, REFINE_COLS), np.nan))
+    return StripResult(dy, dx, nan_to(zn), reason, np.full((n, REFINE_COLS), np.nan))
 
 
 # ------------------------------------------------------------------------------------- re-measurements
@@ -605,10 +620,10 @@ def robust_strip(
         12,
         max(4, min(h, w) // 4),
     )
-    reason = np.nan_to_num(lk[:, REASON], nan=MASKED).astype(np.uint8)
+    reason = nan_to(lk[:, REASON], MASKED).astype(np.uint8)
     dy, dx, zn = lk[:, DY], lk[:, DX], lk[:, ZNCC]
     _reject(dy, dx, zn, reason, opts)
-    return StripResult(dy, dx, np.nan_to_num(zn), reason, lk)
+    return StripResult(dy, dx, nan_to(zn), reason, lk)
 
 
 def two_motion_strip(

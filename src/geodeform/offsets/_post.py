@@ -6,7 +6,7 @@ import numpy as np
 import numpy.typing as npt
 
 from geodeform.offsets import _grid
-from geodeform.offsets._layout import H_INV, M_COL, M_ROW, Q
+from geodeform.offsets._layout import H_INV, M_COL, M_ROW, Q, nan_to
 
 F = npt.NDArray[np.float64]
 
@@ -94,7 +94,7 @@ def _gradient(a: F, spacing: float, axis: int) -> F:
     forward = (fwd - a) / spacing
     backward = (a - bwd) / spacing
     g = np.where(np.isfinite(central), central, np.where(np.isfinite(forward), forward, backward))
-    return np.nan_to_num(g)
+    return nan_to(g)
 
 
 def _second_difference(a: F, spacing: tuple[int, int]) -> tuple[F, F, F]:
@@ -108,7 +108,7 @@ def _second_difference(a: F, spacing: tuple[int, int]) -> tuple[F, F, F]:
     out = []
     for k in (krr, krc, kcc):
         # median over 5×5 nodes: robust to a wrong node, which second differences would spread around
-        out.append(np.nan_to_num(nanmedian_filter(k, 2)))
+        out.append(nan_to(nanmedian_filter(k, 2)))
     return out[0], out[1], out[2]
 
 
@@ -135,7 +135,7 @@ def strain_bias(dy: F, dx: F, lk: F, step: tuple[int, int]) -> tuple[F, F]:
     if lk.shape[-1] >= Q + 9:
         ky = _second_difference(dy, step)
         kx = _second_difference(dx, step)
-        qq = np.nan_to_num(lk[..., Q : Q + 9])
+        qq = nan_to(lk[..., Q : Q + 9])
         q = [qq[..., k] for k in range(9)]
 
         # Σ (g gᵀ)_{ab} ½ (K_b,rr Δr² + 2 K_b,rc Δr Δc + K_b,cc Δc²), b = row (dy) or col (dx) component
@@ -146,7 +146,7 @@ def strain_bias(dy: F, dx: F, lk: F, step: tuple[int, int]) -> tuple[F, F]:
         v1 = v1 + curv(q[3], q[4], q[5], ky) + curv(q[6], q[7], q[8], kx)
     by = i00 * v0 + i01 * v1
     bx = i01 * v0 + i11 * v1
-    return np.nan_to_num(by), np.nan_to_num(bx)
+    return nan_to(by), nan_to(bx)
 
 
 def _independent_fraction(r: int, step: tuple[int, int], chip: tuple[int, int]) -> float:
@@ -198,4 +198,4 @@ def adaptive_plane(
         float(max_chi2),
         SIGMA_FLOOR,
     )
-    return fit._replace(radius=np.nan_to_num(fit.radius).astype(np.int64))
+    return fit._replace(radius=nan_to(fit.radius).astype(np.int64))

@@ -318,11 +318,71 @@ def _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, out, xcol):
     out[S_TRR] = t_rr
 
 
+@nb.njit(cache=True, nogil=True, fastmath=FAST)
+def _masked_weights(ref, gyi, gxi, rvalid, tvalid, r0, c0, h, w, br, bc, weight, mw):
+    """The weights of a chip's pixels valid in both images when its secondary taps start at (br, bc) of
+    the padded coefficients: ``mw`` = weight × reference validity × ``tvalid[br + i, bc + j]``, and the
+    reference sums over them, (Σ m, Σ m r, Σ m r², Σ m g_y, Σ m g_x, Σ m g_y r, Σ m g_x r)."""
+    sw = 0.0
+    q_r = 0.0
+    q_rr = 0.0
+    q_gy = 0.0
+    q_gx = 0.0
+    q_gyr = 0.0
+    q_gxr = 0.0
+    for i in range(h):
+        rr = r0 + i
+        rrow = ref[rr, c0 : c0 + w]
+        gyrow = gyi[rr, c0 : c0 + w]
+        gxrow = gxi[rr, c0 : c0 + w]
+        vrow = rvalid[rr, c0 : c0 + w]
+        trow = tvalid[br + i, bc : bc + w]
+        wrow = weight[i]
+        mrow = mw[i]
+        # branch-free (0/1 factors), so the row loop stays vectorised
+        a0 = np.float32(0.0)
+        b1 = np.float32(0.0)
+        b2 = np.float32(0.0)
+        b3 = np.float32(0.0)
+        b4 = np.float32(0.0)
+        b5 = np.float32(0.0)
+        b6 = np.float32(0.0)
+        for j in range(w):
+            m = wrow[j] * np.float32(vrow[j] & trow[j])
+            mrow[j] = m
+            r = rrow[j]
+            mr_ = m * r
+            mgy = m * gyrow[j]
+            mgx = m * gxrow[j]
+            a0 += m
+            b1 += mr_
+            b2 += mr_ * r
+            b3 += mgy
+            b4 += mgx
+            b5 += mgy * r
+            b6 += mgx * r
+        sw += a0
+        q_r += b1
+        q_rr += b2
+        q_gy += b3
+        q_gx += b4
+        q_gyr += b5
+        q_gxr += b6
+    return sw, q_r, q_rr, q_gy, q_gx, q_gyr, q_gxr
+
+
 @nb.njit(cache=True, nogil=True)
 def lk_scratch(h, w):
     """Buffers of :func:`lk_refine_node` for chips of h × w: (sums, row and column spline weights, column
-    offsets, row-filtered spline rows)."""
-    return np.empty(NSUM), np.empty(4), np.empty(4), np.empty(w, np.float32), np.empty((h + 3, w), np.float32)
+    offsets, row-filtered spline rows, masked weights)."""
+    return (
+        np.empty(NSUM),
+        np.empty(4),
+        np.empty(4),
+        np.empty(w, np.float32),
+        np.empty((h + 3, w), np.float32),
+        np.empty((h, w), np.float32),
+    )
 
 
 @nb.njit(cache=True, nogil=True, fastmath=FAST)
@@ -365,21 +425,22 @@ def lk_refine_node(sp, r0, c0, h, w, d_r, d_c, weight, gn, out, scratch=None):
     Σ w g gᵀ Δ and Σ w g gᵀ Δ Δᵀ (Δ = pixel - chip centre) that let the caller remove the bias of a
     translation estimate inside a strained chip (:func:`geodeform.offsets._post.strain_bias`).
     """
-    ref, gyi, gxi, rvalid, coef, svalid = sp.ref, sp.gy, sp.gx, sp.valid, sp.coef, sp.coef_valid
+    ref, gyi, gxi, rvalid, coef, tvalid = sp.ref, sp.gy, sp.gx, sp.valid, sp.coef, sp.taps_valid
     max_iter, tol, max_move = gn.max_iter, gn.tol, gn.max_move
     Hh, Ww = coef.shape
     for k in range(REFINE_COLS):
         out[k] = np.nan
     if scratch is None:
         scratch = lk_scratch(h, w)
-    sums, wr, wc, xcol, hb = scratch
+    sums, wr, wc, xcol, hb, mw = scratch
     _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, sums, xcol)
     swt, s_r, s_rr = sums[S_W], sums[S_R], sums[S_RR]
     a00, a01, a11 = sums[S_H], sums[S_H + 1], sums[S_H + 2]
     s_gy, s_gx, s_gyr, s_gxr = sums[S_G], sums[S_G + 1], sums[S_GR], sums[S_GR + 1]
     nv = sums[S_NVALID]
     all_valid = nv == h * w
-    if swt <= 0.0 or nv < gn.min_frac * (h * w):
+    # the valid fraction is that of the chip's pixels, as for searched chips (not of the eroded samples)
+    if swt <= 0.0 or (gn.min_frac > 0.0 and valid_count(sp.pixels, r0, c0, h, w) < gn.min_frac * (h * w)):
         out[REASON] = MASKED
         return
     min_std = gn.min_std
@@ -400,13 +461,21 @@ def lk_refine_node(sp, r0, c0, h, w, d_r, d_c, weight, gn, out, scratch=None):
     i01 = -a01 / det
     i11 = a00 / det
     mm = math.ceil(max_move) + 2
+    # every sample of every position within max_move reads valid taps: no per-position masking
     fast = all_valid and window_all_valid(
-        svalid,
-        r0 + math.floor(d_r) - mm + LK_PAD,
-        c0 + math.floor(d_c) - mm + LK_PAD,
-        h + 2 * mm + 1,
-        w + 2 * mm + 1,
+        tvalid,
+        r0 + math.floor(d_r) - mm - 1 + LK_PAD,
+        c0 + math.floor(d_c) - mm - 1 + LK_PAD,
+        h + 2 * mm,
+        w + 2 * mm,
     )
+    sw = swt
+    q_r, q_rr, q_gy, q_gx, q_gyr, q_gxr = s_r, s_rr, s_gy, s_gx, s_gyr, s_gxr
+    if fast:
+        for i in range(h):
+            mw[i, :] = weight[i]
+    at_r = -(1 << 30)  # the integer position the mask ``mw`` and the q_* sums were made for
+    at_c = -(1 << 30)
     dr = float(d_r)
     dc = float(d_c)
     zn = np.nan
@@ -420,125 +489,61 @@ def lk_refine_node(sp, r0, c0, h, w, d_r, d_c, weight, gn, out, scratch=None):
         ic = math.floor(dc)
         bspline3_weights(dr - ir, wr)
         bspline3_weights(dc - ic, wc)
-        br = r0 + ir - 1 + LK_PAD  # coef/svalid carry an invalid border of LK_PAD pixels
+        br = r0 + ir - 1 + LK_PAD  # coef/tvalid carry an invalid border of LK_PAD pixels
         bc = c0 + ic - 1 + LK_PAD
         if br < 0 or bc < 0 or br + h + 3 > Hh or bc + w + 3 > Ww:
             reason = OUTSIDE
             step2 = np.inf
             break
-        sw = 0.0
+        if not fast and (ir != at_r or ic != at_c):
+            # the pixels valid in both images at this integer position (the mask only changes with it,
+            # so the iterations that stay there run the unmasked loop below on these weights)
+            sw, q_r, q_rr, q_gy, q_gx, q_gyr, q_gxr = _masked_weights(
+                ref, gyi, gxi, rvalid, tvalid, r0, c0, h, w, br, bc, weight, mw
+            )
+            at_r = ir
+            at_c = ic
+            if sw < 0.5 * swt:
+                reason = MASKED
+                step2 = np.inf
+                break
         ss = 0.0
         sss = 0.0
         sgys = 0.0
         sgxs = 0.0
         srs = 0.0
-        # the sums over the reference restricted to the pixels valid in both images
-        q_r = 0.0
-        q_rr = 0.0
-        q_gy = 0.0
-        q_gx = 0.0
-        q_gyr = 0.0
-        q_gxr = 0.0
         spline_rows(coef, br, wc, bc, h, w, hb)
         u0, u1, u2, u3 = np.float32(wr[0]), np.float32(wr[1]), np.float32(wr[2]), np.float32(wr[3])
-        if fast:
-            for i in range(h):
-                # as :func:`interp_chip`, the row's taps fused with the sums instead of stored
-                h0 = hb[i]
-                h1 = hb[i + 1]
-                h2 = hb[i + 2]
-                h3 = hb[i + 3]
-                rr = r0 + i
-                rrow = ref[rr, c0 : c0 + w]
-                gyrow = gyi[rr, c0 : c0 + w]
-                gxrow = gxi[rr, c0 : c0 + w]
-                wrow = weight[i]
-                # float32 sums along the row (8-wide SIMD; values are normalised to O(1)), float64 across
-                a1 = np.float32(0.0)
-                a2 = np.float32(0.0)
-                a3 = np.float32(0.0)
-                a4 = np.float32(0.0)
-                a5 = np.float32(0.0)
-                for j in range(w):
-                    s = u0 * h0[j] + u1 * h1[j] + u2 * h2[j] + u3 * h3[j]
-                    ms_ = wrow[j] * s
-                    a1 += ms_
-                    a2 += ms_ * s
-                    a3 += ms_ * gyrow[j]
-                    a4 += ms_ * gxrow[j]
-                    a5 += ms_ * rrow[j]
-                ss += a1
-                sss += a2
-                sgys += a3
-                sgxs += a4
-                srs += a5
-        else:
-            for i in range(h):
-                h0 = hb[i]
-                h1 = hb[i + 1]
-                h2 = hb[i + 2]
-                h3 = hb[i + 3]
-                rr = r0 + i
-                rrow = ref[rr, c0 : c0 + w]
-                gyrow = gyi[rr, c0 : c0 + w]
-                gxrow = gxi[rr, c0 : c0 + w]
-                vrow = rvalid[rr, c0 : c0 + w]
-                s1row = svalid[br + i + 1, bc + 1 : bc + w + 1]
-                s2row = svalid[br + i + 2, bc + 2 : bc + w + 2]
-                wrow = weight[i]
-                # the same sums restricted to the pixels valid in both images, branch-free (a 0/1
-                # factor) so the row loop stays vectorised
-                a0 = np.float32(0.0)
-                a1 = np.float32(0.0)
-                a2 = np.float32(0.0)
-                a3 = np.float32(0.0)
-                a4 = np.float32(0.0)
-                a5 = np.float32(0.0)
-                b1 = np.float32(0.0)
-                b2 = np.float32(0.0)
-                b3 = np.float32(0.0)
-                b4 = np.float32(0.0)
-                b5 = np.float32(0.0)
-                b6 = np.float32(0.0)
-                for j in range(w):
-                    m = wrow[j] * np.float32(vrow[j]) * np.float32(s1row[j]) * np.float32(s2row[j])
-                    s = u0 * h0[j] + u1 * h1[j] + u2 * h2[j] + u3 * h3[j]
-                    r = rrow[j]
-                    gy = gyrow[j]
-                    gx = gxrow[j]
-                    ms_ = m * s
-                    mr_ = m * r
-                    a0 += m
-                    a1 += ms_
-                    a2 += ms_ * s
-                    a3 += ms_ * gy
-                    a4 += ms_ * gx
-                    a5 += ms_ * r
-                    b1 += mr_
-                    b2 += mr_ * r
-                    b3 += m * gy
-                    b4 += m * gx
-                    b5 += m * gy * r
-                    b6 += m * gx * r
-                sw += a0
-                ss += a1
-                sss += a2
-                sgys += a3
-                sgxs += a4
-                srs += a5
-                q_r += b1
-                q_rr += b2
-                q_gy += b3
-                q_gx += b4
-                q_gyr += b5
-                q_gxr += b6
-        if fast:
-            sw = swt
-            q_r, q_rr, q_gy, q_gx, q_gyr, q_gxr = s_r, s_rr, s_gy, s_gx, s_gyr, s_gxr
-        if sw < 0.5 * swt:
-            reason = MASKED
-            step2 = np.inf
-            break
+        for i in range(h):
+            # as :func:`interp_chip`, the row's taps fused with the sums instead of stored
+            h0 = hb[i]
+            h1 = hb[i + 1]
+            h2 = hb[i + 2]
+            h3 = hb[i + 3]
+            rr = r0 + i
+            rrow = ref[rr, c0 : c0 + w]
+            gyrow = gyi[rr, c0 : c0 + w]
+            gxrow = gxi[rr, c0 : c0 + w]
+            wrow = mw[i]
+            # float32 sums along the row (8-wide SIMD; values are normalised to O(1)), float64 across
+            a1 = np.float32(0.0)
+            a2 = np.float32(0.0)
+            a3 = np.float32(0.0)
+            a4 = np.float32(0.0)
+            a5 = np.float32(0.0)
+            for j in range(w):
+                s = u0 * h0[j] + u1 * h1[j] + u2 * h2[j] + u3 * h3[j]
+                ms_ = wrow[j] * s
+                a1 += ms_
+                a2 += ms_ * s
+                a3 += ms_ * gyrow[j]
+                a4 += ms_ * gxrow[j]
+                a5 += ms_ * rrow[j]
+            ss += a1
+            sss += a2
+            sgys += a3
+            sgxs += a4
+            srs += a5
         mq = q_r / sw
         vq = q_rr / sw - mq * mq
         ms = ss / sw

@@ -65,7 +65,7 @@ def lk_robust_node(sp, r0, c0, h, w, d_r, d_c, max_iter, centre, out):
     central pixels' texture (Σ |g|²) that stayed an inlier: near 1 when the motion found is that of the
     node's own pixels. ``SIGMA`` is the predicted 1-σ vector error from the inliers' residual variance.
     """
-    ref, gyi, gxi, rvalid, coef, svalid = sp.ref, sp.gy, sp.gx, sp.valid, sp.coef, sp.coef_valid
+    ref, gyi, gxi, rvalid, coef, tvalid = sp.ref, sp.gy, sp.gx, sp.valid, sp.coef, sp.taps_valid
     Hh, Ww = coef.shape
     for k in range(REFINE_COLS):
         out[k] = np.nan
@@ -99,11 +99,7 @@ def lk_robust_node(sp, r0, c0, h, w, d_r, d_c, max_iter, centre, out):
         interp_chip(coef, br, wr, wc, bc, h, w, hb, S)
         for i in range(h):
             for j in range(w):
-                v = (
-                    wgt[i, j] > 0.0
-                    and svalid[br + i + 1, bc + j + 1] != 0
-                    and svalid[br + i + 2, bc + j + 2] != 0
-                )
+                v = wgt[i, j] > 0.0 and tvalid[br + i, bc + j] != 0
                 V[i, j] = v
                 if v:
                     m = wgt[i, j]

@@ -116,7 +116,7 @@ def _residual_map(sp, r0, c0, h, w, d_r, d_c, wr, wc, hb, e, valid, full):
     both images are valid at ``d``; invalid residuals are 0. Returns False when the secondary window
     leaves the strip or the chip has no variance.
     """
-    ref, rvalid, coef, svalid = sp.ref, sp.valid, sp.coef, sp.coef_valid
+    ref, rvalid, coef, tvalid = sp.ref, sp.valid, sp.coef, sp.taps_valid
     Hh, Ww = coef.shape
     ir = math.floor(d_r)
     ic = math.floor(d_c)
@@ -127,7 +127,7 @@ def _residual_map(sp, r0, c0, h, w, d_r, d_c, wr, wc, hb, e, valid, full):
     if br < 0 or bc < 0 or br + h + 3 > Hh or bc + w + 3 > Ww:
         return False
     if full:
-        full = window_all_valid(svalid, br + 1, bc + 1, h + 1, w + 1)
+        full = window_all_valid(tvalid, br, bc, h, w)
     n = 0.0
     sr = 0.0
     ss = 0.0
@@ -155,22 +155,30 @@ def _residual_map(sp, r0, c0, h, w, d_r, d_c, wr, wc, hb, e, valid, full):
             srr += a3
             sss += a4
         else:
-            for j in range(w):
-                v = (
-                    valid[i, j]
-                    and rvalid[r0 + i, c0 + j]
-                    and svalid[br + i + 1, bc + j + 1]
-                    and svalid[br + i + 2, bc + j + 2]
-                )
-                valid[i, j] = v
-                if v:
-                    r = rrow[j]
-                    s = erow[j]
-                    n += 1.0
-                    sr += r
-                    ss += s
-                    srr += r * r
-                    sss += s * s
+            vrow = valid[i]
+            rvrow = rvalid[r0 + i, c0 : c0 + w]
+            tvrow = tvalid[br + i, bc : bc + w]
+            a0 = np.float32(0.0)
+            a1 = np.float32(0.0)
+            a2 = np.float32(0.0)
+            a3 = np.float32(0.0)
+            a4 = np.float32(0.0)
+            for j in range(w):  # branch-free (0/1 factors): vectorised
+                v = vrow[j] & (rvrow[j] != 0) & (tvrow[j] != 0)
+                vrow[j] = v
+                f = np.float32(v)
+                r = rrow[j] * f
+                s = erow[j] * f
+                a0 += f
+                a1 += r
+                a2 += s
+                a3 += r * r
+                a4 += s * s
+            n += a0
+            sr += a1
+            ss += a2
+            srr += a3
+            sss += a4
     if n < 16:
         return False
     mr = sr / n
@@ -329,15 +337,15 @@ def _masked_gn(sp, r0, c0, h, w, m, d_r, d_c, gn, out):
     Falls back to :func:`lk_refine_node` when the secondary window has invalid pixels. Writes ``DY``,
     ``DX``, ``ZNCC``, ``REASON`` and ``SIGMA`` into ``out`` (REFINE_COLS).
     """
-    ref, gyi, gxi, coef, svalid = sp.ref, sp.gy, sp.gx, sp.coef, sp.coef_valid
+    ref, gyi, gxi, coef, tvalid = sp.ref, sp.gy, sp.gx, sp.coef, sp.taps_valid
     max_iter, tol, max_move = gn.max_iter, gn.tol, gn.max_move
     mm = math.ceil(max_move) + 2
     if not window_all_valid(
-        svalid,
-        r0 + math.floor(d_r) - mm + LK_PAD,
-        c0 + math.floor(d_c) - mm + LK_PAD,
-        h + 2 * mm + 1,
-        w + 2 * mm + 1,
+        tvalid,
+        r0 + math.floor(d_r) - mm - 1 + LK_PAD,
+        c0 + math.floor(d_c) - mm - 1 + LK_PAD,
+        h + 2 * mm,
+        w + 2 * mm,
     ):
         lk_refine_node(sp, r0, c0, h, w, d_r, d_c, m, gn, out)
         return

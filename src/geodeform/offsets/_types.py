@@ -25,6 +25,10 @@ class Reason(IntEnum):
     NOT_CONVERGED = L.NOT_CONVERGED  #: the sub-pixel refinement diverged or did not converge
     OUTSIDE = L.OUTSIDE  #: the match falls outside the secondary image
     OUTLIER = L.OUTLIER  #: rejected by the neighbourhood-consistency test
+    SPEED = L.SPEED  #: faster than the expected speed allows (after matching)
+    CLOUD = L.CLOUD  #: on a cloud, shadow or no-data pixel of an image's own mask (SCL, QA_PIXEL, user mask)
+    WATER = L.WATER  #: on the water mask (lake, fjord: no ground)
+    AMBIGUOUS = L.AMBIGUOUS  #: predicted error too large: flat or ridge-shaped correlation peak
 
     @classmethod
     def codes(cls) -> dict[int, str]:
@@ -54,6 +58,9 @@ class MatcherOutput(NamedTuple):
         :class:`Reason` code per node.
     error : ndarray of float64 or None
         Predicted 1-σ vector error, px (``ncc``); None when the matcher does not predict one.
+    chip_height, chip_width : ndarray of float64 or None
+        Size (rows, columns; px) of the chip that measured each node (``ncc``); None: the base chip
+        everywhere.
     """
 
     dy: npt.NDArray[np.float64]
@@ -61,6 +68,8 @@ class MatcherOutput(NamedTuple):
     quality: npt.NDArray[np.float64]
     reason: npt.NDArray[np.uint8]
     error: npt.NDArray[np.float64] | None = None
+    chip_height: npt.NDArray[np.float64] | None = None
+    chip_width: npt.NDArray[np.float64] | None = None
 
 
 @dataclass(frozen=True)
@@ -89,6 +98,12 @@ class OffsetField:
         Predicted 1-σ error of each offset vector, px, from the match residuals and the chip's texture
         (``ncc``; NaN for other methods and invalid nodes). Calibrated on noisy real textures so that it
         is of the order of the true error; use it to weight nodes, not as a guarantee.
+    chip_height, chip_width : ndarray of float32, shape (nr, nc)
+        Rows and columns (px) of the chip that measured each node's value: the requested ``chip_size``,
+        or a larger chip where the matcher grew it (``ncc``: nested chips for weak or failed chips,
+        1.5× chips at displacement discontinuities; see ``NccOptions.grow_chips``), or a narrower one
+        near the border. NaN for invalid nodes. The value's spatial resolution is that of this chip
+        (``ncc``'s smoothing, when on, then combines neighbouring nodes).
     """
 
     rows: npt.NDArray[np.float64]
@@ -100,6 +115,8 @@ class OffsetField:
     method: str
     params: dict[str, Any] = field(default_factory=dict)
     error: npt.NDArray[np.float32] | None = None
+    chip_height: npt.NDArray[np.float32] | None = None
+    chip_width: npt.NDArray[np.float32] | None = None
 
     @property
     def shape(self) -> tuple[int, int]:

@@ -98,7 +98,8 @@ def match(
     -------
     OffsetField
         ``rows``, ``cols`` node centres; ``dx``, ``dy`` offsets (px, NaN invalid); ``quality`` in [0, 1];
-        ``reason`` per-node :class:`Reason` code; ``error`` the predicted 1-σ error (px, ``ncc`` only).
+        ``reason`` per-node :class:`Reason` code; ``error`` the predicted 1-σ error (px, ``ncc`` only);
+        ``chip_height``, ``chip_width`` the chip behind each value (px).
 
     Raises
     ------
@@ -147,15 +148,19 @@ def match(
         "saturation": job.saturation,
         **dataclasses.asdict(opts),
     }
-    return _offset_field(res, rows, cols, method, params)
+    return _offset_field(res, rows, cols, method, params, chip)
 
 
 def _offset_field(
-    res: MatcherOutput, rows: Any, cols: Any, method: str, params: dict[str, Any]
+    res: MatcherOutput, rows: Any, cols: Any, method: str, params: dict[str, Any], chip: tuple[int, int]
 ) -> OffsetField:
-    """The public result: offsets and errors NaN, quality 0 wherever the reason is not ``OK``."""
+    """The public result: offsets, errors and chip sizes NaN, quality 0 wherever the reason is not ``OK``."""
     bad = res.reason != Reason.OK
     error = np.full(res.dy.shape, np.nan) if res.error is None else res.error
+    sizes = [
+        np.where(bad, np.nan, np.full(res.dy.shape, float(base)) if size is None else size).astype(np.float32)
+        for size, base in ((res.chip_height, chip[0]), (res.chip_width, chip[1]))
+    ]
     return OffsetField(
         rows.astype(np.float64),
         cols.astype(np.float64),
@@ -166,6 +171,7 @@ def _offset_field(
         method,
         params,
         np.where(bad, np.nan, error).astype(np.float32),
+        *sizes,
     )
 
 

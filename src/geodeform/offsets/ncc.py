@@ -137,6 +137,12 @@ class NccOptions:
         beyond a cloud edge and report its motion), and their chips are moved inside the image where
         they would cross its border. Near the border, a larger chip whose displaced secondary window
         would leave the image is narrowed, centred on the node, down to the base chip size. Default 4.
+    grow_chips : bool
+        Let a node be measured by a chip larger than ``chip_size``: the nested chips of
+        ``max_chip_factor`` and the 1.5× chips of the ``two_motion`` fit. The chip behind every value is
+        reported (``OffsetField.chip_height``, ``chip_width``). ``False`` keeps every value at the
+        requested resolution: a node whose chip has no usable texture stays NaN (``TEXTURELESS``,
+        ``LOW_CORRELATION``...) and two-motion fits use the base chip. Default True.
     coarse_nested : bool or "auto"
         Refine the nested (larger) chips on the block-averaged pyramid level where they have the base
         chip's size: 4× fewer pixels per doubling, at the cost of the finest frequencies. ``"auto"``
@@ -188,6 +194,7 @@ class NccOptions:
     step_px: float = 0.5
     target_sigma: float = 0.16
     max_chip_factor: int = 4
+    grow_chips: bool = True
     coarse_nested: bool | Literal["auto"] = "auto"
     coarse_nested_fraction: float = 0.1
     smoothing: int = 3
@@ -210,6 +217,7 @@ class NccOptions:
             "two_motion_px": self.two_motion_px > 0.0,
             "two_motion_ratio": 0.0 < self.two_motion_ratio <= 1.0,
             "max_chip_factor": int(self.max_chip_factor) >= 1,
+            "grow_chips": self.grow_chips in (True, False),
             "sparse_stride": int(self.sparse_stride) >= 1
             and int(self.sparse_stride) & (int(self.sparse_stride) - 1) == 0,
             "coarse_nested": self.coarse_nested in (True, False, "auto"),

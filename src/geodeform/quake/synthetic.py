@@ -20,26 +20,35 @@ fault-parallel offset across the trace is ``S`` (+ = right-lateral), the fault-n
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import numpy.typing as npt
+import rasterio
 from pyproj import Proj, Transformer
 from rasterio.crs import CRS
 from rasterio.transform import Affine
 from scipy import ndimage
 
 from geodeform.errors import InvalidInputError
+from geodeform.io import atomic_output
 from geodeform.quake.mosaics import DisplacementTile, utm_crs
 
 __all__ = [
+    "GroundRupture",
     "RuptureModel",
+    "SceneTile",
     "SyntheticRupture",
+    "SyntheticScenes",
     "SyntheticTiles",
+    "grid_vectors",
     "ground_rupture",
     "make_rupture_pair",
+    "make_scenes",
     "make_tiles",
 ]
 
@@ -224,10 +233,64 @@ def make_rupture_pair(
 
 GroundField = Callable[[F64, F64], tuple[F64, F64]]
 
+_M_PER_DEG = 111_195.0
+
+
+@dataclass(frozen=True)
+class GroundRupture:
+    """A straight right-lateral screw dislocation on the ground (output of :func:`ground_rupture`).
+
+    Calling it with (lon, lat) in degrees returns the displacement (east, north) in metres along true east
+    and true north (not along any grid's axes).
+
+    Attributes
+    ----------
+    lon0, lat0
+        A point of the trace, degrees; along-strike distances are counted from it.
+    azimuth
+        Strike, degrees clockwise from true north.
+    slip
+        Right-lateral slip, metres: a constant, or a function of the along-strike distance (metres, + toward
+        ``azimuth``).
+    depth
+        Depth of the slipping patch, metres.
+    """
+
+    lon0: float
+    lat0: float
+    azimuth: float = 60.0
+    slip: float | Callable[[F64], F64] = 5.0
+    depth: float = 10000.0
+
+    def local(self, lon: npt.ArrayLike, lat: npt.ArrayLike) -> tuple[F64, F64]:
+        """Along-strike distance from (lon0, lat0) and signed distance to the trace (+ right side), metres
+        (a local tangent plane: exact enough over tens of kilometres)."""
+        a = np.radians(self.azimuth)
+        e = (np.asarray(lon, dtype=np.float64) - self.lon0) * _M_PER_DEG * np.cos(np.radians(self.lat0))
+        n = (np.asarray(lat, dtype=np.float64) - self.lat0) * _M_PER_DEG
+        return e * np.sin(a) + n * np.cos(a), e * np.cos(a) - n * np.sin(a)
+
+    def slip_at(self, lon: npt.ArrayLike, lat: npt.ArrayLike) -> F64:
+        """Right-lateral slip (metres) of the trace point nearest to (lon, lat)."""
+        s, _ = self.local(lon, lat)
+        return np.asarray(self.slip(s) if callable(self.slip) else np.full(s.shape, float(self.slip)))
+
+    def __call__(self, lon: F64, lat: F64) -> tuple[F64, F64]:
+        a = np.radians(self.azimuth)
+        _, d = self.local(lon, lat)
+        f = np.arctan(self.depth / np.where(d == 0.0, 1e-9, d)) / np.pi
+        slip = self.slip_at(lon, lat)
+        return -slip * f * np.sin(a), -slip * f * np.cos(a)
+
 
 def ground_rupture(
-    lon0: float, lat0: float, *, azimuth: float = 60.0, slip: float = 5.0, depth: float = 10000.0
-) -> GroundField:
+    lon0: float,
+    lat0: float,
+    *,
+    azimuth: float = 60.0,
+    slip: float | Callable[[F64], F64] = 5.0,
+    depth: float = 10000.0,
+) -> GroundRupture:
     """A straight right-lateral screw dislocation through (lon0, lat0) as a ground displacement field.
 
     Parameters
@@ -237,28 +300,18 @@ def ground_rupture(
     azimuth
         Strike, degrees clockwise from true north.
     slip
-        Right-lateral slip, metres.
+        Right-lateral slip, metres, or a function of the along-strike distance from (lon0, lat0) (metres,
+        + toward ``azimuth``) returning it: the fault-parallel offset across the trace there.
     depth
         Depth of the slipping patch, metres.
 
     Returns
     -------
-    callable (lon, lat) -> (east, north)
-        Displacement in metres along true east and true north (not along any grid's axes).
+    GroundRupture
+        Callable (lon, lat) -> (east, north): displacement in metres along true east and true north; each
+        side moves by half the slip at the trace.
     """
-    a = np.radians(azimuth)
-    strike = np.array([np.sin(a), np.cos(a)])  # (east, north)
-    right = np.array([strike[1], -strike[0]])
-    m_per_deg = 111_195.0
-
-    def field(lon: F64, lat: F64) -> tuple[F64, F64]:
-        e = (np.asarray(lon) - lon0) * m_per_deg * np.cos(np.radians(lat0))
-        n = (np.asarray(lat) - lat0) * m_per_deg
-        d = e * right[0] + n * right[1]
-        f = np.arctan(depth / np.where(d == 0.0, 1e-9, d)) / np.pi
-        return -slip * f * strike[0], -slip * f * strike[1]
-
-    return field
+    return GroundRupture(lon0, lat0, azimuth, slip, depth)
 
 
 @dataclass(frozen=True)
@@ -348,3 +401,234 @@ def make_tiles(
         nn = nn + bn + rng.normal(0.0, noise, e.shape)
         tiles.append(DisplacementTile(e, nn, crs, Affine(cell, 0.0, x0, 0.0, -cell, y1), name=f"T{k + 1}"))
     return SyntheticTiles(tuple(tiles), tuple(bias), field)
+
+
+@dataclass(frozen=True)
+class SceneTile:
+    """One tile of :class:`SyntheticScenes`: a real texture on its own UTM grid, one image per date.
+
+    Attributes
+    ----------
+    name
+        Tile label.
+    crs, transform
+        The tile's grid (north-up, ``pixel_size`` metres).
+    images
+        float32 images, one per date of :attr:`SyntheticScenes.dates` (pre-event ones unmoved, post-event
+        ones moved by the ground field), each with its own noise, misregistration and jitter.
+    track_angle
+        Direction of the satellite track on this grid, degrees clockwise from grid north (the true
+        ``track_angle`` minus the grid's meridian convergence).
+    """
+
+    name: str
+    crs: CRS
+    transform: Affine
+    images: tuple[npt.NDArray[np.float32], ...]
+    track_angle: float
+
+
+@dataclass(frozen=True)
+class SyntheticScenes:
+    """Pre- and post-event images of several tiles over a known ground rupture (output of
+    :func:`make_scenes`).
+
+    Attributes
+    ----------
+    tiles
+        The tiles, each on the UTM grid of its centre.
+    dates
+        ISO acquisition dates, shared by every tile.
+    event_date
+        ISO date of the event: images after it are moved by ``field``.
+    field
+        The ground rupture, (lon, lat) -> (true east, true north) metres.
+    track_angle
+        Direction of the satellite track, degrees clockwise from true north.
+    """
+
+    tiles: tuple[SceneTile, ...]
+    dates: tuple[str, ...]
+    event_date: str
+    field: GroundField
+    track_angle: float
+
+    def truth(self, crs: Any, x: npt.ArrayLike, y: npt.ArrayLike) -> tuple[F64, F64]:
+        """The ground field at points (x, y) of ``crs``, along that CRS's grid axes, metres."""
+        return grid_vectors(self.field, crs, x, y)
+
+    def write_inputs(self, folder: str | os.PathLike[str]) -> list[dict[str, str]]:
+        """Write every image as a GeoTIFF (``<tile>_<date>.tif``, float32, the tile's CRS and transform) and
+        return the ``inputs`` entries of a quake job (``path``, ``date``, ``tile``)."""
+        out = Path(folder)
+        out.mkdir(parents=True, exist_ok=True)
+        inputs = []
+        for tile in self.tiles:
+            for day, img in zip(self.dates, tile.images, strict=True):
+                path = out / f"{tile.name}_{day}.tif"
+                profile = dict(
+                    driver="GTiff",
+                    width=img.shape[1],
+                    height=img.shape[0],
+                    count=1,
+                    dtype="float32",
+                    crs=tile.crs,
+                    transform=tile.transform,
+                )
+                with atomic_output(path) as tmp, rasterio.open(tmp, "w", **profile) as dst:
+                    dst.write(img, 1)
+                inputs.append({"path": str(path), "date": day, "tile": tile.name})
+        return inputs
+
+
+def _convergence(crs: CRS, lon: float, lat: float) -> float:
+    """Meridian convergence (degrees; true north this much counter-clockwise of grid north)."""
+    return float(Proj(crs.to_wkt()).get_factors(lon, lat).meridian_convergence)
+
+
+@dataclass(frozen=True)
+class _Artefacts:
+    """Geometric artefacts of one image, (row, col) -> displacement (px): a constant misregistration,
+    jitter along the track (a sine of the along-track coordinate) and stripes across it (alternating bands
+    of the across-track coordinate); ``angle`` is the track's direction on the grid, radians clockwise from
+    up."""
+
+    angle: float
+    shift: tuple[float, float]
+    phase: float
+    jitter_px: float
+    jitter_period: float
+    stripe_px: float
+    stripe_width: float
+
+    def bands(self, r: F64, c: F64) -> F64:
+        """+1 / -1 in alternating bands of the across-track coordinate."""
+        u = c * np.cos(self.angle) + r * np.sin(self.angle)
+        return np.where((u // self.stripe_width) % 2 == 0, 1.0, -1.0)
+
+    def __call__(self, r: F64, c: F64) -> tuple[F64, F64]:
+        ca, sa = np.cos(self.angle), np.sin(self.angle)
+        v = r * ca - c * sa  # along-track coordinate, px
+        j = self.jitter_px * np.sin(2.0 * np.pi * v / self.jitter_period + self.phase)
+        s = self.stripe_px * self.bands(r, c) if self.stripe_px else 0.0
+        # along-track unit vector (-cos, sin), across-track (sin, cos), in (row, col)
+        return self.shift[0] - j * ca + s * sa, self.shift[1] + j * sa + s * ca
+
+
+def _warp(tex: F64, u_row: F64, u_col: F64, art: Callable[[F64, F64], tuple[F64, F64]]) -> F64:
+    """``out(p + u(p) + art(p)) = tex(p)``: inverse map by fixed-point iteration, ``u`` interpolated."""
+    rr, cc = np.meshgrid(*(np.arange(n, dtype=np.float64) for n in tex.shape), indexing="ij")
+    pr, pc = rr.copy(), cc.copy()
+    for _ in range(10):
+        ur = ndimage.map_coordinates(u_row, [pr, pc], order=1, mode="nearest")
+        uc = ndimage.map_coordinates(u_col, [pr, pc], order=1, mode="nearest")
+        ar, ac = art(pr, pc)
+        pr, pc = rr - ur - ar, cc - uc - ac
+    return np.asarray(ndimage.map_coordinates(tex, [pr, pc], order=5, mode="mirror"))
+
+
+def make_scenes(
+    texture: npt.ArrayLike,
+    centres: list[tuple[float, float]],
+    field: GroundField,
+    *,
+    shape: tuple[int, int] = (384, 384),
+    pixel_size: float = 10.0,
+    event_date: str = "2023-02-06",
+    pre: int = 2,
+    post: int = 2,
+    interval_days: int = 5,
+    snr_db: float = 30.0,
+    stripe_px: float = 0.03,
+    stripe_width: int = 160,
+    stripe_gain: float = 0.005,
+    jitter_px: float = 0.02,
+    jitter_period: float = 140.0,
+    misregistration_px: float = 0.1,
+    track_angle: float = 12.0,
+    seed: int = 0,
+) -> SyntheticScenes:
+    """Pre- and post-event images of several tiles, each on its own UTM grid, over a known ground field.
+
+    Every tile takes a different orientation of the real ``texture`` (rotations and flips, cropped to
+    ``shape``), so overlapping tiles do not share their noise or texture. Each image gets independent
+    noise, a random constant misregistration and attitude jitter (a sine along the track of random phase);
+    post-event images also carry detector stripes (± ``stripe_px`` across the track in bands of
+    ``stripe_width`` pixels, with a ± ``stripe_gain`` radiometric gain), as a different sensor would. The
+    ground field moves the post-event images: ``post(p + u(p)) = pre(p)`` with ``u`` the field turned into
+    each grid's axes (:func:`grid_vectors`), in pixels.
+
+    Parameters
+    ----------
+    texture
+        2-D real image of at least ``shape`` pixels.
+    centres
+        (lon, lat) of every tile centre, degrees; each tile is on the UTM zone of its centre.
+    field
+        Ground displacement, (lon, lat) -> (true east, true north) metres (e.g. :func:`ground_rupture`).
+    shape
+        (rows, cols) of every tile.
+    pixel_size
+        Pixel size, metres.
+    event_date
+        ISO date of the event.
+    pre, post
+        Acquisitions before and after it, ``interval_days`` apart (the nearest one day from the event).
+    snr_db
+        Signal-to-noise ratio of each image's Gaussian noise, dB.
+    stripe_px, stripe_width, stripe_gain
+        Detector stripes of the post-event images.
+    jitter_px, jitter_period
+        Attitude jitter of every image: amplitude (px, along the track) and period (pixels along the track).
+    misregistration_px
+        Standard deviation of each image's constant misregistration, px per axis.
+    track_angle
+        Satellite track direction, degrees clockwise from true north (stripes run along it).
+    seed
+        Random seed.
+
+    Returns
+    -------
+    SyntheticScenes
+    """
+    tex = np.asarray(texture, dtype=np.float64)
+    h, w = shape
+    if tex.ndim != 2 or tex.shape[0] < h or tex.shape[1] < w:
+        raise InvalidInputError(f"texture of shape {tex.shape} is smaller than the tiles' {shape}")
+    rng = np.random.default_rng(seed)
+    event = np.datetime64(event_date, "D")
+    days = [event - 1 - interval_days * k for k in range(pre)][::-1]
+    days += [event + 1 + interval_days * k for k in range(post)]
+    sigma = tex.std() / 10 ** (snr_db / 20.0)
+    tiles = []
+    for k, (lon, lat) in enumerate(centres):
+        crs = utm_crs(lon, lat)
+        variant = np.rot90(tex, k % 4)
+        variant = variant[:, ::-1] if (k // 4) % 2 else variant
+        img = np.ascontiguousarray(variant[:h, :w])
+        xc, yc = Transformer.from_crs("EPSG:4326", crs.to_wkt(), always_xy=True).transform(lon, lat)
+        x0 = np.round((xc - w * pixel_size / 2) / pixel_size) * pixel_size
+        y1 = np.round((yc + h * pixel_size / 2) / pixel_size) * pixel_size
+        transform = Affine(pixel_size, 0.0, x0, 0.0, -pixel_size, y1)
+        xx, yy = np.meshgrid(x0 + pixel_size * (np.arange(w) + 0.5), y1 - pixel_size * (np.arange(h) + 0.5))
+        east, north = grid_vectors(field, crs, xx, yy)
+        angle = track_angle - _convergence(crs, lon, lat)
+        images = []
+        for day in days:
+            moved = bool(day > event)
+            art = _Artefacts(
+                np.radians(angle),
+                tuple(rng.normal(0.0, misregistration_px, 2)),
+                float(rng.uniform(0.0, 2.0 * np.pi)),
+                jitter_px,
+                jitter_period,
+                stripe_px if moved else 0.0,
+                stripe_width,
+            )
+            scale = 1.0 / pixel_size if moved else 0.0
+            out = _warp(img, -north * scale, east * scale, art)
+            if moved:
+                out = out * (1.0 + stripe_gain * art.bands(*np.indices(out.shape, dtype=np.float64)))
+            images.append((out + rng.normal(0.0, sigma, out.shape)).astype(np.float32))
+        tiles.append(SceneTile(f"T{k + 1}", crs, transform, tuple(images), angle))
+    return SyntheticScenes(tuple(tiles), tuple(str(d) for d in days), str(event), field, float(track_angle))

@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 
 from geodeform.errors import DataError, InvalidInputError
 from geodeform.io.aoi import AOIGrid, SceneRef, aoi_grid, band_resolution
+from geodeform.io.masks import QA_CLOUD_BITS, QA_FILL_BIT, SCL_CLOUD_CLASSES, SCL_INVALID_CLASSES
 from geodeform.io.raster import gdal_path
 from geodeform.masks import scene_cloud_mask
 from geodeform.search.area import AOI
@@ -46,10 +47,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-SCL_INVALID_CLASSES = (0, 1)
-SCL_CLOUD_CLASSES = (3, 8, 9, 10)
-QA_FILL_BIT = 0
-QA_CLOUD_BITS = (1, 2, 3, 4)
 # Pixel size of the spectral AOI score: coarse enough to read many scenes, fine enough for small clouds.
 SPECTRAL_SCORE_M = 60.0
 # Reading more than this many pixels of the mask over a large AOI uses an overview (nearest, classes kept).

@@ -11,10 +11,12 @@ from typing import Annotated
 from fastapi import Depends, Request
 from fastapi import Path as PathParam
 
+from geodeform.service.accounts import user_scope
 from geodeform.service.errors import no_such_job, no_such_process
-from geodeform.service.processes import Process
+from geodeform.service.models import JobInfo, UserInfo
+from geodeform.service.processes import InputContext, Process
 from geodeform.service.settings import ServiceSettings
-from geodeform.service.store import JobInfo, JobStore, UserInfo
+from geodeform.service.store import JobStore
 
 __all__ = [
     "JobId",
@@ -25,6 +27,7 @@ __all__ = [
     "get_registry",
     "get_settings",
     "get_store",
+    "input_context",
     "own_job",
     "process_or_404",
 ]
@@ -55,8 +58,14 @@ JobId = Annotated[str, PathParam(max_length=64)]
 
 
 def base_url(request: Request) -> str:
-    """The service's base URL as the client reached it, without a trailing slash."""
+    """The service's base URL as the client reached it (behind a proxy: its scheme and host from the
+    forwarded headers uvicorn trusts, and the ``--root-path`` prefix), without a trailing slash."""
     return str(request.base_url).rstrip("/")
+
+
+def input_context(settings: ServiceSettings, store: JobStore, user: UserInfo) -> InputContext:
+    """What ``user``'s inputs may name, for the processes' checks."""
+    return InputContext(settings, user_scope(settings, store, user.id))
 
 
 def own_job(store: JobStore, job_id: str, user: UserInfo) -> JobInfo:

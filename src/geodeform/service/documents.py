@@ -5,20 +5,28 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
+from geodeform.service.models import JobInfo
 from geodeform.service.processes import Process
-from geodeform.service.store import JobInfo
 
-__all__ = ["CONFORMANCE", "REL", "STATUS_CODES", "iso_time", "process_summary", "status_info"]
+__all__ = [
+    "CONFORMANCE",
+    "REL",
+    "STATUS_CODES",
+    "iso_time",
+    "process_summary",
+    "results_document",
+    "status_info",
+]
 
 REL = "http://www.opengis.net/def/rel/ogc/1.0"
 CONFORMANCE = [
     "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/core",
     "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/ogc-process-description",
     "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/json",
-    "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/html",
     "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/oas30",
     "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/job-list",
     "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/dismiss",
+    "http://www.opengis.net/spec/ogcapi-processes-1/1.0/conf/callback",
 ]
 STATUS_CODES = ("accepted", "running", "successful", "failed", "dismissed")
 
@@ -52,6 +60,17 @@ def status_info(job: JobInfo, base: str) -> dict[str, Any]:
         "links": links,
     }
     return {k: v for k, v in info.items() if v is not None}
+
+
+def results_document(job: JobInfo, base: str) -> dict[str, Any]:
+    """The results of a successful job (OGC ``results``): a link per output, only those the execute request
+    selected (all when it selected none)."""
+    chosen = set(job.outputs) if job.outputs else None
+    return {
+        key: {"href": f"{base}/jobs/{job.id}/results/{key}", "type": r["type"], "title": r["title"]}
+        for key, r in job.results.items()
+        if chosen is None or key in chosen
+    }
 
 
 def process_summary(p: Process, base: str) -> dict[str, Any]:

@@ -18,12 +18,73 @@ from urllib.parse import urlsplit
 
 from geodeform.errors import DataError, InvalidInputError
 
-__all__ = ["check_url", "fetch_url", "is_url", "resolve_data_folder", "resolve_data_path"]
+__all__ = [
+    "MAX_NAME_BYTES",
+    "MAX_PATH_BYTES",
+    "check_relative",
+    "check_url",
+    "fetch_url",
+    "find_in_root",
+    "is_public_address",
+    "is_url",
+    "resolve_data_folder",
+    "resolve_data_path",
+]
 
 
 def is_url(value: str) -> bool:
     """Whether ``value`` starts with a URL scheme (``https:``, ``file:``): then it is a URL, not a path."""
     return re.match(r"[A-Za-z][A-Za-z0-9+.-]*:", value) is not None
+
+
+MAX_NAME_BYTES = 255
+"""Longest file or folder name (one path component), bytes of UTF-8: the usual file-system limit."""
+MAX_PATH_BYTES = 1024
+"""Longest relative path accepted, bytes of UTF-8."""
+
+
+def check_relative(value: str) -> PurePosixPath:
+    """``value`` as a relative POSIX path that stays where it starts: the checks every path input passes.
+
+    Raises
+    ------
+    InvalidInputError
+        Empty, control characters or ``\\``, absolute (or ``~``), ``..``, a name longer than
+        :data:`MAX_NAME_BYTES` or a path longer than :data:`MAX_PATH_BYTES`.
+    """
+    if not value or "\\" in value or any(ord(ch) < 32 or ord(ch) == 127 for ch in value):
+        raise InvalidInputError(
+            "must be a relative path inside a data root, with '/' separators and no control characters"
+        )
+    if len(value.encode("utf-8", "surrogatepass")) > MAX_PATH_BYTES:
+        raise InvalidInputError(f"path longer than {MAX_PATH_BYTES} bytes")
+    rel = PurePosixPath(value)
+    if rel.is_absolute() or value.startswith("~"):
+        raise InvalidInputError("absolute paths are not allowed: give a path relative to a data root")
+    if ".." in rel.parts:
+        raise InvalidInputError("'..' is not allowed in paths")
+    if any(len(part.encode("utf-8", "surrogatepass")) > MAX_NAME_BYTES for part in rel.parts):
+        raise InvalidInputError(f"a file or folder name is longer than {MAX_NAME_BYTES} bytes")
+    return rel
+
+
+def find_in_root(root: Path, rel: PurePosixPath, *, folder: bool) -> Path | None:
+    """``root / rel`` resolved if it is a file (a folder with ``folder``) inside ``root``; None if none.
+
+    Raises
+    ------
+    InvalidInputError
+        If a symlink leads out of ``root``, or the file system refuses the name (too long, a symlink loop).
+    """
+    root = root.resolve()
+    try:
+        real = (root / rel).resolve()
+        if not real.is_relative_to(root):
+            raise InvalidInputError("path leads out of the data root (symlink); not allowed")
+        found = real.is_dir() if folder else real.is_file()
+    except OSError as exc:  # too long for this file system, a loop of symlinks, no permission...
+        raise InvalidInputError(f"cannot be read ({exc.strerror or type(exc).__name__})") from None
+    return real if found else None
 
 
 def resolve_data_path(value: str, roots: Sequence[Path]) -> Path:
@@ -32,22 +93,13 @@ def resolve_data_path(value: str, roots: Sequence[Path]) -> Path:
     Raises
     ------
     InvalidInputError
-        If ``value`` is absolute, climbs with ``..``, leads out of its root through a symlink, or names no
-        file in any root.
+        If ``value`` is absolute, climbs with ``..``, leads out of its root through a symlink, has overlong
+        names, or names no file in any root.
     """
-    if not value or "\x00" in value or "\\" in value:
-        raise InvalidInputError("must be a relative path inside a data root, with '/' separators")
-    rel = PurePosixPath(value)
-    if rel.is_absolute() or value.startswith("~"):
-        raise InvalidInputError("absolute paths are not allowed: give a path relative to a data root")
-    if ".." in rel.parts:
-        raise InvalidInputError("'..' is not allowed in paths")
+    rel = check_relative(value)
     for root in roots:
-        root = root.resolve()
-        real = (root / rel).resolve()
-        if not real.is_relative_to(root):
-            raise InvalidInputError("path leads out of the data root (symlink); not allowed")
-        if real.is_file():
+        real = find_in_root(root, rel, folder=False)
+        if real is not None:
             return real
     raise InvalidInputError(f"no file {value!r} in the data roots")
 
@@ -59,23 +111,28 @@ def resolve_data_folder(value: str, roots: Sequence[Path]) -> Path:
     ------
     InvalidInputError
         If ``value`` holds control characters, is absolute, climbs with ``..``, leads out of its root
-        through a symlink, or names no folder in any root.
+        through a symlink, has overlong names, or names no folder in any root.
     """
     if any(ord(ch) < 32 for ch in value):
         raise InvalidInputError("a folder name may not contain control characters (NUL, newline, ...)")
+    rel = check_relative(value.rstrip("/") or ".")
     for root in roots:
-        real = (root / value).resolve()
-        if real.is_dir() and real.is_relative_to(root.resolve()):
+        real = find_in_root(root, rel, folder=True)
+        if real is not None:
             return real
-    resolve_data_path(value.rstrip("/") + "/.", roots)  # raises with the reason (.., absolute, symlink)
     raise InvalidInputError(f"no folder {value!r} in the data roots")
 
 
-def _public(address: str) -> bool:
+def is_public_address(address: str) -> bool:
+    """Whether an IP address (text; IPv6 zone allowed) is globally routable: not loopback, private,
+    link-local, multicast or reserved (IPv4-mapped IPv6 addresses are judged as their IPv4 address)."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
     if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
         ip = ip.ipv4_mapped
     return ip.is_global and not (ip.is_multicast or ip.is_reserved)
+
+
+_public = is_public_address
 
 
 def check_url(url: str, hosts: Sequence[str]) -> str:

@@ -1,4 +1,4 @@
-"""Job store: users and jobs in one SQL database (a SQLite file by default, PostgreSQL with ``postgresql://``).
+"""Job store: users, jobs and notifications in one SQL database (a SQLite file by default, PostgreSQL with ``postgresql://``).
 
 The web process and the worker processes share nothing but this database. Every state change is one short
 transaction, so a crash of any process leaves the rows consistent:
@@ -18,24 +18,41 @@ import json
 import logging
 import secrets
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy.engine import Engine
-from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, sessionmaker
+from sqlalchemy.orm import Session, sessionmaker
+
+from geodeform.service.models import (
+    ACTIVE_STATUSES,
+    FINAL_STATUSES,
+    Base,
+    Job,
+    JobInfo,
+    Notification,
+    NotificationInfo,
+    User,
+    UserInfo,
+    utcnow,
+)
 
 __all__ = [
     "FINAL_STATUSES",
     "Base",
     "Job",
+    "JobInfo",
     "JobStore",
+    "Notice",
+    "Notices",
     "User",
+    "UserInfo",
     "hash_token",
+    "make_engine",
     "migrate",
     "new_token",
     "normalise_db_url",
@@ -43,114 +60,12 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-FINAL_STATUSES = frozenset({"successful", "failed", "dismissed"})
-ACTIVE_STATUSES = ("accepted", "running")
+Notice = tuple[str, str, int, dict[str, Any]]
+"""A notification to write: (event, target, attempt, payload)."""
+Notices = Callable[[JobInfo], list[Notice]]
+"""The notifications a job's new state calls for (by its subscriber), given the job as it now is."""
 
-
-def _now() -> dt.datetime:
-    return dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-
-
-class Base(DeclarativeBase):
-    """Declarative base of the service tables (naive UTC timestamps everywhere)."""
-
-
-class User(Base):
-    """An account: a name, a hashed API token and a role (``user`` or ``admin``)."""
-
-    __tablename__ = "users"
-
-    id: Mapped[int] = mapped_column(sa.Integer, primary_key=True)
-    name: Mapped[str] = mapped_column(sa.String(64), unique=True)
-    token_hash: Mapped[str] = mapped_column(sa.String(64), unique=True)
-    role: Mapped[str] = mapped_column(sa.String(16), default="user")
-    created: Mapped[dt.datetime] = mapped_column(sa.DateTime, default=_now)
-
-
-class Job(Base):
-    """One execution of a process; ``inputs``, ``results`` and ``messages`` are JSON text."""
-
-    __tablename__ = "jobs"
-    __table_args__ = (
-        sa.Index("ix_jobs_user_created", "user_id", "created", "id"),
-        sa.Index("ix_jobs_created", "created", "id"),
-        sa.Index("ix_jobs_status_created", "status", "created"),
-    )
-
-    id: Mapped[str] = mapped_column(sa.String(36), primary_key=True)
-    user_id: Mapped[int] = mapped_column(sa.ForeignKey("users.id"))
-    process_id: Mapped[str] = mapped_column(sa.String(64))
-    status: Mapped[str] = mapped_column(sa.String(16), default="accepted")
-    progress: Mapped[int] = mapped_column(sa.Integer, default=0)
-    message: Mapped[str] = mapped_column(sa.Text, default="")
-    inputs: Mapped[str] = mapped_column(sa.Text, default="{}")
-    results: Mapped[str] = mapped_column(sa.Text, default="{}")
-    created: Mapped[dt.datetime] = mapped_column(sa.DateTime, default=_now)
-    started: Mapped[dt.datetime | None] = mapped_column(sa.DateTime, nullable=True)
-    finished: Mapped[dt.datetime | None] = mapped_column(sa.DateTime, nullable=True)
-    updated: Mapped[dt.datetime] = mapped_column(sa.DateTime, default=_now)
-    heartbeat: Mapped[dt.datetime | None] = mapped_column(sa.DateTime, nullable=True)
-    worker: Mapped[str | None] = mapped_column(sa.String(128), nullable=True)
-    attempts: Mapped[int] = mapped_column(sa.Integer, default=0)
-    dismiss_requested: Mapped[bool] = mapped_column(sa.Boolean, default=False)
-
-
-@dataclass(frozen=True)
-class UserInfo:
-    """A user as the web layer sees it (detached from any session)."""
-
-    id: int
-    name: str
-    role: str
-
-    @property
-    def is_admin(self) -> bool:
-        """Whether this account sees and touches every job."""
-        return self.role == "admin"
-
-
-@dataclass(frozen=True)
-class JobInfo:
-    """A job row as plain data (detached from any session)."""
-
-    id: str
-    user_id: int
-    process_id: str
-    status: str
-    progress: int
-    message: str
-    inputs: dict[str, Any]
-    results: dict[str, Any]
-    created: dt.datetime
-    started: dt.datetime | None
-    finished: dt.datetime | None
-    updated: dt.datetime
-    heartbeat: dt.datetime | None
-    worker: str | None
-    attempts: int
-    dismiss_requested: bool
-
-    @classmethod
-    def of(cls, row: Job) -> JobInfo:
-        """Copy a mapped row."""
-        return cls(
-            id=row.id,
-            user_id=row.user_id,
-            process_id=row.process_id,
-            status=row.status,
-            progress=row.progress,
-            message=row.message,
-            inputs=json.loads(row.inputs or "{}"),
-            results=json.loads(row.results or "{}"),
-            created=row.created,
-            started=row.started,
-            finished=row.finished,
-            updated=row.updated,
-            heartbeat=row.heartbeat,
-            worker=row.worker,
-            attempts=row.attempts,
-            dismiss_requested=row.dismiss_requested,
-        )
+_now = utcnow
 
 
 def new_token() -> str:
@@ -244,28 +159,81 @@ class JobStore:
 
     # -- users -------------------------------------------------------------------------------------------
 
-    def add_user(self, name: str, *, role: str = "user") -> str:
-        """Create a user and return its API token (only its hash is stored)."""
+    def add_user(
+        self,
+        name: str,
+        *,
+        role: str = "user",
+        email: str | None = None,
+        expires: dt.datetime | None = None,
+    ) -> str:
+        """Create a user and return its API token (only its hash is stored); ``expires``: naive UTC."""
         token = new_token()
         with self.session() as s:
-            s.add(User(name=name, token_hash=hash_token(token), role=role))
+            s.add(
+                User(name=name, token_hash=hash_token(token), role=role, email=email, token_expires=expires)
+            )
         return token
 
     def user_for_token(self, token: str) -> UserInfo | None:
-        """The user owning ``token``, or None."""
+        """The user owning ``token``; None for no such token, an expired one, or a disabled account."""
         with self.session() as s:
             row = s.scalars(sa.select(User).where(User.token_hash == hash_token(token))).first()
-            return None if row is None else UserInfo(row.id, row.name, row.role)
+            if row is None or row.disabled:
+                return None
+            if row.token_expires is not None and row.token_expires <= _now():
+                return None
+            return UserInfo.of(row)
 
     def user_exists(self, name: str) -> bool:
         """Whether an account called ``name`` exists."""
+        return self.get_user(name) is not None
+
+    def get_user(self, name: str) -> UserInfo | None:
+        """The account called ``name``, or None."""
         with self.session() as s:
-            return s.scalars(sa.select(User.id).where(User.name == name)).first() is not None
+            row = s.scalars(sa.select(User).where(User.name == name)).first()
+            return None if row is None else UserInfo.of(row)
+
+    def list_users(self) -> list[UserInfo]:
+        """Every account, by name."""
+        with self.session() as s:
+            return [UserInfo.of(r) for r in s.scalars(sa.select(User).order_by(User.name))]
+
+    def _update_user(self, name: str, **values: Any) -> bool:
+        with self.session() as s:
+            res = s.execute(sa.update(User).where(User.name == name).values(**values))
+            return res.rowcount == 1  # type: ignore[attr-defined]
+
+    def rotate_token(self, name: str, *, expires: dt.datetime | None = None) -> str | None:
+        """A new token for ``name`` (the old one stops working at once); None if there is no such user."""
+        token = new_token()
+        ok = self._update_user(name, token_hash=hash_token(token), token_expires=expires)
+        return token if ok else None
+
+    def revoke_token(self, name: str) -> bool:
+        """Make ``name``'s token unusable (``rotate`` gives a new one); False if there is no such user."""
+        return self._update_user(name, token_hash="!" + secrets.token_hex(31), token_expires=None)
+
+    def set_disabled(self, name: str, disabled: bool) -> bool:
+        """Disable (no request is served) or enable an account; False if there is no such user."""
+        return self._update_user(name, disabled=disabled)
+
+    def set_email(self, name: str, email: str | None) -> bool:
+        """Set the account's e-mail address (``mailto:`` notifications); False if there is no such user."""
+        return self._update_user(name, email=email)
 
     # -- jobs: web side ------------------------------------------------------------------------------------
 
     def create_job(
-        self, user_id: int, process_id: str, inputs: dict[str, Any], max_active: int | None = None
+        self,
+        user_id: int,
+        process_id: str,
+        inputs: dict[str, Any],
+        max_active: int | None = None,
+        *,
+        outputs: list[str] | None = None,
+        subscriber: dict[str, str] | None = None,
     ) -> JobInfo | None:
         """Insert an ``accepted`` job, committed when this returns (a poll right after finds it).
 
@@ -285,6 +253,8 @@ class JobStore:
             updated=now,
             attempts=0,
             dismiss_requested=False,
+            outputs=None if outputs is None else json.dumps(outputs),
+            subscriber=None if subscriber is None else json.dumps(subscriber),
         )
         with self.session() as s:
             if max_active is not None:
@@ -310,6 +280,13 @@ class JobStore:
             q = sa.select(sa.func.count()).where(Job.user_id == user_id, Job.status.in_(ACTIVE_STATUSES))
             return int(s.scalar(q) or 0)
 
+    def _duration(self) -> Any:
+        """SQL expression: seconds a job ran (until now while it runs); NULL before it started."""
+        end = sa.func.coalesce(Job.finished, sa.literal(_now(), sa.DateTime))
+        if self.is_sqlite:
+            return (sa.func.julianday(end) - sa.func.julianday(Job.started)) * 86400.0
+        return sa.func.extract("epoch", end - Job.started)
+
     def list_jobs(
         self,
         *,
@@ -318,8 +295,14 @@ class JobStore:
         offset: int = 0,
         statuses: Sequence[str] | None = None,
         process_ids: Sequence[str] | None = None,
+        created: tuple[dt.datetime | None, dt.datetime | None] = (None, None),
+        duration: tuple[float | None, float | None] = (None, None),
     ) -> list[JobInfo]:
-        """Newest first; ``user_id=None`` lists everyone's jobs (admin). One indexed query, no count."""
+        """Newest first; ``user_id=None`` lists everyone's jobs (admin). One indexed query, no count.
+
+        ``created`` keeps jobs created in ``[start, end]`` (either end open with None); ``duration`` keeps
+        jobs that ran (or have been running) at least / at most that many seconds.
+        """
         q = sa.select(Job)
         if user_id is not None:
             q = q.where(Job.user_id == user_id)
@@ -327,9 +310,26 @@ class JobStore:
             q = q.where(Job.status.in_(list(statuses)))
         if process_ids:
             q = q.where(Job.process_id.in_(list(process_ids)))
+        if created[0] is not None:
+            q = q.where(Job.created >= created[0])
+        if created[1] is not None:
+            q = q.where(Job.created <= created[1])
+        if duration != (None, None):
+            seconds = self._duration()
+            q = q.where(Job.started.is_not(None))
+            if duration[0] is not None:
+                q = q.where(seconds >= duration[0])
+            if duration[1] is not None:
+                q = q.where(seconds <= duration[1])
         q = q.order_by(Job.created.desc(), Job.id.desc()).limit(limit).offset(offset)
         with self.session() as s:
             return [JobInfo.of(r) for r in s.scalars(q)]
+
+    def user_jobs(self, user_id: int, statuses: Sequence[str]) -> list[str]:
+        """Ids of the user's jobs in ``statuses``."""
+        with self.session() as s:
+            q = sa.select(Job.id).where(Job.user_id == user_id, Job.status.in_(list(statuses)))
+            return list(s.scalars(q))
 
     def request_dismiss(self, job_id: str) -> JobInfo | None:
         """Dismiss a job: a queued one ends at once; a running one is flagged for its worker to stop."""
@@ -347,6 +347,16 @@ class JobStore:
                 row.status, row.message = "dismissed", "dismissed; results deleted"
             row.updated = now
             return JobInfo.of(row)
+
+    def expire(self, *, finished_before: dt.datetime) -> list[str]:
+        """Dismiss successful and failed jobs that ended before ``finished_before`` (retention); their ids."""
+        with self.session() as s:
+            q = sa.select(Job).where(Job.status.in_(("successful", "failed")), Job.finished < finished_before)
+            rows = list(s.scalars(q))
+            for row in rows:
+                row.status, row.updated = "dismissed", _now()
+                row.message = f"results deleted after the retention period (ended {row.finished:%Y-%m-%d})"
+            return [r.id for r in rows]
 
     # -- jobs: worker side ---------------------------------------------------------------------------------
 
@@ -399,27 +409,34 @@ class JobStore:
             return res.rowcount == 1  # type: ignore[attr-defined]
 
     def finish(
-        self, job_id: str, worker: str, status: str, message: str, results: dict[str, Any] | None = None
+        self,
+        job_id: str,
+        worker: str,
+        status: str,
+        message: str,
+        results: dict[str, Any] | None = None,
+        *,
+        notices: Notices | None = None,
     ) -> bool:
-        """End a running job owned by ``worker`` (successful, failed or dismissed); False if it was not."""
+        """End a running job owned by ``worker`` (successful, failed or dismissed); False if it was not.
+
+        ``notices`` gives the notifications this end calls for; they are written in the same transaction,
+        so a job's end is reported exactly once (a second worker finishing it finds nothing to update).
+        """
         now = _now()
-        values: dict[str, Any] = {
-            "status": status,
-            "message": message[:2000],
-            "finished": now,
-            "updated": now,
-        }
-        if status == "successful":
-            values["progress"] = 100
-        if results is not None:
-            values["results"] = json.dumps(results)
         with self.session() as s:
-            res = s.execute(
-                sa.update(Job)
-                .where(Job.id == job_id, Job.worker == worker, Job.status == "running")
-                .values(**values)
-            )
-            return res.rowcount == 1  # type: ignore[attr-defined]
+            row = s.get(Job, job_id, with_for_update=not self.is_sqlite)
+            if row is None or row.worker != worker or row.status != "running":
+                return False
+            row.status, row.message, row.finished, row.updated = status, message[:2000], now, now
+            if status == "successful":
+                row.progress = 100
+            if results is not None:
+                row.results = json.dumps(results)
+            s.flush()
+            if notices is not None:
+                self._enqueue(s, job_id, notices(JobInfo.of(row)))
+            return True
 
     def release(self, job_id: str, worker: str, message: str) -> bool:
         """Hand a running job back to the queue (its worker is stopping); the attempt does not count."""
@@ -439,7 +456,9 @@ class JobStore:
             )
             return res.rowcount == 1  # type: ignore[attr-defined]
 
-    def reap(self, *, stale_after: float, max_attempts: int) -> tuple[list[str], list[str]]:
+    def reap(
+        self, *, stale_after: float, max_attempts: int, notices: Notices | None = None
+    ) -> tuple[list[str], list[str]]:
         """Re-queue or fail running jobs whose heartbeat is older than ``stale_after`` seconds.
 
         Returns
@@ -465,6 +484,9 @@ class JobStore:
                     row.status, row.finished = "failed", now
                     row.message = f"{lost}; gave up after {row.attempts} attempt(s)"
                     failed.append(row.id)
+                    if notices is not None:
+                        s.flush()
+                        self._enqueue(s, row.id, notices(JobInfo.of(row)))
                 else:
                     row.status, row.worker, row.heartbeat, row.progress = "accepted", None, None, 0
                     row.message = f"re-queued: {lost}"
@@ -474,3 +496,82 @@ class JobStore:
         for job_id in failed:
             log.warning("failed job %s (stale heartbeat, attempts exhausted)", job_id)
         return requeued, failed
+
+    # -- notifications (the outbox) ------------------------------------------------------------------------
+
+    def _enqueue(self, s: Session, job_id: str, items: Sequence[Notice]) -> None:
+        for event_, target, attempt, payload in items:
+            exists = s.scalar(
+                sa.select(Notification.id).where(
+                    Notification.job_id == job_id,
+                    Notification.event == event_,
+                    Notification.target == target,
+                    Notification.attempt == attempt,
+                )
+            )
+            if exists is None:
+                s.add(
+                    Notification(
+                        job_id=job_id,
+                        event=event_,
+                        target=target,
+                        attempt=attempt,
+                        payload=json.dumps(payload),
+                        status="pending",
+                        tries=0,
+                        next_try=_now(),
+                        last_error="",
+                        created=_now(),
+                    )
+                )
+
+    def notify(self, job_id: str, items: Sequence[Notice]) -> None:
+        """Write notifications of a job (each ``(job, event, target, attempt)`` at most once)."""
+        if items:
+            with self.session() as s:
+                self._enqueue(s, job_id, items)
+
+    def next_notification(self, *, stale_after: float = 300.0) -> NotificationInfo | None:
+        """Claim the oldest due notification (``sending``); one claimed longer ago than ``stale_after``
+        seconds by a sender that died is due again."""
+        now = _now()
+        with self.session() as s:
+            due = sa.or_(
+                sa.and_(Notification.status == "pending", Notification.next_try <= now),
+                sa.and_(
+                    Notification.status == "sending",
+                    Notification.next_try <= now - dt.timedelta(seconds=stale_after),
+                ),
+            )
+            pick = sa.select(Notification.id).where(due).order_by(Notification.next_try).limit(1)
+            if not self.is_sqlite:
+                pick = pick.with_for_update(skip_locked=True)
+            note_id = s.scalar(pick)
+            if note_id is None:
+                return None
+            row = s.get(Notification, note_id)
+            assert row is not None
+            row.status, row.tries, row.next_try = "sending", row.tries + 1, now
+            return NotificationInfo.of(row)
+
+    def notification_done(
+        self, note_id: int, *, error: str = "", retry_at: dt.datetime | None = None
+    ) -> None:
+        """Record a delivery: sent (no ``error``), to be tried again at ``retry_at``, or given up."""
+        with self.session() as s:
+            row = s.get(Notification, note_id)
+            if row is None:
+                return
+            row.last_error = error[:2000]
+            if not error:
+                row.status, row.sent = "sent", _now()
+            elif retry_at is not None:
+                row.status, row.next_try = "pending", retry_at
+            else:
+                row.status = "failed"
+
+    def notifications(self, job_id: str) -> list[tuple[str, str, str, int]]:
+        """(event, target, status, tries) of a job's notifications, oldest first."""
+        with self.session() as s:
+            q = sa.select(Notification).where(Notification.job_id == job_id).order_by(Notification.id)
+            return [(r.event, r.target, r.status, r.tries) for r in s.scalars(q)]

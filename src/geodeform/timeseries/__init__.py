@@ -15,16 +15,21 @@ from geodeform.timeseries.products import (
     annual_velocity,
     velocity_composite,
 )
+from geodeform.timeseries.uncertainty import ErrorModel, add_node_errors, node_date_noise, pair_sigma
 
 __all__ = [
     "DAYS_PER_YEAR",
     "AnnualVelocity",
+    "ErrorModel",
     "TimeSeriesResult",
     "TimeSeriesWarning",
     "VelocityComposite",
     "add_date_noise",
+    "add_node_errors",
     "annual_velocity",
     "date_noise",
     "invert",
+    "node_date_noise",
+    "pair_sigma",
     "velocity_composite",
 ]

@@ -30,8 +30,9 @@ from geodeform.io import SeriesStore
 from geodeform.timeseries._invert import TimeSeriesResult, TimeSeriesWarning, invert
 from geodeform.timeseries.noise import add_date_noise
 from geodeform.timeseries.products import VelocityComposite, velocity_composite
+from geodeform.timeseries.uncertainty import add_node_errors, pair_sigma
 
-__all__ = ["INVERSION_MEMORY_BYTES", "ChunkedInversion", "chunk_rows", "invert_products"]
+__all__ = ["INVERSION_MEMORY_BYTES", "ChunkedInversion", "NodeErrors", "chunk_rows", "invert_products"]
 
 log = logging.getLogger(__name__)
 
@@ -86,6 +87,69 @@ def chunk_rows(n_pairs: int, n_dates: int, width: int, memory_bytes: int = INVER
     return int(max(1, rows))
 
 
+@dataclass(frozen=True)
+class NodeErrors:
+    """Per-node error weighting of :func:`invert_products` from the products' ``offset_error``.
+
+    Attributes
+    ----------
+    step
+        Node spacing, m.
+    chip
+        Chip height used where a product has no ``chip_size_height`` (or it is not > 0), m.
+    """
+
+    step: float
+    chip: float
+
+
+def _read_optional(paths: Sequence[Path], name: str, rows: slice, width: int) -> NDArray[np.float64]:
+    """Rows of an optional variable (NaN for a product without it)."""
+    out = np.full((len(paths), rows.stop - rows.start, width), np.nan)
+    for k, path in enumerate(paths):
+        with h5py.File(path, "r") as f:
+            if name in f:
+                out[k] = f[name][rows.start : rows.stop, :]
+    return out
+
+
+def _invert_block(
+    paths: Sequence[Path],
+    d: NDArray[Any],
+    p: NDArray[np.int64],
+    block: slice,
+    nx: int,
+    *,
+    weights: ArrayLike | str | None,
+    smoothing: float | None,
+    robust: bool,
+    pair_errors: tuple[ArrayLike, ArrayLike] | None,
+    node_errors: NodeErrors | None,
+) -> TimeSeriesResult:
+    """One block of rows inverted, with its per-node (``node_errors``) or per-date (``pair_errors``) noise."""
+    dx = _read_rows(paths, "dx", block, nx)
+    dy = _read_rows(paths, "dy", block, nx)
+    sigma = chip = None
+    if node_errors is not None:
+        # per-node errors: the matcher's plus its displacement/strain part (timeseries.uncertainty)
+        err = _read_rows(paths, "offset_error", block, nx).astype(np.float64)
+        chip = _read_optional(paths, "chip_size_height", block, nx)
+        chip = np.where(np.isfinite(chip) & (chip > 0), chip, node_errors.chip)
+        sigma = pair_sigma(dx, dy, err, step=node_errors.step, chip=chip)
+        weights = np.where(np.isfinite(sigma), 1.0 / np.fmax(sigma, 1e-6) ** 2, 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TimeSeriesWarning)  # summed over the blocks by the caller
+        ts = invert(d, p, dx, dy, weights=weights, smoothing=smoothing, robust=robust, return_residuals=False)
+    del dx, dy
+    plist = [tuple(map(int, q)) for q in p]
+    if sigma is not None and chip is not None and node_errors is not None:
+        return add_node_errors(ts, plist, sigma, step=node_errors.step, chip=np.nanmedian(chip, axis=0))
+    if pair_errors is not None:
+        ex, ey = (np.asarray(e, dtype=np.float64) for e in pair_errors)
+        return add_date_noise(ts, plist, ex, ey)
+    return ts
+
+
 def _read_rows(paths: Sequence[Path], name: str, rows: slice, width: int) -> NDArray[np.float32]:
     out = np.empty((len(paths), rows.stop - rows.start, width), dtype=np.float32)
     for k, path in enumerate(paths):
@@ -131,6 +195,7 @@ def invert_products(
     smoothing: float | None = None,
     robust: bool = True,
     pair_errors: tuple[ArrayLike, ArrayLike] | None = None,
+    node_errors: NodeErrors | None = None,
     memory_bytes: int = INVERSION_MEMORY_BYTES,
     keep_bytes: int = 256 * 2**20,
     progress: Callable[[int, int], Any] | None = None,
@@ -153,6 +218,12 @@ def invert_products(
     pair_errors
         ``(ex, ey)`` 1-sigma error of each pair along x and y (m), for the per-date noise
         (:func:`geodeform.timeseries.add_date_noise`); None leaves the series' sigmas as fitted.
+    node_errors
+        Weight each node of each pair by its own 1-sigma error (:func:`geodeform.timeseries.pair_sigma` on the
+        products' ``offset_error`` and chip height), replacing ``weights``, and put image noise and the
+        displacement/strain part into the series' sigmas and ``v_error``
+        (:func:`geodeform.timeseries.add_node_errors`) instead of ``pair_errors``. Every product needs
+        ``offset_error``. The strain part is computed within each block of rows.
     memory_bytes
         Memory budget of one block (:func:`chunk_rows`).
     keep_bytes
@@ -191,17 +262,18 @@ def invert_products(
     try:
         for r0 in range(0, ny, rows):
             block = slice(r0, min(ny, r0 + rows))
-            dx = _read_rows(paths, "dx", block, nx)
-            dy = _read_rows(paths, "dy", block, nx)
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", TimeSeriesWarning)  # summed over the blocks below
-                ts = invert(
-                    d, p, dx, dy, weights=weights, smoothing=smoothing, robust=robust, return_residuals=False
-                )
-            del dx, dy
-            if pair_errors is not None:
-                ex, ey = (np.asarray(e, dtype=np.float64) for e in pair_errors)
-                ts = add_date_noise(ts, [tuple(map(int, q)) for q in p], ex, ey)
+            ts = _invert_block(
+                paths,
+                d,
+                p,
+                block,
+                nx,
+                weights=weights,
+                smoothing=smoothing,
+                robust=robust,
+                pair_errors=pair_errors,
+                node_errors=node_errors,
+            )
             comp = velocity_composite(ts)
             n_partial += ts.n_partial
             n_empty += ts.n_empty

@@ -218,9 +218,12 @@ def velocity_figure(
     vx: NDArray[Any] | None,
     vy: NDArray[Any] | None,
     markers: Sequence[Marker],
+    scale: NDArray[Any] | None = None,
 ) -> bytes:
+    """Speed map with flow arrows; the colour scale from the pixels of ``scale`` (default: all)."""
     fig, [axes] = _map_axes(grid, 1)
-    _show(axes, v, grid, "viridis", "speed |v| (m/yr)", 0.0, _robust_max(v))
+    top = _robust_max(v if scale is None else np.where(scale, v, np.nan))
+    _show(axes, v, grid, "viridis", "speed |v| (m/yr)", 0.0, top)
     if vx is not None and vy is not None:
         _quiver(axes[0], grid, vx, vy)
     _mark(axes[0], grid, markers)
@@ -311,7 +314,8 @@ def pair_errors_figure(
     rejected: NDArray[Any],
     statuses: Sequence[str],
 ) -> bytes:
-    """Stable-ground NMAD per pair (grouped bars) above coverage / rejected share per pair."""
+    """Stable-ground NMAD per pair (grouped bars) above coverage / rejected share per pair; ``statuses``
+    are ``ok``, ``degraded`` (ok, marked with a triangle), ``failed`` or ``skipped`` (crosses)."""
     n = len(labels)
     width = max(7.0, min(0.2 * n + 3.0, 16.0))
     fig = Figure(figsize=(width, 6.0))
@@ -323,11 +327,14 @@ def pair_errors_figure(
     off = 0.2
     _bars(ax, idx - off, nmad_x, lw, color=_EAST_COLOUR, label="east (vx)")
     _bars(ax, idx + off, nmad_y, lw, color=_NORTH_COLOUR, label="north (vy)")
-    failed = np.array([s != "ok" for s in statuses], dtype=bool)
+    failed = np.array([s not in ("ok", "degraded") for s in statuses], dtype=bool)
     if failed.any():
         ax.plot(
             idx[failed], np.zeros(failed.sum()), "x", color="#D55E00", ms=9, mew=2, label="failed / skipped"
         )
+    degraded = np.array([s == "degraded" for s in statuses], dtype=bool)
+    if degraded.any():
+        ax.plot(idx[degraded], np.zeros(degraded.sum()), "^", color="#E69F00", ms=8, label="degraded")
     ax.set_ylabel("stable-ground NMAD (m/yr)")
     ax.set_title("Noise on stable ground, per pair (after corrections)", loc="left")
     finite = np.concatenate([nmad_x, nmad_y])

@@ -36,8 +36,14 @@ from geodeform.pairs import PairNetwork
 from geodeform.parallel import Executor, WorkerLostError, executor
 from geodeform.workflows._timing import log_runtime
 from geodeform.workflows.pair import PairOutcome, PairSpec, _reused, process_pair
-from geodeform.workflows.plan import build_network, pair_specs
-from geodeform.workflows.preflight import ResourceEstimate, check_files, estimate_resources, preflight
+from geodeform.workflows.plan import build_network, pair_specs, stable_ground
+from geodeform.workflows.preflight import (
+    ResourceEstimate,
+    check_files,
+    drop_unusable,
+    estimate_resources,
+    preflight,
+)
 from geodeform.workflows.probe import probe_pair
 from geodeform.workflows.products import (
     RunResult,
@@ -46,7 +52,9 @@ from geodeform.workflows.products import (
     write_products,
     write_run_report,
 )
+from geodeform.workflows.quake import plan_quake, run_quake
 from geodeform.workflows.sar import check_sar_files, run_sar_job
+from geodeform.workflows.stable import coregister_pending
 from geodeform.workflows.stack import ImageStack, stack_from_inputs, stack_from_search
 
 __all__ = ["RunResult", "StageProgress", "run_job"]
@@ -100,12 +108,13 @@ def _read_images(
 def _log_outcome(outcome: PairOutcome) -> None:
     if outcome.status == "ok":
         log.info(
-            "pair %s_%s %s in %.1f s (coverage %.0f%%)",
+            "pair %s_%s %s in %.1f s (coverage %.0f%%)%s",
             outcome.reference,
             outcome.secondary,
             "computed" if outcome.computed else "reused",
             outcome.seconds,
             100 * outcome.coverage,
+            f", degraded: {outcome.degraded}" if outcome.degraded else "",
         )
     else:
         log.warning("pair %s_%s failed: %s", outcome.reference, outcome.secondary, outcome.message)
@@ -281,6 +290,7 @@ def run_job(
         check_sar_files(config)  # before anything is written
     else:
         check_files(config)
+    quake = plan_quake(config) if config.preset == "quake" else None  # acquisitions, trace: still nothing
     out = Path(run_dir) if run_dir is not None else Path("runs") / config.name
     out.mkdir(parents=True, exist_ok=True)
     handler = _setup_logging(out)
@@ -290,6 +300,21 @@ def run_job(
             tmp.write_text(config_to_yaml(config), encoding="utf-8")
         log.info("run %s in %s", config.name, out.resolve())
         cache = Path(cache_dir) if cache_dir else None
+        if quake is not None:
+            workers = _workers(config, None)
+            result = run_quake(
+                quake,
+                out,
+                workers=workers,
+                match=lambda specs: _match_pairs(config, specs, workers, progress),
+                progress=progress,
+                on_estimate=on_estimate,
+                cache_dir=cache,
+                report_extras=report_extras,
+                started=started,
+            )
+            log.info("run %s finished in %.1f s", config.name, result.seconds)
+            return result
         if config.sar is not None:
             result = run_sar_job(
                 config,
@@ -330,13 +355,19 @@ def _run_images(
 ) -> RunResult:
     """The optical chain: images on one grid, pairs, probe and estimate, matching, inversion and products."""
     stack = _read_images(config, out, progress, cache)
+    stack, warnings = drop_unusable(config, stack)
     network = build_network(config, stack)
-    for w in preflight(config, stack, network):
+    warnings += preflight(config, stack, network)
+    ground = stable_ground(config, stack)  # every mask checked on the grid before matching
+    warnings += ground.warnings
+    for w in warnings:
         log.warning(w)
+    log.info("stable ground: %s", ground.source)
     (out / "pairs").mkdir(exist_ok=True)
-    specs = pair_specs(config, stack, network, out)
+    specs = pair_specs(config, stack, network, out, ground)
     outcomes, estimate = _match_pairs(config, stack, network, specs, out, started, progress, on_estimate)
-    result = RunResult(out, config, stack, outcomes, estimate=estimate)
+    outcomes = coregister_pending(outcomes, stack.dates)
+    result = RunResult(out, config, stack, outcomes, estimate=estimate, warnings=warnings)
     if not any(o.status == "ok" for o in result.pairs):
         error = all_failed(result.pairs)
         if config.output.report:  # the report says which pair failed and why

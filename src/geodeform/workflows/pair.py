@@ -24,7 +24,6 @@ from numpy.typing import NDArray
 
 from geodeform.config import CorrectionsConfig
 from geodeform.conventions import DAYS_PER_YEAR, ProductFormat
-from geodeform.corrections import CorrectionReport, correct_offsets
 from geodeform.errors import GeodeformError, InvalidInputError
 from geodeform.io import (
     AcquisitionDates,
@@ -39,6 +38,13 @@ from geodeform.io import (
     write_stac_item,
 )
 from geodeform.offsets import OffsetField, Reason, match, reason_codes
+from geodeform.workflows.screening import (
+    PairCoregistration,
+    Screened,
+    image_masks,
+    mark_cloud_nodes,
+    screen_field,
+)
 
 __all__ = ["ErrorPolicy", "PairOutcome", "PairProgress", "PairSpec", "process_pair"]
 
@@ -51,7 +57,7 @@ PairProgress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``; stages ``read``, ``match`` (per strip of the matcher; first ``(0, 0)``)
 and ``write``."""
 
-_STATS = ("coverage", "stable_nmad_x", "stable_nmad_y", "rejected", "seconds", "message")
+_STATS = ("coverage", "stable_nmad_x", "stable_nmad_y", "rejected", "seconds", "message", "degraded")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -77,17 +83,30 @@ class PairSpec:
     method, chip_size, step, search_range, prefilter
         Matcher settings (:func:`geodeform.offsets.match`): chip and step in reference pixels; search range
         ± pixels, one value or one per node.
+    options
+        More keyword options of the matcher (e.g. ``{"two_motion_px": 0.1}``, see
+        :class:`geodeform.offsets.ncc.NccOptions`).
     nodata
         Pixel value to ignore in both rasters; default: their declared nodata, plus 0 and the dtype maximum of
         integer rasters without one (:func:`geodeform.io.fill_values`).
     threads, strip_rows
         Matcher threads (default: every core numba sees) and image rows per strip (progress granularity).
     corrections
-        Outlier filters and co-registration on stable ground (:func:`geodeform.corrections.correct_offsets`),
-        or None for raw offsets.
+        Outlier filters and co-registration on stable ground (:func:`geodeform.corrections.correct_offsets`);
+        None: the default credibility filters only (:mod:`geodeform.workflows.screening`), no co-registration.
     stable
         Stable-ground mask at the nodes (True = static terrain) for the corrections and the error estimate;
-        None: chosen from the offsets (or every node with ``corrections.reference == "all"``).
+        None: ``corrections.reference`` decides (the dominant offset, or every node). With a mask, a pair
+        with fewer than ``corrections.min_stable`` stable nodes is left for the job-level estimate
+        (``geodeform_coregistration`` source ``pending``) and marked degraded.
+    masks
+        Cloud / no-data mask of each image: a path (SCL, QA_PIXEL, a raster with 1 = masked, polygons),
+        ``"none"``, or None to use the scene's own SCL / QA_PIXEL when it sits next to the band.
+    water
+        Water nodes (lakes, fjords), left out with the reason ``WATER``; None: none.
+    expected_speed, expected_displacement
+        Largest expected speed (m/yr) and displacement regardless of time (m): nodes moving more, by one
+        pixel of matching noise, are removed (``SPEED``). None: no speed test.
     attributes
         Extra settings recorded as ``geodeform_<key>`` product attributes (e.g. the job's preset).
     key
@@ -116,11 +135,16 @@ class PairSpec:
     step: int = 16
     search_range: int | NDArray[np.int64] = field(default=16, compare=False)
     prefilter: str | None = None
+    options: Mapping[str, Any] = field(default_factory=dict)
     nodata: float | None = None
     threads: int | None = None
     strip_rows: int = 1024
     corrections: CorrectionsConfig | None = None
     stable: NDArray[np.bool_] | None = field(default=None, compare=False)
+    masks: tuple[str | None, str | None] = (None, None)
+    water: NDArray[np.bool_] | None = field(default=None, compare=False)
+    expected_speed: float | None = None
+    expected_displacement: float = 0.0
     attributes: Mapping[str, Any] = field(default_factory=dict)
     key: str | None = None
     index: int = 0
@@ -170,6 +194,11 @@ class PairOutcome:
     stage_seconds
         Where the pair's time went: ``read``, ``match``, ``correct``, ``product`` (building the Dataset),
         ``write``, seconds (empty for a reused product).
+    degraded
+        Why the pair's numbers are less reliable than the others' (e.g. co-registration taken from the
+        other pairs of its dates); empty when they are not. Also in the product, its STAC item and the report.
+    coregistration
+        Where its co-registration came from (:data:`geodeform.workflows.screening.CoregSource`).
     """
 
     index: int
@@ -191,6 +220,8 @@ class PairOutcome:
     reprojected: bool = False
     summary: ProductSummary | None = None
     stage_seconds: Mapping[str, float] = field(default_factory=dict)
+    degraded: str = ""
+    coregistration: str = "none"
 
 
 def _labels(spec: PairSpec, dates: AcquisitionDates | None) -> dict[str, Any]:
@@ -221,64 +252,21 @@ def _reused(spec: PairSpec) -> PairOutcome | None:
             if ds.attrs.get("geodeform_pair_key") != spec.key:
                 return None
             stats = json.loads(ds.attrs["geodeform_pair_stats"])
+            record = ds.attrs.get("geodeform_coregistration")
+            source = PairCoregistration.from_json(record).source if record else "none"
     except (OSError, ValueError, KeyError) as exc:
         log.warning("pair product %s unreadable (%s); recomputing", out, exc)
         return None
     dates = spec.dates if isinstance(spec.dates, AcquisitionDates) else None
-    return PairOutcome(**_labels(spec, dates), status="ok", computed=False, **stats)
+    return PairOutcome(**_labels(spec, dates), status="ok", computed=False, coregistration=source, **stats)
 
 
-@dataclass(frozen=True)
-class _Corrected:
-    """A matched field after the corrections, with their numbers (NaN without corrections)."""
-
-    field: OffsetField
-    stable: NDArray[np.bool_] | None
-    nmad_x: float = float("nan")
-    nmad_y: float = float("nan")
-    rejected: float = float("nan")
-    note: str = ""
-
-
-def _correct(
-    spec: PairSpec, field_: OffsetField, dates: AcquisitionDates | None, pixel_m: float
-) -> _Corrected | str:
-    """Filters and co-registration in pixels (their thresholds are in pixels), before georeferencing.
-
-    Returns the corrected field, or the reason why the corrections failed.
-    """
-    c = spec.corrections
-    finite = np.isfinite(field_.dx) & np.isfinite(field_.dy)
-    if c is None or not c.enabled or finite.sum() < 10:
-        return _Corrected(field_, spec.stable)
-    kwargs: dict[str, Any] = {
-        "plane": c.plane,
-        "stripes": {"track_angle_deg": c.track_angle_deg} if c.stripes else None,
-        "filters": {"quality": field_.quality, "min_quality": c.min_quality, "n_mad": c.mad_threshold},
-    }
-    stable = spec.stable
-    if stable is None and c.reference == "all":
-        stable = np.ones(field_.dx.shape, dtype=bool)
-    note = ""
-    try:
-        rep: CorrectionReport = correct_offsets(field_.dx, field_.dy, stable=stable, **kwargs)
-    except GeodeformError as exc:
-        if stable is None:
-            if spec.errors == "raise":
-                raise
-            return f"corrections: {exc}"
-        note = f"stable-ground mask unusable for this pair ({exc}); stable ground chosen automatically"
-        log.warning("pair %s -> %s: %s", spec.reference, spec.secondary, note)
-        rep = correct_offsets(field_.dx, field_.dy, stable=None, **kwargs)
-    scale = pixel_m * DAYS_PER_YEAR / max(abs(dates.dt_days), 1e-9) if dates is not None else pixel_m
-    return _Corrected(
-        replace(field_, dx=rep.dx.astype(np.float32), dy=rep.dy.astype(np.float32)),
-        rep.stable,
-        float(rep.after.nmad_x) * scale,
-        float(rep.after.nmad_y) * scale,
-        float(rep.filtering.rejected_fraction),
-        note,
-    )
+def _expected_px(spec: PairSpec, dates: AcquisitionDates | None, pixel_m: float) -> float | None:
+    """Largest expected displacement of the pair in pixels, or None without an expected speed or dates."""
+    if spec.expected_speed is None or dates is None:
+        return None
+    metres = spec.expected_speed * abs(dates.dt_days) / DAYS_PER_YEAR + spec.expected_displacement
+    return metres / pixel_m
 
 
 def unobserved_nodes(
@@ -346,6 +334,43 @@ def _processing(spec: PairSpec, field_: OffsetField) -> dict[str, Any]:
     return out
 
 
+def _pair_attrs(
+    spec: PairSpec, stats: dict[str, Any], corrected: Any, sources: tuple[str, str], coverage_raw: float
+) -> dict[str, Any]:
+    """The pair product's geodeform attributes: key, statistics, co-registration, degradation, masks."""
+    attrs: dict[str, Any] = {} if spec.key is None else {"geodeform_pair_key": spec.key}
+    attrs["geodeform_pair_stats"] = json.dumps(stats)
+    attrs["geodeform_coregistration"] = corrected.coregistration.to_json()
+    attrs["geodeform_degraded"] = corrected.degraded
+    attrs["geodeform_masks"] = "; ".join(
+        f"{k}: {v}" for k, v in zip(("reference", "secondary"), sources, strict=True)
+    )
+    attrs["geodeform_coverage_before_filters"] = coverage_raw
+    return attrs
+
+
+def _screen(
+    spec: PairSpec,
+    field_: OffsetField,
+    cloud: NDArray[np.bool_] | None,
+    dates: AcquisitionDates | None,
+    grid: GeoGrid,
+) -> Screened:
+    """Filters, reasons, co-registration of the pair (:func:`~geodeform.workflows.screening.screen_field`)."""
+    t = grid.transform
+    pixel_m = float(np.sqrt(abs(t.a * t.e - t.b * t.d)))
+    return screen_field(
+        mark_cloud_nodes(field_, cloud, spec.chip_size),
+        spec.corrections,
+        stable=spec.stable,
+        water=spec.water,
+        expected_px=_expected_px(spec, dates, pixel_m),
+        dates=dates,
+        transform_linear=(t.a, t.b, t.d, t.e),
+        pixel_m=pixel_m,
+    )
+
+
 def process_pair(spec: PairSpec, *, progress: PairProgress | None = None) -> PairOutcome:
     """Read, reproject, match, correct and write one pair (also on a worker: ``spec`` is picklable).
 
@@ -385,10 +410,14 @@ def process_pair(spec: PairSpec, *, progress: PairProgress | None = None) -> Pai
     labels = _labels(spec, dates)
     if progress:
         progress("match", 0, 0)
+    grid: GeoGrid = pair.reference.grid
+    masks = image_masks(spec.reference, spec.secondary, spec.masks, grid)
     try:
         field_ = match(
             pair.reference.data,
             pair.secondary.data,
+            mask=masks.reference,
+            secondary_mask=masks.secondary,
             method=spec.method,
             chip_size=spec.chip_size,
             step=spec.step,
@@ -398,6 +427,7 @@ def process_pair(spec: PairSpec, *, progress: PairProgress | None = None) -> Pai
             threads=spec.threads,
             strip_rows=spec.strip_rows,
             progress=(lambda done, total: progress("match", done, total)) if progress else None,
+            **spec.options,
         )
     except GeodeformError as exc:
         if spec.errors == "raise":
@@ -407,12 +437,16 @@ def process_pair(spec: PairSpec, *, progress: PairProgress | None = None) -> Pai
         field_, pair.reference.data, pair.secondary.data, fill_values(pair, spec.nodata)
     )
     clock.lap("match")
-    grid: GeoGrid = pair.reference.grid
     coverage_raw = field_.coverage
-    corrected = _correct(spec, field_, dates, float(abs(grid.transform.a)))
+    try:
+        corrected = _screen(spec, field_, masks.union, dates, grid)
+    except GeodeformError as exc:
+        if spec.errors == "raise":
+            raise
+        return PairOutcome(**labels, status="failed", message=f"corrections: {exc}")
     clock.lap("correct")
-    if isinstance(corrected, str):
-        return PairOutcome(**labels, status="failed", message=corrected)
+    if corrected.degraded:
+        log.warning("pair %s -> %s: %s", spec.reference, spec.secondary, corrected.degraded)
     ds = offset_dataset(
         corrected.field,  # type: ignore[arg-type]  # the io Protocol declares settable attributes; ours is frozen
         grid,
@@ -435,19 +469,13 @@ def process_pair(spec: PairSpec, *, progress: PairProgress | None = None) -> Pai
         "rejected": corrected.rejected,
         "seconds": time.perf_counter() - t0,
         "message": corrected.note,
+        "degraded": corrected.degraded,
     }
-    if spec.key is not None:
-        ds.attrs["geodeform_pair_key"] = spec.key
-    ds.attrs["geodeform_pair_stats"] = json.dumps(stats)
-    ds.attrs["geodeform_coverage_before_filters"] = coverage_raw
+    ds.attrs.update(_pair_attrs(spec, stats, corrected, masks.sources, coverage_raw))
     summary = summarize_product(ds)
     clock.lap("product")
-    if progress:
-        progress("write", 0, 1)
-    files = _write(spec, ds)
+    files = _write(spec, ds, progress)
     clock.lap("write")
-    if progress:
-        progress("write", 1, 1)
     return PairOutcome(
         **labels,
         status="ok",
@@ -457,6 +485,7 @@ def process_pair(spec: PairSpec, *, progress: PairProgress | None = None) -> Pai
         reprojected=pair.reprojected,
         summary=summary,
         stage_seconds=dict(clock.laps),
+        coregistration=corrected.coregistration.source,
     )
 
 
@@ -473,9 +502,13 @@ class _Clock:
         self._last = now
 
 
-def _write(spec: PairSpec, ds: xr.Dataset) -> tuple[str, ...]:
+def _write(spec: PairSpec, ds: xr.Dataset, progress: PairProgress | None = None) -> tuple[str, ...]:
     """Every output of ``spec`` (atomic writers), then the STAC item of the first one."""
+    if progress:
+        progress("write", 0, 1)
     written = [str(write_product(ds, path, fmt)) for fmt, path in spec.outputs.items()]
     if spec.stac:
         written.append(str(write_stac_item(ds, written[0])))
+    if progress:
+        progress("write", 1, 1)
     return tuple(written)

@@ -1,8 +1,9 @@
 """Before a job matches anything: the checks that stop jobs that cannot work, and the cost estimate.
 
 :func:`check_files` runs before the run folder is created, :func:`preflight` once the images are on their
-grid (no scene, identical scenes, blank or textureless images, a search range too small or too large for the
-expected motion, a grid smaller than a chip), :func:`estimate_resources` prints time, memory and disk.
+grid: :func:`drop_unusable` checks every image in one pass (no data, constant, no texture, duplicates) and
+drops the unusable ones with a warning (``preflight.drop_bad_images``), :func:`preflight` checks the search
+range and the grid, :func:`estimate_resources` prints time, memory and disk.
 """
 
 from __future__ import annotations
@@ -11,9 +12,8 @@ import hashlib
 import math
 import os
 import resource
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import psutil
@@ -25,13 +25,16 @@ from geodeform.offsets import grid_shape
 from geodeform.pairs import PairNetwork
 from geodeform.timeseries.chunked import INVERSION_MEMORY_BYTES
 from geodeform.workflows.probe import PairProbe, invert_seconds
-from geodeform.workflows.stack import ImageStack, read_image, sample_image
+from geodeform.workflows.stack import ImageStack, read_image
 
 __all__ = [
     "NODES_PER_S_PER_THREAD",
     "PAIR_BYTES_PER_PIXEL",
+    "ImageCheck",
     "ResourceEstimate",
     "check_files",
+    "check_images",
+    "drop_unusable",
     "estimate_resources",
     "human_time",
     "preflight",
@@ -107,6 +110,13 @@ def check_files(config: JobConfig) -> None:
     """
     named: list[tuple[str, str | None]] = [(f"inputs[{k}].path", i.path) for k, i in enumerate(config.inputs)]
     named += [
+        (f"inputs[{k}].mask", i.mask)
+        for k, i in enumerate(config.inputs)
+        if i.mask and i.mask.strip().lower() != "none"
+    ]
+    water = config.masks.water
+    named += [("masks.water", water)] if water and water.lower() not in ("scl", "ndwi") else []
+    named += [
         ("masks.glacier", config.masks.glacier),
         ("masks.stable", config.masks.stable),
         ("dem", config.dem),
@@ -121,18 +131,138 @@ def check_files(config: JobConfig) -> None:
         raise InvalidInputError("; ".join(missing) + " (paths are relative to the folder you run from)")
 
 
-def _texture(img: NDArray[np.float32]) -> tuple[float, float]:
-    """(valid fraction, median absolute column difference) of one image: 0 for a blank AOI.
+# Side of the blocks (px) whose contrast the texture test measures: about a matcher chip.
+_BLOCK = 32
+# A block is textured when its standard deviation exceeds this share of the series' typical block's.
+_TEXTURE_SHARE = 0.5
+# An image whose data is textured on less than this share is reported as partly usable (kept).
+_PARTLY = 0.85
 
-    Computed on every 4th row (a full-tile median would cost seconds and says nothing more).
+
+@dataclass(frozen=True)
+class ImageCheck:
+    """What the preflight found on one image of the stack.
+
+    Attributes
+    ----------
+    id, date
+        The acquisition.
+    valid
+        Share of the grid with data, 0-1.
+    textured
+        Share of the grid with data *and* contrast (32-px blocks whose standard deviation exceeds half the
+        series' typical block's), 0-1: what the matcher can use.
+    problem
+        Why the image is unusable, in plain words (None when usable).
+    warning
+        Why it is only partly usable (None otherwise).
     """
-    sub = img[::4]
-    ok = np.isfinite(sub)
-    if ok.sum() < 16:
-        return float(ok.mean()), 0.0
-    g = np.abs(np.diff(sub, axis=1))
-    g = g[np.isfinite(g)]
-    return float(ok.mean()), float(np.median(g)) if g.size else 0.0
+
+    id: str
+    date: str
+    valid: float
+    textured: float
+    problem: str | None = None
+    warning: str | None = None
+
+
+def _block_std(img: NDArray[np.float32]) -> NDArray[np.float64]:
+    """Standard deviation of every 32 x 32 block that is at least half valid (NaN for the others)."""
+    h, w = img.shape
+    b = min(_BLOCK, h, w)
+    blocks = (
+        img[: h // b * b, : w // b * b]
+        .reshape(h // b, b, w // b, b)
+        .swapaxes(1, 2)
+        .reshape(h // b, w // b, -1)
+    )
+    ok = np.isfinite(blocks).mean(axis=-1) >= 0.5
+    out = np.full(ok.shape, np.nan)
+    if ok.any():
+        out[ok] = np.nanstd(blocks[ok], axis=-1)
+    return out
+
+
+def check_images(config: JobConfig, stack: ImageStack) -> list[ImageCheck]:
+    """Every image checked in one pass: no data, constant values, no texture (cloud, haze), duplicates.
+
+    The texture test is relative to the series (a block is textured when its contrast exceeds half that of
+    the series' typical block), so it holds for 8-bit JPEG frames as for 16-bit reflectances. An image with
+    less than ``preflight.min_valid`` of the grid both covered and textured is unusable; one whose data is
+    textured on less than 85 % is partly usable (kept, with a warning).
+    """
+    stats = []
+    digests: dict[str, str] = {}
+    for a in stack.acquisitions:
+        img = read_image(a.path)
+        valid = float(np.isfinite(img).mean())
+        lo, hi = (float(np.nanmin(img)), float(np.nanmax(img))) if valid > 0 else (np.nan, np.nan)
+        digest = _digest(img)
+        stats.append((a, valid, lo, hi, _block_std(img), digests.get(digest)))
+        digests.setdefault(digest, f"{a.id} ({a.date})")
+        del img
+    typical = np.nanmedian([np.nanmedian(s[4]) if np.isfinite(s[4]).any() else np.nan for s in stats])
+    out = []
+    for a, valid, lo, hi, blocks, twin in stats:
+        textured = float(np.nansum(blocks > _TEXTURE_SHARE * typical) / blocks.size) if blocks.size else 0.0
+        problem = warning = None
+        if valid == 0:
+            problem = "no data on the AOI (outside the scene, or every pixel masked as cloud / no data)"
+        elif hi == lo:
+            problem = f"textureless: constant values (every valid pixel is {lo:g})"
+        elif twin is not None:
+            problem = f"identical to image {twin}: the same scene given twice"
+        elif textured < config.preflight.min_valid:
+            problem = (
+                f"textureless: only {textured:.0%} of the AOI has contrast ({valid:.0%} has data): cloud, "
+                "haze, shadow or fresh snow over the rest"
+            )
+        elif textured < _PARTLY * valid:
+            warning = (
+                f"partly usable: {1 - textured / valid:.0%} of its data has no contrast (cloud, haze, shadow "
+                f"or snow); {textured:.0%} of the AOI is matched"
+            )
+        elif valid < 0.2:
+            warning = f"only {valid:.0%} of the AOI has data"
+        out.append(ImageCheck(a.id, str(a.date), valid, textured, problem, warning))
+    return out
+
+
+def drop_unusable(config: JobConfig, stack: ImageStack) -> tuple[ImageStack, list[str]]:
+    """The stack without its unusable images (:func:`check_images`), and the warnings to log.
+
+    With ``preflight.drop_bad_images`` (the default) unusable images are dropped with a warning naming each
+    and its reason; otherwise, or when fewer than two usable images remain, the job stops listing them all.
+
+    Raises
+    ------
+    NoDataError
+        Fewer than two images, or no usable one because none has data.
+    InvalidInputError
+        Unusable images (listed with their reasons) and dropping is off or leaves fewer than two.
+    """
+    acqs = stack.acquisitions
+    if len(acqs) < 2:
+        raise NoDataError(f"only {len(acqs)} acquisition(s); a job needs at least two dates")
+    checks = check_images(config, stack)
+    bad = [c for c in checks if c.problem]
+    warnings = [f"image {c.id} ({c.date}) {c.warning}" for c in checks if c.warning]
+    if not bad:
+        return stack, warnings
+    listing = "; ".join(f"{c.id} ({c.date}): {c.problem}" for c in bad)
+    left = len(acqs) - len(bad)
+    if not config.preflight.drop_bad_images or left < 2:
+        why = (
+            "set preflight.drop_bad_images: true to drop them and go on"
+            if left >= 2
+            else f"{left} usable image(s) left; a job needs two: remove them, move the AOI or add dates"
+        )
+        error = NoDataError if all(c.problem.startswith("no data") for c in bad) else InvalidInputError  # type: ignore[union-attr]
+        raise error(f"{len(bad)} of {len(acqs)} images are unusable: {listing}. {why}")
+    dropped = {c.id for c in bad}
+    warnings = [f"image dropped, {c.id} ({c.date}): {c.problem}" for c in bad] + warnings
+    kept = replace(stack, acquisitions=[a for a in acqs if a.id not in dropped])
+    return kept, warnings
 
 
 def _digest(img: NDArray[np.float32]) -> str:
@@ -142,46 +272,20 @@ def _digest(img: NDArray[np.float32]) -> str:
 def preflight(config: JobConfig, stack: ImageStack, pairs: PairNetwork) -> list[str]:
     """Fail fast on jobs that cannot give a result; return warnings for the log.
 
+    The images themselves are checked by :func:`drop_unusable` (run it first: it may drop some); here the
+    search range and the grid size.
+
     Raises
     ------
     NoDataError
-        Fewer than two usable acquisitions, or an image without data on the AOI.
+        Fewer than two acquisitions, or no pair.
     InvalidInputError
-        Identical scenes, a textureless AOI, or a search range too small (or too large) for the expected
-        motion.
+        A search range too small (or too large) for the expected motion, or a grid smaller than a chip.
     """
     warnings: list[str] = []
     acqs = stack.acquisitions
     if len(acqs) < 2:
         raise NoDataError(f"only {len(acqs)} acquisition(s); a job needs at least two dates")
-    digests: dict[str, Any] = {}
-    for a in acqs:
-        img = sample_image(a.path)  # a quarter of the image; a failing check is confirmed on all of it
-        valid, grad = _texture(img)
-        if valid == 0 or grad == 0:
-            img = read_image(a.path)
-            valid, grad = _texture(img)
-        if valid == 0:
-            raise NoDataError(
-                f"image {a.id} ({a.date}) has no valid pixel on the AOI (no overlap or all cloud); remove it "
-                "or move the AOI"
-            )
-        if grad == 0:
-            raise InvalidInputError(
-                f"image {a.id} ({a.date}) is textureless on the AOI (constant values): nothing to correlate; "
-                "check the band and the AOI (snow-covered or saturated?)"
-            )
-        if valid < 0.2:
-            warnings.append(f"image {a.id} ({a.date}) has only {valid:.0%} valid pixels on the AOI")
-        digest = _digest(img)
-        del img
-        twin = digests.get(digest)
-        if twin is not None and _digest(read_image(twin.path)) == _digest(read_image(a.path)):
-            raise InvalidInputError(
-                f"images {twin.id} and {a.id} ({a.date}) are identical: the same scene given twice; "
-                "remove the duplicate"
-            )
-        digests[digest] = a
     m = config.matching
     dts = np.abs(pairs.dt_days) if len(pairs) else np.array([0.0])
     needed = search_range_px(

@@ -34,7 +34,7 @@ from geodeform.io import (
     write_stac_item,
 )
 from geodeform.timeseries import TimeSeriesResult
-from geodeform.timeseries.chunked import ChunkedInversion, invert_products
+from geodeform.timeseries.chunked import ChunkedInversion, NodeErrors, invert_products
 from geodeform.workflows._timing import log_runtime
 from geodeform.workflows.pair import PairOutcome
 from geodeform.workflows.preflight import ResourceEstimate, human_time
@@ -63,6 +63,7 @@ class RunResult:
     seconds: float = 0.0
     timeseries: TimeSeriesResult | None = None
     velocity: xr.Dataset | None = None
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def pairs_computed(self) -> int:
@@ -136,20 +137,36 @@ def invert_pairs(
         smoothing=config.inversion.smoothing or None,
         robust=config.inversion.robust,
         pair_errors=(ex, ey),
+        node_errors=_node_errors(config, ok),
         progress=(lambda d, t: progress("invert", d, t)) if progress else None,
     )
 
 
 def _stac_items(ok: list[PairOutcome]) -> list[Path]:
-    """The pairs' STAC items, written by the workers with the products (written here when missing)."""
+    """The pairs' STAC items, written by the workers with the products (written here when missing, or
+    older than their product: a pair co-registered afterwards at job level, see ``coregister_pending``)."""
     items = []
     for o in ok:
         item = Path(o.path).with_suffix(".stac.json")
-        if not item.is_file():  # a product of an older run
+        if not item.is_file() or item.stat().st_mtime_ns < Path(o.path).stat().st_mtime_ns:
             with xr.open_dataset(o.path, engine="h5netcdf") as ds:
                 item = write_stac_item(ds.load(), o.path)
         items.append(item)
     return items
+
+
+def _node_errors(config: JobConfig, ok: list[PairOutcome]) -> NodeErrors | None:
+    """Per-node error weighting (``inversion.weights: error``) when every product has the matcher's
+    ``offset_error`` (m); None otherwise (per-pair weights and per-date noise)."""
+    if config.inversion.weights != "error" or not all(o.dt_days for o in ok):
+        return None
+    for o in ok:
+        with xr.open_dataset(o.path, engine="h5netcdf") as ds:
+            if "offset_error" not in ds:
+                return None
+            x = ds["x"].values
+    step = float(np.median(np.abs(np.diff(x)))) if x.size > 1 else 1.0
+    return NodeErrors(step=step, chip=config.matching.chip_size * step / config.matching.step)
 
 
 @log_runtime("invert + products")
@@ -163,7 +180,9 @@ def write_products(config: JobConfig, result: RunResult, progress: StageProgress
         inv = invert_pairs(config, result.stack, result.pairs, progress, out / "timeseries.zarr")
         with xr.open_dataset(ok[0].path, engine="h5netcdf") as first:
             grid = dataset_grid(first)
-        vel = composite_dataset(inv.composite, grid)
+        pair_errors = [np.hypot(o.stable_nmad_x, o.stable_nmad_y) / np.sqrt(2) for o in ok]
+        finite = [e for e in pair_errors if np.isfinite(e)]
+        vel = composite_dataset(inv.composite, grid, fill_error=float(np.median(finite)) if finite else None)
         vel.attrs["geodeform_preset"] = config.preset
         vel.attrs["geodeform_job"] = config.name
         vel.attrs["geodeform_matching"] = json.dumps(config.matching.model_dump())
@@ -257,6 +276,7 @@ def write_run_report(result: RunResult, extras: dict[str, Any]) -> Path:
             o.stable_nmad_y,
             o.rejected,
             o.message,
+            o.degraded,
         )
         for o in result.pairs
     ]
@@ -280,6 +300,7 @@ def write_run_report(result: RunResult, extras: dict[str, Any]) -> Path:
         crs=str(result.stack.grid.crs),
         attribution=tuple(extras.get("attribution", ())),
         speed_truth=extras.get("speed_truth"),
+        notes=tuple(result.warnings),
     )
     path = write_report(inputs, result.run_dir)
     result.products["report"] = path

@@ -10,11 +10,9 @@ toward increasing map y (north for UTM); velocities in m/yr, displacements in me
 
 from __future__ import annotations
 
-import base64
-import html
 import logging
 import math
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -28,14 +26,33 @@ from geodeform import __version__
 from geodeform.errors import InvalidInputError
 from geodeform.io import speed
 from geodeform.io.atomic import atomic_output
+from geodeform.workflows._html import (
+    _e,
+    _flatten,
+    _img,
+    _kv_table,
+    _num,
+    _parse_date,
+    _pct,
+    _short_date,
+    _table,
+)
+from geodeform.workflows.report_section import ReportSection
 
-__all__ = ["PairSummary", "PointSeries", "ReportInputs", "pick_points", "write_report"]
+__all__ = [
+    "PairSummary",
+    "PointSeries",
+    "ReportInputs",
+    "ReportSection",
+    "pick_points",
+    "well_observed",
+    "write_report",
+]
 
 log = logging.getLogger(__name__)
 
 STATUSES = ("ok", "failed", "skipped")
 QUICKLOOKS = ("velocity.png", "velocity_error.png", "truth.png", "network.png", "errors.png", "series.png")
-_DASH = "–"
 
 
 @dataclass(frozen=True)
@@ -58,6 +75,9 @@ class PairSummary:
         Share of nodes removed by the outlier filters, 0..1.
     message
         Why the pair failed or was skipped.
+    degraded
+        Why an ok pair's numbers are less reliable than the others' (e.g. its co-registration came from the
+        other pairs of its dates); empty when they are not.
     """
 
     reference: str
@@ -69,6 +89,7 @@ class PairSummary:
     stable_nmad_y: float = math.nan
     rejected: float = math.nan
     message: str = ""
+    degraded: str = ""
 
 
 @dataclass(frozen=True)
@@ -151,6 +172,8 @@ class ReportInputs:
         Known speed on the velocity grid (m/yr), shown with the error map.
     notes
         Warnings to show under the summary (e.g. bridged gaps).
+    sections
+        More sections, shown after the maps (a chain's own products).
     """
 
     title: str
@@ -164,6 +187,7 @@ class ReportInputs:
     attribution: Sequence[str] = ()
     speed_truth: xr.DataArray | None = None
     notes: Sequence[str] = ()
+    sections: Sequence[ReportSection] = ()
 
 
 # ---------------------------------------------------------------------------------------------- grid helpers
@@ -196,6 +220,23 @@ def _axis(ds: xr.Dataset, name: str, size: int) -> NDArray[np.float64] | None:
     if name in ds.coords and ds[name].ndim == 1 and ds[name].size == size:
         return np.asarray(ds[name].values, dtype=np.float64)
     return None
+
+
+def well_observed(ds: xr.Dataset | None) -> tuple[NDArray[np.bool_] | None, int]:
+    """Nodes of a composite seen by enough pairs to trust their extremes, and that number of pairs.
+
+    A node counts when its ``count`` (pairs used) is >= 2 and >= a quarter of the median count of the valid
+    nodes: over lakes, icebergs or cloud gaps, single-pair artefacts survive. ``(None, 1)`` without ``count``.
+    """
+    count = _field(ds, "count")
+    v = _speed(ds)
+    if count is None or v is None or count.shape != v.shape:
+        return None, 1
+    valid = np.isfinite(v) & np.isfinite(count)
+    if not valid.any():
+        return None, 1
+    need = max(2, math.ceil(0.25 * float(np.median(count[valid]))))
+    return valid & (count >= need), need
 
 
 def _coords(ds: xr.Dataset, shape: tuple[int, int]) -> tuple[NDArray[np.float64], NDArray[np.float64], bool]:
@@ -283,7 +324,8 @@ def pick_points(velocity: xr.Dataset, n: int = 4) -> list[tuple[str, float, floa
     ----------
     velocity
         Dataset with ``v`` (or ``vx`` and ``vy``), m/yr, dims ``("y", "x")``; ``v_error`` helps tell moving
-        from stable pixels (moving: speed above 3 x the median ``v_error`` and above 10 % of the maximum).
+        from stable pixels (moving: speed above 3 x the median ``v_error`` and above 10 % of the maximum);
+        with ``count``, only nodes seen by enough pairs are picked (:func:`well_observed`).
     n
         Number of points wanted; fewer are returned when the map has fewer valid pixels.
 
@@ -297,6 +339,9 @@ def pick_points(velocity: xr.Dataset, n: int = 4) -> list[tuple[str, float, floa
     if v is None or n <= 0:
         return []
     valid = np.isfinite(v)
+    trusted, _ = well_observed(velocity)
+    if trusted is not None and trusted.any():
+        valid &= trusted
     for name in ("vx", "vy"):
         comp = _field(velocity, name)
         if comp is not None and comp.shape == v.shape:
@@ -343,79 +388,6 @@ def _extra_quantiles(k: int) -> list[float]:
 # ---------------------------------------------------------------------------------------------- formatting
 
 
-def _e(value: Any) -> str:
-    return html.escape(str(value), quote=True)
-
-
-def _num(value: Any, fmt: str = "{:.3g}") -> str:
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return _e(value)
-    return _DASH if not math.isfinite(f) else fmt.format(f)
-
-
-def _pct(value: Any) -> str:
-    return _num(100 * float(value) if value is not None else math.nan, "{:.1f}")
-
-
-def _parse_date(value: Any) -> datetime | None:
-    text = str(value).strip()
-    if not text:
-        return None
-    try:
-        d = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    except ValueError:
-        try:
-            d = datetime.fromisoformat(str(np.datetime64(text, "s")))
-        except ValueError:
-            return None
-    return d.astimezone(timezone.utc).replace(tzinfo=None) if d.tzinfo else d
-
-
-def _short_date(value: Any) -> str:
-    d = _parse_date(value)
-    return str(value) if d is None else d.strftime("%Y-%m-%d")
-
-
-def _flatten(value: Any, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    if hasattr(value, "model_dump"):  # a pydantic config model
-        value = value.model_dump()
-    if isinstance(value, Mapping):
-        if not value and prefix:
-            yield prefix, "{}"
-        for k, v in value.items():
-            yield from _flatten(v, f"{prefix}.{k}" if prefix else str(k))
-    elif isinstance(value, (list, tuple)) and any(isinstance(v, Mapping) for v in value):
-        for i, v in enumerate(value):
-            yield from _flatten(v, f"{prefix}[{i}]")
-    elif isinstance(value, (list, tuple)):
-        yield prefix, ", ".join(str(v) for v in value) if value else "[]"
-    else:
-        yield prefix, "null" if value is None else value
-
-
-def _table(head: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "") -> str:
-    """An HTML table; ``head`` is escaped here, cells must already be HTML-safe."""
-    attr = f' class="{cls}"' if cls else ""
-    th = "".join(f"<th>{_e(h)}</th>" for h in head)
-    body = "\n".join("<tr>" + "".join(f"<td>{c}</td>" for c in r) + "</tr>" for r in rows)
-    return f"<table{attr}>\n<thead><tr>{th}</tr></thead>\n<tbody>\n{body}\n</tbody>\n</table>"
-
-
-def _kv_table(rows: Sequence[tuple[str, str]], cls: str = "kv") -> str:
-    body = "\n".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in rows)
-    return f'<table class="{cls}">\n<tbody>\n{body}\n</tbody>\n</table>'
-
-
-def _img(png: bytes, alt: str, caption: str) -> str:
-    data = base64.b64encode(png).decode("ascii")
-    return (
-        f'<figure><img src="data:image/png;base64,{data}" alt="{_e(alt)}">'
-        f"<figcaption>{_e(caption)}</figcaption></figure>"
-    )
-
-
 # ---------------------------------------------------------------------------------------------- the report
 
 
@@ -452,6 +424,7 @@ def write_report(inputs: ReportInputs, out_dir: Path) -> Path:
     created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     b = _Build()
     maps_html = _maps_section(inputs, b)
+    maps_html += "".join(_extra_section(section, b) for section in inputs.sections)
     series_html = _series_section(inputs, b)
     network_html = _network_section(inputs, b)
     pairs_html = _pairs_section(inputs, b)
@@ -464,7 +437,7 @@ def write_report(inputs: ReportInputs, out_dir: Path) -> Path:
         _parameters_section(inputs),
     ]
     page = _page(inputs, [s for s in sections if s], created)
-    for name in QUICKLOOKS:
+    for name in dict.fromkeys([*QUICKLOOKS, *b.figures]):
         path = quick / name
         if name in b.figures:
             with atomic_output(path) as tmp:
@@ -494,6 +467,12 @@ def _summary_section(inputs: ReportInputs, b: _Build) -> str:
         b.notices.insert(0, f"All {n} image pairs failed or were skipped: no velocity could be measured.")
     elif counts["failed"]:
         b.notices.append(f"{counts['failed']} of {n} image pairs failed (see the pair table).")
+    degraded = [p for p in inputs.pairs if p.status == "ok" and p.degraded]
+    if degraded:
+        b.notices.append(
+            f"{len(degraded)} of {n} image pairs are degraded (e.g. co-registration from the other pairs of "
+            "their dates: too little stable ground); see the pair table."
+        )
     dates = sorted(d for d in (_parse_date(s) for s in inputs.dates) if d is not None)
     facts: list[tuple[str, str]] = []
     if dates:
@@ -521,7 +500,8 @@ def _maps_section(inputs: ReportInputs, b: _Build) -> str:
     ds = inputs.velocity
     v = _speed(ds)
     if ds is None or v is None:
-        b.notices.append("No velocity map was produced.")
+        if not inputs.sections:
+            b.notices.append("No velocity map was produced.")
         return ""
     valid = np.isfinite(v)
     crs = _crs_name(inputs)
@@ -540,16 +520,29 @@ def _maps_section(inputs: ReportInputs, b: _Build) -> str:
     if not valid.any():
         b.notices.append("The velocity map has no valid pixel.")
         return ""
-    s = v[valid]
+    trusted, need = well_observed(ds)
+    use = valid if trusted is None or not trusted.any() else trusted
+    s = v[use]
+    seen = "" if trusted is None else f" over the {use.sum()} pixels seen by ≥ {need} pairs"
     b.stats.append(
         (
             "speed (m/yr)",
-            f"median {np.median(s):.3g}, 95th percentile {np.percentile(s, 95):.3g}, max {s.max():.3g}",
+            f"median {np.median(s):.3g}, 95th percentile {np.percentile(s, 95):.3g}, 99th percentile "
+            f"{np.percentile(s, 99):.3g}{seen}",
         )
     )
+    if trusted is not None and (valid & ~trusted).any():
+        few = valid & ~trusted
+        b.stats.append(
+            (
+                f"pixels seen by fewer than {need} pairs",
+                f"{few.sum()} ({few.mean():.1%} of the map), left out of the statistics and the colour scale "
+                f"(their speeds reach {np.nanmax(v[few]):.3g} m/yr)",
+            )
+        )
     markers = [figs.Marker(p.name, p.x * k, p.y * k) for p in inputs.points]
     vx, vy = _field(ds, "vx"), _field(ds, "vy")
-    b.figures["velocity.png"] = figs.velocity_figure(grid, v, vx, vy, markers)
+    b.figures["velocity.png"] = figs.velocity_figure(grid, v, vx, vy, markers, scale=use)
     parts = ['<section id="maps"><h2>Velocity maps</h2>']
     parts.append(
         _img(
@@ -563,7 +556,10 @@ def _maps_section(inputs: ReportInputs, b: _Build) -> str:
     err = _field(ds, "v_error")
     if err is not None and err.shape == v.shape:
         if np.isfinite(err).any():
-            b.stats.append(("median speed error (m/yr)", f"{np.nanmedian(err):.3g}"))
+            b.stats.append(("median speed error (m/yr)", f"{np.nanmedian(err[use]):.3g}"))
+        missing = valid & ~np.isfinite(err)
+        if missing.any():
+            b.notices.append(f"{missing.sum()} valid pixels have no speed error (v_error NaN).")
         b.figures["velocity_error.png"] = figs.error_figure(grid, err)
         parts.append(
             _img(
@@ -726,18 +722,22 @@ def _pairs_section(inputs: ReportInputs, b: _Build) -> str:
     rows = []
     for i, p in enumerate(pairs, 1):
         status = _e(p.status)
+        shown = f'<span class="st-{status}">{status}</span>'
+        if p.status == "ok" and p.degraded:
+            shown = '<span class="st-degraded">ok, degraded</span>'
+        note = "; ".join(t for t in (p.degraded, p.message) if t)
         rows.append(
             [
                 str(i),
                 _e(_short_date(p.reference)),
                 _e(_short_date(p.secondary)),
                 _num(p.dt_days, "{:.0f}"),
-                f'<span class="st-{status}">{status}</span>',
+                shown,
                 _pct(p.coverage),
                 _num(p.stable_nmad_x),
                 _num(p.stable_nmad_y),
                 _pct(p.rejected),
-                _e(p.message),
+                _e(note),
             ]
         )
     arr = {
@@ -750,7 +750,7 @@ def _pairs_section(inputs: ReportInputs, b: _Build) -> str:
         arr["stable_nmad_y"],
         arr["coverage"],
         arr["rejected"],
-        [p.status for p in pairs],
+        ["degraded" if p.status == "ok" and p.degraded else p.status for p in pairs],
     )
     head = [
         "#",
@@ -778,6 +778,19 @@ def _pairs_section(inputs: ReportInputs, b: _Build) -> str:
             "</section>",
         ]
     )
+
+
+def _extra_section(section: ReportSection, b: _Build) -> str:
+    parts = [f'<section id="{_e(section.id)}"><h2>{_e(section.title)}</h2>']
+    for name, png, caption in section.figures:
+        b.figures[name] = png
+        parts.append(_img(png, name, caption))
+    if section.facts:
+        parts.append(_kv_table(section.facts))
+    if section.rows:
+        parts.append(_table(section.head, [[_e(c) for c in r] for r in section.rows], "num"))
+    parts.append("</section>")
+    return "\n".join(parts)
 
 
 def _parameters_section(inputs: ReportInputs) -> str:
@@ -808,6 +821,7 @@ table.params td{font-family:ui-monospace,Menlo,Consolas,monospace}
 .notice{background:#fdecea;border-left:4px solid #D55E00;padding:.5rem .8rem}
 .note{background:#fff8e1;border-left:4px solid #E69F00;padding:.5rem .8rem}
 .st-ok{color:#0072B2;font-weight:600}.st-failed{color:#D55E00;font-weight:600}.st-skipped{color:#777}
+.st-degraded{color:#E69F00;font-weight:600}
 footer{color:#555;font-size:.85rem;padding-bottom:2rem}
 """
 
@@ -821,6 +835,7 @@ def _page(inputs: ReportInputs, sections: Sequence[str], created: str) -> str:
         "network": "Pair network",
         "pairs": "Pair statistics",
         "parameters": "Parameters",
+        **{section.id: section.title for section in inputs.sections},
     }
     nav = " ".join(f'<a href="#{i}">{names[i]}</a>' for i in present if i in names)
     credits = "".join(f"<p>{_e(a)}</p>" for a in inputs.attribution)

@@ -28,6 +28,7 @@ from shapely.ops import unary_union
 from geodeform.errors import InvalidInputError, NoDataError
 from geodeform.io import READ_THREADS, GeoGrid, atomic_output, band_index, read_grid, read_on_grid, window_vrt
 from geodeform.io.aoi import SceneRef, aoi_grid, band_resolution, read_aoi
+from geodeform.io.masks import SceneMask, read_scene_mask, scene_mask
 from geodeform.masks import scene_cloud_mask
 from geodeform.search import AOI, aoi_from_tile, make_aoi
 from geodeform.search import search as stac_search
@@ -36,9 +37,13 @@ from geodeform.search.scoring import QA_CLOUD_BITS, SCL_CLOUD_CLASSES, SCL_INVAL
 __all__ = [
     "Acquisition",
     "ImageStack",
+    "SceneGroup",
+    "SceneSearch",
+    "clearest_acquisitions",
     "content_key",
     "read_image",
     "sample_image",
+    "search_scenes",
     "stack_from_inputs",
     "stack_from_search",
 ]
@@ -207,6 +212,9 @@ def stack_from_inputs(
     ROI or another band of it is a small VRT file in ``<run>/images`` that points into it; only an image on
     another grid is warped, once, into a float32 GeoTIFF there.
 
+    Each image's mask (``inputs[].mask``, else the scene's own SCL / QA_PIXEL next to the band) turns its
+    cloud, shadow and no-data pixels into NaN.
+
     Raises
     ------
     DataError
@@ -215,6 +223,7 @@ def stack_from_inputs(
         An image does not overlap the first one.
     """
     items = sorted(inputs, key=lambda i: (i.date, i.orbit or 0))
+    notes: list[str] = []
     source_grid = read_grid(items[0].path, band=items[0].band)
     grid = source_grid
     window = (slice(0, grid.height), slice(0, grid.width))
@@ -226,6 +235,7 @@ def stack_from_inputs(
     for n, item in enumerate(items):
         src = Path(item.path)
         stat = src.stat() if src.is_file() else None
+        cloud = scene_mask(src, getattr(item, "mask", None))  # given, or the scene's SCL / QA_PIXEL
         key = content_key(
             "input",
             str(src.resolve()),
@@ -235,8 +245,9 @@ def stack_from_inputs(
             str(grid.crs),
             tuple(grid.transform),
             grid.shape,
+            *([] if cloud is None else [str(cloud.path.resolve()), cloud.kind]),
         )
-        path = _aligned_input(item, n, source_grid, grid, window, out, key)
+        path = _aligned_input(item, n, source_grid, grid, window, out, key, cloud=cloud)
         acqs.append(
             Acquisition(
                 src.name,
@@ -248,10 +259,13 @@ def stack_from_inputs(
                 (str(src),),
             )
         )
+        if cloud is not None:
+            how = "found next to the band" if cloud.found else "given"
+            notes.append(f"image {src.name}: mask {cloud.path.name} ({cloud.kind}, {how})")
         if progress:
             progress(n + 1, len(items))
     pixel_m = float(abs(grid.transform.a))
-    return ImageStack(acqs, grid, pixel_m, "inputs")
+    return ImageStack(acqs, grid, pixel_m, "inputs", notes)
 
 
 def _aligned_input(
@@ -262,17 +276,22 @@ def _aligned_input(
     window: tuple[slice, slice],
     out: Path,
     key: str,
+    *,
+    cloud: SceneMask | None = None,
 ) -> Path:
-    """The path workers read ``item`` from on ``grid``: the file itself, a VRT window into it, or a warp."""
+    """The path workers read ``item`` from on ``grid``: the file itself, a VRT window into it, or a warp.
+
+    An image with a mask (``cloud``) is always written to a float32 GeoTIFF, its masked pixels NaN.
+    """
     src = Path(item.path)
     same = read_grid(src, band=item.band).same_as(source_grid)
     with rasterio.open(src) as ds:
         band = band_index(ds, item.band, src)  # a band given by name -> its number
         flags = ds.mask_flag_enums[band - 1]
     simple_mask = MaskFlags.all_valid in flags or flags == [MaskFlags.nodata]
-    if same and simple_mask and band == 1 and grid.same_as(source_grid):
+    if cloud is None and same and simple_mask and band == 1 and grid.same_as(source_grid):
         return src.resolve()
-    if same and simple_mask:
+    if cloud is None and same and simple_mask:
         path = out / f"{item.date.isoformat()}_{n:03d}.vrt"
         if not _existing(path, key):
             with atomic_output(path) as tmp:
@@ -281,6 +300,8 @@ def _aligned_input(
     path = out / f"{item.date.isoformat()}_{n:03d}.tif"
     if not _existing(path, key):
         data = read_on_grid(src, grid, band=item.band)
+        if cloud is not None:
+            data = np.where(read_scene_mask(cloud, grid), np.nan, data).astype(np.float32)
         _write_image(path, data, grid, {"GEODEFORM_KEY": key, "ACQUISITION_DATE": item.date.isoformat()})
     return path
 
@@ -322,36 +343,62 @@ def _aoi_filter(found: Sequence[Any], search: Any) -> list[Any]:
     return kept
 
 
-def stack_from_search(
-    search: Any,
-    run_dir: Path,
-    *,
-    progress: Progress | None = None,
-    cache_dir: Path | None = None,
-    roi: Sequence[float] | None = None,
-) -> ImageStack:
-    """Search the catalogue, keep the clearest ``max_images`` over the AOI and read them on one grid.
+SceneGroup = tuple[tuple[int | None, str], list[Any]]
+"""Scenes of one acquisition: ``((orbit, "YYYY-MM-DD"), [scenes of that orbit and day])``."""
 
-    Scenes of one orbit and one day (adjacent MGRS tiles) are mosaicked into one acquisition, so products
-    have no seam gaps.
 
-    Raises
-    ------
-    NoDataError
-        No scene matches (the message says after which filter) or fewer than two dates remain.
+@dataclass(frozen=True)
+class SceneSearch:
+    """Scenes a catalogue search found over an area, grouped into acquisitions (output of
+    :func:`search_scenes`).
+
+    Attributes
+    ----------
+    area
+        The area searched (:class:`geodeform.search.AOI`); images are read on its grid.
+    groups
+        Acquisitions that pass the AOI filters, clearest first: scenes of one orbit and day (adjacent tiles)
+        form one acquisition.
+    notes
+        What the search found and kept, for the log.
+    """
+
+    area: AOI
+    groups: list[SceneGroup]
+    notes: tuple[str, ...] = ()
+
+
+def search_scenes(search: Any, *, area: AOI | None = None) -> SceneSearch:
+    """Query the catalogue of a search config, apply the AOI cloud filters and group scenes by orbit and day.
+
+    Parameters
+    ----------
+    search
+        :class:`geodeform.config.SearchConfig`.
+    area
+        Area searched instead of ``search.aoi`` (e.g. one tile of it); scenes are then kept when their tile
+        is ``area.tile`` (if set).
+
+    Returns
+    -------
+    SceneSearch
     """
     tiles = list(search.aoi.tiles)
-    area_kwargs: dict[str, Any] = {}
-    if search.aoi.bbox is not None:
-        area_kwargs["bbox"] = list(search.aoi.bbox)
-    elif search.aoi.geojson is not None:
-        area_kwargs["geojson"] = search.aoi.geojson
-    if len(tiles) == 1:
-        area_kwargs["tile"] = tiles[0]
-    if tiles and len(tiles) > 1 and not area_kwargs:
-        area = _union_of_tiles(tiles)
-    else:
-        area = make_aoi(**area_kwargs)
+    wanted = tiles if len(tiles) > 1 else []
+    if area is None:
+        area_kwargs: dict[str, Any] = {}
+        if search.aoi.bbox is not None:
+            area_kwargs["bbox"] = list(search.aoi.bbox)
+        elif search.aoi.geojson is not None:
+            area_kwargs["geojson"] = search.aoi.geojson
+        if len(tiles) == 1:
+            area_kwargs["tile"] = tiles[0]
+        if tiles and len(tiles) > 1 and not area_kwargs:
+            area = _union_of_tiles(tiles)
+        else:
+            area = make_aoi(**area_kwargs)
+    elif area.tile is not None:
+        wanted = [area.tile]
     table = stac_search(
         search.collection,
         aoi=area,
@@ -367,25 +414,70 @@ def stack_from_search(
     found = list(table)
     scenes = _aoi_filter(found, search)
     unscored = sum(s.aoi_cloud_pct is None for s in scenes)
-    if len(tiles) > 1:
-        wanted = {t.upper().lstrip("0") for t in tiles}
-        scenes = [s for s in scenes if s.tile is None or s.tile.upper().lstrip("0") in wanted]
+    if wanted:
+        names = {t.upper().lstrip("0") for t in wanted}
+        scenes = [s for s in scenes if s.tile is None or s.tile.upper().lstrip("0") in names]
     groups: dict[tuple[int | None, str], list[Any]] = {}
     for s in scenes:
         groups.setdefault((s.orbit, s.datetime.date().isoformat()), []).append(s)
-    # The clearest groups (mean AOI cloud of their scenes), capped per orbit in proportion, then by date.
+    # The clearest groups first (the AOI cloud of their scenes).
     ranked = sorted(groups.items(), key=lambda kv: min(s.rank_key for s in kv[1]))
-    best_per_day: dict[str, tuple[tuple[int | None, str], list[Any]]] = {}
-    for kv in ranked:  # one orbit per day: the clearest
+    note = (
+        f"{len(found)} scenes found, {len(scenes)} pass the AOI filters ({unscored} without an AOI cloud "
+        "score)"
+    )
+    return SceneSearch(area, ranked, (note,))
+
+
+def clearest_acquisitions(found: SceneSearch, max_images: int) -> list[SceneGroup]:
+    """The default choice: one orbit per day (the clearest), the ``max_images`` clearest days, by date."""
+    best_per_day: dict[str, SceneGroup] = {}
+    for kv in found.groups:  # clearest first
         best_per_day.setdefault(kv[0][1], kv)
     ranked = list(best_per_day.values())
-    chosen = sorted(ranked[: search.max_images], key=lambda kv: (kv[0][1], kv[0][0] or 0))
+    return sorted(ranked[:max_images], key=lambda kv: (kv[0][1], kv[0][0] or 0))
+
+
+def stack_from_search(
+    search: Any,
+    run_dir: Path,
+    *,
+    progress: Progress | None = None,
+    cache_dir: Path | None = None,
+    roi: Sequence[float] | None = None,
+    found: SceneSearch | None = None,
+    chosen: list[SceneGroup] | None = None,
+) -> ImageStack:
+    """Search the catalogue, keep the clearest ``max_images`` over the AOI and read them on one grid.
+
+    Scenes of one orbit and one day (adjacent MGRS tiles) are mosaicked into one acquisition, so products
+    have no seam gaps.
+
+    Parameters
+    ----------
+    search
+        :class:`geodeform.config.SearchConfig`.
+    run_dir
+        Images go to ``<run_dir>/images``.
+    found, chosen
+        A search already made (:func:`search_scenes`) and the acquisitions of it to read (default
+        :func:`clearest_acquisitions`), e.g. chosen around an event date.
+
+    Raises
+    ------
+    NoDataError
+        No scene matches (the message says after which filter) or fewer than two dates remain.
+    """
+    if found is None:
+        found = search_scenes(search)
+    area = found.area
+    if chosen is None:
+        chosen = clearest_acquisitions(found, search.max_images)
     if len({d for (_, d), _ in chosen}) < 2:
         raise NoDataError(
             f"only {len(chosen)} acquisition date(s) over the AOI between {search.start} and {search.end}: "
-            f"{len(found)} scenes found, {len(scenes)} left after the AOI filters (max AOI cloud "
-            f"{search.max_aoi_cloud}%, min valid {search.min_valid}%); widen the dates or relax "
-            "search.max_aoi_cloud / search.min_valid"
+            f"{'; '.join(found.notes)} (max AOI cloud {search.max_aoi_cloud}%, min valid "
+            f"{search.min_valid}%); widen the dates or relax search.max_aoi_cloud / search.min_valid"
         )
     first = chosen[0][1][0]
     res = search.resolution or band_resolution(SceneRef.from_any(first), search.band)
@@ -417,10 +509,7 @@ def stack_from_search(
         )
         if progress:
             progress(n + 1, len(chosen))
-    notes = [
-        f"{len(found)} scenes found, {len(scenes)} pass the AOI filters ({unscored} without an AOI cloud "
-        f"score), {len(chosen)} acquisitions kept (max_images={search.max_images})"
-    ]
+    notes = [f"{'; '.join(found.notes)}, {len(chosen)} acquisitions kept (max_images={search.max_images})"]
     return ImageStack(acqs, grid, float(res), f"search {search.collection} @ {search.catalog}", notes)
 
 

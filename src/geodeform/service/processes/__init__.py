@@ -1,8 +1,8 @@
 """The processes the service offers: the only part of the service that knows geodeform's processing chains.
 
-- :mod:`~geodeform.service.processes.base`: what a process is, input validation and descriptions;
-- :mod:`~geodeform.service.processes.checks`: limits every process's inputs obey (data roots, catalogue
-  hosts, image size, search area);
+- :mod:`~geodeform.service.processes.base`: what a process is, strict input validation and descriptions;
+- :mod:`~geodeform.service.processes.checks`: limits every process's inputs obey (data scope, catalogue
+  hosts, image size, search area, matcher nodes);
 - :mod:`~geodeform.service.processes.offsets`: ``offsets``, one image pair (the library's one-pair chain,
   :func:`geodeform.workflows.process_pair`);
 - :mod:`~geodeform.service.processes.presets`: one process per workflow preset (``geodeform run``).
@@ -12,10 +12,14 @@ from __future__ import annotations
 
 from geodeform.service.errors import Problem
 from geodeform.service.processes.base import (
+    InputContext,
     JobCancelled,
+    LimitExceeded,
     Process,
     ProgressFn,
     ResultFile,
+    RunContext,
+    RunOutcome,
     input_descriptions,
     validate_inputs,
 )
@@ -24,12 +28,16 @@ from geodeform.service.processes.offsets import OffsetsInputs, offsets_process
 from geodeform.service.processes.presets import preset_processes
 
 __all__ = [
+    "InputContext",
     "JobCancelled",
+    "LimitExceeded",
     "OffsetsInputs",
     "Problem",
     "Process",
     "ProgressFn",
     "ResultFile",
+    "RunContext",
+    "RunOutcome",
     "bbox_area_km2",
     "build_registry",
     "input_descriptions",

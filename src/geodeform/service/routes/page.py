@@ -22,6 +22,7 @@ import math
 import re
 from pathlib import Path
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query, Request
 from fastapi import Path as PathParam
@@ -33,11 +34,13 @@ from geodeform.errors import DataError, GeodeformError, InvalidInputError, NoDat
 from geodeform.io import media_type
 from geodeform.search import aoi_from_tile, search
 from geodeform.search.catalogs import CATALOGS
+from geodeform.service.accounts import user_scope
 from geodeform.service.auth import User
 from geodeform.service.deps import JobId, Settings, Store, base_url, own_job
 from geodeform.service.errors import OGCError, invalid_parameter
+from geodeform.service.paths import DataScope, resolve_input
 from geodeform.service.processes import bbox_area_km2
-from geodeform.service.safety import check_url, is_url, resolve_data_folder
+from geodeform.service.safety import check_url, is_url
 from geodeform.service.settings import ServiceSettings
 from geodeform.service.store import JobInfo
 from geodeform.workflows.maps import (
@@ -116,17 +119,23 @@ def _parse_bbox(text: str, settings: ServiceSettings) -> tuple[float, float, flo
     return w, s, e, n
 
 
-def _allowed_catalog(catalog: str, settings: ServiceSettings) -> str:
-    """The catalogue a search may use: presets/URLs on the catalogue hosts, folders in the data roots."""
+def _allowed_catalog(catalog: str, settings: ServiceSettings, scope: DataScope) -> str:
+    """The catalogue a search may use: presets/URLs on the catalogue hosts, folders in the caller's scope."""
     url = CATALOGS.get(catalog.strip().lower(), catalog.strip())
     if any(ord(ch) < 32 for ch in url) or "\\" in url:
         raise invalid_parameter("control characters and '\\' are not allowed", "catalog")
     try:
         if is_url(url):
             return check_url(url, settings.catalogue_hosts)
-        return str(resolve_data_folder(url, settings.data_roots))
+        return str(resolve_input(url, scope, kind="folder"))
     except InvalidInputError as exc:
         raise invalid_parameter(str(exc), "catalog") from None
+
+
+def allowed_catalogs(settings: ServiceSettings) -> list[str]:
+    """The named catalogues (``earth-search``, ``cdse``) whose host the operator allows."""
+    hosts = {h.lower() for h in settings.catalogue_hosts}
+    return [name for name, url in CATALOGS.items() if (urlsplit(url).hostname or "").lower() in hosts]
 
 
 def _num(v: Any) -> float | None:
@@ -152,13 +161,14 @@ def _scene_doc(scene: Any) -> dict[str, Any]:
 
 def _public_text(exc: Exception, where: str, catalog: str) -> str:
     # The server's own folders stay private: a folder catalogue is named as the user named it.
-    return str(exc).replace(where, catalog)
+    return str(exc).replace(where, catalog).replace("pass resolution=", "give a resolution")
 
 
 @router.get("/map/api/scenes", summary="Scenes over an AOI with their AOI cloud %")
 def scenes(
     user: User,
     settings: Settings,
+    store: Store,
     *,
     start: dt.date,
     end: dt.date,
@@ -176,7 +186,7 @@ def scenes(
     if bbox is None and tile is None:
         raise invalid_parameter("give an AOI: bbox=west,south,east,north or tile=MGRS id", "bbox")
     box = _parse_bbox(bbox, settings) if bbox is not None else None
-    where = _allowed_catalog(catalog, settings)
+    where = _allowed_catalog(catalog, settings, user_scope(settings, store, user.id))
     try:
         table = search(
             collection,
@@ -318,8 +328,8 @@ def series(
 # --- form defaults --------------------------------------------------------------------------------------
 
 
-@router.get("/map/api/presets", summary="Form defaults of each workflow preset")
-def presets(user: User) -> dict[str, Any]:
+@router.get("/map/api/presets", summary="Form defaults of each workflow preset", operation_id="getMapPresets")
+def presets(user: User, settings: Settings) -> dict[str, Any]:
     out = {}
     for name, preset in PRESETS.items():
         pairs = {**PairsConfig().model_dump(mode="json"), **preset.get("pairs", {})}
@@ -330,4 +340,4 @@ def presets(user: User) -> dict[str, Any]:
             "matching": matching,
             "description": f"{name}: pairs {text}; max speed {matching['expected_max_speed']:g} m/yr",
         }
-    return {"presets": out}
+    return {"presets": out, "catalogs": allowed_catalogs(settings)}

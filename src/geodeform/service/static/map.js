@@ -1,6 +1,7 @@
 /* geodeform map page: form -> OGC API – Processes job, job list with progress, velocity overlay, time series.
  * Plain JS + Leaflet (vendored). Every text from the server or the user goes into the DOM through
- * textContent / attributes set by the DOM API, never through innerHTML. */
+ * textContent / attributes set by the DOM API, never through innerHTML. Every URL is relative to the page
+ * (served at PREFIX/map), so that the page works under a reverse proxy's path prefix. */
 "use strict";
 
 (function () {
@@ -22,7 +23,9 @@
     overlay: null,
     overlayUrl: null,
     marker: null,
+    jobsOffset: 0,
   };
+  const JOBS_PAGE = 20;
 
   // ---------------------------------------------------------------- HTTP
 
@@ -194,7 +197,7 @@
     const tile = $("tile").value.trim().toUpperCase();
     if (!tile) return;
     try {
-      const feature = await getJSON("/map/api/tiles/" + encodeURIComponent(tile));
+      const feature = await getJSON("map/api/tiles/" + encodeURIComponent(tile));
       const layer = L.geoJSON(feature, { style: { color: "#7a3db8", weight: 2, fill: false } }).addTo(tileLayer);
       layer.bindTooltip(textNode("MGRS " + tile));
       map.fitBounds(layer.getBounds(), { padding: [20, 20] });
@@ -205,7 +208,7 @@
   // ---------------------------------------------------------------- presets and form
 
   async function loadProcesses() {
-    const doc = await (await fetch("/processes", { headers: { Accept: "application/json" } })).json();
+    const doc = await (await fetch("processes", { headers: { Accept: "application/json" } })).json();
     const select = $("preset");
     select.replaceChildren();
     for (const p of doc.processes || []) {
@@ -262,8 +265,24 @@
       direction: $("pairs-direction").value,
     };
     inputs.matching = { method: $("method").value, chip_size: num("chip"), step: num("step") };
+    const text = (id) => $(id).value.trim() || undefined;
+    const masks = { glacier: text("mask-glacier"), stable: text("mask-stable") };
+    if (masks.glacier || masks.stable) inputs.masks = masks;
+    if (text("dem")) inputs.dem = text("dem");
     return JSON.parse(JSON.stringify(inputs)); // drops undefined
   }
+
+  // Reset (not id="reset": that would hide form.reset): every field back to its HTML default, then the chosen preset's defaults; the AOI box goes too.
+  $("form-reset").addEventListener("click", () => {
+    const preset = $("preset").value;
+    $("job-form").reset();
+    $("preset").value = preset;
+    $("preset").dispatchEvent(new Event("change"));
+    document.querySelectorAll("input[name=source]")[0].dispatchEvent(new Event("change"));
+    aoiLayer.clearLayers();
+    tileLayer.clearLayers();
+    showStatus($("form-status"), "", "");
+  });
 
   $("job-form").addEventListener("submit", async (ev) => {
     ev.preventDefault();
@@ -275,7 +294,7 @@
     $("submit").disabled = true;
     showStatus(status, "submitting…", "");
     try {
-      const resp = await api("/processes/" + encodeURIComponent(process) + "/execution", {
+      const resp = await api("processes/" + encodeURIComponent(process) + "/execution", {
         method: "POST",
         headers: { "Content-Type": "application/json", Prefer: "respond-async" },
         body: JSON.stringify({ inputs: inputs }),
@@ -316,7 +335,7 @@
     if (tile) q.set("tile", tile);
     showStatus(status, "searching scenes…", "");
     try {
-      const doc = await getJSON("/map/api/scenes?" + q.toString());
+      const doc = await getJSON("map/api/scenes?" + q.toString());
       renderScenes(doc);
       showStatus(status, doc.message || "", "ok");
     } catch (err) { showError(status, err); }
@@ -354,7 +373,16 @@
     clearTimeout(state.pollTimer);
     let active = false;
     try {
-      const doc = await getJSON("/jobs?limit=20");
+      const doc = await getJSON("jobs?limit=" + JOBS_PAGE + "&offset=" + state.jobsOffset);
+      const rels = new Set((doc.links || []).map((l) => l.rel));
+      const count = (doc.jobs || []).length;
+      if (!count && state.jobsOffset > 0) { // the last jobs of this page were deleted: one page back
+        state.jobsOffset = Math.max(0, state.jobsOffset - JOBS_PAGE);
+        return refreshJobs();
+      }
+      $("jobs-newer").disabled = state.jobsOffset === 0;
+      $("jobs-older").disabled = !rels.has("next");
+      $("jobs-range").textContent = count ? (state.jobsOffset + 1) + "–" + (state.jobsOffset + count) : "";
       const list = $("jobs");
       list.replaceChildren();
       state.jobs.clear();
@@ -379,6 +407,11 @@
     state.pollTimer = setTimeout(refreshJobs, active ? 1000 : 10000);
   }
   $("jobs-refresh").addEventListener("click", refreshJobs);
+  $("jobs-older").addEventListener("click", () => { state.jobsOffset += JOBS_PAGE; refreshJobs(); });
+  $("jobs-newer").addEventListener("click", () => {
+    state.jobsOffset = Math.max(0, state.jobsOffset - JOBS_PAGE);
+    refreshJobs();
+  });
 
   function jobItem(job) {
     const li = document.createElement("li");
@@ -426,7 +459,7 @@
   }
   async function dismissJob(id) {
     if (!window.confirm("Dismiss job " + id.slice(0, 8) + " and delete its products?")) return;
-    try { await api("/jobs/" + encodeURIComponent(id), { method: "DELETE" }); } catch (err) { window.alert(err.message); }
+    try { await api("jobs/" + encodeURIComponent(id), { method: "DELETE" }); } catch (err) { window.alert(err.message); }
     if (state.selected === id) clearSelection();
     refreshJobs();
   }
@@ -456,7 +489,7 @@
     const ul = $("downloads");
     ul.replaceChildren();
     try {
-      const doc = await getJSON("/jobs/" + encodeURIComponent(id) + "/results");
+      const doc = await getJSON("jobs/" + encodeURIComponent(id) + "/results");
       for (const [key, r] of Object.entries(doc)) {
         const li = document.createElement("li");
         const a = document.createElement("a");
@@ -498,8 +531,8 @@
   async function showOverlay(id) {
     const legend = $("legend");
     try {
-      const meta = await getJSON("/map/api/jobs/" + encodeURIComponent(id) + "/overlay.json");
-      const png = await (await api("/map/api/jobs/" + encodeURIComponent(id) + "/overlay.png")).blob();
+      const meta = await getJSON("map/api/jobs/" + encodeURIComponent(id) + "/overlay.json");
+      const png = await (await api("map/api/jobs/" + encodeURIComponent(id) + "/overlay.png")).blob();
       if (state.selected !== id) return;
       const [w, s, e, n] = meta.bounds;
       state.overlayUrl = URL.createObjectURL(png);
@@ -551,7 +584,7 @@
     $("chart-title").textContent = "Time series: loading…";
     $("chart").replaceChildren();
     try {
-      const doc = await getJSON("/map/api/jobs/" + encodeURIComponent(id) + "/series?" + q.toString());
+      const doc = await getJSON("map/api/jobs/" + encodeURIComponent(id) + "/series?" + q.toString());
       if (state.selected !== id) return;
       if (state.marker) map.removeLayer(state.marker);
       state.marker = L.circleMarker([doc.node.lat, doc.node.lon], { radius: 6, color: "#000", weight: 2, fillColor: "#ff0", fillOpacity: 1 })
@@ -618,10 +651,10 @@
   async function useToken(token) {
     state.token = token;
     try {
-      await api("/jobs?limit=1");
+      await api("jobs?limit=1");
       sessionStorage.setItem(TOKEN_KEY, token);
       setWho("token accepted", false);
-      const presets = await getJSON("/map/api/presets");
+      const presets = await getJSON("map/api/presets");
       state.presets = presets.presets || {};
       $("preset").dispatchEvent(new Event("change"));
       refreshJobs();
