@@ -118,6 +118,7 @@ def _invert_block(
     d: NDArray[Any],
     p: NDArray[np.int64],
     block: slice,
+    ny: int,
     nx: int,
     *,
     weights: ArrayLike | str | None,
@@ -131,11 +132,18 @@ def _invert_block(
     dy = _read_rows(paths, "dy", block, nx)
     sigma = chip = None
     if node_errors is not None:
-        # per-node errors: the matcher's plus its displacement/strain part (timeseries.uncertainty)
-        err = _read_rows(paths, "offset_error", block, nx).astype(np.float64)
-        chip = _read_optional(paths, "chip_size_height", block, nx)
+        # per-node errors: the matcher's plus its displacement/strain part (timeseries.uncertainty), the
+        # strain's gradient taken with one row more on each side of the block (as on the whole map)
+        halo = slice(max(0, block.start - 1), min(ny, block.stop + 1))
+        inner = slice(block.start - halo.start, block.stop - halo.start)
+        err = _read_rows(paths, "offset_error", halo, nx).astype(np.float64)
+        chip = _read_optional(paths, "chip_size_height", halo, nx)
         chip = np.where(np.isfinite(chip) & (chip > 0), chip, node_errors.chip)
-        sigma = pair_sigma(dx, dy, err, step=node_errors.step, chip=chip)
+        hx = dx if halo == block else _read_rows(paths, "dx", halo, nx)
+        hy = dy if halo == block else _read_rows(paths, "dy", halo, nx)
+        sigma = pair_sigma(hx, hy, err, step=node_errors.step, chip=chip)[:, inner]
+        chip = chip[:, inner]
+        del hx, hy, err
         weights = np.where(np.isfinite(sigma), 1.0 / np.fmax(sigma, 1e-6) ** 2, 0.0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", TimeSeriesWarning)  # summed over the blocks by the caller
@@ -223,7 +231,9 @@ def invert_products(
         products' ``offset_error`` and chip height), replacing ``weights``, and put image noise and the
         displacement/strain part into the series' sigmas and ``v_error``
         (:func:`geodeform.timeseries.add_node_errors`) instead of ``pair_errors``. Every product needs
-        ``offset_error``. The strain part is computed within each block of rows.
+        ``offset_error``. A block's strain part is computed with one more row on each side (the gaps are
+        filled with the block's median before the gradient, so nodes next to a gap may differ slightly from
+        a one-block inversion).
     memory_bytes
         Memory budget of one block (:func:`chunk_rows`).
     keep_bytes
@@ -267,6 +277,7 @@ def invert_products(
                 d,
                 p,
                 block,
+                ny,
                 nx,
                 weights=weights,
                 smoothing=smoothing,
