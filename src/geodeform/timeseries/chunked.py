@@ -158,6 +158,15 @@ def _invert_block(
     return ts
 
 
+def _check_grids(paths: Sequence[Path], shape: tuple[int, int]) -> None:
+    for path in paths[1:]:
+        with h5py.File(path, "r") as f:
+            if f["dx"].shape != shape:
+                raise InvalidInputError(
+                    f"{path} has {f['dx'].shape} nodes, {paths[0]} has {shape}: products of one grid only"
+                )
+
+
 def _read_rows(paths: Sequence[Path], name: str, rows: slice, width: int) -> NDArray[np.float32]:
     out = np.empty((len(paths), rows.stop - rows.start, width), dtype=np.float32)
     for k, path in enumerate(paths):
@@ -257,12 +266,7 @@ def invert_products(
         template = first.drop_vars([v for v in first.data_vars if v != "mapping"]).load()
         template["dx"] = first["dx"].load()
     ny, nx = int(template.sizes["y"]), int(template.sizes["x"])
-    for path in paths[1:]:
-        with h5py.File(path, "r") as f:
-            if f["dx"].shape != (ny, nx):
-                raise InvalidInputError(
-                    f"{path} has {f['dx'].shape} nodes, {paths[0]} has {(ny, nx)}: products of one grid only"
-                )
+    _check_grids(paths, (ny, nx))
     rows = chunk_rows(len(p), len(d), nx, memory_bytes)
     keep = len(d) * ny * nx * 4 * 4 + len(p) * ny * nx <= keep_bytes
     sink = SeriesStore(store, template, d, chunk_rows=rows)

@@ -191,7 +191,6 @@ def _match_pairs(
     """Every pair through :func:`~geodeform.workflows.pair.process_pair` on the configured executor, after
     the resource estimate (probe) and the memory and disk checks."""
     c = config.compute
-    outcomes: list[PairOutcome | None] = [None] * len(specs)
     todo = [s for s in specs if _reused(s) is None]
     kind, workers = _backend(config, len(todo))
     if progress:
@@ -220,16 +219,47 @@ def _match_pairs(
             _check_disk(out, estimate.disk_bytes)
         log.info("matching %d pairs (%d to compute) on %s", len(specs), len(todo), ex.description)
         try:
-            for done, (k, outcome) in enumerate(ex.map(process_pair, specs), start=1):
-                outcomes[k] = outcome
-                _log_outcome(outcome)
-                if progress:
-                    progress("match", done, len(specs))
+            outcomes = _map_pairs(ex, specs, progress)
         except WorkerLostError as exc:
             raise WorkerLostError(
                 f"{exc} (one pair of this job needs about {estimate.pair_memory_bytes / 2**30:.1f} GiB)"
             ) from None
-    return [o for o in outcomes if o is not None], estimate
+    return outcomes, estimate
+
+
+def _map_pairs(ex: Executor, specs: list[PairSpec], progress: StageProgress | None) -> list[PairOutcome]:
+    """Every spec through :func:`~geodeform.workflows.pair.process_pair` on ``ex``, in the specs' order."""
+    outcomes: list[PairOutcome | None] = [None] * len(specs)
+    for done, (k, outcome) in enumerate(ex.map(process_pair, specs), start=1):
+        outcomes[k] = outcome
+        _log_outcome(outcome)
+        if progress:
+            progress("match", done, len(specs))
+    return [o for o in outcomes if o is not None]
+
+
+@log_runtime("match")
+def _match_chain_pairs(
+    config: JobConfig, specs: list[PairSpec], out: Path, progress: StageProgress | None
+) -> list[PairOutcome]:
+    """The pairs of a chain that makes its own estimate (quake) on the configured executor (no probe)."""
+    c = config.compute
+    kind, workers = _backend(config, sum(_reused(s) is None for s in specs))
+    if progress:
+        progress("match", 0, len(specs))
+    with executor(
+        kind,  # type: ignore[arg-type]  # a ClusterKind: _backend only narrows it
+        workers=workers,
+        threads=c.threads,
+        slurm=c.slurm,
+        address=c.address,
+        scheduler_file=c.scheduler_file,
+        connect_timeout=c.connect_timeout,
+        folder=out,
+        name=f"geodeform-{config.name}",
+    ) as ex:
+        log.info("matching %d pairs on %s", len(specs), ex.description)
+        return _map_pairs(ex, specs, progress)
 
 
 def _remove_leftovers(out: Path, before: float) -> None:
@@ -306,7 +336,7 @@ def run_job(
                 quake,
                 out,
                 workers=workers,
-                match=lambda specs: _match_pairs(config, specs, workers, progress),
+                match=lambda specs: _match_chain_pairs(config, specs, out, progress),
                 progress=progress,
                 on_estimate=on_estimate,
                 cache_dir=cache,
