@@ -1,16 +1,31 @@
-"""Workflow benchmark: one full Sentinel-2 tile pair (10980 x 10980 uint16) through ``geodeform run``.
+"""Workflow benchmarks: a Sentinel-2 tile pair through ``geodeform run``; a long series inverted from disk.
 
     python benchmarks/bench_workflow.py [--size 10980] [--workers 1] [--threads 2]
+    python benchmarks/bench_workflow.py series [--dates 250] [--per-date 4] [--nodes 1000] [--keep DIR]
+    python benchmarks/bench_workflow.py scaling [--slurm-jobs 1 2 4]   (SLURM_CONF set for the SLURM rows)
 
-Writes the pair as GeoTIFFs (real Landsat texture, mirrored tiles, moved by a sub-pixel shift plus a glacier
-flow), runs the ``ice`` preset (step 16) through a Dask LocalCluster, and prints the resource estimate next
-to what was measured: wall time and the peak of the summed RSS of the run's whole process tree (main process
-+ Dask workers, sampled every 0.1 s), plus the disk used by the run folder.
+``scaling``: the same 15-pair job (the demo's six dates, ``ice`` preset) on a LocalCluster of 1 and 2 workers
+and on 1, 2, 4 SLURM worker jobs of one core each; prints the wall time of each run, of its matching stage
+and the speed-up against one local worker (each run in a fresh folder, so every pair is computed).
+
+``series``: writes synthetic pair products (``dx``, ``dy`` in m of a known smooth flow plus noise, holes and a
+few bad pairs) for ``dates`` dates, each paired with the next ``per-date`` ones, on a ``nodes`` x ``nodes``
+grid, then inverts them with :func:`geodeform.timeseries.chunked.invert_products` (block by block from disk
+into a Zarr store, then the NetCDF copy), and prints the time, the peak RSS of the process tree, the disk
+used and the velocity error against the truth.
+
+Writes the pair as GeoTIFFs (real Landsat texture, mirrored tiles, moved by a sub-pixel shift), then in one
+process: times ``offsets.match`` alone on the pair (the peer: the job cannot be faster than its matcher),
+runs the ``ice`` preset (step 16) job on it, and prints the job / matcher ratio, where the job's time went
+(run.log stages and the pair's own stages), and the resource estimate printed before matching next to what
+was measured: wall time, the peak of the summed RSS of the run's whole process tree (main process + any Dask
+workers, sampled every 0.1 s) and the disk used by the run folder.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import tempfile
 import threading
 import time
@@ -31,13 +46,182 @@ def _tree_rss(proc) -> int:  # type: ignore[no-untyped-def]
     return total
 
 
+def _write_products(task: tuple) -> None:  # type: ignore[type-arg]
+    """Write a share of the synthetic pair products (run in a process pool)."""
+    from geodeform.io import write_netcdf
+
+    template, items, n, seed = task
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:n, 0:n] / n
+    vx = 200 * np.exp(-((xx - 0.5) ** 2 + (yy - 0.5) ** 2) / 0.05)  # m/yr, a glacier-like bump
+    vy = -0.5 * vx
+    for path, dt_days, bad in items:
+        years = dt_days / 365.25
+        dx = vx * years + rng.normal(0, 0.5, (n, n))
+        dy = vy * years + rng.normal(0, 0.5, (n, n))
+        if bad:
+            dx += 20.0  # a mis-registered pair
+        hole = rng.random((n, n)) < 0.05
+        dx[hole] = np.nan
+        dy[hole] = np.nan
+        ds = template.copy()
+        ds["dx"] = (("y", "x"), np.round(dx, 2).astype(np.float32), template["dx"].attrs)
+        ds["dy"] = (("y", "x"), np.round(dy, 2).astype(np.float32), template["dy"].attrs)
+        write_netcdf(ds, path)
+
+
+def series(argv: list[str]) -> None:
+    """The 250-date inversion benchmark (see the module docstring)."""
+    import shutil
+    from concurrent.futures import ProcessPoolExecutor
+    from dataclasses import dataclass
+
+    import psutil
+    from rasterio.crs import CRS
+    from rasterio.transform import from_origin
+
+    from geodeform.io import GeoGrid, offset_dataset
+    from geodeform.timeseries.chunked import invert_products
+
+    ap = argparse.ArgumentParser(prog="bench_workflow.py series")
+    ap.add_argument("--dates", type=int, default=250)
+    ap.add_argument("--per-date", type=int, default=4)
+    ap.add_argument("--nodes", type=int, default=1000)
+    ap.add_argument("--keep", type=Path, default=None, help="folder of products to reuse / keep")
+    args = ap.parse_args(argv)
+    n, step = args.nodes, 16
+    folder = args.keep or Path(tempfile.mkdtemp(prefix="gd-series-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    dates = np.datetime64("2018-01-01") + 6 * np.arange(args.dates)
+    pairs = [(i, j) for i in range(args.dates) for j in range(i + 1, min(args.dates, i + 1 + args.per_date))]
+    rng = np.random.default_rng(1)
+    bad = rng.random(len(pairs)) < 0.02
+
+    @dataclass
+    class Field:
+        rows: np.ndarray
+        cols: np.ndarray
+        dx: np.ndarray
+        dy: np.ndarray
+        quality: np.ndarray
+        reason: np.ndarray
+
+    z = np.zeros((n, n), np.float32)
+    centres = 16 + step * np.arange(n, dtype=np.float64)
+    image = GeoGrid(CRS.from_epsg(32607), from_origin(500000, 6800000, 10, 10), (16 * n + 32, 16 * n + 32))
+    template = offset_dataset(Field(centres, centres, z, z, z + 1, z.astype(np.uint8)), image, step=step)
+    template = template[["dx", "dy", "mapping"]]
+    paths = [folder / f"pair_{i:03d}_{j:03d}.nc" for i, j in pairs]
+    todo = [
+        (p, float((dates[j] - dates[i]) / np.timedelta64(1, "D")), bool(b))
+        for p, (i, j), b in zip(paths, pairs, bad, strict=True)
+        if not p.is_file()
+    ]
+    t0 = time.perf_counter()
+    if todo:
+        shares = [(template, todo[k::2], n, k) for k in range(2)]
+        with ProcessPoolExecutor(2) as pool:
+            list(pool.map(_write_products, shares))
+    print(f"{len(pairs)} pair products ({len(todo)} written in {time.perf_counter() - t0:.0f} s) in {folder}")
+    products_disk = sum(p.stat().st_size for p in paths)
+    me = psutil.Process()
+    peak = [0]
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            peak[0] = max(peak[0], _tree_rss(me))
+            time.sleep(0.1)
+
+    load = os.getloadavg()[0]
+    base = _tree_rss(me)
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    store = folder / "timeseries.zarr"
+    t0 = time.perf_counter()
+    inv = invert_products(paths, dates, np.array(pairs), store, robust=True)
+    invert_s = time.perf_counter() - t0
+    from geodeform.io import series_netcdf
+
+    t1 = time.perf_counter()
+    series_netcdf(store, folder / "timeseries.nc")
+    netcdf_s = time.perf_counter() - t1
+    stop.set()
+    sampler.join()
+    store_disk = sum(f.stat().st_size for f in store.rglob("*") if f.is_file())
+    nc_disk = (folder / "timeseries.nc").stat().st_size
+    yy, xx = np.mgrid[0:n, 0:n] / n
+    vx = 200 * np.exp(-((xx - 0.5) ** 2 + (yy - 0.5) ** 2) / 0.05)
+    err = np.hypot(inv.composite.vx - vx, inv.composite.vy + 0.5 * vx)
+    print(
+        f"{args.dates} dates, {len(pairs)} pairs ({bad.sum()} mis-registered), {n} x {n} nodes, 2 cores; "
+        f"load average at start {load:.1f}"
+    )
+    print(
+        f"  inversion (blocks of {inv.chunk_rows} rows, from disk into Zarr): {invert_s:.0f} s; "
+        f"NetCDF copy of the series: {netcdf_s:.0f} s"
+    )
+    print(f"  peak RSS of the process tree {peak[0] / 2**30:.2f} GiB (before {base / 2**30:.2f} GiB)")
+    print(
+        f"  disk: pair products {products_disk / 2**30:.2f} GiB, Zarr store {store_disk / 2**30:.2f} GiB, "
+        f"NetCDF {nc_disk / 2**30:.2f} GiB"
+    )
+    print(
+        f"  mean velocity vs truth: median error {np.nanmedian(err):.2f} m/yr, "
+        f"99th percentile {np.nanpercentile(err, 99):.2f} m/yr, {np.isfinite(err).mean():.1%} of the nodes"
+    )
+    if args.keep is None:
+        shutil.rmtree(folder)
+
+
+def scaling(argv: list[str]) -> None:
+    """The scaling table (see the module docstring)."""
+    import re
+    import shutil
+
+    import yaml
+
+    from geodeform.cli.demo import write_demo_inputs
+    from geodeform.config import load_config
+    from geodeform.demo import make_glacier_series
+    from geodeform.workflows import run_job
+
+    ap = argparse.ArgumentParser(prog="bench_workflow.py scaling")
+    ap.add_argument("--slurm-jobs", type=int, nargs="*", default=[1, 2, 4])
+    args = ap.parse_args(argv)
+    folder = Path(tempfile.mkdtemp(prefix="gd-scaling-"))
+    data = yaml.safe_load(write_demo_inputs(folder / "in", make_glacier_series(n_dates=6)).read_text())
+    data["output"] = {"report": False}
+    runs = [("local", {"cluster": "local", "workers": w, "threads": 1}) for w in (1, 2)]
+    if os.environ.get("SLURM_CONF"):
+        for jobs in args.slurm_jobs:
+            slurm = {"cores": 1, "memory": "2GB", "jobs": jobs, "walltime": "00:20:00", "queue": "debug"}
+            runs.append(("slurm", {"cluster": "slurm", "threads": 1, "slurm": slurm}))
+    print(f"15-pair demo job, load average at start {os.getloadavg()[0]:.1f}")
+    print("| backend | workers | wall (s) | matching stage (s) | speed-up of the matching stage |")
+    print("|---|---:|---:|---:|---:|")
+    first = None
+    for k, (kind, compute) in enumerate(runs):
+        run = folder / f"run{k}"
+        result = run_job(load_config({**data, "name": f"scaling{k}", "compute": compute}), run)
+        log = (run / "run.log").read_text()
+        match_s = float(re.findall(r"stage match: ([0-9.]+) s", log)[-1])
+        first = first or match_s
+        workers = compute.get("workers") or compute.get("slurm", {}).get("jobs")
+        assert all(p.status == "ok" for p in result.pairs)
+        print(f"| {kind} | {workers} | {result.seconds:.1f} | {match_s:.1f} | {first / match_s:.2f} |")
+    shutil.rmtree(folder)
+
+
 def main() -> None:
     import psutil
     import rasterio
     from rasterio.transform import from_origin
 
-    from geodeform.config import load_config
-    from geodeform.demo import glacier_field, load_texture
+    from geodeform.config import load_config, search_range_px
+    from geodeform.demo import load_texture
+    from geodeform.io import fill_values, read_pair
+    from geodeform.offsets import match
     from geodeform.workflows import run_job
 
     ap = argparse.ArgumentParser()
@@ -54,7 +238,6 @@ def main() -> None:
     sec = ((np.roll(ref, (0, -1), (0, 1)).astype(np.uint32) + np.roll(ref, (1, -1), (0, 1))) // 2).astype(
         np.uint16
     )
-    del glacier_field
     with tempfile.TemporaryDirectory(prefix="gd-bench-") as tmp:
         folder = Path(tmp)
         inputs = []
@@ -84,6 +267,15 @@ def main() -> None:
                 "output": {"report": False},
             }
         )
+        m = config.matching
+        radius = search_range_px(m, dt_days=10, pixel_m=10.0)
+        pair = read_pair(inputs[0]["path"], inputs[1]["path"])
+        kw = dict(chip_size=m.chip_size, step=m.step, search_range=radius, threads=args.threads)
+        match(pair.reference.data[:512], pair.secondary.data[:512], **kw)  # kernels loaded, as in the job
+        t0 = time.perf_counter()
+        field = match(pair.reference.data, pair.secondary.data, fill_values=fill_values(pair), **kw)
+        match_s = time.perf_counter() - t0
+        del pair, field
         me = psutil.Process()
         peak = [0]
         stop = threading.Event()
@@ -93,6 +285,7 @@ def main() -> None:
                 peak[0] = max(peak[0], _tree_rss(me))
                 time.sleep(0.1)
 
+        load = os.getloadavg()[0]
         base = _tree_rss(me)
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
@@ -106,15 +299,32 @@ def main() -> None:
         disk = sum(p.stat().st_size for p in (folder / "run").rglob("*") if p.is_file())
         est = estimates[0]
         pair = result.pairs[0]
-        print(f"tile pair {n} x {n} uint16, step 16, {args.workers} worker(s) x {args.threads} thread(s)")
+        stages = ", ".join(f"{k} {v:.1f} s" for k, v in pair.stage_seconds.items())
+        print(
+            f"tile pair {n} x {n} uint16, step 16 (search {radius} px), {args.workers} worker(s) x "
+            f"{args.threads} thread(s); load average at start {load:.1f}"
+        )
+        print(
+            f"  offsets.match alone: {match_s:.1f} s; job: {wall:.1f} s = {wall / match_s:.2f} x the matcher"
+        )
+        print(f"  the pair's stages: {stages}")
         print(f"  {est.describe()}")
         print(
-            f"  measured: {wall:.0f} s wall (matching + corrections of the pair {pair.seconds:.0f} s), "
+            f"  measured: {wall:.0f} s wall (estimate {100 * (est.seconds / wall - 1):+.0f} %), "
             f"peak RSS of the process tree {peak[0] / 2**30:.2f} GiB "
-            f"(before the run {base / 2**30:.2f} GiB), "
-            f"disk {disk / 2**20:.0f} MiB; coverage {pair.coverage:.3f}"
+            f"(estimate {100 * (est.peak_memory_bytes / peak[0] - 1):+.0f} %; before the run "
+            f"{base / 2**30:.2f} GiB), disk {disk / 2**20:.0f} MiB "
+            f"(estimate {est.disk_bytes / 2**20:.0f} MiB); "
+            f"coverage {pair.coverage:.3f}"
         )
 
 
 if __name__ == "__main__":
-    main()
+    import sys
+
+    if sys.argv[1:2] == ["series"]:
+        series(sys.argv[2:])
+    elif sys.argv[1:2] == ["scaling"]:
+        scaling(sys.argv[2:])
+    else:
+        main()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -212,6 +214,42 @@ def test_automatic_stable_ground_keeps_at_least_min_count_nodes() -> None:
     wide = select_stable(dx, dy, min_count=20)
     assert plain.sum() < 20 <= wide.sum()
     assert not (wide & ~still).any()  # the nearest nodes to the dominant offset are the still ones
+
+
+def _reference_windows(v: np.ndarray, size: int) -> np.ndarray:
+    """Every node's size x size window (NaN outside the map): the plain numpy definition of the filters."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    r = size // 2
+    return sliding_window_view(np.pad(v, r, constant_values=np.nan), (size, size)).reshape(*v.shape, -1)
+
+
+def test_window_filters_match_their_numpy_definition() -> None:
+    """The numba window kernels give the numpy definition's median/MAD and NDC masks exactly."""
+    from geodeform.corrections import median_mad_mask, ndc_mask
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(0, 1, (40, 57))
+    y = rng.normal(0, 1, (40, 57))
+    x[rng.random(x.shape) < 0.2] = np.nan
+    y[rng.random(y.shape) < 0.1] = np.nan
+    x[::7, ::5] += 9  # outliers
+    for size in (3, 5):
+        win = _reference_windows(x, size)
+        with np.errstate(invalid="ignore"), warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN windows
+            med = np.nanmedian(win, axis=-1)
+            mad = 1.4826 * np.nanmedian(np.abs(win - med[..., None]), axis=-1)
+            want = np.isfinite(x) & (np.abs(x - med) > np.maximum(3.0 * mad, 0.1))
+        assert np.array_equal(median_mad_mask(x, size=size, n_mad=3.0), want)
+        wx, wy = _reference_windows(x, size), _reference_windows(y, size)
+        nb = np.delete(np.arange(size * size), size * size // 2)
+        with np.errstate(invalid="ignore"):
+            d = np.hypot(wx[..., nb] - x[..., None], wy[..., nb] - y[..., None])
+            n_valid = np.isfinite(d).sum(-1)
+            frac = np.where(n_valid > 0, (d <= 1.0).sum(-1) / np.maximum(n_valid, 1), 0.0)
+        want = np.isfinite(x) & np.isfinite(y) & (frac < 0.5)
+        assert np.array_equal(ndc_mask(x, y, size=size, tolerance=1.0, min_fraction=0.5), want)
 
 
 def test_filter_thresholds_are_in_pixels_whatever_the_unit_of_the_map() -> None:

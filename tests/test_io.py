@@ -497,11 +497,13 @@ def test_failing_netcdf_writer_keeps_previous_file_and_leaves_no_temp(tmp_path, 
     out = write_netcdf(ds, tmp_path / "vel.nc")
     before = out.read_bytes()
 
-    def half_write(self, path, **kwargs):
-        Path(path).write_bytes(b"CDF partial")
+    real_write = Path.write_bytes
+
+    def half_write(self: Path, data: bytes) -> int:  # the product is encoded in memory, then written
+        real_write(self, data[:11])
         raise OSError("disk full")
 
-    monkeypatch.setattr(xr.Dataset, "to_netcdf", half_write)
+    monkeypatch.setattr(Path, "write_bytes", half_write)
     with pytest.raises(OSError, match="disk full"):
         write_netcdf(ds, out)
     assert out.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["vel.nc"]

@@ -576,3 +576,71 @@ def test_node_errors_cover_image_noise_that_no_residual_shows() -> None:
     assert 0.6 <= coverage(full) <= 0.8
     ok = np.isfinite(ts.sigma_dx[1:])  # pixels the inversion leaves unresolved stay NaN
     assert ok.mean() > 0.9 and np.all(full.sigma_dx[1:][ok] > ts.sigma_dx[1:][ok])
+
+
+# ------------------------------------------------------- chunked inversion with per-node errors (#21 x #25)
+def test_chunked_inversion_uses_the_per_node_error_model(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``invert_products(node_errors=...)`` gives what the in-memory chain gives (per-node 1/sigma^2
+    weights, then image noise and the displacement/strain part in the sigmas), in one block and in many."""
+    from dataclasses import dataclass
+
+    from rasterio.crs import CRS
+    from rasterio.transform import from_origin
+
+    from geodeform.io import GeoGrid, offset_dataset, write_netcdf
+    from geodeform.timeseries.chunked import NodeErrors, invert_products
+
+    @dataclass
+    class Field:
+        rows: np.ndarray
+        cols: np.ndarray
+        dx: np.ndarray
+        dy: np.ndarray
+        quality: np.ndarray
+        reason: np.ndarray
+
+    n, step, pixel = 24, 16, 10.0
+    z = np.zeros((n, n), np.float32)
+    centres = 16 + step * np.arange(n, dtype=np.float64)
+    image = GeoGrid(CRS.from_epsg(32607), from_origin(500000, 6800000, pixel, pixel), (16 * n + 32,) * 2)
+    template = offset_dataset(Field(centres, centres, z, z, z + 1, z.astype(np.uint8)), image, step=step)
+    template = template[["dx", "dy", "mapping"]]
+    dates = np.datetime64("2020-01-01") + np.array([0, 16, 32, 48, 64])
+    pairs = np.array([(0, 1), (1, 2), (2, 3), (3, 4), (0, 2), (1, 3), (2, 4)], dtype=np.int64)
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[0:n, 0:n] / n
+    v = 0.5 * np.exp(-((xx - 0.5) ** 2 + (yy - 0.5) ** 2) / 0.05)  # m/day
+    dx, dy, err, paths = [], [], [], []
+    for k, (i, j) in enumerate(pairs):
+        days = float((dates[j] - dates[i]) / np.timedelta64(1, "D"))
+        e = rng.uniform(0.5, 3.0, (n, n))  # the matcher's 1-sigma vector error, m
+        dx.append(v * days + rng.normal(0, 1, (n, n)) * e / np.sqrt(2))
+        dy.append(-0.5 * v * days + rng.normal(0, 1, (n, n)) * e / np.sqrt(2))
+        err.append(e)
+        ds = template.copy()
+        ds["dx"] = (("y", "x"), dx[-1].astype(np.float32), template["dx"].attrs)
+        ds["dy"] = (("y", "x"), dy[-1].astype(np.float32), template["dy"].attrs)
+        ds["offset_error"] = (("y", "x"), e.astype(np.float32))
+        paths.append(write_netcdf(ds, tmp_path / f"pair_{k}.nc"))
+    step_m, chip_m = step * pixel, 32 * pixel
+    model = NodeErrors(step=step_m, chip=chip_m)  # no chip_size_height in the products: chip_m everywhere
+    dx_all = np.stack(dx).astype(np.float32).astype(np.float64)
+    dy_all = np.stack(dy).astype(np.float32).astype(np.float64)
+    err_all = np.stack(err).astype(np.float32).astype(np.float64)
+    sigma = pair_sigma(dx_all, dy_all, err_all, step=step_m, chip=chip_m)
+    want = invert(dates, pairs, dx_all, dy_all, weights=1.0 / np.fmax(sigma, 1e-6) ** 2, smoothing=None)
+    want = add_node_errors(want, [tuple(p) for p in pairs], sigma, step=step_m, chip=np.full((n, n), chip_m))
+    one = invert_products(paths, dates, pairs, tmp_path / "one.zarr", node_errors=model, smoothing=None)
+    assert one.series is not None and one.chunk_rows >= n  # a single block: the same numbers
+    np.testing.assert_allclose(one.series.dx, want.dx, rtol=1e-4, atol=1e-4)
+    np.testing.assert_allclose(one.series.sigma_dx, want.sigma_dx, rtol=1e-4, atol=1e-4)
+    plain = invert_products(paths, dates, pairs, tmp_path / "plain.zarr", smoothing=None)
+    assert plain.series is not None
+    assert not np.allclose(plain.series.sigma_dx, want.sigma_dx, rtol=0.05)  # the model changes the errors
+    many = invert_products(
+        paths, dates, pairs, tmp_path / "many.zarr", node_errors=model, smoothing=None, memory_bytes=20_000
+    )
+    assert many.series is not None and many.chunk_rows < n
+    # with a one-row halo per block the blocks give the one-block numbers (no gap here to fill differently)
+    close = np.isclose(many.series.dx, want.dx, rtol=1e-4, atol=1e-4, equal_nan=True)
+    assert close.mean() > 0.999, close.mean()

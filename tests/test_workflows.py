@@ -157,13 +157,18 @@ def test_kill_9_then_rerun_recomputes_only_unfinished_pairs(series, tmp_path: Pa
     finished = sorted(p.name for p in pairs.glob("*.nc"))
     assert 2 <= len(finished) < 15, finished
     assert not (run / "velocity.nc").exists()
+    stale = pairs / f".{finished[0]}.abc123.tmp"  # a write the kill interrupted (whether or not it hit one)
+    stale.write_bytes(b"CDF partial")
+    os.utime(stale, (time.time() - 60, time.time() - 60))
     result = run_job(load_config(job), run)
+    assert not stale.exists()
     assert len(result.pairs) == 15
     assert result.pairs_reused == len(finished)
     assert result.pairs_computed == 15 - len(finished)
     reused = {Path(p.path).name for p in result.pairs if not p.computed}
     assert reused == set(finished)
-    assert not [p for p in run.rglob("*") if ".tmp" in p.name or p.name.startswith(".")]
+    hidden = [p for p in run.rglob("*") if p.name.startswith(".") and ".zarr" not in str(p)]  # Zarr's .zattrs
+    assert not [p for p in run.rglob("*") if ".tmp" in p.name] and not hidden
 
 
 def _write(path: Path, data: np.ndarray, origin: tuple[float, float] = ORIGIN, pixel: float = PIXEL_M) -> str:

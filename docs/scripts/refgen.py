@@ -188,7 +188,8 @@ _UNIT_WORDS = (
 
 
 def config_models(module: str = "geodeform.config") -> list[type]:
-    """Pydantic models defined in ``module`` (its ``__all__`` order when it has one); [] if it is absent."""
+    """Pydantic models of ``module``: those in its ``__all__`` (in that order), else those defined there; []
+    if it is absent."""
     try:
         mod = importlib.import_module(module)
     except ModuleNotFoundError as exc:
@@ -197,11 +198,14 @@ def config_models(module: str = "geodeform.config") -> list[type]:
         raise
     from pydantic import BaseModel
 
-    names = getattr(mod, "__all__", None) or list(vars(mod))
+    listed = getattr(mod, "__all__", None)
+    names = listed or list(vars(mod))
     models = []
     for name in names:
         obj = getattr(mod, name, None)
-        if inspect.isclass(obj) and issubclass(obj, BaseModel) and obj.__module__.startswith(module):
+        # a model in __all__ counts wherever it is defined (re-exported, e.g. geodeform.quake.config)
+        own = bool(listed) or obj.__module__.startswith(module) if inspect.isclass(obj) else False
+        if inspect.isclass(obj) and issubclass(obj, BaseModel) and own:
             models.append(obj)
     return models
 

@@ -31,10 +31,14 @@ from geodeform.config_yaml import config_to_yaml
 from geodeform.conventions import ProductFormat, date_in_path
 from geodeform.errors import GeodeformError, InvalidInputError
 from geodeform.pairs import coseismic_pairs, parse_months, parse_season, search_range_px
+from geodeform.quake.config import QuakeConfig
 
 __all__ = [
+    "MAX_JOB_IMAGES",
     "PRESETS",
+    "SERVICE_MAX_IMAGES",
     "AOIConfig",
+    "ClusterKind",
     "ComputeConfig",
     "CorrectionsConfig",
     "InputImage",
@@ -55,6 +59,13 @@ __all__ = [
     "preset_config",
     "search_range_px",
 ]
+
+
+MAX_JOB_IMAGES = 100_000
+"""Most images one job may read (``inputs`` or ``search.max_images``): ten-year daily archives fit."""
+
+SERVICE_MAX_IMAGES = 100
+"""Default cap on the images of one web-service job (the form's 2-100); the operator may change it."""
 
 
 class _Model(BaseModel):
@@ -155,7 +166,11 @@ class SearchConfig(_Model):
         default_factory=list, description="Relative orbits (or WRS-2 paths) to keep; empty keeps all."
     )
     max_images: int = Field(
-        20, ge=2, le=100, description="Number of images kept (2-100): the clearest over the AOI, per orbit."
+        20,
+        ge=2,
+        le=MAX_JOB_IMAGES,
+        description="Number of images kept: the clearest over the AOI, per orbit (the web service caps it, "
+        "100 by default).",
     )
     band: str = Field("B04", description="Band matched (Sentinel-2 B04 = red, 10 m).")
     resolution: float | None = Field(
@@ -419,81 +434,26 @@ class OutputConfig(_Model):
     report: bool = Field(True, description="Write the HTML report with PNG quicklooks.")
 
 
-class QuakeConfig(_Model):
-    """Earthquake chain (``preset: quake``): pre x post pairs around the event per tile and orbit, stacked;
-    stripe/jitter correction against the trace; one mosaic of all tiles; rupture trace; slip profiles."""
-
-    event_date: dt.date = Field(
-        ...,
-        description="Date of the earthquake, YYYY-MM-DD (UTC). Images of that day are left out (their "
-        "time relative to the event is not known).",
-    )
-    pre_images: int = Field(
-        2, ge=1, le=10, description="Pre-event acquisitions used per tile and orbit: the latest before it."
-    )
-    post_images: int = Field(
-        2, ge=1, le=10, description="Post-event acquisitions used per tile and orbit: the earliest after it."
-    )
-    max_days: float = Field(
-        365.0,
-        gt=0,
-        description="Images farther from the event are not used, days (post-seismic motion and surface "
-        "change grow with time).",
-    )
-    stack: Literal["median", "mean"] = Field(
-        "median", description="How the pre x post pairs of one tile and orbit are combined at every node."
-    )
-    trace: str | None = Field(
-        None,
-        description="Rupture trace (GeoJSON LineString / MultiLineString); default: detected from the "
-        "offset mosaic.",
-    )
-    trace_crs: str | None = Field(
-        None,
-        description="CRS of the trace's coordinates when the file declares none and they are not lon/lat, "
-        "e.g. EPSG:32636.",
-    )
-    crs: str | None = Field(
-        None,
-        description="CRS of the mosaic, e.g. EPSG:32637; default the UTM zone of the centre of the tiles "
-        "(one grid also for tiles of several UTM zones).",
-    )
-    resolution: float | None = Field(
-        None, gt=0, description="Cell of the mosaic, metres; default the finest node spacing of the tiles."
-    )
-    track_correction: bool = Field(
-        True,
-        description="Remove detector stripes and attitude jitter along corrections.track_angle_deg, "
-        "estimated against a smooth model on each side of the trace so that the slip is kept.",
-    )
-    two_motion_px: float = Field(
-        0.1,
-        gt=0,
-        description="Step (px) from which nodes are re-measured with two-motion chips (metre-scale slip "
-        "at 10 m is a sub-pixel step; geodeform.quake.FAULT_MATCHING).",
-    )
-    profile_spacing: float = Field(500.0, gt=0, description="Slip profiles every this along the trace, m.")
-    profile_half_width: float = Field(
-        1500.0, gt=0, description="Extent of each slip profile on each side of the trace, metres."
-    )
-    profile_gap: float | None = Field(
-        None,
-        ge=0,
-        description="Nodes closer to the trace are left out of the profile fits, metres; default half a "
-        "chip (chips that straddle the trace blend both sides).",
-    )
-
-
 class SlurmConfig(_Model):
-    """SLURM through dask-jobqueue (``--cluster slurm``)."""
+    """SLURM through dask-jobqueue (``--cluster slurm``): one Dask worker job per SLURM job."""
 
-    queue: str | None = Field(None, description="Partition.")
+    queue: str | None = Field(None, description="Partition (default: the cluster's default partition).")
     account: str | None = Field(None, description="Account charged.")
     walltime: str = Field("01:00:00", description="Wall time of each worker job, HH:MM:SS.")
     cores: int = Field(4, ge=1, description="Cores per worker job.")
-    memory: str = Field("16GB", description="Memory per worker job.")
+    memory: str = Field("16GB", description="Memory per worker job (e.g. 16GB), shared by its processes.")
     jobs: int = Field(2, ge=1, description="Worker jobs to start.")
     job_extra_directives: list[str] = Field(default_factory=list, description="Extra #SBATCH lines.")
+    start_timeout: float = Field(
+        300.0,
+        gt=0,
+        description="Seconds to wait for the first worker job to start (queue wait included) before the "
+        "run stops with the jobs' state.",
+    )
+
+
+ClusterKind = Literal["local", "slurm", "sync", "address"]
+"""Where the pairs run: a Dask LocalCluster, SLURM jobs, this process, or an existing Dask scheduler."""
 
 
 class SarConfig(_Model):
@@ -539,12 +499,37 @@ class SarConfig(_Model):
 class ComputeConfig(_Model):
     """Where the pairs are matched."""
 
-    cluster: Literal["local", "slurm", "sync"] = Field(
-        "local", description="local: Dask LocalCluster; slurm: dask-jobqueue; sync: this process, no Dask."
+    cluster: ClusterKind = Field(
+        "local",
+        description="local: Dask LocalCluster; slurm: dask-jobqueue; sync: this process, no Dask; address: "
+        "an existing Dask cluster (compute.address or compute.scheduler_file), never closed by geodeform.",
     )
     workers: int | None = Field(None, ge=1, description="Worker processes (default: cores).")
     threads: int = Field(1, ge=1, description="Threads per worker (matcher threads).")
     slurm: SlurmConfig = Field(default_factory=lambda: SlurmConfig(), description="SLURM options.")
+    address: str | None = Field(
+        None,
+        pattern=r"^(tcp|tls|ucx|ws|wss|inproc)://\S+$",
+        description="Scheduler address of an existing Dask cluster (cluster: address), e.g. "
+        "tcp://10.0.0.5:8786. Its workers must run geodeform and see the run folder.",
+    )
+    scheduler_file: str | None = Field(
+        None,
+        description="Scheduler file (JSON written by dask scheduler --scheduler-file) of an existing Dask "
+        "cluster, instead of compute.address.",
+    )
+    connect_timeout: float = Field(
+        30.0, gt=0, description="Seconds to wait for an existing scheduler (cluster: address) to answer."
+    )
+
+    @model_validator(mode="after")
+    def _address(self) -> ComputeConfig:
+        if self.cluster == "address" and (self.address is None) == (self.scheduler_file is None):
+            raise ValueError(
+                "cluster 'address' needs exactly one of compute.address (tcp://host:port) or "
+                "compute.scheduler_file"
+            )
+        return self
 
 
 class JobConfig(_Model):
@@ -563,8 +548,8 @@ class JobConfig(_Model):
     search: SearchConfig | None = Field(None, description="Catalogue search (or give inputs).")
     inputs: list[InputImage] = Field(
         default_factory=list,
-        description="Local images on one grid, instead of a search (2-100): paths, or items with path, "
-        "date, band, orbit, mask.",
+        description=f"Local images on one grid, instead of a search (2-{MAX_JOB_IMAGES:,}): paths, or items "
+        "with path, date, band, orbit, mask.",
     )
     roi: tuple[float, float, float, float] | None = Field(
         None,
@@ -619,8 +604,10 @@ class JobConfig(_Model):
         if (self.search is None) == (not self.inputs):
             raise ValueError("give either 'search' (catalogue) or 'inputs' (local images), exactly one")
         if self.inputs:
-            if not 2 <= len(self.inputs) <= 100:
-                raise ValueError(f"inputs: {len(self.inputs)} images given; 2 to 100 are allowed")
+            if not 2 <= len(self.inputs) <= MAX_JOB_IMAGES:
+                raise ValueError(
+                    f"inputs: {len(self.inputs)} images given; 2 to {MAX_JOB_IMAGES:,} are allowed"
+                )
             days = [(i.tile, i.date) for i in self.inputs]
             # SAR: an ascending and a descending pass may share a date (checked per orbit by the chain)
             if len(set(days)) != len(days) and self.sar is None:

@@ -9,21 +9,26 @@ from __future__ import annotations
 import logging
 import os
 import warnings
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
+from xml.sax.saxutils import escape
 
 import numpy as np
 import rasterio
 from numpy.typing import NDArray
-from rasterio.enums import Resampling
+from rasterio.enums import MaskFlags, Resampling
 from rasterio.errors import NotGeoreferencedWarning, RasterioError, RasterioIOError
+from rasterio.transform import Affine
 from rasterio.vrt import WarpedVRT
 from rasterio.warp import transform_bounds
+from rasterio.windows import Window
 
 from geodeform.errors import DataError, InvalidInputError, NoDataError
 from geodeform.io.grid import GeoGrid
 
 __all__ = [
+    "READ_THREADS",
     "CorruptRasterError",
     "NoOverlapError",
     "NotGeoreferencedError",
@@ -34,10 +39,16 @@ __all__ = [
     "fill_values",
     "gdal_path",
     "read_band",
+    "read_grid",
+    "read_on_grid",
     "read_pair",
+    "window_vrt",
 ]
 
 log = logging.getLogger(__name__)
+
+READ_THREADS = "ALL_CPUS"
+"""GDAL_NUM_THREADS of every read: GDAL decodes the compressed blocks of one read on all cores."""
 
 
 class CorruptRasterError(DataError):
@@ -174,15 +185,44 @@ def band_index(src: rasterio.io.DatasetReaderBase, band: int | str, path: str | 
     )
 
 
-def _read_float(src: rasterio.io.DatasetReaderBase, band: int, path: Path) -> NDArray[np.float32]:
+def _read_float(
+    src: rasterio.io.DatasetReaderBase, band: int, path: Path, rows: tuple[int, int] | None = None
+) -> NDArray[np.float32]:
+    """The band (or its ``rows``) as float32, NaN where the file says no data (nodata, mask band, alpha)."""
+    flags = src.mask_flag_enums[band - 1]
+    window = None if rows is None else Window(0, rows[0], src.width, rows[1] - rows[0])
     try:
-        masked = src.read(band, masked=True)
+        with rasterio.Env(GDAL_NUM_THREADS=READ_THREADS):
+            if MaskFlags.all_valid in flags or flags == [MaskFlags.nodata]:
+                # No mask array to build: read straight into float32, then NaN the nodata value in place.
+                data: NDArray[np.float32] = src.read(band, window=window, out_dtype="float32")
+                nodata = src.nodatavals[band - 1]
+                if MaskFlags.nodata in flags and nodata is not None and not np.isnan(nodata):
+                    data[data == np.float32(nodata)] = np.nan
+                return data
+            masked = src.read(band, window=window, masked=True)
     except RasterioError as exc:
         raise CorruptRasterError(
             f"reading band {band} of {str(path)!r} failed ({exc}); the file is probably truncated or "
             "corrupt, re-download or re-export it"
         ) from exc
     return np.ma.filled(masked.astype(np.float32), np.nan)
+
+
+def read_grid(path: str | os.PathLike[str], *, band: int | str = 1) -> GeoGrid:
+    """The grid of a georeferenced raster, without reading its pixels.
+
+    Raises
+    ------
+    DataError
+        Missing, corrupt (``CorruptRasterError``) or non-georeferenced (``NotGeoreferencedError``) file.
+    InvalidInputError
+        ``band`` out of range.
+    """
+    p = Path(path)
+    with _open(p) as src:
+        band_index(src, band, p)
+        return _grid_of(src, p)
 
 
 def read_band(path: str | os.PathLike[str], *, band: int | str = 1) -> RasterBand:
@@ -219,6 +259,40 @@ def read_band(path: str | os.PathLike[str], *, band: int | str = 1) -> RasterBan
     )
 
 
+def _strip_grid(grid: GeoGrid, rows: tuple[int, int]) -> GeoGrid:
+    return GeoGrid(
+        crs=grid.crs,
+        transform=grid.transform @ Affine.translation(0, rows[0]),
+        shape=(rows[1] - rows[0], grid.width),
+    )
+
+
+def _read_on_grid(
+    src: rasterio.io.DatasetReaderBase,
+    band: int,
+    path: Path,
+    grid: GeoGrid,
+    resampling: Resampling,
+    warp: bool,
+    rows: tuple[int, int] | None = None,
+) -> NDArray[np.float32]:
+    """The band on ``grid``: read as is when ``warp`` is False, else warped (``WarpedVRT``, NaN outside)."""
+    if not warp:
+        return _read_float(src, band, path, rows)
+    # float32 + NaN fill so that pixels outside the source read as no data, not as 0.
+    with WarpedVRT(
+        src,
+        crs=grid.crs,
+        transform=grid.transform,
+        width=grid.width,
+        height=grid.height,
+        resampling=resampling,
+        dtype="float32",
+        nodata=np.nan,
+    ) as vrt:
+        return _read_float(vrt, band, path, rows)
+
+
 def _check_overlap(ref: GeoGrid, sec: GeoGrid, ref_path: Path, sec_path: Path) -> None:
     rx0, ry0, rx1, ry1 = ref.bounds
     try:
@@ -242,6 +316,7 @@ def read_pair(
     *,
     band: int | str = 1,
     resampling: Resampling = Resampling.cubic,
+    rows: tuple[int, int] | None = None,
 ) -> RasterPair:
     """Read a reference / secondary pair on the reference grid.
 
@@ -256,6 +331,9 @@ def read_pair(
         1-based band index or band name (see :func:`read_band`) read from both files.
     resampling
         Kernel used when warping the secondary (cubic keeps sub-pixel detail better than bilinear).
+    rows
+        Only these reference rows ``(first, stop)`` (a strip of the pair, e.g. for a probe): the bands then
+        have ``stop - first`` rows and their grid starts at row ``first``.
 
     Returns
     -------
@@ -268,32 +346,35 @@ def read_pair(
     NoOverlapError
         The footprints do not intersect, or the warped secondary has no valid pixel.
     """
-    ref = read_band(reference, band=band)
-    sec_path = Path(secondary)
-    with _open(sec_path) as src:
-        sec_grid = _grid_of(src, sec_path)
-        band = band_index(src, band, sec_path)
-        tags = dict(src.tags())
-        dtype, nodata = src.dtypes[band - 1], src.nodatavals[band - 1]
-        _check_overlap(ref.grid, sec_grid, ref.path, sec_path)
-        if sec_grid.same_as(ref.grid):
-            data, reprojected = _read_float(src, band, sec_path), False
-        else:
-            log.info("warping %s onto the grid of %s", sec_path, ref.path)
-            g = ref.grid
-            # float32 + NaN fill so that pixels outside the secondary read as no data, not as 0.
-            with WarpedVRT(
-                src,
-                crs=g.crs,
-                transform=g.transform,
-                width=g.width,
-                height=g.height,
-                resampling=resampling,
-                dtype="float32",
-                nodata=np.nan,
-            ) as vrt:
-                data, reprojected = _read_float(vrt, band, sec_path), True
-    if not np.isfinite(data).any():
+    ref_path, sec_path = Path(reference), Path(secondary)
+    with _open(ref_path) as rsrc, _open(sec_path) as ssrc:
+        ref_grid, sec_grid = _grid_of(rsrc, ref_path), _grid_of(ssrc, sec_path)
+        ref_band, sec_band = band_index(rsrc, band, ref_path), band_index(ssrc, band, sec_path)
+        _check_overlap(ref_grid, sec_grid, ref_path, sec_path)
+        reprojected = not sec_grid.same_as(ref_grid)
+        if rows is not None:
+            rows = (max(0, rows[0]), min(ref_grid.height, rows[1]))
+        if reprojected:
+            log.info("warping %s onto the grid of %s", sec_path, ref_path)
+        # Both files at once: GDAL releases the GIL while it reads and decodes.
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            ref_data = pool.submit(_read_float, rsrc, ref_band, ref_path, rows)
+            sec_data = pool.submit(
+                _read_on_grid, ssrc, sec_band, sec_path, ref_grid, resampling, reprojected, rows
+            )
+            ref = RasterBand(
+                data=ref_data.result(),
+                grid=ref_grid if rows is None else _strip_grid(ref_grid, rows),
+                path=ref_path,
+                band=ref_band,
+                tags=dict(rsrc.tags()),
+                source_dtype=rsrc.dtypes[ref_band - 1],
+                source_nodata=rsrc.nodatavals[ref_band - 1],
+            )
+            data = sec_data.result()
+        tags = dict(ssrc.tags())
+        dtype, nodata = ssrc.dtypes[sec_band - 1], ssrc.nodatavals[sec_band - 1]
+    if not np.isfinite(data[::64, ::64]).any() and not np.isfinite(data).any():  # a sample first: cheap
         raise NoOverlapError(
             f"{str(sec_path)!r} has no valid pixel on the grid of {str(ref.path)!r}; "
             "check that both rasters cover the same area and that nodata is set correctly"
@@ -302,12 +383,92 @@ def read_pair(
         data=data,
         grid=ref.grid,
         path=sec_path,
-        band=band,
+        band=sec_band,
         tags=tags,
         source_dtype=dtype,
         source_nodata=nodata,
     )
     return RasterPair(reference=ref, secondary=sec, reprojected=reprojected)
+
+
+def read_on_grid(
+    path: str | os.PathLike[str],
+    grid: GeoGrid,
+    *,
+    band: int | str = 1,
+    resampling: Resampling = Resampling.cubic,
+) -> NDArray[np.float32]:
+    """One band of a raster on ``grid``: read as is when the grids agree, else warped onto it.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``grid.shape`` float32, NaN where the file has no data or does not reach.
+
+    Raises
+    ------
+    DataError
+        Missing, corrupt or non-georeferenced file.
+    NoOverlapError
+        The raster has no valid pixel on ``grid``.
+    """
+    p = Path(path)
+    with _open(p) as src:
+        own = _grid_of(src, p)
+        band = band_index(src, band, p)
+        _check_overlap(grid, own, Path("the job grid"), p)
+        data = _read_on_grid(src, band, p, grid, resampling, not own.same_as(grid))
+    if not np.isfinite(data[::64, ::64]).any() and not np.isfinite(data).any():
+        raise NoOverlapError(f"{str(p)!r} has no valid pixel on the job grid; check that it covers the area")
+    return data
+
+
+_GDAL_TYPES = {
+    "uint8": "Byte",
+    "int8": "Int8",
+    "uint16": "UInt16",
+    "int16": "Int16",
+    "uint32": "UInt32",
+    "int32": "Int32",
+    "float32": "Float32",
+    "float64": "Float64",
+}
+
+
+def window_vrt(
+    path: str | os.PathLike[str],
+    band: int | str,
+    window: tuple[slice, slice],
+    grid: GeoGrid,
+    tags: dict[str, str] | None = None,
+) -> str:
+    """XML of a one-band GDAL VRT showing ``window`` (rows, cols) of band ``band`` of ``path`` as ``grid``.
+
+    A few hundred bytes instead of a copy of the pixels: readers decode only the blocks of the window.
+    ``grid`` must be the window's own grid (same CRS and pixel size, its origin at the window's corner).
+    """
+    p = Path(path).resolve()
+    rows, cols = window
+    with _open(p) as src:
+        band = band_index(src, band, p)
+        dtype = src.dtypes[band - 1]
+        nodata = src.nodatavals[band - 1]
+    t = grid.transform
+    nodata_xml = "" if nodata is None else f"<NoDataValue>{nodata!r}</NoDataValue>"
+    meta = "".join(f'<MDI key="{escape(str(k))}">{escape(str(v))}</MDI>' for k, v in (tags or {}).items())
+    h, w = grid.shape
+    return (
+        f'<VRTDataset rasterXSize="{w}" rasterYSize="{h}">'
+        f"<SRS>{escape(grid.crs.to_wkt())}</SRS>"
+        f"<GeoTransform>{t.c!r}, {t.a!r}, {t.b!r}, {t.f!r}, {t.d!r}, {t.e!r}</GeoTransform>"
+        f"<Metadata>{meta}</Metadata>"
+        f'<VRTRasterBand dataType="{_GDAL_TYPES.get(dtype, "Float32")}" band="1">{nodata_xml}'
+        f'<SimpleSource><SourceFilename relativeToVRT="0">{escape(str(p))}</SourceFilename>'
+        f"<SourceBand>{band}</SourceBand>"
+        f'<SrcRect xOff="{cols.start}" yOff="{rows.start}" xSize="{w}" ySize="{h}"/>'
+        f'<DstRect xOff="0" yOff="0" xSize="{w}" ySize="{h}"/>'
+        "</SimpleSource></VRTRasterBand></VRTDataset>\n"
+    )
 
 
 def fill_values(pair: RasterPair, nodata: float | None = None) -> tuple[float, ...]:

@@ -1,4 +1,5 @@
-"""Writers for offset products: CF-1.8 NetCDF, Cloud-Optimized GeoTIFF and a STAC item per output.
+"""Writers for offset products: CF-1.8 NetCDF, Cloud-Optimized GeoTIFF, a STAC item per output, and chunked
+Zarr stores of time series (written row block by row block, so their size never has to fit in memory).
 
 Every writer is atomic (temporary file in the destination folder, then ``os.replace``): a failure never
 leaves a partial file.
@@ -8,29 +9,37 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import dask
 import numpy as np
 import pystac
 import rasterio
 import rasterio.shutil
 import xarray as xr
+from numpy.typing import NDArray
 from pystac.extensions.projection import ProjectionExtension
 from rasterio.io import MemoryFile
 from rasterio.warp import transform as warp_transform
 
 from geodeform.conventions import ProductFormat
 from geodeform.errors import InvalidInputError
-from geodeform.io.atomic import atomic_output
+from geodeform.io.atomic import DiskFullError, atomic_output
 from geodeform.io.grid import GeoGrid, apply_transform
 from geodeform.io.product import dataset_grid
 
 __all__ = [
     "COG_BANDS",
+    "COMPOSITE_VARIABLES",
     "PRODUCT_SUFFIXES",
+    "SERIES_VARIABLES",
+    "SeriesStore",
     "product_format",
+    "series_netcdf",
     "write_catalog",
     "write_cog",
     "write_netcdf",
@@ -93,8 +102,14 @@ def write_netcdf(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
             # float64 days, not int64 (CF-1.8 has no 64-bit integers); no fill value on a coordinate
             encoding[str(name)] = {**days, "_FillValue": None} if name in ds.dims else dict(days)
     out = Path(path)
+    # Encoded in memory (a product is small: its nodes), written with one plain write: a full disk then
+    # fails in that write, cleanly, never inside the HDF5 library with its file half-flushed.
+    # (synchronous scheduler: on a Dask worker xarray would otherwise ask the scheduler for a write lock
+    # named after the in-memory target, which it does not know)
+    with dask.config.set(scheduler="synchronous"):
+        payload = ds.to_netcdf(engine="h5netcdf", encoding=encoding)
     with atomic_output(out) as tmp:
-        ds.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
+        tmp.write_bytes(bytes(payload))
     return out
 
 
@@ -339,3 +354,141 @@ def write_catalog(folder: str | os.PathLike[str], name: str, items: list[Path]) 
     with atomic_output(path) as tmp:
         tmp.write_text(json.dumps(doc, indent=2))
     return path
+
+
+# Zarr time-series stores -----------------------------------------------------------------------------------
+
+SERIES_VARIABLES = ("east", "north", "east_error", "north_error")
+"""Cumulative displacement series of a store, dims ``(time, y, x)``, metres (+x east, +y north)."""
+
+COMPOSITE_VARIABLES = ("vx", "vy", "v", "vx_error", "vy_error", "v_error", "count")
+"""Mean-velocity composite of a store, dims ``(y, x)``, m/yr (``count``: pairs used)."""
+
+_SERIES_NAMES = {
+    "east": "cumulative displacement along +x (east)",
+    "north": "cumulative displacement along +y (north)",
+    "east_error": "1-sigma error of east",
+    "north_error": "1-sigma error of north",
+    "vx": "mean velocity along +x (east)",
+    "vy": "mean velocity along +y (north)",
+    "v": "mean velocity magnitude",
+    "vx_error": "1-sigma error of vx",
+    "vy_error": "1-sigma error of vy",
+    "v_error": "velocity magnitude error (component errors projected on the flow direction)",
+    "count": "image pairs used",
+}
+
+
+class SeriesStore:
+    """A chunked Zarr store of a displacement time series and its velocity composite, written by row blocks.
+
+    ITS_LIVE serves its datacubes the same way: one Zarr store, chunked in space, readable lazily by
+    ``xarray.open_zarr``. Variables: :data:`SERIES_VARIABLES` ``(time, y, x)`` in metres and
+    :data:`COMPOSITE_VARIABLES` ``(y, x)`` in m/yr, CF attributes and the ``mapping`` grid-mapping variable of
+    the pair products. The store is built in a temporary folder next to ``path`` and moved onto it by
+    :meth:`close`: a run stopped half-way leaves no store that looks finished.
+
+    Parameters
+    ----------
+    path
+        Destination folder (``timeseries.zarr``); replaced by :meth:`close` if it exists.
+    template
+        One pair product (:func:`geodeform.io.offset_dataset`): coordinates, grid mapping and attributes.
+    dates
+        ``(ndates,)`` dates of the series.
+    chunk_rows
+        Node rows per chunk: every :meth:`write` covers whole chunks (the last may be shorter).
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], template: xr.Dataset, dates: Any, *, chunk_rows: int
+    ) -> None:
+        import dask.array as da
+
+        self.path = Path(path)
+        if not self.path.parent.is_dir():
+            raise InvalidInputError(f"output folder {str(self.path.parent)!r} does not exist")
+        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        if self._tmp.exists():
+            shutil.rmtree(self._tmp)
+        ny, nx = int(template.sizes["y"]), int(template.sizes["x"])
+        times = np.asarray(dates, dtype="datetime64[ns]")
+        gm = template["dx"].attrs.get("grid_mapping", "mapping")
+        rows = max(1, min(chunk_rows, ny))
+        cols = min(nx, 512)
+        variables: dict[str, Any] = {}
+        encoding: dict[str, Any] = {}
+        for name in (*SERIES_VARIABLES, *COMPOSITE_VARIABLES):
+            series = name in SERIES_VARIABLES
+            dims = ("time", "y", "x") if series else ("y", "x")
+            shape = (times.size, ny, nx) if series else (ny, nx)
+            chunks = (times.size, rows, cols) if series else (rows, cols)
+            dtype = np.int32 if name == "count" else np.float32
+            units = "m" if series else ("1" if name == "count" else "m/yr")
+            attrs = {"units": units, "long_name": _SERIES_NAMES[name], "grid_mapping": gm}
+            variables[name] = (dims, da.zeros(shape, dtype=dtype, chunks=chunks), attrs)
+            encoding[name] = {"chunks": chunks}
+            if dtype == np.float32:
+                encoding[name]["_FillValue"] = np.float32(np.nan)
+        attrs = {k: v for k, v in template.attrs.items() if not str(k).startswith("geodeform_pair")}
+        attrs.pop("geodeform_coverage_before_filters", None)
+        attrs.update(
+            title="geodeform displacement time series and mean velocity",
+            sign_convention="east, vx: + toward increasing map x; north, vy: + toward increasing map y; "
+            "east/north: cumulative displacement since the first date",
+        )
+        coords = {"time": ("time", times, {"standard_name": "time"}), "y": template["y"], "x": template["x"]}
+        ds = xr.Dataset(variables, coords=coords, attrs=attrs)
+        ds[gm] = template[gm]
+        ds.to_zarr(self._tmp, compute=False, encoding=encoding, zarr_format=2, consolidated=True)
+        self._gm = gm
+        self.chunk_rows = rows
+
+    def write(self, rows: slice, values: Mapping[str, NDArray[Any]]) -> None:
+        """Write node rows ``rows`` of every variable (``values[name]`` shaped like that block)."""
+        data = {
+            name: (("time", "y", "x") if name in SERIES_VARIABLES else ("y", "x"), np.asarray(v))
+            for name, v in values.items()
+        }
+        xr.Dataset(data).to_zarr(self._tmp, region={"y": rows}, zarr_format=2)
+
+    def close(self) -> Path:
+        """Move the finished store onto ``path`` (an older store there is removed first)."""
+        if self.path.exists():
+            old = self.path.with_name(f".{self.path.name}.{os.getpid()}.old")
+            os.replace(self.path, old)
+            shutil.rmtree(old)
+        os.replace(self._tmp, self.path)
+        return self.path
+
+    def abort(self) -> None:
+        """Remove the unfinished store."""
+        shutil.rmtree(self._tmp, ignore_errors=True)
+
+
+def series_netcdf(store: str | os.PathLike[str], path: str | os.PathLike[str]) -> Path:
+    """Copy the time series of a :class:`SeriesStore` into a CF-1.8 NetCDF file, chunk by chunk, atomically.
+
+    The file holds :data:`SERIES_VARIABLES` (``time, y, x``) and the grid mapping, compressed, with the
+    store's chunks (memory bounded by one chunk, whatever the number of dates).
+    """
+    out = Path(path)
+    size = sum(f.stat().st_size for f in Path(store).rglob("*") if f.is_file())
+    free = shutil.disk_usage(out.parent).free
+    if free < size:  # checked before: HDF5 does not fail cleanly when the disk fills up under it
+        raise DiskFullError(
+            f"writing {str(out)!r} needs about {size / 2**20:.0f} MiB, {free / 2**20:.0f} MiB are free: free "
+            f"some space and rerun (the Zarr store {store} is complete)"
+        )
+    with xr.open_zarr(store, consolidated=True) as ds:
+        gm = ds["east"].attrs.get("grid_mapping", "mapping")
+        sub = ds[[*SERIES_VARIABLES, gm]]
+        encoding: dict[str, Any] = {}
+        for name in SERIES_VARIABLES:
+            chunks = tuple(c[0] for c in sub[name].chunks) if sub[name].chunks else None
+            encoding[name] = {**_FLOAT_ENCODING, "chunksizes": chunks}
+        for name in ("x", "y"):
+            encoding[name] = {"_FillValue": None}
+        with atomic_output(out) as tmp:
+            sub.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
+    return out

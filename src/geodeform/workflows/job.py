@@ -22,16 +22,20 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from geodeform.config import JobConfig, config_to_yaml
-from geodeform.io import atomic_output
-from geodeform.parallel import executor
+from geodeform.io import DiskFullError, atomic_output
+from geodeform.pairs import PairNetwork
+from geodeform.parallel import Executor, WorkerLostError, executor
 from geodeform.workflows._timing import log_runtime
-from geodeform.workflows.pair import PairOutcome, PairSpec, process_pair
+from geodeform.workflows.pair import PairOutcome, PairSpec, _reused, process_pair
 from geodeform.workflows.plan import build_network, pair_specs, stable_ground
 from geodeform.workflows.preflight import (
     ResourceEstimate,
@@ -40,6 +44,7 @@ from geodeform.workflows.preflight import (
     estimate_resources,
     preflight,
 )
+from geodeform.workflows.probe import probe_pair
 from geodeform.workflows.products import (
     RunResult,
     StageProgress,
@@ -115,23 +120,168 @@ def _log_outcome(outcome: PairOutcome) -> None:
         log.warning("pair %s_%s failed: %s", outcome.reference, outcome.secondary, outcome.message)
 
 
+def _backend(config: JobConfig, todo: int) -> tuple[str, int]:
+    """(cluster kind, workers): a single pair to compute on a LocalCluster runs in this process instead (no
+    worker to start and warm up: the matcher's threads use the cores either way)."""
+    kind = config.compute.cluster
+    if kind == "local" and todo <= 1:
+        return "sync", 1
+    return kind, _workers(config, None)
+
+
+def _probe_spec(specs: list[PairSpec]) -> PairSpec:
+    """The pair whose largest search radius is the median one: the probe's matching cost is typical."""
+    radii = [int(np.max(s.search_range)) for s in specs]
+    return specs[int(np.argsort(radii)[len(radii) // 2])]
+
+
+def _check_disk(out: Path, needed: int) -> None:
+    free = shutil.disk_usage(out).free
+    if free < needed:
+        raise DiskFullError(
+            f"the run needs about {needed / 2**20:.0f} MiB in {out} but its file system has "
+            f"{free / 2**20:.0f} MiB free: free some space or choose another run folder (-o); nothing was "
+            "matched yet"
+        )
+
+
+def _estimate(
+    config: JobConfig,
+    stack: ImageStack,
+    network: PairNetwork,
+    todo: list[PairSpec],
+    ex: Executor,
+    started: float,
+) -> ResourceEstimate:
+    """The run's cost, scaled from a probe on one strip of a typical pair, run where the pairs run."""
+    probe = None
+    if todo:
+        _, probe = next(ex.map(probe_pair, [_probe_spec(todo)]))
+        log.info(
+            "probe: %d x %d px strip in %.1f s (%s)",
+            probe.rows,
+            probe.width,
+            probe.seconds,
+            ", ".join(f"{k} {v:.2f} s" for k, v in probe.stage_seconds.items()),
+        )
+    return estimate_resources(
+        config,
+        stack,
+        len(todo),
+        ex.workers,
+        probe,
+        search_ranges=[int(np.max(s.search_range)) for s in todo],
+        pairs=network,
+        elapsed=time.perf_counter() - started,
+        in_process=ex.client is None,
+    )
+
+
 @log_runtime("match")
 def _match_pairs(
-    config: JobConfig, specs: list[PairSpec], workers: int, progress: StageProgress | None
-) -> list[PairOutcome]:
-    """Every pair through :func:`~geodeform.workflows.pair.process_pair` on the configured executor."""
+    config: JobConfig,
+    stack: ImageStack,
+    network: PairNetwork,
+    specs: list[PairSpec],
+    out: Path,
+    started: float,
+    progress: StageProgress | None,
+    on_estimate: Callable[[ResourceEstimate], None] | None,
+) -> tuple[list[PairOutcome], ResourceEstimate]:
+    """Every pair through :func:`~geodeform.workflows.pair.process_pair` on the configured executor, after
+    the resource estimate (probe) and the memory and disk checks."""
     c = config.compute
-    outcomes: list[PairOutcome | None] = [None] * len(specs)
+    todo = [s for s in specs if _reused(s) is None]
+    kind, workers = _backend(config, len(todo))
     if progress:
         progress("match", 0, len(specs))
-    with executor(c.cluster, workers=workers, threads=c.threads, slurm=c.slurm) as ex:
-        log.info("matching %d pairs on %s", len(specs), ex.description)
-        for done, (k, outcome) in enumerate(ex.map(process_pair, specs), start=1):
-            outcomes[k] = outcome
-            _log_outcome(outcome)
-            if progress:
-                progress("match", done, len(specs))
+    model = estimate_resources(config, stack, max(1, len(todo)), workers)  # array sizes, before any job
+    if todo:
+        _check_disk(out, model.disk_bytes)
+    with executor(
+        kind,  # type: ignore[arg-type]  # a ClusterKind: _backend only narrows it
+        workers=workers,
+        threads=c.threads,
+        slurm=c.slurm,
+        address=c.address,
+        scheduler_file=c.scheduler_file,
+        connect_timeout=c.connect_timeout,
+        folder=out,
+        pair_memory=model.pair_memory_bytes if todo else None,
+        name=f"geodeform-{config.name}",
+    ) as ex:
+        estimate = _estimate(config, stack, network, todo, ex, started)
+        log.info(estimate.describe())
+        if on_estimate:
+            on_estimate(estimate)
+        if todo:
+            ex.check_memory(estimate.pair_memory_bytes)
+            _check_disk(out, estimate.disk_bytes)
+        log.info("matching %d pairs (%d to compute) on %s", len(specs), len(todo), ex.description)
+        try:
+            outcomes = _map_pairs(ex, specs, progress)
+        except WorkerLostError as exc:
+            raise WorkerLostError(
+                f"{exc} (one pair of this job needs about {estimate.pair_memory_bytes / 2**30:.1f} GiB)"
+            ) from None
+    return outcomes, estimate
+
+
+def _map_pairs(ex: Executor, specs: list[PairSpec], progress: StageProgress | None) -> list[PairOutcome]:
+    """Every spec through :func:`~geodeform.workflows.pair.process_pair` on ``ex``, in the specs' order."""
+    outcomes: list[PairOutcome | None] = [None] * len(specs)
+    for done, (k, outcome) in enumerate(ex.map(process_pair, specs), start=1):
+        outcomes[k] = outcome
+        _log_outcome(outcome)
+        if progress:
+            progress("match", done, len(specs))
     return [o for o in outcomes if o is not None]
+
+
+@log_runtime("match")
+def _match_chain_pairs(
+    config: JobConfig, specs: list[PairSpec], out: Path, progress: StageProgress | None
+) -> list[PairOutcome]:
+    """The pairs of a chain that makes its own estimate (quake) on the configured executor (no probe)."""
+    c = config.compute
+    kind, workers = _backend(config, sum(_reused(s) is None for s in specs))
+    if progress:
+        progress("match", 0, len(specs))
+    with executor(
+        kind,  # type: ignore[arg-type]  # a ClusterKind: _backend only narrows it
+        workers=workers,
+        threads=c.threads,
+        slurm=c.slurm,
+        address=c.address,
+        scheduler_file=c.scheduler_file,
+        connect_timeout=c.connect_timeout,
+        folder=out,
+        name=f"geodeform-{config.name}",
+    ) as ex:
+        log.info("matching %d pairs on %s", len(specs), ex.description)
+        return _map_pairs(ex, specs, progress)
+
+
+def _remove_leftovers(out: Path, before: float) -> None:
+    """Delete the temporary files (``.<name>.<random>.tmp``, files or Zarr folders) of writes that an earlier
+    run of this folder did not finish (killed mid-write): older than ``before`` (epoch s), so never a write
+    of this run."""
+    gone = 0
+    for folder in (out, out / "pairs", out / "images"):
+        if not folder.is_dir():
+            continue
+        for path in folder.glob(".*.tmp*"):
+            if not (path.name.endswith(".tmp") or path.name.endswith(".tmp.aux.xml")):
+                continue
+            if path.lstat().st_mtime >= before:
+                continue
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
+            gone += 1
+    if gone:
+        log.info("removed %d unfinished write(s) of an earlier run", gone)
 
 
 def run_job(
@@ -175,6 +325,7 @@ def run_job(
     out.mkdir(parents=True, exist_ok=True)
     handler = _setup_logging(out)
     try:
+        _remove_leftovers(out, time.time())
         with atomic_output(out / "config.yaml") as tmp:
             tmp.write_text(config_to_yaml(config), encoding="utf-8")
         log.info("run %s in %s", config.name, out.resolve())
@@ -185,7 +336,7 @@ def run_job(
                 quake,
                 out,
                 workers=workers,
-                match=lambda specs: _match_pairs(config, specs, workers, progress),
+                match=lambda specs: _match_chain_pairs(config, specs, out, progress),
                 progress=progress,
                 on_estimate=on_estimate,
                 cache_dir=cache,
@@ -204,7 +355,7 @@ def run_job(
                 cache_dir=cache,
             )
         else:
-            result = _run_images(config, out, progress, on_estimate, cache)
+            result = _run_images(config, out, started, progress, on_estimate, cache)
         result.seconds = time.perf_counter() - started
         if config.output.report and config.sar is None:
             write_run_report(result, report_extras(result) if report_extras else {})
@@ -227,11 +378,12 @@ def run_job(
 def _run_images(
     config: JobConfig,
     out: Path,
+    started: float,
     progress: StageProgress | None,
     on_estimate: Callable[[ResourceEstimate], None] | None,
     cache: Path | None,
 ) -> RunResult:
-    """The optical chain: images on one grid, pairs, matching, inversion and products."""
+    """The optical chain: images on one grid, pairs, probe and estimate, matching, inversion and products."""
     stack = _read_images(config, out, progress, cache)
     stack, warnings = drop_unusable(config, stack)
     network = build_network(config, stack)
@@ -241,14 +393,10 @@ def _run_images(
     for w in warnings:
         log.warning(w)
     log.info("stable ground: %s", ground.source)
-    workers = _workers(config, None)
-    estimate = estimate_resources(config, stack, len(network), workers)
-    log.info(estimate.describe())
-    if on_estimate:
-        on_estimate(estimate)
     (out / "pairs").mkdir(exist_ok=True)
     specs = pair_specs(config, stack, network, out, ground)
-    outcomes = coregister_pending(_match_pairs(config, specs, workers, progress), stack.dates)
+    outcomes, estimate = _match_pairs(config, stack, network, specs, out, started, progress, on_estimate)
+    outcomes = coregister_pending(outcomes, stack.dates)
     result = RunResult(out, config, stack, outcomes, estimate=estimate, warnings=warnings)
     if not any(o.status == "ok" for o in result.pairs):
         error = all_failed(result.pairs)

@@ -38,7 +38,13 @@ from geodeform.io import (
     write_stac_item,
 )
 from geodeform.offsets import OffsetField, Reason, match, reason_codes
-from geodeform.workflows.screening import PairCoregistration, image_masks, mark_cloud_nodes, screen_field
+from geodeform.workflows.screening import (
+    PairCoregistration,
+    Screened,
+    image_masks,
+    mark_cloud_nodes,
+    screen_field,
+)
 
 __all__ = ["ErrorPolicy", "PairOutcome", "PairProgress", "PairSpec", "process_pair"]
 
@@ -108,6 +114,8 @@ class PairSpec:
         (the pair is not recomputed), so reruns resume. None: always compute.
     index
         Position of the pair in a job's network (copied to the outcome).
+    rows
+        Only these reference rows ``(first, stop)``: a strip of the pair (resource probes), None = all.
     errors
         ``"raise"``: bad inputs and matching errors propagate, and a product without any valid node is still
         written (one-pair commands). ``"record"``: matching or correction errors and an empty result give a
@@ -140,6 +148,7 @@ class PairSpec:
     attributes: Mapping[str, Any] = field(default_factory=dict)
     key: str | None = None
     index: int = 0
+    rows: tuple[int, int] | None = None
     errors: ErrorPolicy = "raise"
 
 
@@ -182,6 +191,9 @@ class PairOutcome:
         Whether the secondary was warped onto the reference grid.
     summary
         Headline numbers of the product (None when failed or reused).
+    stage_seconds
+        Where the pair's time went: ``read``, ``match``, ``correct``, ``product`` (building the Dataset),
+        ``write``, seconds (empty for a reused product).
     degraded
         Why the pair's numbers are less reliable than the others' (e.g. co-registration taken from the
         other pairs of its dates); empty when they are not. Also in the product, its STAC item and the report.
@@ -207,6 +219,7 @@ class PairOutcome:
     dates_source: str = ""
     reprojected: bool = False
     summary: ProductSummary | None = None
+    stage_seconds: Mapping[str, float] = field(default_factory=dict)
     degraded: str = ""
     coregistration: str = "none"
 
@@ -336,6 +349,28 @@ def _pair_attrs(
     return attrs
 
 
+def _screen(
+    spec: PairSpec,
+    field_: OffsetField,
+    cloud: NDArray[np.bool_] | None,
+    dates: AcquisitionDates | None,
+    grid: GeoGrid,
+) -> Screened:
+    """Filters, reasons, co-registration of the pair (:func:`~geodeform.workflows.screening.screen_field`)."""
+    t = grid.transform
+    pixel_m = float(np.sqrt(abs(t.a * t.e - t.b * t.d)))
+    return screen_field(
+        mark_cloud_nodes(field_, cloud, spec.chip_size),
+        spec.corrections,
+        stable=spec.stable,
+        water=spec.water,
+        expected_px=_expected_px(spec, dates, pixel_m),
+        dates=dates,
+        transform_linear=(t.a, t.b, t.d, t.e),
+        pixel_m=pixel_m,
+    )
+
+
 def process_pair(spec: PairSpec, *, progress: PairProgress | None = None) -> PairOutcome:
     """Read, reproject, match, correct and write one pair (also on a worker: ``spec`` is picklable).
 
@@ -366,7 +401,9 @@ def process_pair(spec: PairSpec, *, progress: PairProgress | None = None) -> Pai
     t0 = time.perf_counter()
     if progress:
         progress("read", 0, 1)
-    pair = read_pair(spec.reference, spec.secondary, band=spec.band)
+    clock = _Clock()
+    pair = read_pair(spec.reference, spec.secondary, band=spec.band, rows=spec.rows)
+    clock.lap("read")
     dates, dates_source = pair_dates(pair, spec.dates)
     if dates is not None:
         dates.check_order()  # before the long matching, not after
@@ -399,24 +436,15 @@ def process_pair(spec: PairSpec, *, progress: PairProgress | None = None) -> Pai
     field_ = unobserved_nodes(
         field_, pair.reference.data, pair.secondary.data, fill_values(pair, spec.nodata)
     )
+    clock.lap("match")
     coverage_raw = field_.coverage
-    pixel_m = float(np.sqrt(abs(grid.transform.a * grid.transform.e - grid.transform.b * grid.transform.d)))
-    t = grid.transform
     try:
-        corrected = screen_field(
-            mark_cloud_nodes(field_, masks.union, spec.chip_size),
-            spec.corrections,
-            stable=spec.stable,
-            water=spec.water,
-            expected_px=_expected_px(spec, dates, pixel_m),
-            dates=dates,
-            transform_linear=(t.a, t.b, t.d, t.e),
-            pixel_m=pixel_m,
-        )
+        corrected = _screen(spec, field_, masks.union, dates, grid)
     except GeodeformError as exc:
         if spec.errors == "raise":
             raise
         return PairOutcome(**labels, status="failed", message=f"corrections: {exc}")
+    clock.lap("correct")
     if corrected.degraded:
         log.warning("pair %s -> %s: %s", spec.reference, spec.secondary, corrected.degraded)
     ds = offset_dataset(
@@ -444,7 +472,10 @@ def process_pair(spec: PairSpec, *, progress: PairProgress | None = None) -> Pai
         "degraded": corrected.degraded,
     }
     ds.attrs.update(_pair_attrs(spec, stats, corrected, masks.sources, coverage_raw))
+    summary = summarize_product(ds)
+    clock.lap("product")
     files = _write(spec, ds, progress)
+    clock.lap("write")
     return PairOutcome(
         **labels,
         status="ok",
@@ -452,9 +483,23 @@ def process_pair(spec: PairSpec, *, progress: PairProgress | None = None) -> Pai
         files=files,
         dates_source=dates_source,
         reprojected=pair.reprojected,
-        summary=summarize_product(ds),
+        summary=summary,
+        stage_seconds=dict(clock.laps),
         coregistration=corrected.coregistration.source,
     )
+
+
+class _Clock:
+    """Seconds spent in each stage of one pair (``lap(name)`` closes the stage that just ended)."""
+
+    def __init__(self) -> None:
+        self.laps: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = self.laps.get(name, 0.0) + now - self._last
+        self._last = now
 
 
 def _write(spec: PairSpec, ds: xr.Dataset, progress: PairProgress | None = None) -> tuple[str, ...]:

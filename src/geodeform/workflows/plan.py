@@ -270,6 +270,7 @@ def pair_specs(
                 reference=str(a.path),
                 secondary=str(b.path),
                 outputs={"netcdf": str(run_dir / "pairs" / f"{a.date}_{b.date}_{key[:8]}.nc")},
+                stac=config.output.stac,  # written by the worker with the product: written once
                 dates=AcquisitionDates(parse_date(str(a.date)), parse_date(str(b.date))),
                 reference_name=a.id,
                 secondary_name=b.id,

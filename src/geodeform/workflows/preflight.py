@@ -10,20 +10,26 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
+import resource
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
+import psutil
 from numpy.typing import NDArray
 
 from geodeform.config import JobConfig, search_range_px
 from geodeform.errors import InvalidInputError, NoDataError
 from geodeform.offsets import grid_shape
 from geodeform.pairs import PairNetwork
+from geodeform.timeseries.chunked import INVERSION_MEMORY_BYTES
+from geodeform.workflows.probe import PairProbe, invert_seconds
 from geodeform.workflows.stack import ImageStack, read_image
 
 __all__ = [
     "NODES_PER_S_PER_THREAD",
+    "PAIR_BYTES_PER_PIXEL",
     "ImageCheck",
     "ResourceEstimate",
     "check_files",
@@ -34,14 +40,33 @@ __all__ = [
     "preflight",
 ]
 
-# Measured throughput of the ncc matcher (benchmarks/bench_offsets.py scene run: 469,225 nodes in 11.2 s on
-# 2 cores, chip 32, search 16): nodes per second per thread at a search radius of 16 px.
+# Fallback only (no probe possible): throughput of the ncc matcher measured once (benchmarks/bench_offsets.py
+# scene run: 469,225 nodes in 11.2 s on 2 cores, chip 32, search 16), nodes per second per thread.
 NODES_PER_S_PER_THREAD = 20_000.0
 
 
 @dataclass(frozen=True)
 class ResourceEstimate:
-    """Expected cost of a job on this machine (printed before it runs)."""
+    """Expected cost of a job on this machine (printed before it runs).
+
+    Attributes
+    ----------
+    pairs, nodes_per_pair, workers
+        Pairs of the job, matcher nodes per pair, pairs matched at once.
+    seconds
+        Expected wall time of the whole run, s (``elapsed`` included).
+    peak_memory_bytes
+        Expected peak memory of the run's whole process tree (this process and its local workers), bytes.
+    disk_bytes
+        Expected size of the run folder, bytes.
+    pair_memory_bytes
+        Expected peak memory of one worker process matching one pair, bytes.
+    elapsed
+        Seconds already spent (reading, checks, probe) when the estimate was made.
+    calibrated
+        True when scaled from a probe on this machine (:func:`~geodeform.workflows.probe.probe_pair`), False
+        for the fallback throughputs (no probe possible).
+    """
 
     pairs: int
     nodes_per_pair: int
@@ -49,14 +74,20 @@ class ResourceEstimate:
     peak_memory_bytes: int
     disk_bytes: int
     workers: int
+    pair_memory_bytes: int = 0
+    elapsed: float = 0.0
+    calibrated: bool = False
 
     def describe(self) -> str:
         """One line for the console and the log: pairs, nodes, time, workers, memory, disk."""
         gib = self.peak_memory_bytes / 2**30
         mib_disk = self.disk_bytes / 2**20
+        how = "from a probe on this machine" if self.calibrated else "uncalibrated"
         return (
-            f"estimate: {self.pairs} pairs x {self.nodes_per_pair:,} nodes, ~{human_time(self.seconds)} on "
-            f"{self.workers} worker(s), peak memory ~{gib:.1f} GiB, disk ~{mib_disk:.0f} MiB"
+            f"estimate ({how}): {self.pairs} pairs x {self.nodes_per_pair:,} nodes, "
+            f"~{human_time(self.seconds)} on {self.workers} worker(s) ({human_time(self.elapsed)} done), "
+            f"peak memory ~{gib:.1f} GiB ({self.pair_memory_bytes / 2**30:.1f} GiB per pair), "
+            f"disk ~{mib_disk:.0f} MiB"
         )
 
 
@@ -166,7 +197,7 @@ def check_images(config: JobConfig, stack: ImageStack) -> list[ImageCheck]:
         img = read_image(a.path)
         valid = float(np.isfinite(img).mean())
         lo, hi = (float(np.nanmin(img)), float(np.nanmax(img))) if valid > 0 else (np.nan, np.nan)
-        digest = hashlib.sha256(np.ascontiguousarray(img).tobytes()).hexdigest()
+        digest = _digest(img)
         stats.append((a, valid, lo, hi, _block_std(img), digests.get(digest)))
         digests.setdefault(digest, f"{a.id} ({a.date})")
         del img
@@ -234,6 +265,10 @@ def drop_unusable(config: JobConfig, stack: ImageStack) -> tuple[ImageStack, lis
     return kept, warnings
 
 
+def _digest(img: NDArray[np.float32]) -> str:
+    return hashlib.sha256(memoryview(np.ascontiguousarray(img)).cast("B")).hexdigest()
+
+
 def preflight(config: JobConfig, stack: ImageStack, pairs: PairNetwork) -> list[str]:
     """Fail fast on jobs that cannot give a result; return warnings for the log.
 
@@ -279,28 +314,126 @@ def preflight(config: JobConfig, stack: ImageStack, pairs: PairNetwork) -> list[
     return warnings
 
 
-def estimate_resources(config: JobConfig, stack: ImageStack, n_pairs: int, workers: int) -> ResourceEstimate:
-    """Time, peak memory and disk of a run, from throughputs measured on a 2-core machine.
+# Bytes per image pixel the pair chain holds at its peak beyond a probe strip: the reference and secondary
+# as float32 (8) and the matcher's per-pixel validity and fill masks (~3); measured on a 10980^2 pair
+# (benchmarks/bench_workflow.py: 1,677 MiB above the process for the tile, 454 MiB for a 1,024-row strip).
+PAIR_BYTES_PER_PIXEL = 11.2
 
-    Calibration (``benchmarks/bench_workflow.py``, one 10980 x 10980 Sentinel-2 tile pair): images read,
-    aligned and checked at ~1e-7 s per pixel, ncc matching at :data:`NODES_PER_S_PER_THREAD`, per-pair
-    reads + corrections + writes at ~3e-8 s per pixel + 1.5e-5 s per node; a worker peaks at ~3.5 image
-    buffers (float32), the main process at ~1.5.
+
+def _fallback_probe(config: JobConfig, stack: ImageStack) -> PairProbe:
+    """What a probe would measure, from throughputs of a 2-core machine, when no probe could run."""
+    m = config.matching
+    rows, w = min(512, stack.grid.height), stack.grid.width
+    nr, nc = grid_shape((rows, w), m.chip_size, m.step)
+    nodes = nr * nc
+    per_node = 1.0 / (NODES_PER_S_PER_THREAD * config.compute.threads)
+    return PairProbe(
+        rows=rows,
+        width=w,
+        nodes=nodes,
+        search_range=16,
+        stage_seconds={"read": rows * w * 3e-8, "match": nodes * per_node, "correct": nodes * 3e-6},
+        base_rss=300 * 2**20,
+        peak_increment=int(rows * w * PAIR_BYTES_PER_PIXEL + 150 * 2**20),
+        product_bytes=nodes * 30,
+        threads=config.compute.threads,
+        cores=os.cpu_count() or 1,
+    )
+
+
+def estimate_resources(
+    config: JobConfig,
+    stack: ImageStack,
+    n_pairs: int,
+    workers: int,
+    probe: PairProbe | None = None,
+    *,
+    search_ranges: list[int] | None = None,
+    pairs: PairNetwork | None = None,
+    elapsed: float = 0.0,
+    in_process: bool = False,
+) -> ResourceEstimate:
+    """Time, peak memory and disk of a run, scaled from a probe measured where the pairs run.
+
+    Parameters
+    ----------
+    probe
+        One strip of a pair of the job through the pair chain (:func:`~geodeform.workflows.probe.probe_pair`);
+        None falls back to throughputs measured once on a 2-core machine (``calibrated=False``).
+    search_ranges
+        Largest search radius of each pair, px: matching time grows linearly with it (coarse-to-fine search).
+    pairs
+        The network, to time its inversion on this machine
+        (:func:`~geodeform.workflows.probe.invert_seconds`).
+    elapsed
+        Seconds the run has already spent (reading, checks, probe), added to the time.
+    in_process
+        The pairs run in this process (``sync``): no worker process of their own.
+
+    Notes
+    -----
+    Time: each stage's fixed cost (:attr:`~geodeform.workflows.probe.PairProbe.stage_fixed`) once per
+    pair, plus its growing part: read scales with the pixels of the image, matching with the nodes (and
+    the search radius), the corrections and writing with the nodes; pairs run ``workers`` at a time,
+    slowed in proportion when their threads exceed the cores. Memory: the worker's measured memory and the
+    strip's measured peak, plus :data:`PAIR_BYTES_PER_PIXEL` for the rest of the image; the inversion
+    works in spatial chunks of bounded
+    memory. Disk: the probe's product size per node.
     """
+    calibrated = probe is not None
+    p = probe if probe is not None else _fallback_probe(config, stack)
     m = config.matching
     h, w = stack.grid.shape
     nr, nc = grid_shape((h, w), m.chip_size, m.step)
     nodes = nr * nc
-    days = config.pairs.max_range if config.pairs.mode == "days" else 30.0
-    radius = m.search_range or search_range_px(m, dt_days=days, pixel_m=stack.pixel_m)
-    cost = max(1.0, (2 * radius + 1) ** 2 / 33**2) ** 0.5  # coarse-to-fine search: sub-quadratic growth
-    per_pair = (
-        nodes * cost / (NODES_PER_S_PER_THREAD * config.compute.threads) + h * w * 3e-8 + nodes * 1.5e-5
-    )
+    fixed = sum(p.stage_fixed.values())
+    st = {k: max(0.0, v - p.stage_fixed.get(k, 0.0)) for k, v in p.stage_seconds.items()}  # grows with size
+    px_ratio = h * w / max(1, p.rows * p.width)
+    node_ratio = nodes / max(1, p.nodes)
+    radii = np.asarray(search_ranges or [p.search_range], dtype=np.float64)
+    radius_factor = float(np.mean((2 * radii + 1) / (2 * max(p.search_range, 1) + 1)))
+    post = sum(st.get(k, 0.0) for k in ("correct", "product", "write"))
+    per_pair = fixed + st.get("read", 0.0) * px_ratio
+    per_pair += (st.get("match", 0.0) * radius_factor + post) * node_ratio
     parallel = max(1, min(workers, n_pairs))
-    seconds = len(stack.acquisitions) * h * w * 1e-7 + math.ceil(n_pairs / parallel) * per_pair + 5.0
-    image_bytes = h * w * 4
-    peak = parallel * (3.5 * image_bytes + nodes * 200 + 150 * 2**20) + 1.5 * image_bytes + 300 * 2**20
-    peak += n_pairs * nodes * 4 * 2 * 2  # the inversion holds dx, dy of every pair (float32, + a copy)
-    disk = len(stack.acquisitions) * image_bytes // 2 + n_pairs * nodes * 4 * 12
-    return ResourceEstimate(n_pairs, nodes, seconds, int(peak), int(disk), workers)
+    if config.compute.cluster in ("local", "sync"):
+        per_pair *= max(1.0, parallel * p.threads / max(1, p.cores))  # more threads than cores share them
+    dates = len(stack.acquisitions)
+    invert_s = 0.0
+    if config.inversion.enabled and pairs is not None and n_pairs > 1:
+        inv = config.inversion
+        rate = invert_seconds(stack.dates, pairs.pairs, smoothing=inv.smoothing or None, robust=inv.robust)
+        invert_s = rate * nodes
+    write_per_node = st.get("write", 0.0) / max(1, p.nodes)
+    products_s = write_per_node * nodes * (3 + 0.4 * dates)  # velocity nc + tif, series (nc + zarr)
+    seconds = elapsed + math.ceil(n_pairs / parallel) * per_pair + invert_s + products_s
+    pair_peak = p.base_rss + p.peak_increment + int(PAIR_BYTES_PER_PIXEL * max(0, h * w - p.rows * p.width))
+    main = _main_rss()
+    if in_process:
+        tree = main + pair_peak - p.base_rss
+    else:
+        tree = main + parallel * pair_peak
+    tree = max(tree, _main_peak(), main + INVERSION_MEMORY_BYTES)
+    product_per_node = p.product_bytes / max(1, p.nodes)
+    series = 4 * 4 * dates * nodes * 0.6 * 2 if config.inversion.enabled else 0  # nc + zarr, compressed
+    disk = n_pairs * product_per_node * nodes + 3 * product_per_node * nodes + series
+    return ResourceEstimate(
+        pairs=n_pairs,
+        nodes_per_pair=nodes,
+        seconds=seconds,
+        peak_memory_bytes=int(tree),
+        disk_bytes=int(disk),
+        workers=workers,
+        pair_memory_bytes=int(pair_peak),
+        elapsed=elapsed,
+        calibrated=calibrated,
+    )
+
+
+def _main_rss() -> int:
+    return int(psutil.Process().memory_info().rss)
+
+
+def _main_peak() -> int:
+    """Peak RSS of this process so far (Linux reports ru_maxrss in KiB)."""
+    return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024

@@ -9,10 +9,12 @@
 from __future__ import annotations
 
 import json
+import logging
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import numpy as np
 import xarray as xr
@@ -21,23 +23,18 @@ from geodeform.config import JobConfig
 from geodeform.conventions import DAYS_PER_YEAR
 from geodeform.errors import NoDataError
 from geodeform.io import (
-    GeoGrid,
+    SERIES_VARIABLES,
+    atomic_output,
     composite_dataset,
     dataset_grid,
-    timeseries_dataset,
+    series_netcdf,
     write_catalog,
     write_cog,
     write_netcdf,
     write_stac_item,
 )
-from geodeform.timeseries import (
-    TimeSeriesResult,
-    add_date_noise,
-    add_node_errors,
-    invert,
-    pair_sigma,
-    velocity_composite,
-)
+from geodeform.timeseries import TimeSeriesResult
+from geodeform.timeseries.chunked import ChunkedInversion, NodeErrors, invert_products
 from geodeform.workflows._timing import log_runtime
 from geodeform.workflows.pair import PairOutcome
 from geodeform.workflows.preflight import ResourceEstimate, human_time
@@ -45,7 +42,9 @@ from geodeform.workflows.report import PairSummary, PointSeries, ReportInputs, p
 from geodeform.workflows.stack import ImageStack
 from geodeform.workflows.three_d import write_velocity_3d
 
-__all__ = ["Inversion", "RunResult", "StageProgress", "all_failed", "invert_pairs", "write_products"]
+__all__ = ["RunResult", "StageProgress", "all_failed", "invert_pairs", "write_products"]
+
+log = logging.getLogger(__name__)
 
 StageProgress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``; stages: read, match, invert, products."""
@@ -77,14 +76,6 @@ class RunResult:
         return sum((not p.computed) and p.status == "ok" for p in self.pairs)
 
 
-class Inversion(NamedTuple):
-    """A series inverted from a job's pair products, with the node grid and one product as template."""
-
-    series: TimeSeriesResult
-    grid: GeoGrid
-    template: xr.Dataset
-
-
 def all_failed(outcomes: list[PairOutcome]) -> NoDataError:
     """The error of a job none of whose pairs could be matched, naming the first failures."""
     shown = "; ".join(f"{o.reference} -> {o.secondary}: {o.message}" for o in outcomes[:3])
@@ -108,9 +99,14 @@ def _weights(mode: str, errs: list[float]) -> Any:
 
 
 def invert_pairs(
-    config: JobConfig, stack: ImageStack, outcomes: list[PairOutcome], progress: StageProgress | None
-) -> Inversion:
-    """Load the ok pairs' products and invert them into a displacement series (m) with per-date noise.
+    config: JobConfig,
+    stack: ImageStack,
+    outcomes: list[PairOutcome],
+    progress: StageProgress | None,
+    store: Path,
+) -> ChunkedInversion:
+    """Invert the ok pairs' products, block by block from disk, into the Zarr store ``store``: the memory
+    depends on the block (:data:`~geodeform.timeseries.chunked.INVERSION_MEMORY_BYTES`), not on the dates.
 
     Raises
     ------
@@ -121,100 +117,96 @@ def invert_pairs(
     if not ok:
         raise all_failed(outcomes)
     index = {str(d): n for n, d in enumerate(stack.dates)}
-    dx, dy, pairs = [], [], []
+    pairs = [(index[o.reference], index[o.secondary]) for o in ok]
     errs: list[float] = []
-    node_err: list[Any] = []  # per pair: the node's 1-sigma vector error (m) and chip height (m), if written
-    template = None
     for o in ok:
-        with xr.open_dataset(o.path, engine="h5netcdf") as ds:
-            dx.append(ds["dx"].values)
-            dy.append(ds["dy"].values)
-            node_err.append(_node_error(ds, o.dt_days))
-            if template is None:
-                template = ds.load()
-        pairs.append((index[o.reference], index[o.secondary]))
         err = np.nanmean([o.stable_nmad_x, o.stable_nmad_y]) * abs(o.dt_days) / DAYS_PER_YEAR
         errs.append(float(err) if np.isfinite(err) and err > 0 else np.nan)
-    assert template is not None
-    used = sorted({k for p in pairs for k in p})
+    used = sorted({k for q in pairs for k in q})
     remap = {old: new for new, old in enumerate(used)}
-    pair_idx = [(remap[a], remap[b]) for a, b in pairs]
-    dx_all, dy_all = np.stack(dx), np.stack(dy)
-    sigma = None
-    if config.inversion.weights == "error" and all(e is not None for e in node_err):
-        # per-node errors: the matcher's plus its displacement/strain part (timeseries.uncertainty)
-        step = float(np.median(np.abs(np.diff(template["x"].values)))) if template.sizes["x"] > 1 else 1.0
-        chip = np.stack([e[1] for e in node_err])
-        chip = np.where(np.isfinite(chip), chip, config.matching.chip_size * step / config.matching.step)
-        sigma = pair_sigma(dx_all, dy_all, np.stack([e[0] for e in node_err]), step=step, chip=chip)
-    ts = invert(
+    pair_idx = np.array([(remap[a], remap[b]) for a, b in pairs], dtype=np.int64)
+    years = np.array([abs(o.dt_days) / DAYS_PER_YEAR for o in ok])
+    ex = np.array([o.stable_nmad_x for o in ok]) * years
+    ey = np.array([o.stable_nmad_y for o in ok]) * years
+    return invert_products(
+        [o.path for o in ok],
         stack.dates[used],
-        np.array(pair_idx, dtype=np.int64),
-        dx_all,
-        dy_all,
-        weights=np.where(np.isfinite(sigma), 1.0 / np.fmax(sigma, 1e-6) ** 2, 0.0)
-        if sigma is not None
-        else _weights(config.inversion.weights, errs),
+        pair_idx,
+        store,
+        weights=_weights(config.inversion.weights, errs),
         smoothing=config.inversion.smoothing or None,
         robust=config.inversion.robust,
+        pair_errors=(ex, ey),
+        node_errors=_node_errors(config, ok),
         progress=(lambda d, t: progress("invert", d, t)) if progress else None,
     )
-    if sigma is not None:
-        # image noise per node and date, and the shared displacement/strain part, into sigma and v_error
-        ts = add_node_errors(ts, pair_idx, sigma, step=step, chip=np.nanmedian(chip, axis=0))
-    else:
-        years = [abs(o.dt_days) / DAYS_PER_YEAR for o in ok]
-        ex = [o.stable_nmad_x * k for o, k in zip(ok, years, strict=True)]
-        ey = [o.stable_nmad_y * k for o, k in zip(ok, years, strict=True)]
-        ts = add_date_noise(ts, pair_idx, np.asarray(ex), np.asarray(ey))
-    return Inversion(ts, dataset_grid(template), template)
 
 
-def _node_error(ds: xr.Dataset, dt_days: float) -> tuple[Any, Any] | None:
-    """A pair product's per-node 1-sigma vector error (m, the matcher's ``offset_error``) and chip height
-    (m, NaN = none), or None when it has no ``offset_error``."""
-    if "offset_error" not in ds or not dt_days:
+def _stac_items(ok: list[PairOutcome]) -> list[Path]:
+    """The pairs' STAC items, written by the workers with the products (written here when missing, or
+    older than their product: a pair co-registered afterwards at job level, see ``coregister_pending``)."""
+    items = []
+    for o in ok:
+        item = Path(o.path).with_suffix(".stac.json")
+        if not item.is_file() or item.stat().st_mtime_ns < Path(o.path).stat().st_mtime_ns:
+            with xr.open_dataset(o.path, engine="h5netcdf") as ds:
+                item = write_stac_item(ds.load(), o.path)
+        items.append(item)
+    return items
+
+
+def _node_errors(config: JobConfig, ok: list[PairOutcome]) -> NodeErrors | None:
+    """Per-node error weighting (``inversion.weights: error``) when every product has the matcher's
+    ``offset_error`` (m); None otherwise (per-pair weights and per-date noise)."""
+    if config.inversion.weights != "error" or not all(o.dt_days for o in ok):
         return None
-    err = ds["offset_error"].values.astype(np.float64)
-    chip = np.full(err.shape, np.nan)
-    if "chip_size_height" in ds:
-        h = ds["chip_size_height"].values.astype(np.float64)
-        chip = np.where(h > 0, h, np.nan)
-    return err, chip
+    for o in ok:
+        with xr.open_dataset(o.path, engine="h5netcdf") as ds:
+            if "offset_error" not in ds:
+                return None
+            x = ds["x"].values
+    step = float(np.median(np.abs(np.diff(x)))) if x.size > 1 else 1.0
+    return NodeErrors(step=step, chip=config.matching.chip_size * step / config.matching.step)
 
 
 @log_runtime("invert + products")
 def write_products(config: JobConfig, result: RunResult, progress: StageProgress | None) -> None:
-    """Velocity composite, time series, STAC catalogue (and COG) in the run folder; fills ``result``."""
+    """Velocity composite, time series (Zarr + NetCDF), STAC catalogue (and COG) in the run folder; fills
+    ``result``."""
     out = result.run_dir
     ok = [o for o in result.pairs if o.status == "ok"]
-    items: list[Path] = []
-    if config.output.stac:
-        for o in ok:
-            with xr.open_dataset(o.path, engine="h5netcdf") as ds:
-                items.append(write_stac_item(ds.load(), o.path))
-    if config.inversion.enabled and len(ok) >= 1:
-        ts, grid, template = invert_pairs(config, result.stack, result.pairs, progress)
+    items: list[Path] = _stac_items(ok) if config.output.stac else []
+    if config.inversion.enabled and len(ok) >= 2:
+        inv = invert_pairs(config, result.stack, result.pairs, progress, out / "timeseries.zarr")
+        with xr.open_dataset(ok[0].path, engine="h5netcdf") as first:
+            grid = dataset_grid(first)
         pair_errors = [np.hypot(o.stable_nmad_x, o.stable_nmad_y) / np.sqrt(2) for o in ok]
         finite = [e for e in pair_errors if np.isfinite(e)]
-        vel = composite_dataset(
-            velocity_composite(ts), grid, fill_error=float(np.median(finite)) if finite else None
-        )
+        vel = composite_dataset(inv.composite, grid, fill_error=float(np.median(finite)) if finite else None)
         vel.attrs["geodeform_preset"] = config.preset
         vel.attrs["geodeform_job"] = config.name
         vel.attrs["geodeform_matching"] = json.dumps(config.matching.model_dump())
         vel.attrs["geodeform_search_range_px"] = json.dumps(
             {f"{o.reference}_{o.secondary}": o.search_range for o in ok}
         )
-        result.timeseries, result.velocity = ts, vel
-        result.products["timeseries"] = write_netcdf(timeseries_dataset(ts, template), out / "timeseries.nc")
+        result.timeseries, result.velocity = inv.series, vel
+        result.products["timeseries_zarr"] = inv.store
+        result.products["timeseries"] = series_netcdf(inv.store, out / "timeseries.nc")
     elif ok:
+        if config.inversion.enabled:
+            log.info("one pair: its product is the velocity map (nothing to invert)")
         with xr.open_dataset(ok[0].path, engine="h5netcdf") as ds:
             result.velocity = ds.load()
     else:
         raise all_failed(result.pairs)
     velocity = result.velocity
-    if "netcdf" in config.output.formats:
+    if "netcdf" in config.output.formats and result.timeseries is None and len(ok) == 1:
+        with atomic_output(out / "velocity.nc") as tmp:  # the pair's product, already encoded: copied
+            shutil.copyfile(ok[0].path, tmp)
+        result.products["velocity_nc"] = out / "velocity.nc"
+        if config.output.stac:
+            items.append(write_stac_item(velocity, out / "velocity.nc"))
+    elif "netcdf" in config.output.formats:
         result.products["velocity_nc"] = write_netcdf(velocity, out / "velocity.nc")
         if config.output.stac:
             items.append(write_stac_item(velocity, out / "velocity.nc"))
@@ -232,32 +224,37 @@ def write_products(config: JobConfig, result: RunResult, progress: StageProgress
         progress("products", 1, 1)
 
 
+def _store_points(result: RunResult) -> TimeSeriesResult | None:
+    """Not used: placeholder removed."""
+    return None
+
+
+def _series_at(result: RunResult, i: int, j: int) -> tuple[list[str], list[Any]]:
+    """Dates and (east, north, east sigma, north sigma) of node (i, j): from memory, else from the store."""
+    ts = result.timeseries
+    if ts is not None:
+        assert ts.dy is not None and ts.sigma_dy is not None  # a job always inverts both components
+        layers = [ts.dx[:, i, j], ts.dy[:, i, j], ts.sigma_dx[:, i, j], ts.sigma_dy[:, i, j]]
+        return [str(d) for d in ts.dates], layers
+    with xr.open_zarr(result.products["timeseries_zarr"], consolidated=True) as ds:
+        node = ds[list(SERIES_VARIABLES)].isel(y=i, x=j).load()
+        dates = [str(d) for d in node["time"].values.astype("datetime64[D]")]
+        return dates, [node[k].values for k in SERIES_VARIABLES]
+
+
 def _points(result: RunResult, extras: dict[str, Any]) -> list[PointSeries]:
     """The time series at a few telling points of the velocity map (with the truth when ``extras`` has it)."""
-    vel, ts = result.velocity, result.timeseries
-    if ts is None or vel is None:
+    vel = result.velocity
+    if vel is None or (result.timeseries is None and "timeseries_zarr" not in result.products):
         return []
     xs, ys = vel["x"].values, vel["y"].values
     truth = extras.get("truth_series")
     points = []
     for name, x, y in pick_points(vel):
         j, i = int(np.argmin(np.abs(xs - x))), int(np.argmin(np.abs(ys - y)))
-        te, tn = truth(x, y, ts.dates) if truth else (None, None)
-        assert ts.dy is not None and ts.sigma_dy is not None  # a job always inverts both components
-        points.append(
-            PointSeries(
-                name,
-                float(x),
-                float(y),
-                [str(d) for d in ts.dates],
-                ts.dx[:, i, j],
-                ts.dy[:, i, j],
-                ts.sigma_dx[:, i, j],
-                ts.sigma_dy[:, i, j],
-                te,
-                tn,
-            )
-        )
+        dates, (east, north, sig_e, sig_n) = _series_at(result, i, j)
+        te, tn = truth(x, y, np.array(dates, dtype="datetime64[D]")) if truth else (None, None)
+        points.append(PointSeries(name, float(x), float(y), dates, east, north, sig_e, sig_n, te, tn))
     return points
 
 

@@ -20,13 +20,15 @@ import rasterio
 from affine import Affine
 from numpy.typing import NDArray
 from rasterio.crs import CRS
+from rasterio.enums import MaskFlags
 from rasterio.warp import transform_bounds
+from rasterio.windows import Window
 from shapely.ops import unary_union
 
 from geodeform.errors import InvalidInputError, NoDataError
-from geodeform.io import GeoGrid, atomic_output, read_band, read_pair
+from geodeform.io import READ_THREADS, GeoGrid, atomic_output, band_index, read_grid, read_on_grid, window_vrt
 from geodeform.io.aoi import SceneRef, aoi_grid, band_resolution, read_aoi
-from geodeform.io.masks import read_scene_mask, scene_mask
+from geodeform.io.masks import SceneMask, read_scene_mask, scene_mask
 from geodeform.masks import scene_cloud_mask
 from geodeform.search import AOI, aoi_from_tile, make_aoi
 from geodeform.search import search as stac_search
@@ -40,6 +42,7 @@ __all__ = [
     "clearest_acquisitions",
     "content_key",
     "read_image",
+    "sample_image",
     "search_scenes",
     "stack_from_inputs",
     "stack_from_search",
@@ -139,11 +142,41 @@ def read_image(path: str | Path) -> NDArray[np.float32]:
         return src.read(1, out_dtype="float32")
 
 
+def sample_image(path: str | Path, *, every: int = 4) -> NDArray[np.float32]:
+    """Every ``every``-th strip of block rows of an aligned image (float32, NaN = no data), stacked.
+
+    Decodes only those blocks (a quarter of the image by default): enough for the statistics preflight
+    checks (valid share, texture, a digest), whose failures are confirmed on the whole image.
+    """
+    with rasterio.open(path) as src:
+        block = max(1, src.block_shapes[0][0])
+        starts = range(0, src.height, block * every)
+        with rasterio.Env(GDAL_NUM_THREADS=READ_THREADS):
+            strips = [
+                src.read(
+                    1,
+                    masked=True,
+                    window=Window(0, r, src.width, min(block, src.height - r)),
+                    out_dtype="float32",
+                )
+                for r in starts
+            ]
+    return np.ma.filled(np.ma.concatenate(strips), np.nan).astype(np.float32, copy=False)
+
+
 def _valid_fraction(path: Path) -> float:
-    """Share of pixels with data, from the tag written with the image (else computed)."""
+    """Share of pixels with data: the tag written with the image; 1 for an integer band without nodata or
+    mask (every pixel is data); else counted on every 4th row and column."""
     with rasterio.open(path) as src:
         tag = src.tags().get("VALID_FRACTION")
-    return float(tag) if tag is not None else float(np.isfinite(read_image(path)).mean())
+        if tag is not None:
+            return float(tag)
+        if src.mask_flag_enums[0] == [MaskFlags.all_valid] and np.issubdtype(src.dtypes[0], np.integer):
+            return 1.0
+        h, w = src.height, src.width
+        with rasterio.Env(GDAL_NUM_THREADS=READ_THREADS):
+            sample = src.read(1, masked=True, out_shape=(max(1, h // 4), max(1, w // 4)), out_dtype="float32")
+    return float((~np.ma.getmaskarray(sample) & np.isfinite(sample.data)).mean())
 
 
 def _crop_to_roi(grid: GeoGrid, roi: Sequence[float]) -> tuple[GeoGrid, tuple[slice, slice]]:
@@ -172,7 +205,12 @@ def stack_from_inputs(
     progress: Progress | None = None,
     roi: Sequence[float] | None = None,
 ) -> ImageStack:
-    """Align local images (config ``inputs``) on the grid of the first (earliest) one.
+    """Put local images (config ``inputs``) on the grid of the first (earliest) one, copying no pixel that
+    need not be copied.
+
+    An image already on the grid is used where it is (its path is the acquisition's path); a crop to the
+    ROI or another band of it is a small VRT file in ``<run>/images`` that points into it; only an image on
+    another grid is warped, once, into a float32 GeoTIFF there.
 
     Each image's mask (``inputs[].mask``, else the scene's own SCL / QA_PIXEL next to the band) turns its
     cloud, shadow and no-data pixels into NaN.
@@ -186,9 +224,9 @@ def stack_from_inputs(
     """
     items = sorted(inputs, key=lambda i: (i.date, i.orbit or 0))
     notes: list[str] = []
-    first = read_band(items[0].path, band=items[0].band)
-    grid = first.grid
-    window = (slice(None), slice(None))
+    source_grid = read_grid(items[0].path, band=items[0].band)
+    grid = source_grid
+    window = (slice(0, grid.height), slice(0, grid.width))
     if roi is not None:
         grid, window = _crop_to_roi(grid, roi)
     out = run_dir / "images"
@@ -209,16 +247,7 @@ def stack_from_inputs(
             grid.shape,
             *([] if cloud is None else [str(cloud.path.resolve()), cloud.kind]),
         )
-        path = out / f"{item.date.isoformat()}_{n:03d}.tif"
-        if not _existing(path, key):
-            if n == 0:
-                data = first.data[window]
-            else:
-                pair = read_pair(items[0].path, item.path, band=item.band)
-                data = pair.secondary.data[window]
-            if cloud is not None:
-                data = np.where(read_scene_mask(cloud, grid), np.nan, data).astype(np.float32)
-            _write_image(path, data, grid, {"GEODEFORM_KEY": key, "ACQUISITION_DATE": item.date.isoformat()})
+        path = _aligned_input(item, n, source_grid, grid, window, out, key, cloud=cloud)
         acqs.append(
             Acquisition(
                 src.name,
@@ -237,6 +266,44 @@ def stack_from_inputs(
             progress(n + 1, len(items))
     pixel_m = float(abs(grid.transform.a))
     return ImageStack(acqs, grid, pixel_m, "inputs", notes)
+
+
+def _aligned_input(
+    item: Any,
+    n: int,
+    source_grid: GeoGrid,
+    grid: GeoGrid,
+    window: tuple[slice, slice],
+    out: Path,
+    key: str,
+    *,
+    cloud: SceneMask | None = None,
+) -> Path:
+    """The path workers read ``item`` from on ``grid``: the file itself, a VRT window into it, or a warp.
+
+    An image with a mask (``cloud``) is always written to a float32 GeoTIFF, its masked pixels NaN.
+    """
+    src = Path(item.path)
+    same = read_grid(src, band=item.band).same_as(source_grid)
+    with rasterio.open(src) as ds:
+        band = band_index(ds, item.band, src)  # a band given by name -> its number
+        flags = ds.mask_flag_enums[band - 1]
+    simple_mask = MaskFlags.all_valid in flags or flags == [MaskFlags.nodata]
+    if cloud is None and same and simple_mask and band == 1 and grid.same_as(source_grid):
+        return src.resolve()
+    if cloud is None and same and simple_mask:
+        path = out / f"{item.date.isoformat()}_{n:03d}.vrt"
+        if not _existing(path, key):
+            with atomic_output(path) as tmp:
+                tmp.write_text(window_vrt(src, band, window, grid, {"GEODEFORM_KEY": key}), encoding="utf-8")
+        return path
+    path = out / f"{item.date.isoformat()}_{n:03d}.tif"
+    if not _existing(path, key):
+        data = read_on_grid(src, grid, band=item.band)
+        if cloud is not None:
+            data = np.where(read_scene_mask(cloud, grid), np.nan, data).astype(np.float32)
+        _write_image(path, data, grid, {"GEODEFORM_KEY": key, "ACQUISITION_DATE": item.date.isoformat()})
+    return path
 
 
 def _cloud_mask(scene: Any, grid: Any, cache_dir: Path | None) -> NDArray[np.bool_] | None:

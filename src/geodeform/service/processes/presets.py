@@ -77,6 +77,8 @@ NOT_PATHS = frozenset(
         "quake.trace_crs",
         "search.aoi.tiles.*",
         "pairs.season.*",
+        "compute.address",  # compute.* is replaced by the server's own (prepare_preset)
+        "compute.scheduler_file",
         "compute.slurm.queue",
         "compute.slurm.account",
         "compute.slurm.walltime",

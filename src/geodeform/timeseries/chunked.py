@@ -1,0 +1,322 @@
+"""Time-series inversion of pair products on disk, in spatial chunks: memory set by the chunk, not the dates.
+
+:func:`invert_products` reads the ``dx``/``dy`` of every pair product one block of node rows at a time,
+inverts the block with :func:`geodeform.timeseries.invert`, adds the per-date image noise, and streams the
+block's series and mean velocity into a chunked Zarr store (:class:`geodeform.io.SeriesStore`). Each pixel's
+fit only uses that pixel's pairs, so the blocks give exactly what one call on the whole map would.
+
+Sign convention: the one of the products (metres, +x east, +y north, reference -> secondary); cumulative
+displacements are relative to the first date.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import h5py
+import numpy as np
+import xarray as xr
+from numpy.typing import ArrayLike, NDArray
+
+from geodeform.errors import InvalidInputError
+from geodeform.io import SeriesStore
+from geodeform.timeseries._invert import TimeSeriesResult, TimeSeriesWarning, invert
+from geodeform.timeseries.noise import add_date_noise
+from geodeform.timeseries.products import VelocityComposite, velocity_composite
+from geodeform.timeseries.uncertainty import add_node_errors, pair_sigma
+
+__all__ = ["INVERSION_MEMORY_BYTES", "ChunkedInversion", "NodeErrors", "chunk_rows", "invert_products"]
+
+log = logging.getLogger(__name__)
+
+INVERSION_MEMORY_BYTES = 1 << 30
+"""Default memory budget of one block of :func:`invert_products`, bytes."""
+
+_INVERT_CHUNK = 4096  # pixels per chunk inside invert(): its working memory is ~60 B x pairs x this
+
+
+@dataclass(frozen=True)
+class ChunkedInversion:
+    """What :func:`invert_products` wrote.
+
+    Attributes
+    ----------
+    store
+        The Zarr store (series ``(time, y, x)`` in m, composite ``(y, x)`` in m/yr).
+    composite
+        The mean-velocity composite (whole map: its size is that of one product).
+    series
+        The whole series in memory when it is small (``keep_bytes``), else None (read it from ``store``).
+    dates
+        Dates of the series.
+    chunk_rows
+        Node rows per block.
+    seconds
+        Wall time.
+    n_partial, n_empty
+        Pixels with some unconstrained dates, pixels without any estimate.
+    """
+
+    store: Path
+    composite: VelocityComposite
+    series: TimeSeriesResult | None
+    dates: NDArray[np.datetime64]
+    chunk_rows: int
+    seconds: float
+    n_partial: int = 0
+    n_empty: int = 0
+
+
+def chunk_rows(n_pairs: int, n_dates: int, width: int, memory_bytes: int = INVERSION_MEMORY_BYTES) -> int:
+    """Node rows per block so that one block stays within ``memory_bytes``.
+
+    Per pixel of a block: the pairs' dx and dy (float32, and float64 inside ``invert``), outlier flags,
+    and the series' four float32 layers per date; plus ``invert``'s own working memory of its
+    4096-pixel chunks.
+    """
+    per_pixel = n_pairs * (2 * 4 + 2 * 8 + 1) + n_dates * 4 * 4 * 2 + 64
+    fixed = 60 * n_pairs * _INVERT_CHUNK
+    rows = (memory_bytes - fixed) // max(1, per_pixel * width)
+    return int(max(1, rows))
+
+
+@dataclass(frozen=True)
+class NodeErrors:
+    """Per-node error weighting of :func:`invert_products` from the products' ``offset_error``.
+
+    Attributes
+    ----------
+    step
+        Node spacing, m.
+    chip
+        Chip height used where a product has no ``chip_size_height`` (or it is not > 0), m.
+    """
+
+    step: float
+    chip: float
+
+
+def _read_optional(paths: Sequence[Path], name: str, rows: slice, width: int) -> NDArray[np.float64]:
+    """Rows of an optional variable (NaN for a product without it)."""
+    out = np.full((len(paths), rows.stop - rows.start, width), np.nan)
+    for k, path in enumerate(paths):
+        with h5py.File(path, "r") as f:
+            if name in f:
+                out[k] = f[name][rows.start : rows.stop, :]
+    return out
+
+
+def _invert_block(
+    paths: Sequence[Path],
+    d: NDArray[Any],
+    p: NDArray[np.int64],
+    block: slice,
+    ny: int,
+    nx: int,
+    *,
+    weights: ArrayLike | str | None,
+    smoothing: float | None,
+    robust: bool,
+    pair_errors: tuple[ArrayLike, ArrayLike] | None,
+    node_errors: NodeErrors | None,
+) -> TimeSeriesResult:
+    """One block of rows inverted, with its per-node (``node_errors``) or per-date (``pair_errors``) noise."""
+    dx = _read_rows(paths, "dx", block, nx)
+    dy = _read_rows(paths, "dy", block, nx)
+    sigma = chip = None
+    if node_errors is not None:
+        # per-node errors: the matcher's plus its displacement/strain part (timeseries.uncertainty), the
+        # strain's gradient taken with one row more on each side of the block (as on the whole map)
+        halo = slice(max(0, block.start - 1), min(ny, block.stop + 1))
+        inner = slice(block.start - halo.start, block.stop - halo.start)
+        err = _read_rows(paths, "offset_error", halo, nx).astype(np.float64)
+        chip = _read_optional(paths, "chip_size_height", halo, nx)
+        chip = np.where(np.isfinite(chip) & (chip > 0), chip, node_errors.chip)
+        hx = dx if halo == block else _read_rows(paths, "dx", halo, nx)
+        hy = dy if halo == block else _read_rows(paths, "dy", halo, nx)
+        sigma = pair_sigma(hx, hy, err, step=node_errors.step, chip=chip)[:, inner]
+        chip = chip[:, inner]
+        del hx, hy, err
+        weights = np.where(np.isfinite(sigma), 1.0 / np.fmax(sigma, 1e-6) ** 2, 0.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TimeSeriesWarning)  # summed over the blocks by the caller
+        ts = invert(d, p, dx, dy, weights=weights, smoothing=smoothing, robust=robust, return_residuals=False)
+    del dx, dy
+    plist = [tuple(map(int, q)) for q in p]
+    if sigma is not None and chip is not None and node_errors is not None:
+        return add_node_errors(ts, plist, sigma, step=node_errors.step, chip=np.nanmedian(chip, axis=0))
+    if pair_errors is not None:
+        ex, ey = (np.asarray(e, dtype=np.float64) for e in pair_errors)
+        return add_date_noise(ts, plist, ex, ey)
+    return ts
+
+
+def _check_grids(paths: Sequence[Path], shape: tuple[int, int]) -> None:
+    for path in paths[1:]:
+        with h5py.File(path, "r") as f:
+            if f["dx"].shape != shape:
+                raise InvalidInputError(
+                    f"{path} has {f['dx'].shape} nodes, {paths[0]} has {shape}: products of one grid only"
+                )
+
+
+def _read_rows(paths: Sequence[Path], name: str, rows: slice, width: int) -> NDArray[np.float32]:
+    out = np.empty((len(paths), rows.stop - rows.start, width), dtype=np.float32)
+    for k, path in enumerate(paths):
+        with h5py.File(path, "r") as f:
+            f[name].read_direct(out, np.s_[rows.start : rows.stop, :], np.s_[k])
+    return out
+
+
+def _concat(parts: list[TimeSeriesResult]) -> TimeSeriesResult:
+    """One series from blocks of node rows (axis 1 of the per-date layers, axis 0 of the maps)."""
+
+    def cat(name: str, axis: int) -> Any:
+        values = [getattr(p, name) for p in parts]
+        return None if values[0] is None else np.concatenate(values, axis=axis)
+
+    first = parts[0]
+    return replace(
+        first,
+        dx=cat("dx", 1),
+        dy=cat("dy", 1),
+        sigma_dx=cat("sigma_dx", 1),
+        sigma_dy=cat("sigma_dy", 1),
+        residual_dx=None,
+        residual_dy=None,
+        outlier=cat("outlier", 1),
+        n_pairs_used=cat("n_pairs_used", 0),
+        velocity_x=cat("velocity_x", 0),
+        velocity_y=cat("velocity_y", 0),
+        sigma_velocity_x=cat("sigma_velocity_x", 0),
+        sigma_velocity_y=cat("sigma_velocity_y", 0),
+        n_partial=sum(p.n_partial for p in parts),
+        n_empty=sum(p.n_empty for p in parts),
+    )
+
+
+def invert_products(
+    products: Sequence[str | os.PathLike[str]],
+    dates: ArrayLike,
+    pairs: ArrayLike,
+    store: str | os.PathLike[str],
+    *,
+    weights: ArrayLike | str | None = None,
+    smoothing: float | None = None,
+    robust: bool = True,
+    pair_errors: tuple[ArrayLike, ArrayLike] | None = None,
+    node_errors: NodeErrors | None = None,
+    memory_bytes: int = INVERSION_MEMORY_BYTES,
+    keep_bytes: int = 256 * 2**20,
+    progress: Callable[[int, int], Any] | None = None,
+) -> ChunkedInversion:
+    """Invert pair products (NetCDF with ``dx``, ``dy`` in m on one node grid) block by block into a store.
+
+    Parameters
+    ----------
+    products
+        One product per pair (:func:`geodeform.io.offset_dataset`, written by
+        :func:`geodeform.io.write_netcdf`).
+    dates
+        ``(ndates,)`` strictly increasing dates.
+    pairs
+        ``(npairs, 2)`` indices (reference, secondary) into ``dates``, one row per product.
+    store
+        Zarr store to write (``timeseries.zarr``), atomically.
+    weights, smoothing, robust
+        As in :func:`geodeform.timeseries.invert` (per-pair weights only: a block holds every pair).
+    pair_errors
+        ``(ex, ey)`` 1-sigma error of each pair along x and y (m), for the per-date noise
+        (:func:`geodeform.timeseries.add_date_noise`); None leaves the series' sigmas as fitted.
+    node_errors
+        Weight each node of each pair by its own 1-sigma error (:func:`geodeform.timeseries.pair_sigma` on the
+        products' ``offset_error`` and chip height), replacing ``weights``, and put image noise and the
+        displacement/strain part into the series' sigmas and ``v_error``
+        (:func:`geodeform.timeseries.add_node_errors`) instead of ``pair_errors``. Every product needs
+        ``offset_error``. A block's strain part is computed with one more row on each side (the gaps are
+        filled with the block's median before the gradient, so nodes next to a gap may differ slightly from
+        a one-block inversion).
+    memory_bytes
+        Memory budget of one block (:func:`chunk_rows`).
+    keep_bytes
+        Also return the whole series in memory when its layers take at most this.
+    progress
+        ``progress(done_rows, total_rows)`` after each block.
+
+    Raises
+    ------
+    InvalidInputError
+        Products of different grids, or counts of products and pairs that differ (and what ``invert``
+        raises for bad dates, pairs or weights).
+    """
+    t0 = time.perf_counter()
+    paths = [Path(p) for p in products]
+    p = np.asarray(pairs, dtype=np.int64)
+    d = np.asarray(dates, dtype="datetime64[D]")
+    if len(paths) != len(p) or len(paths) == 0:
+        raise InvalidInputError(f"{len(paths)} products for {len(p)} pairs; give one product per pair")
+    with xr.open_dataset(paths[0], engine="h5netcdf") as first:
+        template = first.drop_vars([v for v in first.data_vars if v != "mapping"]).load()
+        template["dx"] = first["dx"].load()
+    ny, nx = int(template.sizes["y"]), int(template.sizes["x"])
+    _check_grids(paths, (ny, nx))
+    rows = chunk_rows(len(p), len(d), nx, memory_bytes)
+    keep = len(d) * ny * nx * 4 * 4 + len(p) * ny * nx <= keep_bytes
+    sink = SeriesStore(store, template, d, chunk_rows=rows)
+    parts: list[TimeSeriesResult] = []
+    maps: dict[str, list[NDArray[Any]]] = {}
+    n_partial = n_empty = 0
+    try:
+        for r0 in range(0, ny, rows):
+            block = slice(r0, min(ny, r0 + rows))
+            ts = _invert_block(
+                paths,
+                d,
+                p,
+                block,
+                ny,
+                nx,
+                weights=weights,
+                smoothing=smoothing,
+                robust=robust,
+                pair_errors=pair_errors,
+                node_errors=node_errors,
+            )
+            comp = velocity_composite(ts)
+            n_partial += ts.n_partial
+            n_empty += ts.n_empty
+            layers = {"east": ts.dx, "north": ts.dy, "east_error": ts.sigma_dx, "north_error": ts.sigma_dy}
+            for name in ("vx", "vy", "v", "vx_error", "vy_error", "v_error", "count"):
+                layers[name] = getattr(comp, name)
+                maps.setdefault(name, []).append(getattr(comp, name))
+            sink.write(block, layers)
+            if keep:
+                parts.append(ts)
+            if progress is not None:
+                progress(block.stop, ny)
+        path = sink.close()
+    except BaseException:
+        sink.abort()
+        raise
+    if n_partial or n_empty:
+        warnings.warn(
+            f"{n_partial} pixel(s) have unconstrained dates (NaN) and {n_empty} pixel(s) have no estimate, "
+            f"out of {ny * nx}: too few valid pairs there",
+            TimeSeriesWarning,
+            stacklevel=2,
+        )
+    composite = VelocityComposite(
+        **{k: np.concatenate(v, axis=0) for k, v in maps.items()}, start=d[0], end=d[-1]
+    )
+    seconds = time.perf_counter() - t0
+    log.info("inverted %d pairs x %d x %d nodes in blocks of %d rows: %.1f s", len(p), ny, nx, rows, seconds)
+    return ChunkedInversion(
+        path, composite, _concat(parts) if keep else None, d, rows, seconds, n_partial, n_empty
+    )
