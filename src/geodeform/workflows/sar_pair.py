@@ -191,7 +191,11 @@ def _reused(spec: SarPairSpec) -> PairOutcome | None:
 
 
 def _correct(spec: SarPairSpec, f: OffsetField) -> tuple[OffsetField, dict[str, float]]:
-    """Filters and co-registration in radar pixels; NMADs on stable ground in m/yr (range, azimuth)."""
+    """Filters and co-registration in radar pixels; NMADs on stable ground in m/yr (range, azimuth).
+
+    The offsets are in radar pixels, so the filters' thresholds in pixels apply unscaled (``pixel=1``), never
+    scaled by a pixel size estimated from the map's own scatter, which on clean SAR pairs shrinks the median
+    floor and the NDC tolerance several-fold and rejects good nodes."""
     c = spec.corrections
     nan = {"nmad_x": float("nan"), "nmad_y": float("nan"), "rejected": float("nan")}
     finite = np.isfinite(f.dx) & np.isfinite(f.dy)
@@ -204,6 +208,7 @@ def _correct(spec: SarPairSpec, f: OffsetField) -> tuple[OffsetField, dict[str, 
         stable=stable,
         plane=c.plane,
         filters={"quality": f.quality, "min_quality": c.min_quality, "n_mad": c.mad_threshold},
+        pixel=1.0,  # radar offsets are in pixels: the filters' pixel thresholds apply as they are
     )
     years = max(abs(_dates(spec).dt_days), 1e-9) / DAYS_PER_YEAR
     spacing = spec.reference.pixel_m
