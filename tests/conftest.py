@@ -118,9 +118,12 @@ def texture() -> np.ndarray:
 # --- a real browser (Debian chromium driven by Playwright; tests/test_docs.py) ---------------------------
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def chromium_browser():
-    """Debian's chromium through Playwright (no browser download); skipped when either is missing."""
+    """Debian's chromium through Playwright (no browser download); skipped when either is missing.
+
+    Module scope: a Playwright sync session keeps an event loop on this thread while it is open, so one left
+    open for the whole session breaks every later test that starts its own (test_service_proxy.py)."""
     exe = os.environ.get("GEODEFORM_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
     if not Path(exe).is_file():
         pytest.skip("chromium missing (scripts/services.d/chromium.sh installs Debian's)")

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import yaml
 
 from _service_helpers import (
     PG_DSN,
@@ -448,8 +449,12 @@ def test_server_side_compute_runs_preset_jobs_on_a_dask_cluster(tmp_path):
         assert r.status_code == 201, r.text
         doc = wait_final(c, r.headers["Location"], token, timeout=240)
         assert doc["status"] == "successful", doc
-    logs = list((tmp_path / "jobs").rglob("run.log"))
-    assert logs and "on Dask LocalCluster, 1 worker(s)" in logs[0].read_text()
+    # The job ran with the server's compute section (a single pair then runs in the job's own process: a
+    # LocalCluster is started only for two or more pairs).
+    configs = list((tmp_path / "jobs").rglob("config.yaml"))
+    assert configs, "the job wrote no config.yaml"
+    ran = yaml.safe_load(configs[0].read_text())["compute"]
+    assert (ran["cluster"], ran["workers"], ran["threads"]) == ("local", 1, 1), ran
     bad = tmp_path / "bad.yaml"
     bad.write_text("cluster: cloud\n")
     proc = subprocess.run(

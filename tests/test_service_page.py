@@ -354,15 +354,8 @@ def test_presets_give_form_defaults(svc):
 
 
 @pytest.fixture(scope="module")
-def chromium():
-    exe = os.environ.get("GEODEFORM_TEST_CHROMIUM") or shutil.which("chromium") or "/usr/bin/chromium"
-    if not Path(exe).is_file():
-        pytest.skip("chromium missing (scripts/services.d/chromium.sh installs Debian's)")
-    sync_api = pytest.importorskip("playwright.sync_api")
-    with sync_api.sync_playwright() as pw:
-        browser = pw.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-gpu"])
-        yield browser
-        browser.close()
+def chromium(chromium_browser):  # type: ignore[no-untyped-def]
+    return chromium_browser  # the shared fixture of conftest.py
 
 
 @pytest.fixture(scope="module")
