@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import logging
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -258,14 +258,9 @@ def _points(result: RunResult, extras: dict[str, Any]) -> list[PointSeries]:
     return points
 
 
-@log_runtime("report")
-def write_run_report(result: RunResult, extras: dict[str, Any]) -> Path:
-    """The HTML report of a run (:func:`geodeform.workflows.report.write_report`); recorded in ``result``.
-
-    ``extras`` may hold ``summary`` (more lines of the summary table), ``truth_series``
-    (``f(x, y, dates) -> (east, north)``), ``speed_truth`` and ``attribution``.
-    """
-    pairs = [
+def pair_summaries(outcomes: Sequence[PairOutcome]) -> list[PairSummary]:
+    """The report's row of each pair outcome (status, coverage, stable-ground scatter, why degraded)."""
+    return [
         PairSummary(
             o.reference,
             o.secondary,
@@ -278,8 +273,18 @@ def write_run_report(result: RunResult, extras: dict[str, Any]) -> Path:
             o.message,
             o.degraded,
         )
-        for o in result.pairs
+        for o in outcomes
     ]
+
+
+@log_runtime("report")
+def write_run_report(result: RunResult, extras: dict[str, Any]) -> Path:
+    """The HTML report of a run (:func:`geodeform.workflows.report.write_report`); recorded in ``result``.
+
+    ``extras`` may hold ``summary`` (more lines of the summary table), ``truth_series``
+    (``f(x, y, dates) -> (east, north)``), ``speed_truth`` and ``attribution``.
+    """
+    pairs = pair_summaries(result.pairs)
     summary = {
         "images": str(len(result.stack.acquisitions)),
         "pairs matched": f"{sum(o.status == 'ok' for o in result.pairs)} of {len(result.pairs)} "

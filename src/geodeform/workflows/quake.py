@@ -49,7 +49,7 @@ from geodeform.quake import (
 from geodeform.workflows._timing import log_runtime
 from geodeform.workflows.pair import PairOutcome, PairSpec
 from geodeform.workflows.preflight import ResourceEstimate, estimate_resources, human_time, preflight
-from geodeform.workflows.products import RunResult, StageProgress, all_failed
+from geodeform.workflows.products import RunResult, StageProgress, all_failed, pair_summaries
 from geodeform.workflows.quake_plan import QuakePlan, QuakeTile, plan_quake, read_tile, tile_pairs
 from geodeform.workflows.quake_products import (
     CoseismicField,
@@ -62,7 +62,7 @@ from geodeform.workflows.quake_products import (
     write_field,
 )
 from geodeform.workflows.quake_report import quake_section, slip_summary
-from geodeform.workflows.report import PairSummary, ReportInputs, write_report
+from geodeform.workflows.report import ReportInputs, write_report
 
 __all__ = ["PairMatcher", "QuakeResult", "plan_quake", "run_quake"]
 
@@ -251,20 +251,7 @@ def _write_products(result: QuakeResult) -> None:
 def _report(result: QuakeResult, extras: dict[str, Any]) -> None:
     config = result.config
     assert config.quake is not None
-    pairs = [
-        PairSummary(
-            o.reference,
-            o.secondary,
-            o.dt_days,
-            o.status,
-            o.coverage,
-            o.stable_nmad_x,
-            o.stable_nmad_y,
-            o.rejected,
-            o.message,
-        )
-        for o in result.pairs
-    ]
+    pairs = pair_summaries(result.pairs)
     summary = {
         "tiles": str(len(result.tiles)),
         "pairs matched": f"{sum(o.status == 'ok' for o in result.pairs)} of {len(result.pairs)} "
