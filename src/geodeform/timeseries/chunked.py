@@ -216,6 +216,18 @@ def _check_grids(products: _Products, shape: tuple[int, int]) -> None:
             )
 
 
+def _write_block(
+    sink: SeriesStore, block: slice, ts: TimeSeriesResult, maps: dict[str, list[NDArray[Any]]]
+) -> None:
+    """Write one block's series and composite into the store; append its composite maps to ``maps``."""
+    comp = velocity_composite(ts)
+    layers = {"east": ts.dx, "north": ts.dy, "east_error": ts.sigma_dx, "north_error": ts.sigma_dy}
+    for name in ("vx", "vy", "v", "vx_error", "vy_error", "v_error", "count"):
+        layers[name] = getattr(comp, name)
+        maps.setdefault(name, []).append(getattr(comp, name))
+    sink.write(block, layers)
+
+
 def _concat(parts: list[TimeSeriesResult]) -> TimeSeriesResult:
     """One series from blocks of node rows (axis 1 of the per-date layers, axis 0 of the maps)."""
 
@@ -332,19 +344,9 @@ def invert_products(
                     pair_errors=pair_errors,
                     node_errors=node_errors,
                 )
-                comp = velocity_composite(ts)
                 n_partial += ts.n_partial
                 n_empty += ts.n_empty
-                layers = {
-                    "east": ts.dx,
-                    "north": ts.dy,
-                    "east_error": ts.sigma_dx,
-                    "north_error": ts.sigma_dy,
-                }
-                for name in ("vx", "vy", "v", "vx_error", "vy_error", "v_error", "count"):
-                    layers[name] = getattr(comp, name)
-                    maps.setdefault(name, []).append(getattr(comp, name))
-                sink.write(block, layers)
+                _write_block(sink, block, ts, maps)
                 if keep:
                     parts.append(ts)
                 if progress is not None:
