@@ -762,6 +762,28 @@ def test_preflight_lists_every_unusable_image_in_one_pass_and_drops_them(tmp_pat
     assert "drop_bad_images: true" in str(err.value)
 
 
+def test_preflight_counts_the_declared_nodata_of_an_input_as_no_data(tmp_path: Path) -> None:
+    from geodeform.workflows.preflight import check_images
+
+    tex = load_texture()[:256, :256].astype(np.float64)
+    frames = []
+    for k in range(
+        3
+    ):  # 8-bit frames, black (0, the declared nodata) outside the scene, as JPEG-derived series
+        img = np.clip(1 + 254 * (np.roll(tex, k, 1) - tex.min()) / np.ptp(tex), 1, 255).astype(np.uint8)
+        img[:, :100] = 0
+        path = _write(tmp_path / f"S_2020010{k + 1}.tif", img)
+        with rasterio.open(path, "r+") as dst:
+            dst.nodata = 0
+        frames.append({"path": path})
+    config = load_config({"name": "t", "preset": "ice", "inputs": frames, "compute": {"cluster": "sync"}})
+    checks = check_images(config, stack_from_inputs(config.inputs, tmp_path / "run"))
+    for (
+        c
+    ) in checks:  # the black border is no data, not "data without contrast" (every frame was partly usable)
+        assert c.valid == pytest.approx(156 / 256, abs=0.01) and c.warning is None and c.problem is None
+
+
 @pytest.mark.parametrize("case", ["far", "projected"])
 def test_a_glacier_outline_that_cannot_be_right_stops_the_job_with_exit_2(
     tmp_path: Path, cli, case: str
