@@ -675,6 +675,63 @@ def test_a_pair_without_stable_ground_takes_the_job_level_estimate_and_is_marked
     assert unlinked.status == "failed" and "no co-registered pair links" in unlinked.message
 
 
+def test_a_pending_pair_that_cannot_be_used_leaves_the_pairs_folder_and_a_rerun_resumes_it(
+    tmp_path: Path,
+) -> None:
+    from geodeform.io import AcquisitionDates, parse_date
+    from geodeform.workflows import PairOutcome
+    from geodeform.workflows.screening import PairCoregistration
+    from geodeform.workflows.stable import coregister_pending
+
+    dates = np.array(["2020-01-01", "2020-01-11", "2020-01-21"], dtype="datetime64[D]")
+    flow = np.zeros((6, 8))
+    flow[2:4] = 50.0
+    linked = PairCoregistration("mask", (4.0, 0.0, 0.0), (0.0, 0.0, 0.0), 40)
+    p01 = _pair_product(tmp_path, "2020-01-01", "2020-01-11", flow, linked)
+    p12 = _pair_product(
+        tmp_path, "2020-01-11", "2020-01-21", flow, PairCoregistration("mask", (-7.0, 0, 0), (0, 0, 0), 40)
+    )
+    text = "only 3 stable-ground nodes with data"
+    p02 = _pair_product(tmp_path, "2020-01-01", "2020-01-21", flow - 3.0, PairCoregistration("pending"), text)
+    with xr.open_dataset(p02) as ds:
+        keyed = ds.load().assign_attrs(geodeform_pair_key="k02")
+    keyed.to_netcdf(p02 + ".tmp", engine="h5netcdf")
+    Path(p02 + ".tmp").replace(p02)
+    item = Path(p02).with_suffix(".stac.json")
+    item.write_text("{}")  # the worker wrote the STAC item with the product
+    o01 = PairOutcome(0, "2020-01-01", "2020-01-11", 10.0, "ok", path=p01, coregistration="mask")
+    o12 = PairOutcome(1, "2020-01-11", "2020-01-21", 10.0, "ok", path=p12, coregistration="mask")
+    o02 = PairOutcome(
+        2, "2020-01-01", "2020-01-21", 20.0, "ok", path=p02, degraded=text, coregistration="pending"
+    )
+    # run 1: 01-21 is linked to nothing co-registered (the 01-11 -> 01-21 pair is missing)
+    failed = coregister_pending([o01, o02], dates)[1]
+    aside = tmp_path / "failed" / Path(p02).name
+    assert failed.status == "failed" and failed.path == str(aside)
+    assert not Path(p02).exists() and not item.exists() and aside.with_suffix(".stac.json").is_file()
+    assert sorted(q.name for q in tmp_path.glob("*.nc")) == sorted(Path(q).name for q in (p01, p12))
+    with xr.open_dataset(aside) as ds:
+        assert (
+            ds.attrs["geodeform_status"] == "failed"
+            and "no co-registered pair links" in ds.attrs["geodeform_failed"]
+        )
+        assert "no co-registered pair links" in ds.attrs["geodeform_degraded"]
+        assert json.loads(ds.attrs["geodeform_coregistration"])["source"] == "pending"
+    # run 2 resumes: the product set aside is found (not recomputed) and comes back pending ...
+    spec = PairSpec(reference=str(tmp_path / "absent_ref.tif"), secondary=str(tmp_path / "absent_sec.tif"),
+                    outputs={"netcdf": p02}, key="k02",
+                    dates=AcquisitionDates(parse_date("2020-01-01"), parse_date("2020-01-21")))  # fmt: skip
+    reused = process_pair(spec)
+    assert not reused.computed and reused.coregistration == "pending" and reused.path == p02
+    # ... and, now that 01-11 -> 01-21 links it, takes the job-level estimate back in the pairs folder
+    fixed = coregister_pending([o01, o12, reused], dates)[2]
+    assert fixed.status == "ok" and fixed.coregistration == "job" and fixed.path == p02
+    assert Path(p02).is_file() and item.is_file() and not aside.exists()
+    with xr.open_dataset(p02) as ds:
+        assert np.allclose(ds["dx"].values, flow, atol=1e-3)
+        assert "geodeform_status" not in ds.attrs and "job-level" in ds.attrs["geodeform_degraded"]
+
+
 def test_preflight_lists_every_unusable_image_in_one_pass_and_drops_them(tmp_path: Path) -> None:
     from geodeform.workflows.preflight import drop_unusable
 
@@ -703,6 +760,28 @@ def test_preflight_lists_every_unusable_image_in_one_pass_and_drops_them(tmp_pat
     with pytest.raises(InvalidInputError, match=r"3 of 6 images are unusable: .*22.*25.*28") as err:
         drop_unusable(strict, stack)
     assert "drop_bad_images: true" in str(err.value)
+
+
+def test_preflight_counts_the_declared_nodata_of_an_input_as_no_data(tmp_path: Path) -> None:
+    from geodeform.workflows.preflight import check_images
+
+    tex = load_texture()[:256, :256].astype(np.float64)
+    frames = []
+    for k in range(
+        3
+    ):  # 8-bit frames, black (0, the declared nodata) outside the scene, as JPEG-derived series
+        img = np.clip(1 + 254 * (np.roll(tex, k, 1) - tex.min()) / np.ptp(tex), 1, 255).astype(np.uint8)
+        img[:, :100] = 0
+        path = _write(tmp_path / f"S_2020010{k + 1}.tif", img)
+        with rasterio.open(path, "r+") as dst:
+            dst.nodata = 0
+        frames.append({"path": path})
+    config = load_config({"name": "t", "preset": "ice", "inputs": frames, "compute": {"cluster": "sync"}})
+    checks = check_images(config, stack_from_inputs(config.inputs, tmp_path / "run"))
+    for (
+        c
+    ) in checks:  # the black border is no data, not "data without contrast" (every frame was partly usable)
+        assert c.valid == pytest.approx(156 / 256, abs=0.01) and c.warning is None and c.problem is None
 
 
 @pytest.mark.parametrize("case", ["far", "projected"])

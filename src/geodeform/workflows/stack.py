@@ -137,9 +137,11 @@ def _existing(path: Path, key: str) -> bool:
 
 
 def read_image(path: str | Path) -> NDArray[np.float32]:
-    """Read an aligned stack image (float32, NaN = no data)."""
-    with rasterio.open(path) as src:
-        return src.read(1, out_dtype="float32")
+    """Read an aligned stack image (float32, NaN = no data: the raster's declared nodata and mask)."""
+    with rasterio.open(path) as src:  # masked: a stack image may be an input as it is (uint8, nodata 0)
+        return np.ma.filled(src.read(1, masked=True, out_dtype="float32"), np.nan).astype(
+            np.float32, copy=False
+        )
 
 
 def sample_image(path: str | Path, *, every: int = 4) -> NDArray[np.float32]:
