@@ -306,11 +306,20 @@ def _aligned_input(
     return path
 
 
-def _cloud_mask(scene: Any, grid: Any, cache_dir: Path | None) -> NDArray[np.bool_] | None:
+_MASK_BANDS = {"scl": "scl", "SCL": "scl", "qa_pixel": "qa", "QA_PIXEL": "qa"}
+MAX_CLOUD_REFERENCES = 4
+"""Other dates (the nearest in time) whose clear pixels form the clear-sky reference of a scene without a
+mask band (multi-temporal cloud tests of :mod:`geodeform.masks`)."""
+
+
+def _cloud_mask(
+    scene: Any, grid: Any, cache_dir: Path | None, references: Sequence[Any] = ()
+) -> NDArray[np.bool_] | None:
     """True where the scene's SCL / QA_PIXEL says cloud, shadow or no data; without such a band, where the
-    FMask-style spectral test of :mod:`geodeform.masks` finds them (L1C, Landsat L1); None without either."""
+    FMask-style spectral tests of :mod:`geodeform.masks` find them (L1C, Landsat L1), multi-temporal when
+    ``references`` (other dates) are given; None without either."""
     ref = SceneRef.from_any(scene)
-    for band, kind in (("scl", "scl"), ("SCL", "scl"), ("qa_pixel", "qa"), ("QA_PIXEL", "qa")):
+    for band, kind in _MASK_BANDS.items():
         if band in ref.assets:
             raw = read_aoi(ref, band, grid, cache_dir=cache_dir, resampling="nearest")
             ok = np.isfinite(raw)
@@ -321,7 +330,14 @@ def _cloud_mask(scene: Any, grid: Any, cache_dir: Path | None) -> NDArray[np.boo
                 bits = sum(1 << b for b in QA_CLOUD_BITS) | 1
                 bad = (codes & bits) != 0
             return bad | ~ok
-    spectral = scene_cloud_mask(scene, grid, cache_dir=cache_dir)
+    spectral = scene_cloud_mask(scene, grid, references=references, cache_dir=cache_dir)
+    if spectral is not None and references:
+        log.info(
+            "scene %s: clouds by the multi-temporal tests against %d other date(s) on %.0f%% of the AOI",
+            ref.id,
+            len(references),
+            100 * spectral.temporal_share,
+        )
     return None if spectral is None else spectral.cloud_or_shadow | ~spectral.valid
 
 
@@ -490,13 +506,15 @@ def stack_from_search(
     for n, ((orbit, day), members) in enumerate(chosen):
         ids = tuple(sorted(str(s.id) for s in members))
         key = content_key("search", ids, search.band, agrid.key, search.mask_clouds)
+        if search.mask_clouds and not all(_has_mask_band(s) for s in members):  # multi-temporal masks
+            key = content_key(key, sorted(str(s.id) for s in _nearest_dates(chosen, day)))
         path = out / f"{day}_{orbit if orbit is not None else 'x'}.tif"
         if not _existing(path, key):
             mosaic = np.full(shape, np.nan, dtype=np.float32)
             for s in members:
                 data = read_aoi(s, search.band, agrid, cache_dir=cache_dir, resampling="cubic")
                 if search.mask_clouds:
-                    bad = _cloud_mask(s, agrid, cache_dir)
+                    bad = _cloud_mask(s, agrid, cache_dir, _nearest_dates(chosen, day))
                     if bad is not None:
                         data = np.where(bad, np.nan, data).astype(np.float32)
                 fill = ~np.isfinite(mosaic) & np.isfinite(data)
@@ -511,6 +529,18 @@ def stack_from_search(
             progress(n + 1, len(chosen))
     notes = [f"{'; '.join(found.notes)}, {len(chosen)} acquisitions kept (max_images={search.max_images})"]
     return ImageStack(acqs, grid, float(res), f"search {search.collection} @ {search.catalog}", notes)
+
+
+def _has_mask_band(scene: Any) -> bool:
+    return any(b in SceneRef.from_any(scene).assets for b in _MASK_BANDS)
+
+
+def _nearest_dates(chosen: Sequence[SceneGroup], day: str) -> list[Any]:
+    """Scenes of the other chosen dates nearest to ``day`` (at most :data:`MAX_CLOUD_REFERENCES` dates)."""
+    target = np.datetime64(day, "D")
+    others = [(abs(int((np.datetime64(d, "D") - target).astype(int))), m) for (_, d), m in chosen if d != day]
+    others.sort(key=lambda t: t[0])
+    return [s for _, members in others[:MAX_CLOUD_REFERENCES] for s in members]
 
 
 def _crs(text: str) -> Any:
