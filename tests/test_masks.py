@@ -5,7 +5,9 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import math
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -257,3 +259,48 @@ def test_aoi_cloud_score_of_l1c_style_scene_matches_scl(tmp_path) -> None:
         # (buffered by one 120 m pixel) over-counts on the cloudy date: measured 69.8 % vs SCL 58.4 %.
         high = 12.0 if name == CLOUDY else tolerance
         assert -tolerance < multi.cloud_pct - scl.cloud_pct < high, (name, multi.cloud_pct, scl.cloud_pct)
+
+
+@pytest.mark.slow
+def test_job_stack_masks_l1c_style_scenes_against_the_other_dates(tmp_path, caplog) -> None:
+    """stack_from_search on three scenes without a mask band: each date is masked with the others as
+    references, the cloudy date's NaN pixels are exactly its multi-temporal mask."""
+
+    from geodeform.io.aoi import aoi_grid
+    from geodeform.masks import scene_cloud_mask
+    from geodeform.search import Scene, aoi_from_bbox
+    from geodeform.workflows.stack import SceneSearch, stack_from_search
+
+    scenes = {}
+    for name in (CLOUDY, *CLEAR):
+        folder = CROPS / name
+        if not folder.is_dir():
+            pytest.skip(f"real data not found at {folder}")
+        props = json.loads((folder / f"{name}.json").read_text())["properties"]
+        day = dt.datetime.strptime(name.split("_")[2], "%Y%m%d")
+        assets = {"red": str(folder / "B04.tif"), "nir": str(folder / "B08.tif")}
+        scenes[name] = Scene(
+            id=name, collection="sentinel-2-l1c", datetime=day, assets=assets, properties=props
+        )
+    aoi = aoi_from_bbox(BBOX)
+    groups = [((None, s.datetime.date().isoformat()), [s]) for s in scenes.values()]
+    search = SimpleNamespace(
+        band="red", resolution=120.0, mask_clouds=True, max_images=3, collection="l1c", catalog="x"
+    )
+    with caplog.at_level(logging.INFO, logger="geodeform.workflows.stack"):
+        stack = stack_from_search(
+            search, tmp_path, found=SceneSearch(aoi, groups), cache_dir=tmp_path / "cache"
+        )
+    assert "multi-temporal tests against 2 other date(s)" in caplog.text
+    cloudy = next(a for a in stack.acquisitions if a.id == CLOUDY)
+    import rasterio
+
+    with rasterio.open(cloudy.path) as src:
+        masked = np.isnan(src.read(1))
+    grid = aoi_grid(aoi, 120.0)
+    refs = [scenes[n] for n in CLEAR]
+    expected = scene_cloud_mask(scenes[CLOUDY], grid, references=refs, cache_dir=tmp_path / "cache")
+    alone = scene_cloud_mask(scenes[CLOUDY], grid, cache_dir=tmp_path / "cache")
+    assert expected is not None and alone is not None
+    bad = expected.cloud_or_shadow | ~expected.valid
+    assert (masked == bad).all() and (bad != (alone.cloud_or_shadow | ~alone.valid)).mean() > 0.02
