@@ -21,11 +21,12 @@ pytest.importorskip("distributed")
 
 import rasterio
 import xarray as xr
+from rasterio.control import GroundControlPoint
 from rasterio.transform import from_origin
 from scipy import ndimage
 
 from geodeform.cli.demo import ORIGIN, write_demo_inputs
-from geodeform.config import load_config
+from geodeform.config import InputImage, OrthoConfig, load_config
 from geodeform.demo import PIXEL_M, load_texture, make_glacier_series
 from geodeform.errors import InvalidInputError, NoDataError
 from geodeform.io import NoOverlapError
@@ -39,6 +40,7 @@ from geodeform.workflows import (
     stable_nodes,
     stack_from_inputs,
 )
+from geodeform.workflows.stack import SensorInputs
 
 YEAR = 365.25
 
@@ -846,3 +848,34 @@ def test_rpc_inputs_without_a_dem_over_relief_are_refused_naming_the_file(rpc_jo
     config = _rpc_config(rpc_job_inputs, dem=None)
     with pytest.raises(InvalidInputError, match=r"rpc_0\.tif.*parallax.*give one \(job 'dem:'"):
         run_job(config, tmp_path / "run")
+
+
+def test_gcp_only_input_is_put_on_the_grid_of_the_georeferenced_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An input with only ground control points (no geotransform) lands on the first image's grid."""
+    texture = load_texture()[:96, :96].astype(np.float32)
+    transform = from_origin(500000.0, 5000000.0, 30.0, 30.0)
+    profile = dict(driver="GTiff", width=96, height=96, count=1, dtype="float32", crs="EPSG:32632")
+    first = tmp_path / "first.tif"
+    with rasterio.open(first, "w", transform=transform, **profile) as dst:
+        dst.write(texture, 1)
+    # the same pixels without a geotransform, placed by four corner GCPs (pixel corners, map x / y)
+    corners = [(0, 0), (0, 96), (96, 0), (96, 96)]
+    gcps = [
+        GroundControlPoint(row=r, col=c, x=(transform * (c, r))[0], y=(transform * (c, r))[1])
+        for r, c in corners
+    ]
+    second = tmp_path / "second.tif"
+    plain = {k: v for k, v in profile.items() if k != "crs"}
+    with rasterio.open(second, "w", **plain) as dst:
+        dst.write(texture, 1)
+        dst.gcps = (gcps, rasterio.crs.CRS.from_epsg(32632))
+    items = [InputImage(path=str(first), date="2021-07-01"), InputImage(path=str(second), date="2021-07-17")]
+    sensor = SensorInputs(options=OrthoConfig(refine=False))
+    stack = stack_from_inputs(items, tmp_path / "run", sensor=sensor)
+    assert stack.grid.shape == (96, 96) and stack.grid.crs.to_epsg() == 32632
+    with rasterio.open(stack.acquisitions[1].path) as src:
+        placed = src.read(1)
+    inner = np.isfinite(placed)
+    assert inner.mean() > 0.9
+    assert np.abs(placed[inner] - texture[inner]).max() < 1e-3 * np.abs(texture).max()
+    assert any("second.tif: orthorectified (no DEM)" in n for n in stack.notes)
