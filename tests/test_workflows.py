@@ -25,6 +25,7 @@ from rasterio.control import GroundControlPoint
 from rasterio.transform import from_origin
 from scipy import ndimage
 
+import _rpc_images as rpcimg
 from geodeform.cli.demo import ORIGIN, write_demo_inputs
 from geodeform.config import InputImage, OrthoConfig, load_config
 from geodeform.demo import PIXEL_M, load_texture, make_glacier_series
@@ -761,40 +762,28 @@ RPC_BIASES = ((0.0, 0.0), (1.0, 2.8), (-2.0, 1.5))  # RPC line / sample offset e
 @pytest.fixture(scope="module")
 def rpc_job_inputs(tmp_path_factory):  # type: ignore[no-untyped-def]
     """Three dates seen through RPC models (two biased) over real relief; a block of ground moves."""
-    from _rpc_images import (
-        DEM,
-        PIXEL,
-        UTM31,
-        X0,
-        Y0,
-        N,
-        dem_height,
-        ground_positions,
-        rpc_model,
-        write_rpc_image,
-    )
-
-    if not DEM.is_file():
-        pytest.skip(f"real DEM not found at {DEM}")
+    if not rpcimg.DEM.is_file():
+        pytest.skip(f"real DEM not found at {rpcimg.DEM}")
     folder = tmp_path_factory.mktemp("rpc-job")
-    texture = load_texture()[:N, :N].astype(np.float64)
-    block = np.zeros((N, N), bool)
+    texture = load_texture()[: rpcimg.N, : rpcimg.N].astype(np.float64)
+    block = np.zeros((rpcimg.N, rpcimg.N), bool)
     block[80:176, 80:176] = True
-    positions = ground_positions(dem_height())
+    positions = rpcimg.ground_positions(rpcimg.dem_height())
     paths = []
     for k, (bias_row, bias_col) in enumerate(RPC_BIASES):
         moved = ndimage.shift(texture, (k * RPC_STEP_PX[0], k * RPC_STEP_PX[1]), order=3, mode="nearest")
         ground = np.where(block, moved, texture)
-        rpc = rpc_model(line_off=160.0 + bias_row, samp_off=160.0 + bias_col)
-        paths.append(write_rpc_image(folder / f"rpc_{k}.tif", ground, positions, rpc))
+        rpc = rpcimg.rpc_model(line_off=160.0 + bias_row, samp_off=160.0 + bias_col)
+        paths.append(rpcimg.write_rpc_image(folder / f"rpc_{k}.tif", ground, positions, rpc))
     stable = folder / "stable.tif"  # 1 = stable ground: outside the block, 8 px margin
     still = ~ndimage.binary_dilation(block, iterations=8)
-    profile = dict(driver="GTiff", width=N, height=N, count=1, dtype="uint8", crs=UTM31)
-    with rasterio.open(stable, "w", transform=from_origin(X0, Y0, PIXEL, PIXEL), **profile) as dst:
+    profile = dict(driver="GTiff", width=rpcimg.N, height=rpcimg.N, count=1, dtype="uint8", crs=rpcimg.UTM31)
+    ground_grid = from_origin(rpcimg.X0, rpcimg.Y0, rpcimg.PIXEL, rpcimg.PIXEL)
+    with rasterio.open(stable, "w", transform=ground_grid, **profile) as dst:
         dst.write(still.astype(np.uint8), 1)
-    x_block = (X0 + 80 * PIXEL, X0 + 176 * PIXEL)
-    y_block = (Y0 - 176 * PIXEL, Y0 - 80 * PIXEL)
-    return {"paths": paths, "stable": stable, "dem": DEM, "x_block": x_block, "y_block": y_block}
+    x_block = (rpcimg.X0 + 80 * rpcimg.PIXEL, rpcimg.X0 + 176 * rpcimg.PIXEL)
+    y_block = (rpcimg.Y0 - 176 * rpcimg.PIXEL, rpcimg.Y0 - 80 * rpcimg.PIXEL)
+    return {"paths": paths, "stable": stable, "dem": rpcimg.DEM, "x_block": x_block, "y_block": y_block}
 
 
 def _rpc_config(inputs, **changes):  # type: ignore[no-untyped-def]
