@@ -27,7 +27,7 @@ Shadows
 Several dates (multi-temporal tests, after MAJA, Hagolle et al. 2010, and Tmask, Zhu & Woodcock 2014)
     6. When a clear-sky ``reference`` of the same grid is given (:func:`clear_reference` of the job's other
        dates), a pixel whose red exceeds the reference's by ``temporal_red_increase`` (Tmask's 0.04) is
-       cloud, and a pixel not brighter in red whose near infrared is darker than ``1 - shadow_depth`` of the
+       cloud, and any other pixel whose near infrared is darker than ``1 - shadow_depth`` of the
        reference's is shadow. The single-date clouds (step 3) are kept only where the pixel is brighter in
        red than its reference, and the single-date shadows only where it is darker in near infrared: a
        surface that is bright or dark on every date (bare soil, rock, dark water) is not cloud or shadow.
