@@ -850,7 +850,7 @@ def test_gcp_only_input_is_put_on_the_grid_of_the_georeferenced_one(tmp_path) ->
     # the same pixels without a geotransform, placed by four corner GCPs (pixel corners, map x / y)
     corners = [(0, 0), (0, 96), (96, 0), (96, 96)]
     gcps = [
-        GroundControlPoint(row=r, col=c, x=(transform * (c, r))[0], y=(transform * (c, r))[1])
+        GroundControlPoint(row=r, col=c, x=(transform @ (c, r))[0], y=(transform @ (c, r))[1])
         for r, c in corners
     ]
     second = tmp_path / "second.tif"
