@@ -14,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from geodeform.banded import band_cholesky_into, band_solve
 from geodeform.timeseries._kernels import (
-    band_cholesky_into,
-    band_solve,
+    CHOLESKY_REL_TOL,
     fill_normal_band,
     find_root,
     half_bandwidth,
@@ -65,7 +65,7 @@ def _l1_fit(pi, pj, t, lam, obs_px, w_row, fit, reach, e, r, n_iter, band):
         for p in range(P):
             u[p] = w_row[p] * s / max(e[p], 1e-3 * s) if fit[p] else 0.0
         fill_normal_band(NB, pi, pj, u, fit, reach, t, lam)
-        if not band_cholesky_into(NB, LB):
+        if not band_cholesky_into(NB, LB, CHOLESKY_REL_TOL):
             return False
         for c in range(ncomp):
             rhs[:] = 0.0
