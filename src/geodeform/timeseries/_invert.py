@@ -352,8 +352,9 @@ def _settle_flags(
 
     Each pass refits only the pixels whose flags changed. The flags have settled when none changes, or
     fewer than 1e-4 of the chunk's observations, or after ``max_iterations`` passes. A date is suspect
-    when its pairs were ambiguous (see ``ambiguous_dates``) in any pass. ``flag`` and ``left_in`` (pairs above
-    the threshold left in the fit, in the last pass of the pixel) are updated in place.
+    when its pairs were ambiguous (see ``ambiguous_dates``) in any pass; a pixel stops at the first pass
+    that finds a new suspect date (its flags as they were). ``flag`` and ``left_in`` (pairs above the
+    threshold left in the fit, in the last pass of the pixel) are updated in place.
     """
     pi, pj = s.pairs[:, 0].copy(), s.pairs[:, 1].copy()
     suspect = np.zeros((finite.shape[0], s.t.size), dtype=bool)
@@ -369,6 +370,10 @@ def _settle_flags(
             finite[rows], w[rows], opts["threshold"], opts["max_fraction"], opts["flag_dates"],
             opts["date_ptr"], opts["date_pair"], new, dates, over,
         )  # fmt: skip
+        # A pixel with a newly ambiguous date stops here with its flags: the caller takes the date's pairs
+        # out of the fit first, so that the pairs they spoil are not judged against a fit they pull.
+        fresh = (dates & ~suspect[rows]).any(axis=1)
+        new[fresh] = flag[rows[fresh]]
         suspect[rows] |= dates
         left_in[rows] = over
         diff = new != flag[rows]
@@ -413,7 +418,7 @@ def _robust_fit(
             _START_FACTOR, opts["max_fraction"], flag, start_big,
         )  # fmt: skip
         _refit(s, fit, rows[flag.any(axis=1)], obs, w, finite, flag, opts)
-    for _ in range(3):  # rounds of date flags: rarely more than one
+    for _ in range(4):  # rounds of date flags: rarely more than two
         new_dates = (
             _settle_flags(s, fit, rows, obs, w, finite, flag, left_in=out.left_in, opts=opts) & ~out.dates
         )
