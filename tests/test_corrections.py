@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import warnings
+from datetime import datetime, timezone
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
+import xarray as xr
 
 from _shared import SHARED_DATA
 from geodeform.corrections import (
@@ -265,7 +268,8 @@ def test_filter_thresholds_are_in_pixels_whatever_the_unit_of_the_map() -> None:
     for unit, k in (("px", 1.0), ("m", 10.0), ("m/day", 10.0 / 16), ("m/yr", 10.0 / 16 * 365.25)):
         assert pixel_scale(dx * k, dy * k) == pytest.approx(k * pixel_scale(dx, dy), rel=1e-9)
         res = filter_outliers(dx * k, dy * k, pixel=k)  # the true pixel size in each unit
-        auto = filter_outliers(dx * k, dy * k)  # estimated from the map: the same in every unit
+        auto = filter_outliers(dx * k, dy * k, pixel="scatter")  # estimated by choice: same in every unit
+        assert auto.pixel_source == "scatter" and res.pixel_source == "given"
         kept[unit] = (res.mask, auto.mask)
         assert res.pixel == k and res.mask[bad].mean() > 0.9 and res.mask[~bad].mean() < 0.05
     for unit in ("m", "m/day", "m/yr"):
@@ -282,3 +286,67 @@ def test_ambiguous_matches_are_removed_on_their_predicted_error() -> None:
     assert res.reasons["ambiguous"].sum() == 1 and res.reasons["ambiguous"][5, 5]
     metres = filter_outliers(dx, dx, pixel=30.0, error=error * 30, median_size=None, ndc_size=None)
     assert np.array_equal(metres.reasons["ambiguous"], res.reasons["ambiguous"])
+
+
+# --- pixel size: given, said by the product, estimated by choice, never guessed ---
+
+
+def test_correct_offsets_refuses_plain_arrays_without_pixel_instead_of_guessing() -> None:
+    from geodeform.corrections import correct_offsets
+    from geodeform.errors import UnknownPixelSizeError
+
+    dx, dy, _, _ = _glacier_map(3)
+    for call in (lambda: correct_offsets(dx, dy), lambda: filter_outliers(dx, dy)):
+        with pytest.raises(UnknownPixelSizeError, match="pixel=") as info:
+            call()
+        assert isinstance(info.value, InvalidInputError) and isinstance(info.value, ValueError)
+    with pytest.raises(InvalidInputError, match="'scatter'"):
+        correct_offsets(dx, dy, pixel="guess")  # type: ignore[arg-type]
+    # DataArrays that say they are in pixels need nothing more
+    rep = correct_offsets(xr.DataArray(dx, attrs={"units": "px"}), xr.DataArray(dy, attrs={"units": "px"}))
+    given = correct_offsets(dx, dy, pixel=1.0)
+    assert rep.filtering.pixel == 1.0 and rep.filtering.pixel_source == "units"
+    assert np.array_equal(np.isfinite(rep.dx), np.isfinite(given.dx))
+    with pytest.raises(UnknownPixelSizeError, match="units"):  # metres without a pixel size: refused
+        correct_offsets(
+            xr.DataArray(dx * 30, attrs={"units": "m"}), xr.DataArray(dy * 30, attrs={"units": "m"})
+        )
+
+
+def test_a_pair_product_gives_its_own_pixel_size_and_the_filters_match_the_pixel_offsets() -> None:
+    from rasterio.crs import CRS
+    from rasterio.transform import from_origin
+
+    from geodeform.corrections import correct_offsets, product_pixel
+    from geodeform.errors import UnknownPixelSizeError
+    from geodeform.io import AcquisitionDates, GeoGrid, offset_dataset
+
+    rng = np.random.default_rng(11)
+    dx, dy, _, _ = _glacier_map(11)  # pixels
+    bad = rng.random(dx.shape) < 0.05
+    dx = np.where(bad, dx + rng.uniform(2, 6, dx.shape), dx)
+    step, pixel_m, span = 4, 10.0, 16.0
+    rows = np.arange(dx.shape[0]) * step + 16.0
+    cols = np.arange(dx.shape[1]) * step + 16.0
+    field = SimpleNamespace(dx=dx, dy=dy, rows=rows, cols=cols, quality=np.ones_like(dx),
+                            reason=np.zeros(dx.shape, np.int8))  # fmt: skip
+    grid = GeoGrid(crs=CRS.from_epsg(32633), transform=from_origin(500_000.0, 4_000_000.0, pixel_m, pixel_m),
+                   shape=(int(rows[-1]) + 32, int(cols[-1]) + 32))  # fmt: skip
+    dates = AcquisitionDates(
+        datetime(2020, 1, 1, tzinfo=timezone.utc), datetime(2020, 1, 17, tzinfo=timezone.utc)
+    )
+    ds = offset_dataset(field, grid, dates=dates, step=step)
+    assert product_pixel(ds, "dx") == pytest.approx(pixel_m)
+    assert product_pixel(ds, "vx") == pytest.approx(pixel_m * 365.25 / span)
+    in_px = correct_offsets(dx, dy, stable=np.ones(dx.shape, bool), pixel=1.0)
+    for var in ("dx", "vx"):
+        own = correct_offsets(ds[f"{var[0]}x"], ds[f"{var[0]}y"], stable=np.ones(dx.shape, bool),
+                              pixel=product_pixel(ds, var))  # fmt: skip
+        # +y north in the product, +rows south in the offsets, float32 on disk: the same nodes survive
+        assert (np.isfinite(own.dx) != np.isfinite(in_px.dx)).mean() < 0.005
+        assert own.filtering.mask[bad].mean() > 0.9
+    composite = ds.drop_vars(["date_dt"])
+    with pytest.raises(UnknownPixelSizeError, match="time span"):
+        product_pixel(composite.assign_attrs(date_dt=None), "vx")
+    with pytest.raises(UnknownPixelSizeError, match="no pixel size"):
+        product_pixel(ds.assign_attrs(geodeform_pixel_m=None), "dx")

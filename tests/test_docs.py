@@ -272,6 +272,12 @@ def test_a_failing_tutorial_block_names_the_page_and_step(tmp_path: Path) -> Non
     page = "# t\n\n```python\nx = 1\n```\n\n```python\nraise ValueError('no such band B99')\n```\n"
     with pytest.raises(tutorials.TutorialError, match=r"tutorial t, step 2 .*no such band B99"):
         tutorials.render("t", page, tmp_path)
+
+
+@pytest.mark.slow
+def test_a_failing_console_block_names_the_step(tmp_path: Path) -> None:
+    """A ``$ geodeform ...`` block runs the console script in a new interpreter (hence slow)."""
+    tutorials = _tutorials_module()
     with pytest.raises(tutorials.TutorialError, match=r"step 1 .*exited with"):
         tutorials.render("t", "```console\n$ geodeform no-such-command\n```\n", tmp_path)
 

@@ -288,7 +288,8 @@ def test_a_date_reached_only_through_two_disagreeing_pairs_is_flagged_not_guesse
 
 
 def test_an_outlier_that_is_the_only_link_left_is_kept_and_reported() -> None:
-    """Two blocks of dates linked by two pairs, one off by 6 px: rejecting both would cut the network."""
+    """Two blocks of dates linked by two pairs, one off by 6 px: left out, either would leave the other
+    reproduced exactly, so nothing says which is wrong; neither is rejected and the pixel says so."""
     rng = np.random.default_rng(22)
     dates = _dates(12, rng)
     block = build_pairs(dates[:6], max_separation=5).pairs
@@ -299,11 +300,50 @@ def test_an_outlier_that_is_the_only_link_left_is_kept_and_reported() -> None:
     obs[-1] += 6.0
     with pytest.warns(TimeSeriesWarning, match="keep outlier pairs"):
         ts = invert(dates, pairs, obs)
-    links = ts.outlier[-2:]
-    assert (links.sum(axis=0) == 1).all()  # one link rejected, never both
-    assert np.isfinite(ts.dx).all()  # so every date stays linked to the first
+    assert not ts.outlier[-2:].any()  # neither link judged an outlier
+    assert not ts.outlier[:-2].any()  # and the pairs inside the blocks are not blamed for them
+    assert np.isfinite(ts.dx).all()  # every date stays linked to the first
     assert ts.unresolved.all()  # and the pixel says a suspect pair is still in its fit
     assert not ts.date_flag.any()
+
+
+def test_the_two_pairs_of_an_end_date_are_never_judged() -> None:
+    """Pairs to the next 2 dates: the first and last dates have two pairs each, which the fit cannot tell
+    apart. Clean: (almost) nothing flagged. One of them off by 6 px: neither rejected, the date flagged."""
+    rng = np.random.default_rng(31)
+    dates = _dates(12, rng)
+    pairs = build_pairs(dates, max_separation=2).pairs
+    npx = 2000
+    clean = rng.normal(0, 0.1, (len(pairs), npx))
+    ts = invert(dates, pairs, clean)
+    assert ts.outlier.mean() < 0.002 and ts.date_flag.any(axis=0).mean() < 0.02
+    last = np.flatnonzero(pairs[:, 1] == len(dates) - 1)
+    assert last.size == 2
+    bad = clean.copy()
+    bad[last[0]] += 6.0
+    with pytest.warns(TimeSeriesWarning, match="date_flag"):
+        ts = invert(dates, pairs, bad)
+    assert not ts.outlier[last].any()
+    assert ts.date_flag[-1].mean() > 0.99 and np.isnan(ts.dx[-1]).mean() > 0.99
+    assert ts.date_flag[:8].any(axis=0).mean() < 0.02  # the dates the bad pair does not reach stay
+
+
+def test_judgeable_pairs_are_those_in_no_cut_of_one_or_two_links() -> None:
+    from geodeform.timeseries._robust import judgeable
+
+    # triangle 0-1-2, date 3 joined by (2, 3) and (1, 3), date 4 by (3, 4) alone
+    pairs = np.array([[0, 1], [1, 2], [0, 2], [2, 3], [1, 3], [3, 4]])
+    t = np.arange(5, dtype=float) * 10
+
+    def ok(p: np.ndarray, lam: float = 0.0) -> list[bool]:
+        use = np.ones(len(p), dtype=bool)
+        return judgeable(p[:, 0].copy(), p[:, 1].copy(), use, t, lam, 180.0).tolist()
+
+    # date 0 and date 3 have two links each, (3, 4) is the only one: only (1, 2) can be judged
+    assert ok(pairs) == [False, True, False, False, False, False]
+    more = np.concatenate([pairs, [[0, 3]]])  # a third link for dates 0 and 3
+    assert ok(more) == [True, True, True, True, True, False, True]
+    assert ok(more, lam=1.0)[-2] is False  # the smoothing's interval is no second check of (3, 4)
 
 
 def test_outlier_cap_holds_with_40_percent_bad_pairs() -> None:

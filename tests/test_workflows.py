@@ -21,11 +21,13 @@ pytest.importorskip("distributed")
 
 import rasterio
 import xarray as xr
+from rasterio.control import GroundControlPoint
 from rasterio.transform import from_origin
 from scipy import ndimage
 
+import _rpc_images as rpcimg
 from geodeform.cli.demo import ORIGIN, write_demo_inputs
-from geodeform.config import load_config
+from geodeform.config import InputImage, OrthoConfig, load_config
 from geodeform.demo import PIXEL_M, load_texture, make_glacier_series
 from geodeform.errors import InvalidInputError, NoDataError
 from geodeform.io import NoOverlapError
@@ -39,6 +41,7 @@ from geodeform.workflows import (
     stable_nodes,
     stack_from_inputs,
 )
+from geodeform.workflows.stack import SensorInputs
 
 YEAR = 365.25
 
@@ -675,6 +678,63 @@ def test_a_pair_without_stable_ground_takes_the_job_level_estimate_and_is_marked
     assert unlinked.status == "failed" and "no co-registered pair links" in unlinked.message
 
 
+def test_a_pending_pair_that_cannot_be_used_leaves_the_pairs_folder_and_a_rerun_resumes_it(
+    tmp_path: Path,
+) -> None:
+    from geodeform.io import AcquisitionDates, parse_date
+    from geodeform.workflows import PairOutcome
+    from geodeform.workflows.screening import PairCoregistration
+    from geodeform.workflows.stable import coregister_pending
+
+    dates = np.array(["2020-01-01", "2020-01-11", "2020-01-21"], dtype="datetime64[D]")
+    flow = np.zeros((6, 8))
+    flow[2:4] = 50.0
+    linked = PairCoregistration("mask", (4.0, 0.0, 0.0), (0.0, 0.0, 0.0), 40)
+    p01 = _pair_product(tmp_path, "2020-01-01", "2020-01-11", flow, linked)
+    p12 = _pair_product(
+        tmp_path, "2020-01-11", "2020-01-21", flow, PairCoregistration("mask", (-7.0, 0, 0), (0, 0, 0), 40)
+    )
+    text = "only 3 stable-ground nodes with data"
+    p02 = _pair_product(tmp_path, "2020-01-01", "2020-01-21", flow - 3.0, PairCoregistration("pending"), text)
+    with xr.open_dataset(p02) as ds:
+        keyed = ds.load().assign_attrs(geodeform_pair_key="k02")
+    keyed.to_netcdf(p02 + ".tmp", engine="h5netcdf")
+    Path(p02 + ".tmp").replace(p02)
+    item = Path(p02).with_suffix(".stac.json")
+    item.write_text("{}")  # the worker wrote the STAC item with the product
+    o01 = PairOutcome(0, "2020-01-01", "2020-01-11", 10.0, "ok", path=p01, coregistration="mask")
+    o12 = PairOutcome(1, "2020-01-11", "2020-01-21", 10.0, "ok", path=p12, coregistration="mask")
+    o02 = PairOutcome(
+        2, "2020-01-01", "2020-01-21", 20.0, "ok", path=p02, degraded=text, coregistration="pending"
+    )
+    # run 1: 01-21 is linked to nothing co-registered (the 01-11 -> 01-21 pair is missing)
+    failed = coregister_pending([o01, o02], dates)[1]
+    aside = tmp_path / "failed" / Path(p02).name
+    assert failed.status == "failed" and failed.path == str(aside)
+    assert not Path(p02).exists() and not item.exists() and aside.with_suffix(".stac.json").is_file()
+    assert sorted(q.name for q in tmp_path.glob("*.nc")) == sorted(Path(q).name for q in (p01, p12))
+    with xr.open_dataset(aside) as ds:
+        assert (
+            ds.attrs["geodeform_status"] == "failed"
+            and "no co-registered pair links" in ds.attrs["geodeform_failed"]
+        )
+        assert "no co-registered pair links" in ds.attrs["geodeform_degraded"]
+        assert json.loads(ds.attrs["geodeform_coregistration"])["source"] == "pending"
+    # run 2 resumes: the product set aside is found (not recomputed) and comes back pending ...
+    spec = PairSpec(reference=str(tmp_path / "absent_ref.tif"), secondary=str(tmp_path / "absent_sec.tif"),
+                    outputs={"netcdf": p02}, key="k02",
+                    dates=AcquisitionDates(parse_date("2020-01-01"), parse_date("2020-01-21")))  # fmt: skip
+    reused = process_pair(spec)
+    assert not reused.computed and reused.coregistration == "pending" and reused.path == p02
+    # ... and, now that 01-11 -> 01-21 links it, takes the job-level estimate back in the pairs folder
+    fixed = coregister_pending([o01, o12, reused], dates)[2]
+    assert fixed.status == "ok" and fixed.coregistration == "job" and fixed.path == p02
+    assert Path(p02).is_file() and item.is_file() and not aside.exists()
+    with xr.open_dataset(p02) as ds:
+        assert np.allclose(ds["dx"].values, flow, atol=1e-3)
+        assert "geodeform_status" not in ds.attrs and "job-level" in ds.attrs["geodeform_degraded"]
+
+
 def test_preflight_lists_every_unusable_image_in_one_pass_and_drops_them(tmp_path: Path) -> None:
     from geodeform.workflows.preflight import drop_unusable
 
@@ -703,6 +763,28 @@ def test_preflight_lists_every_unusable_image_in_one_pass_and_drops_them(tmp_pat
     with pytest.raises(InvalidInputError, match=r"3 of 6 images are unusable: .*22.*25.*28") as err:
         drop_unusable(strict, stack)
     assert "drop_bad_images: true" in str(err.value)
+
+
+def test_preflight_counts_the_declared_nodata_of_an_input_as_no_data(tmp_path: Path) -> None:
+    from geodeform.workflows.preflight import check_images
+
+    tex = load_texture()[:256, :256].astype(np.float64)
+    frames = []
+    for k in range(
+        3
+    ):  # 8-bit frames, black (0, the declared nodata) outside the scene, as JPEG-derived series
+        img = np.clip(1 + 254 * (np.roll(tex, k, 1) - tex.min()) / np.ptp(tex), 1, 255).astype(np.uint8)
+        img[:, :100] = 0
+        path = _write(tmp_path / f"S_2020010{k + 1}.tif", img)
+        with rasterio.open(path, "r+") as dst:
+            dst.nodata = 0
+        frames.append({"path": path})
+    config = load_config({"name": "t", "preset": "ice", "inputs": frames, "compute": {"cluster": "sync"}})
+    checks = check_images(config, stack_from_inputs(config.inputs, tmp_path / "run"))
+    for (
+        c
+    ) in checks:  # the black border is no data, not "data without contrast" (every frame was partly usable)
+        assert c.valid == pytest.approx(156 / 256, abs=0.01) and c.warning is None and c.problem is None
 
 
 @pytest.mark.parametrize("case", ["far", "projected"])
@@ -744,3 +826,124 @@ def test_a_plane_needs_stable_ground_across_the_grid_and_a_credible_ramp() -> No
     steep = cols * 0.1  # 3.9 px across the grid: clouds fitted, not a misregistration
     assert plane_ramp_px(steep, flat, valid) > MAX_PLANE_RAMP_PX
     assert plane_ramp_px(steep, flat, np.zeros_like(valid)) == 0.0
+
+
+# --- Jobs on images with RPCs (no geotransform): orthorectified onto the job grid with the job's DEM ---
+
+RPC_DAYS = 16
+RPC_STEP_PX = (
+    1.0,
+    -1.5,
+)  # block displacement per 16 days on the 20 m ground grid: rows (south), columns (east)
+RPC_BIASES = ((0.0, 0.0), (1.0, 2.8), (-2.0, 1.5))  # RPC line / sample offset errors of each date, px
+
+
+@pytest.fixture(scope="module")
+def rpc_job_inputs(tmp_path_factory):  # type: ignore[no-untyped-def]
+    """Three dates seen through RPC models (two biased) over real relief; a block of ground moves."""
+    if not rpcimg.DEM.is_file():
+        pytest.skip(f"real DEM not found at {rpcimg.DEM}")
+    folder = tmp_path_factory.mktemp("rpc-job")
+    texture = load_texture()[: rpcimg.N, : rpcimg.N].astype(np.float64)
+    block = np.zeros((rpcimg.N, rpcimg.N), bool)
+    block[80:176, 80:176] = True
+    positions = rpcimg.ground_positions(rpcimg.dem_height())
+    paths = []
+    for k, (bias_row, bias_col) in enumerate(RPC_BIASES):
+        moved = ndimage.shift(texture, (k * RPC_STEP_PX[0], k * RPC_STEP_PX[1]), order=3, mode="nearest")
+        ground = np.where(block, moved, texture)
+        rpc = rpcimg.rpc_model(line_off=160.0 + bias_row, samp_off=160.0 + bias_col)
+        paths.append(rpcimg.write_rpc_image(folder / f"rpc_{k}.tif", ground, positions, rpc))
+    stable = folder / "stable.tif"  # 1 = stable ground: outside the block, 8 px margin
+    still = ~ndimage.binary_dilation(block, iterations=8)
+    profile = dict(driver="GTiff", width=rpcimg.N, height=rpcimg.N, count=1, dtype="uint8", crs=rpcimg.UTM31)
+    ground_grid = from_origin(rpcimg.X0, rpcimg.Y0, rpcimg.PIXEL, rpcimg.PIXEL)
+    with rasterio.open(stable, "w", transform=ground_grid, **profile) as dst:
+        dst.write(still.astype(np.uint8), 1)
+    x_block = (rpcimg.X0 + 80 * rpcimg.PIXEL, rpcimg.X0 + 176 * rpcimg.PIXEL)
+    y_block = (rpcimg.Y0 - 176 * rpcimg.PIXEL, rpcimg.Y0 - 80 * rpcimg.PIXEL)
+    return {"paths": paths, "stable": stable, "dem": rpcimg.DEM, "x_block": x_block, "y_block": y_block}
+
+
+def _rpc_config(inputs, **changes):  # type: ignore[no-untyped-def]
+    days = ("2021-07-01", "2021-07-17", "2021-08-02")
+    data = {
+        "name": "rpc-job",
+        "inputs": [{"path": str(p), "date": d} for p, d in zip(inputs["paths"], days, strict=True)],
+        "dem": str(inputs["dem"]),
+        "masks": {"stable": str(inputs["stable"])},
+        "matching": {"step": 8},
+        "compute": {"cluster": "sync"},
+    }
+    data.update(changes)
+    return load_config(data)
+
+
+@pytest.mark.slow
+def test_job_on_rpc_images_recovers_the_known_motion_on_the_job_grid(rpc_job_inputs, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """RPC inputs are orthorectified with the Copernicus DEM, the biased models refined against the first
+    date on stable ground, and the velocity of the moving block matches the truth (docs/benchmarks.md)."""
+    result = run_job(_rpc_config(rpc_job_inputs), tmp_path / "run")
+    notes = " ".join(result.stack.notes)
+    assert notes.count("orthorectified (DEM") == 3 and notes.count("RPCs refined against") == 2
+    assert result.stack.grid.crs.to_epsg() == 32631 and 19 < result.stack.pixel_m < 22
+    vel = result.velocity
+    assert vel is not None
+    x, y = vel["x"].values[None, :], vel["y"].values[:, None]
+    (x0, x1), (y0, y1) = rpc_job_inputs["x_block"], rpc_job_inputs["y_block"]
+    margin = 400.0  # m: one matching chip from the block's edges
+    inside = (x > x0 + margin) & (x < x1 - margin) & (y > y0 + margin) & (y < y1 - margin)
+    outside = ~((x > x0 - margin) & (x < x1 + margin) & (y > y0 - margin) & (y < y1 + margin))
+    true_vx = RPC_STEP_PX[1] * 20.0 / RPC_DAYS * YEAR  # m/yr east (columns run east)
+    true_vy = -RPC_STEP_PX[0] * 20.0 / RPC_DAYS * YEAR  # m/yr north (rows run south)
+    vx, vy = vel["vx"].values, vel["vy"].values
+    inside = np.broadcast_to(inside, vx.shape) & np.isfinite(vx)
+    outside = np.broadcast_to(outside, vx.shape) & np.isfinite(vx)
+    assert inside.sum() > 30 and outside.sum() > 100
+    err_px = np.hypot(vx - true_vx, vy - true_vy)[inside] * RPC_DAYS / YEAR / 20.0  # per 16-day pair, px
+    still_px = np.hypot(vx, vy)[outside] * RPC_DAYS / YEAR / 20.0
+    print(
+        f"RPC job: moving block median error {np.median(err_px):.3f} px, "
+        f"90th pct {np.percentile(err_px, 90):.3f} px ({inside.sum()} nodes); "
+        f"stable ground median {np.median(still_px):.3f} px ({outside.sum()} nodes)"
+    )
+    assert np.median(err_px) < 0.1 and np.percentile(err_px, 90) < 0.2
+    assert np.median(still_px) < 0.1
+
+
+@pytest.mark.slow
+def test_rpc_inputs_without_a_dem_over_relief_are_refused_naming_the_file(rpc_job_inputs, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    config = _rpc_config(rpc_job_inputs, dem=None)
+    with pytest.raises(InvalidInputError, match=r"rpc_0\.tif.*parallax.*give one \(job 'dem:'"):
+        run_job(config, tmp_path / "run")
+
+
+def test_gcp_only_input_is_put_on_the_grid_of_the_georeferenced_one(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """An input with only ground control points (no geotransform) lands on the first image's grid."""
+    texture = load_texture()[:96, :96].astype(np.float32)
+    transform = from_origin(500000.0, 5000000.0, 30.0, 30.0)
+    profile = dict(driver="GTiff", width=96, height=96, count=1, dtype="float32", crs="EPSG:32632")
+    first = tmp_path / "first.tif"
+    with rasterio.open(first, "w", transform=transform, **profile) as dst:
+        dst.write(texture, 1)
+    # the same pixels without a geotransform, placed by four corner GCPs (pixel corners, map x / y)
+    corners = [(0, 0), (0, 96), (96, 0), (96, 96)]
+    gcps = [
+        GroundControlPoint(row=r, col=c, x=(transform @ (c, r))[0], y=(transform @ (c, r))[1])
+        for r, c in corners
+    ]
+    second = tmp_path / "second.tif"
+    plain = {k: v for k, v in profile.items() if k != "crs"}
+    with rasterio.open(second, "w", **plain) as dst:
+        dst.write(texture, 1)
+        dst.gcps = (gcps, rasterio.crs.CRS.from_epsg(32632))
+    items = [InputImage(path=str(first), date="2021-07-01"), InputImage(path=str(second), date="2021-07-17")]
+    sensor = SensorInputs(options=OrthoConfig(refine=False))
+    stack = stack_from_inputs(items, tmp_path / "run", sensor=sensor)
+    assert stack.grid.shape == (96, 96) and stack.grid.crs.to_epsg() == 32632
+    with rasterio.open(stack.acquisitions[1].path) as src:
+        placed = src.read(1)
+    inner = np.isfinite(placed)
+    assert inner.mean() > 0.9
+    assert np.abs(placed[inner] - texture[inner]).max() < 1e-3 * np.abs(texture).max()
+    assert any("second.tif: orthorectified (no DEM)" in n for n in stack.notes)

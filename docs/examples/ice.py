@@ -52,7 +52,8 @@ rows, cols = fields[0].rows, fields[0].cols
 # --- 4. correct: co-register every pair on stable ground (off the glacier) ----------------------------------
 true_dx, true_dy = glacier_field(rows[:, None], cols[None, :], SIZE, 1.0)  # flow per unit of peak
 stable = np.hypot(true_dx, true_dy) < 0.01  # here: where the known flow is < 1 % of the peak
-reports = [correct_offsets(dx[p], dy[p], stable=stable, plane=False) for p in range(len(network))]
+# pixel=1: the offsets are in pixels (the filters' thresholds are in pixels; nothing is guessed)
+reports = [correct_offsets(dx[p], dy[p], stable=stable, plane=False, pixel=1.0) for p in range(len(network))]
 dx_c = np.stack([r.dx for r in reports])
 dy_c = np.stack([r.dy for r in reports])
 bias = np.array([[r.coregistration.model_x[0], r.coregistration.model_y[0]] for r in reports])

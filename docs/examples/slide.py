@@ -64,11 +64,8 @@ network = build_pairs(dates, mode="all", max_separation=2)
 fields = [match(images[i], images[j], chip_size=32, step=8, search_range=4) for i, j in network.pairs]
 dx = np.stack([f.dx for f in fields])
 dy = np.stack([f.dy for f in fields])
-# Cumulative displacement since the first date, px. robust_start="ls": the default L1 start flags the
-# end dates (two links each at max_separation=2) as disagreeing in ~17 % of the pixels of this clean series,
-# which blurs the seasonal ICA component (surge correlation 0.94); the least-squares start keeps the robust
-# re-weighting of outlier pairs.
-ts = invert(dates, network.pairs, dx, dy, robust_start="ls")
+# Cumulative displacement since the first date, px (robust inversion with its defaults).
+ts = invert(dates, network.pairs, dx, dy)
 
 # Spatial ICA of the east displacement: maps that vary independently, each with its own time function.
 result = ica(ts.dx, n_components=2, mode="spatial")

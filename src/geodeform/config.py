@@ -46,6 +46,7 @@ __all__ = [
     "JobConfig",
     "MasksConfig",
     "MatchingConfig",
+    "OrthoConfig",
     "OutputConfig",
     "PairsConfig",
     "PreflightConfig",
@@ -532,6 +533,25 @@ class ComputeConfig(_Model):
         return self
 
 
+class OrthoConfig(_Model):
+    """Input images that come with RPCs or only GCPs (Pléiades, SPOT 6/7, WorldView, PlanetScope basic):
+    orthorectified onto the job grid with the job's ``dem``."""
+
+    refine: bool = Field(
+        True,
+        description="Refine each RPC model against the first (reference) image on stable ground "
+        "(masks.stable, else outside masks.glacier, else the whole image): an image-space shift or affine.",
+    )
+    model: Literal["shift", "affine"] = Field(
+        "shift", description="Refinement model: shift (2 parameters, the usual RPC bias) or affine (6)."
+    )
+    height: float | None = Field(
+        None,
+        description="Constant terrain height (m, as the RPCs expect) used without a dem, for flat areas "
+        "only; default: the RPC mean height, refused when the terrain parallax exceeds 0.5 px.",
+    )
+
+
 class JobConfig(_Model):
     """One geodeform job (``geodeform run job.yaml``)."""
 
@@ -570,6 +590,9 @@ class JobConfig(_Model):
     pairs: PairsConfig = Field(default_factory=lambda: PairsConfig(), description="Pair selection.")
     matching: MatchingConfig = Field(default_factory=lambda: MatchingConfig(), description="Offset tracking.")
     masks: MasksConfig = Field(default_factory=lambda: MasksConfig(), description="Masks.")
+    ortho: OrthoConfig = Field(
+        default_factory=lambda: OrthoConfig(), description="Orthorectification of RPC / GCP input images."
+    )
     preflight: PreflightConfig = Field(
         default_factory=lambda: PreflightConfig(), description="Image checks before matching."
     )

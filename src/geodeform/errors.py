@@ -7,6 +7,7 @@ __all__ = [
     "GeodeformError",
     "InvalidInputError",
     "NoDataError",
+    "UnknownPixelSizeError",
 ]
 
 
@@ -24,3 +25,8 @@ class DataError(GeodeformError, OSError):
 
 class NoDataError(GeodeformError, LookupError):
     """Nothing usable was found (no scenes, no overlap, all clouds)."""
+
+
+class UnknownPixelSizeError(InvalidInputError):
+    """A map's pixel size in its own unit is needed (filter thresholds in pixels) and cannot be known from the
+    input (plain arrays, a GeoTIFF without unit or time span, a composite); the message asks for pixel=."""

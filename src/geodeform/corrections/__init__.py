@@ -21,12 +21,12 @@ from geodeform.corrections.filters import (
     filter_outliers,
     median_mad_mask,
     ndc_mask,
-    pixel_scale,
     quality_mask,
     speed_mask,
 )
 from geodeform.corrections.metrics import StableGroundMetrics, stable_ground_metrics
 from geodeform.corrections.pipeline import CorrectionReport, correct_offsets
+from geodeform.corrections.scale import Pixel, PixelScale, pixel_scale, product_pixel, resolve_pixel
 from geodeform.corrections.stripes import StripeCorrection, destripe, track_coordinates
 
 __all__ = [
@@ -34,6 +34,8 @@ __all__ = [
     "CorrectionReport",
     "DominantOffset",
     "FilterResult",
+    "Pixel",
+    "PixelScale",
     "StableGroundMetrics",
     "StripeCorrection",
     "apply_mask",
@@ -46,7 +48,9 @@ __all__ = [
     "median_mad_mask",
     "ndc_mask",
     "pixel_scale",
+    "product_pixel",
     "quality_mask",
+    "resolve_pixel",
     "select_stable",
     "speed_mask",
     "stable_ground_metrics",

@@ -1,8 +1,8 @@
 """Outlier filters for offset maps. Each kernel returns a boolean mask, True = outlier (reject).
 
 The thresholds of :func:`filter_outliers` that measure displacement are in pixels, scaled by the size of a
-pixel in the map's unit (given, or estimated from the map), so that they mean the same on pixel offsets,
-metres, m/day or m/yr.
+pixel in the map's unit (:mod:`geodeform.corrections.scale`: given, said by the map, or estimated by choice;
+never guessed), so that they mean the same on pixel offsets, metres, m/day or m/yr.
 
 Pixel sign convention: +dx towards increasing columns (east on north-up images), +dy towards increasing
 rows (south). Map-frame inputs (vx east, vy north) are accepted where stated with ``frame="map"``.
@@ -18,8 +18,8 @@ from numpy.typing import ArrayLike, NDArray
 
 from geodeform.corrections._common import NMAD, as_map
 from geodeform.corrections._window_kernels import window_consistency, window_median_mad
-from geodeform.corrections.coregistration import dominant_offset
-from geodeform.errors import InvalidInputError, NoDataError
+from geodeform.corrections.scale import PixelScale, pixel_scale, resolve_pixel
+from geodeform.errors import InvalidInputError
 
 __all__ = [
     "FilterResult",
@@ -161,6 +161,8 @@ class FilterResult:
         ``median``, ``ndc``).
     pixel
         One pixel of displacement in the unit of the maps: the scale of the thresholds given in pixels.
+    pixel_source
+        Where ``pixel`` came from: ``"given"``, ``"units"`` (maps in pixels) or ``"scatter"`` (estimated).
     """
 
     dx: NDArray[np.float32]
@@ -168,6 +170,7 @@ class FilterResult:
     mask: NDArray[np.bool_]
     reasons: dict[str, NDArray[np.bool_]] = field(default_factory=dict)
     pixel: float = 1.0
+    pixel_source: Literal["given", "units", "scatter"] = "given"
 
     @property
     def rejected_fraction(self) -> float:
@@ -175,37 +178,11 @@ class FilterResult:
         return float(self.mask.mean())
 
 
-# One pixel of a map of unknown unit, in robust sigmas of its static terrain: sub-pixel matchers scatter by
-# about an eighth of a pixel there (GLAFT's Kaskawulsh map: sigma 0.055 m/day for 15 m pixels over 32 days,
-# i.e. 0.47 m/day per pixel; geodeform's ncc on real Sentinel-2 pairs: 0.05-0.15 px).
-_PIXEL_PER_SIGMA = 8.0
-
-
-def pixel_scale(dx: ArrayLike, dy: ArrayLike) -> float:
-    """One pixel of displacement in the unit of a map whose pixel size is not known.
-
-    Estimated as 8 sigmas of the static terrain's scatter: sigma from the distances of the nodes to the
-    dominant offset (:func:`geodeform.corrections.dominant_offset`, assuming static terrain holds at least a
-    fifth of the nodes). It scales with the map, so a map in m/day and the same map in m/yr get thresholds
-    in the same proportion. Give the true value (:func:`filter_outliers` ``pixel=``) whenever the pixel
-    size and the time span are known.
-
-    Raises
-    ------
-    NoDataError
-        Fewer than 10 valid nodes, or a map without any spread.
-    """
-    dom = dominant_offset(dx, dy)
-    if not dom.sigma > 0:
-        raise NoDataError("dx/dy: the static nodes have no spread; give pixel= to filter this map")
-    return _PIXEL_PER_SIGMA * dom.sigma
-
-
 def filter_outliers(
     dx: ArrayLike,
     dy: ArrayLike,
     *,
-    pixel: float | None = None,
+    pixel: PixelScale = None,
     quality: ArrayLike | None = None,
     min_quality: float = 0.2,
     error: ArrayLike | None = None,
@@ -236,8 +213,10 @@ def filter_outliers(
         One pixel of displacement in the unit of ``dx``/``dy``: 1 for pixel offsets, the pixel size for
         metres, pixel size / Δt for a velocity map (e.g. 15 m / 32 days = 0.47 m/day for a Landsat-8
         panchromatic pair). The thresholds ``max_error``, ``min_deviation`` and ``ndc_tolerance`` are in
-        pixels and scaled by it, so a map in m/day and the same map in m/yr keep the same nodes. None:
-        estimated from the map (:func:`pixel_scale`).
+        pixels and scaled by it, so a map in m/day and the same map in m/yr keep the same nodes. None: from
+        the maps themselves (DataArrays whose ``units`` are pixels), else refused; ``"scatter"``: estimated
+        from the map's static terrain (:func:`pixel_scale`), by choice. See
+        :func:`~geodeform.corrections.scale.product_pixel` for a geodeform pair product.
     quality, min_quality
         Matching quality per node (e.g. the correlation peak, [0, 1]) and the lowest accepted.
     error, max_error
@@ -255,12 +234,15 @@ def filter_outliers(
     Returns
     -------
     FilterResult
+
+    Raises
+    ------
+    UnknownPixelSizeError
+        ``pixel`` not given and the maps do not say their pixel size (plain arrays).
     """
+    unit, source = resolve_pixel(dx, dy, pixel)  # before as_map: a DataArray's units say the pixel size
     x = as_map(dx, "dx")
     y = as_map(dy, "dy", shape=x.shape)
-    unit = pixel_scale(x, y) if pixel is None else float(pixel)
-    if not unit > 0:
-        raise InvalidInputError(f"pixel must be > 0 (one pixel in the unit of the maps), got {pixel!r}")
     reasons: dict[str, NDArray[np.bool_]] = {}
     total = np.zeros(x.shape, dtype=bool)
 
@@ -293,5 +275,10 @@ def filter_outliers(
         tol = ndc_tolerance * unit
         reject("ndc", ndc_mask(x, y, size=ndc_size, tolerance=tol, min_fraction=ndc_min_fraction))
     return FilterResult(
-        dx=x.astype(np.float32), dy=y.astype(np.float32), mask=total, reasons=reasons, pixel=unit
+        dx=x.astype(np.float32),
+        dy=y.astype(np.float32),
+        mask=total,
+        reasons=reasons,
+        pixel=unit,
+        pixel_source=source,
     )

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -12,6 +12,7 @@ from geodeform.corrections._common import as_map, as_mask
 from geodeform.corrections.coregistration import Coregistration, coregister, select_stable
 from geodeform.corrections.filters import FilterResult, filter_outliers
 from geodeform.corrections.metrics import StableGroundMetrics, stable_ground_metrics
+from geodeform.corrections.scale import PixelScale, resolve_pixel
 from geodeform.corrections.stripes import destripe
 
 __all__ = ["CorrectionReport", "correct_offsets"]
@@ -55,7 +56,7 @@ def correct_offsets(
     plane: bool = True,
     stripes: dict[str, Any] | None = None,
     filters: dict[str, Any] | None = None,
-    pixel: float | None = None,
+    pixel: PixelScale = None,
     min_stable: int = 20,
 ) -> CorrectionReport:
     """Clean one offset (or velocity) map: outlier filters, co-registration, optional stripe removal.
@@ -75,14 +76,19 @@ def correct_offsets(
     filters
         Keyword arguments of :func:`filter_outliers`; None uses its defaults.
     pixel
-        One pixel of displacement in the unit of the maps (1 for pixel offsets, pixel size / Δt for a
-        velocity map): the scale of the filters' thresholds, which are in pixels. None: estimated from the
-        map (:func:`~geodeform.corrections.filters.pixel_scale`), the same for any unit of one map.
+        One pixel of displacement in the unit of the maps (1 for pixel offsets from
+        :func:`geodeform.offsets.match`, the pixel size for metres, pixel size / Δt for a velocity map;
+        :func:`~geodeform.corrections.scale.product_pixel` reads it from a geodeform pair product): the
+        scale of the filters' thresholds, which are in pixels. None: from the maps themselves (DataArrays
+        whose ``units`` are pixels), else refused; ``"scatter"``: estimated from the map's static terrain
+        (:func:`~geodeform.corrections.pixel_scale`), by choice (it shrinks with the map's noise).
     min_stable
         Fewest stable nodes with data for the co-registration.
 
     Raises
     ------
+    UnknownPixelSizeError
+        ``pixel`` not given and the maps do not say their pixel size (plain arrays): nothing is guessed.
     NoDataError
         Fewer than ``min_stable`` stable nodes with data (or fewer than 10 valid nodes for an automatic
         selection).
@@ -91,6 +97,8 @@ def correct_offsets(
     -------
     CorrectionReport
     """
+    options = {"pixel": pixel, **(filters or {})}
+    scale = resolve_pixel(dx, dy, options["pixel"])  # first: refused before any work if unknown
     x = as_map(dx, "dx")
     y = as_map(dy, "dy", shape=x.shape)
     mask = as_mask(stable, "stable", x.shape)
@@ -98,7 +106,8 @@ def correct_offsets(
         # co-registration needs 20 stable nodes; a margin for those the outlier filters remove
         mask = select_stable(x, y, min_count=min_stable + 10)
     before = stable_ground_metrics(x, y, mask)
-    filt = filter_outliers(x, y, **{"pixel": pixel, **(filters or {})})
+    filt = filter_outliers(x, y, **{**options, "pixel": scale.value})
+    filt = replace(filt, pixel_source=scale.source)
     co = coregister(filt.dx, filt.dy, stable=mask, plane=plane, min_points=min_stable)
     out_x, out_y = co.dx, co.dy
     assert out_y is not None

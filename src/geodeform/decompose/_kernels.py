@@ -3,9 +3,9 @@
 Unknowns per pixel: ``x[3 (k − 1) + c]`` = component c (east, north, up) of the cumulative displacement at
 union date k ≥ 1 (``d_0 = 0``). A pair (i, j) couples the blocks of dates i and j, the smoothing couples
 consecutive dates, so the normal matrix is banded: half-bandwidth ``b = 3 · (longest pair in dates) + 2``.
-Its Cholesky factor and the entries of its inverse inside the band (Takahashi's recurrences) cost
-``O(m b²)`` per pixel instead of ``O(m³)``. Band storage: ``NB[i, d] = N[i, i − d]`` (lower),
-``ZU[i, d] = Z[i, i + d]`` (upper, Z = N⁻¹).
+Its Cholesky factor and the entries of its inverse inside the band (Takahashi's recurrences,
+:mod:`geodeform.banded`) cost ``O(m b²)`` per pixel instead of ``O(m³)``. Band storage:
+``NB[i, d] = N[i, i − d]`` (lower), ``ZU[i, d] = Z[i, i + d]`` (upper, Z = N⁻¹).
 """
 
 from __future__ import annotations
@@ -13,79 +13,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from geodeform.banded import band_cholesky, band_entry, band_inverse, band_solve
+
 __all__ = ["solve_pixels"]
 
-
-@njit(cache=True)
-def _cholesky(NB):
-    m, b1 = NB.shape
-    b = b1 - 1
-    LB = np.zeros((m, b1))
-    scale = 0.0
-    for k in range(m):
-        scale = max(scale, abs(NB[k, 0]))
-    tol = 1e-13 * max(scale, 1e-300)
-    for j in range(m):
-        s = NB[j, 0]
-        for k in range(max(0, j - b), j):
-            s -= LB[j, j - k] * LB[j, j - k]
-        if s <= tol:
-            return LB, False
-        LB[j, 0] = np.sqrt(s)
-        inv = 1.0 / LB[j, 0]
-        for i in range(j + 1, min(m, j + b + 1)):
-            s2 = NB[i, i - j]
-            for k in range(max(0, i - b), j):
-                s2 -= LB[i, i - k] * LB[j, j - k]
-            LB[i, i - j] = s2 * inv
-    return LB, True
-
-
-@njit(cache=True)
-def _inverse_band(LB):
-    m, b1 = LB.shape
-    b = b1 - 1
-    ZU = np.zeros((m, b1))
-    for i in range(m - 1, -1, -1):
-        kmax = min(m - 1, i + b)
-        lii = LB[i, 0]
-        for j in range(kmax, i - 1, -1):
-            s = 1.0 / lii if i == j else 0.0
-            for k in range(i + 1, kmax + 1):
-                zkj = ZU[j, k - j] if k >= j else ZU[k, j - k]
-                s -= LB[k, k - i] * zkj
-            ZU[i, j - i] = s / lii
-    return ZU
-
-
-@njit(cache=True)
-def _z(ZU, r, c):
-    """Entry (r, c) of the inverse from its upper band (0 outside it, never asked for here)."""
-    if r > c:
-        r, c = c, r
-    d = c - r
-    if d >= ZU.shape[1]:
-        return 0.0
-    return ZU[r, d]
-
-
-@njit(cache=True)
-def _solve(LB, rhs):
-    m, b1 = LB.shape
-    b = b1 - 1
-    y = np.empty(m)
-    x = np.empty(m)
-    for i in range(m):
-        s = rhs[i]
-        for k in range(max(0, i - b), i):
-            s -= LB[i, i - k] * y[k]
-        y[i] = s / LB[i, 0]
-    for i in range(m - 1, -1, -1):
-        s = y[i]
-        for k in range(i + 1, min(m, i + b + 1)):
-            s -= LB[k, k - i] * x[k]
-        x[i] = s / LB[i, 0]
-    return x
+CHOLESKY_REL_TOL = 1e-13  # a pivot below this times the largest diagonal entry: singular pixel
 
 
 @njit(cache=True)
@@ -133,12 +65,13 @@ def solve_pixels(
     npx = x_out.shape[0]
     for px in prange(npx):
         NB, rhs = _normal(px, ref, sec, set_of, unit, value, w, use, reg)
-        LB, ok = _cholesky(NB)
+        LB, ok = band_cholesky(NB, CHOLESKY_REL_TOL)
         if not ok:
             failed[px] = True
             continue
-        x = _solve(LB, rhs)
-        ZU = _inverse_band(LB)
+        x = np.empty(rhs.size)
+        band_solve(LB, rhs, x, np.empty(rhs.size))
+        ZU = band_inverse(LB)
         for k in range(x.size):
             x_out[px, k] = x[k]
             var_out[px, k] = ZU[k, 0]
@@ -152,8 +85,8 @@ def solve_pixels(
             for a in range(3):
                 for c in range(3):
                     uu = unit[s, px, a] * unit[s, px, c]
-                    zjj = _z(ZU, 3 * (j - 1) + a, 3 * (j - 1) + c) if j > 0 else 0.0
-                    zii = _z(ZU, 3 * (i - 1) + a, 3 * (i - 1) + c) if i > 0 else 0.0
-                    zij = _z(ZU, 3 * (i - 1) + a, 3 * (j - 1) + c) if (i > 0 and j > 0) else 0.0
+                    zjj = band_entry(ZU, 3 * (j - 1) + a, 3 * (j - 1) + c) if j > 0 else 0.0
+                    zii = band_entry(ZU, 3 * (i - 1) + a, 3 * (i - 1) + c) if i > 0 else 0.0
+                    zij = band_entry(ZU, 3 * (i - 1) + a, 3 * (j - 1) + c) if (i > 0 and j > 0) else 0.0
                     q += uu * (zjj + zii - 2.0 * zij)
             q_out[p, px] = q

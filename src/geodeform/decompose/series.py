@@ -23,10 +23,10 @@ from geodeform.decompose._kernels import solve_pixels
 from geodeform.decompose.enu import COMPONENTS, Observation, ObservationKind
 from geodeform.errors import InvalidInputError, NoDataError
 from geodeform.pairs import as_dates, check_pairs
+from geodeform.timeseries import span_velocity
 
 __all__ = ["EnuSeries", "PairSet", "invert_enu"]
 
-DAYS_PER_YEAR = 365.25
 _EPS_REDUNDANCY = 1e-3
 _ESTIMABLE_TOL = 1e-6
 _SIGMA_SAMPLE = 200  # pixels used to estimate the sets' σ
@@ -444,17 +444,6 @@ def _flag_outliers(
     return (z > threshold) & (rank < allowed[None, :])
 
 
-def _velocity(t: NDArray[np.float64], d: NDArray[np.float64], s: NDArray[np.float64]) -> tuple[Any, Any]:
-    ok = np.isfinite(d)
-    last = d.shape[0] - 1 - np.argmax(ok[::-1], axis=0)
-    span = t[last]
-    cols = np.arange(d.shape[1])
-    with np.errstate(invalid="ignore", divide="ignore"):
-        v = np.where(span > 0, d[last, cols] / span * DAYS_PER_YEAR, np.nan)
-        sv = np.where(span > 0, s[last, cols] / span * DAYS_PER_YEAR, np.nan)
-    return v.astype(np.float32), sv.astype(np.float32)
-
-
 def invert_enu(
     sets: Sequence[PairSet],
     *,
@@ -635,7 +624,7 @@ def _assemble(
     for k, name in enumerate(COMPONENTS):
         d = x[:, :, k].T
         sd = s[:, :, k].T
-        v, sv = _velocity(prob.t, d, sd)
+        v, sv = span_velocity(prob.t, d, sd)
         series[name] = d.astype(np.float32).reshape((n, *sp))
         series[f"sigma_{name}"] = sd.astype(np.float32).reshape((n, *sp))
         series[f"velocity_{name}"] = v.reshape(sp)

@@ -46,6 +46,7 @@ __all__ = [
     "orthorectify",
     "parallax_px",
     "refine_rpc",
+    "sensor_grid",
 ]
 
 log = logging.getLogger(__name__)
@@ -111,6 +112,53 @@ def has_sensor_model(path: str | os.PathLike[str]) -> bool:
     with rasterio.open(path) as src:
         georeferenced = src.crs is not None and not src.transform.is_identity
         return not georeferenced and (bool(src.rpcs) or bool(src.gcps[0]))
+
+
+def sensor_grid(path: str | os.PathLike[str], *, height: float | None = None) -> GeoGrid:
+    """A north-up UTM grid covering an RPC or GCP image at about its own pixel size (metres, rounded to
+    0.1 m): the job grid when no input image has a geotransform.
+
+    The footprint is the image outline through the sensor model at ``height`` (default: the RPC mean
+    height), so it is approximate where the relief is high; pixels of the grid the image does not see are
+    no data after :func:`orthorectify`.
+
+    Raises
+    ------
+    NotGeoreferencedError
+        The raster has neither RPCs nor GCPs.
+    """
+    with rasterio.open(path) as src:
+        rpcs, (gcps, gcp_crs), shape = src.rpcs, src.gcps, (src.height, src.width)
+    rows = np.r_[np.linspace(0, shape[0], 9), np.full(9, shape[0]), np.linspace(shape[0], 0, 9), np.zeros(9)]
+    cols = np.r_[np.zeros(9), np.linspace(0, shape[1], 9), np.full(9, shape[1]), np.linspace(shape[1], 0, 9)]
+    if rpcs:
+        z = rpcs.height_off if height is None else height
+        with RPCTransformer(rpcs) as t:
+            lon, lat = t.xy(rows, cols, zs=np.full(rows.size, z), offset="ul")
+    elif gcps:
+        with GCPTransformer(gcps) as t:
+            x, y = t.xy(rows, cols, offset="ul")
+        lon, lat = Transformer.from_crs(gcp_crs, "EPSG:4326", always_xy=True).transform(x, y)
+    else:
+        raise NotGeoreferencedError(f"{path} has neither a geotransform nor RPCs nor ground control points")
+    lon, lat = np.asarray(lon, np.float64), np.asarray(lat, np.float64)
+    zone = int((float(np.mean(lon)) + 180) // 6) + 1
+    epsg = (32600 if float(np.mean(lat)) >= 0 else 32700) + zone
+    x, y = Transformer.from_crs("EPSG:4326", epsg, always_xy=True).transform(lon, lat)
+    x, y = np.asarray(x), np.asarray(y)
+    # pixel size: the image's mean ground spacing along its edges (each edge has 8 steps)
+    edge = np.hypot(np.diff(x.reshape(4, 9), axis=1), np.diff(y.reshape(4, 9), axis=1)).sum(axis=1)
+    pixel = round(
+        float(np.mean([edge[0] / shape[0], edge[1] / shape[1], edge[2] / shape[0], edge[3] / shape[1]])), 1
+    )
+    x0, y1 = np.floor(x.min() / pixel) * pixel, np.ceil(y.max() / pixel) * pixel
+    width = int(np.ceil((x.max() - x0) / pixel))
+    height_px = int(np.ceil((y1 - y.min()) / pixel))
+    return GeoGrid(
+        crs=rasterio.crs.CRS.from_epsg(epsg),
+        transform=rasterio.transform.from_origin(x0, y1, pixel, pixel),
+        shape=(height_px, width),
+    )
 
 
 def parallax_px(rpcs: rasterio.rpc.RPC) -> float:

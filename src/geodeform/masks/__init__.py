@@ -6,15 +6,24 @@
 
 from __future__ import annotations
 
-from geodeform.masks.scene import reflectance_scaling, scene_cloud_mask, sun_angles
-from geodeform.masks.spectral import CloudMask, CloudOptions, Reflectances, detect_clouds
+from geodeform.masks.scene import (
+    SceneBands,
+    reflectance_scaling,
+    scene_cloud_mask,
+    scene_reflectances,
+    sun_angles,
+)
+from geodeform.masks.spectral import CloudMask, CloudOptions, Reflectances, clear_reference, detect_clouds
 
 __all__ = [
     "CloudMask",
     "CloudOptions",
     "Reflectances",
+    "SceneBands",
+    "clear_reference",
     "detect_clouds",
     "reflectance_scaling",
     "scene_cloud_mask",
+    "scene_reflectances",
     "sun_angles",
 ]

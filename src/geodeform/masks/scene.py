@@ -15,16 +15,16 @@ import logging
 import math
 import os
 import re
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import Any, NamedTuple
 
 import numpy as np
 from numpy.typing import NDArray
 
 from geodeform.io.aoi import AOIGrid, SceneRef, read_aoi
-from geodeform.masks.spectral import CloudMask, CloudOptions, Reflectances, detect_clouds
+from geodeform.masks.spectral import CloudMask, CloudOptions, Reflectances, clear_reference, detect_clouds
 
-__all__ = ["reflectance_scaling", "scene_cloud_mask", "sun_angles"]
+__all__ = ["SceneBands", "reflectance_scaling", "scene_cloud_mask", "scene_reflectances", "sun_angles"]
 
 log = logging.getLogger(__name__)
 
@@ -71,31 +71,30 @@ def _nir_key(ref: SceneRef) -> str | None:
     return None
 
 
-def scene_cloud_mask(
-    scene: Any,
-    grid: AOIGrid,
-    *,
-    cache_dir: str | os.PathLike[str] | None = None,
-    options: CloudOptions | None = None,
-) -> CloudMask | None:
-    """Detect clouds and shadows of a scene on ``grid`` from its reflectance bands (FMask-style).
+class SceneBands(NamedTuple):
+    """Reflectances of one catalogue scene on a grid (:func:`scene_reflectances`).
 
-    Parameters
+    Attributes
     ----------
-    scene
-        :class:`geodeform.search.Scene` (its ``properties`` give the sun angles and the scaling), a
-        ``pystac.Item`` or a :class:`geodeform.io.aoi.SceneRef`.
-    grid
-        Grid to read the bands on (the job's AOI grid).
-    cache_dir
-        Cache of the AOI reads (see :func:`geodeform.io.aoi.read_aoi`).
-    options
-        :class:`geodeform.masks.CloudOptions`.
+    id
+        Scene id.
+    bands
+        :class:`Reflectances` (0..1, NaN = no data).
+    sun
+        ``(azimuth, elevation)`` of the sun in degrees, or None when the metadata has none.
+    """
 
-    Returns
-    -------
-    CloudMask or None
-        None when the scene has no red or no near-infrared band (nothing can be tested).
+    id: str
+    bands: Reflectances
+    sun: tuple[float, float] | None
+
+
+def scene_reflectances(
+    scene: Any, grid: AOIGrid, *, cache_dir: str | os.PathLike[str] | None = None
+) -> SceneBands | None:
+    """Read the reflectance bands of a scene on ``grid`` with the product's scaling (module notes).
+
+    Returns None when the scene has no red or no near-infrared band.
     """
     ref = SceneRef.from_any(scene)
     props: Mapping[str, Any] = getattr(scene, "properties", None) or {}
@@ -117,20 +116,75 @@ def scene_cloud_mask(
         return ((gain * dn + offset) * scale).astype(np.float32)
 
     given = {k: band(k) for k in _OPTIONAL if k in ref.assets}
-    bands = Reflectances(red=band("red"), nir=band(nir), **given)
-    if angles is None:
-        log.warning("%s: no sun angles in the metadata; cloud shadows are not searched", ref.id)
-    mask = detect_clouds(
-        bands,
-        sun_azimuth=None if angles is None else angles[0],
-        sun_elevation=None if angles is None else angles[1],
+    return SceneBands(ref.id, Reflectances(red=band("red"), nir=band(nir), **given), angles)
+
+
+def _detect(
+    scene: SceneBands, grid: AOIGrid, options: CloudOptions | None, reference: Any = None
+) -> CloudMask:
+    az, el = (None, None) if scene.sun is None else scene.sun
+    return detect_clouds(
+        scene.bands,
+        sun_azimuth=az,
+        sun_elevation=el,
         pixel_m=grid.resolution,
         options=options,
+        reference=reference,
     )
+
+
+def scene_cloud_mask(
+    scene: Any,
+    grid: AOIGrid,
+    *,
+    references: Sequence[Any] = (),
+    cache_dir: str | os.PathLike[str] | None = None,
+    options: CloudOptions | None = None,
+) -> CloudMask | None:
+    """Detect clouds and shadows of a scene on ``grid`` from its reflectance bands (FMask-style).
+
+    Parameters
+    ----------
+    scene
+        :class:`geodeform.search.Scene` (its ``properties`` give the sun angles and the scaling), a
+        ``pystac.Item`` or a :class:`geodeform.io.aoi.SceneRef`.
+    grid
+        Grid to read the bands on (the job's AOI grid).
+    references
+        Other dates of the same area (scenes as ``scene``, or :class:`SceneBands` already read): their
+        single-date clear pixels form the clear-sky reference of the multi-temporal tests
+        (:func:`geodeform.masks.clear_reference`). Empty: single-date tests only.
+    cache_dir
+        Cache of the AOI reads (see :func:`geodeform.io.aoi.read_aoi`).
+    options
+        :class:`geodeform.masks.CloudOptions`.
+
+    Returns
+    -------
+    CloudMask or None
+        None when the scene has no red or no near-infrared band (nothing can be tested).
+    """
+    target = scene if isinstance(scene, SceneBands) else scene_reflectances(scene, grid, cache_dir=cache_dir)
+    if target is None:
+        return None
+    others = [
+        r if isinstance(r, SceneBands) else scene_reflectances(r, grid, cache_dir=cache_dir)
+        for r in references
+    ]
+    others = [o for o in others if o is not None and o.bands.red.shape == target.bands.red.shape]
+    reference = None
+    if others:
+        masks = [_detect(o, grid, options) for o in others]
+        reference = clear_reference([o.bands for o in others], masks)
+    if target.sun is None:
+        log.warning("%s: no sun angles in the metadata; cloud shadows are not searched", target.id)
+    mask = _detect(target, grid, options, reference)
     if not mask.snow_tested:
+        how = "only snow that lies on every date is" if reference is not None else "no snow is"
         log.warning(
-            "%s: no green + SWIR-1 band, so snow and ice cannot be told from clouds by the spectral test; "
-            "bright snow may be masked as cloud (give a scene with those bands, or set mask_clouds: false)",
-            ref.id,
+            "%s: no green + SWIR-1 band, so %s told from clouds; fresh snow may be masked as cloud (give a "
+            "scene with those bands, or set mask_clouds: false)",
+            target.id,
+            how,
         )
     return mask

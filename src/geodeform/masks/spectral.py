@@ -24,6 +24,15 @@ Shadows
        and kept where at least ``min_similarity`` of it lands on potential shadow (FMask's object matching);
        the matched shadows grow into adjacent potential shadow within ``shadow_grow_m``.
 
+Several dates (multi-temporal tests, after MAJA, Hagolle et al. 2010, and Tmask, Zhu & Woodcock 2014)
+    6. When a clear-sky ``reference`` of the same grid is given (:func:`clear_reference` of the job's other
+       dates), a pixel whose red exceeds the reference's by ``temporal_red_increase`` (Tmask's 0.04) is
+       cloud, and any other pixel whose near infrared is darker than ``1 - shadow_depth`` of the
+       reference's is shadow. The single-date clouds (step 3) are kept only where the pixel is brighter in
+       red than its reference, and the single-date shadows only where it is darker in near infrared: a
+       surface that is bright or dark on every date (bare soil, rock, dark water) is not cloud or shadow.
+       Pixels without a reference keep the single-date result.
+
 Reflectances are top-of-atmosphere (L1C) or surface (L2A) values in 0..1 with NaN = no data; the tests are
 the same for both (clouds are bright in either). Without green and SWIR-1, snow and ice cannot be told from
 clouds: the caller must say so (:attr:`CloudMask.snow_tested` is False).
@@ -32,6 +41,8 @@ clouds: the caller must say so (:attr:`CloudMask.snow_tested` is False).
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -42,7 +53,7 @@ from scipy import ndimage
 from geodeform.errors import InvalidInputError
 from geodeform.masks._kernels import fill_depressions, match_shadows
 
-__all__ = ["CloudMask", "CloudOptions", "Reflectances", "detect_clouds"]
+__all__ = ["CloudMask", "CloudOptions", "Reflectances", "clear_reference", "detect_clouds"]
 
 F32 = NDArray[np.float32]
 
@@ -97,6 +108,9 @@ class CloudOptions:
         Share of a projected cloud object that must fall on potential shadow (FMask 0.3).
     min_object_px
         Smallest cloud object (pixels) whose shadow is searched.
+    temporal_red_increase
+        Multi-temporal test: red reflectance increase over the clear-sky reference that makes a cloud
+        (Tmask's 0.04). Shadows use ``shadow_depth`` relative to the reference's near infrared.
     """
 
     probability_margin: float = 0.2
@@ -108,6 +122,7 @@ class CloudOptions:
     dark_fraction: float = 0.5
     min_similarity: float = 0.3
     min_object_px: int = 3
+    temporal_red_increase: float = 0.04
 
 
 class CloudMask(NamedTuple):
@@ -125,6 +140,8 @@ class CloudMask(NamedTuple):
         Probability threshold used (NaN when no clear pixel was left: every potential cloud pixel is cloud).
     snow_tested
         Whether snow/ice could be separated from clouds (green and SWIR-1 given).
+    temporal_share
+        Share of the valid pixels that had a clear-sky reference (multi-temporal tests; 0 = single date).
     """
 
     cloud: NDArray[np.bool_]
@@ -133,6 +150,7 @@ class CloudMask(NamedTuple):
     probability: F32
     threshold: float
     snow_tested: bool
+    temporal_share: float = 0.0
 
     @property
     def cloud_or_shadow(self) -> NDArray[np.bool_]:
@@ -221,6 +239,68 @@ def _shadows(
     return shadow & valid
 
 
+def clear_reference(dates: Sequence[Reflectances], masks: Sequence[CloudMask]) -> Reflectances:
+    """Clear-sky reference of each pixel from other dates of the same grid (input of :func:`detect_clouds`).
+
+    The reference red and near infrared are the darkest values of the pixel over the dates where its
+    single-date ``masks`` saw no cloud, shadow or no data: clouds and haze only brighten both bands, so
+    the minimum is the cleanest clear view. Where every date was flagged cloud, the reference red is the
+    darkest red over all dates (shadows left out): a surface that is bright on every date (bare soil,
+    rock) is its own reference, so it is not taken for a cloud; the near infrared stays NaN there (no
+    shadow test against a cloud). NaN where no date has data.
+
+    Raises
+    ------
+    InvalidInputError
+        No date, a different number of masks, or dates of different shapes.
+    """
+    if not dates or len(dates) != len(masks):
+        raise InvalidInputError(
+            f"a clear reference needs one mask per date; got {len(dates)} dates, {len(masks)} masks"
+        )
+    if len({d.red.shape for d in dates}) != 1:
+        raise InvalidInputError("the dates of a clear reference must share one grid")
+
+    red = np.stack([d.red for d in dates])
+    nir = np.stack([d.nir for d in dates])
+    clear = np.stack([m.valid & ~m.cloud_or_shadow for m in masks])
+    unshaded = np.stack([m.valid & ~m.shadow for m in masks])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels: no such date
+        red_clear = np.nanmin(np.where(clear, red, np.nan), axis=0)
+        red_any = np.nanmin(np.where(unshaded, red, np.nan), axis=0)
+        nir_clear = np.nanmin(np.where(clear, nir, np.nan), axis=0)
+    red_ref = np.where(np.isfinite(red_clear), red_clear, red_any).astype(np.float32)
+    return Reflectances(red=red_ref, nir=nir_clear.astype(np.float32))
+
+
+def _temporal(
+    b: Reflectances,
+    reference: Reflectances,
+    cloud: NDArray[np.bool_],
+    shadow: NDArray[np.bool_],
+    valid: NDArray[np.bool_],
+    opts: CloudOptions,
+) -> tuple[NDArray[np.bool_], NDArray[np.bool_], float]:
+    """Multi-temporal tests (module notes, step 6) -> cloud, shadow, share of pixels with a reference."""
+    if reference.red.shape != b.red.shape or reference.nir.shape != b.nir.shape:
+        raise InvalidInputError(
+            f"the clear-sky reference ({reference.red.shape}) is not on the scene's grid ({b.red.shape})"
+        )
+    has = valid & np.isfinite(reference.red)
+    has_nir = has & np.isfinite(reference.nir)
+    with np.errstate(invalid="ignore"):
+        brighter = np.nan_to_num(b.red - reference.red, nan=0.0)
+        darker_nir = has_nir & (b.nir < reference.nir)
+        new_cloud = has & (brighter > opts.temporal_red_increase)
+        new_shadow = has_nir & ~new_cloud & (b.nir < (1.0 - opts.shadow_depth) * reference.nir)
+    new_cloud = ndimage.binary_opening(new_cloud)
+    cloud = (cloud & (~has | (brighter > 0))) | new_cloud
+    shadow = ((shadow & (~has_nir | darker_nir)) | new_shadow) & ~cloud
+    share = float(has.sum()) / max(1, int(valid.sum()))
+    return cloud, shadow, share
+
+
 def detect_clouds(
     bands: Reflectances,
     *,
@@ -228,6 +308,7 @@ def detect_clouds(
     sun_elevation: float | None,
     pixel_m: float,
     options: CloudOptions | None = None,
+    reference: Reflectances | None = None,
 ) -> CloudMask:
     """Cloud and cloud-shadow masks of one scene (FMask-style tests; see the module notes).
 
@@ -242,6 +323,9 @@ def detect_clouds(
         Pixel size, metres (sets the shadow search distances and the buffers).
     options
         :class:`CloudOptions`.
+    reference
+        Clear-sky reference on the same grid (:func:`clear_reference` of other dates): adds the
+        multi-temporal tests (module notes, step 6). None: single-date tests only.
 
     Returns
     -------
@@ -250,7 +334,8 @@ def detect_clouds(
     Raises
     ------
     InvalidInputError
-        Bands of different shapes, a sun below the horizon, or a non-positive pixel size.
+        Bands of different shapes (or a reference on another grid), a sun below the horizon, or a
+        non-positive pixel size.
     """
     opts = options or CloudOptions()
     shapes = {getattr(bands, k).shape for k in bands.names()}
@@ -279,7 +364,10 @@ def detect_clouds(
             bands, cloud, clear, valid,
             sun_azimuth=sun_azimuth, sun_elevation=sun_elevation, pixel_m=pixel_m, opts=opts,
         )  # fmt: skip
+    share = 0.0
+    if reference is not None:
+        cloud, shadow, share = _temporal(bands, reference, cloud, shadow, valid, opts)
     buffer = round(opts.cloud_buffer_m / pixel_m)
     if buffer > 0:
         cloud = ndimage.binary_dilation(cloud, iterations=buffer) & valid
-    return CloudMask(cloud, shadow & ~cloud, valid, prob, threshold, snow_tested)
+    return CloudMask(cloud, shadow & ~cloud, valid, prob, threshold, snow_tested, share)

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import numpy.typing as npt
 from rasterio.transform import Affine
 
 from geodeform.errors import InvalidInputError
+from geodeform.quake.errors import EmptyFieldError
 
-__all__ = ["FAULT_MATCHING", "grid_components"]
+__all__ = ["FAULT_MATCHING", "FieldArrays", "field_arrays", "grid_components"]
 
 FAULT_MATCHING: dict[str, Any] = {"method": "ncc", "chip_size": 24, "step": 8, "two_motion_px": 0.1}
 """Settings of :func:`geodeform.offsets.match` for co-seismic pairs (add ``search_range``).
@@ -49,3 +50,38 @@ def grid_components(
         )
     inv = np.linalg.inv(a) * col_len  # map vector -> (col, row) cells -> length units along the axes
     return inv[0, 0] * e + inv[0, 1] * n, inv[1, 0] * e + inv[1, 1] * n
+
+
+class FieldArrays(NamedTuple):
+    """An offset field checked by :func:`field_arrays`."""
+
+    x: npt.NDArray[np.float64]
+    """(nr, nc) displacement along +col, float64 (NaN kept)."""
+    y: npt.NDArray[np.float64]
+    """(nr, nc) displacement along +row, float64 (NaN kept)."""
+    valid: npt.NDArray[np.bool_]
+    """(nr, nc) nodes where both components are finite."""
+
+
+def field_arrays(dx: npt.ArrayLike, dy: npt.ArrayLike) -> FieldArrays:
+    """The two components of an offset field as float64 and their valid nodes, for the trace and profile
+    kernels.
+
+    Raises
+    ------
+    InvalidInputError
+        ``dx`` and ``dy`` are not 2-D arrays of one shape.
+    EmptyFieldError
+        No node has both components finite.
+    """
+    x = np.asarray(dx, dtype=np.float64)
+    y = np.asarray(dy, dtype=np.float64)
+    if x.ndim != 2 or x.shape != y.shape:
+        raise InvalidInputError(f"dx and dy must be 2-D arrays of one shape, got {x.shape} and {y.shape}")
+    valid = np.isfinite(x) & np.isfinite(y)
+    if not valid.any():
+        raise EmptyFieldError(
+            f"the offset field ({x.shape[0]} × {x.shape[1]} nodes) has no finite value; check that the "
+            "matching succeeded (OffsetField.reason_counts()) and that the pair covers the rupture"
+        )
+    return FieldArrays(x, y, valid)

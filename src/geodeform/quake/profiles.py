@@ -30,7 +30,8 @@ from scipy.spatial import cKDTree
 
 from geodeform.corrections import track_coordinates
 from geodeform.errors import InvalidInputError
-from geodeform.quake.errors import EmptyFieldError, TraceOutsideError
+from geodeform.quake.errors import TraceOutsideError
+from geodeform.quake.grids import field_arrays
 
 __all__ = [
     "COLUMNS",
@@ -455,16 +456,7 @@ def _field(
     dx: npt.ArrayLike, dy: npt.ArrayLike, sigma: npt.ArrayLike | None
 ) -> tuple[F64, F64, F64, npt.NDArray[np.bool_]]:
     """The field as float64, its weights (1/σ² or 1) and its valid nodes; refuses empty fields."""
-    x = np.asarray(dx, dtype=np.float64)
-    y = np.asarray(dy, dtype=np.float64)
-    if x.ndim != 2 or x.shape != y.shape:
-        raise InvalidInputError(f"dx and dy must be 2-D arrays of one shape, got {x.shape} and {y.shape}")
-    valid = np.isfinite(x) & np.isfinite(y)
-    if not valid.any():
-        raise EmptyFieldError(
-            f"the offset field ({x.shape[0]} × {x.shape[1]} nodes) has no finite value; check the matching "
-            "(OffsetField.reason_counts()) and that the pair covers the rupture"
-        )
+    x, y, valid = field_arrays(dx, dy)
     w = np.ones_like(x)
     if sigma is not None:
         sg = np.asarray(sigma, dtype=np.float64)

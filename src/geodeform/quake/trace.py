@@ -36,7 +36,8 @@ from scipy.sparse.csgraph import connected_components, minimum_spanning_tree, sh
 from scipy.spatial import Delaunay, QhullError
 
 from geodeform.errors import InvalidInputError
-from geodeform.quake.errors import EmptyFieldError, NoRuptureError
+from geodeform.quake.errors import NoRuptureError
+from geodeform.quake.grids import field_arrays
 
 __all__ = ["StepStrength", "detect_trace", "order_points", "step_strength"]
 
@@ -63,16 +64,8 @@ class StepStrength:
 
 
 def _as_field(dx: npt.ArrayLike, dy: npt.ArrayLike) -> tuple[F64, F64, npt.NDArray[np.bool_]]:
-    x = np.asarray(dx, dtype=np.float64)
-    y = np.asarray(dy, dtype=np.float64)
-    if x.ndim != 2 or x.shape != y.shape:
-        raise InvalidInputError(f"dx and dy must be 2-D arrays of one shape, got {x.shape} and {y.shape}")
-    valid = np.isfinite(x) & np.isfinite(y)
-    if not valid.any():
-        raise EmptyFieldError(
-            f"the offset field ({x.shape[0]} × {x.shape[1]} nodes) has no finite value; check that the "
-            "matching succeeded (OffsetField.reason_counts()) and that the pair overlaps"
-        )
+    """The field with its invalid nodes set to 0, and the valid nodes (:func:`field_arrays`)."""
+    x, y, valid = field_arrays(dx, dy)
     return np.where(valid, x, 0.0), np.where(valid, y, 0.0), valid
 
 

@@ -16,6 +16,9 @@
 * :func:`radar_offsets` converts pixel offsets to range / azimuth / line-of-sight metres with the geometry;
   :func:`sar_dataset` geocodes them through the GCPs (and a DEM) and :func:`write_sar_product` writes
   a COG or NetCDF.
+* :func:`grd_track` and :func:`write_safe` (:mod:`geodeform.sar.safe`) write synthetic SAFE products with a
+  known motion, to try the chain and its settings against a truth (the tutorial "Radar amplitude, step by
+  step" uses them).
 
 Pixel offsets follow geodeform's convention (a feature at (row, col) of the reference is at (row + dy,
 col + dx) of the secondary): +dx towards increasing range (away from the satellite), +dy along the flight.
@@ -32,6 +35,7 @@ from geodeform.sar.geocode import map_grid, radar_coordinates, sample_nodes
 from geodeform.sar.geometry import RadarOffsets, radar_offsets
 from geodeform.sar.products import SAR_BANDS, sar_dataset, write_sar_product
 from geodeform.sar.reader import BurstImage, S1Image, check_pair, find_measurements, open_s1
+from geodeform.sar.safe import SafeSpec, SyntheticTrack, grd_track, write_safe
 from geodeform.sar.tracking import amplitude_features, match_amplitude
 
 __all__ = [
@@ -45,11 +49,14 @@ __all__ = [
     "RadarOffsets",
     "Resampled",
     "S1Image",
+    "SafeSpec",
     "SarProductError",
+    "SyntheticTrack",
     "amplitude_features",
     "check_pair",
     "find_measurements",
     "footprint",
+    "grd_track",
     "map_grid",
     "match_amplitude",
     "match_coherence",
@@ -63,5 +70,6 @@ __all__ = [
     "read_noise",
     "sample_nodes",
     "sar_dataset",
+    "write_safe",
     "write_sar_product",
 ]

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -185,7 +186,12 @@ def _overlaps(a: Any, b: Any) -> bool:
 
 
 def spectral_scores(
-    scene: Any, aoi: AOI, *, resolution: float | None = None, cache_dir: str | None = None
+    scene: Any,
+    aoi: AOI,
+    *,
+    resolution: float | None = None,
+    cache_dir: str | None = None,
+    references: Sequence[Any] = (),
 ) -> AOIScore:
     """Score a scene without a mask band from its FMask-style cloud + shadow mask on the AOI.
 
@@ -199,6 +205,9 @@ def spectral_scores(
         Pixel size of the detection, metres (default: the red band's own, but not finer than 60 m).
     cache_dir
         Cache of the AOI reads.
+    references
+        Other dates of the AOI (scenes): adds the multi-temporal cloud tests (see
+        :func:`geodeform.masks.scene_cloud_mask`). A catalogue search scores each scene alone (empty).
 
     Raises
     ------
@@ -212,7 +221,7 @@ def spectral_scores(
     ref = SceneRef.from_any(scene)
     res = resolution or max(band_resolution(ref, "red"), SPECTRAL_SCORE_M)
     grid: AOIGrid = aoi_grid(aoi, res)
-    mask = scene_cloud_mask(scene, grid, cache_dir=cache_dir)
+    mask = scene_cloud_mask(scene, grid, references=references, cache_dir=cache_dir)
     if mask is None:
         raise InvalidInputError(f"scene {ref.id} has no red or no near-infrared band to detect clouds with")
     geom = aoi.projected(grid.epsg)

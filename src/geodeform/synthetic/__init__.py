@@ -13,7 +13,8 @@ radiometric change, clouds, mis-registration)::
 Sign convention: a feature at (row, col) of the reference appears at (row + dy, col + dx) of the
 secondary; +dx toward increasing columns (east on a north-up image), +dy toward increasing rows (south).
 Displacements are in pixels. Other synthetic scenes: :mod:`geodeform.quake.synthetic` (rupture pairs and
-georeferenced tiles), :mod:`geodeform.sar.simulate` (speckle and complex SAR pairs).
+georeferenced tiles), :mod:`geodeform.sar.simulate` (speckle and complex SAR pairs),
+:mod:`geodeform.sar.safe` (Sentinel-1 GRD/SLC SAFE products of a track with a known motion).
 """
 
 from geodeform.synthetic.fields import (

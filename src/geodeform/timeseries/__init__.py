@@ -7,7 +7,14 @@ relative to the first date.
 
 from __future__ import annotations
 
-from geodeform.timeseries._invert import DAYS_PER_YEAR, TimeSeriesResult, TimeSeriesWarning, invert
+from geodeform.timeseries._invert import (
+    DAYS_PER_YEAR,
+    SpanVelocity,
+    TimeSeriesResult,
+    TimeSeriesWarning,
+    invert,
+    span_velocity,
+)
 from geodeform.timeseries.noise import add_date_noise, date_noise
 from geodeform.timeseries.products import (
     AnnualVelocity,
@@ -21,6 +28,7 @@ __all__ = [
     "DAYS_PER_YEAR",
     "AnnualVelocity",
     "ErrorModel",
+    "SpanVelocity",
     "TimeSeriesResult",
     "TimeSeriesWarning",
     "VelocityComposite",
@@ -31,5 +39,6 @@ __all__ = [
     "invert",
     "node_date_noise",
     "pair_sigma",
+    "span_velocity",
     "velocity_composite",
 ]

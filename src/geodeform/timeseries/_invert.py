@@ -6,7 +6,7 @@ import itertools
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
@@ -17,7 +17,14 @@ from geodeform.pairs import Gap, as_dates, check_pairs, find_gaps, network_compo
 from geodeform.timeseries._kernels import STATUS_EMPTY, STATUS_OK, solve_groups
 from geodeform.timeseries._robust import flag_outliers, robust_start
 
-__all__ = ["DAYS_PER_YEAR", "TimeSeriesResult", "TimeSeriesWarning", "invert"]
+__all__ = [
+    "DAYS_PER_YEAR",
+    "SpanVelocity",
+    "TimeSeriesResult",
+    "TimeSeriesWarning",
+    "invert",
+    "span_velocity",
+]
 
 _AUTO_RESIDUAL_BYTES = 2**30  # residual maps kept by default up to this size
 # Robust start: IRLS steps towards the L1 fit; its flags at this fraction of outlier_threshold (the
@@ -357,8 +364,9 @@ def _settle_flags(
 
     Each pass refits only the pixels whose flags changed. The flags have settled when none changes, or
     fewer than 1e-4 of the chunk's observations, or after ``max_iterations`` passes. A date is suspect
-    when its pairs were ambiguous (see ``ambiguous_dates``) in any pass. ``flag`` and ``left_in`` (pairs above
-    the threshold left in the fit, in the last pass of the pixel) are updated in place.
+    when its pairs were ambiguous (see ``ambiguous_dates``) in any pass; a pixel stops at the first pass
+    that finds a new suspect date (its flags as they were). ``flag`` and ``left_in`` (pairs above the
+    threshold left in the fit, in the last pass of the pixel) are updated in place.
     """
     pi, pj = s.pairs[:, 0].copy(), s.pairs[:, 1].copy()
     suspect = np.zeros((finite.shape[0], s.t.size), dtype=bool)
@@ -375,6 +383,10 @@ def _settle_flags(
             finite[pick], w[pick], opts["threshold"], opts["max_fraction"], opts["flag_dates"],
             opts["date_ptr"], opts["date_pair"], new, dates, over,
         )  # fmt: skip
+        # A pixel with a newly ambiguous date stops here with its flags: the caller takes the date's pairs
+        # out of the fit first, so that the pairs they spoil are not judged against a fit they pull.
+        fresh = (dates & ~suspect[rows]).any(axis=1)
+        new[fresh] = flag[rows[fresh]]
         suspect[rows] |= dates
         left_in[rows] = over
         diff = new != flag[rows]
@@ -419,7 +431,7 @@ def _robust_fit(
             _START_FACTOR, opts["max_fraction"], flag, start_big,
         )  # fmt: skip
         _refit(s, fit, rows[flag.any(axis=1)], obs, w, finite, flag, opts)
-    for _ in range(3):  # rounds of date flags: rarely more than one
+    for _ in range(4):  # rounds of date flags: rarely more than two
         new_dates = (
             _settle_flags(s, fit, rows, obs, w, finite, flag, left_in=out.left_in, opts=opts) & ~out.dates
         )
@@ -679,9 +691,27 @@ class _Maps:
         self.status[sl] = fit.status
 
 
-def _velocity(
-    t: NDArray[np.float64], d: NDArray[np.float32], sig: NDArray[np.float32]
-) -> tuple[NDArray[np.float32], NDArray[np.float32]]:
+class SpanVelocity(NamedTuple):
+    """Mean velocity of each pixel over its constrained span (:func:`span_velocity`), float32."""
+
+    v: NDArray[np.float32]
+    """(npx,) displacement at the last constrained date over its time since date 0, per year (input
+    unit / yr); NaN where no date after the first is constrained."""
+    sigma: NDArray[np.float32]
+    """(npx,) its standard error, same unit."""
+
+
+def span_velocity(t: NDArray[np.float64], d: NDArray[np.floating], sig: NDArray[np.floating]) -> SpanVelocity:
+    """Mean velocity from a cumulative displacement series: the last finite date's displacement over its
+    time since date 0.
+
+    Parameters
+    ----------
+    t
+        (ndates,) days since the first date.
+    d, sig
+        (ndates, npx) cumulative displacement since date 0 and its standard error (NaN = unconstrained).
+    """
     ok = np.isfinite(d)
     last = d.shape[0] - 1 - np.argmax(ok[::-1], axis=0)
     span = t[last]
@@ -689,7 +719,7 @@ def _velocity(
     with np.errstate(invalid="ignore", divide="ignore"):
         v = np.where(span > 0, d[last, cols] / span * DAYS_PER_YEAR, np.nan)
         sv = np.where(span > 0, sig[last, cols] / span * DAYS_PER_YEAR, np.nan)
-    return v.astype(np.float32), sv.astype(np.float32)
+    return SpanVelocity(v.astype(np.float32), sv.astype(np.float32))
 
 
 def _warn_flags(
@@ -722,7 +752,7 @@ def _assemble(s: _Setup, maps: _Maps) -> TimeSeriesResult:
     ncomp, n = d.shape[0], d.shape[1]
     P = s.pairs.shape[0]
     sp = s.spatial
-    vel = [_velocity(s.t, d[c], sig[c]) for c in range(ncomp)]
+    vel = [span_velocity(s.t, d[c], sig[c]) for c in range(ncomp)]
     n_partial = int(((status != STATUS_OK) & (status != STATUS_EMPTY)).sum())
     n_empty = int((status == STATUS_EMPTY).sum())
     if s.gaps:

@@ -5,7 +5,8 @@ Unknowns are the cumulative displacements ``d_1 .. d_{n-1}`` (``d_0 = 0``). A pa
 optional smoothing adds rows penalising the change of mean velocity between consecutive intervals.
 
 The normal matrix is banded (half-bandwidth = the longest pair in acquisitions, or 2 with smoothing), so the
-Cholesky factor and the entries of its inverse inside the band (Takahashi recurrences) cost O(n b^2).
+Cholesky factor and the entries of its inverse inside the band (Takahashi recurrences,
+:mod:`geodeform.banded`) cost O(n b^2).
 Pixels that use the same set of pairs (a "group") share one factorisation; each pixel then only costs two
 banded triangular solves and O(npairs) bookkeeping.
 
@@ -17,12 +18,13 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from geodeform.banded import band_cholesky, band_inverse, band_solve
+
 __all__ = [
+    "CHOLESKY_REL_TOL",
     "STATUS_EMPTY",
     "STATUS_OK",
     "STATUS_PARTIAL",
-    "band_cholesky_into",
-    "band_solve",
     "fill_normal_band",
     "find_root",
     "half_bandwidth",
@@ -34,6 +36,7 @@ __all__ = [
 STATUS_OK = 0
 STATUS_PARTIAL = 1  # some dates unconstrained (NaN)
 STATUS_EMPTY = 2  # nothing could be estimated
+CHOLESKY_REL_TOL = 1e-11  # a pivot below this times the largest diagonal entry: singular group
 
 
 @njit(cache=True)
@@ -128,72 +131,6 @@ def fill_normal_band(NB, pi, pj, w_row, valid_row, reach, t, lam):
     for k in range(1, n):
         if not reach[k]:
             NB[k - 1, 0] = 1.0
-
-
-@njit(cache=True)
-def _band_cholesky(NB):
-    """Lower band Cholesky factor ``LB[i, d] = L[i, i - d]``; ok is False for a non-positive pivot."""
-    LB = np.zeros(NB.shape)
-    return LB, band_cholesky_into(NB, LB)
-
-
-@njit(cache=True)
-def band_cholesky_into(NB, LB):
-    """:func:`_band_cholesky` written into ``LB`` (same shape as ``NB``); returns ok."""
-    m, b1 = NB.shape
-    b = b1 - 1
-    scale = 0.0
-    for k in range(m):
-        scale = max(scale, abs(NB[k, 0]))
-    tol = 1e-11 * max(scale, 1e-300)
-    for j in range(m):
-        s = NB[j, 0]
-        for k in range(max(0, j - b), j):
-            s -= LB[j, j - k] * LB[j, j - k]
-        if s <= tol:
-            return False
-        LB[j, 0] = np.sqrt(s)
-        inv = 1.0 / LB[j, 0]
-        for i in range(j + 1, min(m, j + b + 1)):
-            s2 = NB[i, i - j]
-            for k in range(max(0, i - b), j):
-                s2 -= LB[i, i - k] * LB[j, j - k]
-            LB[i, i - j] = s2 * inv
-    return True
-
-
-@njit(cache=True)
-def _band_inverse(LB):
-    """Entries of N^-1 within the band, ``ZU[i, d] = Z[i, i + d]`` (Takahashi recurrences)."""
-    m, b1 = LB.shape
-    b = b1 - 1
-    ZU = np.zeros((m, b1))
-    for i in range(m - 1, -1, -1):
-        kmax = min(m - 1, i + b)
-        lii = LB[i, 0]
-        for j in range(kmax, i - 1, -1):
-            s = 1.0 / lii if i == j else 0.0
-            for k in range(i + 1, kmax + 1):
-                zkj = ZU[j, k - j] if k >= j else ZU[k, j - k]
-                s -= LB[k, k - i] * zkj
-            ZU[i, j - i] = s / lii
-    return ZU
-
-
-@njit(cache=True)
-def band_solve(LB, rhs, x, y):
-    m, b1 = LB.shape
-    b = b1 - 1
-    for i in range(m):
-        s = rhs[i]
-        for k in range(max(0, i - b), i):
-            s -= LB[i, i - k] * y[k]
-        y[i] = s / LB[i, 0]
-    for i in range(m - 1, -1, -1):
-        s = y[i]
-        for k in range(i + 1, min(m, i + b + 1)):
-            s -= LB[k, k - i] * x[k]
-        x[i] = s / LB[i, 0]
 
 
 @njit(cache=True)
@@ -305,14 +242,14 @@ def solve_groups(
         LB = np.zeros((1, 1))
         if ok:
             NB = _normal_band(pi, pj, w_row, valid_row, reach, t, lam, band)
-            LB, ok = _band_cholesky(NB)
+            LB, ok = band_cholesky(NB, CHOLESKY_REL_TOL)
         if not ok:
             for gi in range(g0, g1):
                 _empty_pixel(
                     order[gi], n, P, ncomp, out_d, out_var, out_s2, out_res, out_q, out_dof, out_status
                 )
             continue
-        ZU = _band_inverse(LB)
+        ZU = band_inverse(LB)
         q = np.full(P, np.nan)
         trace = 0.0
         for p in range(P):

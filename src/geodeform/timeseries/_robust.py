@@ -14,9 +14,9 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from geodeform.banded import band_cholesky_into, band_solve
 from geodeform.timeseries._kernels import (
-    band_cholesky_into,
-    band_solve,
+    CHOLESKY_REL_TOL,
     fill_normal_band,
     find_root,
     half_bandwidth,
@@ -24,7 +24,7 @@ from geodeform.timeseries._kernels import (
     reachable,
 )
 
-__all__ = ["ambiguous_dates", "flag_outliers", "robust_start", "select_flags"]
+__all__ = ["ambiguous_dates", "cut_labels", "flag_outliers", "judgeable", "robust_start", "select_flags"]
 
 # Median of |r| / sigma for one Gaussian component, and of the norm of two (Rayleigh: sqrt(2 ln 2)).
 _MEDIAN_ABS = (0.6744897501960817, 1.1774100225154747)
@@ -65,7 +65,7 @@ def _l1_fit(pi, pj, t, lam, obs_px, w_row, fit, reach, e, r, n_iter, band):
         for p in range(P):
             u[p] = w_row[p] * s / max(e[p], 1e-3 * s) if fit[p] else 0.0
         fill_normal_band(NB, pi, pj, u, fit, reach, t, lam)
-        if not band_cholesky_into(NB, LB):
+        if not band_cholesky_into(NB, LB, CHOLESKY_REL_TOL):
             return False
         for c in range(ncomp):
             rhs[:] = 0.0
@@ -263,6 +263,11 @@ def robust_start(
                 nunk += 1
         if nfit - nunk < 2 or m == 0:
             continue  # (almost) no redundancy: nothing to judge a pair by
+        if 2 * nunk >= nfit:
+            # An L1 fit reproduces about one pair per unknown: with half of the pairs or more fitted
+            # exactly, the median of its residuals is one of those and gives no scale (a sparse network,
+            # e.g. pairs to the next 2 dates): the pixel starts from least squares.
+            continue
         r = np.empty((ncomp, P))
         e = np.zeros(P)
         for p in range(P):
@@ -429,12 +434,128 @@ def ambiguous_dates(pj, r, w_row, scale, seen, z, threshold, date_ptr, date_pair
 
 
 @njit(cache=True)
+def _mix(x):
+    """splitmix64 of ``x`` (uint64): a reproducible pseudo-random 64-bit label."""
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+@njit(cache=True)
+def cut_labels(pi, pj, use, t, lam, max_gap):
+    """Labels of the links of the network that show its cuts of one and of two links.
+
+    The links are those of :func:`~geodeform.timeseries._kernels.linked`: the usable pairs, then (with
+    smoothing) the ``n - 1`` intervals between consecutive dates that the smoothing may bridge. Each link
+    outside a spanning forest gets a pseudo-random 64-bit label, each forest link the XOR of the labels of
+    the links that span it. A link whose removal splits its part of the network (a bridge) gets 0; two
+    links share a non-zero label exactly when removing both splits it (up to 64-bit collisions).
+
+    Returns the labels ``(P + n - 1,)`` or ``(P,)`` uint64 (0 for links not in use) and the links in use.
+    """
+    n = t.size
+    P = pi.size
+    nint = n - 1 if lam > 0.0 else 0
+    ne = P + nint
+    eu = np.empty(ne, dtype=np.int64)
+    ev = np.empty(ne, dtype=np.int64)
+    ok = np.zeros(ne, dtype=np.bool_)
+    for p in range(P):
+        eu[p], ev[p], ok[p] = pi[p], pj[p], use[p] and pi[p] != pj[p]
+    for k in range(nint):
+        eu[P + k], ev[P + k], ok[P + k] = k, k + 1, t[k + 1] - t[k] <= max_gap
+    ptr = np.zeros(n + 1, dtype=np.int64)
+    for e in range(ne):
+        if ok[e]:
+            ptr[eu[e] + 1] += 1
+            ptr[ev[e] + 1] += 1
+    for k in range(n):
+        ptr[k + 1] += ptr[k]
+    fill = ptr[:n].copy()
+    adj = np.empty(ptr[n], dtype=np.int64)
+    for e in range(ne):
+        if ok[e]:
+            adj[fill[eu[e]]] = e
+            fill[eu[e]] += 1
+            adj[fill[ev[e]]] = e
+            fill[ev[e]] += 1
+    # breadth-first spanning forest
+    up = np.full(n, -1, dtype=np.int64)  # link to the parent date
+    seen = np.zeros(n, dtype=np.bool_)
+    tree = np.zeros(ne, dtype=np.bool_)
+    order = np.empty(n, dtype=np.int64)
+    head = tail = 0
+    for root in range(n):
+        if seen[root]:
+            continue
+        seen[root] = True
+        order[tail] = root
+        tail += 1
+        while head < tail:
+            a = order[head]
+            head += 1
+            for k in range(ptr[a], ptr[a + 1]):
+                e = adj[k]
+                b = ev[e] if eu[e] == a else eu[e]
+                if not seen[b]:
+                    seen[b] = True
+                    up[b] = e
+                    tree[e] = True
+                    order[tail] = b
+                    tail += 1
+    acc = np.zeros(n, dtype=np.uint64)
+    label = np.zeros(ne, dtype=np.uint64)
+    for e in range(ne):
+        if ok[e] and not tree[e]:
+            label[e] = _mix(np.uint64(e + 1))
+            acc[eu[e]] ^= label[e]
+            acc[ev[e]] ^= label[e]
+    for r in range(n - 1, -1, -1):
+        b = order[r]
+        e = up[b]
+        if e >= 0:
+            label[e] = acc[b]
+            a = ev[e] if eu[e] == b else eu[e]
+            acc[a] ^= acc[b]
+    for e in range(ne):
+        if not ok[e]:
+            label[e] = np.uint64(0)
+    return label, ok
+
+
+@njit(cache=True)
+def judgeable(pi, pj, use, t, lam, max_gap):
+    """Usable pairs whose residual can tell whether they are wrong: in no cut of one or two links.
+
+    A pair whose removal cuts dates off the network is reproduced exactly by the fit (no residual), and so
+    is the other pair of a cut of two once one of them is left out (e.g. the two pairs of an end date, or
+    the two pairs that alone link two parts of the network): the fit cannot tell which of the two holds an
+    error, so neither may be judged an outlier (:func:`cut_labels`).
+    """
+    P = pi.size
+    label, ok = cut_labels(pi, pj, use, t, lam, max_gap)
+    out = np.zeros(P, dtype=np.bool_)
+    for p in range(P):
+        if not ok[p] or label[p] == np.uint64(0):
+            continue
+        alone = True
+        for e in range(label.size):
+            if e != p and ok[e] and label[e] == label[p]:
+                alone = False
+                break
+        out[p] = alone
+    return out
+
+
+@njit(cache=True)
 def select_flags(pi, pj, t, lam, max_gap, z, use, cap, threshold, out_row):
     """Flag the usable pairs with ``z > threshold``, largest first, at most ``cap``, never cutting dates off.
 
     ``use`` (P,) bool marks the pairs the fit may use (it is modified); ``out_row`` (P,) bool is written.
     A candidate whose removal would leave fewer dates linked to date 0 (through the remaining usable pairs
-    and, with smoothing, bridgeable intervals) than with all usable pairs is kept.
+    and, with smoothing, bridgeable intervals) than with all usable pairs is kept, and so is one that the
+    network cannot judge (:func:`judgeable`: e.g. one of the two pairs of an end date).
     """
     P = z.size
     ncand = 0
@@ -443,6 +564,16 @@ def select_flags(pi, pj, t, lam, max_gap, z, use, cap, threshold, out_row):
         if use[p] and z[p] > threshold:
             ncand += 1
     if cap <= 0 or ncand == 0:
+        return
+    ok = judgeable(pi, pj, use, t, lam, max_gap)
+    z = z.copy()
+    ncand = 0
+    for p in range(P):
+        if use[p] and z[p] > threshold and not ok[p]:
+            z[p] = threshold  # kept: its residual cannot say whether it or its twin is wrong
+        elif use[p] and z[p] > threshold:
+            ncand += 1
+    if ncand == 0:
         return
     full = _n_reachable(pi, pj, use, t, lam, max_gap)
     # Usual case: dropping the (at most cap) largest candidates at once keeps the network whole, and so

@@ -55,7 +55,7 @@ from geodeform.workflows.products import (
 from geodeform.workflows.quake import plan_quake, run_quake
 from geodeform.workflows.sar import check_sar_files, run_sar_job
 from geodeform.workflows.stable import coregister_pending
-from geodeform.workflows.stack import ImageStack, stack_from_inputs, stack_from_search
+from geodeform.workflows.stack import ImageStack, sensor_inputs, stack_from_inputs, stack_from_search
 
 __all__ = ["RunResult", "StageProgress", "run_job"]
 
@@ -93,7 +93,13 @@ def _read_images(
 ) -> ImageStack:
     """The acquisitions on one grid in ``<run>/images`` (local inputs or a catalogue search)."""
     if config.inputs:
-        stack = stack_from_inputs(config.inputs, out, progress=_stage(progress, "read"), roi=config.roi)
+        stack = stack_from_inputs(
+            config.inputs,
+            out,
+            progress=_stage(progress, "read"),
+            roi=config.roi,
+            sensor=sensor_inputs(config),
+        )
     else:
         assert config.search is not None  # the config validator requires search or inputs
         stack = stack_from_search(

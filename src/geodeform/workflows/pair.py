@@ -46,7 +46,7 @@ from geodeform.workflows.screening import (
     screen_field,
 )
 
-__all__ = ["ErrorPolicy", "PairOutcome", "PairProgress", "PairSpec", "process_pair"]
+__all__ = ["ErrorPolicy", "PairOutcome", "PairProgress", "PairSpec", "failed_product_path", "process_pair"]
 
 log = logging.getLogger(__name__)
 
@@ -242,9 +242,24 @@ def _labels(spec: PairSpec, dates: AcquisitionDates | None) -> dict[str, Any]:
     }
 
 
+def failed_product_path(path: str | Path) -> Path:
+    """Where a pair product that a job could not use is set aside: ``<folder>/failed/<name>``.
+
+    A pair left ``pending`` (too little stable ground) that no co-registered pair links to the others is
+    moved there, marked failed with the reason (:func:`geodeform.workflows.stable.coregister_pending`), so
+    that no product in the pairs folder looks finished while it is not; a rerun finds it there (it is not
+    recomputed) and tries the job-level co-registration again.
+    """
+    path = Path(path)
+    return path.parent / "failed" / path.name
+
+
 def _reused(spec: PairSpec) -> PairOutcome | None:
-    """The outcome stored in an existing NetCDF product written with ``spec.key``, else None."""
+    """The outcome stored in an existing NetCDF product written with ``spec.key``, else None (a product set
+    aside as failed comes back ``pending``: the job tries its co-registration again)."""
     out = Path(spec.outputs.get("netcdf", ""))
+    if spec.key is not None and not out.is_file() and failed_product_path(out).is_file():
+        out = failed_product_path(out)
     if spec.key is None or not out.is_file():
         return None
     try:

@@ -38,6 +38,7 @@ from geodeform.workflows.stack import (
     SceneSearch,
     clearest_acquisitions,
     search_scenes,
+    sensor_inputs,
     stack_from_inputs,
     stack_from_search,
 )
@@ -249,7 +250,9 @@ def read_tile(
     """The tile's chosen acquisitions on its grid, in ``<out>/tiles/<name>/images``."""
     folder = out / "tiles" / tile.name
     if tile.inputs:
-        return stack_from_inputs(tile.inputs, folder, progress=progress, roi=config.roi)
+        return stack_from_inputs(
+            tile.inputs, folder, progress=progress, roi=config.roi, sensor=sensor_inputs(config)
+        )
     assert config.search is not None and tile.found is not None
     return stack_from_search(
         config.search,

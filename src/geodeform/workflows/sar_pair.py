@@ -193,9 +193,8 @@ def _reused(spec: SarPairSpec) -> PairOutcome | None:
 def _correct(spec: SarPairSpec, f: OffsetField) -> tuple[OffsetField, dict[str, float]]:
     """Filters and co-registration in radar pixels; NMADs on stable ground in m/yr (range, azimuth).
 
-    The offsets are in radar pixels, so the filters' thresholds in pixels apply unscaled (``pixel=1``), never
-    scaled by a pixel size estimated from the map's own scatter, which on clean SAR pairs shrinks the median
-    floor and the NDC tolerance several-fold and rejects good nodes."""
+    The offsets are in radar pixels, so the filters' thresholds in pixels apply unscaled (``pixel=1``;
+    ``correct_offsets`` refuses plain arrays without it rather than estimate it from the map's scatter)."""
     c = spec.corrections
     nan = {"nmad_x": float("nan"), "nmad_y": float("nan"), "rejected": float("nan")}
     finite = np.isfinite(f.dx) & np.isfinite(f.dy)

@@ -25,10 +25,10 @@ from numpy.typing import NDArray
 
 from geodeform.conventions import DAYS_PER_YEAR
 from geodeform.io import write_netcdf
-from geodeform.workflows.pair import PairOutcome
+from geodeform.workflows.pair import PairOutcome, failed_product_path
 from geodeform.workflows.screening import PairCoregistration
 
-__all__ = ["DateBiases", "coregister_pending", "date_biases"]
+__all__ = ["DateBiases", "coregister_pending", "date_biases", "set_aside"]
 
 log = logging.getLogger(__name__)
 
@@ -138,11 +138,54 @@ def _apply(path: Path, east: NDArray[np.float64], north: NDArray[np.float64], re
         stats["stable_nmad_x"] = float(ds["vx"].attrs["error"])
         stats["stable_nmad_y"] = float(ds["vy"].attrs["error"])
     stats["degraded"] = degraded
+    for key in ("geodeform_status", "geodeform_failed"):  # set aside by an earlier run, used now
+        ds.attrs.pop(key, None)
     ds.attrs["geodeform_pair_stats"] = json.dumps(stats)
     ds.attrs["geodeform_coregistration"] = record.to_json()
     ds.attrs["geodeform_degraded"] = degraded
     write_netcdf(ds, path)
     return stats
+
+
+def _siblings(path: Path) -> list[Path]:
+    """The product and its STAC item (``<name>.stac.json``), when written."""
+    return [path, path.with_suffix(".stac.json")]
+
+
+def set_aside(path: Path, reason: str) -> Path:
+    """Move a pair product the job cannot use to :func:`~geodeform.workflows.pair.failed_product_path`.
+
+    The product is marked there (``geodeform_status = "failed"``, ``geodeform_failed`` and
+    ``geodeform_degraded`` = the reason; its co-registration stays ``pending``) and leaves the pairs folder
+    with its STAC item, so that nothing there looks finished while it is not. Idempotent: a product already
+    set aside is marked again with the new reason. Returns the new path.
+    """
+    target = failed_product_path(path)
+    source = path if path.is_file() else target
+    with xr.open_dataset(source, engine="h5netcdf") as src:
+        ds = src.load()
+    ds.attrs["geodeform_status"] = "failed"
+    ds.attrs["geodeform_failed"] = reason
+    ds.attrs["geodeform_degraded"] = reason
+    target.parent.mkdir(exist_ok=True)
+    write_netcdf(ds, target)
+    for old, new in zip(_siblings(path)[1:], _siblings(target)[1:], strict=True):
+        if old.is_file():
+            old.replace(new)
+    if source != target:
+        path.unlink()
+    return target
+
+
+def _take_back(path: Path) -> Path:
+    """A product set aside by an earlier run (:func:`set_aside`) back into the pairs folder; its path."""
+    aside = failed_product_path(path)
+    if path.is_file() or not aside.is_file():
+        return path
+    for old, new in zip(_siblings(aside), _siblings(path), strict=True):
+        if old.is_file():
+            old.replace(new)
+    return path
 
 
 def coregister_pending(outcomes: list[PairOutcome], dates: NDArray[np.datetime64]) -> list[PairOutcome]:
@@ -182,7 +225,8 @@ def coregister_pending(outcomes: list[PairOutcome], dates: NDArray[np.datetime64
                 "others: not used (its offsets would carry an unknown co-registration bias)"
             )
             log.warning("pair %s_%s: %s", o.reference, o.secondary, message)
-            out[k] = replace(o, status="failed", message=message)
+            aside = set_aside(Path(o.path), message)
+            out[k] = replace(o, status="failed", message=message, path=str(aside), files=(str(aside),))
             continue
         record = PairCoregistration(
             "job",
@@ -196,7 +240,7 @@ def coregister_pending(outcomes: list[PairOutcome], dates: NDArray[np.datetime64
             f"{o.degraded}; job-level estimate from {len(pairs)} co-registered pairs "
             f"(±{solved.sigma_east:.2g} m east, ±{solved.sigma_north:.2g} m north)"
         )
-        stats = _apply(Path(o.path), bias[0], bias[1], record, degraded)
+        stats = _apply(_take_back(Path(o.path)), bias[0], bias[1], record, degraded)
         log.warning("pair %s_%s degraded: %s", o.reference, o.secondary, degraded)
         out[k] = replace(
             o,

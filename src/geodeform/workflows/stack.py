@@ -28,7 +28,8 @@ from shapely.ops import unary_union
 from geodeform.errors import InvalidInputError, NoDataError
 from geodeform.io import READ_THREADS, GeoGrid, atomic_output, band_index, read_grid, read_on_grid, window_vrt
 from geodeform.io.aoi import SceneRef, aoi_grid, band_resolution, read_aoi
-from geodeform.io.masks import SceneMask, read_scene_mask, scene_mask
+from geodeform.io.masks import SceneMask, read_mask, read_scene_mask, scene_mask
+from geodeform.io.ortho import ImageCorrection, has_sensor_model, orthorectify, refine_rpc, sensor_grid
 from geodeform.masks import scene_cloud_mask
 from geodeform.search import AOI, aoi_from_tile, make_aoi
 from geodeform.search import search as stac_search
@@ -39,11 +40,13 @@ __all__ = [
     "ImageStack",
     "SceneGroup",
     "SceneSearch",
+    "SensorInputs",
     "clearest_acquisitions",
     "content_key",
     "read_image",
     "sample_image",
     "search_scenes",
+    "sensor_inputs",
     "stack_from_inputs",
     "stack_from_search",
 ]
@@ -137,9 +140,11 @@ def _existing(path: Path, key: str) -> bool:
 
 
 def read_image(path: str | Path) -> NDArray[np.float32]:
-    """Read an aligned stack image (float32, NaN = no data)."""
-    with rasterio.open(path) as src:
-        return src.read(1, out_dtype="float32")
+    """Read an aligned stack image (float32, NaN = no data: the raster's declared nodata and mask)."""
+    with rasterio.open(path) as src:  # masked: a stack image may be an input as it is (uint8, nodata 0)
+        return np.ma.filled(src.read(1, masked=True, out_dtype="float32"), np.nan).astype(
+            np.float32, copy=False
+        )
 
 
 def sample_image(path: str | Path, *, every: int = 4) -> NDArray[np.float32]:
@@ -198,12 +203,60 @@ def _crop_to_roi(grid: GeoGrid, roi: Sequence[float]) -> tuple[GeoGrid, tuple[sl
     return sub, (slice(r0, r1), slice(c0, c1))
 
 
+@dataclass(frozen=True)
+class SensorInputs:
+    """How input images with RPCs or only GCPs are put on the job grid (:func:`stack_from_inputs`).
+
+    Attributes
+    ----------
+    dem
+        DEM raster (m) for the orthorectification (the job's ``dem``); None: a constant height.
+    options
+        :class:`geodeform.config.OrthoConfig` (refinement, model, constant height).
+    stable, moving
+        Stable-ground / moving-ground (glacier) masks (paths, any OGR vector or raster): the refinement
+        matches on ``stable``, else outside ``moving``, else everywhere.
+    """
+
+    dem: str | None = None
+    options: Any = None
+    stable: str | None = None
+    moving: str | None = None
+
+    @property
+    def refine(self) -> bool:
+        return bool(getattr(self.options, "refine", True))
+
+    @property
+    def height(self) -> float | None:
+        return getattr(self.options, "height", None)
+
+    def stable_on(self, grid: GeoGrid) -> NDArray[np.bool_] | None:
+        if self.stable:
+            return read_mask(self.stable, grid, what="masks.stable")
+        if self.moving:
+            return ~read_mask(self.moving, grid, what="masks.glacier")
+        return None
+
+
+def sensor_inputs(config: Any) -> SensorInputs:
+    """The :class:`SensorInputs` of a job config: ``dem``, ``ortho``, ``masks.stable``, ``masks.glacier``."""
+    masks = getattr(config, "masks", None)
+    return SensorInputs(
+        dem=getattr(config, "dem", None),
+        options=getattr(config, "ortho", None),
+        stable=getattr(masks, "stable", None),
+        moving=getattr(masks, "glacier", None),
+    )
+
+
 def stack_from_inputs(
     inputs: Sequence[Any],
     run_dir: Path,
     *,
     progress: Progress | None = None,
     roi: Sequence[float] | None = None,
+    sensor: SensorInputs | None = None,
 ) -> ImageStack:
     """Put local images (config ``inputs``) on the grid of the first (earliest) one, copying no pixel that
     need not be copied.
@@ -212,19 +265,33 @@ def stack_from_inputs(
     ROI or another band of it is a small VRT file in ``<run>/images`` that points into it; only an image on
     another grid is warped, once, into a float32 GeoTIFF there.
 
+    An image with RPCs or only GCPs (no geotransform) is orthorectified onto the grid with ``sensor.dem``
+    (:func:`geodeform.io.ortho.orthorectify`) and, unless it is the first image, its sensor model is refined
+    against the first image on stable ground (``sensor.options.refine``). The grid is the first
+    georeferenced image's; when no image has a geotransform, the first image's footprint in UTM at its own
+    pixel size (:func:`geodeform.io.ortho.sensor_grid`).
+
     Each image's mask (``inputs[].mask``, else the scene's own SCL / QA_PIXEL next to the band) turns its
     cloud, shadow and no-data pixels into NaN.
 
     Raises
     ------
     DataError
-        Missing, corrupt or non-georeferenced file.
+        Missing, corrupt or non-georeferenced file (neither a geotransform nor RPCs nor GCPs).
+    InvalidInputError
+        An RPC image without a DEM where the terrain parallax exceeds 0.5 px (the message names the file
+        and the fix).
     NoOverlapError
         An image does not overlap the first one.
     """
     items = sorted(inputs, key=lambda i: (i.date, i.orbit or 0))
-    notes: list[str] = []
-    source_grid = read_grid(items[0].path, band=items[0].band)
+    sensor = sensor or SensorInputs()
+    modelled = [has_sensor_model(i.path) if Path(i.path).is_file() else False for i in items]
+    georef = [i for i, m in zip(items, modelled, strict=True) if not m]
+    if georef:
+        source_grid = read_grid(georef[0].path, band=georef[0].band)
+    else:
+        source_grid = sensor_grid(items[0].path, height=sensor.height)
     grid = source_grid
     window = (slice(0, grid.height), slice(0, grid.width))
     if roi is not None:
@@ -232,6 +299,7 @@ def stack_from_inputs(
     out = run_dir / "images"
     out.mkdir(parents=True, exist_ok=True)
     acqs: list[Acquisition] = []
+    notes: list[str] = []
     for n, item in enumerate(items):
         src = Path(item.path)
         stat = src.stat() if src.is_file() else None
@@ -247,7 +315,12 @@ def stack_from_inputs(
             grid.shape,
             *([] if cloud is None else [str(cloud.path.resolve()), cloud.kind]),
         )
-        path = _aligned_input(item, n, source_grid, grid, window, out, key, cloud=cloud)
+        if modelled[n]:
+            reference = acqs[0] if acqs and sensor.refine else None
+            key = content_key(key, _sensor_key(sensor), reference and reference.key)
+            path = _ortho_input(item, n, grid, out, key, sensor, reference, cloud=cloud, notes=notes)
+        else:
+            path = _aligned_input(item, n, source_grid, grid, window, out, key, cloud=cloud)
         acqs.append(
             Acquisition(
                 src.name,
@@ -266,6 +339,63 @@ def stack_from_inputs(
             progress(n + 1, len(items))
     pixel_m = float(abs(grid.transform.a))
     return ImageStack(acqs, grid, pixel_m, "inputs", notes)
+
+
+def _sensor_key(sensor: SensorInputs) -> list[Any]:
+    dem = Path(sensor.dem) if sensor.dem else None
+    stamp = dem.stat().st_mtime_ns if dem is not None and dem.is_file() else None
+    opts = sensor.options.model_dump() if hasattr(sensor.options, "model_dump") else None
+    return [dem and str(dem.resolve()), stamp, opts, sensor.stable, sensor.moving]
+
+
+def _ortho_input(
+    item: Any,
+    n: int,
+    grid: GeoGrid,
+    out: Path,
+    key: str,
+    sensor: SensorInputs,
+    reference: Acquisition | None,
+    *,
+    cloud: SceneMask | None,
+    notes: list[str],
+) -> Path:
+    """Orthorectify an RPC / GCP image onto ``grid`` (refined against ``reference``) into ``<out>``."""
+    src = Path(item.path)
+    path = out / f"{item.date.isoformat()}_{n:03d}.tif"
+    note = f"image {src.name}: orthorectified ({'DEM ' + Path(sensor.dem).name if sensor.dem else 'no DEM'})"
+    if _existing(path, key):
+        with rasterio.open(path) as ds:
+            notes.append(ds.tags().get("ORTHO_NOTE", note))
+        return path
+    with rasterio.open(src) as ds:
+        band = band_index(ds, item.band, src)
+    correction = ImageCorrection()
+    if reference is not None:
+        model = getattr(sensor.options, "model", "shift")
+        fit = refine_rpc(
+            src,
+            read_image(reference.path),
+            grid,
+            dem=sensor.dem,
+            height=sensor.height,
+            stable=sensor.stable_on(grid),
+            model=model,
+        )
+        correction = fit.correction
+        note += (
+            f", RPCs refined against {reference.id} ({model}: {fit.correction.r0:+.2f} rows, "
+            f"{fit.correction.c0:+.2f} cols; {fit.nodes} stable nodes, residual {fit.residual_px:.2f} px)"
+        )
+    ortho = orthorectify(src, grid, band=band, dem=sensor.dem, height=sensor.height, correction=correction)
+    data = ortho.data
+    if cloud is not None:
+        data = np.where(read_scene_mask(cloud, grid), np.nan, data).astype(np.float32)
+    log.info(note)
+    notes.append(note)
+    tags = {"GEODEFORM_KEY": key, "ACQUISITION_DATE": item.date.isoformat(), "ORTHO_NOTE": note}
+    _write_image(path, data, grid, tags)
+    return path
 
 
 def _aligned_input(
@@ -306,11 +436,20 @@ def _aligned_input(
     return path
 
 
-def _cloud_mask(scene: Any, grid: Any, cache_dir: Path | None) -> NDArray[np.bool_] | None:
+_MASK_BANDS = {"scl": "scl", "SCL": "scl", "qa_pixel": "qa", "QA_PIXEL": "qa"}
+MAX_CLOUD_REFERENCES = 4
+"""Other dates (the nearest in time) whose clear pixels form the clear-sky reference of a scene without a
+mask band (multi-temporal cloud tests of :mod:`geodeform.masks`)."""
+
+
+def _cloud_mask(
+    scene: Any, grid: Any, cache_dir: Path | None, references: Sequence[Any] = ()
+) -> NDArray[np.bool_] | None:
     """True where the scene's SCL / QA_PIXEL says cloud, shadow or no data; without such a band, where the
-    FMask-style spectral test of :mod:`geodeform.masks` finds them (L1C, Landsat L1); None without either."""
+    FMask-style spectral tests of :mod:`geodeform.masks` find them (L1C, Landsat L1), multi-temporal when
+    ``references`` (other dates) are given; None without either."""
     ref = SceneRef.from_any(scene)
-    for band, kind in (("scl", "scl"), ("SCL", "scl"), ("qa_pixel", "qa"), ("QA_PIXEL", "qa")):
+    for band, kind in _MASK_BANDS.items():
         if band in ref.assets:
             raw = read_aoi(ref, band, grid, cache_dir=cache_dir, resampling="nearest")
             ok = np.isfinite(raw)
@@ -321,7 +460,14 @@ def _cloud_mask(scene: Any, grid: Any, cache_dir: Path | None) -> NDArray[np.boo
                 bits = sum(1 << b for b in QA_CLOUD_BITS) | 1
                 bad = (codes & bits) != 0
             return bad | ~ok
-    spectral = scene_cloud_mask(scene, grid, cache_dir=cache_dir)
+    spectral = scene_cloud_mask(scene, grid, references=references, cache_dir=cache_dir)
+    if spectral is not None and references:
+        log.info(
+            "scene %s: clouds by the multi-temporal tests against %d other date(s) on %.0f%% of the AOI",
+            ref.id,
+            len(references),
+            100 * spectral.temporal_share,
+        )
     return None if spectral is None else spectral.cloud_or_shadow | ~spectral.valid
 
 
@@ -490,13 +636,15 @@ def stack_from_search(
     for n, ((orbit, day), members) in enumerate(chosen):
         ids = tuple(sorted(str(s.id) for s in members))
         key = content_key("search", ids, search.band, agrid.key, search.mask_clouds)
+        if search.mask_clouds and not all(_has_mask_band(s) for s in members):  # multi-temporal masks
+            key = content_key(key, sorted(str(s.id) for s in _nearest_dates(chosen, day)))
         path = out / f"{day}_{orbit if orbit is not None else 'x'}.tif"
         if not _existing(path, key):
             mosaic = np.full(shape, np.nan, dtype=np.float32)
             for s in members:
                 data = read_aoi(s, search.band, agrid, cache_dir=cache_dir, resampling="cubic")
                 if search.mask_clouds:
-                    bad = _cloud_mask(s, agrid, cache_dir)
+                    bad = _cloud_mask(s, agrid, cache_dir, _nearest_dates(chosen, day))
                     if bad is not None:
                         data = np.where(bad, np.nan, data).astype(np.float32)
                 fill = ~np.isfinite(mosaic) & np.isfinite(data)
@@ -511,6 +659,18 @@ def stack_from_search(
             progress(n + 1, len(chosen))
     notes = [f"{'; '.join(found.notes)}, {len(chosen)} acquisitions kept (max_images={search.max_images})"]
     return ImageStack(acqs, grid, float(res), f"search {search.collection} @ {search.catalog}", notes)
+
+
+def _has_mask_band(scene: Any) -> bool:
+    return any(b in SceneRef.from_any(scene).assets for b in _MASK_BANDS)
+
+
+def _nearest_dates(chosen: Sequence[SceneGroup], day: str) -> list[Any]:
+    """Scenes of the other chosen dates nearest to ``day`` (at most :data:`MAX_CLOUD_REFERENCES` dates)."""
+    target = np.datetime64(day, "D")
+    others = [(abs(int((np.datetime64(d, "D") - target).astype(int))), m) for (_, d), m in chosen if d != day]
+    others.sort(key=lambda t: t[0])
+    return [s for _, members in others[:MAX_CLOUD_REFERENCES] for s in members]
 
 
 def _crs(text: str) -> Any:

@@ -72,6 +72,7 @@ NOT_PATHS = frozenset(
         "search.months",
         "search.band",
         "inputs.*.band",
+        "ortho.model",
         "inputs.*.tile",
         "quake.crs",
         "quake.trace_crs",
