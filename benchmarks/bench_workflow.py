@@ -88,6 +88,7 @@ def series(argv: list[str]) -> None:
     ap.add_argument("--per-date", type=int, default=4)
     ap.add_argument("--nodes", type=int, default=1000)
     ap.add_argument("--keep", type=Path, default=None, help="folder of products to reuse / keep")
+    ap.add_argument("--write-only", action="store_true", help="only write the products (into --keep)")
     args = ap.parse_args(argv)
     n, step = args.nodes, 16
     folder = args.keep or Path(tempfile.mkdtemp(prefix="gd-series-"))
@@ -124,6 +125,9 @@ def series(argv: list[str]) -> None:
             list(pool.map(_write_products, shares))
     print(f"{len(pairs)} pair products ({len(todo)} written in {time.perf_counter() - t0:.0f} s) in {folder}")
     products_disk = sum(p.stat().st_size for p in paths)
+    if args.write_only:
+        print(f"  disk: pair products {products_disk / 2**30:.2f} GiB")
+        return
     me = psutil.Process()
     peak = [0]
     stop = threading.Event()
@@ -139,13 +143,25 @@ def series(argv: list[str]) -> None:
     sampler.start()
     store = folder / "timeseries.zarr"
     t0 = time.perf_counter()
-    inv = invert_products(paths, dates, np.array(pairs), store, robust=True)
+    c0 = time.process_time()
+
+    def progress(done: int, total: int) -> None:
+        print(
+            f"  rows {done}/{total}: {time.perf_counter() - t0:.0f} s wall, "
+            f"{time.process_time() - c0:.0f} s CPU, peak RSS so far {peak[0] / 2**30:.2f} GiB, "
+            f"load {os.getloadavg()[0]:.1f}",
+            flush=True,
+        )
+
+    inv = invert_products(paths, dates, np.array(pairs), store, robust=True, progress=progress)
     invert_s = time.perf_counter() - t0
+    invert_cpu = time.process_time() - c0
     from geodeform.io import series_netcdf
 
     t1 = time.perf_counter()
     series_netcdf(store, folder / "timeseries.nc")
     netcdf_s = time.perf_counter() - t1
+    total_cpu = time.process_time() - c0
     stop.set()
     sampler.join()
     store_disk = sum(f.stat().st_size for f in store.rglob("*") if f.is_file())
@@ -158,8 +174,9 @@ def series(argv: list[str]) -> None:
         f"load average at start {load:.1f}"
     )
     print(
-        f"  inversion (blocks of {inv.chunk_rows} rows, from disk into Zarr): {invert_s:.0f} s; "
-        f"NetCDF copy of the series: {netcdf_s:.0f} s"
+        f"  inversion (blocks of {inv.chunk_rows} rows, from disk into Zarr): {invert_s:.0f} s wall, "
+        f"{invert_cpu:.0f} s CPU; NetCDF copy of the series: {netcdf_s:.0f} s wall; "
+        f"CPU of the whole run {total_cpu:.0f} s; load average at the end {os.getloadavg()[0]:.1f}"
     )
     print(f"  peak RSS of the process tree {peak[0] / 2**30:.2f} GiB (before {base / 2**30:.2f} GiB)")
     print(

@@ -327,13 +327,25 @@ def _refit(
     flag: NDArray[np.bool_],
     opts: dict[str, Any],
 ) -> None:
-    """Fit the pixels ``rows`` of the chunk again (their flags or weights changed), in place in ``fit``."""
+    """Fit the pixels ``rows`` of the chunk again (their flags or weights changed), in place in ``fit``.
+
+    The kernel is given the chunk's arrays and the pixels to solve (no copies of the observations).
+    """
     if rows.size == 0:
         return
-    sub = _fit(s, obs[:, rows], w[rows], finite[rows], flag[rows], opts["lam"], opts["max_gap"],
-               opts["per_pixel"])  # fmt: skip
-    fit.d[:, rows], fit.var[rows], fit.s2[:, rows] = sub.d, sub.var, sub.s2
-    fit.res[:, rows], fit.q[rows], fit.status[rows], fit.valid[rows] = sub.res, sub.q, sub.status, sub.valid
+    valid = finite[rows] & ~flag[rows] & (w[rows] > 0)
+    fit.valid[rows] = valid
+    order, start = _group_pixels(valid, opts["per_pixel"])
+    dof = np.empty(finite.shape[0])
+    solve_groups(
+        s.pairs[:, 0].copy(), s.pairs[:, 1].copy(), s.t, w, fit.valid, finite, obs, rows[order], start,
+        float(opts["lam"]), float(opts["max_gap"]), fit.d, fit.var, fit.s2, fit.res, fit.q, dof, fit.status,
+    )  # fmt: skip
+
+
+def _rows_of(rows: NDArray[np.intp], c: int) -> NDArray[np.intp] | slice:
+    """``rows`` as an index: a slice (a view, no copy) when it is every pixel of the chunk in order."""
+    return slice(None) if rows.size == c and (c == 0 or rows[-1] == c - 1) else rows
 
 
 def _settle_flags(
@@ -365,9 +377,10 @@ def _settle_flags(
         new = np.empty((rows.size, flag.shape[1]), dtype=bool)
         dates = np.empty((rows.size, s.t.size), dtype=bool)
         over = np.empty(rows.size, dtype=bool)
+        pick = _rows_of(rows, finite.shape[0])
         flag_outliers(
-            pi, pj, s.t, opts["lam"], opts["max_gap"], fit.res[:, rows], fit.q[rows], fit.valid[rows],
-            finite[rows], w[rows], opts["threshold"], opts["max_fraction"], opts["flag_dates"],
+            pi, pj, s.t, opts["lam"], opts["max_gap"], fit.res[:, pick], fit.q[pick], fit.valid[pick],
+            finite[pick], w[pick], opts["threshold"], opts["max_fraction"], opts["flag_dates"],
             opts["date_ptr"], opts["date_pair"], new, dates, over,
         )  # fmt: skip
         # A pixel with a newly ambiguous date stops here with its flags: the caller takes the date's pairs
@@ -573,7 +586,9 @@ def _invert_chunks(
     maps = _Maps.empty(len(s.comps), s.t.size, P, npx, residuals=keep)
     for start in range(0, npx, chunk):
         sl = slice(start, min(start + chunk, npx))
-        obs = np.ascontiguousarray(np.stack([f[:, sl].T for f in flat]), dtype=np.float64)
+        obs = np.empty((len(flat), sl.stop - sl.start, P))
+        for k, f in enumerate(flat):
+            obs[k] = f[:, sl].T
         finite: NDArray[np.bool_] = np.asarray(np.isfinite(obs).all(axis=0))
         fit, flags = _robust_fit(s, obs, _chunk_weights(s, sl, finite), finite, opts)
         maps.store(sl, fit, flags, finite)

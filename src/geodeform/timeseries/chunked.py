@@ -103,18 +103,68 @@ class NodeErrors:
     chip: float
 
 
-def _read_optional(paths: Sequence[Path], name: str, rows: slice, width: int) -> NDArray[np.float64]:
-    """Rows of an optional variable (NaN for a product without it)."""
-    out = np.full((len(paths), rows.stop - rows.start, width), np.nan)
-    for k, path in enumerate(paths):
-        with h5py.File(path, "r") as f:
-            if name in f:
-                out[k] = f[name][rows.start : rows.stop, :]
-    return out
+class _Products:
+    """The pair products, each opened once for the whole inversion (not once per block and variable).
+
+    HDF5 decompresses whole chunks: a block of rows that ends inside a chunk would decompress it again for
+    the next block. Each dataset's chunk cache holds about one band of chunks (the chunk height times the
+    grid's width), so that each chunk is decompressed about once whatever the block height.
+    """
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = list(paths)
+        self._files: list[h5py.File] = []
+        self._datasets: dict[str, list[Any]] = {}
+        with h5py.File(self.paths[0], "r") as f:
+            cache = max(_band_bytes(f[name]) for name in f if isinstance(f[name], h5py.Dataset))
+        try:
+            for path in self.paths:
+                self._files.append(h5py.File(path, "r", rdcc_nbytes=cache, rdcc_nslots=10007, rdcc_w0=1.0))
+        except BaseException:
+            self.close()
+            raise
+
+    def _handles(self, name: str) -> list[Any]:
+        if name not in self._datasets:
+            self._datasets[name] = [f[name] if name in f else None for f in self._files]
+        return self._datasets[name]
+
+    def shapes(self, name: str) -> list[tuple[int, ...]]:
+        return [tuple(d.shape) if d is not None else () for d in self._handles(name)]
+
+    def rows(self, name: str, rows: slice, width: int) -> NDArray[np.float32]:
+        """Rows ``rows`` of variable ``name`` of every product, ``(nproducts, rows, width)`` float32."""
+        out = np.empty((len(self._files), rows.stop - rows.start, width), dtype=np.float32)
+        for k, d in enumerate(self._handles(name)):
+            d.read_direct(out, np.s_[rows.start : rows.stop, :], np.s_[k])
+        return out
+
+    def optional(self, name: str, rows: slice, width: int) -> NDArray[np.float64]:
+        """Rows of an optional variable (NaN for a product without it)."""
+        out = np.full((len(self._files), rows.stop - rows.start, width), np.nan)
+        for k, d in enumerate(self._handles(name)):
+            if d is not None:
+                out[k] = d[rows.start : rows.stop, :]
+        return out
+
+    def close(self) -> None:
+        self._datasets.clear()
+        for f in self._files:
+            f.close()
+        self._files.clear()
+
+
+def _band_bytes(dataset: Any) -> int:
+    """Bytes of one band of decompressed chunks (chunk height x whole width) of a 2-D dataset, and a bit."""
+    if dataset.ndim != 2 or dataset.chunks is None:
+        return 1 << 16
+    rows, cols = dataset.chunks
+    per_chunk = rows * cols * dataset.dtype.itemsize
+    return int(per_chunk * (-(-dataset.shape[1] // cols) + 2))
 
 
 def _invert_block(
-    paths: Sequence[Path],
+    products: _Products,
     d: NDArray[Any],
     p: NDArray[np.int64],
     block: slice,
@@ -128,19 +178,19 @@ def _invert_block(
     node_errors: NodeErrors | None,
 ) -> TimeSeriesResult:
     """One block of rows inverted, with its per-node (``node_errors``) or per-date (``pair_errors``) noise."""
-    dx = _read_rows(paths, "dx", block, nx)
-    dy = _read_rows(paths, "dy", block, nx)
+    dx = products.rows("dx", block, nx)
+    dy = products.rows("dy", block, nx)
     sigma = chip = None
     if node_errors is not None:
         # per-node errors: the matcher's plus its displacement/strain part (timeseries.uncertainty), the
         # strain's gradient taken with one row more on each side of the block (as on the whole map)
         halo = slice(max(0, block.start - 1), min(ny, block.stop + 1))
         inner = slice(block.start - halo.start, block.stop - halo.start)
-        err = _read_rows(paths, "offset_error", halo, nx).astype(np.float64)
-        chip = _read_optional(paths, "chip_size_height", halo, nx)
+        err = products.rows("offset_error", halo, nx).astype(np.float64)
+        chip = products.optional("chip_size_height", halo, nx)
         chip = np.where(np.isfinite(chip) & (chip > 0), chip, node_errors.chip)
-        hx = dx if halo == block else _read_rows(paths, "dx", halo, nx)
-        hy = dy if halo == block else _read_rows(paths, "dy", halo, nx)
+        hx = dx if halo == block else products.rows("dx", halo, nx)
+        hy = dy if halo == block else products.rows("dy", halo, nx)
         sigma = pair_sigma(hx, hy, err, step=node_errors.step, chip=chip)[:, inner]
         chip = chip[:, inner]
         del hx, hy, err
@@ -158,21 +208,24 @@ def _invert_block(
     return ts
 
 
-def _check_grids(paths: Sequence[Path], shape: tuple[int, int]) -> None:
-    for path in paths[1:]:
-        with h5py.File(path, "r") as f:
-            if f["dx"].shape != shape:
-                raise InvalidInputError(
-                    f"{path} has {f['dx'].shape} nodes, {paths[0]} has {shape}: products of one grid only"
-                )
+def _check_grids(products: _Products, shape: tuple[int, int]) -> None:
+    for path, got in zip(products.paths, products.shapes("dx"), strict=True):
+        if got != shape:
+            raise InvalidInputError(
+                f"{path} has {got} nodes, {products.paths[0]} has {shape}: products of one grid only"
+            )
 
 
-def _read_rows(paths: Sequence[Path], name: str, rows: slice, width: int) -> NDArray[np.float32]:
-    out = np.empty((len(paths), rows.stop - rows.start, width), dtype=np.float32)
-    for k, path in enumerate(paths):
-        with h5py.File(path, "r") as f:
-            f[name].read_direct(out, np.s_[rows.start : rows.stop, :], np.s_[k])
-    return out
+def _write_block(
+    sink: SeriesStore, block: slice, ts: TimeSeriesResult, maps: dict[str, list[NDArray[Any]]]
+) -> None:
+    """Write one block's series and composite into the store; append its composite maps to ``maps``."""
+    comp = velocity_composite(ts)
+    layers = {"east": ts.dx, "north": ts.dy, "east_error": ts.sigma_dx, "north_error": ts.sigma_dy}
+    for name in ("vx", "vy", "v", "vx_error", "vy_error", "v_error", "count"):
+        layers[name] = getattr(comp, name)
+        maps.setdefault(name, []).append(getattr(comp, name))
+    sink.write(block, layers)
 
 
 def _concat(parts: list[TimeSeriesResult]) -> TimeSeriesResult:
@@ -266,45 +319,44 @@ def invert_products(
         template = first.drop_vars([v for v in first.data_vars if v != "mapping"]).load()
         template["dx"] = first["dx"].load()
     ny, nx = int(template.sizes["y"]), int(template.sizes["x"])
-    _check_grids(paths, (ny, nx))
-    rows = chunk_rows(len(p), len(d), nx, memory_bytes)
-    keep = len(d) * ny * nx * 4 * 4 + len(p) * ny * nx <= keep_bytes
-    sink = SeriesStore(store, template, d, chunk_rows=rows)
-    parts: list[TimeSeriesResult] = []
-    maps: dict[str, list[NDArray[Any]]] = {}
-    n_partial = n_empty = 0
+    source = _Products(paths)
     try:
-        for r0 in range(0, ny, rows):
-            block = slice(r0, min(ny, r0 + rows))
-            ts = _invert_block(
-                paths,
-                d,
-                p,
-                block,
-                ny,
-                nx,
-                weights=weights,
-                smoothing=smoothing,
-                robust=robust,
-                pair_errors=pair_errors,
-                node_errors=node_errors,
-            )
-            comp = velocity_composite(ts)
-            n_partial += ts.n_partial
-            n_empty += ts.n_empty
-            layers = {"east": ts.dx, "north": ts.dy, "east_error": ts.sigma_dx, "north_error": ts.sigma_dy}
-            for name in ("vx", "vy", "v", "vx_error", "vy_error", "v_error", "count"):
-                layers[name] = getattr(comp, name)
-                maps.setdefault(name, []).append(getattr(comp, name))
-            sink.write(block, layers)
-            if keep:
-                parts.append(ts)
-            if progress is not None:
-                progress(block.stop, ny)
-        path = sink.close()
-    except BaseException:
-        sink.abort()
-        raise
+        _check_grids(source, (ny, nx))
+        rows = chunk_rows(len(p), len(d), nx, memory_bytes)
+        keep = len(d) * ny * nx * 4 * 4 + len(p) * ny * nx <= keep_bytes
+        sink = SeriesStore(store, template, d, chunk_rows=rows)
+        parts: list[TimeSeriesResult] = []
+        maps: dict[str, list[NDArray[Any]]] = {}
+        n_partial = n_empty = 0
+        try:
+            for r0 in range(0, ny, rows):
+                block = slice(r0, min(ny, r0 + rows))
+                ts = _invert_block(
+                    source,
+                    d,
+                    p,
+                    block,
+                    ny,
+                    nx,
+                    weights=weights,
+                    smoothing=smoothing,
+                    robust=robust,
+                    pair_errors=pair_errors,
+                    node_errors=node_errors,
+                )
+                n_partial += ts.n_partial
+                n_empty += ts.n_empty
+                _write_block(sink, block, ts, maps)
+                if keep:
+                    parts.append(ts)
+                if progress is not None:
+                    progress(block.stop, ny)
+            path = sink.close()
+        except BaseException:
+            sink.abort()
+            raise
+    finally:
+        source.close()
     if n_partial or n_empty:
         warnings.warn(
             f"{n_partial} pixel(s) have unconstrained dates (NaN) and {n_empty} pixel(s) have no estimate, "
