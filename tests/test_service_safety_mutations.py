@@ -24,7 +24,7 @@ import trustme
 
 from _service_helpers import auth, write_pair
 from geodeform.errors import DataError, InvalidInputError
-from geodeform.service.safety import check_url, fetch_url
+from geodeform.service.safety import check_url, check_url_address, fetch_url
 
 HOST = "stac.example.org"  # the allowed catalogue host of these tests
 PUBLIC = "93.184.216.34"  # a global unicast address: what a harmless catalogue host resolves to
@@ -202,6 +202,48 @@ def test_download_checks_the_host_before_connecting(tls_server, monkeypatch, tmp
     with pytest.raises(InvalidInputError, match="non-public"):
         fetch_url(f"https://{HOST}:{port}/big.tif", tmp_path / "a.tif", hosts=[HOST], max_bytes=10_000)
     assert seen == []
+
+
+def test_download_connects_to_the_address_it_checked(tls_server, monkeypatch, tmp_path: Path) -> None:
+    # DNS rebinding: the host answers a public address to the check, then an internal one; the download must
+    # connect to the checked address, never resolve the name a second time
+    port, seen, ca_file = tls_server
+    seen.clear()
+    answers = iter([PUBLIC])
+    real_resolve = socket.getaddrinfo
+
+    def rebinding(host, p, *args, **kwargs):
+        if str(host).lower() != HOST:
+            return real_resolve(host, p, *args, **kwargs)
+        addr = next(answers, "10.9.9.9")
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (addr, p or 443))]
+
+    connected: list[str] = []
+    real_connect = socket.create_connection
+
+    def connect(address, *args, **kwargs):
+        host, p = address
+        if str(host).lower() == HOST:  # what a connection by name does: resolve again
+            host = rebinding(host, p)[0][4][0]
+        connected.append(str(host))
+        if host != PUBLIC:
+            raise ConnectionRefusedError(f"{host} is internal (the rebinding target)")
+        return real_connect(("127.0.0.1", p), *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", rebinding)
+    monkeypatch.setattr(socket, "create_connection", connect)
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    dest = fetch_url(f"https://{HOST}:{port}/big.tif", tmp_path / "a.tif", hosts=[HOST], max_bytes=10_000)
+    assert dest.read_bytes() == BODY  # the certificate was verified against the host name
+    assert connected == [PUBLIC]
+    assert seen == ["/big.tif"]
+
+
+def test_check_url_address_names_the_checked_address(monkeypatch) -> None:
+    _resolver(monkeypatch, PUBLIC)
+    checked = check_url_address(f"https://{HOST.upper()}:8443/scene/B4.tif", [HOST])
+    assert checked == (f"https://{HOST.upper()}:8443/scene/B4.tif", HOST, 8443, PUBLIC)
+    assert check_url_address(f"https://{HOST}/x.tif", [HOST]).port == 443
 
 
 # ------------------------------------------------------------------- run-time re-check of a data path
