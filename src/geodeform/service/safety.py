@@ -15,8 +15,8 @@ import socket
 import ssl
 import urllib.request
 from collections.abc import Sequence
-from typing import Any, NamedTuple
 from pathlib import Path, PurePosixPath
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from geodeform.errors import DataError, InvalidInputError
