@@ -24,7 +24,15 @@ import trustme
 
 from _service_helpers import auth, write_pair
 from geodeform.errors import DataError, InvalidInputError
-from geodeform.service.safety import check_url, check_url_address, fetch_url
+from geodeform.service.safety import (
+    check_relative,
+    check_url,
+    check_url_address,
+    fetch_url,
+    is_public_address,
+    resolve_data_folder,
+    resolve_data_path,
+)
 
 HOST = "stac.example.org"  # the allowed catalogue host of these tests
 PUBLIC = "93.184.216.34"  # a global unicast address: what a harmless catalogue host resolves to
@@ -292,3 +300,151 @@ def test_a_file_swapped_after_the_workers_check_is_caught_when_read(service, mon
     assert (service.data_root / ref).is_symlink()  # the swap happened after the worker's check
     assert doc["status"] == "failed", doc
     assert "data root" in doc.get("message", ""), doc
+
+
+# ----------------------------------------------------------------- unit checks of safety.py (mutation run)
+# Each case pins a rule of the module at its boundary, so that the mutants of ``scripts/mutation.sh safety``
+# (a limit off by one, a dropped condition, a changed default port...) fail a test.
+@pytest.mark.parametrize(
+    ("value", "ok"),
+    [
+        ("a" * 255, True),  # the longest name allowed
+        ("a" * 256, False),
+        ("/".join(["d" * 200] * 5) + "/" + "f" * 19, True),  # 1019 + 5 separators = 1024 bytes
+        ("/".join(["d" * 200] * 5) + "/" + "f" * 20, False),  # 1025 bytes
+        ("é" * 127 + "a", True),  # 255 bytes of UTF-8 (128 characters)
+        ("é" * 128, False),  # 256 bytes of UTF-8
+        ("two words.tif", True),  # a space is not a control character
+        ("a\x7fb.tif", False),  # DEL
+        ("a\x1fb.tif", False),
+        ("a\\b.tif", False),
+        ("~root/x.tif", False),
+        ("/etc/passwd", False),
+        ("a/../b.tif", False),
+        ("", False),
+        ("scene\udcff.tif", True),  # a name with an undecodable byte (surrogate escape) is a name
+    ],
+)
+def test_check_relative_limits(value: str, ok: bool) -> None:
+    if ok:
+        assert str(check_relative(value)) == value
+    else:
+        with pytest.raises(InvalidInputError):
+            check_relative(value)
+
+
+def test_resolve_data_path_and_folder_search_the_roots_in_order(tmp_path: Path) -> None:
+    first, second, outside = tmp_path / "first", tmp_path / "second", tmp_path / "outside"
+    for folder in (first, second / "sub", outside):
+        folder.mkdir(parents=True)
+    (second / "sub" / "b.tif").write_bytes(b"b")
+    (first / "sub.tif").write_bytes(b"first")
+    (second / "sub.tif").write_bytes(b"second")
+    (outside / "secret.tif").write_bytes(b"secret")
+    (first / "leak.tif").symlink_to(outside / "secret.tif")
+    (first / "leakdir").symlink_to(outside)
+    roots = [first, second]
+    assert resolve_data_path("sub/b.tif", roots) == (second / "sub" / "b.tif").resolve()
+    assert resolve_data_path("sub.tif", roots).read_bytes() == b"first"  # the first root wins
+    assert resolve_data_folder("sub/", roots) == (second / "sub").resolve()
+    assert resolve_data_folder("/", roots) == first.resolve()  # the root itself
+    with pytest.raises(InvalidInputError, match="no file 'sub'"):
+        resolve_data_path("sub", roots)  # a folder, not a file
+    with pytest.raises(InvalidInputError, match=r"no folder 'sub\.tif'"):
+        resolve_data_folder("sub.tif", roots)
+    with pytest.raises(InvalidInputError, match="data root"):
+        resolve_data_path("leak.tif", roots)
+    with pytest.raises(InvalidInputError, match="data root"):
+        resolve_data_folder("leakdir", roots)
+    with pytest.raises(InvalidInputError, match="control characters"):
+        resolve_data_folder("sub\n", roots)
+    with pytest.raises(InvalidInputError, match=r"'\.\.'"):
+        resolve_data_path("sub/../sub.tif", roots)
+
+
+def test_find_in_root_names_a_symlink_loop(tmp_path: Path) -> None:
+    (tmp_path / "loop").symlink_to(tmp_path / "loop")
+    with pytest.raises(InvalidInputError, match="cannot be read"):
+        resolve_data_path("loop/x.tif", [tmp_path])
+
+
+@pytest.mark.parametrize(
+    ("address", "public"),
+    [
+        (PUBLIC, True),
+        ("2606:2800:220:1:248:1893:25c8:1946", True),
+        ("::ffff:93.184.216.34", True),  # IPv4-mapped: judged as its IPv4 address
+        ("::ffff:10.0.0.1", False),
+        ("224.0.1.1", False),  # global multicast (is_global alone says yes)
+        ("ff0e::1", False),
+        ("64:ff9b::7f00:1", False),  # NAT64 of 127.0.0.1: reserved (is_global alone says yes)
+        ("fe80::1%eth0", False),  # link-local with a zone
+        ("2001:db8::1%3", False),
+        ("100.64.0.1", False),  # carrier-grade NAT
+    ],
+)
+def test_is_public_address(address: str, public: bool) -> None:
+    assert is_public_address(address) is public
+
+
+@pytest.mark.parametrize(
+    ("url", "words"),
+    [
+        (f"http://{HOST}/a.tif", "only https"),
+        ("file:///etc/passwd", "'file'"),
+        (f"//{HOST}/a.tif", r"'\(none\)'"),
+        (f"https://user@{HOST}/a.tif", "credentials"),
+        (f"https://:secret@{HOST}/a.tif", "credentials"),
+        ("https:///a.tif", "no host"),
+        ("https://localhost/a.tif", "loopback"),
+        ("https://tiles.localhost/a.tif", "loopback"),
+        ("https://127.0.0.1/a.tif", "loopback"),
+        ("https://[::1]/a.tif", "loopback"),
+        ("https://10.0.0.1/a.tif", "loopback"),
+        (f"https://{PUBLIC}/a.tif", "not a configured catalogue host"),
+        ("https://other.example.org/a.tif", "not a configured catalogue host"),
+        (f"https://{HOST}:99999/a.tif", "not a valid URL"),
+    ],
+)
+def test_check_url_refuses(monkeypatch, url: str, words: str) -> None:
+    _resolver(monkeypatch, PUBLIC)
+    with pytest.raises(InvalidInputError, match=words):
+        check_url(url, [HOST])
+
+
+def test_check_url_accepts_any_case_and_names_unresolvable_hosts(monkeypatch) -> None:
+    _resolver(monkeypatch, PUBLIC)
+    assert check_url(f"HTTPS://{HOST}/a.tif", [HOST.upper()]) == f"HTTPS://{HOST}/a.tif"
+    assert check_url(f"https://{PUBLIC}/a.tif", [PUBLIC]) == f"https://{PUBLIC}/a.tif"  # a public literal
+
+    def fail(host, port, *args, **kwargs):
+        raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+
+    monkeypatch.setattr(socket, "getaddrinfo", fail)
+    with pytest.raises(InvalidInputError, match="does not resolve"):
+        check_url(f"https://{HOST}/a.tif", [HOST])
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: [])
+    with pytest.raises(InvalidInputError, match="non-public"):
+        check_url(f"https://{HOST}/a.tif", [HOST])
+
+
+def test_check_url_asks_the_resolver_for_the_urls_port_over_tcp(monkeypatch) -> None:
+    asked = []
+
+    def resolver(host, port, *args, **kwargs):
+        asked.append((host, port, kwargs.get("proto")))
+        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", (PUBLIC, port))]
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    check_url(f"https://{HOST}:8443/a.tif", [HOST])
+    check_url(f"https://{HOST}/a.tif", [HOST])
+    assert asked == [(HOST, 8443, socket.IPPROTO_TCP), (HOST, 443, socket.IPPROTO_TCP)]
+
+
+def test_a_failed_download_names_the_url_and_leaves_no_file(routed, tmp_path: Path) -> None:
+    port, _ = routed
+    dest = tmp_path / "a.tif"
+    url = f"https://{HOST}:{port + 1 if port < 65535 else port - 1}/big.tif"  # nothing listens there
+    with pytest.raises(DataError, match=f"could not fetch {url}"):
+        fetch_url(url, dest, hosts=[HOST], max_bytes=10_000)
+    assert not dest.exists()

@@ -89,6 +89,8 @@ def find_in_root(root: Path, rel: PurePosixPath, *, folder: bool) -> Path | None
         found = real.is_dir() if folder else real.is_file()
     except OSError as exc:  # too long for this file system, a loop of symlinks, no permission...
         raise InvalidInputError(f"cannot be read ({exc.strerror or type(exc).__name__})") from None
+    except RuntimeError:  # Python < 3.13 reports a loop of symlinks this way
+        raise InvalidInputError("cannot be read (a loop of symlinks)") from None
     return real if found else None
 
 
