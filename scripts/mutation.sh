@@ -4,6 +4,8 @@
 # a removed call...) and runs the tests that reach it; a mutant no test notices "survives".
 #
 #   bash scripts/mutation.sh [MODULE...]       MODULE: a name of scripts/mutation/*.toml (all when none)
+#   MUTANTS="name name..." bash scripts/mutation.sh MODULE    re-test only these mutants (e.g. the survivors
+#                                              after adding tests; the others keep their verdicts)
 #
 # Each module runs in its own scratch copy, build/mutation/MODULE/ (the working tree's src/, tests/ and
 # pyproject.toml with scripts/mutation/MODULE.toml appended), scoped to the test files that cover it, so a
@@ -34,7 +36,7 @@ for module in "$@"; do
     | tar --null -T - -cf - | tar -xf - -C "$work"
   cat "$conf" >> "$work/pyproject.toml"
   echo "[mutation] $module: mutating $(sed -n 's/^only_mutate = //p' "$conf")"
-  (cd "$work" && nice -n 5 "$MUTMUT" run --max-children "$CHILDREN" > run.log 2>&1) || {
+  (cd "$work" && nice -n 5 "$MUTMUT" run --max-children "$CHILDREN" ${MUTANTS:-} > run.log 2>&1) || {
     tail -30 "$work/run.log" >&2
     echo "[mutation] $module: mutmut failed, see $work/run.log" >&2
     exit 1

@@ -12,6 +12,7 @@ the run-time path re-check fails a test (issue 27).
 from __future__ import annotations
 
 import http.server
+import re
 import shutil
 import socket
 import ssl
@@ -24,6 +25,7 @@ import trustme
 
 from _service_helpers import auth, write_pair
 from geodeform.errors import DataError, InvalidInputError
+from geodeform.service.paths import DataScope, PathMask, resolve_input
 from geodeform.service.safety import (
     check_relative,
     check_url,
@@ -448,3 +450,79 @@ def test_a_failed_download_names_the_url_and_leaves_no_file(routed, tmp_path: Pa
     with pytest.raises(DataError, match=f"could not fetch {url}"):
         fetch_url(url, dest, hosts=[HOST], max_bytes=10_000)
     assert not dest.exists()
+
+
+# ------------------------------------------------------------------ unit checks of paths.py (mutation run)
+def _scope(tmp_path: Path) -> tuple[DataScope, Path, Path, Path]:
+    root, outside = tmp_path / "data", tmp_path / "outside"
+    uploads, job = root / "users" / "u1", tmp_path / "jobs" / "j1"
+    for folder in (root / "sub", uploads, job, outside):
+        folder.mkdir(parents=True)
+    (root / "sub" / "a.tif").write_bytes(b"a")
+    (uploads / "mine.tif").write_bytes(b"mine")
+    (job / "velocity.tif").write_bytes(b"v")
+    (outside / "secret.tif").write_bytes(b"s")
+    (uploads / "leak.tif").symlink_to(outside / "secret.tif")
+    scope = DataScope(roots=(root.resolve(),), uploads=uploads.resolve(),
+                      job_dir=lambda job_id: job.resolve() if job_id == "j1" else None)  # fmt: skip
+    return scope, root.resolve(), uploads.resolve(), job.resolve()
+
+
+def test_resolve_input_reads_roots_uploads_and_own_jobs(tmp_path: Path) -> None:
+    scope, root, uploads, job = _scope(tmp_path)
+    assert resolve_input("sub/a.tif", scope) == root / "sub" / "a.tif"
+    assert resolve_input("uploads/mine.tif", scope) == uploads / "mine.tif"
+    assert resolve_input("jobs/j1/velocity.tif", scope) == job / "velocity.tif"
+    assert resolve_input("sub/", scope, kind="folder") == root / "sub"
+    assert resolve_input("uploads", scope, kind="folder") == uploads
+    assert resolve_input("jobs/j1/", scope, kind="folder") == job
+
+
+@pytest.mark.parametrize(
+    ("value", "kind", "words"),
+    [
+        ("uploads/leak.tif", "file", "data root"),  # a symlink out of the uploads
+        ("uploads/none.tif", "file", "no file 'uploads/none.tif' in your uploads"),
+        ("jobs", "file", "no successful job ''"),
+        ("jobs/j2/velocity.tif", "file", "no successful job 'j2'"),
+        ("jobs/j1", "file", "names a folder, not a file"),
+        ("uploads", "file", "names a folder, not a file"),
+        ("jobs/j1/none.tif", "file", "in the outputs of job j1"),
+        ("sub/a.tif", "folder", "no folder 'sub/a.tif' in the data roots"),
+        ("sub", "file", "no file 'sub' in the data roots"),
+        ("<VRTDataset>", "file", "GDAL connection string"),
+        ("/vsizip/a.zip/b.tif", "file", "GDAL connection string"),
+        ("NETCDF:v.nc:vx", "file", "GDAL connection string"),
+        ("https://stac.example.org/a.tif", "file", "URL"),
+    ],
+)
+def test_resolve_input_refuses(tmp_path: Path, value: str, kind: str, words: str) -> None:
+    scope, *_ = _scope(tmp_path)
+    with pytest.raises(InvalidInputError, match=re.escape(words)):
+        resolve_input(value, scope, kind=kind)
+
+
+def test_resolve_input_without_uploads_finds_no_upload(tmp_path: Path) -> None:
+    scope, *_ = _scope(tmp_path)
+    bare = DataScope(roots=scope.roots)
+    with pytest.raises(InvalidInputError, match="in your uploads"):
+        resolve_input("uploads/mine.tif", bare)
+    with pytest.raises(InvalidInputError, match="no successful job 'j1'"):
+        resolve_input("jobs/j1/velocity.tif", bare)
+
+
+def test_path_mask_shows_public_names_only(tmp_path: Path) -> None:
+    scope, root, uploads, job = _scope(tmp_path)
+    mask = scope.mask({job: ".", job.parent: "jobs"})
+    # the uploads folder lies inside the data root: the deepest folder is replaced first
+    assert mask(f"cannot read {uploads}/mine.tif") == "cannot read uploads/mine.tif"
+    assert mask(f"cannot read {root}/sub/a.tif") == "cannot read sub/a.tif"
+    assert (
+        mask(f"wrote {job}/velocity.tif and {job.parent}/j2/x.tif")
+        == "wrote ./velocity.tif and jobs/j2/x.tif"
+    )
+    assert mask(f"no folder {root}") == "no folder ."
+    assert mask(f"no folder {uploads}, sorry") == "no folder uploads, sorry"
+    # a folder whose name only starts like a masked one is left alone (and says nothing of the root)
+    assert mask(f"see {root}2/x and {root}-old") == f"see {root}2/x and {root}-old"
+    assert PathMask((("/", ""), ("", "x")))("/etc/passwd") == "/etc/passwd"  # never the whole file system
