@@ -185,7 +185,7 @@ def check_url_address(url: str, hosts: Sequence[str]) -> CheckedUrl:
     if not host:
         raise InvalidInputError("URL has no host")
     try:
-        literal = ipaddress.ip_address(host.strip("[]"))
+        literal = ipaddress.ip_address(host)  # (``hostname`` has no brackets)
     except ValueError:
         literal = None
     if host == "localhost" or host.endswith(".localhost") or (literal is not None and not _public(host)):
@@ -211,7 +211,7 @@ class _PinnedConnection(http.client.HTTPSConnection):
     """HTTPS to a host name, connected to one given address (TLS still verifies the name)."""
 
     def __init__(self, host: str, *, address: str, context: ssl.SSLContext, **kwargs: Any) -> None:
-        super().__init__(host, context=context, **kwargs)
+        super().__init__(host, **kwargs)  # (the parent's TLS context is not used: connect() wraps with ours)
         self._address = address
         self._tls = context
 
@@ -222,14 +222,12 @@ class _PinnedConnection(http.client.HTTPSConnection):
 
 class _PinnedHTTPS(urllib.request.HTTPSHandler):
     def __init__(self, address: str) -> None:
+        super().__init__()
         self._tls = ssl.create_default_context()
-        super().__init__(context=self._tls)
         self._address = address
 
     def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
-        def connection(host: str, **kwargs: Any) -> _PinnedConnection:
-            kwargs.pop("context", None)
-            kwargs.pop("check_hostname", None)
+        def connection(host: str, **kwargs: Any) -> _PinnedConnection:  # kwargs: the request's timeout
             return _PinnedConnection(host, address=self._address, context=self._tls, **kwargs)
 
         return self.do_open(connection, req)  # type: ignore[arg-type]
