@@ -392,7 +392,13 @@ def test_resolve_data_path_and_folder_search_the_roots_in_order(tmp_path: Path) 
         resolve_data_path("leak.tif", roots)
     with pytest.raises(InvalidInputError, match="data root"):
         resolve_data_folder("leakdir", roots)
-    with pytest.raises(InvalidInputError, match="control characters"):
+    (second / "BOX").mkdir()
+    (second / "two words").mkdir()
+    assert resolve_data_folder("BOX/", roots) == (second / "BOX").resolve()
+    assert resolve_data_folder("two words", roots) == (second / "two words").resolve()
+    with pytest.raises(InvalidInputError, match="absolute paths are not allowed"):
+        resolve_data_folder("/sub", roots)
+    with pytest.raises(InvalidInputError, match=r"a folder name may not contain control characters \(NUL"):
         resolve_data_folder("sub\n", roots)
     with pytest.raises(InvalidInputError, match=r"'\.\.'"):
         resolve_data_path("sub/../sub.tif", roots)
