@@ -565,4 +565,8 @@ def test_path_mask_shows_public_names_only(tmp_path: Path) -> None:
     assert mask(f"no folder {uploads}, sorry") == "no folder uploads, sorry"
     # a folder whose name only starts like a masked one is left alone (and says nothing of the root)
     assert mask(f"see {root}2/x and {root}-old") == f"see {root}2/x and {root}-old"
-    assert PathMask((("/", ""), ("", "x")))("/etc/passwd") == "/etc/passwd"  # never the whole file system
+    # "/" or "" is never masked (that would rewrite every path), and the folders after it still are
+    everything = PathMask((("/", ""), ("", "x"), (str(root), "")))
+    assert (
+        everything(f"cannot write / (read-only): {root}/sub/a.tif") == "cannot write / (read-only): sub/a.tif"
+    )
