@@ -294,7 +294,9 @@ def sparse_dense(
     grid order, from its own coarse estimate or its neighbours' average.
     """
     search = job.search[ii, jj]
-    if not opts.sparse or ii.size < 16:
+    # the dense nodes are refined from their neighbours' average by Gauss-Newton, which the parabola
+    # option means not to run: with subpixel="parabola" every node is searched
+    if not opts.sparse or opts.subpixel != "lk" or ii.size < 16:
         return ncc_strip(prep, Chips.around(r0, c0, job.chip, search), opts)
     stride = int(opts.sparse_stride)
     level = 1 if min(job.chip) >= 16 else 0  # (a level-1 chip of 8 px still locks onto texture)

@@ -96,7 +96,9 @@ class NccOptions:
         halving of the stride at a time; nodes without agreeing neighbours (spread > 0.5 px) are searched
         in full. Down to every other node these estimates only serve as starts: they are refined on
         pyramid level 1 (a quarter of the pixels) and cleaned against the median of their 3 × 3 lattice
-        neighbourhood; every node is then refined at full resolution in one pass. Default True.
+        neighbourhood; every node is then refined at full resolution in one pass. Default True. Only with
+        ``subpixel="lk"``: the starts are refined by Gauss–Newton, so with ``"parabola"`` every node is
+        searched.
     sparse_stride : int
         Spacing, in nodes, of the searched nodes (a power of 2). Default 4: 1/16 of the grid is searched.
     shiftable : bool

@@ -8,12 +8,15 @@ no loopback, private, link-local or otherwise non-public address (SSRF), no cred
 
 from __future__ import annotations
 
+import http.client
 import ipaddress
 import re
 import socket
+import ssl
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path, PurePosixPath
+from typing import Any, NamedTuple
 from urllib.parse import urlsplit
 
 from geodeform.errors import DataError, InvalidInputError
@@ -21,8 +24,10 @@ from geodeform.errors import DataError, InvalidInputError
 __all__ = [
     "MAX_NAME_BYTES",
     "MAX_PATH_BYTES",
+    "CheckedUrl",
     "check_relative",
     "check_url",
+    "check_url_address",
     "fetch_url",
     "find_in_root",
     "is_public_address",
@@ -84,6 +89,8 @@ def find_in_root(root: Path, rel: PurePosixPath, *, folder: bool) -> Path | None
         found = real.is_dir() if folder else real.is_file()
     except OSError as exc:  # too long for this file system, a loop of symlinks, no permission...
         raise InvalidInputError(f"cannot be read ({exc.strerror or type(exc).__name__})") from None
+    except RuntimeError:  # Python < 3.13 reports a loop of symlinks this way
+        raise InvalidInputError("cannot be read (a loop of symlinks)") from None
     return real if found else None
 
 
@@ -135,6 +142,15 @@ def is_public_address(address: str) -> bool:
 _public = is_public_address
 
 
+class CheckedUrl(NamedTuple):
+    """A URL the service may fetch and the address it was checked against (connect there, not by name)."""
+
+    url: str  #: the URL, unchanged
+    host: str  #: its host name, lower case (for the TLS certificate and the ``Host`` header)
+    port: int  #: its port (443 when not given)
+    address: str  #: the public IP address the host resolved to when checked
+
+
 def check_url(url: str, hosts: Sequence[str]) -> str:
     """Check that the service may fetch ``url``; returns it unchanged.
 
@@ -143,6 +159,18 @@ def check_url(url: str, hosts: Sequence[str]) -> str:
     InvalidInputError
         If the scheme is not https, the URL carries credentials, the host is not one of ``hosts``, or the
         host is (or resolves to) a loopback, private, link-local or reserved address.
+    """
+    return check_url_address(url, hosts).url
+
+
+def check_url_address(url: str, hosts: Sequence[str]) -> CheckedUrl:
+    """:func:`check_url`, also returning the checked address, so that the connection goes where the check
+    looked (a host name resolved a second time could answer differently: DNS rebinding).
+
+    Raises
+    ------
+    InvalidInputError
+        As :func:`check_url`.
     """
     try:
         parts = urlsplit(url)
@@ -157,7 +185,7 @@ def check_url(url: str, hosts: Sequence[str]) -> str:
     if not host:
         raise InvalidInputError("URL has no host")
     try:
-        literal = ipaddress.ip_address(host.strip("[]"))
+        literal = ipaddress.ip_address(host)  # (``hostname`` has no brackets)
     except ValueError:
         literal = None
     if host == "localhost" or host.endswith(".localhost") or (literal is not None and not _public(host)):
@@ -170,7 +198,7 @@ def check_url(url: str, hosts: Sequence[str]) -> str:
         raise InvalidInputError(f"host {host!r} does not resolve: {exc}") from None
     if not infos or not all(_public(str(info[4][0])) for info in infos):
         raise InvalidInputError(f"host {host!r} resolves to a non-public address; not allowed")
-    return url
+    return CheckedUrl(url, host, port, str(infos[0][4][0]))
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -179,10 +207,47 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
         return None
 
 
+class _PinnedConnection(http.client.HTTPSConnection):
+    """HTTPS to a host name, connected to one given address (TLS still verifies the name)."""
+
+    def __init__(self, host: str, *, address: str, context: ssl.SSLContext, **kwargs: Any) -> None:
+        super().__init__(host, **kwargs)  # (the parent's TLS context is not used: connect() wraps with ours)
+        self._address = address
+        self._tls = context
+
+    def connect(self) -> None:
+        sock = socket.create_connection((self._address, self.port), self.timeout, self.source_address)
+        self.sock = self._tls.wrap_socket(sock, server_hostname=self.host)
+
+
+class _PinnedHTTPS(urllib.request.HTTPSHandler):
+    def __init__(self, address: str) -> None:
+        super().__init__()
+        self._tls = ssl.create_default_context()
+        self._address = address
+
+    def https_open(self, req: urllib.request.Request) -> http.client.HTTPResponse:
+        def connection(host: str, **kwargs: Any) -> _PinnedConnection:  # kwargs: the request's timeout
+            return _PinnedConnection(host, address=self._address, context=self._tls, **kwargs)
+
+        return self.do_open(connection, req)  # type: ignore[arg-type]
+
+
 def fetch_url(url: str, dest: Path, *, hosts: Sequence[str], max_bytes: int, timeout: float = 60.0) -> Path:
-    """Download ``url`` (checked with :func:`check_url`, no redirects) to ``dest``, at most ``max_bytes``."""
-    check_url(url, hosts)
-    opener = urllib.request.build_opener(_NoRedirect)
+    """Download ``url`` (checked with :func:`check_url`, no redirects) to ``dest``, at most ``max_bytes``.
+
+    The connection goes to the address the check resolved (DNS rebinding cannot move it to an internal
+    address between the check and the download); the TLS certificate is verified against the host name.
+
+    Raises
+    ------
+    InvalidInputError
+        If the URL fails :func:`check_url`.
+    DataError
+        If the download fails, is redirected or is larger than ``max_bytes`` (no file is left behind).
+    """
+    checked = check_url_address(url, hosts)
+    opener = urllib.request.build_opener(_NoRedirect, _PinnedHTTPS(checked.address))
     try:
         with opener.open(url, timeout=timeout) as resp, open(dest, "wb") as out:
             total = 0
