@@ -524,6 +524,7 @@ def _refine(
         float(max_move),
         float(opts.min_valid_fraction) if chip_tests else 0.0,
         float(opts.min_texture) if chip_tests else -1.0,
+        opts.radiometry == "quadratic",
     )
     lk = lk_nodes(
         prep.spline(level),
