@@ -425,8 +425,9 @@ def quadratic_radiometry(sw, q_r, q_rr, q_r3, q_r4, ss, sss, srs, srrs):
     weighted least squares over a chip (sums of weights m: Σ m, Σ m R^k for k = 1..4, Σ m S, Σ m S R,
     Σ m S², Σ m S R²), and the moments the refinement needs: (mean R, var R, μ₃ = mean u³, var(u²),
     cov(S, u²), γ). γ is 0 when the fit is ill-conditioned (u² nearly a linear function of u: few grey
-    levels) or when the curvature does not explain the residual significantly (about 4σ, counting Σ m
-    as the number of samples): a chip without a curved map keeps the linear model."""
+    levels), and shrunk by t² / (t² + 16) with t its t statistic (counting Σ m as the number of samples):
+    a chip whose curvature is not significant keeps about the linear model, without a jump between
+    nearby sums."""
     mq = q_r / sw
     e2 = q_rr / sw
     e3 = q_r3 / sw
@@ -445,8 +446,8 @@ def quadratic_radiometry(sw, q_r, q_rr, q_r3, q_r4, ss, sss, srs, srrs):
         # residual variance of the linear fit, and its reduction by the curvature term
         res_lin = sss / sw - ms * ms - csu * csu / vq
         gain2 = gamma * (csz - csu * mu3 / vq)
-        if not (gain2 * sw > 16.0 * max(res_lin - gain2, 1e-12)):
-            gamma = 0.0
+        t2 = gain2 * sw / max(res_lin - gain2, 1e-12)  # squared t statistic of γ
+        gamma *= t2 / (t2 + 16.0)  # shrunk smoothly: no jump between nearby sums
     return mq, vq, mu3, vz, csz, gamma
 
 
