@@ -161,10 +161,12 @@ NSUM = 32
 
 
 @nb.njit(cache=True, nogil=True, fastmath=FAST)
-def _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, out, xcol):
+def _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, out, xcol, quadratic):
     """The reference sums of :func:`lk_refine_node` for one chip, into ``out`` (NSUM values, columns
     ``S_*`` above). The unweighted Σr and Σr² of the valid pixels serve the chip's texture test; the
-    other sums are weighted by ``weight`` × validity."""
+    other sums are weighted by ``weight`` × validity. The moments of the quadratic radiometric model
+    (``S_R3``, ``S_R4``, ``S_GRR``) are computed only with ``quadratic`` (0 otherwise: the default path
+    does no extra work)."""
     cr_ = (h - 1) / 2.0
     cc_ = (w - 1) / 2.0
     swt = 0.0
@@ -253,14 +255,15 @@ def _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, out, xcol):
             b_gx += mgx
             b_gyr += mgy * r
             b_gxr += mgx * r
-        for j in range(w):  # the moments of the quadratic radiometric model
-            m = wrow[j] * np.float32(vrow[j])
-            r = rrow[j]
-            mr2 = m * r * r
-            b_r3 += mr2 * r
-            b_r4 += mr2 * r * r
-            b_gyrr += mr2 * gyrow[j]
-            b_gxrr += mr2 * gxrow[j]
+        if quadratic:  # the moments of the quadratic radiometric model
+            for j in range(w):
+                m = wrow[j] * np.float32(vrow[j])
+                r = rrow[j]
+                mr2 = m * r * r
+                b_r3 += mr2 * r
+                b_r4 += mr2 * r * r
+                b_gyrr += mr2 * gyrow[j]
+                b_gxrr += mr2 * gxrow[j]
         for j in range(w):
             m = wrow[j] * np.float32(vrow[j])
             gy = gyrow[j]
@@ -349,11 +352,12 @@ def _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, out, xcol):
 
 
 @nb.njit(cache=True, nogil=True, fastmath=FAST)
-def _masked_weights(ref, gyi, gxi, rvalid, tvalid, r0, c0, h, w, br, bc, weight, mw):
+def _masked_weights(ref, gyi, gxi, rvalid, tvalid, r0, c0, h, w, br, bc, weight, mw, quadratic):
     """The weights of a chip's pixels valid in both images when its secondary taps start at (br, bc) of
     the padded coefficients: ``mw`` = weight × reference validity × ``tvalid[br + i, bc + j]``, and the
     reference sums over them, (Σ m, Σ m r, Σ m r², Σ m g_y, Σ m g_x, Σ m g_y r, Σ m g_x r, Σ m r³,
-    Σ m r⁴, Σ m g_y r², Σ m g_x r²)."""
+    Σ m r⁴, Σ m g_y r², Σ m g_x r²); the last four only with ``quadratic`` (0 otherwise: the default
+    path runs the loop without them)."""
     sw = 0.0
     q_r = 0.0
     q_rr = 0.0
@@ -386,25 +390,41 @@ def _masked_weights(ref, gyi, gxi, rvalid, tvalid, r0, c0, h, w, br, bc, weight,
         b8 = np.float32(0.0)
         b9 = np.float32(0.0)
         b10 = np.float32(0.0)
-        for j in range(w):
-            m = wrow[j] * np.float32(vrow[j] & trow[j])
-            mrow[j] = m
-            r = rrow[j]
-            mr_ = m * r
-            mgy = m * gyrow[j]
-            mgx = m * gxrow[j]
-            a0 += m
-            b1 += mr_
-            b2 += mr_ * r
-            b3 += mgy
-            b4 += mgx
-            b5 += mgy * r
-            b6 += mgx * r
-            mr2 = mr_ * r
-            b7 += mr2 * r
-            b8 += mr2 * r * r
-            b9 += mgy * r * r
-            b10 += mgx * r * r
+        if quadratic:
+            for j in range(w):
+                m = wrow[j] * np.float32(vrow[j] & trow[j])
+                mrow[j] = m
+                r = rrow[j]
+                mr_ = m * r
+                mgy = m * gyrow[j]
+                mgx = m * gxrow[j]
+                a0 += m
+                b1 += mr_
+                b2 += mr_ * r
+                b3 += mgy
+                b4 += mgx
+                b5 += mgy * r
+                b6 += mgx * r
+                mr2 = mr_ * r
+                b7 += mr2 * r
+                b8 += mr2 * r * r
+                b9 += mgy * r * r
+                b10 += mgx * r * r
+        else:
+            for j in range(w):
+                m = wrow[j] * np.float32(vrow[j] & trow[j])
+                mrow[j] = m
+                r = rrow[j]
+                mr_ = m * r
+                mgy = m * gyrow[j]
+                mgx = m * gxrow[j]
+                a0 += m
+                b1 += mr_
+                b2 += mr_ * r
+                b3 += mgy
+                b4 += mgx
+                b5 += mgy * r
+                b6 += mgx * r
         sw += a0
         q_r += b1
         q_rr += b2
@@ -513,7 +533,8 @@ def lk_refine_node(sp, r0, c0, h, w, d_r, d_c, weight, gn, out, scratch=None):
     if scratch is None:
         scratch = lk_scratch(h, w)
     sums, wr, wc, xcol, hb, mw = scratch
-    _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, sums, xcol)
+    quadratic = gn.quadratic
+    _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, sums, xcol, quadratic)
     swt, s_r, s_rr = sums[S_W], sums[S_R], sums[S_RR]
     a00, a01, a11 = sums[S_H], sums[S_H + 1], sums[S_H + 2]
     s_gy, s_gx, s_gyr, s_gxr = sums[S_G], sums[S_G + 1], sums[S_GR], sums[S_GR + 1]
@@ -580,7 +601,7 @@ def lk_refine_node(sp, r0, c0, h, w, d_r, d_c, weight, gn, out, scratch=None):
             # the pixels valid in both images at this integer position (the mask only changes with it,
             # so the iterations that stay there run the unmasked loop below on these weights)
             sw, q_r, q_rr, q_gy, q_gx, q_gyr, q_gxr, q_r3, q_r4, q_gyrr, q_gxrr = _masked_weights(
-                ref, gyi, gxi, rvalid, tvalid, r0, c0, h, w, br, bc, weight, mw
+                ref, gyi, gxi, rvalid, tvalid, r0, c0, h, w, br, bc, weight, mw, quadratic
             )
             at_r = ir
             at_c = ic
@@ -614,60 +635,88 @@ def lk_refine_node(sp, r0, c0, h, w, d_r, d_c, weight, gn, out, scratch=None):
             a4 = np.float32(0.0)
             a5 = np.float32(0.0)
             a6 = np.float32(0.0)
-            for j in range(w):
-                s = u0 * h0[j] + u1 * h1[j] + u2 * h2[j] + u3 * h3[j]
-                ms_ = wrow[j] * s
-                r = rrow[j]
-                msr = ms_ * r
-                a1 += ms_
-                a2 += ms_ * s
-                a3 += ms_ * gyrow[j]
-                a4 += ms_ * gxrow[j]
-                a5 += msr
-                a6 += msr * r
+            if quadratic:
+                for j in range(w):
+                    s = u0 * h0[j] + u1 * h1[j] + u2 * h2[j] + u3 * h3[j]
+                    ms_ = wrow[j] * s
+                    r = rrow[j]
+                    msr = ms_ * r
+                    a1 += ms_
+                    a2 += ms_ * s
+                    a3 += ms_ * gyrow[j]
+                    a4 += ms_ * gxrow[j]
+                    a5 += msr
+                    a6 += msr * r
+            else:  # the default (gain and offset): Σ m S R² is not needed
+                for j in range(w):
+                    s = u0 * h0[j] + u1 * h1[j] + u2 * h2[j] + u3 * h3[j]
+                    ms_ = wrow[j] * s
+                    a1 += ms_
+                    a2 += ms_ * s
+                    a3 += ms_ * gyrow[j]
+                    a4 += ms_ * gxrow[j]
+                    a5 += ms_ * rrow[j]
             ss += a1
             sss += a2
             sgys += a3
             sgxs += a4
             srs += a5
             srrs += a6
-        # The radiometric map from R to S, a + β u + γ (u² - var u) with u = R - mean R (γ = 0: gain and
-        # offset only): a curved map (a gamma change, haze) left in the residual biases the step wherever
-        # the window's weights are not flat. The secondary is compared through S' = S - γ (u² - var u).
-        mq, vq, mu3, vz, csz, gam = quadratic_radiometry(sw, q_r, q_rr, q_r3, q_r4, ss, sss, srs, srrs)
-        if not gn.quadratic:
-            gam = 0.0
-        ms = ss / sw
-        vs = sss / sw - ms * ms - 2.0 * gam * csz + gam * gam * vz  # var S'
-        if vs <= 0.0 or vq <= 0.0:
-            reason = TEXTURELESS
-            step2 = np.inf
-            break
-        gain = math.sqrt(vq / vs)
-        # b = sum m g ((R - mq) - gain (S' - ms)), with Σ m g (u² - var u) from the reference sums
-        zgy = q_gyrr - 2.0 * mq * q_gyr + (mq * mq - vq) * q_gy
-        zgx = q_gxrr - 2.0 * mq * q_gxr + (mq * mq - vq) * q_gx
-        by = (q_gyr - mq * q_gy) - gain * (sgys - ms * q_gy - gam * zgy)
-        bx = (q_gxr - mq * q_gx) - gain * (sgxs - ms * q_gx - gam * zgx)
-        cov = srs / sw - mq * ms - gam * mu3  # cov(S', R)
-        zn = cov / math.sqrt(vq * vs)
-        sig2 = max(2.0 * vq * (1.0 - zn), 0.0)  # residual variance per pixel
-        # delta = -H^-1 sum g (ref - S);  d <- d - delta. γ is fitted again at every step, so the step
-        # solves for the offset with γ eliminated: H - c cᵀ / Σ m z², c = Σ m g z, z = u² - var u (the
-        # plain H would overshoot the curvature along c and stop short of the minimum).
-        e00, e01, e11 = i00, i01, i11
-        if gam != 0.0:
-            szz = sw * vz
-            f00 = a00 - zgy * zgy / szz
-            f01 = a01 - zgy * zgx / szz
-            f11 = a11 - zgx * zgx / szz
-            fdet = f00 * f11 - f01 * f01
-            if fdet > 0.05 * det:
-                e00 = f11 / fdet
-                e01 = -f01 / fdet
-                e11 = f00 / fdet
-        ddr = -(e00 * by + e01 * bx)
-        ddc = -(e01 * by + e11 * bx)
+        if quadratic:
+            # The radiometric map from R to S, a + β u + γ (u² - var u) with u = R - mean R (γ = 0: gain and
+            # offset only): a curved map (a gamma change, haze) left in the residual biases the step wherever
+            # the window's weights are not flat. The secondary is compared through S' = S - γ (u² - var u).
+            mq, vq, mu3, vz, csz, gam = quadratic_radiometry(sw, q_r, q_rr, q_r3, q_r4, ss, sss, srs, srrs)
+            ms = ss / sw
+            vs = sss / sw - ms * ms - 2.0 * gam * csz + gam * gam * vz  # var S'
+            if vs <= 0.0 or vq <= 0.0:
+                reason = TEXTURELESS
+                step2 = np.inf
+                break
+            gain = math.sqrt(vq / vs)
+            # b = sum m g ((R - mq) - gain (S' - ms)), with Σ m g (u² - var u) from the reference sums
+            zgy = q_gyrr - 2.0 * mq * q_gyr + (mq * mq - vq) * q_gy
+            zgx = q_gxrr - 2.0 * mq * q_gxr + (mq * mq - vq) * q_gx
+            by = (q_gyr - mq * q_gy) - gain * (sgys - ms * q_gy - gam * zgy)
+            bx = (q_gxr - mq * q_gx) - gain * (sgxs - ms * q_gx - gam * zgx)
+            cov = srs / sw - mq * ms - gam * mu3  # cov(S', R)
+            zn = cov / math.sqrt(vq * vs)
+            sig2 = max(2.0 * vq * (1.0 - zn), 0.0)  # residual variance per pixel
+            # delta = -H^-1 sum g (ref - S);  d <- d - delta. γ is fitted again at every step, so the step
+            # solves for the offset with γ eliminated: H - c cᵀ / Σ m z², c = Σ m g z, z = u² - var u (the
+            # plain H would overshoot the curvature along c and stop short of the minimum).
+            e00, e01, e11 = i00, i01, i11
+            if gam != 0.0:
+                szz = sw * vz
+                f00 = a00 - zgy * zgy / szz
+                f01 = a01 - zgy * zgx / szz
+                f11 = a11 - zgx * zgx / szz
+                fdet = f00 * f11 - f01 * f01
+                if fdet > 0.05 * det:
+                    e00 = f11 / fdet
+                    e01 = -f01 / fdet
+                    e11 = f00 / fdet
+            ddr = -(e00 * by + e01 * bx)
+            ddc = -(e01 * by + e11 * bx)
+        else:  # the default, gain and offset only: main's arithmetic, none of the quadratic moments
+            mq = q_r / sw
+            vq = q_rr / sw - mq * mq
+            ms = ss / sw
+            vs = sss / sw - ms * ms
+            if vs <= 0.0 or vq <= 0.0:
+                reason = TEXTURELESS
+                step2 = np.inf
+                break
+            gain = math.sqrt(vq / vs)
+            # b = sum m g ((R - mq) - gain (S - ms))
+            by = (q_gyr - mq * q_gy) - gain * (sgys - ms * q_gy)
+            bx = (q_gxr - mq * q_gx) - gain * (sgxs - ms * q_gx)
+            cov = srs / sw - mq * ms
+            zn = cov / math.sqrt(vq * vs)
+            sig2 = max(2.0 * vq * (1.0 - zn), 0.0)  # residual variance per pixel
+            # delta = -H^-1 sum g (ref - S);  d <- d - delta
+            ddr = -(i00 * by + i01 * bx)
+            ddc = -(i01 * by + i11 * bx)
         # The inverse-compositional Hessian comes from the reference's gradients, whose noise inflates
         # it: each step then falls short of the minimum by a constant ratio (noisy pairs converge
         # linearly). Successive steps measure that ratio; scaling the step by 1 / (1 - ratio) (Aitken's
