@@ -74,7 +74,9 @@ class GaussNewton(NamedTuple):
     min_std : float
         Chips whose valid pixels have a standard deviation ≤ this are ``TEXTURELESS`` (-1: no test).
     quadratic : bool
-        Fit a curved radiometric map per chip (:func:`quadratic_radiometry`) instead of gain and offset.
+        Fit a curved radiometric map per chip: the caller then runs
+        :func:`geodeform.offsets._refine_quad.lk_nodes_quadratic` (this module's kernels are the default
+        gain-and-offset model and do not read it).
     """
 
     max_iter: int
@@ -154,19 +156,14 @@ S_Q = 16  # 9: Q (00, 01, 11 × rr, rc, cc)
 S_NVALID = 25  # valid-pixel count
 S_TR = 26  # unweighted Σ r over the valid pixels
 S_TRR = 27  # unweighted Σ r² over the valid pixels
-S_R3 = 28  # Σ w r³
-S_R4 = 29  # Σ w r⁴
-S_GRR = 30  # 2: Σ w g r² (y, x)
-NSUM = 32
+NSUM = 28
 
 
 @nb.njit(cache=True, nogil=True, fastmath=FAST)
-def _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, out, xcol, quadratic):
+def _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, out, xcol):
     """The reference sums of :func:`lk_refine_node` for one chip, into ``out`` (NSUM values, columns
     ``S_*`` above). The unweighted Σr and Σr² of the valid pixels serve the chip's texture test; the
-    other sums are weighted by ``weight`` × validity. The moments of the quadratic radiometric model
-    (``S_R3``, ``S_R4``, ``S_GRR``) are computed only with ``quadratic`` (0 otherwise: the default path
-    does no extra work)."""
+    other sums are weighted by ``weight`` × validity."""
     cr_ = (h - 1) / 2.0
     cc_ = (w - 1) / 2.0
     swt = 0.0
@@ -197,10 +194,6 @@ def _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, out, xcol, quadratic
     q11cc = 0.0
     t_r = 0.0
     t_rr = 0.0
-    s_r3 = 0.0
-    s_r4 = 0.0
-    s_gyrr = 0.0
-    s_gxrr = 0.0
     nvalid = valid_count(rvalid, r0, c0, h, w)
     for j in range(w):  # (``xcol``: a float32 buffer of w values)
         xcol[j] = j - cc_
@@ -224,10 +217,6 @@ def _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, out, xcol, quadratic
         b_gxr = np.float32(0.0)
         u_r = np.float32(0.0)
         u_rr = np.float32(0.0)
-        b_r3 = np.float32(0.0)
-        b_r4 = np.float32(0.0)
-        b_gyrr = np.float32(0.0)
-        b_gxrr = np.float32(0.0)
         p00 = np.float32(0.0)
         p01 = np.float32(0.0)
         p11 = np.float32(0.0)
@@ -255,15 +244,6 @@ def _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, out, xcol, quadratic
             b_gx += mgx
             b_gyr += mgy * r
             b_gxr += mgx * r
-        if quadratic:  # the moments of the quadratic radiometric model
-            for j in range(w):
-                m = wrow[j] * np.float32(vrow[j])
-                r = rrow[j]
-                mr2 = m * r * r
-                b_r3 += mr2 * r
-                b_r4 += mr2 * r * r
-                b_gyrr += mr2 * gyrow[j]
-                b_gxrr += mr2 * gxrow[j]
         for j in range(w):
             m = wrow[j] * np.float32(vrow[j])
             gy = gyrow[j]
@@ -295,10 +275,6 @@ def _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, out, xcol, quadratic
         s_gxr += b_gxr
         t_r += u_r
         t_rr += u_rr
-        s_r3 += b_r3
-        s_r4 += b_r4
-        s_gyrr += b_gyrr
-        s_gxrr += b_gxrr
         a00 += p00
         a01 += p01
         a11 += p11
@@ -345,19 +321,13 @@ def _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, out, xcol, quadratic
     out[S_NVALID] = nvalid
     out[S_TR] = t_r
     out[S_TRR] = t_rr
-    out[S_R3] = s_r3
-    out[S_R4] = s_r4
-    out[S_GRR] = s_gyrr
-    out[S_GRR + 1] = s_gxrr
 
 
 @nb.njit(cache=True, nogil=True, fastmath=FAST)
-def _masked_weights(ref, gyi, gxi, rvalid, tvalid, r0, c0, h, w, br, bc, weight, mw, quadratic):
+def _masked_weights(ref, gyi, gxi, rvalid, tvalid, r0, c0, h, w, br, bc, weight, mw):
     """The weights of a chip's pixels valid in both images when its secondary taps start at (br, bc) of
     the padded coefficients: ``mw`` = weight × reference validity × ``tvalid[br + i, bc + j]``, and the
-    reference sums over them, (Σ m, Σ m r, Σ m r², Σ m g_y, Σ m g_x, Σ m g_y r, Σ m g_x r, Σ m r³,
-    Σ m r⁴, Σ m g_y r², Σ m g_x r²); the last four only with ``quadratic`` (0 otherwise: the default
-    path runs the loop without them)."""
+    reference sums over them, (Σ m, Σ m r, Σ m r², Σ m g_y, Σ m g_x, Σ m g_y r, Σ m g_x r)."""
     sw = 0.0
     q_r = 0.0
     q_rr = 0.0
@@ -365,10 +335,6 @@ def _masked_weights(ref, gyi, gxi, rvalid, tvalid, r0, c0, h, w, br, bc, weight,
     q_gx = 0.0
     q_gyr = 0.0
     q_gxr = 0.0
-    q_r3 = 0.0
-    q_r4 = 0.0
-    q_gyrr = 0.0
-    q_gxrr = 0.0
     for i in range(h):
         rr = r0 + i
         rrow = ref[rr, c0 : c0 + w]
@@ -386,45 +352,20 @@ def _masked_weights(ref, gyi, gxi, rvalid, tvalid, r0, c0, h, w, br, bc, weight,
         b4 = np.float32(0.0)
         b5 = np.float32(0.0)
         b6 = np.float32(0.0)
-        b7 = np.float32(0.0)
-        b8 = np.float32(0.0)
-        b9 = np.float32(0.0)
-        b10 = np.float32(0.0)
-        if quadratic:
-            for j in range(w):
-                m = wrow[j] * np.float32(vrow[j] & trow[j])
-                mrow[j] = m
-                r = rrow[j]
-                mr_ = m * r
-                mgy = m * gyrow[j]
-                mgx = m * gxrow[j]
-                a0 += m
-                b1 += mr_
-                b2 += mr_ * r
-                b3 += mgy
-                b4 += mgx
-                b5 += mgy * r
-                b6 += mgx * r
-                mr2 = mr_ * r
-                b7 += mr2 * r
-                b8 += mr2 * r * r
-                b9 += mgy * r * r
-                b10 += mgx * r * r
-        else:
-            for j in range(w):
-                m = wrow[j] * np.float32(vrow[j] & trow[j])
-                mrow[j] = m
-                r = rrow[j]
-                mr_ = m * r
-                mgy = m * gyrow[j]
-                mgx = m * gxrow[j]
-                a0 += m
-                b1 += mr_
-                b2 += mr_ * r
-                b3 += mgy
-                b4 += mgx
-                b5 += mgy * r
-                b6 += mgx * r
+        for j in range(w):
+            m = wrow[j] * np.float32(vrow[j] & trow[j])
+            mrow[j] = m
+            r = rrow[j]
+            mr_ = m * r
+            mgy = m * gyrow[j]
+            mgx = m * gxrow[j]
+            a0 += m
+            b1 += mr_
+            b2 += mr_ * r
+            b3 += mgy
+            b4 += mgx
+            b5 += mgy * r
+            b6 += mgx * r
         sw += a0
         q_r += b1
         q_rr += b2
@@ -432,43 +373,7 @@ def _masked_weights(ref, gyi, gxi, rvalid, tvalid, r0, c0, h, w, br, bc, weight,
         q_gx += b4
         q_gyr += b5
         q_gxr += b6
-        q_r3 += b7
-        q_r4 += b8
-        q_gyrr += b9
-        q_gxrr += b10
-    return sw, q_r, q_rr, q_gy, q_gx, q_gyr, q_gxr, q_r3, q_r4, q_gyrr, q_gxrr
-
-
-@nb.njit(cache=True, nogil=True, inline="always")
-def quadratic_radiometry(sw, q_r, q_rr, q_r3, q_r4, ss, sss, srs, srrs):
-    """The curvature γ of the radiometric map S ≈ a + β u + γ (u² - var u), u = R - mean(R), fitted by
-    weighted least squares over a chip (sums of weights m: Σ m, Σ m R^k for k = 1..4, Σ m S, Σ m S R,
-    Σ m S², Σ m S R²), and the moments the refinement needs: (mean R, var R, μ₃ = mean u³, var(u²),
-    cov(S, u²), γ). γ is 0 when the fit is ill-conditioned (u² nearly a linear function of u: few grey
-    levels), and shrunk by t² / (t² + 16) with t its t statistic (counting Σ m as the number of samples):
-    a chip whose curvature is not significant keeps about the linear model, without a jump between
-    nearby sums."""
-    mq = q_r / sw
-    e2 = q_rr / sw
-    e3 = q_r3 / sw
-    e4 = q_r4 / sw
-    vq = e2 - mq * mq
-    mu3 = e3 - 3.0 * mq * e2 + 2.0 * mq * mq * mq
-    mu4 = e4 - 4.0 * mq * e3 + 6.0 * mq * mq * e2 - 3.0 * mq**4
-    vz = mu4 - vq * vq  # var(u²)
-    ms = ss / sw
-    csu = srs / sw - mq * ms  # cov(S, u)
-    csz = (srrs - 2.0 * mq * srs + mq * mq * ss) / sw - vq * ms  # cov(S, u²)
-    det = vq * vz - mu3 * mu3
-    gamma = 0.0
-    if vq > 0.0 and det > 0.15 * vq * vz:
-        gamma = (vq * csz - mu3 * csu) / det
-        # residual variance of the linear fit, and its reduction by the curvature term
-        res_lin = sss / sw - ms * ms - csu * csu / vq
-        gain2 = gamma * (csz - csu * mu3 / vq)
-        t2 = gain2 * sw / max(res_lin - gain2, 1e-12)  # squared t statistic of γ
-        gamma *= t2 / (t2 + 16.0)  # shrunk smoothly: no jump between nearby sums
-    return mq, vq, mu3, vz, csz, gamma
+    return sw, q_r, q_rr, q_gy, q_gx, q_gyr, q_gxr
 
 
 @nb.njit(cache=True, nogil=True)
@@ -533,8 +438,7 @@ def lk_refine_node(sp, r0, c0, h, w, d_r, d_c, weight, gn, out, scratch=None):
     if scratch is None:
         scratch = lk_scratch(h, w)
     sums, wr, wc, xcol, hb, mw = scratch
-    quadratic = gn.quadratic
-    _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, sums, xcol, quadratic)
+    _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, sums, xcol)
     swt, s_r, s_rr = sums[S_W], sums[S_R], sums[S_RR]
     a00, a01, a11 = sums[S_H], sums[S_H + 1], sums[S_H + 2]
     s_gy, s_gx, s_gyr, s_gxr = sums[S_G], sums[S_G + 1], sums[S_GR], sums[S_GR + 1]
@@ -572,7 +476,6 @@ def lk_refine_node(sp, r0, c0, h, w, d_r, d_c, weight, gn, out, scratch=None):
     )
     sw = swt
     q_r, q_rr, q_gy, q_gx, q_gyr, q_gxr = s_r, s_rr, s_gy, s_gx, s_gyr, s_gxr
-    q_r3, q_r4, q_gyrr, q_gxrr = sums[S_R3], sums[S_R4], sums[S_GRR], sums[S_GRR + 1]
     if fast:
         for i in range(h):
             mw[i, :] = weight[i]
@@ -600,8 +503,8 @@ def lk_refine_node(sp, r0, c0, h, w, d_r, d_c, weight, gn, out, scratch=None):
         if not fast and (ir != at_r or ic != at_c):
             # the pixels valid in both images at this integer position (the mask only changes with it,
             # so the iterations that stay there run the unmasked loop below on these weights)
-            sw, q_r, q_rr, q_gy, q_gx, q_gyr, q_gxr, q_r3, q_r4, q_gyrr, q_gxrr = _masked_weights(
-                ref, gyi, gxi, rvalid, tvalid, r0, c0, h, w, br, bc, weight, mw, quadratic
+            sw, q_r, q_rr, q_gy, q_gx, q_gyr, q_gxr = _masked_weights(
+                ref, gyi, gxi, rvalid, tvalid, r0, c0, h, w, br, bc, weight, mw
             )
             at_r = ir
             at_c = ic
@@ -614,7 +517,6 @@ def lk_refine_node(sp, r0, c0, h, w, d_r, d_c, weight, gn, out, scratch=None):
         sgys = 0.0
         sgxs = 0.0
         srs = 0.0
-        srrs = 0.0
         spline_rows(coef, br, wc, bc, h, w, hb)
         u0, u1, u2, u3 = np.float32(wr[0]), np.float32(wr[1]), np.float32(wr[2]), np.float32(wr[3])
         for i in range(h):
@@ -634,89 +536,37 @@ def lk_refine_node(sp, r0, c0, h, w, d_r, d_c, weight, gn, out, scratch=None):
             a3 = np.float32(0.0)
             a4 = np.float32(0.0)
             a5 = np.float32(0.0)
-            a6 = np.float32(0.0)
-            if quadratic:
-                for j in range(w):
-                    s = u0 * h0[j] + u1 * h1[j] + u2 * h2[j] + u3 * h3[j]
-                    ms_ = wrow[j] * s
-                    r = rrow[j]
-                    msr = ms_ * r
-                    a1 += ms_
-                    a2 += ms_ * s
-                    a3 += ms_ * gyrow[j]
-                    a4 += ms_ * gxrow[j]
-                    a5 += msr
-                    a6 += msr * r
-            else:  # the default (gain and offset): Σ m S R² is not needed
-                for j in range(w):
-                    s = u0 * h0[j] + u1 * h1[j] + u2 * h2[j] + u3 * h3[j]
-                    ms_ = wrow[j] * s
-                    a1 += ms_
-                    a2 += ms_ * s
-                    a3 += ms_ * gyrow[j]
-                    a4 += ms_ * gxrow[j]
-                    a5 += ms_ * rrow[j]
+            for j in range(w):
+                s = u0 * h0[j] + u1 * h1[j] + u2 * h2[j] + u3 * h3[j]
+                ms_ = wrow[j] * s
+                a1 += ms_
+                a2 += ms_ * s
+                a3 += ms_ * gyrow[j]
+                a4 += ms_ * gxrow[j]
+                a5 += ms_ * rrow[j]
             ss += a1
             sss += a2
             sgys += a3
             sgxs += a4
             srs += a5
-            srrs += a6
-        if quadratic:
-            # The radiometric map from R to S, a + β u + γ (u² - var u) with u = R - mean R (γ = 0: gain and
-            # offset only): a curved map (a gamma change, haze) left in the residual biases the step wherever
-            # the window's weights are not flat. The secondary is compared through S' = S - γ (u² - var u).
-            mq, vq, mu3, vz, csz, gam = quadratic_radiometry(sw, q_r, q_rr, q_r3, q_r4, ss, sss, srs, srrs)
-            ms = ss / sw
-            vs = sss / sw - ms * ms - 2.0 * gam * csz + gam * gam * vz  # var S'
-            if vs <= 0.0 or vq <= 0.0:
-                reason = TEXTURELESS
-                step2 = np.inf
-                break
-            gain = math.sqrt(vq / vs)
-            # b = sum m g ((R - mq) - gain (S' - ms)), with Σ m g (u² - var u) from the reference sums
-            zgy = q_gyrr - 2.0 * mq * q_gyr + (mq * mq - vq) * q_gy
-            zgx = q_gxrr - 2.0 * mq * q_gxr + (mq * mq - vq) * q_gx
-            by = (q_gyr - mq * q_gy) - gain * (sgys - ms * q_gy - gam * zgy)
-            bx = (q_gxr - mq * q_gx) - gain * (sgxs - ms * q_gx - gam * zgx)
-            cov = srs / sw - mq * ms - gam * mu3  # cov(S', R)
-            zn = cov / math.sqrt(vq * vs)
-            sig2 = max(2.0 * vq * (1.0 - zn), 0.0)  # residual variance per pixel
-            # delta = -H^-1 sum g (ref - S);  d <- d - delta. γ is fitted again at every step, so the step
-            # solves for the offset with γ eliminated: H - c cᵀ / Σ m z², c = Σ m g z, z = u² - var u (the
-            # plain H would overshoot the curvature along c and stop short of the minimum).
-            e00, e01, e11 = i00, i01, i11
-            if gam != 0.0:
-                szz = sw * vz
-                f00 = a00 - zgy * zgy / szz
-                f01 = a01 - zgy * zgx / szz
-                f11 = a11 - zgx * zgx / szz
-                fdet = f00 * f11 - f01 * f01
-                if fdet > 0.05 * det:
-                    e00 = f11 / fdet
-                    e01 = -f01 / fdet
-                    e11 = f00 / fdet
-            ddr = -(e00 * by + e01 * bx)
-            ddc = -(e01 * by + e11 * bx)
-        else:  # the default, gain and offset only: main's arithmetic, none of the quadratic moments
-            mq = q_r / sw
-            vq = q_rr / sw - mq * mq
-            ms = ss / sw
-            vs = sss / sw - ms * ms
-            if vs <= 0.0 or vq <= 0.0:
-                reason = TEXTURELESS
-                step2 = np.inf
-                break
-            gain = math.sqrt(vq / vs)
-            # b = sum m g ((R - mq) - gain (S - ms))
-            by = (q_gyr - mq * q_gy) - gain * (sgys - ms * q_gy)
-            bx = (q_gxr - mq * q_gx) - gain * (sgxs - ms * q_gx)
-            cov = srs / sw - mq * ms
-            zn = cov / math.sqrt(vq * vs)
-            sig2 = max(2.0 * vq * (1.0 - zn), 0.0)  # residual variance per pixel
-            # delta = -H^-1 sum g (ref - S);  d <- d - delta
-            ddr = -(i00 * by + i01 * bx)
-            ddc = -(i01 * by + i11 * bx)
+        mq = q_r / sw
+        vq = q_rr / sw - mq * mq
+        ms = ss / sw
+        vs = sss / sw - ms * ms
+        if vs <= 0.0 or vq <= 0.0:
+            reason = TEXTURELESS
+            step2 = np.inf
+            break
+        gain = math.sqrt(vq / vs)
+        # b = sum m g ((R - mq) - gain (S - ms))
+        by = (q_gyr - mq * q_gy) - gain * (sgys - ms * q_gy)
+        bx = (q_gxr - mq * q_gx) - gain * (sgxs - ms * q_gx)
+        cov = srs / sw - mq * ms
+        zn = cov / math.sqrt(vq * vs)
+        sig2 = max(2.0 * vq * (1.0 - zn), 0.0)  # residual variance per pixel
+        # delta = -H^-1 sum g (ref - S);  d <- d - delta
+        ddr = -(i00 * by + i01 * bx)
+        ddc = -(i01 * by + i11 * bx)
         # The inverse-compositional Hessian comes from the reference's gradients, whose noise inflates
         # it: each step then falls short of the minimum by a constant ratio (noisy pairs converge
         # linearly). Successive steps measure that ratio; scaling the step by 1 / (1 - ratio) (Aitken's
