@@ -50,6 +50,7 @@ from geodeform.offsets._layout import (
     nan_to,
 )
 from geodeform.offsets._refine import GaussNewton, lk_nodes
+from geodeform.offsets._refine_quad import lk_nodes_quadratic
 from geodeform.offsets._robust import lk_robust_nodes
 from geodeform.offsets._search import Level, chip_stats, normalise_valid, pyramid_down, search_nodes
 from geodeform.offsets._two_motion import Motions, TwoMotionParams, two_motion_nodes
@@ -524,8 +525,12 @@ def _refine(
         float(max_move),
         float(opts.min_valid_fraction) if chip_tests else 0.0,
         float(opts.min_texture) if chip_tests else -1.0,
+        opts.radiometry == "quadratic",
     )
-    lk = lk_nodes(
+    # the quadratic radiometric model has its own kernels: the default path compiles to the
+    # gain-and-offset arithmetic alone
+    nodes = lk_nodes_quadratic if gn.quadratic else lk_nodes
+    lk = nodes(
         prep.spline(level),
         chips.r0,
         chips.c0,

@@ -73,6 +73,10 @@ class GaussNewton(NamedTuple):
         Chips with less than this fraction of valid pixels are ``MASKED`` (0: no test).
     min_std : float
         Chips whose valid pixels have a standard deviation ≤ this are ``TEXTURELESS`` (-1: no test).
+    quadratic : bool
+        Fit a curved radiometric map per chip: the caller then runs
+        :func:`geodeform.offsets._refine_quad.lk_nodes_quadratic` (this module's kernels are the default
+        gain-and-offset model and do not read it).
     """
 
     max_iter: int
@@ -80,6 +84,7 @@ class GaussNewton(NamedTuple):
     max_move: float
     min_frac: float
     min_std: float
+    quadratic: bool = False
 
 
 @nb.njit(cache=True, nogil=True)

@@ -708,16 +708,20 @@ def two_motion_node(sp, r0, c0, h, w, d0_r, d0_c, a_r, a_c, b_r, b_c, tm, out):
         a_side = orient * rho > 0.0
         if na >= 64 and (it == 0 or a_side):
             if full:
-                _masked_gn(sp, r0, c0, h, w, wa, ar, ac, GaussNewton(12, 0.02, 1.5, 0.0, -1.0), side)
+                _masked_gn(sp, r0, c0, h, w, wa, ar, ac, GaussNewton(12, 0.02, 1.5, 0.0, -1.0, False), side)
             else:
-                lk_refine_node(sp, r0, c0, h, w, ar, ac, wa, GaussNewton(12, 0.01, 1.5, 0.0, -1.0), side)
+                lk_refine_node(
+                    sp, r0, c0, h, w, ar, ac, wa, GaussNewton(12, 0.01, 1.5, 0.0, -1.0, False), side
+                )
             if side[REASON] == OK:
                 ar, ac, zn_a, sig_a = side[DY], side[DX], side[ZNCC], side[SIGMA]
         if nb_ >= 64 and (it == 0 or not a_side):
             if full:
-                _masked_gn(sp, r0, c0, h, w, wb, br_, bc_, GaussNewton(12, 0.02, 1.5, 0.0, -1.0), side)
+                _masked_gn(sp, r0, c0, h, w, wb, br_, bc_, GaussNewton(12, 0.02, 1.5, 0.0, -1.0, False), side)
             else:
-                lk_refine_node(sp, r0, c0, h, w, br_, bc_, wb, GaussNewton(12, 0.01, 1.5, 0.0, -1.0), side)
+                lk_refine_node(
+                    sp, r0, c0, h, w, br_, bc_, wb, GaussNewton(12, 0.01, 1.5, 0.0, -1.0, False), side
+                )
             if side[REASON] == OK:
                 br_, bc_, zn_b, sig_b = side[DY], side[DX], side[ZNCC], side[SIGMA]
     ratio, s12, s13 = _step_tests(

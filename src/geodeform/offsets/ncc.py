@@ -165,6 +165,12 @@ class NccOptions:
         measurement). Default 3.
     smoothing_gamma : float
         Half-width, in σ, of the confidence intervals of the smoothing's window choice. Default 2.
+    radiometry : {"linear", "quadratic"}
+        Radiometric model between the chips in the sub-pixel refinement. ``"linear"`` (default): gain and
+        offset. ``"quadratic"``: also a per-chip curvature (S ≈ a + β u + γ u², u the reference's value
+        minus its chip mean), fitted where it explains the residual significantly: removes the bias a
+        non-linear radiometric change (gamma, haze, different sensors) leaves in the offsets (see the
+        benchmarks page for the measured effect).
     robust_ratio : float
         Chips whose residual variance per pixel exceeds this multiple of the pair's median (a cloud
         edge, a shadow, a changed patch inside the chip) are re-measured with a robust fit that keeps the
@@ -202,6 +208,7 @@ class NccOptions:
     smoothing: int = 3
     smoothing_gamma: float = 2.0
     robust_ratio: float = 10.0
+    radiometry: Literal["linear", "quadratic"] = "linear"
 
     def validate(self) -> None:
         """Raise :class:`InvalidInputError` on values out of range."""
@@ -213,6 +220,7 @@ class NccOptions:
             "max_iter": int(self.max_iter) >= 1,
             "tol": self.tol > 0.0,
             "window": self.window in ("uniform", "gaussian"),
+            "radiometry": self.radiometry in ("linear", "quadratic"),
             "consistency_px": self.consistency_px > 0.0,
             "target_sigma": self.target_sigma > 0.0,
             "step_px": self.step_px > 0.0,
