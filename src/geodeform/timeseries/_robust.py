@@ -536,15 +536,13 @@ def judgeable(pi, pj, use, t, lam, max_gap):
     P = pi.size
     label, ok = cut_labels(pi, pj, use, t, lam, max_gap)
     out = np.zeros(P, dtype=np.bool_)
+    keys = np.sort(label[ok])  # the labels of the links in use: a pair is alone when its label occurs once
     for p in range(P):
         if not ok[p] or label[p] == np.uint64(0):
             continue
-        alone = True
-        for e in range(label.size):
-            if e != p and ok[e] and label[e] == label[p]:
-                alone = False
-                break
-        out[p] = alone
+        lo = np.searchsorted(keys, label[p], side="left")
+        hi = np.searchsorted(keys, label[p], side="right")
+        out[p] = hi - lo == 1
     return out
 
 
