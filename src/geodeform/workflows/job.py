@@ -25,6 +25,7 @@ import os
 import shutil
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
@@ -196,7 +197,6 @@ def _match_pairs(
 ) -> tuple[list[PairOutcome], ResourceEstimate]:
     """Every pair through :func:`~geodeform.workflows.pair.process_pair` on the configured executor, after
     the resource estimate (probe) and the memory and disk checks."""
-    c = config.compute
     todo = [s for s in specs if _reused(s) is None]
     kind, workers = _backend(config, len(todo))
     if progress:
@@ -204,18 +204,7 @@ def _match_pairs(
     model = estimate_resources(config, stack, max(1, len(todo)), workers)  # array sizes, before any job
     if todo:
         _check_disk(out, model.disk_bytes)
-    with executor(
-        kind,  # type: ignore[arg-type]  # a ClusterKind: _backend only narrows it
-        workers=workers,
-        threads=c.threads,
-        slurm=c.slurm,
-        address=c.address,
-        scheduler_file=c.scheduler_file,
-        connect_timeout=c.connect_timeout,
-        folder=out,
-        pair_memory=model.pair_memory_bytes if todo else None,
-        name=f"geodeform-{config.name}",
-    ) as ex:
+    with _executor(config, kind, workers, out, pair_memory=model.pair_memory_bytes if todo else None) as ex:
         estimate = _estimate(config, stack, network, todo, ex, started)
         log.info(estimate.describe())
         if on_estimate:
@@ -231,6 +220,25 @@ def _match_pairs(
                 f"{exc} (one pair of this job needs about {estimate.pair_memory_bytes / 2**30:.1f} GiB)"
             ) from None
     return outcomes, estimate
+
+
+def _executor(
+    config: JobConfig, kind: str, workers: int, out: Path, *, pair_memory: int | None = None
+) -> AbstractContextManager[Executor]:
+    """The job's executor: its compute section, on ``kind`` with ``workers`` (from :func:`_backend`)."""
+    c = config.compute
+    return executor(
+        kind,  # type: ignore[arg-type]  # a ClusterKind: _backend only narrows it
+        workers=workers,
+        threads=c.threads,
+        slurm=c.slurm,
+        address=c.address,
+        scheduler_file=c.scheduler_file,
+        connect_timeout=c.connect_timeout,
+        folder=out,
+        pair_memory=pair_memory,
+        name=f"geodeform-{config.name}",
+    )
 
 
 def _map_pairs(ex: Executor, specs: list[PairSpec], progress: StageProgress | None) -> list[PairOutcome]:
@@ -249,21 +257,10 @@ def _match_chain_pairs(
     config: JobConfig, specs: list[PairSpec], out: Path, progress: StageProgress | None
 ) -> list[PairOutcome]:
     """The pairs of a chain that makes its own estimate (quake) on the configured executor (no probe)."""
-    c = config.compute
     kind, workers = _backend(config, sum(_reused(s) is None for s in specs))
     if progress:
         progress("match", 0, len(specs))
-    with executor(
-        kind,  # type: ignore[arg-type]  # a ClusterKind: _backend only narrows it
-        workers=workers,
-        threads=c.threads,
-        slurm=c.slurm,
-        address=c.address,
-        scheduler_file=c.scheduler_file,
-        connect_timeout=c.connect_timeout,
-        folder=out,
-        name=f"geodeform-{config.name}",
-    ) as ex:
+    with _executor(config, kind, workers, out) as ex:
         log.info("matching %d pairs on %s", len(specs), ex.description)
         return _map_pairs(ex, specs, progress)
 
