@@ -46,6 +46,33 @@ def _tree_rss(proc) -> int:  # type: ignore[no-untyped-def]
     return total
 
 
+class _PeakRss:
+    """Samples the summed RSS of this process and its children every 0.1 s in a thread, from ``start()``
+    to ``stop()``: ``base`` (at the start) and ``peak`` in bytes."""
+
+    def __init__(self) -> None:
+        import psutil
+
+        self._me = psutil.Process()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self.base = self.peak = 0
+
+    def _sample(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _tree_rss(self._me))
+            time.sleep(0.1)
+
+    def start(self) -> _PeakRss:
+        self.base = _tree_rss(self._me)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
 def _write_products(task: tuple) -> None:  # type: ignore[type-arg]
     """Write a share of the synthetic pair products (run in a process pool)."""
     from geodeform.io import write_netcdf
@@ -76,7 +103,6 @@ def series(argv: list[str]) -> None:
     from concurrent.futures import ProcessPoolExecutor
     from dataclasses import dataclass
 
-    import psutil
     from rasterio.crs import CRS
     from rasterio.transform import from_origin
 
@@ -128,19 +154,8 @@ def series(argv: list[str]) -> None:
     if args.write_only:
         print(f"  disk: pair products {products_disk / 2**30:.2f} GiB")
         return
-    me = psutil.Process()
-    peak = [0]
-    stop = threading.Event()
-
-    def sample() -> None:
-        while not stop.is_set():
-            peak[0] = max(peak[0], _tree_rss(me))
-            time.sleep(0.1)
-
     load = os.getloadavg()[0]
-    base = _tree_rss(me)
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
+    rss = _PeakRss().start()
     store = folder / "timeseries.zarr"
     t0 = time.perf_counter()
     c0 = time.process_time()
@@ -148,7 +163,7 @@ def series(argv: list[str]) -> None:
     def progress(done: int, total: int) -> None:
         print(
             f"  rows {done}/{total}: {time.perf_counter() - t0:.0f} s wall, "
-            f"{time.process_time() - c0:.0f} s CPU, peak RSS so far {peak[0] / 2**30:.2f} GiB, "
+            f"{time.process_time() - c0:.0f} s CPU, peak RSS so far {rss.peak / 2**30:.2f} GiB, "
             f"load {os.getloadavg()[0]:.1f}",
             flush=True,
         )
@@ -162,8 +177,7 @@ def series(argv: list[str]) -> None:
     series_netcdf(store, folder / "timeseries.nc")
     netcdf_s = time.perf_counter() - t1
     total_cpu = time.process_time() - c0
-    stop.set()
-    sampler.join()
+    rss.stop()
     store_disk = sum(f.stat().st_size for f in store.rglob("*") if f.is_file())
     nc_disk = (folder / "timeseries.nc").stat().st_size
     yy, xx = np.mgrid[0:n, 0:n] / n
@@ -178,7 +192,7 @@ def series(argv: list[str]) -> None:
         f"{invert_cpu:.0f} s CPU; NetCDF copy of the series: {netcdf_s:.0f} s wall; "
         f"CPU of the whole run {total_cpu:.0f} s; load average at the end {os.getloadavg()[0]:.1f}"
     )
-    print(f"  peak RSS of the process tree {peak[0] / 2**30:.2f} GiB (before {base / 2**30:.2f} GiB)")
+    print(f"  peak RSS of the process tree {rss.peak / 2**30:.2f} GiB (before {rss.base / 2**30:.2f} GiB)")
     print(
         f"  disk: pair products {products_disk / 2**30:.2f} GiB, Zarr store {store_disk / 2**30:.2f} GiB, "
         f"NetCDF {nc_disk / 2**30:.2f} GiB"
@@ -235,7 +249,6 @@ def scaling(argv: list[str]) -> None:
 
 
 def main() -> None:
-    import psutil
     import rasterio
     from rasterio.transform import from_origin
 
@@ -297,25 +310,13 @@ def main() -> None:
         field = match(pair.reference.data, pair.secondary.data, fill_values=fill_values(pair), **kw)
         match_s = time.perf_counter() - t0
         del pair, field
-        me = psutil.Process()
-        peak = [0]
-        stop = threading.Event()
-
-        def sample() -> None:
-            while not stop.is_set():
-                peak[0] = max(peak[0], _tree_rss(me))
-                time.sleep(0.1)
-
         load = os.getloadavg()[0]
-        base = _tree_rss(me)
-        sampler = threading.Thread(target=sample, daemon=True)
-        sampler.start()
+        rss = _PeakRss().start()
         t0 = time.perf_counter()
         estimates = []
         result = run_job(config, folder / "run", on_estimate=estimates.append)
         wall = time.perf_counter() - t0
-        stop.set()
-        sampler.join()
+        rss.stop()
         print((folder / "run" / "run.log").read_text())
         disk = sum(p.stat().st_size for p in (folder / "run").rglob("*") if p.is_file())
         est = estimates[0]
@@ -332,9 +333,9 @@ def main() -> None:
         print(f"  {est.describe()}")
         print(
             f"  measured: {wall:.0f} s wall (estimate {100 * (est.seconds / wall - 1):+.0f} %), "
-            f"peak RSS of the process tree {peak[0] / 2**30:.2f} GiB "
-            f"(estimate {100 * (est.peak_memory_bytes / peak[0] - 1):+.0f} %; before the run "
-            f"{base / 2**30:.2f} GiB), disk {disk / 2**20:.0f} MiB "
+            f"peak RSS of the process tree {rss.peak / 2**30:.2f} GiB "
+            f"(estimate {100 * (est.peak_memory_bytes / rss.peak - 1):+.0f} %; before the run "
+            f"{rss.base / 2**30:.2f} GiB), disk {disk / 2**20:.0f} MiB "
             f"(estimate {est.disk_bytes / 2**20:.0f} MiB); "
             f"coverage {pair.coverage:.3f}"
         )
