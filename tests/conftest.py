@@ -132,3 +132,36 @@ def chromium_browser():
         browser = pw.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-gpu"])
         yield browser
         browser.close()
+
+
+# --- order of the test files: the longest first (scripts/test.sh runs them on pytest-xdist workers) --------
+
+# Test files by their measured whole-suite cost, longest first (seconds of one 2-core run, ~100-300 s down to
+# ~15 s). scripts/test.sh hands whole files to two workers in collection order (`--dist loadfile
+# --no-loadscope-reorder`): with the long files first, the short ones fill the gaps at the end instead of one
+# long file starting last on a worker while the other idles. Files not named keep their order, after these.
+LONGEST_FIRST = (
+    "test_docs.py",
+    "test_packaging.py",
+    "test_cluster.py",
+    "test_service_recovery.py",
+    "test_workflows.py",
+    "test_service_api.py",
+    "test_service_accounts.py",
+    "test_service_fuzz.py",
+    "test_service_page.py",
+    "test_demo.py",
+    "test_offsets.py",
+    "test_quake_workflow.py",
+    "test_service_proxy.py",
+    "test_real_scenes.py",
+    "test_cli_offsets.py",
+    "test_ortho.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Put the files of :data:`LONGEST_FIRST` first, in that order (a stable sort: the tests of a file keep
+    their order, and the other files theirs)."""
+    rank = {name: k for k, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
