@@ -103,6 +103,19 @@ def service(tmp_path_factory, service_settings):
         yield svc
 
 
+# isolation ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_aoi_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Each test process reads catalogue scenes through an AOI cache of its own (``GEODEFORM_CACHE``, also
+    seen by the subprocesses it starts), not the user's ``~/.cache/geodeform`` that other test processes and
+    runs share: a test that expects a read finds no file another one left."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GEODEFORM_CACHE", str(tmp_path_factory.mktemp("geodeform-cache")))
+        yield
+
+
 # engine -------------------------------------------------------------------------------------------------
 
 
