@@ -210,7 +210,9 @@ def test_cancelled_slurm_worker_job_loses_no_pair(tmp_path: Path, cleanup_jobs) 
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     computed, reused, failed = _counts(err)
-    assert (computed, reused, failed) == (15, 0, 0) and len(_products(run)) == 15
+    # The pair in flight on the cancelled job (one thread) may have written its product before the cancel
+    # and be taken up again by the other worker, which then reuses that product: at most one reuse.
+    assert failed == 0 and computed + reused == 15 and reused <= 1 and len(_products(run)) == 15
     assert "worker" in (run / "run.log").read_text().lower()
 
 
