@@ -16,9 +16,11 @@ from geodeform.timeseries import (
     TimeSeriesWarning,
     add_node_errors,
     annual_velocity,
+    footprint_gradient,
     invert,
     node_date_noise,
     pair_sigma,
+    stable_noise_scale,
     velocity_composite,
 )
 
@@ -557,21 +559,59 @@ def test_residual_maps_left_out_above_the_memory_limit(monkeypatch):
 def test_pair_sigma_adds_displacement_and_strain_terms() -> None:
     err = np.full((2, 6, 6), 0.1)
     still = np.zeros((2, 6, 6))
-    assert np.allclose(pair_sigma(still, still, err, step=16), 0.1 / np.sqrt(2))
-    shift = np.full((2, 6, 6), 5.0)  # uniform 5 px: displacement term only
+    noise = 0.1 / np.sqrt(2)
+    assert np.allclose(pair_sigma(still, still, err, step=16), noise)
+    shift = np.full((2, 6, 6), 5.0)  # uniform 5 px along x: displacement term of dx only
     model = ErrorModel(displacement_fraction=0.01, strain_fraction=0.0)
-    assert np.allclose(pair_sigma(shift, still, err, step=16, model=model), np.hypot(0.1 / np.sqrt(2), 0.05))
-    ramp = np.broadcast_to(np.arange(6.0) * 1.6, (2, 6, 6)).copy()  # 0.1 px per px along columns
+    assert np.allclose(
+        pair_sigma(shift, still, err, step=16, model=model, component="x"), np.hypot(noise, 0.05)
+    )
+    assert np.allclose(pair_sigma(shift, still, err, step=16, model=model, component="y"), noise)
+    both = pair_sigma(shift, still, err, step=16, model=model)  # the RMS of the two components
+    assert np.allclose(both, np.sqrt(noise**2 + 0.05**2 / 2))
+    ramp = np.broadcast_to(np.arange(6.0) * 1.6, (2, 6, 6)).copy()  # dy: 0.1 px per px along columns
     model = ErrorModel(displacement_fraction=0.0, strain_fraction=0.02)
-    got = pair_sigma(still, ramp, err, step=16, chip=32, model=model)
-    assert np.allclose(got, np.hypot(0.1 / np.sqrt(2), 0.02 * 32 * 0.1))
+    got = pair_sigma(still, ramp, err, step=16, chip=32, model=model, component="y")
+    assert np.allclose(got, np.hypot(noise, 0.02 * 32 * 0.1))
+    assert np.allclose(pair_sigma(still, ramp, err, step=16, chip=32, model=model, component="x"), noise)
+    # the noise scale multiplies the matcher's part, one factor per pair (NaN: 1)
+    scaled = pair_sigma(still, still, err, step=16, noise_scale=np.array([0.5, np.nan]))
+    assert np.allclose(scaled[0], 0.5 * noise) and np.allclose(scaled[1], noise)
     holes = still.copy()
     holes[0, 2, 2] = np.nan
     assert np.isnan(pair_sigma(holes, still, err, step=16)[0, 2, 2])
     with pytest.raises(InvalidInputError):
         pair_sigma(still, still, err[0], step=16)
     with pytest.raises(InvalidInputError):
+        pair_sigma(still, still, err, step=16, noise_scale=np.ones(3))
+    with pytest.raises(InvalidInputError):
         ErrorModel(displacement_fraction=-1.0)
+
+
+def test_strain_term_reaches_still_nodes_whose_chip_sees_the_shear() -> None:
+    """A still node half a chip from a shear zone gets its strain term (the chip blends the moving side);
+    a node farther than half a chip does not."""
+    dx = np.zeros((1, 9, 20))
+    dx[0, :, 12:] = np.arange(8.0) * 0.8  # shear from column 12 on (step 8: 0.1 px per px)
+    got = footprint_gradient(dx, (8.0, 8.0), 32.0)[0, 4]  # half a chip = 2 nodes
+    assert got[10] > 0.04 and got[11] > 0.04  # within two nodes of the ramp
+    assert got[5] == 0.0  # farther: flat around it
+
+
+def test_stable_noise_scale_measures_the_matchers_miscalibration() -> None:
+    """Offsets whose true scatter is 0.6x the predicted error give a factor ~0.6 from stable ground, about
+    any common shift, robust to a minority of moving nodes in the mask."""
+    rng = np.random.default_rng(3)
+    err = np.full((2, 40, 40), 0.2)
+    dx = 0.3 + rng.normal(0, 0.6 * 0.2 / np.sqrt(2), err.shape)
+    dy = -0.1 + rng.normal(0, 0.6 * 0.2 / np.sqrt(2), err.shape)
+    dx[:, :2] += 3.0  # moving nodes inside the mask
+    stable = np.ones((40, 40), bool)
+    got = stable_noise_scale(dx, dy, err, stable)
+    assert np.allclose(got, 0.6, atol=0.06), got
+    assert np.isnan(stable_noise_scale(dx, dy, err, np.zeros((40, 40), bool))).all()
+    with pytest.raises(InvalidInputError):
+        stable_noise_scale(dx, dy, err, stable[0])
 
 
 def test_node_errors_cover_image_noise_that_no_residual_shows() -> None:
@@ -669,7 +709,10 @@ def test_chunked_inversion_uses_the_per_node_error_model(tmp_path) -> None:  # t
     err_all = np.stack(err).astype(np.float32).astype(np.float64)
     sigma = pair_sigma(dx_all, dy_all, err_all, step=step_m, chip=chip_m)
     want = invert(dates, pairs, dx_all, dy_all, weights=1.0 / np.fmax(sigma, 1e-6) ** 2, smoothing=None)
-    want = add_node_errors(want, [tuple(p) for p in pairs], sigma, step=step_m, chip=np.full((n, n), chip_m))
+    sx, sy = (pair_sigma(dx_all, dy_all, err_all, step=step_m, chip=chip_m, component=c) for c in "xy")
+    want = add_node_errors(
+        want, [tuple(p) for p in pairs], sx, sigma_y=sy, step=step_m, chip=np.full((n, n), chip_m)
+    )
     one = invert_products(paths, dates, pairs, tmp_path / "one.zarr", node_errors=model, smoothing=None)
     assert one.series is not None and one.chunk_rows >= n  # a single block: the same numbers
     np.testing.assert_allclose(one.series.dx, want.dx, rtol=1e-4, atol=1e-4)
@@ -681,6 +724,6 @@ def test_chunked_inversion_uses_the_per_node_error_model(tmp_path) -> None:  # t
         paths, dates, pairs, tmp_path / "many.zarr", node_errors=model, smoothing=None, memory_bytes=20_000
     )
     assert many.series is not None and many.chunk_rows < n
-    # with a one-row halo per block the blocks give the one-block numbers (no gap here to fill differently)
+    # with a halo of the chip's footprint per block the blocks give the one-block numbers (no gap here)
     close = np.isclose(many.series.dx, want.dx, rtol=1e-4, atol=1e-4, equal_nan=True)
     assert close.mean() > 0.999, close.mean()
