@@ -90,9 +90,9 @@ def test_ice_job_recovers_the_known_flow_and_writes_every_product(series, tmp_pa
     z = z[np.isfinite(z)]
     assert 0.6 < np.median(np.abs(z)) / 0.6745 < 1.6
     # the velocity's 1-sigma (per-node error model, #25) covers the true errors on moving ice and on still
-    # ground separately: ~68 % on the ice (main before #25: 26 %); on still ground, after the stable-ground
-    # corrections, it is conservative (85 % measured; see docs/benchmarks.md)
-    for where, lo, hi in ((~still, 0.55, 0.8), (still, 0.6, 0.92)):
+    # ground separately: 65 % on the ice (main before #25: 26 %); on still ground 76-80 % (84.6 % before the
+    # per-pair stable-ground noise scale and the per-component footprint strain term; docs/benchmarks.md)
+    for where, lo, hi in ((~still, 0.6, 0.75), (still, 0.6, 0.85)):
         ok = where & np.isfinite(vel["vx"].values)
         inside = np.concatenate(
             [
