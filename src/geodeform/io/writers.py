@@ -216,6 +216,9 @@ def _quality_props(ds: xr.Dataset) -> dict[str, Any]:
             props["geodeform:coregistration"] = json.loads(str(record)).get("source")
         except ValueError:
             pass
+    if str(ds.attrs.get("geodeform_status", "")) == "failed":  # set aside by the job: not used
+        props["geodeform:status"] = "failed"
+        props["geodeform:failed_reason"] = str(ds.attrs.get("geodeform_failed", ""))
     return props
 
 
@@ -228,9 +231,10 @@ def write_stac_item(
 
     The item has the lon/lat footprint of the node grid, ``datetime`` = midpoint of the acquisitions with
     ``start_datetime`` / ``end_datetime`` = the two dates, ``geodeform:degraded`` (and
-    ``geodeform:degraded_reason``) and ``geodeform:coregistration`` for pair products, the projection
-    extension (``proj:code`` / EPSG, ``proj:transform``, ``proj:shape``, ``proj:bbox``) and one ``data``
-    asset whose href is relative to the item file.
+    ``geodeform:degraded_reason``) and ``geodeform:coregistration`` for pair products (and
+    ``geodeform:status`` = ``failed`` with ``geodeform:failed_reason`` for a product the job set aside), the
+    projection extension (``proj:code`` / EPSG, ``proj:transform``, ``proj:shape``, ``proj:bbox``) and one
+    ``data`` asset whose href is relative to the item file.
 
     Parameters
     ----------
