@@ -785,11 +785,15 @@ def test_every_netcdf_product_passes_the_cf_checker_and_cogs_stay_valid(tmp_path
 
     res = synthetic_result((12, 15))
     res.reason[0, :3] = [1, 9, 10]
+    # what the ncc matcher adds: the chip behind each node (px; NaN = none) and its predicted error (px)
+    res.chip_height = np.where(res.reason == 0, 32.0, np.nan)
+    res.chip_width, res.error = res.chip_height.copy(), np.full(res.dx.shape, 0.1)
     pair = offset_dataset(
         res, NORTH_UP_30M, dates=AcquisitionDates(JAN1, FEB1), reason_codes=reason_codes(),
         processing={"method": "ncc", "search_range": 7},
     )  # fmt: skip
     pair.attrs["geodeform_pair_key"] = "k"
+    assert {"chip_size_height", "chip_size_width", "offset_error"} <= set(pair.data_vars)
     write_netcdf(pair, tmp_path / "pair.nc")
     grid = dataset_grid(pair)
     shape = pair["dx"].shape
