@@ -57,3 +57,24 @@ def test_no_pixel_loses_more_than_max_outlier_fraction_of_its_pairs() -> None:
         r = invert(_dates(n), pairs, dx, outlier_threshold=3.0, max_outlier_fraction=fraction)
         flagged = r.outlier.sum(axis=0)
         assert flagged.max() <= math.floor(fraction * P), (fraction, flagged)
+
+
+def test_pixels_are_inverted_independently_with_per_pixel_weights_and_refits() -> None:
+    # Each pixel's series depends on its own pairs and weights only: a map gives, pixel by pixel, the series
+    # of that pixel inverted alone. Per-pixel weights forbid sharing one factorisation between pixels with
+    # the same usable pairs, also when the robust fit refits the pixels whose pairs it flagged; a blunder in
+    # a one-pixel map is removed too (its refit is of a single pixel).
+    n, npx = 9, 6
+    pairs = np.array([(i, j) for i in range(n) for j in range(i + 1, min(i + 4, n))])
+    truth = 0.5 * np.arange(n, dtype=float)
+    rng = np.random.default_rng(11)
+    dx = (truth[pairs[:, 1]] - truth[pairs[:, 0]])[:, None] + rng.normal(0, 0.05, (len(pairs), npx))
+    dx[5, :4] += 6.0  # a blunder in four pixels: flagged, those pixels are refitted
+    weights = rng.lognormal(0.0, 0.8, dx.shape)
+    whole = invert(_dates(n), pairs, dx, weights=weights)
+    assert whole.outlier[5, :4].all()
+    for k in range(npx):
+        alone = invert(_dates(n), pairs, dx[:, k : k + 1], weights=weights[:, k : k + 1])
+        np.testing.assert_allclose(whole.dx[:, k], alone.dx[:, 0], rtol=0, atol=1e-9)
+        np.testing.assert_array_equal(whole.outlier[:, k], alone.outlier[:, 0])
+        np.testing.assert_allclose(alone.dx[:, 0], truth, atol=0.15)
