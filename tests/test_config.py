@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -294,3 +295,32 @@ def test_every_problem_is_one_line_naming_its_field() -> None:
     assert "  - inputs[0].pathh: unknown key; check the spelling" in body
     with pytest.raises(InvalidInputError, match=r"preset 'glacier' unknown; allowed: ice, slide, quake"):
         preset_config("glacier")
+
+
+def test_a_config_with_local_inputs_round_trips_through_its_commented_yaml(tmp_path: Path) -> None:
+    from geodeform.config import config_to_yaml
+
+    config = load_config(
+        {
+            "name": "job",
+            "inputs": [
+                {"path": "a/B04.tif", "date": "2023-08-13"},
+                {"path": "b/B04.tif", "date": "2023-09-02", "band": "red"},
+            ],
+        }
+    )
+    text = config_to_yaml(config)
+    # the licence notice of Sentinel-derived results travels with every written config
+    assert text.splitlines()[:2] == [
+        "# geodeform job configuration (geodeform run THIS_FILE). Units and choices are in the comments.",
+        "# Sentinel data: results contain modified Copernicus Sentinel data.",
+    ]
+    path = tmp_path / "job.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert load_config(path) == config
+    # a problem in a file is reported under the file's name
+    path.write_text(text.replace("band: red", "band: [1, 2]"), encoding="utf-8")
+    with pytest.raises(
+        InvalidInputError, match=rf"^{re.escape(str(path))}: 2 problem\(s\)\n  - inputs\[1\]\.band"
+    ):
+        load_config(path)
