@@ -476,3 +476,25 @@ def test_destripe_refuses_bad_options_and_names_bad_maps() -> None:
         destripe(values[0])
     with pytest.raises(InvalidInputError, match=r"^reference: shape \(5, 6\) differs from the map"):
         destripe(values, reference=np.ones((5, 6), dtype=bool))
+
+
+def test_filter_outliers_runs_each_requested_filter_and_reports_it_by_name() -> None:
+    # A smooth southward flow of 1 px (pixel frame: +dy south) with one node of each kind of blunder:
+    # poor correlation, too fast for the pair, moving north-east.
+    dx, dy = np.zeros((12, 12)), np.ones((12, 12))
+    quality = np.full(dx.shape, 0.8)
+    quality[2, 2] = 0.1
+    dy[5, 5] = 4.0
+    dx[8, 8], dy[8, 8] = 0.8, -0.8
+    res = filter_outliers(
+        dx, dy, pixel=1.0, quality=quality, min_quality=0.3, max_speed=0.25, dt_days=8,
+        azimuth_deg=180.0, median_size=None, ndc_size=None,
+    )  # fmt: skip
+    assert list(res.reasons) == ["quality", "speed", "direction"]
+    assert [tuple(np.argwhere(res.reasons[k])[0]) for k in res.reasons] == [(2, 2), (5, 5), (8, 8)]
+    assert [int(m.sum()) for m in res.reasons.values()] == [1, 1, 1]
+    assert np.isnan(res.dx[[2, 5, 8], [2, 5, 8]]).all() and int(res.mask.sum()) == 3
+    # without the options, none of these filters runs
+    assert list(filter_outliers(dx, dy, pixel=1.0, median_size=None, ndc_size=None).reasons) == []
+    with pytest.raises(InvalidInputError, match=r"^quality: shape \(11, 12\) differs from dx"):
+        filter_outliers(dx, dy, pixel=1.0, quality=quality[1:])
