@@ -11,7 +11,9 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import pytest
 
+from geodeform.errors import InvalidInputError
 from geodeform.timeseries import invert
 
 STEP_DAYS = 16
@@ -78,3 +80,43 @@ def test_pixels_are_inverted_independently_with_per_pixel_weights_and_refits() -
         np.testing.assert_allclose(whole.dx[:, k], alone.dx[:, 0], rtol=0, atol=1e-9)
         np.testing.assert_array_equal(whole.outlier[:, k], alone.outlier[:, 0])
         np.testing.assert_allclose(alone.dx[:, 0], truth, atol=0.15)
+
+
+def test_a_disconnected_network_is_refused_naming_its_gaps_or_groups() -> None:
+    d = _dates(10)
+
+    def run(pairs: list[tuple[int, int]], **options: object) -> None:
+        invert(d, np.array(pairs), np.zeros((len(pairs), 2)), **options)
+
+    in_blocks = [
+        (i, j) for lo, hi in ((0, 3), (3, 6), (6, 10)) for i in range(lo, hi) for j in range(i + 1, hi)
+    ]
+    gaps = (
+        rf"\(3 sub-networks\): {d[2]}\.\.{d[3]} \(16 d\); {d[5]}\.\.{d[6]} \(16 d\); add pairs that span it"
+    )
+    with pytest.raises(InvalidInputError, match=gaps):
+        run(in_blocks)
+    run(in_blocks, smoothing=0.5)  # a weak smoothing bridges gaps up to max_gap_days
+    interleaved = [(i, i + 2) for i in range(8)]  # even and odd dates: two groups, no gap in time
+    groups = rf"\{{{d[0]}, {d[2]}, {d[4]}, {d[6]}, \.\.\.\}}, \{{{d[1]}, {d[3]}, {d[5]}, {d[7]}, \.\.\.\}}"
+    with pytest.raises(InvalidInputError, match=groups):
+        run(interleaved)
+
+
+def test_bad_options_and_weights_are_refused_with_what_to_do() -> None:
+    d, pairs = _dates(4), np.array([(0, 1), (1, 2), (2, 3), (0, 2), (1, 3)])
+    dx = np.ones((5, 3))
+    assert np.isfinite(invert(d, pairs, dx, weights="dt", max_iterations=1).dx).all()
+    cases = [
+        (
+            {"max_iterations": 0},
+            r"outlier_threshold, max_iterations, chunk_size and max_gap_days must be positive",
+        ),
+        ({"weights": "inverse"}, r"weights: the only named scheme is 'dt', got 'inverse'"),
+        ({"weights": np.ones(4)}, r"weights: need shape \(5,\) or \(5, 3\) \(like dx\), got \(4,\)"),
+        ({"weights": -np.ones(5)}, r"weights: must be >= 0 \(inverse variances\); 0 drops a pair"),
+        ({"dy": np.ones((5, 2))}, r"dy: shape \(5, 2\) differs from dx \(5, 3\); they must agree"),
+    ]
+    for options, message in cases:
+        with pytest.raises(InvalidInputError, match=message):
+            invert(d, pairs, dx, **options)
