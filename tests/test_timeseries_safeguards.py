@@ -110,11 +110,11 @@ def test_bad_options_and_weights_are_refused_with_what_to_do() -> None:
     cases = [
         (
             {"max_iterations": 0},
-            r"outlier_threshold, max_iterations, chunk_size and max_gap_days must be positive",
+            r"^outlier_threshold, max_iterations, chunk_size and max_gap_days must be positive$",
         ),
         ({"weights": "inverse"}, r"weights: the only named scheme is 'dt', got 'inverse'"),
         ({"weights": np.ones(4)}, r"weights: need shape \(5,\) or \(5, 3\) \(like dx\), got \(4,\)"),
-        ({"weights": -np.ones(5)}, r"weights: must be >= 0 \(inverse variances\); 0 drops a pair"),
+        ({"weights": -np.ones(5)}, r"^weights: must be >= 0 \(inverse variances\); 0 drops a pair$"),
         ({"dy": np.ones((5, 2))}, r"dy: shape \(5, 2\) differs from dx \(5, 3\); they must agree"),
     ]
     for options, message in cases:
