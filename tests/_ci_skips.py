@@ -1,6 +1,7 @@
 """No silent skip in CI (issue 27): under ``CI=true`` a test skipped because the shared data sets
-(``shared/data``) or the browser (chromium) are missing is reported as failed, so that a green CI means they
-ran. Loaded by ``conftest.py``; ``python -m pytest -p _ci_skips`` loads it alone (``tests`` on the path).
+(``shared/data``), the browser (chromium) or a package of the ``test`` extra (e.g. ``compliance-checker``)
+are missing is reported as failed, so that a green CI means they ran. Loaded by ``conftest.py``;
+``python -m pytest -p _ci_skips`` loads it alone (``tests`` on the path).
 """
 
 from __future__ import annotations
@@ -12,8 +13,12 @@ from typing import Any
 
 import pytest
 
-# the skip reasons of the tests that need shared/data or chromium ("... not found at <path in shared/data>")
-MISSING = re.compile(r"shared[/ ]data|not found at|chromium missing", re.IGNORECASE)
+# the skip reasons of the tests that need shared/data, chromium or the test extra ("... not found at <path in
+# shared/data>", "... is not installed: in the test extra ...", see TEST_EXTRA)
+MISSING = re.compile(r"shared[/ ]data|not found at|chromium missing|in the test extra", re.IGNORECASE)
+
+TEST_EXTRA = "{} is not installed: in the test extra (pip install -e '.[test]')"
+"""Skip reason of a test whose package of the ``test`` extra is missing (a failure under ``CI=true``)."""
 
 
 def in_ci() -> bool:
@@ -32,5 +37,6 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[Any]) -> 
         report.outcome = "failed"
         report.longrepr = (
             f"CI=true: {item.nodeid} must run in CI but was skipped: {reason}\n"
-            "Provide ../shared/data (or GEODEFORM_SHARED_DATA) and chromium (scripts/services.d/chromium.sh)."
+            "Provide ../shared/data (or GEODEFORM_SHARED_DATA), chromium (scripts/services.d/chromium.sh) "
+            "and the test extra (pip install -e '.[test]')."
         )

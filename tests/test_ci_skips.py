@@ -1,4 +1,5 @@
-"""Under ``CI=true`` a skip for missing shared data or chromium fails the run (tests/_ci_skips.py)."""
+"""Under ``CI=true`` a skip for missing shared data, chromium or a package of the test extra fails the run
+(tests/_ci_skips.py)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,11 @@ def test_marked():
 def test_needs_chromium():
     pytest.skip("chromium missing (scripts/services.d/chromium.sh installs Debian's)")
 
+def test_needs_a_test_dependency():
+    from _ci_skips import TEST_EXTRA
+
+    pytest.importorskip("geodeform_no_such_checker", reason=TEST_EXTRA.format("no-such-checker"))
+
 def test_other_skip():
     pytest.skip("an optional dependency is not installed")
 """
@@ -46,11 +52,11 @@ def _run(tmp_path: Path, ci: str | None) -> str:
 
 
 @pytest.mark.slow
-def test_missing_shared_data_or_chromium_fails_under_ci(tmp_path: Path) -> None:
+def test_missing_shared_data_chromium_or_test_extra_fails_under_ci(tmp_path: Path) -> None:
     out = _run(tmp_path, "true")
     # a skip in the call fails the test; a skipif marker (skipped at setup) errors it: neither is green
-    assert "2 failed, 1 skipped, 1 error" in out, out
-    for name in ("test_needs_shared_data", "test_needs_chromium"):
+    assert "3 failed, 1 skipped, 1 error" in out, out
+    for name in ("test_needs_shared_data", "test_needs_chromium", "test_needs_a_test_dependency"):
         assert f"FAILED test_cases.py::{name}" in out, out
     assert "ERROR test_cases.py::test_marked" in out, out
 
@@ -58,4 +64,4 @@ def test_missing_shared_data_or_chromium_fails_under_ci(tmp_path: Path) -> None:
 @pytest.mark.slow
 def test_outside_ci_they_skip_with_their_reason(tmp_path: Path) -> None:
     out = _run(tmp_path, None)
-    assert "4 skipped" in out and "failed" not in out, out
+    assert "5 skipped" in out and "failed" not in out, out

@@ -12,7 +12,8 @@ Variables (dims ``("y", "x")``, one value per matching node, NaN = invalid):
 ``quality``
     Matcher quality in [0, 1] (1 = best). ``reason``: reason code per node (int8, CF ``flag_values``).
 ``chip_size_height``, ``chip_size_width``
-    Size of the chip that measured each node, m (uint16, 0 = no value), when the matcher reports it.
+    Size of the chip that measured each node, m (int32, 0 = no value; ITS_LIVE's are uint16, which CF
+    allows only from CF-1.9 while the products declare CF-1.8), when the matcher reports it.
 ``offset_error``
     The matcher's predicted 1-sigma error of each node's offset vector, m, when it predicts one (``ncc``):
     the per-node error that weights a series inversion (:mod:`geodeform.timeseries.uncertainty`).
@@ -332,8 +333,8 @@ def _attr_value(value: Any) -> Any:
 
 
 def _chip_sizes(result: Any, grid: GeoGrid) -> dict[str, xr.Variable]:
-    """ITS_LIVE's ``chip_size_height``/``chip_size_width``: the chip behind each value, m (uint16, 0 = none),
-    when the matcher reports it (``chip_height``/``chip_width`` in pixels)."""
+    """ITS_LIVE's ``chip_size_height``/``chip_size_width``: the chip behind each value, m (int32, 0 = none:
+    no unsigned types under CF-1.8), when the matcher reports it (``chip_height``/``chip_width``, px)."""
     t = grid.transform
     out = {}
     for name, attr, pixel, axis in (
@@ -345,10 +346,10 @@ def _chip_sizes(result: Any, grid: GeoGrid) -> dict[str, xr.Variable]:
             continue
         size = np.where(np.isfinite(px), np.rint(np.asarray(px, np.float64) * pixel), 0.0)
         out[name] = _var(
-            np.clip(size, 0, 65535).astype(np.uint16),
+            np.clip(size, 0, np.iinfo(np.int32).max).astype(np.int32),
             f"{name.split('_')[-1]} of the matching chip (template) behind each value",
             "m",
-            _FillValue=np.uint16(0),
+            _FillValue=np.int32(0),
             chip_size_coordinates=f"image projection geometry: {name.split('_')[-1]} = {axis}",
             **{f"{axis}_pixel_size": pixel},
         )

@@ -54,6 +54,9 @@ PRODUCT_SUFFIXES: dict[ProductFormat, tuple[str, ...]] = {"netcdf": (".nc", ".nc
 """File suffixes of each product format, the usual one first."""
 
 _FLOAT_ENCODING = {"dtype": "float32", "_FillValue": np.float32(np.nan), "zlib": True, "complevel": 4}
+_DAYS_ENCODING = {"units": "days since 1970-01-01 00:00:00", "calendar": "standard", "dtype": "float64"}
+"""Dates in every NetCDF product: float64 days (CF-1.8 has no 64-bit integer type)."""
+
 _EDGE_POINTS = 6  # per footprint edge, so that curved edges in lon/lat stay close to the true outline
 
 
@@ -89,7 +92,7 @@ def write_netcdf(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
             "use --format cog (GeoTIFF keeps any affine transform)"
         )
     encoding: dict[str, dict[str, Any]] = {}
-    days = {"units": "days since 1970-01-01 00:00:00", "calendar": "standard", "dtype": "float64"}
+    days = _DAYS_ENCODING
     for name, var in ds.variables.items():
         gridded = var.dims[-2:] == ("y", "x")
         if gridded and np.issubdtype(var.dtype, np.floating):
@@ -216,6 +219,9 @@ def _quality_props(ds: xr.Dataset) -> dict[str, Any]:
             props["geodeform:coregistration"] = json.loads(str(record)).get("source")
         except ValueError:
             pass
+    if str(ds.attrs.get("geodeform_status", "")) == "failed":  # set aside by the job: not used
+        props["geodeform:status"] = "failed"
+        props["geodeform:failed_reason"] = str(ds.attrs.get("geodeform_failed", ""))
     return props
 
 
@@ -228,9 +234,10 @@ def write_stac_item(
 
     The item has the lon/lat footprint of the node grid, ``datetime`` = midpoint of the acquisitions with
     ``start_datetime`` / ``end_datetime`` = the two dates, ``geodeform:degraded`` (and
-    ``geodeform:degraded_reason``) and ``geodeform:coregistration`` for pair products, the projection
-    extension (``proj:code`` / EPSG, ``proj:transform``, ``proj:shape``, ``proj:bbox``) and one ``data``
-    asset whose href is relative to the item file.
+    ``geodeform:degraded_reason``) and ``geodeform:coregistration`` for pair products (and
+    ``geodeform:status`` = ``failed`` with ``geodeform:failed_reason`` for a product the job set aside), the
+    projection extension (``proj:code`` / EPSG, ``proj:transform``, ``proj:shape``, ``proj:bbox``) and one
+    ``data`` asset whose href is relative to the item file.
 
     Parameters
     ----------
@@ -484,6 +491,8 @@ def series_netcdf(store: str | os.PathLike[str], path: str | os.PathLike[str]) -
             encoding[name] = {**_FLOAT_ENCODING, "chunksizes": chunks}
         for name in ("x", "y"):
             encoding[name] = {"_FillValue": None}
+        # the store keeps int64 days; CF-1.8 has no 64-bit integers: float64 days, as the other products
+        encoding["time"] = {**_DAYS_ENCODING, "_FillValue": None}
         with atomic_output(out) as tmp:
             sub.to_netcdf(tmp, engine="h5netcdf", encoding=encoding)
     return out

@@ -22,7 +22,14 @@ from geodeform.timeseries.products import (
     annual_velocity,
     velocity_composite,
 )
-from geodeform.timeseries.uncertainty import ErrorModel, add_node_errors, node_date_noise, pair_sigma
+from geodeform.timeseries.uncertainty import (
+    ErrorModel,
+    add_node_errors,
+    footprint_gradient,
+    node_date_noise,
+    pair_sigma,
+    stable_noise_scale,
+)
 
 __all__ = [
     "DAYS_PER_YEAR",
@@ -36,9 +43,11 @@ __all__ = [
     "add_node_errors",
     "annual_velocity",
     "date_noise",
+    "footprint_gradient",
     "invert",
     "node_date_noise",
     "pair_sigma",
     "span_velocity",
+    "stable_noise_scale",
     "velocity_composite",
 ]

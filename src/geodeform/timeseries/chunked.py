@@ -97,10 +97,14 @@ class NodeErrors:
         Node spacing, m.
     chip
         Chip height used where a product has no ``chip_size_height`` (or it is not > 0), m.
+    noise_scale
+        Per product, the factor on its ``offset_error`` measured on stable ground
+        (:func:`geodeform.timeseries.stable_noise_scale`; NaN: 1); None: no scaling.
     """
 
     step: float
     chip: float
+    noise_scale: tuple[float, ...] | None = None
 
 
 class _Products:
@@ -180,18 +184,24 @@ def _invert_block(
     """One block of rows inverted, with its per-node (``node_errors``) or per-date (``pair_errors``) noise."""
     dx = products.rows("dx", block, nx)
     dy = products.rows("dy", block, nx)
-    sigma = chip = None
+    sigma = sigma_x = sigma_y = chip = None
     if node_errors is not None:
         # per-node errors: the matcher's plus its displacement/strain part (timeseries.uncertainty), the
-        # strain's gradient taken with one row more on each side of the block (as on the whole map)
-        halo = slice(max(0, block.start - 1), min(ny, block.stop + 1))
+        # strain's gradient over the chip's footprint taken with the rows it reaches on each side of the
+        # block (as on the whole map)
+        reach = max(1, round(0.5 * node_errors.chip / node_errors.step)) + 1
+        halo = slice(max(0, block.start - reach), min(ny, block.stop + reach))
         inner = slice(block.start - halo.start, block.stop - halo.start)
         err = products.rows("offset_error", halo, nx).astype(np.float64)
         chip = products.optional("chip_size_height", halo, nx)
         chip = np.where(np.isfinite(chip) & (chip > 0), chip, node_errors.chip)
         hx = dx if halo == block else products.rows("dx", halo, nx)
         hy = dy if halo == block else products.rows("dy", halo, nx)
-        sigma = pair_sigma(hx, hy, err, step=node_errors.step, chip=chip)[:, inner]
+        scale = None if node_errors.noise_scale is None else np.asarray(node_errors.noise_scale, np.float64)
+        kw = {"step": node_errors.step, "chip": chip, "noise_scale": scale}
+        sigma = pair_sigma(hx, hy, err, **kw)[:, inner]  # type: ignore[arg-type]
+        sigma_x = pair_sigma(hx, hy, err, component="x", **kw)[:, inner]  # type: ignore[arg-type]
+        sigma_y = pair_sigma(hx, hy, err, component="y", **kw)[:, inner]  # type: ignore[arg-type]
         chip = chip[:, inner]
         del hx, hy, err
         weights = np.where(np.isfinite(sigma), 1.0 / np.fmax(sigma, 1e-6) ** 2, 0.0)
@@ -201,7 +211,9 @@ def _invert_block(
     del dx, dy
     plist = [tuple(map(int, q)) for q in p]
     if sigma is not None and chip is not None and node_errors is not None:
-        return add_node_errors(ts, plist, sigma, step=node_errors.step, chip=np.nanmedian(chip, axis=0))
+        return add_node_errors(
+            ts, plist, sigma_x, sigma_y=sigma_y, step=node_errors.step, chip=np.nanmedian(chip, axis=0)
+        )
     if pair_errors is not None:
         ex, ey = (np.asarray(e, dtype=np.float64) for e in pair_errors)
         return add_date_noise(ts, plist, ex, ey)

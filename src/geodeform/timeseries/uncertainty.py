@@ -7,8 +7,17 @@ The matcher predicts each node's random error from its chip's texture and the fi
   in every pair that uses that date, so they close around every loop of the network and leave no residual.
   Per node, each date gets the noise ``s_k² = median over its pairs of σ_p² / 2`` (σ_p² = s_i² + s_j²).
 - **Displacement- and strain-dependent errors** of the matcher (interpolation of a moved texture, a chip
-  deformed by the flow): they grow with the pair's displacement, so they too close around loops and bias
-  the velocity in proportion to the speed and to its gradient across the chip.
+  deformed by the flow or reaching into moving ice from still ground): they grow with the pair's
+  displacement, so they too close around loops and bias the velocity in proportion to the speed and to its
+  variation across the chip. Each component gets its own: the error of ``dx`` grows with ``|dx|`` and with
+  the largest gradient of ``dx`` within half a chip of the node (the chip's footprint), not with the
+  vector's, so an along-flow error is not spread into the across-flow component, and a still node whose
+  chip reaches moving ice gets the error of the ice's shear.
+
+The matcher's predicted error is a noise model with one calibration for all textures; on a given texture
+it can be too large or too small by a constant factor. :func:`stable_noise_scale` measures that factor per
+pair on stable ground (the spread of the offsets there over their predicted error), and :func:`pair_sigma`
+takes it as ``noise_scale``.
 
 :func:`pair_sigma` gives a pair's per-node 1-sigma (matcher error plus the displacement/strain terms: the
 inversion weights); :func:`add_node_errors` adds the image and displacement/strain parts to an inverted
@@ -21,16 +30,24 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+from scipy import ndimage
 
 from geodeform.conventions import DAYS_PER_YEAR
 from geodeform.errors import InvalidInputError
 from geodeform.timeseries._invert import TimeSeriesResult
 
-__all__ = ["ErrorModel", "add_node_errors", "node_date_noise", "pair_sigma"]
+__all__ = [
+    "ErrorModel",
+    "add_node_errors",
+    "footprint_gradient",
+    "node_date_noise",
+    "pair_sigma",
+    "stable_noise_scale",
+]
 
 
 @dataclass(frozen=True)
@@ -40,11 +57,12 @@ class ErrorModel:
     Attributes
     ----------
     displacement_fraction : float
-        1-sigma error per unit of displacement (dimensionless): a pair moved by ``d`` px gets
+        1-sigma error per unit of displacement (dimensionless): a component moved by ``d`` px gets
         ``displacement_fraction * |d|`` px more error.
     strain_fraction : float
         1-sigma error per px of displacement change across the chip (dimensionless): a chip of ``c`` px
-        on a field of gradient ``g`` (px/px, Frobenius norm) gets ``strain_fraction * c * g`` px more error.
+        on a component of gradient ``g`` (px/px, the largest within half a chip of the node) gets
+        ``strain_fraction * c * g`` px more error.
     """
 
     displacement_fraction: float = 0.002
@@ -64,17 +82,59 @@ class ErrorModel:
         return np.hypot(self.displacement_fraction * speed, self.strain_fraction * chip * gradient)
 
 
-def _gradient(
-    dx: NDArray[np.float64], dy: NDArray[np.float64], step: tuple[float, float]
-) -> NDArray[np.float64]:
-    """Frobenius norm of the displacement gradient over the last two axes (px/px; NaN: the median)."""
-    total = np.zeros(dx.shape)
-    for comp in (dx, dy):
-        filled = np.where(np.isfinite(comp), comp, np.nanmedian(comp, axis=(-2, -1), keepdims=True))
-        for axis, spacing in ((-2, step[0]), (-1, step[1])):
-            if comp.shape[axis] > 1:
-                total += np.gradient(filled, spacing, axis=axis) ** 2
+def _component_gradient(comp: NDArray[np.float64], step: tuple[float, float]) -> NDArray[np.float64]:
+    """Gradient magnitude of one component over the last two axes (px/px; NaN filled with the median)."""
+    total = np.zeros(comp.shape)
+    filled = np.where(np.isfinite(comp), comp, np.nanmedian(comp, axis=(-2, -1), keepdims=True))
+    for axis, spacing in ((-2, step[0]), (-1, step[1])):
+        if comp.shape[axis] > 1:
+            total += np.gradient(filled, spacing, axis=axis) ** 2
     return np.sqrt(total)
+
+
+def footprint_gradient(
+    comp: NDArray[np.float64], step: tuple[float, float], chip: NDArray[np.float64] | float
+) -> NDArray[np.float64]:
+    """Largest gradient magnitude of one displacement component within half a chip of each node.
+
+    A chip measures the motion of all its pixels: a node whose chip reaches a shear zone (a still node next
+    to moving ice, a node beside a glacier margin) has the error of that shear, even where the field is
+    flat at the node itself. The half-chip radius is that of the median chip, at least one node.
+
+    Parameters
+    ----------
+    comp
+        ``(..., ny, nx)`` one component of the displacement (px) or velocity (px/yr).
+    step
+        Node spacing (rows, cols), px.
+    chip
+        Chip size, px (number or array: its median sets the radius).
+
+    Returns
+    -------
+    numpy.ndarray
+        Like ``comp``: px/px (or px/yr per px).
+    """
+    g = _component_gradient(comp, step)
+    half = 0.5 * float(np.nanmedian(np.asarray(chip, np.float64))) if np.size(chip) else 16.0
+    half = half if np.isfinite(half) else 16.0
+    radius = [max(1, round(half / s)) for s in step]
+    size = [1] * (g.ndim - 2) + [2 * radius[0] + 1, 2 * radius[1] + 1]
+    return np.asarray(ndimage.maximum_filter(g, size=size, mode="nearest"), np.float64)
+
+
+def _systematic(
+    comp: NDArray[np.float64], step: tuple[float, float], chip: NDArray[np.float64], model: ErrorModel
+) -> NDArray[np.float64]:
+    """The displacement/strain term of one component (its own magnitude and footprint gradient)."""
+    return model.extra(np.abs(comp), footprint_gradient(comp, step, chip), chip)
+
+
+def _steps(step: float | tuple[float, float]) -> tuple[float, float]:
+    if np.isscalar(step):
+        return (float(step), float(step))  # type: ignore[arg-type]
+    a, b = (float(v) for v in step)  # type: ignore[union-attr]
+    return (a, b)
 
 
 def pair_sigma(
@@ -85,6 +145,8 @@ def pair_sigma(
     step: float | tuple[float, float],
     chip: ArrayLike | float = 32.0,
     model: ErrorModel | None = None,
+    component: Literal["both", "x", "y"] = "both",
+    noise_scale: ArrayLike | float | None = None,
 ) -> NDArray[np.float64]:
     """Per-node, per-component 1-sigma error of pair offsets (px), to weight an inversion (``1 / σ²``).
 
@@ -101,12 +163,18 @@ def pair_sigma(
         (NaN: 32).
     model
         Displacement/strain coefficients (default :class:`ErrorModel`).
+    component
+        ``"x"`` / ``"y"``: the 1-sigma of ``dx`` / ``dy`` (its own displacement/strain term);
+        ``"both"`` (default): the RMS of the two, one weight for both components.
+    noise_scale
+        Factor on the matcher's error, one per pair (``(npairs,)``) or one number, e.g.
+        :func:`stable_noise_scale`; NaN or None: 1.
 
     Returns
     -------
     numpy.ndarray
-        ``sqrt((error / sqrt 2)² + model.extra²)`` per component, px, like ``dx`` (NaN where ``dx`` or
-        ``error`` is).
+        ``sqrt((s · error / sqrt 2)² + extra²)`` per component (``s`` the noise scale, ``extra`` the
+        component's :class:`ErrorModel` term), px, like ``dx`` (NaN where ``dx`` or ``error`` is).
     """
     model = model or ErrorModel()
     x = np.asarray(dx, np.float64)
@@ -116,12 +184,71 @@ def pair_sigma(
         raise InvalidInputError(
             f"dx, dy and error must be grids of one shape, got {x.shape}, {y.shape}, {e.shape}"
         )
-    st = (float(step), float(step)) if np.isscalar(step) else tuple(float(s) for s in step)  # type: ignore[arg-type]
+    if component not in ("both", "x", "y"):
+        raise InvalidInputError(f"component must be 'both', 'x' or 'y', got {component!r}")
+    st = _steps(step)
     c = np.asarray(chip, np.float64)
     c = np.where(np.isfinite(c), c, 32.0)
-    extra = model.extra(np.hypot(x, y), _gradient(x, y, st), c)  # type: ignore[arg-type]
-    out = np.hypot(e / np.sqrt(2.0), extra)
+    noise = e / np.sqrt(2.0)
+    if noise_scale is not None:
+        k = np.asarray(noise_scale, np.float64)
+        if k.ndim == 1 and x.ndim > 2 and k.shape[0] == x.shape[0]:
+            k = k.reshape((-1,) + (1,) * (x.ndim - 1))
+        elif k.ndim != 0:
+            raise InvalidInputError(f"noise_scale must be a number or one per pair, got shape {k.shape}")
+        noise = noise * np.where(np.isfinite(k) & (k > 0), k, 1.0)
+    parts = {"x": x, "y": y} if component == "both" else {component: x if component == "x" else y}
+    var = sum(noise**2 + _systematic(v, st, c, model) ** 2 for v in parts.values()) / len(parts)
+    out = np.sqrt(var)
     out[~(np.isfinite(x) & np.isfinite(y))] = np.nan
+    return out
+
+
+def stable_noise_scale(
+    dx: ArrayLike, dy: ArrayLike, error: ArrayLike, stable: ArrayLike, *, min_nodes: int = 20
+) -> NDArray[np.float64]:
+    """Per pair, how much larger the offsets' scatter on stable ground is than the matcher predicts.
+
+    The matcher's predicted error (``OffsetField.error``) is a noise model calibrated once for all
+    textures; on a given texture and noise it is too large or too small by a factor. On ground that does
+    not move, the offsets are that noise (about a common shift: the co-registration): the factor is the
+    normalised median absolute deviation of ``(d - median d) / (error / sqrt 2)`` over the stable nodes,
+    both components pooled (robust to a few bad nodes, and to a minority of stable nodes that do move).
+
+    Parameters
+    ----------
+    dx, dy, error
+        ``(npairs, ny, nx)`` offsets and the matcher's predicted vector error, px.
+    stable
+        ``(ny, nx)`` boolean: nodes on stable ground.
+    min_nodes
+        Fewest stable nodes with a value for a pair's factor (NaN below: no scaling).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``(npairs,)`` factors (NaN where too few stable nodes), to pass as ``noise_scale`` to
+        :func:`pair_sigma`.
+    """
+    x = np.asarray(dx, np.float64)
+    y = np.asarray(dy, np.float64)
+    e = np.asarray(error, np.float64)
+    m = np.asarray(stable, bool)
+    if x.ndim != 3 or x.shape != y.shape or x.shape != e.shape or m.shape != x.shape[1:]:
+        raise InvalidInputError(
+            f"dx, dy, error must be (npairs, ny, nx) and stable (ny, nx), got {x.shape}, {y.shape}, "
+            f"{e.shape}, {m.shape}"
+        )
+    out = np.full(x.shape[0], np.nan)
+    for p in range(x.shape[0]):
+        z = []
+        for comp in (x[p], y[p]):
+            ok = m & np.isfinite(comp) & np.isfinite(e[p]) & (e[p] > 0)
+            if ok.sum() >= min_nodes:
+                z.append((comp[ok] - np.median(comp[ok])) / (e[p][ok] / np.sqrt(2.0)))
+        if len(z) == 2:
+            zz = np.concatenate(z)
+            out[p] = 1.4826 * float(np.median(np.abs(zz - np.median(zz))))
     return out
 
 
@@ -168,13 +295,15 @@ def add_node_errors(
     chip: ArrayLike | float = 32.0,
     unit_per_px: float = 1.0,
     model: ErrorModel | None = None,
+    sigma_y: ArrayLike | None = None,
 ) -> TimeSeriesResult:
     """The series with the image noise and the displacement/strain error of each node in its 1-sigma.
 
     ``sigma_dx``/``sigma_dy`` of date k get ``s_0² + s_k²`` added (image noise of the first date and of date
     k, :func:`node_date_noise`); the velocity 1-sigma gets ``(s_0² + s_N²) / T²`` (the velocity is the
-    displacement at the last date N over its time T since date 0) and the systematic term
-    ``model.extra(|v|, |∇v|, chip)``, which the pairs share and which no inversion residual shows.
+    displacement at the last date N over its time T since date 0) and each component's systematic term
+    ``model.extra(|v_c|, footprint |∇v_c|, chip)`` (:func:`footprint_gradient`), which the pairs share
+    and which no inversion residual shows.
 
     Parameters
     ----------
@@ -184,7 +313,8 @@ def add_node_errors(
         ``(npairs, 2)`` indices into ``ts.dates`` of the pairs that were inverted.
     sigma
         ``(npairs, ny, nx)`` per-component 1-sigma of each pair and node in the series' unit, e.g.
-        :func:`pair_sigma` times ``unit_per_px``.
+        :func:`pair_sigma` times ``unit_per_px``: of both components, or of ``dx`` when ``sigma_y`` is
+        given (``pair_sigma(..., component="x")``).
     step
         Node spacing (rows, cols), px.
     chip
@@ -193,6 +323,9 @@ def add_node_errors(
         Series unit per pixel (e.g. the pixel size in metres for a series in metres).
     model
         Displacement/strain coefficients (default :class:`ErrorModel`).
+    sigma_y
+        ``(npairs, ny, nx)`` 1-sigma of ``dy`` (``pair_sigma(..., component="y")``); None: ``sigma`` for
+        both.
 
     Raises
     ------
@@ -202,28 +335,29 @@ def add_node_errors(
     if ts.dy is None or ts.sigma_dy is None or ts.velocity_y is None or ts.sigma_velocity_y is None:
         raise InvalidInputError("ts: add_node_errors needs dx and dy; invert both components")
     model = model or ErrorModel()
-    s = np.asarray(sigma, np.float64)
-    if s.shape[1:] != ts.dx.shape[1:]:
-        raise InvalidInputError(f"sigma {s.shape} does not match the series' grid {ts.dx.shape[1:]}")
+    sigmas = {"x": np.asarray(sigma, np.float64)}
+    sigmas["y"] = sigmas["x"] if sigma_y is None else np.asarray(sigma_y, np.float64)
+    for s in sigmas.values():
+        if s.shape[1:] != ts.dx.shape[1:]:
+            raise InvalidInputError(f"sigma {s.shape} does not match the series' grid {ts.dx.shape[1:]}")
     n = len(ts.dates)
-    noise2 = node_date_noise(pairs, s, n) ** 2
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # nodes without any value stay without noise
-        noise2 = np.where(np.isfinite(noise2), noise2, np.nanmedian(noise2, axis=0, keepdims=True))
-    noise2 = np.nan_to_num(noise2)
-    add_d = noise2 + noise2[:1]
-    add_d[0] = 0.0
     years = float((ts.dates[-1] - ts.dates[0]) / np.timedelta64(1, "D")) / DAYS_PER_YEAR
-    st = (float(step), float(step)) if np.isscalar(step) else tuple(float(v) for v in step)  # type: ignore[arg-type]
-    vx = ts.velocity_x.astype(np.float64) / unit_per_px
-    vy = ts.velocity_y.astype(np.float64) / unit_per_px
-    # px/yr and (px/yr)/px: the term is per year of displacement
-    systematic = (
-        model.extra(np.hypot(vx, vy), _gradient(vx, vy, st), np.asarray(chip, np.float64)) * unit_per_px
-    )  # type: ignore[arg-type]
-    add_v = (noise2[0] + noise2[-1]) / years**2 if years > 0 else np.zeros_like(noise2[0])
+    st = _steps(step)
+    c = np.asarray(chip, np.float64)
+    c = np.where(np.isfinite(c), c, 32.0)
     changes: dict[str, Any] = {}
     for comp in ("x", "y"):
+        noise2 = node_date_noise(pairs, sigmas[comp], n) ** 2
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # nodes without any value stay without noise
+            noise2 = np.where(np.isfinite(noise2), noise2, np.nanmedian(noise2, axis=0, keepdims=True))
+        noise2 = np.nan_to_num(noise2)
+        add_d = noise2 + noise2[:1]
+        add_d[0] = 0.0
+        add_v = (noise2[0] + noise2[-1]) / years**2 if years > 0 else np.zeros_like(noise2[0])
+        # px/yr and (px/yr)/px: the term is per year of displacement
+        v = getattr(ts, f"velocity_{comp}").astype(np.float64) / unit_per_px
+        systematic = _systematic(v, st, c, model) * unit_per_px
         sd = getattr(ts, f"sigma_d{comp}").astype(np.float64)
         sv = getattr(ts, f"sigma_velocity_{comp}").astype(np.float64)
         changes[f"sigma_d{comp}"] = np.sqrt(sd**2 + add_d).astype(np.float32)

@@ -38,6 +38,7 @@ from geodeform.io import (
     write_stac_item,
 )
 from geodeform.offsets import OffsetField, Reason, match, reason_codes
+from geodeform.timeseries import stable_noise_scale
 from geodeform.workflows.screening import (
     PairCoregistration,
     Screened,
@@ -66,7 +67,16 @@ PairProgress = Callable[[str, int, int], None]
 """``progress(stage, done, total)``; stages ``read``, ``match`` (per strip of the matcher; first ``(0, 0)``)
 and ``write``."""
 
-_STATS = ("coverage", "stable_nmad_x", "stable_nmad_y", "rejected", "seconds", "message", "degraded")
+_STATS = (
+    "coverage",
+    "stable_nmad_x",
+    "stable_nmad_y",
+    "noise_scale",
+    "rejected",
+    "seconds",
+    "message",
+    "degraded",
+)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -184,6 +194,10 @@ class PairOutcome:
     stable_nmad_x, stable_nmad_y
         Spread (NMAD) of the corrected offsets on stable ground, m/yr (m without dates); NaN without
         corrections.
+    noise_scale
+        Spread of the offsets on stable ground over the matcher's predicted error
+        (:func:`geodeform.timeseries.stable_noise_scale`); NaN without a stable-ground mask, enough stable
+        nodes or a predicted error.
     rejected
         Share of nodes removed by the outlier filters (NaN without corrections).
     search_range
@@ -220,6 +234,7 @@ class PairOutcome:
     coverage: float = float("nan")
     stable_nmad_x: float = float("nan")
     stable_nmad_y: float = float("nan")
+    noise_scale: float = float("nan")
     rejected: float = float("nan")
     search_range: int = 0
     seconds: float = 0.0
@@ -383,6 +398,14 @@ def _processing(spec: PairSpec, field_: OffsetField) -> dict[str, Any]:
     return out
 
 
+def _noise_scale(field_: OffsetField, stable: NDArray[np.bool_] | None) -> float:
+    """The matcher's error calibration on the pair's stable ground (NaN without mask or error)."""
+    if stable is None or field_.error is None or stable.shape != field_.dx.shape:
+        return float("nan")
+    one = (field_.dx[None], field_.dy[None], np.asarray(field_.error, np.float64)[None])
+    return float(stable_noise_scale(*one, stable)[0])
+
+
 def _pair_attrs(
     spec: PairSpec, stats: dict[str, Any], corrected: Any, sources: tuple[str, str], coverage_raw: float
 ) -> dict[str, Any]:
@@ -515,6 +538,7 @@ def process_pair(spec: PairSpec, *, progress: PairProgress | None = None) -> Pai
         "coverage": coverage,
         "stable_nmad_x": corrected.nmad_x,
         "stable_nmad_y": corrected.nmad_y,
+        "noise_scale": _noise_scale(corrected.field, corrected.stable),
         "rejected": corrected.rejected,
         "seconds": time.perf_counter() - t0,
         "message": corrected.note,

@@ -166,7 +166,12 @@ def _node_errors(config: JobConfig, ok: list[PairOutcome]) -> NodeErrors | None:
                 return None
             x = ds["x"].values
     step = float(np.median(np.abs(np.diff(x)))) if x.size > 1 else 1.0
-    return NodeErrors(step=step, chip=config.matching.chip_size * step / config.matching.step)
+    scale = tuple(float(o.noise_scale) for o in ok)
+    return NodeErrors(
+        step=step,
+        chip=config.matching.chip_size * step / config.matching.step,
+        noise_scale=scale if any(np.isfinite(scale)) else None,
+    )
 
 
 @log_runtime("invert + products")

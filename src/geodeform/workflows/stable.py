@@ -24,7 +24,7 @@ import xarray as xr
 from numpy.typing import NDArray
 
 from geodeform.conventions import DAYS_PER_YEAR
-from geodeform.io import write_netcdf
+from geodeform.io import write_netcdf, write_stac_item
 from geodeform.workflows.pair import PairOutcome, failed_product_path
 from geodeform.workflows.screening import PairCoregistration
 
@@ -144,6 +144,7 @@ def _apply(path: Path, east: NDArray[np.float64], north: NDArray[np.float64], re
     ds.attrs["geodeform_coregistration"] = record.to_json()
     ds.attrs["geodeform_degraded"] = degraded
     write_netcdf(ds, path)
+    _restac(ds, path)
     return stats
 
 
@@ -152,12 +153,21 @@ def _siblings(path: Path) -> list[Path]:
     return [path, path.with_suffix(".stac.json")]
 
 
+def _restac(ds: xr.Dataset, path: Path) -> None:
+    """Rewrite the STAC item of a product rewritten here (when the job writes items, i.e. it has one), so
+    that it tells the product's new state (degraded reason, co-registration, status) and links its file
+    where it now is."""
+    if path.with_suffix(".stac.json").is_file():
+        write_stac_item(ds, path)
+
+
 def set_aside(path: Path, reason: str) -> Path:
     """Move a pair product the job cannot use to :func:`~geodeform.workflows.pair.failed_product_path`.
 
     The product is marked there (``geodeform_status = "failed"``, ``geodeform_failed`` and
     ``geodeform_degraded`` = the reason; its co-registration stays ``pending``) and leaves the pairs folder
-    with its STAC item, so that nothing there looks finished while it is not. Idempotent: a product already
+    with its STAC item (rewritten: the reason, ``geodeform:status``, the asset at the new path), so that
+    nothing there looks finished while it is not. Idempotent: a product already
     set aside is marked again with the new reason. Returns the new path.
     """
     target = failed_product_path(path)
@@ -172,6 +182,7 @@ def set_aside(path: Path, reason: str) -> Path:
     for old, new in zip(_siblings(path)[1:], _siblings(target)[1:], strict=True):
         if old.is_file():
             old.replace(new)
+    _restac(ds, target)
     if source != target:
         path.unlink()
     return target
