@@ -21,6 +21,7 @@ import io
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 import tempfile
@@ -169,13 +170,7 @@ def render(
         env = {**os.environ, "MPLBACKEND": "Agg", "COLUMNS": "110"}  # rich tables as wide as the page
         env.pop("PYTHONPATH", None)
         args = [exe, "-I", str(Path(__file__).resolve()), "--run", str(out / "blocks.json"), str(out), name]
-        try:
-            proc = subprocess.run(args, cwd=workdir, env=env, capture_output=True, text=True, timeout=timeout)
-            died = (
-                "" if proc.returncode == 0 else f"exit code {proc.returncode}:\n{proc.stdout}\n{proc.stderr}"
-            )
-        except subprocess.TimeoutExpired:
-            died = f"no end after {timeout:.0f} s"
+        died = _run_process(args, workdir, env, timeout)
         lines = (out / "steps.jsonl").read_text().splitlines() if (out / "steps.jsonl").exists() else []
         records = [json.loads(line) for line in lines]
         head = next((r for r in records if r.get("kind") == "start"), {})
@@ -200,6 +195,27 @@ def render(
     result.markdown = "".join(parts)
     check_loads(name, result.markdown, page_dir, tuple(result.figures))
     return result
+
+
+def _run_process(args: list[str], cwd: Path, env: dict[str, str], timeout: float) -> str:
+    """Run the page's process in its own process group (killed whole on a timeout, with the commands it
+    started); '' if it succeeded, else what went wrong."""
+    with subprocess.Popen(
+        args,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            return f"no end after {timeout:.0f} s"
+    return "" if proc.returncode == 0 else f"exit code {proc.returncode}:\n{out}\n{err}"
 
 
 def _raise_on_failure(name: str, found: list[re.Match[str]], steps: list[Step], died: str) -> None:
