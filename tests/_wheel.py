@@ -112,7 +112,8 @@ def run_wheel_demo(folder: Path, venv: WheelVenv) -> dict[str, Any]:
     # (a fresh install has no kernel cache; two Dask workers would each compile them).
     args = [str(venv.bin / "geodeform"), "demo", "--out", "demo-out", "--cluster", "sync"]
     env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
-    proc = subprocess.run(args, capture_output=True, text=True, cwd=folder, env=env, timeout=900)
+    # ~2.5 min of CPU with a fresh kernel cache; the timeout only catches a hang, even on a crowded machine
+    proc = subprocess.run(args, capture_output=True, text=True, cwd=folder, env=env, timeout=2400)
     return {
         "cwd": str(folder),
         "out": str(folder / "demo-out"),

@@ -254,7 +254,7 @@ def _build_site(folder: Path, python: Path) -> dict[str, Any]:
     record = folder / "tutorial-runs.json"
     env = {"GEODEFORM_TUTORIAL_PYTHON": str(python), "GEODEFORM_TUTORIAL_RECORD": str(record)}
     args = [str(BIN / "mkdocs"), "build", "--strict", "--site-dir", str(folder / "site")]
-    proc = _run(args, cwd=ROOT, timeout=1800, env=env)
+    proc = _run(args, cwd=ROOT, timeout=3600, env=env)  # a hang, not a slow crowded machine
     runs = json.loads(record.read_text()) if record.exists() else {}
     return {
         "site": str(folder / "site"),
