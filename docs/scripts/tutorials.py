@@ -95,17 +95,6 @@ def commands(code: str) -> list[str]:
     return [line[2:] for line in code.splitlines() if line.startswith("$ ")]
 
 
-def as_script(source: str) -> str:
-    """The page's blocks as one Python script (console commands through ``subprocess``), to run elsewhere."""
-    out = ["import subprocess", "import matplotlib", "matplotlib.use('Agg')"]
-    for lang, code in blocks(source):
-        if lang == "python":
-            out.append(code)
-        else:
-            out += [f"subprocess.run({cmd!r}, shell=True, check=True)" for cmd in commands(code)]
-    return "\n".join(out) + "\n"
-
-
 def _step_at(source: str, pos: int) -> str:
     """'before step 1' / 'after step K': where ``pos`` lies among the page's executed blocks."""
     done = sum(1 for m in FENCE.finditer(source) if m.end() <= pos)
