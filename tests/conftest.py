@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from _ci_skips import pytest_runtest_makereport  # noqa: F401 - no silent skip under CI=true (hook)
+from _wheel import WheelDemo, WheelVenv, make_wheel_venv, once_per_session, run_wheel_demo
 from geodeform.cli import main
 from geodeform.demo import load_texture
 from geodeform.errors import GeodeformError
@@ -178,3 +179,21 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     their order, and the other files theirs)."""
     rank = {name: k for k, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+# --- docs and packaging: the wheel in a clean venv and the demo run from it, once per test session -------
+# (tests/test_docs.py, tests/test_packaging.py; helpers in tests/_wheel.py, safe under pytest-xdist)
+
+
+@pytest.fixture(scope="session")
+def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> WheelVenv:
+    """The wheel installed in a clean venv, built once for the test session (:class:`WheelVenv`)."""
+    pytest.importorskip("build")
+    made = once_per_session(tmp_path_factory, "wheel-venv", make_wheel_venv)
+    return WheelVenv(**{k: Path(p) for k, p in made.items()})
+
+
+@pytest.fixture(scope="session")
+def wheel_demo(tmp_path_factory: pytest.TempPathFactory, wheel_venv: WheelVenv) -> WheelDemo:
+    """The getting-started demo run from the wheel once for the test session (the packaging test checks its
+    products, the docs test its last line and the script that explains it)."""
+    made = once_per_session(tmp_path_factory, "wheel-demo", lambda d: run_wheel_demo(d, wheel_venv))
+    return WheelDemo(Path(made["cwd"]), Path(made["out"]), made["returncode"], made["stdout"], made["stderr"])
