@@ -179,6 +179,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     their order, and the other files theirs)."""
     rank = {name: k for k, name in enumerate(LONGEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
 # --- docs and packaging: the wheel in a clean venv and the demo run from it, once per test session -------
 # (tests/test_docs.py, tests/test_packaging.py; helpers in tests/_wheel.py, safe under pytest-xdist)
 
