@@ -110,3 +110,70 @@ def test_leave_date_out_is_exact_on_linear_motion_and_checks_shapes():
     np.testing.assert_allclose(leave_date_out(DATES, series), series, atol=1e-9)
     with pytest.raises(ValueError, match="series layers"):
         leave_date_out(DATES[:3], series)
+
+
+def test_the_job_marks_the_pairs_that_disagree_in_their_products(tmp_path):
+    import json
+
+    import xarray as xr
+    from rasterio.crs import CRS
+
+    from geodeform.io import write_netcdf
+    from geodeform.workflows.network import check_network
+    from geodeform.workflows.pair import PairOutcome
+
+    rng = np.random.default_rng(3)
+    vx, vy = _velocity()
+    position = [(vx * t - (4.0 * vx if k == BAD else 0), vy * t - (4.0 * vy if k == BAD else 0))
+                for k, t in enumerate(OFFSETS)]  # fmt: skip
+    pairs = _network()
+    dx, dy = _pairs_from(position, pairs, rng)
+    ts = invert(DATES, pairs, dx, dy, smoothing=0.1, robust=True)
+    coords = {"y": np.arange(SIZE, 0, -1.0) - 0.5, "x": np.arange(SIZE, dtype=float) + 0.5}
+    gt = "0.0 1.0 0.0 24.0 0.0 -1.0"
+    store = tmp_path / "timeseries.zarr"
+    xr.Dataset(
+        {"east": (("time", "y", "x"), ts.dx), "north": (("time", "y", "x"), ts.dy)},
+        coords={"time": DATES.astype("datetime64[ns]"), **coords},
+    ).to_zarr(store)
+    outcomes = []
+    for k, (i, j) in enumerate(pairs):
+        ref, sec = str(DATES[i]), str(DATES[j])
+        own = "co-registration from the other pairs" if k == 0 else ""
+        stats = {"degraded": own}
+        mapping = {"crs_wkt": CRS.from_epsg(32718).to_wkt(), "GeoTransform": gt}
+        ds = xr.Dataset(
+            {"dx": (("y", "x"), dx[k].astype(np.float32)), "dy": (("y", "x"), dy[k].astype(np.float32)),
+             "mapping": ((), np.int32(0), mapping)},
+            coords=coords,
+            attrs={"geodeform_pair_stats": json.dumps(stats), "geodeform_degraded": own},
+        )  # fmt: skip
+        path = write_netcdf(ds, tmp_path / f"{ref}_{sec}.nc")
+        dt = float(OFFSETS[j] - OFFSETS[i])
+        nmad = 0.07 / np.sqrt(2) * 365.25 / dt  # m/yr, so that the pair's error is 0.07 m
+        outcomes.append(
+            PairOutcome(
+                k, ref, sec, dt, "ok", path=str(path), stable_nmad_x=nmad, stable_nmad_y=nmad, degraded=own
+            )
+        )
+    check = check_network(outcomes, store)
+    through = {f"{DATES[i]}_{DATES[j]}" for i, j in pairs if BAD in (i, j)}
+    assert check.flagged and set(check.flagged) <= through
+    short_end = f"{DATES[BAD - 1]}_{DATES[BAD]}"  # 5 days, truth 0.2
+    assert short_end in check.flagged
+    assert abs(check.ratios[short_end][0] - 0.2) < 0.06
+    marked = {f"{o.reference}_{o.secondary}": o for o in check.pairs}
+    with xr.open_dataset(marked[short_end].path, engine="h5netcdf") as ds:
+        text = ds.attrs["geodeform_degraded"]
+        verdict = json.loads(ds.attrs["geodeform_network_check"])
+    assert text.startswith("disagrees with the network: its motion is 0.") and "moving nodes" in text
+    assert verdict["flagged"] and verdict["nodes"] >= 50
+    assert marked[short_end].degraded == text
+    assert any(str(DATES[BAD]) in w for w in check.warnings)
+    # a clean pair stays clean; a resumed run does not repeat the reason; a pair's own reason is kept
+    clean = f"{DATES[0]}_{DATES[1]}"
+    assert clean not in check.flagged and marked[clean].degraded == outcomes[0].degraded
+    again = check_network(outcomes, store)
+    assert again.flagged == check.flagged
+    with xr.open_dataset(marked[short_end].path, engine="h5netcdf") as ds:
+        assert ds.attrs["geodeform_degraded"] == text
