@@ -67,6 +67,25 @@ def trunk_ratios(run: Path, glacier: np.ndarray) -> list[dict[str, object]]:
     return rows
 
 
+def composite_without(result: object, flagged: set[str], v: np.ndarray, work: Path) -> None:
+    """The composite inverted again without the flagged pairs (the job keeps them): how much it moves."""
+    import tempfile
+
+    from geodeform.workflows.products import invert_pairs
+
+    keep = [p for p in result.pairs if f"{p.reference}_{p.secondary}" not in flagged]  # type: ignore[attr-defined]
+    with tempfile.TemporaryDirectory(dir=work) as tmp:
+        inv = invert_pairs(result.config, result.stack, keep, None, Path(tmp) / "ts.zarr")  # type: ignore[attr-defined]
+    w = inv.composite.v
+    both = np.isfinite(v) & np.isfinite(w)
+    change = np.abs(w[both] - v[both]) / np.maximum(v[both], 1.0)
+    print(
+        f"composite without the {len(flagged)} flagged pairs: median speed {np.median(w[both]):.0f} m/yr "
+        f"(with them {np.median(v[both]):.0f} over the same {both.sum()} pixels); per-pixel change: median "
+        f"{100 * np.median(change):.1f} %, 95th percentile {100 * np.percentile(change, 95):.1f} %"
+    )
+
+
 def main() -> None:
     import yaml
     from PIL import Image
@@ -139,6 +158,8 @@ def main() -> None:
     assert vel is not None
     v = vel["v"].values
     print(f"composite: median speed over its valid pixels {np.nanmedian(v[np.isfinite(v)]):.0f} m/yr")
+    if flagged:
+        composite_without(result, {str(r["pair"]) for r in flagged}, v, args.work)
     (args.work / "summary.json").write_text(
         json.dumps({"pairs": rows, "warnings": result.warnings}, indent=1)
     )
