@@ -96,11 +96,14 @@ def _date_warnings(
     total, bad = date_disagreement(pairs, flagged, len(dates))
     share = series.flagged_date_fraction if series is not None else None
     out = []
+
+    def inv(k: int) -> str:
+        return f"; the inversion flagged it in {100 * share[k]:.0f} % of pixels" if share is not None else ""
+
     for k in np.flatnonzero((total >= 3) & (2 * bad > total)):
-        inv = f"; the inversion flagged it in {100 * share[k]:.0f} % of pixels" if share is not None else ""
         out.append(
             f"date {str(dates[k])[:10]}: {bad[k]} of its {total[k]} pairs disagree with the network: its "
-            f"image is likely wrong on the moving area (haze, thin cloud){inv}"
+            f"image is likely wrong on the moving area (haze, thin cloud){inv(int(k))}"
         )
     if flagged.sum() >= 2:
         common = set.intersection(*({i, j} for (i, j), f in zip(pairs, flagged, strict=True) if f))
@@ -108,7 +111,7 @@ def _date_warnings(
             if not (2 * bad[k] > total[k]):
                 out.append(
                     f"date {str(dates[k])[:10]}: every pair that disagrees with the network goes through it "
-                    f"({bad[k]} of its {total[k]} pairs)"
+                    f"({bad[k]} of its {total[k]} pairs){inv(int(k))}"
                 )
     return out
 
