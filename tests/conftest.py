@@ -103,6 +103,19 @@ def service(tmp_path_factory, service_settings):
         yield svc
 
 
+# isolation ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_aoi_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Each test process reads catalogue scenes through an AOI cache of its own (``GEODEFORM_CACHE``, also
+    seen by the subprocesses it starts), not the user's ``~/.cache/geodeform`` that other test processes and
+    runs share: a test that expects a read finds no file another one left."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GEODEFORM_CACHE", str(tmp_path_factory.mktemp("geodeform-cache")))
+        yield
+
+
 # engine -------------------------------------------------------------------------------------------------
 
 
@@ -132,3 +145,36 @@ def chromium_browser():
         browser = pw.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-gpu"])
         yield browser
         browser.close()
+
+
+# --- order of the test files: the longest first (scripts/test.sh runs them on pytest-xdist workers) --------
+
+# Test files by their measured whole-suite cost, longest first (seconds of one 2-core run, ~100-300 s down to
+# ~15 s). scripts/test.sh hands whole files to two workers in collection order (`--dist loadfile
+# --no-loadscope-reorder`): with the long files first, the short ones fill the gaps at the end instead of one
+# long file starting last on a worker while the other idles. Files not named keep their order, after these.
+LONGEST_FIRST = (
+    "test_docs.py",
+    "test_packaging.py",
+    "test_cluster.py",
+    "test_service_recovery.py",
+    "test_workflows.py",
+    "test_service_api.py",
+    "test_service_accounts.py",
+    "test_service_fuzz.py",
+    "test_service_page.py",
+    "test_demo.py",
+    "test_offsets.py",
+    "test_quake_workflow.py",
+    "test_service_proxy.py",
+    "test_real_scenes.py",
+    "test_cli_offsets.py",
+    "test_ortho.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Put the files of :data:`LONGEST_FIRST` first, in that order (a stable sort: the tests of a file keep
+    their order, and the other files theirs)."""
+    rank = {name: k for k, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))

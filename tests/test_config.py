@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import numpy as np
@@ -232,3 +233,94 @@ def test_init_template_shows_the_inputs_item_format(cli) -> None:
     assert load_config({"name": "j", "inputs": [*item, {"path": "b_20230818.tif"}]}).inputs[0].band == 1
     preflight = next(s for s in lines if s.strip().startswith("drop_bad_images:"))
     assert "true" in preflight and "warning" in preflight
+
+
+# --- The sar checks, the merge's copies and the messages (mutation survivors, issue 27) ---
+
+
+def _sar(**changes: object) -> dict:
+    data = preset_config("sar").model_dump(mode="json", exclude_none=True)
+    for dotted, value in changes.items():
+        *path, key = dotted.split("__")
+        section = data
+        for part in path:
+            section = section.setdefault(part, {})
+        section[key] = value
+    return data
+
+
+def test_the_sar_chain_s_limits_are_said_at_load_with_the_fix() -> None:
+    assert load_config(_sar()).preset == "sar"
+    # a custom job may use the sar chain, and the collection's name is not case-sensitive
+    assert load_config(_sar(preset="custom")).sar is not None
+    assert load_config(_sar(search__collection="S1-GRD")).sar is not None
+    cases = [
+        (_sar(preset="ice"), r"sar: the sar section belongs to preset sar, not ice"),
+        (_sar(pairs__same_orbit=False), r"pairs\.same_orbit: .* set it to true"),
+        (_sar(search__collection="sentinel-2-l2a"), r"set search\.collection: sentinel-1-grd"),
+        (_sar(three_d=True, dem="dem.tif"), r"three_d: .* combines tracks with sar\.combine: enu"),
+    ]
+    for data, message in cases:
+        with pytest.raises(InvalidInputError, match=message):
+            load_config(data)
+
+
+def test_deep_merge_shares_no_mutable_value_with_its_inputs() -> None:
+    base = {"pairs": {"months": [6, 7]}, "tags": ["a"]}
+    top = {"inputs": [{"path": "x.tif"}], "pairs": {"mode": "days"}}
+    merged = deep_merge(base, top)
+    assert merged == {
+        "pairs": {"months": [6, 7], "mode": "days"},
+        "tags": ["a"],
+        "inputs": [{"path": "x.tif"}],
+    }
+    merged["tags"].append("b")
+    merged["pairs"]["months"].append(8)
+    merged["inputs"][0]["path"] = "y.tif"
+    assert base == {"pairs": {"months": [6, 7]}, "tags": ["a"]}
+    assert top == {"inputs": [{"path": "x.tif"}], "pairs": {"mode": "days"}}
+
+
+def test_every_problem_is_one_line_naming_its_field() -> None:
+    with pytest.raises(InvalidInputError) as info:
+        load_config(
+            {**BASE, "pairs": {"direction": "sideways"}, "matching": "fast", "inputs": [{"pathh": 1}]}
+        )
+    lines = str(info.value).splitlines()
+    assert lines[0].startswith("config: ") and "problem(s)" in lines[0]
+    body = "\n".join(lines[1:])
+    assert all(line.startswith("  - ") for line in lines[1:])
+    assert "  - pairs.direction: " in body and "(got 'sideways')" in body
+    assert "  - matching: expected a path or a mapping of keys, got 'fast'" in body
+    assert "  - inputs[0].pathh: unknown key; check the spelling" in body
+    with pytest.raises(InvalidInputError, match=r"preset 'glacier' unknown; allowed: ice, slide, quake"):
+        preset_config("glacier")
+
+
+def test_a_config_with_local_inputs_round_trips_through_its_commented_yaml(tmp_path: Path) -> None:
+    from geodeform.config import config_to_yaml
+
+    config = load_config(
+        {
+            "name": "job",
+            "inputs": [
+                {"path": "a/B04.tif", "date": "2023-08-13"},
+                {"path": "b/B04.tif", "date": "2023-09-02", "band": "red"},
+            ],
+        }
+    )
+    text = config_to_yaml(config)
+    # the licence notice of Sentinel-derived results travels with every written config
+    assert text.splitlines()[:2] == [
+        "# geodeform job configuration (geodeform run THIS_FILE). Units and choices are in the comments.",
+        "# Sentinel data: results contain modified Copernicus Sentinel data.",
+    ]
+    path = tmp_path / "job.yaml"
+    path.write_text(text, encoding="utf-8")
+    assert load_config(path) == config
+    # a problem in a file is reported under the file's name
+    path.write_text(text.replace("band: red", "band: [1, 2]"), encoding="utf-8")
+    with pytest.raises(
+        InvalidInputError, match=rf"^{re.escape(str(path))}: 2 problem\(s\)\n  - inputs\[1\]\.band"
+    ):
+        load_config(path)

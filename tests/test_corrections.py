@@ -350,3 +350,151 @@ def test_a_pair_product_gives_its_own_pixel_size_and_the_filters_match_the_pixel
         product_pixel(composite.assign_attrs(date_dt=None), "vx")
     with pytest.raises(UnknownPixelSizeError, match="no pixel size"):
         product_pixel(ds.assign_attrs(geodeform_pixel_m=None), "dx")
+
+
+# --- Options, boundaries and argument names of the masks and of destripe (mutation survivors, issue 27) ---
+
+
+def test_speed_mask_limit_is_per_day_or_per_pair_and_refuses_non_positive_options() -> None:
+    dx = np.array([[1.5, 0.6, 0.4]])
+    dy = np.zeros_like(dx)
+    # Without dt_days the limit is per pair: 1.5 > 1.0 moves too fast, 0.6 does not.
+    np.testing.assert_array_equal(speed_mask(dx, dy, max_speed=1.0), [[True, False, False]])
+    # With dt_days the limit is per day: 0.5 px/day over half a day is 0.25 px.
+    np.testing.assert_array_equal(speed_mask(dx, dy, max_speed=0.5, dt_days=0.5), [[True, True, True]])
+    np.testing.assert_array_equal(speed_mask(dx, dy, max_speed=0.05, dt_days=10), [[True, True, False]])
+    # A node exactly at the limit is not "more than" it.
+    assert not speed_mask(np.array([[2.0]]), np.array([[0.0]]), max_speed=0.5, dt_days=4)[0, 0]
+    for options in ({"max_speed": 0.0}, {"max_speed": -1.0}, {"max_speed": 1.0, "dt_days": 0.0}):
+        with pytest.raises(InvalidInputError, match="max_speed and dt_days must be > 0"):
+            speed_mask(dx, dy, **options)
+
+
+@pytest.mark.parametrize("mask", [speed_mask, direction_mask])
+def test_masks_name_the_component_of_a_bad_shape(mask) -> None:
+    options = {"max_speed": 1.0} if mask is speed_mask else {"azimuth_deg": 0.0}
+    dx = np.zeros((3, 4))
+    with pytest.raises(InvalidInputError, match=r"^dx: need a 2-D map"):
+        mask(dx[0], dx, **options)
+    # A one-row dy would broadcast silently over every row of dx.
+    with pytest.raises(InvalidInputError, match=r"^dy: shape \(1, 4\) differs from dx"):
+        mask(dx, dx[:1], **options)
+
+
+def test_quality_mask_keeps_a_node_exactly_at_the_threshold() -> None:
+    np.testing.assert_array_equal(quality_mask(np.array([[0.3, 0.29, np.nan]]), 0.3), [[False, True, True]])
+
+
+def test_direction_mask_angles_wrap_at_north_and_the_limit_is_strict() -> None:
+    # Map frame (+dy north): unit motions towards azimuths 10, 350, 45 and 100 degrees.
+    az = np.deg2rad([10.0, 350.0, 45.0, 100.0])
+    dx, dy = np.sin(az)[None, :], np.cos(az)[None, :]
+    # Expected flow towards azimuth 350: 10 and 350 are 20 degrees apart across north, 45 is 55 away.
+    np.testing.assert_array_equal(
+        direction_mask(dx, dy, azimuth_deg=350.0, frame="map"), [[False, False, True, True]]
+    )
+    np.testing.assert_array_equal(
+        direction_mask(dx, dy, azimuth_deg=10.0, max_angle_deg=30.0, frame="map"),
+        [[False, False, True, True]],
+    )
+    # The default limit is 45 degrees, and a motion 45 degrees off (north-east, expected north) is kept;
+    # 45.5 degrees off is flagged.
+    off = np.deg2rad(45.5)
+    np.testing.assert_array_equal(
+        direction_mask(
+            np.array([[1.0, np.sin(off)]]), np.array([[1.0, np.cos(off)]]), azimuth_deg=0.0, frame="map"
+        ),
+        [[False, True]],
+    )
+    # 44.5 degrees off across north (325.5 against 10) is kept.
+    back = np.deg2rad(325.5)
+    assert not direction_mask(
+        np.array([[np.sin(back)]]), np.array([[np.cos(back)]]), azimuth_deg=10.0, frame="map"
+    )[0, 0]
+    # A node that does not move has no direction: never flagged, whatever the expected azimuth.
+    assert not direction_mask(np.zeros((1, 1)), np.zeros((1, 1)), azimuth_deg=180.0)[0, 0]
+    with pytest.raises(InvalidInputError, match="frame: must be 'pixel' or 'map'"):
+        direction_mask(dx, dy, azimuth_deg=0.0, frame="lonlat")  # type: ignore[arg-type]
+
+
+def test_apply_mask_takes_a_0_1_mask_and_returns_float32() -> None:
+    values = np.arange(6, dtype=np.float64).reshape(2, 3)
+    out = apply_mask(values, np.array([[0, 1, 0], [0, 0, 1]]))
+    assert out.dtype == np.float32
+    np.testing.assert_array_equal(np.isnan(out), [[False, True, False], [False, False, True]])
+    np.testing.assert_array_equal(out[~np.isnan(out)], [0, 2, 3, 4])
+
+
+def test_track_coordinates_follow_the_documented_rotation() -> None:
+    u, v = track_coordinates((3, 4), 30.0)
+    rows, cols = np.indices((3, 4))
+    a = np.deg2rad(30.0)
+    np.testing.assert_allclose(u, cols * np.cos(a) + rows * np.sin(a))
+    np.testing.assert_allclose(v, rows * np.cos(a) - cols * np.sin(a))
+    # Along the track (v grows, u constant): one pixel down-track is (cos a, -sin a) in (row, col).
+    assert u.dtype == np.float64 and v.dtype == np.float64
+
+
+@pytest.mark.parametrize("angle", [0.0, -20.0, 25.0])
+def test_destripe_profile_is_the_bias_of_each_documented_bin(angle: float) -> None:
+    """Noise-free stripes of 2-pixel bins on a tilted track: the profile is the bias per bin, exactly."""
+    shape, width = (40, 50), 2.0
+    u, _ = track_coordinates(shape, angle)
+    k = np.floor((u - u.min()) / width).astype(int)
+    bias = 0.1 * np.sin(1.7 * np.arange(k.max() + 1))
+    res = destripe(bias[k], track_angle_deg=angle, bin_width=width, min_count=1)
+    assert res.bin_start == pytest.approx(u.min()) and res.bin_width == width
+    # The bins cover the image, and no bin lies past it.
+    assert (
+        res.bin_start + (len(res.profile) - 1) * width <= u.max() < res.bin_start + len(res.profile) * width
+    )
+    # The profile is the bias less its median (the constant part is a shift, left to coregister()).
+    np.testing.assert_allclose(res.profile, bias - np.median(bias), atol=1e-12)
+    np.testing.assert_allclose(res.values, np.median(bias), atol=1e-6)
+
+
+def test_destripe_estimates_a_bin_with_exactly_min_count_reference_pixels() -> None:
+    bias = np.array([0.0, 0.2, -0.3, 0.2, 0.0, 0.2])
+    values = np.tile(bias, (20, 1))
+    reference = np.ones(values.shape, dtype=bool)
+    reference[5:, 2] = False  # 5 reference pixels in column 2 (the default min_count)
+    res = destripe(values, reference=reference)
+    np.testing.assert_allclose(res.profile, bias - np.median(bias), atol=1e-12)
+    reference[4, 2] = False  # 4: column 2 is interpolated from its neighbours (0.2 both)
+    profile = destripe(values, reference=reference).profile
+    assert profile[2] == pytest.approx(profile[1]) and profile[2] == pytest.approx(profile[3])
+
+
+def test_destripe_refuses_bad_options_and_names_bad_maps() -> None:
+    values = np.zeros((6, 6))
+    for options in ({"bin_width": 0.0}, {"bin_width": -1.0}, {"min_count": 0}):
+        with pytest.raises(InvalidInputError, match="bin_width must be > 0 and min_count >= 1"):
+            destripe(values, **options)
+    # columns 0..5 in bins of half a pixel: 11 bins (the last one starts at 5.0)
+    assert destripe(values, min_count=1, bin_width=0.5).profile.shape == (11,)
+    with pytest.raises(InvalidInputError, match=r"^values: need a 2-D map"):
+        destripe(values[0])
+    with pytest.raises(InvalidInputError, match=r"^reference: shape \(5, 6\) differs from the map"):
+        destripe(values, reference=np.ones((5, 6), dtype=bool))
+
+
+def test_filter_outliers_runs_each_requested_filter_and_reports_it_by_name() -> None:
+    # A smooth southward flow of 1 px (pixel frame: +dy south) with one node of each kind of blunder:
+    # poor correlation, too fast for the pair, moving north-east.
+    dx, dy = np.zeros((12, 12)), np.ones((12, 12))
+    quality = np.full(dx.shape, 0.8)
+    quality[2, 2] = 0.1
+    dy[5, 5] = 4.0
+    dx[8, 8], dy[8, 8] = 0.8, -0.8
+    res = filter_outliers(
+        dx, dy, pixel=1.0, quality=quality, min_quality=0.3, max_speed=0.25, dt_days=8,
+        azimuth_deg=180.0, median_size=None, ndc_size=None,
+    )  # fmt: skip
+    assert list(res.reasons) == ["quality", "speed", "direction"]
+    assert [tuple(np.argwhere(res.reasons[k])[0]) for k in res.reasons] == [(2, 2), (5, 5), (8, 8)]
+    assert [int(m.sum()) for m in res.reasons.values()] == [1, 1, 1]
+    assert np.isnan(res.dx[[2, 5, 8], [2, 5, 8]]).all() and int(res.mask.sum()) == 3
+    # without the options, none of these filters runs
+    assert list(filter_outliers(dx, dy, pixel=1.0, median_size=None, ndc_size=None).reasons) == []
+    with pytest.raises(InvalidInputError, match=r"^quality: shape \(11, 12\) differs from dx"):
+        filter_outliers(dx, dy, pixel=1.0, quality=quality[1:])

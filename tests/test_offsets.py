@@ -443,12 +443,19 @@ def test_per_node_search_range(texture: np.ndarray) -> None:
 def test_strips_and_threads_give_the_same_answer(texture: np.ndarray) -> None:
     ref = noisy(texture, 25, 12)
     sec = noisy(fourier_shift(texture, 1.3, -0.6), 25, 13)
-    # the matcher itself: the same answer to 0.02 px at every node
-    a = match(ref, sec, search_range=4, smoothing=0)
-    b = match(ref, sec, search_range=4, strip_rows=100, threads=1, smoothing=0)
-    same = np.isfinite(a.dx) & np.isfinite(b.dx)
-    assert same.mean() > 0.95
-    assert np.nanmax(np.hypot(a.dx - b.dx, a.dy - b.dy)[same]) < 0.02
+    # the matcher itself: the same answer at every node. The refinement stops at a step below ``tol``
+    # (0.03 px), which on chips whose noisy Hessian makes it converge slowly is up to 0.2 px from its
+    # fixed point: the answer depends on the start, so every strip must start its edge rows from the
+    # same lattice neighbours as the whole image (without the strips' halo nodes: 0.009 and 0.026 px
+    # apart on these two noise draws, 0.025 and 0.027 px with radiometry="quadratic")
+    for seeds in ((12, 13), (24, 25)):
+        ref_s = noisy(texture, 25, seeds[0])
+        sec_s = noisy(fourier_shift(texture, 1.3, -0.6), 25, seeds[1])
+        a = match(ref_s, sec_s, search_range=4, smoothing=0)
+        b = match(ref_s, sec_s, search_range=4, strip_rows=100, threads=1, smoothing=0)
+        same = np.isfinite(a.dx) & np.isfinite(b.dx)
+        assert same.mean() > 0.95
+        assert np.nanmax(np.hypot(a.dx - b.dx, a.dy - b.dy)[same]) < 1e-3
     # the smoothing's window choice (ICI rule) is a yes/no decision per node: differences of a few
     # thousandths of a pixel can flip it at a node or two (here at the last node row), each then moving
     # by a few hundredths

@@ -782,3 +782,37 @@ def test_velocity_error_covers_60_to_75_percent_on_moving_ice_and_still_ground()
         for v, e, t in ((vx, ex, truth[0]), (vy, ey, truth[1])):
             cover = float(np.mean(np.abs(v - t)[ok] <= e[ok]))
             assert 0.60 <= cover <= 0.75, cover
+
+
+# --- Backward pairs, a date flagged in one pixel, result types (mutation survivors, issue 27) ---
+
+
+@pytest.mark.parametrize("kind", ["random", "dates"])
+def test_backward_pairs_give_the_same_answer_as_forward_ones(kind: BadPattern) -> None:
+    # A pair measured backward (reference later, opposite displacement) is the same measurement: the fit,
+    # the outlier decisions and the date flags, which close triangles of pairs, do not change.
+    dates, pairs, obs, _, _ = _network_case(kind, 4, 4, npx=60)
+    back = np.arange(len(pairs)) % 3 == 1
+    pairs_b, obs_b = pairs.copy(), obs.copy()
+    pairs_b[back] = pairs[back, ::-1]
+    obs_b[back] = -obs[back]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TimeSeriesWarning)
+        fwd, bwd = invert(dates, pairs, obs), invert(dates, pairs_b, obs_b)
+    assert fwd.outlier.any() or fwd.date_flag.any()
+    np.testing.assert_array_equal(bwd.outlier, fwd.outlier)
+    np.testing.assert_array_equal(bwd.date_flag, fwd.date_flag)
+    np.testing.assert_allclose(bwd.dx, fwd.dx, atol=1e-5, equal_nan=True)
+
+
+def test_a_date_flagged_in_a_single_pixel_is_named_in_the_warning() -> None:
+    dates, pairs, obs, _, bad = _network_case("dates", 4, 4, npx=3)
+    obs[bad, 1:] -= 6.0  # only pixel 0 keeps the bad date
+    bad_date = np.flatnonzero(
+        np.bincount(pairs[bad].ravel(), minlength=dates.size) == np.bincount(pairs.ravel())
+    )
+    with pytest.warns(TimeSeriesWarning, match=rf"1 pixel\(s\) out of 3 .* {dates[bad_date[0]]} in 33\.3 %"):
+        ts = invert(dates, pairs, obs)
+    assert ts.date_flag[bad_date[0]].tolist() == [True, False, False]
+    # the maps are float32 as documented
+    assert {a.dtype for a in (ts.dx, ts.sigma_dx, ts.residual_dx, ts.velocity_x)} == {np.dtype(np.float32)}

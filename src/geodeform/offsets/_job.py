@@ -70,6 +70,11 @@ class MatchJob:
         Search half-width per node, px.
     strip_rows : int
         Image rows prepared at once.
+    halo_rows : int
+        Node rows above and below its own that each strip also holds (0 by default): the ``ncc``
+        matcher's sparse-then-dense first pass predicts a node's start from lattice nodes up to
+        ``sparse_stride`` + 1 rows away, and must see them in every strip to start (hence end) as on the
+        whole image.
     """
 
     ref: npt.NDArray[Any]
@@ -86,6 +91,7 @@ class MatchJob:
     cs: npt.NDArray[np.int64]
     search: npt.NDArray[np.int64]
     strip_rows: int
+    halo_rows: int = 0
     # memoised per-call state: the global statistics and the last prepared strip (see :meth:`cached`)
     _memo: dict[str, Any] = field(default_factory=dict, repr=False, compare=False)
 
@@ -178,6 +184,7 @@ class MatchJob:
         rows_per = max(1, (self.strip_rows - self.chip[0]) // self.step[0] + 1)
         wanted = np.arange(nr) if node_rows is None else np.unique(node_rows)
         pad = int(self.search.max(initial=0)) + 8 + prefilter_margin(self.prefilter) + 2 * max(self.chip)
+        pad += self.halo_rows * self.step[0]  # the node rows around the strip's own (see ``halo_rows``)
         if extra_pad > 2 * max(self.chip):
             pad += extra_pad
         for i0 in range(0, nr, rows_per):

@@ -227,7 +227,7 @@ def measure(
     )
     for k, n_strips, prep, ii, jj, r0, c0 in walk:
         if start is None:
-            res = sparse_dense(prep, ii, jj, r0, c0, job, opts)
+            res = sparse_dense(prep, ii, jj, r0, c0, job, opts, halo=_halo(job, prep, ii, r0, select))
         else:
             at = (start[0][ii, jj], start[1][ii, jj])
             if robust:
@@ -281,8 +281,42 @@ def two_motion_pass(
 
 
 # ------------------------------------------------------------------------------------ sparse then dense
+class Halo(NamedTuple):
+    """Nodes of the rows around a strip's own (grid indices, chip origins in the strip), whose first
+    estimates the strip's edge rows take their starts from."""
+
+    ii: I64
+    jj: I64
+    r0: I64
+    c0: I64
+
+
+def _halo(job: MatchJob, prep: PreparedStrip, ii: I64, r0: I64, select: Mask | None) -> Halo | None:
+    """The ``job.halo_rows`` node rows above and below the strip's nodes ``ii`` (chip origins ``r0``)
+    whose base chips lie inside the prepared strip; None when there are none (one strip, a selection)."""
+    if job.halo_rows <= 0 or select is not None or ii.size == 0:
+        return None
+    a = int(job.rs[ii[0]] - r0[0])  # the strip's first image row
+    lo, hi = int(ii.min()), int(ii.max())
+    rows = np.r_[max(lo - job.halo_rows, 0) : lo, hi + 1 : min(hi + 1 + job.halo_rows, job.rs.size)]
+    hr0 = job.rs[rows] - a
+    rows = rows[(hr0 >= 0) & (hr0 + job.chip[0] <= prep.refs[0].shape[0])]
+    if rows.size == 0:
+        return None
+    hi_, hj = np.meshgrid(rows, np.arange(job.cs.size), indexing="ij")
+    hi_, hj = hi_.ravel(), hj.ravel()
+    return Halo(hi_, hj, job.rs[hi_] - a, job.cs[hj].astype(np.int64))
+
+
 def sparse_dense(
-    prep: PreparedStrip, ii: I64, jj: I64, r0: I64, c0: I64, job: MatchJob, opts: NccOptions
+    prep: PreparedStrip,
+    ii: I64,
+    jj: I64,
+    r0: I64,
+    c0: I64,
+    job: MatchJob,
+    opts: NccOptions,
+    halo: Halo | None = None,
 ) -> StripResult:
     """The first match of the nodes (ii, jj) of one strip, their chips at (r0, c0): search a sparse
     subset, start the others from their searched neighbours (see ``NccOptions.sparse``).
@@ -291,13 +325,19 @@ def sparse_dense(
     new nodes from the average of the known nodes ``stride`` away. Down to every other node, these
     estimates only serve as starts: they are refined on pyramid level 1 (a quarter of the pixels, in a
     quarter of the memory). The last level then refines every node at full resolution in one pass, in
-    grid order, from its own coarse estimate or its neighbours' average.
+    grid order, from its own coarse estimate or its neighbours' average. The ``halo`` nodes (rows around
+    the strip's own) take part in the lattice levels only, so that the strip's edge rows start from the
+    same neighbours as on the whole image.
     """
-    search = job.search[ii, jj]
     # the dense nodes are refined from their neighbours' average by Gauss-Newton, which the parabola
     # option means not to run: with subpixel="parabola" every node is searched
     if not opts.sparse or opts.subpixel != "lk" or ii.size < 16:
-        return ncc_strip(prep, Chips.around(r0, c0, job.chip, search), opts)
+        return ncc_strip(prep, Chips.around(r0, c0, job.chip, job.search[ii, jj]), opts)
+    n_own = ii.size
+    if halo is not None:
+        ii, jj = np.r_[ii, halo.ii], np.r_[jj, halo.jj]
+        r0, c0 = np.r_[r0, halo.r0], np.r_[c0, halo.c0]
+    search = job.search[ii, jj]
     stride = int(opts.sparse_stride)
     level = 1 if min(job.chip) >= 16 else 0  # (a level-1 chip of 8 px still locks onto texture)
     i0 = int(ii.min())
@@ -305,7 +345,7 @@ def sparse_dense(
     grid_y = np.full((int(ii.max()) - i0 + 1 + 2 * pad, job.cs.size + 2 * pad), np.nan)
     grid_x = grid_y.copy()
     gi, gj = ii - i0 + pad, jj + pad
-    out = StripResult.empty(ii.size)
+    out = StripResult.empty(n_own)
 
     def store(idx: Any, res: StripResult) -> None:
         grid_y[gi[idx], gj[idx]] = res.dy
@@ -356,7 +396,7 @@ def sparse_dense(
         py, px, predicted = predict(new, 1)
         sy[new] = np.where(predicted, py, np.nan)
         sx[new] = np.where(predicted, px, np.nan)
-    known = np.isfinite(sy)
+    known = np.isfinite(sy[:n_own])
     for idx, from_start in ((np.nonzero(known)[0], True), (np.nonzero(~known)[0], False)):
         if idx.size:
             keep(idx, match_nodes(idx, (sy[idx], sx[idx]) if from_start else None, 0))

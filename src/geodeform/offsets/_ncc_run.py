@@ -16,6 +16,7 @@ secondary; offsets in pixels.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -68,6 +69,9 @@ def run_ncc(job: MatchJob, opts: NccOptions, progress: ProgressCallback | None) 
         Offsets (px), ZNCC quality, reason codes and the predicted 1-σ vector error (px; that of the
         smoothing's plane fit when ``opts.smoothing`` > 0).
     """
+    if opts.sparse and opts.subpixel == "lk":
+        # strips hold the lattice nodes the first pass predicts their edge rows' starts from
+        job = dataclasses.replace(job, halo_rows=int(opts.sparse_stride) + 1)
     field = measure(job, opts, progress=progress)
     lk_passes = opts.subpixel == "lk"  # the passes below need the refinement's outputs
     if lk_passes and opts.consistency:
