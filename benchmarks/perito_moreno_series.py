@@ -54,15 +54,36 @@ def trunk_ratios(run: Path, glacier: np.ndarray) -> list[dict[str, object]]:
             v = ds["v"].values if "v" in ds else None
             degraded = str(ds.attrs.get("geodeform_degraded", ""))
             coreg = json.loads(ds.attrs.get("geodeform_coregistration", '{"source": "none"}'))["source"]
+            network = json.loads(ds.attrs.get("geodeform_network_check", "{}"))
         if v is None:
             continue
         both = trunk & np.isfinite(v)
         ratio = float(np.median(v[both] / comp[both])) if both.sum() >= 20 else float("nan")
         rows.append(
             {"pair": path.stem[:21], "ratio": ratio, "nodes": int(both.sum()), "degraded": degraded,
-             "coregistration": coreg}
+             "coregistration": coreg, "network_ratio": network.get("ratio"),
+             "network_nodes": network.get("nodes"), "network_flagged": bool(network.get("flagged"))}
         )  # fmt: skip
     return rows
+
+
+def composite_without(result: object, flagged: set[str], v: np.ndarray, work: Path) -> None:
+    """The composite inverted again without the flagged pairs (the job keeps them): how much it moves."""
+    import tempfile
+
+    from geodeform.workflows.products import invert_pairs
+
+    keep = [p for p in result.pairs if f"{p.reference}_{p.secondary}" not in flagged]  # type: ignore[attr-defined]
+    with tempfile.TemporaryDirectory(dir=work) as tmp:
+        inv = invert_pairs(result.config, result.stack, keep, None, Path(tmp) / "ts.zarr")  # type: ignore[attr-defined]
+    w = inv.composite.v
+    both = np.isfinite(v) & np.isfinite(w)
+    change = np.abs(w[both] - v[both]) / np.maximum(v[both], 1.0)
+    print(
+        f"composite without the {len(flagged)} flagged pairs: median speed {np.median(w[both]):.0f} m/yr "
+        f"(with them {np.median(v[both]):.0f} over the same {both.sum()} pixels); per-pixel change: median "
+        f"{100 * np.median(change):.1f} %, 95th percentile {100 * np.percentile(change, 95):.1f} %"
+    )
 
 
 def main() -> None:
@@ -97,7 +118,8 @@ def main() -> None:
     print(f"{len(frames)} frames, {PERITO_PIXEL_M:g} m pixels assumed; run {time.perf_counter() - t0:.0f} s")
     print("\npreflight (one run):")
     for w in result.warnings:
-        print("  ", w)
+        if not w.startswith(("network check", "date ")):
+            print("  ", w)
     ok = [p for p in result.pairs if p.status == "ok"]
     degraded = [p for p in ok if p.degraded]
     failed = [p for p in result.pairs if p.status != "ok"]
@@ -122,10 +144,22 @@ def main() -> None:
     )
     for r in low:
         print(f"   {r['pair']}: {r['ratio']:.2f} over {r['nodes']} nodes, {r['degraded'] or 'NOT degraded'}")
+    flagged = [r for r in rows if r["network_flagged"]]
+    print(f"\nnetwork check (each pair against the series, its dates left out): {len(flagged)} pairs flagged")
+    for w in result.warnings:
+        if w.startswith(("network check", "date ")):
+            print("  ", w)
+    for r in flagged:
+        print(
+            f"   {r['pair']}: {r['network_ratio']:.2f}x the network over {r['network_nodes']} nodes, "
+            f"trunk ratio {r['ratio']:.2f}"
+        )
     vel = result.velocity
     assert vel is not None
     v = vel["v"].values
     print(f"composite: median speed over its valid pixels {np.nanmedian(v[np.isfinite(v)]):.0f} m/yr")
+    if flagged:
+        composite_without(result, {str(r["pair"]) for r in flagged}, v, args.work)
     (args.work / "summary.json").write_text(
         json.dumps({"pairs": rows, "warnings": result.warnings}, indent=1)
     )

@@ -137,13 +137,17 @@ def test_perito_moreno_subset_completes_and_no_pair_is_silently_slow(tmp_path: P
         with xr.open_dataset(p.path) as ds:
             v, degraded = ds["v"].values, ds.attrs["geodeform_degraded"]
             source = json.loads(ds.attrs["geodeform_coregistration"])["source"]
+            network = json.loads(ds.attrs.get("geodeform_network_check", "{}"))
         both = trunk & np.isfinite(v)
         if both.sum() < 20:
             continue
         checked += 1
         ratio = float(np.median(v[both] / comp[both]))
         assert ratio >= 0.7 or degraded, (p.reference, p.secondary, ratio)
-        assert (source == "job") == bool(degraded) and (p.degraded == degraded)
+        # degraded: the job-level co-registration, or disagreeing with the network (the reason says which)
+        flagged = bool(network.get("flagged"))
+        assert (source == "job" or flagged) == bool(degraded) and (p.degraded == degraded)
+        assert not flagged or "disagrees with the network" in degraded
     assert checked >= 3
     # the pairs of the cloudy frames have under 20 stable-ground nodes: the job-level estimate, marked
     assert any(p.degraded and "job-level estimate" in p.degraded for p in ok)

@@ -36,6 +36,7 @@ from geodeform.io import (
 from geodeform.timeseries import TimeSeriesResult
 from geodeform.timeseries.chunked import ChunkedInversion, NodeErrors, invert_products
 from geodeform.workflows._timing import log_runtime
+from geodeform.workflows.network import check_network
 from geodeform.workflows.pair import PairOutcome
 from geodeform.workflows.preflight import ResourceEstimate, human_time
 from geodeform.workflows.report import PairSummary, PointSeries, ReportInputs, pick_points, write_report
@@ -183,6 +184,9 @@ def write_products(config: JobConfig, result: RunResult, progress: StageProgress
     items: list[Path] = _stac_items(ok) if config.output.stac else []
     if config.inversion.enabled and len(ok) >= 2:
         inv = invert_pairs(config, result.stack, result.pairs, progress, out / "timeseries.zarr")
+        check = check_network(result.pairs, inv.store, series=inv.series)
+        result.pairs = check.pairs
+        result.warnings += check.warnings
         with xr.open_dataset(ok[0].path, engine="h5netcdf") as first:
             grid = dataset_grid(first)
         pair_errors = [np.hypot(o.stable_nmad_x, o.stable_nmad_y) / np.sqrt(2) for o in ok]
