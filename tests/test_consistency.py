@@ -112,6 +112,7 @@ def test_leave_date_out_is_exact_on_linear_motion_and_checks_shapes():
         leave_date_out(DATES[:3], series)
 
 
+@pytest.mark.slow  # a whole job (~40 s)
 def test_the_job_marks_the_pairs_that_disagree_in_their_products(tmp_path):
     import json
 
