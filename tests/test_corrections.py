@@ -509,6 +509,9 @@ def test_integer_maps_are_read_as_floats() -> None:
     ints[4, 4] = 5
     assert np.array_equal(median_mad_mask(ints), median_mad_mask(ints.astype(float)))
     assert median_mad_mask(ints)[4, 4] and int(median_mad_mask(ints).sum()) == 1
+    # int16 offsets of (300, 400) m: the RMSE is 500, with no integer overflow in the squares
+    m = stable_ground_metrics(np.full((5, 5), 300, np.int16), np.full((5, 5), 400, np.int16))
+    assert m.rmse == pytest.approx(500.0)
 
 
 def test_nmad_of_no_finite_value_is_nan() -> None:
