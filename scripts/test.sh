@@ -30,4 +30,6 @@ set +a
 
 export NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true  # silence mkdocs-material's banner (not a warning)
 .venv/bin/python -m ruff check src tests benchmarks docs/examples docs/scripts
-.venv/bin/python -m pytest "$@"
+# Whole test files on two pytest-xdist workers (module fixtures stay on one worker), the longest files first
+# (tests/conftest.py orders them); GEODEFORM_TEST_WORKERS=0 runs them in this process.
+.venv/bin/python -m pytest -n "${GEODEFORM_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder "$@"

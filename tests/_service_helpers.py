@@ -10,6 +10,7 @@ worker, the browser and the console script.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import os
 import signal
@@ -36,11 +37,39 @@ from geodeform.demo import make_glacier_pair
 from geodeform.service.app import create_app
 from geodeform.service.notify import deliver_due
 from geodeform.service.settings import ServiceSettings
-from geodeform.service.store import JobStore, make_engine, migrate
+from geodeform.service.store import JobStore, make_engine, migrate, normalise_db_url
 from geodeform.service.worker import Worker
 
 PG_DSN = os.environ.get("GEODEFORM_TEST_PG_DSN", "")
 FINAL = {"successful", "failed", "dismissed"}
+_PG_OWN: list[str] = []  # the database of this test process, once made (see _own_pg_database)
+
+
+def _own_pg_database(dsn: str) -> str:
+    """A database of this test process only, next to ``dsn``'s on the same server: ``<name>_<pid>``, made on
+    first use and dropped when the process exits.
+
+    Two test processes (pytest-xdist's workers, or two test runs sharing the services) each empty their
+    database before a test; on one shared database they would drop each other's tables mid-test."""
+    if _PG_OWN:
+        return _PG_OWN[0]
+    url = sa.engine.make_url(normalise_db_url(dsn))
+    name = f"{url.database}_{os.getpid()}"
+    admin = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))  # a pid reused since
+        conn.execute(sa.text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+
+    def drop() -> None:
+        engine = sa.create_engine(url.set(database="postgres"), isolation_level="AUTOCOMMIT")
+        with contextlib.suppress(sa.exc.SQLAlchemyError), engine.connect() as conn:
+            conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        engine.dispose()
+
+    atexit.register(drop)
+    _PG_OWN.append(url.set(database=name).render_as_string(hide_password=False))
+    return _PG_OWN[0]
 
 
 def reset_pg(dsn: str) -> None:
@@ -60,8 +89,9 @@ def db_url(kind: str, tmp: Path) -> str:
         return f"sqlite:///{tmp / 'service.db'}"
     if not PG_DSN:
         pytest.skip("GEODEFORM_TEST_PG_DSN not set (PostgreSQL is started by scripts/test.sh)")
-    reset_pg(PG_DSN)
-    return PG_DSN
+    dsn = _own_pg_database(PG_DSN)
+    reset_pg(dsn)
+    return dsn
 
 
 def write_pair(root: Path, *, size: int = 96, prefix: str = "") -> tuple[str, str]:

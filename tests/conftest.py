@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from _ci_skips import pytest_runtest_makereport  # noqa: F401 - no silent skip under CI=true (hook)
+from _wheel import WheelDemo, WheelVenv, make_wheel_venv, once_per_session, run_wheel_demo
 from geodeform.cli import main
 from geodeform.demo import load_texture
 from geodeform.errors import GeodeformError
@@ -103,6 +104,19 @@ def service(tmp_path_factory, service_settings):
         yield svc
 
 
+# isolation ----------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_aoi_cache(tmp_path_factory: pytest.TempPathFactory):
+    """Each test process reads catalogue scenes through an AOI cache of its own (``GEODEFORM_CACHE``, also
+    seen by the subprocesses it starts), not the user's ``~/.cache/geodeform`` that other test processes and
+    runs share: a test that expects a read finds no file another one left."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("GEODEFORM_CACHE", str(tmp_path_factory.mktemp("geodeform-cache")))
+        yield
+
+
 # engine -------------------------------------------------------------------------------------------------
 
 
@@ -132,3 +146,56 @@ def chromium_browser():
         browser = pw.chromium.launch(executable_path=exe, args=["--no-sandbox", "--disable-gpu"])
         yield browser
         browser.close()
+
+
+# --- order of the test files: the longest first (scripts/test.sh runs them on pytest-xdist workers) --------
+
+# Test files by their measured whole-suite cost, longest first (seconds of one 2-core run, ~100-300 s down to
+# ~15 s). scripts/test.sh hands whole files to two workers in collection order (`--dist loadfile
+# --no-loadscope-reorder`): with the long files first, the short ones fill the gaps at the end instead of one
+# long file starting last on a worker while the other idles. Files not named keep their order, after these.
+LONGEST_FIRST = (
+    "test_docs.py",
+    "test_packaging.py",
+    "test_cluster.py",
+    "test_service_recovery.py",
+    "test_workflows.py",
+    "test_service_api.py",
+    "test_service_accounts.py",
+    "test_service_fuzz.py",
+    "test_service_page.py",
+    "test_demo.py",
+    "test_offsets.py",
+    "test_quake_workflow.py",
+    "test_service_proxy.py",
+    "test_real_scenes.py",
+    "test_cli_offsets.py",
+    "test_ortho.py",
+)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Put the files of :data:`LONGEST_FIRST` first, in that order (a stable sort: the tests of a file keep
+    their order, and the other files theirs)."""
+    rank = {name: k for k, name in enumerate(LONGEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+
+
+# --- docs and packaging: the wheel in a clean venv and the demo run from it, once per test session -------
+# (tests/test_docs.py, tests/test_packaging.py; helpers in tests/_wheel.py, safe under pytest-xdist)
+
+
+@pytest.fixture(scope="session")
+def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> WheelVenv:
+    """The wheel installed in a clean venv, built once for the test session (:class:`WheelVenv`)."""
+    pytest.importorskip("build")
+    made = once_per_session(tmp_path_factory, "wheel-venv", make_wheel_venv)
+    return WheelVenv(**{k: Path(p) for k, p in made.items()})
+
+
+@pytest.fixture(scope="session")
+def wheel_demo(tmp_path_factory: pytest.TempPathFactory, wheel_venv: WheelVenv) -> WheelDemo:
+    """The getting-started demo run from the wheel once for the test session (the packaging test checks its
+    products, the docs test its last line and the script that explains it)."""
+    made = once_per_session(tmp_path_factory, "wheel-demo", lambda d: run_wheel_demo(d, wheel_venv))
+    return WheelDemo(Path(made["cwd"]), Path(made["out"]), made["returncode"], made["stdout"], made["stderr"])

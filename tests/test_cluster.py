@@ -154,17 +154,18 @@ def test_job_on_an_existing_dask_cluster_never_closes_it(dask_cluster, tmp_path:
 
 @pytest.mark.usefixtures("needs_slurm")
 def test_slurm_settings_that_cannot_work_stop_before_any_job(tmp_path: Path, cleanup_jobs) -> None:  # type: ignore[no-untyped-def]
-    data = shifted_job(tmp_path / "in", "bad-slurm", 3)
-    cleanup_jobs.append("bad-slurm")
-    config = load_config({**data, "compute": _slurm("bad-slurm", queue="no-such-partition")})
+    name = f"bad-{os.getpid()}"
+    data = shifted_job(tmp_path / "in", name, 3)
+    cleanup_jobs.append(name)
+    config = load_config({**data, "compute": _slurm(name, queue="no-such-partition")})
     with pytest.raises(InvalidInputError, match="partition 'no-such-partition' does not exist"):
         run_job(config, tmp_path / "run1")
-    config = load_config({**data, "compute": _slurm("bad-slurm", memory="50MB")})
+    config = load_config({**data, "compute": _slurm(name, memory="50MB")})
     with pytest.raises(
         InvalidInputError, match=r"one pair needs about \d+\.\d+ GiB: set compute\.slurm\.memory"
     ):
         run_job(config, tmp_path / "run2")
-    assert _our_jobs("bad-slurm") == []  # nothing was submitted
+    assert _our_jobs(name) == []  # nothing was submitted
 
 
 @pytest.mark.usefixtures("needs_slurm")
@@ -209,14 +210,16 @@ def test_cancelled_slurm_worker_job_loses_no_pair(tmp_path: Path, cleanup_jobs) 
     _, err = proc.communicate(timeout=300)
     assert proc.returncode == 0, err
     computed, reused, failed = _counts(err)
-    assert (computed, reused, failed) == (15, 0, 0) and len(_products(run)) == 15
+    # The pair in flight on the cancelled job (one thread) may have written its product before the cancel
+    # and be taken up again by the other worker, which then reuses that product: at most one reuse.
+    assert failed == 0 and computed + reused == 15 and reused <= 1 and len(_products(run)) == 15
     assert "worker" in (run / "run.log").read_text().lower()
 
 
 @pytest.mark.usefixtures("needs_slurm")
 def test_service_compute_sends_preset_jobs_to_slurm(tmp_path: Path, cleanup_jobs) -> None:  # type: ignore[no-untyped-def]
     """``geodeform serve --compute FILE`` with a SLURM section: a preset job's pairs run as SLURM jobs."""
-    name = "service-slurm"
+    name = f"service-{os.getpid()}"  # test runs sharing the SLURM cancel their own jobs only
     cleanup_jobs.append(name)
     data = tmp_path / "data"
     job = shifted_job(data, name, 2)

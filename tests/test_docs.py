@@ -7,21 +7,26 @@ from __future__ import annotations
 
 import enum
 import functools
+import html as html_lib
 import http.server
 import importlib.util
+import json
 import os
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 import pytest
 
 from _ci_skips import in_ci
 from _shared import SHARED_DATA as SHARED  # beside the checkout or above it (worktrees)
+from _wheel import WheelDemo, WheelVenv, once_per_session
 
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = ROOT / "docs" / "examples"
@@ -37,14 +42,33 @@ def _refgen():
     return mod
 
 
-def _run(args: list[str], cwd: Path, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+def _run(
+    args: list[str], cwd: Path, timeout: float = 300, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "GEODEFORM_DATA": str(SHARED),
         "NO_MKDOCS_2_WARNING": "1",
         "DISABLE_MKDOCS_2_WARNING": "true",
+        **(env or {}),
     }
-    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+    # Its own process group, killed whole on a timeout: a script's children (`geodeform run ...`) go with it.
+    with subprocess.Popen(
+        args,
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    ) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.communicate()
+            raise
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
 
 
 # Tutorial script -> shared data set it needs (None: runs on what the repository ships).
@@ -113,18 +137,18 @@ def test_tutorial_script_runs_and_meets_its_truth(name: str, tmp_path: Path) -> 
 
 
 @pytest.mark.slow
-def test_getting_started_demo_and_its_explanation(tmp_path: Path) -> None:
-    # --cluster sync: the same workflow without starting Dask workers (tests/test_demo.py runs the default).
-    demo = _run([str(BIN / "geodeform"), "demo", "--out", "demo-out", "--cluster", "sync"], cwd=tmp_path)
-    assert demo.returncode == 0, demo.stderr
-    last = demo.stdout.strip().splitlines()[-1]
+def test_getting_started_demo_and_its_explanation(wheel_demo: WheelDemo, wheel_venv: WheelVenv) -> None:
+    """``geodeform demo`` from a fresh install of the wheel (run once for the session, the packaging test
+    checks its products), then the page's script that explains it, with the same install, in that folder."""
+    assert wheel_demo.returncode == 0, wheel_demo.stdout[-3000:] + wheel_demo.stderr
+    last = wheel_demo.stdout.strip().splitlines()[-1]
     m = re.match(
         r"velocity error vs truth: RMSE ([\d.]+) m/yr \(([\d.]+) px.* over (\d+)% of the nodes",
         last,
     )
     assert m, last
     assert float(m.group(2)) < 0.15 and int(m.group(3)) >= 90
-    explained = _run([sys.executable, str(EXAMPLES / "demo_explained.py")], cwd=tmp_path)
+    explained = _run([str(wheel_venv.python), str(EXAMPLES / "demo_explained.py")], cwd=wheel_demo.cwd)
     assert explained.returncode == 0, explained.stdout + explained.stderr
     assert f"RMSE {m.group(1)} m/yr" in explained.stdout  # the same number as the demo's last line
     assert last in (ROOT / "docs" / "getting-started.md").read_text()
@@ -211,21 +235,49 @@ def test_config_reference_follows_geodeform_config() -> None:
                 assert f"`{info.alias or name}`" in text
 
 
-@pytest.fixture(scope="module")
-def built_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """``mkdocs build --strict`` once for the module (the tutorials run during the build)."""
+@dataclass(frozen=True)
+class DocsSite:
+    """``mkdocs build --strict`` run once for the test session, its tutorial pages run by the python of the
+    clean venv where only the wheel is installed: the site, the record of every tutorial page's run
+    (``docs/scripts/gen_tutorials.py``: page -> interpreter, steps...), the build's exit code and log."""
+
+    site: Path
+    record: dict[str, Any]
+    returncode: int
+    log: str
+
+    def check(self) -> None:
+        assert self.returncode == 0, self.log
+
+
+def _build_site(folder: Path, python: Path) -> dict[str, Any]:
+    record = folder / "tutorial-runs.json"
+    env = {"GEODEFORM_TUTORIAL_PYTHON": str(python), "GEODEFORM_TUTORIAL_RECORD": str(record)}
+    args = [str(BIN / "mkdocs"), "build", "--strict", "--site-dir", str(folder / "site")]
+    proc = _run(args, cwd=ROOT, timeout=3600, env=env)  # a hang, not a slow crowded machine
+    runs = json.loads(record.read_text()) if record.exists() else {}
+    return {
+        "site": str(folder / "site"),
+        "record": runs,
+        "returncode": proc.returncode,
+        "log": proc.stdout + proc.stderr,
+    }
+
+
+@pytest.fixture(scope="session")
+def docs_site(tmp_path_factory: pytest.TempPathFactory, wheel_venv: WheelVenv) -> DocsSite:
+    """The site built once for the session (under pytest-xdist too), each tutorial page run once in it."""
     if shutil.which("mkdocs", path=str(BIN)) is None:
         pytest.skip("mkdocs not installed (pip install -e '.[docs]')")
-    site = tmp_path_factory.mktemp("docs") / "site"
-    proc = _run([str(BIN / "mkdocs"), "build", "--strict", "--site-dir", str(site)], cwd=ROOT, timeout=900)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return site
+    made = once_per_session(tmp_path_factory, "docs-site", lambda d: _build_site(d, wheel_venv.python))
+    return DocsSite(Path(made["site"]), made["record"], made["returncode"], made["log"])
 
 
 @pytest.mark.slow
-def test_site_builds_strict(built_site: Path) -> None:
+def test_site_builds_strict(docs_site: DocsSite) -> None:
     """``mkdocs build --strict``: any warning (broken link, bad docstring, missing snippet) fails."""
-    site = built_site
+    docs_site.check()
+    site = docs_site.site
     cli = (site / "reference" / "cli" / "index.html").read_text()
     assert "geodeform offsets" in cli and "--max-aoi-cloud" in cli
     api = (site / "reference" / "api" / "geodeform.offsets" / "index.html").read_text()
@@ -267,6 +319,7 @@ def test_tutorial_sources_are_in_the_nav_and_show_a_figure_early() -> None:
         assert text[:end].count("\n") <= 40 and "plt." in text[first_python:end], src.name
 
 
+@pytest.mark.slow
 def test_a_failing_tutorial_block_names_the_page_and_step(tmp_path: Path) -> None:
     tutorials = _tutorials_module()
     page = "# t\n\n```python\nx = 1\n```\n\n```python\nraise ValueError('no such band B99')\n```\n"
@@ -283,28 +336,116 @@ def test_a_failing_console_block_names_the_step(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("src", TUTORIAL_SOURCES, ids=lambda p: p.stem)
-def test_tutorial_code_blocks_run_in_an_empty_folder(src: Path, tmp_path: Path) -> None:
-    """Every block of the page, copied in order to one script in an empty folder, runs as shown."""
+def test_a_block_that_draws_no_figure_names_the_step(tmp_path: Path) -> None:
     tutorials = _tutorials_module()
-    script = tmp_path / "tutorial.py"
-    script.write_text(tutorials.as_script(src.read_text()))
-    env_bin = f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"
-    proc = subprocess.run(
-        [sys.executable, script.name],
-        cwd=tmp_path,
-        env={**os.environ, "PATH": env_bin},
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "RMSE" in proc.stdout
+    page = "```python\nx = 1\n```\n\n```python\nimport matplotlib.pyplot as plt\nplt.close('all')\n```\n"
+    with pytest.raises(
+        tutorials.TutorialError, match=r"tutorial t, step 2 .*draws a figure but none was made"
+    ):
+        tutorials.render("t", page, tmp_path)
 
 
 @pytest.mark.slow
-def test_tutorial_pages_in_chromium(built_site: Path, chromium_browser, tmp_path: Path) -> None:
+def test_a_page_whose_process_dies_names_the_step(tmp_path: Path) -> None:
+    tutorials = _tutorials_module()
+    page = "```python\nx = 1\n```\n\n```python\nimport os\nos._exit(3)\n```\n"
+    with pytest.raises(tutorials.TutorialError, match=r"tutorial t, step 2 .*process died, exit code 3"):
+        tutorials.render("t", page, tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("prose", "message"),
+    [
+        ("![map](https://tile.example.org/1/2/3.png)", r"after step 1: the page loads 'https://tile"),
+        ('<script src="//cdn.example.org/plotly.js"></script>', r"after step 1: the page loads '//cdn"),
+        ('<iframe src="http://example.org/map"></iframe>', r"after step 1: the page loads 'http://"),
+        ("![map](img/t-9-1.png)", r"after step 1: image 'img/t-9-1.png' is missing"),
+        ("![logo](../img/no-such.png)", r"after step 1: image '../img/no-such.png' is missing"),
+    ],
+)
+def test_a_page_loading_from_outside_or_missing_an_image_names_the_step(prose: str, message: str) -> None:
+    tutorials = _tutorials_module()
+    page = f"# t\n\n```python\nx = 1\n```\n\n{prose}\n\n```python\ny = 2\n```\n"
+    with pytest.raises(tutorials.TutorialError, match=r"tutorial t, " + message):
+        tutorials.check_loads("t", page, ROOT / "docs" / "tutorials", figures=("t-1-1.png",))
+    # links to other sites, images the run made or the docs hold, and URLs in code are fine
+    fine = "[GLAFT](https://example.org) ![a](img/t-1-1.png) ![b](../img/ice.png)\n```text\n<img src='http://x'>\n```\n"
+    tutorials.check_loads("t", fine, ROOT / "docs" / "tutorials", figures=("t-1-1.png",))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("page", "message"),
+    [
+        (
+            "```python\nx = 1\n```\n\n```python\nimport numpy\nnumpy.zeros(-1)\n```\n",
+            r"tutorial bad, step 2 .*failed",
+        ),
+        (
+            "```python\nimport matplotlib.pyplot as plt\nplt.plot([1, 2])\n```\n\n![x](img/gone.png)\n",
+            "missing",
+        ),
+        ("```python\nx = 1\n```\n\n![x](https://example.org/x.png)\n", "outside the site"),
+    ],
+    ids=["failing-block", "missing-figure", "outside-load"],
+)
+def test_a_bad_tutorial_fails_the_mkdocs_build(page: str, message: str, tmp_path: Path) -> None:
+    """The same checks stop ``mkdocs build`` (a small site that runs docs/scripts/gen_tutorials.py)."""
+    if shutil.which("mkdocs", path=str(BIN)) is None:
+        pytest.skip("mkdocs not installed (pip install -e '.[docs]')")
+    (tmp_path / "docs" / "tutorial_src").mkdir(parents=True)
+    (tmp_path / "docs" / "index.md").write_text("# t\n")
+    (tmp_path / "docs" / "tutorial_src" / "bad.md").write_text(f"# Bad\n\n{page}")
+    script = ROOT / "docs" / "scripts" / "gen_tutorials.py"
+    (tmp_path / "mkdocs.yml").write_text(
+        f"site_name: t\nstrict: true\nexclude_docs: tutorial_src/\nplugins:\n  - gen-files:\n"
+        f"      scripts: ['{script}']\n"
+    )
+    proc = _run([str(BIN / "mkdocs"), "build", "--strict"], cwd=tmp_path, timeout=300)
+    assert proc.returncode != 0
+    assert re.search(r"TutorialError: tutorial bad, (step|after step|before step) \d", proc.stderr), (
+        proc.stderr
+    )
+    assert re.search(message, proc.stderr), proc.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("src", TUTORIAL_SOURCES, ids=lambda p: p.stem)
+def test_tutorial_code_blocks_run_in_an_empty_folder(
+    src: Path, docs_site: DocsSite, wheel_venv: WheelVenv
+) -> None:
+    """Every block of the page ran as shown, in order, in a new interpreter started in an empty folder, with
+    geodeform from the wheel in a clean venv (the build ran the page, once; its record says how each step
+    went); the built page shows each step's output and figures, the first within the first screen."""
+    docs_site.check()
+    tutorials = _tutorials_module()
+    run = docs_site.record[src.stem]
+    assert run["python"] == str(wheel_venv.python) and run["started_empty"], run["python"]
+    assert run["geodeform"].startswith(str(wheel_venv.venv)), run["geodeform"]  # not the checkout's copy
+    text = src.read_text()
+    shown = [(lang, code.strip().splitlines()[0]) for lang, code in tutorials.blocks(text)]
+    steps = run["steps"]
+    assert [(s["lang"], s["first_line"]) for s in steps] == shown  # every block, in page order
+    assert all(s["ok"] for s in steps), [s for s in steps if not s["ok"]]
+    assert "RMSE" in "".join(s["output"] for s in steps)  # the page checks its result against the truth
+    first_figure = next(s["step"] for s in steps if s["figures"])
+    block_end = list(tutorials.FENCE.finditer(text))[first_figure - 1].end() - len("\n```\n")
+    assert text[:block_end].count("\n") <= 40, f"{src.name}: the first figure comes after line 40"
+    html = (docs_site.site / "tutorials" / f"{src.stem}-steps" / "index.html").read_text()
+    for s in steps:
+        for fig in s["figures"]:
+            assert f'src="../img/{fig}"' in html, (src.stem, s["step"], fig)
+            assert (docs_site.site / "tutorials" / "img" / fig).stat().st_size > 5_000, fig
+        if s["output"].strip():
+            last = s["output"].strip().splitlines()[-1].strip()
+            assert html_lib.escape(last, quote=False) in html, (src.stem, s["step"], last)
+
+
+@pytest.mark.slow
+def test_tutorial_pages_in_chromium(docs_site: DocsSite, chromium_browser, tmp_path: Path) -> None:
     """Each tutorial page shows its figures (no broken image) and requests nothing outside the site."""
+    docs_site.check()
+    built_site = docs_site.site
     handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(built_site))
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
     thread = threading.Thread(target=server.serve_forever, daemon=True)

@@ -4,12 +4,8 @@ package data; the wheel installs in a clean virtual environment and runs the dem
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
-import sys
-import sysconfig
 import tarfile
 import zipfile
 from pathlib import Path
@@ -17,6 +13,7 @@ from pathlib import Path
 import pytest
 
 import geodeform
+from _wheel import WheelDemo, WheelVenv
 
 yaml = pytest.importorskip("yaml")  # PyYAML comes with the docs extra (mkdocs)
 
@@ -45,72 +42,38 @@ def test_citation_cff_has_the_required_keys() -> None:
 
 
 @pytest.mark.slow
-def test_sdist_and_wheel_install_in_a_clean_venv_and_run_the_demo(tmp_path: Path) -> None:
-    pytest.importorskip("build")
-    dist = tmp_path / "dist"
-    # --no-isolation: build with the setuptools/wheel of this environment (dev extra), so no download.
-    # Building the wheel from the sdist (the default) proves the sdist is complete.
-    proc = subprocess.run(
-        [sys.executable, "-m", "build", "--no-isolation", "--outdir", str(dist), str(ROOT)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+def test_sdist_and_wheel_install_in_a_clean_venv_and_run_the_demo(
+    wheel_venv: WheelVenv, wheel_demo: WheelDemo, tmp_path: Path
+) -> None:
+    """The sdist and the wheel (built once for the session, the wheel from the sdist, by the ``wheel_venv``
+    fixture) hold the package data; the wheel installs in a clean venv and its console script runs the demo
+    (``wheel_demo``, whose output the getting-started test also reads)."""
     v = geodeform.__version__
-    sdist, wheel = dist / f"geodeform-{v}.tar.gz", dist / f"geodeform-{v}-py3-none-any.whl"
-    assert sdist.exists() and wheel.exists(), sorted(p.name for p in dist.iterdir())
-    with tarfile.open(sdist) as tar:
+    assert wheel_venv.sdist.name == f"geodeform-{v}.tar.gz" and wheel_venv.wheel.name.startswith(
+        f"geodeform-{v}-"
+    )
+    with tarfile.open(wheel_venv.sdist) as tar:
         names = tar.getnames()
     for f in DATA_FILES:
         assert f"geodeform-{v}/src/geodeform/data/{f}" in names, f
     assert f"geodeform-{v}/src/geodeform/py.typed" in names
-    with zipfile.ZipFile(wheel) as whl:
+    with zipfile.ZipFile(wheel_venv.wheel) as whl:
         wnames = whl.namelist()
     for f in DATA_FILES:
         assert f"geodeform/data/{f}" in wnames, f
     assert "geodeform/py.typed" in wnames and "geodeform/cli/__init__.py" in wnames
 
-    # A clean venv; the dependencies are reused from this environment through a .pth line (no download),
-    # geodeform itself comes only from the wheel (--no-index --no-deps).
-    venv = tmp_path / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
-    bindir = venv / ("Scripts" if os.name == "nt" else "bin")
-    py = bindir / "python"
-    site = subprocess.run(
-        [str(py), "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout.strip()
-    deps = sysconfig.get_paths()["purelib"]  # this environment's site-packages; the .pth adds it last
-    (Path(site) / "_geodeform_test_deps.pth").write_text(deps + "\n")
-    install = subprocess.run(
-        [str(py), "-m", "pip", "install", "--no-index", "--no-deps", str(wheel)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
-    assert install.returncode == 0, install.stdout + install.stderr
     where = subprocess.run(
-        [str(py), "-c", "import geodeform; print(geodeform.__file__, geodeform.__version__)"],
+        [str(wheel_venv.python), "-c", "import geodeform; print(geodeform.__file__, geodeform.__version__)"],
         capture_output=True,
         text=True,
         cwd=tmp_path,
         check=True,
     ).stdout
-    assert str(venv) in where and v in where  # the wheel's copy, not the editable checkout
-    # --cluster sync: the demo's workflow in this one process, so numba compiles the wheel's kernels once
-    # (a fresh install has no kernel cache; two Dask workers would each compile them).
-    demo = subprocess.run(
-        [str(bindir / "geodeform"), "demo", "--out", str(tmp_path / "demo-out"), "--cluster", "sync"],
-        capture_output=True,
-        text=True,
-        cwd=tmp_path,
-        timeout=600,
-    )
+    assert str(wheel_venv.venv) in where and v in where  # the wheel's copy, not the editable checkout
+
+    demo = wheel_demo
     assert demo.returncode == 0, demo.stdout[-3000:] + demo.stderr[-3000:]
     assert demo.stdout.strip().splitlines()[-1].startswith("velocity error vs truth: RMSE")
     for product in ("velocity.nc", "timeseries.nc", "report.html"):
-        assert (tmp_path / "demo-out" / "run" / product).exists(), product
-    shutil.rmtree(venv)
+        assert (demo.out / "run" / product).exists(), product

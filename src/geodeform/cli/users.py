@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from collections.abc import Callable
 from typing import Annotated, Any
 
 import typer
@@ -127,37 +128,30 @@ def rotate(name: Name, db: Db = "geodeform-service.db", expires: Expires = None)
     typer.echo(token)
 
 
-@users_app.command("revoke")
-def revoke(name: Name, db: Db = "geodeform-service.db") -> None:
-    """Make NAME's token unusable at once (the account and its jobs stay; `rotate` gives a new token)."""
+def _change_account(db: str, name: str, change: Callable[[Any], bool], done: str) -> None:
+    """Apply ``change`` to the store at ``db`` (False: no account ``name``, exit 2), then print ``done``."""
     store = _open(db)
     try:
-        found = store.revoke_token(name)
+        found = change(store)
     finally:
         store.close()
     _need(found, name)
-    typer.echo(f"token of {name} revoked")
+    typer.echo(done)
+
+
+@users_app.command("revoke")
+def revoke(name: Name, db: Db = "geodeform-service.db") -> None:
+    """Make NAME's token unusable at once (the account and its jobs stay; `rotate` gives a new token)."""
+    _change_account(db, name, lambda store: store.revoke_token(name), f"token of {name} revoked")
 
 
 @users_app.command("disable")
 def disable(name: Name, db: Db = "geodeform-service.db") -> None:
     """Refuse every request of NAME (their jobs and files stay; `enable` undoes it)."""
-    store = _open(db)
-    try:
-        found = store.set_disabled(name, True)
-    finally:
-        store.close()
-    _need(found, name)
-    typer.echo(f"account {name} disabled")
+    _change_account(db, name, lambda store: store.set_disabled(name, True), f"account {name} disabled")
 
 
 @users_app.command("enable")
 def enable(name: Name, db: Db = "geodeform-service.db") -> None:
     """Serve NAME's requests again (after `disable`)."""
-    store = _open(db)
-    try:
-        found = store.set_disabled(name, False)
-    finally:
-        store.close()
-    _need(found, name)
-    typer.echo(f"account {name} enabled")
+    _change_account(db, name, lambda store: store.set_disabled(name, False), f"account {name} enabled")

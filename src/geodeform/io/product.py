@@ -46,6 +46,7 @@ from geodeform.io.dates import DAYS_PER_YEAR, AcquisitionDates
 from geodeform.io.grid import GeoGrid, node_grid, pixel_offsets_to_map
 
 __all__ = [
+    "VELOCITY_LONG_NAMES",
     "OffsetField",
     "ProductSummary",
     "dataset_grid",
@@ -71,6 +72,17 @@ class OffsetField(Protocol):
     dy: NDArray[np.float32]
     quality: NDArray[np.float32]
     reason: NDArray[np.uint8]
+
+
+VELOCITY_LONG_NAMES = {
+    "vx": "mean velocity along +x (east)",
+    "vy": "mean velocity along +y (north)",
+    "v": "mean velocity magnitude",
+    "vx_error": "1-sigma error of vx",
+    "vy_error": "1-sigma error of vy",
+    "v_error": "velocity magnitude error (component errors projected on the flow direction)",
+}
+"""CF ``long_name`` of each variable of a mean-velocity product (composite or time-series store)."""
 
 
 def _iso(t: datetime) -> str:
@@ -462,14 +474,6 @@ def composite_dataset(
     for name, values in fields.items():
         if values.shape != grid.shape:
             raise InvalidInputError(f"composite.{name} has shape {values.shape}, the grid is {grid.shape}")
-    names = {
-        "vx": "mean velocity along +x (east)",
-        "vy": "mean velocity along +y (north)",
-        "v": "mean velocity magnitude",
-        "vx_error": "1-sigma error of vx",
-        "vy_error": "1-sigma error of vy",
-        "v_error": "velocity magnitude error (component errors projected on the flow direction)",
-    }
     filled = np.zeros(grid.shape, dtype=bool)
     if fill_error is not None and np.isfinite(fill_error):
         valid = np.isfinite(fields["v"])
@@ -478,7 +482,7 @@ def composite_dataset(
             gap = valid & ~np.isfinite(fields[k])
             filled |= gap
             fields[k] = np.where(gap, fill_error / np.sqrt(n), fields[k])
-    variables = {k: _var(v.astype(np.float32), names[k], units) for k, v in fields.items()}
+    variables = {k: _var(v.astype(np.float32), VELOCITY_LONG_NAMES[k], units) for k, v in fields.items()}
     if filled.any():
         note = (
             f"{int(filled.sum())} pixels without an inversion scatter take one pair's error "

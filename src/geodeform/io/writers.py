@@ -30,7 +30,7 @@ from geodeform.conventions import ProductFormat
 from geodeform.errors import InvalidInputError
 from geodeform.io.atomic import DiskFullError, atomic_output
 from geodeform.io.grid import GeoGrid, apply_transform
-from geodeform.io.product import dataset_grid
+from geodeform.io.product import VELOCITY_LONG_NAMES, dataset_grid
 
 __all__ = [
     "COG_BANDS",
@@ -376,12 +376,7 @@ _SERIES_NAMES = {
     "north": "cumulative displacement along +y (north)",
     "east_error": "1-sigma error of east",
     "north_error": "1-sigma error of north",
-    "vx": "mean velocity along +x (east)",
-    "vy": "mean velocity along +y (north)",
-    "v": "mean velocity magnitude",
-    "vx_error": "1-sigma error of vx",
-    "vy_error": "1-sigma error of vy",
-    "v_error": "velocity magnitude error (component errors projected on the flow direction)",
+    **VELOCITY_LONG_NAMES,
     "count": "image pairs used",
 }
 

@@ -16,7 +16,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 import xarray as xr
@@ -47,7 +47,16 @@ from geodeform.workflows.screening import (
     screen_field,
 )
 
-__all__ = ["ErrorPolicy", "PairOutcome", "PairProgress", "PairSpec", "failed_product_path", "process_pair"]
+__all__ = [
+    "ErrorPolicy",
+    "PairOutcome",
+    "PairProgress",
+    "PairSpec",
+    "StoredPair",
+    "failed_product_path",
+    "process_pair",
+    "read_stored_pair",
+]
 
 log = logging.getLogger(__name__)
 
@@ -269,26 +278,51 @@ def failed_product_path(path: str | Path) -> Path:
     return path.parent / "failed" / path.name
 
 
+class StoredPair(NamedTuple):
+    """What a finished pair product records of its run (read back to reuse it)."""
+
+    stats: dict[str, Any]
+    """The :class:`PairOutcome` statistics (``geodeform_pair_stats``)."""
+    coregistration: str | None
+    """The JSON of its :class:`~geodeform.workflows.screening.PairCoregistration`, if it has one."""
+
+
+def read_stored_pair(out: Path, key: str | None) -> StoredPair | None:
+    """The record of the NetCDF pair product ``out`` when it was written with ``key``; None when there is no
+    key or no such file, when it was written with another key, or when it cannot be read (logged: the caller
+    recomputes the pair)."""
+    if key is None or not out.is_file():
+        return None
+    try:
+        with xr.open_dataset(out, engine="h5netcdf") as ds:
+            if ds.attrs.get("geodeform_pair_key") != key:
+                return None
+            stats = json.loads(ds.attrs["geodeform_pair_stats"])
+            record = ds.attrs.get("geodeform_coregistration")
+    except (OSError, ValueError, KeyError) as exc:
+        log.warning("pair product %s unreadable (%s); recomputing", out, exc)
+        return None
+    return StoredPair(stats, record)
+
+
 def _reused(spec: PairSpec) -> PairOutcome | None:
     """The outcome stored in an existing NetCDF product written with ``spec.key``, else None (a product set
     aside as failed comes back ``pending``: the job tries its co-registration again)."""
     out = Path(spec.outputs.get("netcdf", ""))
     if spec.key is not None and not out.is_file() and failed_product_path(out).is_file():
         out = failed_product_path(out)
-    if spec.key is None or not out.is_file():
+    stored = read_stored_pair(out, spec.key)
+    if stored is None:
         return None
     try:
-        with xr.open_dataset(out, engine="h5netcdf") as ds:
-            if ds.attrs.get("geodeform_pair_key") != spec.key:
-                return None
-            stats = json.loads(ds.attrs["geodeform_pair_stats"])
-            record = ds.attrs.get("geodeform_coregistration")
-            source = PairCoregistration.from_json(record).source if record else "none"
-    except (OSError, ValueError, KeyError) as exc:
+        record = stored.coregistration
+        source = PairCoregistration.from_json(record).source if record else "none"
+    except (ValueError, KeyError) as exc:
         log.warning("pair product %s unreadable (%s); recomputing", out, exc)
         return None
     dates = spec.dates if isinstance(spec.dates, AcquisitionDates) else None
-    return PairOutcome(**_labels(spec, dates), status="ok", computed=False, coregistration=source, **stats)
+    labels = _labels(spec, dates)
+    return PairOutcome(**labels, status="ok", computed=False, coregistration=source, **stored.stats)
 
 
 def _expected_px(spec: PairSpec, dates: AcquisitionDates | None, pixel_m: float) -> float | None:

@@ -37,6 +37,7 @@ from geodeform.workflows.stack import ImageStack, content_key
 __all__ = [
     "StableGround",
     "build_network",
+    "network_options",
     "node_sample",
     "pair_specs",
     "reference_node_speed",
@@ -48,16 +49,23 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 
-def build_network(config: JobConfig, stack: ImageStack) -> PairNetwork:
-    """The pairs of ``config.pairs`` over the stack's dates (within one orbit when ``same_orbit``)."""
+def network_options(config: JobConfig) -> dict[str, Any]:
+    """Keyword arguments of :func:`geodeform.pairs.build_pairs` for ``config.pairs``: every pair within the
+    range, in acquisitions (``pairs.mode: acquisitions``) or days, with its direction and season."""
     p = config.pairs
     kw: dict[str, Any] = {"mode": "all", "direction": p.direction, "season": p.season}
     if p.mode == "acquisitions":
         kw.update(min_separation=int(p.min_range), max_separation=int(p.max_range))
     else:
         kw.update(min_days=p.min_range, max_days=p.max_range)
+    return kw
+
+
+def build_network(config: JobConfig, stack: ImageStack) -> PairNetwork:
+    """The pairs of ``config.pairs`` over the stack's dates (within one orbit when ``same_orbit``)."""
+    kw = network_options(config)
     orbits = stack.orbits
-    if p.same_orbit and any(o is not None for o in orbits):
+    if config.pairs.same_orbit and any(o is not None for o in orbits):
         kw["orbits"] = [-1 if o is None else o for o in orbits]
     return build_pairs(stack.dates, **kw)
 

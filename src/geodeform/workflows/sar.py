@@ -58,6 +58,7 @@ from geodeform.sar import (
 from geodeform.search import make_aoi
 from geodeform.workflows._timing import log_runtime
 from geodeform.workflows.pair import PairOutcome
+from geodeform.workflows.plan import network_options
 from geodeform.workflows.preflight import NODES_PER_S_PER_THREAD, ResourceEstimate
 from geodeform.workflows.products import RunResult, all_failed
 from geodeform.workflows.sar_pair import SarPairSpec, SarScene, process_sar_pair
@@ -257,11 +258,7 @@ def _map_grid(config: JobConfig, metas: list[S1Image]) -> GeoGrid:
 def _network(config: JobConfig, scenes: list[SarScene]) -> list[tuple[int, int]]:
     """Pairs within each relative orbit (``config.pairs``), as indices into ``scenes``."""
     p = config.pairs
-    kw: dict[str, Any] = {"mode": "all", "direction": p.direction, "season": p.season}
-    if p.mode == "acquisitions":
-        kw.update(min_separation=int(p.min_range), max_separation=int(p.max_range))
-    else:
-        kw.update(min_days=p.min_range, max_days=p.max_range)
+    kw = network_options(config)
     pairs: list[tuple[int, int]] = []
     for orbit in sorted({s.orbit for s in scenes}):
         idx = [k for k, s in enumerate(scenes) if s.orbit == orbit]

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
-import xarray as xr
 
 from geodeform.config import CorrectionsConfig, SarConfig
 from geodeform.conventions import DAYS_PER_YEAR, ProductFormat
@@ -41,7 +40,7 @@ from geodeform.sar import (
     sar_dataset,
     write_sar_product,
 )
-from geodeform.workflows.pair import PairOutcome
+from geodeform.workflows.pair import PairOutcome, read_stored_pair
 
 __all__ = ["SarPairSpec", "SarScene", "open_scene", "process_sar_pair"]
 
@@ -176,18 +175,10 @@ def _labels(spec: SarPairSpec) -> dict[str, Any]:
 
 
 def _reused(spec: SarPairSpec) -> PairOutcome | None:
-    out = Path(spec.outputs.get("netcdf", ""))
-    if spec.key is None or not out.is_file():
+    stored = read_stored_pair(Path(spec.outputs.get("netcdf", "")), spec.key)
+    if stored is None:
         return None
-    try:
-        with xr.open_dataset(out, engine="h5netcdf") as ds:
-            if ds.attrs.get("geodeform_pair_key") != spec.key:
-                return None
-            stats = json.loads(ds.attrs["geodeform_pair_stats"])
-    except (OSError, ValueError, KeyError) as exc:
-        log.warning("pair product %s unreadable (%s); recomputing", out, exc)
-        return None
-    return PairOutcome(**_labels(spec), status="ok", computed=False, **stats)
+    return PairOutcome(**_labels(spec), status="ok", computed=False, **stored.stats)
 
 
 def _correct(spec: SarPairSpec, f: OffsetField) -> tuple[OffsetField, dict[str, float]]:

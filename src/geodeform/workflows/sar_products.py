@@ -34,11 +34,12 @@ from numpy.typing import NDArray
 
 from geodeform.config import JobConfig, SarConfig
 from geodeform.conventions import DAYS_PER_YEAR
-from geodeform.decompose import COMPONENTS, EnuReason, Observation, PairSet, invert_enu, solve_enu
+from geodeform.decompose import COMPONENTS, Observation, PairSet, invert_enu, solve_enu
 from geodeform.io import atomic_output, write_catalog, write_cog, write_netcdf, write_stac_item
 from geodeform.timeseries import add_date_noise, invert
 from geodeform.workflows.pair import PairOutcome
 from geodeform.workflows.sar_pair import SarScene
+from geodeform.workflows.three_d import enu_reason_variable, enu_variables
 
 __all__ = ["TrackProduct", "enu_dataset", "track_dataset", "write_sar_products"]
 
@@ -201,21 +202,9 @@ def enu_dataset(tracks: list[TrackProduct], sar: SarConfig) -> xr.Dataset:
             )
     res = solve_enu(obs, assume_zero=tuple(sar.assume_zero))
     ds = _base(tracks[0].dataset, "geodeform SAR east/north/up velocity")
-    for k, c in enumerate(COMPONENTS):
-        ds[c] = _var(getattr(res, c), f"{c} velocity, + {c}", "m/yr")
-        ds[f"{c}_error"] = _var(np.sqrt(res.covariance[..., k, k]), f"1-sigma of {c}", "m/yr")
+    ds.update(enu_variables(res))
     ds["condition"] = _var(res.condition, "condition number of the weighted design", "1")
-    codes = {int(r): r.name for r in EnuReason}
-    ds["reason"] = xr.Variable(
-        ("y", "x"),
-        res.reason,
-        {
-            "long_name": "why a component is NaN",
-            "flag_values": list(codes),
-            "flag_meanings": " ".join(codes.values()),
-            "grid_mapping": "mapping",
-        },
-    )
+    ds["reason"] = enu_reason_variable(res.reason, grid_mapping=True)
     ds["n_obs"] = xr.Variable(("y", "x"), res.n_obs, {"long_name": "observations used"})
     ds.attrs.update(
         {

@@ -27,6 +27,7 @@ from geodeform.io import atomic_output
 from geodeform.sar import MissingAnnotationError
 from geodeform.search import Scene, make_aoi
 from geodeform.search import search as stac_search
+from geodeform.workflows.stack import search_filters
 
 __all__ = ["SceneFiles", "materialise", "scenes_from_search"]
 
@@ -156,16 +157,7 @@ def scenes_from_search(
     area = make_aoi(
         bbox=list(a.bbox) if a.bbox else None, geojson=a.geojson, tile=a.tiles[0] if a.tiles else None
     )
-    table = stac_search(
-        search.collection,
-        aoi=area,
-        start=search.start,
-        end=search.end,
-        months=search.months,
-        orbit=list(search.orbits) or None,
-        catalog=search.catalog,
-        score=False,
-    )
+    table = stac_search(search.collection, aoi=area, score=False, **search_filters(search))
     best: dict[tuple[int | None, str], Scene] = {}
     for s in table:
         key = (s.orbit, s.datetime.date().isoformat())

@@ -25,6 +25,7 @@ from rasterio.warp import transform_bounds
 from rasterio.windows import Window
 from shapely.ops import unary_union
 
+from geodeform.config import SearchConfig
 from geodeform.errors import InvalidInputError, NoDataError
 from geodeform.io import READ_THREADS, GeoGrid, atomic_output, band_index, read_grid, read_on_grid, window_vrt
 from geodeform.io.aoi import SceneRef, aoi_grid, band_resolution, read_aoi
@@ -45,6 +46,7 @@ __all__ = [
     "content_key",
     "read_image",
     "sample_image",
+    "search_filters",
     "search_scenes",
     "sensor_inputs",
     "stack_from_inputs",
@@ -514,6 +516,18 @@ class SceneSearch:
     notes: tuple[str, ...] = ()
 
 
+def search_filters(search: SearchConfig) -> dict[str, Any]:
+    """Keyword arguments of :func:`geodeform.search.search` for the dates, months, relative orbits and
+    catalogue of ``search`` (the area and the cloud filters are the caller's)."""
+    return {
+        "start": search.start,
+        "end": search.end,
+        "months": search.months,
+        "orbit": list(search.orbits) or None,
+        "catalog": search.catalog,
+    }
+
+
 def search_scenes(search: Any, *, area: AOI | None = None) -> SceneSearch:
     """Query the catalogue of a search config, apply the AOI cloud filters and group scenes by orbit and day.
 
@@ -545,16 +559,7 @@ def search_scenes(search: Any, *, area: AOI | None = None) -> SceneSearch:
             area = make_aoi(**area_kwargs)
     elif area.tile is not None:
         wanted = [area.tile]
-    table = stac_search(
-        search.collection,
-        aoi=area,
-        start=search.start,
-        end=search.end,
-        months=search.months,
-        max_cloud=search.max_cloud,
-        orbit=list(search.orbits) or None,
-        catalog=search.catalog,
-    )
+    table = stac_search(search.collection, aoi=area, max_cloud=search.max_cloud, **search_filters(search))
     # AOI cloud filters here, not in the search: scenes of collections without a cloud band (L1C, SAR,
     # local files) have no AOI score and are kept.
     found = list(table)

@@ -23,12 +23,20 @@ import xarray as xr
 from numpy.typing import NDArray
 from scipy import ndimage
 
-from geodeform.decompose import COMPONENTS, EnuReason, Observation, slope_aspect, slope_parallel, solve_enu
+from geodeform.decompose import (
+    COMPONENTS,
+    EnuReason,
+    EnuResult,
+    Observation,
+    slope_aspect,
+    slope_parallel,
+    solve_enu,
+)
 from geodeform.errors import InvalidInputError
 from geodeform.io import GeoGrid, write_cog, write_netcdf
 from geodeform.io.masks import raster_on_grid
 
-__all__ = ["LOW_SLOPE_DEG", "velocity_3d", "write_velocity_3d"]
+__all__ = ["LOW_SLOPE_DEG", "enu_reason_variable", "enu_variables", "velocity_3d", "write_velocity_3d"]
 
 log = logging.getLogger("geodeform.workflows")
 
@@ -64,6 +72,30 @@ def _var(values: NDArray[Any], long_name: str, units: str) -> xr.Variable:
         np.asarray(values, np.float32),
         {"long_name": long_name, "units": units, "grid_mapping": "mapping"},
     )
+
+
+def enu_variables(res: EnuResult) -> dict[str, xr.Variable]:
+    """The east, north and up velocities of an ENU solution and their 1-sigma errors (m/yr, + east, + north,
+    + up), float32 on ``(y, x)``, named ``east``, ``east_error``, ``north``..."""
+    out: dict[str, xr.Variable] = {}
+    for k, c in enumerate(COMPONENTS):
+        out[c] = _var(getattr(res, c), f"{c} velocity, + {c}", "m/yr")
+        out[f"{c}_error"] = _var(np.sqrt(res.covariance[..., k, k]), f"1-sigma of {c}", "m/yr")
+    return out
+
+
+def enu_reason_variable(reason: NDArray[Any], *, grid_mapping: bool) -> xr.Variable:
+    """The per-cell :class:`~geodeform.decompose.EnuReason` codes as a CF flag variable on ``(y, x)``
+    (``grid_mapping``: name the product's ``mapping`` variable in its attributes)."""
+    codes = {int(r): r.name for r in EnuReason}
+    attrs: dict[str, Any] = {
+        "long_name": "why a component is NaN",
+        "flag_values": list(codes),
+        "flag_meanings": " ".join(codes.values()),
+    }
+    if grid_mapping:
+        attrs["grid_mapping"] = "mapping"
+    return xr.Variable(("y", "x"), reason, attrs)
 
 
 def velocity_3d(velocity: xr.Dataset, dem: str | Path, grid: GeoGrid) -> xr.Dataset:
@@ -111,21 +143,10 @@ def velocity_3d(velocity: xr.Dataset, dem: str | Path, grid: GeoGrid) -> xr.Data
     ds = xr.Dataset(coords={"y": velocity["y"], "x": velocity["x"]})
     if "mapping" in velocity:
         ds["mapping"] = velocity["mapping"]
-    for k, c in enumerate(COMPONENTS):
-        ds[c] = _var(getattr(res, c), f"{c} velocity, + {c}", "m/yr")
-        ds[f"{c}_error"] = _var(np.sqrt(res.covariance[..., k, k]), f"1-sigma of {c}", "m/yr")
+    ds.update(enu_variables(res))
     ds["slope"] = _var(slope, "terrain slope from the DEM", "degree")
     ds["aspect"] = _var(aspect, "downslope direction, clockwise from north", "degree")
-    codes = {int(r): r.name for r in EnuReason}
-    ds["reason"] = xr.Variable(
-        ("y", "x"),
-        res.reason,
-        {
-            "long_name": "why a component is NaN",
-            "flag_values": list(codes),
-            "flag_meanings": " ".join(codes.values()),
-        },
-    )
+    ds["reason"] = enu_reason_variable(res.reason, grid_mapping=False)
     low = np.isfinite(slope) & (slope < LOW_SLOPE_DEG)
     ds["low_slope"] = xr.Variable(
         ("y", "x"),
