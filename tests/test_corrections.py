@@ -498,3 +498,202 @@ def test_filter_outliers_runs_each_requested_filter_and_reports_it_by_name() -> 
     assert list(filter_outliers(dx, dy, pixel=1.0, median_size=None, ndc_size=None).reasons) == []
     with pytest.raises(InvalidInputError, match=r"^quality: shape \(11, 12\) differs from dx"):
         filter_outliers(dx, dy, pixel=1.0, quality=quality[1:])
+
+
+# --- Survivors of the mutation run (issue 27): each test checks a documented contract or a known truth.
+
+
+def test_integer_maps_are_read_as_floats() -> None:
+    # Offsets stored as integers (e.g. a file of whole pixels) behave like the same values as floats.
+    ints = np.zeros((9, 9), dtype=np.int16)
+    ints[4, 4] = 5
+    assert np.array_equal(median_mad_mask(ints), median_mad_mask(ints.astype(float)))
+    assert median_mad_mask(ints)[4, 4] and int(median_mad_mask(ints).sum()) == 1
+    # int16 offsets of (300, 400) m: the RMSE is 500, with no integer overflow in the squares
+    m = stable_ground_metrics(np.full((5, 5), 300, np.int16), np.full((5, 5), 400, np.int16))
+    assert m.rmse == pytest.approx(500.0)
+
+
+def test_nmad_of_no_finite_value_is_nan() -> None:
+    from geodeform.corrections._common import nmad
+
+    assert np.isnan(nmad(np.array([np.nan, np.inf])))
+    assert np.isnan(nmad(np.array([])))
+    assert nmad(np.array([1.0, 2.0, 3.0, np.nan])) == pytest.approx(1.4826)
+
+
+def test_coregister_plane_is_centred_on_the_middle_of_the_map() -> None:
+    # A pure tilt across columns on a non-square map: the model's offset `a` is the bias at the centre
+    # ((n - 1) / 2 in rows and columns), and subtracting the model leaves nothing.
+    rows, cols = np.indices((30, 41), dtype=float)
+    bias = 0.5 + 0.02 * (cols - 20.0) - 0.01 * (rows - 14.5)
+    res = coregister(bias, bias.copy(), stable=np.ones(bias.shape, bool), plane=True)
+    np.testing.assert_allclose(res.model_x, [0.5, 0.02, -0.01], atol=1e-9)
+    np.testing.assert_allclose(res.dx, 0.0, atol=1e-5)
+    np.testing.assert_allclose(res.dy, 0.0, atol=1e-5)
+
+
+def test_coregister_plane_clips_blunders_on_stable_ground() -> None:
+    # A steep tilt (+-0.8 across the map), noise 0.01 and 5 % blunders of +0.4: the blunders lie 40 sigmas
+    # off the plane, so the robust loop drops them from the stable mask and the plane stays exact.
+    rng = np.random.default_rng(11)
+    cols = np.indices((40, 41), dtype=float)[1]
+    truth = 0.2 + 0.04 * (cols - 20.0)
+    blunder = rng.random(truth.shape) < 0.05
+    v = truth + rng.normal(0, 0.01, truth.shape) + np.where(blunder, 0.4, 0.0)
+    res = coregister(v, stable=np.ones(v.shape, bool), plane=True)
+    assert not (res.stable & blunder).any()
+    assert res.n_stable > 0.9 * (~blunder).sum()
+    np.testing.assert_allclose(res.model_x, [0.2, 0.04, 0.0], atol=2e-3)
+
+
+def test_coregister_with_a_single_iteration_is_the_plain_median() -> None:
+    v = np.arange(25, dtype=float).reshape(5, 5)
+    v[0, 0] = 1000.0
+    # one pass: the median of the 25 nodes (the blunder included), then the blunder is clipped
+    res = coregister(v, stable=np.ones(v.shape, bool), iterations=1)
+    assert res.model_x[0] == 13.0 and res.n_stable == 24 and not res.stable[0, 0]
+    # a second pass fits the 24 nodes left
+    assert coregister(v, stable=np.ones(v.shape, bool), iterations=2).model_x[0] == 12.5
+    with pytest.raises(InvalidInputError, match=r"^clip and iterations must be positive"):
+        coregister(v, stable=np.ones(v.shape, bool), iterations=0)
+
+
+def test_coregister_refuses_a_dy_of_another_shape_with_a_mask() -> None:
+    dx, dy, stable, _ = _glacier_map(6, shape=(20, 20))
+    with pytest.raises(InvalidInputError, match=r"^dy: shape \(19, 20\) differs from dx"):
+        coregister(dx, dy[:-1], stable=stable)
+
+
+def test_dominant_offset_ignores_rare_far_blunders_and_finds_dy() -> None:
+    from geodeform.corrections import dominant_offset
+
+    # 0.5 % of the nodes 500 px away (outside the 1-99 % range of the histogram), 69.5 % static at
+    # (1.3, -0.3) with noise 0.01, 30 % moving at (3, 4): the peak is within one bin of the static offset.
+    rng = np.random.default_rng(4)
+    n = 4000
+    dx, dy = rng.normal(1.3, 0.01, n), rng.normal(-0.3, 0.01, n)
+    moving = np.arange(n) % 10 < 3
+    dx[moving], dy[moving] = 3.0, 4.0
+    dx[:20] = 500.0
+    dom = dominant_offset(dx.reshape(40, 100), dy.reshape(40, 100), bins=16)
+    width_x = (np.percentile(dx, 99) - np.percentile(dx, 1)) / 16
+    width_y = (np.percentile(dy, 99) - np.percentile(dy, 1)) / 16
+    assert abs(dom.x - 1.3) < width_x and abs(dom.y + 0.3) < width_y
+
+
+def test_select_stable_min_count_one_keeps_the_nearest_node() -> None:
+    dx = np.linspace(0.0, 1.0, 100).reshape(10, 10)
+    dx[0, 0] = 0.0
+    for count in (1, 5):
+        chosen = select_stable(dx, max_offset=1e-9, bins=4, min_count=count)
+        assert int(chosen.sum()) >= count
+    assert int(select_stable(dx, max_offset=-1.0, bins=4, min_count=1).sum()) == 1
+
+
+def test_filters_name_their_maps_and_ndc_accepts_a_fraction_of_one() -> None:
+    with pytest.raises(InvalidInputError, match=r"^values: need a 2-D map"):
+        median_mad_mask(np.zeros(5))
+    with pytest.raises(InvalidInputError, match=r"^dx: need a 2-D map"):
+        ndc_mask(np.zeros(5), np.zeros(5))
+    with pytest.raises(InvalidInputError, match=r"^dy: shape \(4, 5\) differs from dx"):
+        ndc_mask(np.zeros((5, 5)), np.zeros((4, 5)))
+    # min_fraction = 1: every valid neighbour must agree. One node of the 3 x 3 window of (2, 2) moved by
+    # 2 px: (2, 2) is flagged with min_fraction = 1 (7 of 8 neighbours agree), not with 0.5.
+    dx, dy = np.zeros((5, 5)), np.zeros((5, 5))
+    dx[1, 1] = 2.0
+    assert ndc_mask(dx, dy, size=3, min_fraction=1.0)[2, 2]
+    assert not ndc_mask(dx, dy, size=3, min_fraction=0.5)[2, 2]
+    with pytest.raises(InvalidInputError, match=r"^min_fraction must be in \(0, 1\]"):
+        ndc_mask(dx, dy, min_fraction=1.01)
+
+
+def test_stable_ground_metrics_rmse_is_the_vector_root_mean_square() -> None:
+    # Every vector has length 3 (x = 3 cos t, y = 3 sin t): RMSE = 3 exactly, whatever the directions.
+    t = np.linspace(0, 2 * np.pi, 400, endpoint=False).reshape(20, 20)
+    m = stable_ground_metrics(3 * np.cos(t), 3 * np.sin(t))
+    assert m.rmse == pytest.approx(3.0, rel=1e-12)
+    # Known numbers: (1, 2), (3, 4), (0, 0), (2, 1) repeated: mean of x^2 + y^2 = (5 + 25 + 0 + 5) / 4
+    x = np.tile([1.0, 3.0, 0.0, 2.0], 5).reshape(4, 5)
+    y = np.tile([2.0, 4.0, 0.0, 1.0], 5).reshape(4, 5)
+    assert stable_ground_metrics(x, y).rmse == pytest.approx(np.sqrt(35 / 4), rel=1e-12)
+
+
+def test_stable_ground_metrics_of_a_still_map_and_a_small_spread() -> None:
+    # Perfectly still terrain shifted by (3, 4): zero spread, no outlier, RMSE 5.
+    m = stable_ground_metrics(np.full((10, 10), 3.0), np.full((10, 10), 4.0))
+    assert (m.median_x, m.median_y, m.nmad_x, m.nmad_y) == (3.0, 4.0, 0.0, 0.0)
+    assert m.rmse == pytest.approx(5.0) and m.outlier_fraction == 0.0
+    assert m.delta_x < 1e-9 and m.delta_y < 1e-9
+    # A spread far from 1 (sigma 0.05 px) offset far from 0 in x: the box is still about 2 sigma wide, and
+    # the 10 % planted blunders are about the only nodes outside it.
+    rng = np.random.default_rng(8)
+    x, y = rng.normal(5.0, 0.05, (100, 100)), rng.normal(-3.0, 0.05, (100, 100))
+    blunder = rng.random(x.shape) < 0.1
+    x[blunder] += rng.choice([-1.0, 1.0], blunder.sum())
+    m = stable_ground_metrics(x, y)
+    assert 1.8 * 0.05 < m.delta_x < 2.6 * 0.05 and 1.8 * 0.05 < m.delta_y < 2.6 * 0.05
+    assert 0.1 < m.outlier_fraction < 0.25
+    with pytest.raises(InvalidInputError, match=r"^thres_sigma must be > 0 and gridsize >= 5$"):
+        stable_ground_metrics(x, y, gridsize=4)
+
+
+def test_stable_ground_metrics_subsample_estimates_the_density_and_counts_every_node() -> None:
+    rng = np.random.default_rng(9)
+    x, y = rng.normal(0.0, 0.2, (100, 100)), rng.normal(0.0, 0.1, (100, 100))
+    sub = stable_ground_metrics(x, y, max_samples=2000)
+    assert sub.n == 10_000 and sub.median_x == float(np.median(x))  # the statistics use every node
+    assert 1.8 * 0.2 < sub.delta_x < 2.4 * 0.2 and 1.8 * 0.1 < sub.delta_y < 2.4 * 0.1
+
+
+def test_correct_offsets_removes_stripes_and_reports_metrics_before_and_after() -> None:
+    # Detector stripes (0.13 px, 1 sigma, 20 px wide across a track tilted 10 degrees) and a shift of
+    # (0.7, -0.4) px on both components: after correction, stable ground is flat and centred on 0.
+    rng = np.random.default_rng(12)
+    dx, dy, stable, flow = _glacier_map(12, shape=(120, 160))
+    u, _ = track_coordinates(dx.shape, 10.0)
+    detector = np.floor((u - u.min()) / 20).astype(int)
+    bias = rng.normal(0, 1.0, detector.max() + 1)
+    stripe = 0.13 * (bias - bias.mean()) / bias.std()
+    sx, sy = dx + 0.7 + stripe[detector], dy - 0.4 - stripe[detector]
+    options = {"track_angle_deg": 10.0, "bin_width": 2.0}
+    rep = correct_offsets(sx, sy, stable=stable, pixel=1.0, plane=False, stripes=options)
+    assert rep.before.median_x == pytest.approx(0.7, abs=0.03)
+    assert rep.before.median_y == pytest.approx(-0.4, abs=0.03)
+    assert abs(rep.after.median_x) < 0.01 and abs(rep.after.median_y) < 0.01
+    assert np.nanstd(rep.dx[stable]) < 0.06 and np.nanstd(rep.dy[stable]) < 0.06
+    assert set(rep.stripe_profiles) == {"dx", "dy"}
+    # the removed profiles are the stripes: 0.13 px (1 sigma), of opposite signs on the two components
+    px, py = rep.stripe_profiles["dx"], rep.stripe_profiles["dy"]
+    assert 0.1 < np.nanstd(px) < 0.16 and np.nanstd(px + py) < 0.03
+    plain = correct_offsets(sx, sy, stable=stable, pixel=1.0, plane=False)
+    assert plain.stripe_profiles == {} and np.nanstd(plain.dx[stable]) > 0.1
+    del flow
+
+
+def test_correct_offsets_needs_min_stable_nodes_and_names_bad_maps() -> None:
+    rng = np.random.default_rng(13)
+    dx, dy = rng.normal(0.5, 0.01, (12, 12)), rng.normal(0.0, 0.01, (12, 12))
+    stable = np.zeros(dx.shape, bool)
+    stable.flat[:20] = True  # exactly the default min_stable
+    off = {"median_size": None, "ndc_size": None}
+    rep = correct_offsets(dx, dy, stable=stable, pixel=1.0, plane=False, filters=off)
+    assert rep.coregistration.model_x[0] == pytest.approx(0.5, abs=0.01)
+    stable.flat[19] = False
+    with pytest.raises(NoDataError, match="only 19 stable nodes"):
+        correct_offsets(dx, dy, stable=stable, pixel=1.0, plane=False, filters=off)
+    with pytest.raises(InvalidInputError, match=r"^dx: need a 2-D map"):
+        correct_offsets(dx[0], dy, pixel=1.0)
+    with pytest.raises(InvalidInputError, match=r"^dy: shape \(11, 12\) differs from dx"):
+        correct_offsets(dx, dy[1:], pixel=1.0)
+    with pytest.raises(InvalidInputError, match=r"^stable: shape \(11, 12\) differs from the map"):
+        correct_offsets(dx, dy, stable=stable[1:], pixel=1.0)
+
+
+def test_messages_of_pixel_size_and_highpass_bins() -> None:
+    from geodeform.errors import UnknownPixelSizeError
+
+    with pytest.raises(UnknownPixelSizeError, match=r"in pixels\. Give pixel=: 1 for pixel offsets"):
+        correct_offsets(np.zeros((5, 5)), np.zeros((5, 5)))
+    with pytest.raises(InvalidInputError, match=r"^highpass_bins: need >= 3 bins, got 2$"):
+        destripe(np.zeros((6, 6)), highpass_bins=2)

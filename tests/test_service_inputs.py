@@ -13,6 +13,7 @@ import pytest
 
 from _service_helpers import auth, write_pair
 from geodeform.config import JobConfig
+from geodeform.offsets import grid_shape
 from geodeform.service.processes.presets import NOT_PATHS, PATH_FIELDS
 
 OFFSETS = {"chip": 16, "step": 16, "search": 4}
@@ -30,7 +31,12 @@ MASK = {
 
 @pytest.fixture(scope="module")
 def service_settings():
-    return {"max_body_bytes": 200_000, "max_nodes_per_pair": 5_000, "max_nodes_per_job": 20_000}
+    return {
+        "max_body_bytes": 200_000,
+        "max_nodes_per_pair": 5_000,
+        "max_nodes_per_job": 20_000,
+        "max_images": 8,
+    }
 
 
 @pytest.fixture(scope="module")
@@ -230,6 +236,86 @@ def test_more_nodes_than_the_limit_is_refused_at_submission(svc):
     job = _ice(inputs["reference"], inputs["secondary"], matching={"chip_size": 16, "step": 1})
     problems = _problems(_post(service, "ice", {"inputs": job}, tokens["alice"]))
     assert "max_nodes_per_pair" in problems["matching.step"]
+
+
+def _bbox(area_km2: float) -> list[float]:
+    """A square lon/lat box on the equator of this area (111.32 x 110.57 km per degree there)."""
+    side = (area_km2 / (111.32 * 110.57)) ** 0.5
+    return [10.0, -side / 2, 10.0 + side, side / 2]
+
+
+def _search_problems(service, token: str, aoi: dict[str, Any], **search: Any) -> dict[str, str]:
+    """The problems of an ``ice`` search job; the unknown field ``colour`` keeps it a 400 (no job queued),
+    the size problems are listed beside it."""
+    dates = {"start": "2023-06-01", "end": "2023-07-01"}
+    job = {"search": {**dates, "aoi": aoi, **search}, "matching": {"chip_size": 16, "step": 16}}
+    problems = _problems(_post(service, "ice", {"inputs": {**job, "colour": "red"}}, token))
+    assert "colour" in problems
+    return problems
+
+
+def test_preset_image_and_area_limits_hold_at_the_limit_and_refuse_one_over(svc):
+    service, tokens, inputs = svc
+    token = tokens["alice"]
+    small = {"bbox": _bbox(1.0)}
+    assert "search.max_images" not in _search_problems(service, token, small, max_images=8)
+    problems = _search_problems(service, token, small, max_images=9)
+    assert problems["search.max_images"] == "at most 8 per job"
+    assert "search.aoi.bbox" not in _search_problems(service, token, {"bbox": _bbox(49_900.0)})
+    problems = _search_problems(service, token, {"bbox": _bbox(50_100.0)})
+    assert problems["search.aoi.bbox"] == "50100 km²; at most 50000 km² per job"
+    ref, sec = inputs["reference"], inputs["secondary"]
+    for n, refused in ((8, False), (9, True)):
+        local = [{"path": (ref, sec)[i % 2], "date": f"2020-0{1 + i % 9}-{10 + i}"} for i in range(n)]
+        job = {"inputs": local, "matching": {"chip_size": 16, "step": 16}, "colour": "red"}
+        problems = _problems(_post(service, "ice", {"inputs": job}, token))
+        assert ("inputs" in problems) is refused, problems
+    assert problems["inputs"] == "9 images; at most 8 per job"
+
+
+def _side_over(chip: int = 16, step: int = 16) -> int:
+    """The smallest square image (px) whose matcher grid exceeds 5,000 nodes (the module's limit)."""
+    side = chip
+    while grid_shape((side, side), chip, step)[0] ** 2 <= 5_000:
+        side += 1
+    return side
+
+
+def test_preset_search_nodes_use_the_collection_resolution_at_the_limit(svc):
+    # An AOI of A km² is 1000 sqrt(A) / resolution pixels a side: 10 m for Sentinel-2, 30 m for Landsat, or
+    # the search's own resolution. One pixel over the node limit is refused, one under is not.
+    service, tokens, _ = svc
+    token = tokens["alice"]
+    over = _side_over()
+
+    def nodes_refused(side: int, res: float, **search: Any) -> bool:
+        area = ((side + 0.5) * res / 1000.0) ** 2
+        problems = _search_problems(service, token, {"bbox": _bbox(area)}, **search)
+        assert "search.aoi.bbox" not in problems
+        return "max_nodes_per_pair" in problems.get("matching.step", "")
+
+    assert nodes_refused(over, 10.0) and not nodes_refused(over - 1, 10.0)
+    landsat = {"collection": "landsat-c2-l2"}
+    assert nodes_refused(over, 30.0, **landsat) and not nodes_refused(over - 1, 30.0, **landsat)
+    assert nodes_refused(over, 20.0, resolution=20.0) and not nodes_refused(over - 1, 20.0, resolution=20.0)
+    # an MGRS tile is 10,980 px a side; an AOI of unknown size (a GeoJSON) is not sized at submission
+    problems = _search_problems(service, token, {"tiles": ["33UUP"]})
+    assert "max_nodes_per_pair" in problems["matching.step"]
+    assert "matching.step" not in _search_problems(service, token, {"geojson": "masks/glacier.geojson"})
+
+
+def test_preset_job_node_limit_counts_the_pairs_of_the_network(svc):
+    # chip 32, step 1 on the 96 px test images: 65 x 65 = 4,225 nodes per pair, under the 5,000 per pair;
+    # one pair is within the 20,000 per job, a network of several pairs is not.
+    service, tokens, inputs = svc
+    ref, sec = inputs["reference"], inputs["secondary"]
+    matching = {"chip_size": 32, "step": 1}
+    for n, refused in ((2, False), (5, True)):
+        local = [{"path": (ref, sec)[i % 2], "date": f"2020-0{1 + i}-06"} for i in range(n)]
+        job = {"inputs": local, "matching": matching, "colour": "red"}
+        problems = _problems(_post(service, "ice", {"inputs": job}, tokens["alice"]))
+        assert ("matching.step" in problems) is refused, problems
+    assert "max_nodes_per_job" in problems["matching.step"] and "x 4,225 nodes" in problems["matching.step"]
 
 
 # --- OGC details ------------------------------------------------------------------------------------------
