@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import signal
 import subprocess
 import sys
 import threading
@@ -53,22 +52,7 @@ def _run(
         **(env or {}),
     }
     # Its own process group, killed whole on a timeout: a script's children (`geodeform run ...`) go with it.
-    with subprocess.Popen(
-        args,
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    ) as proc:
-        try:
-            out, err = proc.communicate(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.communicate()
-            raise
-    return subprocess.CompletedProcess(args, proc.returncode, out, err)
+    return _tutorials_module().run_in_group(args, cwd, env, timeout)
 
 
 # Tutorial script -> shared data set it needs (None: runs on what the repository ships).

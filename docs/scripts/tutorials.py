@@ -186,9 +186,11 @@ def render(
     return result
 
 
-def _run_process(args: list[str], cwd: Path, env: dict[str, str], timeout: float) -> str:
-    """Run the page's process in its own process group (killed whole on a timeout, with the commands it
-    started); '' if it succeeded, else what went wrong."""
+def run_in_group(
+    args: list[str], cwd: Path, env: dict[str, str], timeout: float
+) -> subprocess.CompletedProcess[str]:
+    """Run ``args`` in its own process group, killed whole on a timeout (with the commands it started, e.g.
+    a page's `geodeform run`), then re-raise :class:`subprocess.TimeoutExpired`."""
     with subprocess.Popen(
         args,
         cwd=cwd,
@@ -203,8 +205,17 @@ def _run_process(args: list[str], cwd: Path, env: dict[str, str], timeout: float
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.communicate()
-            return f"no end after {timeout:.0f} s"
-    return "" if proc.returncode == 0 else f"exit code {proc.returncode}:\n{out}\n{err}"
+            raise
+    return subprocess.CompletedProcess(args, proc.returncode, out, err)
+
+
+def _run_process(args: list[str], cwd: Path, env: dict[str, str], timeout: float) -> str:
+    """Run the page's process (:func:`run_in_group`); '' if it succeeded, else what went wrong."""
+    try:
+        done = run_in_group(args, cwd, env, timeout)
+    except subprocess.TimeoutExpired:
+        return f"no end after {timeout:.0f} s"
+    return "" if done.returncode == 0 else f"exit code {done.returncode}:\n{done.stdout}\n{done.stderr}"
 
 
 def _raise_on_failure(name: str, found: list[re.Match[str]], steps: list[Step], died: str) -> None:
