@@ -39,6 +39,13 @@ def _pairs_from(position, pairs, rng, sigma=0.05):
     return dx + rng.normal(0, sigma, dx.shape), dy + rng.normal(0, sigma, dy.shape)
 
 
+def _positions(vx, vy, error_days: float) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Displacement per date of a steady flow, with the BAD date's image ``error_days`` of flow off on the
+    moving area only (rock, v = 0, untouched)."""
+    return [(vx * (t + (error_days if k == BAD else 0)), vy * (t + (error_days if k == BAD else 0)))
+            for k, t in enumerate(OFFSETS)]  # fmt: skip
+
+
 def _run(position, pairs, rng):
     dx, dy = _pairs_from(position, pairs, rng)
     ts = invert(DATES, pairs, dx, dy, smoothing=0.1, robust=True)
@@ -51,8 +58,7 @@ def test_a_date_wrong_on_the_ice_only_flags_its_short_pairs_not_the_clean_ones()
     moving = np.hypot(vx, vy) > 0
     # the hazy image: the ice looks 4 days of flow behind where it is; rock (v = 0) untouched
     error = -4.0
-    position = [(vx * t + (error * vx if k == BAD else 0), vy * t + (error * vy if k == BAD else 0))
-                for k, t in enumerate(OFFSETS)]  # fmt: skip
+    position = _positions(vx, vy, error)
     assert np.all(position[BAD][0][~moving] == 0)  # stable ground shows nothing
     pairs = _network()
     _, _, agree = _run(position, pairs, rng)
@@ -90,8 +96,7 @@ def test_the_fitted_series_alone_would_absorb_the_date_error():
     """Why the pair's own dates are left out: the plain reconstruction reproduces the bad pairs."""
     rng = np.random.default_rng(3)
     vx, vy = _velocity()
-    position = [(vx * t - (3.0 * vx if k == BAD else 0), vy * t - (3.0 * vy if k == BAD else 0))
-                for k, t in enumerate(OFFSETS)]  # fmt: skip
+    position = _positions(vx, vy, -3.0)
     pairs = _network()
     dx, dy = _pairs_from(position, pairs, rng)
     ts = invert(DATES, pairs, dx, dy, smoothing=0.1, robust=True)
@@ -125,8 +130,7 @@ def test_the_job_marks_the_pairs_that_disagree_in_their_products(tmp_path):
 
     rng = np.random.default_rng(3)
     vx, vy = _velocity()
-    position = [(vx * t - (4.0 * vx if k == BAD else 0), vy * t - (4.0 * vy if k == BAD else 0))
-                for k, t in enumerate(OFFSETS)]  # fmt: skip
+    position = _positions(vx, vy, -4.0)
     pairs = _network()
     dx, dy = _pairs_from(position, pairs, rng)
     ts = invert(DATES, pairs, dx, dy, smoothing=0.1, robust=True)
