@@ -72,15 +72,15 @@ def _noise_m(o: PairOutcome) -> float:
     return float(np.hypot(o.stable_nmad_x, o.stable_nmad_y) * abs(o.dt_days) / DAYS_PER_YEAR)
 
 
-def _mark(path: Path, own: str, verdict: dict[str, object]) -> str:
-    """Write the verdict into a product (and its STAC item when there is one); return its degraded text."""
+def _mark(src: xr.Dataset, path: Path, own: str, verdict: dict[str, object]) -> str:
+    """Write the verdict into the product ``src`` read from ``path`` (and its STAC item when there is one),
+    unless it holds that verdict already; return its degraded text."""
     reason = str(verdict.get("reason", ""))
     combined = "; ".join(t for t in (own, reason) if t)
-    with xr.open_dataset(path, engine="h5netcdf") as src:
-        if src.attrs.get("geodeform_degraded", "") == combined and "geodeform_network_check" in src.attrs:
-            if json.loads(src.attrs["geodeform_network_check"]).get("reason", "") == reason:
-                return combined
-        ds = src.load()
+    if src.attrs.get("geodeform_degraded", "") == combined and "geodeform_network_check" in src.attrs:
+        if json.loads(src.attrs["geodeform_network_check"]).get("reason", "") == reason:
+            return combined
+    ds = src.load()
     ds.attrs["geodeform_degraded"] = combined
     ds.attrs["geodeform_network_check"] = json.dumps(verdict)
     write_netcdf(ds, path)
@@ -151,21 +151,24 @@ def check_network(
         if o.status != "ok" or o.reference not in index or o.secondary not in index:
             continue
         i, j = index[o.reference], index[o.secondary]
-        with xr.open_dataset(o.path, engine="h5netcdf") as ds:
-            dx, dy = ds["dx"].values, ds["dy"].values
-            own = json.loads(ds.attrs.get("geodeform_pair_stats", "{}")).get("degraded", o.degraded)
-        ratio, nodes = pair_ratio(east[j] - east[i], north[j] - north[i], dx, dy, _noise_m(o))
         key = f"{o.reference}_{o.secondary}"
-        ratios[key] = (ratio if nodes >= min_nodes else float("nan"), nodes)
-        bad = nodes >= min_nodes and not (bounds[0] <= ratio <= bounds[1])
-        verdict: dict[str, object] = {"ratio": ratio, "nodes": nodes, "bounds": list(bounds), "flagged": bad}
-        if bad:
-            verdict["reason"] = (
-                f"disagrees with the network: its motion is {ratio:.2f}x what the other pairs give over "
-                f"{nodes} moving nodes (outside {bounds[0]:.2f}-{bounds[1]:.2f}; its dates left out)"
+        with xr.open_dataset(o.path, engine="h5netcdf") as ds:  # read once: the verdict is written from it
+            own = json.loads(ds.attrs.get("geodeform_pair_stats", "{}")).get("degraded", o.degraded)
+            ratio, nodes = pair_ratio(
+                east[j] - east[i], north[j] - north[i], ds["dx"].values, ds["dy"].values, _noise_m(o)
             )
-            log.warning("pair %s degraded: %s", key, verdict["reason"])
-        out[k] = replace(o, degraded=_mark(Path(o.path), own, verdict))
+            ratios[key] = (ratio if nodes >= min_nodes else float("nan"), nodes)
+            bad = nodes >= min_nodes and not (bounds[0] <= ratio <= bounds[1])
+            verdict: dict[str, object] = {
+                "ratio": ratio, "nodes": nodes, "bounds": list(bounds), "flagged": bad
+            }  # fmt: skip
+            if bad:
+                verdict["reason"] = (
+                    f"disagrees with the network: its motion is {ratio:.2f}x what the other pairs give over "
+                    f"{nodes} moving nodes (outside {bounds[0]:.2f}-{bounds[1]:.2f}; its dates left out)"
+                )
+                log.warning("pair %s degraded: %s", key, verdict["reason"])
+            out[k] = replace(o, degraded=_mark(ds, Path(o.path), own, verdict))
         keys.append(key)
         pairs.append((i, j))
         flags.append(bad)
