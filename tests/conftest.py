@@ -14,6 +14,11 @@ import numpy as np
 import pytest
 
 from _ci_skips import pytest_runtest_makereport  # noqa: F401 - no silent skip under CI=true (hook)
+from _timeline import (  # noqa: F401 - GEODEFORM_TEST_TIMELINE=DIR records each test's wall and CPU (hooks)
+    pytest_runtest_call,
+    pytest_runtest_setup,
+    pytest_runtest_teardown,
+)
 from _wheel import WheelDemo, WheelVenv, make_wheel_venv, once_per_session, run_wheel_demo
 from geodeform.cli import main
 from geodeform.demo import load_texture
@@ -148,12 +153,13 @@ def chromium_browser():
         browser.close()
 
 
-# --- order of the test files: the longest first (scripts/test.sh runs them on pytest-xdist workers) --------
+# --- order of the test files and the workers (scripts/test.sh runs them on two pytest-xdist workers) --------
 
 # Test files by their measured whole-suite cost, longest first (seconds of one 2-core run, ~100-300 s down to
-# ~15 s). scripts/test.sh hands whole files to two workers in collection order (`--dist loadfile
-# --no-loadscope-reorder`): with the long files first, the short ones fill the gaps at the end instead of one
-# long file starting last on a worker while the other idles. Files not named keep their order, after these.
+# ~15 s). scripts/test.sh hands whole files to two workers in collection order (`--dist loadgroup
+# --no-loadscope-reorder`, with the file scopes below): with the long files first, the short ones fill the
+# gaps at the end instead of one long file starting last on a worker while the other idles. Files not named
+# keep their order, after these.
 LONGEST_FIRST = (
     "test_docs.py",
     "test_packaging.py",
@@ -173,12 +179,44 @@ LONGEST_FIRST = (
     "test_ortho.py",
 )
 
+WHEEL_CHAIN = "wheel-chain"
+"""xdist group of every test that needs the wheel (fixture ``wheel_venv``, directly or through ``wheel_demo``
+or ``docs_site``): the wheel build, the demo from it and the docs build that runs each tutorial page with it
+form one chain on one worker, started first, while the other worker runs everything else. Split across two
+workers by file (test_packaging.py, test_docs.py), one of them waited for the other's wheel lock with nothing
+to do (2+ min of a worker per run)."""
 
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups (it names them in the node ids)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Put the files of :data:`LONGEST_FIRST` first, in that order (a stable sort: the tests of a file keep
-    their order, and the other files theirs)."""
+    """Mark the tests that need the wheel with the xdist group :data:`WHEEL_CHAIN` and put them first, then
+    the files of :data:`LONGEST_FIRST`, in that order (a stable sort: the tests of a file keep their order,
+    and the other files theirs)."""
     rank = {name: k for k, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+    chain = set()
+    for item in items:
+        if "wheel_venv" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group(WHEEL_CHAIN))
+            chain.add(item.nodeid)
+    items.sort(key=lambda item: (item.nodeid not in chain, rank.get(item.path.name, len(rank))))
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: unknown without it (-p no:xdist)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadgroup`` by file: a test marked ``xdist_group`` goes with its group, any other with its
+    file (pytest-xdist's own loadgroup sends each unmarked test on its own, which would set up a module's
+    fixtures once per worker). Other ``--dist`` modes are pytest-xdist's."""
+    if config.getvalue("dist") != "loadgroup":
+        return None
+    from xdist.scheduler import LoadGroupScheduling  # only under pytest-xdist, which calls this hook
+
+    class LoadFileOrGroupScheduling(LoadGroupScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            if nodeid.rfind("@") > nodeid.rfind("]"):  # "...::test_x[param]@group" (pytest-xdist's test)
+                return nodeid.split("@")[-1]
+            return nodeid.split("::", 1)[0]
+
+    return LoadFileOrGroupScheduling(config, log)
 
 
 # --- docs and packaging: the wheel in a clean venv and the demo run from it, once per test session -------
