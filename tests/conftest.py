@@ -189,15 +189,16 @@ to do (2+ min of a worker per run)."""
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups (it names them in the node ids)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Mark the tests that need the wheel with the xdist group :data:`WHEEL_CHAIN` and put them first, then
-    the files of :data:`LONGEST_FIRST`, in that order (a stable sort: the tests of a file keep their order,
-    and the other files theirs)."""
+    """Under ``--dist loadgroup``, mark the tests that need the wheel with the xdist group
+    :data:`WHEEL_CHAIN` and put them first; then the files of :data:`LONGEST_FIRST`, in that order (a stable
+    sort: the tests of a file keep their order, and the other files theirs)."""
     rank = {name: k for k, name in enumerate(LONGEST_FIRST)}
     chain = set()
-    for item in items:
-        if "wheel_venv" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group(WHEEL_CHAIN))
-            chain.add(item.nodeid)
+    if config.getoption("dist", "no") == "loadgroup":  # other modes: by file, as they always were
+        for item in items:
+            if "wheel_venv" in getattr(item, "fixturenames", ()):
+                item.add_marker(pytest.mark.xdist_group(WHEEL_CHAIN))
+                chain.add(item.nodeid)
     items.sort(key=lambda item: (item.nodeid not in chain, rank.get(item.path.name, len(rank))))
 
 
