@@ -88,6 +88,8 @@ def load(folder: Path) -> list[dict[str, Any]]:
 
 def report(rows: list[dict[str, Any]], top: int = 25) -> str:
     """The run's timeline as text: per worker, per file, the waits; per-file totals; the costliest tests."""
+    if not rows:
+        return "no test phase recorded yet"
     t0 = min(r["start"] for r in rows)
     end = max(r["end"] for r in rows)
     out = [f"run: {end - t0:.0f} s wall, {sum(r['cpu'] for r in rows):.0f} CPU-s in the tests"]

@@ -194,7 +194,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     sort: the tests of a file keep their order, and the other files theirs)."""
     rank = {name: k for k, name in enumerate(LONGEST_FIRST)}
     chain = set()
-    if config.getoption("dist", "no") == "loadgroup":  # other modes: by file, as they always were
+    # pytest-xdist's workers see `loadgroup` (their own `dist` is "no"); other modes: by file, as ever
+    if config.getoption("loadgroup", False) or config.getoption("dist", "no") == "loadgroup":
         for item in items:
             if "wheel_venv" in getattr(item, "fixturenames", ()):
                 item.add_marker(pytest.mark.xdist_group(WHEEL_CHAIN))
