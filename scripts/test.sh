@@ -31,7 +31,7 @@ set +a
 export NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true  # silence mkdocs-material's banner (not a warning)
 .venv/bin/python -m ruff check src tests benchmarks docs/examples docs/scripts
 # Whole test files on two pytest-xdist workers (module fixtures stay on one worker), the longest files first,
-# and the tests that need the built wheel as one chain on one worker, started first (tests/conftest.py: the
-# order, the xdist group and the loadgroup-by-file scheduler); GEODEFORM_TEST_WORKERS=0 runs them in this
-# process. GEODEFORM_TEST_TIMELINE=DIR records each test's wall and CPU seconds (python tests/_timeline.py DIR).
-.venv/bin/python -m pytest -n "${GEODEFORM_TEST_WORKERS:-2}" --dist loadgroup --no-loadscope-reorder "$@"
+# but the tests that need the built wheel as one chain on one worker, started first (tests/conftest.py: the
+# order and the scheduler); GEODEFORM_TEST_WORKERS=0 runs them in this process.
+# GEODEFORM_TEST_TIMELINE=DIR records each test's wall and CPU seconds (python tests/_timeline.py DIR).
+.venv/bin/python -m pytest -n "${GEODEFORM_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder "$@"

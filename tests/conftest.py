@@ -156,10 +156,9 @@ def chromium_browser():
 # --- order of the test files and the workers (scripts/test.sh runs them on two pytest-xdist workers) --------
 
 # Test files by their measured whole-suite cost, longest first (seconds of one 2-core run, ~100-300 s down to
-# ~15 s). scripts/test.sh hands whole files to two workers in collection order (`--dist loadgroup
-# --no-loadscope-reorder`, with the file scopes below): with the long files first, the short ones fill the
-# gaps at the end instead of one long file starting last on a worker while the other idles. Files not named
-# keep their order, after these.
+# ~15 s). scripts/test.sh hands whole files to two workers in collection order (`--dist loadfile
+# --no-loadscope-reorder`): with the long files first, the short ones fill the gaps at the end instead of one
+# long file starting last on a worker while the other idles. Files not named keep their order, after these.
 LONGEST_FIRST = (
     "test_docs.py",
     "test_packaging.py",
@@ -179,46 +178,58 @@ LONGEST_FIRST = (
     "test_ortho.py",
 )
 
-WHEEL_CHAIN = "wheel-chain"
-"""xdist group of every test that needs the wheel (fixture ``wheel_venv``, directly or through ``wheel_demo``
-or ``docs_site``): the wheel build, the demo from it and the docs build that runs each tutorial page with it
-form one chain on one worker, started first, while the other worker runs everything else. Split across two
-workers by file (test_packaging.py, test_docs.py), one of them waited for the other's wheel lock with nothing
-to do (2+ min of a worker per run)."""
+WHEEL_CHAIN = (
+    "tests/test_docs.py::test_getting_started_demo_and_its_explanation",
+    "tests/test_docs.py::test_site_builds_strict",
+    "tests/test_docs.py::test_tutorial_code_blocks_run_in_an_empty_folder",
+    "tests/test_docs.py::test_tutorial_pages_in_chromium",
+    "tests/test_packaging.py::test_sdist_and_wheel_install_in_a_clean_venv_and_run_the_demo",
+)
+"""The tests that need the built wheel (fixture ``wheel_venv``, directly or through ``wheel_demo`` or
+``docs_site``), in the order they run: under ``--dist loadfile`` they are one unit of work (not their files)
+that one worker starts first: the wheel, the demo from it (with a fresh install's kernel cache), the docs
+build that runs each tutorial page with it, and the tests that read them, while the other worker runs
+everything else. By file (test_docs.py, test_packaging.py) they were on both workers, and one waited for the
+other's wheel and demo with nothing to do (2+ min per run). Collection fails when this list and the tests
+that use ``wheel_venv`` differ."""
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups (it names them in the node ids)
+def _chain_name(nodeid: str) -> str:
+    return nodeid.split("[", 1)[0]  # a parametrized test's node id without its parameters
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under ``--dist loadgroup``, mark the tests that need the wheel with the xdist group
-    :data:`WHEEL_CHAIN` and put them first; then the files of :data:`LONGEST_FIRST`, in that order (a stable
-    sort: the tests of a file keep their order, and the other files theirs)."""
-    rank = {name: k for k, name in enumerate(LONGEST_FIRST)}
-    chain = set()
-    # pytest-xdist's workers see `loadgroup` (their own `dist` is "no"); other modes: by file, as ever
-    if config.getoption("loadgroup", False) or config.getoption("dist", "no") == "loadgroup":
-        for item in items:
-            if "wheel_venv" in getattr(item, "fixturenames", ()):
-                item.add_marker(pytest.mark.xdist_group(WHEEL_CHAIN))
-                chain.add(item.nodeid)
-    items.sort(key=lambda item: (item.nodeid not in chain, rank.get(item.path.name, len(rank))))
+    """The tests of :data:`WHEEL_CHAIN` first, in that order, then the files of :data:`LONGEST_FIRST`, in
+    that order (a stable sort: the tests of a file keep their order, and the other files theirs)."""
+    chain = {name: k for k, name in enumerate(WHEEL_CHAIN)}
+    for item in items:
+        uses, named = "wheel_venv" in getattr(item, "fixturenames", ()), _chain_name(item.nodeid) in chain
+        if uses != named:
+            raise pytest.UsageError(
+                f"{item.nodeid} {'uses' if uses else 'does not use'} the fixture wheel_venv (directly or "
+                f"through wheel_demo, docs_site) but is {'not ' if uses else ''}named in WHEEL_CHAIN of "
+                "tests/conftest.py: the two must agree"
+            )
+    rank = {name: len(chain) + k for k, name in enumerate(LONGEST_FIRST)}
+    items.sort(
+        key=lambda item: chain.get(_chain_name(item.nodeid), rank.get(item.path.name, len(chain) + len(rank)))
+    )
 
 
 @pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: unknown without it (-p no:xdist)
 def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
-    """``--dist loadgroup`` by file: a test marked ``xdist_group`` goes with its group, any other with its
-    file (pytest-xdist's own loadgroup sends each unmarked test on its own, which would set up a module's
-    fixtures once per worker). Other ``--dist`` modes are pytest-xdist's."""
-    if config.getvalue("dist") != "loadgroup":
+    """``--dist loadfile`` with :data:`WHEEL_CHAIN` as one unit of work (of its own, not its files');
+    other ``--dist`` modes are pytest-xdist's."""
+    if config.getvalue("dist") != "loadfile":
         return None
-    from xdist.scheduler import LoadGroupScheduling  # only under pytest-xdist, which calls this hook
+    from xdist.scheduler import LoadFileScheduling  # only under pytest-xdist, which calls this hook
 
-    class LoadFileOrGroupScheduling(LoadGroupScheduling):
+    class LoadFileAndWheelChain(LoadFileScheduling):
         def _split_scope(self, nodeid: str) -> str:
-            if nodeid.rfind("@") > nodeid.rfind("]"):  # "...::test_x[param]@group" (pytest-xdist's test)
-                return nodeid.split("@")[-1]
-            return nodeid.split("::", 1)[0]
+            return "wheel-chain" if _chain_name(nodeid) in WHEEL_CHAIN else super()._split_scope(nodeid)
 
-    return LoadFileOrGroupScheduling(config, log)
+    return LoadFileAndWheelChain(config, log)
 
 
 # --- docs and packaging: the wheel in a clean venv and the demo run from it, once per test session -------
