@@ -3,8 +3,9 @@
 The kernels of :mod:`geodeform.offsets._refine` (inverse-compositional Gauss–Newton on cubic B-splines,
 gain and offset between the chips) with a per-chip curvature of the radiometric map, S ≈ a + β u +
 γ (u² - var u), u = R - mean R, fitted where it explains the residual significantly
-(:func:`quadratic_radiometry`). Kept apart so that the default path compiles to exactly the arithmetic
-and code of the gain-and-offset model: the extra reference moments (Σ w r³, Σ w r⁴, Σ w g r²) and the
+(:func:`quadratic_radiometry`); the default model (``NccOptions.radiometry``). Kept apart so that
+``radiometry="linear"`` compiles to exactly the arithmetic and code of the gain-and-offset model: the
+extra reference moments (Σ w r³, Σ w r⁴, Σ w g r², fused into the chip's reference sums) and the
 per-iteration Σ m S R² are computed here only.
 
 Sign convention: a feature at (row, col) of the reference appears at (row + dy, col + dx) of the
@@ -60,6 +61,10 @@ from geodeform.offsets._refine import (
 from geodeform.offsets._search import valid_count, window_all_valid
 
 __all__ = ["lk_nodes_quadratic", "lk_refine_node_quadratic", "quadratic_radiometry"]
+
+# t² at which the fitted curvature γ is halved (16 until 2026-12-07: 30 dB peer case 1.50× its Cramér-Rao
+# bound, 1.27× with 100; docs/benchmarks.md)
+GAMMA_SHRINK = 100.0
 
 
 @nb.njit(cache=True, nogil=True, fastmath=FAST)
@@ -287,7 +292,8 @@ def quadratic_radiometry(sw, q_r, q_rr, q_r3, q_r4, ss, sss, srs, srrs):
     weighted least squares over a chip (sums of weights m: Σ m, Σ m R^k for k = 1..4, Σ m S, Σ m S R,
     Σ m S², Σ m S R²), and the moments the refinement needs: (mean R, var R, μ₃ = mean u³, var(u²),
     cov(S, u²), γ). γ is 0 when the fit is ill-conditioned (u² nearly a linear function of u: few grey
-    levels), and shrunk by t² / (t² + 16) with t its t statistic (counting Σ m as the number of samples):
+    levels), and shrunk by t² / (t² + ``GAMMA_SHRINK``) with t its t statistic (counting Σ m as the number
+    of samples):
     a chip whose curvature is not significant keeps about the linear model, without a jump between
     nearby sums."""
     mq = q_r / sw
@@ -309,7 +315,9 @@ def quadratic_radiometry(sw, q_r, q_rr, q_r3, q_r4, ss, sss, srs, srrs):
         res_lin = sss / sw - ms * ms - csu * csu / vq
         gain2 = gamma * (csz - csu * mu3 / vq)
         t2 = gain2 * sw / max(res_lin - gain2, 1e-12)  # squared t statistic of γ
-        gamma *= t2 / (t2 + 16.0)  # shrunk smoothly: no jump between nearby sums
+        # shrunk smoothly (no jump between nearby sums), by half at t = 10: t counts Σ m as independent
+        # samples, but the residuals of neighbouring pixels are correlated (interpolation, window)
+        gamma *= t2 / (t2 + GAMMA_SHRINK)
     return mq, vq, mu3, vz, csz, gamma
 
 
