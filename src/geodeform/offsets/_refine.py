@@ -163,7 +163,8 @@ NSUM = 28
 def _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, out, xcol):
     """The reference sums of :func:`lk_refine_node` for one chip, into ``out`` (NSUM values, columns
     ``S_*`` above). The unweighted Σr and Σr² of the valid pixels serve the chip's texture test; the
-    other sums are weighted by ``weight`` × validity."""
+    other sums are weighted by ``weight`` × validity. (``_refine_quad._chip_sums_quadratic`` repeats this
+    body with the quadratic model's four sums added: a change here belongs there too.)"""
     cr_ = (h - 1) / 2.0
     cc_ = (w - 1) / 2.0
     swt = 0.0
