@@ -1,7 +1,8 @@
 """The service's processes in-process (``geodeform.service.processes``): validation, descriptions, limits,
 the preparation of a job's inputs and the runners themselves on tiny real GeoTIFFs, without a worker.
 
-These are the fast selection of the mutation run of ``service/processes/*.py``
+The two preset jobs are marked slow (whole jobs, seconds each); the others are the fast tier. All are
+the selection of the mutation run of ``service/processes/*.py``
 (``scripts/mutation/processes.toml``): every function of the package is reached here in the test's own
 process (the worker runs jobs in forked processes, which a mutation tool cannot see into), and the
 runners' products are checked against the shift imposed on a real texture.
@@ -9,14 +10,20 @@ runners' products are checked against the shift imposed on a real texture.
 
 from __future__ import annotations
 
+import functools
+import http.server
 import json
 import socket
+import ssl
+import threading
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 import rasterio
+import trustme
 import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field
 from rasterio.transform import from_origin
@@ -24,7 +31,7 @@ from rasterio.transform import from_origin
 from _imposed import fourier_shift
 from geodeform.config import PRESETS, JobConfig
 from geodeform.conventions import DAYS_PER_YEAR
-from geodeform.errors import InvalidInputError
+from geodeform.errors import DataError, InvalidInputError
 from geodeform.offsets import grid_shape
 from geodeform.service.errors import Problem
 from geodeform.service.paths import DataScope
@@ -158,16 +165,16 @@ def _run_context(root: Path, job_dir: Path, progress: _Progress, **limits: Any) 
 # --- the offsets process: its runner on a real pair -----------------------------------------------------
 
 
-def _offsets_run(root: Path, tmp: Path, **inputs: Any):
+def _offsets_run(root: Path, tmp: Path, limits: dict[str, Any] | None = None, **inputs: Any):
     process = offsets_process()
-    context = _context(root)
+    context = _context(root, **(limits or {}))
     raw = {"chip": 32, "step": 16, "search": 4, **inputs}
     model, problems = validate_inputs(process, raw, context)
     assert problems == [] and model is not None
     prepared = process.prepare(model, context)
     progress = _Progress()
     job_dir = tmp / "job"
-    outcome = process.runner(prepared, _run_context(root, job_dir, progress))
+    outcome = process.runner(prepared, _run_context(root, job_dir, progress, **(limits or {})))
     return outcome, job_dir, progress
 
 
@@ -235,6 +242,74 @@ def test_the_offsets_runner_takes_dates_from_the_input(root, tmp_path):
     assert report["velocities"] is True and report["inputs"]["dates"] == "2020-01-06,2020-03-06"
     with xr.open_dataset(job_dir / "offsets.nc") as ds:
         assert float(ds["vx"].median()) == pytest.approx(SHIFT[1] * PIXEL / 60.0 * DAYS_PER_YEAR, rel=0.05)
+
+
+class _QuietFiles(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture(scope="module")
+def https_root(root, tmp_path_factory) -> Iterator[tuple[int, Path]]:
+    """The data root served over HTTPS on 127.0.0.1 with a certificate for :data:`CATALOGUE` from a test CA
+    (``trustme``); (port, CA file)."""
+    ca = trustme.CA()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(CATALOGUE).configure_cert(ctx)
+    ca_file = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietFiles, directory=root))
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_port, ca_file
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+@pytest.fixture
+def catalogue_url(https_root, public_catalogue, monkeypatch) -> str:
+    """The base URL of the data root on :data:`CATALOGUE`: the check sees a public address, connections to it
+    reach the local HTTPS server, whose CA is trusted."""
+    port, ca_file = https_root
+    real = socket.create_connection
+
+    def connect(address, *args, **kwargs):
+        if address[0] in (CATALOGUE, "93.184.216.34"):
+            return real(("127.0.0.1", address[1]), *args, **kwargs)
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", connect)
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    return f"https://{CATALOGUE}:{port}"
+
+
+def test_the_offsets_runner_fetches_an_image_url_into_the_job(root, tmp_path, catalogue_url):
+    url = f"{catalogue_url}/sec.tif"
+    limits = {"catalogue_hosts": (CATALOGUE,)}
+    outcome, job_dir, _ = _offsets_run(root, tmp_path, limits, reference="ref.tif", secondary=url)
+    assert outcome.message == "finished"  # the dates of the fetched file's tags
+    assert (job_dir / "inputs" / "secondary.tif").read_bytes() == (root / "sec.tif").read_bytes()
+    assert list((job_dir / "inputs").iterdir()) == [job_dir / "inputs" / "secondary.tif"]
+    with xr.open_dataset(job_dir / "offsets.nc") as ds:
+        assert float(ds["dx"].median()) == pytest.approx(SHIFT[1] * PIXEL, abs=0.1 * PIXEL)
+    assert json.loads((job_dir / "report.json").read_text())["inputs"]["secondary"] == url
+
+
+def test_the_offsets_runner_stops_a_download_over_the_upload_limit(root, tmp_path, catalogue_url):
+    size = (root / "sec.tif").stat().st_size
+    limits = {"catalogue_hosts": (CATALOGUE,), "max_upload_bytes": size - 1}
+    with pytest.raises(DataError, match=f"larger than the {size - 1} byte limit"):
+        _offsets_run(root, tmp_path, limits, reference="ref.tif", secondary=f"{catalogue_url}/sec.tif")
+    assert not (tmp_path / "job" / "inputs" / "secondary.tif").exists()
+    limits = {"catalogue_hosts": (CATALOGUE,), "max_upload_bytes": size}
+    outcome, _, _ = _offsets_run(
+        root, tmp_path / "at", limits, reference=f"{catalogue_url}/sec.tif", secondary="sec.tif"
+    )
+    assert outcome.message == "finished"
 
 
 def test_offsets_inputs_are_prepared_as_server_paths_and_urls_stay(root):
@@ -863,6 +938,7 @@ def _preset_run(root: Path, tmp: Path, preset: str, raw: dict[str, Any], **run_l
     return outcome, job_dir, progress
 
 
+@pytest.mark.slow  # a whole job (seconds)
 def test_the_ice_runner_makes_the_velocity_products_of_the_imposed_shift(root, tmp_path):
     outcome, job_dir, progress = _preset_run(root, tmp_path, "ice", _ice(corrections={"enabled": False}))
     assert outcome.message == "finished"
@@ -888,6 +964,7 @@ def test_the_ice_runner_makes_the_velocity_products_of_the_imposed_shift(root, t
     assert {"read", "match", "products"} <= seen
 
 
+@pytest.mark.slow  # a whole job (seconds)
 def test_a_preset_job_over_the_node_limits_stops_before_matching(root, tmp_path):
     nodes = int(np.prod(grid_shape((SIZE, SIZE), 32, 16)))
     with pytest.raises(LimitExceeded, match="max_nodes_per_pair"):
