@@ -18,6 +18,8 @@ from _imposed import fourier_shift
 from geodeform.errors import InvalidInputError
 from geodeform.offsets import METHODS, Reason, grid_shape, match, node_grid
 from geodeform.offsets._common import check_image, pair_of_ints
+from geodeform.offsets._types import MatcherOutput
+from geodeform.offsets.driver import _offset_field
 from geodeform.offsets.flow import FlowOptions
 from geodeform.offsets.ncc import NccOptions
 from geodeform.offsets.phase import PhaseOptions
@@ -200,8 +202,9 @@ def test_search_range_as_a_number_or_a_grid(pair):
     for bad in (np.zeros(shape[0]), np.zeros((shape[0], shape[1] + 1)), np.zeros((1, *shape))):
         with pytest.raises(InvalidInputError) as info:
             match(ref, sec, chip_size=16, step=16, search_range=bad)
-        assert str(info.value).startswith(
+        assert str(info.value) == (
             f"search_range must be a number or an array of the grid shape {shape}, got shape {bad.shape}; "
+            "build it with geodeform.offsets.grid_shape(image.shape, chip_size, step)"
         )
     for bad in (-1, -1e-9, np.inf, np.nan):
         with pytest.raises(InvalidInputError, match="search_range must be finite and ≥ 0 px"):
@@ -254,12 +257,13 @@ def test_saturation_auto_number_or_none(pair):
     cloudy[:16, :16] = top  # one chip of 36: 2.8 % of the pixels at the maximum
     auto = match(cloudy, sec, **SMALL)
     assert auto.params["saturation"] == top and np.isnan(auto.dx[0, 0]) and np.isfinite(auto.dx[0, 1])
-    # 0.5 % of the pixels or fewer at the maximum: not saturation
-    speck = ref.copy()
-    speck.flat[:46] = top  # 46 of 9,216 pixels: 0.499 %
-    assert match(speck, sec, **SMALL).params["saturation"] is None
-    speck.flat[:47] = top  # 0.51 %
-    assert match(speck, sec, **SMALL).params["saturation"] == top
+    # 0.5 % of the pixels or fewer at the maximum: not saturation (a 100 x 100 image: 50 pixels)
+    speck = np.pad(ref, ((0, 4), (0, 4)), mode="reflect")
+    speck_sec = np.pad(sec, ((0, 4), (0, 4)), mode="reflect")
+    speck.flat[:50] = top
+    assert match(speck, speck_sec, **SMALL).params["saturation"] is None
+    speck.flat[:51] = top
+    assert match(speck, speck_sec, **SMALL).params["saturation"] == top
     # the lower level of the two images
     both = sec.copy()
     both[-16:, -16:] = top - 50.0
@@ -378,3 +382,24 @@ def test_node_grid_places_nodes_at_chip_centres():
     np.testing.assert_array_equal(cols, [4, 14, 24, 34, 44])
     assert grid_shape((40, 50), (16, 9), (8, 10)) == (4, 5)
     assert grid_shape((16, 16), 16, 1) == (1, 1) and grid_shape((15, 16), 16, 1) == (0, 1)
+
+
+def test_the_driver_blanks_whatever_a_matcher_left_at_a_failed_node():
+    """A matcher may leave numbers at its failed nodes: the driver makes them NaN (quality 0), as
+    ``MatcherOutput`` documents, and clips the quality to [0, 1]."""
+    reason = np.array([[Reason.OK, Reason.LOW_CORRELATION]], np.uint8)
+    ones = np.ones((1, 2))
+    res = MatcherOutput(
+        0.5 * ones, -0.5 * ones, np.array([[1.2, 0.9]]), reason, 0.1 * ones, 24 * ones, 20 * ones
+    )
+    f = _offset_field(res, np.array([7.5]), np.array([7.5, 23.5]), "ncc", {}, (16, 16))
+    for name, kept in (("dy", 0.5), ("dx", -0.5), ("error", 0.1), ("chip_height", 24), ("chip_width", 20)):
+        np.testing.assert_array_equal(getattr(f, name), np.float32([[kept, np.nan]]), err_msg=name)
+    np.testing.assert_array_equal(f.quality, np.float32([[1.0, 0.0]]))
+    # no error and no chip sizes from the matcher: NaN errors, the base chip where the node is valid
+    res = MatcherOutput(ones, ones, np.array([[-0.2, 0.5]]), reason, None, None, None)
+    f = _offset_field(res, np.array([7.5]), np.array([7.5, 23.5]), "phase", {}, (16, 12))
+    assert np.isnan(f.error).all() and f.method == "phase"
+    np.testing.assert_array_equal(f.quality, np.float32([[0.0, 0.0]]))
+    np.testing.assert_array_equal(f.chip_height, np.float32([[16, np.nan]]))
+    np.testing.assert_array_equal(f.chip_width, np.float32([[12, np.nan]]))
