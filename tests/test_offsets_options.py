@@ -239,6 +239,16 @@ def test_nodata_fill_values_and_masks_blank_their_nodes(pair):
         assert str(info.value) == (
             f"fill_values must be a number or a sequence of numbers (e.g. 0 or (0, 65535)), got {bad!r}"
         )
+
+    class NoArray:  # an object numpy cannot convert: the same clear error, not a bare TypeError
+        def __array__(self, dtype=None, copy=None):
+            raise TypeError("not an array")
+
+        def __repr__(self) -> str:
+            return "NoArray()"
+
+    with pytest.raises(InvalidInputError, match=r"fill_values must be a number .* got NoArray\(\)"):
+        match(ref, sec, fill_values=NoArray(), **SMALL)
     mask = np.zeros(ref.shape, np.uint8)
     mask[:, :16] = 1  # not bool: taken as True where non-zero
     for kwargs in ({"mask": mask}, {"secondary_mask": mask}):
