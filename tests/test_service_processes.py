@@ -377,7 +377,8 @@ def test_offsets_pixel_limit_at_the_limit(root):
         "image (max_pixels_per_image); crop it"
     )
     assert "secondary" in problems
-    assert "step" not in problems  # an image over the limit is not sized further
+    # an image over the limit is not sized further
+    assert "step" not in _check(root, raw, max_pixels=SIZE * SIZE - 1, max_nodes_per_pair=1)
 
 
 def test_offsets_dates_out_of_order_are_a_problem(root):
@@ -814,6 +815,14 @@ def test_preset_sizes_count_the_network_and_the_first_image(root):
     missing["inputs"][0]["path"] = "nowhere.tif"
     assert list(_preset_check(root, missing, max_nodes_per_pair=1)) == ["inputs.0.path"]
     assert _preset_check(root, {"inputs": []}, max_nodes_per_pair=1) == {}
+    # a network of unknown size (no dates) counts as one pair
+    undated = {
+        "inputs": [{"path": "ref.tif"}, {"path": "sec.tif"}],
+        "matching": {"chip_size": 32, "step": 16},
+    }
+    assert "matching.step" not in _preset_check(root, undated, max_nodes_per_job=nodes)
+    problems = _preset_check(root, undated, max_nodes_per_job=nodes - 1)
+    assert problems["matching.step"].startswith(f"1 pairs x {nodes:,} nodes")
     assert _preset_check(root, {"inputs": ["ref.tif"]}, max_nodes_per_pair=1) == {}
 
 
@@ -838,6 +847,18 @@ def test_preset_search_sizes(root):
     problems = _preset_check(root, {"search": search}, max_area_km2=area * 0.99)
     assert problems == {"search.aoi.bbox": f"{area:.0f} km²; at most {area * 0.99:g} km² per job"}
     assert _preset_check(root, {"search": {**search, "aoi": "bbox"}}) == {}
+    # an MGRS tile is sized as 10,980 px a side; no tile, no size
+    tiles = {"start": "2020-01-01", "end": "2020-03-01"}
+    tile_nodes = int(np.prod(grid_shape((10_980, 10_980), 32, 16)))
+    assert (
+        _preset_check(root, {"search": {**tiles, "aoi": {"tiles": ["33UUP"]}}}, max_nodes_per_pair=tile_nodes)
+        == {}
+    )
+    problems = _preset_check(
+        root, {"search": {**tiles, "aoi": {"tiles": ["33UUP"]}}}, max_nodes_per_pair=tile_nodes - 1
+    )
+    assert problems["matching.step"].startswith(f"{tile_nodes:,} matcher nodes per pair")
+    assert _preset_check(root, {"search": {**tiles, "aoi": {"tiles": []}}}, max_nodes_per_pair=0) == {}
     # a resolution that is not a positive number counts as a 0-pixel AOI; 0 or none: the collection's
     for res in (-10, "ten"):
         assert _preset_check(root, {"search": {**search, "resolution": res}}, max_nodes_per_pair=0) == {}
