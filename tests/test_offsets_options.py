@@ -413,3 +413,33 @@ def test_the_driver_blanks_whatever_a_matcher_left_at_a_failed_node():
     np.testing.assert_array_equal(f.quality, np.float32([[0.0, 0.0]]))
     np.testing.assert_array_equal(f.chip_height, np.float32([[16, np.nan]]))
     np.testing.assert_array_equal(f.chip_width, np.float32([[12, np.nan]]))
+
+
+def test_match_defaults_and_the_names_in_its_messages(pair):
+    ref, sec = pair
+    f = match(ref, sec)
+    assert f.method == "ncc" and f.params["chip_size"] == (32, 32) and f.params["step"] == (16, 16)
+    assert f.params["search_range"] == 16 and f.params["prefilter"] is None
+    assert f.dx.shape == grid_shape(ref.shape, 32, 16)
+    for kwargs, message in (
+        ({"step": 0}, "step must be ≥ 1 px, got 0; pass a larger value"),
+        ({"chip_size": (8, 2)}, "chip_size must be ≥ 4 px, got (8, 2); pass a larger value"),
+    ):
+        with pytest.raises(InvalidInputError) as info:
+            match(ref, sec, **kwargs)
+        assert str(info.value) == message
+    cube = np.stack([ref, ref])
+    with pytest.raises(InvalidInputError, match=r"^reference must be a 2-D array"):
+        match(cube, sec)
+    with pytest.raises(InvalidInputError, match=r"^secondary must be a 2-D array"):
+        match(ref, cube)
+
+
+def test_strips_hold_at_least_one_chip_of_a_tall_chip(pair):
+    ref, sec = pair
+    tall = {"chip_size": (32, 16), "step": 16, "search_range": 2}
+    whole = match(ref, sec, **tall)
+    strips = match(ref, sec, strip_rows=1, **tall)
+    # strips change the sparse search's starts a little, not the answer
+    np.testing.assert_allclose(strips.dx, whole.dx, atol=0.03)
+    np.testing.assert_allclose(strips.dy, whole.dy, atol=0.03)
