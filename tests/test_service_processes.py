@@ -197,12 +197,15 @@ def test_the_offsets_runner_measures_the_imposed_shift_in_metres_and_velocities(
     with xr.open_dataset(job_dir / "offsets.nc") as ds:
         east, north = float(ds["dx"].median()), float(ds["dy"].median())
         vx, vy = float(ds["vx"].median()), float(ds["vy"].median())
+        info = ds["img_pair_info"].attrs
+    assert info["reference_image"] == "ref.tif" and info["secondary_image"] == "sec.tif"
     assert east == pytest.approx(dx * PIXEL, abs=0.1 * PIXEL)
     assert north == pytest.approx(-dy * PIXEL, abs=0.1 * PIXEL)
     assert vx == pytest.approx(east / DT_DAYS * DAYS_PER_YEAR, rel=0.05)
     assert vy == pytest.approx(north / DT_DAYS * DAYS_PER_YEAR, rel=0.05)
     report = json.loads((job_dir / "report.json").read_text())
     assert report["process"] == "offsets" and report["velocities"] is True
+    assert report["dates"] == "metadata / file names"
     assert report["inputs"]["chip"] == 32 and report["inputs"]["method"] == "ncc"
     assert report["inputs"]["reference"] == "ref.tif"  # the name the user gave, not the server path
     assert report["nodes"] == list(grid_shape((SIZE, SIZE), 32, 16))
@@ -227,6 +230,10 @@ def test_the_offsets_runner_without_dates_says_there_are_no_velocities(root, tmp
     assert "'dates' input" in outcome.message
     report = json.loads((job_dir / "report.json").read_text())
     assert report["velocities"] is False
+    assert (
+        report["dates"]
+        == "unknown for undated_a.tif: velocities not computed (pass the 'dates' input REF,SEC)"
+    )
     assert "--dates" not in (job_dir / "report.json").read_text()
     with xr.open_dataset(job_dir / "offsets.nc") as ds:
         assert float(ds["dx"].median()) == pytest.approx(SHIFT[1] * PIXEL, abs=0.1 * PIXEL)
@@ -240,6 +247,7 @@ def test_the_offsets_runner_takes_dates_from_the_input(root, tmp_path):
     assert outcome.message == "finished"
     report = json.loads((job_dir / "report.json").read_text())
     assert report["velocities"] is True and report["inputs"]["dates"] == "2020-01-06,2020-03-06"
+    assert report["dates"] == "the 'dates' input"
     with xr.open_dataset(job_dir / "offsets.nc") as ds:
         assert float(ds["vx"].median()) == pytest.approx(SHIFT[1] * PIXEL / 60.0 * DAYS_PER_YEAR, rel=0.05)
 
@@ -306,10 +314,11 @@ def test_the_offsets_runner_stops_a_download_over_the_upload_limit(root, tmp_pat
         _offsets_run(root, tmp_path, limits, reference="ref.tif", secondary=f"{catalogue_url}/sec.tif")
     assert not (tmp_path / "job" / "inputs" / "secondary.tif").exists()
     limits = {"catalogue_hosts": (CATALOGUE,), "max_upload_bytes": size}
-    outcome, _, _ = _offsets_run(
+    outcome, at_dir, _ = _offsets_run(
         root, tmp_path / "at", limits, reference=f"{catalogue_url}/sec.tif", secondary="sec.tif"
     )
     assert outcome.message == "finished"
+    assert (at_dir / "inputs" / "reference.tif").is_file()
 
 
 def test_offsets_inputs_are_prepared_as_server_paths_and_urls_stay(root):
@@ -639,6 +648,7 @@ def test_input_descriptions_inline_refs_keep_local_keys_and_stop_on_cycles():
     assert desc["leaf"]["description"] == "The leaf."  # the field's own words over the referenced model's
     assert desc["leaf"]["schema"]["properties"]["size"]["description"] == "Leaf size."
     assert desc["leaves"]["schema"]["items"]["properties"]["size"]["default"] == 1
+    assert desc["leaves"]["description"] == ""  # none given
     assert desc["child"]["title"] == "child"  # pydantic gives an optional model no title: its name
     # a self-reference is inlined to a bounded depth, then left empty
     text = json.dumps(desc["child"])
@@ -824,6 +834,16 @@ def test_preset_sizes_count_the_network_and_the_first_image(root):
     problems = _preset_check(root, undated, max_nodes_per_job=nodes - 1)
     assert problems["matching.step"].startswith(f"1 pairs x {nodes:,} nodes")
     assert _preset_check(root, {"inputs": ["ref.tif"]}, max_nodes_per_pair=1) == {}
+
+
+def test_preset_sizes_without_preset_defaults_use_the_config_defaults(root):
+    # a preset whose defaults lack the matching and pairs sections: the config's chip 32, step 16
+    nodes = int(np.prod(grid_shape((SIZE, SIZE), 32, 16)))
+    raw = {"inputs": _ice()["inputs"]}
+    context = _context(root, max_nodes_per_pair=nodes)
+    assert check_preset(raw, context, {}) == []
+    (problem,) = check_preset(raw, _context(root, max_nodes_per_pair=nodes - 1), {})
+    assert problem.input == "matching.step" and problem.problem.startswith(f"{nodes:,} matcher nodes")
 
 
 def test_dates_network_counts_pairs_or_says_unknown():
