@@ -233,7 +233,7 @@ def test_nodata_fill_values_and_masks_blank_their_nodes(pair):
         with pytest.raises(InvalidInputError) as info:
             match(ref, sec, nodata=bad, **SMALL)
         assert str(info.value) == f"nodata must be a number or None, got {bad!r}"
-    for bad in ("zero", (0, None), True, [[0, "a"]]):
+    for bad in ("zero", (0, None), True, (0, True), [[0, "a"]]):
         with pytest.raises(InvalidInputError) as info:
             match(ref, sec, fill_values=bad, **SMALL)
         assert str(info.value) == (
@@ -381,7 +381,10 @@ def test_check_image():
         assert str(info.value) == f"reference is too small ({shape}); matching needs at least 4×4 pixels"
     with pytest.raises(InvalidInputError) as info:
         match(np.zeros((8, 8)), np.zeros((8, 9)), chip_size=4, step=4, search_range=0)
-    assert str(info.value).startswith("reference (8, 8) and secondary (8, 9) differ in shape; ")
+    assert str(info.value) == (
+        "reference (8, 8) and secondary (8, 9) differ in shape; resample the secondary onto the reference grid "
+        "first (geodeform.io reprojects georeferenced rasters)"
+    )
 
 
 def test_node_grid_places_nodes_at_chip_centres():
@@ -392,6 +395,40 @@ def test_node_grid_places_nodes_at_chip_centres():
     np.testing.assert_array_equal(cols, [4, 14, 24, 34, 44])
     assert grid_shape((40, 50), (16, 9), (8, 10)) == (4, 5)
     assert grid_shape((16, 16), 16, 1) == (1, 1) and grid_shape((15, 16), 16, 1) == (0, 1)
+    with pytest.raises(InvalidInputError) as info:
+        grid_shape((40, 50), 2, 1)
+    assert str(info.value) == "chip_size must be ≥ 4 px, got 2; pass a larger value"
+    with pytest.raises(InvalidInputError) as info:
+        grid_shape((40, 50), 8, 0)
+    assert str(info.value) == "step must be ≥ 1 px, got 0; pass a larger value"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_a_fill_value_matches_the_pixels_of_the_images_precision(pair, dtype):
+    """0.1 is not a float32 number: a float32 image's 0.1 pixels hold float32(0.1), which the rule must
+    match (rounded like the pixels), and a float64 image's hold 0.1 itself."""
+    ref, sec = pair
+    hole = ref.astype(dtype)
+    hole[:16, :] = dtype(0.1)
+    f = match(hole, sec.astype(dtype), fill_values=0.1, **SMALL)
+    assert (f.reason[0] == Reason.MASKED).all() and (f.reason[1:] == Reason.OK).all()
+
+
+def test_an_image_without_a_valid_pixel_outside_its_mask_is_refused(pair):
+    ref, sec = pair
+    everything = np.ones(ref.shape, bool)
+    for kwargs, name in (({"mask": everything}, "reference"), ({"secondary_mask": everything}, "secondary")):
+        with pytest.raises(InvalidInputError, match=f"^{name} has no valid pixel"):
+            match(ref, sec, **SMALL, **kwargs)
+    # texture only under the mask: constant where it counts
+    flat = np.full(ref.shape, 5.0)
+    flat[:16, :16] = ref[:16, :16]
+    mask = np.zeros(ref.shape, bool)
+    mask[:16, :16] = True
+    with pytest.raises(
+        InvalidInputError, match=r"^reference is constant \(np.float64\(5.0\)\)|^reference is constant"
+    ):
+        match(flat, sec, mask=mask, **SMALL)
 
 
 def test_the_driver_blanks_whatever_a_matcher_left_at_a_failed_node():
