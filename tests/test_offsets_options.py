@@ -382,8 +382,8 @@ def test_check_image():
     with pytest.raises(InvalidInputError) as info:
         match(np.zeros((8, 8)), np.zeros((8, 9)), chip_size=4, step=4, search_range=0)
     assert str(info.value) == (
-        "reference (8, 8) and secondary (8, 9) differ in shape; resample the secondary onto the reference grid "
-        "first (geodeform.io reprojects georeferenced rasters)"
+        "reference (8, 8) and secondary (8, 9) differ in shape; resample the secondary onto the reference "
+        "grid first (geodeform.io reprojects georeferenced rasters)"
     )
 
 
@@ -425,9 +425,7 @@ def test_an_image_without_a_valid_pixel_outside_its_mask_is_refused(pair):
     flat[:16, :16] = ref[:16, :16]
     mask = np.zeros(ref.shape, bool)
     mask[:16, :16] = True
-    with pytest.raises(
-        InvalidInputError, match=r"^reference is constant \(np.float64\(5.0\)\)|^reference is constant"
-    ):
+    with pytest.raises(InvalidInputError, match=r"^reference is constant"):
         match(flat, sec, mask=mask, **SMALL)
 
 
