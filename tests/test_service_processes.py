@@ -198,6 +198,7 @@ def test_the_offsets_runner_measures_the_imposed_shift_in_metres_and_velocities(
         east, north = float(ds["dx"].median()), float(ds["dy"].median())
         vx, vy = float(ds["vx"].median()), float(ds["vy"].median())
         info = ds["img_pair_info"].attrs
+        assert ds.attrs["geodeform_search_range"] == 4 and ds.attrs["geodeform_prefilter"] == "None"
     assert info["reference_image"] == "ref.tif" and info["secondary_image"] == "sec.tif"
     assert east == pytest.approx(dx * PIXEL, abs=0.1 * PIXEL)
     assert north == pytest.approx(-dy * PIXEL, abs=0.1 * PIXEL)
@@ -242,13 +243,21 @@ def test_the_offsets_runner_without_dates_says_there_are_no_velocities(root, tmp
 
 def test_the_offsets_runner_takes_dates_from_the_input(root, tmp_path):
     outcome, job_dir, _ = _offsets_run(
-        root, tmp_path, reference="undated_a.tif", secondary="undated_b.tif", dates="2020-01-06,2020-03-06"
+        root,
+        tmp_path,
+        reference="undated_a.tif",
+        secondary="undated_b.tif",
+        dates="2020-01-06,2020-03-06",
+        prefilter="highpass",
+        search=3,
     )
     assert outcome.message == "finished"
     report = json.loads((job_dir / "report.json").read_text())
     assert report["velocities"] is True and report["inputs"]["dates"] == "2020-01-06,2020-03-06"
     assert report["dates"] == "the 'dates' input"
     with xr.open_dataset(job_dir / "offsets.nc") as ds:
+        # the matching options given reach the matcher
+        assert ds.attrs["geodeform_prefilter"] == "highpass" and ds.attrs["geodeform_search_range"] == 3
         assert float(ds["vx"].median()) == pytest.approx(SHIFT[1] * PIXEL / 60.0 * DAYS_PER_YEAR, rel=0.05)
 
 
