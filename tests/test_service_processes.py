@@ -819,6 +819,10 @@ def test_preset_sizes_count_the_network_and_the_first_image(root):
     assert _preset_check(root, three, max_nodes_per_job=3 * nodes) == {}
     problems = _preset_check(root, three, max_nodes_per_job=3 * nodes - 1)
     assert problems["matching.step"].startswith(f"3 pairs x {nodes:,} nodes")
+    # the request's pairs over the preset's: neighbours only, 2 pairs of the 3 dates
+    neighbours = {**three, "pairs": {"mode": "acquisitions", "min_range": 1, "max_range": 1}}
+    assert _preset_check(root, neighbours, max_nodes_per_job=2 * nodes) == {}
+    assert "matching.step" in _preset_check(root, neighbours, max_nodes_per_job=2 * nodes - 1)
     # the preset's matching under the request's: slide's step 8 without a matching section
     slide = {"inputs": three["inputs"]}
     slide_nodes = int(np.prod(grid_shape((SIZE, SIZE), 32, 8)))
