@@ -1,0 +1,152 @@
+"""The predicted error of a chip's offset with the noise correlation of the image model (texture-aware).
+
+The refinement kernels predict ``SIGMA_CALIBRATION`` · sqrt(σ_r² trace H⁻¹) (σ_r² the residual variance per
+pixel, H = Σ w g gᵀ), the white-noise formula times one constant. The residual is not white: the image
+model (the cubic B-spline whose coefficients are the pixels, or a Gaussian before an interpolating
+spline) filters the pixels' noise by a kernel K, so neighbouring residuals share noise, and how much of
+it reaches the offset depends on how the chip's gradients vary over K's width: on a smooth texture the
+shared noise adds up, on a rough one it cancels. One constant cannot hold for every texture. With white
+pixel noise filtered by K, the first-order error of the estimate δ = H⁻¹ Σ w g r has the covariance
+
+    C = σ_r² / ‖K‖² · H₀⁻¹ B H₀⁻¹,    B = Σ_k (K ⋆ (w g))_k (K ⋆ (w g))_kᵀ ≈ Σ w² (K ⋆ g)(K ⋆ g)ᵀ,
+
+(the sandwich estimator: σ_r² / ‖K‖² is the pixels' noise variance, B the variance of the weighted
+gradient sum it drives), and H₀ = H - Σw · σ_g² I removes from H the power that the reference's noise
+adds to its gradients (σ_g² = σ_r² / (2 ‖K‖²) · ‖∂K‖², half the residual being the reference's), which
+makes the steps fall short on noisy chips and the white-noise formula optimistic there.
+:func:`noise_factor` returns sqrt(trace C) over the kernel's ``SIGMA`` per chip: the matcher keeps its
+``SIGMA`` for its own decisions (nested chips, two-motion fits, smoothing weights) and scales the error
+it reports by the factor of each node's base chip.
+
+Sign convention and units: offsets and errors in pixels of the images the kernel ran on.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import numba as nb
+import numpy as np
+import numpy.typing as npt
+
+from geodeform.offsets._filters import bspline_model, gaussian_kernel, separable_fir, spline_gradients
+from geodeform.offsets._layout import H_INV, SIGMA, SIGMA_CALIBRATION, Spline
+
+__all__ = ["filter_norms", "noise_factor", "smoothed_gradients"]
+
+F32 = npt.NDArray[np.float32]
+F64 = npt.NDArray[np.float64]
+I64 = npt.NDArray[np.int64]
+
+# The reference's gradient noise is removed from H only up to this share of H's smallest eigenvalue:
+# beyond it the chip's texture is below its noise and the first-order formula no longer holds.
+MAX_NOISE_SHARE = 0.75
+
+
+def _gaussian(img: F32, sigma: float) -> F32:
+    k = gaussian_kernel(sigma)
+    return separable_fir(np.ascontiguousarray(img, np.float32), k, k)
+
+
+@functools.lru_cache(maxsize=8)
+def filter_norms(exact: bool, smooth: float) -> tuple[float, float]:
+    """(‖K‖², ‖∂K‖²): squared norms of the image model's value and row-derivative responses to one
+    pixel (the noise variance they pass on from unit white pixel noise), from an impulse run through the
+    same filters as the images. ``exact``: a Gaussian of σ = ``smooth`` px then an interpolating cubic
+    B-spline; else the B-spline whose coefficients are the pixels."""
+    n = 41
+    delta = np.zeros((n, n), np.float32)
+    delta[n // 2, n // 2] = 1.0
+    if exact:
+        val = _gaussian(delta, smooth) if smooth > 0 else delta
+        gy, _ = spline_gradients(val)
+    else:
+        val, gy, gx = (np.empty((n, n), np.float32) for _ in range(3))
+        bspline_model(delta, val, gy, gx)
+    return float(np.sum(val.astype(np.float64) ** 2)), float(np.sum(gy.astype(np.float64) ** 2))
+
+
+def smoothed_gradients(sp: Spline, exact: bool, smooth: float) -> tuple[F32, F32]:
+    """K ⋆ g: the reference's model gradients filtered again by the model's value kernel K."""
+    if exact:
+        if smooth <= 0:
+            return sp.gy, sp.gx
+        return _gaussian(sp.gy, smooth), _gaussian(sp.gx, smooth)
+    out = []
+    for g in (sp.gy, sp.gx):
+        val, dy, dx = (np.empty(g.shape, np.float32) for _ in range(3))
+        bspline_model(np.ascontiguousarray(g), val, dy, dx)
+        out.append(val)
+    return out[0], out[1]
+
+
+@nb.njit(cache=True, parallel=True)
+def _weighted_outer(ty, tx, valid, r0, c0, h, w, w2):  # pragma: no cover - numba
+    """Σ w² t tᵀ (entries yy, yx, xx) over each chip (origin r0[k], c0[k], size h × w) and Σ w over its
+    valid pixels (w = sqrt(w2)); NaN for chips outside the arrays."""
+    n = r0.size
+    out = np.full((n, 4), np.nan)
+    nr, nc = ty.shape
+    for k in nb.prange(n):
+        a, b = r0[k], c0[k]
+        if a < 0 or b < 0 or a + h > nr or b + w > nc:
+            continue
+        s00 = 0.0
+        s01 = 0.0
+        s11 = 0.0
+        sw = 0.0
+        for i in range(h):
+            for j in range(w):
+                if valid[a + i, b + j] == 0:
+                    continue
+                q = w2[i, j]
+                y = ty[a + i, b + j]
+                x = tx[a + i, b + j]
+                s00 += q * y * y
+                s01 += q * y * x
+                s11 += q * x * x
+                sw += math.sqrt(q)
+        out[k, 0] = s00
+        out[k, 1] = s01
+        out[k, 2] = s11
+        out[k, 3] = sw
+    return out
+
+
+def noise_factor(
+    sp: Spline,
+    r0: I64,
+    c0: I64,
+    chip: tuple[int, int],
+    weight: F32,
+    lk: F64,
+    *,
+    exact: bool,
+    smooth: float,
+) -> F64:
+    """Ratio of the correlated-noise predicted error (module docstring) to the kernel's ``SIGMA``, per
+    chip (origins ``r0``, ``c0`` in the strip, size ``chip``, window ``weight``), from the refinement
+    output ``lk`` (n, REFINE_COLS) of those chips on the full-resolution model ``sp``. NaN where the chip
+    has no refinement output."""
+    knorm, dknorm = filter_norms(exact, float(smooth))
+    ty, tx = smoothed_gradients(sp, exact, smooth)
+    w2 = (weight.astype(np.float64)) ** 2
+    s = _weighted_outer(ty, tx, sp.valid, r0.astype(np.int64), c0.astype(np.int64), chip[0], chip[1], w2)
+    i00, i01, i11 = lk[:, H_INV], lk[:, H_INV + 1], lk[:, H_INV + 2]
+    sigma = lk[:, SIGMA]
+    with np.errstate(invalid="ignore", divide="ignore"):
+        det_i = i00 * i11 - i01 * i01
+        h00, h01, h11 = i11 / det_i, -i01 / det_i, i00 / det_i  # H from its inverse
+        sr2 = (sigma / SIGMA_CALIBRATION) ** 2 / (i00 + i11)  # residual variance per pixel
+        tr = h00 + h11
+        lmin = 0.5 * (tr - np.sqrt(np.maximum(tr * tr - 4.0 * (h00 * h11 - h01 * h01), 0.0)))
+        noise = np.minimum(sr2 / (2.0 * knorm) * dknorm * s[:, 3], MAX_NOISE_SHARE * lmin)
+        a, b, c = h00 - noise, h01, h11 - noise
+        det0 = a * c - b * b
+        j00, j01, j11 = c / det0, -b / det0, a / det0  # H₀⁻¹
+        b00, b01, b11 = s[:, 0], s[:, 1], s[:, 2]
+        # trace(J B J) = trace(J² B) for symmetric J, B
+        t = (j00 * j00 + j01 * j01) * b00 + 2.0 * j01 * (j00 + j11) * b01 + (j01 * j01 + j11 * j11) * b11
+        out = np.sqrt(sr2 / knorm * t) / sigma
+    return np.where(np.isfinite(out) & (out > 0), out, np.nan)
