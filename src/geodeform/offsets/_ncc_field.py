@@ -61,10 +61,10 @@ class NodeField:
     chip : ndarray of float64, shape (nr, nc, 2)
         Rows and columns (px, full resolution) of the chip that measured the answer kept (NaN where
         no chip was matched).
-    noise_factor : ndarray of float64, shape (nr, nc), or None
-        The first pass's correlated-noise error over the kernel's ``SIGMA`` for each node's base chip
-        (:func:`geodeform.offsets._noise.noise_factor`; NaN where that chip has no refinement); None
-        for the passes that re-measure nodes.
+    noise_factor, roughness : ndarray of float64, shape (nr, nc), or None
+        The first pass's correlated-noise error over the kernel's ``SIGMA`` and the texture roughness of
+        each node's base chip (:func:`geodeform.offsets._noise.noise_factor`; NaN where that chip has
+        no refinement); None for the passes that re-measure nodes.
     """
 
     dy: F64
@@ -74,6 +74,7 @@ class NodeField:
     lk: F64
     chip: F64
     noise_factor: F64 | None = None
+    roughness: F64 | None = None
 
     @classmethod
     def empty(cls, shape: tuple[int, int]) -> NodeField:
@@ -236,9 +237,9 @@ def measure(
         if start is None:
             res = sparse_dense(prep, ii, jj, r0, c0, job, opts, halo=_halo(job, prep, ii, r0, select))
             if opts.subpixel == "lk":
-                if out.noise_factor is None:
-                    out.noise_factor = np.full(job.grid, np.nan)
-                out.noise_factor[ii, jj] = noise_factor(
+                if out.noise_factor is None or out.roughness is None:
+                    out.noise_factor, out.roughness = np.full(job.grid, np.nan), np.full(job.grid, np.nan)
+                out.noise_factor[ii, jj], out.roughness[ii, jj] = noise_factor(
                     prep.spline(0),
                     r0,
                     c0,
