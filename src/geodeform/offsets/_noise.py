@@ -24,7 +24,6 @@ Sign convention and units: offsets and errors in pixels of the images the kernel
 from __future__ import annotations
 
 import functools
-import math
 from typing import NamedTuple
 
 import numba as nb
@@ -32,7 +31,7 @@ import numpy as np
 import numpy.typing as npt
 
 from geodeform.offsets._filters import bspline_model, gaussian_kernel, separable_fir, spline_gradients
-from geodeform.offsets._layout import H_INV, SIGMA, SIGMA_CALIBRATION, Spline
+from geodeform.offsets._layout import FAST, H_INV, SIGMA, SIGMA_CALIBRATION, Spline
 
 __all__ = ["ChipNoise", "filter_norms", "interpolation_error", "noise_factor", "smoothed_gradients"]
 
@@ -76,27 +75,55 @@ def filter_norms(exact: bool, smooth: float) -> tuple[float, float, float]:
     return tuple(float(np.sum(a.astype(np.float64) ** 2)) for a in (val, gy, ty))  # type: ignore[return-value]
 
 
+@nb.njit(cache=True, parallel=True, fastmath=FAST)
+def _model_smooth_even(g, out):  # pragma: no cover - numba
+    """[1, 4, 1] / 6 ⊗ [1, 4, 1] / 6 (the B-spline model's value kernel) of ``g`` at its even rows and
+    columns, into ``out`` (ceil(h / 2), ceil(w / 2)); edge pixels repeat."""
+    h, w = g.shape
+    c0 = np.float32(1.0 / 6.0)
+    c1 = np.float32(4.0 / 6.0)
+    for i2 in nb.prange(out.shape[0]):
+        i = 2 * i2
+        up = g[max(i - 1, 0)]
+        mid = g[i]
+        dn = g[min(i + 1, h - 1)]
+        orow = out[i2]
+        for j2 in range(out.shape[1]):
+            j = 2 * j2
+            jl = max(j - 1, 0)
+            jr = min(j + 1, w - 1)
+            left = c0 * up[jl] + c1 * mid[jl] + c0 * dn[jl]
+            centre = c0 * up[j] + c1 * mid[j] + c0 * dn[j]
+            right = c0 * up[jr] + c1 * mid[jr] + c0 * dn[jr]
+            orow[j2] = c0 * left + c1 * centre + c0 * right
+
+
 def smoothed_gradients(sp: Spline, exact: bool, smooth: float) -> tuple[F32, F32]:
-    """K ⋆ g: the reference's model gradients filtered again by the model's value kernel K."""
+    """K ⋆ g at the even rows and columns: the reference's model gradients filtered again by the model's
+    value kernel K, shape (ceil(h / 2), ceil(w / 2))."""
     if exact:
         if smooth <= 0:
-            return sp.gy, sp.gx
-        return _gaussian(sp.gy, smooth), _gaussian(sp.gx, smooth)
+            return sp.gy[::2, ::2], sp.gx[::2, ::2]
+        return _gaussian(sp.gy, smooth)[::2, ::2], _gaussian(sp.gx, smooth)[::2, ::2]
+    h, w = sp.gy.shape
     out = []
     for g in (sp.gy, sp.gx):
-        val, dy, dx = (np.empty(g.shape, np.float32) for _ in range(3))
-        bspline_model(np.ascontiguousarray(g), val, dy, dx)
-        out.append(val)
+        even = np.empty(((h + 1) // 2, (w + 1) // 2), np.float32)
+        _model_smooth_even(np.ascontiguousarray(g), even)
+        out.append(even)
     return out[0], out[1]
 
 
-@nb.njit(cache=True, parallel=True)
-def _weighted_outer(ty, tx, gy, gx, valid, r0, c0, h, w, w2):  # pragma: no cover - numba
-    """Per chip (origin r0[k], c0[k], size h × w), over its valid pixels: Σ w² t tᵀ (entries yy, yx, xx),
-    Σ w, Σ w² |g|², Σ w²; NaN for chips outside the arrays."""
+@nb.njit(cache=True, parallel=True, fastmath=FAST)
+def _weighted_outer(ty, tx, gy, gx, valid, r0, c0, wt, w2):  # pragma: no cover - numba
+    """Per chip (origin r0[k], c0[k], window ``wt`` of h × w and its square ``w2``), over its valid pixels
+    on the strip's even rows and columns (a quarter of the pixels, the sums scaled back by 4): Σ w² t tᵀ
+    (entries yy, yx, xx; ``ty``, ``tx`` given at the even pixels only), Σ w, Σ w² |g|², Σ w²; NaN for
+    chips outside the strip."""
     n = r0.size
+    h, w = wt.shape
     out = np.full((n, 6), np.nan)
-    nr, nc = ty.shape
+    nr, nc = gy.shape
     for k in nb.prange(n):
         a, b = r0[k], c0[k]
         if a < 0 or b < 0 or a + h > nr or b + w > nc:
@@ -107,25 +134,30 @@ def _weighted_outer(ty, tx, gy, gx, valid, r0, c0, h, w, w2):  # pragma: no cove
         sw = 0.0
         sg = 0.0
         sw2 = 0.0
-        for i in range(h):
-            for j in range(w):
-                if valid[a + i, b + j] == 0:
-                    continue
-                q = w2[i, j]
-                y = ty[a + i, b + j]
-                x = tx[a + i, b + j]
+        for i in range(a & 1, h, 2):  # the even rows and columns of the strip
+            vrow = valid[a + i]
+            yrow = ty[(a + i) // 2]
+            xrow = tx[(a + i) // 2]
+            gyrow = gy[a + i]
+            gxrow = gx[a + i]
+            for j in range(b & 1, w, 2):
+                v = np.float64(vrow[b + j])
+                q = w2[i, j] * v
+                y = yrow[(b + j) // 2]
+                x = xrow[(b + j) // 2]
                 s00 += q * y * y
                 s01 += q * y * x
                 s11 += q * x * x
-                sw += math.sqrt(q)
-                sg += q * (gy[a + i, b + j] ** 2 + gx[a + i, b + j] ** 2)
+                sw += wt[i, j] * v
+                sg += q * (gyrow[b + j] * gyrow[b + j] + gxrow[b + j] * gxrow[b + j])
                 sw2 += q
-        out[k, 0] = s00
-        out[k, 1] = s01
-        out[k, 2] = s11
-        out[k, 3] = sw
-        out[k, 4] = sg
-        out[k, 5] = sw2
+        area = 4.0
+        out[k, 0] = s00 * area
+        out[k, 1] = s01 * area
+        out[k, 2] = s11 * area
+        out[k, 3] = sw * area
+        out[k, 4] = sg * area
+        out[k, 5] = sw2 * area
     return out
 
 
@@ -164,10 +196,8 @@ def noise_factor(
     roughness (:class:`ChipNoise`)."""
     knorm, dknorm, tnorm = filter_norms(exact, float(smooth))
     ty, tx = smoothed_gradients(sp, exact, smooth)
-    w2 = (weight.astype(np.float64)) ** 2
-    s = _weighted_outer(
-        ty, tx, sp.gy, sp.gx, sp.valid, r0.astype(np.int64), c0.astype(np.int64), chip[0], chip[1], w2
-    )
+    wt = np.ascontiguousarray(weight, np.float64)
+    s = _weighted_outer(ty, tx, sp.gy, sp.gx, sp.valid, r0.astype(np.int64), c0.astype(np.int64), wt, wt * wt)
     i00, i01, i11 = lk[:, H_INV], lk[:, H_INV + 1], lk[:, H_INV + 2]
     sigma = lk[:, SIGMA]
     with np.errstate(invalid="ignore", divide="ignore"):
