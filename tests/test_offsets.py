@@ -755,3 +755,17 @@ def test_quadratic_radiometry_removes_the_bias_of_a_gamma_change(texture: np.nda
     assert rmse["quadratic"] < 0.014
     with pytest.raises(InvalidInputError):
         match(ref, sec, radiometry="cubic")  # type: ignore[arg-type]
+
+
+def test_noise_filter_norms_match_the_b_spline_model_analytically() -> None:
+    """The noise variances the image model passes on from unit white pixel noise: value [1,4,1]/6 ⊗
+    [1,4,1]/6 (‖K‖² = 0.5²), row derivative [-1,0,1]/2 ⊗ [1,4,1]/6 (0.5 · 0.5), and that derivative
+    smoothed by K again ([-1,-4,0,4,1]/12 ⊗ [1,8,18,8,1]/36)."""
+    from geodeform.offsets._noise import filter_norms
+
+    k2, d2, t2 = filter_norms(False, 0.7)
+    assert k2 == pytest.approx(0.25, rel=1e-5)
+    assert d2 == pytest.approx(0.25, rel=1e-5)
+    along = np.array([-1, -4, 0, 4, 1]) / 12
+    across = np.array([1, 8, 18, 8, 1]) / 36
+    assert t2 == pytest.approx(float(np.sum(along**2) * np.sum(across**2)), rel=1e-5)
