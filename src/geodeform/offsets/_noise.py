@@ -98,13 +98,18 @@ def _model_smooth_even(g, out):  # pragma: no cover - numba
             orow[j2] = c0 * left + c1 * centre + c0 * right
 
 
+def _even(a: npt.NDArray[np.generic]) -> F32:
+    """``a`` at its even rows and columns, as a contiguous float32 array."""
+    return np.ascontiguousarray(a[::2, ::2], np.float32)
+
+
 def smoothed_gradients(sp: Spline, exact: bool, smooth: float) -> tuple[F32, F32]:
     """K ⋆ g at the even rows and columns: the reference's model gradients filtered again by the model's
     value kernel K, shape (ceil(h / 2), ceil(w / 2))."""
     if exact:
         if smooth <= 0:
-            return sp.gy[::2, ::2], sp.gx[::2, ::2]
-        return _gaussian(sp.gy, smooth)[::2, ::2], _gaussian(sp.gx, smooth)[::2, ::2]
+            return _even(sp.gy), _even(sp.gx)
+        return _even(_gaussian(sp.gy, smooth)), _even(_gaussian(sp.gx, smooth))
     h, w = sp.gy.shape
     out = []
     for g in (sp.gy, sp.gx):
@@ -114,50 +119,64 @@ def smoothed_gradients(sp: Spline, exact: bool, smooth: float) -> tuple[F32, F32
     return out[0], out[1]
 
 
+def _parity_windows(weight: F32) -> F64:
+    """The window at the rows and columns of each parity (pi, pj): shape (2, 2, ceil(h/2), ceil(w/2)),
+    entry [pi, pj, k, l] the weight of chip pixel (pi + 2k, pj + 2l), 0 past the chip."""
+    h, w = weight.shape
+    out = np.zeros((2, 2, (h + 1) // 2, (w + 1) // 2))
+    for pi in (0, 1):
+        for pj in (0, 1):
+            sub = weight[pi::2, pj::2]
+            out[pi, pj, : sub.shape[0], : sub.shape[1]] = sub
+    return out
+
+
 @nb.njit(cache=True, parallel=True, fastmath=FAST)
-def _weighted_outer(ty, tx, gy, gx, valid, r0, c0, wt, w2):  # pragma: no cover - numba
-    """Per chip (origin r0[k], c0[k], window ``wt`` of h × w and its square ``w2``), over its valid pixels
-    on the strip's even rows and columns (a quarter of the pixels, the sums scaled back by 4): Σ w² t tᵀ
-    (entries yy, yx, xx; ``ty``, ``tx`` given at the even pixels only), Σ w, Σ w² |g|², Σ w²; NaN for
-    chips outside the strip."""
+def _weighted_outer(ty, tx, g2, ve, r0, c0, wp):  # pragma: no cover - numba
+    """Per chip (origin r0[k], c0[k] in the strip), over its valid pixels on the strip's even rows and
+    columns (a quarter of the pixels, the sums scaled back by 4; all arrays given at those pixels, ``wp``
+    the window per parity, :func:`_parity_windows`): Σ w² t tᵀ (entries yy, yx, xx), Σ w, Σ w² |g|², Σ w²;
+    NaN for chips outside the strip."""
     n = r0.size
-    h, w = wt.shape
+    hh, ww = wp.shape[2], wp.shape[3]
     out = np.full((n, 6), np.nan)
-    nr, nc = gy.shape
+    nr, nc = ty.shape
     for k in nb.prange(n):
         a, b = r0[k], c0[k]
-        if a < 0 or b < 0 or a + h > nr or b + w > nc:
+        pi, pj = a & 1, b & 1
+        a2, b2 = (a + pi) // 2, (b + pj) // 2  # the chip's first even row and column, halved
+        if a < 0 or b < 0 or a2 + hh > nr or b2 + ww > nc:
             continue
+        wk = wp[pi, pj]
         s00 = 0.0
         s01 = 0.0
         s11 = 0.0
         sw = 0.0
         sg = 0.0
         sw2 = 0.0
-        for i in range(a & 1, h, 2):  # the even rows and columns of the strip
-            vrow = valid[a + i]
-            yrow = ty[(a + i) // 2]
-            xrow = tx[(a + i) // 2]
-            gyrow = gy[a + i]
-            gxrow = gx[a + i]
-            for j in range(b & 1, w, 2):
-                v = np.float64(vrow[b + j])
-                q = w2[i, j] * v
-                y = yrow[(b + j) // 2]
-                x = xrow[(b + j) // 2]
+        for i in range(hh):
+            yrow = ty[a2 + i, b2 : b2 + ww]
+            xrow = tx[a2 + i, b2 : b2 + ww]
+            grow = g2[a2 + i, b2 : b2 + ww]
+            vrow = ve[a2 + i, b2 : b2 + ww]
+            wrow = wk[i]
+            for j in range(ww):
+                wv = wrow[j] * vrow[j]
+                q = wv * wrow[j]
+                y = yrow[j]
+                x = xrow[j]
                 s00 += q * y * y
                 s01 += q * y * x
                 s11 += q * x * x
-                sw += wt[i, j] * v
-                sg += q * (gyrow[b + j] * gyrow[b + j] + gxrow[b + j] * gxrow[b + j])
+                sw += wv
+                sg += q * grow[j]
                 sw2 += q
-        area = 4.0
-        out[k, 0] = s00 * area
-        out[k, 1] = s01 * area
-        out[k, 2] = s11 * area
-        out[k, 3] = sw * area
-        out[k, 4] = sg * area
-        out[k, 5] = sw2 * area
+        out[k, 0] = 4.0 * s00
+        out[k, 1] = 4.0 * s01
+        out[k, 2] = 4.0 * s11
+        out[k, 3] = 4.0 * sw
+        out[k, 4] = 4.0 * sg
+        out[k, 5] = 4.0 * sw2
     return out
 
 
@@ -196,8 +215,9 @@ def noise_factor(
     roughness (:class:`ChipNoise`)."""
     knorm, dknorm, tnorm = filter_norms(exact, float(smooth))
     ty, tx = smoothed_gradients(sp, exact, smooth)
-    wt = np.ascontiguousarray(weight, np.float64)
-    s = _weighted_outer(ty, tx, sp.gy, sp.gx, sp.valid, r0.astype(np.int64), c0.astype(np.int64), wt, wt * wt)
+    gy, gx = _even(sp.gy), _even(sp.gx)
+    r0, c0 = r0.astype(np.int64), c0.astype(np.int64)
+    s = _weighted_outer(ty, tx, gy * gy + gx * gx, _even(sp.valid), r0, c0, _parity_windows(weight))
     i00, i01, i11 = lk[:, H_INV], lk[:, H_INV + 1], lk[:, H_INV + 2]
     sigma = lk[:, SIGMA]
     with np.errstate(invalid="ignore", divide="ignore"):
