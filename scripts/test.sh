@@ -30,6 +30,8 @@ set +a
 
 export NO_MKDOCS_2_WARNING=1 DISABLE_MKDOCS_2_WARNING=true  # silence mkdocs-material's banner (not a warning)
 .venv/bin/python -m ruff check src tests benchmarks docs/examples docs/scripts
-# Whole test files on two pytest-xdist workers (module fixtures stay on one worker), the longest files first
-# (tests/conftest.py orders them); GEODEFORM_TEST_WORKERS=0 runs them in this process.
+# Whole test files on two pytest-xdist workers (module fixtures stay on one worker), the longest files first,
+# but the tests that need the built wheel as one chain on one worker, started first (tests/conftest.py: the
+# order and the scheduler); GEODEFORM_TEST_WORKERS=0 runs them in this process.
+# GEODEFORM_TEST_TIMELINE=DIR records each test's wall and CPU seconds (python tests/_timeline.py DIR).
 .venv/bin/python -m pytest -n "${GEODEFORM_TEST_WORKERS:-2}" --dist loadfile --no-loadscope-reorder "$@"

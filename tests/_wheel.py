@@ -62,7 +62,7 @@ class WheelVenv:
     wheel: Path
     venv: Path
     python: Path  # the venv's interpreter
-    bin: Path  # its scripts folder (python, pip, geodeform)
+    bin: Path  # its scripts folder (python, geodeform)
 
 
 def make_wheel_venv(folder: Path) -> dict[str, str]:
@@ -78,14 +78,19 @@ def make_wheel_venv(folder: Path) -> dict[str, str]:
     v = geodeform.__version__
     sdist, wheel = dist / f"geodeform-{v}.tar.gz", dist / f"geodeform-{v}-py3-none-any.whl"
     assert sdist.exists() and wheel.exists(), sorted(p.name for p in dist.iterdir())
-    run([sys.executable, "-m", "venv", str(venv)], 120)
+    # Without pip (its ensurepip install was most of this fixture's CPU): this environment's pip installs the
+    # wheel into the venv (`pip --python`), the venv holds geodeform and nothing else of its own.
+    run([sys.executable, "-m", "venv", "--without-pip", str(venv)], 120)
     bindir = venv / ("Scripts" if os.name == "nt" else "bin")
     py = bindir / "python"
     code = "import sysconfig; print(sysconfig.get_paths()['purelib'])"
     site = run([str(py), "-c", code], 60).stdout.strip()
     deps = sysconfig.get_paths()["purelib"]  # this environment's site-packages; the .pth adds it last
     (Path(site) / "_geodeform_test_deps.pth").write_text(deps + "\n")
-    run([str(py), "-m", "pip", "install", "--no-index", "--no-deps", str(wheel)], 300)
+    run(
+        [sys.executable, "-m", "pip", "--python", str(py), "install", "--no-index", "--no-deps", str(wheel)],
+        300,
+    )
     return {
         "sdist": str(sdist),
         "wheel": str(wheel),

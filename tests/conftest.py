@@ -14,6 +14,11 @@ import numpy as np
 import pytest
 
 from _ci_skips import pytest_runtest_makereport  # noqa: F401 - no silent skip under CI=true (hook)
+from _timeline import (  # noqa: F401 - GEODEFORM_TEST_TIMELINE=DIR records each test's wall and CPU (hooks)
+    pytest_runtest_call,
+    pytest_runtest_setup,
+    pytest_runtest_teardown,
+)
 from _wheel import WheelDemo, WheelVenv, make_wheel_venv, once_per_session, run_wheel_demo
 from geodeform.cli import main
 from geodeform.demo import load_texture
@@ -148,7 +153,7 @@ def chromium_browser():
         browser.close()
 
 
-# --- order of the test files: the longest first (scripts/test.sh runs them on pytest-xdist workers) --------
+# --- order of the test files and the workers (scripts/test.sh runs them on two pytest-xdist workers) --------
 
 # Test files by their measured whole-suite cost, longest first (seconds of one 2-core run, ~100-300 s down to
 # ~15 s). scripts/test.sh hands whole files to two workers in collection order (`--dist loadfile
@@ -173,12 +178,58 @@ LONGEST_FIRST = (
     "test_ortho.py",
 )
 
+WHEEL_CHAIN = (
+    "tests/test_docs.py::test_getting_started_demo_and_its_explanation",
+    "tests/test_docs.py::test_site_builds_strict",
+    "tests/test_docs.py::test_tutorial_code_blocks_run_in_an_empty_folder",
+    "tests/test_docs.py::test_tutorial_pages_in_chromium",
+    "tests/test_packaging.py::test_sdist_and_wheel_install_in_a_clean_venv_and_run_the_demo",
+)
+"""The tests that need the built wheel (fixture ``wheel_venv``, directly or through ``wheel_demo`` or
+``docs_site``), in the order they run: under ``--dist loadfile`` they are one unit of work (not their files)
+that one worker starts first: the wheel, the demo from it (with a fresh install's kernel cache), the docs
+build that runs each tutorial page with it, and the tests that read them, while the other worker runs
+everything else. By file (test_docs.py, test_packaging.py) they were on both workers, and one waited for the
+other's wheel and demo with nothing to do (2+ min per run). Collection fails when this list and the tests
+that use ``wheel_venv`` differ."""
 
+
+def _chain_name(nodeid: str) -> str:
+    return nodeid.split("[", 1)[0]  # a parametrized test's node id without its parameters
+
+
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Put the files of :data:`LONGEST_FIRST` first, in that order (a stable sort: the tests of a file keep
-    their order, and the other files theirs)."""
-    rank = {name: k for k, name in enumerate(LONGEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))
+    """The tests of :data:`WHEEL_CHAIN` first, in that order, then the files of :data:`LONGEST_FIRST`, in
+    that order (a stable sort: the tests of a file keep their order, and the other files theirs)."""
+    chain = {name: k for k, name in enumerate(WHEEL_CHAIN)}
+    for item in items:
+        uses, named = "wheel_venv" in getattr(item, "fixturenames", ()), _chain_name(item.nodeid) in chain
+        if uses != named:
+            raise pytest.UsageError(
+                f"{item.nodeid} {'uses' if uses else 'does not use'} the fixture wheel_venv (directly or "
+                f"through wheel_demo, docs_site) but is {'not ' if uses else ''}named in WHEEL_CHAIN of "
+                "tests/conftest.py: the two must agree"
+            )
+    rank = {name: len(chain) + k for k, name in enumerate(LONGEST_FIRST)}
+    items.sort(
+        key=lambda item: chain.get(_chain_name(item.nodeid), rank.get(item.path.name, len(chain) + len(rank)))
+    )
+
+
+@pytest.hookimpl(optionalhook=True)  # a pytest-xdist hook: unknown without it (-p no:xdist)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """``--dist loadfile`` with :data:`WHEEL_CHAIN` as one unit of work (of its own, not its files');
+    other ``--dist`` modes are pytest-xdist's."""
+    if config.getvalue("dist") != "loadfile":
+        return None
+    from xdist.scheduler import LoadFileScheduling  # only under pytest-xdist, which calls this hook
+
+    class LoadFileAndWheelChain(LoadFileScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            return "wheel-chain" if _chain_name(nodeid) in WHEEL_CHAIN else super()._split_scope(nodeid)
+
+    return LoadFileAndWheelChain(config, log)
 
 
 # --- docs and packaging: the wheel in a clean venv and the demo run from it, once per test session -------
