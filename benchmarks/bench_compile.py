@@ -103,7 +103,7 @@ def _run(cache: Path, out: Path, method: str, report: Path) -> tuple[float, floa
         sys.stderr.write(proc.stdout + proc.stderr)
         raise SystemExit(proc.returncode)
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
-    lines = [ln for ln in (proc.stdout + proc.stderr).splitlines() if ln.strip()]
+    lines = [ln for ln in proc.stdout.splitlines() if ln.strip()]  # result lines (progress: stderr)
     return wall, cpu, lines[-1] if lines else ""
 
 

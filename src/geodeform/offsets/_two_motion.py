@@ -58,6 +58,7 @@ from geodeform.offsets._refine import (
     bspline3_weights,
     interp_chip,
     lk_refine_node,
+    lk_scratch,
     spline_rows,
 )
 from geodeform.offsets._search import valid_count, window_all_valid
@@ -347,7 +348,7 @@ def _masked_gn(sp, r0, c0, h, w, m, d_r, d_c, gn, out):
         h + 2 * mm,
         w + 2 * mm,
     ):
-        lk_refine_node(sp, r0, c0, h, w, d_r, d_c, m, gn, out)
+        lk_refine_node(sp, r0, c0, h, w, d_r, d_c, m, gn, out, lk_scratch(h, w))
         return
     # the weighted pixels of each row form an interval (a half-plane): loop over it only
     lo = np.zeros(h, np.int64)
@@ -711,7 +712,17 @@ def two_motion_node(sp, r0, c0, h, w, d0_r, d0_c, a_r, a_c, b_r, b_c, tm, out):
                 _masked_gn(sp, r0, c0, h, w, wa, ar, ac, GaussNewton(12, 0.02, 1.5, 0.0, -1.0, False), side)
             else:
                 lk_refine_node(
-                    sp, r0, c0, h, w, ar, ac, wa, GaussNewton(12, 0.01, 1.5, 0.0, -1.0, False), side
+                    sp,
+                    r0,
+                    c0,
+                    h,
+                    w,
+                    ar,
+                    ac,
+                    wa,
+                    GaussNewton(12, 0.01, 1.5, 0.0, -1.0, False),
+                    side,
+                    lk_scratch(h, w),
                 )
             if side[REASON] == OK:
                 ar, ac, zn_a, sig_a = side[DY], side[DX], side[ZNCC], side[SIGMA]
@@ -720,7 +731,17 @@ def two_motion_node(sp, r0, c0, h, w, d0_r, d0_c, a_r, a_c, b_r, b_c, tm, out):
                 _masked_gn(sp, r0, c0, h, w, wb, br_, bc_, GaussNewton(12, 0.02, 1.5, 0.0, -1.0, False), side)
             else:
                 lk_refine_node(
-                    sp, r0, c0, h, w, br_, bc_, wb, GaussNewton(12, 0.01, 1.5, 0.0, -1.0, False), side
+                    sp,
+                    r0,
+                    c0,
+                    h,
+                    w,
+                    br_,
+                    bc_,
+                    wb,
+                    GaussNewton(12, 0.01, 1.5, 0.0, -1.0, False),
+                    side,
+                    lk_scratch(h, w),
                 )
             if side[REASON] == OK:
                 br_, bc_, zn_b, sig_b = side[DY], side[DX], side[ZNCC], side[SIGMA]
@@ -758,7 +779,7 @@ def two_motion_nodes(sp, r0, c0, h, w, d0_r, d0_c, a_r, a_c, b_r, b_c, tm):
     return res
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def two_motion_starts(dy, dx, ii, jj, radius):
     """Candidate motions A and B of nodes (ii, jj): the two clusters of their (2 radius + 1)² neighbourhood.
 
@@ -822,7 +843,7 @@ def two_motion_starts(dy, dx, ii, jj, radius):
     return Motions(out_ay, out_ax, out_by, out_bx)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def two_motion_accept(t, step_r, step_c, max_ratio, min_sharp, cos_tol, off_tol):
     """Nodes of a grid of two-motion fits ``t`` (rows, cols, TWO_COLS) that pass the step tests (residual
     ratio below ``max_ratio``, sharpness above ``min_sharp``) and have a neighbour that passes them with
@@ -862,7 +883,7 @@ def two_motion_accept(t, step_r, step_c, max_ratio, min_sharp, cos_tol, off_tol)
     return out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def two_motion_reach(new, t, step_r, step_c, half_r, half_c):
     """Nodes next to a ``new`` node whose chip (half extents half_r, half_c) reaches its boundary."""
     H, W = new.shape
