@@ -20,6 +20,7 @@ import numba as nb
 import numpy as np
 import numpy.typing as npt
 
+from geodeform.offsets._common import median
 from geodeform.offsets._layout import (
     DX,
     DY,
@@ -832,10 +833,10 @@ def two_motion_starts(dy, dx, ii, jj, radius):
                     nb_ += 1
             if na == 0 or nb_ == 0:
                 break
-            ay = np.median(ys[ca[:na].astype(np.int64)])
-            ax = np.median(xs[ca[:na].astype(np.int64)])
-            by = np.median(ys[cb[:nb_].astype(np.int64)])
-            bx = np.median(xs[cb[:nb_].astype(np.int64)])
+            ay = median(ys[ca[:na].astype(np.int64)])
+            ax = median(xs[ca[:na].astype(np.int64)])
+            by = median(ys[cb[:nb_].astype(np.int64)])
+            bx = median(xs[cb[:nb_].astype(np.int64)])
         out_ay[k] = ay
         out_ax[k] = ax
         out_by[k] = by

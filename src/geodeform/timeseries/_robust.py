@@ -21,6 +21,7 @@ from geodeform.timeseries._kernels import (
     find_root,
     half_bandwidth,
     linked,
+    median,
     reachable,
 )
 
@@ -58,7 +59,7 @@ def _l1_fit(pi, pj, t, lam, obs_px, w_row, fit, reach, e, r, n_iter, band):
         if fit[p]:
             buf[nb] = e[p]
             nb += 1
-    s = np.median(buf[:nb])
+    s = median(buf[:nb])
     if s <= 0.0:
         return True  # exact fit already
     for _ in range(n_iter):
@@ -285,7 +286,7 @@ def robust_start(
                 buf[nb] = e[p]
                 nb += 1
         # An L1 fit reproduces about one pair per unknown: the median residual shrinks by about 1 - m / P.
-        scale = np.median(buf) / c_med / (1.0 - nunk / nfit)
+        scale = median(buf) / c_med / (1.0 - nunk / nfit)
         if not scale > 0.0:
             continue
         z = np.zeros(P)
@@ -352,7 +353,7 @@ def flag_outliers(
                     nb += 1
             if nb == 0:
                 continue
-            scale = 1.4826 * np.median(buf[:nb])
+            scale = 1.4826 * median(buf[:nb])
             if scale <= 0.0:
                 continue  # exact fit of the used pairs: no scale to judge the others by
             scales[c] = scale
