@@ -654,6 +654,7 @@ def two_motion_node(sp, r0, c0, h, w, d0_r, d0_c, a_r, a_c, b_r, b_c, tm, out):
     zn_b = np.nan
     mapped_a = (np.nan, np.nan)
     mapped_b = (np.nan, np.nan)
+    side_gn = GaussNewton(12, 0.01, 1.5, 0.0, -1.0, False)  # the sides' refinement where pixels are missing
     for it in range(n_iter + 1):
         ok = True
         if (ar, ac) != mapped_a:  # a motion left unchanged keeps its residual map
@@ -712,38 +713,14 @@ def two_motion_node(sp, r0, c0, h, w, d0_r, d0_c, a_r, a_c, b_r, b_c, tm, out):
             if full:
                 _masked_gn(sp, r0, c0, h, w, wa, ar, ac, GaussNewton(12, 0.02, 1.5, 0.0, -1.0, False), side)
             else:
-                lk_refine_node(
-                    sp,
-                    r0,
-                    c0,
-                    h,
-                    w,
-                    ar,
-                    ac,
-                    wa,
-                    GaussNewton(12, 0.01, 1.5, 0.0, -1.0, False),
-                    side,
-                    lk_scratch(h, w),
-                )
+                lk_refine_node(sp, r0, c0, h, w, ar, ac, wa, side_gn, side, lk_scratch(h, w))
             if side[REASON] == OK:
                 ar, ac, zn_a, sig_a = side[DY], side[DX], side[ZNCC], side[SIGMA]
         if nb_ >= 64 and (it == 0 or not a_side):
             if full:
                 _masked_gn(sp, r0, c0, h, w, wb, br_, bc_, GaussNewton(12, 0.02, 1.5, 0.0, -1.0, False), side)
             else:
-                lk_refine_node(
-                    sp,
-                    r0,
-                    c0,
-                    h,
-                    w,
-                    br_,
-                    bc_,
-                    wb,
-                    GaussNewton(12, 0.01, 1.5, 0.0, -1.0, False),
-                    side,
-                    lk_scratch(h, w),
-                )
+                lk_refine_node(sp, r0, c0, h, w, br_, bc_, wb, side_gn, side, lk_scratch(h, w))
             if side[REASON] == OK:
                 br_, bc_, zn_b, sig_b = side[DY], side[DX], side[ZNCC], side[SIGMA]
     ratio, s12, s13 = _step_tests(
