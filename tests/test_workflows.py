@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
 import signal
 import subprocess
 import sys
 import time
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -27,12 +29,12 @@ from scipy import ndimage
 
 import _rpc_images as rpcimg
 from geodeform.cli.demo import ORIGIN, write_demo_inputs
-from geodeform.config import InputImage, OrthoConfig, load_config
+from geodeform.config import CorrectionsConfig, InputImage, OrthoConfig, load_config
 from geodeform.demo import PIXEL_M, load_texture, make_glacier_series
 from geodeform.errors import InvalidInputError, NoDataError
 from geodeform.io import NoOverlapError
-from geodeform.offsets import node_grid
-from geodeform.timeseries import date_noise
+from geodeform.offsets import grid_shape, node_grid
+from geodeform.timeseries import TimeSeriesWarning, date_noise
 from geodeform.workflows import (
     PairSpec,
     process_pair,
@@ -41,6 +43,7 @@ from geodeform.workflows import (
     stable_nodes,
     stack_from_inputs,
 )
+from geodeform.workflows.probe import invert_seconds
 from geodeform.workflows.stack import SensorInputs
 
 YEAR = 365.25
@@ -576,6 +579,38 @@ def test_process_pair_error_policies(tmp_path: Path) -> None:
         process_pair(PairSpec(**base, dates="2020-02-01,2020-01-01", errors="record"))
     with pytest.raises(InvalidInputError, match="at least one output"):
         process_pair(PairSpec(reference=ref, secondary=sec, outputs={}))
+
+
+def test_a_probe_strip_says_nothing_on_the_console_about_the_pair(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A resource probe matches a strip of a real pair: its verdict (here too little stable ground on the
+    strip) is not the pair's and is not logged; the same verdict on the whole pair is."""
+    ref, sec = _shifted_pair(tmp_path)
+    stable = np.zeros(grid_shape((160, 160), 32, 16), dtype=bool)
+    stable[0, :2] = True  # 2 stable nodes, fewer than corrections.min_stable
+    base = {"reference": ref, "secondary": sec, "search_range": 4, "stable": stable,
+            "corrections": CorrectionsConfig()}  # fmt: skip
+    with caplog.at_level(logging.WARNING, logger="geodeform.workflows.pair"):
+        strip = process_pair(PairSpec(**base, outputs={"netcdf": str(tmp_path / "s.nc")}, rows=(0, 160)))
+    assert strip.degraded and "stable" in strip.degraded  # the strip still records its verdict
+    assert not caplog.records
+    with caplog.at_level(logging.WARNING, logger="geodeform.workflows.pair"):
+        whole = process_pair(PairSpec(**base, outputs={"netcdf": str(tmp_path / "p.nc")}))
+    assert whole.degraded == strip.degraded
+    assert [r.getMessage() for r in caplog.records] == [f"pair {ref} -> {sec}: {whole.degraded}"]
+
+
+def test_the_inversion_probe_warns_nothing_about_its_synthetic_pixels() -> None:
+    """invert_seconds times the inversion on synthetic noisy pixels: a date flagged there is not the
+    user's date, so no TimeSeriesWarning leaves it (the demo's network flagged two dates before)."""
+    dates = np.datetime64("2020-01-06") + 16 * np.arange(6)
+    pairs = np.array([(i, j) for i in range(6) for j in range(i + 1, 6) if 5 <= 16 * (j - i) <= 100])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        seconds = invert_seconds(dates, pairs, smoothing=None, robust=True)
+    assert seconds > 0
+    assert not [w for w in caught if issubclass(w.category, TimeSeriesWarning)]
 
 
 # --- messy scenes: masks per image, reason codes, stable ground, preflight in one pass ---------------------

@@ -517,7 +517,7 @@ def process_pair(spec: PairSpec, *, progress: PairProgress | None = None) -> Pai
             raise
         return PairOutcome(**labels, status="failed", message=f"corrections: {exc}")
     clock.lap("correct")
-    if corrected.degraded:
+    if corrected.degraded and spec.rows is None:  # a probe's strip is not the pair: its verdict is not shown
         log.warning("pair %s -> %s: %s", spec.reference, spec.secondary, corrected.degraded)
     ds = offset_dataset(
         corrected.field,  # type: ignore[arg-type]  # the io Protocol declares settable attributes; ours is frozen
