@@ -201,6 +201,15 @@ def coverage(s: Series, vx, vy, ex, ey) -> str:  # type: ignore[no-untyped-def]
     return " | ".join(out)
 
 
+def velocity_rmse(s: Series, vx: NDArray[np.float64], vy: NDArray[np.float64]) -> str:
+    """RMSE of the velocity vector against the truth, px/yr, moving ice | still ground."""
+    out = []
+    for where in (s.moving, ~s.moving):
+        e2 = ((vx - s.truth[0]) ** 2 + (vy - s.truth[1]) ** 2)[where & np.isfinite(vx) & np.isfinite(vy)]
+        out.append(f"{np.sqrt(np.mean(e2)):.3f}")
+    return " | ".join(out)
+
+
 def run(name: str, setup: Setup) -> None:
     s = make(setup)
     before = coverage(s, *main_model(s))
@@ -210,8 +219,10 @@ def run(name: str, setup: Setup) -> None:
     vx, vy, exl, eyl = this_model(s, still & ~left)  # judged on the left half
     _, _, exr, eyr = this_model(s, still & left)
     after = coverage(s, vx, vy, np.where(left, exl, exr), np.where(left, eyl, eyr))
+    unscaled = coverage(s, *this_model(s, None))
+    rmse = velocity_rmse(s, vx, vy)
     label = f"{name} ({setup.n_dates} dates, {len(s.pairs)} pairs, step {setup.step}, {setup.texture})"
-    print(f"| {label} | {before} | {after} |", flush=True)
+    print(f"| {label} | {before} | {after} | {unscaled} | {rmse} |", flush=True)
 
 
 def main() -> None:
@@ -219,8 +230,9 @@ def main() -> None:
     warnings.simplefilter("ignore", TimeSeriesWarning)  # a few border nodes lack pairs
     names = sys.argv[1:] or list(SETUPS)
     print(
-        "| setup | main: moving vx / vy | main: still vx / vy | this: moving vx / vy "
-        "| this: still vx / vy |\n|---|---:|---:|---:|---:|"
+        "| setup | old model: moving vx / vy | old model: still vx / vy | moving vx / vy | still vx / vy "
+        "| no noise scale: moving vx / vy | no noise scale: still vx / vy | RMSE moving px/yr | RMSE still "
+        "|\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
     )
     for name in names:
         run(name, SETUPS[name])

@@ -21,10 +21,12 @@ from geodeform.offsets._ncc_strip import (
     Chips,
     PreparedStrip,
     StripResult,
+    _window,
     ncc_strip,
     robust_strip,
     two_motion_strip,
 )
+from geodeform.offsets._noise import noise_factor
 from geodeform.offsets._two_motion import Motions
 from geodeform.offsets.ncc import NccOptions
 
@@ -59,6 +61,10 @@ class NodeField:
     chip : ndarray of float64, shape (nr, nc, 2)
         Rows and columns (px, full resolution) of the chip that measured the answer kept (NaN where
         no chip was matched).
+    noise_factor, roughness : ndarray of float64, shape (nr, nc), or None
+        The first pass's correlated-noise error over the kernel's ``SIGMA`` and the texture roughness of
+        each node's base chip (:func:`geodeform.offsets._noise.noise_factor`; NaN where that chip has
+        no refinement); None for the passes that re-measure nodes.
     """
 
     dy: F64
@@ -67,6 +73,8 @@ class NodeField:
     reason: npt.NDArray[np.uint8]
     lk: F64
     chip: F64
+    noise_factor: F64 | None = None
+    roughness: F64 | None = None
 
     @classmethod
     def empty(cls, shape: tuple[int, int]) -> NodeField:
@@ -228,6 +236,19 @@ def measure(
     for k, n_strips, prep, ii, jj, r0, c0 in walk:
         if start is None:
             res = sparse_dense(prep, ii, jj, r0, c0, job, opts, halo=_halo(job, prep, ii, r0, select))
+            if opts.subpixel == "lk":
+                if out.noise_factor is None or out.roughness is None:
+                    out.noise_factor, out.roughness = np.full(job.grid, np.nan), np.full(job.grid, np.nan)
+                out.noise_factor[ii, jj], out.roughness[ii, jj] = noise_factor(
+                    prep.spline(0),
+                    r0,
+                    c0,
+                    chip,
+                    _window(*chip, opts.window),
+                    res.lk,
+                    exact=prep.exact,
+                    smooth=opts.smooth,
+                )
         else:
             at = (start[0][ii, jj], start[1][ii, jj])
             if robust:

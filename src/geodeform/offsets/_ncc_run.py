@@ -46,6 +46,7 @@ from geodeform.offsets._ncc_steps import (
     shiftable_windows,
     two_motions,
 )
+from geodeform.offsets._noise import interpolation_error
 from geodeform.offsets._types import MatcherOutput
 from geodeform.offsets.ncc import NccOptions
 
@@ -111,7 +112,31 @@ def _finish(job: MatchJob, opts: NccOptions, field: NodeField) -> MatcherOutput:
             radii=tuple(range(1, opts.smoothing + 1)),
             gamma=opts.smoothing_gamma,
         )
+    if lk_passes:
+        sigma = np.hypot(sigma * _noise_factor(field), _interpolation(field, dy, dx))
     return MatcherOutput(dy, dx, field.q, field.reason, sigma, field.chip[..., 0], field.chip[..., 1])
+
+
+def _noise_factor(field: NodeField) -> F64:
+    """Per node, the factor that turns the kernels' predicted error (``SIGMA``, which the passes compare
+    and weight by) into the reported one: the correlated-noise error of the node's base chip over its
+    ``SIGMA`` (:func:`geodeform.offsets._noise.noise_factor`). The passes that replace a node's answer
+    (nested, two-motion, robust chips) keep their own ``SIGMA`` scaled by the base chip's factor; a node
+    whose base chip has no refinement takes the median factor of the pair (1 when none has one)."""
+    f = field.noise_factor
+    if f is None or not np.isfinite(f).any():
+        return np.ones(field.dy.shape)
+    return np.where(np.isfinite(f), f, float(np.nanmedian(f)))
+
+
+def _interpolation(field: NodeField, dy: F64, dx: F64) -> F64:
+    """The image model's interpolation error at each node's offset (px; 0 without roughness, the
+    pair's median roughness where the base chip has none)."""
+    r = field.roughness
+    if r is None or not np.isfinite(r).any():
+        return np.zeros(field.dy.shape)
+    r = np.where(np.isfinite(r), r, float(np.nanmedian(r)))
+    return interpolation_error(r, np.nan_to_num(dy), np.nan_to_num(dx))
 
 
 def _consistency(job: MatchJob, opts: NccOptions, field: NodeField) -> None:

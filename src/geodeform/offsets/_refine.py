@@ -74,9 +74,9 @@ class GaussNewton(NamedTuple):
     min_std : float
         Chips whose valid pixels have a standard deviation ≤ this are ``TEXTURELESS`` (-1: no test).
     quadratic : bool
-        Fit a curved radiometric map per chip: the caller then runs
-        :func:`geodeform.offsets._refine_quad.lk_nodes_quadratic` (this module's kernels are the default
-        gain-and-offset model and do not read it).
+        Fit a curved radiometric map per chip (``NccOptions.radiometry="quadratic"``, the default): the
+        caller then runs :func:`geodeform.offsets._refine_quad.lk_nodes_quadratic` (this module's kernels
+        are the gain-and-offset model and do not read it).
     """
 
     max_iter: int
@@ -163,7 +163,8 @@ NSUM = 28
 def _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, out, xcol):
     """The reference sums of :func:`lk_refine_node` for one chip, into ``out`` (NSUM values, columns
     ``S_*`` above). The unweighted Σr and Σr² of the valid pixels serve the chip's texture test; the
-    other sums are weighted by ``weight`` × validity."""
+    other sums are weighted by ``weight`` × validity. (``_refine_quad._chip_sums_quadratic`` repeats this
+    body with the quadratic model's four sums added: a change here belongs there too.)"""
     cr_ = (h - 1) / 2.0
     cc_ = (w - 1) / 2.0
     swt = 0.0
@@ -194,7 +195,7 @@ def _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, out, xcol):
     q11cc = 0.0
     t_r = 0.0
     t_rr = 0.0
-    nvalid = valid_count(rvalid, r0, c0, h, w)
+    nvalid = 0.0
     for j in range(w):  # (``xcol``: a float32 buffer of w values)
         xcol[j] = j - cc_
     for i in range(h):
@@ -215,6 +216,7 @@ def _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, out, xcol):
         b_gx = np.float32(0.0)
         b_gyr = np.float32(0.0)
         b_gxr = np.float32(0.0)
+        u_n = np.float32(0.0)
         u_r = np.float32(0.0)
         u_rr = np.float32(0.0)
         p00 = np.float32(0.0)
@@ -232,6 +234,7 @@ def _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, out, xcol):
             m = wrow[j] * v  # branch-free masking keeps the loop vectorised
             r = rrow[j]
             vr_ = v * r
+            u_n += v  # the valid count (exact in float32 for a row)
             u_r += vr_
             u_rr += vr_ * r
             mr_ = m * r
@@ -273,6 +276,7 @@ def _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, out, xcol):
         s_gx += b_gx
         s_gyr += b_gyr
         s_gxr += b_gxr
+        nvalid += u_n
         t_r += u_r
         t_rr += u_rr
         a00 += p00
@@ -477,8 +481,9 @@ def lk_refine_node(sp, r0, c0, h, w, d_r, d_c, weight, gn, out, scratch=None):
     sw = swt
     q_r, q_rr, q_gy, q_gx, q_gyr, q_gxr = s_r, s_rr, s_gy, s_gx, s_gyr, s_gxr
     if fast:
-        for i in range(h):
-            mw[i, :] = weight[i]
+        for i in range(h):  # element by element: a row-slice copy costs ~3× more (0.3 µs per chip)
+            for j in range(w):
+                mw[i, j] = weight[i, j]
     at_r = -(1 << 30)  # the integer position the mask ``mw`` and the q_* sums were made for
     at_c = -(1 << 30)
     dr = float(d_r)

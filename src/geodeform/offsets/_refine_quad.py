@@ -3,8 +3,9 @@
 The kernels of :mod:`geodeform.offsets._refine` (inverse-compositional Gauss–Newton on cubic B-splines,
 gain and offset between the chips) with a per-chip curvature of the radiometric map, S ≈ a + β u +
 γ (u² - var u), u = R - mean R, fitted where it explains the residual significantly
-(:func:`quadratic_radiometry`). Kept apart so that the default path compiles to exactly the arithmetic
-and code of the gain-and-offset model: the extra reference moments (Σ w r³, Σ w r⁴, Σ w g r²) and the
+(:func:`quadratic_radiometry`); the default model (``NccOptions.radiometry``). Kept apart so that
+``radiometry="linear"`` compiles to exactly the arithmetic and code of the gain-and-offset model: the
+extra reference moments (Σ w r³, Σ w r⁴, Σ w g r², fused into the chip's reference sums) and the
 per-iteration Σ m S R² are computed here only.
 
 Sign convention: a feature at (row, col) of the reference appears at (row + dy, col + dx) of the
@@ -51,7 +52,6 @@ from geodeform.offsets._refine import (
     S_TR,
     S_TRR,
     S_W,
-    _chip_sums,
     _masked_weights,
     accelerated,
     bspline3_weights,
@@ -62,45 +62,200 @@ from geodeform.offsets._search import valid_count, window_all_valid
 
 __all__ = ["lk_nodes_quadratic", "lk_refine_node_quadratic", "quadratic_radiometry"]
 
+# t² at which the fitted curvature γ is halved (16 until 2026-12-07: 30 dB peer case 1.50× its Cramér-Rao
+# bound, 1.27× with 100; docs/benchmarks.md)
+GAMMA_SHRINK = 100.0
+
 
 @nb.njit(cache=True, nogil=True, fastmath=FAST)
-def _quadratic_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight):
-    """The reference moments of the quadratic model over a chip, weighted by ``weight`` × validity:
-    (Σ m r³, Σ m r⁴, Σ m g_y r², Σ m g_x r²)."""
+def _chip_sums_quadratic(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, out, xcol):
+    """:func:`geodeform.offsets._refine._chip_sums` (into ``out``, columns ``S_*``) with the quadratic
+    model's reference moments fused into its last loop (one pass over the chip instead of two): returns
+    (Σ m r³, Σ m r⁴, Σ m g_y r², Σ m g_x r²), m = ``weight`` × validity."""
+    cr_ = (h - 1) / 2.0
+    cc_ = (w - 1) / 2.0
+    swt = 0.0
+    s_r = 0.0
+    s_rr = 0.0
+    a00 = 0.0
+    a01 = 0.0
+    a11 = 0.0
+    s_gy = 0.0
+    s_gx = 0.0
+    s_gyr = 0.0
+    s_gxr = 0.0
+    mr00 = 0.0
+    mr01 = 0.0
+    mr11 = 0.0
+    mc00 = 0.0
+    mc01 = 0.0
+    mc11 = 0.0
+    # second moments Σ w g_a g_b Δk Δl (ab in yy, yx, xx; kl in rr, rc, cc) for the curvature bias
+    q00rr = 0.0
+    q00rc = 0.0
+    q00cc = 0.0
+    q01rr = 0.0
+    q01rc = 0.0
+    q01cc = 0.0
+    q11rr = 0.0
+    q11rc = 0.0
+    q11cc = 0.0
+    t_r = 0.0
+    t_rr = 0.0
     s_r3 = 0.0
     s_r4 = 0.0
     s_gyrr = 0.0
     s_gxrr = 0.0
+    nvalid = 0.0
+    for j in range(w):  # (``xcol``: a float32 buffer of w values)
+        xcol[j] = j - cc_
     for i in range(h):
+        yi = i - cr_
         rr = r0 + i
         rrow = ref[rr, c0 : c0 + w]
         gyrow = gyi[rr, c0 : c0 + w]
         gxrow = gxi[rr, c0 : c0 + w]
         vrow = rvalid[rr, c0 : c0 + w]
         wrow = weight[i]
-        # float32 sums along the row (SIMD), float64 across rows
+        # float32 sums along the row (SIMD; values are normalised to O(1)), float64 across rows; the
+        # moments in the column offset x are row sums weighted by x and x², those in the row offset y
+        # are row sums weighted by y and y² (the window is a product of rows and columns)
+        b_w = np.float32(0.0)
+        b_r = np.float32(0.0)
+        b_rr = np.float32(0.0)
+        b_gy = np.float32(0.0)
+        b_gx = np.float32(0.0)
+        b_gyr = np.float32(0.0)
+        b_gxr = np.float32(0.0)
+        u_n = np.float32(0.0)
+        u_r = np.float32(0.0)
+        u_rr = np.float32(0.0)
+        p00 = np.float32(0.0)
+        p01 = np.float32(0.0)
+        p11 = np.float32(0.0)
+        x00 = np.float32(0.0)
+        x01 = np.float32(0.0)
+        x11 = np.float32(0.0)
+        xx00 = np.float32(0.0)
+        xx01 = np.float32(0.0)
+        xx11 = np.float32(0.0)
         b_r3 = np.float32(0.0)
         b_r4 = np.float32(0.0)
         b_gyrr = np.float32(0.0)
         b_gxrr = np.float32(0.0)
+        # (three loops of few accumulators each; the quadratic moments in the third, which has fewest)
+        for j in range(w):
+            v = np.float32(vrow[j])
+            m = wrow[j] * v  # branch-free masking keeps the loop vectorised
+            r = rrow[j]
+            vr_ = v * r
+            u_n += v  # the valid count (exact in float32 for a row)
+            u_r += vr_
+            u_rr += vr_ * r
+            mr_ = m * r
+            mgy = m * gyrow[j]
+            mgx = m * gxrow[j]
+            b_w += m
+            b_r += mr_
+            b_rr += mr_ * r
+            b_gy += mgy
+            b_gx += mgx
+            b_gyr += mgy * r
+            b_gxr += mgx * r
         for j in range(w):
             m = wrow[j] * np.float32(vrow[j])
+            gy = gyrow[j]
+            gx = gxrow[j]
+            xj = xcol[j]
+            gyy = m * gy * gy
+            gyx = m * gy * gx
+            gxx = m * gx * gx
+            p00 += gyy
+            p01 += gyx
+            p11 += gxx
+            x00 += gyy * xj
+            x01 += gyx * xj
+            x11 += gxx * xj
+        for j in range(w):
+            m = wrow[j] * np.float32(vrow[j])
+            gy = gyrow[j]
+            gx = gxrow[j]
+            xj2 = xcol[j] * xcol[j]
+            xx00 += m * gy * gy * xj2
+            xx01 += m * gy * gx * xj2
+            xx11 += m * gx * gx * xj2
             r = rrow[j]
             mr2 = m * r * r
             b_r3 += mr2 * r
             b_r4 += mr2 * r * r
-            b_gyrr += mr2 * gyrow[j]
-            b_gxrr += mr2 * gxrow[j]
+            b_gyrr += mr2 * gy
+            b_gxrr += mr2 * gx
+        swt += b_w
+        s_r += b_r
+        s_rr += b_rr
+        s_gy += b_gy
+        s_gx += b_gx
+        s_gyr += b_gyr
+        s_gxr += b_gxr
+        nvalid += u_n
+        t_r += u_r
+        t_rr += u_rr
+        a00 += p00
+        a01 += p01
+        a11 += p11
+        mr00 += p00 * yi
+        mr01 += p01 * yi
+        mr11 += p11 * yi
+        mc00 += x00
+        mc01 += x01
+        mc11 += x11
+        q00rr += p00 * (yi * yi)
+        q00rc += x00 * yi
+        q00cc += xx00
+        q01rr += p01 * (yi * yi)
+        q01rc += x01 * yi
+        q01cc += xx01
+        q11rr += p11 * (yi * yi)
+        q11rc += x11 * yi
+        q11cc += xx11
         s_r3 += b_r3
         s_r4 += b_r4
         s_gyrr += b_gyrr
         s_gxrr += b_gxrr
+    out[S_W] = swt
+    out[S_R] = s_r
+    out[S_RR] = s_rr
+    out[S_H] = a00
+    out[S_H + 1] = a01
+    out[S_H + 2] = a11
+    out[S_G] = s_gy
+    out[S_G + 1] = s_gx
+    out[S_GR] = s_gyr
+    out[S_GR + 1] = s_gxr
+    out[S_M] = mr00
+    out[S_M + 1] = mr01
+    out[S_M + 2] = mr11
+    out[S_M + 3] = mc00
+    out[S_M + 4] = mc01
+    out[S_M + 5] = mc11
+    out[S_Q] = q00rr
+    out[S_Q + 1] = q00rc
+    out[S_Q + 2] = q00cc
+    out[S_Q + 3] = q01rr
+    out[S_Q + 4] = q01rc
+    out[S_Q + 5] = q01cc
+    out[S_Q + 6] = q11rr
+    out[S_Q + 7] = q11rc
+    out[S_Q + 8] = q11cc
+    out[S_NVALID] = nvalid
+    out[S_TR] = t_r
+    out[S_TRR] = t_rr
     return s_r3, s_r4, s_gyrr, s_gxrr
 
 
 @nb.njit(cache=True, nogil=True, fastmath=FAST)
 def _masked_quadratic_sums(ref, gyi, gxi, r0, c0, h, w, mw):
-    """:func:`_quadratic_sums` over the weights ``mw`` (h, w) that
+    """The quadratic moments of :func:`_chip_sums_quadratic` over the weights ``mw`` (h, w) that
     :func:`geodeform.offsets._refine._masked_weights` has just made (validity in both images included)."""
     q_r3 = 0.0
     q_r4 = 0.0
@@ -137,7 +292,8 @@ def quadratic_radiometry(sw, q_r, q_rr, q_r3, q_r4, ss, sss, srs, srrs):
     weighted least squares over a chip (sums of weights m: Σ m, Σ m R^k for k = 1..4, Σ m S, Σ m S R,
     Σ m S², Σ m S R²), and the moments the refinement needs: (mean R, var R, μ₃ = mean u³, var(u²),
     cov(S, u²), γ). γ is 0 when the fit is ill-conditioned (u² nearly a linear function of u: few grey
-    levels), and shrunk by t² / (t² + 16) with t its t statistic (counting Σ m as the number of samples):
+    levels), and shrunk by t² / (t² + ``GAMMA_SHRINK``) with t its t statistic (counting Σ m as the number
+    of samples):
     a chip whose curvature is not significant keeps about the linear model, without a jump between
     nearby sums."""
     mq = q_r / sw
@@ -159,7 +315,9 @@ def quadratic_radiometry(sw, q_r, q_rr, q_r3, q_r4, ss, sss, srs, srrs):
         res_lin = sss / sw - ms * ms - csu * csu / vq
         gain2 = gamma * (csz - csu * mu3 / vq)
         t2 = gain2 * sw / max(res_lin - gain2, 1e-12)  # squared t statistic of γ
-        gamma *= t2 / (t2 + 16.0)  # shrunk smoothly: no jump between nearby sums
+        # shrunk smoothly (no jump between nearby sums), by half at t = 10: t counts Σ m as independent
+        # samples, but the residuals of neighbouring pixels are correlated (interpolation, window)
+        gamma *= t2 / (t2 + GAMMA_SHRINK)
     return mq, vq, mu3, vz, csz, gamma
 
 
@@ -211,7 +369,7 @@ def lk_refine_node_quadratic(sp, r0, c0, h, w, d_r, d_c, weight, gn, out, scratc
     if scratch is None:
         scratch = lk_scratch(h, w)
     sums, wr, wc, xcol, hb, mw = scratch
-    _chip_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, sums, xcol)
+    q_r3, q_r4, q_gyrr, q_gxrr = _chip_sums_quadratic(ref, gyi, gxi, rvalid, r0, c0, h, w, weight, sums, xcol)
     swt, s_r, s_rr = sums[S_W], sums[S_R], sums[S_RR]
     a00, a01, a11 = sums[S_H], sums[S_H + 1], sums[S_H + 2]
     s_gy, s_gx, s_gyr, s_gxr = sums[S_G], sums[S_G + 1], sums[S_GR], sums[S_GR + 1]
@@ -249,10 +407,10 @@ def lk_refine_node_quadratic(sp, r0, c0, h, w, d_r, d_c, weight, gn, out, scratc
     )
     sw = swt
     q_r, q_rr, q_gy, q_gx, q_gyr, q_gxr = s_r, s_rr, s_gy, s_gx, s_gyr, s_gxr
-    q_r3, q_r4, q_gyrr, q_gxrr = _quadratic_sums(ref, gyi, gxi, rvalid, r0, c0, h, w, weight)
     if fast:
-        for i in range(h):
-            mw[i, :] = weight[i]
+        for i in range(h):  # element by element: a row-slice copy costs ~3× more (0.3 µs per chip)
+            for j in range(w):
+                mw[i, j] = weight[i, j]
     at_r = -(1 << 30)  # the integer position the mask ``mw`` and the q_* sums were made for
     at_c = -(1 << 30)
     dr = float(d_r)

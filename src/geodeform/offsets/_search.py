@@ -355,18 +355,28 @@ def pyramid_down(img, valid):
     """2× block average of the valid pixels; a coarse pixel is valid when ≥ 3 of its 4 are."""
     h2 = img.shape[0] // 2
     w2 = img.shape[1] // 2
-    out = np.zeros((h2, w2), np.float32)
-    ov = np.zeros((h2, w2), np.bool_)
+    out = np.empty((h2, w2), np.float32)  # every value is written below
+    ov = np.empty((h2, w2), np.bool_)
     for i in nb.prange(h2):
+        r0 = img[2 * i]
+        r1 = img[2 * i + 1]
+        v0 = valid[2 * i]
+        v1 = valid[2 * i + 1]
+        orow = out[i]
+        ovrow = ov[i]
         for j in range(w2):
+            # branch-free (0/1 factors; the same float64 sums in the same order as adding the valid ones)
+            a0 = np.int32(v0[2 * j])
+            a1 = np.int32(v0[2 * j + 1])
+            a2 = np.int32(v1[2 * j])
+            a3 = np.int32(v1[2 * j + 1])
             s = 0.0
-            c = 0
-            for a in range(2):
-                for b in range(2):
-                    if valid[2 * i + a, 2 * j + b]:
-                        s += img[2 * i + a, 2 * j + b]
-                        c += 1
-            if c >= 3:
-                out[i, j] = s / c
-                ov[i, j] = True
+            s += np.float64(r0[2 * j]) * a0
+            s += np.float64(r0[2 * j + 1]) * a1
+            s += np.float64(r1[2 * j]) * a2
+            s += np.float64(r1[2 * j + 1]) * a3
+            c = a0 + a1 + a2 + a3
+            ok = c >= 3
+            orow[j] = np.float32(s / c) if ok else np.float32(0.0)
+            ovrow[j] = ok
     return out, ov
