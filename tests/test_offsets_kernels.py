@@ -57,18 +57,14 @@ def shifted_crop(texture: np.ndarray, r: int, c: int, size: int, dy: float, dx: 
 
 
 def uniform(size: int) -> np.ndarray:
-    """Equal weights for a size² chip (read-only, as the matcher passes its windows)."""
-    w = np.ones((size, size), np.float32)
-    w.flags.writeable = False
-    return w
+    """Equal weights for a size² chip (a writable float32 array, as the matcher passes its windows)."""
+    return np.ones((size, size), np.float32)
 
 
 def gaussian(size: int) -> np.ndarray:
-    """The matcher's default chip weights: a Gaussian of σ = size / 4 centred on the chip (read-only)."""
+    """The matcher's default chip weights: a Gaussian of σ = size / 4 centred on the chip."""
     x = (np.arange(size) - (size - 1) / 2) / (size / 4)
-    w = np.exp(-0.5 * (x[:, None] ** 2 + x[None, :] ** 2)).astype(np.float32)
-    w.flags.writeable = False
-    return w
+    return np.exp(-0.5 * (x[:, None] ** 2 + x[None, :] ** 2)).astype(np.float32)
 
 
 def normalised(img: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ from numba import njit
 __all__ = ["band_cholesky", "band_cholesky_into", "band_entry", "band_inverse", "band_solve"]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def band_cholesky_into(NB, LB, rel_tol):
     """Lower band Cholesky factor of ``NB`` written into ``LB`` (same shape); returns ok.
 
@@ -54,14 +54,14 @@ def band_cholesky_into(NB, LB, rel_tol):
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def band_cholesky(NB, rel_tol):
     """``(LB, ok)``: :func:`band_cholesky_into` into a new array."""
     LB = np.zeros(NB.shape)
     return LB, band_cholesky_into(NB, LB, rel_tol)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def band_inverse(LB):
     """Entries of ``N⁻¹`` inside the band, ``ZU[i, d] = Z[i, i + d]``, from the factor ``LB`` (Takahashi)."""
     m, b1 = LB.shape
@@ -79,7 +79,7 @@ def band_inverse(LB):
     return ZU
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def band_entry(ZU, r, c):
     """Entry (r, c) of the symmetric inverse from its upper band; 0 outside the band (not computed)."""
     if r > c:
@@ -90,7 +90,7 @@ def band_entry(ZU, r, c):
     return ZU[r, d]
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def band_solve(LB, rhs, x, y):
     """Solve ``L Lᵀ x = rhs`` with the band factor ``LB``: ``x`` gets the solution, ``y`` is work space
     (both ``(m,)``, overwritten)."""

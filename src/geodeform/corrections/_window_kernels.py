@@ -7,7 +7,7 @@ They give exactly what the sort-based numpy versions gave (median of the finite 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 from numpy.typing import NDArray
 
 __all__ = ["window_consistency", "window_median_mad"]
@@ -26,7 +26,7 @@ def _median(buf: NDArray[np.float64], n: int) -> float:
     return 0.5 * (buf[(n - 1) // 2] + buf[n // 2])
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)  # serial: a pass over nodes, cheap beside its parallel build
 def window_median_mad(
     v: NDArray[np.float64], size: int
 ) -> tuple[NDArray[np.float64], NDArray[np.float64]]:  # pragma: no cover - compiled
@@ -35,7 +35,7 @@ def window_median_mad(
     r = size // 2
     med = np.full((h, w), np.nan)
     mad = np.full((h, w), np.nan)
-    for i in prange(h):
+    for i in range(h):
         buf = np.empty(size * size)
         dev = np.empty(size * size)
         for j in range(w):
@@ -56,7 +56,7 @@ def window_median_mad(
     return med, mad
 
 
-@njit(cache=True, parallel=True)
+@njit(cache=True, nogil=True)  # serial, as window_median_mad
 def window_consistency(
     x: NDArray[np.float64], y: NDArray[np.float64], size: int, tolerance: float
 ) -> NDArray[np.float64]:  # pragma: no cover - compiled
@@ -65,7 +65,7 @@ def window_consistency(
     h, w = x.shape
     r = size // 2
     frac = np.zeros((h, w))
-    for i in prange(h):
+    for i in range(h):
         for j in range(w):
             n_valid = 0
             n_close = 0

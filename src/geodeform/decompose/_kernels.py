@@ -20,7 +20,7 @@ __all__ = ["solve_pixels"]
 CHOLESKY_REL_TOL = 1e-13  # a pivot below this times the largest diagonal entry: singular pixel
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _normal(px, ref, sec, set_of, unit, value, w, use, reg):
     """Band of the normal matrix and the right-hand side of one pixel."""
     m = reg.shape[0]

@@ -11,7 +11,7 @@ from numpy.typing import NDArray
 __all__ = ["fill_depressions", "match_shadows"]
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def fill_depressions(image: NDArray[np.float64]) -> NDArray[np.float64]:  # pragma: no cover - numba
     """Fill every local depression of ``image`` up to its spill level (priority flood, 8-connected).
 
@@ -42,7 +42,7 @@ def fill_depressions(image: NDArray[np.float64]) -> NDArray[np.float64]:  # prag
     return out
 
 
-@numba.njit(cache=True)
+@numba.njit(cache=True, nogil=True)
 def match_shadows(  # pragma: no cover - numba
     labels: NDArray[np.int64],
     n_objects: int,

@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from geodeform.errors import InvalidInputError
 
-__all__ = ["node_grid", "texture", "to_float32", "top_value"]
+__all__ = ["median", "node_grid", "texture", "to_float32", "top_value"]
 
 
 def pair_of_ints(value: Any, name: str, *, minimum: int) -> tuple[int, int]:
@@ -118,13 +118,13 @@ def _to_float32(img, bad, mask, sat, out):
     for i in nb.prange(h):
         ok = np.empty(w, np.bool_)
         row = img[i]
-        _ok_row(row, bad, mask, i, sat, ok)
+        _ok_row(row, bad, mask, np.int64(i), sat, ok)  # the prange index is uint64 in the parallel body
         orow = out[i]
         for j in range(w):
             orow[j] = np.float32(row[j]) if ok[j] else np.float32(np.nan)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _texture(img, bad, mask):
     """(has a valid pixel, the first valid value, whether another valid value differs from it), scanning
     row by row and stopping at the first difference (see :func:`_ok_row`)."""
@@ -146,7 +146,14 @@ def _texture(img, bad, mask):
     return found, first, False
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
+def median(a):
+    """``np.median(a)`` compiled once: numba builds its own np.median (and the partition under it) anew
+    for every set of compile options that calls it, so the kernels call this one."""
+    return np.median(a)
+
+
+@nb.njit(cache=True, nogil=True)
 def top_value(img):
     """Largest non-NaN value of ``img`` (-inf if none) and how many pixels hold it, in one pass."""
     top = -np.inf

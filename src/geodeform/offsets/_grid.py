@@ -142,7 +142,7 @@ def adaptive_plane_nodes(dy, dx, sigma, radii, inflation, gamma, max_chi2, floor
     return PlaneFit(out_y, out_x, out_s, out_r)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _grad_at(a, i, j, di, dj, spacing):
     """NaN-aware central difference of a node field (one-sided where a neighbour is missing, else 0)."""
     H, W = a.shape
@@ -159,7 +159,7 @@ def _grad_at(a, i, j, di, dj, spacing):
     return 0.0
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def strained_linear_residual(dy, dx, lk, step_r, step_c):
     """:func:`geodeform.offsets._post.linear_residual` of the field corrected for the first-order strain
     bias (:func:`geodeform.offsets._post.strain_bias` without the curvature term), in one pass."""
@@ -219,7 +219,7 @@ def _median_of(buf, n):
     return 0.5 * (m1 + m2)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def lattice_average(gy, gx, ri, rj, d):
     """Mean (dy, dx) of the finite values among the 3 × 3 points (ri + {-d, 0, d}, rj + {-d, 0, d}) of
     the grids, and the largest distance of those values from it (NaN where none). The caller pads the
@@ -255,7 +255,7 @@ def lattice_average(gy, gx, ri, rj, d):
     return my, mx, spread
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def _lattice_median_of(g, ri, rj, d, buf):
     c = 0
     for a in range(-1, 2):
@@ -267,7 +267,7 @@ def _lattice_median_of(g, ri, rj, d, buf):
     return _median_of(buf, c) if c > 0 else np.nan
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def lattice_median(gy, gx, ri, rj, d):
     """Median dy and dx of the finite values among the 3 × 3 points (ri + {-d, 0, d}, rj + {-d, 0, d})
     (NaN where none); the caller pads the grids by ``d``."""
@@ -356,20 +356,20 @@ def _window_medians(a, radius, skip_centre, net, i, v, out, count):
         out[j] = 0.5 * (v[(n - 1) // 2, j] + v[n // 2, j]) if n > 0 else np.nan
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True, nogil=True)  # serial: a pass over nodes, cheap beside its parallel build
 def nanmedian_filter(a, radius, net):
     """Median of the finite values of ``a`` in the (2r+1)² window around every element (NaN if none);
     ``net`` = :func:`sorting_network` ((2r+1)²)."""
     nr, nc = a.shape
     out = np.empty((nr, nc))
-    for i in nb.prange(nr):
+    for i in range(nr):
         count = np.empty(nc, np.int64)
         v = np.empty((net.max() + 1, nc))
         _window_medians(a, radius, False, net, i, v, out[i], count)
     return out
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True, nogil=True)  # serial: a pass over nodes, cheap beside its parallel build
 def neighbour_median_nodes(dy, dx, radius, min_count, net):
     """Median (dy, dx) of the finite neighbours of every node in its (2r+1)² window, itself excluded,
     and their count (of finite dy); NaN medians where fewer than ``min_count``. ``net`` =
@@ -378,7 +378,7 @@ def neighbour_median_nodes(dy, dx, radius, min_count, net):
     my = np.empty((nr, nc))
     mx = np.empty((nr, nc))
     count = np.zeros((nr, nc), np.int64)
-    for i in nb.prange(nr):
+    for i in range(nr):
         cx = np.empty(nc, np.int64)
         v = np.empty((net.max() + 1, nc))
         _window_medians(dy, radius, True, net, i, v, my[i], count[i])
@@ -391,7 +391,7 @@ def neighbour_median_nodes(dy, dx, radius, min_count, net):
     return my, mx, count
 
 
-@nb.njit(cache=True, parallel=True)
+@nb.njit(cache=True, nogil=True)  # serial: a pass over nodes, cheap beside its parallel build
 def neighbour_agreement_nodes(dy, dx, radius, tol):
     """Fraction of the valid neighbours (both components finite) within ``tol`` px of every node, and
     their count (the node itself excluded)."""
@@ -399,7 +399,7 @@ def neighbour_agreement_nodes(dy, dx, radius, tol):
     frac = np.zeros((nr, nc))
     count = np.zeros((nr, nc), np.int64)
     tol2 = tol * tol
-    for i in nb.prange(nr):
+    for i in range(nr):
         for j in range(nc):
             n = 0
             k = 0

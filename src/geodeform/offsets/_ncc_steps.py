@@ -69,7 +69,7 @@ class TwoMotionFit(NamedTuple):
 def _motion_grids(dy: F64, dx: F64, sel: Mask) -> Motions:
     """Candidate motions A and B of the selected nodes as grids (NaN elsewhere), see
     :func:`geodeform.offsets._two_motion.two_motion_starts`."""
-    ii, jj = np.nonzero(sel)
+    ii, jj = (np.ascontiguousarray(a) for a in np.nonzero(sel))  # strided views unless empty: one kernel
     st = two_motion_starts(np.ascontiguousarray(dy), np.ascontiguousarray(dx), ii, jj, 2)
     grids = []
     for values in st:

@@ -538,7 +538,7 @@ def _refine(
         w,
         np.asarray(start[0], np.float64),
         np.asarray(start[1], np.float64),
-        _window(h, w, opts.window),
+        _window(h, w, opts.window).copy(),  # writable, as the two-motion fit's weights: one compiled kernel
         gn,
         todo,
         4 * numba.get_num_threads(),

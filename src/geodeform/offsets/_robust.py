@@ -16,6 +16,7 @@ import math
 import numba as nb
 import numpy as np
 
+from geodeform.offsets._common import median
 from geodeform.offsets._layout import (
     CENTRE_SCORE,
     DX,
@@ -145,7 +146,7 @@ def lk_robust_node(sp, r0, c0, h, w, d_r, d_c, max_iter, centre, out):
                 if V[i, j]:
                     absr[na] = abs(S[i, j])
                     na += 1
-        scale = 1.4826 * np.median(absr[:na])
+        scale = 1.4826 * median(absr[:na])
         c = 4.685 * max(scale, 1e-12)
         a00 = 0.0
         a01 = 0.0

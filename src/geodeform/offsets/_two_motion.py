@@ -20,6 +20,7 @@ import numba as nb
 import numpy as np
 import numpy.typing as npt
 
+from geodeform.offsets._common import median
 from geodeform.offsets._layout import (
     DX,
     DY,
@@ -58,6 +59,7 @@ from geodeform.offsets._refine import (
     bspline3_weights,
     interp_chip,
     lk_refine_node,
+    lk_scratch,
     spline_rows,
 )
 from geodeform.offsets._search import valid_count, window_all_valid
@@ -347,7 +349,7 @@ def _masked_gn(sp, r0, c0, h, w, m, d_r, d_c, gn, out):
         h + 2 * mm,
         w + 2 * mm,
     ):
-        lk_refine_node(sp, r0, c0, h, w, d_r, d_c, m, gn, out)
+        lk_refine_node(sp, r0, c0, h, w, d_r, d_c, m, gn, out, lk_scratch(h, w))
         return
     # the weighted pixels of each row form an interval (a half-plane): loop over it only
     lo = np.zeros(h, np.int64)
@@ -652,6 +654,7 @@ def two_motion_node(sp, r0, c0, h, w, d0_r, d0_c, a_r, a_c, b_r, b_c, tm, out):
     zn_b = np.nan
     mapped_a = (np.nan, np.nan)
     mapped_b = (np.nan, np.nan)
+    side_gn = GaussNewton(12, 0.01, 1.5, 0.0, -1.0, False)  # the sides' refinement where pixels are missing
     for it in range(n_iter + 1):
         ok = True
         if (ar, ac) != mapped_a:  # a motion left unchanged keeps its residual map
@@ -710,18 +713,14 @@ def two_motion_node(sp, r0, c0, h, w, d0_r, d0_c, a_r, a_c, b_r, b_c, tm, out):
             if full:
                 _masked_gn(sp, r0, c0, h, w, wa, ar, ac, GaussNewton(12, 0.02, 1.5, 0.0, -1.0, False), side)
             else:
-                lk_refine_node(
-                    sp, r0, c0, h, w, ar, ac, wa, GaussNewton(12, 0.01, 1.5, 0.0, -1.0, False), side
-                )
+                lk_refine_node(sp, r0, c0, h, w, ar, ac, wa, side_gn, side, lk_scratch(h, w))
             if side[REASON] == OK:
                 ar, ac, zn_a, sig_a = side[DY], side[DX], side[ZNCC], side[SIGMA]
         if nb_ >= 64 and (it == 0 or not a_side):
             if full:
                 _masked_gn(sp, r0, c0, h, w, wb, br_, bc_, GaussNewton(12, 0.02, 1.5, 0.0, -1.0, False), side)
             else:
-                lk_refine_node(
-                    sp, r0, c0, h, w, br_, bc_, wb, GaussNewton(12, 0.01, 1.5, 0.0, -1.0, False), side
-                )
+                lk_refine_node(sp, r0, c0, h, w, br_, bc_, wb, side_gn, side, lk_scratch(h, w))
             if side[REASON] == OK:
                 br_, bc_, zn_b, sig_b = side[DY], side[DX], side[ZNCC], side[SIGMA]
     ratio, s12, s13 = _step_tests(
@@ -758,7 +757,7 @@ def two_motion_nodes(sp, r0, c0, h, w, d0_r, d0_c, a_r, a_c, b_r, b_c, tm):
     return res
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def two_motion_starts(dy, dx, ii, jj, radius):
     """Candidate motions A and B of nodes (ii, jj): the two clusters of their (2 radius + 1)² neighbourhood.
 
@@ -811,10 +810,10 @@ def two_motion_starts(dy, dx, ii, jj, radius):
                     nb_ += 1
             if na == 0 or nb_ == 0:
                 break
-            ay = np.median(ys[ca[:na].astype(np.int64)])
-            ax = np.median(xs[ca[:na].astype(np.int64)])
-            by = np.median(ys[cb[:nb_].astype(np.int64)])
-            bx = np.median(xs[cb[:nb_].astype(np.int64)])
+            ay = median(ys[ca[:na].astype(np.int64)])
+            ax = median(xs[ca[:na].astype(np.int64)])
+            by = median(ys[cb[:nb_].astype(np.int64)])
+            bx = median(xs[cb[:nb_].astype(np.int64)])
         out_ay[k] = ay
         out_ax[k] = ax
         out_by[k] = by
@@ -822,7 +821,7 @@ def two_motion_starts(dy, dx, ii, jj, radius):
     return Motions(out_ay, out_ax, out_by, out_bx)
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def two_motion_accept(t, step_r, step_c, max_ratio, min_sharp, cos_tol, off_tol):
     """Nodes of a grid of two-motion fits ``t`` (rows, cols, TWO_COLS) that pass the step tests (residual
     ratio below ``max_ratio``, sharpness above ``min_sharp``) and have a neighbour that passes them with
@@ -862,7 +861,7 @@ def two_motion_accept(t, step_r, step_c, max_ratio, min_sharp, cos_tol, off_tol)
     return out
 
 
-@nb.njit(cache=True)
+@nb.njit(cache=True, nogil=True)
 def two_motion_reach(new, t, step_r, step_c, half_r, half_c):
     """Nodes next to a ``new`` node whose chip (half extents half_r, half_c) reaches its boundary."""
     H, W = new.shape

@@ -378,8 +378,10 @@ def _settle_flags(
         dates = np.empty((rows.size, s.t.size), dtype=bool)
         over = np.empty(rows.size, dtype=bool)
         pick = _rows_of(rows, finite.shape[0])
+        # C-contiguous either way (``res[:, rows]`` is a strided copy): one compiled kernel, not two
+        res = fit.res[:, pick] if isinstance(pick, slice) else np.take(fit.res, pick, axis=1)
         flag_outliers(
-            pi, pj, s.t, opts["lam"], opts["max_gap"], fit.res[:, pick], fit.q[pick], fit.valid[pick],
+            pi, pj, s.t, opts["lam"], opts["max_gap"], res, fit.q[pick], fit.valid[pick],
             finite[pick], w[pick], opts["threshold"], opts["max_fraction"], opts["flag_dates"],
             opts["date_ptr"], opts["date_pair"], new, dates, over,
         )  # fmt: skip

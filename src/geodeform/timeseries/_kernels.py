@@ -29,6 +29,7 @@ __all__ = [
     "find_root",
     "half_bandwidth",
     "linked",
+    "median",
     "reachable",
     "solve_groups",
 ]
@@ -39,7 +40,14 @@ STATUS_EMPTY = 2  # nothing could be estimated
 CHOLESKY_REL_TOL = 1e-11  # a pivot below this times the largest diagonal entry: singular group
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
+def median(a):
+    """``np.median(a)`` compiled once: numba builds its own np.median (and the partition under it) anew
+    for every set of compile options that calls it, so the kernels call this one."""
+    return np.median(a)
+
+
+@njit(cache=True, nogil=True)
 def find_root(parent, a):
     """Root of ``a`` in a union-find forest (with path halving)."""
     while parent[a] != a:
@@ -48,7 +56,7 @@ def find_root(parent, a):
     return a
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def linked(pi, pj, valid_row, t, lam, max_gap):
     """Union-find forest of the dates linked by valid pairs (and, with smoothing, bridgeable intervals)."""
     n = t.size
@@ -69,7 +77,7 @@ def linked(pi, pj, valid_row, t, lam, max_gap):
     return parent
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def reachable(pi, pj, valid_row, t, lam, max_gap):
     """Dates linked to date 0 through valid pairs (and, with smoothing, through bridgeable intervals)."""
     n = t.size
@@ -81,7 +89,7 @@ def reachable(pi, pj, valid_row, t, lam, max_gap):
     return reach
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _normal_band(pi, pj, w_row, valid_row, reach, t, lam, b):
     """Lower band of the normal matrix: ``NB[i, d] = N[i, i - d]`` for ``d <= b``."""
     NB = np.empty((t.size - 1, b + 1))
@@ -89,7 +97,7 @@ def _normal_band(pi, pj, w_row, valid_row, reach, t, lam, b):
     return NB
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def fill_normal_band(NB, pi, pj, w_row, valid_row, reach, t, lam):
     """:func:`_normal_band` written into ``NB`` (``(n - 1, b + 1)``, overwritten)."""
     n = t.size
@@ -133,7 +141,7 @@ def fill_normal_band(NB, pi, pj, w_row, valid_row, reach, t, lam):
             NB[k - 1, 0] = 1.0
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def half_bandwidth(pi, pj, lam, m):
     """Half-bandwidth of the normal matrix of ``m`` unknowns: the longest pair (in acquisitions), 2 with
     smoothing. Taking every pair, not only the used ones, keeps N^-1 known for the pairs left out."""
@@ -143,7 +151,7 @@ def half_bandwidth(pi, pj, lam, m):
     return min(band, max(m - 1, 0))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _empty_pixel(px, n, P, ncomp, out_d, out_var, out_s2, out_res, out_q, out_dof, out_status):
     out_status[px] = STATUS_EMPTY
     out_dof[px] = np.nan

@@ -21,6 +21,7 @@ from geodeform.timeseries._kernels import (
     find_root,
     half_bandwidth,
     linked,
+    median,
     reachable,
 )
 
@@ -31,7 +32,7 @@ _MEDIAN_ABS = (0.6744897501960817, 1.1774100225154747)
 _TENTH_ABS = 0.12566134685507402  # 10th percentile of |r| / sigma, one Gaussian component
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _l1_fit(pi, pj, t, lam, obs_px, w_row, fit, reach, e, r, n_iter, band):
     """``n_iter`` IRLS steps towards the weighted L1 fit of one pixel, from the residuals ``r`` it is given.
 
@@ -58,7 +59,7 @@ def _l1_fit(pi, pj, t, lam, obs_px, w_row, fit, reach, e, r, n_iter, band):
         if fit[p]:
             buf[nb] = e[p]
             nb += 1
-    s = np.median(buf[:nb])
+    s = median(buf[:nb])
     if s <= 0.0:
         return True  # exact fit already
     for _ in range(n_iter):
@@ -91,7 +92,7 @@ def _l1_fit(pi, pj, t, lam, obs_px, w_row, fit, reach, e, r, n_iter, band):
     return True
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _closure_scale(tri, tri_sign, obs_px, w_row, use):
     """Noise scale of one pixel's pairs from the closures of its triangles; NaN when they cannot tell.
 
@@ -126,7 +127,7 @@ def _closure_scale(tri, tri_sign, obs_px, w_row, use):
     return scale
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _select(a, k):
     """The k-th smallest value of ``a`` (quickselect; ``a`` is reordered)."""
     lo, hi = 0, a.size - 1
@@ -285,7 +286,7 @@ def robust_start(
                 buf[nb] = e[p]
                 nb += 1
         # An L1 fit reproduces about one pair per unknown: the median residual shrinks by about 1 - m / P.
-        scale = np.median(buf) / c_med / (1.0 - nunk / nfit)
+        scale = median(buf) / c_med / (1.0 - nunk / nfit)
         if not scale > 0.0:
             continue
         z = np.zeros(P)
@@ -298,7 +299,7 @@ def robust_start(
             out_big[px, p] = z[p] > threshold
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _n_reachable(pi, pj, use, t, lam, max_gap):
     reach = reachable(pi, pj, use, t, lam, max_gap)
     count = 0
@@ -352,7 +353,7 @@ def flag_outliers(
                     nb += 1
             if nb == 0:
                 continue
-            scale = 1.4826 * np.median(buf[:nb])
+            scale = 1.4826 * median(buf[:nb])
             if scale <= 0.0:
                 continue  # exact fit of the used pairs: no scale to judge the others by
             scales[c] = scale
@@ -379,7 +380,7 @@ def flag_outliers(
             out_date[px, :] = False
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def ambiguous_dates(pj, r, w_row, scale, seen, z, threshold, date_ptr, date_pair, out_date):
     """Dates whose outlier pairs back another value of the date as much as the others back the fitted one.
 
@@ -433,7 +434,7 @@ def ambiguous_dates(pj, r, w_row, scale, seen, z, threshold, date_ptr, date_pair
         out_date[k] = best >= max(support, 1)
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _mix(x):
     """splitmix64 of ``x`` (uint64): a reproducible pseudo-random 64-bit label."""
     x = x + np.uint64(0x9E3779B97F4A7C15)
@@ -442,7 +443,7 @@ def _mix(x):
     return x ^ (x >> np.uint64(31))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def cut_labels(pi, pj, use, t, lam, max_gap):
     """Labels of the links of the network that show its cuts of one and of two links.
 
@@ -524,7 +525,7 @@ def cut_labels(pi, pj, use, t, lam, max_gap):
     return label, ok
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def judgeable(pi, pj, use, t, lam, max_gap):
     """Usable pairs whose residual can tell whether they are wrong: in no cut of one or two links.
 
@@ -546,7 +547,7 @@ def judgeable(pi, pj, use, t, lam, max_gap):
     return out
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def select_flags(pi, pj, t, lam, max_gap, z, use, cap, threshold, out_row):
     """Flag the usable pairs with ``z > threshold``, largest first, at most ``cap``, never cutting dates off.
 
@@ -605,7 +606,7 @@ def select_flags(pi, pj, t, lam, max_gap, z, use, cap, threshold, out_row):
         nflag += 1
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _hangs_on_one_pair(pi, pj, t, lam, max_gap, use, seen, flagged):
     """Whether a flagged pair links two parts of the network that only one kept pair links otherwise.
 
@@ -634,7 +635,7 @@ def _hangs_on_one_pair(pi, pj, t, lam, max_gap, use, seen, flagged):
     return False
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _left_in(z, use, flagged, threshold):
     """Whether a usable pair above ``threshold`` was not flagged (kept by the cap or for connectivity)."""
     for p in range(z.size):
