@@ -527,7 +527,7 @@ def _refine(
         float(opts.min_texture) if chip_tests else -1.0,
         opts.radiometry == "quadratic",
     )
-    # the quadratic radiometric model (the default) has its own kernels: radiometry="linear" compiles to
+    # the quadratic radiometric model has its own kernels: radiometry="linear" compiles to
     # the gain-and-offset arithmetic alone
     nodes = lk_nodes_quadratic if gn.quadratic else lk_nodes
     lk = nodes(

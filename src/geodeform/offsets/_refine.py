@@ -74,7 +74,7 @@ class GaussNewton(NamedTuple):
     min_std : float
         Chips whose valid pixels have a standard deviation ≤ this are ``TEXTURELESS`` (-1: no test).
     quadratic : bool
-        Fit a curved radiometric map per chip (``NccOptions.radiometry="quadratic"``, the default): the
+        Fit a curved radiometric map per chip (``NccOptions.radiometry="quadratic"``): the
         caller then runs :func:`geodeform.offsets._refine_quad.lk_nodes_quadratic` (this module's kernels
         are the gain-and-offset model and do not read it).
     """

@@ -3,7 +3,7 @@
 The kernels of :mod:`geodeform.offsets._refine` (inverse-compositional Gauss–Newton on cubic B-splines,
 gain and offset between the chips) with a per-chip curvature of the radiometric map, S ≈ a + β u +
 γ (u² - var u), u = R - mean R, fitted where it explains the residual significantly
-(:func:`quadratic_radiometry`); the default model (``NccOptions.radiometry``). Kept apart so that
+(:func:`quadratic_radiometry`); ``NccOptions.radiometry="quadratic"``. Kept apart so that
 ``radiometry="linear"`` compiles to exactly the arithmetic and code of the gain-and-offset model: the
 extra reference moments (Σ w r³, Σ w r⁴, Σ w g r², fused into the chip's reference sums) and the
 per-iteration Σ m S R² are computed here only.

@@ -166,11 +166,12 @@ class NccOptions:
     smoothing_gamma : float
         Half-width, in σ, of the confidence intervals of the smoothing's window choice. Default 2.
     radiometry : {"linear", "quadratic"}
-        Radiometric model between the chips in the sub-pixel refinement. ``"quadratic"`` (default): gain,
+        Radiometric model between the chips in the sub-pixel refinement. ``"quadratic"``: gain,
         offset and a per-chip curvature (S ≈ a + β u + γ u², u the reference's value minus its chip
         mean), the curvature fitted where it explains the residual significantly: removes the bias a
         non-linear radiometric change (gamma, haze, different sensors) leaves in the offsets (see the
-        benchmarks page for the measured effect). ``"linear"``: gain and offset only.
+        benchmarks page for the measured effect; not the default: on noise it lets a chip through the
+        correlation test that the linear model rejects). ``"linear"`` (default): gain and offset only.
     robust_ratio : float
         Chips whose residual variance per pixel exceeds this multiple of the pair's median (a cloud
         edge, a shadow, a changed patch inside the chip) are re-measured with a robust fit that keeps the
@@ -208,7 +209,7 @@ class NccOptions:
     smoothing: int = 3
     smoothing_gamma: float = 2.0
     robust_ratio: float = 10.0
-    radiometry: Literal["linear", "quadratic"] = "quadratic"
+    radiometry: Literal["linear", "quadratic"] = "linear"
 
     def validate(self) -> None:
         """Raise :class:`InvalidInputError` on values out of range."""
