@@ -59,6 +59,15 @@ def test_coregister_removes_shift_and_plane_on_stable_ground() -> None:
     assert np.std(res.dx[stable]) < 0.06
 
 
+def _detector_stripes(rng: np.random.Generator, shape: tuple[int, int]) -> np.ndarray:
+    """Sentinel-2-like detector biases (px) per pixel: 20 px wide bins across a track tilted by 10 degrees,
+    one bias per bin drawn from ``rng`` and scaled to exactly 0.13 px (1 sigma) around 0."""
+    u, _ = track_coordinates(shape, 10.0)
+    detector = np.floor((u - u.min()) / 20).astype(int)
+    bias = rng.normal(0, 1.0, detector.max() + 1)
+    return (0.13 * (bias - bias.mean()) / bias.std())[detector]
+
+
 def test_automatic_stable_selection_finds_static_terrain() -> None:
     dx, dy, stable, _ = _glacier_map(1)
     auto = select_stable(dx + 0.5, dy + 0.5)
@@ -72,12 +81,9 @@ def test_destripe_removes_detector_biases_along_a_tilted_track() -> None:
     """Sentinel-2-like detector steps of 0.13 px (1 sigma) on a track tilted by 10 degrees."""
     rng = np.random.default_rng(2)
     dx, _, stable, flow = _glacier_map(2, shape=(120, 160))
-    u, _ = track_coordinates(dx.shape, 10.0)
-    detector = np.floor((u - u.min()) / 20).astype(int)
-    bias = rng.normal(0, 1.0, detector.max() + 1)
-    bias = 0.13 * (bias - bias.mean()) / bias.std()
-    striped = dx + bias[detector]
-    before = np.std(bias[detector][stable])
+    stripes = _detector_stripes(rng, dx.shape)
+    striped = dx + stripes
+    before = np.std(stripes[stable])
     res = destripe(striped, reference=stable, track_angle_deg=10.0, bin_width=2.0)
     after = np.std((res.values - dx)[stable] - np.median((res.values - dx)[stable]))
     assert before > 0.05
@@ -651,11 +657,8 @@ def test_correct_offsets_removes_stripes_and_reports_metrics_before_and_after() 
     # (0.7, -0.4) px on both components: after correction, stable ground is flat and centred on 0.
     rng = np.random.default_rng(12)
     dx, dy, stable, flow = _glacier_map(12, shape=(120, 160))
-    u, _ = track_coordinates(dx.shape, 10.0)
-    detector = np.floor((u - u.min()) / 20).astype(int)
-    bias = rng.normal(0, 1.0, detector.max() + 1)
-    stripe = 0.13 * (bias - bias.mean()) / bias.std()
-    sx, sy = dx + 0.7 + stripe[detector], dy - 0.4 - stripe[detector]
+    stripe = _detector_stripes(rng, dx.shape)
+    sx, sy = dx + 0.7 + stripe, dy - 0.4 - stripe
     options = {"track_angle_deg": 10.0, "bin_width": 2.0}
     rep = correct_offsets(sx, sy, stable=stable, pixel=1.0, plane=False, stripes=options)
     assert rep.before.median_x == pytest.approx(0.7, abs=0.03)
