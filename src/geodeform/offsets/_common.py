@@ -10,7 +10,7 @@ import numpy.typing as npt
 
 from geodeform.errors import InvalidInputError
 
-__all__ = ["median", "node_grid", "texture", "to_float32", "top_value"]
+__all__ = ["node_grid", "texture", "to_float32", "top_value"]
 
 
 def pair_of_ints(value: Any, name: str, *, minimum: int) -> tuple[int, int]:
@@ -144,13 +144,6 @@ def _texture(img, bad, mask):
                 elif x != first:
                     return True, first, True
     return found, first, False
-
-
-@nb.njit(cache=True, nogil=True)
-def median(a):
-    """``np.median(a)`` compiled once: numba builds its own np.median (and the partition under it) anew
-    for every set of compile options that calls it, so the kernels call this one."""
-    return np.median(a)
 
 
 @nb.njit(cache=True, nogil=True)

@@ -16,7 +16,7 @@ import math
 import numba as nb
 import numpy as np
 
-from geodeform.offsets._common import median
+from geodeform.compiled import median
 from geodeform.offsets._layout import (
     CENTRE_SCORE,
     DX,

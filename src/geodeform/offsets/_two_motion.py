@@ -20,7 +20,7 @@ import numba as nb
 import numpy as np
 import numpy.typing as npt
 
-from geodeform.offsets._common import median
+from geodeform.compiled import median
 from geodeform.offsets._layout import (
     DX,
     DY,

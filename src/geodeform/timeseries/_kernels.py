@@ -29,7 +29,6 @@ __all__ = [
     "find_root",
     "half_bandwidth",
     "linked",
-    "median",
     "reachable",
     "solve_groups",
 ]
@@ -38,13 +37,6 @@ STATUS_OK = 0
 STATUS_PARTIAL = 1  # some dates unconstrained (NaN)
 STATUS_EMPTY = 2  # nothing could be estimated
 CHOLESKY_REL_TOL = 1e-11  # a pivot below this times the largest diagonal entry: singular group
-
-
-@njit(cache=True, nogil=True)
-def median(a):
-    """``np.median(a)`` compiled once: numba builds its own np.median (and the partition under it) anew
-    for every set of compile options that calls it, so the kernels call this one."""
-    return np.median(a)
 
 
 @njit(cache=True, nogil=True)

@@ -15,13 +15,13 @@ import numpy as np
 from numba import njit, prange
 
 from geodeform.banded import band_cholesky_into, band_solve
+from geodeform.compiled import median
 from geodeform.timeseries._kernels import (
     CHOLESKY_REL_TOL,
     fill_normal_band,
     find_root,
     half_bandwidth,
     linked,
-    median,
     reachable,
 )
 
