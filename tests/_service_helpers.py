@@ -12,9 +12,11 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import http.server
 import os
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -28,6 +30,7 @@ import httpx
 import numpy as np
 import pytest
 import sqlalchemy as sa
+import trustme
 import uvicorn
 from fastapi.testclient import TestClient
 
@@ -323,3 +326,58 @@ def served_over_http(app: Any) -> Iterator[str]:
     finally:
         server.should_exit = True
         thread.join(10)
+
+
+# --- catalogue hosts for the download tests: a name that resolves to a chosen address, served locally -----
+
+
+def resolve_host(monkeypatch: pytest.MonkeyPatch, host: str, *addresses: str) -> None:
+    """Make ``host`` resolve to ``addresses`` (IPv4 or IPv6; no DNS at test time); other names as usual."""
+    real = socket.getaddrinfo
+
+    def fake(name, port, *args, **kwargs):
+        if str(name).lower() != host:
+            return real(name, port, *args, **kwargs)
+        out = []
+        for addr in addresses:
+            family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+            sockaddr = (addr, port or 443, 0, 0) if family == socket.AF_INET6 else (addr, port or 443)
+            out.append((family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", sockaddr))
+        return out
+
+    monkeypatch.setattr(socket, "getaddrinfo", fake)
+
+
+@contextlib.contextmanager
+def tls_server(host: str, handler: Any, folder: Path) -> Iterator[tuple[int, Path]]:
+    """An HTTPS server on 127.0.0.1 running ``handler`` with a certificate for ``host`` from a test CA
+    (``trustme``, its certificate written to ``folder``); (port, CA file)."""
+    ca = trustme.CA()
+    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(host).configure_cert(ctx)
+    ca_file = folder / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.socket = ctx.wrap_socket(server.socket, server_side=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server.server_port, ca_file
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
+
+
+def route_to_local(monkeypatch: pytest.MonkeyPatch, names: tuple[str, ...], ca_file: Path) -> None:
+    """Connections to ``names`` (host names or addresses) reach 127.0.0.1 on the same port, and the test
+    CA in ``ca_file`` is trusted: a :func:`tls_server` answers for them."""
+    real = socket.create_connection
+
+    def connect(address, *args, **kwargs):
+        if str(address[0]).lower() in names:
+            return real(("127.0.0.1", address[1]), *args, **kwargs)
+        return real(address, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "create_connection", connect)
+    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))

@@ -13,9 +13,6 @@ from __future__ import annotations
 import functools
 import http.server
 import json
-import socket
-import ssl
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,12 +20,12 @@ from typing import Any
 import numpy as np
 import pytest
 import rasterio
-import trustme
 import xarray as xr
 from pydantic import BaseModel, ConfigDict, Field
 from rasterio.transform import from_origin
 
 from _imposed import fourier_shift
+from _service_helpers import resolve_host, route_to_local, tls_server
 from geodeform.config import PRESETS, JobConfig
 from geodeform.conventions import DAYS_PER_YEAR
 from geodeform.errors import DataError, InvalidInputError
@@ -125,14 +122,7 @@ CATALOGUE = "earth-search.aws.element84.com"  # the host of the earth-search pre
 @pytest.fixture
 def public_catalogue(monkeypatch: pytest.MonkeyPatch) -> None:
     """:data:`CATALOGUE` resolves to a public address (no DNS at test time); other names as usual."""
-    real = socket.getaddrinfo
-
-    def fake(host, port, *args, **kwargs):
-        if str(host).lower() != CATALOGUE:
-            return real(host, port, *args, **kwargs)
-        return [(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", ("93.184.216.34", port or 443))]
-
-    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    resolve_host(monkeypatch, CATALOGUE, "93.184.216.34")
 
 
 def _settings(root: Path, **limits: Any) -> ServiceSettings:
@@ -270,21 +260,9 @@ class _QuietFiles(http.server.SimpleHTTPRequestHandler):
 def https_root(root, tmp_path_factory) -> Iterator[tuple[int, Path]]:
     """The data root served over HTTPS on 127.0.0.1 with a certificate for :data:`CATALOGUE` from a test CA
     (``trustme``); (port, CA file)."""
-    ca = trustme.CA()
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert(CATALOGUE).configure_cert(ctx)
-    ca_file = tmp_path_factory.mktemp("ca") / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_QuietFiles, directory=root))
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_port, ca_file
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    handler = functools.partial(_QuietFiles, directory=root)
+    with tls_server(CATALOGUE, handler, tmp_path_factory.mktemp("ca")) as served:
+        yield served
 
 
 @pytest.fixture
@@ -292,15 +270,7 @@ def catalogue_url(https_root, public_catalogue, monkeypatch) -> str:
     """The base URL of the data root on :data:`CATALOGUE`: the check sees a public address, connections to it
     reach the local HTTPS server, whose CA is trusted."""
     port, ca_file = https_root
-    real = socket.create_connection
-
-    def connect(address, *args, **kwargs):
-        if address[0] in (CATALOGUE, "93.184.216.34"):
-            return real(("127.0.0.1", address[1]), *args, **kwargs)
-        return real(address, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "create_connection", connect)
-    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    route_to_local(monkeypatch, (CATALOGUE, "93.184.216.34"), ca_file)
     return f"https://{CATALOGUE}:{port}"
 
 

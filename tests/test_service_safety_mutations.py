@@ -15,16 +15,14 @@ import http.server
 import re
 import shutil
 import socket
-import ssl
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import trustme
 
-from _service_helpers import auth, write_pair
+from _service_helpers import auth, resolve_host, route_to_local, write_pair
+from _service_helpers import tls_server as serve_tls
 from geodeform.errors import DataError, InvalidInputError
 from geodeform.service.paths import DataScope, PathMask, resolve_input
 from geodeform.service.safety import (
@@ -50,19 +48,7 @@ def service_settings():
 
 def _resolver(monkeypatch: pytest.MonkeyPatch, *addresses: str) -> None:
     """Make :data:`HOST` resolve to ``addresses`` (other names resolve as usual)."""
-    real = socket.getaddrinfo
-
-    def fake(host, port, *args, **kwargs):
-        if str(host).lower() != HOST:
-            return real(host, port, *args, **kwargs)
-        out = []
-        for addr in addresses:
-            family = socket.AF_INET6 if ":" in addr else socket.AF_INET
-            sockaddr = (addr, port or 443, 0, 0) if family == socket.AF_INET6 else (addr, port or 443)
-            out.append((family, socket.SOCK_STREAM, socket.IPPROTO_TCP, "", sockaddr))
-        return out
-
-    monkeypatch.setattr(socket, "getaddrinfo", fake)
+    resolve_host(monkeypatch, HOST, *addresses)
 
 
 # ------------------------------------------------------------------------------------- SSRF (resolver)
@@ -160,23 +146,10 @@ class _Handler(http.server.BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def tls_server(tmp_path_factory) -> Iterator[tuple[int, list[str], Path]]:
     """An HTTPS server on 127.0.0.1 with a certificate for :data:`HOST`; (port, paths seen, CA file)."""
-    ca = trustme.CA()
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert(HOST).configure_cert(ctx)
-    ca_file = tmp_path_factory.mktemp("ca") / "ca.pem"
-    ca.cert_pem.write_to_path(str(ca_file))
     seen: list[str] = []
     handler = type("Handler", (_Handler,), {"seen": seen})
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    server.socket = ctx.wrap_socket(server.socket, server_side=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server.server_port, seen, ca_file
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(5)
+    with serve_tls(HOST, handler, tmp_path_factory.mktemp("ca")) as (port, ca_file):
+        yield port, seen, ca_file
 
 
 @pytest.fixture
@@ -186,16 +159,7 @@ def routed(tls_server, monkeypatch) -> tuple[int, list[str]]:
     port, seen, ca_file = tls_server
     seen.clear()
     _resolver(monkeypatch, PUBLIC)
-    real = socket.create_connection
-
-    def connect(address, *args, **kwargs):
-        host, p = address
-        if str(host).lower() in (HOST, PUBLIC):
-            return real(("127.0.0.1", p), *args, **kwargs)
-        return real(address, *args, **kwargs)
-
-    monkeypatch.setattr(socket, "create_connection", connect)
-    monkeypatch.setenv("SSL_CERT_FILE", str(ca_file))
+    route_to_local(monkeypatch, (HOST, PUBLIC), ca_file)
     return port, seen
 
 
