@@ -505,8 +505,13 @@ def lk_refine_node_quadratic(sp, r0, c0, h, w, d_r, d_c, weight, gn, out, scratc
         by = (q_gyr - mq * q_gy) - gain * (sgys - ms * q_gy - gam * zgy)
         bx = (q_gxr - mq * q_gx) - gain * (sgxs - ms * q_gx - gam * zgx)
         cov = srs / sw - mq * ms - gam * mu3  # cov(S', R)
-        zn = cov / math.sqrt(vq * vs)
-        sig2 = max(2.0 * vq * (1.0 - zn), 0.0)  # residual variance per pixel
+        # residual variance per pixel, of the quadratic model's fit
+        sig2 = max(2.0 * vq * (1.0 - cov / math.sqrt(vq * vs)), 0.0)
+        # the reported correlation (``ZNCC``, which the acceptance tests read) is the plain ZNCC of the
+        # chips at this offset, as in the linear model: the curvature's extra degree of freedom raises
+        # the fitted correlation on pure noise too, and would let a chip pass that the linear test rejects
+        vs_lin = sss / sw - ms * ms
+        zn = (srs / sw - mq * ms) / math.sqrt(vq * vs_lin) if vs_lin > 0.0 else 0.0
         # delta = -H^-1 sum g (ref - S);  d <- d - delta. γ is fitted again at every step, so the step
         # solves for the offset with γ eliminated: H - c cᵀ / Σ m z², c = Σ m g z, z = u² - var u (the
         # plain H would overshoot the curvature along c and stop short of the minimum).

@@ -209,7 +209,7 @@ class NccOptions:
     smoothing: int = 3
     smoothing_gamma: float = 2.0
     robust_ratio: float = 10.0
-    radiometry: Literal["linear", "quadratic"] = "linear"
+    radiometry: Literal["linear", "quadratic"] = "quadratic"
 
     def validate(self) -> None:
         """Raise :class:`InvalidInputError` on values out of range."""
