@@ -6,7 +6,9 @@ gain and offset between the chips) with a per-chip curvature of the radiometric 
 (:func:`quadratic_radiometry`); ``NccOptions.radiometry="quadratic"``. Kept apart so that
 ``radiometry="linear"`` compiles to exactly the arithmetic and code of the gain-and-offset model: the
 extra reference moments (Σ w r³, Σ w r⁴, Σ w g r², fused into the chip's reference sums) and the
-per-iteration Σ m S R² are computed here only.
+per-iteration Σ m S R² are computed here only. The ``ZNCC`` column is the plain ZNCC of the chips at the
+answer, as in the linear model (the acceptance tests read it: the curvature's extra degree of freedom
+would raise a fitted correlation on pure noise too); ``SIGMA`` uses the quadratic fit's residual.
 
 Sign convention: a feature at (row, col) of the reference appears at (row + dy, col + dx) of the
 secondary; offsets in pixels of the images the kernel runs on.
@@ -357,7 +359,8 @@ def lk_refine_node_quadratic(sp, r0, c0, h, w, d_r, d_c, weight, gn, out, scratc
     padded strip; ``MASKED`` when fewer than half the weight falls on pixels valid in both images.
 
     ``SIGMA`` is the predicted 1-σ vector error, ``SIGMA_CALIBRATION`` · sqrt(σ_r² trace H⁻¹), with the
-    residual variance σ_r² = 2 var(R) (1 - ZNCC). ``M_ROW``, ``M_COL`` and ``Q`` are the texture moments
+    residual variance σ_r² = 2 var(R) (1 - ρ), ρ the correlation of R with the curvature-corrected
+    secondary S'; ``ZNCC`` is the plain ZNCC of R and S (what the acceptance tests read). ``M_ROW``, ``M_COL`` and ``Q`` are the texture moments
     Σ w g gᵀ Δ and Σ w g gᵀ Δ Δᵀ (Δ = pixel - chip centre) that let the caller remove the bias of a
     translation estimate inside a strained chip (:func:`geodeform.offsets._post.strain_bias`).
     """
