@@ -360,9 +360,10 @@ def lk_refine_node_quadratic(sp, r0, c0, h, w, d_r, d_c, weight, gn, out, scratc
 
     ``SIGMA`` is the predicted 1-σ vector error, ``SIGMA_CALIBRATION`` · sqrt(σ_r² trace H⁻¹), with the
     residual variance σ_r² = 2 var(R) (1 - ρ), ρ the correlation of R with the curvature-corrected
-    secondary S'; ``ZNCC`` is the plain ZNCC of R and S (what the acceptance tests read). ``M_ROW``, ``M_COL`` and ``Q`` are the texture moments
-    Σ w g gᵀ Δ and Σ w g gᵀ Δ Δᵀ (Δ = pixel - chip centre) that let the caller remove the bias of a
-    translation estimate inside a strained chip (:func:`geodeform.offsets._post.strain_bias`).
+    secondary S'; ``ZNCC`` is the plain ZNCC of R and S (what the acceptance tests read). ``M_ROW``,
+    ``M_COL`` and ``Q`` are the texture moments Σ w g gᵀ Δ and Σ w g gᵀ Δ Δᵀ (Δ = pixel - chip centre)
+    that let the caller remove the bias of a translation estimate inside a strained chip
+    (:func:`geodeform.offsets._post.strain_bias`).
     """
     ref, gyi, gxi, rvalid, coef, tvalid = sp.ref, sp.gy, sp.gx, sp.valid, sp.coef, sp.taps_valid
     max_iter, tol, max_move = gn.max_iter, gn.tol, gn.max_move
