@@ -195,13 +195,8 @@ def match_amplitude(
         "transform": transform,
         "nodata": nodata,
     }
-    if ref_c and method == "ncc":
-        # amplitudes of coherent speckle correlate as |coherence|²: 0.25 at coherence 0.5
-        options.setdefault("min_correlation", 0.1)
     if method == "ncc":
-        # two dates of one track differ radiometrically by a calibration gain (an offset after the
-        # logarithm): the gain-and-offset model is exact, a curvature would only fit the speckle
-        options.setdefault("radiometry", "linear")
+        _ncc_defaults(options, complex_data=ref_c)
     ref_f = amplitude_features(reference, **prep)  # type: ignore[arg-type]
     sec_f = amplitude_features(secondary, **prep)  # type: ignore[arg-type]
     field = match(
@@ -231,6 +226,16 @@ def match_amplitude(
         error=None if field.error is None else (field.error / k).astype(np.float32),
         params=params,
     )
+
+
+def _ncc_defaults(options: dict[str, Any], *, complex_data: bool) -> None:
+    """The ``ncc`` matcher's options that SAR amplitudes change, unless the caller gave them (in place)."""
+    if complex_data:
+        # amplitudes of coherent speckle correlate as |coherence|²: 0.25 at coherence 0.5
+        options.setdefault("min_correlation", 0.1)
+    # two dates of one track differ radiometrically by a calibration gain (an offset after the logarithm):
+    # the gain-and-offset model is exact, a curvature would only fit the speckle
+    options.setdefault("radiometry", "linear")
 
 
 def _scale(v: int | tuple[int, int], k: int) -> int | tuple[int, int]:
