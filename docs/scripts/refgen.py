@@ -203,7 +203,7 @@ def config_models(module: str = "geodeform.config") -> list[type]:
     models = []
     for name in names:
         obj = getattr(mod, name, None)
-        # a model in __all__ counts wherever it is defined (re-exported, e.g. geodeform.quake.config)
+        # a model in __all__ counts wherever it is defined (re-exported, e.g. geodeform.config_quake)
         own = bool(listed) or obj.__module__.startswith(module) if inspect.isclass(obj) else False
         if inspect.isclass(obj) and issubclass(obj, BaseModel) and own:
             models.append(obj)
