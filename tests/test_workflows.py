@@ -144,8 +144,7 @@ def test_ice_job_recovers_the_known_flow_and_writes_every_product(series, tmp_pa
 @pytest.mark.slow
 def test_kill_9_then_rerun_recomputes_only_unfinished_pairs(series, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     data = sync_config(write_demo_inputs(tmp_path / "in", make_glacier_series(n_dates=6)))
-    # The demo's step (8 px): the kill lands within a poll (20 ms) of the second pair's file, long before the
-    # last of the 15 pairs (a step of 4 px made the rerun's 13 pairs 4 times dearer for the same checks).
+    data["matching"]["step"] = 4  # slower pairs, so the kill lands mid-run
     job = tmp_path / "job.yaml"
     job.write_text(yaml.safe_dump(data))
     run = tmp_path / "run"
