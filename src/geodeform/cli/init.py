@@ -26,13 +26,12 @@ def init(
     Example: ``geodeform init --preset ice > job.yaml``, edit ``search.start/end/aoi``, then
     ``geodeform run job.yaml``.
     """
+    from geodeform.io import atomic_output  # needs the geo extra: imported when the command runs
+
     text = config_to_yaml(preset_config(preset, name=name))
     if output is None:
         typer.echo(text, nl=False)
         return
-    # geodeform.io needs the geo extra (and imports xarray: ~1 s): imported only to write a file.
-    from geodeform.io import atomic_output
-
     with atomic_output(output) as tmp:
         tmp.write_text(text, encoding="utf-8")
     typer.echo(f"wrote {output}")
