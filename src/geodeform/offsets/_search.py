@@ -18,6 +18,7 @@ import numba as nb
 import numpy as np
 import numpy.typing as npt
 
+from geodeform.compiled import run_chunks
 from geodeform.offsets._layout import FAST
 
 __all__ = [
@@ -259,25 +260,13 @@ class SearchResult(NamedTuple):
     frac_c: npt.NDArray[np.float64]
 
 
-@nb.njit(cache=True, parallel=True)
-def search_nodes(lv, r0, c0, h, w, cen_r, cen_c, rad_r, rad_c, min_frac, todo, frac):
-    """Integer ZNCC search for many nodes in parallel; see :func:`zncc_search_node`.
-
-    Chip k of ``lv`` (a :class:`Level`) has origin (r0[k], c0[k]) and size (h, w); it is searched at
-    displacements cen ± rad (per node, px). A position counts when at least ``min_frac`` of the chip's
-    pixels are valid in both images. With ``frac`` the sub-pixel parabola vertex is added. Nodes with
-    ``todo == 0`` are skipped (score -2). Returns a :class:`SearchResult`.
-    """
+@nb.njit(cache=True, nogil=True)
+def _search_range(lo, hi, lv, r0, c0, h, w, cen_r, cen_c, rad_r, rad_c, min_count, todo, frac, out):
+    """:func:`zncc_search_node` for the nodes ``lo <= k < hi``, into ``out`` (a :class:`SearchResult`;
+    one chunk of :func:`search_nodes`)."""
     ref, rvalid, sec, svalid = lv.ref, lv.ref_valid, lv.sec, lv.sec_valid
-    n = r0.size
-    out_r = np.zeros(n, np.int64)
-    out_c = np.zeros(n, np.int64)
-    score = np.full(n, -2.0)
-    edge = np.zeros(n, np.bool_)
-    fr = np.zeros(n)
-    fc = np.zeros(n)
-    min_count = max(4, int(min_frac * h * w))
-    for k in nb.prange(n):
+    out_r, out_c, score, edge, fr, fc = out
+    for k in range(lo, hi):
         if not todo[k]:
             continue
         if r0[k] < 0 or c0[k] < 0 or r0[k] + h > ref.shape[0] or c0[k] + w > ref.shape[1]:
@@ -299,7 +288,39 @@ def search_nodes(lv, r0, c0, h, w, cen_r, cen_c, rad_r, rad_c, min_frac, todo, f
                 den = lf - 2.0 * s + rt
                 if den < 0.0:
                     fc[k] = min(0.5, max(-0.5, 0.5 * (lf - rt) / den))
-    return SearchResult(out_r, out_c, score, edge, fr, fc)
+
+
+def search_nodes(
+    lv: Level,
+    r0: npt.NDArray[np.int64],
+    c0: npt.NDArray[np.int64],
+    size: tuple[int, int],
+    centre: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
+    radius: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
+    *,
+    min_frac: float,
+    todo: npt.NDArray[np.bool_],
+    frac: bool,
+) -> SearchResult:
+    """Integer ZNCC search for many nodes in parallel; see :func:`zncc_search_node`.
+
+    Chip k of ``lv`` (a :class:`Level`) has origin (r0[k], c0[k]) and ``size`` (h, w); it is searched at
+    displacements centre ± radius (per node, row and column arrays, px). A position counts when at least
+    ``min_frac`` of the chip's pixels are valid in both images. With ``frac`` the sub-pixel parabola
+    vertex is added. Nodes with ``todo == 0`` are skipped (score -2). Returns a :class:`SearchResult`.
+    """
+    n = r0.size
+    h, w = size
+    out = SearchResult(
+        np.zeros(n, np.int64), np.zeros(n, np.int64), np.full(n, -2.0), np.zeros(n, np.bool_), np.zeros(n),
+        np.zeros(n),
+    )  # fmt: skip
+    min_count = max(4, int(min_frac * h * w))
+    run_chunks(
+        _search_range, n, lv, r0, c0, h, w, centre[0], centre[1], radius[0], radius[1], min_count, todo,
+        bool(frac), out,
+    )  # fmt: skip
+    return out
 
 
 @nb.njit(cache=True, parallel=True, fastmath=FAST)
