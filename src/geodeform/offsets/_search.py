@@ -323,13 +323,10 @@ def search_nodes(
     return out
 
 
-@nb.njit(cache=True, parallel=True, fastmath=FAST)
-def chip_stats(img, valid, r0, c0, h, w):
-    """Valid fraction and standard deviation of the valid pixels of every chip."""
-    n = r0.size
-    frac = np.zeros(n)
-    std = np.zeros(n)
-    for k in nb.prange(n):
+@nb.njit(cache=True, nogil=True, fastmath=FAST)
+def _chip_stats_range(lo, hi, img, valid, r0, c0, h, w, frac, std):
+    """:func:`chip_stats` of the chips ``lo <= k < hi``, into ``frac`` and ``std``."""
+    for k in range(lo, hi):
         cnt = 0.0
         s1 = 0.0
         s2 = 0.0
@@ -352,16 +349,31 @@ def chip_stats(img, valid, r0, c0, h, w):
         frac[k] = cnt / (h * w)
         if cnt > 1:
             std[k] = math.sqrt(max(s2 / cnt - (s1 / cnt) ** 2, 0.0))
+
+
+def chip_stats(
+    img: npt.NDArray[np.float32],
+    valid: npt.NDArray[np.bool_],
+    r0: npt.NDArray[np.int64],
+    c0: npt.NDArray[np.int64],
+    h: int,
+    w: int,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Valid fraction and standard deviation of the valid pixels of every chip (in parallel)."""
+    n = r0.size
+    frac = np.zeros(n)
+    std = np.zeros(n)
+    run_chunks(_chip_stats_range, n, img, valid, r0, c0, h, w, frac, std)
     return frac, std
 
 
-@nb.njit(cache=True, parallel=True)
-def normalise_valid(img, mean, inv_std, valid):
-    """In place, ``img`` = (img - mean) · inv_std where finite, 0 elsewhere; ``valid`` (bool) = finite."""
-    h, w = img.shape
+@nb.njit(cache=True, nogil=True)
+def _normalise_valid_range(lo, hi, img, mean, inv_std, valid):
+    """:func:`normalise_valid` of the rows ``lo <= i < hi``."""
+    w = img.shape[1]
     m = np.float32(mean)
     s = np.float32(inv_std)
-    for i in nb.prange(h):
+    for i in range(lo, hi):
         row = img[i]
         vrow = valid[i]
         for j in range(w):
@@ -371,14 +383,18 @@ def normalise_valid(img, mean, inv_std, valid):
             row[j] = (x - m) * s if ok else np.float32(0.0)
 
 
-@nb.njit(cache=True, parallel=True)
-def pyramid_down(img, valid):
-    """2× block average of the valid pixels; a coarse pixel is valid when ≥ 3 of its 4 are."""
-    h2 = img.shape[0] // 2
-    w2 = img.shape[1] // 2
-    out = np.empty((h2, w2), np.float32)  # every value is written below
-    ov = np.empty((h2, w2), np.bool_)
-    for i in nb.prange(h2):
+def normalise_valid(
+    img: npt.NDArray[np.float32], mean: float, inv_std: float, valid: npt.NDArray[np.bool_]
+) -> None:
+    """In place, ``img`` = (img - mean) · inv_std where finite, 0 elsewhere; ``valid`` (bool) = finite."""
+    run_chunks(_normalise_valid_range, img.shape[0], img, mean, inv_std, valid)
+
+
+@nb.njit(cache=True, nogil=True)
+def _pyramid_down_range(lo, hi, img, valid, out, ov):
+    """:func:`pyramid_down` of the coarse rows ``lo <= i < hi``, into ``out`` and ``ov``."""
+    w2 = out.shape[1]
+    for i in range(lo, hi):
         r0 = img[2 * i]
         r1 = img[2 * i + 1]
         v0 = valid[2 * i]
@@ -400,4 +416,15 @@ def pyramid_down(img, valid):
             ok = c >= 3
             orow[j] = np.float32(s / c) if ok else np.float32(0.0)
             ovrow[j] = ok
+
+
+def pyramid_down(
+    img: npt.NDArray[np.float32], valid: npt.NDArray[np.bool_]
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+    """2× block average of the valid pixels; a coarse pixel is valid when ≥ 3 of its 4 are."""
+    h2 = img.shape[0] // 2
+    w2 = img.shape[1] // 2
+    out = np.empty((h2, w2), np.float32)  # every value is written by the kernel
+    ov = np.empty((h2, w2), np.bool_)
+    run_chunks(_pyramid_down_range, h2, img, valid, out, ov)
     return out, ov
