@@ -767,13 +767,8 @@ def two_motion_nodes(
 ) -> npt.NDArray[np.float64]:
     """:func:`two_motion_node` for many nodes in parallel (chips of ``size`` (h, w) at (r0[k], c0[k]),
     one-motion answer ``start``, candidate ``motions`` per node, px); returns (n, TWO_COLS)."""
-    n = r0.size
-    res = np.full((n, TWO_COLS), np.nan)
-    h, w = size
-    m = motions
-    run_chunks(
-        _two_motion_range, n, sp, r0, c0, h, w, start[0], start[1], m.a_dy, m.a_dx, m.b_dy, m.b_dx, tm, res
-    )
+    res = np.full((r0.size, TWO_COLS), np.nan)
+    run_chunks(_two_motion_range, r0.size, sp, r0, c0, *size, *start, *motions, tm, res)
     return res
 
 
