@@ -209,6 +209,9 @@ def test_search_range_as_a_number_or_a_grid(pair):
     for bad in (-1, -1e-9, np.inf, np.nan):
         with pytest.raises(InvalidInputError, match="search_range must be finite and ≥ 0 px"):
             match(ref, sec, chip_size=16, step=16, search_range=bad)
+    for bad in ("3", True, None, np.ones(shape, dtype=bool)):  # not silently 3 px or 1 px
+        with pytest.raises(InvalidInputError, match="search_range must be a number of pixels"):
+            match(ref, sec, chip_size=16, step=16, search_range=bad)
 
 
 def test_nodata_fill_values_and_masks_blank_their_nodes(pair):

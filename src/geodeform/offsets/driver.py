@@ -220,7 +220,13 @@ def _method_options(method: str, options: dict[str, Any]) -> Any:
 
 
 def _search_grid(search_range: Any, shape: tuple[int, int]) -> npt.NDArray[np.int64]:
-    s = np.asarray(search_range, dtype=np.float64)
+    raw = np.asarray(search_range)
+    if raw.dtype.kind not in "iuf":  # "3" or True would otherwise pass as 3 px / 1 px
+        raise InvalidInputError(
+            f"search_range must be a number of pixels or an array of them, got {search_range!r} "
+            f"({type(search_range).__name__}); give e.g. search_range=16"
+        )
+    s = raw.astype(np.float64)
     if s.ndim not in (0, 2) or (s.ndim == 2 and s.shape != shape):
         raise InvalidInputError(
             f"search_range must be a number or an array of the grid shape {shape}, got shape {s.shape}; "
