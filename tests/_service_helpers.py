@@ -13,6 +13,7 @@ from __future__ import annotations
 import atexit
 import contextlib
 import http.server
+import json
 import os
 import signal
 import socket
@@ -128,6 +129,43 @@ def add_users(db: str, *names: str) -> list[str]:
         return [store.add_user(name) for name in names]
     finally:
         store.close()
+
+
+class Receiver:
+    """An HTTP server on 127.0.0.1 recording the JSON bodies POSTed to it; the first ``fail`` answers 500."""
+
+    def __init__(self, fail: int = 0) -> None:
+        self.received: list[tuple[str, dict, dict]] = []
+        self.fail = fail
+        outer = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                if outer.fail > 0:
+                    outer.fail -= 1
+                    self.send_response(500)
+                else:
+                    outer.received.append((self.path, body, dict(self.headers)))
+                    self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+    def on(self, path: str) -> list[dict]:
+        return [body for p, body, _ in self.received if p == path]
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 @dataclass

@@ -41,6 +41,7 @@ LAYERS = {
             "parallel",
             "config",
             "config_yaml",
+            "config_quake",
         ),
         2,
     ),

@@ -1,69 +1,27 @@
 """Accounts (``geodeform users ...``, token expiry), uploads into a private folder within quotas, the
 retention sweep, and notifications: webhooks to a receiver started here and e-mail through a local SMTP
-server (aiosmtpd), in-process; the exactly-once success notification after a worker is killed runs a real
-``geodeform serve`` (slow)."""
+server (aiosmtpd), in-process. The exactly-once success notification after a worker is killed is checked
+by ``test_service_recovery.py::test_kill_9_of_a_worker_mid_job_then_the_job_finishes`` (a real
+``geodeform serve``, slow)."""
 
 from __future__ import annotations
 
 import datetime as dt
 import io
 import json
-import os
-import signal
-import threading
-import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-import httpx
 import numpy as np
 import pytest
 import rasterio
 import sqlalchemy as sa
 from rasterio.transform import from_origin
 
-from _service_helpers import Server, add_users, auth, db_url, free_port, running, wait_final, write_pair
+from _service_helpers import Receiver, auth, free_port, write_pair
 from geodeform.service.models import Job
-from geodeform.service.store import JobStore, migrate
+from geodeform.service.store import JobStore
 from geodeform.service.worker import sweep
 
 OFFSETS = {"chip": 16, "step": 16, "search": 4}
-
-
-class Receiver:
-    """An HTTP server on 127.0.0.1 recording the JSON bodies POSTed to it; the first ``fail`` answers 500."""
-
-    def __init__(self, fail: int = 0) -> None:
-        self.received: list[tuple[str, dict, dict]] = []
-        self.fail = fail
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                if outer.fail > 0:
-                    outer.fail -= 1
-                    self.send_response(500)
-                else:
-                    outer.received.append((self.path, body, dict(self.headers)))
-                    self.send_response(204)
-                self.end_headers()
-
-            def log_message(self, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.port = self.server.server_address[1]
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def url(self, path: str) -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
-
-    def on(self, path: str) -> list[dict]:
-        return [body for p, body, _ in self.received if p == path]
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
 
 
 @pytest.fixture(scope="module")
@@ -337,41 +295,3 @@ def test_email_notification_through_smtp(svc, smtp):
     _, to, text = handler.messages[before]
     assert to == ["bob@example.org"] and doc["jobID"] in text and "successful" in text
     assert f"https://geo.example.org/prefix/jobs/{doc['jobID']}/results" in text
-
-
-@pytest.mark.slow
-def test_exactly_one_success_notification_after_a_worker_is_killed(tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    ref, sec = write_pair(data, size=512)
-    db = db_url("sqlite", tmp_path)
-    migrate(db)
-    (token,) = add_users(db, "alice")
-    receiver = Receiver()
-    args = ("--heartbeat", "0.3", "--stale-after", "3", "--webhook-host", "127.0.0.1")
-    server = Server(db=db, data_root=data, jobs_dir=tmp_path / "jobs", workers=1, args=args)
-    store = JobStore(db)
-    slow = {"reference": ref, "secondary": sec, "chip": 32, "step": 4, "search": 16}
-    sub = {"successUri": receiver.url("/ok"), "inProgressUri": receiver.url("/running")}
-    try:
-        with running(server), httpx.Client(base_url=server.url, timeout=30) as c:
-            r = c.post(
-                "/processes/offsets/execution", json={"inputs": slow, "subscriber": sub}, headers=auth(token)
-            )
-            job_id = r.json()["jobID"]
-            deadline = time.monotonic() + 120
-            while (job := store.get_job(job_id)).status != "running" and time.monotonic() < deadline:
-                time.sleep(0.05)
-            os.kill(int(job.worker.split(":")[1]), signal.SIGKILL)
-            doc = wait_final(c, f"/jobs/{job_id}", token, timeout=240)
-            assert doc["status"] == "successful", doc
-            deadline = time.monotonic() + 30
-            while not receiver.on("/ok") and time.monotonic() < deadline:
-                time.sleep(0.2)
-            time.sleep(3)  # a second notification would have come by now
-        assert store.get_job(job_id).attempts == 2
-        assert [b["jobID"] for b in receiver.on("/ok")] == [job_id]
-        assert 1 <= len(receiver.on("/running")) <= 2  # one per attempt that got to start
-    finally:
-        receiver.close()
-        store.close()

@@ -10,7 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import pytest
 
-from _service_helpers import FINAL, Server, add_users, auth, db_url, running, wait_final, write_pair
+from _service_helpers import FINAL, Receiver, Server, add_users, auth, db_url, running, wait_final, write_pair
 from geodeform.service.store import JobStore
 
 # Every test here runs `geodeform serve` with worker processes and kills or restarts them.
@@ -38,26 +38,41 @@ def _wait_running(store: JobStore, *job_ids: str, timeout: float = 60.0):
 
 
 def test_kill_9_of_a_worker_mid_job_then_the_job_finishes(tmp_path, data):
+    """The job is re-queued by the reaper and finishes on the restarted worker; its subscriber hears of its
+    success exactly once (the killed attempt never reports), and of its start once per attempt that got to
+    start (this test also stands for the notifications' exactly-once check of test_service_accounts.py)."""
     ref, sec = write_pair(data, size=512)
     slow = {"reference": ref, "secondary": sec, "chip": 32, "step": 4, "search": 16}
     db = db_url("sqlite", tmp_path)
     (token,) = add_users(db, "alice")
-    args = ("--heartbeat", "0.3", "--stale-after", "2", "--max-attempts", "2")
+    receiver = Receiver()
+    sub = {"successUri": receiver.url("/ok"), "inProgressUri": receiver.url("/running")}
+    args = ("--heartbeat", "0.3", "--stale-after", "2", "--max-attempts", "2", "--webhook-host", "127.0.0.1")
     server = Server(db=db, data_root=data, jobs_dir=tmp_path / "jobs", workers=1, args=args)
     store = JobStore(db)
-    with running(server), httpx.Client(base_url=server.url, timeout=30) as c:
-        job_id = c.post("/processes/offsets/execution", json={"inputs": slow}, headers=auth(token)).json()[
-            "jobID"
-        ]
-        job = _wait_running(store, job_id)
-        pid = int(job.worker.split(":")[1])
-        assert pid in server.worker_pids()
-        os.kill(pid, signal.SIGKILL)
-        doc = wait_final(c, f"/jobs/{job_id}", token, timeout=180)
-        assert doc["status"] == "successful", doc
-        assert store.get_job(job_id).attempts == 2  # re-queued once, by the reaper, after the kill
-        assert c.get(f"/jobs/{job_id}/results", headers=auth(token)).status_code == 200
-    store.close()
+    try:
+        with running(server), httpx.Client(base_url=server.url, timeout=30) as c:
+            r = c.post(
+                "/processes/offsets/execution", json={"inputs": slow, "subscriber": sub}, headers=auth(token)
+            )
+            job_id = r.json()["jobID"]
+            job = _wait_running(store, job_id)
+            pid = int(job.worker.split(":")[1])
+            assert pid in server.worker_pids()
+            os.kill(pid, signal.SIGKILL)
+            doc = wait_final(c, f"/jobs/{job_id}", token, timeout=180)
+            assert doc["status"] == "successful", doc
+            assert store.get_job(job_id).attempts == 2  # re-queued once, by the reaper, after the kill
+            assert c.get(f"/jobs/{job_id}/results", headers=auth(token)).status_code == 200
+            deadline = time.monotonic() + 30
+            while not receiver.on("/ok") and time.monotonic() < deadline:
+                time.sleep(0.2)
+            time.sleep(3)  # a second notification would have come by now
+        assert [b["jobID"] for b in receiver.on("/ok")] == [job_id]
+        assert 1 <= len(receiver.on("/running")) <= 2  # one per attempt that got to start
+    finally:
+        receiver.close()
+        store.close()
 
 
 def _alive(pid: int) -> bool:

@@ -27,11 +27,11 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from geodeform.config_quake import QuakeConfig
 from geodeform.config_yaml import config_to_yaml
 from geodeform.conventions import ProductFormat, date_in_path
 from geodeform.errors import GeodeformError, InvalidInputError
 from geodeform.pairs import coseismic_pairs, parse_months, parse_season, search_range_px
-from geodeform.quake.config import QuakeConfig
 
 __all__ = [
     "MAX_JOB_IMAGES",

@@ -15,7 +15,6 @@ from geodeform.cli.app import app
 from geodeform.cli.run import progress_bars
 from geodeform.config import PRESETS, load_config
 from geodeform.conventions import DAYS_PER_YEAR
-from geodeform.demo import PIXEL_M, make_glacier_series
 
 __all__ = ["demo", "write_demo_inputs"]
 
@@ -24,10 +23,11 @@ CRS = "EPSG:32621"
 
 
 def _write_geotiff(path: Path, data: np.ndarray, date: str, nodata: float | None = 0) -> None:
-    # rasterio and geodeform.io need the geo extra: imported when the command runs.
+    # rasterio, geodeform.io and geodeform.demo need the geo extra: imported when the command runs.
     import rasterio
     from rasterio.transform import from_origin
 
+    from geodeform.demo import PIXEL_M
     from geodeform.io import atomic_output
 
     profile = dict(
@@ -95,7 +95,10 @@ def demo(
     outline), inverts the network and writes the velocity map, time series, STAC catalogue and the HTML
     report. The last line is the error of the recovered mean velocity against the truth.
     """
-    from geodeform.workflows import run_job  # needs the geo extra: imported when the command runs
+    # The geo extra's chain (rasterio, xarray, the synthetic fields' SciPy and numba): imported when the
+    # command runs, so that `geodeform --help`, `init` and `serve` do not pay ~1 s for it.
+    from geodeform.demo import PIXEL_M, make_glacier_series
+    from geodeform.workflows import run_job
 
     t0 = time.perf_counter()
     console = Console(stderr=True)
@@ -154,6 +157,8 @@ def demo(
 
 def _error_text(vel: Any, tvx: np.ndarray, tvy: np.ndarray, result: Any) -> str:
     """RMSE of the mean velocity vs the truth, m/yr and pixels over the median pair span."""
+    from geodeform.demo import PIXEL_M  # needs the geo extra: imported when the command runs
+
     err = np.hypot(vel["vx"].values - tvx, vel["vy"].values - tvy)
     valid = np.isfinite(err)
     rmse = float(np.sqrt(np.mean(err[valid] ** 2))) if valid.any() else float("nan")

@@ -49,7 +49,11 @@ __all__ = ["Worker", "WorkerPool", "main", "sweep"]
 log = logging.getLogger(__name__)
 
 _FORKSERVER = multiprocessing.get_context("forkserver")
-_FORKSERVER.set_forkserver_preload(["geodeform.service._jobserver"])
+# Each job process runs the worker's main module again (multiprocessing's spawn preparation: for
+# ``python -m geodeform.service.worker``, ``runpy.run_module`` of this module): the fork server imports it
+# too, so that its imports (the store, accounts, notifications: SQLAlchemy...) are there already, rather than
+# imported again by every job (0.3-0.5 CPU-s each).
+_FORKSERVER.set_forkserver_preload(["geodeform.service._jobserver", "geodeform.service.worker"])
 
 
 @dataclass

@@ -1,5 +1,9 @@
 """Settings of the earthquake chain (the ``quake:`` section of a job file), re-exported by
-:mod:`geodeform.config`."""
+:mod:`geodeform.config`.
+
+A module of its own beside ``config.py``, not in :mod:`geodeform.quake`: importing a module of that package
+imports the whole chain (xarray, SciPy, numba kernels: ~1 s), which every ``geodeform`` command (``--help``,
+``init``, ``serve``) would pay to read a job file."""
 
 from __future__ import annotations
 
