@@ -43,7 +43,7 @@ from geodeform.offsets._ncc_run import border_chips
 from geodeform.offsets._refine import GaussNewton, lk_nodes
 from geodeform.offsets._robust import lk_robust_nodes
 from geodeform.offsets._search import Level, search_nodes
-from geodeform.offsets._two_motion import TwoMotionParams, two_motion_nodes
+from geodeform.offsets._two_motion import Motions, TwoMotionParams, two_motion_nodes
 
 GN = GaussNewton(max_iter=20, tol=0.001, max_move=3.0, min_frac=0.0, min_std=-1.0)
 
@@ -92,14 +92,11 @@ def refine(
         sp,
         np.array(r0, np.int64),
         np.array(c0, np.int64),
-        size,
-        size,
-        np.full(n, start[0]),
-        np.full(n, start[1]),
+        (size, size),
+        (np.full(n, start[0]), np.full(n, start[1])),
         uniform(size) if window is None else window,
         GN,
         np.ones(n, bool),
-        2,
     )
 
 
@@ -131,14 +128,11 @@ def test_refinement_flags_chips_outside_the_strip_and_masked_chips(texture: np.n
         masked,
         np.array([20], np.int64),
         np.array([20], np.int64),
-        24,
-        24,
-        np.zeros(1),
-        np.zeros(1),
+        (24, 24),
+        (np.zeros(1), np.zeros(1)),
         uniform(24),
         GN._replace(min_frac=0.5, min_std=0.02),
         np.ones(1, bool),
-        1,
     )
     assert out[0, REASON] == MASKED and np.isnan(out[0, DY])
 
@@ -151,15 +145,12 @@ def test_integer_search_finds_the_peak_and_its_subpixel_vertex(texture: np.ndarr
         lv,
         np.array([30]),
         np.array([30]),
-        24,
-        24,
-        zero,
-        zero,
-        zero + 6,
-        zero + 6,
-        0.5,
-        np.ones(1, bool),
-        True,
+        (24, 24),
+        (zero, zero),
+        (zero + 6, zero + 6),
+        min_frac=0.5,
+        todo=np.ones(1, bool),
+        frac=True,
     )
     assert (found.dr[0], found.dc[0]) == (-3, 4)
     assert found.score[0] > 0.99 and not found.edge[0]
@@ -169,15 +160,12 @@ def test_integer_search_finds_the_peak_and_its_subpixel_vertex(texture: np.ndarr
         lv,
         np.array([30]),
         np.array([30]),
-        24,
-        24,
-        zero,
-        zero,
-        zero + 2,
-        zero + 2,
-        0.5,
-        np.ones(1, bool),
-        False,
+        (24, 24),
+        (zero, zero),
+        (zero + 2, zero + 2),
+        min_frac=0.5,
+        todo=np.ones(1, bool),
+        frac=False,
     )
     assert near.edge[0]
 
@@ -246,14 +234,9 @@ def test_a_chip_straddling_a_step_gets_two_motions_on_the_right_sides(
         sp,
         np.array([24], np.int64),
         np.array([24], np.int64),
-        48,
-        48,
-        one,
-        one,
-        one + 1.0,
-        one,
-        one - 1.0,
-        one,
+        (48, 48),
+        (one, one),
+        Motions(one + 1.0, one, one - 1.0, one),
         TwoMotionParams(2, 1.5, 0.8, 0.5, np.inf, np.inf),
     )[0]
     assert t[TWO_REASON] == OK
@@ -278,14 +261,9 @@ def test_no_two_motion_fit_on_a_rigid_shift(texture: np.ndarray) -> None:
         sp,
         np.array([24], np.int64),
         np.array([24], np.int64),
-        48,
-        48,
-        one + 0.4,
-        one - 0.2,
-        one + 1.4,
-        one - 0.2,
-        one - 0.6,
-        one - 0.2,
+        (48, 48),
+        (one + 0.4, one - 0.2),
+        Motions(one + 1.4, one - 0.2, one - 0.6, one - 0.2),
         TwoMotionParams(2, 1.5, 0.8, 0.5, np.inf, np.inf),
     )[0]
     # one motion explains the chip: no step (the fit stops early, no motion of its own)
@@ -305,10 +283,8 @@ def test_robust_fit_tells_whether_it_found_the_motion_of_the_centre(texture: np.
         sp,
         np.array([32, 32], np.int64),
         np.array([32, 32], np.int64),
-        32,
-        32,
-        np.array([0.9, -0.9]),
-        np.zeros(2),
+        (32, 32),
+        (np.array([0.9, -0.9]), np.zeros(2)),
         12,
         8,
     )

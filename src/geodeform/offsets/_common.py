@@ -8,6 +8,7 @@ import numba as nb
 import numpy as np
 import numpy.typing as npt
 
+from geodeform.compiled import run_chunks
 from geodeform.errors import InvalidInputError
 
 __all__ = ["node_grid", "texture", "to_float32", "top_value"]
@@ -111,14 +112,15 @@ def _ok_row(row, bad, mask, i, sat, ok):
             ok[j] &= mrow[j] == 0
 
 
-@nb.njit(cache=True, parallel=True)
-def _to_float32(img, bad, mask, sat, out):
-    """``out`` = float32 ``img`` with NaN at the invalid pixels (see :func:`_ok_row`)."""
-    h, w = img.shape
-    for i in nb.prange(h):
+@nb.njit(cache=True, nogil=True)
+def _to_float32_range(lo, hi, img, bad, mask, sat, out):
+    """``out`` = float32 ``img`` with NaN at the invalid pixels (see :func:`_ok_row`), rows
+    ``lo <= i < hi`` (a chunk of :func:`geodeform.compiled.run_chunks`)."""
+    w = img.shape[1]
+    for i in range(lo, hi):
         ok = np.empty(w, np.bool_)
         row = img[i]
-        _ok_row(row, bad, mask, np.int64(i), sat, ok)  # the prange index is uint64 in the parallel body
+        _ok_row(row, bad, mask, np.int64(i), sat, ok)
         orow = out[i]
         for j in range(w):
             orow[j] = np.float32(row[j]) if ok[j] else np.float32(np.nan)
@@ -180,7 +182,9 @@ def to_float32(
     """``img`` as float32 in ``out``, NaN at the pixels the no-data rules (see :func:`_rules`) reject and
     those ≥ ``saturation``, in one pass."""
     bad, m = _rules(img, nodata, mask, fill_values)
-    _to_float32(img, bad, m, np.inf if saturation is None else float(saturation), out)
+    run_chunks(
+        _to_float32_range, img.shape[0], img, bad, m, np.inf if saturation is None else float(saturation), out
+    )
     return out
 
 

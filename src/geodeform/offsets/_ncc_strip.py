@@ -15,7 +15,6 @@ import functools
 from dataclasses import dataclass
 from typing import Any, NamedTuple
 
-import numba
 import numpy as np
 import numpy.typing as npt
 
@@ -412,15 +411,12 @@ def _search_pyramid(
             prep.level(lv),
             r0l,
             c0l,
-            hl,
-            wl,
-            cen_r,
-            cen_c,
-            rad_r.astype(np.int64),
-            rad_c.astype(np.int64),
-            opts.min_valid_fraction,
-            todo,
-            lv == last and opts.subpixel == "lk",
+            (hl, wl),
+            (cen_r, cen_c),
+            (rad_r.astype(np.int64), rad_c.astype(np.int64)),
+            min_frac=opts.min_valid_fraction,
+            todo=todo,
+            frac=lv == last and opts.subpixel == "lk",
         )
         cen_r, cen_c, score, fr, fc = found.dr, found.dc, found.score, found.frac_r, found.frac_c
         if lv == top:
@@ -534,14 +530,11 @@ def _refine(
         prep.spline(level),
         chips.r0,
         chips.c0,
-        h,
-        w,
-        np.asarray(start[0], np.float64),
-        np.asarray(start[1], np.float64),
+        (h, w),
+        (np.asarray(start[0], np.float64), np.asarray(start[1], np.float64)),
         _window(h, w, opts.window).copy(),  # writable, as the two-motion fit's weights: one compiled kernel
         gn,
         todo,
-        4 * numba.get_num_threads(),
     )
     dy, dx, zn = lk[:, DY], lk[:, DX], lk[:, ZNCC]
     lk_reason = nan_to(lk[:, REASON], 0).astype(np.uint8)
@@ -583,15 +576,12 @@ def _parabola(
                 lv,
                 chips.r0,
                 chips.c0,
-                h,
-                w,
-                peak.dr + i,
-                peak.dc + j,
-                zero,
-                zero,
-                opts.min_valid_fraction,
-                todo,
-                False,
+                (h, w),
+                (peak.dr + i, peak.dc + j),
+                (zero, zero),
+                min_frac=opts.min_valid_fraction,
+                todo=todo,
+                frac=False,
             ).score
             surf[:, i + 1, j + 1] = np.where(s > -2, s, np.nan)
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -618,10 +608,8 @@ def robust_strip(
         prep.spline(),
         r0,
         c0,
-        h,
-        w,
-        np.asarray(start[0], np.float64),
-        np.asarray(start[1], np.float64),
+        (h, w),
+        (np.asarray(start[0], np.float64), np.asarray(start[1], np.float64)),
         12,
         max(4, min(h, w) // 4),
     )
@@ -663,13 +651,8 @@ def two_motion_strip(
         prep.spline(),
         r0,
         c0,
-        h,
-        w,
-        f64(start[0]),
-        f64(start[1]),
-        f64(motions.a_dy),
-        f64(motions.a_dx),
-        f64(motions.b_dy),
-        f64(motions.b_dx),
+        (h, w),
+        (f64(start[0]), f64(start[1])),
+        Motions(f64(motions.a_dy), f64(motions.a_dx), f64(motions.b_dy), f64(motions.b_dx)),
         params,
     )

@@ -21,7 +21,9 @@ from typing import NamedTuple
 
 import numba as nb
 import numpy as np
+import numpy.typing as npt
 
+from geodeform.compiled import run_chunks
 from geodeform.offsets._layout import (
     DX,
     DY,
@@ -42,6 +44,7 @@ from geodeform.offsets._layout import (
     TEXTURELESS,
     ZNCC,
     Q,
+    Spline,
 )
 from geodeform.offsets._search import valid_count, window_all_valid
 
@@ -608,23 +611,37 @@ def lk_refine_node(sp, r0, c0, h, w, d_r, d_c, weight, gn, out, scratch=None):
         out[Q + k] = sums[S_Q + k]
 
 
-@nb.njit(cache=True, parallel=True)
-def lk_nodes(sp, r0, c0, h, w, d_r, d_c, weight, gn, todo, chunks=1):
+@nb.njit(cache=True, nogil=True)
+def _lk_nodes_range(lo, hi, sp, r0, c0, h, w, d_r, d_c, weight, gn, todo, res):
+    """:func:`lk_refine_node` for the nodes ``lo <= k < hi`` with ``todo`` set, into ``res`` (one chunk of
+    :func:`lk_nodes`, with its own buffers)."""
+    scratch = lk_scratch(h, w)
+    for k in range(lo, hi):
+        if not todo[k]:
+            continue
+        if r0[k] < 0 or c0[k] < 0 or r0[k] + h > sp.ref.shape[0] or c0[k] + w > sp.ref.shape[1]:
+            res[k, REASON] = OUTSIDE
+            continue
+        lk_refine_node(sp, r0[k], c0[k], h, w, d_r[k], d_c[k], weight, gn, res[k], scratch)
+
+
+def lk_nodes(
+    sp: Spline,
+    r0: npt.NDArray[np.int64],
+    c0: npt.NDArray[np.int64],
+    size: tuple[int, int],
+    start: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]],
+    weight: npt.NDArray[np.float64],
+    gn: GaussNewton,
+    todo: npt.NDArray[np.bool_],
+) -> npt.NDArray[np.float64]:
     """:func:`lk_refine_node` for the nodes with ``todo`` set, in parallel; returns (n, REFINE_COLS).
 
-    Chip k has origin (r0[k], c0[k]) and starts at (d_r[k], d_c[k]); a chip outside the strip is
-    ``OUTSIDE``, a node not to do is all NaN. The nodes run in ``chunks`` parallel chunks (a few per
-    thread), each with its own buffers."""
+    Chip k has origin (r0[k], c0[k]) and ``size`` (h, w) and starts at (start[0][k], start[1][k]) px;
+    a chip outside the strip is ``OUTSIDE``, a node not to do is all NaN. The nodes run in chunks (a few
+    per thread, :func:`geodeform.compiled.run_chunks`), each with its own buffers."""
     n = r0.size
     res = np.full((n, REFINE_COLS), np.nan)
-    n_chunks = max(min(n, chunks), 1)
-    for c in nb.prange(n_chunks):
-        scratch = lk_scratch(h, w)
-        for k in range(c * n // n_chunks, (c + 1) * n // n_chunks):
-            if not todo[k]:
-                continue
-            if r0[k] < 0 or c0[k] < 0 or r0[k] + h > sp.ref.shape[0] or c0[k] + w > sp.ref.shape[1]:
-                res[k, REASON] = OUTSIDE
-                continue
-            lk_refine_node(sp, r0[k], c0[k], h, w, d_r[k], d_c[k], weight, gn, res[k], scratch)
+    h, w = size
+    run_chunks(_lk_nodes_range, n, sp, r0, c0, h, w, start[0], start[1], weight, gn, todo, res)
     return res

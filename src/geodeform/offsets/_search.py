@@ -18,6 +18,7 @@ import numba as nb
 import numpy as np
 import numpy.typing as npt
 
+from geodeform.compiled import run_chunks
 from geodeform.offsets._layout import FAST
 
 __all__ = [
@@ -259,25 +260,13 @@ class SearchResult(NamedTuple):
     frac_c: npt.NDArray[np.float64]
 
 
-@nb.njit(cache=True, parallel=True)
-def search_nodes(lv, r0, c0, h, w, cen_r, cen_c, rad_r, rad_c, min_frac, todo, frac):
-    """Integer ZNCC search for many nodes in parallel; see :func:`zncc_search_node`.
-
-    Chip k of ``lv`` (a :class:`Level`) has origin (r0[k], c0[k]) and size (h, w); it is searched at
-    displacements cen ± rad (per node, px). A position counts when at least ``min_frac`` of the chip's
-    pixels are valid in both images. With ``frac`` the sub-pixel parabola vertex is added. Nodes with
-    ``todo == 0`` are skipped (score -2). Returns a :class:`SearchResult`.
-    """
+@nb.njit(cache=True, nogil=True)
+def _search_range(lo, hi, lv, r0, c0, h, w, cen_r, cen_c, rad_r, rad_c, min_count, todo, frac, out):
+    """:func:`zncc_search_node` for the nodes ``lo <= k < hi``, into ``out`` (a :class:`SearchResult`;
+    one chunk of :func:`search_nodes`)."""
     ref, rvalid, sec, svalid = lv.ref, lv.ref_valid, lv.sec, lv.sec_valid
-    n = r0.size
-    out_r = np.zeros(n, np.int64)
-    out_c = np.zeros(n, np.int64)
-    score = np.full(n, -2.0)
-    edge = np.zeros(n, np.bool_)
-    fr = np.zeros(n)
-    fc = np.zeros(n)
-    min_count = max(4, int(min_frac * h * w))
-    for k in nb.prange(n):
+    out_r, out_c, score, edge, fr, fc = out
+    for k in range(lo, hi):
         if not todo[k]:
             continue
         if r0[k] < 0 or c0[k] < 0 or r0[k] + h > ref.shape[0] or c0[k] + w > ref.shape[1]:
@@ -299,16 +288,45 @@ def search_nodes(lv, r0, c0, h, w, cen_r, cen_c, rad_r, rad_c, min_frac, todo, f
                 den = lf - 2.0 * s + rt
                 if den < 0.0:
                     fc[k] = min(0.5, max(-0.5, 0.5 * (lf - rt) / den))
-    return SearchResult(out_r, out_c, score, edge, fr, fc)
 
 
-@nb.njit(cache=True, parallel=True, fastmath=FAST)
-def chip_stats(img, valid, r0, c0, h, w):
-    """Valid fraction and standard deviation of the valid pixels of every chip."""
+def search_nodes(
+    lv: Level,
+    r0: npt.NDArray[np.int64],
+    c0: npt.NDArray[np.int64],
+    size: tuple[int, int],
+    centre: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
+    radius: tuple[npt.NDArray[np.int64], npt.NDArray[np.int64]],
+    *,
+    min_frac: float,
+    todo: npt.NDArray[np.bool_],
+    frac: bool,
+) -> SearchResult:
+    """Integer ZNCC search for many nodes in parallel; see :func:`zncc_search_node`.
+
+    Chip k of ``lv`` (a :class:`Level`) has origin (r0[k], c0[k]) and ``size`` (h, w); it is searched at
+    displacements centre ± radius (per node, row and column arrays, px). A position counts when at least
+    ``min_frac`` of the chip's pixels are valid in both images. With ``frac`` the sub-pixel parabola
+    vertex is added. Nodes with ``todo == 0`` are skipped (score -2). Returns a :class:`SearchResult`.
+    """
     n = r0.size
-    frac = np.zeros(n)
-    std = np.zeros(n)
-    for k in nb.prange(n):
+    h, w = size
+    out = SearchResult(
+        np.zeros(n, np.int64), np.zeros(n, np.int64), np.full(n, -2.0), np.zeros(n, np.bool_), np.zeros(n),
+        np.zeros(n),
+    )  # fmt: skip
+    min_count = max(4, int(min_frac * h * w))
+    run_chunks(
+        _search_range, n, lv, r0, c0, h, w, centre[0], centre[1], radius[0], radius[1], min_count, todo,
+        bool(frac), out,
+    )  # fmt: skip
+    return out
+
+
+@nb.njit(cache=True, nogil=True, fastmath=FAST)
+def _chip_stats_range(lo, hi, img, valid, r0, c0, h, w, frac, std):
+    """:func:`chip_stats` of the chips ``lo <= k < hi``, into ``frac`` and ``std``."""
+    for k in range(lo, hi):
         cnt = 0.0
         s1 = 0.0
         s2 = 0.0
@@ -331,16 +349,31 @@ def chip_stats(img, valid, r0, c0, h, w):
         frac[k] = cnt / (h * w)
         if cnt > 1:
             std[k] = math.sqrt(max(s2 / cnt - (s1 / cnt) ** 2, 0.0))
+
+
+def chip_stats(
+    img: npt.NDArray[np.float32],
+    valid: npt.NDArray[np.bool_],
+    r0: npt.NDArray[np.int64],
+    c0: npt.NDArray[np.int64],
+    h: int,
+    w: int,
+) -> tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]]:
+    """Valid fraction and standard deviation of the valid pixels of every chip (in parallel)."""
+    n = r0.size
+    frac = np.zeros(n)
+    std = np.zeros(n)
+    run_chunks(_chip_stats_range, n, img, valid, r0, c0, h, w, frac, std)
     return frac, std
 
 
-@nb.njit(cache=True, parallel=True)
-def normalise_valid(img, mean, inv_std, valid):
-    """In place, ``img`` = (img - mean) · inv_std where finite, 0 elsewhere; ``valid`` (bool) = finite."""
-    h, w = img.shape
+@nb.njit(cache=True, nogil=True)
+def _normalise_valid_range(lo, hi, img, mean, inv_std, valid):
+    """:func:`normalise_valid` of the rows ``lo <= i < hi``."""
+    w = img.shape[1]
     m = np.float32(mean)
     s = np.float32(inv_std)
-    for i in nb.prange(h):
+    for i in range(lo, hi):
         row = img[i]
         vrow = valid[i]
         for j in range(w):
@@ -350,14 +383,18 @@ def normalise_valid(img, mean, inv_std, valid):
             row[j] = (x - m) * s if ok else np.float32(0.0)
 
 
-@nb.njit(cache=True, parallel=True)
-def pyramid_down(img, valid):
-    """2× block average of the valid pixels; a coarse pixel is valid when ≥ 3 of its 4 are."""
-    h2 = img.shape[0] // 2
-    w2 = img.shape[1] // 2
-    out = np.empty((h2, w2), np.float32)  # every value is written below
-    ov = np.empty((h2, w2), np.bool_)
-    for i in nb.prange(h2):
+def normalise_valid(
+    img: npt.NDArray[np.float32], mean: float, inv_std: float, valid: npt.NDArray[np.bool_]
+) -> None:
+    """In place, ``img`` = (img - mean) · inv_std where finite, 0 elsewhere; ``valid`` (bool) = finite."""
+    run_chunks(_normalise_valid_range, img.shape[0], img, mean, inv_std, valid)
+
+
+@nb.njit(cache=True, nogil=True)
+def _pyramid_down_range(lo, hi, img, valid, out, ov):
+    """:func:`pyramid_down` of the coarse rows ``lo <= i < hi``, into ``out`` and ``ov``."""
+    w2 = out.shape[1]
+    for i in range(lo, hi):
         r0 = img[2 * i]
         r1 = img[2 * i + 1]
         v0 = valid[2 * i]
@@ -379,4 +416,15 @@ def pyramid_down(img, valid):
             ok = c >= 3
             orow[j] = np.float32(s / c) if ok else np.float32(0.0)
             ovrow[j] = ok
+
+
+def pyramid_down(
+    img: npt.NDArray[np.float32], valid: npt.NDArray[np.bool_]
+) -> tuple[npt.NDArray[np.float32], npt.NDArray[np.bool_]]:
+    """2× block average of the valid pixels; a coarse pixel is valid when ≥ 3 of its 4 are."""
+    h2 = img.shape[0] // 2
+    w2 = img.shape[1] // 2
+    out = np.empty((h2, w2), np.float32)  # every value is written by the kernel
+    ov = np.empty((h2, w2), np.bool_)
+    run_chunks(_pyramid_down_range, h2, img, valid, out, ov)
     return out, ov

@@ -20,7 +20,7 @@ import numba as nb
 import numpy as np
 import numpy.typing as npt
 
-from geodeform.compiled import median
+from geodeform.compiled import median, run_chunks
 from geodeform.offsets._layout import (
     DX,
     DY,
@@ -52,6 +52,7 @@ from geodeform.offsets._layout import (
     TWO_THETA,
     TWO_ZNCC,
     ZNCC,
+    Spline,
 )
 from geodeform.offsets._refine import (
     GaussNewton,
@@ -744,16 +745,30 @@ def two_motion_node(sp, r0, c0, h, w, d0_r, d0_c, a_r, a_c, b_r, b_c, tm, out):
     out[TWO_REASON] = OK if np.isfinite(out[TWO_SIGMA]) else NOT_CONVERGED
 
 
-@nb.njit(cache=True, parallel=True)
-def two_motion_nodes(sp, r0, c0, h, w, d0_r, d0_c, a_r, a_c, b_r, b_c, tm):
-    """:func:`two_motion_node` for many nodes in parallel (per-node arrays); returns (n, TWO_COLS)."""
-    n = r0.size
-    res = np.full((n, TWO_COLS), np.nan)
-    for k in nb.prange(n):
+@nb.njit(cache=True, nogil=True)
+def _two_motion_range(lo, hi, sp, r0, c0, h, w, d0_r, d0_c, a_r, a_c, b_r, b_c, tm, res):
+    """:func:`two_motion_node` for the nodes ``lo <= k < hi``, into ``res`` (one chunk of
+    :func:`two_motion_nodes`)."""
+    for k in range(lo, hi):
         if r0[k] < 0 or c0[k] < 0 or r0[k] + h > sp.ref.shape[0] or c0[k] + w > sp.ref.shape[1]:
             res[k, TWO_REASON] = OUTSIDE
             continue
         two_motion_node(sp, r0[k], c0[k], h, w, d0_r[k], d0_c[k], a_r[k], a_c[k], b_r[k], b_c[k], tm, res[k])
+
+
+def two_motion_nodes(
+    sp: Spline,
+    r0: npt.NDArray[np.int64],
+    c0: npt.NDArray[np.int64],
+    size: tuple[int, int],
+    start: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]],
+    motions: Motions,
+    tm: TwoMotionParams,
+) -> npt.NDArray[np.float64]:
+    """:func:`two_motion_node` for many nodes in parallel (chips of ``size`` (h, w) at (r0[k], c0[k]),
+    one-motion answer ``start``, candidate ``motions`` per node, px); returns (n, TWO_COLS)."""
+    res = np.full((r0.size, TWO_COLS), np.nan)
+    run_chunks(_two_motion_range, r0.size, sp, r0, c0, *size, *start, *motions, tm, res)
     return res
 
 

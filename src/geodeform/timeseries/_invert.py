@@ -11,6 +11,7 @@ from typing import Any, Literal, NamedTuple
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from geodeform.compiled import run_chunks
 from geodeform.conventions import DAYS_PER_YEAR
 from geodeform.errors import InvalidInputError, NoDataError
 from geodeform.pairs import Gap, as_dates, check_pairs, find_gaps, network_components
@@ -274,7 +275,8 @@ def _fit(
         valid=valid,
     )
     dof = np.empty(c)
-    solve_groups(
+    run_chunks(
+        solve_groups, start.size - 1,
         s.pairs[:, 0].copy(), s.pairs[:, 1].copy(), s.t, w, valid, finite, obs, order, start, float(lam),
         float(max_gap), out.d, out.var, out.s2, out.res, out.q, dof, out.status,
     )  # fmt: skip
@@ -337,7 +339,8 @@ def _refit(
     fit.valid[rows] = valid
     order, start = _group_pixels(valid, opts["per_pixel"])
     dof = np.empty(finite.shape[0])
-    solve_groups(
+    run_chunks(
+        solve_groups, start.size - 1,
         s.pairs[:, 0].copy(), s.pairs[:, 1].copy(), s.t, w, fit.valid, finite, obs, rows[order], start,
         float(opts["lam"]), float(opts["max_gap"]), fit.d, fit.var, fit.s2, fit.res, fit.q, dof, fit.status,
     )  # fmt: skip
@@ -380,10 +383,11 @@ def _settle_flags(
         pick = _rows_of(rows, finite.shape[0])
         # C-contiguous either way (``res[:, rows]`` is a strided copy): one compiled kernel, not two
         res = fit.res[:, pick] if isinstance(pick, slice) else np.take(fit.res, pick, axis=1)
-        flag_outliers(
-            pi, pj, s.t, opts["lam"], opts["max_gap"], res, fit.q[pick], fit.valid[pick],
-            finite[pick], w[pick], opts["threshold"], opts["max_fraction"], opts["flag_dates"],
-            opts["date_ptr"], opts["date_pair"], new, dates, over,
+        run_chunks(
+            flag_outliers, rows.size,
+            pi, pj, s.t, opts["lam"], opts["max_gap"], res, fit.q[pick], fit.valid[pick], finite[pick],
+            w[pick], opts["threshold"], opts["max_fraction"], opts["flag_dates"], opts["date_ptr"],
+            opts["date_pair"], new, dates, over,
         )  # fmt: skip
         # A pixel with a newly ambiguous date stops here with its flags: the caller takes the date's pairs
         # out of the fit first, so that the pairs they spoil are not judged against a fit they pull.
@@ -427,7 +431,8 @@ def _robust_fit(
     rows = np.arange(c)
     start_big = np.zeros(finite.shape, dtype=bool)
     if opts["start"] == "l1":
-        robust_start(
+        run_chunks(
+            robust_start, c,
             s.pairs[:, 0].copy(), s.pairs[:, 1].copy(), s.t, opts["lam"], opts["max_gap"], obs, w, finite,
             fit.res, fit.q, opts["tri"], opts["tri_sign"], _START_GATE, _L1_ITERATIONS, opts["threshold"],
             _START_FACTOR, opts["max_fraction"], flag, start_big,

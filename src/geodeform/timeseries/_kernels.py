@@ -16,7 +16,7 @@ Arrays are pixel-major (``[pixel, pair]``) so that the per-pixel loops read cont
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from geodeform.banded import band_cholesky, band_inverse, band_solve
 
@@ -159,8 +159,10 @@ def _empty_pixel(px, n, P, ncomp, out_d, out_var, out_s2, out_res, out_q, out_do
         out_q[px, p] = np.nan
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True, nogil=True)
 def solve_groups(
+    lo,
+    hi,
     pi,
     pj,
     t,
@@ -184,6 +186,9 @@ def solve_groups(
 
     Parameters
     ----------
+    lo, hi : int
+        The groups ``lo <= g < hi`` are solved: run it over every group with
+        ``geodeform.compiled.run_chunks(solve_groups, ngroups, pi, ...)`` (in parallel).
     pi, pj : int64 (P,)
         Reference / secondary date index of each pair.
     t : float64 (n,)
@@ -221,9 +226,8 @@ def solve_groups(
     m = n - 1
     P = pi.size
     ncomp = obs.shape[0]
-    ngroups = group_start.size - 1
     band = half_bandwidth(pi, pj, lam, m)
-    for g in prange(ngroups):
+    for g in range(lo, hi):
         g0 = group_start[g]
         g1 = group_start[g + 1]
         p0 = order[g0]

@@ -12,7 +12,7 @@ Arrays are pixel-major (``[pixel, pair]``), as in :mod:`geodeform.timeseries._ke
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit
 
 from geodeform.banded import band_cholesky_into, band_solve
 from geodeform.compiled import median
@@ -152,8 +152,10 @@ def _select(a, k):
     return a[k]
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True, nogil=True)
 def robust_start(
+    lo,
+    hi,
     pi,
     pj,
     t,
@@ -178,6 +180,9 @@ def robust_start(
 
     Parameters
     ----------
+    lo, hi : int
+        The pixels ``lo <= px < hi`` are done: run it over every pixel with
+        ``geodeform.compiled.run_chunks(robust_start, npx, pi, ...)`` (in parallel).
     pi, pj : int64 (P,)
         Reference / secondary date index of each pair.
     t : float64 (n,)
@@ -224,12 +229,13 @@ def robust_start(
     low side, so more pairs may be flagged here than by the least-squares iterations that follow, which
     re-examine every pair.
     """
-    ncomp, npx, P = obs.shape
+    ncomp = obs.shape[0]
+    P = obs.shape[2]
     n = t.size
     m = n - 1
     band = half_bandwidth(pi, pj, lam, m)
     c_med = _MEDIAN_ABS[min(ncomp, 2) - 1]
-    for px in prange(npx):
+    for px in range(lo, hi):
         for p in range(P):
             out_flag[px, p] = False
         for p in range(P):
@@ -309,9 +315,9 @@ def _n_reachable(pi, pj, use, t, lam, max_gap):
     return count
 
 
-@njit(parallel=True, cache=True)
+@njit(cache=True, nogil=True)
 def flag_outliers(
-    pi, pj, t, lam, max_gap, res, q, valid, finite, w, threshold, max_fraction, flag_dates, date_ptr,
+    lo, hi, pi, pj, t, lam, max_gap, res, q, valid, finite, w, threshold, max_fraction, flag_dates, date_ptr,
     date_pair, out_flag, out_date, out_left,
 ):  # fmt: skip
     """Flag pairs whose standardised residual exceeds ``threshold`` robust sigmas, and ambiguous dates.
@@ -323,13 +329,15 @@ def flag_outliers(
     dropping it would cut dates off the network. With ``flag_dates``, dates are flagged by
     :func:`ambiguous_dates` (whatever the cap); ``date_ptr``/``date_pair`` list the pairs of each date.
 
+    Pixels ``lo <= px < hi`` are done (``geodeform.compiled.run_chunks(flag_outliers, npx, pi, ...)``).
     Arrays are (npx, P) except res (ncomp, npx, P), out_date (npx, n) and out_left (npx,); out_flag (npx,
     P) bool, out_date and out_left are written: out_left when pairs above the threshold stay in the fit
     (the cap, or connectivity) or when a flagged pair crosses a part of the network that only one kept pair
     links otherwise (:func:`_hangs_on_one_pair`).
     """
-    ncomp, npx, P = res.shape
-    for px in prange(npx):
+    ncomp = res.shape[0]
+    P = res.shape[2]
+    for px in range(lo, hi):
         z = np.zeros(P)
         scales = np.zeros(ncomp)
         seen = np.zeros(P, dtype=np.bool_)
