@@ -6,7 +6,9 @@ gain and offset between the chips) with a per-chip curvature of the radiometric 
 (:func:`quadratic_radiometry`); ``NccOptions.radiometry="quadratic"``. Kept apart so that
 ``radiometry="linear"`` compiles to exactly the arithmetic and code of the gain-and-offset model: the
 extra reference moments (Σ w r³, Σ w r⁴, Σ w g r², fused into the chip's reference sums) and the
-per-iteration Σ m S R² are computed here only.
+per-iteration Σ m S R² are computed here only. The ``ZNCC`` column is the plain ZNCC of the chips at the
+answer, as in the linear model (the acceptance tests read it: the curvature's extra degree of freedom
+would raise a fitted correlation on pure noise too); ``SIGMA`` uses the quadratic fit's residual.
 
 Sign convention: a feature at (row, col) of the reference appears at (row + dy, col + dx) of the
 secondary; offsets in pixels of the images the kernel runs on.
@@ -361,9 +363,11 @@ def lk_refine_node_quadratic(sp, r0, c0, h, w, d_r, d_c, weight, gn, out, scratc
     padded strip; ``MASKED`` when fewer than half the weight falls on pixels valid in both images.
 
     ``SIGMA`` is the predicted 1-σ vector error, ``SIGMA_CALIBRATION`` · sqrt(σ_r² trace H⁻¹), with the
-    residual variance σ_r² = 2 var(R) (1 - ZNCC). ``M_ROW``, ``M_COL`` and ``Q`` are the texture moments
-    Σ w g gᵀ Δ and Σ w g gᵀ Δ Δᵀ (Δ = pixel - chip centre) that let the caller remove the bias of a
-    translation estimate inside a strained chip (:func:`geodeform.offsets._post.strain_bias`).
+    residual variance σ_r² = 2 var(R) (1 - ρ), ρ the correlation of R with the curvature-corrected
+    secondary S'; ``ZNCC`` is the plain ZNCC of R and S (what the acceptance tests read). ``M_ROW``,
+    ``M_COL`` and ``Q`` are the texture moments Σ w g gᵀ Δ and Σ w g gᵀ Δ Δᵀ (Δ = pixel - chip centre)
+    that let the caller remove the bias of a translation estimate inside a strained chip
+    (:func:`geodeform.offsets._post.strain_bias`).
     """
     ref, gyi, gxi, rvalid, coef, tvalid = sp.ref, sp.gy, sp.gx, sp.valid, sp.coef, sp.taps_valid
     max_iter, tol, max_move = gn.max_iter, gn.tol, gn.max_move
@@ -509,8 +513,13 @@ def lk_refine_node_quadratic(sp, r0, c0, h, w, d_r, d_c, weight, gn, out, scratc
         by = (q_gyr - mq * q_gy) - gain * (sgys - ms * q_gy - gam * zgy)
         bx = (q_gxr - mq * q_gx) - gain * (sgxs - ms * q_gx - gam * zgx)
         cov = srs / sw - mq * ms - gam * mu3  # cov(S', R)
-        zn = cov / math.sqrt(vq * vs)
-        sig2 = max(2.0 * vq * (1.0 - zn), 0.0)  # residual variance per pixel
+        # residual variance per pixel, of the quadratic model's fit
+        sig2 = max(2.0 * vq * (1.0 - cov / math.sqrt(vq * vs)), 0.0)
+        # the reported correlation (``ZNCC``, which the acceptance tests read) is the plain ZNCC of the
+        # chips at this offset, as in the linear model: the curvature's extra degree of freedom raises
+        # the fitted correlation on pure noise too, and would let a chip pass that the linear test rejects
+        vs_lin = sss / sw - ms * ms
+        zn = (srs / sw - mq * ms) / math.sqrt(vq * vs_lin) if vs_lin > 0.0 else 0.0
         # delta = -H^-1 sum g (ref - S);  d <- d - delta. γ is fitted again at every step, so the step
         # solves for the offset with γ eliminated: H - c cᵀ / Σ m z², c = Σ m g z, z = u² - var u (the
         # plain H would overshoot the curvature along c and stop short of the minimum).

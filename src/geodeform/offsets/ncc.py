@@ -169,9 +169,12 @@ class NccOptions:
         Radiometric model between the chips in the sub-pixel refinement. ``"quadratic"``: gain,
         offset and a per-chip curvature (S ≈ a + β u + γ u², u the reference's value minus its chip
         mean), the curvature fitted where it explains the residual significantly: removes the bias a
-        non-linear radiometric change (gamma, haze, different sensors) leaves in the offsets (see the
-        benchmarks page for the measured effect; not the default: on noise it lets a chip through the
-        correlation test that the linear model rejects). ``"linear"`` (default): gain and offset only.
+        non-linear radiometric change (gamma, haze, different sensors) leaves in the offsets (default;
+        see the benchmarks page for the measured effect). The correlation a node reports (``quality``,
+        tested against ``min_correlation``) is the plain ZNCC of the two chips at the answer in both
+        models: the curvature's extra degree of freedom does not raise it. ``"linear"``: gain and offset
+        only (:func:`geodeform.sar.match_amplitude` uses it: two SAR dates of one track differ by a
+        calibration gain).
     robust_ratio : float
         Chips whose residual variance per pixel exceeds this multiple of the pair's median (a cloud
         edge, a shadow, a changed patch inside the chip) are re-measured with a robust fit that keeps the
@@ -209,7 +212,7 @@ class NccOptions:
     smoothing: int = 3
     smoothing_gamma: float = 2.0
     robust_ratio: float = 10.0
-    radiometry: Literal["linear", "quadratic"] = "linear"
+    radiometry: Literal["linear", "quadratic"] = "quadratic"
 
     def validate(self) -> None:
         """Raise :class:`InvalidInputError` on values out of range."""

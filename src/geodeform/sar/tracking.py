@@ -137,7 +137,10 @@ def match_amplitude(
         :func:`~geodeform.sar.check_pair`: same sensor, mode, polarisation, relative orbit, spacing).
     method, chip_size, step, search_range, mask, secondary_mask, threads, progress, options
         As :func:`geodeform.offsets.match` (chip, step and search in pixels of the input grid; default chip
-        64 px because speckle needs larger chips than optical texture).
+        64 px because speckle needs larger chips than optical texture). The ``ncc`` matcher's
+        ``radiometry`` defaults to ``"linear"`` here: two dates of one track differ by a calibration gain,
+        which the gain-and-offset model represents exactly (in intensity, amplitude or, after the
+        logarithm, as an offset).
     values
         ``"amplitude"`` or ``"intensity"`` for real arrays (S1Image and complex inputs know theirs).
     oversample
@@ -192,9 +195,8 @@ def match_amplitude(
         "transform": transform,
         "nodata": nodata,
     }
-    if ref_c and method == "ncc":
-        # amplitudes of coherent speckle correlate as |coherence|²: 0.25 at coherence 0.5
-        options.setdefault("min_correlation", 0.1)
+    if method == "ncc":
+        _ncc_defaults(options, complex_data=ref_c)
     ref_f = amplitude_features(reference, **prep)  # type: ignore[arg-type]
     sec_f = amplitude_features(secondary, **prep)  # type: ignore[arg-type]
     field = match(
@@ -224,6 +226,16 @@ def match_amplitude(
         error=None if field.error is None else (field.error / k).astype(np.float32),
         params=params,
     )
+
+
+def _ncc_defaults(options: dict[str, Any], *, complex_data: bool) -> None:
+    """The ``ncc`` matcher's options that SAR amplitudes change, unless the caller gave them (in place)."""
+    if complex_data:
+        # amplitudes of coherent speckle correlate as |coherence|²: 0.25 at coherence 0.5
+        options.setdefault("min_correlation", 0.1)
+    # two dates of one track differ radiometrically by a calibration gain (an offset after the logarithm):
+    # the gain-and-offset model is exact, a curvature would only fit the speckle
+    options.setdefault("radiometry", "linear")
 
 
 def _scale(v: int | tuple[int, int], k: int) -> int | tuple[int, int]:
