@@ -194,12 +194,19 @@ def this_model(s: Series, stable: NDArray[np.bool_] | None) -> tuple[NDArray[np.
     return vc.vx, vc.vy, vc.vx_error, vc.vy_error
 
 
+def _cover(where, s: Series, vx, vy, ex, ey):  # type: ignore[no-untyped-def]
+    """The nodes of ``where`` with finite values and errors, and the share of them whose vx / vy error is
+    within its 1-sigma."""
+    ok = where & np.isfinite(vx) & np.isfinite(ex) & np.isfinite(ey)
+    cx = np.mean(np.abs(vx - s.truth[0])[ok] <= ex[ok])
+    cy = np.mean(np.abs(vy - s.truth[1])[ok] <= ey[ok])
+    return ok, cx, cy
+
+
 def coverage(s: Series, vx, vy, ex, ey) -> str:  # type: ignore[no-untyped-def]
     out = []
     for where in (s.moving, ~s.moving):
-        ok = where & np.isfinite(vx) & np.isfinite(ex) & np.isfinite(ey)
-        cx = np.mean(np.abs(vx - s.truth[0])[ok] <= ex[ok])
-        cy = np.mean(np.abs(vy - s.truth[1])[ok] <= ey[ok])
+        _, cx, cy = _cover(where, s, vx, vy, ex, ey)
         out.append(f"{100 * cx:.1f} / {100 * cy:.1f}")
     return " | ".join(out)
 
@@ -211,9 +218,7 @@ def still_by_distance(s: Series, vx, vy, ex, ey) -> str:  # type: ignore[no-unty
     near = still & (ndimage.distance_transform_edt(still) < 1.5)
     out = []
     for where in (near, still & ~near):
-        ok = where & np.isfinite(vx) & np.isfinite(ex) & np.isfinite(ey)
-        cx = np.mean(np.abs(vx - s.truth[0])[ok] <= ex[ok])
-        cy = np.mean(np.abs(vy - s.truth[1])[ok] <= ey[ok])
+        ok, cx, cy = _cover(where, s, vx, vy, ex, ey)
         out.append(f"{100 * cx:.1f} / {100 * cy:.1f} ({np.mean((vx - s.truth[0])[ok]):+.3f})")
     return " | ".join(out)
 
