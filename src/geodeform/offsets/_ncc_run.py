@@ -170,9 +170,10 @@ def _nested_chips(
     A node is redone when its predicted error exceeds ``opts.target_sigma`` (2× chips only) or its match
     failed for lack of signal; the larger chip's answer is kept when it is valid and its predicted error
     is below twice the smaller chip's. Valid nodes in ``keep`` (next to a step found by the two-motion
-    fit, which a larger chip would blend) are left alone; with ``only``, nodes outside it too. Chips start from the neighbourhood median
-    (else the node's own value; nodes with neither are searched in full, one pyramid level finer). With
-    ``opts.coarse_nested`` they are refined on the pyramid level where they have the base chip's size.
+    fit, which a larger chip would blend) are left alone; with ``only``, nodes outside it too. Chips
+    start from the neighbourhood median (else the node's own value; nodes with neither are searched in
+    full, one pyramid level finer). With ``opts.coarse_nested`` they are refined on the pyramid level
+    where they have the base chip's size.
     Near the image border a chip whose displaced secondary window would leave the image is narrowed
     (:func:`border_chips`); beyond 2× a chip crossing the border is moved inside it. Updates in place.
     """
