@@ -6,7 +6,8 @@
 2. consistency: nodes that failed or disagree with their neighbours are refined again from the
    neighbourhood median (then searched ± 2 px around it), isolated ones become ``OUTLIER``;
 3. discontinuities: the two-motion fit (and optionally robust fits or shifted chips) at steps;
-4. nested chips: imprecise or failed nodes measured again with 2×, 4× larger chips;
+4. nested chips: imprecise or failed nodes measured again with 2×, 4× larger chips; then the
+   consistency test again, its rejects measured again by nested chips from their neighbours;
 5. contaminated chips: chips with foreign pixels re-measured robustly, or rejected;
 6. the strain-bias correction and the adaptive local-plane smoothing.
 
