@@ -102,7 +102,7 @@ def _finish(job: MatchJob, opts: NccOptions, field: NodeField) -> MatcherOutput:
         dy = np.where(ok, dy - by, dy)
         dx = np.where(ok, dx - bx, dx)
     sigma = np.where(ok, field.sigma, np.nan)
-    if lk_passes and opts.smoothing > 0:
+    if lk_passes and opts.smoothing > 0 and opts.smoothing_model == "plane":
         dy, dx, sigma, _ = _post.adaptive_plane(
             np.where(ok, dy, np.nan),
             np.where(ok, dx, np.nan),
@@ -111,6 +111,20 @@ def _finish(job: MatchJob, opts: NccOptions, field: NodeField) -> MatcherOutput:
             chip=job.chip,
             radii=tuple(range(1, opts.smoothing + 1)),
             gamma=opts.smoothing_gamma,
+            max_chi2=opts.smoothing_chi2,
+        )
+    elif lk_passes and opts.smoothing > 0:
+        dy, dx, sigma, _ = _post.adaptive_poly(
+            np.where(ok, dy, np.nan),
+            np.where(ok, dx, np.nan),
+            sigma,
+            step=job.step,
+            chip=job.chip,
+            radii=tuple(range(1, opts.smoothing + 1)),
+            gamma=opts.smoothing_gamma,
+            max_chi2=opts.smoothing_chi2,
+            degree=2 if opts.smoothing_model.startswith("quadratic") else 1,
+            sided=opts.smoothing_model.endswith("sided"),
         )
     if lk_passes:
         sigma = np.hypot(sigma * _noise_factor(field), _interpolation(field, dy, dx))
