@@ -3,11 +3,11 @@
     python benchmarks/replay_smoothing.py capture DIR [SETUP ...]     # match once, keep the state
     python benchmarks/replay_smoothing.py replay DIR 'JSON-OPTS' [SETUP ...]
 
-``capture`` runs the pairs of ``bench_calibration.py``'s setups (default A-E) and of the peer benchmark's
-five synthetic cases (seeds 0 and 1, 1024², chip 32, step 16; needs ``/work/shared/peerbench``), keeping
+``capture`` runs the pairs of ``bench_calibration.py``'s setups (default A-E) or (``peers``) the peer
+benchmark's five synthetic cases (seeds 0 and 1, 1024², chip 32, step 16; needs ``/work/shared/peerbench``), keeping
 each pair's node state as it enters ``geodeform.offsets._ncc_run._finish`` (pickles under DIR).
 ``replay`` reruns ``_finish`` on that state with the ``NccOptions`` overrides in JSON (e.g.
-``'{"smoothing_window": "plane"}'``) and prints the calibration table of ``bench_calibration.py`` and the
+``'{"smoothing_model": "quadratic"}'``) and prints the calibration table of ``bench_calibration.py`` and the
 peer cases' RMSE (px) and coverage: a smoothing variant is judged in seconds instead of re-matching. The
 replay of the capture's own options gives ``match``'s offsets and errors bit for bit.
 """
@@ -15,6 +15,7 @@ replay of the capture's own options gives ``match``'s offsets and errors bit for
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import pickle
 import sys
@@ -27,6 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import bench_calibration as bc
 
 from geodeform.offsets import _ncc_run, driver
+from geodeform.timeseries import ErrorModel
 
 PEERBENCH = Path("/work/shared/peerbench")
 PEER_CASES = ("shift_const_30dB", "shift_const_10dB", "glacier_20dB", "landslide_20dB", "fault_20dB")
@@ -62,6 +64,9 @@ def _replay(c: Captured, over: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray
 
 def capture(out: Path, names: list[str]) -> None:
     out.mkdir(parents=True, exist_ok=True)
+    if "peers" in names:
+        capture_peers(out)
+        names = [n for n in names if n != "peers"]
     for name in names:
         store: list[Captured] = []
         original, finish = _capturing(store)
@@ -72,8 +77,11 @@ def capture(out: Path, names: list[str]) -> None:
             _ncc_run._finish = original
         (out / f"setup_{name}.pkl").write_bytes(pickle.dumps((s, store)))
         print("captured", name, len(store), flush=True)
-    if not PEERBENCH.is_dir():
-        return
+
+
+def capture_peers(out: Path) -> None:
+    """The peer benchmark's cases (run as ``capture DIR peers``, in a process of its own: the peer
+    benchmark sets the thread count on import)."""
     sys.path.insert(1, str(PEERBENCH))
     import peerbench as pb
 
@@ -101,6 +109,13 @@ def capture(out: Path, names: list[str]) -> None:
 
 
 def replay(out: Path, over: dict, names: list[str]) -> None:
+    """Keys of ``over`` starting with ``_`` set the timeseries' :class:`ErrorModel` (``_strain_fraction``,
+    ``_displacement_fraction``) in the calibration's error model; the others are ``NccOptions``."""
+    model = {k[1:]: over.pop(k) for k in list(over) if k.startswith("_")}
+    if model:
+        em = ErrorModel(**model)
+        bc.pair_sigma = functools.partial(bc.pair_sigma, model=em)
+        bc.add_node_errors = functools.partial(bc.add_node_errors, model=em)
     warnings.simplefilter("ignore", RuntimeWarning)
     warnings.simplefilter("ignore", bc.TimeSeriesWarning)
     for name in names:
