@@ -155,7 +155,7 @@ def test_quadratic_sided_windows_are_not_biased_on_the_ice_side_of_a_margin() ->
 
 def test_quadratic_and_sided_windows_follow_a_curved_field_and_report_their_noise() -> None:
     """Noise-free curvature: the quadratic's centre value is exact where the plane's is biased; with
-    independent chips (step = chip) the predicted error of every model covers its true scatter."""
+    independent chips (step = chip) the predicted error of every model is its true scatter."""
     ii, jj = _grid(30)
     ty, tx = 0.004 * (ii - 15.0) ** 2, 0.003 * (jj - 12.0) ** 2 - 0.002 * (ii - 15.0) * (jj - 12.0)
     flat = np.full(ii.shape, 0.05)
@@ -164,15 +164,18 @@ def test_quadratic_and_sided_windows_follow_a_curved_field_and_report_their_nois
     inner = (slice(4, -4), slice(4, -4))
     assert np.abs(q.dy - ty)[inner].max() < 1e-9 and np.abs(q.dx - tx)[inner].max() < 1e-9
     assert np.abs(p.dy - ty)[inner].max() > 0.003
+    # noise on a linear field (which every model follows): the predicted error of each model, the fused
+    # shapes' included, is its true scatter (the plane's own ratio here is 1.1)
+    ly, lx = 0.01 * ii - 0.2, 0.02 * jj
     rng = np.random.default_rng(7)
     for kw in ({"degree": 2}, {"degree": 2, "sided": True}, {"degree": 1, "sided": True}):
         ratio = []
         for _ in range(10):
             ny, nx = rng.normal(0, 0.05 / np.sqrt(2), (2, *ii.shape))
-            f = adaptive_poly(ty + ny, tx + nx, flat, step=CHIP, chip=CHIP, **kw)
-            ratio.append(np.hypot(f.dy - ty, f.dx - tx)[inner] / f.sigma[inner])
+            f = adaptive_poly(ly + ny, lx + nx, flat, step=CHIP, chip=CHIP, **kw)
+            ratio.append(np.hypot(f.dy - ly, f.dx - lx)[inner] / f.sigma[inner])
         rms = float(np.sqrt(np.mean(np.square(ratio))))
-        assert 0.5 < rms < 1.2, (kw, rms)
+        assert 0.8 < rms < 1.25, (kw, rms)
 
 
 # ----------------------------------------------------------------------------- neighbour statistics

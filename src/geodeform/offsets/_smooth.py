@@ -91,6 +91,10 @@ def _poly_rows(lo, hi, dy, dx, sigma, radii, inflation, gamma, max_chi2, floor, 
     sol = np.empty(_MAX_PAR)
     phi = np.empty(_MAX_PAR)
     fit = np.empty(4)
+    z = np.zeros((5, _MAX_PAR))  # per shape: (M⁻¹ e0) of the window kept, for its equivalent kernel
+    rad = np.zeros(5, np.int64)
+    wts = np.zeros(5)
+    infl = np.zeros(5)
     for i in range(lo, hi):
         for j in range(nc):
             if not (np.isfinite(dy[i, j]) and np.isfinite(dx[i, j]) and np.isfinite(sigma[i, j])):
@@ -99,7 +103,6 @@ def _poly_rows(lo, hi, dy, dx, sigma, radii, inflation, gamma, max_chi2, floor, 
             sw = 0.0
             swy = 0.0
             swx = 0.0
-            sws = 0.0
             used = 0
             for d in range(shapes):
                 best_y, best_x, best_v = dy[i, j], dx[i, j], own_v
@@ -158,18 +161,70 @@ def _poly_rows(lo, hi, dy, dx, sigma, radii, inflation, gamma, max_chi2, floor, 
                     lo_y, hi_y, lo_x, hi_x = ly, hy, lx, hx
                     best_y, best_x, best_v = fit[0], fit[1], v
                     r_d = r
+                    z[d, :npar] = sol[:npar]
+                    infl[d] = inflation[0 if d == 0 else 1, k]
                 w = 1.0 / best_v
+                rad[d] = r_d
+                wts[d] = w
                 sw += w
                 swy += w * best_y
                 swx += w * best_x
-                sws += w * math.sqrt(best_v)
                 used = max(used, r_d)
             out[0, i, j] = swy / sw
             out[1, i, j] = swx / sw
-            # the shapes share nodes, so their errors are correlated: the inverse-variance weighted mean of
-            # their 1-σ (the fully correlated bound), which is exact for one shape
-            out[2, i, j] = math.sqrt(2.0) * sws / sw
+            if shapes == 1:
+                out[2, i, j] = math.sqrt(2.0 / sw)
+            else:
+                # the shapes share nodes, so their errors are correlated: the fused value is one linear
+                # filter of the nodes (the weighted sum of the shapes' equivalent kernels); its variance
+                out[2, i, j] = math.sqrt(
+                    2.0
+                    * _fused_variance(i, j, dy, dx, sigma, floor, npar, shapes, rad, z, wts / sw, infl, phi)
+                )
             out[3, i, j] = used
+
+
+@nb.njit(cache=True, nogil=True)
+def _fused_variance(i, j, dy, dx, sigma, floor, npar, shapes, rad, z, share, infl, phi):
+    """Per-component variance of Σ_d share_d · (shape d's centre value), the nodes' errors independent
+    but for the chip-overlap factor (the shares' mean of the shapes' ``infl``; 1 for the node alone)."""
+    nr, nc = sigma.shape
+    big = 0
+    f = 0.0
+    for d in range(shapes):
+        big = max(big, rad[d])
+        f += share[d] * (infl[d] if rad[d] > 0 else 1.0)
+    var = 0.0
+    for a in range(-big, big + 1):
+        ii = i + a
+        if ii < 0 or ii >= nr:
+            continue
+        for b in range(-big, big + 1):
+            jj = j + b
+            if jj < 0 or jj >= nc:
+                continue
+            sg = sigma[ii, jj]
+            if not (np.isfinite(dy[ii, jj]) and np.isfinite(dx[ii, jj]) and np.isfinite(sg)):
+                continue
+            wt = 1.0 / max(sg, floor) ** 2
+            _basis(float(a), float(b), phi)
+            g = 0.0
+            for d in range(shapes):
+                r = rad[d]
+                if r == 0:
+                    if a == 0 and b == 0:
+                        g += share[d]
+                    continue
+                if a < (0 if d == 2 else -r) or a > (0 if d == 1 else r):
+                    continue
+                if b < (0 if d == 4 else -r) or b > (0 if d == 3 else r):
+                    continue
+                h = 0.0
+                for p in range(npar):
+                    h += phi[p] * z[d, p]
+                g += share[d] * wt * h
+            var += g * g * 0.5 / wt
+    return var * f
 
 
 def adaptive_poly_nodes(
