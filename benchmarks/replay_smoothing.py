@@ -118,7 +118,7 @@ def replay(out: Path, over: dict, names: list[str]) -> None:
         bc.add_node_errors = functools.partial(bc.add_node_errors, model=em)
     warnings.simplefilter("ignore", RuntimeWarning)
     warnings.simplefilter("ignore", bc.TimeSeriesWarning)
-    for name in names:
+    for name in [n for n in names if n in bc.SETUPS]:  # "peers" alone: only the peer cases
         s, store = pickle.loads((out / f"setup_{name}.pkl").read_bytes())
         parts = [_replay(c, over) for c in store]
         s = dataclasses.replace(
