@@ -4,8 +4,9 @@
     python benchmarks/replay_smoothing.py replay DIR 'JSON-OPTS' [SETUP ...]
 
 ``capture`` runs the pairs of ``bench_calibration.py``'s setups (default A-E) or (``peers``) the peer
-benchmark's five synthetic cases (seeds 0 and 1, 1024², chip 32, step 16; needs ``/work/shared/peerbench``), keeping
-each pair's node state as it enters ``geodeform.offsets._ncc_run._finish`` (pickles under DIR).
+benchmark's five synthetic cases (seeds 0 and 1, 1024², chip 32, step 16; needs
+``/work/shared/peerbench``), keeping each pair's node state as it enters
+``geodeform.offsets._ncc_run._finish`` (pickles under DIR).
 ``replay`` reruns ``_finish`` on that state with the ``NccOptions`` overrides in JSON (e.g.
 ``'{"smoothing_model": "quadratic"}'``) and prints the calibration table of ``bench_calibration.py`` and the
 peer cases' RMSE (px) and coverage: a smoothing variant is judged in seconds instead of re-matching. The
@@ -110,8 +111,11 @@ def capture_peers(out: Path) -> None:
 
 def replay(out: Path, over: dict, names: list[str]) -> None:
     """Keys of ``over`` starting with ``_`` set the timeseries' :class:`ErrorModel` (``_strain_fraction``,
-    ``_displacement_fraction``) in the calibration's error model; the others are ``NccOptions``."""
+    ``_displacement_fraction``) in the calibration's error model, or ``_kink`` the ``-split`` smoothing
+    models' slope test (``_ncc_run.KINK_SIGMA``); the others are ``NccOptions``."""
     model = {k[1:]: over.pop(k) for k in list(over) if k.startswith("_")}
+    if "kink" in model:  # the "-split" models' slope test, σ
+        _ncc_run.KINK_SIGMA = model.pop("kink")
     if model:
         em = ErrorModel(**model)
         bc.pair_sigma = functools.partial(bc.pair_sigma, model=em)

@@ -106,7 +106,8 @@ def test_match_on_noisy_real_texture_reaches_three_hundredths_of_a_pixel(
 
 
 @pytest.mark.parametrize(
-    ("model", "vs_plane"), [("quadratic", 2.0), ("plane-sided", 1.3), ("quadratic-sided", 2.0)]
+    ("model", "vs_plane"),
+    [("quadratic", 2.0), ("plane-sided", 1.3), ("plane-split", 1.3), ("quadratic-sided", 2.0)],
 )
 def test_other_smoothing_models_in_match_are_accurate_and_calibrated(
     texture: np.ndarray, model: str, vs_plane: float
@@ -178,6 +179,27 @@ def test_quadratic_sided_windows_are_not_biased_on_the_ice_side_of_a_margin() ->
     assert np.abs(bias["quadratic-sided"][:2]).max() < 0.003 and np.abs(bias["plane"][:2]).max() < 0.003
 
 
+def test_split_windows_keep_the_side_of_a_margin_without_ice() -> None:
+    """With the slope test of opposite half-windows (``kink``), a node whose window reaches the margin
+    keeps the half-window on its own side: averaged over noise realisations, the first still row and the
+    ice's flank lose most of the plane's bias."""
+    truth = _margin_field()
+    rows = np.arange(17, 25)  # still ground to row 19, ice from row 20
+    bias = {m: np.zeros(rows.size) for m in ("plane", "split")}
+    rng = np.random.default_rng(6)
+    trials = 30
+    for _ in range(trials):
+        ny, nx = _chip_noise(rng, truth.shape, 0.05)
+        sigma = np.full(truth.shape, 0.05)
+        for m, kw in (("plane", {"degree": 1}), ("split", {"degree": 1, "sided": True, "kink": 3.0})):
+            f = adaptive_poly(ny, truth + nx, sigma, step=STEP, chip=CHIP, **kw)
+            bias[m] += np.nanmean((f.dx - truth)[rows, 4:-4], axis=1) / trials
+    first_still = rows == 19
+    assert bias["plane"][first_still][0] > 0.015
+    assert abs(bias["split"][first_still][0]) < 0.3 * bias["plane"][first_still][0]
+    assert np.abs(bias["split"]).mean() < 0.4 * np.abs(bias["plane"]).mean()
+
+
 def test_quadratic_and_sided_windows_follow_a_curved_field_and_report_their_noise() -> None:
     """Noise-free curvature: the quadratic's centre value is exact where the plane's is biased; with
     independent chips (step = chip) the predicted error of every model is its true scatter."""
@@ -193,7 +215,7 @@ def test_quadratic_and_sided_windows_follow_a_curved_field_and_report_their_nois
     # shapes' included, is its true scatter (the plane's own ratio here is 1.1)
     ly, lx = 0.01 * ii - 0.2, 0.02 * jj
     rng = np.random.default_rng(7)
-    for kw in ({"degree": 2}, {"degree": 2, "sided": True}, {"degree": 1, "sided": True}):
+    for kw in ({"degree": 2}, {"degree": 2, "sided": True}, {"degree": 1, "sided": True, "kink": 3.0}):
         ratio = []
         for _ in range(10):
             ny, nx = rng.normal(0, 0.05 / np.sqrt(2), (2, *ii.shape))

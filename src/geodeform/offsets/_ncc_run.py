@@ -59,6 +59,9 @@ ProgressCallback = Callable[[int, int], None]
 # ZNCC of a chip above which it cannot be dominated by foreign pixels (see :func:`_contaminated`); clean
 # chips reach it only on low-noise pairs (about 0.98 at 20 dB, 0.998 at 30 dB)
 WHOLE_MATCH = 0.99
+# the smoothing's "-split" models: opposite half-windows whose slopes differ by more than this many σ
+# hold a change of gradient (docs/benchmarks.md, "A smoothing that does not fit across the margin")
+KINK_SIGMA = 3.0
 
 
 def run_ncc(job: MatchJob, opts: NccOptions, progress: ProgressCallback | None) -> MatcherOutput:
@@ -124,7 +127,8 @@ def _finish(job: MatchJob, opts: NccOptions, field: NodeField) -> MatcherOutput:
             gamma=opts.smoothing_gamma,
             max_chi2=opts.smoothing_chi2,
             degree=2 if opts.smoothing_model.startswith("quadratic") else 1,
-            sided=opts.smoothing_model.endswith("sided"),
+            sided=not opts.smoothing_model.endswith(("plane", "quadratic")),
+            kink=KINK_SIGMA if opts.smoothing_model.endswith("split") else 0.0,
         )
     if lk_passes:
         sigma = np.hypot(sigma * _noise_factor(field), _interpolation(field, dy, dx))

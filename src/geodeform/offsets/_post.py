@@ -218,6 +218,7 @@ def adaptive_poly(
     max_chi2: float = 1.0,
     degree: int = 2,
     sided: bool = False,
+    kink: float = 0.0,
 ) -> _grid.PlaneFit:
     """:func:`adaptive_plane` with a choice of the local model and of the window shapes.
 
@@ -226,8 +227,11 @@ def adaptive_poly(
     plane's, by a change of gradient inside the window (a glacier's margin), at the cost of more noise at
     the same radius. ``sided`` adds the four half-windows that hold the node on one edge (rows -r..0,
     0..r, columns -r..0, 0..r), each with its own ICI-chosen radius; the estimates of the five shapes are
-    fused by inverse variance and their 1-σ by its fully correlated bound. Same units, tests and
-    outputs as :func:`adaptive_plane` (radius: the largest kept over the shapes).
+    fused by inverse variance, with the exact variance of the fused filter. ``kink`` > 0 (with
+    ``sided``): where two opposite half-windows disagree on the slope along their direction by more than
+    ``kink`` σ (a change of gradient, e.g. a glacier's margin, within reach), the node keeps the estimate
+    of the half-window of those that fits its neighbours best instead of the fusion. Same units, tests
+    and outputs as :func:`adaptive_plane` (radius: the largest kept over the shapes).
     """
     rs = np.array(sorted(radii), np.int64)
     inflation = np.array(
@@ -247,5 +251,6 @@ def adaptive_poly(
         floor=SIGMA_FLOOR,
         degree=degree,
         sided=sided,
+        kink=kink,
     )
     return fit._replace(radius=nan_to(fit.radius).astype(np.int64))

@@ -43,11 +43,12 @@ def _basis(a, b, phi):
 
 
 @nb.njit(cache=True, nogil=True)
-def _fit(m, rhs, npar, n, chol, sol, out):
+def _fit(m, rhs, npar, n, chol, sol, out, coef):
     """Weighted least squares from the normal matrix ``m`` and right-hand sides ``rhs`` (columns y, x;
     ``rhs[npar, :]`` holds Σw(y² + x²)): writes (centre dy, centre dx, per-component variance of the
     centre value up to the caller's factor, χ² per degree of freedom) into ``out``. False when the
-    window does not determine the polynomial."""
+    window does not determine the polynomial. Also: ``coef`` (the fits' coefficients, rows y and x) and
+    ``out[4]``, ``out[5]`` (the per-component variances of the row and column slopes, same factor)."""
     for i in range(npar):
         for j in range(i + 1):
             s = m[i, j]
@@ -59,8 +60,17 @@ def _fit(m, rhs, npar, n, chol, sol, out):
                 chol[i, i] = math.sqrt(s)
             else:
                 chol[i, j] = s / chol[j, j]
+    for e in (1, 2):  # [M⁻¹]_ee = |L⁻¹ e_e|²
+        acc = 0.0
+        for i in range(npar):
+            s = 1.0 if i == e else 0.0
+            for k in range(i):
+                s -= chol[i, k] * sol[k]
+            sol[i] = s / chol[i, i]
+            acc += sol[i] * sol[i]
+        out[3 + e] = 0.5 * acc
     fitted = 0.0
-    for c in range(3):  # y, x, then e0 (for the variance of the centre value)
+    for c in range(3):  # y, x, then e0 (for the variance of the centre value; ``sol`` keeps M⁻¹ e0)
         for i in range(npar):
             s = rhs[i, c] if c < 2 else (1.0 if i == 0 else 0.0)
             for k in range(i):
@@ -75,6 +85,7 @@ def _fit(m, rhs, npar, n, chol, sol, out):
             out[c] = sol[0]
             for i in range(npar):
                 fitted += sol[i] * rhs[i, c]
+                coef[c, i] = sol[i]
         else:
             out[2] = 0.5 * sol[0]
     out[3] = 2.0 * (rhs[npar, 0] - fitted) / max(2.0 * n - 2.0 * npar, 1.0)
@@ -82,7 +93,7 @@ def _fit(m, rhs, npar, n, chol, sol, out):
 
 
 @nb.njit(cache=True, nogil=True)
-def _poly_rows(lo, hi, dy, dx, sigma, radii, inflation, gamma, max_chi2, floor, npar, shapes, out):
+def _poly_rows(lo, hi, dy, dx, sigma, radii, inflation, gamma, max_chi2, floor, npar, shapes, kink, out):
     """Rows ``lo <= i < hi`` of :func:`adaptive_poly_nodes` (a chunk of ``run_chunks``)."""
     nr, nc = dy.shape
     m = np.empty((_MAX_PAR, _MAX_PAR))
@@ -90,7 +101,9 @@ def _poly_rows(lo, hi, dy, dx, sigma, radii, inflation, gamma, max_chi2, floor, 
     chol = np.empty((_MAX_PAR, _MAX_PAR))
     sol = np.empty(_MAX_PAR)
     phi = np.empty(_MAX_PAR)
-    fit = np.empty(4)
+    fit = np.empty(6)
+    coef = np.empty((2, _MAX_PAR))
+    est = np.zeros((5, 7))  # per shape: value y, x, variance, χ², slope y, slope x, slope variance
     z = np.zeros((5, _MAX_PAR))  # per shape: (M⁻¹ e0) of the window kept, for its equivalent kernel
     rad = np.zeros(5, np.int64)
     wts = np.zeros(5)
@@ -109,6 +122,7 @@ def _poly_rows(lo, hi, dy, dx, sigma, radii, inflation, gamma, max_chi2, floor, 
                 half = gamma * math.sqrt(best_v)
                 lo_y, hi_y, lo_x, hi_x = best_y - half, best_y + half, best_x - half, best_x + half
                 r_d = 0
+                est[d, 3:] = 0.0
                 for k in range(radii.size):
                     r = radii[k]
                     r0 = 0 if d == 2 else -r
@@ -142,7 +156,7 @@ def _poly_rows(lo, hi, dy, dx, sigma, radii, inflation, gamma, max_chi2, floor, 
                             rhs[npar, 0] += wt * (y * y + x * x)
                             n += 1
                     cells = (r1 - r0 + 1) * (c1 - c0 + 1)
-                    if n < max(npar + 3, cells // 2) or not _fit(m, rhs, npar, n, chol, sol, fit):
+                    if n < max(npar + 3, cells // 2) or not _fit(m, rhs, npar, n, chol, sol, fit, coef):
                         if npar > 3 and d > 0 and r < 2:
                             continue  # a one-sided quadratic needs three rows / columns
                         break
@@ -163,6 +177,12 @@ def _poly_rows(lo, hi, dy, dx, sigma, radii, inflation, gamma, max_chi2, floor, 
                     r_d = r
                     z[d, :npar] = sol[:npar]
                     infl[d] = inflation[0 if d == 0 else 1, k]
+                    axis = 1 if d < 3 else 2  # the half-window's own direction
+                    est[d, 3] = fit[3]
+                    est[d, 4] = coef[0, axis]
+                    est[d, 5] = coef[1, axis]
+                    est[d, 6] = fit[3 + axis] * infl[d]
+                est[d, 0], est[d, 1], est[d, 2] = best_y, best_x, best_v
                 w = 1.0 / best_v
                 rad[d] = r_d
                 wts[d] = w
@@ -172,6 +192,12 @@ def _poly_rows(lo, hi, dy, dx, sigma, radii, inflation, gamma, max_chi2, floor, 
                 used = max(used, r_d)
             out[0, i, j] = swy / sw
             out[1, i, j] = swx / sw
+            pick = _side_of_kink(est, rad, kink) if shapes == 5 and kink > 0 else -1
+            if pick >= 0:
+                out[0, i, j], out[1, i, j] = est[pick, 0], est[pick, 1]
+                out[2, i, j] = math.sqrt(2.0 * est[pick, 2])
+                out[3, i, j] = rad[pick]
+                continue
             if shapes == 1:
                 out[2, i, j] = math.sqrt(2.0 / sw)
             else:
@@ -182,6 +208,30 @@ def _poly_rows(lo, hi, dy, dx, sigma, radii, inflation, gamma, max_chi2, floor, 
                     * _fused_variance(i, j, dy, dx, sigma, floor, npar, shapes, rad, z, wts / sw, infl, phi)
                 )
             out[3, i, j] = used
+
+
+@nb.njit(cache=True, nogil=True)
+def _side_of_kink(est, rad, kink):
+    """The half-window to keep alone when opposite half-windows (rows −r..0 against 0..r, columns −r..0
+    against 0..r) disagree on the slope along their direction by more than ``kink`` σ in either component
+    (a change of gradient within reach): of the halves of the disagreeing pair(s), the one whose
+    neighbours scatter least about its fit (lowest χ²), which is the side the node shares with no kink.
+    -1 when no pair disagrees."""
+    pick = -1
+    best = np.inf
+    for d1 in (1, 3):
+        d2 = d1 + 1
+        if rad[d1] < 1 or rad[d2] < 1:
+            continue
+        s = math.sqrt(est[d1, 6] + est[d2, 6])
+        t = max(abs(est[d1, 4] - est[d2, 4]), abs(est[d1, 5] - est[d2, 5])) / s
+        if not t > kink:
+            continue
+        for d in (d1, d2):
+            if est[d, 3] < best:
+                best = est[d, 3]
+                pick = d
+    return pick
 
 
 @nb.njit(cache=True, nogil=True)
@@ -239,6 +289,7 @@ def adaptive_poly_nodes(
     floor: float,
     degree: int,
     sided: bool,
+    kink: float = 0.0,
 ) -> PlaneFit:
     """Per-node adaptive polynomial fit (module documentation). ``inflation`` has shape (2, radii):
     the variance factor of the overlapping chips for centred (row 0) and half (row 1) windows. Returns a
@@ -259,6 +310,7 @@ def adaptive_poly_nodes(
         float(floor),
         npar,
         shapes,
+        float(kink),
         out,
     )
     return PlaneFit(out[0], out[1], out[2], out[3])

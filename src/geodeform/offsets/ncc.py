@@ -38,8 +38,10 @@ import numpy as np
 
 from geodeform.errors import InvalidInputError
 
-SmoothingModel = Literal["plane", "plane-sided", "quadratic", "quadratic-sided"]
-SMOOTHING_MODELS = ("plane", "plane-sided", "quadratic", "quadratic-sided")
+SmoothingModel = Literal[
+    "plane", "plane-sided", "plane-split", "quadratic", "quadratic-sided", "quadratic-split"
+]
+SMOOTHING_MODELS = ("plane", "plane-sided", "plane-split", "quadratic", "quadratic-sided", "quadratic-split")
 
 __all__ = ["NccOptions"]
 
@@ -171,12 +173,15 @@ class NccOptions:
     smoothing_chi2 : float
         Largest χ² per degree of freedom of the neighbours about the smoothing's fit (errors as the
         kernels predict them) for a window to be kept. Default 1.
-    smoothing_model : {"plane", "plane-sided", "quadratic", "quadratic-sided"}
+    smoothing_model : {"plane", "plane-sided", "plane-split", "quadratic", "quadratic-sided", \
+"quadratic-split"}
         The smoothing's local model: planes (default) or full quadratics, whose centre value is not
         biased by the field's curvature or by a change of gradient inside the window (a glacier's
         margin) but is noisier at the same radius (:func:`geodeform.offsets._post.adaptive_poly`);
         ``-sided`` adds, per node, the four half-windows that hold it on one edge, each with its own
-        window choice, fused by inverse variance. See ``docs/benchmarks.md`` for the measured effects.
+        window choice, fused by inverse variance; ``-split`` keeps instead, where two opposite
+        half-windows disagree on the slope (a change of gradient such as a glacier's margin), the one
+        that fits the neighbours best. See ``docs/benchmarks.md`` for the measured effects.
     radiometry : {"linear", "quadratic"}
         Radiometric model between the chips in the sub-pixel refinement. ``"quadratic"``: gain,
         offset and a per-chip curvature (S ≈ a + β u + γ u², u the reference's value minus its chip
@@ -253,8 +258,7 @@ class NccOptions:
             "smoothing": isinstance(self.smoothing, (int, np.integer)) and 0 <= self.smoothing <= 10,
             "smoothing_gamma": self.smoothing_gamma > 0.0,
             "smoothing_chi2": self.smoothing_chi2 > 0.0,
-            "smoothing_model": self.smoothing_model
-            in ("plane", "plane-sided", "quadratic", "quadratic-sided"),
+            "smoothing_model": self.smoothing_model in SMOOTHING_MODELS,
             "robust_ratio": self.robust_ratio >= 0.0,
             "smooth": 0.0 <= self.smooth <= 10.0,
             "interpolation": self.interpolation in ("approx", "exact"),
