@@ -60,6 +60,9 @@ ProgressCallback = Callable[[int, int], None]
 # ZNCC of a chip above which it cannot be dominated by foreign pixels (see :func:`_contaminated`); clean
 # chips reach it only on low-noise pairs (about 0.98 at 20 dB, 0.998 at 30 dB)
 WHOLE_MATCH = 0.99
+# the smoothing's "-split" models: opposite half-windows whose slopes differ by more than this many σ
+# hold a change of gradient (docs/benchmarks.md, "A smoothing that does not fit across the margin")
+KINK_SIGMA = 3.0
 
 
 def run_ncc(job: MatchJob, opts: NccOptions, progress: ProgressCallback | None) -> MatcherOutput:
@@ -105,7 +108,7 @@ def _finish(job: MatchJob, opts: NccOptions, field: NodeField) -> MatcherOutput:
         dy = np.where(ok, dy - by, dy)
         dx = np.where(ok, dx - bx, dx)
     sigma = np.where(ok, field.sigma, np.nan)
-    if lk_passes and opts.smoothing > 0:
+    if lk_passes and opts.smoothing > 0 and opts.smoothing_model == "plane":
         dy, dx, sigma, _ = _post.adaptive_plane(
             np.where(ok, dy, np.nan),
             np.where(ok, dx, np.nan),
@@ -114,6 +117,21 @@ def _finish(job: MatchJob, opts: NccOptions, field: NodeField) -> MatcherOutput:
             chip=job.chip,
             radii=tuple(range(1, opts.smoothing + 1)),
             gamma=opts.smoothing_gamma,
+            max_chi2=opts.smoothing_chi2,
+        )
+    elif lk_passes and opts.smoothing > 0:
+        dy, dx, sigma, _ = _post.adaptive_poly(
+            np.where(ok, dy, np.nan),
+            np.where(ok, dx, np.nan),
+            sigma,
+            step=job.step,
+            chip=job.chip,
+            radii=tuple(range(1, opts.smoothing + 1)),
+            gamma=opts.smoothing_gamma,
+            max_chi2=opts.smoothing_chi2,
+            degree=2 if opts.smoothing_model.startswith("quadratic") else 1,
+            sided=not opts.smoothing_model.endswith(("plane", "quadratic")),
+            kink=KINK_SIGMA if opts.smoothing_model.endswith("split") else 0.0,
         )
     if lk_passes:
         sigma = np.hypot(sigma * _noise_factor(field), _interpolation(field, dy, dx))
@@ -249,11 +267,11 @@ def _late_outliers(job: MatchJob, opts: NccOptions, field: NodeField, keep: Mask
 
     The first consistency test (:func:`_consistency`) cannot judge a node whose neighbours mostly failed
     the first match (fewer than 6 valid in its 5 × 5 window): on a low-texture patch at low
-    signal-to-noise, the one neighbour whose base chip correlated best may sit on a wrong correlation
-    peak, pixels away. Once the nested chips have measured its neighbours, the same test (agreeing with
-    less than a quarter of at least 6 valid neighbours within ``opts.consistency_px``) marks it an
-    ``OUTLIER``, and :func:`_nested_chips` measures it again from its neighbourhood median; it stays
-    ``OUTLIER`` (NaN) when no chip size gives a valid answer. Updates in place.
+    signal-to-noise, a node whose base chip passed where its neighbours' failed may sit on a wrong
+    correlation peak, pixels away. Once the nested chips have measured its neighbours, the same test
+    (agreeing with less than a quarter of at least 6 valid neighbours within ``opts.consistency_px``)
+    marks it an ``OUTLIER``, and :func:`_nested_chips` measures it again from its neighbourhood median;
+    it stays ``OUTLIER`` (NaN) when no chip size gives a valid answer. Updates in place.
     """
     frac, count = _post.neighbour_agreement(field.dy, field.dx, radius=2, tol=opts.consistency_px)
     bad = field.ok & (count >= 6) & (frac < 0.25)
