@@ -84,7 +84,9 @@ class NccOptions:
     consistency : bool
         Re-search nodes that disagree with their neighbours (or failed) around the neighbourhood median and
         keep the better-correlated answer; then reject nodes that still disagree with most of their
-        5 × 5 neighbourhood (``OUTLIER``, autoRIFT's NDC test). Default True.
+        5 × 5 neighbourhood (``OUTLIER``, autoRIFT's NDC test). The test is made again after the nested
+        chips (``max_chip_factor``), which give it the neighbours a node lacked, and the nodes it then
+        rejects are measured again by nested chips from their neighbourhood median. Default True.
     consistency_px : float
         Disagreement (px) above which a node is re-searched / rejected. Default 1.0.
     smooth : float
