@@ -527,6 +527,8 @@ def test_fill_values_as_one_number_equals_a_tuple_of_one(texture: np.ndarray) ->
         ({"min_correlation": 2.0}, "min_correlation"),
         ({"smoothing": -1}, "smoothing"),
         ({"smoothing_gamma": 0.0}, "smoothing_gamma"),
+        ({"smoothing_chi2": 0.0}, "smoothing_chi2"),
+        ({"smoothing_model": "cubic"}, "smoothing_model"),
         ({"robust_ratio": -1.0}, "robust_ratio"),
         ({"two_motion_ratio": 0.0}, "two_motion_ratio"),
         ({"coarse_nested": "sometimes"}, "coarse_nested"),

@@ -59,6 +59,9 @@ ProgressCallback = Callable[[int, int], None]
 # ZNCC of a chip above which it cannot be dominated by foreign pixels (see :func:`_contaminated`); clean
 # chips reach it only on low-noise pairs (about 0.98 at 20 dB, 0.998 at 30 dB)
 WHOLE_MATCH = 0.99
+# the smoothing's "-split" models: opposite half-windows whose slopes differ by more than this many σ
+# hold a change of gradient (docs/benchmarks.md, "A smoothing that does not fit across the margin")
+KINK_SIGMA = 3.0
 
 
 def run_ncc(job: MatchJob, opts: NccOptions, progress: ProgressCallback | None) -> MatcherOutput:
@@ -102,7 +105,7 @@ def _finish(job: MatchJob, opts: NccOptions, field: NodeField) -> MatcherOutput:
         dy = np.where(ok, dy - by, dy)
         dx = np.where(ok, dx - bx, dx)
     sigma = np.where(ok, field.sigma, np.nan)
-    if lk_passes and opts.smoothing > 0:
+    if lk_passes and opts.smoothing > 0 and opts.smoothing_model == "plane":
         dy, dx, sigma, _ = _post.adaptive_plane(
             np.where(ok, dy, np.nan),
             np.where(ok, dx, np.nan),
@@ -111,6 +114,21 @@ def _finish(job: MatchJob, opts: NccOptions, field: NodeField) -> MatcherOutput:
             chip=job.chip,
             radii=tuple(range(1, opts.smoothing + 1)),
             gamma=opts.smoothing_gamma,
+            max_chi2=opts.smoothing_chi2,
+        )
+    elif lk_passes and opts.smoothing > 0:
+        dy, dx, sigma, _ = _post.adaptive_poly(
+            np.where(ok, dy, np.nan),
+            np.where(ok, dx, np.nan),
+            sigma,
+            step=job.step,
+            chip=job.chip,
+            radii=tuple(range(1, opts.smoothing + 1)),
+            gamma=opts.smoothing_gamma,
+            max_chi2=opts.smoothing_chi2,
+            degree=2 if opts.smoothing_model.startswith("quadratic") else 1,
+            sided=not opts.smoothing_model.endswith(("plane", "quadratic")),
+            kink=KINK_SIGMA if opts.smoothing_model.endswith("split") else 0.0,
         )
     if lk_passes:
         sigma = np.hypot(sigma * _noise_factor(field), _interpolation(field, dy, dx))
