@@ -8,11 +8,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import numba
 import numpy as np
 import pytest
 
 from _imposed import fourier_shift
-from geodeform.offsets._filters import bspline_model, taps_valid
+from geodeform.offsets._filters import (
+    bspline_coefficients,
+    bspline_model,
+    erode3,
+    gaussian_kernel,
+    separable_fir,
+    spline_gradients,
+    taps_valid,
+)
 from geodeform.offsets._grid import lattice_median, neighbour_median_nodes, sorting_network
 from geodeform.offsets._job import MatchJob
 from geodeform.offsets._layout import (
@@ -311,3 +320,65 @@ def test_window_medians_and_lattice_median_match_numpy() -> None:
     ly, _ = lattice_median(grid, gx, np.array([5]), np.array([6]), 2)
     pts = grid[[3, 3, 3, 5, 5, 5, 7, 7, 7], [4, 6, 8, 4, 6, 8, 4, 6, 8]]
     assert ly[0] == pytest.approx(np.nanmedian(pts))
+
+
+# ----------------------------------------------------------------------------------------- image filters
+def _filters(img: np.ndarray, valid: np.ndarray) -> dict[str, np.ndarray]:
+    """Every image filter of ``geodeform.offsets._filters`` on one image and one mask."""
+    out: dict[str, np.ndarray] = {}
+    k = gaussian_kernel(1.5)
+    out["fir"] = separable_fir(img, k, _DIFF3)
+    out["coef"] = bspline_coefficients(img)
+    out["gy"], out["gx"] = spline_gradients(img)
+    val, gy, gx = (np.empty(img.shape, np.float32) for _ in range(3))
+    bspline_model(img, val, gy, gx)
+    out["val"], out["mgy"], out["mgx"] = val, gy, gx
+    out["eroded"] = np.empty(valid.shape, bool)
+    erode3(valid, out["eroded"])
+    out["taps"] = np.empty(valid.shape, np.uint8)
+    taps_valid(valid, out["taps"])
+    return out
+
+
+_DIFF3 = np.array([-0.5, 0.0, 0.5], np.float32)
+
+
+def test_image_filters_match_scipy_and_do_not_depend_on_the_thread_count(texture: np.ndarray) -> None:
+    ndi = pytest.importorskip("scipy.ndimage")
+    img = normalised(texture[:150, :200])  # 200 columns: four 64-column blocks of the column prefilter
+    valid = np.random.default_rng(5).random(img.shape) > 0.02
+    old = numba.get_num_threads()
+    try:
+        numba.set_num_threads(1)
+        one = _filters(img, valid)
+        numba.set_num_threads(min(2, numba.config.NUMBA_NUM_THREADS))
+        two = _filters(img, valid)
+    finally:
+        numba.set_num_threads(old)
+    for name in one:
+        assert np.array_equal(one[name], two[name]), name  # bitwise: rows are independent
+    f64 = img.astype(np.float64)
+    k = gaussian_kernel(1.5).astype(np.float64)
+    fir = ndi.correlate1d(
+        ndi.correlate1d(f64, k, axis=0, mode="mirror"), _DIFF3.astype(np.float64), axis=1, mode="mirror"
+    )
+    assert np.abs(one["fir"] - fir).max() < 1e-5
+    coef = ndi.spline_filter(f64, order=3, mode="mirror")
+    assert np.abs(one["coef"] - coef).max() < 1e-4
+    # the spline whose coefficients are ``coef`` passes through the pixels
+    smooth, diff = np.array([1.0, 4.0, 1.0]) / 6.0, _DIFF3.astype(np.float64)
+    assert np.abs(ndi.correlate(coef, np.outer(smooth, smooth), mode="mirror") - f64).max() < 1e-4
+    # bspline_model: the pixels as coefficients; spline_gradients: the interpolant's derivatives
+    for name, kernel in (
+        ("val", np.outer(smooth, smooth)),
+        ("mgy", np.outer(diff, smooth)),
+        ("mgx", np.outer(smooth, diff)),
+    ):
+        assert np.abs(one[name] - ndi.correlate(f64, kernel, mode="mirror")).max() < 1e-5, name
+    for name, kernel in (("gy", np.outer(diff, smooth)), ("gx", np.outer(smooth, diff))):
+        assert np.abs(one[name] - ndi.correlate(coef, kernel, mode="mirror")).max() < 1e-4, name
+    assert np.array_equal(one["eroded"], ndi.binary_erosion(valid, np.ones((3, 3)), border_value=1))
+    blocks = np.lib.stride_tricks.sliding_window_view(valid, (4, 4)).all(axis=(2, 3))
+    taps = np.zeros(valid.shape, np.uint8)
+    taps[: blocks.shape[0], : blocks.shape[1]] = blocks
+    assert np.array_equal(one["taps"], taps)

@@ -15,6 +15,7 @@ import numba as nb
 import numpy as np
 import numpy.typing as npt
 
+from geodeform.compiled import run_chunks
 from geodeform.offsets._layout import H_INV, M_COL, M_ROW
 
 __all__ = [
@@ -68,16 +69,13 @@ def _plane_node(acc, r, inflation, out):
     return True
 
 
-@nb.njit(cache=True, parallel=True)
-def adaptive_plane_nodes(dy, dx, sigma, radii, inflation, gamma, max_chi2, floor):
-    """Per-node kernel of :func:`geodeform.offsets._post.adaptive_plane`: grows each node's window ring
-    by ring and stops at the first radius the ICI / χ² tests reject. Returns a :class:`PlaneFit`."""
+@nb.njit(cache=True, nogil=True)
+def _adaptive_plane_range(lo, hi, dy, dx, sigma, radii, inflation, gamma, max_chi2, floor, out):
+    """The rows ``lo <= i < hi`` of :func:`adaptive_plane_nodes` into ``out`` (a :class:`PlaneFit` of
+    NaN arrays)."""
     nr, nc = dy.shape
-    out_y = np.full((nr, nc), np.nan)
-    out_x = np.full((nr, nc), np.nan)
-    out_s = np.full((nr, nc), np.nan)
-    out_r = np.full((nr, nc), np.nan)
-    for i in nb.prange(nr):
+    out_y, out_x, out_s, out_r = out
+    for i in range(lo, hi):
         acc = np.empty(14)
         fit = np.empty(4)
         for j in range(nc):
@@ -139,7 +137,26 @@ def adaptive_plane_nodes(dy, dx, sigma, radii, inflation, gamma, max_chi2, floor
             out_x[i, j] = best_x
             out_s[i, j] = math.sqrt(2.0 * best_v)
             out_r[i, j] = used
-    return PlaneFit(out_y, out_x, out_s, out_r)
+
+
+def adaptive_plane_nodes(
+    dy: npt.NDArray[np.float64],
+    dx: npt.NDArray[np.float64],
+    sigma: npt.NDArray[np.float64],
+    radii: npt.NDArray[np.int64],
+    inflation: npt.NDArray[np.float64],
+    gamma: float,
+    max_chi2: float,
+    floor: float,
+) -> PlaneFit:
+    """Per-node kernel of :func:`geodeform.offsets._post.adaptive_plane`: grows each node's window ring
+    by ring and stops at the first radius the ICI / χ² tests reject. Returns a :class:`PlaneFit`; rows
+    in parallel (:func:`geodeform.compiled.run_chunks`)."""
+    out = PlaneFit(*(np.full(dy.shape, np.nan) for _ in range(4)))
+    run_chunks(
+        _adaptive_plane_range, dy.shape[0], dy, dx, sigma, radii, inflation, gamma, max_chi2, floor, out
+    )
+    return out
 
 
 @nb.njit(cache=True, nogil=True)

@@ -48,8 +48,8 @@ from geodeform.offsets._layout import (
     Spline,
     nan_to,
 )
-from geodeform.offsets._refine import GaussNewton, lk_nodes
-from geodeform.offsets._refine_quad import lk_nodes_quadratic
+from geodeform.offsets._refine import GaussNewton, lk_nodes, lk_nodes_range
+from geodeform.offsets._refine_quad import lk_nodes_quadratic_range
 from geodeform.offsets._robust import lk_robust_nodes
 from geodeform.offsets._search import Level, chip_stats, normalise_valid, pyramid_down, search_nodes
 from geodeform.offsets._two_motion import Motions, TwoMotionParams, two_motion_nodes
@@ -525,8 +525,7 @@ def _refine(
     )
     # the quadratic radiometric model has its own kernels: radiometry="linear" compiles to
     # the gain-and-offset arithmetic alone
-    nodes = lk_nodes_quadratic if gn.quadratic else lk_nodes
-    lk = nodes(
+    lk = lk_nodes(
         prep.spline(level),
         chips.r0,
         chips.c0,
@@ -535,6 +534,7 @@ def _refine(
         _window(h, w, opts.window).copy(),  # writable, as the two-motion fit's weights: one compiled kernel
         gn,
         todo,
+        kernel=lk_nodes_quadratic_range if gn.quadratic else lk_nodes_range,
     )
     dy, dx, zn = lk[:, DY], lk[:, DX], lk[:, ZNCC]
     lk_reason = nan_to(lk[:, REASON], 0).astype(np.uint8)

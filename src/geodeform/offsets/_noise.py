@@ -30,6 +30,7 @@ import numba as nb
 import numpy as np
 import numpy.typing as npt
 
+from geodeform.compiled import run_chunks
 from geodeform.offsets._filters import bspline_model, gaussian_kernel, separable_fir, spline_gradients
 from geodeform.offsets._layout import FAST, H_INV, SIGMA, SIGMA_CALIBRATION, Spline
 
@@ -75,14 +76,14 @@ def filter_norms(exact: bool, smooth: float) -> tuple[float, float, float]:
     return tuple(float(np.sum(a.astype(np.float64) ** 2)) for a in (val, gy, ty))  # type: ignore[return-value]
 
 
-@nb.njit(cache=True, parallel=True, fastmath=FAST)
-def _model_smooth_even(g, out):  # pragma: no cover - numba
+@nb.njit(cache=True, nogil=True, fastmath=FAST)
+def _model_smooth_even_range(lo, hi, g, out):  # pragma: no cover - numba
     """[1, 4, 1] / 6 ⊗ [1, 4, 1] / 6 (the B-spline model's value kernel) of ``g`` at its even rows and
-    columns, into ``out`` (ceil(h / 2), ceil(w / 2)); edge pixels repeat."""
+    columns, into the rows ``lo <= i2 < hi`` of ``out`` (ceil(h / 2), ceil(w / 2)); edge pixels repeat."""
     h, w = g.shape
     c0 = np.float32(1.0 / 6.0)
     c1 = np.float32(4.0 / 6.0)
-    for i2 in nb.prange(out.shape[0]):
+    for i2 in range(lo, hi):
         i = 2 * i2
         up = g[max(i - 1, 0)]
         mid = g[i]
@@ -114,7 +115,7 @@ def smoothed_gradients(sp: Spline, exact: bool, smooth: float) -> tuple[F32, F32
     out = []
     for g in (sp.gy, sp.gx):
         even = np.empty(((h + 1) // 2, (w + 1) // 2), np.float32)
-        _model_smooth_even(np.ascontiguousarray(g), even)
+        run_chunks(_model_smooth_even_range, even.shape[0], np.ascontiguousarray(g), even)
         out.append(even)
     return out[0], out[1]
 
@@ -131,17 +132,15 @@ def _parity_windows(weight: F32) -> F64:
     return out
 
 
-@nb.njit(cache=True, parallel=True, fastmath=FAST)
-def _weighted_outer(ty, tx, g2, ve, r0, c0, wp):  # pragma: no cover - numba
+@nb.njit(cache=True, nogil=True, fastmath=FAST)
+def _weighted_outer_range(lo, hi, ty, tx, g2, ve, r0, c0, wp, out):  # pragma: no cover - numba
     """Per chip (origin r0[k], c0[k] in the strip), over its valid pixels on the strip's even rows and
     columns (a quarter of the pixels, the sums scaled back by 4; all arrays given at those pixels, ``wp``
-    the window per parity, :func:`_parity_windows`): Σ w² t tᵀ (entries yy, yx, xx), Σ w, Σ w² |g|², Σ w²;
-    NaN for chips outside the strip."""
-    n = r0.size
+    the window per parity, :func:`_parity_windows`): Σ w² t tᵀ (entries yy, yx, xx), Σ w, Σ w² |g|², Σ w²
+    into the rows ``lo <= k < hi`` of ``out`` (n, 6), left as they are (NaN) for chips outside the strip."""
     hh, ww = wp.shape[2], wp.shape[3]
-    out = np.full((n, 6), np.nan)
     nr, nc = ty.shape
-    for k in nb.prange(n):
+    for k in range(lo, hi):
         a, b = r0[k], c0[k]
         pi, pj = a & 1, b & 1
         a2, b2 = (a + pi) // 2, (b + pj) // 2  # the chip's first even row and column, halved
@@ -177,7 +176,6 @@ def _weighted_outer(ty, tx, g2, ve, r0, c0, wp):  # pragma: no cover - numba
         out[k, 3] = 4.0 * sw
         out[k, 4] = 4.0 * sg
         out[k, 5] = 4.0 * sw2
-    return out
 
 
 class ChipNoise(NamedTuple):
@@ -217,7 +215,19 @@ def noise_factor(
     ty, tx = smoothed_gradients(sp, exact, smooth)
     gy, gx = _even(sp.gy), _even(sp.gx)
     r0, c0 = r0.astype(np.int64), c0.astype(np.int64)
-    s = _weighted_outer(ty, tx, gy * gy + gx * gx, _even(sp.valid), r0, c0, _parity_windows(weight))
+    s = np.full((r0.size, 6), np.nan)
+    run_chunks(
+        _weighted_outer_range,
+        r0.size,
+        ty,
+        tx,
+        gy * gy + gx * gx,
+        _even(sp.valid),
+        r0,
+        c0,
+        _parity_windows(weight),
+        s,
+    )
     i00, i01, i11 = lk[:, H_INV], lk[:, H_INV + 1], lk[:, H_INV + 2]
     sigma = lk[:, SIGMA]
     with np.errstate(invalid="ignore", divide="ignore"):

@@ -17,6 +17,7 @@ Baker, S. and Matthews, I. (2004). Lucas-Kanade 20 years on: a unifying framewor
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from typing import NamedTuple
 
 import numba as nb
@@ -54,6 +55,7 @@ __all__ = [
     "bspline3_weights",
     "interp_chip",
     "lk_nodes",
+    "lk_nodes_range",
     "lk_refine_node",
     "spline_rows",
 ]
@@ -78,7 +80,8 @@ class GaussNewton(NamedTuple):
         Chips whose valid pixels have a standard deviation ≤ this are ``TEXTURELESS`` (-1: no test).
     quadratic : bool
         Fit a curved radiometric map per chip (``NccOptions.radiometry="quadratic"``): the
-        caller then runs :func:`geodeform.offsets._refine_quad.lk_nodes_quadratic` (this module's kernels
+        caller then runs :func:`lk_nodes` with :func:`geodeform.offsets._refine_quad.lk_nodes_quadratic_range`
+        (this module's kernels
         are the gain-and-offset model and do not read it).
     """
 
@@ -612,7 +615,7 @@ def lk_refine_node(sp, r0, c0, h, w, d_r, d_c, weight, gn, out, scratch=None):
 
 
 @nb.njit(cache=True, nogil=True)
-def _lk_nodes_range(lo, hi, sp, r0, c0, h, w, d_r, d_c, weight, gn, todo, res):
+def lk_nodes_range(lo, hi, sp, r0, c0, h, w, d_r, d_c, weight, gn, todo, res):
     """:func:`lk_refine_node` for the nodes ``lo <= k < hi`` with ``todo`` set, into ``res`` (one chunk of
     :func:`lk_nodes`, with its own buffers)."""
     scratch = lk_scratch(h, w)
@@ -634,14 +637,19 @@ def lk_nodes(
     weight: npt.NDArray[np.float64],
     gn: GaussNewton,
     todo: npt.NDArray[np.bool_],
+    *,
+    kernel: Callable[..., None] = lk_nodes_range,
 ) -> npt.NDArray[np.float64]:
-    """:func:`lk_refine_node` for the nodes with ``todo`` set, in parallel; returns (n, REFINE_COLS).
+    """A node kernel for the nodes with ``todo`` set, in parallel; returns (n, REFINE_COLS).
 
     Chip k has origin (r0[k], c0[k]) and ``size`` (h, w) and starts at (start[0][k], start[1][k]) px;
     a chip outside the strip is ``OUTSIDE``, a node not to do is all NaN. The nodes run in chunks (a few
-    per thread, :func:`geodeform.compiled.run_chunks`), each with its own buffers."""
+    per thread, :func:`geodeform.compiled.run_chunks`), each with its own buffers. ``kernel`` is the
+    range kernel of one chunk: :func:`lk_nodes_range` (:func:`lk_refine_node`, gain and offset, the
+    default) or :func:`geodeform.offsets._refine_quad.lk_nodes_quadratic_range` (the quadratic
+    radiometric model)."""
     n = r0.size
     res = np.full((n, REFINE_COLS), np.nan)
     h, w = size
-    run_chunks(_lk_nodes_range, n, sp, r0, c0, h, w, start[0], start[1], weight, gn, todo, res)
+    run_chunks(kernel, n, sp, r0, c0, h, w, start[0], start[1], weight, gn, todo, res)
     return res

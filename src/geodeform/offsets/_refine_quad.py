@@ -20,9 +20,7 @@ import math
 
 import numba as nb
 import numpy as np
-import numpy.typing as npt
 
-from geodeform.compiled import run_chunks
 from geodeform.offsets._layout import (
     DX,
     DY,
@@ -43,7 +41,6 @@ from geodeform.offsets._layout import (
     TEXTURELESS,
     ZNCC,
     Q,
-    Spline,
 )
 from geodeform.offsets._refine import (
     S_G,
@@ -57,7 +54,6 @@ from geodeform.offsets._refine import (
     S_TR,
     S_TRR,
     S_W,
-    GaussNewton,
     _masked_weights,
     accelerated,
     bspline3_weights,
@@ -66,7 +62,7 @@ from geodeform.offsets._refine import (
 )
 from geodeform.offsets._search import valid_count, window_all_valid
 
-__all__ = ["lk_nodes_quadratic", "lk_refine_node_quadratic", "quadratic_radiometry"]
+__all__ = ["lk_nodes_quadratic_range", "lk_refine_node_quadratic", "quadratic_radiometry"]
 
 # t² at which the fitted curvature γ is halved (16 until 2026-12-07: 30 dB peer case 1.50× its Cramér-Rao
 # bound, 1.27× with 100; docs/benchmarks.md)
@@ -573,9 +569,10 @@ def lk_refine_node_quadratic(sp, r0, c0, h, w, d_r, d_c, weight, gn, out, scratc
 
 
 @nb.njit(cache=True, nogil=True)
-def _lk_nodes_quadratic_range(lo, hi, sp, r0, c0, h, w, d_r, d_c, weight, gn, todo, res):
+def lk_nodes_quadratic_range(lo, hi, sp, r0, c0, h, w, d_r, d_c, weight, gn, todo, res):
     """:func:`lk_refine_node_quadratic` for the nodes ``lo <= k < hi`` with ``todo`` set, into ``res``
-    (one chunk of :func:`lk_nodes_quadratic`, with its own buffers)."""
+    (one chunk of :func:`geodeform.offsets._refine.lk_nodes` with ``kernel=lk_nodes_quadratic_range``,
+    with its own buffers)."""
     scratch = lk_scratch(h, w)
     for k in range(lo, hi):
         if not todo[k]:
@@ -584,26 +581,3 @@ def _lk_nodes_quadratic_range(lo, hi, sp, r0, c0, h, w, d_r, d_c, weight, gn, to
             res[k, REASON] = OUTSIDE
             continue
         lk_refine_node_quadratic(sp, r0[k], c0[k], h, w, d_r[k], d_c[k], weight, gn, res[k], scratch)
-
-
-def lk_nodes_quadratic(
-    sp: Spline,
-    r0: npt.NDArray[np.int64],
-    c0: npt.NDArray[np.int64],
-    size: tuple[int, int],
-    start: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64]],
-    weight: npt.NDArray[np.float64],
-    gn: GaussNewton,
-    todo: npt.NDArray[np.bool_],
-) -> npt.NDArray[np.float64]:
-    """:func:`lk_refine_node_quadratic` for the nodes with ``todo`` set, in parallel; returns
-    (n, REFINE_COLS).
-
-    Chip k has origin (r0[k], c0[k]) and ``size`` (h, w) and starts at (start[0][k], start[1][k]) px;
-    a chip outside the strip is ``OUTSIDE``, a node not to do is all NaN. The nodes run in chunks (a few
-    per thread, :func:`geodeform.compiled.run_chunks`), each with its own buffers."""
-    n = r0.size
-    res = np.full((n, REFINE_COLS), np.nan)
-    h, w = size
-    run_chunks(_lk_nodes_quadratic_range, n, sp, r0, c0, h, w, start[0], start[1], weight, gn, todo, res)
-    return res

@@ -255,7 +255,7 @@ def _coarse_boundary(D, valid, h, w, py, px, pd, hist):
     cr = (h - 1) / 2.0
     cc = (w - 1) / 2.0
     R = math.sqrt(cr * cr + cc * cc) + 1.0
-    npt = 0
+    npt = np.int64(0)  # not the literal 0: _scan_lines is typed (and compiled) once per caller
     rs = np.empty(w, np.float32)
     for bi in range(0, h - 2, 3):
         for j in range(w):  # the block row's three rows summed first (vectorised)
@@ -288,7 +288,7 @@ def _fit_boundary(D, valid, h, w, th, rho, orient, dth, n_ang, drho, bw, py, px,
     st = math.sin(th)
     margin = drho + R * math.sin(dth) + bw
     base = 0.0
-    npt = 0
+    npt = np.int64(0)  # not the literal 0: _scan_lines is typed (and compiled) once per caller
     for i in range(h):
         yi = (i - cr) * ct - rho
         for j in range(w):
