@@ -24,6 +24,7 @@ LAYERS = {
     "bands": 0,
     "conventions": 0,
     "banded": 0,  # banded Cholesky / solve / inverse kernels shared by timeseries and decompose
+    "lazy": 0,  # lazy package namespaces (module __getattr__ of the stage packages)
     "compiled": 0,  # small numba helpers shared by the stages' kernels (one compiled np.median)
     "io": 1,
     **dict.fromkeys(
