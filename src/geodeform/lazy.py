@@ -15,6 +15,8 @@ SPEC 1 (``lazy_loader``), written out here without the extra dependency.
 from __future__ import annotations
 
 import importlib
+import sys
+import types
 from collections.abc import Callable, Mapping
 
 __all__ = ["lazy_exports"]
@@ -38,7 +40,21 @@ def lazy_exports(
         ``(__getattr__, __dir__)``, to assign at the package's top level.
     """
     where = {name: module for module, names in exports.items() for name in names}
-    namespace = importlib.import_module(package).__dict__
+    namespace = sys.modules[package].__dict__
+
+    class LazyPackage(types.ModuleType):
+        def __setattr__(self, name: str, value: object) -> None:
+            # Loading submodule ``preflight`` binds it as the package's attribute; a public name of the same
+            # spelling (the function ``preflight``) keeps the attribute, as an eager ``from ... import`` did.
+            if (
+                isinstance(value, types.ModuleType)
+                and name in where
+                and value.__name__ == f"{package}.{name}"
+            ):
+                return
+            super().__setattr__(name, value)
+
+    sys.modules[package].__class__ = LazyPackage
 
     def __getattr__(name: str) -> object:
         module = where.get(name)
