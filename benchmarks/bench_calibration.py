@@ -248,7 +248,11 @@ def velocity_rmse(s: Series, vx: NDArray[np.float64], vy: NDArray[np.float64]) -
 
 
 def run(name: str, setup: Setup) -> None:
-    s = make(setup)
+    report(name, setup, make(setup))
+
+
+def report(name: str, setup: Setup, s: Series) -> None:
+    """Print the table row and the margin bands of one matched series."""
     before = coverage(s, *main_model(s))
     still = ~s.moving
     left = np.zeros_like(still)

@@ -58,6 +58,12 @@ RANGES = [
     ("coarse_nested_fraction", [0.0, 1.0], [-0.001, 1.001]),
     ("smoothing", [0, 10, np.int64(3)], [-1, 11, 3.0]),
     ("smoothing_gamma", [1e-9], [0.0]),
+    ("smoothing_chi2", [1e-9], [0.0, -1.0]),
+    (
+        "smoothing_model",
+        ["plane", "plane-sided", "plane-split", "quadratic", "quadratic-sided", "quadratic-split"],
+        ["cubic", "sided", None],
+    ),
     ("robust_ratio", [0.0], [-1e-9]),
     ("smooth", [0.0, 10.0], [-0.001, 10.001]),
     ("interpolation", ["approx", "exact"], ["linear"]),

@@ -12,7 +12,9 @@ Environment (all optional; the tests set the first two):
     the python of a clean virtual environment where only the wheel of geodeform is installed.
 ``GEODEFORM_TUTORIAL_RECORD``
     A JSON file to write the record of every page's run to (interpreter, where ``geodeform`` was imported
-    from, whether the folder was empty, each step's success, output and figures).
+    from, whether the folder was empty, each step's success, output, figures, wall and CPU seconds: CPU of
+    the page's process and of the commands its console blocks ran, the figure to compare on a shared
+    machine).
 ``GEODEFORM_TUTORIAL_JOBS``
     How many pages run at a time after the first (default: 2, or 1 on a 1-core machine).
 """
@@ -72,8 +74,11 @@ for source, page, seconds in done:
     for name, png in page.figures.items():
         with mkdocs_gen_files.open(f"tutorials/img/{name}", "wb") as fh:
             fh.write(png)
-    steps = len(page.steps)
-    print(f"tutorial {source.stem}: {steps} steps, {len(page.figures)} figure(s) in {seconds:.0f} s")
-    record[source.stem] = {**page.record(), "seconds": round(seconds, 1)}
+    steps, cpu = len(page.steps), sum(s.cpu for s in page.steps)
+    print(
+        f"tutorial {source.stem}: {steps} steps, {len(page.figures)} figure(s) in {seconds:.0f} s "
+        f"({cpu:.0f} CPU-s: {', '.join(f'{s.step} {s.cpu:.1f}' for s in page.steps)})"
+    )
+    record[source.stem] = {**page.record(), "seconds": round(seconds, 1), "cpu": round(cpu, 1)}
 if record_path:
     Path(record_path).write_text(json.dumps(record, indent=1))

@@ -55,6 +55,7 @@ class Step:
     first_line: str
     ok: bool
     seconds: float
+    cpu: float = 0.0  # CPU seconds of the page's process and the commands it ran (console blocks)
     output: str = ""
     figures: list[str] = field(default_factory=list)
     alts: list[str] = field(default_factory=list)  # each figure's axes titles, its alternative text
@@ -272,6 +273,12 @@ def _save_figures(name: str, step: int, out: Path) -> tuple[list[str], list[str]
     return names, alts
 
 
+def _cpu() -> float:
+    """CPU seconds of this process and of the children it has waited for (a console block's commands)."""
+    t = os.times()
+    return t.user + t.system + t.children_user + t.children_system
+
+
 def _run_step(lang: str, code: str, namespace: dict) -> str:
     if lang == "console":
         cmds = commands(code)
@@ -299,7 +306,7 @@ def run_page(blocks_json: Path, out: Path, name: str) -> int:
 
         write({"kind": "start", "python": sys.executable, "empty": not any(Path.cwd().iterdir())})
         for step, (lang, code) in enumerate(json.loads(blocks_json.read_text()), start=1):
-            t0 = time.perf_counter()
+            t0, cpu0 = time.perf_counter(), _cpu()
             record = Step(step, lang, _first_line(code), ok=True, seconds=0.0)
             try:
                 record.output = _run_step(lang, code, namespace)
@@ -308,6 +315,7 @@ def run_page(blocks_json: Path, out: Path, name: str) -> int:
             if lang == "python":
                 record.figures, record.alts = _save_figures(name, step, out)
             record.seconds = round(time.perf_counter() - t0, 2)
+            record.cpu = round(_cpu() - cpu0, 2)
             write({"kind": "step", "step": asdict(record)})
             if not record.ok:
                 return 1

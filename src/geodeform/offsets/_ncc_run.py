@@ -6,7 +6,8 @@
 2. consistency: nodes that failed or disagree with their neighbours are refined again from the
    neighbourhood median (then searched ± 2 px around it), isolated ones become ``OUTLIER``;
 3. discontinuities: the two-motion fit (and optionally robust fits or shifted chips) at steps;
-4. nested chips: imprecise or failed nodes measured again with 2×, 4× larger chips;
+4. nested chips: imprecise or failed nodes measured again with 2×, 4× larger chips; then the
+   consistency test again, its rejects measured again by nested chips from their neighbours;
 5. contaminated chips: chips with foreign pixels re-measured robustly, or rejected;
 6. the strain-bias correction and the adaptive local-plane smoothing.
 
@@ -59,6 +60,9 @@ ProgressCallback = Callable[[int, int], None]
 # ZNCC of a chip above which it cannot be dominated by foreign pixels (see :func:`_contaminated`); clean
 # chips reach it only on low-noise pairs (about 0.98 at 20 dB, 0.998 at 30 dB)
 WHOLE_MATCH = 0.99
+# the smoothing's "-split" models: opposite half-windows whose slopes differ by more than this many σ
+# hold a change of gradient (docs/benchmarks.md, "A smoothing that does not fit across the margin")
+KINK_SIGMA = 3.0
 
 
 def run_ncc(job: MatchJob, opts: NccOptions, progress: ProgressCallback | None) -> MatcherOutput:
@@ -88,6 +92,8 @@ def run_ncc(job: MatchJob, opts: NccOptions, progress: ProgressCallback | None) 
         shiftable_windows(job, opts, field)
     if lk_passes and opts.grow_chips and opts.max_chip_factor > 1:
         _nested_chips(job, opts, field, steps)
+        if opts.consistency:
+            _late_outliers(job, opts, field, steps)
     if lk_passes and opts.robust_ratio > 0:
         _contaminated(job, opts, field)
     return _finish(job, opts, field)
@@ -102,7 +108,7 @@ def _finish(job: MatchJob, opts: NccOptions, field: NodeField) -> MatcherOutput:
         dy = np.where(ok, dy - by, dy)
         dx = np.where(ok, dx - bx, dx)
     sigma = np.where(ok, field.sigma, np.nan)
-    if lk_passes and opts.smoothing > 0:
+    if lk_passes and opts.smoothing > 0 and opts.smoothing_model == "plane":
         dy, dx, sigma, _ = _post.adaptive_plane(
             np.where(ok, dy, np.nan),
             np.where(ok, dx, np.nan),
@@ -111,6 +117,21 @@ def _finish(job: MatchJob, opts: NccOptions, field: NodeField) -> MatcherOutput:
             chip=job.chip,
             radii=tuple(range(1, opts.smoothing + 1)),
             gamma=opts.smoothing_gamma,
+            max_chi2=opts.smoothing_chi2,
+        )
+    elif lk_passes and opts.smoothing > 0:
+        dy, dx, sigma, _ = _post.adaptive_poly(
+            np.where(ok, dy, np.nan),
+            np.where(ok, dx, np.nan),
+            sigma,
+            step=job.step,
+            chip=job.chip,
+            radii=tuple(range(1, opts.smoothing + 1)),
+            gamma=opts.smoothing_gamma,
+            max_chi2=opts.smoothing_chi2,
+            degree=2 if opts.smoothing_model.startswith("quadratic") else 1,
+            sided=not opts.smoothing_model.endswith(("plane", "quadratic")),
+            kink=KINK_SIGMA if opts.smoothing_model.endswith("split") else 0.0,
         )
     if lk_passes:
         sigma = np.hypot(sigma * _noise_factor(field), _interpolation(field, dy, dx))
@@ -160,15 +181,18 @@ def _consistency(job: MatchJob, opts: NccOptions, field: NodeField) -> None:
     field.reject(field.ok & (count >= 6) & (frac < 0.25), OUTLIER)
 
 
-def _nested_chips(job: MatchJob, opts: NccOptions, field: NodeField, keep: Mask | None = None) -> None:
+def _nested_chips(
+    job: MatchJob, opts: NccOptions, field: NodeField, keep: Mask | None = None, *, only: Mask | None = None
+) -> None:
     """Re-measure imprecise or failed nodes with chips 2×, 4×… larger (autoRIFT's nested chip sizes).
 
     A node is redone when its predicted error exceeds ``opts.target_sigma`` (2× chips only) or its match
     failed for lack of signal; the larger chip's answer is kept when it is valid and its predicted error
     is below twice the smaller chip's. Valid nodes in ``keep`` (next to a step found by the two-motion
-    fit, which a larger chip would blend) are left alone. Chips start from the neighbourhood median
-    (else the node's own value; nodes with neither are searched in full, one pyramid level finer). With
-    ``opts.coarse_nested`` they are refined on the pyramid level where they have the base chip's size.
+    fit, which a larger chip would blend) are left alone; with ``only``, nodes outside it too. Chips
+    start from the neighbourhood median (else the node's own value; nodes with neither are searched in
+    full, one pyramid level finer). With ``opts.coarse_nested`` they are refined on the pyramid level
+    where they have the base chip's size.
     Near the image border a chip whose displaced secondary window would leave the image is narrowed
     (:func:`border_chips`); beyond 2× a chip crossing the border is moved inside it. Updates in place.
     """
@@ -182,6 +206,8 @@ def _nested_chips(job: MatchJob, opts: NccOptions, field: NodeField, keep: Mask 
         need = (field.ok & (sigma > opts.target_sigma) & (factor == 2)) | np.isin(field.reason, weak)
         if keep is not None:
             need &= ~(keep & field.ok)
+        if only is not None:
+            need &= only
         if factor > 2:
             # a failed chip with foreign pixels (a cloud edge) would reach clear ground farther away with a
             # larger chip and report its motion: only chips that failed for lack of signal grow again
@@ -234,6 +260,25 @@ def _nested_chips(job: MatchJob, opts: NccOptions, field: NodeField, keep: Mask 
             # larger chip mostly cures
             field.take(r, sel & r.ok & (~field.ok | (r.sigma < 2.0 * sigma)))
         factor *= 2
+
+
+def _late_outliers(job: MatchJob, opts: NccOptions, field: NodeField, keep: Mask | None) -> None:
+    """Test the field again after the nested chips, and re-measure the nodes it rejects.
+
+    The first consistency test (:func:`_consistency`) cannot judge a node whose neighbours mostly failed
+    the first match (fewer than 6 valid in its 5 × 5 window): on a low-texture patch at low
+    signal-to-noise, a node whose base chip passed where its neighbours' failed may sit on a wrong
+    correlation peak, pixels away. Once the nested chips have measured its neighbours, the same test
+    (agreeing with less than a quarter of at least 6 valid neighbours within ``opts.consistency_px``)
+    marks it an ``OUTLIER``, and :func:`_nested_chips` measures it again from its neighbourhood median;
+    it stays ``OUTLIER`` (NaN) when no chip size gives a valid answer. Updates in place.
+    """
+    frac, count = _post.neighbour_agreement(field.dy, field.dx, radius=2, tol=opts.consistency_px)
+    bad = field.ok & (count >= 6) & (frac < 0.25)
+    if not bad.any():
+        return
+    field.reject(bad, OUTLIER)
+    _nested_chips(job, opts, field, keep, only=bad)
 
 
 def _nested(size: int, factor: int) -> int:

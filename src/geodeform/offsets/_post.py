@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import numpy.typing as npt
 
-from geodeform.offsets import _grid
+from geodeform.offsets import _grid, _smooth
 from geodeform.offsets._layout import H_INV, M_COL, M_ROW, Q, nan_to
 
 F = npt.NDArray[np.float64]
@@ -14,6 +14,7 @@ SIGMA_FLOOR = 1e-3  # px: smallest predicted error a node is given weight for in
 
 __all__ = [
     "adaptive_plane",
+    "adaptive_poly",
     "linear_residual",
     "neighbour_agreement",
     "neighbour_median",
@@ -149,11 +150,15 @@ def strain_bias(dy: F, dx: F, lk: F, step: tuple[int, int]) -> tuple[F, F]:
     return nan_to(by), nan_to(bx)
 
 
-def _independent_fraction(r: int, step: tuple[int, int], chip: tuple[int, int]) -> float:
-    """Overlapping chips share pixels, hence errors: a (2r+1)² window of nodes holds only about
-    (union of the chips / one chip) independent measurements. Returns that number / node count (≤ 1)."""
-    n_eff = float(np.prod([(2 * r * st + ch) / ch for st, ch in zip(step, chip, strict=True)]))
-    return min(n_eff / (2 * r + 1) ** 2, 1.0)
+def _independent_fraction(
+    r: int, step: tuple[int, int], chip: tuple[int, int], *, spans: tuple[int, int] | None = None
+) -> float:
+    """Overlapping chips share pixels, hence errors: a (2r+1)² window of nodes (or one of ``spans``
+    nodes along rows and columns) holds only about (union of the chips / one chip) independent
+    measurements. Returns that number / node count (≤ 1)."""
+    spans = spans or (2 * r + 1, 2 * r + 1)
+    n_eff = float(np.prod([((n - 1) * st + ch) / ch for n, st, ch in zip(spans, step, chip, strict=True)]))
+    return min(n_eff / (spans[0] * spans[1]), 1.0)
 
 
 def adaptive_plane(
@@ -197,5 +202,55 @@ def adaptive_plane(
         float(gamma),
         float(max_chi2),
         SIGMA_FLOOR,
+    )
+    return fit._replace(radius=nan_to(fit.radius).astype(np.int64))
+
+
+def adaptive_poly(
+    dy: F,
+    dx: F,
+    sigma: F,
+    *,
+    step: tuple[int, int] = (1, 1),
+    chip: tuple[int, int] = (1, 1),
+    radii: tuple[int, ...] = (1, 2, 3),
+    gamma: float = 2.0,
+    max_chi2: float = 1.0,
+    degree: int = 2,
+    sided: bool = False,
+    kink: float = 0.0,
+) -> _grid.PlaneFit:
+    """:func:`adaptive_plane` with a choice of the local model and of the window shapes.
+
+    ``degree`` 1 fits planes (as :func:`adaptive_plane`), 2 full quadratics ``a + b·Δr + c·Δc + d·Δr² +
+    e·Δr·Δc + f·Δc²``, whose centre value is not biased by the field's curvature nor, much less than a
+    plane's, by a change of gradient inside the window (a glacier's margin), at the cost of more noise at
+    the same radius. ``sided`` adds the four half-windows that hold the node on one edge (rows -r..0,
+    0..r, columns -r..0, 0..r), each with its own ICI-chosen radius; the estimates of the five shapes are
+    fused by inverse variance, with the exact variance of the fused filter. ``kink`` > 0 (with
+    ``sided``): where two opposite half-windows disagree on the slope along their direction by more than
+    ``kink`` σ (a change of gradient, e.g. a glacier's margin, within reach), the node keeps the estimate
+    of the half-window of those that fits its neighbours best instead of the fusion. Same units, tests
+    and outputs as :func:`adaptive_plane` (radius: the largest kept over the shapes).
+    """
+    rs = np.array(sorted(radii), np.int64)
+    inflation = np.array(
+        [
+            [1.0 / _independent_fraction(int(r), step, chip) for r in rs],
+            [1.0 / _independent_fraction(int(r), step, chip, spans=(r + 1, 2 * r + 1)) for r in rs],
+        ]
+    )
+    fit = _smooth.adaptive_poly_nodes(
+        _f64(dy),
+        _f64(dx),
+        _f64(sigma),
+        rs,
+        inflation,
+        gamma=gamma,
+        max_chi2=max_chi2,
+        floor=SIGMA_FLOOR,
+        degree=degree,
+        sided=sided,
+        kink=kink,
     )
     return fit._replace(radius=nan_to(fit.radius).astype(np.int64))

@@ -38,6 +38,11 @@ import numpy as np
 
 from geodeform.errors import InvalidInputError
 
+SmoothingModel = Literal[
+    "plane", "plane-sided", "plane-split", "quadratic", "quadratic-sided", "quadratic-split"
+]
+SMOOTHING_MODELS = ("plane", "plane-sided", "plane-split", "quadratic", "quadratic-sided", "quadratic-split")
+
 __all__ = ["NccOptions"]
 
 
@@ -79,7 +84,9 @@ class NccOptions:
     consistency : bool
         Re-search nodes that disagree with their neighbours (or failed) around the neighbourhood median and
         keep the better-correlated answer; then reject nodes that still disagree with most of their
-        5 × 5 neighbourhood (``OUTLIER``, autoRIFT's NDC test). Default True.
+        5 × 5 neighbourhood (``OUTLIER``, autoRIFT's NDC test). The test is made again after the nested
+        chips (``max_chip_factor``), which give it the neighbours a node lacked, and the nodes it then
+        rejects are measured again by nested chips from their neighbourhood median. Default True.
     consistency_px : float
         Disagreement (px) above which a node is re-searched / rejected. Default 1.0.
     smooth : float
@@ -165,6 +172,18 @@ class NccOptions:
         measurement). Default 3.
     smoothing_gamma : float
         Half-width, in σ, of the confidence intervals of the smoothing's window choice. Default 2.
+    smoothing_chi2 : float
+        Largest χ² per degree of freedom of the neighbours about the smoothing's fit (errors as the
+        kernels predict them) for a window to be kept. Default 1.
+    smoothing_model : {"plane", "plane-sided", "plane-split", "quadratic", "quadratic-sided", \
+"quadratic-split"}
+        The smoothing's local model: planes (default) or full quadratics, whose centre value is not
+        biased by the field's curvature or by a change of gradient inside the window (a glacier's
+        margin) but is noisier at the same radius (:func:`geodeform.offsets._post.adaptive_poly`);
+        ``-sided`` adds, per node, the four half-windows that hold it on one edge, each with its own
+        window choice, fused by inverse variance; ``-split`` keeps instead, where two opposite
+        half-windows disagree on the slope (a change of gradient such as a glacier's margin), the one
+        that fits the neighbours best. See ``docs/benchmarks.md`` for the measured effects.
     radiometry : {"linear", "quadratic"}
         Radiometric model between the chips in the sub-pixel refinement. ``"quadratic"``: gain,
         offset and a per-chip curvature (S ≈ a + β u + γ u², u the reference's value minus its chip
@@ -211,6 +230,8 @@ class NccOptions:
     coarse_nested_fraction: float = 0.1
     smoothing: int = 3
     smoothing_gamma: float = 2.0
+    smoothing_chi2: float = 1.0
+    smoothing_model: SmoothingModel = "plane"
     robust_ratio: float = 10.0
     radiometry: Literal["linear", "quadratic"] = "quadratic"
 
@@ -238,6 +259,8 @@ class NccOptions:
             "coarse_nested_fraction": 0.0 <= self.coarse_nested_fraction <= 1.0,
             "smoothing": isinstance(self.smoothing, (int, np.integer)) and 0 <= self.smoothing <= 10,
             "smoothing_gamma": self.smoothing_gamma > 0.0,
+            "smoothing_chi2": self.smoothing_chi2 > 0.0,
+            "smoothing_model": self.smoothing_model in SMOOTHING_MODELS,
             "robust_ratio": self.robust_ratio >= 0.0,
             "smooth": 0.0 <= self.smooth <= 10.0,
             "interpolation": self.interpolation in ("approx", "exact"),
