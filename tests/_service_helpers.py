@@ -181,6 +181,7 @@ class Server:
     port: int = field(default_factory=free_port)
     proc: subprocess.Popen[bytes] | None = None
     log: Path | None = None
+    returncode: int | None = None  # of the last stop (-9: killed after the SIGTERM's grace period)
 
     @property
     def url(self) -> str:
@@ -229,6 +230,7 @@ class Server:
                 self.proc.kill()
                 self.proc.wait()
         if self.proc is not None:
+            self.returncode = self.proc.returncode
             with contextlib.suppress(ProcessLookupError):  # workers left behind, if any: not ours to keep
                 os.killpg(self.proc.pid, signal.SIGKILL)
         self.proc = None

@@ -24,6 +24,7 @@ LAYERS = {
     "bands": 0,
     "conventions": 0,
     "banded": 0,  # banded Cholesky / solve / inverse kernels shared by timeseries and decompose
+    "lazy": 0,  # lazy package namespaces (module __getattr__ of the stage packages)
     "compiled": 0,  # small numba helpers shared by the stages' kernels (one compiled np.median)
     "io": 1,
     **dict.fromkeys(
@@ -201,3 +202,41 @@ def test_no_function_takes_too_many_positional_parameters() -> None:
         if len(positional) > MAX_POSITIONAL:
             many.append(f"{name}: {len(positional)} positional parameters")
     assert not many, "\n".join(many)
+
+
+def _lazy_packages() -> list[str]:
+    return sorted(
+        name
+        for name, path in MODULES.items()
+        if path.name == "__init__.py" and "lazy_exports(" in path.read_text(encoding="utf-8")
+    )
+
+
+@pytest.mark.parametrize("package", _lazy_packages())
+def test_lazy_package_names_match_their_type_checking_imports(package: str) -> None:
+    """A package of ``geodeform.lazy``: the names it loads on first use (``lazy_exports``), the imports it
+    shows type checkers and documentation tools (``if TYPE_CHECKING:``) and its ``__all__`` are the same,
+    and each name loads from the module said."""
+    import importlib
+
+    tree = _tree(MODULES[package])
+    typed: dict[str, set[str]] = {}
+    lazy: dict[str, set[str]] = {}
+    listed: set[str] = set()
+    for node in tree.body:
+        if isinstance(node, ast.If) and ast.unparse(node.test) == "TYPE_CHECKING":
+            for imp in node.body:
+                assert isinstance(imp, ast.ImportFrom) and imp.module, ast.unparse(imp)
+                sub = imp.module.removeprefix(f"{package}.")
+                typed.setdefault(sub, set()).update(a.name for a in imp.names)
+        elif isinstance(node, ast.Assign) and isinstance(node.value, ast.Call):
+            if ast.unparse(node.value.func) == "lazy_exports":
+                lazy = {k: set(v) for k, v in ast.literal_eval(node.value.args[1]).items()}
+        elif isinstance(node, ast.Assign) and ast.unparse(node.targets[0]) == "__all__":
+            listed = set(ast.literal_eval(node.value))
+    assert typed == lazy, f"{package}: TYPE_CHECKING imports and lazy_exports differ"
+    assert set().union(*lazy.values()) == listed, f"{package}: __all__ and lazy_exports differ"
+    module = importlib.import_module(package)
+    for sub, names in lazy.items():
+        source = importlib.import_module(f"{package}.{sub}")
+        assert all(getattr(module, n) is getattr(source, n) for n in names)

@@ -2,13 +2,14 @@
 
 OWSLib and the generated ``ogc-api-processes-client`` (neither written here) talk to it over real HTTP
 (uvicorn in a thread); jobs run the offsets chain on real GeoTIFFs. What needs processes (a running worker
-dismissed, the console script, server-side Dask compute) runs a real ``geodeform serve`` and is marked slow.
+dismissed, the console script, server-side Dask compute) shares one real ``geodeform serve`` (started by the
+console script) and is marked slow.
 """
 
 from __future__ import annotations
 
 import shutil
-import subprocess
+import signal
 import sys
 import time
 from pathlib import Path
@@ -21,7 +22,6 @@ from _service_helpers import (
     PG_DSN,
     Server,
     add_user,
-    add_users,
     auth,
     db_url,
     in_process_service,
@@ -268,19 +268,43 @@ def test_dismiss_queued_job_deletes_it(svc):
     assert r.status_code == 404 and r.json()["type"].endswith("no-such-job")
 
 
-@pytest.mark.slow
-def test_dismiss_running_job_cancels_and_cleans(tmp_path):
-    """A worker process is told of the dismissal at its next heartbeat and removes the job's folder."""
-    data = tmp_path / "data"
+@pytest.fixture(scope="module")
+def served(tmp_path_factory):
+    """One real ``geodeform serve``, started by the installed console script, shared by the tests that need
+    worker processes but stop none: one worker process, the operator's compute section (``--compute``: a
+    Dask LocalCluster of one worker and one thread for preset jobs) and a heartbeat every 0.3 s (default
+    2 s: the worker hears of a dismissal sooner, the test waits less). Its users come from
+    ``geodeform users add``; stopped with SIGTERM at the end of the module, it must exit cleanly."""
+    exe = Path(sys.executable).with_name("geodeform")
+    if not exe.is_file():
+        exe = Path(shutil.which("geodeform") or "")
+    assert exe.is_file(), "the geodeform console script is not installed next to this Python"
+    tmp = tmp_path_factory.mktemp("served")
+    data = tmp / "data"
     data.mkdir()
-    ref, sec = write_pair(data, size=512, prefix="big_")
-    db = db_url("sqlite", tmp_path)
-    (token,) = add_users(db, "alice")
+    pair = write_pair(data)
+    big = write_pair(data, size=512, prefix="big_")
+    compute = tmp / "compute.yaml"
+    compute.write_text("cluster: local\nworkers: 1\nthreads: 1\n")
+    db = db_url("sqlite", tmp)
+    token = add_user(db, "alice")
+    args = ("--compute", str(compute), "--heartbeat", "0.3")
+    server = Server(db=db, data_root=data, jobs_dir=tmp / "jobs", workers=1, command=(str(exe),), args=args)
+    with running(server):
+        yield server, token, pair, big
+    # Ended by its SIGTERM within the grace period (uvicorn re-raises the signal once shut down), not killed.
+    assert server.returncode in (0, -signal.SIGTERM), (
+        f"geodeform serve did not stop on SIGTERM: {server.returncode}"
+    )
+
+
+@pytest.mark.slow
+def test_dismiss_running_job_cancels_and_cleans(served):
+    """A worker process is told of the dismissal at its next heartbeat and removes the job's folder."""
+    server, token, _, (ref, sec) = served
     slow = {"reference": ref, "secondary": sec, "chip": 32, "step": 1, "search": 12}
     a = auth(token)
-    # A heartbeat every 0.3 s (default 2 s): the worker hears of the dismissal sooner, the test waits less.
-    server = Server(db=db, data_root=data, jobs_dir=tmp_path / "jobs", workers=1, args=("--heartbeat", "0.3"))
-    with running(server), httpx.Client(base_url=server.url, timeout=30) as c:
+    with httpx.Client(base_url=server.url, timeout=30) as c:
         r = c.post("/processes/offsets/execution", json={"inputs": slow}, headers=a)
         job = r.json()["jobID"]
         for _ in range(300):
@@ -428,69 +452,41 @@ def test_preset_inputs_are_validated_like_the_cli_and_confined(svc):
 
 
 @pytest.mark.slow
-def test_server_side_compute_runs_preset_jobs_on_a_dask_cluster(tmp_path):
+def test_server_side_compute_runs_preset_jobs_on_a_dask_cluster(served, tmp_path, cli):
     """``geodeform serve --compute FILE``: the operator, not the user, sends jobs to Dask (or SLURM)."""
-    data = tmp_path / "data"
-    data.mkdir()
-    ref, sec = write_pair(data)
-    compute = tmp_path / "compute.yaml"
-    compute.write_text("cluster: local\nworkers: 1\nthreads: 1\n")
-    db = db_url("sqlite", tmp_path)
-    (token,) = add_users(db, "alice")
+    server, token, (ref, sec), _ = served
     job = {
         "inputs": [{"path": ref, "date": "2020-01-06"}, {"path": sec, "date": "2020-02-05"}],
         "matching": {"chip_size": 16, "step": 16},
         "output": {"report": False},
     }
-    server = Server(
-        db=db, data_root=data, jobs_dir=tmp_path / "jobs", workers=1, args=("--compute", str(compute))
-    )
-    with running(server), httpx.Client(base_url=server.url, timeout=60) as c:
+    with httpx.Client(base_url=server.url, timeout=60) as c:
         r = c.post("/processes/ice/execution", json={"inputs": job}, headers=auth(token))
         assert r.status_code == 201, r.text
         doc = wait_final(c, r.headers["Location"], token, timeout=240)
         assert doc["status"] == "successful", doc
     # The job ran with the server's compute section (a single pair then runs in the job's own process: a
     # LocalCluster is started only for two or more pairs).
-    configs = list((tmp_path / "jobs").rglob("config.yaml"))
+    configs = list((server.jobs_dir / doc["jobID"]).rglob("config.yaml"))
     assert configs, "the job wrote no config.yaml"
     ran = yaml.safe_load(configs[0].read_text())["compute"]
     assert (ran["cluster"], ran["workers"], ran["threads"]) == ("local", 1, 1), ran
     bad = tmp_path / "bad.yaml"
     bad.write_text("cluster: cloud\n")
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "from geodeform.cli import main; main()",
-            "serve",
-            "--db",
-            db,
-            "--compute",
-            str(bad),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert proc.returncode == 2 and "--compute" in proc.stderr and "cluster" in proc.stderr
+    # An unusable compute file stops `geodeform serve` before it serves (in this process: no server starts).
+    res = cli("serve", "--db", f"sqlite:///{tmp_path / 'unused.db'}", "--compute", bad, cwd=tmp_path)
+    assert res.code == 2 and "--compute" in res.stderr and "cluster" in res.stderr, res.output
+    assert not (tmp_path / "geodeform-jobs").exists()
 
 
 @pytest.mark.slow
-def test_console_script_serves_and_runs_a_job(tmp_path):
-    """Smoke test of the installed ``geodeform`` console script: ``geodeform serve`` with a worker process,
-    users from ``geodeform users add``, one offsets job from submission to download, then SIGTERM."""
-    exe = Path(sys.executable).with_name("geodeform")
-    if not exe.is_file():
-        exe = Path(shutil.which("geodeform") or "")
-    assert exe.is_file(), "the geodeform console script is not installed next to this Python"
-    data = tmp_path / "data"
-    data.mkdir()
-    ref, sec = write_pair(data)
-    db = db_url("sqlite", tmp_path)
-    token = add_user(db, "alice")
-    server = Server(db=db, data_root=data, jobs_dir=tmp_path / "jobs", workers=1, command=(str(exe),))
-    with running(server), httpx.Client(base_url=server.url, timeout=30) as c:
+def test_console_script_serves_and_runs_a_job(served):
+    """Smoke test of the installed ``geodeform`` console script (the ``served`` server runs it): ``geodeform
+    serve`` with a worker process, users from ``geodeform users add``, one offsets job from submission to
+    download; its SIGTERM at the end of the module is checked by ``served``."""
+    server, token, (ref, sec), _ = served
+    assert server.command[0].endswith("geodeform")
+    with httpx.Client(base_url=server.url, timeout=30) as c:
         inputs = {"reference": ref, "secondary": sec, **OFFSETS}
         r = c.post("/processes/offsets/execution", json={"inputs": inputs}, headers=auth(token))
         assert r.status_code == 201, r.text
@@ -498,4 +494,3 @@ def test_console_script_serves_and_runs_a_job(tmp_path):
         assert doc["status"] == "successful", doc
         nc = c.get(f"/jobs/{doc['jobID']}/results/netcdf", headers=auth(token))
         assert nc.status_code == 200 and nc.content[:4] == b"\x89HDF"
-    assert server.proc is None  # stopped by SIGTERM within its grace period

@@ -360,13 +360,14 @@ def chromium(chromium_browser):  # type: ignore[no-untyped-def]
 
 @pytest.fixture(scope="module")
 def served(tmp_path_factory):
-    """A real `geodeform serve` with two worker processes, its users and the page's data."""
+    """A real `geodeform serve` with a worker process, its users and the page's data (one worker: the page's
+    jobs run one after the other; a second worker process and its job fork server cost ~7 CPU-s to start)."""
     tmp = tmp_path_factory.mktemp("page")
     data = tmp / "data"
     lines = _write_data(data)
     db = db_url("sqlite", tmp)
     tokens = dict(zip(("alice", "bob"), add_users(db, "alice", "bob"), strict=True))
-    with running(Server(db=db, data_root=data, jobs_dir=tmp / "jobs", workers=2)) as server:
+    with running(Server(db=db, data_root=data, jobs_dir=tmp / "jobs", workers=1)) as server:
         yield server, tokens, lines
 
 

@@ -7,27 +7,75 @@ offsets: +dx towards increasing columns, +dy towards increasing rows). :func:`co
 
 from __future__ import annotations
 
-from geodeform.corrections.coregistration import (
-    Coregistration,
-    DominantOffset,
-    coregister,
-    dominant_offset,
-    select_stable,
+from typing import TYPE_CHECKING
+
+from geodeform.lazy import lazy_exports
+
+if TYPE_CHECKING:  # the names below load on first use (geodeform.lazy)
+    from geodeform.corrections.coregistration import (
+        Coregistration,
+        DominantOffset,
+        coregister,
+        dominant_offset,
+        select_stable,
+    )
+    from geodeform.corrections.filters import (
+        FilterResult,
+        apply_mask,
+        direction_mask,
+        filter_outliers,
+        median_mad_mask,
+        ndc_mask,
+        quality_mask,
+        speed_mask,
+    )
+    from geodeform.corrections.metrics import StableGroundMetrics, stable_ground_metrics
+    from geodeform.corrections.pipeline import CorrectionReport, correct_offsets
+    from geodeform.corrections.scale import Pixel, PixelScale, pixel_scale, product_pixel, resolve_pixel
+    from geodeform.corrections.stripes import StripeCorrection, destripe, track_coordinates
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "coregistration": (
+            "Coregistration",
+            "DominantOffset",
+            "coregister",
+            "dominant_offset",
+            "select_stable",
+        ),
+        "filters": (
+            "FilterResult",
+            "apply_mask",
+            "direction_mask",
+            "filter_outliers",
+            "median_mad_mask",
+            "ndc_mask",
+            "quality_mask",
+            "speed_mask",
+        ),
+        "metrics": (
+            "StableGroundMetrics",
+            "stable_ground_metrics",
+        ),
+        "pipeline": (
+            "CorrectionReport",
+            "correct_offsets",
+        ),
+        "scale": (
+            "Pixel",
+            "PixelScale",
+            "pixel_scale",
+            "product_pixel",
+            "resolve_pixel",
+        ),
+        "stripes": (
+            "StripeCorrection",
+            "destripe",
+            "track_coordinates",
+        ),
+    },
 )
-from geodeform.corrections.filters import (
-    FilterResult,
-    apply_mask,
-    direction_mask,
-    filter_outliers,
-    median_mad_mask,
-    ndc_mask,
-    quality_mask,
-    speed_mask,
-)
-from geodeform.corrections.metrics import StableGroundMetrics, stable_ground_metrics
-from geodeform.corrections.pipeline import CorrectionReport, correct_offsets
-from geodeform.corrections.scale import Pixel, PixelScale, pixel_scale, product_pixel, resolve_pixel
-from geodeform.corrections.stripes import StripeCorrection, destripe, track_coordinates
 
 __all__ = [
     "Coregistration",

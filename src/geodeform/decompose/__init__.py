@@ -15,18 +15,60 @@ radar; a ``range`` value is the displacement projected on the ground-to-satellit
 
 from __future__ import annotations
 
-from geodeform.decompose.enu import (
-    COMPONENTS,
-    EnuReason,
-    EnuResult,
-    Observation,
-    ObservationKind,
-    slope_parallel,
-    solve_enu,
+from typing import TYPE_CHECKING
+
+from geodeform.lazy import lazy_exports
+
+if TYPE_CHECKING:  # the names below load on first use (geodeform.lazy)
+    from geodeform.decompose.enu import (
+        COMPONENTS,
+        EnuReason,
+        EnuResult,
+        Observation,
+        ObservationKind,
+        slope_parallel,
+        solve_enu,
+    )
+    from geodeform.decompose.geometry import (
+        SlopeAspect,
+        azimuth_vector,
+        los_vector,
+        slope_aspect,
+        surface_normal,
+    )
+    from geodeform.decompose.separation import ICAResult, ica
+    from geodeform.decompose.series import EnuSeries, PairSet, invert_enu
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "enu": (
+            "COMPONENTS",
+            "EnuReason",
+            "EnuResult",
+            "Observation",
+            "ObservationKind",
+            "slope_parallel",
+            "solve_enu",
+        ),
+        "geometry": (
+            "SlopeAspect",
+            "azimuth_vector",
+            "los_vector",
+            "slope_aspect",
+            "surface_normal",
+        ),
+        "separation": (
+            "ICAResult",
+            "ica",
+        ),
+        "series": (
+            "EnuSeries",
+            "PairSet",
+            "invert_enu",
+        ),
+    },
 )
-from geodeform.decompose.geometry import SlopeAspect, azimuth_vector, los_vector, slope_aspect, surface_normal
-from geodeform.decompose.separation import ICAResult, ica
-from geodeform.decompose.series import EnuSeries, PairSet, invert_enu
 
 __all__ = [
     "COMPONENTS",

@@ -6,14 +6,39 @@
 
 from __future__ import annotations
 
-from geodeform.masks.scene import (
-    SceneBands,
-    reflectance_scaling,
-    scene_cloud_mask,
-    scene_reflectances,
-    sun_angles,
+from typing import TYPE_CHECKING
+
+from geodeform.lazy import lazy_exports
+
+if TYPE_CHECKING:  # the names below load on first use (geodeform.lazy)
+    from geodeform.masks.scene import (
+        SceneBands,
+        reflectance_scaling,
+        scene_cloud_mask,
+        scene_reflectances,
+        sun_angles,
+    )
+    from geodeform.masks.spectral import CloudMask, CloudOptions, Reflectances, clear_reference, detect_clouds
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "scene": (
+            "SceneBands",
+            "reflectance_scaling",
+            "scene_cloud_mask",
+            "scene_reflectances",
+            "sun_angles",
+        ),
+        "spectral": (
+            "CloudMask",
+            "CloudOptions",
+            "Reflectances",
+            "clear_reference",
+            "detect_clouds",
+        ),
+    },
 )
-from geodeform.masks.spectral import CloudMask, CloudOptions, Reflectances, clear_reference, detect_clouds
 
 __all__ = [
     "CloudMask",

@@ -23,10 +23,35 @@ Methods (:data:`METHODS`):
 
 from __future__ import annotations
 
-from geodeform.offsets._common import grid_shape, node_grid
-from geodeform.offsets._types import OffsetField, Reason, reason_codes
-from geodeform.offsets.driver import METHODS, match
-from geodeform.offsets.prefilters import PREFILTERS
+from typing import TYPE_CHECKING
+
+from geodeform.lazy import lazy_exports
+
+if TYPE_CHECKING:  # the names below load on first use (geodeform.lazy)
+    from geodeform.offsets._common import grid_shape, node_grid
+    from geodeform.offsets._types import OffsetField, Reason, reason_codes
+    from geodeform.offsets.driver import METHODS, match
+    from geodeform.offsets.prefilters import PREFILTERS
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "_common": (
+            "grid_shape",
+            "node_grid",
+        ),
+        "_types": (
+            "OffsetField",
+            "Reason",
+            "reason_codes",
+        ),
+        "driver": (
+            "METHODS",
+            "match",
+        ),
+        "prefilters": ("PREFILTERS",),
+    },
+)
 
 __all__ = [
     "METHODS",

@@ -15,29 +15,82 @@ module's benchmarks support (see ``docs/benchmarks.md``).
 
 from __future__ import annotations
 
-from geodeform.quake.errors import EmptyFieldError, NoRuptureError, TraceCRSError, TraceOutsideError
-from geodeform.quake.grids import FAULT_MATCHING, grid_components
-from geodeform.quake.mosaics import (
-    DisplacementTile,
-    Mosaic,
-    TileOverlap,
-    mosaic,
-    mosaic_grid,
-    reprojection_jacobian,
-    utm_crs,
+from typing import TYPE_CHECKING
+
+from geodeform.lazy import lazy_exports
+
+if TYPE_CHECKING:  # the names below load on first use (geodeform.lazy)
+    from geodeform.quake.errors import EmptyFieldError, NoRuptureError, TraceCRSError, TraceOutsideError
+    from geodeform.quake.grids import FAULT_MATCHING, grid_components
+    from geodeform.quake.mosaics import (
+        DisplacementTile,
+        Mosaic,
+        TileOverlap,
+        mosaic,
+        mosaic_grid,
+        reprojection_jacobian,
+        utm_crs,
+    )
+    from geodeform.quake.products import CSV_HEADER, plot_slip, write_profiles_csv
+    from geodeform.quake.profiles import (
+        COLUMNS,
+        SlipProfiles,
+        TrackArtefacts,
+        correlation_area,
+        slip_profiles,
+        trace_frame,
+        track_artefacts,
+    )
+    from geodeform.quake.trace import detect_trace, step_strength
+    from geodeform.quake.vector import read_trace, trace_to_geojson, write_trace_geojson
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "errors": (
+            "EmptyFieldError",
+            "NoRuptureError",
+            "TraceCRSError",
+            "TraceOutsideError",
+        ),
+        "grids": (
+            "FAULT_MATCHING",
+            "grid_components",
+        ),
+        "mosaics": (
+            "DisplacementTile",
+            "Mosaic",
+            "TileOverlap",
+            "mosaic",
+            "mosaic_grid",
+            "reprojection_jacobian",
+            "utm_crs",
+        ),
+        "products": (
+            "CSV_HEADER",
+            "plot_slip",
+            "write_profiles_csv",
+        ),
+        "profiles": (
+            "COLUMNS",
+            "SlipProfiles",
+            "TrackArtefacts",
+            "correlation_area",
+            "slip_profiles",
+            "trace_frame",
+            "track_artefacts",
+        ),
+        "trace": (
+            "detect_trace",
+            "step_strength",
+        ),
+        "vector": (
+            "read_trace",
+            "trace_to_geojson",
+            "write_trace_geojson",
+        ),
+    },
 )
-from geodeform.quake.products import CSV_HEADER, plot_slip, write_profiles_csv
-from geodeform.quake.profiles import (
-    COLUMNS,
-    SlipProfiles,
-    TrackArtefacts,
-    correlation_area,
-    slip_profiles,
-    trace_frame,
-    track_artefacts,
-)
-from geodeform.quake.trace import detect_trace, step_strength
-from geodeform.quake.vector import read_trace, trace_to_geojson, write_trace_geojson
 
 __all__ = [
     "COLUMNS",

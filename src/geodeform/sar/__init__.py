@@ -27,16 +27,80 @@ Line of sight is + towards the satellite. See the concepts page "Geometry and 3-
 
 from __future__ import annotations
 
-from geodeform.sar.annotation import Annotation, Burst, read_annotation, read_calibration, read_noise
-from geodeform.sar.coherence import CoherenceOptions, match_coherence
-from geodeform.sar.coregister import Resampled, footprint, onto_reference, radar_window
-from geodeform.sar.errors import IncompatiblePairError, MissingAnnotationError, SarProductError
-from geodeform.sar.geocode import map_grid, radar_coordinates, sample_nodes
-from geodeform.sar.geometry import RadarOffsets, radar_offsets
-from geodeform.sar.products import SAR_BANDS, sar_dataset, write_sar_product
-from geodeform.sar.reader import BurstImage, S1Image, check_pair, find_measurements, open_s1
-from geodeform.sar.safe import SafeSpec, SyntheticTrack, grd_track, write_safe
-from geodeform.sar.tracking import amplitude_features, match_amplitude
+from typing import TYPE_CHECKING
+
+from geodeform.lazy import lazy_exports
+
+if TYPE_CHECKING:  # the names below load on first use (geodeform.lazy)
+    from geodeform.sar.annotation import Annotation, Burst, read_annotation, read_calibration, read_noise
+    from geodeform.sar.coherence import CoherenceOptions, match_coherence
+    from geodeform.sar.coregister import Resampled, footprint, onto_reference, radar_window
+    from geodeform.sar.errors import IncompatiblePairError, MissingAnnotationError, SarProductError
+    from geodeform.sar.geocode import map_grid, radar_coordinates, sample_nodes
+    from geodeform.sar.geometry import RadarOffsets, radar_offsets
+    from geodeform.sar.products import SAR_BANDS, sar_dataset, write_sar_product
+    from geodeform.sar.reader import BurstImage, S1Image, check_pair, find_measurements, open_s1
+    from geodeform.sar.safe import SafeSpec, SyntheticTrack, grd_track, write_safe
+    from geodeform.sar.tracking import amplitude_features, match_amplitude
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "annotation": (
+            "Annotation",
+            "Burst",
+            "read_annotation",
+            "read_calibration",
+            "read_noise",
+        ),
+        "coherence": (
+            "CoherenceOptions",
+            "match_coherence",
+        ),
+        "coregister": (
+            "Resampled",
+            "footprint",
+            "onto_reference",
+            "radar_window",
+        ),
+        "errors": (
+            "IncompatiblePairError",
+            "MissingAnnotationError",
+            "SarProductError",
+        ),
+        "geocode": (
+            "map_grid",
+            "radar_coordinates",
+            "sample_nodes",
+        ),
+        "geometry": (
+            "RadarOffsets",
+            "radar_offsets",
+        ),
+        "products": (
+            "SAR_BANDS",
+            "sar_dataset",
+            "write_sar_product",
+        ),
+        "reader": (
+            "BurstImage",
+            "S1Image",
+            "check_pair",
+            "find_measurements",
+            "open_s1",
+        ),
+        "safe": (
+            "SafeSpec",
+            "SyntheticTrack",
+            "grd_track",
+            "write_safe",
+        ),
+        "tracking": (
+            "amplitude_features",
+            "match_amplitude",
+        ),
+    },
+)
 
 __all__ = [
     "SAR_BANDS",

@@ -11,21 +11,71 @@ Typical use::
 
 from __future__ import annotations
 
-from geodeform.search.area import (
-    AOI,
-    aoi_from_bbox,
-    aoi_from_file,
-    aoi_from_geojson,
-    aoi_from_tile,
-    make_aoi,
-    utm_epsg,
+from typing import TYPE_CHECKING
+
+from geodeform.lazy import lazy_exports
+
+if TYPE_CHECKING:  # the names below load on first use (geodeform.lazy)
+    from geodeform.search.area import (
+        AOI,
+        aoi_from_bbox,
+        aoi_from_file,
+        aoi_from_geojson,
+        aoi_from_tile,
+        make_aoi,
+        utm_epsg,
+    )
+    from geodeform.search.catalogs import CATALOGS, COLLECTIONS, CollectionSpec, resolve_collection
+    from geodeform.search.local import index_folder
+    from geodeform.search.mgrs import S2_TILE_SIZE, MGRSSquare, mgrs_square, parse_tile_id
+    from geodeform.search.results import COLUMNS, Scene, SceneTable
+    from geodeform.search.scoring import AOIScore, qa_pixel_scores, scl_scores, score_asset
+    from geodeform.search.stac import item_orbit, item_tile, parse_months, search
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "area": (
+            "AOI",
+            "aoi_from_bbox",
+            "aoi_from_file",
+            "aoi_from_geojson",
+            "aoi_from_tile",
+            "make_aoi",
+            "utm_epsg",
+        ),
+        "catalogs": (
+            "CATALOGS",
+            "COLLECTIONS",
+            "CollectionSpec",
+            "resolve_collection",
+        ),
+        "local": ("index_folder",),
+        "mgrs": (
+            "S2_TILE_SIZE",
+            "MGRSSquare",
+            "mgrs_square",
+            "parse_tile_id",
+        ),
+        "results": (
+            "COLUMNS",
+            "Scene",
+            "SceneTable",
+        ),
+        "scoring": (
+            "AOIScore",
+            "qa_pixel_scores",
+            "scl_scores",
+            "score_asset",
+        ),
+        "stac": (
+            "item_orbit",
+            "item_tile",
+            "parse_months",
+            "search",
+        ),
+    },
 )
-from geodeform.search.catalogs import CATALOGS, COLLECTIONS, CollectionSpec, resolve_collection
-from geodeform.search.local import index_folder
-from geodeform.search.mgrs import S2_TILE_SIZE, MGRSSquare, mgrs_square, parse_tile_id
-from geodeform.search.results import COLUMNS, Scene, SceneTable
-from geodeform.search.scoring import AOIScore, qa_pixel_scores, scl_scores, score_asset
-from geodeform.search.stac import item_orbit, item_tile, parse_months, search
 
 __all__ = [
     "AOI",

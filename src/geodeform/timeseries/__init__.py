@@ -7,28 +7,65 @@ relative to the first date.
 
 from __future__ import annotations
 
-from geodeform.timeseries._invert import (
-    DAYS_PER_YEAR,
-    SpanVelocity,
-    TimeSeriesResult,
-    TimeSeriesWarning,
-    invert,
-    span_velocity,
-)
-from geodeform.timeseries.noise import add_date_noise, date_noise
-from geodeform.timeseries.products import (
-    AnnualVelocity,
-    VelocityComposite,
-    annual_velocity,
-    velocity_composite,
-)
-from geodeform.timeseries.uncertainty import (
-    ErrorModel,
-    add_node_errors,
-    footprint_gradient,
-    node_date_noise,
-    pair_sigma,
-    stable_noise_scale,
+from typing import TYPE_CHECKING
+
+from geodeform.lazy import lazy_exports
+
+if TYPE_CHECKING:  # the names below load on first use (geodeform.lazy)
+    from geodeform.timeseries._invert import (
+        DAYS_PER_YEAR,
+        SpanVelocity,
+        TimeSeriesResult,
+        TimeSeriesWarning,
+        invert,
+        span_velocity,
+    )
+    from geodeform.timeseries.noise import add_date_noise, date_noise
+    from geodeform.timeseries.products import (
+        AnnualVelocity,
+        VelocityComposite,
+        annual_velocity,
+        velocity_composite,
+    )
+    from geodeform.timeseries.uncertainty import (
+        ErrorModel,
+        add_node_errors,
+        footprint_gradient,
+        node_date_noise,
+        pair_sigma,
+        stable_noise_scale,
+    )
+
+__getattr__, __dir__ = lazy_exports(
+    __name__,
+    {
+        "_invert": (
+            "DAYS_PER_YEAR",
+            "SpanVelocity",
+            "TimeSeriesResult",
+            "TimeSeriesWarning",
+            "invert",
+            "span_velocity",
+        ),
+        "noise": (
+            "add_date_noise",
+            "date_noise",
+        ),
+        "products": (
+            "AnnualVelocity",
+            "VelocityComposite",
+            "annual_velocity",
+            "velocity_composite",
+        ),
+        "uncertainty": (
+            "ErrorModel",
+            "add_node_errors",
+            "footprint_gradient",
+            "node_date_noise",
+            "pair_sigma",
+            "stable_noise_scale",
+        ),
+    },
 )
 
 __all__ = [

@@ -12,6 +12,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, WithJsonSchema
 
+from geodeform import workflows  # PairSpec, process_pair: loaded in the job process, on first use
 from geodeform.errors import InvalidInputError
 from geodeform.io import parse_dates_option
 from geodeform.service.errors import Problem
@@ -32,7 +33,6 @@ from geodeform.service.processes.checks import (
     unwrap_href,
 )
 from geodeform.service.safety import fetch_url, is_url
-from geodeform.workflows import PairSpec, process_pair
 
 __all__ = ["OffsetsInputs", "offsets_process"]
 
@@ -150,7 +150,7 @@ def _run_offsets(inputs: OffsetsInputs, context: RunContext) -> RunOutcome:
         elif stage == "write" and done == 0:
             progress(90, "writing products")
 
-    spec = PairSpec(
+    spec = workflows.PairSpec(
         reference=str(reference),
         secondary=str(secondary),
         reference_name=context.public(str(reference)),
@@ -166,7 +166,7 @@ def _run_offsets(inputs: OffsetsInputs, context: RunContext) -> RunOutcome:
         prefilter=inputs.prefilter,
         strip_rows=256,  # progress every 256 image rows
     )
-    out = process_pair(spec, progress=on_pair)
+    out = workflows.process_pair(spec, progress=on_pair)
     velocities = out.dt_days == out.dt_days  # not NaN: both dates known
     message = (
         "finished"

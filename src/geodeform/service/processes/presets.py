@@ -13,10 +13,11 @@ import json
 import types
 from collections.abc import Iterator, Mapping
 from pathlib import Path
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
 from pydantic import BaseModel, ConfigDict, model_validator
 
+from geodeform import workflows  # the job chain: loaded where a job is checked or runs, on first use
 from geodeform.config import PRESETS, ComputeConfig, JobConfig, MatchingConfig, PairsConfig, deep_merge
 from geodeform.errors import GeodeformError, InvalidInputError
 from geodeform.io import media_type
@@ -43,10 +44,9 @@ from geodeform.service.processes.checks import (
 )
 from geodeform.service.safety import is_url
 from geodeform.service.settings import ServiceSettings
-from geodeform.workflows import run_job
-from geodeform.workflows.plan import build_network
-from geodeform.workflows.preflight import ResourceEstimate
-from geodeform.workflows.stack import ImageStack
+
+if TYPE_CHECKING:
+    from geodeform.workflows import ImageStack, ResourceEstimate
 
 __all__ = ["NOT_PATHS", "PATH_FIELDS", "check_preset", "path_fields", "prepare_preset", "preset_processes"]
 
@@ -215,7 +215,7 @@ def _dates_network(inputs: list[Any], pairs: Mapping[str, Any]) -> int | None:
         dates=[i.date for i in ordered], orbits=[i.orbit for i in ordered], acquisitions=ordered
     )
     try:
-        return len(build_network(config, cast(ImageStack, stand_in)))
+        return len(workflows.build_network(config, cast("ImageStack", stand_in)))
     except (GeodeformError, ValueError):
         return None
 
@@ -318,7 +318,9 @@ def _preset_runner(preset: str) -> Runner:
             lo, hi = _STAGES.get(stage, (0.0, 100.0))
             progress(lo + (hi - lo) * done / max(total, 1), f"{stage} {done}/{total}")
 
-        result = run_job(config, job_dir, progress=on_stage, on_estimate=_limit_estimate(context.settings))
+        result = workflows.run_job(
+            config, job_dir, progress=on_stage, on_estimate=_limit_estimate(context.settings)
+        )
         files: dict[str, ResultFile] = {}
         for key, path in result.products.items():
             rel = Path(path).resolve().relative_to(job_dir.resolve())

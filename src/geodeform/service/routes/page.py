@@ -21,7 +21,7 @@ import logging
 import math
 import re
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
 from fastapi import APIRouter, Query, Request
@@ -29,10 +29,13 @@ from fastapi import Path as PathParam
 from fastapi.responses import FileResponse, JSONResponse, Response
 from shapely.geometry import mapping
 
+# Scene search and the map overlays load on the first request that needs them (geodeform.lazy): a server
+# that never shows the page does not import them.
+from geodeform import search as scene_search
+from geodeform import workflows
 from geodeform.config import PRESETS, MatchingConfig, PairsConfig
 from geodeform.errors import DataError, GeodeformError, InvalidInputError, NoDataError
 from geodeform.io import media_type
-from geodeform.search import aoi_from_tile, search
 from geodeform.search.catalogs import CATALOGS
 from geodeform.service.accounts import user_scope
 from geodeform.service.auth import User
@@ -43,15 +46,9 @@ from geodeform.service.processes import bbox_area_km2
 from geodeform.service.safety import check_url, is_url
 from geodeform.service.settings import ServiceSettings
 from geodeform.service.store import JobInfo
-from geodeform.workflows.maps import (
-    COLORMAP,
-    SERIES_SIGN_CONVENTION,
-    PointSeries,
-    SpeedOverlay,
-    colormap_stops,
-    point_series,
-    speed_overlay,
-)
+
+if TYPE_CHECKING:
+    from geodeform.workflows.maps import PointSeries, SpeedOverlay
 
 __all__ = ["router"]
 
@@ -188,7 +185,7 @@ def scenes(
     box = _parse_bbox(bbox, settings) if bbox is not None else None
     where = _allowed_catalog(catalog, settings, user_scope(settings, store, user.id))
     try:
-        table = search(
+        table = scene_search.search(
             collection,
             bbox=box,
             tile=tile.upper() if tile else None,
@@ -215,7 +212,7 @@ def scenes(
 @router.get("/map/api/tiles/{tile}", summary="Outline of an MGRS tile (GeoJSON, lon/lat)")
 def tile_outline(user: User, tile: Annotated[str, PathParam(max_length=8)]) -> dict[str, Any]:
     try:
-        aoi = aoi_from_tile(tile.upper())
+        aoi = scene_search.aoi_from_tile(tile.upper())
     except (InvalidInputError, ValueError) as exc:
         raise invalid_parameter(str(exc), "tile") from None
     w, s, e, n = aoi.geometry.bounds
@@ -234,7 +231,7 @@ def tile_outline(user: User, tile: Annotated[str, PathParam(max_length=8)]) -> d
 @functools.lru_cache(maxsize=16)
 def _overlay(path: str, mtime: float) -> SpeedOverlay:
     """The overlay of the product at ``path`` (``mtime`` keys the cache: a rewritten file is drawn again)."""
-    return speed_overlay(path)
+    return workflows.maps.speed_overlay(path)
 
 
 def _job_overlay(store: Store, settings: ServiceSettings, job_id: str, user: User) -> SpeedOverlay:
@@ -263,8 +260,8 @@ def overlay_json(
         "max": ov.vmax,
         "data_min": ov.data_min,
         "data_max": ov.data_max,
-        "colormap": COLORMAP,
-        "stops": colormap_stops(),
+        "colormap": workflows.maps.COLORMAP,
+        "stops": workflows.maps.colormap_stops(),
         "valid_pct": ov.valid_pct,
         "crs": ov.crs,
         "image": f"{base_url(request)}/map/api/jobs/{jobId}/overlay.png",
@@ -298,7 +295,7 @@ def _series_doc(ts: PointSeries) -> dict[str, Any]:
         doc["north_error"] = _clean(ts.north_error)
     doc["node"] = {"x": ts.node_x, "y": ts.node_y, "lon": ts.node_lon, "lat": ts.node_lat, "crs": ts.crs}
     doc["distance_m"] = round(ts.distance_m, 2)
-    doc["sign_convention"] = SERIES_SIGN_CONVENTION
+    doc["sign_convention"] = workflows.maps.SERIES_SIGN_CONVENTION
     return doc
 
 
@@ -314,7 +311,7 @@ def series(
     job = own_job(store, jobId, user)
     path = _product(settings, job, ("timeseries",), "time series")
     try:
-        ts = point_series(path, lon, lat)
+        ts = workflows.maps.point_series(path, lon, lat)
     except DataError as exc:  # before OSError, its base
         raise _not_found("No such result", str(exc)) from None
     except (OSError, ValueError, KeyError) as exc:
