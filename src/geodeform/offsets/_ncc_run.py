@@ -108,31 +108,26 @@ def _finish(job: MatchJob, opts: NccOptions, field: NodeField) -> MatcherOutput:
         dy = np.where(ok, dy - by, dy)
         dx = np.where(ok, dx - bx, dx)
     sigma = np.where(ok, field.sigma, np.nan)
-    if lk_passes and opts.smoothing > 0 and opts.smoothing_model == "plane":
-        dy, dx, sigma, _ = _post.adaptive_plane(
-            np.where(ok, dy, np.nan),
-            np.where(ok, dx, np.nan),
-            sigma,
-            step=job.step,
-            chip=job.chip,
-            radii=tuple(range(1, opts.smoothing + 1)),
-            gamma=opts.smoothing_gamma,
-            max_chi2=opts.smoothing_chi2,
-        )
-    elif lk_passes and opts.smoothing > 0:
-        dy, dx, sigma, _ = _post.adaptive_poly(
-            np.where(ok, dy, np.nan),
-            np.where(ok, dx, np.nan),
-            sigma,
-            step=job.step,
-            chip=job.chip,
-            radii=tuple(range(1, opts.smoothing + 1)),
-            gamma=opts.smoothing_gamma,
-            max_chi2=opts.smoothing_chi2,
-            degree=2 if opts.smoothing_model.startswith("quadratic") else 1,
-            sided=not opts.smoothing_model.endswith(("plane", "quadratic")),
-            kink=KINK_SIGMA if opts.smoothing_model.endswith("split") else 0.0,
-        )
+    if lk_passes and opts.smoothing > 0:
+        window: dict[str, Any] = {
+            "step": job.step,
+            "chip": job.chip,
+            "radii": tuple(range(1, opts.smoothing + 1)),
+            "gamma": opts.smoothing_gamma,
+            "max_chi2": opts.smoothing_chi2,
+        }
+        masked = (np.where(ok, dy, np.nan), np.where(ok, dx, np.nan), sigma)
+        model = opts.smoothing_model
+        if model == "plane":
+            dy, dx, sigma, _ = _post.adaptive_plane(*masked, **window)
+        else:
+            dy, dx, sigma, _ = _post.adaptive_poly(
+                *masked,
+                **window,
+                degree=2 if model.startswith("quadratic") else 1,
+                sided=not model.endswith(("plane", "quadratic")),
+                kink=KINK_SIGMA if model.endswith("split") else 0.0,
+            )
     if lk_passes:
         sigma = np.hypot(sigma * _noise_factor(field), _interpolation(field, dy, dx))
     return MatcherOutput(dy, dx, field.q, field.reason, sigma, field.chip[..., 0], field.chip[..., 1])
