@@ -1,9 +1,12 @@
 """What a user's input may name: files inside the configured data roots, URLs on configured catalogue hosts.
 
-Everything the service reads on a user's behalf goes through :func:`resolve_data_path`,
-:func:`resolve_data_folder` or :func:`check_url`:
-no ``..``, no absolute paths, no symlink leading out of a root, no ``file://`` (or any scheme but https),
-no loopback, private, link-local or otherwise non-public address (SSRF), no credentials in URLs.
+Every path a user names reaches the file system through :func:`geodeform.service.paths.resolve_input`
+(the user's own uploads and job outputs, then the shared data roots), built on :func:`check_relative` and
+:func:`find_in_root` here; every URL goes through :func:`check_url`. The rules: no ``..``, no absolute
+paths, no symlink leading out of a root, no ``file://`` (or any scheme but https), no loopback, private,
+link-local or otherwise non-public address (SSRF), no credentials in URLs. :func:`resolve_data_path` and
+:func:`resolve_data_folder` apply the path rules to the shared roots alone (for scripts and tools that
+serve no particular user).
 """
 
 from __future__ import annotations
