@@ -1,6 +1,6 @@
 """What a user's input may name: files inside the configured data roots, URLs on configured catalogue hosts.
 
-Every path a user names reaches the file system through :func:`geodeform.service.paths.resolve_input`
+Every path a user names reaches the file system through ``geodeform.service.paths.resolve_input``
 (the user's own uploads and job outputs, then the shared data roots), built on :func:`check_relative` and
 :func:`find_in_root` here; every URL goes through :func:`check_url`. The rules: no ``..``, no absolute
 paths, no symlink leading out of a root, no ``file://`` (or any scheme but https), no loopback, private,
