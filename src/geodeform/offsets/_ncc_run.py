@@ -172,8 +172,15 @@ def _consistency(job: MatchJob, opts: NccOptions, field: NodeField) -> None:
         rows = np.nonzero(cand.any(axis=1))[0]
         r2 = measure(job, opts, rows=rows, select=cand, start=(my, mx), radius=radius)
         field.take(r2, cand & r2.ok & (~field.ok | (r2.q > field.q)))
+    field.reject(_disagreeing(opts, field), OUTLIER)
+
+
+def _disagreeing(opts: NccOptions, field: NodeField) -> Mask:
+    """autoRIFT's neighbourhood-consistency test: valid nodes agreeing (within ``opts.consistency_px``)
+    with less than a quarter of their valid neighbours in a 5 × 5 window, judged only where at least 6
+    are valid."""
     frac, count = _post.neighbour_agreement(field.dy, field.dx, radius=2, tol=opts.consistency_px)
-    field.reject(field.ok & (count >= 6) & (frac < 0.25), OUTLIER)
+    return field.ok & (count >= 6) & (frac < 0.25)
 
 
 def _nested_chips(
@@ -268,8 +275,7 @@ def _late_outliers(job: MatchJob, opts: NccOptions, field: NodeField, keep: Mask
     marks it an ``OUTLIER``, and :func:`_nested_chips` measures it again from its neighbourhood median;
     it stays ``OUTLIER`` (NaN) when no chip size gives a valid answer. Updates in place.
     """
-    frac, count = _post.neighbour_agreement(field.dy, field.dx, radius=2, tol=opts.consistency_px)
-    bad = field.ok & (count >= 6) & (frac < 0.25)
+    bad = _disagreeing(opts, field)
     if not bad.any():
         return
     field.reject(bad, OUTLIER)

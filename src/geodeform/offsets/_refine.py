@@ -80,9 +80,9 @@ class GaussNewton(NamedTuple):
         Chips whose valid pixels have a standard deviation ≤ this are ``TEXTURELESS`` (-1: no test).
     quadratic : bool
         Fit a curved radiometric map per chip (``NccOptions.radiometry="quadratic"``): the
-        caller then runs :func:`lk_nodes` with :func:`geodeform.offsets._refine_quad.lk_nodes_quadratic_range`
-        (this module's kernels
-        are the gain-and-offset model and do not read it).
+        caller then runs :func:`lk_nodes` with
+        :func:`geodeform.offsets._refine_quad.lk_nodes_quadratic_range` (this module's kernels are the
+        gain-and-offset model and do not read it).
     """
 
     max_iter: int

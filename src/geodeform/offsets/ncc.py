@@ -32,7 +32,7 @@ Katkovnik, V. (1999). A new method for varying adaptive bandwidth selection. IEE
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
@@ -41,7 +41,7 @@ from geodeform.errors import InvalidInputError
 SmoothingModel = Literal[
     "plane", "plane-sided", "plane-split", "quadratic", "quadratic-sided", "quadratic-split"
 ]
-SMOOTHING_MODELS = ("plane", "plane-sided", "plane-split", "quadratic", "quadratic-sided", "quadratic-split")
+SMOOTHING_MODELS: tuple[str, ...] = get_args(SmoothingModel)
 
 __all__ = ["NccOptions"]
 
