@@ -287,6 +287,9 @@ def _poly_rows(lo, hi, src, field, radii, inflation, opts, npar, shapes, tab, pl
                 r = radii[w % nk]
                 cells = (2 * r + 1) * (2 * r + 1 if d == 0 else r + 1)
                 order = perm[0] if d < 3 else perm[1]  # a half-window's own direction last but one
+                if npar > 3 and d > 0 and r < 2:  # a one-sided quadratic needs three rows / columns
+                    res[w, 0, :n] = 0.0
+                    continue
                 _solve(moms[w], n, npar, order, tab, max(npar + 3, cells // 2), res[w], work)
                 for t in range(n):
                     res[w, 1, t] += opts[4]
@@ -438,8 +441,11 @@ def _form(zs, d, e, moms, win, widx, npar, t):
     """z_dᵀ M z_e (z in ``zs[:, 7:]``), M the normal matrix of window ``win`` (``moms[win, :, t]``)."""
     q = 0.0
     for p in range(npar):
-        for l in range(npar):
-            q += zs[d, 7 + p] * zs[e, 7 + l] * moms[win, widx[p, l], t]
+        zdp = zs[d, 7 + p]
+        zep = zs[e, 7 + p]
+        q += zdp * zep * moms[win, widx[p, p], t]
+        for l in range(p + 1, npar):
+            q += (zdp * zs[e, 7 + l] + zep * zs[d, 7 + l]) * moms[win, widx[p, l], t]
     return q
 
 
