@@ -118,10 +118,11 @@ def _column_sums(src, i, j0, nu, radii, vsrc, vp, out, up, down):
 
 
 @nb.njit(cache=True, nogil=True)
-def _column_ranges(cols, rs, r, n, big, mv, mq, nmom, nw, out, dest, scratch):
+def _column_ranges(cols, rs, r, n, big, mv, mq, nmom, nlr, out, dest, scratch):
     """Window moments ``out[win, m, t]`` = Σ_b b^q · cols[rs, h, t + big + b] of the row sum ``rs`` over
-    the columns b = -r..r (window ``dest[0]``), -r..0 (``dest[1]``), 0..r (``dest[2]``) and 0 (``dest[3]``,
-    w's moments only): one pass over the columns for the first ``nmom`` moments (h, q); -1: no window."""
+    the columns b = -r..r (window ``dest[0]``), -r..0 (``dest[1]``), 0..r (``dest[2]``) and 0 (``dest[3]``):
+    one pass over the columns for the first ``nmom`` moments (h, q), of which the first ``nlr`` for the
+    last three windows; -1: no window."""
     both, left, right, centre = dest[0], dest[1], dest[2], dest[3]
     lp = scratch[0, :n]
     rp = scratch[1, :n]
@@ -146,23 +147,24 @@ def _column_ranges(cols, rs, r, n, big, mv, mq, nmom, nw, out, dest, scratch):
             o = out[both, m, :n]
             for t in range(n):
                 o[t] = lp[t] + kc * cen[t] + rp[t]
-        if left >= 0:
+        if left >= 0 and m < nlr:
             o = out[left, m, :n]
             for t in range(n):
                 o[t] = lp[t] + kc * cen[t]
-        if right >= 0:
+        if right >= 0 and m < nlr:
             o = out[right, m, :n]
             for t in range(n):
                 o[t] = kc * cen[t] + rp[t]
-        if centre >= 0 and m < nw:
+        if centre >= 0 and m < nlr:
             o = out[centre, m, :n]
             for t in range(n):
                 o[t] = kc * cen[t]
 
 
 def _plan(nk: int, shapes: int) -> npt.NDArray[np.int64]:
-    """The passes of :func:`_plan`: per pass (row sum, radius index, all moments (1) or w's (0),
-    then the windows -r..r, -r..0, 0..r, 0 of :func:`_column_ranges`; -1: none). Window ``d·K + k`` is
+    """The passes of :func:`_column_ranges`: per pass (row sum, radius index, all moments (1) or w's (0),
+    then the windows -r..r, -r..0, 0..r, 0; -1: none; the last three take all moments from row sum 1 + 3k
+    (rows -r..r), w's from the others). Window ``d·K + k`` is
     shape d (0 centred, 1 rows -r..0, 2 rows 0..r, 3 columns -r..0, 4 columns 0..r) at radius r = radii[k]
     (K radii); with 5 shapes, the intersections of two shapes the fused variance needs follow (w's
     moments): 5K + k row 0 (columns -r..r), 6K + k column 0 (rows -r..r), then the quadrants rows -r..0 /
@@ -174,10 +176,8 @@ def _plan(nk: int, shapes: int) -> npt.NDArray[np.int64]:
             continue
         rows += [
             (1 + 3 * k, k, 1, k, 3 * nk + k, 4 * nk + k, 6 * nk + k),
-            (2 + 3 * k, k, 1, nk + k, -1, -1, -1),
-            (2 + 3 * k, k, 0, -1, 7 * nk + k, 8 * nk + k, -1),
-            (3 + 3 * k, k, 1, 2 * nk + k, -1, -1, -1),
-            (3 + 3 * k, k, 0, -1, 9 * nk + k, 10 * nk + k, -1),
+            (2 + 3 * k, k, 1, nk + k, 7 * nk + k, 8 * nk + k, -1),
+            (3 + 3 * k, k, 1, 2 * nk + k, 9 * nk + k, 10 * nk + k, -1),
             (0, k, 0, 5 * nk + k, -1, -1, -1),
         ]
     return np.array(rows, np.int64)
@@ -280,8 +280,9 @@ def _poly_rows(lo, hi, src, field, radii, inflation, opts, npar, shapes, tab, pl
             _column_sums(src, i, j0, n + 2 * big, radii, vsrc, vp, cols, scratch[0], scratch[1])
             for p in range(plan.shape[0]):
                 nmom = mv.size if plan[p, 2] else nw
+                nlr = mv.size if plan[p, 0] % 3 == 1 else nw
                 r = radii[plan[p, 1]]
-                _column_ranges(cols, plan[p, 0], r, n, big, mv, mq, nmom, nw, moms, plan[p, 3:], scratch[0])
+                _column_ranges(cols, plan[p, 0], r, n, big, mv, mq, nmom, nlr, moms, plan[p, 3:], scratch[0])
             for w in range(nmain):
                 d = w // nk
                 r = radii[w % nk]
@@ -317,7 +318,7 @@ def _poly_rows(lo, hi, src, field, radii, inflation, opts, npar, shapes, tab, pl
                     )
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, inline="always")
 def _choose(t, node, res, moms, radii, inflation, opts, npar, shapes, widx, est, kept, wts, out, at):
     """One node, (dy, dx, σ) ``node``, lane ``t`` of the block's window fits ``res``: per shape, the largest
     radius the ICI rule and the χ² test accept; the estimates fused by inverse variance (or, with a kink
@@ -394,7 +395,7 @@ def _choose(t, node, res, moms, radii, inflation, opts, npar, shapes, widx, est,
         )
 
 
-@nb.njit(cache=True, nogil=True)
+@nb.njit(cache=True, nogil=True, inline="always")
 def _fused_variance(t, s0, npar, res, moms, nk, kept, wts, sw, widx, zs):
     """Per-component variance ×2 of Σ_d share_d · (shape d's centre value) (share_d = ``wts[0, d] / sw``),
     the nodes' errors independent but for the chip-overlap factor (the shares' mean of the shapes'
