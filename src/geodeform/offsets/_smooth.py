@@ -14,6 +14,15 @@ the bias is below one pair's noise, so no window test sees it, but every pair of
 proportion to its displacement (``docs/benchmarks.md``, "The smoothing's borrowing at the ice margin").
 A quadratic's centre value has no such bias; it is noisier at the same radius, which the larger windows
 the ICI then accepts make up for in part.
+
+How: the normal equations of every window come from its moments (Σ w·a^p·b^q, Σ w·v·a^p·b^q, Σ w·v²,
+a and b the row and column offsets from the node, w = 1/σ², 0 at invalid nodes), summed once per row of
+nodes as column sums (over the rows of each window shape) and then column ranges, in the node's own
+offsets (no prefix sums of absolute coordinates, whose differences would cancel digits) and with the
+values about the field's mean (no digits lost in χ² on large offsets). The solves (LDLᵀ, the constant
+last) run along blocks of nodes of a row; the window choice and fusion node by node. The fused value's
+variance is that of its linear filter, Σ_{d,e} share_d share_e z_dᵀ M(W_d ∩ W_e) z_e, from the moments of
+the shapes' intersections (z_d = M_d⁻¹ e0: shape d's equivalent kernel).
 """
 
 from __future__ import annotations
