@@ -659,7 +659,6 @@ def test_node_errors_cover_image_noise_that_no_residual_shows() -> None:
     assert ok.mean() > 0.9 and np.all(full.sigma_dx[1:][ok] > ts.sigma_dx[1:][ok])
 
 
-
 def test_isotropic_error_model_covers_a_chip_error_across_the_flow() -> None:
     """A chip moved by the flow has an error that grows with the displacement in both components, also
     across the flow, where that component does not move (known truth: a per-node error ``k |d|`` drawn
@@ -701,6 +700,7 @@ def test_isotropic_error_model_covers_a_chip_error_across_the_flow() -> None:
         )
     assert 0.6 <= covered["iso"][0] <= 0.8 and 0.6 <= covered["iso"][1] <= 0.8, covered
     assert covered["component"][1] < 0.35, covered  # across the flow: no term without isotropic
+
 
 # ------------------------------------------------------- chunked inversion with per-node errors (#21 x #25)
 def test_chunked_inversion_uses_the_per_node_error_model(tmp_path) -> None:  # type: ignore[no-untyped-def]
