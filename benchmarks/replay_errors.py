@@ -4,7 +4,7 @@
     python benchmarks/replay_errors.py decompose DIR 'JSON-OPTS' [SETUP ...]
 
 DIR is a capture of ``replay_smoothing.py capture``; JSON-OPTS the ``NccOptions`` overrides replayed (e.g.
-``'{"smoothing_model": "quadratic-sided"}'``). Each setup's pairs are replayed twice, with the options and
+``'{"smoothing_model": "quadratic-sided"}'``; ``"_kink"`` sets the ``-split`` models' test, σ). Each setup's pairs are replayed twice, with the options and
 with ``smoothing=0`` (cached under DIR/replayed/), which gives each node's **smoothing gain**: the reported
 error of the smoothed value over that of the node's own chip (how much of a per-chip random error the
 smoothing's filter leaves; about 1 at step 8, where the quadratic's windows hardly grow, 0.6-0.7 at step
@@ -57,6 +57,7 @@ from geodeform.timeseries import (
 )
 
 F64 = NDArray[np.float64]
+Captured = rs.Captured  # the capture's pickles name the class in ``__main__`` (replay_smoothing's)
 ZERO = ErrorModel(0.0, 0.0)
 
 
@@ -67,6 +68,9 @@ def replayed(cap: Path, over: dict, name: str) -> tuple[bc.Series, bc.Series]:
     if f.exists():
         return pickle.loads(f.read_bytes())  # type: ignore[no-any-return]
     s, store = pickle.loads((cap / f"setup_{name}.pkl").read_bytes())
+    over = dict(over)
+    if "_kink" in over:  # the "-split" models' kink test, σ
+        rs._ncc_run.KINK_SIGMA = over.pop("_kink")
     out = []
     for o in (over, {**over, "smoothing": 0}):
         parts = [rs._replay(c, dict(o)) for c in store]
