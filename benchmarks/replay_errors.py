@@ -4,11 +4,11 @@
     python benchmarks/replay_errors.py decompose DIR 'JSON-OPTS' [SETUP ...]
 
 DIR is a capture of ``replay_smoothing.py capture``; JSON-OPTS the ``NccOptions`` overrides replayed (e.g.
-``'{"smoothing_model": "quadratic-sided"}'``; ``"_kink"`` sets the ``-split`` models' test, σ). Each setup's pairs are replayed twice, with the options and
-with ``smoothing=0`` (cached under DIR/replayed/), which gives each node's **smoothing gain**: the reported
-error of the smoothed value over that of the node's own chip (how much of a per-chip random error the
-smoothing's filter leaves; about 1 at step 8, where the quadratic's windows hardly grow, 0.6-0.7 at step
-16).
+``'{"smoothing_model": "quadratic-sided"}'``; ``"_kink"`` sets the ``-split`` models' test, σ).
+Each setup's pairs are replayed twice, with the options and with ``smoothing=0`` (cached under
+DIR/replayed/), which gives each node's **smoothing gain**: the reported error of the smoothed value over
+that of the node's own chip (how much of a per-chip random error the smoothing's filter leaves; about 1 at
+step 8, where the quadratic's windows hardly grow, 0.6-0.7 at step 16).
 
 ``cells`` prints, per variant, the cells (moving / still vx / vy of each setup) of ``bench_calibration.py``
 in the 60-75 % band (stable-ground noise scale cross-validated by halves, as there), ``*`` marking those
