@@ -20,7 +20,9 @@ out. A variant is a JSON object with the keys:
 - ``pure_noise``: the per-date image noise of ``add_node_errors`` from the matcher's noise alone (the
   library takes it from the pair 1-sigma, systematic terms included);
 - ``oracle``: still nodes within this many nodes of the ice take their unsmoothed value and error (what a
-  smoothing that stopped exactly at the margin would give there at best; truth-aided, not a method).
+  smoothing that stopped exactly at the margin would give there at best; truth-aided, not a method);
+- ``margin``: ``[nodes, k]``, the same with the ice detected from the series instead of the truth: nodes
+  whose speed in the unsmoothed series' inversion exceeds ``k`` times its noise-only 1-sigma.
 
 ``decompose`` regresses, on moving ice, the squared velocity error less the model's noise part
 (inversion + image noise) on the candidate systematic terms: ``(chip · |∇v|)²`` (vector footprint gradient)
@@ -88,8 +90,28 @@ def replayed(cap: Path, over: dict, name: str) -> tuple[bc.Series, bc.Series]:
     return out[0], out[1]
 
 
-def with_oracle(s: bc.Series, raw: bc.Series, nodes: float) -> bc.Series:
-    near = ~s.moving & (ndimage.distance_transform_edt(~s.moving) <= nodes)
+def detected_motion(raw: bc.Series, k: float) -> NDArray[np.bool_]:
+    """Nodes whose speed in the unsmoothed series exceeds ``k`` times its noise-only 1-sigma (the margin
+    seen at the velocity level, where a kink of a few hundredths of a pixel per pair is several σ)."""
+    nz = np.where(np.isfinite(raw.dx) & np.isfinite(raw.dy), raw.error / np.sqrt(2), np.nan)
+    w = np.where(np.isfinite(nz), 1 / nz**2, 0)
+    ts = invert(raw.dates, raw.pairs, raw.dx, raw.dy, weights=w)
+    cm = np.nanmedian(np.where(np.isfinite(raw.chip), raw.chip, 32.0), axis=0)
+    ts = add_node_errors(ts, raw.pairs, nz, step=raw.step, chip=cm, model=ZERO)
+    vx, vy = ts.velocity_x.astype(np.float64), ts.velocity_y.astype(np.float64)  # type: ignore[union-attr]
+    sx = ts.sigma_velocity_x.astype(np.float64)  # type: ignore[union-attr]
+    sy = ts.sigma_velocity_y.astype(np.float64)  # type: ignore[union-attr]
+    with np.errstate(invalid="ignore"):
+        return np.asarray(np.hypot(vx, vy) > k * np.hypot(sx, sy), bool)
+
+
+def with_oracle(
+    s: bc.Series, raw: bc.Series, nodes: float, moving: NDArray[np.bool_] | None = None
+) -> bc.Series:
+    """Still nodes within ``nodes`` of the moving ones (the truth's, or ``moving``) take their unsmoothed
+    value and error."""
+    moving = s.moving if moving is None else moving
+    near = ~moving & (ndimage.distance_transform_edt(~moving) <= nodes)
     pick = {k: np.where(near, getattr(raw, k), getattr(s, k)) for k in ("dx", "dy", "error")}
     return dataclasses.replace(s, **pick)
 
@@ -132,6 +154,8 @@ def cells(s: bc.Series, raw: bc.Series, v: dict) -> tuple[list[float], str]:
     """Moving vx, vy, still vx, vy coverage (%, cross-validated noise scale) and the margin bands."""
     if "oracle" in v:
         s = with_oracle(s, raw, float(v["oracle"]))
+    if "margin" in v:  # detected, not truth-aided: [nodes, k]
+        s = with_oracle(s, raw, float(v["margin"][0]), detected_motion(raw, float(v["margin"][1])))
     gain = s.error / raw.error
     still = ~s.moving
     left = np.zeros_like(still)
