@@ -320,8 +320,9 @@ def add_node_errors(
     ``sigma_dx``/``sigma_dy`` of date k get ``s_0² + s_k²`` added (image noise of the first date and of date
     k, :func:`node_date_noise`); the velocity 1-sigma gets ``(s_0² + s_N²) / T²`` (the velocity is the
     displacement at the last date N over its time T since date 0) and each component's systematic term
-    ``model.extra(|v_c|, footprint |∇v_c|, chip)`` (:func:`footprint_gradient`), which the pairs share
-    and which no inversion residual shows.
+    ``model.extra(|v_c|, footprint |∇v_c|, chip)`` (:func:`footprint_gradient`; the vector's ``|v|`` and
+    gradient for both components with ``model.isotropic``), which the pairs share and which no inversion
+    residual shows.
 
     Parameters
     ----------
