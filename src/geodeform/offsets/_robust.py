@@ -217,17 +217,6 @@ def lk_robust_node(sp, r0, c0, h, w, d_r, d_c, max_iter, centre, out):
     out[SIGMA] = SIGMA_CALIBRATION * math.sqrt(sig2 * (a00 + a11) / det) if det > 0 else np.nan
 
 
-@nb.njit(cache=True, nogil=True)
-def _lk_robust_range(lo, hi, sp, r0, c0, h, w, d_r, d_c, max_iter, centre, res):
-    """:func:`lk_robust_node` for the nodes ``lo <= k < hi``, into ``res`` (one chunk of
-    :func:`lk_robust_nodes`)."""
-    for k in range(lo, hi):
-        if r0[k] < 0 or c0[k] < 0 or r0[k] + h > sp.ref.shape[0] or c0[k] + w > sp.ref.shape[1]:
-            res[k, REASON] = OUTSIDE
-            continue
-        lk_robust_node(sp, r0[k], c0[k], h, w, d_r[k], d_c[k], max_iter, centre, res[k])
-
-
 def lk_robust_nodes(
     sp: Spline,
     r0: npt.NDArray[np.int64],
@@ -242,5 +231,18 @@ def lk_robust_nodes(
     n = r0.size
     res = np.full((n, REFINE_COLS), np.nan)
     h, w = size
-    run_chunks(_lk_robust_range, n, sp, r0, c0, h, w, start[0], start[1], max_iter, centre, res)
+    nr, nc = sp.ref.shape
+    d_r, d_c = start
+
+    def nodes(lo: int, hi: int) -> None:
+        # A Python loop, not a compiled range kernel: that would optimise and emit the whole node kernel's
+        # code a second time on a cold cache (docs/benchmarks.md) for a re-measurement of few nodes, each
+        # costing far more than a call from Python (the kernel releases the GIL).
+        for k in range(lo, hi):
+            if r0[k] < 0 or c0[k] < 0 or r0[k] + h > nr or c0[k] + w > nc:
+                res[k, REASON] = OUTSIDE
+                continue
+            lk_robust_node(sp, r0[k], c0[k], h, w, d_r[k], d_c[k], max_iter, centre, res[k])
+
+    run_chunks(nodes, n)
     return res

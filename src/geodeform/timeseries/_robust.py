@@ -545,12 +545,15 @@ def judgeable(pi, pj, use, t, lam, max_gap):
     P = pi.size
     label, ok = cut_labels(pi, pj, use, t, lam, max_gap)
     out = np.zeros(P, dtype=np.bool_)
-    keys = np.sort(label[ok])  # the labels of the links in use: a pair is alone when its label occurs once
+    # the labels of the links in use: a pair is alone when its label occurs once (compared as int64, the
+    # same bits: only equality matters, and the int64 sort is compiled for other kernels already)
+    lab = label.view(np.int64)
+    keys = np.sort(lab[ok])
     for p in range(P):
         if not ok[p] or label[p] == np.uint64(0):
             continue
-        lo = np.searchsorted(keys, label[p], side="left")
-        hi = np.searchsorted(keys, label[p], side="right")
+        lo = np.searchsorted(keys, lab[p], side="left")
+        hi = np.searchsorted(keys, lab[p], side="right")
         out[p] = hi - lo == 1
     return out
 
