@@ -17,7 +17,8 @@ import numba as nb
 import numpy as np
 import numpy.typing as npt
 
-from geodeform.compiled import median, run_chunks
+from geodeform.compiled import median
+from geodeform.offsets._common import each_node
 from geodeform.offsets._layout import (
     CENTRE_SCORE,
     DX,
@@ -230,19 +231,7 @@ def lk_robust_nodes(
     from (start[0][k], start[1][k]) px); returns (n, REFINE_COLS)."""
     n = r0.size
     res = np.full((n, REFINE_COLS), np.nan)
-    h, w = size
-    nr, nc = sp.ref.shape
-    d_r, d_c = start
-
-    def nodes(lo: int, hi: int) -> None:
-        # A Python loop, not a compiled range kernel: that would optimise and emit the whole node kernel's
-        # code a second time on a cold cache (docs/benchmarks.md) for a re-measurement of few nodes, each
-        # costing far more than a call from Python (the kernel releases the GIL).
-        for k in range(lo, hi):
-            if r0[k] < 0 or c0[k] < 0 or r0[k] + h > nr or c0[k] + w > nc:
-                res[k, REASON] = OUTSIDE
-                continue
-            lk_robust_node(sp, r0[k], c0[k], h, w, d_r[k], d_c[k], max_iter, centre, res[k])
-
-    run_chunks(nodes, n)
+    each_node(
+        lk_robust_node, sp, r0, c0, size, start, res, params=(max_iter, centre), outside=(REASON, OUTSIDE)
+    )
     return res

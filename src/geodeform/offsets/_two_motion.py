@@ -20,7 +20,8 @@ import numba as nb
 import numpy as np
 import numpy.typing as npt
 
-from geodeform.compiled import median, run_chunks
+from geodeform.compiled import median
+from geodeform.offsets._common import each_node
 from geodeform.offsets._layout import (
     DX,
     DY,
@@ -757,24 +758,17 @@ def two_motion_nodes(
     """:func:`two_motion_node` for many nodes in parallel (chips of ``size`` (h, w) at (r0[k], c0[k]),
     one-motion answer ``start``, candidate ``motions`` per node, px); returns (n, TWO_COLS)."""
     res = np.full((r0.size, TWO_COLS), np.nan)
-    h, w = size
-    nr, nc = sp.ref.shape
-    d0_r, d0_c = start
-    a_r, a_c, b_r, b_c = motions
-
-    def nodes(lo: int, hi: int) -> None:
-        # A Python loop, not a compiled range kernel: that would optimise and emit the whole node kernel's
-        # code a second time on a cold cache (~3 CPU-s, docs/benchmarks.md) for a pass that runs on few
-        # nodes, each costing far more than a call from Python (the kernel releases the GIL).
-        for k in range(lo, hi):
-            if r0[k] < 0 or c0[k] < 0 or r0[k] + h > nr or c0[k] + w > nc:
-                res[k, TWO_REASON] = OUTSIDE
-                continue
-            two_motion_node(
-                sp, r0[k], c0[k], h, w, d0_r[k], d0_c[k], a_r[k], a_c[k], b_r[k], b_c[k], tm, res[k]
-            )
-
-    run_chunks(nodes, r0.size)
+    each_node(
+        two_motion_node,
+        sp,
+        r0,
+        c0,
+        size,
+        (*start, *motions),
+        res,
+        params=(tm,),
+        outside=(TWO_REASON, OUTSIDE),
+    )
     return res
 
 
