@@ -268,8 +268,9 @@ def _coarse_boundary(D, valid, h, w, py, px, pd, hist):
             px[npt] = bj + 1.0 - cc
             pd[npt] = rs[bj] + rs[bj + 1] + rs[bj + 2]
             npt += 1
+    n_ang = np.int64(36)  # typed int64, not a literal: one compiled _scan_lines for both callers
     return _scan_lines(
-        py, px, pd, npt, 0.0, math.pi * (1 - 1 / 36), 36, -R, 1.5, int(2 * R / 1.5) + 1, 0.0, 0.0, hist
+        py, px, pd, npt, 0.0, math.pi * (1 - 1 / 36), n_ang, -R, 1.5, int(2 * R / 1.5) + 1, 0.0, 0.0, hist
     )
 
 
@@ -303,6 +304,7 @@ def _fit_boundary(D, valid, h, w, th, rho, orient, dth, n_ang, drho, bw, py, px,
                 elif orient * t < 0.0:
                     base += D[i, j]
     nb_ = int(2.0 * drho / bw + 0.5)
+    n_ang = np.int64(n_ang)  # typed int64 (the callers pass literals): one compiled _scan_lines
     return _scan_lines(py, px, pd, npt, th - dth, th + dth, n_ang, rho - drho, bw, nb_, orient, base, hist)
 
 
@@ -758,17 +760,8 @@ def two_motion_nodes(
     """:func:`two_motion_node` for many nodes in parallel (chips of ``size`` (h, w) at (r0[k], c0[k]),
     one-motion answer ``start``, candidate ``motions`` per node, px); returns (n, TWO_COLS)."""
     res = np.full((r0.size, TWO_COLS), np.nan)
-    each_node(
-        two_motion_node,
-        sp,
-        r0,
-        c0,
-        size,
-        (*start, *motions),
-        res,
-        params=(tm,),
-        outside=(TWO_REASON, OUTSIDE),
-    )
+    per_node = (*start, *motions)
+    each_node(two_motion_node, sp, r0, c0, size, per_node, res, params=(tm,), outside=(TWO_REASON, OUTSIDE))
     return res
 
 
