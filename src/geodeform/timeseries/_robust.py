@@ -546,15 +546,29 @@ def judgeable(pi, pj, use, t, lam, max_gap):
     P = pi.size
     label, ok = cut_labels(pi, pj, use, t, lam, max_gap)
     out = np.zeros(P, dtype=np.bool_)
-    # the labels of the links in use (52 bits: exact as float64): a pair is alone when its label occurs once
-    lab = label.astype(np.float64)
-    keys = np.sort(lab[ok])
-    for p in range(P):
-        if not ok[p] or label[p] == np.uint64(0):
-            continue
-        lo = np.searchsorted(keys, lab[p], side="left")
-        hi = np.searchsorted(keys, lab[p], side="right")
-        out[p] = hi - lo == 1
+    # a pair is alone when its label occurs once among the links in use: the labels (52 bits, exact as
+    # float64) in order by np.argsort of float64, whose quicksort the other kernels compile already
+    m = 0
+    for e in range(label.size):
+        m += ok[e]
+    keys = np.empty(m)
+    link = np.empty(m, dtype=np.int64)
+    m = 0
+    for e in range(label.size):
+        if ok[e]:
+            keys[m] = np.float64(label[e])
+            link[m] = e
+            m += 1
+    order = np.argsort(keys)
+    a = 0
+    while a < m:
+        b = a + 1
+        while b < m and keys[order[b]] == keys[order[a]]:
+            b += 1
+        e = link[order[a]]
+        if b - a == 1 and e < P and label[e] != np.uint64(0):
+            out[e] = True
+        a = b
     return out
 
 
