@@ -223,12 +223,17 @@ def each_node(
     h, w = size
     nr, nc = sp.ref.shape
     col, code = outside
+    # Python ints and floats (typed int64 and float64, as the array elements): cheaper to pass than
+    # NumPy scalars, which a call from Python would otherwise create and unbox per node
+    rows, cols = r0.tolist(), c0.tolist()
+    values = list(zip(*(np.asarray(a).tolist() for a in per_node), strict=True))
 
     def chunk(lo: int, hi: int) -> None:
         for k in range(lo, hi):
-            if r0[k] < 0 or c0[k] < 0 or r0[k] + h > nr or c0[k] + w > nc:
+            r, c = rows[k], cols[k]
+            if r < 0 or c < 0 or r + h > nr or c + w > nc:
                 res[k, col] = code
                 continue
-            node(sp, r0[k], c0[k], h, w, *[a[k] for a in per_node], *params, res[k])
+            node(sp, r, c, h, w, *values[k], *params, res[k])
 
     run_chunks(chunk, r0.size)
