@@ -4,7 +4,8 @@
 # Steps: .venv at the repo root (created if absent) with geodeform[dev]; the system services the tests use
 # (scripts/services.d/*.sh: each installs and starts one service, idempotently); then ruff and pytest.
 # pytest includes the documentation: tests/test_docs.py runs every tutorial script and `mkdocs build --strict`,
-# tests/test_packaging.py builds the sdist and wheel and runs the demo from the wheel in a clean venv.
+# tests/test_packaging.py builds the sdist and wheel and runs the demo from the wheel in a clean venv (the one
+# demo run that tests/test_demo.py checks against the truth).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import functools
 import http.server
 import json
 import os
@@ -37,7 +38,7 @@ from fastapi.testclient import TestClient
 
 from _cli import cli
 from geodeform.cli.demo import _write_geotiff
-from geodeform.demo import make_glacier_pair
+from geodeform.demo import DemoPair, make_glacier_pair
 from geodeform.service.app import create_app
 from geodeform.service.notify import deliver_due
 from geodeform.service.settings import ServiceSettings
@@ -98,9 +99,18 @@ def db_url(kind: str, tmp: Path) -> str:
     return dsn
 
 
+@functools.cache
+def _glacier_pair() -> DemoPair:
+    """The glacier demo pair, built once per test process (about 1 CPU-s each time), read-only."""
+    pair = make_glacier_pair()
+    for image in (pair.reference, pair.secondary):
+        image.flags.writeable = False
+    return pair
+
+
 def write_pair(root: Path, *, size: int = 96, prefix: str = "") -> tuple[str, str]:
     """Two small georeferenced GeoTIFFs of the glacier demo (30 days apart) in ``root``; relative names."""
-    pair = make_glacier_pair()
+    pair = _glacier_pair()
     ref, sec = f"{prefix}LC08_20200106_B4.tif", f"{prefix}LC08_20200205_B4.tif"
     _write_geotiff(root / ref, np.ascontiguousarray(pair.reference[:size, :size]), "2020-01-06")
     _write_geotiff(root / sec, np.ascontiguousarray(pair.secondary[:size, :size]), "2020-02-05")

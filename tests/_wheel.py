@@ -1,7 +1,7 @@
 """The wheel of this checkout installed in a clean virtual environment, and the demo run from it, made
-once per test session (fixtures ``wheel_venv`` and ``wheel_demo`` in conftest.py; used by tests/test_docs.py
-and tests/test_packaging.py). Safe under pytest-xdist: the first worker makes them, the others wait for it
-and reuse them.
+once per test session (fixtures ``wheel_venv`` and ``wheel_demo`` in conftest.py; used by
+tests/test_docs.py, tests/test_demo.py and tests/test_packaging.py). Safe under pytest-xdist: the first
+worker makes them, the others wait for it and reuse them.
 """
 
 from __future__ import annotations

@@ -169,7 +169,6 @@ LONGEST_FIRST = (
     "test_service_accounts.py",
     "test_service_fuzz.py",
     "test_service_page.py",
-    "test_demo.py",
     "test_offsets.py",
     "test_quake_workflow.py",
     "test_service_proxy.py",
@@ -180,18 +179,17 @@ LONGEST_FIRST = (
 
 WHEEL_CHAIN = (
     "tests/test_docs.py::test_getting_started_demo_and_its_explanation",
-    "tests/test_docs.py::test_site_builds_strict",
-    "tests/test_docs.py::test_tutorial_code_blocks_run_in_an_empty_folder",
-    "tests/test_docs.py::test_tutorial_pages_in_chromium",
+    "tests/test_demo.py::test_demo_runs_offline_and_recovers_the_known_flow",
     "tests/test_packaging.py::test_sdist_and_wheel_install_in_a_clean_venv_and_run_the_demo",
 )
-"""The tests that need the built wheel (fixture ``wheel_venv``, directly or through ``wheel_demo`` or
-``docs_site``), in the order they run: under ``--dist loadfile`` they are one unit of work (not their files)
-that one worker starts first: the wheel, the demo from it (with a fresh install's kernel cache), the docs
-build that runs each tutorial page with it, and the tests that read them, while the other worker runs
-everything else. By file (test_docs.py, test_packaging.py) they were on both workers, and one waited for the
-other's wheel and demo with nothing to do (2+ min per run). Collection fails when this list and the tests
-that use ``wheel_venv`` differ."""
+"""The tests that need the built wheel (fixture ``wheel_venv``, directly or through ``wheel_demo``), in the
+order they run: under ``--dist loadfile`` they are one unit of work (not their files) that one worker starts
+first: the wheel, the demo from it (with a fresh install's kernel cache; the getting-started, demo and
+packaging tests all check that one run), while the other worker runs everything else, test_docs.py's
+tutorial scripts and docs build first (that build runs the tutorial pages with the checkout's geodeform, so
+it waits for no wheel: chain and build run side by side). By file (test_docs.py, test_packaging.py) they
+were on both workers, and one waited for the other's wheel and demo with nothing to do (2+ min per run).
+Collection fails when this list and the tests that use ``wheel_venv`` differ."""
 
 
 def _chain_name(nodeid: str) -> str:
@@ -246,7 +244,8 @@ def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> WheelVenv:
 
 @pytest.fixture(scope="session")
 def wheel_demo(tmp_path_factory: pytest.TempPathFactory, wheel_venv: WheelVenv) -> WheelDemo:
-    """The getting-started demo run from the wheel once for the test session (the packaging test checks its
-    products, the docs test its last line and the script that explains it)."""
+    """The getting-started demo run from the wheel once for the test session (the demo test checks its
+    error against the truth and its products, the packaging test that it ran from the wheel, the docs test
+    its last line and the script that explains it)."""
     made = once_per_session(tmp_path_factory, "wheel-demo", lambda d: run_wheel_demo(d, wheel_venv))
     return WheelDemo(Path(made["cwd"]), Path(made["out"]), made["returncode"], made["stdout"], made["stderr"])

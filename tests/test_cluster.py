@@ -224,7 +224,7 @@ def test_service_compute_sends_preset_jobs_to_slurm(tmp_path: Path, cleanup_jobs
     data = tmp_path / "data"
     job = shifted_job(data, name, 2)
     compute = tmp_path / "compute.yaml"
-    compute.write_text(yaml.safe_dump(_slurm(name)))
+    compute.write_text(yaml.safe_dump(_slurm(name, jobs=1)))  # one pair: one worker job is enough
     db = db_url("sqlite", tmp_path)
     (token,) = add_users(db, "alice")
     inputs = [{"path": Path(i["path"]).name, "date": i["date"]} for i in job["inputs"]]

@@ -227,9 +227,14 @@ def test_config_reference_follows_geodeform_config() -> None:
 
 @dataclass(frozen=True)
 class DocsSite:
-    """``mkdocs build --strict`` run once for the test session, its tutorial pages run by the python of the
-    clean venv where only the wheel is installed: the site, the record of every tutorial page's run
-    (``docs/scripts/gen_tutorials.py``: page -> interpreter, steps...), the build's exit code and log."""
+    """``mkdocs build --strict`` run once for the test session, its tutorial pages run by this environment's
+    python (the checkout's geodeform): the site, the record of every tutorial page's run
+    (``docs/scripts/gen_tutorials.py``: page -> interpreter, steps...), the build's exit code and log.
+
+    Not the wheel's clean venv: the build then waits for no wheel and no cold demo (the wheel chain, on the
+    other worker), and runs after the tutorial scripts of this file, which load the checkout's kernels first.
+    That the wheel holds every file of the package, so that an install runs these pages too, is the
+    packaging test's (tests/test_packaging.py)."""
 
     site: Path
     record: dict[str, Any]
@@ -240,7 +245,7 @@ class DocsSite:
         assert self.returncode == 0, self.log
 
 
-def _build_site(folder: Path, python: Path) -> dict[str, Any]:
+def _build_site(folder: Path, python: str) -> dict[str, Any]:
     record = folder / "tutorial-runs.json"
     env = {"GEODEFORM_TUTORIAL_PYTHON": str(python), "GEODEFORM_TUTORIAL_RECORD": str(record)}
     args = [str(BIN / "mkdocs"), "build", "--strict", "--site-dir", str(folder / "site")]
@@ -255,11 +260,11 @@ def _build_site(folder: Path, python: Path) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def docs_site(tmp_path_factory: pytest.TempPathFactory, wheel_venv: WheelVenv) -> DocsSite:
+def docs_site(tmp_path_factory: pytest.TempPathFactory) -> DocsSite:
     """The site built once for the session (under pytest-xdist too), each tutorial page run once in it."""
     if shutil.which("mkdocs", path=str(BIN)) is None:
         pytest.skip("mkdocs not installed (pip install -e '.[docs]')")
-    made = once_per_session(tmp_path_factory, "docs-site", lambda d: _build_site(d, wheel_venv.python))
+    made = once_per_session(tmp_path_factory, "docs-site", lambda d: _build_site(d, sys.executable))
     return DocsSite(Path(made["site"]), made["record"], made["returncode"], made["log"])
 
 
@@ -401,17 +406,15 @@ def test_a_bad_tutorial_fails_the_mkdocs_build(page: str, message: str, tmp_path
 
 @pytest.mark.slow
 @pytest.mark.parametrize("src", TUTORIAL_SOURCES, ids=lambda p: p.stem)
-def test_tutorial_code_blocks_run_in_an_empty_folder(
-    src: Path, docs_site: DocsSite, wheel_venv: WheelVenv
-) -> None:
+def test_tutorial_code_blocks_run_in_an_empty_folder(src: Path, docs_site: DocsSite) -> None:
     """Every block of the page ran as shown, in order, in a new interpreter started in an empty folder, with
-    geodeform from the wheel in a clean venv (the build ran the page, once; its record says how each step
-    went); the built page shows each step's output and figures, the first within the first screen."""
+    this checkout's geodeform (the build ran the page, once; its record says how each step went); the built
+    page shows each step's output and figures, the first within the first screen."""
     docs_site.check()
     tutorials = _tutorials_module()
     run = docs_site.record[src.stem]
-    assert run["python"] == str(wheel_venv.python) and run["started_empty"], run["python"]
-    assert run["geodeform"].startswith(str(wheel_venv.venv)), run["geodeform"]  # not the checkout's copy
+    assert run["python"] == sys.executable and run["started_empty"], run["python"]
+    assert run["geodeform"].startswith(str(ROOT / "src" / "geodeform")), run["geodeform"]  # no other copy
     text = src.read_text()
     shown = [(lang, code.strip().splitlines()[0]) for lang, code in tutorials.blocks(text)]
     steps = run["steps"]

@@ -64,10 +64,17 @@ def test_kill_9_of_a_worker_mid_job_then_the_job_finishes(tmp_path, data):
             assert doc["status"] == "successful", doc
             assert store.get_job(job_id).attempts == 2  # re-queued once, by the reaper, after the kill
             assert c.get(f"/jobs/{job_id}/results", headers=auth(token)).status_code == 200
+            # Every notification is a row of the store, written with the change it reports, and sent from
+            # there: once none of the job's is left to send (the final one included: the job is final), no
+            # further one can come, and what the receiver has is all there will be.
             deadline = time.monotonic() + 30
-            while not receiver.on("/ok") and time.monotonic() < deadline:
-                time.sleep(0.2)
-            time.sleep(3)  # a second notification would have come by now
+            while time.monotonic() < deadline and (
+                not receiver.on("/ok")
+                or any(status in ("pending", "sending") for _, _, status, _ in store.notifications(job_id))
+            ):
+                time.sleep(0.1)
+            notes = store.notifications(job_id)
+            assert notes and all(status == "sent" for _, _, status, _ in notes), notes
         assert [b["jobID"] for b in receiver.on("/ok")] == [job_id]
         assert 1 <= len(receiver.on("/running")) <= 2  # one per attempt that got to start
     finally:

@@ -659,6 +659,49 @@ def test_node_errors_cover_image_noise_that_no_residual_shows() -> None:
     assert ok.mean() > 0.9 and np.all(full.sigma_dx[1:][ok] > ts.sigma_dx[1:][ok])
 
 
+def test_isotropic_error_model_covers_a_chip_error_across_the_flow() -> None:
+    """A chip moved by the flow has an error that grows with the displacement in both components, also
+    across the flow, where that component does not move (known truth: a per-node error ``k |d|`` drawn
+    independently for x and y, the same in every pair, on a flow along x). ``isotropic=True`` gives both
+    components the vector's term, so vy's 1-sigma covers ~68 % of its errors; the per-component default
+    gives vy no such term."""
+    rng = np.random.default_rng(5)
+    n, side, k = 6, 30, 0.01
+    t = np.arange(n) * 16.0
+    dates = np.datetime64("2024-01-01") + t.astype("timedelta64[D]")
+    pairs = np.array([(i, j) for i in range(n) for j in range(i + 1, min(n, i + 4))])
+    speed = np.broadcast_to(np.linspace(0.0, 0.15, side)[:, None], (side, side))  # px/day, along x
+    z = rng.normal(0.0, 1.0, (2, side, side))  # the node's texture: the same in every pair
+    span = np.array([t[j] - t[i] for i, j in pairs])[:, None, None]
+    d = speed * span
+    e_pair = 0.01
+    dx = d + k * d * z[0] + rng.normal(0, e_pair, d.shape)
+    dy = k * d * z[1] + rng.normal(0, e_pair, d.shape)
+    err = np.full(d.shape, np.sqrt(2) * e_pair)
+    iso = ErrorModel(displacement_fraction=k, strain_fraction=0.0, isotropic=True)
+    # the pair term: the vector's magnitude for both components
+    got = pair_sigma(dx, dy, err, step=16, model=iso, component="y")
+    assert np.allclose(got, np.hypot(e_pair, k * np.hypot(dx, dy)))
+    per_component = ErrorModel(displacement_fraction=k, strain_fraction=0.0)
+    covered = {}
+    for name, model in (("iso", iso), ("component", per_component)):
+        kw = {"step": 16, "model": model}
+        sx = pair_sigma(dx, dy, err, component="x", **kw)
+        sy = pair_sigma(dx, dy, err, component="y", **kw)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", TimeSeriesWarning)
+            ts = invert(dates, pairs, dx, dy, weights=2.0 / (sx**2 + sy**2))
+        vc = velocity_composite(add_node_errors(ts, pairs, sx, sigma_y=sy, **kw))
+        moving = speed > 0.05
+        truth = speed * 365.25
+        covered[name] = (
+            float(np.mean((np.abs(vc.vx - truth) <= vc.vx_error)[moving])),
+            float(np.mean((np.abs(vc.vy) <= vc.vy_error)[moving])),
+        )
+    assert 0.6 <= covered["iso"][0] <= 0.8 and 0.6 <= covered["iso"][1] <= 0.8, covered
+    assert covered["component"][1] < 0.35, covered  # across the flow: no term without isotropic
+
+
 # ------------------------------------------------------- chunked inversion with per-node errors (#21 x #25)
 def test_chunked_inversion_uses_the_per_node_error_model(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """``invert_products(node_errors=...)`` gives what the in-memory chain gives (per-node 1/sigma^2

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numba as nb
@@ -196,3 +197,43 @@ def texture(
     bad, m = _rules(img, nodata, mask, fill_values)
     found, first, differs = _texture(img, bad, m)
     return bool(found), float(first), bool(differs)
+
+
+def each_node(
+    node: Callable[..., None],
+    sp: Any,
+    r0: npt.NDArray[np.int64],
+    c0: npt.NDArray[np.int64],
+    size: tuple[int, int],
+    per_node: tuple[npt.NDArray[Any], ...],
+    res: npt.NDArray[np.float64],
+    *,
+    params: tuple[Any, ...],
+    outside: tuple[int, int],
+) -> None:
+    """``node(sp, r0[k], c0[k], h, w, *(a[k] for a in per_node), *params, res[k])`` for every node whose
+    chip (``size`` = (h, w) at (r0[k], c0[k])) lies inside the strip ``sp.ref``, on the kernel threads
+    (:func:`geodeform.compiled.run_chunks`); ``res[k, outside[0]] = outside[1]`` for the others.
+
+    A Python loop over a compiled node kernel, for the passes that run on few nodes (the robust and
+    two-motion re-fits): a compiled loop would optimise and emit the whole node kernel's code a second time
+    on a cold cache (1.5-3 CPU-s per kernel, ``docs/benchmarks.md``), while a call from Python costs
+    microseconds beside a node's fit (the kernel releases the GIL).
+    """
+    h, w = size
+    nr, nc = sp.ref.shape
+    col, code = outside
+    # Python ints and floats (typed int64 and float64, as the array elements): cheaper to pass than
+    # NumPy scalars, which a call from Python would otherwise create and unbox per node
+    rows, cols = r0.tolist(), c0.tolist()
+    values = list(zip(*(np.asarray(a).tolist() for a in per_node), strict=True))
+
+    def chunk(lo: int, hi: int) -> None:
+        for k in range(lo, hi):
+            r, c = rows[k], cols[k]
+            if r < 0 or c < 0 or r + h > nr or c + w > nc:
+                res[k, col] = code
+                continue
+            node(sp, r, c, h, w, *values[k], *params, res[k])
+
+    run_chunks(chunk, r0.size)

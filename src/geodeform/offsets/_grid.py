@@ -183,12 +183,13 @@ def strained_linear_residual(dy, dx, lk, step_r, step_c):
     H, W = dy.shape
     cy = np.empty((H, W))
     cx = np.empty((H, W))
+    one, zero = np.int64(1), np.int64(0)  # typed int64, not literals: one compiled _grad_at for both
     for i in range(H):
         for j in range(W):
-            gyr = _grad_at(dy, i, j, 1, 0, step_r)
-            gyc = _grad_at(dy, i, j, 0, 1, step_c)
-            gxr = _grad_at(dx, i, j, 1, 0, step_r)
-            gxc = _grad_at(dx, i, j, 0, 1, step_c)
+            gyr = _grad_at(dy, i, j, one, zero, step_r)
+            gyc = _grad_at(dy, i, j, zero, one, step_c)
+            gxr = _grad_at(dx, i, j, one, zero, step_r)
+            gxc = _grad_at(dx, i, j, zero, one, step_c)
             m = lk[i, j]
             v0 = m[M_ROW] * gyr + m[M_ROW + 1] * gxr + m[M_COL] * gyc + m[M_COL + 1] * gxc
             v1 = m[M_ROW + 1] * gyr + m[M_ROW + 2] * gxr + m[M_COL + 1] * gyc + m[M_COL + 2] * gxc
@@ -382,7 +383,8 @@ def nanmedian_filter(a, radius, net):
     for i in range(nr):
         count = np.empty(nc, np.int64)
         v = np.empty((net.max() + 1, nc))
-        _window_medians(a, radius, False, net, i, v, out[i], count)
+        # np.bool_: a typed bool, not a literal, so that both callers share one compiled _window_medians
+        _window_medians(a, radius, np.bool_(False), net, i, v, out[i], count)
     return out
 
 
@@ -398,8 +400,8 @@ def neighbour_median_nodes(dy, dx, radius, min_count, net):
     for i in range(nr):
         cx = np.empty(nc, np.int64)
         v = np.empty((net.max() + 1, nc))
-        _window_medians(dy, radius, True, net, i, v, my[i], count[i])
-        _window_medians(dx, radius, True, net, i, v, mx[i], cx)
+        _window_medians(dy, radius, np.bool_(True), net, i, v, my[i], count[i])
+        _window_medians(dx, radius, np.bool_(True), net, i, v, mx[i], cx)
         for j in range(nc):
             n = count[i, j]
             if not (n >= min_count and n > 0):

@@ -17,7 +17,8 @@ import numba as nb
 import numpy as np
 import numpy.typing as npt
 
-from geodeform.compiled import median, run_chunks
+from geodeform.compiled import median
+from geodeform.offsets._common import each_node
 from geodeform.offsets._layout import (
     CENTRE_SCORE,
     DX,
@@ -217,17 +218,6 @@ def lk_robust_node(sp, r0, c0, h, w, d_r, d_c, max_iter, centre, out):
     out[SIGMA] = SIGMA_CALIBRATION * math.sqrt(sig2 * (a00 + a11) / det) if det > 0 else np.nan
 
 
-@nb.njit(cache=True, nogil=True)
-def _lk_robust_range(lo, hi, sp, r0, c0, h, w, d_r, d_c, max_iter, centre, res):
-    """:func:`lk_robust_node` for the nodes ``lo <= k < hi``, into ``res`` (one chunk of
-    :func:`lk_robust_nodes`)."""
-    for k in range(lo, hi):
-        if r0[k] < 0 or c0[k] < 0 or r0[k] + h > sp.ref.shape[0] or c0[k] + w > sp.ref.shape[1]:
-            res[k, REASON] = OUTSIDE
-            continue
-        lk_robust_node(sp, r0[k], c0[k], h, w, d_r[k], d_c[k], max_iter, centre, res[k])
-
-
 def lk_robust_nodes(
     sp: Spline,
     r0: npt.NDArray[np.int64],
@@ -241,6 +231,7 @@ def lk_robust_nodes(
     from (start[0][k], start[1][k]) px); returns (n, REFINE_COLS)."""
     n = r0.size
     res = np.full((n, REFINE_COLS), np.nan)
-    h, w = size
-    run_chunks(_lk_robust_range, n, sp, r0, c0, h, w, start[0], start[1], max_iter, centre, res)
+    each_node(
+        lk_robust_node, sp, r0, c0, size, start, res, params=(max_iter, centre), outside=(REASON, OUTSIDE)
+    )
     return res

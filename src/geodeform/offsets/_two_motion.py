@@ -20,7 +20,8 @@ import numba as nb
 import numpy as np
 import numpy.typing as npt
 
-from geodeform.compiled import median, run_chunks
+from geodeform.compiled import median
+from geodeform.offsets._common import each_node
 from geodeform.offsets._layout import (
     DX,
     DY,
@@ -267,8 +268,9 @@ def _coarse_boundary(D, valid, h, w, py, px, pd, hist):
             px[npt] = bj + 1.0 - cc
             pd[npt] = rs[bj] + rs[bj + 1] + rs[bj + 2]
             npt += 1
+    n_ang = np.int64(36)  # typed int64, not a literal: one compiled _scan_lines for both callers
     return _scan_lines(
-        py, px, pd, npt, 0.0, math.pi * (1 - 1 / 36), 36, -R, 1.5, int(2 * R / 1.5) + 1, 0.0, 0.0, hist
+        py, px, pd, npt, 0.0, math.pi * (1 - 1 / 36), n_ang, -R, 1.5, int(2 * R / 1.5) + 1, 0.0, 0.0, hist
     )
 
 
@@ -302,6 +304,7 @@ def _fit_boundary(D, valid, h, w, th, rho, orient, dth, n_ang, drho, bw, py, px,
                 elif orient * t < 0.0:
                     base += D[i, j]
     nb_ = int(2.0 * drho / bw + 0.5)
+    n_ang = np.int64(n_ang)  # typed int64 (the callers pass literals): one compiled _scan_lines
     return _scan_lines(py, px, pd, npt, th - dth, th + dth, n_ang, rho - drho, bw, nb_, orient, base, hist)
 
 
@@ -745,17 +748,6 @@ def two_motion_node(sp, r0, c0, h, w, d0_r, d0_c, a_r, a_c, b_r, b_c, tm, out):
     out[TWO_REASON] = OK if np.isfinite(out[TWO_SIGMA]) else NOT_CONVERGED
 
 
-@nb.njit(cache=True, nogil=True)
-def _two_motion_range(lo, hi, sp, r0, c0, h, w, d0_r, d0_c, a_r, a_c, b_r, b_c, tm, res):
-    """:func:`two_motion_node` for the nodes ``lo <= k < hi``, into ``res`` (one chunk of
-    :func:`two_motion_nodes`)."""
-    for k in range(lo, hi):
-        if r0[k] < 0 or c0[k] < 0 or r0[k] + h > sp.ref.shape[0] or c0[k] + w > sp.ref.shape[1]:
-            res[k, TWO_REASON] = OUTSIDE
-            continue
-        two_motion_node(sp, r0[k], c0[k], h, w, d0_r[k], d0_c[k], a_r[k], a_c[k], b_r[k], b_c[k], tm, res[k])
-
-
 def two_motion_nodes(
     sp: Spline,
     r0: npt.NDArray[np.int64],
@@ -768,7 +760,8 @@ def two_motion_nodes(
     """:func:`two_motion_node` for many nodes in parallel (chips of ``size`` (h, w) at (r0[k], c0[k]),
     one-motion answer ``start``, candidate ``motions`` per node, px); returns (n, TWO_COLS)."""
     res = np.full((r0.size, TWO_COLS), np.nan)
-    run_chunks(_two_motion_range, r0.size, sp, r0, c0, *size, *start, *motions, tm, res)
+    per_node = (*start, *motions)
+    each_node(two_motion_node, sp, r0, c0, size, per_node, res, params=(tm,), outside=(TWO_REASON, OUTSIDE))
     return res
 
 

@@ -444,11 +444,12 @@ def ambiguous_dates(pj, r, w_row, scale, seen, z, threshold, date_ptr, date_pair
 
 @njit(cache=True, nogil=True)
 def _mix(x):
-    """splitmix64 of ``x`` (uint64): a reproducible pseudo-random 64-bit label."""
+    """splitmix64 of ``x`` (uint64), its top 52 bits: a reproducible pseudo-random label, exact as a float64
+    (:func:`judgeable` sorts the labels as float64, whose sort other kernels compile already)."""
     x = x + np.uint64(0x9E3779B97F4A7C15)
     x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
     x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
+    return (x ^ (x >> np.uint64(31))) >> np.uint64(12)
 
 
 @njit(cache=True, nogil=True)
@@ -457,9 +458,9 @@ def cut_labels(pi, pj, use, t, lam, max_gap):
 
     The links are those of :func:`~geodeform.timeseries._kernels.linked`: the usable pairs, then (with
     smoothing) the ``n - 1`` intervals between consecutive dates that the smoothing may bridge. Each link
-    outside a spanning forest gets a pseudo-random 64-bit label, each forest link the XOR of the labels of
+    outside a spanning forest gets a pseudo-random 52-bit label, each forest link the XOR of the labels of
     the links that span it. A link whose removal splits its part of the network (a bridge) gets 0; two
-    links share a non-zero label exactly when removing both splits it (up to 64-bit collisions).
+    links share a non-zero label exactly when removing both splits it (up to 52-bit collisions).
 
     Returns the labels ``(P + n - 1,)`` or ``(P,)`` uint64 (0 for links not in use) and the links in use.
     """
@@ -545,13 +546,29 @@ def judgeable(pi, pj, use, t, lam, max_gap):
     P = pi.size
     label, ok = cut_labels(pi, pj, use, t, lam, max_gap)
     out = np.zeros(P, dtype=np.bool_)
-    keys = np.sort(label[ok])  # the labels of the links in use: a pair is alone when its label occurs once
-    for p in range(P):
-        if not ok[p] or label[p] == np.uint64(0):
-            continue
-        lo = np.searchsorted(keys, label[p], side="left")
-        hi = np.searchsorted(keys, label[p], side="right")
-        out[p] = hi - lo == 1
+    # a pair is alone when its label occurs once among the links in use: the labels (52 bits, exact as
+    # float64) in order by np.argsort of float64, whose quicksort the other kernels compile already
+    m = 0
+    for e in range(label.size):
+        m += ok[e]
+    keys = np.empty(m)
+    link = np.empty(m, dtype=np.int64)
+    m = 0
+    for e in range(label.size):
+        if ok[e]:
+            keys[m] = np.float64(label[e])
+            link[m] = e
+            m += 1
+    order = np.argsort(keys)
+    a = 0
+    while a < m:
+        b = a + 1
+        while b < m and keys[order[b]] == keys[order[a]]:
+            b += 1
+        e = link[order[a]]
+        if b - a == 1 and e < P and label[e] != np.uint64(0):
+            out[e] = True
+        a = b
     return out
 
 

@@ -63,10 +63,18 @@ class ErrorModel:
         1-sigma error per px of displacement change across the chip (dimensionless): a chip of ``c`` px
         on a component of gradient ``g`` (px/px, the largest within half a chip of the node) gets
         ``strain_fraction * c * g`` px more error.
+    isotropic : bool
+        False (default): each component's term from its own magnitude and gradient (``|d_c|``, the
+        largest gradient of ``d_c`` within half a chip). True: both components get the term of the
+        vector (``|d|``, the largest gradient magnitude of the vector field within half a chip): the error
+        of a chip moved and deformed by the flow, the same along and across it. Calibrated with the
+        ``"quadratic-sided"`` smoothing, whose values carry no curvature bias along the flow (see
+        docs/benchmarks.md, "The error on moving ice without the smoothing's bias").
     """
 
     displacement_fraction: float = 0.002
     strain_fraction: float = 0.025
+    isotropic: bool = False
 
     def __post_init__(self) -> None:
         if not (self.displacement_fraction >= 0 and self.strain_fraction >= 0):
@@ -124,9 +132,17 @@ def footprint_gradient(
 
 
 def _systematic(
-    comp: NDArray[np.float64], step: tuple[float, float], chip: NDArray[np.float64], model: ErrorModel
+    comp: NDArray[np.float64],
+    other: NDArray[np.float64],
+    step: tuple[float, float],
+    chip: NDArray[np.float64],
+    model: ErrorModel,
 ) -> NDArray[np.float64]:
-    """The displacement/strain term of one component (its own magnitude and footprint gradient)."""
+    """The displacement/strain term of component ``comp`` (``other``: the other component): from its own
+    magnitude and footprint gradient, or (``model.isotropic``) from the vector's."""
+    if model.isotropic:
+        gradient = np.hypot(footprint_gradient(comp, step, chip), footprint_gradient(other, step, chip))
+        return model.extra(np.hypot(comp, other), gradient, chip)
     return model.extra(np.abs(comp), footprint_gradient(comp, step, chip), chip)
 
 
@@ -197,8 +213,10 @@ def pair_sigma(
         elif k.ndim != 0:
             raise InvalidInputError(f"noise_scale must be a number or one per pair, got shape {k.shape}")
         noise = noise * np.where(np.isfinite(k) & (k > 0), k, 1.0)
-    parts = {"x": x, "y": y} if component == "both" else {component: x if component == "x" else y}
-    var = sum(noise**2 + _systematic(v, st, c, model) ** 2 for v in parts.values()) / len(parts)
+    parts = {"x": (x, y), "y": (y, x)}
+    if component != "both":
+        parts = {component: parts[component]}
+    var = sum(noise**2 + _systematic(v, o, st, c, model) ** 2 for v, o in parts.values()) / len(parts)
     out = np.sqrt(var)
     out[~(np.isfinite(x) & np.isfinite(y))] = np.nan
     return out
@@ -302,8 +320,9 @@ def add_node_errors(
     ``sigma_dx``/``sigma_dy`` of date k get ``s_0² + s_k²`` added (image noise of the first date and of date
     k, :func:`node_date_noise`); the velocity 1-sigma gets ``(s_0² + s_N²) / T²`` (the velocity is the
     displacement at the last date N over its time T since date 0) and each component's systematic term
-    ``model.extra(|v_c|, footprint |∇v_c|, chip)`` (:func:`footprint_gradient`), which the pairs share
-    and which no inversion residual shows.
+    ``model.extra(|v_c|, footprint |∇v_c|, chip)`` (:func:`footprint_gradient`; the vector's ``|v|`` and
+    gradient for both components with ``model.isotropic``), which the pairs share and which no inversion
+    residual shows.
 
     Parameters
     ----------
@@ -357,7 +376,8 @@ def add_node_errors(
         add_v = (noise2[0] + noise2[-1]) / years**2 if years > 0 else np.zeros_like(noise2[0])
         # px/yr and (px/yr)/px: the term is per year of displacement
         v = getattr(ts, f"velocity_{comp}").astype(np.float64) / unit_per_px
-        systematic = _systematic(v, st, c, model) * unit_per_px
+        other = getattr(ts, f"velocity_{'y' if comp == 'x' else 'x'}").astype(np.float64) / unit_per_px
+        systematic = _systematic(v, other, st, c, model) * unit_per_px
         sd = getattr(ts, f"sigma_d{comp}").astype(np.float64)
         sv = getattr(ts, f"sigma_velocity_{comp}").astype(np.float64)
         changes[f"sigma_d{comp}"] = np.sqrt(sd**2 + add_d).astype(np.float32)

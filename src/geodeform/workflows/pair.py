@@ -18,6 +18,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal, NamedTuple
 
+import h5netcdf
 import numpy as np
 import xarray as xr
 from numpy.typing import NDArray
@@ -294,11 +295,13 @@ def read_stored_pair(out: Path, key: str | None) -> StoredPair | None:
     if key is None or not out.is_file():
         return None
     try:
-        with xr.open_dataset(out, engine="h5netcdf") as ds:
-            if ds.attrs.get("geodeform_pair_key") != key:
+        # The file's global attributes only, through h5netcdf: xarray would decode every variable and build
+        # its indexes first (about 20 times the CPU, paid for each pair of a resumed job, twice).
+        with h5netcdf.File(out, "r") as nc:
+            if nc.attrs.get("geodeform_pair_key") != key:
                 return None
-            stats = json.loads(ds.attrs["geodeform_pair_stats"])
-            record = ds.attrs.get("geodeform_coregistration")
+            stats = json.loads(nc.attrs["geodeform_pair_stats"])
+            record = nc.attrs.get("geodeform_coregistration")
     except (OSError, ValueError, KeyError) as exc:
         log.warning("pair product %s unreadable (%s); recomputing", out, exc)
         return None
