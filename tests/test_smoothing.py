@@ -4,13 +4,14 @@ effect inside geodeform.offsets.match: accuracy against known truth, steps and o
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 import pytest
 
 from _imposed import fourier_shift, noisy
 from geodeform.offsets import match
-from geodeform.offsets._post import adaptive_plane, adaptive_poly
+from geodeform.offsets._post import SIGMA_FLOOR, _independent_fraction, adaptive_plane, adaptive_poly
 
 STEP, CHIP = (16, 16), (32, 32)
 
@@ -223,6 +224,174 @@ def test_quadratic_and_sided_windows_follow_a_curved_field_and_report_their_nois
             ratio.append(np.hypot(f.dy - ly, f.dx - lx)[inner] / f.sigma[inner])
         rms = float(np.sqrt(np.mean(np.square(ratio))))
         assert 0.8 < rms < 1.25, (kw, rms)
+
+
+# ----------------------------------------------------------------------------- the kernel against brute force
+def _brute_cells(valid: np.ndarray, i: int, j: int, d: int, r: int) -> tuple[list[tuple[int, int]], int]:
+    """The valid nodes of window shape d at radius r around (i, j), and its cell count (the grid's outside
+    included)."""
+    nr, nc = valid.shape
+    rows = range(i - (0 if d == 2 else r), i + (0 if d == 1 else r) + 1)
+    cols = range(j - (0 if d == 4 else r), j + (0 if d == 3 else r) + 1)
+    inside = [(a, b) for a in rows for b in cols if 0 <= a < nr and 0 <= b < nc and valid[a, b]]
+    return inside, len(rows) * len(cols)
+
+
+def _brute_fit(f: tuple[np.ndarray, ...], i: int, j: int, d: int, r: int, npar: int, floor: float) -> Any:
+    """Weighted least squares of one window by numpy (None: too few nodes or a singular fit): centre
+    values, their variance, χ² from the residuals, slopes along the shape's direction and their variance,
+    and the fit's weight per node (its equivalent kernel)."""
+    dy, dx, sigma, valid = f
+    basis = [(0, 0), (1, 0), (0, 1), (2, 0), (1, 1), (0, 2)][:npar]
+    inside, count = _brute_cells(valid, i, j, d, r)
+    n = len(inside)
+    if n < max(npar + 3, count // 2):
+        return None
+    a = np.array([[(p - i) ** u * (q - j) ** v for u, v in basis] for p, q in inside], float)
+    w = np.array([1.0 / max(sigma[p, q], floor) ** 2 for p, q in inside])
+    m = a.T @ (w[:, None] * a)
+    try:
+        chol = np.linalg.cholesky(m)
+    except np.linalg.LinAlgError:
+        return None
+    if not (np.diag(chol) ** 2 > 1e-9 * np.diag(m)).all():
+        return None
+    inv = np.linalg.inv(m)
+    vals = np.array([[dy[p, q], dx[p, q]] for p, q in inside])
+    beta = np.linalg.solve(m, a.T @ (w[:, None] * vals))
+    chi2 = 2.0 * float(np.sum(w[:, None] * (vals - a @ beta) ** 2)) / max(2.0 * n - 2.0 * npar, 1.0)
+    axis = 1 if d < 3 else 2
+    z = inv[:, 0]
+    kernel = {pq: wk * float(ak @ z) for pq, wk, ak in zip(inside, w, a, strict=True)}
+    return beta[0], 0.5 * inv[0, 0], chi2, beta[axis], 0.5 * inv[axis, axis], kernel
+
+
+def _brute_poly(
+    dy: np.ndarray,
+    dx: np.ndarray,
+    sigma: np.ndarray,
+    radii: tuple[int, ...],
+    inflation: np.ndarray,
+    **kw: Any,
+) -> np.ndarray:
+    """The adaptive polynomial smoothing by brute force: every window's weighted least-squares fit from its
+    own nodes (numpy's solver, residuals summed directly), the window choice and fusion as documented,
+    the fused error from the fused filter's per-node weights."""
+    gamma, max_chi2, floor, kink, sided = kw["gamma"], kw["max_chi2"], kw["floor"], kw["kink"], kw["sided"]
+    npar = 3 if kw["degree"] == 1 else 6
+    nr, nc = dy.shape
+    valid = np.isfinite(dy) & np.isfinite(dx) & np.isfinite(sigma)
+    out = np.full((4, nr, nc), np.nan)
+
+    for i in range(nr):
+        for j in range(nc):
+            if not valid[i, j]:
+                continue
+            own_v = 0.5 * max(sigma[i, j], floor) ** 2
+            est = []  # per shape: value y, x, variance, radius, χ², slopes, their variance, kernel, inflation
+            for d in range(5 if sided else 1):
+                best = (dy[i, j], dx[i, j], own_v, 0, 0.0, (0.0, 0.0), 0.0, {(i, j): None}, 1.0)
+                half = gamma * np.sqrt(own_v)
+                box = [dy[i, j] - half, dy[i, j] + half, dx[i, j] - half, dx[i, j] + half]
+                for k, r in enumerate(radii):
+                    f = _brute_fit((dy, dx, sigma, valid), i, j, d, r, npar, floor)
+                    if f is None:
+                        if npar > 3 and d > 0 and r < 2:
+                            continue
+                        break
+                    infl = inflation[0 if d == 0 else 1, k]
+                    v = f[1] * infl
+                    half = gamma * np.sqrt(v)
+                    new = [max(box[0], f[0][0] - half), min(box[1], f[0][0] + half)]
+                    new += [max(box[2], f[0][1] - half), min(box[3], f[0][1] + half)]
+                    if v >= best[2]:
+                        if npar > 3:
+                            continue
+                        break
+                    if new[0] > new[1] or new[2] > new[3] or f[2] > max_chi2:
+                        break
+                    box = new
+                    best = (f[0][0], f[0][1], v, r, f[2], tuple(f[3]), f[4] * infl, f[5], infl)
+                est.append(best)
+            wts = np.array([1.0 / e[2] for e in est])
+            share = wts / wts.sum()
+            out[0, i, j] = float(share @ [e[0] for e in est])
+            out[1, i, j] = float(share @ [e[1] for e in est])
+            out[3, i, j] = max(e[3] for e in est)
+            pick, low = -1, np.inf
+            for d1 in (1, 3) if sided and kink > 0 else ():
+                e1, e2 = est[d1], est[d1 + 1]
+                if e1[3] < 1 or e2[3] < 1:
+                    continue
+                t = max(abs(e1[5][0] - e2[5][0]), abs(e1[5][1] - e2[5][1])) / np.sqrt(e1[6] + e2[6])
+                if t > kink:
+                    for d in (d1, d1 + 1):
+                        if est[d][4] < low:
+                            low, pick = est[d][4], d
+            if pick >= 0:
+                out[:, i, j] = est[pick][0], est[pick][1], np.sqrt(2 * est[pick][2]), est[pick][3]
+                continue
+            if not sided:
+                out[2, i, j] = np.sqrt(2.0 / wts.sum())
+                continue
+            g = {}  # the fused filter's weight per node
+            for e, s in zip(est, share, strict=True):
+                for pq, kw in e[7].items():
+                    g[pq] = g.get(pq, 0.0) + s * (1.0 if kw is None else kw)
+            var = sum(gk * gk / max(sigma[pq], floor) ** -2 for pq, gk in g.items())
+            f = sum(s * (e[8] if e[3] > 0 else 1.0) for e, s in zip(est, share, strict=True))
+            out[2, i, j] = np.sqrt(var * f)
+    return out
+
+
+def _test_field(shape: tuple[int, int], level: float, noise: float, seed: int) -> tuple[np.ndarray, ...]:
+    """A curved field with a step, noise of varying σ, NaN holes (in one component, in both, in σ) and a
+    few σ below the floor."""
+    rng = np.random.default_rng(seed)
+    ii, jj = np.meshgrid(np.arange(shape[0], dtype=float), np.arange(shape[1], dtype=float), indexing="ij")
+    sigma = noise * np.exp(0.4 * rng.normal(size=shape))
+    g = noise / 0.08  # the field's shape in units of its noise
+    dy = level + g * (0.02 * ii - 0.01 * jj + 0.004 * (ii - 6.0) ** 2) + 0.5 * sigma * rng.normal(size=shape)
+    dx = -level + g * (0.05 * jj + np.where(jj > 9, 0.4, 0.0)) + 0.5 * sigma * rng.normal(size=shape)
+    dy[rng.random(shape) < 0.05] = np.nan
+    dx[rng.random(shape) < 0.02] = np.nan
+    sigma[rng.random(shape) < 0.02] = np.nan
+    sigma[rng.random(shape) < 0.03] = 1e-5
+    return dy, dx, sigma
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [
+        {"degree": 1},
+        {"degree": 2},
+        {"degree": 1, "sided": True},
+        {"degree": 2, "sided": True},
+        {"degree": 1, "sided": True, "kink": 3.0},
+        {"degree": 2, "sided": True, "kink": 3.0},
+    ],
+)
+@pytest.mark.parametrize(("level", "noise"), [(0.3, 0.08), (1e3, 1e-3)])
+def test_window_fits_equal_brute_force_least_squares(kw: dict, level: float, noise: float) -> None:
+    """The kernel (window moments from column sums, LDLᵀ solves, the fused error from the intersections'
+    moments) equals every window's least-squares fit done by numpy, with its window choice, fusion and
+    fused-filter error, on a field with NaN holes and borders; also on offsets of 1000 px with 0.001 px
+    noise, where summing w·v² and subtracting the fit would lose the χ² (the kernel centres the values)."""
+    dy, dx, sigma = _test_field((13, 17), level, noise, 8)
+    radii = (1, 2, 3)
+    f = adaptive_poly(dy, dx, sigma, step=STEP, chip=CHIP, radii=radii, **kw)
+    inflation = np.array(
+        [
+            [1.0 / _independent_fraction(r, STEP, CHIP) for r in radii],
+            [1.0 / _independent_fraction(r, STEP, CHIP, spans=(r + 1, 2 * r + 1)) for r in radii],
+        ]
+    )
+    opts = {"gamma": 2.0, "max_chi2": 1.0, "floor": SIGMA_FLOOR, "sided": False, "kink": 0.0} | kw
+    ref = _brute_poly(dy, dx, sigma, radii, inflation, **opts)
+    assert (np.nan_to_num(ref[3]) > 0).mean() > 0.15  # windows grow: fits are compared, not nodes alone
+    for k in range(3):
+        np.testing.assert_allclose(f[k], ref[k], rtol=1e-9, atol=1e-12 * max(level, 1.0), equal_nan=True)
+    np.testing.assert_array_equal(f.radius, np.nan_to_num(ref[3]).astype(int))
 
 
 # ----------------------------------------------------------------------------- neighbour statistics
