@@ -235,11 +235,6 @@ def write_products(config: JobConfig, result: RunResult, progress: StageProgress
         progress("products", 1, 1)
 
 
-def _store_points(result: RunResult) -> TimeSeriesResult | None:
-    """Not used: placeholder removed."""
-    return None
-
-
 def _series_at(result: RunResult, i: int, j: int) -> tuple[list[str], list[Any]]:
     """Dates and (east, north, east sigma, north sigma) of node (i, j): from memory, else from the store."""
     ts = result.timeseries
