@@ -162,12 +162,20 @@ def chromium_browser():
 LONGEST_FIRST = (
     "test_docs.py",
     "test_packaging.py",
+    # files that compile no numba kernel, for the worker that ends the wheel chain while the other still runs
+    # the tutorial scripts (on a clean clone they compile the checkout's kernels: a kernel-using test that
+    # runs meanwhile compiles the same kernels again in its own processes)
+    "test_service_fuzz.py",
+    "test_search.py",
+    "test_layers.py",
+    "test_config.py",
+    "test_service_store.py",
+    "test_service_limits.py",
     "test_cluster.py",
     "test_service_recovery.py",
     "test_workflows.py",
     "test_service_api.py",
     "test_service_accounts.py",
-    "test_service_fuzz.py",
     "test_service_page.py",
     "test_offsets.py",
     "test_quake_workflow.py",
