@@ -188,16 +188,19 @@ LONGEST_FIRST = (
 WHEEL_CHAIN = (
     "tests/test_docs.py::test_getting_started_demo_and_its_explanation",
     "tests/test_demo.py::test_demo_runs_offline_and_recovers_the_known_flow",
+    "tests/test_docs.py::test_site_builds_strict",
+    "tests/test_docs.py::test_tutorial_code_blocks_run_in_an_empty_folder",
+    "tests/test_docs.py::test_tutorial_pages_in_chromium",
     "tests/test_packaging.py::test_sdist_and_wheel_install_in_a_clean_venv_and_run_the_demo",
 )
-"""The tests that need the built wheel (fixture ``wheel_venv``, directly or through ``wheel_demo``), in the
-order they run: under ``--dist loadfile`` they are one unit of work (not their files) that one worker starts
-first: the wheel, the demo from it (with a fresh install's kernel cache; the getting-started, demo and
-packaging tests all check that one run), while the other worker runs everything else, test_docs.py's
-tutorial scripts and docs build first (that build runs the tutorial pages with the checkout's geodeform, so
-it waits for no wheel: chain and build run side by side). By file (test_docs.py, test_packaging.py) they
-were on both workers, and one waited for the other's wheel and demo with nothing to do (2+ min per run).
-Collection fails when this list and the tests that use ``wheel_venv`` differ."""
+"""The tests that need the built wheel (fixture ``wheel_venv``, directly or through ``wheel_demo`` or
+``docs_site``), in the order they run: under ``--dist loadfile`` they are one unit of work (not their files)
+that one worker starts first: the wheel, the demo from it (with a fresh install's kernel cache; the
+getting-started, demo and packaging tests all check that one run), the docs build that runs each tutorial
+page with it, and the tests that read them, while the other worker runs
+everything else. By file (test_docs.py, test_packaging.py) they were on both workers, and one waited for the
+other's wheel and demo with nothing to do (2+ min per run). Collection fails when this list and the tests
+that use ``wheel_venv`` differ."""
 
 
 def _chain_name(nodeid: str) -> str:

@@ -227,14 +227,9 @@ def test_config_reference_follows_geodeform_config() -> None:
 
 @dataclass(frozen=True)
 class DocsSite:
-    """``mkdocs build --strict`` run once for the test session, its tutorial pages run by this environment's
-    python (the checkout's geodeform): the site, the record of every tutorial page's run
-    (``docs/scripts/gen_tutorials.py``: page -> interpreter, steps...), the build's exit code and log.
-
-    Not the wheel's clean venv: the build then waits for no wheel and no cold demo (the wheel chain, on the
-    other worker), and runs after the tutorial scripts of this file, which load the checkout's kernels first.
-    That the wheel holds every file of the package, so that an install runs these pages too, is the
-    packaging test's (tests/test_packaging.py)."""
+    """``mkdocs build --strict`` run once for the test session, its tutorial pages run by the python of the
+    clean venv where only the wheel is installed: the site, the record of every tutorial page's run
+    (``docs/scripts/gen_tutorials.py``: page -> interpreter, steps...), the build's exit code and log."""
 
     site: Path
     record: dict[str, Any]
@@ -245,7 +240,7 @@ class DocsSite:
         assert self.returncode == 0, self.log
 
 
-def _build_site(folder: Path, python: str) -> dict[str, Any]:
+def _build_site(folder: Path, python: Path) -> dict[str, Any]:
     record = folder / "tutorial-runs.json"
     env = {"GEODEFORM_TUTORIAL_PYTHON": str(python), "GEODEFORM_TUTORIAL_RECORD": str(record)}
     args = [str(BIN / "mkdocs"), "build", "--strict", "--site-dir", str(folder / "site")]
@@ -260,11 +255,11 @@ def _build_site(folder: Path, python: str) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def docs_site(tmp_path_factory: pytest.TempPathFactory) -> DocsSite:
+def docs_site(tmp_path_factory: pytest.TempPathFactory, wheel_venv: WheelVenv) -> DocsSite:
     """The site built once for the session (under pytest-xdist too), each tutorial page run once in it."""
     if shutil.which("mkdocs", path=str(BIN)) is None:
         pytest.skip("mkdocs not installed (pip install -e '.[docs]')")
-    made = once_per_session(tmp_path_factory, "docs-site", lambda d: _build_site(d, sys.executable))
+    made = once_per_session(tmp_path_factory, "docs-site", lambda d: _build_site(d, wheel_venv.python))
     return DocsSite(Path(made["site"]), made["record"], made["returncode"], made["log"])
 
 
@@ -406,15 +401,17 @@ def test_a_bad_tutorial_fails_the_mkdocs_build(page: str, message: str, tmp_path
 
 @pytest.mark.slow
 @pytest.mark.parametrize("src", TUTORIAL_SOURCES, ids=lambda p: p.stem)
-def test_tutorial_code_blocks_run_in_an_empty_folder(src: Path, docs_site: DocsSite) -> None:
+def test_tutorial_code_blocks_run_in_an_empty_folder(
+    src: Path, docs_site: DocsSite, wheel_venv: WheelVenv
+) -> None:
     """Every block of the page ran as shown, in order, in a new interpreter started in an empty folder, with
-    this checkout's geodeform (the build ran the page, once; its record says how each step went); the built
-    page shows each step's output and figures, the first within the first screen."""
+    geodeform from the wheel in a clean venv (the build ran the page, once; its record says how each step
+    went); the built page shows each step's output and figures, the first within the first screen."""
     docs_site.check()
     tutorials = _tutorials_module()
     run = docs_site.record[src.stem]
-    assert run["python"] == sys.executable and run["started_empty"], run["python"]
-    assert run["geodeform"].startswith(str(ROOT / "src" / "geodeform")), run["geodeform"]  # no other copy
+    assert run["python"] == str(wheel_venv.python) and run["started_empty"], run["python"]
+    assert run["geodeform"].startswith(str(wheel_venv.venv)), run["geodeform"]  # not the checkout's copy
     text = src.read_text()
     shown = [(lang, code.strip().splitlines()[0]) for lang, code in tutorials.blocks(text)]
     steps = run["steps"]
@@ -450,21 +447,27 @@ def test_tutorial_pages_in_chromium(docs_site: DocsSite, chromium_browser, tmp_p
         context = chromium_browser.new_context(viewport={"width": 1280, "height": 900})
         outside: list[str] = []
         context.on("request", lambda req: None if req.url.startswith(origin) else outside.append(req.url))
-        page = context.new_page()
+        # Every page in a tab of its own, all loading at once (each waits for its network to go idle, which
+        # takes at least half a second of nothing: one after the other, most of this test's time).
+        tabs = []
         for path in pages:
             url = f"{origin}/{path.rstrip('/')}/"
-            response = page.goto(url, wait_until="networkidle")
+            tab = context.new_page()
+            tabs.append((path, url, tab, tab.goto(url, wait_until="commit")))
+        for path, url, tab, response in tabs:
+            tab.wait_for_load_state("networkidle")
             assert response is not None and response.ok, url
             script = "els => els.map(e => [e.getAttribute('src'), e.complete && e.naturalWidth > 0])"
-            images = page.eval_on_selector_all("article img", script)
+            images = tab.eval_on_selector_all("article img", script)
             broken = [src for src, ok in images if not ok]
             assert not broken, f"{path}: broken images {broken}"
             if path.endswith("-steps/"):
                 assert len(images) >= 2, f"{path}: its figures are missing"
         assert not outside, f"pages requested outside the site: {sorted(set(outside))}"
-        page.goto(f"{origin}/tutorials/ice-steps/", wait_until="networkidle")
+        shown = next(tab for path, _, tab, _ in tabs if path == "tutorials/ice-steps/")
+        shown.bring_to_front()
         shot = tmp_path / "tutorial_ice_steps.png"
-        page.screenshot(path=str(shot))
+        shown.screenshot(path=str(shot))
         assert shot.stat().st_size > 10_000
         context.close()
     finally:

@@ -8,8 +8,8 @@ page and the step (see ``docs/scripts/tutorials.py``).
 Environment (all optional; the tests set the first two):
 
 ``GEODEFORM_TUTORIAL_PYTHON``
-    The interpreter that runs the pages (default: the one running mkdocs; ``tests/test_docs.py`` gives
-    its own, the checkout's geodeform).
+    The interpreter that runs the pages (default: the one running mkdocs). ``tests/test_docs.py`` gives
+    the python of a clean virtual environment where only the wheel of geodeform is installed.
 ``GEODEFORM_TUTORIAL_RECORD``
     A JSON file to write the record of every page's run to (interpreter, where ``geodeform`` was imported
     from, whether the folder was empty, each step's success, output, figures, wall and CPU seconds: CPU of

@@ -2,9 +2,9 @@
 
 A tutorial source (``docs/tutorial_src/NAME.md``) is Markdown whose ```` ```python ```` blocks are executed
 in one namespace (like a notebook) and whose ```` ```console ```` blocks hold shell commands (``$ cmd``).
-:func:`render` runs the page in a **new interpreter** (``python``: by default this one), started in an
-**empty folder**, with that interpreter's ``bin`` first on PATH (so ``geodeform`` is its console script).
-That process is
+:func:`render` runs the page in a **new interpreter** (``python``: by default this one; the tests give the
+python of a clean virtual environment where only the wheel is installed), started in an **empty folder**,
+with that interpreter's ``bin`` first on PATH (so ``geodeform`` is its console script). That process is
 this file run as a script (``python -I tutorials.py --run BLOCKS OUT``): it needs only the standard library,
 and matplotlib if the page uses it. Each step's output, figures and success go to ``OUT``; :func:`render`
 inserts them into the page and returns them with a per-step record (:class:`Rendered`).
