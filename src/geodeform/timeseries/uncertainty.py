@@ -132,18 +132,20 @@ def footprint_gradient(
 
 
 def _systematic(
-    comp: NDArray[np.float64],
-    other: NDArray[np.float64],
+    x: NDArray[np.float64],
+    y: NDArray[np.float64],
     step: tuple[float, float],
     chip: NDArray[np.float64],
     model: ErrorModel,
-) -> NDArray[np.float64]:
-    """The displacement/strain term of component ``comp`` (``other``: the other component): from its own
-    magnitude and footprint gradient, or (``model.isotropic``) from the vector's."""
+    components: tuple[str, ...] = ("x", "y"),
+) -> dict[str, NDArray[np.float64]]:
+    """The displacement/strain term of each of ``components`` (``"x"``, ``"y"``): from the component's own
+    magnitude and footprint gradient, or (``model.isotropic``) from the vector's, one term for both."""
     if model.isotropic:
-        gradient = np.hypot(footprint_gradient(comp, step, chip), footprint_gradient(other, step, chip))
-        return model.extra(np.hypot(comp, other), gradient, chip)
-    return model.extra(np.abs(comp), footprint_gradient(comp, step, chip), chip)
+        gradient = np.hypot(footprint_gradient(x, step, chip), footprint_gradient(y, step, chip))
+        return dict.fromkeys(components, model.extra(np.hypot(x, y), gradient, chip))
+    own = {"x": x, "y": y}
+    return {k: model.extra(np.abs(own[k]), footprint_gradient(own[k], step, chip), chip) for k in components}
 
 
 def _steps(step: float | tuple[float, float]) -> tuple[float, float]:
@@ -213,10 +215,8 @@ def pair_sigma(
         elif k.ndim != 0:
             raise InvalidInputError(f"noise_scale must be a number or one per pair, got shape {k.shape}")
         noise = noise * np.where(np.isfinite(k) & (k > 0), k, 1.0)
-    parts = {"x": (x, y), "y": (y, x)}
-    if component != "both":
-        parts = {component: parts[component]}
-    var = sum(noise**2 + _systematic(v, o, st, c, model) ** 2 for v, o in parts.values()) / len(parts)
+    terms = _systematic(x, y, st, c, model, ("x", "y") if component == "both" else (component,))
+    var = sum(noise**2 + t**2 for t in terms.values()) / len(terms)
     out = np.sqrt(var)
     out[~(np.isfinite(x) & np.isfinite(y))] = np.nan
     return out
@@ -364,6 +364,9 @@ def add_node_errors(
     st = _steps(step)
     c = np.asarray(chip, np.float64)
     c = np.where(np.isfinite(c), c, 32.0)
+    # px/yr and (px/yr)/px: the term is per year of displacement
+    velocity = [getattr(ts, f"velocity_{k}").astype(np.float64) / unit_per_px for k in ("x", "y")]
+    systematic = _systematic(*velocity, st, c, model)
     changes: dict[str, Any] = {}
     for comp in ("x", "y"):
         noise2 = node_date_noise(pairs, sigmas[comp], n) ** 2
@@ -374,12 +377,9 @@ def add_node_errors(
         add_d = noise2 + noise2[:1]
         add_d[0] = 0.0
         add_v = (noise2[0] + noise2[-1]) / years**2 if years > 0 else np.zeros_like(noise2[0])
-        # px/yr and (px/yr)/px: the term is per year of displacement
-        v = getattr(ts, f"velocity_{comp}").astype(np.float64) / unit_per_px
-        other = getattr(ts, f"velocity_{'y' if comp == 'x' else 'x'}").astype(np.float64) / unit_per_px
-        systematic = _systematic(v, other, st, c, model) * unit_per_px
         sd = getattr(ts, f"sigma_d{comp}").astype(np.float64)
         sv = getattr(ts, f"sigma_velocity_{comp}").astype(np.float64)
         changes[f"sigma_d{comp}"] = np.sqrt(sd**2 + add_d).astype(np.float32)
-        changes[f"sigma_velocity_{comp}"] = np.sqrt(sv**2 + add_v + systematic**2).astype(np.float32)
+        extra = systematic[comp] * unit_per_px
+        changes[f"sigma_velocity_{comp}"] = np.sqrt(sv**2 + add_v + extra**2).astype(np.float32)
     return replace(ts, **changes)
