@@ -162,9 +162,9 @@ def chromium_browser():
 LONGEST_FIRST = (
     "test_docs.py",
     "test_packaging.py",
-    # files that compile no numba kernel, for the worker that ends the wheel chain while the other still runs
-    # the tutorial scripts (on a clean clone they compile the checkout's kernels: a kernel-using test that
-    # runs meanwhile compiles the same kernels again in its own processes)
+    # files that compile no numba kernel, for whichever worker is free first while the other may still run
+    # test_docs.py's tutorial scripts (on a clean clone they compile the checkout's kernels: a kernel-using
+    # test that runs meanwhile compiles the same kernels again in its own processes)
     "test_service_fuzz.py",
     "test_search.py",
     "test_layers.py",
