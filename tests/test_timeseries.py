@@ -19,6 +19,8 @@ from geodeform.timeseries import (
     annual_velocity,
     footprint_gradient,
     invert,
+    margin_nodes,
+    moving_nodes,
     node_date_noise,
     pair_sigma,
     stable_noise_scale,
@@ -771,6 +773,145 @@ def test_chunked_inversion_uses_the_per_node_error_model(tmp_path) -> None:  # t
     # with a halo of the chip's footprint per block the blocks give the one-block numbers (no gap here)
     close = np.isclose(many.series.dx, want.dx, rtol=1e-4, atol=1e-4, equal_nan=True)
     assert close.mean() > 0.999, close.mean()
+
+
+def test_the_smoothing_gain_scales_the_displacement_and_strain_term() -> None:
+    """The matcher's smoothing averages a per-chip error like its noise: ``gain`` multiplies the
+    systematic term of ``pair_sigma`` and of the velocity in ``add_node_errors`` (known arithmetic; gains
+    above 1 count as 1, NaN as 1)."""
+    rng = np.random.default_rng(2)
+    n, side = 4, 12
+    dates = np.datetime64("2024-01-01") + (np.arange(n) * 16).astype("timedelta64[D]")
+    pairs = np.array([(i, j) for i in range(n) for j in range(i + 1, n)])
+    span = np.array([16.0 * (j - i) for i, j in pairs])[:, None, None]
+    speed = np.linspace(0.0, 0.2, side)[None, :] * np.ones((side, 1))  # px/day: a shear across x
+    dx = speed * span + rng.normal(0, 0.02, (len(pairs), side, side))
+    dy = rng.normal(0, 0.02, dx.shape)
+    err = np.full(dx.shape, 0.03)
+    model = ErrorModel(0.007, 0.01, isotropic=True)
+    gain = rng.uniform(0.3, 1.5, (side, side))
+    gain[0, 0] = np.nan
+    g = np.where(np.isfinite(gain), np.minimum(gain, 1.0), 1.0)
+    kw = {"step": 16, "chip": 32.0, "model": model}
+    full, none = pair_sigma(dx, dy, err, **kw), pair_sigma(dx, dy, err, step=16, model=ErrorModel(0.0, 0.0))
+    got = pair_sigma(dx, dy, err, gain=np.broadcast_to(gain, dx.shape), **kw)
+    np.testing.assert_allclose(got**2 - none**2, g**2 * (full**2 - none**2), rtol=1e-9, atol=1e-15)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TimeSeriesWarning)
+        ts = invert(dates, pairs, dx, dy, weights=1.0 / full**2)
+    sv = {}
+    for name, m, gg in (("full", model, None), ("none", ErrorModel(0.0, 0.0), None), ("gain", model, gain)):
+        out = add_node_errors(ts, pairs, full, model=m, gain=gg, **{"step": 16, "chip": 32.0})
+        sv[name] = out.sigma_velocity_x.astype(np.float64) ** 2
+    np.testing.assert_allclose(
+        sv["gain"] - sv["none"], g**2 * (sv["full"] - sv["none"]), rtol=1e-4, atol=1e-9
+    )
+    with pytest.raises(InvalidInputError):
+        pair_sigma(dx, dy, err, gain=gain[:3], **kw)
+
+
+def test_moving_nodes_and_the_margin_on_a_synthetic_glacier() -> None:
+    """Known truth: a parabolic glacier across 15 columns of a 30 × 30 grid (zero outside), unsmoothed
+    pair offsets with their predicted noise. ``moving_nodes`` finds every node faster than 8 noise
+    1-sigma and no still node; ``margin_nodes`` gives exactly the still nodes within 4.5 nodes of a
+    moving one (brute-force distances)."""
+    rng = np.random.default_rng(4)
+    n, side = 6, 30
+    t = np.arange(n) * 16.0
+    dates = np.datetime64("2024-01-01") + t.astype("timedelta64[D]")
+    pairs = np.array([(i, j) for i in range(n) for j in range(i + 1, min(n, i + 4))])
+    cols = np.arange(side) - 14.0
+    speed = np.broadcast_to(0.05 * np.clip(1 - (cols / 8.0) ** 2, 0, None), (side, side))  # px/day
+    span = np.array([t[j] - t[i] for i, j in pairs])[:, None, None]
+    err = rng.uniform(0.05, 0.15, (len(pairs), side, side))  # the own chips' vector 1-sigma, px
+    dx = speed * span + rng.normal(0, 1, err.shape) * err / np.sqrt(2)
+    dy = -0.3 * speed * span + rng.normal(0, 1, err.shape) * err / np.sqrt(2)
+    dx[2, 3, 3] = np.nan  # a missing node of one pair
+    got = moving_nodes(dates, pairs, dx, dy, err)
+    still = speed == 0
+    assert not got[still].any()
+    # the velocity's noise 1-sigma is about 0.1 px / 0.2 yr: 8 sigma is ~4 px/yr, 0.011 px/day
+    assert got[speed * np.hypot(1, 0.3) > 0.011].all()
+    near = margin_nodes(got, nodes=4.5)
+    ii, jj = np.nonzero(got)
+    rr, cc = np.mgrid[0:side, 0:side]
+    dist = np.min(np.hypot(rr[..., None] - ii, cc[..., None] - jj), axis=-1)
+    np.testing.assert_array_equal(near, ~got & (dist <= 4.5))
+    assert near.sum() > 0 and not margin_nodes(got, nodes=0).any()
+    assert not margin_nodes(np.zeros((4, 4), bool)).any() and not margin_nodes(np.ones((4, 4), bool)).any()
+    with pytest.raises(InvalidInputError):
+        moving_nodes(dates, pairs, dx, dy, err[:, :3])
+
+
+def test_chunked_inversion_takes_the_unsmoothed_values_at_the_ice_margin(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Products whose smoothed ``dx`` borrows the ice's motion on the still ground next to it (a bias
+    that grows with the pair's span, as the matcher's smoothing gives), with the own chips' values in
+    ``dx_unsmoothed``: ``invert_products(node_errors=...)`` finds the margin from the unsmoothed values
+    and takes them there, so the still nodes next to the ice have no velocity bias,
+    where without the unsmoothed variables they carry the borrowed motion; deep ice keeps the smoothed
+    values."""
+    from dataclasses import dataclass
+
+    from rasterio.crs import CRS
+    from rasterio.transform import from_origin
+
+    from geodeform.io import GeoGrid, offset_dataset, write_netcdf
+    from geodeform.timeseries.chunked import NodeErrors, invert_products
+
+    @dataclass
+    class Field:
+        rows: np.ndarray
+        cols: np.ndarray
+        dx: np.ndarray
+        dy: np.ndarray
+        quality: np.ndarray
+        reason: np.ndarray
+
+    n, step, pixel = 24, 16, 10.0
+    z = np.zeros((n, n), np.float32)
+    centres = 16 + step * np.arange(n, dtype=np.float64)
+    image = GeoGrid(CRS.from_epsg(32607), from_origin(500000, 6800000, pixel, pixel), (16 * n + 32,) * 2)
+    template = offset_dataset(Field(centres, centres, z, z, z + 1, z.astype(np.uint8)), image, step=step)
+    template = template[["dx", "dy", "mapping"]]
+    dates = np.datetime64("2020-01-01") + np.array([0, 16, 32, 48, 64])
+    pairs = np.array([(0, 1), (1, 2), (2, 3), (3, 4), (0, 2), (1, 3), (2, 4)], dtype=np.int64)
+    rng = np.random.default_rng(6)
+    ice = np.zeros((n, n), bool)
+    ice[:, 10:16] = True
+    dist = np.minimum(np.abs(np.arange(n) - 9), np.abs(np.arange(n) - 16))[None, :] * np.ones((n, 1))
+    borrow = np.where(~ice & (dist <= 2), 0.01 * (3 - dist), 0.0)  # m/day borrowed, 1-3 nodes off
+    paths = {"with": [], "without": []}
+    for k, (i, j) in enumerate(pairs):
+        days = float((dates[j] - dates[i]) / np.timedelta64(1, "D"))
+        e = np.full((n, n), 0.4)  # own chip's 1-sigma vector error, m
+        own_x = np.where(ice, 1.0, 0.0) * days + rng.normal(0, 1, (n, n)) * e / np.sqrt(2)
+        own_y = rng.normal(0, 1, (n, n)) * e / np.sqrt(2)
+        ds = template.copy()
+        smooth_x = own_x * 0.3 + np.where(ice, 1.0, 0.0) * days * 0.7 + borrow * days  # less noise, bias
+        ds["dx"] = (("y", "x"), smooth_x.astype(np.float32), template["dx"].attrs)
+        ds["dy"] = (("y", "x"), (own_y * 0.3).astype(np.float32), template["dy"].attrs)
+        ds["offset_error"] = (("y", "x"), (0.3 * e).astype(np.float32))
+        paths["without"].append(write_netcdf(ds, tmp_path / f"plain_{k}.nc"))
+        ds["dx_unsmoothed"] = (("y", "x"), own_x.astype(np.float32))
+        ds["dy_unsmoothed"] = (("y", "x"), own_y.astype(np.float32))
+        ds["offset_error_unsmoothed"] = (("y", "x"), e.astype(np.float32))
+        ds["smoothing_gain"] = (("y", "x"), np.full((n, n), 0.3, np.float32))
+        paths["with"].append(write_netcdf(ds, tmp_path / f"pair_{k}.nc"))
+    model = NodeErrors(step=step * pixel, chip=32 * pixel)
+    out = {}
+    for name, ps in paths.items():
+        r = invert_products(
+            ps, dates, pairs, tmp_path / f"{name}.zarr", node_errors=model, memory_bytes=20_000
+        )
+        assert r.chunk_rows < n  # several blocks: the margin is found over the whole map first
+        out[name] = r.composite
+    next_to = ~ice & (dist <= 2)
+    borrowed = float(np.mean(borrow[next_to])) * 365.25  # m/yr, ~7 (the velocity noise: ~1.6 per node)
+    assert np.nanmean(out["without"].vx[next_to]) > 0.7 * borrowed
+    assert abs(np.nanmean(out["with"].vx[next_to])) < 0.1 * borrowed
+    inner = ice & (np.arange(n)[None, :] >= 12) & (np.arange(n)[None, :] <= 13)  # > 4.5 nodes from still
+    # the same values there (the weights differ by the gain only): within a tenth of the ~0.5 m/yr noise
+    assert np.nanmedian(np.abs(out["with"].vx[inner] - out["without"].vx[inner])) < 0.05
 
 
 @pytest.mark.slow
