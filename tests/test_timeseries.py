@@ -897,7 +897,8 @@ def test_chunked_inversion_takes_the_unsmoothed_values_at_the_ice_margin(tmp_pat
         ds["offset_error_unsmoothed"] = (("y", "x"), e.astype(np.float32))
         ds["smoothing_gain"] = (("y", "x"), np.full((n, n), 0.3, np.float32))
         paths["with"].append(write_netcdf(ds, tmp_path / f"pair_{k}.nc"))
-    model = NodeErrors(step=step * pixel, chip=32 * pixel)
+    model = NodeErrors.calibrated("quadratic-sided", step=step * pixel, chip=32 * pixel)
+    assert model.gain and model.margin == 4.5 and NodeErrors(step=1.0, chip=1.0).margin == 0
     out = {}
     for name, ps in paths.items():
         r = invert_products(
@@ -910,8 +911,10 @@ def test_chunked_inversion_takes_the_unsmoothed_values_at_the_ice_margin(tmp_pat
     assert np.nanmean(out["without"].vx[next_to]) > 0.7 * borrowed
     assert abs(np.nanmean(out["with"].vx[next_to])) < 0.1 * borrowed
     inner = ice & (np.arange(n)[None, :] >= 12) & (np.arange(n)[None, :] <= 13)  # > 4.5 nodes from still
-    # the same values there (the weights differ by the gain only): within a tenth of the ~0.5 m/yr noise
-    assert np.nanmedian(np.abs(out["with"].vx[inner] - out["without"].vx[inner])) < 0.05
+    # the smoothed values there (the weights differ by the gain only), not the own chips' (3x noisier)
+    dev = {k: np.nanstd(v.vx[inner]) for k, v in out.items()}
+    assert np.nanmedian(np.abs(out["with"].vx[inner] - out["without"].vx[inner])) < 0.5 * dev["without"]
+    assert dev["with"] < 1.5 * dev["without"], dev
 
 
 @pytest.mark.slow

@@ -102,13 +102,14 @@ class NodeErrors:
         Per product, the factor on its ``offset_error`` measured on stable ground
         (:func:`geodeform.timeseries.stable_noise_scale`; NaN: 1); None: no scaling.
     model
-        The displacement/strain term (default :class:`geodeform.timeseries.ErrorModel`), multiplied by
-        each node's ``smoothing_gain`` where the products carry it.
+        The displacement/strain term (default :class:`geodeform.timeseries.ErrorModel`).
+    gain
+        Multiply that term by each node's ``smoothing_gain`` where the products carry it.
     margin
         Still nodes within this many nodes of moving ground (:func:`geodeform.timeseries.margin_nodes`,
         moving ground from the products' unsmoothed offsets by :func:`geodeform.timeseries.moving_nodes`)
         take their unsmoothed values and errors (``dx_unsmoothed``, ``dy_unsmoothed``,
-        ``offset_error_unsmoothed``; gain 1), when every product has them; 0: never.
+        ``offset_error_unsmoothed``; gain 1), when every product has them; 0 (default): never.
     margin_sigma
         The motion threshold of :func:`geodeform.timeseries.moving_nodes`, in noise 1-sigma.
     """
@@ -117,8 +118,21 @@ class NodeErrors:
     chip: float
     noise_scale: tuple[float, ...] | None = None
     model: ErrorModel | None = None
-    margin: float = 4.5
+    gain: bool = False
+    margin: float = 0.0
     margin_sigma: float = 4.0
+
+    @classmethod
+    def calibrated(cls, smoothing_model: str, **kw: Any) -> NodeErrors:
+        """The error model calibrated for the ``ncc`` matcher's ``smoothing_model`` (``kw``: the other
+        fields): for ``"quadratic-sided"``, ``ErrorModel(0.007, 0.01, isotropic=True)`` times the smoothing
+        gain, and the unsmoothed values on still ground within 4.5 nodes of motion detected at 4σ
+        (``benchmarks/bench_calibration.py``: 18 of its 20 cells in the 60-75 % band, against 13 for the
+        plane); for the others (``"plane"``, the default), :class:`ErrorModel`'s defaults, without gain
+        or margin (which take the plane's 13 cells to 10; docs/benchmarks.md)."""
+        if smoothing_model == "quadratic-sided":
+            return cls(model=ErrorModel(0.007, 0.01, isotropic=True), gain=True, margin=4.5, **kw)
+        return cls(**kw)
 
 
 class _Products:
@@ -243,10 +257,10 @@ def _invert_block(
         err = _read(products, "offset_error", halo, nx, margin).astype(np.float64)
         chip = products.optional("chip_size_height", halo, nx)
         chip = np.where(np.isfinite(chip) & (chip > 0), chip, node_errors.chip)
-        # the smoothing's gain (1 where the node's own chip is used; NaN -> 1 in pair_sigma)
-        gain = products.optional("smoothing_gain", halo, nx)
-        if margin is not None:
-            gain = np.where(margin[halo], 1.0, gain)
+        if node_errors.gain:  # the smoothing's gain (1 where the node's own chip is used; NaN -> 1)
+            gain = products.optional("smoothing_gain", halo, nx)
+            if margin is not None:
+                gain = np.where(margin[halo], 1.0, gain)
         hx = dx if halo == block else _read(products, "dx", halo, nx, margin)
         hy = dy if halo == block else _read(products, "dy", halo, nx, margin)
         scale = None if node_errors.noise_scale is None else np.asarray(node_errors.noise_scale, np.float64)
@@ -256,7 +270,7 @@ def _invert_block(
         sigma_x = pair_sigma(hx, hy, err, component="x", **kw)[:, inner]  # type: ignore[arg-type]
         sigma_y = pair_sigma(hx, hy, err, component="y", **kw)[:, inner]  # type: ignore[arg-type]
         chip = chip[:, inner]
-        gain = gain[:, inner]
+        gain = None if gain is None else gain[:, inner]
         del hx, hy, err
         weights = np.where(np.isfinite(sigma), 1.0 / np.fmax(sigma, 1e-6) ** 2, 0.0)
     with warnings.catch_warnings():
