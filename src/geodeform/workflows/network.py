@@ -26,7 +26,7 @@ import xarray as xr
 from numpy.typing import NDArray
 
 from geodeform.conventions import DAYS_PER_YEAR
-from geodeform.io import write_netcdf, write_stac_item
+from geodeform.io import update_netcdf_attrs, write_stac_item
 from geodeform.timeseries import TimeSeriesResult
 from geodeform.timeseries.consistency import (
     DEFAULT_BOUNDS,
@@ -74,18 +74,20 @@ def _noise_m(o: PairOutcome) -> float:
 
 def _mark(src: xr.Dataset, path: Path, own: str, verdict: dict[str, object]) -> str:
     """Write the verdict into the product ``src`` read from ``path`` (and its STAC item when there is one),
-    unless it holds that verdict already; return its degraded text."""
+    unless it holds that verdict already; return its degraded text.
+
+    Only the two attributes change: they are set in the file (:func:`~geodeform.io.update_netcdf_attrs`),
+    the variables are not decoded and written again."""
     reason = str(verdict.get("reason", ""))
     combined = "; ".join(t for t in (own, reason) if t)
     if src.attrs.get("geodeform_degraded", "") == combined and "geodeform_network_check" in src.attrs:
         if json.loads(src.attrs["geodeform_network_check"]).get("reason", "") == reason:
             return combined
-    ds = src.load()
-    ds.attrs["geodeform_degraded"] = combined
-    ds.attrs["geodeform_network_check"] = json.dumps(verdict)
-    write_netcdf(ds, path)
+    attrs = {"geodeform_degraded": combined, "geodeform_network_check": json.dumps(verdict)}
+    update_netcdf_attrs(path, attrs)
+    src.attrs.update(attrs)  # the item reads the grid, dates and attributes: all in memory already
     if path.with_suffix(".stac.json").is_file():
-        write_stac_item(ds, path)
+        write_stac_item(src, path)
     return combined
 
 
@@ -152,7 +154,7 @@ def check_network(
             continue
         i, j = index[o.reference], index[o.secondary]
         key = f"{o.reference}_{o.secondary}"
-        with xr.open_dataset(o.path, engine="h5netcdf") as ds:  # read once: the verdict is written from it
+        with xr.open_dataset(o.path, engine="h5netcdf") as ds:  # read once: dx, dy, attributes
             own = json.loads(ds.attrs.get("geodeform_pair_stats", "{}")).get("degraded", o.degraded)
             ratio, nodes = pair_ratio(
                 east[j] - east[i], north[j] - north[i], ds["dx"].values, ds["dy"].values, _noise_m(o)
