@@ -256,7 +256,8 @@ def test_rerun_reuses_unchanged_quicklooks_and_redraws_changed_ones(
     faster = ds.assign(vx=ds["vx"] * 2)
     caplog.clear()
     write_report(make_inputs(faster, points=[], pairs=[]), tmp_path)
-    assert "3 quicklooks (2 unchanged" not in caplog.text and (quick / "velocity.png").read_bytes() != first
+    assert "3 quicklooks (2 unchanged, not drawn again)" in caplog.text  # the error map and network
+    assert (quick / "velocity.png").read_bytes() != first  # its arrows: drawn again
 
 
 def test_point_series_checks_lengths() -> None:
