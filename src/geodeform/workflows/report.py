@@ -423,7 +423,9 @@ def write_report(inputs: ReportInputs, out_dir: Path) -> Path:
         Output folder, created if needed. Receives ``report.html`` (self-contained: figures as base64 PNG
         data URIs, inline CSS, no script, nothing fetched from the network) and ``quicklooks/*.png``
         (``velocity.png``, ``velocity_error.png``, ``truth.png``, ``network.png``, ``errors.png``,
-        ``series.png``; those without data are not written and stale copies are removed).
+        ``series.png``; those without data are not written and stale copies are removed). A figure an
+        earlier report of the folder drew from the same inputs is reused, not drawn again
+        (:class:`~geodeform.workflows._figure_cache.FigureCache`, index ``quicklooks/.figures.json``).
 
     Returns
     -------
