@@ -53,14 +53,16 @@ def _capturing(store: list[Captured]):  # type: ignore[no-untyped-def]
     return original, finish
 
 
-def _replay(c: Captured, over: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """(dx, dy, error, chip height) of one captured pair with ``over`` applied to its options."""
+def _replay(c: Captured, over: dict) -> tuple[np.ndarray, ...]:
+    """(dx, dy, error, chip height, unsmoothed dx, dy, error) of one captured pair with ``over`` applied to
+    its options."""
     job = dataclasses.make_dataclass("J", ["step", "chip"])(c.step, c.chip)
     field = pickle.loads(pickle.dumps(c.field))
     res = _ncc_run._finish(job, dataclasses.replace(c.opts, **over), field)  # type: ignore[arg-type]
     shape = res.dy.shape
     f = driver._offset_field(res, np.zeros(shape[0]), np.zeros(shape[1]), "ncc", {}, c.chip)
-    return f.dx, f.dy, f.error, f.chip_height
+    own_error = f.error if f.error_unsmoothed is None else f.error_unsmoothed
+    return f.dx, f.dy, f.error, f.chip_height, f.dx_unsmoothed, f.dy_unsmoothed, own_error
 
 
 def capture(out: Path, names: list[str]) -> None:
@@ -111,8 +113,9 @@ def capture_peers(out: Path) -> None:
 
 def replay(out: Path, over: dict, names: list[str]) -> None:
     """Keys of ``over`` starting with ``_`` set the timeseries' :class:`ErrorModel` (``_strain_fraction``,
-    ``_displacement_fraction``) in the calibration's error model, or ``_kink`` the ``-split`` smoothing
-    models' slope test (``_ncc_run.KINK_SIGMA``); the others are ``NccOptions``."""
+    ``_displacement_fraction``) in the calibration's error model (where the smoothing model has no
+    calibrated one of its own: ``NodeErrors.calibrated``), or ``_kink`` the ``-split`` smoothing models'
+    slope test (``_ncc_run.KINK_SIGMA``); the others are ``NccOptions``."""
     model = {k[1:]: over.pop(k) for k in list(over) if k.startswith("_")}
     if "kink" in model:  # the "-split" models' slope test, σ
         _ncc_run.KINK_SIGMA = model.pop("kink")
@@ -122,6 +125,7 @@ def replay(out: Path, over: dict, names: list[str]) -> None:
         bc.add_node_errors = functools.partial(bc.add_node_errors, model=em)
     warnings.simplefilter("ignore", RuntimeWarning)
     warnings.simplefilter("ignore", bc.TimeSeriesWarning)
+    bc.SMOOTHING = over.get("smoothing_model", "plane")  # the error model run uses for it
     for name in [n for n in names if n in bc.SETUPS]:  # "peers" alone: only the peer cases
         s, store = pickle.loads((out / f"setup_{name}.pkl").read_bytes())
         parts = [_replay(c, over) for c in store]
@@ -131,11 +135,14 @@ def replay(out: Path, over: dict, names: list[str]) -> None:
             dy=np.stack([p[1] for p in parts]),
             error=np.stack([p[2] for p in parts]).astype(np.float64),
             chip=np.stack([p[3] for p in parts]).astype(np.float64),
+            dx_own=np.stack([p[4] for p in parts]).astype(np.float64),
+            dy_own=np.stack([p[5] for p in parts]).astype(np.float64),
+            error_own=np.stack([p[6] for p in parts]).astype(np.float64),
         )
         bc.report(name, bc.SETUPS[name], s)
     for p in sorted(out.glob("peer_*.pkl")):
         meta, c = pickle.loads(p.read_bytes())
-        dx, dy, _, _ = _replay(c, over)
+        dx, dy = _replay(c, over)[:2]
         ok = meta["inside"] & np.isfinite(dx) & np.isfinite(dy)
         rmse = float(np.sqrt(np.mean(np.hypot(dx - meta["tdx"], dy - meta["tdy"])[ok] ** 2)))
         cov = 100.0 * ok.sum() / meta["inside"].sum()

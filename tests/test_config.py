@@ -173,6 +173,18 @@ def test_search_range_from_speed_is_never_zero() -> None:
     assert search_range_px(quake, dt_days=12, pixel_m=10.0) == 6  # ceil(20.03 m / 10 m x 1.5) + 2
 
 
+def test_the_smoothing_model_is_ncc_s_and_reaches_the_matcher_and_the_error_model() -> None:
+    from geodeform.timeseries.chunked import NodeErrors
+
+    with pytest.raises(InvalidInputError, match="smoothing_model"):
+        load_config({**BASE, "matching": {"method": "phase", "smoothing_model": "quadratic-sided"}})
+    assert MatchingConfig().smoothing_model == "plane"
+    sided = NodeErrors.calibrated("quadratic-sided", step=1.0, chip=2.0)
+    plane = NodeErrors.calibrated("plane", step=1.0, chip=2.0)
+    assert sided.gain and sided.margin > 0 and sided.model is not None and sided.model.isotropic
+    assert not plane.gain and plane.margin == 0 and plane.model is None
+
+
 def test_json_schema_documents_every_field() -> None:
     schema = JobConfig.model_json_schema()
     for section in schema["$defs"].values():

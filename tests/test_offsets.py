@@ -403,6 +403,40 @@ def test_chip_sizes_are_written_to_the_products(texture: np.ndarray, tmp_path: P
     assert (f.chip_height[f.valid] > 16).any()  # the flat patch's node, measured by a grown chip
 
 
+def test_unsmoothed_values_and_the_smoothing_gain_round_trip_through_the_products(
+    texture: np.ndarray, tmp_path: Path
+) -> None:
+    """The products carry each node's own chip's displacement and error (m) and the smoothing gain, with
+    the corrections applied to ``dx``/``dy`` afterwards (a co-registration shift of +1 px east); a field
+    without smoothing writes none of them."""
+    import dataclasses
+
+    pytest.importorskip("rasterio")
+    xr = pytest.importorskip("xarray")
+    from rasterio.crs import CRS
+    from rasterio.transform import from_origin
+
+    from geodeform.io import GeoGrid, offset_dataset, write_netcdf
+
+    ref = noisy(texture[:192, :192], 15, 1)
+    sec = noisy(fourier_shift(texture[:192, :192], 0.4, 0.2), 15, 2)
+    f = match(ref, sec, chip_size=32, step=16, search_range=3)
+    shifted = dataclasses.replace(f, dx=f.dx + np.float32(1.0))  # a correction applied after matching
+    grid = GeoGrid(CRS.from_epsg(32621), from_origin(717345.0, -2776995.0, 30.0, 30.0), ref.shape)
+    path = write_netcdf(offset_dataset(shifted, grid, step=16), tmp_path / "pair.nc")
+    assert f.smoothing_gain is not None and f.error_unsmoothed is not None
+    with xr.open_dataset(path, engine="h5netcdf") as ds:
+        np.testing.assert_allclose(ds["dx_unsmoothed"].values, (f.dx_unsmoothed + 1.0) * 30.0, rtol=1e-5)
+        np.testing.assert_allclose(ds["dy_unsmoothed"].values, -f.dy_unsmoothed * 30.0, rtol=1e-5)  # north-up
+        np.testing.assert_allclose(ds["offset_error_unsmoothed"].values, f.error_unsmoothed * 30.0, rtol=1e-6)
+        np.testing.assert_allclose(ds["smoothing_gain"].values, f.smoothing_gain, rtol=1e-6)
+        assert ds["smoothing_gain"].attrs["units"] == "1" and ds["dx_unsmoothed"].attrs["units"] == "m"
+    raw = match(ref, sec, chip_size=32, step=16, search_range=3, smoothing=0)
+    path = write_netcdf(offset_dataset(raw, grid, step=16), tmp_path / "raw.nc")
+    with xr.open_dataset(path, engine="h5netcdf") as ds:
+        assert "dx_unsmoothed" not in ds and "smoothing_gain" not in ds
+
+
 @pytest.mark.parametrize("where", ["reference", "secondary", "both"])
 def test_a_chip_without_any_valid_pixel_is_nan_with_a_reason(texture: np.ndarray, where: str) -> None:
     ref = noisy(texture[:192, :192], 30, 5)

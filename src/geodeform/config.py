@@ -329,6 +329,18 @@ class MatchingConfig(_Model):
         le=1024,
         description="Cap on the derived search radius, pixels (a wider one fails preflight).",
     )
+    smoothing_model: Literal["plane", "quadratic-sided"] = Field(
+        "plane",
+        description="ncc's adaptive smoothing: plane (default) or quadratic-sided (no curvature bias at a "
+        "glacier's margin; the inversion then uses the error model calibrated for it: isotropic, scaled by "
+        "the smoothing gain, unsmoothed values on still ground next to the ice).",
+    )
+
+    @model_validator(mode="after")
+    def _smoothing(self) -> MatchingConfig:
+        if self.smoothing_model != "plane" and self.method != "ncc":
+            raise ValueError(f"smoothing_model: {self.smoothing_model} is ncc's; method is {self.method}")
+        return self
 
 
 class MasksConfig(_Model):

@@ -17,6 +17,13 @@ Variables (dims ``("y", "x")``, one value per matching node, NaN = invalid):
 ``offset_error``
     The matcher's predicted 1-sigma error of each node's offset vector, m, when it predicts one (``ncc``):
     the per-node error that weights a series inversion (:mod:`geodeform.timeseries.uncertainty`).
+``dx_unsmoothed``, ``dy_unsmoothed``, ``offset_error_unsmoothed``, ``smoothing_gain``
+    When the matcher smoothed the field (``ncc`` with ``smoothing`` > 0): each node's own chip's
+    displacement (m, as ``dx``/``dy``, with the same corrections) and its predicted 1-sigma vector error (m)
+    before the smoothing, and ``smoothing_gain`` = ``offset_error / offset_error_unsmoothed`` (1): the share
+    of a per-chip random error the smoothing leaves in the value. A series uses them to scale the
+    matcher's systematic error (:func:`geodeform.timeseries.pair_sigma`'s ``gain``) and to take the
+    unsmoothed values on still ground next to moving ice (:func:`geodeform.timeseries.margin_nodes`).
 ``mapping``
     CF grid-mapping variable (``crs_wkt``, ``spatial_ref``, ``GeoTransform``, CF projection attributes).
 ``img_pair_info``
@@ -270,6 +277,7 @@ def offset_dataset(
             "matcher's predicted 1-sigma error of the offset vector at each node",
             "m",
         )
+    variables.update(_unsmoothed(result, image_grid))
     variables[_GRID_MAPPING] = xr.Variable((), np.int32(0), _mapping_attrs(grid))
     variables["img_pair_info"] = xr.Variable((), np.int32(0), pair_attrs)
 
@@ -364,6 +372,43 @@ def _node_error_m(result: Any, grid: GeoGrid) -> NDArray[np.float64] | None:
     t = grid.transform
     pixel = float(np.sqrt(abs(t.a * t.e - t.b * t.d)))
     return np.asarray(err, np.float64) / np.sqrt(2.0) * pixel
+
+
+def _unsmoothed(result: Any, grid: GeoGrid) -> dict[str, xr.Variable]:
+    """Each node's own chip's displacement and error before the matcher's smoothing, and the smoothing's
+    gain, when the matcher reports them (``smoothing_dx``/``smoothing_dy``/``error_unsmoothed``, px)."""
+    sdx, sdy = getattr(result, "smoothing_dx", None), getattr(result, "smoothing_dy", None)
+    own_error = getattr(result, "error_unsmoothed", None)
+    if sdx is None or sdy is None or own_error is None:
+        return {}
+    own = pixel_offsets_to_map(
+        np.asarray(result.dx, np.float32) - sdx,
+        np.asarray(result.dy, np.float32) - sdy,
+        grid.transform,
+        crs=grid.crs,
+    )
+    t = grid.transform
+    pixel = float(np.sqrt(abs(t.a * t.e - t.b * t.d)))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        gain = np.asarray(result.error, np.float64) / np.asarray(own_error, np.float64)
+    return {
+        "dx_unsmoothed": _var(
+            own.east, "displacement along +x (east) of the node's own chip, before smoothing", "m"
+        ),
+        "dy_unsmoothed": _var(
+            own.north, "displacement along +y (north) of the node's own chip, before smoothing", "m"
+        ),
+        "offset_error_unsmoothed": _var(
+            (np.asarray(own_error, np.float64) * pixel).astype(np.float32),
+            "matcher's predicted 1-sigma error of the node's own chip's offset vector, before smoothing",
+            "m",
+        ),
+        "smoothing_gain": _var(
+            gain.astype(np.float32),
+            "offset_error over offset_error_unsmoothed: share of a per-chip error left by the smoothing",
+            "1",
+        ),
+    }
 
 
 def _velocities(

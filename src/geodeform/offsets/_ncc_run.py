@@ -72,7 +72,8 @@ def run_ncc(job: MatchJob, opts: NccOptions, progress: ProgressCallback | None) 
     -------
     MatcherOutput
         Offsets (px), ZNCC quality, reason codes and the predicted 1-σ vector error (px; that of the
-        smoothing's plane fit when ``opts.smoothing`` > 0).
+        smoothing's fit when ``opts.smoothing`` > 0, and then each node's own chip's offsets and error
+        before the smoothing in ``unsmoothed``).
     """
     if opts.sparse and opts.subpixel == "lk":
         # strips hold the lattice nodes the first pass predicts their edge rows' starts from
@@ -108,7 +109,9 @@ def _finish(job: MatchJob, opts: NccOptions, field: NodeField) -> MatcherOutput:
         dy = np.where(ok, dy - by, dy)
         dx = np.where(ok, dx - bx, dx)
     sigma = np.where(ok, field.sigma, np.nan)
+    own: tuple[F64, F64, F64] | None = None
     if lk_passes and opts.smoothing > 0:
+        own = (dy, dx, sigma)  # each node's own chip's value and error, before the smoothing
         window: dict[str, Any] = {
             "step": job.step,
             "chip": job.chip,
@@ -128,9 +131,16 @@ def _finish(job: MatchJob, opts: NccOptions, field: NodeField) -> MatcherOutput:
                 sided=not model.endswith(("plane", "quadratic")),
                 kink=KINK_SIGMA if model.endswith("split") else 0.0,
             )
+    unsmoothed = None
     if lk_passes:
-        sigma = np.hypot(sigma * _noise_factor(field), _interpolation(field, dy, dx))
-    return MatcherOutput(dy, dx, field.q, field.reason, sigma, field.chip[..., 0], field.chip[..., 1])
+        factor = _noise_factor(field)
+        sigma = np.hypot(sigma * factor, _interpolation(field, dy, dx))
+        if own is not None:
+            own_error = np.hypot(own[2] * factor, _interpolation(field, own[0], own[1]))
+            unsmoothed = (own[0], own[1], own_error)
+    return MatcherOutput(
+        dy, dx, field.q, field.reason, sigma, field.chip[..., 0], field.chip[..., 1], unsmoothed
+    )
 
 
 def _noise_factor(field: NodeField) -> F64:

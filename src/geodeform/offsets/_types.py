@@ -61,6 +61,9 @@ class MatcherOutput(NamedTuple):
     chip_height, chip_width : ndarray of float64 or None
         Size (rows, columns; px) of the chip that measured each node (``ncc``); None: the base chip
         everywhere.
+    unsmoothed : tuple of three ndarrays of float64, or None
+        ``(dy, dx, error)`` of each node's own chip before the matcher's smoothing (``ncc`` with
+        ``smoothing`` > 0); None: no smoothing ran.
     """
 
     dy: npt.NDArray[np.float64]
@@ -70,6 +73,7 @@ class MatcherOutput(NamedTuple):
     error: npt.NDArray[np.float64] | None = None
     chip_height: npt.NDArray[np.float64] | None = None
     chip_width: npt.NDArray[np.float64] | None = None
+    unsmoothed: tuple[npt.NDArray[np.float64], npt.NDArray[np.float64], npt.NDArray[np.float64]] | None = None
 
 
 @dataclass(frozen=True)
@@ -104,6 +108,15 @@ class OffsetField:
         1.5× chips at displacement discontinuities; see ``NccOptions.grow_chips``), or a narrower one
         near the border. NaN for invalid nodes. The value's spatial resolution is that of this chip
         (``ncc``'s smoothing, when on, then combines neighbouring nodes).
+    smoothing_dx, smoothing_dy : ndarray of float32, shape (nr, nc), or None
+        What the matcher's smoothing (``ncc`` with ``smoothing`` > 0) added to each node's own chip's
+        offset, px: ``dx - smoothing_dx`` is the value the node's chip measured alone
+        (:attr:`dx_unsmoothed`). Stored as the change rather than the value, so that a correction applied
+        to ``dx``/``dy`` afterwards (co-registration, stripes) carries over to the unsmoothed values.
+        None when no smoothing ran (the values are their chips' own).
+    error_unsmoothed : ndarray of float32, shape (nr, nc), or None
+        Predicted 1-σ vector error of each node's own chip's offset (px), before the smoothing: ``error``
+        over it is the node's :attr:`smoothing_gain`. None when no smoothing ran.
     """
 
     rows: npt.NDArray[np.float64]
@@ -117,6 +130,32 @@ class OffsetField:
     error: npt.NDArray[np.float32] | None = None
     chip_height: npt.NDArray[np.float32] | None = None
     chip_width: npt.NDArray[np.float32] | None = None
+    smoothing_dx: npt.NDArray[np.float32] | None = None
+    smoothing_dy: npt.NDArray[np.float32] | None = None
+    error_unsmoothed: npt.NDArray[np.float32] | None = None
+
+    @property
+    def dx_unsmoothed(self) -> npt.NDArray[np.float32]:
+        """Each node's own chip's ``dx`` before the matcher's smoothing, px (``dx`` without smoothing)."""
+        return self.dx if self.smoothing_dx is None else (self.dx - self.smoothing_dx).astype(np.float32)
+
+    @property
+    def dy_unsmoothed(self) -> npt.NDArray[np.float32]:
+        """Each node's own chip's ``dy`` before the matcher's smoothing, px (``dy`` without smoothing)."""
+        return self.dy if self.smoothing_dy is None else (self.dy - self.smoothing_dy).astype(np.float32)
+
+    @property
+    def smoothing_gain(self) -> npt.NDArray[np.float32] | None:
+        """Per node, ``error / error_unsmoothed``: the share of a per-chip random error that the smoothing
+        leaves in the value (1 without smoothing or where the smoothing kept the node's own chip, about
+        0.6-0.7 where it averaged a 7 × 7 window of overlapping chips); NaN where either error is; None
+        when the matcher predicts no error."""
+        if self.error is None:
+            return None
+        if self.error_unsmoothed is None:
+            return np.where(np.isfinite(self.error), np.float32(1), np.float32(np.nan))
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (self.error / self.error_unsmoothed).astype(np.float32)
 
     @property
     def shape(self) -> tuple[int, int]:

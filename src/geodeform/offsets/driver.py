@@ -100,7 +100,9 @@ def match(
     OffsetField
         ``rows``, ``cols`` node centres; ``dx``, ``dy`` offsets (px, NaN invalid); ``quality`` in [0, 1];
         ``reason`` per-node :class:`Reason` code; ``error`` the predicted 1-σ error (px, ``ncc`` only);
-        ``chip_height``, ``chip_width`` the chip behind each value (px).
+        ``chip_height``, ``chip_width`` the chip behind each value (px); with ``ncc``'s smoothing,
+        ``smoothing_dx``, ``smoothing_dy``, ``error_unsmoothed`` (each node's own chip before the
+        smoothing: ``dx_unsmoothed``, ``dy_unsmoothed``, ``smoothing_gain``).
 
     Raises
     ------
@@ -162,17 +164,29 @@ def _offset_field(
         np.where(bad, np.nan, np.full(res.dy.shape, float(base)) if size is None else size).astype(np.float32)
         for size, base in ((res.chip_height, chip[0]), (res.chip_width, chip[1]))
     ]
+    dx = np.where(bad, np.nan, res.dx).astype(np.float32)
+    dy = np.where(bad, np.nan, res.dy).astype(np.float32)
+    smoothing: list[Any] = [None, None, None]
+    if res.unsmoothed is not None:
+        own_dy, own_dx, own_error = res.unsmoothed
+        # the change in float32, so that dx - smoothing_dx is the float32 of the own chip's value
+        smoothing = [
+            np.where(bad, np.nan, dx - own_dx.astype(np.float32)).astype(np.float32),
+            np.where(bad, np.nan, dy - own_dy.astype(np.float32)).astype(np.float32),
+            np.where(bad, np.nan, own_error).astype(np.float32),
+        ]
     return OffsetField(
         rows.astype(np.float64),
         cols.astype(np.float64),
-        np.where(bad, np.nan, res.dx).astype(np.float32),
-        np.where(bad, np.nan, res.dy).astype(np.float32),
+        dx,
+        dy,
         np.where(bad, 0.0, np.clip(res.quality, 0.0, 1.0)).astype(np.float32),
         res.reason.astype(np.uint8),
         method,
         params,
         np.where(bad, np.nan, error).astype(np.float32),
         *sizes,
+        *smoothing,
     )
 
 

@@ -20,6 +20,7 @@ if TYPE_CHECKING:  # the names below load on first use (geodeform.lazy)
         invert,
         span_velocity,
     )
+    from geodeform.timeseries.margin import margin_nodes, moving_nodes
     from geodeform.timeseries.noise import add_date_noise, date_noise
     from geodeform.timeseries.products import (
         AnnualVelocity,
@@ -46,6 +47,10 @@ __getattr__, __dir__ = lazy_exports(
             "TimeSeriesWarning",
             "invert",
             "span_velocity",
+        ),
+        "margin": (
+            "margin_nodes",
+            "moving_nodes",
         ),
         "noise": (
             "add_date_noise",
@@ -82,6 +87,8 @@ __all__ = [
     "date_noise",
     "footprint_gradient",
     "invert",
+    "margin_nodes",
+    "moving_nodes",
     "node_date_noise",
     "pair_sigma",
     "span_velocity",

@@ -28,9 +28,10 @@ from numpy.typing import ArrayLike, NDArray
 from geodeform.errors import InvalidInputError
 from geodeform.io import SeriesStore
 from geodeform.timeseries._invert import TimeSeriesResult, TimeSeriesWarning, invert
+from geodeform.timeseries.margin import margin_nodes, moving_nodes
 from geodeform.timeseries.noise import add_date_noise
 from geodeform.timeseries.products import VelocityComposite, velocity_composite
-from geodeform.timeseries.uncertainty import add_node_errors, pair_sigma
+from geodeform.timeseries.uncertainty import ErrorModel, add_node_errors, pair_sigma
 
 __all__ = ["INVERSION_MEMORY_BYTES", "ChunkedInversion", "NodeErrors", "chunk_rows", "invert_products"]
 
@@ -100,11 +101,38 @@ class NodeErrors:
     noise_scale
         Per product, the factor on its ``offset_error`` measured on stable ground
         (:func:`geodeform.timeseries.stable_noise_scale`; NaN: 1); None: no scaling.
+    model
+        The displacement/strain term (default :class:`geodeform.timeseries.ErrorModel`).
+    gain
+        Multiply that term by each node's ``smoothing_gain`` where the products carry it.
+    margin
+        Still nodes within this many nodes of moving ground (:func:`geodeform.timeseries.margin_nodes`,
+        moving ground from the products' unsmoothed offsets by :func:`geodeform.timeseries.moving_nodes`)
+        take their unsmoothed values and errors (``dx_unsmoothed``, ``dy_unsmoothed``,
+        ``offset_error_unsmoothed``; gain 1), when every product has them; 0 (default): never.
+    margin_sigma
+        The motion threshold of :func:`geodeform.timeseries.moving_nodes`, in noise 1-sigma.
     """
 
     step: float
     chip: float
     noise_scale: tuple[float, ...] | None = None
+    model: ErrorModel | None = None
+    gain: bool = False
+    margin: float = 0.0
+    margin_sigma: float = 4.0
+
+    @classmethod
+    def calibrated(cls, smoothing_model: str, **kw: Any) -> NodeErrors:
+        """The error model calibrated for the ``ncc`` matcher's ``smoothing_model`` (``kw``: the other
+        fields): for ``"quadratic-sided"``, ``ErrorModel(0.007, 0.01, isotropic=True)`` times the smoothing
+        gain, and the unsmoothed values on still ground within 4.5 nodes of motion detected at 4σ
+        (``benchmarks/bench_calibration.py``: 18 of its 20 cells in the 60-75 % band, against 13 for the
+        plane); for the others (``"plane"``, the default), :class:`ErrorModel`'s defaults, without gain
+        or margin (which take the plane's 13 cells to 10; docs/benchmarks.md)."""
+        if smoothing_model == "quadratic-sided":
+            return cls(model=ErrorModel(0.007, 0.01, isotropic=True), gain=True, margin=4.5, **kw)
+        return cls(**kw)
 
 
 class _Products:
@@ -167,6 +195,38 @@ def _band_bytes(dataset: Any) -> int:
     return int(per_chunk * (-(-dataset.shape[1] // cols) + 2))
 
 
+_UNSMOOTHED = {"dx": "dx_unsmoothed", "dy": "dy_unsmoothed", "offset_error": "offset_error_unsmoothed"}
+
+
+def _read(products: _Products, name: str, rows: slice, nx: int, margin: NDArray[np.bool_] | None) -> Any:
+    """Rows of ``dx``, ``dy`` or ``offset_error`` of every product, the unsmoothed ones on ``margin``."""
+    values = products.rows(name, rows, nx)
+    if margin is not None and margin[rows].any():
+        values = np.where(margin[rows], products.rows(_UNSMOOTHED[name], rows, nx), values)
+    return values
+
+
+def _margin(
+    products: _Products,
+    d: NDArray[Any],
+    p: NDArray[np.int64],
+    shape: tuple[int, int],
+    rows: int,
+    ne: NodeErrors,
+) -> NDArray[np.bool_] | None:
+    """The still nodes next to moving ground (:func:`margin_nodes`), motion from the products' unsmoothed
+    offsets inverted block by block; None when a product lacks them or ``ne.margin`` is 0."""
+    if ne.margin <= 0 or any(s != shape for s in products.shapes("dx_unsmoothed")):
+        return None
+    ny, nx = shape
+    moving = np.zeros(shape, bool)
+    for r0 in range(0, ny, rows):
+        block = slice(r0, min(ny, r0 + rows))
+        values = [products.rows(v, block, nx) for v in _UNSMOOTHED.values()]
+        moving[block] = moving_nodes(d, p, *values, k=ne.margin_sigma)
+    return margin_nodes(moving, nodes=ne.margin)
+
+
 def _invert_block(
     products: _Products,
     d: NDArray[Any],
@@ -180,11 +240,13 @@ def _invert_block(
     robust: bool,
     pair_errors: tuple[ArrayLike, ArrayLike] | None,
     node_errors: NodeErrors | None,
+    margin: NDArray[np.bool_] | None = None,
 ) -> TimeSeriesResult:
-    """One block of rows inverted, with its per-node (``node_errors``) or per-date (``pair_errors``) noise."""
-    dx = products.rows("dx", block, nx)
-    dy = products.rows("dy", block, nx)
-    sigma = sigma_x = sigma_y = chip = None
+    """One block of rows inverted, with its per-node (``node_errors``) or per-date (``pair_errors``) noise;
+    the nodes of ``margin`` take the products' unsmoothed values and errors."""
+    dx = _read(products, "dx", block, nx, margin)
+    dy = _read(products, "dy", block, nx, margin)
+    sigma = sigma_x = sigma_y = chip = gain = None
     if node_errors is not None:
         # per-node errors: the matcher's plus its displacement/strain part (timeseries.uncertainty), the
         # strain's gradient over the chip's footprint taken with the rows it reaches on each side of the
@@ -192,17 +254,23 @@ def _invert_block(
         reach = max(1, round(0.5 * node_errors.chip / node_errors.step)) + 1
         halo = slice(max(0, block.start - reach), min(ny, block.stop + reach))
         inner = slice(block.start - halo.start, block.stop - halo.start)
-        err = products.rows("offset_error", halo, nx).astype(np.float64)
+        err = _read(products, "offset_error", halo, nx, margin).astype(np.float64)
         chip = products.optional("chip_size_height", halo, nx)
         chip = np.where(np.isfinite(chip) & (chip > 0), chip, node_errors.chip)
-        hx = dx if halo == block else products.rows("dx", halo, nx)
-        hy = dy if halo == block else products.rows("dy", halo, nx)
+        if node_errors.gain:  # the smoothing's gain (1 where the node's own chip is used; NaN -> 1)
+            gain = products.optional("smoothing_gain", halo, nx)
+            if margin is not None:
+                gain = np.where(margin[halo], 1.0, gain)
+        hx = dx if halo == block else _read(products, "dx", halo, nx, margin)
+        hy = dy if halo == block else _read(products, "dy", halo, nx, margin)
         scale = None if node_errors.noise_scale is None else np.asarray(node_errors.noise_scale, np.float64)
-        kw = {"step": node_errors.step, "chip": chip, "noise_scale": scale}
+        kw = {"step": node_errors.step, "chip": chip, "noise_scale": scale, "model": node_errors.model}
+        kw["gain"] = gain
         sigma = pair_sigma(hx, hy, err, **kw)[:, inner]  # type: ignore[arg-type]
         sigma_x = pair_sigma(hx, hy, err, component="x", **kw)[:, inner]  # type: ignore[arg-type]
         sigma_y = pair_sigma(hx, hy, err, component="y", **kw)[:, inner]  # type: ignore[arg-type]
         chip = chip[:, inner]
+        gain = None if gain is None else gain[:, inner]
         del hx, hy, err
         weights = np.where(np.isfinite(sigma), 1.0 / np.fmax(sigma, 1e-6) ** 2, 0.0)
     with warnings.catch_warnings():
@@ -212,7 +280,14 @@ def _invert_block(
     plist = [tuple(map(int, q)) for q in p]
     if sigma is not None and chip is not None and node_errors is not None:
         return add_node_errors(
-            ts, plist, sigma_x, sigma_y=sigma_y, step=node_errors.step, chip=np.nanmedian(chip, axis=0)
+            ts,
+            plist,
+            sigma_x,
+            sigma_y=sigma_y,
+            step=node_errors.step,
+            chip=np.nanmedian(chip, axis=0),
+            model=node_errors.model,
+            gain=gain,
         )
     if pair_errors is not None:
         ex, ey = (np.asarray(e, dtype=np.float64) for e in pair_errors)
@@ -307,7 +382,7 @@ def invert_products(
         (:func:`geodeform.timeseries.add_node_errors`) instead of ``pair_errors``. Every product needs
         ``offset_error``. A block's strain part is computed with one more row on each side (the gaps are
         filled with the block's median before the gradient, so nodes next to a gap may differ slightly from
-        a one-block inversion).
+        a one-block inversion). Gain and ice margin: see :class:`NodeErrors` (a first pass over the blocks).
     memory_bytes
         Memory budget of one block (:func:`chunk_rows`).
     keep_bytes
@@ -335,6 +410,7 @@ def invert_products(
     try:
         _check_grids(source, (ny, nx))
         rows = chunk_rows(len(p), len(d), nx, memory_bytes)
+        margin = None if node_errors is None else _margin(source, d, p, (ny, nx), rows, node_errors)
         keep = len(d) * ny * nx * 4 * 4 + len(p) * ny * nx <= keep_bytes
         sink = SeriesStore(store, template, d, chunk_rows=rows)
         parts: list[TimeSeriesResult] = []
@@ -355,6 +431,7 @@ def invert_products(
                     robust=robust,
                     pair_errors=pair_errors,
                     node_errors=node_errors,
+                    margin=margin,
                 )
                 n_partial += ts.n_partial
                 n_empty += ts.n_empty

@@ -148,6 +148,18 @@ def _systematic(
     return {k: model.extra(np.abs(own[k]), footprint_gradient(own[k], step, chip), chip) for k in components}
 
 
+def _gain(gain: ArrayLike | None, shape: tuple[int, ...]) -> NDArray[np.float64] | float:
+    """The smoothing gain as a factor on the systematic term: at most 1, NaN or None -> 1."""
+    if gain is None:
+        return 1.0
+    g = np.asarray(gain, np.float64)
+    try:
+        g = np.broadcast_to(g, shape)
+    except ValueError:
+        raise InvalidInputError(f"gain {g.shape} does not match the grid {shape}") from None
+    return np.where(np.isfinite(g), np.minimum(g, 1.0), 1.0)
+
+
 def _steps(step: float | tuple[float, float]) -> tuple[float, float]:
     if np.isscalar(step):
         return (float(step), float(step))  # type: ignore[arg-type]
@@ -165,6 +177,7 @@ def pair_sigma(
     model: ErrorModel | None = None,
     component: Literal["both", "x", "y"] = "both",
     noise_scale: ArrayLike | float | None = None,
+    gain: ArrayLike | None = None,
 ) -> NDArray[np.float64]:
     """Per-node, per-component 1-sigma error of pair offsets (px), to weight an inversion (``1 / σ²``).
 
@@ -187,12 +200,18 @@ def pair_sigma(
     noise_scale
         Factor on the matcher's error, one per pair (``(npairs,)``) or one number, e.g.
         :func:`stable_noise_scale`; NaN or None: 1.
+    gain
+        The matcher's smoothing gain at each node, like ``dx`` (``OffsetField.smoothing_gain``: the share
+        of a per-chip error the smoothing leaves in the value): the displacement/strain term, an error of
+        each chip that the smoothing averages like its noise, is multiplied by it (at most 1; NaN or None:
+        1).
 
     Returns
     -------
     numpy.ndarray
-        ``sqrt((s · error / sqrt 2)² + extra²)`` per component (``s`` the noise scale, ``extra`` the
-        component's :class:`ErrorModel` term), px, like ``dx`` (NaN where ``dx`` or ``error`` is).
+        ``sqrt((s · error / sqrt 2)² + (g · extra)²)`` per component (``s`` the noise scale, ``g`` the gain,
+        ``extra`` the component's :class:`ErrorModel` term), px, like ``dx`` (NaN where ``dx`` or ``error``
+        is).
     """
     model = model or ErrorModel()
     x = np.asarray(dx, np.float64)
@@ -216,7 +235,8 @@ def pair_sigma(
             raise InvalidInputError(f"noise_scale must be a number or one per pair, got shape {k.shape}")
         noise = noise * np.where(np.isfinite(k) & (k > 0), k, 1.0)
     terms = _systematic(x, y, st, c, model, ("x", "y") if component == "both" else (component,))
-    var = sum(noise**2 + t**2 for t in terms.values()) / len(terms)
+    g = _gain(gain, x.shape)
+    var = sum(noise**2 + (g * t) ** 2 for t in terms.values()) / len(terms)
     out = np.sqrt(var)
     out[~(np.isfinite(x) & np.isfinite(y))] = np.nan
     return out
@@ -314,6 +334,7 @@ def add_node_errors(
     unit_per_px: float = 1.0,
     model: ErrorModel | None = None,
     sigma_y: ArrayLike | None = None,
+    gain: ArrayLike | None = None,
 ) -> TimeSeriesResult:
     """The series with the image noise and the displacement/strain error of each node in its 1-sigma.
 
@@ -345,6 +366,10 @@ def add_node_errors(
     sigma_y
         ``(npairs, ny, nx)`` 1-sigma of ``dy`` (``pair_sigma(..., component="y")``); None: ``sigma`` for
         both.
+    gain
+        The matcher's smoothing gain (``OffsetField.smoothing_gain``), ``(ny, nx)`` or per pair
+        ``(npairs, ny, nx)`` (then its median over the pairs): the velocity's systematic term is
+        multiplied by it (at most 1; NaN or None: 1), as in :func:`pair_sigma`.
 
     Raises
     ------
@@ -367,6 +392,16 @@ def add_node_errors(
     # px/yr and (px/yr)/px: the term is per year of displacement
     velocity = [getattr(ts, f"velocity_{k}").astype(np.float64) / unit_per_px for k in ("x", "y")]
     systematic = _systematic(*velocity, st, c, model)
+    if gain is not None:
+        g = np.asarray(gain, np.float64)
+        if g.ndim == 3:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)  # nodes without any pair: gain 1
+                g = np.nanmedian(g, axis=0)
+        if g.shape != ts.dx.shape[1:]:
+            raise InvalidInputError(f"gain {g.shape} does not match the series' grid {ts.dx.shape[1:]}")
+        factor = _gain(g, g.shape)
+        systematic = {k: v * factor for k, v in systematic.items()}
     changes: dict[str, Any] = {}
     for comp in ("x", "y"):
         noise2 = node_date_noise(pairs, sigmas[comp], n) ** 2

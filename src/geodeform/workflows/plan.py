@@ -260,6 +260,8 @@ def pair_specs(
         else None
     )
     mdict = {"method": m.method, "chip_size": m.chip_size, "step": m.step, "prefilter": m.prefilter}
+    if m.smoothing_model != "plane":  # the default adds nothing to the key: earlier products are reused
+        options = {**(options or {}), "smoothing_model": m.smoothing_model}
     if options:
         mdict["options"] = dict(options)
     cdict = config.corrections.model_dump()

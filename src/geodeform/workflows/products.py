@@ -170,7 +170,8 @@ def _node_errors(config: JobConfig, ok: list[PairOutcome]) -> NodeErrors | None:
             x = f["x"][()]
     step = float(np.median(np.abs(np.diff(x)))) if x.size > 1 else 1.0
     scale = tuple(float(o.noise_scale) for o in ok)
-    return NodeErrors(
+    return NodeErrors.calibrated(
+        config.matching.smoothing_model,
         step=step,
         chip=config.matching.chip_size * step / config.matching.step,
         noise_scale=scale if any(np.isfinite(scale)) else None,
