@@ -275,7 +275,9 @@ def lattice_average(gy, gx, ri, rj, d):
 
 @nb.njit(cache=True, nogil=True)
 def _lattice_median_of(g, ri, rj, d, buf):
-    c = 0
+    # an int64 count from the start: typed from the literal 0, it compiled _median_of a second, never-run
+    # time for Literal[int](0)
+    c = np.int64(0)
     for a in range(-1, 2):
         for b in range(-1, 2):
             v = g[ri + a * d, rj + b * d]
@@ -330,6 +332,20 @@ def sorting_network(count: int) -> np.ndarray:
     return np.ascontiguousarray(net[net[:, 1] < count])
 
 
+@nb.njit(cache=True, nogil=True, inline="always")
+def _wires(net):
+    """``net.max() + 1``, the number of values the comparator network ``net`` sorts, by a plain loop:
+    numba's ``ndarray.max`` compiles a generic reduction (and ``np.take`` of a 0-d array, twice) for this
+    one use, ~0.7 CPU-s on a cold cache. An empty network raises as ``net.max()`` does."""
+    if net.size == 0:
+        raise ValueError("zero-size array to reduction operation maximum which has no identity")
+    top = net[0, 0]
+    for c in range(net.shape[0]):
+        for e in range(net.shape[1]):
+            top = max(top, net[c, e])
+    return top + 1
+
+
 @nb.njit(cache=True, nogil=True)
 def _window_medians(a, radius, skip_centre, net, i, v, out, count):
     """Median of the finite values of ``a`` in the (2r+1)² window around every element of row ``i``
@@ -380,9 +396,10 @@ def nanmedian_filter(a, radius, net):
     ``net`` = :func:`sorting_network` ((2r+1)²)."""
     nr, nc = a.shape
     out = np.empty((nr, nc))
+    rows = _wires(net)
     for i in range(nr):
         count = np.empty(nc, np.int64)
-        v = np.empty((net.max() + 1, nc))
+        v = np.empty((rows, nc))
         # np.bool_: a typed bool, not a literal, so that both callers share one compiled _window_medians
         _window_medians(a, radius, np.bool_(False), net, i, v, out[i], count)
     return out
@@ -397,9 +414,10 @@ def neighbour_median_nodes(dy, dx, radius, min_count, net):
     my = np.empty((nr, nc))
     mx = np.empty((nr, nc))
     count = np.zeros((nr, nc), np.int64)
+    rows = _wires(net)
     for i in range(nr):
         cx = np.empty(nc, np.int64)
-        v = np.empty((net.max() + 1, nc))
+        v = np.empty((rows, nc))
         _window_medians(dy, radius, np.bool_(True), net, i, v, my[i], count[i])
         _window_medians(dx, radius, np.bool_(True), net, i, v, mx[i], cx)
         for j in range(nc):
