@@ -127,9 +127,10 @@ class NodeErrors:
         """The error model calibrated for the ``ncc`` matcher's ``smoothing_model`` (``kw``: the other
         fields): for ``"quadratic-sided"``, ``ErrorModel(0.007, 0.01, isotropic=True)`` times the smoothing
         gain, and the unsmoothed values on still ground within 4.5 nodes of motion detected at 4σ
-        (``benchmarks/bench_calibration.py``: 18 of its 20 cells in the 60-75 % band, against 13 for the
-        plane); for the others (``"plane"``, the default), :class:`ErrorModel`'s defaults, without gain
-        or margin (which take the plane's 13 cells to 10; docs/benchmarks.md)."""
+        (``benchmarks/bench_calibration.py``, with each value's strain term from the chip that measured it:
+        19 of its 20 cells in the 60-75 % band, against 15 for the plane); for the others (``"plane"``, the
+        default), :class:`ErrorModel`'s defaults, without gain or margin (which take the plane's cells
+        down; docs/benchmarks.md)."""
         if smoothing_model == "quadratic-sided":
             return cls(model=ErrorModel(0.007, 0.01, isotropic=True), gain=True, margin=4.5, **kw)
         return cls(**kw)
