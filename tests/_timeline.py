@@ -2,9 +2,12 @@
 
 With ``GEODEFORM_TEST_TIMELINE=DIR`` each test process (each xdist worker, or the one process) appends one
 JSON line per test phase (setup, call, teardown) to ``DIR/<worker>.jsonl``: the node id, the worker, the
-phase's start and end (Unix seconds) and its CPU seconds (this process and the children it has waited for:
-subprocesses, Dask worker processes; not services such as PostgreSQL or SLURM jobs). Loaded by
-``conftest.py``; without the variable it records nothing.
+phase's start and end (Unix seconds) and its CPU seconds: this process, the children it has waited for, and
+(Linux) the processes below it that are still there when the phase starts or ends, each with the children it
+has waited for (a ``geodeform serve`` and its workers and job processes, a Dask cluster, chromium); not
+services such as PostgreSQL or SLURM jobs, nor a process that ended unwaited in between. Without the last
+part a test that waits on its server while the server computes looks idle. Loaded by ``conftest.py``;
+without the variable it records nothing.
 
 ``python tests/_timeline.py DIR`` prints what each worker ran and when (file by file), where a worker waited
 (a phase that took wall time but little CPU for its worker: a lock held by the other worker, a sleep), the
@@ -32,9 +35,35 @@ WAIT_CPU_SHARE = 0.2
 WAIT_MIN_S = 5.0
 
 
+_TICK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+
+
+def _below(pid: int) -> float:
+    """CPU seconds of the live processes below ``pid`` (user + system, with their waited-for children)."""
+    total = 0.0
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:  # gone, or no /proc (not Linux)
+        return 0.0
+    for tid in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{tid}/children") as fh:
+                kids = fh.read().split()
+        except OSError:
+            continue
+        for kid in kids:
+            try:
+                with open(f"/proc/{kid}/stat") as fh:
+                    fields = fh.read().rsplit(")", 1)[1].split()
+            except (OSError, IndexError):
+                continue
+            total += sum(int(x) for x in fields[11:15]) / _TICK + _below(int(kid))
+    return total
+
+
 def _cpu() -> float:
     t = os.times()
-    return t.user + t.system + t.children_user + t.children_system
+    return t.user + t.system + t.children_user + t.children_system + _below(os.getpid())
 
 
 def _record(item: pytest.Item, phase: str, start: float, cpu: float) -> None:

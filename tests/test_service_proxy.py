@@ -117,7 +117,7 @@ def _proxy(folder: Path, *, upstream: int) -> Iterator[str]:
                     break
             assert proc.poll() is None, (folder / "error.log").read_text()
             assert time.monotonic() < deadline, "nginx did not answer"
-            time.sleep(0.2)
+            time.sleep(0.05)
         yield url
     finally:
         proc.send_signal(signal.SIGQUIT)  # graceful stop of the master and its worker

@@ -59,14 +59,14 @@ def test_stale_heartbeat_requeues_then_fails_with_reason(store):
     job = store.create_job(uid, "offsets", {})
     assert store.claim("w1").id == job.id
     assert store.beat(job.id, "w1", 40, "matching")
-    time.sleep(0.5)
-    assert store.reap(stale_after=0.3, max_attempts=2) == ([job.id], [])
+    time.sleep(0.2)
+    assert store.reap(stale_after=0.1, max_attempts=2) == ([job.id], [])
     again = store.get_job(job.id)
     assert again.status == "accepted" and "re-queued" in again.message
     assert not store.beat(job.id, "w1", 50)  # the lost worker may not write any more
     assert store.claim("w2").attempts == 2
-    time.sleep(0.5)
-    assert store.reap(stale_after=0.3, max_attempts=2) == ([], [job.id])
+    time.sleep(0.2)
+    assert store.reap(stale_after=0.1, max_attempts=2) == ([], [job.id])
     done = store.get_job(job.id)
     assert done.status == "failed" and "heartbeat" in done.message and done.finished is not None
 

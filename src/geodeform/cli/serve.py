@@ -78,6 +78,12 @@ def serve(
         float, typer.Option(min=0.5, help="Seconds without heartbeat after which a running job is orphaned.")
     ] = 30.0,
     max_attempts: Annotated[int, typer.Option(min=1, help="Starts of an orphaned job before it fails.")] = 2,
+    poll: Annotated[
+        float,
+        typer.Option(
+            min=0.01, help="Seconds between looks at the queue, reaper rounds and notification rounds."
+        ),
+    ] = 0.5,
     smtp_host: Annotated[
         str, typer.Option(help="SMTP server for e-mail notifications (none: no e-mail).")
     ] = "",
@@ -162,6 +168,7 @@ def _settings(o: dict[str, Any]) -> Any:
         heartbeat_s=o["heartbeat"],
         stale_after_s=o["stale_after"],
         max_attempts=o["max_attempts"],
+        poll_s=o["poll"],
         smtp_host=o["smtp_host"],
         smtp_port=o["smtp_port"],
         smtp_from=o["smtp_from"],

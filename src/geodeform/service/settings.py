@@ -91,7 +91,10 @@ class ServiceSettings:
     max_attempts
         Times a job is started before an orphaned one ends ``failed`` instead of being re-queued.
     poll_s
-        Seconds an idle worker waits before looking at the queue again.
+        Seconds an idle worker waits before looking at the queue again, and between two rounds of the
+        worker pool's supervisor (a dead worker restarted, orphaned jobs re-queued) and of the notification
+        sender (``geodeform serve --poll``); shorter: jobs start, are re-queued and are reported sooner, for
+        a few more (small) queries of the store per second.
     notify_attempts, notify_backoff_s
         Deliveries of one notification before it is given up, and the first wait between two (doubling).
     smtp_host, smtp_port, smtp_from, smtp_starttls, smtp_user, smtp_password

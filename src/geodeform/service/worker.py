@@ -381,7 +381,7 @@ class WorkerPool:
         self.settings = settings.resolved()
         self.size = size
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
-        self.notifier = Notifier(self.settings)
+        self.notifier = Notifier(self.settings, period=self.settings.poll_s)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._supervise, name="worker-pool", daemon=True)
 
@@ -400,7 +400,7 @@ class WorkerPool:
         store = JobStore(self.settings.db)
         last_sweep = 0.0
         try:
-            while not self._stop.wait(1.0):
+            while not self._stop.wait(self.settings.poll_s):
                 for slot, proc in list(self.procs.items()):
                     if proc.poll() is not None and not self._stop.is_set():
                         log.warning("worker pid %d exited with %s; restarting", proc.pid, proc.returncode)
