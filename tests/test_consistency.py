@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -124,7 +126,7 @@ def test_the_job_marks_the_pairs_that_disagree_in_their_products(tmp_path):
     import xarray as xr
     from rasterio.crs import CRS
 
-    from geodeform.io import write_netcdf
+    from geodeform.io import write_netcdf, write_stac_item
     from geodeform.workflows.network import check_network
     from geodeform.workflows.pair import PairOutcome
 
@@ -154,6 +156,7 @@ def test_the_job_marks_the_pairs_that_disagree_in_their_products(tmp_path):
             attrs={"geodeform_pair_stats": json.dumps(stats), "geodeform_degraded": own},
         )  # fmt: skip
         path = write_netcdf(ds, tmp_path / f"{ref}_{sec}.nc")
+        write_stac_item(ds, path)
         dt = float(OFFSETS[j] - OFFSETS[i])
         nmad = 0.07 / np.sqrt(2) * 365.25 / dt  # m/yr, so that the pair's error is 0.07 m
         outcomes.append(
@@ -174,6 +177,12 @@ def test_the_job_marks_the_pairs_that_disagree_in_their_products(tmp_path):
     assert text.startswith("disagrees with the network: its motion is 0.") and "moving nodes" in text
     assert verdict["flagged"] and verdict["nodes"] >= 50
     assert marked[short_end].degraded == text
+    # the items say the same and stay newer than their products (the job rewrites older ones)
+    for key, o in marked.items():
+        item = Path(o.path).with_suffix(".stac.json")
+        props = json.loads(item.read_text())["properties"]
+        assert props.get("geodeform:degraded_reason", "") == o.degraded, key
+        assert item.stat().st_mtime_ns >= Path(o.path).stat().st_mtime_ns, key
     assert any(str(DATES[BAD]) in w for w in check.warnings)
     # a clean pair stays clean; a resumed run does not repeat the reason; a pair's own reason is kept
     clean = f"{DATES[0]}_{DATES[1]}"

@@ -240,6 +240,26 @@ def test_rerun_removes_stale_quicklooks(tmp_path: Path) -> None:
     assert not (tmp_path / "quicklooks" / "truth.png").exists()
 
 
+def test_rerun_reuses_unchanged_quicklooks_and_redraws_changed_ones(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    ds = velocity_dataset(6, 6, nan_cols=0)
+    write_report(make_inputs(ds, points=[], pairs=[]), tmp_path)
+    quick = tmp_path / "quicklooks"
+    first = (quick / "velocity.png").read_bytes()
+    (quick / "velocity_error.png").write_bytes(b"not the figure")  # e.g. a run killed before the index
+    caplog.set_level("INFO", logger="geodeform.workflows.report")
+    write_report(make_inputs(ds, points=[], pairs=[]), tmp_path)
+    assert "3 quicklooks (2 unchanged, not drawn again)" in caplog.text  # the damaged one drawn again
+    assert (quick / "velocity.png").read_bytes() == first
+    read_png((quick / "velocity_error.png").read_bytes())
+    faster = ds.assign(vx=ds["vx"] * 2)
+    caplog.clear()
+    write_report(make_inputs(faster, points=[], pairs=[]), tmp_path)
+    assert "3 quicklooks (2 unchanged, not drawn again)" in caplog.text  # the error map and network
+    assert (quick / "velocity.png").read_bytes() != first  # its arrows: drawn again
+
+
 def test_point_series_checks_lengths() -> None:
     with pytest.raises(InvalidInputError, match="north has 3 values for 4 dates"):
         PointSeries("p", 0.0, 0.0, DATES, np.zeros(4), np.zeros(3))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import dask
+import h5netcdf
 import numpy as np
 import pystac
 import rasterio
@@ -40,6 +41,7 @@ __all__ = [
     "SeriesStore",
     "product_format",
     "series_netcdf",
+    "update_netcdf_attrs",
     "write_catalog",
     "write_cog",
     "write_netcdf",
@@ -113,6 +115,23 @@ def write_netcdf(ds: xr.Dataset, path: str | os.PathLike[str]) -> Path:
         payload = ds.to_netcdf(engine="h5netcdf", encoding=encoding)
     with atomic_output(out) as tmp:
         tmp.write_bytes(bytes(payload))
+    return out
+
+
+def update_netcdf_attrs(path: str | os.PathLike[str], attrs: Mapping[str, str]) -> Path:
+    """Set global attributes of a NetCDF-4 product written by :func:`write_netcdf`, atomically, leaving its
+    variables byte for byte as they are.
+
+    The file is copied next to itself, the attributes are set in the copy through h5netcdf (as
+    :func:`write_netcdf` sets them through xarray) and the copy replaces the file: no decoding and encoding
+    of the variables, which is what a rewrite of the whole Dataset costs.
+    """
+    out = Path(path)
+    with atomic_output(out) as tmp:
+        shutil.copyfile(out, tmp)
+        with h5netcdf.File(tmp, "r+") as f:
+            for key, value in attrs.items():
+                f.attrs[key] = value
     return out
 
 

@@ -39,10 +39,12 @@ from geodeform.workflows._timing import log_runtime
 from geodeform.workflows.pair import PairOutcome, PairSpec, _reused, process_pair
 from geodeform.workflows.plan import build_network, pair_specs, stable_ground
 from geodeform.workflows.preflight import (
+    SMALL_JOB_SECONDS,
     ResourceEstimate,
     check_files,
     drop_unusable,
     estimate_resources,
+    human_time,
     preflight,
 )
 from geodeform.workflows.probe import probe_pair
@@ -159,10 +161,14 @@ def _estimate(
     todo: list[PairSpec],
     ex: Executor,
     started: float,
+    model: ResourceEstimate,
 ) -> ResourceEstimate:
-    """The run's cost, scaled from a probe on one strip of a typical pair, run where the pairs run."""
+    """The run's cost, scaled from a probe on one strip of a typical pair, run where the pairs run; without
+    the probe when the array-size ``model`` puts the job under :data:`SMALL_JOB_SECONDS`."""
     probe = None
-    if todo:
+    if todo and model.seconds < SMALL_JOB_SECONDS:
+        log.info("small job (~%s of matching by array sizes): no probe", human_time(model.seconds))
+    elif todo:
         _, probe = next(ex.map(probe_pair, [_probe_spec(todo)]))
         log.info(
             "probe: %d x %d px strip in %.1f s (%s)",
@@ -205,7 +211,7 @@ def _match_pairs(
     if todo:
         _check_disk(out, model.disk_bytes)
     with _executor(config, kind, workers, out, pair_memory=model.pair_memory_bytes if todo else None) as ex:
-        estimate = _estimate(config, stack, network, todo, ex, started)
+        estimate = _estimate(config, stack, network, todo, ex, started, model)
         log.info(estimate.describe())
         if on_estimate:
             on_estimate(estimate)

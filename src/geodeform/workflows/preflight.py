@@ -30,6 +30,7 @@ from geodeform.workflows.stack import ImageStack, read_image
 __all__ = [
     "NODES_PER_S_PER_THREAD",
     "PAIR_BYTES_PER_PIXEL",
+    "SMALL_JOB_SECONDS",
     "ImageCheck",
     "ResourceEstimate",
     "check_files",
@@ -318,6 +319,13 @@ def preflight(config: JobConfig, stack: ImageStack, pairs: PairNetwork) -> list[
 # as float32 (8) and the matcher's per-pixel validity and fill masks (~3); measured on a 10980^2 pair
 # (benchmarks/bench_workflow.py: 1,677 MiB above the process for the tile, 454 MiB for a 1,024-row strip).
 PAIR_BYTES_PER_PIXEL = 11.2
+
+
+SMALL_JOB_SECONDS = 30.0
+"""A job whose matching the array-size model (:func:`estimate_resources` without a probe, throughputs of a
+2-core machine) puts under this many seconds runs without a probe: the probe's three strips of a pair cost
+about as much as one or two of its pairs (a 576 x 576 px demo pair: 896 rows of strips), more than what a
+calibrated estimate of a job that short is worth; the memory and disk checks use the model's figures."""
 
 
 def _fallback_probe(config: JobConfig, stack: ImageStack) -> PairProbe:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -26,6 +27,7 @@ from geodeform import __version__
 from geodeform.errors import InvalidInputError
 from geodeform.io import speed
 from geodeform.io.atomic import atomic_output
+from geodeform.workflows._figure_cache import FigureCache
 from geodeform.workflows._html import (
     _e,
     _flatten,
@@ -398,6 +400,16 @@ class _Build:
     figures: dict[str, bytes] = field(default_factory=dict)
     notices: list[str] = field(default_factory=list)
     stats: list[tuple[str, str]] = field(default_factory=list)
+    quicklooks: Path | None = None
+    cache: FigureCache | None = None
+
+    def draw(self, name: str, fn: Any, *args: Any, **kwargs: Any) -> bytes:
+        """The figure ``name`` drawn by ``fn``, or the quicklook an earlier report drew from the same."""
+        if self.cache is None and self.quicklooks is not None:
+            figs = _figures()
+            salt = str(getattr(sys.modules.get("matplotlib"), "__version__", ""))
+            self.cache = FigureCache(self.quicklooks, Path(figs.__file__), salt)
+        return self.cache.draw(name, fn, *args, **kwargs) if self.cache else fn(*args, **kwargs)
 
 
 def write_report(inputs: ReportInputs, out_dir: Path) -> Path:
@@ -411,7 +423,9 @@ def write_report(inputs: ReportInputs, out_dir: Path) -> Path:
         Output folder, created if needed. Receives ``report.html`` (self-contained: figures as base64 PNG
         data URIs, inline CSS, no script, nothing fetched from the network) and ``quicklooks/*.png``
         (``velocity.png``, ``velocity_error.png``, ``truth.png``, ``network.png``, ``errors.png``,
-        ``series.png``; those without data are not written and stale copies are removed).
+        ``series.png``; those without data are not written and stale copies are removed). A figure an
+        earlier report of the folder drew from the same inputs is reused, not drawn again
+        (:class:`~geodeform.workflows._figure_cache.FigureCache`, index ``quicklooks/.figures.json``).
 
     Returns
     -------
@@ -422,7 +436,7 @@ def write_report(inputs: ReportInputs, out_dir: Path) -> Path:
     quick = out_dir / "quicklooks"
     quick.mkdir(parents=True, exist_ok=True)
     created = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    b = _Build()
+    b = _Build(quicklooks=quick)
     maps_html = _maps_section(inputs, b)
     maps_html += "".join(_extra_section(section, b) for section in inputs.sections)
     series_html = _series_section(inputs, b)
@@ -439,15 +453,18 @@ def write_report(inputs: ReportInputs, out_dir: Path) -> Path:
     page = _page(inputs, [s for s in sections if s], created)
     for name in dict.fromkeys([*QUICKLOOKS, *b.figures]):
         path = quick / name
-        if name in b.figures:
+        if name in b.figures and not (b.cache and name in b.cache.reused):
             with atomic_output(path) as tmp:
                 tmp.write_bytes(b.figures[name])
-        elif path.exists():
+        elif name not in b.figures and path.exists():
             path.unlink()  # from an earlier run of this folder; it would not match the report
+    if b.cache is not None:
+        b.cache.save(set(b.figures))
     report = out_dir / "report.html"
     with atomic_output(report) as tmp:
         tmp.write_text(page, encoding="utf-8")
-    log.info("wrote %s and %d quicklooks", report, len(b.figures))
+    reused = len(b.cache.reused) if b.cache else 0
+    log.info("wrote %s and %d quicklooks (%d unchanged, not drawn again)", report, len(b.figures), reused)
     return report
 
 
@@ -542,7 +559,9 @@ def _maps_section(inputs: ReportInputs, b: _Build) -> str:
         )
     markers = [figs.Marker(p.name, p.x * k, p.y * k) for p in inputs.points]
     vx, vy = _field(ds, "vx"), _field(ds, "vy")
-    b.figures["velocity.png"] = figs.velocity_figure(grid, v, vx, vy, markers, scale=use)
+    b.figures["velocity.png"] = b.draw(
+        "velocity.png", figs.velocity_figure, grid, v, vx, vy, markers, scale=use
+    )
     parts = ['<section id="maps"><h2>Velocity maps</h2>']
     parts.append(
         _img(
@@ -560,7 +579,7 @@ def _maps_section(inputs: ReportInputs, b: _Build) -> str:
         missing = valid & ~np.isfinite(err)
         if missing.any():
             b.notices.append(f"{missing.sum()} valid pixels have no speed error (v_error NaN).")
-        b.figures["velocity_error.png"] = figs.error_figure(grid, err)
+        b.figures["velocity_error.png"] = b.draw("velocity_error.png", figs.error_figure, grid, err)
         parts.append(
             _img(
                 b.figures["velocity_error.png"],
@@ -605,7 +624,7 @@ def _truth(inputs: ReportInputs, v: NDArray[np.float64], grid: Any, b: _Build) -
                 f"RMSE {rmse:.3g}, median bias {np.median(diff):+.3g}, NMAD {nmad:.3g} ({diff.size} pixels)",
             )
         )
-    b.figures["truth.png"] = figs.truth_figure(grid, v, truth)
+    b.figures["truth.png"] = b.draw("truth.png", figs.truth_figure, grid, v, truth)
     return _img(
         b.figures["truth.png"],
         "known speed and speed error",
@@ -651,7 +670,7 @@ def _series_section(inputs: ReportInputs, b: _Build) -> str:
         )
     if not panels:
         return ""
-    b.figures["series.png"] = figs.series_figure(panels)
+    b.figures["series.png"] = b.draw("series.png", figs.series_figure, panels)
     head = ["point", "x (m)", "y (m)", "map speed (m/yr)", "east at last date (m)", "north at last date (m)"]
     return "\n".join(
         [
@@ -699,7 +718,7 @@ def _network_section(inputs: ReportInputs, b: _Build) -> str:
         return ""
     counts = _pair_counts(inputs.pairs)
     title = f"Pair network: {len(dates)} dates, {len(inputs.pairs)} pairs ({counts['ok']} ok)"
-    b.figures["network.png"] = figs.network_figure(dates, arcs, title)
+    b.figures["network.png"] = b.draw("network.png", figs.network_figure, dates, arcs, title)
     return "\n".join(
         [
             '<section id="network"><h2>Pair network</h2>',
@@ -744,7 +763,9 @@ def _pairs_section(inputs: ReportInputs, b: _Build) -> str:
         k: np.array([float(getattr(p, k)) for p in pairs], dtype=np.float64)
         for k in ("stable_nmad_x", "stable_nmad_y", "coverage", "rejected")
     }
-    b.figures["errors.png"] = figs.pair_errors_figure(
+    b.figures["errors.png"] = b.draw(
+        "errors.png",
+        figs.pair_errors_figure,
         [str(i) for i in range(1, len(pairs) + 1)],
         arr["stable_nmad_x"],
         arr["stable_nmad_y"],
