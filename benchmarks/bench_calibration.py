@@ -232,7 +232,7 @@ def this_model(s: Series, stable: NDArray[np.bool_] | None) -> tuple[NDArray[np.
         pair_sigma(s.dx, s.dy, s.error, component="x", **kw),  # type: ignore[arg-type]
         sigma_y=pair_sigma(s.dx, s.dy, s.error, component="y", **kw),  # type: ignore[arg-type]
         step=s.step,
-        chip=np.nanmedian(s.chip, axis=0),
+        chip=s.chip,
         gain=gain,
         **({"model": ne.model} if ne.model is not None else {}),
     )

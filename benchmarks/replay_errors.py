@@ -137,7 +137,7 @@ def velocity(s: bc.Series, gain: F64, stable: F64, v: dict) -> tuple[F64, F64, F
         sig[c] = np.where(valid, np.sqrt(noise**2 + extra**2), np.nan)
     w = np.sqrt((sig["x"] ** 2 + sig["y"] ** 2) / 2)
     ts = invert(s.dates, s.pairs, s.dx, s.dy, weights=np.where(np.isfinite(w), 1 / w**2, 0))
-    cm = np.nanmedian(chip, axis=0)
+    cm = {"max": np.nanmax, "mean": np.nanmean}.get(v.get("vchip", ""), np.nanmedian)(chip, axis=0)
     date = {c: np.where(valid, noise, np.nan) if v.get("pure_noise") else sig[c] for c in sig}
     ts = add_node_errors(ts, s.pairs, date["x"], sigma_y=date["y"], step=s.step, chip=cm, model=ZERO)
     vx, vy = ts.velocity_x.astype(np.float64), ts.velocity_y.astype(np.float64)  # type: ignore[union-attr]

@@ -601,6 +601,60 @@ def test_strain_term_reaches_still_nodes_whose_chip_sees_the_shear() -> None:
     assert got[5] == 0.0  # farther: flat around it
 
 
+def test_strain_term_of_a_grown_chip_sees_its_own_footprint() -> None:
+    """A value measured by a grown 128 px chip (half a chip: 8 nodes at step 8) carries the shear 7 nodes
+    away, which the base 32 px chip beside it does not see; the term scales with the chip that measured the
+    value (4x the base chip's on the same gradient); a single chip size gives the median chip's footprint
+    as before."""
+    dx = np.zeros((2, 9, 30))
+    dx[:, :, 20:] = np.arange(10.0) * 0.8  # shear from column 20 on: 0.1 px per px
+    chip = np.full(dx.shape, 32.0)
+    chip[0, :, 13] = 128.0  # pair 0: node 13 (7 nodes from the ramp) measured by a grown chip
+    chip[1, :, 13] = np.nan  # pair 1: no chip size there: the median chip's
+    got = footprint_gradient(dx, (8.0, 8.0), chip)
+    assert got[0, 4, 13] == pytest.approx(0.1, rel=0.05)  # its own footprint reaches the shear
+    assert got[1, 4, 13] == 0.0 and got[0, 4, 12] == 0.0  # the 32 px chips two nodes away do not
+    assert np.array_equal(got[1], footprint_gradient(dx[1:], (8.0, 8.0), 32.0)[0])
+    same = footprint_gradient(dx, (8.0, 8.0), np.full(dx.shape, 32.0))
+    assert np.array_equal(same, footprint_gradient(dx, (8.0, 8.0), 32.0))
+    # the displacement/strain 1-sigma of that node: the 128 px chip's term, 4x a 32 px chip's on a ramp
+    ramp = np.broadcast_to(np.arange(30) * 0.8, (1, 9, 30)).copy()
+    err = np.full(ramp.shape, 1e-9)
+    model = ErrorModel(0.0, 0.01)
+    big = np.where(np.arange(30) == 13, 128.0, 32.0) * np.ones(ramp.shape)
+    s_big = pair_sigma(ramp, np.zeros(ramp.shape), err, step=8.0, chip=big, model=model, component="x")
+    s_base = pair_sigma(ramp, np.zeros(ramp.shape), err, step=8.0, chip=32.0, model=model, component="x")
+    assert s_big[0, 4, 13] == pytest.approx(4 * s_base[0, 4, 13], rel=1e-6)
+    assert s_base[0, 4, 13] == pytest.approx(0.01 * 32 * 0.1, rel=1e-6)
+
+
+def test_velocity_error_carries_the_largest_chip_behind_its_pairs() -> None:
+    """A velocity that one pair measured with a grown 128 px chip gets the strain term of that chip (its
+    size times the gradient within half of it; 4x the base chip's on a uniform shear), the other nodes the
+    32 px chips'; per-pair chips of the wrong grid are refused."""
+    t = np.array([0.0, 16.0, 32.0])
+    dates = np.datetime64("2024-01-01") + t.astype("timedelta64[D]")
+    pairs = [(0, 1), (1, 2), (0, 2)]
+    v = np.broadcast_to(np.arange(20) * 0.08, (9, 20)) / 365.25  # px/day: shear 0.01 px/yr per px
+    dx = np.stack([v * (t[j] - t[i]) for i, j in pairs])
+    dy = np.zeros_like(dx)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", TimeSeriesWarning)
+        ts = invert(dates, pairs, dx, dy, weights=np.ones(dx.shape))
+    chip = np.full(dx.shape, 32.0)
+    chip[1, 4, 10] = 128.0  # one pair's value at node (4, 10) from a grown chip
+    sigma = np.full(dx.shape, 1e-9)
+    model = ErrorModel(0.0, 0.01)
+    got = add_node_errors(ts, pairs, sigma, step=8.0, chip=chip, model=model)
+    base = add_node_errors(ts, pairs, sigma, step=8.0, chip=32.0, model=model)
+    expect = 0.01 * 32 * 0.01  # px/yr: strain fraction x chip x gradient
+    assert base.sigma_velocity_x[4, 10] == pytest.approx(expect, rel=1e-3)
+    assert got.sigma_velocity_x[4, 10] == pytest.approx(4 * expect, rel=1e-3)
+    assert got.sigma_velocity_x[4, 12] == pytest.approx(expect, rel=1e-3)
+    with pytest.raises(InvalidInputError):
+        add_node_errors(ts, pairs, sigma, step=8.0, chip=chip[:, :5], model=model)
+
+
 def test_stable_noise_scale_measures_the_matchers_miscalibration() -> None:
     """Offsets whose true scatter is 0.6x the predicted error give a factor ~0.6 from stable ground, about
     any common shift, robust to a minority of moving nodes in the mask."""

@@ -127,9 +127,10 @@ class NodeErrors:
         """The error model calibrated for the ``ncc`` matcher's ``smoothing_model`` (``kw``: the other
         fields): for ``"quadratic-sided"``, ``ErrorModel(0.007, 0.01, isotropic=True)`` times the smoothing
         gain, and the unsmoothed values on still ground within 4.5 nodes of motion detected at 4σ
-        (``benchmarks/bench_calibration.py``: 18 of its 20 cells in the 60-75 % band, against 13 for the
-        plane); for the others (``"plane"``, the default), :class:`ErrorModel`'s defaults, without gain
-        or margin (which take the plane's 13 cells to 10; docs/benchmarks.md)."""
+        (``benchmarks/bench_calibration.py``, with each value's strain term from the chip that measured it:
+        19 of its 20 cells in the 60-75 % band, against 15 for the plane); for the others (``"plane"``, the
+        default), :class:`ErrorModel`'s defaults, without gain or margin (which take the plane's cells
+        down; docs/benchmarks.md)."""
         if smoothing_model == "quadratic-sided":
             return cls(model=ErrorModel(0.007, 0.01, isotropic=True), gain=True, margin=4.5, **kw)
         return cls(**kw)
@@ -250,8 +251,10 @@ def _invert_block(
     if node_errors is not None:
         # per-node errors: the matcher's plus its displacement/strain part (timeseries.uncertainty), the
         # strain's gradient over the chip's footprint taken with the rows it reaches on each side of the
-        # block (as on the whole map)
-        reach = max(1, round(0.5 * node_errors.chip / node_errors.step)) + 1
+        # block (as on the whole map; the block's largest chip: a grown chip's footprint is its own)
+        own = products.optional("chip_size_height", block, nx)
+        largest = max(node_errors.chip, float(np.nanmax(np.where(own > 0, own, 0.0), initial=0.0)))
+        reach = max(1, round(0.5 * largest / node_errors.step)) + 1
         halo = slice(max(0, block.start - reach), min(ny, block.stop + reach))
         inner = slice(block.start - halo.start, block.stop - halo.start)
         err = _read(products, "offset_error", halo, nx, margin).astype(np.float64)
@@ -285,7 +288,7 @@ def _invert_block(
             sigma_x,
             sigma_y=sigma_y,
             step=node_errors.step,
-            chip=np.nanmedian(chip, axis=0),
+            chip=chip,
             model=node_errors.model,
             gain=gain,
         )

@@ -100,6 +100,13 @@ def _component_gradient(comp: NDArray[np.float64], step: tuple[float, float]) ->
     return np.sqrt(total)
 
 
+def _broadcasts(shape: tuple[int, ...], to: tuple[int, ...]) -> bool:
+    try:
+        return np.broadcast_shapes(shape, to) == to
+    except ValueError:
+        return False
+
+
 def footprint_gradient(
     comp: NDArray[np.float64], step: tuple[float, float], chip: NDArray[np.float64] | float
 ) -> NDArray[np.float64]:
@@ -107,7 +114,9 @@ def footprint_gradient(
 
     A chip measures the motion of all its pixels: a node whose chip reaches a shear zone (a still node next
     to moving ice, a node beside a glacier margin) has the error of that shear, even where the field is
-    flat at the node itself. The half-chip radius is that of the median chip, at least one node.
+    flat at the node itself. The half-chip radius is that of each node's own chip when ``chip`` is an array
+    like ``comp`` (a value measured by a grown 128 px chip sees the gradient 64 px away; NaN: the median
+    chip), else that of the median chip; at least one node.
 
     Parameters
     ----------
@@ -116,7 +125,8 @@ def footprint_gradient(
     step
         Node spacing (rows, cols), px.
     chip
-        Chip size, px (number or array: its median sets the radius).
+        Chip size, px: a number, or an array (``OffsetField.chip_height`` per node, broadcastable to
+        ``comp``'s shape for a per-node radius; otherwise its median sets the radius).
 
     Returns
     -------
@@ -124,11 +134,22 @@ def footprint_gradient(
         Like ``comp``: px/px (or px/yr per px).
     """
     g = _component_gradient(comp, step)
-    half = 0.5 * float(np.nanmedian(np.asarray(chip, np.float64))) if np.size(chip) else 16.0
-    half = half if np.isfinite(half) else 16.0
-    radius = [max(1, round(half / s)) for s in step]
-    size = [1] * (g.ndim - 2) + [2 * radius[0] + 1, 2 * radius[1] + 1]
-    return np.asarray(ndimage.maximum_filter(g, size=size, mode="nearest"), np.float64)
+    c = np.asarray(chip, np.float64)
+    finite = c[np.isfinite(c)] if c.size else c
+    median = float(np.median(finite)) if finite.size else 32.0
+    per_node = c.ndim > 0 and c.size > 1 and _broadcasts(c.shape, g.shape)
+    if per_node:
+        c = np.broadcast_to(np.where(np.isfinite(c), c, median), g.shape)
+    sizes = np.unique(c) if per_node else np.array([median])
+    out = np.empty_like(g)
+    for size in sizes:
+        radius = [max(1, round(0.5 * float(size) / s)) for s in step]
+        window = [1] * (g.ndim - 2) + [2 * radius[0] + 1, 2 * radius[1] + 1]
+        grown = np.asarray(ndimage.maximum_filter(g, size=window, mode="nearest"), np.float64)
+        if len(sizes) == 1:
+            return grown
+        np.copyto(out, grown, where=c == size)
+    return out
 
 
 def _systematic(
@@ -191,7 +212,8 @@ def pair_sigma(
         Node spacing (rows, cols), px.
     chip
         Chip size behind each value (``OffsetField.chip_height``), px: a number or an array like ``dx``
-        (NaN: 32).
+        (NaN: 32). A value measured by a grown chip gets the strain term of that chip: its size times
+        the largest gradient within half of it (:func:`footprint_gradient`).
     model
         Displacement/strain coefficients (default :class:`ErrorModel`).
     component
@@ -358,7 +380,9 @@ def add_node_errors(
     step
         Node spacing (rows, cols), px.
     chip
-        Chip size, px (number or ``(ny, nx)`` array, e.g. the median over the pairs).
+        Chip size, px: a number, ``(ny, nx)``, or per pair ``(npairs, ny, nx)`` (``OffsetField.chip_height``
+        of each pair; then the largest over the pairs: a velocity that any pair measured with a grown chip
+        carries that chip's term). Each node's footprint is its own chip's (:func:`footprint_gradient`).
     unit_per_px
         Series unit per pixel (e.g. the pixel size in metres for a series in metres).
     model
@@ -388,6 +412,12 @@ def add_node_errors(
     years = float((ts.dates[-1] - ts.dates[0]) / np.timedelta64(1, "D")) / DAYS_PER_YEAR
     st = _steps(step)
     c = np.asarray(chip, np.float64)
+    if c.ndim == 3:
+        if c.shape[1:] != ts.dx.shape[1:]:
+            raise InvalidInputError(f"chip {c.shape} does not match the series' grid {ts.dx.shape[1:]}")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", RuntimeWarning)  # nodes without any pair: 32
+            c = np.nanmax(c, axis=0)
     c = np.where(np.isfinite(c), c, 32.0)
     # px/yr and (px/yr)/px: the term is per year of displacement
     velocity = [getattr(ts, f"velocity_{k}").astype(np.float64) / unit_per_px for k in ("x", "y")]
