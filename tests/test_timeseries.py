@@ -759,16 +759,16 @@ def test_isotropic_error_model_covers_a_chip_error_across_the_flow() -> None:
 
 
 # ------------------------------------------------------- chunked inversion with per-node errors (#21 x #25)
-def test_chunked_inversion_uses_the_per_node_error_model(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """``invert_products(node_errors=...)`` gives what the in-memory chain gives (per-node 1/sigma^2
-    weights, then image noise and the displacement/strain part in the sigmas), in one block and in many."""
+def _product_series(n: int, step: int, pixel: float):  # type: ignore[no-untyped-def]
+    """A pair product's ``dx``/``dy``/``mapping`` on an ``n`` x ``n`` node grid (UTM 7N, ``pixel`` m, nodes
+    every ``step`` px), five dates 16 days apart and their seven pairs of span 1 and 2: the series the
+    chunked-inversion tests write products for."""
     from dataclasses import dataclass
 
     from rasterio.crs import CRS
     from rasterio.transform import from_origin
 
-    from geodeform.io import GeoGrid, offset_dataset, write_netcdf
-    from geodeform.timeseries.chunked import NodeErrors, invert_products
+    from geodeform.io import GeoGrid, offset_dataset
 
     @dataclass
     class Field:
@@ -779,14 +779,23 @@ def test_chunked_inversion_uses_the_per_node_error_model(tmp_path) -> None:  # t
         quality: np.ndarray
         reason: np.ndarray
 
-    n, step, pixel = 24, 16, 10.0
     z = np.zeros((n, n), np.float32)
     centres = 16 + step * np.arange(n, dtype=np.float64)
     image = GeoGrid(CRS.from_epsg(32607), from_origin(500000, 6800000, pixel, pixel), (16 * n + 32,) * 2)
     template = offset_dataset(Field(centres, centres, z, z, z + 1, z.astype(np.uint8)), image, step=step)
-    template = template[["dx", "dy", "mapping"]]
     dates = np.datetime64("2020-01-01") + np.array([0, 16, 32, 48, 64])
     pairs = np.array([(0, 1), (1, 2), (2, 3), (3, 4), (0, 2), (1, 3), (2, 4)], dtype=np.int64)
+    return template[["dx", "dy", "mapping"]], dates, pairs
+
+
+def test_chunked_inversion_uses_the_per_node_error_model(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """``invert_products(node_errors=...)`` gives what the in-memory chain gives (per-node 1/sigma^2
+    weights, then image noise and the displacement/strain part in the sigmas), in one block and in many."""
+    from geodeform.io import write_netcdf
+    from geodeform.timeseries.chunked import NodeErrors, invert_products
+
+    n, step, pixel = 24, 16, 10.0
+    template, dates, pairs = _product_series(n, step, pixel)
     rng = np.random.default_rng(5)
     yy, xx = np.mgrid[0:n, 0:n] / n
     v = 0.5 * np.exp(-((xx - 0.5) ** 2 + (yy - 0.5) ** 2) / 0.05)  # m/day
@@ -904,31 +913,11 @@ def test_chunked_inversion_takes_the_unsmoothed_values_at_the_ice_margin(tmp_pat
     and takes them there, so the still nodes next to the ice have no velocity bias,
     where without the unsmoothed variables they carry the borrowed motion; deep ice keeps the smoothed
     values."""
-    from dataclasses import dataclass
-
-    from rasterio.crs import CRS
-    from rasterio.transform import from_origin
-
-    from geodeform.io import GeoGrid, offset_dataset, write_netcdf
+    from geodeform.io import write_netcdf
     from geodeform.timeseries.chunked import NodeErrors, invert_products
 
-    @dataclass
-    class Field:
-        rows: np.ndarray
-        cols: np.ndarray
-        dx: np.ndarray
-        dy: np.ndarray
-        quality: np.ndarray
-        reason: np.ndarray
-
     n, step, pixel = 24, 16, 10.0
-    z = np.zeros((n, n), np.float32)
-    centres = 16 + step * np.arange(n, dtype=np.float64)
-    image = GeoGrid(CRS.from_epsg(32607), from_origin(500000, 6800000, pixel, pixel), (16 * n + 32,) * 2)
-    template = offset_dataset(Field(centres, centres, z, z, z + 1, z.astype(np.uint8)), image, step=step)
-    template = template[["dx", "dy", "mapping"]]
-    dates = np.datetime64("2020-01-01") + np.array([0, 16, 32, 48, 64])
-    pairs = np.array([(0, 1), (1, 2), (2, 3), (3, 4), (0, 2), (1, 3), (2, 4)], dtype=np.int64)
+    template, dates, pairs = _product_series(n, step, pixel)
     rng = np.random.default_rng(6)
     ice = np.zeros((n, n), bool)
     ice[:, 10:16] = True
