@@ -287,8 +287,7 @@ def offset_dataset(
         sign_convention="dx,vx: + toward increasing map x (east); dy,vy: + toward increasing map y (north); "
         "displacement from the reference to the secondary image",
     )
-    t = image_grid.transform
-    attrs["geodeform_pixel_m"] = float(np.sqrt(abs(t.a * t.e - t.b * t.d)))
+    attrs["geodeform_pixel_m"] = _pixel_size(image_grid)
     for key, value in (processing or {}).items():
         attrs[f"geodeform_{key}"] = _attr_value(value)
     return xr.Dataset(variables, coords=coords, attrs=attrs)
@@ -364,33 +363,29 @@ def _chip_sizes(result: Any, grid: GeoGrid) -> dict[str, xr.Variable]:
     return out
 
 
+def _pixel_size(grid: GeoGrid) -> float:
+    """The side of a square of a pixel's area, map units (m): the pixel size of a rotated or sheared grid."""
+    t = grid.transform
+    return float(np.sqrt(abs(t.a * t.e - t.b * t.d)))
+
+
 def _node_error_m(result: Any, grid: GeoGrid) -> NDArray[np.float64] | None:
     """Per-component 1-sigma error (map units) from the matcher's per-node vector error in pixels, if any."""
     err = getattr(result, "error", None)
     if err is None or not np.isfinite(err).any():
         return None
-    t = grid.transform
-    pixel = float(np.sqrt(abs(t.a * t.e - t.b * t.d)))
-    return np.asarray(err, np.float64) / np.sqrt(2.0) * pixel
+    return np.asarray(err, np.float64) / np.sqrt(2.0) * _pixel_size(grid)
 
 
 def _unsmoothed(result: Any, grid: GeoGrid) -> dict[str, xr.Variable]:
     """Each node's own chip's displacement and error before the matcher's smoothing, and the smoothing's
     gain, when the matcher reports them (``smoothing_dx``/``smoothing_dy``/``error_unsmoothed``, px)."""
-    sdx, sdy = getattr(result, "smoothing_dx", None), getattr(result, "smoothing_dy", None)
     own_error = getattr(result, "error_unsmoothed", None)
-    if sdx is None or sdy is None or own_error is None:
+    if own_error is None or any(getattr(result, k, None) is None for k in ("smoothing_dx", "smoothing_dy")):
         return {}
-    own = pixel_offsets_to_map(
-        np.asarray(result.dx, np.float32) - sdx,
-        np.asarray(result.dy, np.float32) - sdy,
-        grid.transform,
-        crs=grid.crs,
-    )
-    t = grid.transform
-    pixel = float(np.sqrt(abs(t.a * t.e - t.b * t.d)))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        gain = np.asarray(result.error, np.float64) / np.asarray(own_error, np.float64)
+    # an OffsetField's own-chip values and gain (dx - smoothing_dx, error / error_unsmoothed)
+    own = pixel_offsets_to_map(result.dx_unsmoothed, result.dy_unsmoothed, grid.transform, crs=grid.crs)
+    pixel = _pixel_size(grid)
     return {
         "dx_unsmoothed": _var(
             own.east, "displacement along +x (east) of the node's own chip, before smoothing", "m"
@@ -404,7 +399,7 @@ def _unsmoothed(result: Any, grid: GeoGrid) -> dict[str, xr.Variable]:
             "m",
         ),
         "smoothing_gain": _var(
-            gain.astype(np.float32),
+            result.smoothing_gain,
             "offset_error over offset_error_unsmoothed: share of a per-chip error left by the smoothing",
             "1",
         ),

@@ -140,15 +140,18 @@ def footprint_gradient(
     per_node = c.ndim > 0 and c.size > 1 and _broadcasts(c.shape, g.shape)
     if per_node:
         c = np.broadcast_to(np.where(np.isfinite(c), c, median), g.shape)
-    sizes = np.unique(c) if per_node else np.array([median])
+    # one filter per window (half a chip in nodes, at least one): chips of 24-32 px share 3 x 3 at step 16
+    windows: dict[tuple[int, int], list[float]] = {}
+    for size in np.unique(c) if per_node else [median]:
+        radius = tuple(max(1, round(0.5 * float(size) / s)) for s in step)
+        windows.setdefault((radius[0], radius[1]), []).append(float(size))
     out = np.empty_like(g)
-    for size in sizes:
-        radius = [max(1, round(0.5 * float(size) / s)) for s in step]
-        window = [1] * (g.ndim - 2) + [2 * radius[0] + 1, 2 * radius[1] + 1]
+    for (ry, rx), sizes in windows.items():
+        window = [1] * (g.ndim - 2) + [2 * ry + 1, 2 * rx + 1]
         grown = np.asarray(ndimage.maximum_filter(g, size=window, mode="nearest"), np.float64)
-        if len(sizes) == 1:
+        if len(windows) == 1:
             return grown
-        np.copyto(out, grown, where=c == size)
+        np.copyto(out, grown, where=np.isin(c, sizes))
     return out
 
 
