@@ -906,6 +906,22 @@ def test_moving_nodes_and_the_margin_on_a_synthetic_glacier() -> None:
         moving_nodes(dates, pairs, dx, dy, err[:, :3])
 
 
+def test_the_margin_functions_refuse_bad_arguments_by_name() -> None:
+    """A mask that is not 2-D, a negative reach, a threshold that is not positive and offsets of different
+    shapes: InvalidInputError naming the argument."""
+    dates = np.datetime64("2024-01-01") + np.array([0, 16, 32]).astype("timedelta64[D]")
+    pairs = np.array([(0, 1), (1, 2), (0, 2)])
+    z = np.zeros((3, 4, 4))
+    with pytest.raises(InvalidInputError, match=r"moving must be a \(ny, nx\) mask, got shape \(4,\)"):
+        margin_nodes(np.zeros(4, bool))
+    with pytest.raises(InvalidInputError, match="nodes must be >= 0, got -1"):
+        margin_nodes(np.zeros((4, 4), bool), nodes=-1)
+    with pytest.raises(InvalidInputError, match="k must be > 0, got 0"):
+        moving_nodes(dates, pairs, z, z, z + 0.1, k=0)
+    with pytest.raises(InvalidInputError, match=r"dx, dy and error must be \(npairs, ny, nx\) of one shape"):
+        moving_nodes(dates, pairs, z, z[:, :3], z + 0.1)
+
+
 def test_chunked_inversion_takes_the_unsmoothed_values_at_the_ice_margin(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """Products whose smoothed ``dx`` borrows the ice's motion on the still ground next to it (a bias
     that grows with the pair's span, as the matcher's smoothing gives), with the own chips' values in
